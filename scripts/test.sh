@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# Runs the whole test suite on a fresh clone: sets up what is missing, then `npm test`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/setup.sh --no-run
+npm test

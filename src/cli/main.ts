@@ -1,0 +1,22 @@
+/** The `lonas` command line. One file per command under src/cli/; this file wires them together. */
+import { Command } from 'commander';
+import { readFileSync } from 'node:fs';
+import { doctorCommand } from './doctor.ts';
+
+const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+
+const program = new Command();
+program
+  .name('lonas')
+  .description('Make LLMs smaller and faster with elastic low-rank adapters and architecture search (LoNAS, Shears, SQFT)')
+  .version(pkg.version, '-v, --version');
+program.addCommand(doctorCommand());
+
+try {
+  await program.parseAsync(process.argv);
+} catch (e) {
+  // Expected failures (bad input, missing files) are reported as one clear line, not a stack trace.
+  process.stderr.write(`lonas: ${(e as Error).message}\n`);
+  if (process.env.LONAS_DEBUG) process.stderr.write(`${(e as Error).stack}\n`);
+  process.exit(1);
+}

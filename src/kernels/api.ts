@@ -1,0 +1,105 @@
+/**
+ * The kernel contract. Two implementations exist and must agree:
+ *  - `native`    (native/lonas.cc, OpenBLAS sgemm + fused C++ loops, float32 only)
+ *  - `reference` (src/kernels/reference.ts, plain TypeScript, float32 or float64)
+ * The reference is the oracle in tests and the fallback when the addon is missing.
+ *
+ * Conventions (shared by both):
+ *  - Matrices are row-major. `lda/ldb/ldc` are row strides, `aOff/bOff/cOff` element offsets, so a
+ *    row or column slice of a weight is multiplied in place (elastic widths need this).
+ *  - Backward kernels OVERWRITE their output gradient buffers, except `embeddingBackward`, which
+ *    scatter-ADDS into `dw` (rows may repeat). The autograd engine does accumulation.
+ *  - Every array argument is used from index 0 (callers pass `subarray`s) unless an explicit
+ *    offset parameter exists.
+ */
+export type FloatArray = Float32Array | Float64Array;
+
+export interface Kernels {
+  readonly name: 'native' | 'reference';
+
+  /** C = alpha · op(A) · op(B) + beta · C, op(X) = Xᵀ when trans. op(A): (m, k), op(B): (k, n), C: (m, n). */
+  gemm(
+    transA: boolean, transB: boolean, m: number, n: number, k: number, alpha: number,
+    a: FloatArray, aOff: number, lda: number,
+    b: FloatArray, bOff: number, ldb: number,
+    beta: number, c: FloatArray, cOff: number, ldc: number,
+  ): void;
+
+  /** `batch` independent gemms; matrix i starts at xOff + i·strideX. */
+  gemmBatched(
+    transA: boolean, transB: boolean, m: number, n: number, k: number, alpha: number,
+    a: FloatArray, aOff: number, lda: number, strideA: number,
+    b: FloatArray, bOff: number, ldb: number, strideB: number,
+    beta: number, c: FloatArray, cOff: number, ldc: number, strideC: number,
+    batch: number,
+  ): void;
+
+  /**
+   * y = softmax(scale · x) over the last axis of (rows, cols).
+   * Causal mask when causalRows > 0: row r has query index q = r mod causalRows and keeps columns
+   * j ≤ q + causalShift (causalShift = Tk − Tq when a KV cache precedes the queries); masked y = 0.
+   */
+  softmax(x: FloatArray, y: FloatArray, rows: number, cols: number, scale: number,
+    causalRows: number, causalShift: number): void;
+  /** dx = scale · y ⊙ (dy − Σ_j dy·y). (rows, cols). Masked entries (y = 0) get dx = 0. dy and dx may alias. */
+  softmaxBackward(y: FloatArray, dy: FloatArray, dx: FloatArray, rows: number, cols: number, scale: number): void;
+
+  /**
+   * Cross-entropy of logits (rows, vocab) against integer targets (rows). Rows whose target equals
+   * ignoreIndex are skipped. Writes lse[r] = logsumexp(logits[r]) for every row and returns the SUM of
+   * −log softmax(logits[r])[target[r]] over kept rows (the caller divides by the kept count).
+   */
+  crossEntropy(logits: FloatArray, targets: Int32Array, lse: FloatArray, rows: number, vocab: number,
+    ignoreIndex: number): number;
+  /** dlogits[r] = gradScale · (softmax(logits[r]) − onehot(target[r])); zero rows for ignored targets. */
+  crossEntropyBackward(logits: FloatArray, targets: Int32Array, lse: FloatArray, rows: number, vocab: number,
+    ignoreIndex: number, gradScale: number, dlogits: FloatArray): void;
+
+  /** y = x · rstd · w with rstd[r] = 1/sqrt(mean(x[r]²) + eps). x, y: (rows, dim); w: (dim); rstd: (rows). */
+  rmsnorm(x: FloatArray, w: FloatArray, y: FloatArray, rstd: FloatArray, rows: number, dim: number, eps: number): void;
+  /** Gradients of rmsnorm given the saved rstd; dx (rows, dim) and/or dw (dim) may be null (not wanted). */
+  rmsnormBackward(x: FloatArray, w: FloatArray, rstd: FloatArray, dy: FloatArray,
+    dx: FloatArray | null, dw: FloatArray | null, rows: number, dim: number): void;
+
+  /** y = x · sigmoid(x), n elements. */
+  silu(x: FloatArray, y: FloatArray, n: number): void;
+  siluBackward(x: FloatArray, dy: FloatArray, dx: FloatArray, n: number): void;
+  /** out = silu(gate) · up, n elements. */
+  swiglu(gate: FloatArray, up: FloatArray, out: FloatArray, n: number): void;
+  /** dgate/dup may be null (not wanted). */
+  swigluBackward(gate: FloatArray, up: FloatArray, dout: FloatArray,
+    dgate: FloatArray | null, dup: FloatArray | null, n: number): void;
+
+  /**
+   * Rotary embedding, rotate-half convention (HF Llama). x, out: (nTok, nHeads, headDim), half = headDim/2.
+   * For token t at position p = positions[t] and i < half, with c = cos[p·half + i], s = sign · sin[p·half + i]:
+   *   out[i]        = x[i]·c − x[i+half]·s
+   *   out[i+half]   = x[i+half]·c + x[i]·s
+   * sign = +1 forward; sign = −1 is the exact backward (rotation by −θ). x and out may alias.
+   */
+  rope(x: FloatArray, out: FloatArray, positions: Int32Array, cos: FloatArray, sin: FloatArray,
+    nTok: number, nHeads: number, headDim: number, sign: number): void;
+
+  /** out[t] = w[ids[t]] for t < n; w: (vocab, dim), out: (n, dim). */
+  embedding(w: FloatArray, ids: Int32Array, out: FloatArray, n: number, dim: number): void;
+  /** dw[ids[t]] += dy[t] (scatter-add, rows may repeat). */
+  embeddingBackward(dy: FloatArray, ids: Int32Array, dw: FloatArray, n: number, dim: number): void;
+
+  /**
+   * One AdamW step in place, exactly PyTorch's single-tensor AdamW:
+   *   p ·= (1 − lr·wd); m = β1 m + (1−β1) g; v = β2 v + (1−β2) g²;
+   *   p −= (lr / bc1) · m / (sqrt(v) / sqrt(bc2) + eps),   bc1 = 1 − β1^t, bc2 = 1 − β2^t (given).
+   */
+  adamw(p: FloatArray, g: FloatArray, m: FloatArray, v: FloatArray, n: number, lr: number, beta1: number,
+    beta2: number, eps: number, weightDecay: number, bc1: number, bc2: number): void;
+}
+
+/** Extra controls only the native backend has. */
+export interface NativeInfo {
+  /** OpenBLAS core name as it reports itself (e.g. "SkylakeX"). */
+  coreName(): string;
+  /** OpenBLAS build configuration string. */
+  config(): string;
+  getThreads(): number;
+  setThreads(n: number): void;
+}

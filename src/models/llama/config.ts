@@ -1,0 +1,34 @@
+/**
+ * The model configuration lonas computes with. Sizes are per layer (a sub-network extracted from an
+ * elastic super-network has different MLP widths and head counts in each layer).
+ */
+import type { RopeScaling } from '../../nn/rope.ts';
+
+export interface LayerSizes {
+  /** MLP intermediate width of this layer */
+  intermediateSize: number;
+  /** query heads of this layer */
+  numHeads: number;
+  /** key/value heads of this layer (numHeads is a multiple of it) */
+  numKvHeads: number;
+}
+
+export interface LlamaConfig {
+  vocabSize: number;
+  hiddenSize: number;
+  headDim: number;
+  layers: LayerSizes[];
+  rmsNormEps: number;
+  ropeTheta: number;
+  ropeScaling: RopeScaling | null;
+  maxPositions: number;
+  tieWordEmbeddings: boolean;
+  /** q/k/v projections carry a bias (Qwen2) */
+  attentionBias: boolean;
+}
+
+/** A uniform config (every layer the same size). */
+export function uniformConfig(c: Omit<LlamaConfig, 'layers'> & { numLayers: number; intermediateSize: number; numHeads: number; numKvHeads: number }): LlamaConfig {
+  const { numLayers, intermediateSize, numHeads, numKvHeads, ...rest } = c;
+  return { ...rest, layers: Array.from({ length: numLayers }, () => ({ intermediateSize, numHeads, numKvHeads })) };
+}

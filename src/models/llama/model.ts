@@ -1,0 +1,118 @@
+/**
+ * Llama-family decoder (Llama, Mistral, Qwen2-style q/k/v bias) over the tensor layer, following the
+ * Hugging Face modeling equations. Weights are addressed by their HF names; sizes come per layer.
+ *
+ *   h = embed[ids]                                            (B, T, C)
+ *   per layer: h += o_proj(attn(rope(q(norm1 h)), rope(k(…)), v(…)))
+ *              h += down(silu(gate(norm2 h)) ⊙ up(norm2 h))
+ *   logits = lm_head(norm h)   (lm_head = embed when tied)    (B, T, V)
+ */
+import { Tensor, add, attention, reshape, rope, swiglu } from '../../tensor/index.ts';
+import type { RopeTables } from '../../tensor/index.ts';
+import { Embedding, Linear, RMSNorm } from '../../nn/modules.ts';
+import type { LinearLike } from '../../nn/modules.ts';
+import { ropeTables } from '../../nn/rope.ts';
+import type { LlamaConfig } from './config.ts';
+
+export const PROJECTIONS = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] as const;
+export type ProjectionName = (typeof PROJECTIONS)[number];
+
+export interface DecoderLayer {
+  inputNorm: RMSNorm;
+  postAttentionNorm: RMSNorm;
+  /** q_proj … down_proj, replaceable by adapters */
+  proj: Record<ProjectionName, LinearLike>;
+}
+
+/** HF parameter name of a layer projection. */
+export function projectionWeightName(layer: number, proj: ProjectionName): string {
+  const block = proj === 'gate_proj' || proj === 'up_proj' || proj === 'down_proj' ? 'mlp' : 'self_attn';
+  return `model.layers.${layer}.${block}.${proj}`;
+}
+
+export class LlamaModel {
+  readonly embed: Embedding;
+  readonly layers: DecoderLayer[];
+  readonly norm: RMSNorm;
+  readonly lmHead: LinearLike;
+  private readonly rope: RopeTables;
+
+  /** `weights` maps HF names to tensors; missing or mis-shaped tensors are reported by name. */
+  constructor(readonly config: LlamaConfig, weights: Map<string, Tensor>) {
+    const c = config;
+    const get = (name: string, shape: number[]): Tensor => {
+      const t = weights.get(name);
+      if (!t) throw new Error(`model weights: missing tensor '${name}'`);
+      if (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i])) {
+        throw new Error(`model weights: '${name}' has shape [${t.shape.join(', ')}], the config expects [${shape.join(', ')}]`);
+      }
+      t.name = name;
+      return t;
+    };
+    const C = c.hiddenSize, D = c.headDim;
+    this.embed = new Embedding(get('model.embed_tokens.weight', [c.vocabSize, C]));
+    this.layers = c.layers.map((s, i) => {
+      const p = (proj: ProjectionName, shape: number[], bias = false) =>
+        new Linear(get(`${projectionWeightName(i, proj)}.weight`, shape), bias ? get(`${projectionWeightName(i, proj)}.bias`, [shape[0]]) : null);
+      return {
+        inputNorm: new RMSNorm(get(`model.layers.${i}.input_layernorm.weight`, [C]), c.rmsNormEps),
+        postAttentionNorm: new RMSNorm(get(`model.layers.${i}.post_attention_layernorm.weight`, [C]), c.rmsNormEps),
+        proj: {
+          q_proj: p('q_proj', [s.numHeads * D, C], c.attentionBias),
+          k_proj: p('k_proj', [s.numKvHeads * D, C], c.attentionBias),
+          v_proj: p('v_proj', [s.numKvHeads * D, C], c.attentionBias),
+          o_proj: p('o_proj', [C, s.numHeads * D]),
+          gate_proj: p('gate_proj', [s.intermediateSize, C]),
+          up_proj: p('up_proj', [s.intermediateSize, C]),
+          down_proj: p('down_proj', [C, s.intermediateSize]),
+        },
+      };
+    });
+    this.norm = new RMSNorm(get('model.norm.weight', [C]), c.rmsNormEps);
+    this.lmHead = c.tieWordEmbeddings ? new Linear(this.embed.weight) : new Linear(get('lm_head.weight', [c.vocabSize, C]));
+    this.rope = ropeTables({ headDim: D, maxPositions: c.maxPositions, theta: c.ropeTheta, scaling: c.ropeScaling });
+  }
+
+  /** Every tensor of the model by HF name (tied head listed once). */
+  namedParameters(): Map<string, Tensor> {
+    const out = new Map<string, Tensor>();
+    const add = (t: Tensor | null) => t && t.name && out.set(t.name, t);
+    add(this.embed.weight);
+    this.layers.forEach((l) => {
+      add(l.inputNorm.weight);
+      add(l.postAttentionNorm.weight);
+      for (const p of Object.values(l.proj)) if (p instanceof Linear) { add(p.weight); add(p.bias); }
+    });
+    add(this.norm.weight);
+    if (this.lmHead instanceof Linear) add(this.lmHead.weight);
+    return out;
+  }
+
+  /** ids (B·T) row-major → logits (B, T, V). Positions default to 0..T-1 for every row. */
+  forward(ids: Int32Array, batch: number, seq: number, positions?: Int32Array): Tensor {
+    if (ids.length !== batch * seq) throw new Error(`forward: ${ids.length} ids for batch ${batch} × seq ${seq}`);
+    const pos = positions ?? Int32Array.from({ length: batch * seq }, (_, i) => i % seq);
+    let h = this.embed.forward(ids, [batch, seq]); // (B, T, C)
+    this.layers.forEach((layer, i) => {
+      h = add(h, this.attentionBlock(layer, i, h, pos, batch, seq));
+      h = add(h, this.mlpBlock(layer, h));
+    });
+    return this.lmHead.forward(this.norm.forward(h)); // (B, T, V)
+  }
+
+  private attentionBlock(layer: DecoderLayer, i: number, h: Tensor, pos: Int32Array, B: number, T: number): Tensor {
+    const s = this.config.layers[i];
+    const D = this.config.headDim;
+    const x = layer.inputNorm.forward(h); // (B, T, C)
+    const q = rope(reshape(layer.proj.q_proj.forward(x), [B, T, s.numHeads, D]), pos, this.rope); // (B, T, Hq, D)
+    const k = rope(reshape(layer.proj.k_proj.forward(x), [B, T, s.numKvHeads, D]), pos, this.rope); // (B, T, Hkv, D)
+    const v = reshape(layer.proj.v_proj.forward(x), [B, T, s.numKvHeads, D]);
+    const o = attention(q, k, v, { causal: true }); // (B, T, Hq, D)
+    return layer.proj.o_proj.forward(reshape(o, [B, T, s.numHeads * D])); // (B, T, C)
+  }
+
+  private mlpBlock(layer: DecoderLayer, h: Tensor): Tensor {
+    const x = layer.postAttentionNorm.forward(h);
+    return layer.proj.down_proj.forward(swiglu(layer.proj.gate_proj.forward(x), layer.proj.up_proj.forward(x)));
+  }
+}

@@ -1,0 +1,149 @@
+/**
+ * Reverse-mode autograd: forward ops `record` a node on the output tensor; `backward` walks the nodes
+ * in reverse topological order and applies the op's vector-Jacobian rule from the single table in
+ * `vjp.ts`, which the compiler checks is complete for every op named in `OpSaved`.
+ *
+ * Gradients flow only where needed: an op records nothing when no input requires a gradient (frozen base
+ * weights, no-grad mode), and each rule receives `wants[i]` so it skips work for inputs that need no
+ * gradient (a frozen weight costs no weight-gradient GEMM).
+ */
+import type { FloatArray } from '../kernels/api.ts';
+import { Tensor, fmtShape, sameShape } from './tensor.ts';
+import { vjpRules } from './vjp.ts';
+import type { OpName, OpSaved } from './op-types.ts';
+
+export interface TapeNode {
+  op: OpName;
+  /** The op's differentiable inputs, in the order its rule returns gradients. */
+  inputs: readonly Tensor[];
+  saved: unknown;
+}
+
+let gradEnabled = true;
+
+export function isGradEnabled(): boolean {
+  return gradEnabled;
+}
+
+/** Runs `fn` without recording operations (inference, evaluation, optimizer updates). */
+export function noGrad<T>(fn: () => T): T {
+  const prev = gradEnabled;
+  gradEnabled = false;
+  try {
+    return fn();
+  } finally {
+    gradEnabled = prev;
+  }
+}
+
+/** True when an op over these inputs must be recorded. */
+export function needsGrad(...inputs: (Tensor | null | undefined)[]): boolean {
+  if (!gradEnabled) return false;
+  for (const t of inputs) if (t && t.requiresGrad) return true;
+  return false;
+}
+
+/** Records `op` as the producer of `out` (no-op when no input needs a gradient). Returns `out`. */
+export function record<K extends OpName>(op: K, inputs: readonly Tensor[], saved: OpSaved[K], out: Tensor): Tensor {
+  if (!needsGrad(...inputs)) return out;
+  out.requiresGrad = true;
+  out.node = { op, inputs, saved };
+  return out;
+}
+
+/**
+ * Back-propagates from `root` (a scalar unless `gradOutput` is given) and ADDS into `.grad` of every leaf
+ * with requiresGrad (so calling it for several micro-batches accumulates). The graph is released.
+ */
+export function backward(root: Tensor, gradOutput?: Tensor): void {
+  if (!root.requiresGrad) throw new Error('backward(): this tensor does not require a gradient (no trainable input reached it)');
+  if (!gradOutput && root.size !== 1) {
+    throw new Error(`backward(): the root has shape ${fmtShape(root.shape)}; pass a gradient of that shape or reduce to a scalar`);
+  }
+  if (gradOutput && !sameShape(gradOutput.shape, root.shape)) {
+    throw new Error(`backward(): gradient shape ${fmtShape(gradOutput.shape)} does not match ${fmtShape(root.shape)}`);
+  }
+  const seed = gradOutput ?? new Tensor(root.dtype === 'f64' ? new Float64Array(1).fill(1) : new Float32Array(1).fill(1), root.shape);
+  const order = topoOrder(root);
+  // Gradients of non-leaf tensors; `owned` means the engine may add into the buffer in place.
+  const pending = new Map<Tensor, { g: Tensor; owned: boolean }>();
+  pending.set(root, { g: seed, owned: false });
+
+  for (let i = order.length - 1; i >= 0; i--) {
+    const t = order[i];
+    const node = t.node!;
+    const entry = pending.get(t);
+    pending.delete(t);
+    t.node = null; // release the graph as we go (like PyTorch without retain_graph)
+    if (!entry) continue;
+    const wants = node.inputs.map((x) => x.requiresGrad);
+    const rule = vjpRules[node.op] as (saved: unknown, gy: Tensor, wants: boolean[]) => (Tensor | null)[];
+    const grads = rule(node.saved, entry.g, wants);
+    node.inputs.forEach((input, j) => {
+      const g = grads[j];
+      if (!wants[j] || !g) return;
+      if (!sameShape(g.shape, input.shape)) {
+        throw new Error(`internal: VJP of '${node.op}' gave input ${j} a gradient ${fmtShape(g.shape)} for shape ${fmtShape(input.shape)}`);
+      }
+      if (input.node) accumulatePending(pending, input, g);
+      else accumulateLeaf(input, g);
+    });
+  }
+}
+
+function topoOrder(root: Tensor): Tensor[] {
+  const order: Tensor[] = [];
+  const visited = new Set<Tensor>();
+  const stack: [Tensor, number][] = [[root, 0]];
+  visited.add(root);
+  while (stack.length) {
+    const top = stack[stack.length - 1];
+    const [t, next] = top;
+    const inputs = t.node!.inputs;
+    if (next < inputs.length) {
+      top[1]++;
+      const child = inputs[next];
+      if (child.node && !visited.has(child)) {
+        visited.add(child);
+        stack.push([child, 0]);
+      }
+    } else {
+      stack.pop();
+      order.push(t);
+    }
+  }
+  return order;
+}
+
+function accumulatePending(pending: Map<Tensor, { g: Tensor; owned: boolean }>, t: Tensor, g: Tensor): void {
+  const prev = pending.get(t);
+  if (!prev) {
+    pending.set(t, { g, owned: false });
+    return;
+  }
+  if (!prev.owned) {
+    prev.g = copyOf(prev.g);
+    prev.owned = true;
+  }
+  addInto(prev.g.data, g.contiguousData());
+}
+
+function accumulateLeaf(leaf: Tensor, g: Tensor): void {
+  if (leaf.grad === null) leaf.grad = copyOf(g);
+  else addInto(leaf.grad.data, g.contiguousData());
+}
+
+function copyOf(t: Tensor): Tensor {
+  const src = t.contiguousData();
+  const data = src instanceof Float64Array ? new Float64Array(src) : new Float32Array(src);
+  return new Tensor(data, t.shape);
+}
+
+function addInto(dst: FloatArray, src: FloatArray): void {
+  for (let i = 0; i < dst.length; i++) dst[i] += src[i];
+}
+
+/** Clears `.grad` of the given leaves (start of an optimizer step). */
+export function zeroGrad(params: Iterable<Tensor>): void {
+  for (const p of params) p.grad = null;
+}

@@ -1,0 +1,173 @@
+/**
+ * Differentiable operations (forward passes). Each computes its output with the kernels and records
+ * what its backward rule (in vjp.ts) needs. Shapes are checked here, with errors that name the op.
+ */
+import { kernelsFor } from '../kernels/index.ts';
+import type { FloatArray } from '../kernels/api.ts';
+import { record } from './autograd.ts';
+import { Rng } from './rng.ts';
+import { Tensor, fmtShape, matrixOperand, numel, sameShape } from './tensor.ts';
+
+function alloc(like: Tensor | FloatArray, n: number): FloatArray {
+  const data = like instanceof Tensor ? like.data : like;
+  return data instanceof Float64Array ? new Float64Array(n) : new Float32Array(n);
+}
+
+function checkSameShape(op: string, a: Tensor, b: Tensor): void {
+  if (!sameShape(a.shape, b.shape)) throw new Error(`${op}: shapes ${fmtShape(a.shape)} and ${fmtShape(b.shape)} differ`);
+  if (a.dtype !== b.dtype) throw new Error(`${op}: dtypes ${a.dtype} and ${b.dtype} differ`);
+}
+
+// ---- elementwise ------------------------------------------------------------------------------------
+
+export function add(a: Tensor, b: Tensor): Tensor {
+  checkSameShape('add', a, b);
+  const x = a.contiguousData(), y = b.contiguousData();
+  const out = alloc(a, x.length);
+  for (let i = 0; i < out.length; i++) out[i] = x[i] + y[i];
+  return record('add', [a, b], {}, new Tensor(out, a.shape));
+}
+
+export function sub(a: Tensor, b: Tensor): Tensor {
+  checkSameShape('sub', a, b);
+  const x = a.contiguousData(), y = b.contiguousData();
+  const out = alloc(a, x.length);
+  for (let i = 0; i < out.length; i++) out[i] = x[i] - y[i];
+  return record('sub', [a, b], {}, new Tensor(out, a.shape));
+}
+
+export function mul(a: Tensor, b: Tensor): Tensor {
+  checkSameShape('mul', a, b);
+  const x = a.contiguousData(), y = b.contiguousData();
+  const out = alloc(a, x.length);
+  for (let i = 0; i < out.length; i++) out[i] = x[i] * y[i];
+  return record('mul', [a, b], { a, b }, new Tensor(out, a.shape));
+}
+
+export function scale(a: Tensor, s: number): Tensor {
+  const x = a.contiguousData();
+  const out = alloc(a, x.length);
+  for (let i = 0; i < out.length; i++) out[i] = x[i] * s;
+  return record('scale', [a], { s }, new Tensor(out, a.shape));
+}
+
+/** Σ of all elements (scalar, shape []). */
+export function sum(a: Tensor): Tensor {
+  return reduceAll(a, 1);
+}
+
+/** Mean of all elements (scalar, shape []). */
+export function mean(a: Tensor): Tensor {
+  return reduceAll(a, 1 / a.size);
+}
+
+function reduceAll(a: Tensor, factor: number): Tensor {
+  const x = a.contiguousData();
+  let acc = 0;
+  for (let i = 0; i < x.length; i++) acc += x[i];
+  const out = alloc(a, 1);
+  out[0] = acc * factor;
+  return record('sum', [a], { shape: a.shape, factor }, new Tensor(out, []));
+}
+
+/** Inverted dropout: keeps each element with probability 1 − p and scales it by 1/(1 − p). Identity when p = 0. */
+export function dropout(x: Tensor, p: number, rng: Rng): Tensor {
+  if (!(p >= 0 && p < 1)) throw new Error(`dropout: probability must be in [0, 1), got ${p}`);
+  if (p === 0) return x;
+  const src = x.contiguousData();
+  const mask = alloc(x, src.length);
+  const out = alloc(x, src.length);
+  const keep = 1 / (1 - p);
+  for (let i = 0; i < src.length; i++) {
+    mask[i] = rng.uniform() >= p ? keep : 0;
+    out[i] = src[i] * mask[i];
+  }
+  return record('dropout', [x], { mask }, new Tensor(out, x.shape));
+}
+
+// ---- views ------------------------------------------------------------------------------------------
+
+/** Same elements, new shape (a view when contiguous, else a copy). One dimension may be -1. */
+export function reshape(a: Tensor, shape: readonly number[]): Tensor {
+  const known = shape.filter((d) => d !== -1);
+  const resolved = shape.includes(-1) ? shape.map((d) => (d === -1 ? a.size / numel(known) : d)) : [...shape];
+  if (numel(resolved) !== a.size || resolved.some((d) => !Number.isInteger(d))) {
+    throw new Error(`reshape: cannot view ${fmtShape(a.shape)} (${a.size} elements) as ${fmtShape(shape)}`);
+  }
+  const src = a.isContiguous ? a : contiguous(a);
+  const out = new Tensor(src.data, resolved, { offset: src.offset });
+  return record('reshape', [src], { shape: src.shape }, out);
+}
+
+/** View of `a[start : start + length]` along `dim` (shares storage). */
+export function narrow(a: Tensor, dim: number, start: number, length: number): Tensor {
+  if (dim < 0) dim += a.ndim;
+  if (dim < 0 || dim >= a.ndim || start < 0 || length < 0 || start + length > a.shape[dim]) {
+    throw new Error(`narrow: [${start}, ${start + length}) along dim ${dim} is outside ${fmtShape(a.shape)}`);
+  }
+  const shape = [...a.shape];
+  shape[dim] = length;
+  const out = new Tensor(a.data, shape, { strides: a.strides, offset: a.offset + start * a.strides[dim] });
+  return record('narrow', [a], { shape: a.shape, dim, start }, out);
+}
+
+/** View with axes reordered: out.shape[i] = a.shape[dims[i]]. */
+export function permute(a: Tensor, dims: readonly number[]): Tensor {
+  if (dims.length !== a.ndim || [...dims].sort((x, y) => x - y).some((d, i) => d !== i)) {
+    throw new Error(`permute: ${fmtShape(dims)} is not a permutation of ${a.ndim} axes`);
+  }
+  const out = new Tensor(a.data, dims.map((d) => a.shape[d]), { strides: dims.map((d) => a.strides[d]), offset: a.offset });
+  return record('permute', [a], { dims }, out);
+}
+
+/** A dense row-major copy (returns `a` itself when already contiguous). */
+export function contiguous(a: Tensor): Tensor {
+  if (a.isContiguous) return a;
+  const data = a.contiguousData();
+  return record('contiguous', [a], {}, new Tensor(data, a.shape));
+}
+
+// ---- linear algebra ---------------------------------------------------------------------------------
+
+/**
+ * y = x · wᵀ (+ b). x (…, in); w (out, in), any 2-D view with a unit stride (row/column slices of a larger
+ * weight are multiplied in place); b (out). y (…, out).
+ */
+export function linear(x: Tensor, w: Tensor, b?: Tensor | null): Tensor {
+  const inF = x.shape[x.ndim - 1];
+  if (w.ndim !== 2 || w.shape[1] !== inF) {
+    throw new Error(`linear: input ${fmtShape(x.shape)} does not match weight ${fmtShape(w.shape)}${w.name ? ` (${w.name})` : ''} (expected (out, ${inF}))`);
+  }
+  const outF = w.shape[0];
+  if (b && (b.ndim !== 1 || b.shape[0] !== outF)) throw new Error(`linear: bias ${fmtShape(b.shape)} does not match ${outF} outputs`);
+  const xd = x.contiguousData();
+  const rows = xd.length / Math.max(inF, 1);
+  const y = alloc(x, rows * outF);
+  const wo = matrixOperand(w);
+  if (b) {
+    const bd = b.contiguousData();
+    for (let r = 0; r < rows; r++) y.set(bd, r * outF);
+  }
+  if (rows > 0 && outF > 0 && inF > 0) {
+    kernelsFor(xd).gemm(false, !wo.trans, rows, outF, inF, 1, xd, 0, Math.max(inF, 1), wo.data, wo.off, wo.ld, b ? 1 : 0, y, 0, outF);
+  }
+  const out = new Tensor(y, [...x.shape.slice(0, -1), outF]);
+  const xc = x.isContiguous ? x : new Tensor(xd, x.shape);
+  return record('linear', b ? [x, w, b] : [x, w], { x: xc, w, hasBias: !!b }, out);
+}
+
+/** Batched matrix product of contiguous tensors: (…, m, k) · (…, k, n) → (…, m, n) with equal batch dims. */
+export function matmul(a: Tensor, b: Tensor): Tensor {
+  if (a.ndim < 2 || a.ndim !== b.ndim || !sameShape(a.shape.slice(0, -2), b.shape.slice(0, -2)) || a.shape[a.ndim - 1] !== b.shape[b.ndim - 2]) {
+    throw new Error(`matmul: cannot multiply ${fmtShape(a.shape)} by ${fmtShape(b.shape)}`);
+  }
+  const [m, k] = a.shape.slice(-2);
+  const n = b.shape[b.ndim - 1];
+  const batch = numel(a.shape.slice(0, -2));
+  const ad = a.contiguousData(), bd = b.contiguousData();
+  const y = alloc(a, batch * m * n);
+  kernelsFor(ad).gemmBatched(false, false, m, n, k, 1, ad, 0, k, m * k, bd, 0, n, k * n, 0, y, 0, n, m * n, batch);
+  const ac = a.isContiguous ? a : new Tensor(ad, a.shape);
+  const bc = b.isContiguous ? b : new Tensor(bd, b.shape);
+  return record('matmul', [a, b], { a: ac, b: bc }, new Tensor(y, [...a.shape.slice(0, -1), n]));
+}

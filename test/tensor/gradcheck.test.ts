@@ -1,0 +1,84 @@
+/** Float64 finite-difference checks of every op's vector-Jacobian rule (reference kernels in float64). */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as T from '../../src/tensor/index.ts';
+import { vjpRules } from '../../src/tensor/vjp.ts';
+import { ropeTables } from '../../src/nn/rope.ts';
+import { gradcheck, randn } from '../helpers/gradcheck.ts';
+
+const rng = new T.Rng(1234);
+const covered = new Set<string>();
+function check(op: keyof typeof vjpRules, inputs: T.Tensor[], f: (...xs: T.Tensor[]) => T.Tensor, tol?: number): void {
+  covered.add(op);
+  gradcheck(op, inputs, f, { tol });
+}
+
+test('elementwise ops', () => {
+  check('add', [randn(rng, [3, 4]), randn(rng, [3, 4])], (a, b) => T.add(a, b));
+  check('sub', [randn(rng, [3, 4]), randn(rng, [3, 4])], (a, b) => T.sub(a, b));
+  check('mul', [randn(rng, [3, 4]), randn(rng, [3, 4])], (a, b) => T.mul(a, b));
+  check('scale', [randn(rng, [5])], (a) => T.scale(a, -2.5));
+  check('sum', [randn(rng, [2, 3])], (a) => T.mean(a));
+  // the same input used twice exercises gradient accumulation inside the graph
+  check('mul', [randn(rng, [4])], (a) => T.mul(a, a));
+});
+
+test('dropout: fixed mask per call, exact scaling', () => {
+  const x = randn(rng, [50]);
+  covered.add('dropout');
+  gradcheck('dropout', [x], (a) => T.dropout(a, 0.3, new T.Rng(5)));
+  const y = T.dropout(x, 0.3, new T.Rng(5)).toArray();
+  const zeros = y.filter((v) => v === 0).length;
+  assert.ok(zeros > 5 && zeros < 30, `about 30% dropped, got ${zeros}/50`);
+  y.forEach((v, i) => assert.ok(v === 0 || Math.abs(v - x.data[i] / 0.7) < 1e-12));
+});
+
+test('views: reshape, narrow, permute, contiguous', () => {
+  check('reshape', [randn(rng, [2, 6])], (a) => T.reshape(a, [3, -1]));
+  check('narrow', [randn(rng, [4, 5])], (a) => T.narrow(a, 1, 1, 3));
+  check('permute', [randn(rng, [2, 3, 4])], (a) => T.permute(a, [2, 0, 1]));
+  check('contiguous', [randn(rng, [3, 4])], (a) => T.contiguous(T.permute(a, [1, 0])));
+  const a = randn(rng, [4, 6]);
+  const v = T.narrow(T.narrow(a, 0, 1, 2), 1, 2, 3);
+  assert.deepEqual(v.toArray(), [a.data[8], a.data[9], a.data[10], a.data[14], a.data[15], a.data[16]]);
+});
+
+test('linear (with bias, 3-D input, sliced and transposed weights) and matmul', () => {
+  check('linear', [randn(rng, [5, 7]), randn(rng, [6, 7]), randn(rng, [6])], (x, w, b) => T.linear(x, w, b));
+  check('linear', [randn(rng, [2, 3, 7]), randn(rng, [4, 7])], (x, w) => T.linear(x, w));
+  // row and column slices of a bigger weight, multiplied in place (elastic widths)
+  check('linear', [randn(rng, [3, 4]), randn(rng, [6, 7])], (x, w) => T.linear(x, T.narrow(T.narrow(w, 0, 1, 5), 1, 2, 4)));
+  // a transposed view as the weight
+  check('linear', [randn(rng, [3, 4]), randn(rng, [4, 5])], (x, w) => T.linear(x, T.permute(w, [1, 0])));
+  check('matmul', [randn(rng, [3, 4, 5]), randn(rng, [3, 5, 2])], (a, b) => T.matmul(a, b));
+  check('matmul', [randn(rng, [4, 5]), randn(rng, [5, 3])], (a, b) => T.matmul(a, b));
+});
+
+test('embedding, rmsnorm, silu, swiglu', () => {
+  const ids = Int32Array.from([1, 3, 3, 0, 4, 1]);
+  check('embedding', [randn(rng, [5, 3])], (w) => T.embedding(w, ids, [2, 3]));
+  check('rmsnorm', [randn(rng, [3, 2, 6]), randn(rng, [6])], (x, w) => T.rmsnorm(x, w, 1e-5));
+  check('silu', [randn(rng, [11], 3)], (x) => T.silu(x));
+  check('swiglu', [randn(rng, [3, 5], 2), randn(rng, [3, 5])], (g, u) => T.swiglu(g, u));
+});
+
+test('rope, softmax (plain and causal), attention (GQA, causal, with a KV prefix)', () => {
+  const tables = ropeTables({ headDim: 8, maxPositions: 16, theta: 10000 });
+  const pos = Int32Array.from([0, 1, 2, 5, 6, 7]);
+  check('rope', [randn(rng, [2, 3, 2, 8])], (x) => T.rope(x, pos, tables));
+  check('softmax', [randn(rng, [2, 3, 5])], (x) => T.softmax(x, 0.7));
+  check('softmax', [randn(rng, [2, 3, 5])], (x) => T.softmax(x, 1.3, 2));
+  check('attention', [randn(rng, [2, 4, 4, 3]), randn(rng, [2, 4, 2, 3]), randn(rng, [2, 4, 2, 3])], (q, k, v) => T.attention(q, k, v, { causal: true }));
+  check('attention', [randn(rng, [1, 2, 2, 3]), randn(rng, [1, 5, 1, 3]), randn(rng, [1, 5, 1, 3])], (q, k, v) => T.attention(q, k, v, { causal: true }));
+  check('attention', [randn(rng, [1, 3, 2, 3]), randn(rng, [1, 4, 2, 3]), randn(rng, [1, 4, 2, 3])], (q, k, v) => T.attention(q, k, v, { causal: false, scale: 0.4 }));
+});
+
+test('cross-entropy with an ignored row', () => {
+  const targets = Int32Array.from([2, -100, 0, 4]);
+  check('crossEntropy', [randn(rng, [4, 5], 2)], (l) => T.crossEntropy(l, targets));
+});
+
+test('every op in the VJP table is gradient-checked', () => {
+  const missing = Object.keys(vjpRules).filter((op) => !covered.has(op));
+  assert.deepEqual(missing, [], `ops without a finite-difference check: ${missing.join(', ')}`);
+});
