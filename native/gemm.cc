@@ -1,0 +1,111 @@
+// gemm / gemmBatched: thin validated wrappers over OpenBLAS cblas_sgemm (row-major).
+//
+// C = alpha · op(A) · op(B) + beta · C with op(A): (m, k), op(B): (k, n), C: (m, n).
+// Storage (row-major, like cblas): A is (m, k) with row stride lda, or (k, m) when transA;
+// B is (k, n) with row stride ldb, or (n, k) when transB; C is (m, n) with row stride ldc.
+// OpenBLAS owns the threading (see setThreads in lonas.cc).
+#include <cblas.h>
+
+#include <algorithm>
+#include <string>
+
+#include "common.h"
+#include "kernels.h"
+
+namespace lonas {
+namespace {
+
+// Validates one operand stored as `batch` row-major (rows, cols) matrices with row stride `ld`,
+// the first at `off`, each next one `stride` elements further. Mirrors cblas's own ld checks
+// (which would otherwise print an xerbla message and silently return).
+void checkOperand(const Args& args, const char* name, const char* ldName, const F32& array, int64_t off,
+                  int64_t rows, int64_t cols, int64_t ld, int64_t stride, int64_t batch) {
+  if (ld < std::max<int64_t>(1, cols)) {
+    args.throwRange(std::string(ldName) + " = " + std::to_string(ld) + " must be ≥ max(1, " +
+                    std::to_string(cols) + ") (the stored row width of '" + name + "')");
+  }
+  if (rows == 0 || cols == 0 || batch == 0) return;  // nothing of this operand is touched
+  // last element touched + 1 = off + (batch−1)·stride + (rows−1)·ld + cols
+  int64_t end = args.add(args.add(off, args.mul(batch - 1, stride)), args.add(args.mul(rows - 1, ld), cols));
+  args.need(name, array.length, end);
+}
+
+// Arguments shared by gemm and gemmBatched, already validated.
+struct GemmCall {
+  CBLAS_TRANSPOSE transA, transB;
+  int m, n, k, lda, ldb, ldc;
+  float alpha, beta;
+  float *a, *b, *c;  // first matrix of each operand (offset applied)
+};
+
+void runSgemm(const GemmCall& g, int64_t strideA, int64_t strideB, int64_t strideC, int64_t batch) {
+  if (g.m == 0 || g.n == 0) return;  // C is empty
+  for (int64_t i = 0; i < batch; i++) {
+    cblas_sgemm(CblasRowMajor, g.transA, g.transB, g.m, g.n, g.k, g.alpha, g.a + i * strideA, g.lda,
+                g.b + i * strideB, g.ldb, g.beta, g.c + i * strideC, g.ldc);
+  }
+}
+
+}  // namespace
+
+// gemm(transA, transB, m, n, k, alpha, a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc)
+void Gemm(const Napi::CallbackInfo& info) {
+  Args args(info, "gemm", 16);
+  bool transA = args.flag(0, "transA"), transB = args.flag(1, "transB");
+  int m = args.blasInt(2, "m"), n = args.blasInt(3, "n"), k = args.blasInt(4, "k");
+  double alpha = args.number(5, "alpha");
+  F32 a = args.f32(6, "a");
+  int64_t aOff = args.index(7, "aOff");
+  int lda = args.blasInt(8, "lda");
+  F32 b = args.f32(9, "b");
+  int64_t bOff = args.index(10, "bOff");
+  int ldb = args.blasInt(11, "ldb");
+  double beta = args.number(12, "beta");
+  F32 c = args.f32(13, "c");
+  int64_t cOff = args.index(14, "cOff");
+  int ldc = args.blasInt(15, "ldc");
+
+  // Operands whose product is not formed (m·n = 0) are still ld-checked, like cblas does.
+  bool formed = m > 0 && n > 0;
+  checkOperand(args, "a", "lda", a, aOff, transA ? k : m, transA ? m : k, lda, 0, formed ? 1 : 0);
+  checkOperand(args, "b", "ldb", b, bOff, transB ? n : k, transB ? k : n, ldb, 0, formed ? 1 : 0);
+  checkOperand(args, "c", "ldc", c, cOff, m, n, ldc, 0, 1);
+
+  GemmCall g{transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans, m, n, k, lda, ldb, ldc,
+             static_cast<float>(alpha), static_cast<float>(beta), a.data + aOff, b.data + bOff, c.data + cOff};
+  runSgemm(g, 0, 0, 0, 1);
+}
+
+// gemmBatched(transA, transB, m, n, k, alpha, a, aOff, lda, strideA, b, bOff, ldb, strideB,
+//             beta, c, cOff, ldc, strideC, batch) — matrix i of X starts at xOff + i·strideX.
+void GemmBatched(const Napi::CallbackInfo& info) {
+  Args args(info, "gemmBatched", 20);
+  bool transA = args.flag(0, "transA"), transB = args.flag(1, "transB");
+  int m = args.blasInt(2, "m"), n = args.blasInt(3, "n"), k = args.blasInt(4, "k");
+  double alpha = args.number(5, "alpha");
+  F32 a = args.f32(6, "a");
+  int64_t aOff = args.index(7, "aOff");
+  int lda = args.blasInt(8, "lda");
+  int64_t strideA = args.index(9, "strideA");
+  F32 b = args.f32(10, "b");
+  int64_t bOff = args.index(11, "bOff");
+  int ldb = args.blasInt(12, "ldb");
+  int64_t strideB = args.index(13, "strideB");
+  double beta = args.number(14, "beta");
+  F32 c = args.f32(15, "c");
+  int64_t cOff = args.index(16, "cOff");
+  int ldc = args.blasInt(17, "ldc");
+  int64_t strideC = args.index(18, "strideC");
+  int64_t batch = args.index(19, "batch");
+
+  int64_t formed = m > 0 && n > 0 ? batch : 0;
+  checkOperand(args, "a", "lda", a, aOff, transA ? k : m, transA ? m : k, lda, strideA, formed);
+  checkOperand(args, "b", "ldb", b, bOff, transB ? n : k, transB ? k : n, ldb, strideB, formed);
+  checkOperand(args, "c", "ldc", c, cOff, m, n, ldc, strideC, batch);
+
+  GemmCall g{transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans, m, n, k, lda, ldb, ldc,
+             static_cast<float>(alpha), static_cast<float>(beta), a.data + aOff, b.data + bOff, c.data + cOff};
+  runSgemm(g, strideA, strideB, strideC, batch);
+}
+
+}  // namespace lonas

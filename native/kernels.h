@@ -1,0 +1,31 @@
+// N-API entry points of the lonas native kernels (see src/kernels/api.ts for the contract).
+// All take Float32Array / Int32Array arguments and validate them (see common.h).
+#pragma once
+
+#include <napi.h>
+
+namespace lonas {
+
+// gemm.cc — OpenBLAS sgemm
+void Gemm(const Napi::CallbackInfo& info);
+void GemmBatched(const Napi::CallbackInfo& info);
+
+// fused.cc — row-wise fused loops
+void Softmax(const Napi::CallbackInfo& info);
+void SoftmaxBackward(const Napi::CallbackInfo& info);
+Napi::Value CrossEntropy(const Napi::CallbackInfo& info);
+void CrossEntropyBackward(const Napi::CallbackInfo& info);
+void RmsNorm(const Napi::CallbackInfo& info);
+void RmsNormBackward(const Napi::CallbackInfo& info);
+
+// elementwise.cc — activations, rotary embedding, embedding lookup, AdamW
+void Silu(const Napi::CallbackInfo& info);
+void SiluBackward(const Napi::CallbackInfo& info);
+void Swiglu(const Napi::CallbackInfo& info);
+void SwigluBackward(const Napi::CallbackInfo& info);
+void Rope(const Napi::CallbackInfo& info);
+void Embedding(const Napi::CallbackInfo& info);
+void EmbeddingBackward(const Napi::CallbackInfo& info);
+void AdamW(const Napi::CallbackInfo& info);
+
+}  // namespace lonas

@@ -1,0 +1,73 @@
+// lonas native addon: module registration and OpenBLAS controls.
+//
+// Kernels (contract in src/kernels/api.ts, adapted by src/kernels/native.ts):
+//   gemm.cc        gemm, gemmBatched                      (OpenBLAS cblas_sgemm, row-major)
+//   fused.cc       softmax(+Backward), crossEntropy(+Backward), rmsnorm(+Backward)
+//   elementwise.cc silu(+Backward), swiglu(+Backward), rope, embedding(+Backward), adamw
+// Controls: coreName(), config(), getThreads(), setThreads(n).
+//
+// OPENBLAS_CORETYPE / OPENBLAS_NUM_THREADS are read by OpenBLAS when this library is loaded, so the
+// JS loader must set them before requiring the addon.
+#include <cblas.h>
+
+#include "common.h"
+#include "kernels.h"
+
+namespace lonas {
+namespace {
+
+Napi::Value CoreName(const Napi::CallbackInfo& info) {
+  Args args(info, "coreName", 0);
+  const char* name = openblas_get_corename();
+  return Napi::String::New(info.Env(), name ? name : "");
+}
+
+Napi::Value Config(const Napi::CallbackInfo& info) {
+  Args args(info, "config", 0);
+  const char* config = openblas_get_config();
+  return Napi::String::New(info.Env(), config ? config : "");
+}
+
+Napi::Value GetThreads(const Napi::CallbackInfo& info) {
+  Args args(info, "getThreads", 0);
+  return Napi::Number::New(info.Env(), openblas_get_num_threads());
+}
+
+void SetThreads(const Napi::CallbackInfo& info) {
+  Args args(info, "setThreads", 1);
+  int64_t n = args.index(0, "n");
+  if (n < 1 || n > 1024) args.throwRange("n = " + std::to_string(n) + " must be in [1, 1024]");
+  openblas_set_num_threads(static_cast<int>(n));
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  auto add = [&](const char* name, auto fn) { exports.Set(name, Napi::Function::New(env, fn, name)); };
+  add("gemm", Gemm);
+  add("gemmBatched", GemmBatched);
+  add("softmax", Softmax);
+  add("softmaxBackward", SoftmaxBackward);
+  add("crossEntropy", CrossEntropy);
+  add("crossEntropyBackward", CrossEntropyBackward);
+  add("rmsnorm", RmsNorm);
+  add("rmsnormBackward", RmsNormBackward);
+  add("silu", Silu);
+  add("siluBackward", SiluBackward);
+  add("swiglu", Swiglu);
+  add("swigluBackward", SwigluBackward);
+  add("rope", Rope);
+  add("embedding", Embedding);
+  add("embeddingBackward", EmbeddingBackward);
+  add("adamw", AdamW);
+  add("coreName", CoreName);
+  add("config", Config);
+  add("getThreads", GetThreads);
+  add("setThreads", SetThreads);
+  return exports;
+}
+
+}  // namespace
+}  // namespace lonas
+
+// NODE_API_MODULE pastes the init name into an identifier, so it must be unqualified.
+static Napi::Object InitLonas(Napi::Env env, Napi::Object exports) { return lonas::Init(env, exports); }
+NODE_API_MODULE(lonas, InitLonas)

@@ -1,0 +1,428 @@
+/**
+ * Reference kernels: plain TypeScript, generic over Float32Array | Float64Array.
+ *
+ * This is the oracle the native kernels are tested against and the fallback when the addon is not
+ * built (and the only backend for float64). Every value is computed in JS doubles and rounded only
+ * when stored into the given array; row reductions are plain sequential double sums. Where the
+ * native code keeps an intermediate in its array (softmax's exp values, AdamW's m and v, rmsnorm's
+ * rstd) the reference stores and re-reads it too, so float32 results round the same way.
+ *
+ * Index errors (gemm extents, targets, token ids, positions) throw RangeErrors like the native
+ * kernels; the other size arguments are trusted.
+ */
+import type { FloatArray, Kernels } from './api.ts';
+
+type IndexArray = Int32Array;
+
+// ---------------------------------------------------------------------------------------------
+// Argument checks
+
+/** RangeError unless `array` has at least `needed` elements. */
+function need(kernel: string, name: string, array: ArrayLike<number>, needed: number): void {
+  if (array.length < needed) {
+    throw new RangeError(`${kernel}: '${name}' has ${array.length} elements but ${needed} are needed (offset + extent)`);
+  }
+}
+
+/**
+ * A row-major operand stored as `batch` (rows, cols) matrices with row stride `ld`, the first at `off`,
+ * each next one `stride` elements further (cblas's ld rule: ld ≥ max(1, cols)).
+ */
+function checkOperand(
+  kernel: string, name: string, array: FloatArray, off: number,
+  rows: number, cols: number, ld: number, stride: number, batch: number,
+): void {
+  if (ld < Math.max(1, cols)) {
+    throw new RangeError(`${kernel}: ld${name} = ${ld} must be ≥ max(1, ${cols}) (the stored row width of '${name}')`);
+  }
+  if (rows === 0 || cols === 0 || batch === 0) return;
+  need(kernel, name, array, off + (batch - 1) * stride + (rows - 1) * ld + cols);
+}
+
+function checkTargets(kernel: string, targets: IndexArray, rows: number, vocab: number, ignoreIndex: number): void {
+  for (let r = 0; r < rows; r++) {
+    const t = targets[r];
+    if (t !== ignoreIndex && (t < 0 || t >= vocab)) {
+      throw new RangeError(`${kernel}: targets[${r}] = ${t} is outside [0, ${vocab}) and is not ignoreIndex (${ignoreIndex})`);
+    }
+  }
+}
+
+function checkIds(kernel: string, ids: IndexArray, n: number, tableRows: number, table: string): void {
+  for (let t = 0; t < n; t++) {
+    const id = ids[t];
+    if (id < 0 || id >= tableRows) {
+      throw new RangeError(`${kernel}: ids[${t}] = ${id} is outside [0, ${tableRows}) (rows of '${table}')`);
+    }
+  }
+}
+
+/** Columns row r keeps under the causal mask: q = r mod causalRows keeps j ≤ q + causalShift. */
+function causalKeep(r: number, cols: number, causalRows: number, causalShift: number): number {
+  if (causalRows === 0) return cols;
+  return Math.min(cols, Math.max(0, (r % causalRows) + causalShift + 1));
+}
+
+// ---------------------------------------------------------------------------------------------
+// GEMM
+
+/**
+ * C = alpha · op(A) · op(B) + beta · C, row-major like cblas_sgemm(CblasRowMajor, ...).
+ * op(A): (m, k) — stored (m, k) with row stride lda, or (k, m) when transA.
+ * op(B): (k, n) — stored (k, n) with row stride ldb, or (n, k) when transB.
+ * C: (m, n) with row stride ldc. beta = 0 ignores C's old contents (NaN included), as BLAS does;
+ * alpha = 0 does not read A or B.
+ */
+function gemm(
+  transA: boolean, transB: boolean, m: number, n: number, k: number, alpha: number,
+  a: FloatArray, aOff: number, lda: number,
+  b: FloatArray, bOff: number, ldb: number,
+  beta: number, c: FloatArray, cOff: number, ldc: number,
+): void {
+  const formed = m > 0 && n > 0 ? 1 : 0;
+  checkOperand('gemm', 'a', a, aOff, transA ? k : m, transA ? m : k, lda, 0, formed);
+  checkOperand('gemm', 'b', b, bOff, transB ? n : k, transB ? k : n, ldb, 0, formed);
+  checkOperand('gemm', 'c', c, cOff, m, n, ldc, 0, 1);
+  gemmAt(transA, transB, m, n, k, alpha, a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc);
+}
+
+/** The gemm loop itself (arguments already checked). */
+function gemmAt(
+  transA: boolean, transB: boolean, m: number, n: number, k: number, alpha: number,
+  a: FloatArray, aOff: number, lda: number,
+  b: FloatArray, bOff: number, ldb: number,
+  beta: number, c: FloatArray, cOff: number, ldc: number,
+): void {
+  // op(A)[i, p] = a[aOff + i·aRow + p·aCol];  op(B)[p, j] = b[bOff + p·bRow + j·bCol]
+  const aRow = transA ? 1 : lda, aCol = transA ? lda : 1;
+  const bRow = transB ? 1 : ldb, bCol = transB ? ldb : 1;
+  for (let i = 0; i < m; i++) {
+    for (let j = 0; j < n; j++) {
+      let sum = 0;
+      if (alpha !== 0) {
+        for (let p = 0; p < k; p++) sum += a[aOff + i * aRow + p * aCol] * b[bOff + p * bRow + j * bCol];
+      }
+      const ci = cOff + i * ldc + j;
+      c[ci] = beta === 0 ? alpha * sum : alpha * sum + beta * c[ci];
+    }
+  }
+}
+
+/** `batch` independent gemms; matrix i of X starts at xOff + i·strideX. */
+function gemmBatched(
+  transA: boolean, transB: boolean, m: number, n: number, k: number, alpha: number,
+  a: FloatArray, aOff: number, lda: number, strideA: number,
+  b: FloatArray, bOff: number, ldb: number, strideB: number,
+  beta: number, c: FloatArray, cOff: number, ldc: number, strideC: number,
+  batch: number,
+): void {
+  const formed = m > 0 && n > 0 ? batch : 0;
+  checkOperand('gemmBatched', 'a', a, aOff, transA ? k : m, transA ? m : k, lda, strideA, formed);
+  checkOperand('gemmBatched', 'b', b, bOff, transB ? n : k, transB ? k : n, ldb, strideB, formed);
+  checkOperand('gemmBatched', 'c', c, cOff, m, n, ldc, strideC, batch);
+  for (let i = 0; i < batch; i++) {
+    gemmAt(transA, transB, m, n, k, alpha,
+      a, aOff + i * strideA, lda, b, bOff + i * strideB, ldb, beta, c, cOff + i * strideC, ldc);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Softmax
+
+/**
+ * y = softmax(scale · x) per row; x, y: (rows, cols), may alias. Row r keeps its first
+ * `causalKeep(r)` columns; masked columns get exactly 0 (a fully masked row — only possible when
+ * causalShift < 0 — is all zeros).
+ */
+function softmax(x: FloatArray, y: FloatArray, rows: number, cols: number, scale: number,
+  causalRows: number, causalShift: number): void {
+  need('softmax', 'x', x, rows * cols);
+  need('softmax', 'y', y, rows * cols);
+  for (let r = 0; r < rows; r++) {
+    const base = r * cols;
+    const keep = causalKeep(r, cols, causalRows, causalShift);
+    let max = -Infinity;
+    for (let j = 0; j < keep; j++) max = Math.max(max, scale * x[base + j]);
+    // y[j] = exp(t_j − max), stored (so float32 rounds it like the native kernel), then · 1/Σ
+    let sum = 0;
+    for (let j = 0; j < keep; j++) {
+      const e = Math.exp(scale * x[base + j] - max);
+      y[base + j] = e;
+      sum += e;
+    }
+    const inv = 1 / sum;
+    for (let j = 0; j < keep; j++) y[base + j] *= inv;
+    for (let j = keep; j < cols; j++) y[base + j] = 0;
+  }
+}
+
+/** dx = scale · y ⊙ (dy − Σ_j dy·y) per row; all (rows, cols). */
+function softmaxBackward(y: FloatArray, dy: FloatArray, dx: FloatArray, rows: number, cols: number, scale: number): void {
+  need('softmaxBackward', 'y', y, rows * cols);
+  need('softmaxBackward', 'dy', dy, rows * cols);
+  need('softmaxBackward', 'dx', dx, rows * cols);
+  for (let r = 0; r < rows; r++) {
+    const base = r * cols;
+    let dot = 0;
+    for (let j = 0; j < cols; j++) dot += dy[base + j] * y[base + j];
+    for (let j = 0; j < cols; j++) dx[base + j] = (dy[base + j] - dot) * y[base + j] * scale;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cross-entropy
+
+/**
+ * logits: (rows, vocab); targets, lse: (rows). lse[r] = max + log Σ exp(logits[r] − max) for every row;
+ * returns Σ over rows with targets[r] ≠ ignoreIndex of lse[r] − logits[r, targets[r]].
+ */
+function crossEntropy(logits: FloatArray, targets: IndexArray, lse: FloatArray, rows: number, vocab: number,
+  ignoreIndex: number): number {
+  need('crossEntropy', 'logits', logits, rows * vocab);
+  need('crossEntropy', 'targets', targets, rows);
+  need('crossEntropy', 'lse', lse, rows);
+  checkTargets('crossEntropy', targets, rows, vocab, ignoreIndex);
+  let total = 0;
+  for (let r = 0; r < rows; r++) {
+    const base = r * vocab;
+    let max = -Infinity;
+    for (let j = 0; j < vocab; j++) max = Math.max(max, logits[base + j]);
+    let sum = 0;
+    for (let j = 0; j < vocab; j++) sum += Math.exp(logits[base + j] - max);
+    const l = max + Math.log(sum);
+    lse[r] = l;
+    const t = targets[r];
+    if (t !== ignoreIndex) total += l - logits[base + t];
+  }
+  return total;
+}
+
+/** dlogits[r] = gradScale · (exp(logits[r] − lse[r]) − onehot(t)); ignored rows are zero. May alias logits. */
+function crossEntropyBackward(logits: FloatArray, targets: IndexArray, lse: FloatArray, rows: number, vocab: number,
+  ignoreIndex: number, gradScale: number, dlogits: FloatArray): void {
+  need('crossEntropyBackward', 'logits', logits, rows * vocab);
+  need('crossEntropyBackward', 'targets', targets, rows);
+  need('crossEntropyBackward', 'lse', lse, rows);
+  need('crossEntropyBackward', 'dlogits', dlogits, rows * vocab);
+  checkTargets('crossEntropyBackward', targets, rows, vocab, ignoreIndex);
+  for (let r = 0; r < rows; r++) {
+    const base = r * vocab;
+    const t = targets[r];
+    if (t === ignoreIndex) {
+      dlogits.fill(0, base, base + vocab);
+      continue;
+    }
+    const l = lse[r];
+    for (let j = 0; j < vocab; j++) {
+      dlogits[base + j] = gradScale * (Math.exp(logits[base + j] - l) - (j === t ? 1 : 0));
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// RMSNorm
+
+/** x, y: (rows, dim); w: (dim); rstd: (rows). rstd[r] = 1/sqrt(mean(x[r]²) + eps); y = x · rstd · w. */
+function rmsnorm(x: FloatArray, w: FloatArray, y: FloatArray, rstd: FloatArray, rows: number, dim: number, eps: number): void {
+  need('rmsnorm', 'x', x, rows * dim);
+  need('rmsnorm', 'w', w, dim);
+  need('rmsnorm', 'y', y, rows * dim);
+  need('rmsnorm', 'rstd', rstd, rows);
+  for (let r = 0; r < rows; r++) {
+    const base = r * dim;
+    let sumSq = 0;
+    for (let i = 0; i < dim; i++) sumSq += x[base + i] * x[base + i];
+    rstd[r] = 1 / Math.sqrt(sumSq / dim + eps);
+    const rs = rstd[r]; // the saved (possibly float32-rounded) value, as the backward will see it
+    for (let i = 0; i < dim; i++) y[base + i] = x[base + i] * rs * w[i];
+  }
+}
+
+/**
+ * Per row, with g = w ⊙ dy and rs = rstd[r]:
+ *   dx = rs · (g − x · rs² · (Σ_j g_j x_j) / dim)     (rows, dim), overwritten unless null
+ *   dw = Σ_rows dy ⊙ x · rs                           (dim), overwritten unless null
+ */
+function rmsnormBackward(x: FloatArray, w: FloatArray, rstd: FloatArray, dy: FloatArray,
+  dx: FloatArray | null, dw: FloatArray | null, rows: number, dim: number): void {
+  need('rmsnormBackward', 'x', x, rows * dim);
+  need('rmsnormBackward', 'w', w, dim);
+  need('rmsnormBackward', 'rstd', rstd, rows);
+  need('rmsnormBackward', 'dy', dy, rows * dim);
+  if (dx) need('rmsnormBackward', 'dx', dx, rows * dim);
+  if (dw) need('rmsnormBackward', 'dw', dw, dim);
+  const dwSum = dw ? new Float64Array(dim) : null;
+  for (let r = 0; r < rows; r++) {
+    const base = r * dim;
+    const rs = rstd[r];
+    if (dx) {
+      let dot = 0;
+      for (let j = 0; j < dim; j++) dot += w[j] * dy[base + j] * x[base + j];
+      const c = (rs * rs * dot) / dim;
+      for (let i = 0; i < dim; i++) dx[base + i] = rs * (w[i] * dy[base + i] - x[base + i] * c);
+    }
+    if (dwSum) {
+      for (let i = 0; i < dim; i++) dwSum[i] += dy[base + i] * x[base + i] * rs;
+    }
+  }
+  if (dw && dwSum) for (let i = 0; i < dim; i++) dw[i] = dwSum[i];
+}
+
+// ---------------------------------------------------------------------------------------------
+// Activations
+
+/** y = x · sigmoid(x) = x / (1 + exp(−x)), n elements. */
+function silu(x: FloatArray, y: FloatArray, n: number): void {
+  need('silu', 'x', x, n);
+  need('silu', 'y', y, n);
+  for (let i = 0; i < n; i++) y[i] = x[i] / (1 + Math.exp(-x[i]));
+}
+
+/** dx = dy · s · (1 + x · (1 − s)), s = sigmoid(x). */
+function siluBackward(x: FloatArray, dy: FloatArray, dx: FloatArray, n: number): void {
+  need('siluBackward', 'x', x, n);
+  need('siluBackward', 'dy', dy, n);
+  need('siluBackward', 'dx', dx, n);
+  for (let i = 0; i < n; i++) {
+    const xi = x[i];
+    const s = 1 / (1 + Math.exp(-xi));
+    dx[i] = dy[i] * s * (1 + xi * (1 - s));
+  }
+}
+
+/** out = silu(gate) · up, n elements. */
+function swiglu(gate: FloatArray, up: FloatArray, out: FloatArray, n: number): void {
+  need('swiglu', 'gate', gate, n);
+  need('swiglu', 'up', up, n);
+  need('swiglu', 'out', out, n);
+  for (let i = 0; i < n; i++) out[i] = (gate[i] / (1 + Math.exp(-gate[i]))) * up[i];
+}
+
+/** dgate = dout · up · s · (1 + gate · (1 − s)); dup = dout · silu(gate). Either may be null. */
+function swigluBackward(gate: FloatArray, up: FloatArray, dout: FloatArray,
+  dgate: FloatArray | null, dup: FloatArray | null, n: number): void {
+  need('swigluBackward', 'gate', gate, n);
+  need('swigluBackward', 'up', up, n);
+  need('swigluBackward', 'dout', dout, n);
+  if (dgate) need('swigluBackward', 'dgate', dgate, n);
+  if (dup) need('swigluBackward', 'dup', dup, n);
+  for (let i = 0; i < n; i++) {
+    const g = gate[i], u = up[i], d = dout[i];
+    const e = Math.exp(-g);
+    const s = 1 / (1 + e);
+    const gradGate = d * u * s * (1 + g * (1 - s));
+    const gradUp = d * (g / (1 + e));
+    if (dgate) dgate[i] = gradGate;
+    if (dup) dup[i] = gradUp;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rotary embedding
+
+/**
+ * x, out: (nTok, nHeads, headDim), may alias; positions: (nTok); cos, sin: (maxPos, half).
+ * For i < half, c = cos[p, i], s = sign · sin[p, i]:
+ *   out[i] = x[i]·c − x[i+half]·s,   out[i+half] = x[i+half]·c + x[i]·s.
+ */
+function rope(x: FloatArray, out: FloatArray, positions: IndexArray, cos: FloatArray, sin: FloatArray,
+  nTok: number, nHeads: number, headDim: number, sign: number): void {
+  if (headDim % 2 !== 0) throw new RangeError(`rope: headDim = ${headDim} must be even`);
+  const half = headDim / 2;
+  need('rope', 'x', x, nTok * nHeads * headDim);
+  need('rope', 'out', out, nTok * nHeads * headDim);
+  need('rope', 'positions', positions, nTok);
+  const tableLength = Math.min(cos.length, sin.length);
+  for (let t = 0; t < nTok; t++) {
+    const p = positions[t];
+    if (p < 0 || (p + 1) * half > tableLength) {
+      throw new RangeError(`rope: positions[${t}] = ${p} is outside the cos/sin tables (${half ? Math.floor(tableLength / half) : 0} positions of ${half})`);
+    }
+  }
+  for (let t = 0; t < nTok; t++) {
+    const table = positions[t] * half;
+    for (let h = 0; h < nHeads; h++) {
+      const base = (t * nHeads + h) * headDim;
+      for (let i = 0; i < half; i++) {
+        const a = x[base + i], b = x[base + i + half];
+        const c = cos[table + i], s = sign * sin[table + i];
+        out[base + i] = a * c - b * s;
+        out[base + i + half] = b * c + a * s;
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Embedding
+
+/** out[t] = w[ids[t]]; w: (vocab, dim), out: (n, dim). */
+function embedding(w: FloatArray, ids: IndexArray, out: FloatArray, n: number, dim: number): void {
+  if (dim === 0) return;
+  need('embedding', 'ids', ids, n);
+  need('embedding', 'out', out, n * dim);
+  checkIds('embedding', ids, n, Math.floor(w.length / dim), 'w');
+  for (let t = 0; t < n; t++) {
+    const src = ids[t] * dim;
+    for (let i = 0; i < dim; i++) out[t * dim + i] = w[src + i];
+  }
+}
+
+/** dw[ids[t]] += dy[t] (scatter-add, ids may repeat); dy: (n, dim), dw: (vocab, dim). */
+function embeddingBackward(dy: FloatArray, ids: IndexArray, dw: FloatArray, n: number, dim: number): void {
+  if (dim === 0) return;
+  need('embeddingBackward', 'dy', dy, n * dim);
+  need('embeddingBackward', 'ids', ids, n);
+  checkIds('embeddingBackward', ids, n, Math.floor(dw.length / dim), 'dw');
+  for (let t = 0; t < n; t++) {
+    const dst = ids[t] * dim;
+    for (let i = 0; i < dim; i++) dw[dst + i] += dy[t * dim + i];
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// AdamW
+
+/**
+ * One PyTorch single-tensor AdamW step, in place on p, m, v (n elements):
+ *   p ·= (1 − lr·wd); m = β1·m + (1−β1)·g; v = β2·v + (1−β2)·g²;
+ *   p −= (lr/bc1) · (m / (sqrt(v)/sqrt(bc2) + eps)).
+ */
+function adamw(p: FloatArray, g: FloatArray, m: FloatArray, v: FloatArray, n: number, lr: number, beta1: number,
+  beta2: number, eps: number, weightDecay: number, bc1: number, bc2: number): void {
+  need('adamw', 'p', p, n);
+  need('adamw', 'g', g, n);
+  need('adamw', 'm', m, n);
+  need('adamw', 'v', v, n);
+  const decay = 1 - lr * weightDecay;
+  const stepSize = lr / bc1;
+  const bc2Sqrt = Math.sqrt(bc2);
+  for (let i = 0; i < n; i++) {
+    const gi = g[i];
+    const pi = p[i] * decay;
+    m[i] = beta1 * m[i] + (1 - beta1) * gi;
+    v[i] = beta2 * v[i] + (1 - beta2) * gi * gi;
+    const mi = m[i], vi = v[i]; // the stored moments, as the native kernel uses them
+    p[i] = pi - stepSize * (mi / (Math.sqrt(vi) / bc2Sqrt + eps));
+  }
+}
+
+export const referenceKernels: Kernels = {
+  name: 'reference',
+  gemm,
+  gemmBatched,
+  softmax,
+  softmaxBackward,
+  crossEntropy,
+  crossEntropyBackward,
+  rmsnorm,
+  rmsnormBackward,
+  silu,
+  siluBackward,
+  swiglu,
+  swigluBackward,
+  rope,
+  embedding,
+  embeddingBackward,
+  adamw,
+};

@@ -1,0 +1,72 @@
+/** safetensors: round trip, dtype conversion, and clear errors on bad files. */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, writeFileSync, existsSync, readdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { SafetensorsFile, writeSafetensors, bf16ToF32, f16ToF32, f32ToBf16 } from '../../src/io/safetensors.ts';
+
+const dir = mkdtempSync(join(tmpdir(), 'lonas-st-'));
+
+test('round trip F32, BF16 (rounded), I32 and I64 with metadata; no temp file left', () => {
+  const path = join(dir, 'a.safetensors');
+  const f = Float32Array.from([1.5, -2.25, 3.0078125, 1e-3]);
+  writeSafetensors(path, {
+    w: { dtype: 'F32', shape: [2, 2], data: f },
+    h: { dtype: 'BF16', shape: [4], data: f },
+    ids: { dtype: 'I32', shape: [3], data: Int32Array.from([1, -2, 3]) },
+    big: { dtype: 'I64', shape: [2], data: BigInt64Array.from([5n, -6n]) },
+  }, { note: 'hi' });
+  assert.deepEqual(readdirSync(dir), ['a.safetensors']);
+  const st = new SafetensorsFile(path);
+  assert.equal(st.metadata.note, 'hi');
+  assert.deepEqual(Array.from(st.readFloat32('w').data), Array.from(f));
+  assert.deepEqual(st.readFloat32('w').shape, [2, 2]);
+  assert.deepEqual(Array.from(st.readFloat32("h").data), [1.5, -2.25, 3, 0.00099945068359375]); // as torch: tensor(1e-3).bfloat16().float()
+  assert.deepEqual(Array.from(st.readInt32('ids').data), [1, -2, 3]);
+  assert.deepEqual(Array.from(st.readInt32('big').data), [5, -6]);
+  assert.throws(() => st.readFloat32('nope'), /no tensor named 'nope'/);
+  assert.throws(() => st.readInt32('w'), /expected I32 or I64/);
+  st.close();
+});
+
+test('bf16 and f16 conversions', () => {
+  const out = new Float32Array(1);
+  bf16ToF32(Uint16Array.from([0x3fc0]), out);
+  assert.equal(out[0], 1.5);
+  const h = new Uint16Array(1);
+  f32ToBf16(Float32Array.from([1.00390625]), h); // exactly halfway between two bf16 values → even
+  assert.equal(h[0], 0x3f80);
+  const f16 = new Float32Array(4);
+  f16ToF32(Uint16Array.from([0x3c00, 0xc000, 0x0001, 0x7c00]), f16);
+  assert.deepEqual(Array.from(f16), [1, -2, 2 ** -24, Infinity]);
+});
+
+function bad(name: string, bytes: Buffer | Uint8Array, pattern: RegExp): void {
+  const path = join(dir, name);
+  writeFileSync(path, bytes);
+  assert.throws(() => new SafetensorsFile(path), (e: Error) => pattern.test(e.message) && e.message.includes(path));
+}
+
+function withHeader(header: object, dataBytes: number): Buffer {
+  const json = Buffer.from(JSON.stringify(header));
+  const len = Buffer.alloc(8);
+  len.writeBigUInt64LE(BigInt(json.length));
+  return Buffer.concat([len, json, Buffer.alloc(dataBytes)]);
+}
+
+test('bad files give errors that name the file and the problem', () => {
+  assert.throws(() => new SafetensorsFile(join(dir, 'missing.safetensors')), /cannot open \(ENOENT\)/);
+  bad('short', Buffer.alloc(3), /too short/);
+  bad('hugeheader', withHeader({}, 0).fill(0xff, 0, 8), /header length/);
+  const notJson = Buffer.concat([Buffer.from([4, 0, 0, 0, 0, 0, 0, 0]), Buffer.from('{abc')]);
+  bad('notjson', notJson, /not valid JSON/);
+  bad('dtype', withHeader({ a: { dtype: 'Q4', shape: [1], data_offsets: [0, 1] } }, 1), /unsupported dtype "Q4"/);
+  bad('shape', withHeader({ a: { dtype: 'F32', shape: [2, 2], data_offsets: [0, 8] } }, 8), /needs 16 bytes but data_offsets span 8/);
+  bad('truncated', withHeader({ a: { dtype: 'F32', shape: [4], data_offsets: [0, 16] } }, 8), /truncated/);
+  bad('overlap', withHeader({ a: { dtype: 'F32', shape: [2], data_offsets: [0, 8] }, b: { dtype: 'F32', shape: [2], data_offsets: [4, 12] } }, 12), /overlap/);
+  const good = join(dir, 'a.safetensors');
+  const whole = readFileSync(good);
+  bad('cut', whole.subarray(0, whole.length - 4), /truncated/);
+  assert.ok(existsSync(good));
+});

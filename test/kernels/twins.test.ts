@@ -1,0 +1,568 @@
+/**
+ * Native (OpenBLAS + C++) vs reference (TypeScript) kernels on random float32 data and awkward shapes,
+ * argument validation of the native addon, and the reference kernels on Float64Array.
+ *
+ * Run: node --import tsx --test test/kernels/twins.test.ts   (build the addon first: npm run build:native)
+ *
+ * Default tolerance for float32 twins: |native − reference| ≤ 1e-6 + 1e-5·|reference| (stated per test
+ * where it differs). The reference computes in double, so this bounds the native float32 error.
+ */
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import type { FloatArray, Kernels, NativeInfo } from '../../src/kernels/api.ts';
+import { loadNativeAddon, nativeAddonPath, wrapNativeAddon } from '../../src/kernels/native.ts';
+import { referenceKernels as ref } from '../../src/kernels/reference.ts';
+
+// OpenBLAS reads OPENBLAS_CORETYPE when the addon is loaded; Debian's 0.3.21 misdetects this CPU without it.
+if (!process.env.OPENBLAS_CORETYPE) process.env.OPENBLAS_CORETYPE = 'SkylakeX';
+
+let nativeCache: (Kernels & NativeInfo) | null | undefined;
+/** The native kernels; fails the calling test (not a skip) when the addon has not been built. */
+function native(): Kernels & NativeInfo {
+  if (nativeCache === undefined) {
+    const addon = loadNativeAddon();
+    nativeCache = addon === null ? null : wrapNativeAddon(addon);
+  }
+  if (nativeCache === null) {
+    throw new Error(`native addon not built (${nativeAddonPath()} is missing): run \`npm run build:native\` ` +
+      '(npx node-gyp rebuild --directory native) before running this test');
+  }
+  return nativeCache;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+
+/** mulberry32: tiny seeded PRNG, uniform in [0, 1). */
+function mulberry32(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function randF32(rng: () => number, n: number, scale = 1): Float32Array {
+  const a = new Float32Array(n);
+  for (let i = 0; i < n; i++) a[i] = (rng() * 2 - 1) * scale;
+  return a;
+}
+
+function randInts(rng: () => number, n: number, lo: number, hi: number): Int32Array {
+  const a = new Int32Array(n);
+  for (let i = 0; i < n; i++) a[i] = lo + Math.floor(rng() * (hi - lo));
+  return a;
+}
+
+const RTOL = 1e-5;
+const ATOL = 1e-6;
+
+/** |got − want| ≤ atol + rtol·|want| elementwise (NaN matches NaN); the message names the worst element. */
+function assertClose(what: string, got: ArrayLike<number>, want: ArrayLike<number>, rtol = RTOL, atol = ATOL): void {
+  assert.equal(got.length, want.length, `${what}: length ${got.length} vs ${want.length}`);
+  let worst = -1, worstExcess = -Infinity;
+  for (let i = 0; i < want.length; i++) {
+    if (Number.isNaN(got[i]) && Number.isNaN(want[i])) continue;
+    const excess = Math.abs(got[i] - want[i]) - (atol + rtol * Math.abs(want[i]));
+    if (!(excess <= 0) && (worst < 0 || !(excess <= worstExcess))) {
+      worst = i;
+      worstExcess = excess;
+    }
+  }
+  assert.ok(worst < 0, `${what}: element ${worst} is ${got[worst]} (native), reference ${want[worst]} (rtol ${rtol}, atol ${atol})`);
+}
+
+type Arrays = Record<string, Float32Array | Int32Array>;
+
+/** Runs `run` once on each backend, each with fresh copies of `arrays`; returns the copies and results. */
+function twin<A extends Arrays, R>(arrays: A, run: (k: Kernels, a: A) => R) {
+  const copy = (): A => Object.fromEntries(Object.entries(arrays).map(([k, v]) => [k, v.slice()])) as A;
+  const n = copy(), r = copy();
+  const nativeResult = run(native(), n);
+  const refResult = run(ref, r);
+  return { n, r, nativeResult, refResult };
+}
+
+// ---------------------------------------------------------------------------------------------
+// GEMM
+
+interface GemmCase {
+  name: string; tA: boolean; tB: boolean; m: number; n: number; k: number;
+  alpha?: number; beta?: number; aPad?: number; bPad?: number; cPad?: number;
+  aOff?: number; bOff?: number; cOff?: number; nanC?: boolean;
+}
+
+const GEMM_CASES: GemmCase[] = [
+  { name: 'odd sizes', tA: false, tB: false, m: 17, n: 13, k: 29 },
+  { name: '1 row', tA: false, tB: false, m: 1, n: 37, k: 19 },
+  { name: '1 column', tA: false, tB: false, m: 23, n: 1, k: 31 },
+  { name: 'k = 1', tA: false, tB: false, m: 9, n: 11, k: 1, beta: 1 },
+  { name: 'transposed A', tA: true, tB: false, m: 15, n: 14, k: 33, beta: 0.5 },
+  { name: 'transposed B', tA: false, tB: true, m: 15, n: 14, k: 33, alpha: 2 },
+  { name: 'both transposed', tA: true, tB: true, m: 7, n: 19, k: 12, beta: -1 },
+  { name: 'sub-matrix views (offsets, ld > width)', tA: false, tB: false, m: 10, n: 9, k: 21,
+    alpha: -0.75, beta: 0.5, aPad: 5, bPad: 3, cPad: 4, aOff: 7, bOff: 3, cOff: 11 },
+  { name: 'transposed sub-matrix views', tA: true, tB: true, m: 13, n: 6, k: 8,
+    alpha: 1.5, beta: 1, aPad: 2, bPad: 7, cPad: 1, aOff: 1, bOff: 30, cOff: 5 },
+  { name: 'beta = 0 ignores NaN in C', tA: false, tB: true, m: 6, n: 5, k: 4, beta: 0, cPad: 2, cOff: 3, nanC: true },
+  { name: 'k = 0 scales C by beta', tA: false, tB: false, m: 4, n: 3, k: 0, beta: 2 },
+  { name: 'larger blocked', tA: true, tB: false, m: 96, n: 70, k: 130, beta: 0.25, aPad: 3, cPad: 9, cOff: 2 },
+];
+
+/** Storage for a row-major (rows, cols) operand with row stride cols + pad at offset off, plus slack. */
+function operand(rng: () => number, rows: number, cols: number, pad: number, off: number) {
+  const ld = Math.max(1, cols + pad);
+  return { ld, array: randF32(rng, off + rows * ld + 3) };
+}
+
+describe('native vs reference: gemm', () => {
+  for (const cs of GEMM_CASES) {
+    // Tolerance: rtol 1e-5, atol 1e-6·max(1, √k/4) — float32 sgemm accumulation vs a double reference.
+    test(cs.name, () => {
+      const rng = mulberry32(0x6e33 + cs.m * 131 + cs.n * 17 + cs.k);
+      const { tA, tB, m, n, k } = cs;
+      const alpha = cs.alpha ?? 1, beta = cs.beta ?? 0;
+      const aOff = cs.aOff ?? 0, bOff = cs.bOff ?? 0, cOff = cs.cOff ?? 0;
+      const A = operand(rng, tA ? k : m, tA ? m : k, cs.aPad ?? 0, aOff);
+      const B = operand(rng, tB ? n : k, tB ? k : n, cs.bPad ?? 0, bOff);
+      const C = operand(rng, m, n, cs.cPad ?? 0, cOff);
+      const inside = (i: number) => i >= cOff && i < cOff + m * C.ld && (i - cOff) % C.ld < n;
+      if (cs.nanC) C.array.forEach((_, i) => { if (inside(i)) C.array[i] = NaN; });
+      const original = C.array.slice();
+
+      const { n: nat, r } = twin({ a: A.array, b: B.array, c: C.array }, (kern, x) =>
+        kern.gemm(tA, tB, m, n, k, alpha, x.a, aOff, A.ld, x.b, bOff, B.ld, beta, x.c, cOff, C.ld));
+
+      assertClose('gemm C', nat.c, r.c, RTOL, ATOL * Math.max(1, Math.sqrt(k) / 4));
+      for (let i = 0; i < original.length; i++) {
+        if (!inside(i)) {
+          assert.ok(Object.is(nat.c[i], original[i]) && Object.is(r.c[i], original[i]), `element ${i} outside C changed`);
+        } else if (cs.nanC) {
+          assert.ok(!Number.isNaN(nat.c[i]) && !Number.isNaN(r.c[i]), `C[${i}] kept NaN with beta = 0`);
+        }
+      }
+    });
+  }
+
+  // Tolerance: rtol 1e-5, atol 1e-6.
+  for (const [tA, tB] of [[false, false], [true, false], [false, true], [true, true]] as const) {
+    test(`gemmBatched with strides and offsets (transA=${tA}, transB=${tB})`, () => {
+      const rng = mulberry32(0xba7c + (tA ? 1 : 0) + (tB ? 2 : 0));
+      const m = 5, n = 7, k = 6, batch = 4;
+      const lda = (tA ? m : k) + 2, ldb = (tB ? k : n) + 1, ldc = n + 3;
+      const strideA = (tA ? k : m) * lda + 5, strideC = m * ldc + 1;
+      const aOff = 3, bOff = 2, cOff = 4;
+      const a = randF32(rng, aOff + batch * strideA);
+      const b = randF32(rng, bOff + (tB ? n : k) * ldb); // strideB = 0: one B shared by all batches
+      const c = randF32(rng, cOff + batch * strideC);
+      const { n: nat, r } = twin({ a, b, c }, (kern, x) =>
+        kern.gemmBatched(tA, tB, m, n, k, 0.5, x.a, aOff, lda, strideA, x.b, bOff, ldb, 0, 1.25, x.c, cOff, ldc, strideC, batch));
+      assertClose('gemmBatched C', nat.c, r.c);
+      // and each batch equals a single gemm on the same views
+      const single = c.slice();
+      for (let i = 0; i < batch; i++) {
+        native().gemm(tA, tB, m, n, k, 0.5, a, aOff + i * strideA, lda, b, bOff, ldb, 1.25, single, cOff + i * strideC, ldc);
+      }
+      assert.deepEqual(nat.c, single);
+    });
+  }
+});
+
+// ---------------------------------------------------------------------------------------------
+// Softmax
+
+describe('native vs reference: softmax', () => {
+  const cases = [
+    { name: 'no mask', rows: 7, cols: 13, scale: 0.37, causalRows: 0, causalShift: 0 },
+    { name: 'causal, KV cache (causalShift > 0)', rows: 10, cols: 9, scale: 0.5, causalRows: 5, causalShift: 4 },
+    { name: 'causal square (causalShift = 0)', rows: 12, cols: 6, scale: 1, causalRows: 6, causalShift: 0 },
+    { name: '1 column', rows: 4, cols: 1, scale: 2, causalRows: 0, causalShift: 0 },
+    { name: '1 row, wide', rows: 1, cols: 301, scale: 0.125, causalRows: 0, causalShift: 0 },
+  ];
+  for (const cs of cases) {
+    // Tolerance: rtol 1e-5, atol 1e-6; masked entries exactly 0; kept entries sum to 1 within 1e-6.
+    test(cs.name, () => {
+      const rng = mulberry32(0x50f7 + cs.rows * 7 + cs.cols);
+      const { rows, cols, scale, causalRows, causalShift } = cs;
+      const x = randF32(rng, rows * cols, 6);
+      const fwd = twin({ x, y: new Float32Array(rows * cols) }, (kern, a) =>
+        kern.softmax(a.x, a.y, rows, cols, scale, causalRows, causalShift));
+      assertClose('softmax y', fwd.n.y, fwd.r.y);
+      for (let r = 0; r < rows; r++) {
+        const keep = causalRows ? Math.min(cols, (r % causalRows) + causalShift + 1) : cols;
+        let sum = 0;
+        for (let j = 0; j < cols; j++) {
+          if (j >= keep) assert.ok(fwd.n.y[r * cols + j] === 0 && fwd.r.y[r * cols + j] === 0, `masked y[${r},${j}] not 0`);
+          sum += fwd.n.y[r * cols + j];
+        }
+        assert.ok(Math.abs(sum - 1) < 1e-6, `row ${r} sums to ${sum}`);
+      }
+
+      // in place (x and y alias) gives the same result
+      const inPlace = x.slice();
+      native().softmax(inPlace, inPlace, rows, cols, scale, causalRows, causalShift);
+      assert.deepEqual(inPlace, fwd.n.y);
+
+      // backward, from the same (masked) probabilities
+      const dy = randF32(rng, rows * cols);
+      const bwd = twin({ y: fwd.r.y, dy, dx: new Float32Array(rows * cols) }, (kern, a) =>
+        kern.softmaxBackward(a.y, a.dy, a.dx, rows, cols, scale));
+      assertClose('softmaxBackward dx', bwd.n.dx, bwd.r.dx);
+      for (let i = 0; i < rows * cols; i++) {
+        if (fwd.r.y[i] === 0) assert.ok(bwd.n.dx[i] === 0 && bwd.r.dx[i] === 0, `masked dx[${i}] not 0`);
+      }
+    });
+  }
+});
+
+// ---------------------------------------------------------------------------------------------
+// Cross-entropy
+
+describe('native vs reference: crossEntropy', () => {
+  // Tolerance: loss and lse rtol 1e-5 (summed in double on both sides); dlogits rtol 1e-5, atol 1e-6.
+  test('odd vocab, ignored rows, forward + backward (+ in place)', () => {
+    const rng = mulberry32(0xce);
+    const rows = 9, vocab = 37, ignoreIndex = -100;
+    const logits = randF32(rng, rows * vocab, 5);
+    const targets = randInts(rng, rows, 0, vocab);
+    targets[2] = ignoreIndex;
+    targets[7] = ignoreIndex;
+    targets[0] = vocab - 1;
+    targets[1] = 0;
+    const kept = rows - 2;
+
+    const fwd = twin({ logits, targets, lse: new Float32Array(rows) }, (kern, a) =>
+      kern.crossEntropy(a.logits, a.targets as Int32Array, a.lse, rows, vocab, ignoreIndex));
+    assertClose('crossEntropy lse', fwd.n.lse, fwd.r.lse);
+    assertClose('crossEntropy loss', [fwd.nativeResult], [fwd.refResult]);
+    assert.ok(fwd.refResult / kept > 0 && fwd.refResult / kept < 20, `mean loss ${fwd.refResult / kept}`);
+
+    const lse = fwd.r.lse;
+    const bwd = twin({ logits, targets, lse, d: new Float32Array(rows * vocab).fill(7) }, (kern, a) =>
+      kern.crossEntropyBackward(a.logits, a.targets as Int32Array, a.lse, rows, vocab, ignoreIndex, 1 / kept, a.d));
+    assertClose('crossEntropyBackward dlogits', bwd.n.d, bwd.r.d);
+    for (const r of [2, 7]) {
+      assert.ok(bwd.n.d.subarray(r * vocab, (r + 1) * vocab).every((v) => v === 0), `ignored row ${r} not zeroed`);
+    }
+    for (let r = 0; r < rows; r++) {
+      if (targets[r] === ignoreIndex) continue;
+      let sum = 0;
+      for (let j = 0; j < vocab; j++) sum += bwd.n.d[r * vocab + j];
+      assert.ok(Math.abs(sum) < 1e-6, `dlogits row ${r} sums to ${sum}, expected 0`);
+    }
+
+    // dlogits may alias logits
+    const inPlace = logits.slice();
+    native().crossEntropyBackward(inPlace, targets, lse, rows, vocab, ignoreIndex, 1 / kept, inPlace);
+    assert.deepEqual(inPlace, bwd.n.d);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// RMSNorm
+
+describe('native vs reference: rmsnorm', () => {
+  // Tolerance: rtol 1e-5, atol 1e-6 (dw: atol 1e-6·rows, it sums over rows).
+  for (const [rows, dim] of [[5, 23], [1, 1], [3, 64]] as const) {
+    test(`forward and backward, rows=${rows} dim=${dim}, dx/dw null combinations`, () => {
+      const rng = mulberry32(0x3a5 + rows * 100 + dim);
+      const eps = 1e-5;
+      const x = randF32(rng, rows * dim, 2);
+      if (rows > 2) x.fill(0, 2 * dim, 3 * dim); // an all-zero row: rstd = 1/sqrt(eps)
+      const w = randF32(rng, dim, 1.5);
+      const fwd = twin({ x, w, y: new Float32Array(rows * dim), rstd: new Float32Array(rows) }, (kern, a) =>
+        kern.rmsnorm(a.x, a.w, a.y, a.rstd, rows, dim, eps));
+      assertClose('rmsnorm y', fwd.n.y, fwd.r.y);
+      assertClose('rmsnorm rstd', fwd.n.rstd, fwd.r.rstd);
+
+      const dy = randF32(rng, rows * dim);
+      const rstd = fwd.r.rstd;
+      for (const [wantDx, wantDw] of [[true, true], [true, false], [false, true], [false, false]] as const) {
+        const sentinel = 42;
+        const bwd = twin({ dx: new Float32Array(rows * dim).fill(sentinel), dw: new Float32Array(dim).fill(sentinel) }, (kern, a) =>
+          kern.rmsnormBackward(x, w, rstd, dy, wantDx ? a.dx : null, wantDw ? a.dw : null, rows, dim));
+        if (wantDx) assertClose('rmsnormBackward dx', bwd.n.dx, bwd.r.dx);
+        else assert.ok(bwd.n.dx.every((v) => v === sentinel), 'dx written although null was passed');
+        if (wantDw) assertClose('rmsnormBackward dw', bwd.n.dw, bwd.r.dw, RTOL, ATOL * rows);
+        else assert.ok(bwd.n.dw.every((v) => v === sentinel), 'dw written although null was passed');
+      }
+    });
+  }
+});
+
+// ---------------------------------------------------------------------------------------------
+// Activations
+
+describe('native vs reference: silu / swiglu', () => {
+  const rng = mulberry32(0x511);
+  const n = 1001;
+  const special = [-100, -88, -20, -1e-3, 0, 1e-3, 20, 88, 100];
+  const x = randF32(rng, n, 8);
+  x.set(special);
+  const up = randF32(rng, n, 3);
+  const dy = randF32(rng, n);
+
+  // Tolerance: rtol 1e-5, atol 1e-6.
+  test('silu and siluBackward', () => {
+    const fwd = twin({ x, y: new Float32Array(n) }, (kern, a) => kern.silu(a.x, a.y, n));
+    assertClose('silu y', fwd.n.y, fwd.r.y);
+    const bwd = twin({ x, dy, dx: new Float32Array(n) }, (kern, a) => kern.siluBackward(a.x, a.dy, a.dx, n));
+    assertClose('siluBackward dx', bwd.n.dx, bwd.r.dx);
+  });
+
+  test('swiglu and swigluBackward with dgate / dup null', () => {
+    const fwd = twin({ x, up, out: new Float32Array(n) }, (kern, a) => kern.swiglu(a.x, a.up, a.out, n));
+    assertClose('swiglu out', fwd.n.out, fwd.r.out);
+    for (const [wantG, wantU] of [[true, true], [true, false], [false, true]] as const) {
+      const bwd = twin({ dg: new Float32Array(n).fill(9), du: new Float32Array(n).fill(9) }, (kern, a) =>
+        kern.swigluBackward(x, up, dy, wantG ? a.dg : null, wantU ? a.du : null, n));
+      if (wantG) assertClose('swigluBackward dgate', bwd.n.dg, bwd.r.dg);
+      else assert.ok(bwd.n.dg.every((v) => v === 9), 'dgate written although null was passed');
+      if (wantU) assertClose('swigluBackward dup', bwd.n.du, bwd.r.du);
+      else assert.ok(bwd.n.du.every((v) => v === 9), 'dup written although null was passed');
+    }
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// RoPE
+
+/** cos/sin tables (maxPos, headDim/2) for rotary base 10000 (float32 unless `Array` says otherwise). */
+function ropeTables<T extends FloatArray = Float32Array>(maxPos: number, headDim: number,
+  Array: new (n: number) => T = Float32Array as unknown as new (n: number) => T) {
+  const half = headDim / 2;
+  const cos = new Array(maxPos * half), sin = new Array(maxPos * half);
+  for (let p = 0; p < maxPos; p++) {
+    for (let i = 0; i < half; i++) {
+      const theta = p * Math.pow(10000, (-2 * i) / headDim);
+      cos[p * half + i] = Math.cos(theta);
+      sin[p * half + i] = Math.sin(theta);
+    }
+  }
+  return { cos, sin };
+}
+
+describe('native vs reference: rope', () => {
+  // Tolerance: rtol 1e-5, atol 1e-6 (forward, and forward∘backward vs the input).
+  test('forward, backward (sign −1) restores the input, in place', () => {
+    const rng = mulberry32(0x40e);
+    const nTok = 6, nHeads = 3, headDim = 10, maxPos = 16;
+    const { cos, sin } = ropeTables(maxPos, headDim);
+    const positions = Int32Array.from([0, 15, 3, 3, 7, 1]);
+    const x = randF32(rng, nTok * nHeads * headDim, 2);
+    const size = x.length;
+    const fwd = twin({ x, out: new Float32Array(size) }, (kern, a) =>
+      kern.rope(a.x, a.out, positions, cos, sin, nTok, nHeads, headDim, 1));
+    assertClose('rope out', fwd.n.out, fwd.r.out);
+    for (const kern of [native(), ref]) {
+      const back = new Float32Array(size);
+      kern.rope(fwd.n.out, back, positions, cos, sin, nTok, nHeads, headDim, -1);
+      assertClose(`rope backward∘forward (${kern.name})`, back, x);
+    }
+    const inPlace = x.slice();
+    native().rope(inPlace, inPlace, positions, cos, sin, nTok, nHeads, headDim, 1);
+    assert.deepEqual(inPlace, fwd.n.out);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// Embedding
+
+describe('native vs reference: embedding', () => {
+  test('lookup (exact) and scatter-add backward with repeated ids (rtol 1e-5, atol 1e-6)', () => {
+    const rng = mulberry32(0xe3b);
+    const vocab = 11, dim = 7, n = 20;
+    const w = randF32(rng, vocab * dim);
+    const ids = randInts(rng, n, 0, vocab);
+    ids.set([3, 3, 3, 0, vocab - 1]);
+    const fwd = twin({ w, out: new Float32Array(n * dim) }, (kern, a) => kern.embedding(a.w, ids, a.out, n, dim));
+    assert.deepEqual(fwd.n.out, fwd.r.out);
+    for (let t = 0; t < n; t++) {
+      assert.deepEqual(fwd.n.out.subarray(t * dim, (t + 1) * dim), w.subarray(ids[t] * dim, (ids[t] + 1) * dim));
+    }
+    const dy = randF32(rng, n * dim);
+    const dw0 = randF32(rng, vocab * dim); // scatter-ADDS into existing gradient
+    const bwd = twin({ dw: dw0 }, (kern, a) => kern.embeddingBackward(dy, ids, a.dw, n, dim));
+    assertClose('embeddingBackward dw', bwd.n.dw, bwd.r.dw);
+    const untouched = [...Array(vocab).keys()].filter((v) => !ids.includes(v));
+    for (const v of untouched) assert.deepEqual(bwd.n.dw.subarray(v * dim, (v + 1) * dim), dw0.subarray(v * dim, (v + 1) * dim));
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// AdamW
+
+describe('native vs reference: adamw', () => {
+  // Tolerance: rtol 1e-5, atol 1e-6 on p, m, v after every step.
+  test('five steps', () => {
+    const rng = mulberry32(0xada);
+    const n = 1003;
+    const lr = 1e-3, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weightDecay = 0.1;
+    const state = { n: { p: randF32(rng, n), m: new Float32Array(n), v: new Float32Array(n) }, r: { p: new Float32Array(0), m: new Float32Array(0), v: new Float32Array(0) } };
+    state.r = { p: state.n.p.slice(), m: state.n.m.slice(), v: state.n.v.slice() };
+    const p0 = state.n.p.slice();
+    for (let step = 1; step <= 5; step++) {
+      const g = randF32(rng, n, 0.1);
+      const bc1 = 1 - beta1 ** step, bc2 = 1 - beta2 ** step;
+      native().adamw(state.n.p, g, state.n.m, state.n.v, n, lr, beta1, beta2, eps, weightDecay, bc1, bc2);
+      ref.adamw(state.r.p, g, state.r.m, state.r.v, n, lr, beta1, beta2, eps, weightDecay, bc1, bc2);
+      assertClose(`adamw p (step ${step})`, state.n.p, state.r.p);
+      assertClose(`adamw m (step ${step})`, state.n.m, state.r.m);
+      assertClose(`adamw v (step ${step})`, state.n.v, state.r.v);
+    }
+    // sanity: each step moves a parameter by about lr, so five steps move it by at most ~5·lr (+ decay)
+    for (let i = 0; i < n; i++) assert.ok(Math.abs(state.n.p[i] - p0[i]) < 6 * lr, `p[${i}] moved too far`);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// Argument validation
+
+describe('native argument validation', () => {
+  const f = (n: number) => new Float32Array(n);
+  const i32 = (...v: number[]) => Int32Array.from(v);
+
+  test('bad arguments throw TypeError / RangeError naming the kernel and argument', () => {
+    const k = native();
+    const cases: [string, () => unknown, ErrorConstructor, RegExp][] = [
+      ['float64 operand', () => k.gemm(false, false, 2, 2, 2, 1, new Float64Array(4), 0, 2, f(4), 0, 2, 0, f(4), 0, 2),
+        TypeError, /gemm: argument 6 'a' is a Float64Array.*float64 runs on the reference kernels/],
+      ['number instead of array', () => k.gemm(false, false, 2, 2, 2, 1, 5 as unknown as Float32Array, 0, 2, f(4), 0, 2, 0, f(4), 0, 2),
+        TypeError, /gemm: argument 6 'a' must be a Float32Array, got number/],
+      ['offset out of range', () => k.gemm(false, false, 2, 2, 2, 1, f(4), 1, 2, f(4), 0, 2, 0, f(4), 0, 2),
+        RangeError, /gemm: 'a' has 4 elements but 5 are needed/],
+      ['C view past the end', () => k.gemm(false, false, 2, 2, 2, 1, f(4), 0, 2, f(4), 0, 2, 0, f(4), 0, 3),
+        RangeError, /gemm: 'c' has 4 elements but 5 are needed/],
+      ['ld smaller than width', () => k.gemm(false, false, 2, 3, 2, 1, f(4), 0, 2, f(6), 0, 2, 0, f(6), 0, 3),
+        RangeError, /gemm: ldb = 2 must be ≥ max\(1, 3\)/],
+      ['wrong argument count', () => (k.gemm as unknown as (...a: unknown[]) => void)(false, false, 2),
+        TypeError, /gemm: expected 16 arguments, got 3/],
+      ['negative size', () => k.gemm(false, false, -1, 2, 2, 1, f(4), 0, 2, f(4), 0, 2, 0, f(4), 0, 2),
+        RangeError, /gemm: argument 2 'm' must be ≥ 0/],
+      ['fractional size', () => k.gemm(false, false, 2, 2, 1.5, 1, f(4), 0, 2, f(4), 0, 2, 0, f(4), 0, 2),
+        RangeError, /gemm: argument 4 'k' must be an integer/],
+      ['non-boolean transpose flag', () => k.gemm(0 as unknown as boolean, false, 2, 2, 2, 1, f(4), 0, 2, f(4), 0, 2, 0, f(4), 0, 2),
+        TypeError, /gemm: argument 0 'transA' must be a boolean/],
+      ['batched stride past the end', () => k.gemmBatched(false, false, 2, 2, 2, 1, f(8), 0, 2, 4, f(8), 0, 2, 5, 0, f(8), 0, 2, 4, 2),
+        RangeError, /gemmBatched: 'b' has 8 elements but 9 are needed/],
+      ['softmax output too short', () => k.softmax(f(6), f(5), 2, 3, 1, 0, 0), RangeError, /softmax: 'y' has 5 elements but 6/],
+      ['target out of range', () => k.crossEntropy(f(6), i32(0, 0, 3), f(3), 3, 2, -100),
+        RangeError, /crossEntropy: targets\[2\] = 3 is outside \[0, 2\)/],
+      ['float targets', () => k.crossEntropy(f(6), f(3) as unknown as Int32Array, f(3), 3, 2, -100),
+        TypeError, /crossEntropy: argument 1 'targets' must be an Int32Array, got Float32Array/],
+      ['undefined where array-or-null expected', () => k.rmsnormBackward(f(4), f(2), f(2), f(4), undefined as unknown as null, null, 2, 2),
+        TypeError, /rmsnormBackward: argument 4 'dx' must be a Float32Array, got undefined/],
+      ['odd headDim', () => k.rope(f(6), f(6), i32(0), f(4), f(4), 1, 2, 3, 1), RangeError, /rope: headDim = 3 must be even/],
+      ['position past the tables', () => k.rope(f(4), f(4), i32(2), f(4), f(4), 1, 1, 4, 1),
+        RangeError, /rope: positions\[0\] = 2 is outside the cos\/sin tables/],
+      ['negative token id', () => k.embedding(f(6), i32(1, -1), f(6), 2, 3), RangeError, /embedding: ids\[1\] = -1 is outside \[0, 2\)/],
+      ['token id ≥ vocab', () => k.embeddingBackward(f(6), i32(2, 0), f(6), 2, 3), RangeError, /embeddingBackward: ids\[0\] = 2/],
+      ['short optimizer state', () => k.adamw(f(4), f(4), f(4), f(3), 4, 1e-3, 0.9, 0.999, 1e-8, 0, 0.1, 0.001),
+        RangeError, /adamw: 'v' has 3 elements but 4/],
+      ['setThreads(0)', () => k.setThreads(0), RangeError, /setThreads: n = 0 must be in \[1, 1024\]/],
+    ];
+    for (const [what, call, type, message] of cases) {
+      assert.throws(call, (err: unknown) => {
+        assert.ok(err instanceof type, `${what}: expected ${type.name}, got ${String(err)}`);
+        assert.match((err as Error).message, message, what);
+        return true;
+      }, `${what}: did not throw`);
+    }
+    // still alive and correct afterwards
+    const c = f(1);
+    k.gemm(false, false, 1, 1, 1, 1, Float32Array.of(3), 0, 1, Float32Array.of(4), 0, 1, 0, c, 0, 1);
+    assert.equal(c[0], 12);
+  });
+
+  test('the reference kernels raise the same index errors', () => {
+    assert.throws(() => ref.gemm(false, false, 2, 2, 2, 1, f(4), 1, 2, f(4), 0, 2, 0, f(4), 0, 2), RangeError);
+    assert.throws(() => ref.gemm(false, false, 2, 3, 2, 1, f(4), 0, 2, f(6), 0, 2, 0, f(6), 0, 3), /ldb = 2/);
+    assert.throws(() => ref.crossEntropy(f(6), i32(0, 0, 3), f(3), 3, 2, -100), /targets\[2\] = 3/);
+    assert.throws(() => ref.embedding(f(6), i32(1, -1), f(6), 2, 3), /ids\[1\] = -1/);
+    assert.throws(() => ref.rope(f(4), f(4), i32(2), f(4), f(4), 1, 1, 4, 1), /positions\[0\] = 2/);
+  });
+
+  test('NativeInfo: core name, config, threads', () => {
+    const k = native();
+    assert.equal(k.name, 'native');
+    assert.ok(k.coreName().length > 0, 'empty core name');
+    if (process.env.OPENBLAS_CORETYPE === 'SkylakeX') assert.equal(k.coreName(), 'SkylakeX');
+    assert.match(k.config(), /OpenBLAS/);
+    const before = k.getThreads();
+    k.setThreads(2);
+    assert.equal(k.getThreads(), 2);
+    k.setThreads(before);
+    assert.equal(k.getThreads(), before);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// Reference kernels on Float64Array
+
+describe('reference kernels on Float64Array', () => {
+  const f64 = (...v: number[]) => Float64Array.from(v);
+
+  test('gemm: exact small product, transposed views', () => {
+    // A (2, 3) stored transposed as (3, 2) with lda 3 and offset 1; B (3, 2)
+    const A = [[1, 2, 3], [4, 5, 6]], B = [[0.1, 0.2], [0.3, 0.4], [0.5, 0.6]];
+    const a = new Float64Array(1 + 3 * 3);
+    for (let p = 0; p < 3; p++) for (let i = 0; i < 2; i++) a[1 + p * 3 + i] = A[i][p];
+    const b = f64(...B.flat());
+    const c = new Float64Array(4).fill(1);
+    ref.gemm(true, false, 2, 2, 3, 2, a, 1, 3, b, 0, 2, 0.5, c, 0, 2);
+    const want = [0, 1].flatMap((i) => [0, 1].map((j) => 2 * (A[i][0] * B[0][j] + A[i][1] * B[1][j] + A[i][2] * B[2][j]) + 0.5));
+    for (let i = 0; i < 4; i++) assert.ok(Math.abs(c[i] - want[i]) < 1e-14, `c[${i}] = ${c[i]}, expected ${want[i]}`);
+    assert.ok(c instanceof Float64Array && Math.fround(c[0]) !== c[0], 'result was rounded to float32');
+  });
+
+  test('softmax, crossEntropy, rope, rmsnorm and adamw in double precision', () => {
+    const rng = mulberry32(0xf64);
+    const rows = 3, cols = 5;
+    const x = Float64Array.from({ length: rows * cols }, () => rng() * 4 - 2);
+    const y = new Float64Array(rows * cols);
+    ref.softmax(x, y, rows, cols, 0.5, 3, 1);
+    for (let r = 0; r < rows; r++) {
+      const sum = y.subarray(r * cols, (r + 1) * cols).reduce((s, v) => s + v, 0);
+      assert.ok(Math.abs(sum - 1) < 1e-15, `softmax row ${r} sums to ${sum}`);
+      for (let j = r + 2; j < cols; j++) assert.equal(y[r * cols + j], 0, `masked y[${r},${j}]`); // keeps j ≤ r + 1
+    }
+
+    const targets = Int32Array.from([4, -100, 0]);
+    const lse = new Float64Array(rows);
+    const loss = ref.crossEntropy(x, targets, lse, rows, cols, -100);
+    const lseOf = (r: number) => Math.log(x.subarray(r * cols, (r + 1) * cols).reduce((s, v) => s + Math.exp(v), 0));
+    assert.ok(Math.abs(loss - (lseOf(0) - x[4] + lseOf(2) - x[2 * cols])) < 1e-13, `loss ${loss}`);
+
+    const { cos, sin } = ropeTables(4, 6, Float64Array);
+    const q = Float64Array.from({ length: 2 * 6 }, () => rng());
+    const rot = new Float64Array(q.length), back = new Float64Array(q.length);
+    ref.rope(q, rot, Int32Array.from([1, 3]), cos, sin, 2, 1, 6, 1);
+    ref.rope(rot, back, Int32Array.from([1, 3]), cos, sin, 2, 1, 6, -1);
+    for (let i = 0; i < q.length; i++) assert.ok(Math.abs(back[i] - q[i]) < 1e-15, `rope round trip [${i}]`);
+
+    const w = f64(1, 2, 3, 4, 5), out = new Float64Array(rows * cols), rstd = new Float64Array(rows);
+    ref.rmsnorm(x, w, out, rstd, rows, cols, 1e-6);
+    const ms = x.subarray(0, cols).reduce((s, v) => s + v * v, 0) / cols;
+    assert.ok(Math.abs(rstd[0] - 1 / Math.sqrt(ms + 1e-6)) < 1e-15);
+
+    const p = f64(0.5), m = f64(0), v = f64(0);
+    ref.adamw(p, f64(0.2), m, v, 1, 0.01, 0.9, 0.999, 1e-8, 0.1, 0.1, 0.001);
+    const mm = 0.1 * 0.2, vv = 0.001 * 0.04;
+    const want = 0.5 * (1 - 0.001) - (0.01 / 0.1) * (mm / (Math.sqrt(vv) / Math.sqrt(0.001) + 1e-8));
+    assert.ok(Math.abs(p[0] - want) < 1e-15, `adamw p ${p[0]} vs ${want}`);
+
+    // float64 agrees with float32 to float32 precision
+    const x32 = Float32Array.from(x), y32 = new Float32Array(rows * cols), y64 = new Float64Array(rows * cols);
+    ref.softmax(x32, y32, rows, cols, 0.5, 0, 0);
+    ref.softmax(Float64Array.from(x32), y64, rows, cols, 0.5, 0, 0);
+    assertClose('softmax f32 vs f64', y32, y64);
+  });
+
+  test('the native kernels refuse Float64Array with a pointer to the reference kernels', () => {
+    const y = new Float64Array(4) as FloatArray;
+    assert.throws(() => native().softmax(new Float64Array(4), y, 2, 2, 1, 0, 0), /float64 runs on the reference kernels/);
+  });
+});
