@@ -38,9 +38,41 @@ struct GemmCall {
   float *a, *b, *c;  // first matrix of each operand (offset applied)
 };
 
+// A product with one row (decode: one token times a weight) or one column is a matrix-vector
+// product. OpenBLAS 0.3.21's sgemm does not forward those to sgemv and packs the whole weight first,
+// which costs ~2x on memory-bound decode, so forward them here. Same math, one rounding order.
+bool tryGemv(const GemmCall& g, float* a, float* b, float* c) {
+  if (g.k == 0) return false;
+  if (g.beta == 0.0f) {  // BLAS semantics: C's old contents (even NaN) are ignored when beta = 0
+    for (int j = 0; j < (g.m == 1 ? g.n : g.m); j++) c[g.m == 1 ? j : static_cast<int64_t>(j) * g.ldc] = 0.0f;
+  }
+  if (g.m == 1) {
+    // c (n) = alpha · op(B)ᵀ-wise · a_row; a's k elements are 1 apart, or lda apart when transA.
+    int incx = g.transA == CblasTrans ? g.lda : 1;
+    if (g.transB == CblasTrans) {  // B stored (n, k): c = B · x
+      cblas_sgemv(CblasRowMajor, CblasNoTrans, g.n, g.k, g.alpha, b, g.ldb, a, incx, g.beta, c, 1);
+    } else {  // B stored (k, n): c = Bᵀ · x
+      cblas_sgemv(CblasRowMajor, CblasTrans, g.k, g.n, g.alpha, b, g.ldb, a, incx, g.beta, c, 1);
+    }
+    return true;
+  }
+  if (g.n == 1) {
+    // c (m, column with stride ldc) = op(A) · b_col; b's k elements are 1 apart when transB, else ldb.
+    int incx = g.transB == CblasTrans ? 1 : g.ldb;
+    if (g.transA == CblasTrans) {  // A stored (k, m)
+      cblas_sgemv(CblasRowMajor, CblasTrans, g.k, g.m, g.alpha, a, g.lda, b, incx, g.beta, c, g.ldc);
+    } else {  // A stored (m, k)
+      cblas_sgemv(CblasRowMajor, CblasNoTrans, g.m, g.k, g.alpha, a, g.lda, b, incx, g.beta, c, g.ldc);
+    }
+    return true;
+  }
+  return false;
+}
+
 void runSgemm(const GemmCall& g, int64_t strideA, int64_t strideB, int64_t strideC, int64_t batch) {
   if (g.m == 0 || g.n == 0) return;  // C is empty
   for (int64_t i = 0; i < batch; i++) {
+    if (tryGemv(g, g.a + i * strideA, g.b + i * strideB, g.c + i * strideC)) continue;
     cblas_sgemm(CblasRowMajor, g.transA, g.transB, g.m, g.n, g.k, g.alpha, g.a + i * strideA, g.lda,
                 g.b + i * strideB, g.ldb, g.beta, g.c + i * strideC, g.ldc);
   }

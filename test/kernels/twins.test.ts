@@ -109,6 +109,13 @@ const GEMM_CASES: GemmCase[] = [
     alpha: 1.5, beta: 1, aPad: 2, bPad: 7, cPad: 1, aOff: 1, bOff: 30, cOff: 5 },
   { name: 'beta = 0 ignores NaN in C', tA: false, tB: true, m: 6, n: 5, k: 4, beta: 0, cPad: 2, cOff: 3, nanC: true },
   { name: 'k = 0 scales C by beta', tA: false, tB: false, m: 4, n: 3, k: 0, beta: 2 },
+  // m = 1 / n = 1 run through sgemv in the native kernel (decode path): every transpose, views, NaN C
+  { name: 'gemv: 1 row, transposed B (x·Wᵀ)', tA: false, tB: true, m: 1, n: 29, k: 17, bPad: 3, bOff: 5, cOff: 2 },
+  { name: 'gemv: 1 row, transposed A with lda', tA: true, tB: false, m: 1, n: 12, k: 9, aPad: 4, aOff: 1, beta: 0.5 },
+  { name: 'gemv: 1 row, both transposed, NaN C', tA: true, tB: true, m: 1, n: 8, k: 6, aPad: 2, beta: 0, nanC: true },
+  { name: 'gemv: 1 column, transposed A', tA: true, tB: false, m: 14, n: 1, k: 11, bPad: 2, cPad: 3, cOff: 1, alpha: -1.5 },
+  { name: 'gemv: 1 column, transposed B, beta 1', tA: false, tB: true, m: 10, n: 1, k: 7, aPad: 1, cPad: 2, beta: 1 },
+  { name: 'gemv: 1 × 1', tA: false, tB: false, m: 1, n: 1, k: 5, beta: 0, nanC: true },
   { name: 'larger blocked', tA: true, tB: false, m: 96, n: 70, k: 130, beta: 0.25, aPad: 3, cPad: 9, cOff: 2 },
 ];
 
