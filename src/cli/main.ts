@@ -2,6 +2,8 @@
 import { Command } from 'commander';
 import { readFileSync } from 'node:fs';
 import { doctorCommand } from './doctor.ts';
+import { generateCommand } from './generate.ts';
+import { perplexityCommand } from './perplexity.ts';
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
 
@@ -11,6 +13,8 @@ program
   .description('Make LLMs smaller and faster with elastic low-rank adapters and architecture search (LoNAS, Shears, SQFT)')
   .version(pkg.version, '-v, --version');
 program.addCommand(doctorCommand());
+program.addCommand(generateCommand());
+program.addCommand(perplexityCommand());
 
 try {
   await program.parseAsync(process.argv);

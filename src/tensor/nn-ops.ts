@@ -5,6 +5,7 @@
 import { kernelsFor } from '../kernels/index.ts';
 import type { FloatArray } from '../kernels/api.ts';
 import { record } from './autograd.ts';
+import { attentionForward } from './attention-core.ts';
 import { Tensor, fmtShape, sameShape } from './tensor.ts';
 
 function alloc(like: FloatArray, n: number): FloatArray {
@@ -115,26 +116,12 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, opts: { causal: boole
   if (opts.causal && Tk < Tq) throw new Error(`attention: causal attention needs at least as many keys (${Tk}) as queries (${Tq})`);
   const scale = opts.scale ?? 1 / Math.sqrt(D);
   const qc = dense(q), kc = dense(k), vc = dense(v);
-  const qd = qc.contiguousData(), kd = kc.contiguousData(), vd = vc.contiguousData();
-  const kern = kernelsFor(qd);
-  const group = Hq / Hkv;
-  const scores = alloc(qd, B * Hq * Tq * Tk); // (B, Hq, Tq, Tk)
-  const probs = alloc(qd, B * Hq * Tq * Tk);
+  const qd = qc.contiguousData();
+  const probs = alloc(qd, B * Hq * Tq * Tk); // (B, Hq, Tq, Tk), saved for backward
   const out = alloc(qd, B * Tq * Hq * D); // (B, Tq, Hq, D)
-  for (let b = 0; b < B; b++) {
-    for (let h = 0; h < Hq; h++) {
-      const qOff = b * Tq * Hq * D + h * D;
-      const kOff = b * Tk * Hkv * D + Math.floor(h / group) * D;
-      kern.gemm(false, true, Tq, Tk, D, 1, qd, qOff, Hq * D, kd, kOff, Hkv * D, 0, scores, (b * Hq + h) * Tq * Tk, Tk);
-    }
-  }
-  kern.softmax(scores, probs, B * Hq * Tq, Tk, scale, opts.causal ? Tq : 0, Tk - Tq);
-  for (let b = 0; b < B; b++) {
-    for (let h = 0; h < Hq; h++) {
-      const vOff = b * Tk * Hkv * D + Math.floor(h / group) * D;
-      kern.gemm(false, false, Tq, D, Tk, 1, probs, (b * Hq + h) * Tq * Tk, Tk, vd, vOff, Hkv * D, 0, out, b * Tq * Hq * D + h * D, Hq * D);
-    }
-  }
+  attentionForward(kernelsFor(qd), qd, kc.contiguousData(), vc.contiguousData(), out, probs, {
+    B, Tq, Tk, Hq, Hkv, D, kvBatchStride: Tk * Hkv * D, scale, causal: opts.causal,
+  });
   return record('attention', [q, k, v], { q: qc, k: kc, v: vc, probs, scale }, new Tensor(out, q.shape));
 }
 

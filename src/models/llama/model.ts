@@ -7,7 +7,10 @@
  *              h += down(silu(gate(norm2 h)) ⊙ up(norm2 h))
  *   logits = lm_head(norm h)   (lm_head = embed when tied)    (B, T, V)
  */
-import { Tensor, add, attention, reshape, rope, swiglu } from '../../tensor/index.ts';
+import { Tensor, add, attention, narrow, noGrad, reshape, rope, swiglu } from '../../tensor/index.ts';
+import { attentionForward } from '../../tensor/attention-core.ts';
+import { kernels } from '../../kernels/index.ts';
+import { KvCache } from './kv-cache.ts';
 import type { RopeTables } from '../../tensor/index.ts';
 import { Embedding, Linear, RMSNorm } from '../../nn/modules.ts';
 import type { LinearLike } from '../../nn/modules.ts';
@@ -98,6 +101,46 @@ export class LlamaModel {
       h = add(h, this.mlpBlock(layer, h));
     });
     return this.lmHead.forward(this.norm.forward(h)); // (B, T, V)
+  }
+
+  /**
+   * Inference with a KV cache (no autograd): runs ids (B·T) at positions `positions` (default
+   * cache.length + t), appends their keys/values to the cache, and returns logits (B, T, V), or (B, 1, V)
+   * for the last position only with `lastOnly` (prefill needs just that). `keyStart[b]` masks the left
+   * padding of row b.
+   */
+  forwardCached(ids: Int32Array, batch: number, seq: number, cache: KvCache, opts: { positions?: Int32Array; keyStart?: Int32Array | null; lastOnly?: boolean } = {}): Tensor {
+    if (cache.batch !== batch) throw new Error(`forwardCached: cache has ${cache.batch} rows, input has ${batch}`);
+    if (ids.length !== batch * seq) throw new Error(`forwardCached: ${ids.length} ids for batch ${batch} × seq ${seq}`);
+    return noGrad(() => {
+      const start = cache.length;
+      const pos = opts.positions ?? Int32Array.from({ length: batch * seq }, (_, i) => start + (i % seq));
+      let h = this.embed.forward(ids, [batch, seq]); // (B, T, C)
+      this.layers.forEach((layer, i) => {
+        h = add(h, this.cachedAttentionBlock(layer, i, h, pos, batch, seq, cache, opts.keyStart ?? null));
+        h = add(h, this.mlpBlock(layer, h));
+      });
+      cache.length = start + seq;
+      if (opts.lastOnly && seq > 1) h = narrow(h, 1, seq - 1, 1); // (B, 1, C)
+      return this.lmHead.forward(this.norm.forward(h));
+    });
+  }
+
+  private cachedAttentionBlock(layer: DecoderLayer, i: number, h: Tensor, pos: Int32Array, B: number, T: number, cache: KvCache, keyStart: Int32Array | null): Tensor {
+    const s = this.config.layers[i];
+    const D = this.config.headDim;
+    const x = layer.inputNorm.forward(h);
+    const q = rope(reshape(layer.proj.q_proj.forward(x), [B, T, s.numHeads, D]), pos, this.rope); // (B, T, Hq, D)
+    const k = rope(reshape(layer.proj.k_proj.forward(x), [B, T, s.numKvHeads, D]), pos, this.rope); // (B, T, Hkv, D)
+    const v = layer.proj.v_proj.forward(x); // (B, T, Hkv·D)
+    cache.append(i, k.contiguousData() as Float32Array, v.contiguousData() as Float32Array, T);
+    const Tk = cache.length + T;
+    const out = new Float32Array(B * T * s.numHeads * D); // (B, T, Hq, D)
+    const probs = new Float32Array(B * s.numHeads * T * Tk);
+    attentionForward(kernels(), q.contiguousData(), cache.k[i], cache.v[i], out, probs, {
+      B, Tq: T, Tk, Hq: s.numHeads, Hkv: s.numKvHeads, D, kvBatchStride: cache.rowStride(i), scale: 1 / Math.sqrt(D), causal: true, keyStart,
+    });
+    return layer.proj.o_proj.forward(new Tensor(out, [B, T, s.numHeads * D]));
   }
 
   private attentionBlock(layer: DecoderLayer, i: number, h: Tensor, pos: Int32Array, B: number, T: number): Tensor {
