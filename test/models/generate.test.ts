@@ -4,7 +4,6 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadLlama } from '../../src/models/llama/checkpoint.ts';
-import { KvCache } from '../../src/models/llama/kv-cache.ts';
 import { generate, sampleToken } from '../../src/models/llama/generate.ts';
 import { loadTokenizer } from '../../src/io/tokenizer.ts';
 import { Rng, noGrad } from '../../src/tensor/index.ts';
@@ -18,7 +17,7 @@ test('KV-cache decoding equals full recomputation (prefill then one token at a t
   const T = ids.length;
   const full = noGrad(() => model.forward(Int32Array.from(ids), 1, T)).toArray(); // (1, T, V)
   const V = model.config.vocabSize;
-  const cache = new KvCache(model.config, 1, T);
+  const cache = model.newCache(1, T);
   const prefill = 5;
   const first = model.forwardCached(Int32Array.from(ids.slice(0, prefill)), 1, prefill, cache).toArray();
   assertClose(first, full.slice(0, prefill * V), 'prefill logits', { rtol: 1e-5, atol: 1e-5 });

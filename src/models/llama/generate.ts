@@ -4,7 +4,6 @@
  */
 import { Rng } from '../../tensor/rng.ts';
 import type { LlamaModel } from './model.ts';
-import { KvCache } from './kv-cache.ts';
 
 export type Strategy =
   | { kind: 'greedy' }
@@ -50,7 +49,7 @@ function leftPad(prompts: number[][]): { ids: Int32Array; T: number; keyStart: I
 function sampleBatch(model: LlamaModel, prompts: number[][], opts: GenerateOptions): number[][] {
   const B = prompts.length;
   const { ids, T, keyStart, positions } = leftPad(prompts);
-  const cache = new KvCache(model.config, B, T + opts.maxNewTokens);
+  const cache = model.newCache(B, T + opts.maxNewTokens);
   const rng = opts.strategy.kind === 'sample' ? new Rng(opts.strategy.seed) : null;
   const out: number[][] = prompts.map(() => []);
   const done = new Array<boolean>(B).fill(false);
@@ -126,7 +125,7 @@ function logSoftmax(row: ArrayLike<number>): Float64Array {
 function beamSearch(model: LlamaModel, prompt: number[], opts: GenerateOptions, K: number): number[] {
   if (!Number.isInteger(K) || K < 1) throw new Error(`beam search needs a positive integer number of beams, got ${K}`);
   const lp = (opts.strategy as { lengthPenalty?: number }).lengthPenalty ?? 1;
-  const cache = new KvCache(model.config, K, prompt.length + opts.maxNewTokens);
+  const cache = model.newCache(K, prompt.length + opts.maxNewTokens);
   const ids = new Int32Array(K * prompt.length);
   for (let b = 0; b < K; b++) ids.set(prompt, b * prompt.length);
   let logits = model.forwardCached(ids, K, prompt.length, cache, { lastOnly: true });

@@ -2,33 +2,33 @@
  * Key/value cache for incremental decoding. Per layer, k and v are (B, maxLen, Hkv, D) float32 buffers;
  * `length` positions are filled. Rows can be reordered (beam search keeps the cache of the surviving beams).
  */
-import type { LlamaConfig } from './config.ts';
 
 export class KvCache {
   readonly k: Float32Array[];
   readonly v: Float32Array[];
   length = 0;
 
-  constructor(readonly config: LlamaConfig, readonly batch: number, readonly maxLen: number) {
-    if (maxLen > config.maxPositions) {
-      throw new Error(`KV cache of ${maxLen} positions exceeds the model's ${config.maxPositions} (max_position_embeddings)`);
+  /** kvHeads[l]: key/value heads of layer l as currently active; positions bounded by maxPositions. */
+  constructor(readonly kvHeads: readonly number[], readonly headDim: number, readonly batch: number, readonly maxLen: number, maxPositions: number) {
+    if (maxLen > maxPositions) {
+      throw new Error(`KV cache of ${maxLen} positions exceeds the model's ${maxPositions} (max_position_embeddings)`);
     }
-    const sizes = config.layers.map((l) => batch * maxLen * l.numKvHeads * config.headDim);
+    const sizes = kvHeads.map((h) => batch * maxLen * h * headDim);
     this.k = sizes.map((n) => new Float32Array(n));
     this.v = sizes.map((n) => new Float32Array(n));
   }
 
   /** Elements between batch rows in layer `layer`'s buffers. */
   rowStride(layer: number): number {
-    return this.maxLen * this.config.layers[layer].numKvHeads * this.config.headDim;
+    return this.maxLen * this.kvHeads[layer] * this.headDim;
   }
 
   /** Copies new keys/values (B, T, Hkv, D) into positions [length, length + T) of layer `layer`. */
   append(layer: number, k: Float32Array, v: Float32Array, T: number): void {
     if (this.length + T > this.maxLen) throw new Error(`KV cache full: ${this.length} + ${T} > ${this.maxLen} positions`);
     const row = this.rowStride(layer);
-    const chunk = T * this.config.layers[layer].numKvHeads * this.config.headDim;
-    const at = this.length * this.config.layers[layer].numKvHeads * this.config.headDim;
+    const chunk = T * this.kvHeads[layer] * this.headDim;
+    const at = this.length * this.kvHeads[layer] * this.headDim;
     for (let b = 0; b < this.batch; b++) {
       this.k[layer].set(k.subarray(b * chunk, (b + 1) * chunk), b * row + at);
       this.v[layer].set(v.subarray(b * chunk, (b + 1) * chunk), b * row + at);
@@ -41,7 +41,7 @@ export class KvCache {
     if (rows.every((r, i) => r === i)) return;
     for (let l = 0; l < this.k.length; l++) {
       const row = this.rowStride(l);
-      const used = this.length * this.config.layers[l].numKvHeads * this.config.headDim;
+      const used = this.length * this.kvHeads[l] * this.headDim;
       for (const buf of [this.k[l], this.v[l]]) {
         const old = buf.slice();
         rows.forEach((src, dst) => buf.set(old.subarray(src * row, src * row + used), dst * row));

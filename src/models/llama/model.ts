@@ -33,6 +33,19 @@ export function projectionWeightName(layer: number, proj: ProjectionName): strin
   return `model.layers.${layer}.${block}.${proj}`;
 }
 
+/**
+ * Head counts of a layer as its projections are currently sized: elastic attention heads shrink q/k/v
+ * outputs and o_proj inputs, so the sizes are read from the modules, not from the config.
+ */
+function activeHeads(layer: DecoderLayer, headDim: number): { numHeads: number; numKvHeads: number } {
+  const numHeads = layer.proj.q_proj.outFeatures / headDim;
+  const numKvHeads = layer.proj.k_proj.outFeatures / headDim;
+  if (!Number.isInteger(numHeads) || !Number.isInteger(numKvHeads) || numHeads % numKvHeads !== 0) {
+    throw new Error(`attention: q/k widths ${layer.proj.q_proj.outFeatures}/${layer.proj.k_proj.outFeatures} are not whole GQA head groups of ${headDim}`);
+  }
+  return { numHeads, numKvHeads };
+}
+
 export class LlamaModel {
   readonly embed: Embedding;
   readonly layers: DecoderLayer[];
@@ -74,6 +87,12 @@ export class LlamaModel {
     this.norm = new RMSNorm(get('model.norm.weight', [C]), c.rmsNormEps);
     this.lmHead = c.tieWordEmbeddings ? new Linear(this.embed.weight) : new Linear(get('lm_head.weight', [c.vocabSize, C]));
     this.rope = ropeTables({ headDim: D, maxPositions: c.maxPositions, theta: c.ropeTheta, scaling: c.ropeScaling });
+  }
+
+  /** A KV cache sized for the layers' currently active KV heads. */
+  newCache(batch: number, maxLen: number): KvCache {
+    const kvHeads = this.layers.map((l) => activeHeads(l, this.config.headDim).numKvHeads);
+    return new KvCache(kvHeads, this.config.headDim, batch, maxLen, this.config.maxPositions);
   }
 
   /** Every tensor of the model by HF name (tied head listed once). */
@@ -127,7 +146,7 @@ export class LlamaModel {
   }
 
   private cachedAttentionBlock(layer: DecoderLayer, i: number, h: Tensor, pos: Int32Array, B: number, T: number, cache: KvCache, keyStart: Int32Array | null): Tensor {
-    const s = this.config.layers[i];
+    const s = activeHeads(layer, this.config.headDim);
     const D = this.config.headDim;
     const x = layer.inputNorm.forward(h);
     const q = rope(reshape(layer.proj.q_proj.forward(x), [B, T, s.numHeads, D]), pos, this.rope); // (B, T, Hq, D)
@@ -144,7 +163,7 @@ export class LlamaModel {
   }
 
   private attentionBlock(layer: DecoderLayer, i: number, h: Tensor, pos: Int32Array, B: number, T: number): Tensor {
-    const s = this.config.layers[i];
+    const s = activeHeads(layer, this.config.headDim);
     const D = this.config.headDim;
     const x = layer.inputNorm.forward(h); // (B, T, C)
     const q = rope(reshape(layer.proj.q_proj.forward(x), [B, T, s.numHeads, D]), pos, this.rope); // (B, T, Hq, D)

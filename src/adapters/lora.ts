@@ -1,0 +1,120 @@
+/**
+ * LoRA wrapping a frozen base Linear, with elastic rank and elastic input/output widths.
+ *
+ *   y = W[:o', :i'] x + s · B[:o', :r'] (A[:r', :i'] dropout(x)),   s = alpha / r_max
+ *
+ * A: (r_max, in), Kaiming-uniform (as PEFT: kaiming_uniform_(a=√5), i.e. U(−1/√in, 1/√in)); B: (out, r_max),
+ * zero, so an untrained adapter changes nothing. The active sizes (r', o', i') are plain fields set
+ * explicitly by a sub-network configuration; slices are strided views multiplied in place (no copies).
+ * The scaling stays alpha / r_max whatever r' is, as the reference implementation does.
+ */
+import { Rng, Tensor, add, dropout, linear, narrow, scale, tensor } from '../tensor/index.ts';
+import type { Linear, LinearLike } from '../nn/modules.ts';
+import { kernels } from '../kernels/index.ts';
+
+export interface LoraOptions {
+  rank: number;
+  alpha: number;
+  dropout: number;
+}
+
+export class LoraLinear implements LinearLike {
+  readonly loraA: Tensor; // (rMax, in)
+  readonly loraB: Tensor; // (out, rMax)
+  readonly rMax: number;
+  readonly alpha: number;
+  dropoutP: number;
+  /** active rank r' ≤ rMax (0 disables the adapter path) */
+  activeRank: number;
+  /** active output channels (first rows of W and B) */
+  activeOut: number;
+  /** active input channels (first columns of W and A) */
+  activeIn: number;
+  /** dropout randomness; set by the trainer (seeded). Dropout runs only when `training` is true. */
+  rng: Rng | null = null;
+  training = false;
+
+  constructor(readonly base: Linear, readonly name: string, opts: LoraOptions, init: { rng: Rng } | { a: Tensor; b: Tensor }) {
+    if (!Number.isInteger(opts.rank) || opts.rank < 1) throw new Error(`LoRA rank must be a positive integer, got ${opts.rank} (${name})`);
+    const [out, inF] = base.weight.shape;
+    this.rMax = opts.rank;
+    this.alpha = opts.alpha;
+    this.dropoutP = opts.dropout;
+    if ('rng' in init) {
+      const bound = 1 / Math.sqrt(inF); // kaiming_uniform_(a=√5): gain √(2/(1+5)) · √(3/in) = 1/√in
+      const a = new Float32Array(opts.rank * inF);
+      for (let i = 0; i < a.length; i++) a[i] = (init.rng.uniform() * 2 - 1) * bound;
+      this.loraA = tensor(a, [opts.rank, inF]);
+      this.loraB = tensor(new Float32Array(out * opts.rank), [out, opts.rank]);
+    } else {
+      checkShape(init.a, [opts.rank, inF], `${name}.lora_A`);
+      checkShape(init.b, [out, opts.rank], `${name}.lora_B`);
+      this.loraA = init.a;
+      this.loraB = init.b;
+    }
+    this.loraA.requiresGrad = true;
+    this.loraB.requiresGrad = true;
+    this.loraA.name = `${name}.lora_A.weight`;
+    this.loraB.name = `${name}.lora_B.weight`;
+    this.activeRank = opts.rank;
+    this.activeOut = out;
+    this.activeIn = inF;
+  }
+
+  get scaling(): number {
+    return this.alpha / this.rMax;
+  }
+
+  get inFeatures(): number {
+    return this.activeIn;
+  }
+
+  get outFeatures(): number {
+    return this.activeOut;
+  }
+
+  /** Restores the full (maximal) sizes. */
+  resetActive(): void {
+    this.activeRank = this.rMax;
+    [this.activeOut, this.activeIn] = this.base.weight.shape;
+  }
+
+  /** x (…, activeIn) → (…, activeOut) */
+  forward(x: Tensor): Tensor {
+    const [out, inF] = this.base.weight.shape;
+    const o = this.activeOut, i = this.activeIn, r = this.activeRank;
+    const w = o === out && i === inF ? this.base.weight : narrow(narrow(this.base.weight, 0, 0, o), 1, 0, i);
+    const bias = this.base.bias && o !== out ? narrow(this.base.bias, 0, 0, o) : this.base.bias;
+    const y = linear(x, w, bias); // (…, o')
+    if (r === 0) return y;
+    const a = r === this.rMax && i === inF ? this.loraA : narrow(narrow(this.loraA, 0, 0, r), 1, 0, i); // (r', i')
+    const b = r === this.rMax && o === out ? this.loraB : narrow(narrow(this.loraB, 0, 0, o), 1, 0, r); // (o', r')
+    const xin = this.training && this.dropoutP > 0 ? dropout(x, this.dropoutP, this.requireRng()) : x;
+    return add(y, scale(linear(linear(xin, a), b), this.scaling));
+  }
+
+  trainable(): Tensor[] {
+    return [this.loraA, this.loraB];
+  }
+
+  /** The active slice of s · B A, (o', i') dense (for merging and extraction). */
+  deltaWeight(): Float32Array {
+    const o = this.activeOut, i = this.activeIn, r = this.activeRank;
+    const out = new Float32Array(o * i);
+    if (r === 0 || o === 0 || i === 0) return out;
+    // (o', i') = s · B[:o', :r'] (row stride rMax) · A[:r', :i'] (row stride in)
+    kernels().gemm(false, false, o, i, r, this.scaling, this.loraB.data, 0, this.rMax, this.loraA.data, 0, this.base.weight.shape[1], 0, out, 0, i);
+    return out;
+  }
+
+  private requireRng(): Rng {
+    if (!this.rng) throw new Error(`LoRA ${this.name}: dropout in training needs an Rng (set module.rng)`);
+    return this.rng;
+  }
+}
+
+function checkShape(t: Tensor, shape: number[], what: string): void {
+  if (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i])) {
+    throw new Error(`${what}: shape [${t.shape.join(', ')}] does not match the base layer (expected [${shape.join(', ')}])`);
+  }
+}
