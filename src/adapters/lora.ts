@@ -26,10 +26,6 @@ export class LoraLinear implements LinearLike {
   dropoutP: number;
   /** active rank r' ≤ rMax (0 disables the adapter path) */
   activeRank: number;
-  /** active output channels (first rows of W and B) */
-  activeOut: number;
-  /** active input channels (first columns of W and A) */
-  activeIn: number;
   /** dropout randomness; set by the trainer (seeded). Dropout runs only when `training` is true. */
   rng: Rng | null = null;
   training = false;
@@ -57,8 +53,24 @@ export class LoraLinear implements LinearLike {
     this.loraA.name = `${name}.lora_A.weight`;
     this.loraB.name = `${name}.lora_B.weight`;
     this.activeRank = opts.rank;
-    this.activeOut = out;
-    this.activeIn = inF;
+  }
+
+  /** active output channels (first rows of W and B); the base layer holds the value */
+  get activeOut(): number {
+    return this.base.activeOut;
+  }
+
+  set activeOut(v: number) {
+    this.base.activeOut = v;
+  }
+
+  /** active input channels (first columns of W and A) */
+  get activeIn(): number {
+    return this.base.activeIn;
+  }
+
+  set activeIn(v: number) {
+    this.base.activeIn = v;
   }
 
   get scaling(): number {
@@ -76,16 +88,14 @@ export class LoraLinear implements LinearLike {
   /** Restores the full (maximal) sizes. */
   resetActive(): void {
     this.activeRank = this.rMax;
-    [this.activeOut, this.activeIn] = this.base.weight.shape;
+    [this.base.activeOut, this.base.activeIn] = this.base.weight.shape;
   }
 
   /** x (…, activeIn) → (…, activeOut) */
   forward(x: Tensor): Tensor {
     const [out, inF] = this.base.weight.shape;
     const o = this.activeOut, i = this.activeIn, r = this.activeRank;
-    const w = o === out && i === inF ? this.base.weight : narrow(narrow(this.base.weight, 0, 0, o), 1, 0, i);
-    const bias = this.base.bias && o !== out ? narrow(this.base.bias, 0, 0, o) : this.base.bias;
-    const y = linear(x, w, bias); // (…, o')
+    const y = this.base.forward(x); // (…, o'), the base weight sliced in place
     if (r === 0) return y;
     const a = r === this.rMax && i === inF ? this.loraA : narrow(narrow(this.loraA, 0, 0, r), 1, 0, i); // (r', i')
     const b = r === this.rMax && o === out ? this.loraB : narrow(narrow(this.loraB, 0, 0, o), 1, 0, r); // (o', r')
@@ -95,6 +105,10 @@ export class LoraLinear implements LinearLike {
 
   trainable(): Tensor[] {
     return [this.loraA, this.loraB];
+  }
+
+  baseTensors(): Tensor[] {
+    return this.base.baseTensors();
   }
 
   /** The active slice of s · B A, (o', i') dense (for merging and extraction). */

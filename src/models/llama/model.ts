@@ -103,7 +103,7 @@ export class LlamaModel {
     this.layers.forEach((l) => {
       add(l.inputNorm.weight);
       add(l.postAttentionNorm.weight);
-      for (const p of Object.values(l.proj)) if (p instanceof Linear) { add(p.weight); add(p.bias); }
+      for (const p of Object.values(l.proj)) for (const t of p.baseTensors()) add(t);
     });
     add(this.norm.weight);
     if (this.lmHead instanceof Linear) add(this.lmHead.weight);

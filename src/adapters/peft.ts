@@ -1,0 +1,141 @@
+/**
+ * Attaching LoRA adapters to a model, and saving/loading them in PEFT's format so PEFT-trained adapters
+ * load in lonas and lonas adapters load in PEFT:
+ *   adapter_model.safetensors  base_model.model.model.layers.N.self_attn.q_proj.lora_A.weight (r, in), …lora_B.weight (out, r)
+ *   adapter_config.json        peft_type LORA, r, lora_alpha, lora_dropout, target_modules, rank_pattern, alpha_pattern, …
+ * lonas writes its own extras (the search space) to lonas_adapter.json beside them; PEFT ignores that file.
+ */
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Rng, Tensor } from '../tensor/index.ts';
+import { SafetensorsFile, writeSafetensors } from '../io/safetensors.ts';
+import type { TensorToWrite } from '../io/safetensors.ts';
+import { writeJsonAtomic } from '../io/files.ts';
+import { Linear } from '../nn/modules.ts';
+import { PROJECTIONS, projectionWeightName } from '../models/llama/model.ts';
+import type { LlamaModel, ProjectionName } from '../models/llama/model.ts';
+import type { SearchSpaceSpec } from '../nas/search-space.ts';
+import { LoraLinear } from './lora.ts';
+
+export interface LoraSettings {
+  rank: number;
+  alpha: number;
+  dropout: number;
+  targets: ProjectionName[];
+}
+
+export const ADAPTER_WEIGHTS = 'adapter_model.safetensors';
+export const ADAPTER_CONFIG = 'adapter_config.json';
+export const LONAS_ADAPTER = 'lonas_adapter.json';
+
+export function parseTargets(list: string): ProjectionName[] {
+  const names = list.split(',').map((s) => s.trim()).filter(Boolean);
+  for (const n of names) if (!(PROJECTIONS as readonly string[]).includes(n)) throw new Error(`--targets: unknown module "${n}" (choose from ${PROJECTIONS.join(', ')})`);
+  if (!names.length) throw new Error('--targets: name at least one module');
+  return names as ProjectionName[];
+}
+
+/** PEFT's prefix for a layer projection. */
+export function peftModuleName(layer: number, proj: ProjectionName): string {
+  return `base_model.model.${projectionWeightName(layer, proj)}`;
+}
+
+/** Wraps every target projection of every layer in a fresh LoRA (A Kaiming-uniform from `seed`, B zero). */
+export function addLora(model: LlamaModel, s: LoraSettings, seed: number): LoraLinear[] {
+  const rng = new Rng(seed);
+  const added: LoraLinear[] = [];
+  model.layers.forEach((layer, i) => {
+    for (const p of s.targets) {
+      const base = layer.proj[p];
+      if (!(base instanceof Linear)) throw new Error(`layer ${i} ${p} already has an adapter`);
+      const lora = new LoraLinear(base, peftModuleName(i, p), s, { rng });
+      layer.proj[p] = lora;
+      added.push(lora);
+    }
+  });
+  return added;
+}
+
+export function loraModules(model: LlamaModel): LoraLinear[] {
+  return model.layers.flatMap((l) => PROJECTIONS.map((p) => l.proj[p]).filter((m): m is LoraLinear => m instanceof LoraLinear));
+}
+
+/** Writes adapter_model.safetensors + adapter_config.json (+ lonas_adapter.json), each file atomically. */
+export function saveAdapter(dir: string, model: LlamaModel, s: LoraSettings, extra: { baseModel?: string; searchSpace?: SearchSpaceSpec } = {}): void {
+  mkdirSync(dir, { recursive: true });
+  const tensors: Record<string, TensorToWrite> = {};
+  for (const m of loraModules(model)) {
+    tensors[`${m.name}.lora_A.weight`] = { dtype: 'F32', shape: m.loraA.shape, data: m.loraA.data as Float32Array };
+    tensors[`${m.name}.lora_B.weight`] = { dtype: 'F32', shape: m.loraB.shape, data: m.loraB.data as Float32Array };
+  }
+  writeSafetensors(join(dir, ADAPTER_WEIGHTS), tensors, { format: 'pt' });
+  writeJsonAtomic(join(dir, ADAPTER_CONFIG), {
+    peft_type: 'LORA', task_type: 'CAUSAL_LM', base_model_name_or_path: extra.baseModel ?? null,
+    r: s.rank, lora_alpha: s.alpha, lora_dropout: s.dropout, target_modules: s.targets, bias: 'none',
+    fan_in_fan_out: false, inference_mode: true, init_lora_weights: true, modules_to_save: null,
+    rank_pattern: {}, alpha_pattern: {}, use_rslora: false, use_dora: false, layers_to_transform: null,
+  });
+  writeJsonAtomic(join(dir, LONAS_ADAPTER), { format: 1, search_space: extra.searchSpace ?? { groups: [] } });
+}
+
+/** The most specific rank_pattern/alpha_pattern key matching a module (PEFT matches by suffix or regex). */
+function patternValue(pattern: Record<string, number> | undefined, module: string): number | undefined {
+  if (!pattern) return undefined;
+  for (const [key, v] of Object.entries(pattern)) {
+    if (module === key || module.endsWith(`.${key}`)) return v;
+    try {
+      if (new RegExp(`(^|\\.)${key}$`).test(module)) return v;
+    } catch { /* not a regex */ }
+  }
+  return undefined;
+}
+
+/**
+ * Loads a PEFT LoRA adapter onto `model` (whose projections must be plain Linears). Returns the settings
+ * and, when lonas wrote it, the search space the adapter was trained with.
+ */
+export function loadAdapter(model: LlamaModel, dir: string): { settings: LoraSettings; searchSpace: SearchSpaceSpec | null } {
+  const cfgPath = join(dir, ADAPTER_CONFIG);
+  if (!existsSync(cfgPath)) throw new Error(`${dir}: no ${ADAPTER_CONFIG} found (is this a LoRA adapter directory?)`);
+  let cfg: Record<string, any>;
+  try {
+    cfg = JSON.parse(readFileSync(cfgPath, 'utf8'));
+  } catch (e) {
+    throw new Error(`${cfgPath}: not valid JSON (${(e as Error).message})`);
+  }
+  if (cfg.peft_type !== 'LORA') throw new Error(`${cfgPath}: field "peft_type" = ${JSON.stringify(cfg.peft_type)}; lonas loads LORA adapters only`);
+  if (cfg.use_dora) throw new Error(`${cfgPath}: DoRA adapters (use_dora: true) are not supported`);
+  if (cfg.fan_in_fan_out) throw new Error(`${cfgPath}: fan_in_fan_out adapters (GPT-2 style Conv1D) are not supported`);
+  if (cfg.bias && cfg.bias !== 'none') throw new Error(`${cfgPath}: field "bias" = "${cfg.bias}"; only "none" is supported`);
+  const st = new SafetensorsFile(join(dir, ADAPTER_WEIGHTS));
+  try {
+    const targets = new Set<ProjectionName>();
+    let loaded = 0;
+    model.layers.forEach((layer, i) => {
+      for (const p of PROJECTIONS) {
+        const name = peftModuleName(i, p);
+        // PEFT writes `…lora_A.weight`; some versions keep the adapter name: `…lora_A.default.weight`
+        const keyOf = (part: string) => [`${name}.${part}.weight`, `${name}.${part}.default.weight`].find((k) => st.has(k));
+        const aKey = keyOf('lora_A');
+        if (!aKey) continue;
+        const bKey = keyOf('lora_B');
+        if (!bKey) throw new Error(`${st.path}: ${aKey} has no matching lora_B tensor`);
+        const a = st.readFloat32(aKey), b = st.readFloat32(bKey);
+        const rank = patternValue(cfg.rank_pattern, name) ?? cfg.r;
+        const alpha = patternValue(cfg.alpha_pattern, name) ?? cfg.lora_alpha;
+        if (a.shape[0] !== rank) throw new Error(`${st.path}: ${aKey} has rank ${a.shape[0]} but adapter_config.json says r = ${rank}`);
+        const base = layer.proj[p];
+        if (!(base instanceof Linear)) throw new Error(`layer ${i} ${p} already has an adapter`);
+        layer.proj[p] = new LoraLinear(base, name, { rank, alpha, dropout: cfg.lora_dropout ?? 0 }, { a: new Tensor(a.data, a.shape), b: new Tensor(b.data, b.shape) });
+        targets.add(p);
+        loaded++;
+      }
+    });
+    if (loaded === 0) throw new Error(`${st.path}: no LoRA tensors match this model's layers (expected names like ${peftModuleName(0, 'q_proj')}.lora_A.weight)`);
+    const lonasPath = join(dir, LONAS_ADAPTER);
+    const searchSpace = existsSync(lonasPath) ? (JSON.parse(readFileSync(lonasPath, 'utf8')).search_space as SearchSpaceSpec) : null;
+    return { settings: { rank: cfg.r, alpha: cfg.lora_alpha, dropout: cfg.lora_dropout ?? 0, targets: [...targets] }, searchSpace };
+  } finally {
+    st.close();
+  }
+}

@@ -1,0 +1,91 @@
+/**
+ * Sub-network configurations: plain data `{ groupId: value }`, one choice per search-space group.
+ * Applying one sets the active sizes of the model's modules explicitly (no hidden random state).
+ */
+import { readFileSync } from 'node:fs';
+import type { Rng } from '../tensor/rng.ts';
+import { LoraLinear } from '../adapters/lora.ts';
+import { Linear } from '../nn/modules.ts';
+import type { LinearLike } from '../nn/modules.ts';
+import type { LlamaModel, ProjectionName } from '../models/llama/model.ts';
+import type { SearchSpace } from './search-space.ts';
+
+export type SubnetConfig = Record<string, number>;
+export const NAMED_SUBNETS = ['maximal', 'heuristic', 'minimal'] as const;
+export type NamedSubnet = (typeof NAMED_SUBNETS)[number];
+
+/** maximal = first choice, minimal = last, heuristic = the median choices[⌊(n−1)/2⌋] of every group. */
+export function namedSubnet(space: SearchSpace, name: NamedSubnet): SubnetConfig {
+  const pick = (c: number[]) => (name === 'maximal' ? c[0] : name === 'minimal' ? c[c.length - 1] : c[Math.floor((c.length - 1) / 2)]);
+  return Object.fromEntries(space.groups.map((g) => [g.id, pick(g.choices)]));
+}
+
+/** Each group independently and uniformly from its choices. */
+export function sampleSubnet(space: SearchSpace, rng: Rng): SubnetConfig {
+  return Object.fromEntries(space.groups.map((g) => [g.id, g.choices[rng.int(g.choices.length)]]));
+}
+
+/** A named configuration or a JSON file `{ groupId: value }`, validated against the space. */
+export function resolveSubnetSpec(space: SearchSpace, spec: string): SubnetConfig {
+  if ((NAMED_SUBNETS as readonly string[]).includes(spec)) return namedSubnet(space, spec as NamedSubnet);
+  let json: unknown;
+  try {
+    json = JSON.parse(readFileSync(spec, 'utf8'));
+  } catch (e) {
+    throw new Error(`--subnet ${spec}: not one of ${NAMED_SUBNETS.join(', ')} and not a readable JSON file (${(e as Error).message})`);
+  }
+  const cfg = (json as { config?: unknown }).config ?? json; // accept a bare config or a search result {config: …}
+  return validateSubnet(space, cfg, spec);
+}
+
+export function validateSubnet(space: SearchSpace, cfg: unknown, source: string): SubnetConfig {
+  if (typeof cfg !== 'object' || cfg === null || Array.isArray(cfg)) throw new Error(`${source}: a sub-network configuration is a JSON object { groupId: value }`);
+  const c = cfg as Record<string, unknown>;
+  for (const g of space.groups) {
+    if (!(g.id in c)) throw new Error(`${source}: missing group "${g.id}" (choices ${g.choices.join(', ')})`);
+    if (!g.choices.includes(c[g.id] as number)) throw new Error(`${source}: group "${g.id}" = ${JSON.stringify(c[g.id])} is not one of its choices ${g.choices.join(', ')}`);
+  }
+  const known = new Set(space.groups.map((g) => g.id));
+  for (const k of Object.keys(c)) if (!known.has(k)) throw new Error(`${source}: unknown group "${k}" (this search space has: ${[...known].join(', ') || 'none'})`);
+  return c as SubnetConfig;
+}
+
+/** Sets every module's active sizes to `config` (modules outside every group go back to full size). */
+export function applySubnet(model: LlamaModel, space: SearchSpace, config: SubnetConfig): void {
+  const D = model.config.headDim;
+  for (const layer of model.layers) for (const p of Object.values(layer.proj)) resetModule(p);
+  for (const g of space.groups) {
+    const v = config[g.id];
+    if (v === undefined) throw new Error(`sub-network configuration has no value for group "${g.id}"`);
+    for (const l of g.layers) {
+      const proj = model.layers[l].proj;
+      if (g.kind === 'rank') {
+        for (const m of g.modules) {
+          const mod = proj[m as ProjectionName];
+          if (!(mod instanceof LoraLinear)) throw new Error(`search space group "${g.id}" sets the rank of ${m} in layer ${l}, which has no LoRA adapter (add it to --targets)`);
+          mod.activeRank = v;
+        }
+      } else if (g.kind === 'mlp_width') {
+        elastic(proj.gate_proj).activeOut = v;
+        elastic(proj.up_proj).activeOut = v;
+        elastic(proj.down_proj).activeIn = v;
+      } else {
+        const group = model.config.layers[l].numHeads / model.config.layers[l].numKvHeads;
+        elastic(proj.q_proj).activeOut = v * D;
+        elastic(proj.k_proj).activeOut = (v / group) * D;
+        elastic(proj.v_proj).activeOut = (v / group) * D;
+        elastic(proj.o_proj).activeIn = v * D;
+      }
+    }
+  }
+}
+
+function elastic(m: LinearLike): Linear | LoraLinear {
+  if (m instanceof Linear || m instanceof LoraLinear) return m;
+  throw new Error('elastic widths need Linear or LoRA modules');
+}
+
+function resetModule(m: LinearLike): void {
+  if (m instanceof LoraLinear) m.resetActive();
+  else if (m instanceof Linear) [m.activeOut, m.activeIn] = m.weight.shape;
+}
