@@ -7,6 +7,9 @@ import { Rng, Tensor, embedding, linear, narrow, rmsnorm, tensor } from '../tens
 export interface LinearLike {
   readonly inFeatures: number;
   readonly outFeatures: number;
+  /** elastic widths: only the first activeOut outputs / activeIn inputs are used (≤ the stored sizes) */
+  activeOut: number;
+  activeIn: number;
   /** x (…, in) → (…, out) */
   forward(x: Tensor): Tensor;
   /** The trainable tensors of this module (frozen base weights are not included). */

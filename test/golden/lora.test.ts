@@ -85,9 +85,9 @@ test('an elastic configuration (rank 2 on q/k/v, MLP width 60 in layer 0) equals
     if (proj) l.activeRank = ranks[proj];
   }
   m.model.layers.forEach((layer, i) => {
-    (layer.proj.gate_proj as { activeOut: number }).activeOut = widths[i];
-    (layer.proj.up_proj as { activeOut: number }).activeOut = widths[i];
-    (layer.proj.down_proj as { activeIn: number }).activeIn = widths[i];
+    layer.proj.gate_proj.activeOut = widths[i];
+    layer.proj.up_proj.activeOut = widths[i];
+    layer.proj.down_proj.activeIn = widths[i];
   });
   const logits = m.model.forward(m.ids, m.B, m.Tn);
   assertClose(logits.toArray(), f32('elastic.logits'), 'elastic logits', { rtol: 1e-5, atol: 1e-5 });
