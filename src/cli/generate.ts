@@ -1,6 +1,6 @@
 /** `lonas generate`: continue a prompt with greedy decoding, sampling or beam search; prints the continuation only. */
 import { Command } from 'commander';
-import { loadLlama } from '../models/llama/checkpoint.ts';
+import { loadWithAdapter } from '../nas/load.ts';
 import { generate } from '../models/llama/generate.ts';
 import type { Strategy } from '../models/llama/generate.ts';
 import { loadTokenizer, IncrementalDecoder } from '../io/tokenizer.ts';
@@ -8,6 +8,8 @@ import { floatOption, intOption } from './options.ts';
 
 interface GenerateCliOptions {
   model: string;
+  adapter?: string;
+  subnet?: string;
   prompt: string;
   maxNewTokens: number;
   greedy?: boolean;
@@ -22,6 +24,8 @@ export function generateCommand(): Command {
   return new Command('generate')
     .description('generate a continuation of a prompt (prints the continuation only)')
     .requiredOption('--model <dir>', 'Hugging Face model directory (config.json, safetensors, tokenizer.json)')
+    .option('--adapter <dir>', 'LoRA adapter directory (PEFT format) to apply')
+    .option('--subnet <spec>', 'sub-network of an elastic adapter: maximal, heuristic, minimal or a JSON file', undefined)
     .requiredOption('--prompt <text>', 'prompt text ("" starts from BOS alone)')
     .option('--max-new-tokens <n>', 'tokens to generate at most', intOption('--max-new-tokens'), 128)
     .option('--greedy', 'greedy decoding (the default unless --temperature is given)')
@@ -37,7 +41,7 @@ export function generateCommand(): Command {
         : o.temperature !== undefined ? { kind: 'sample', temperature: o.temperature, topP: o.topP, seed: o.seed }
         : { kind: 'greedy' };
       const tok = loadTokenizer(o.model);
-      const model = loadLlama(o.model);
+      const model = loadWithAdapter(o.model, o.adapter, o.subnet).model;
       const prompt = o.chat
         ? tok.encode(tok.applyChatTemplate([{ role: 'user', content: o.prompt }], { addGenerationPrompt: true }), { addBos: false })
         : tok.encode(o.prompt);

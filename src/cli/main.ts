@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs';
 import { doctorCommand } from './doctor.ts';
 import { generateCommand } from './generate.ts';
 import { perplexityCommand } from './perplexity.ts';
+import { finetuneCommand } from './finetune.ts';
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
 
@@ -15,6 +16,7 @@ program
 program.addCommand(doctorCommand());
 program.addCommand(generateCommand());
 program.addCommand(perplexityCommand());
+program.addCommand(finetuneCommand());
 
 try {
   await program.parseAsync(process.argv);

@@ -1,7 +1,7 @@
 /** `lonas perplexity`: mean negative log-likelihood per token of a text file, and its exponential. */
 import { Command } from 'commander';
 import { readFileSync } from 'node:fs';
-import { loadLlama } from '../models/llama/checkpoint.ts';
+import { loadWithAdapter } from '../nas/load.ts';
 import { loadTokenizer } from '../io/tokenizer.ts';
 import { perplexity } from '../models/llama/perplexity.ts';
 
@@ -9,9 +9,11 @@ export function perplexityCommand(): Command {
   return new Command('perplexity')
     .description('mean NLL per token and perplexity of a text (BOS prepended, no EOS)')
     .requiredOption('--model <dir>', 'Hugging Face model directory')
+    .option('--adapter <dir>', 'LoRA adapter directory (PEFT format) to apply')
+    .option('--subnet <spec>', 'sub-network of an elastic adapter: maximal, heuristic, minimal or a JSON file')
     .requiredOption('--text <file>', 'UTF-8 text file to score')
     .option('--json', 'print {"tokens":..,"nll":..,"ppl":..}')
-    .action((o: { model: string; text: string; json?: boolean }) => {
+    .action((o: { model: string; adapter?: string; subnet?: string; text: string; json?: boolean }) => {
       let text: string;
       try {
         text = readFileSync(o.text, 'utf8');
@@ -19,7 +21,7 @@ export function perplexityCommand(): Command {
         throw new Error(`--text ${o.text}: cannot read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
       }
       const tok = loadTokenizer(o.model);
-      const model = loadLlama(o.model);
+      const model = loadWithAdapter(o.model, o.adapter, o.subnet).model;
       const ids = tok.encode(text, { addBos: true, addEos: false });
       const r = perplexity(model, ids);
       if (o.json) process.stdout.write(`${JSON.stringify(r)}\n`);

@@ -36,12 +36,12 @@ function parseJsonl(file: string, text: string): RawRecord[] {
   const out: RawRecord[] = [];
   const lines = text.split('\n');
   for (let i = 0; i < lines.length; i++) {
-    const line = lines[i].trim();
-    if (line === '') continue;
+    if (lines[i].trim() === '') continue;
     try {
-      out.push({ value: JSON.parse(line), line: i + 1 });
+      out.push({ value: JSON.parse(lines[i]), line: i + 1 });
     } catch (e) {
-      throw new Error(`${file}: line ${i + 1}: invalid JSON: ${shortMessage(e)}`);
+      const pos = positionOf(e as Error);
+      throw new Error(`${file}: line ${i + 1}${pos === null ? '' : `, column ${pos + 1}`}: invalid JSON: ${shortMessage(e)}`);
     }
   }
   return out;
@@ -78,6 +78,9 @@ function locateJsonError(text: string, err: Error): string {
     else if (c === ']' || c === '}') depth--;
     if ((c === ',' && depth === 1) || depth === 0) {
       const slice = text.slice(elemStart, i);
+      if (slice.trim() === '' && index > 0) {
+        return ` (${lineCol(text, i)}): a comma after record ${index - 1} but no record follows`;
+      }
       if (slice.trim() !== '') {
         try {
           JSON.parse(slice);
@@ -106,9 +109,9 @@ function lineCol(text: string, pos: number): string {
   return `line ${line}, column ${pos - lineStart + 1}`;
 }
 
-/** V8 quotes the whole input in some messages; keep errors readable. */
+/** V8 quotes the input in some messages and counts positions from the parsed slice; keep errors readable. */
 function shortMessage(e: unknown): string {
-  const msg = (e as Error).message ?? String(e);
+  const msg = ((e as Error).message ?? String(e)).replace(/ at position \d+( \(line \d+ column \d+\))?/, '').replace(/\s*\n\s*/g, ' ');
   return msg.length > 160 ? `${msg.slice(0, 157)}...` : msg;
 }
 

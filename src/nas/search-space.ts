@@ -98,11 +98,16 @@ export function loadSearchSpaceSpec(nameOrFile: string): SearchSpaceSpec {
   return parseSearchSpace(json, nameOrFile);
 }
 
-/** Resolves a spec against a model config and LoRA rank into concrete groups. */
-export function resolveSearchSpace(spec: SearchSpaceSpec, config: LlamaConfig, loraRank: number): SearchSpace {
+/**
+ * Resolves a spec against a model config and LoRA rank into concrete groups. With `targets` (the modules
+ * that have adapters), rank groups keep only those modules, and a rank group left with none is dropped.
+ */
+export function resolveSearchSpace(spec: SearchSpaceSpec, config: LlamaConfig, loraRank: number, targets?: readonly string[]): SearchSpace {
   const nLayers = config.layers.length;
   const groups: ResolvedGroup[] = [];
   spec.groups.forEach((g, gi) => {
+    const modules = g.modules && targets ? g.modules.filter((m) => targets.includes(m)) : g.modules;
+    if (modules && modules.length === 0) return;
     const layers = g.layers ?? Array.from({ length: nLayers }, (_, i) => i);
     for (const l of layers) if (l >= nLayers) throw new Error(`search space group ${gi}: layer ${l} does not exist (the model has ${nLayers})`);
     const sets = g.share === 'all' ? [layers] : layers.map((l) => [l]);
@@ -115,8 +120,8 @@ export function resolveSearchSpace(spec: SearchSpaceSpec, config: LlamaConfig, l
         if (g.kind === 'heads') checkHeads(c, ls, config, gi);
       }
       const where = g.share === 'all' ? 'all' : `layers.${ls[0]}`;
-      const what = g.kind === 'rank' ? `rank.${g.modules!.join('+')}` : g.kind;
-      groups.push({ id: `${where}.${what}`, kind: g.kind, layers: ls, modules: g.modules ?? [], choices });
+      const what = g.kind === 'rank' ? `rank.${modules!.join('+')}` : g.kind;
+      groups.push({ id: `${where}.${what}`, kind: g.kind, layers: ls, modules: modules ?? [], choices });
     }
   });
   const ids = new Set<string>();

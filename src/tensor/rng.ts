@@ -46,6 +46,12 @@ export class Rng {
     return [...this.s] as RngState;
   }
 
+  /** Continues from a saved state (see getState). */
+  setState(state: RngState): void {
+    this.s = [...state] as RngState;
+    this.spareNormal = null;
+  }
+
   /** Uniform 32-bit unsigned integer. */
   nextUint32(): number {
     const s = this.s;

@@ -1,0 +1,92 @@
+/** `lonas finetune`: train an elastic LoRA super-network (or plain LoRA with --space none) on instruction data. */
+import { Command } from 'commander';
+import { writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { loadLlama } from '../models/llama/checkpoint.ts';
+import { loadTokenizer } from '../io/tokenizer.ts';
+import { loadTrainingMix, makeBatches, splitValidation, tokenizeExample } from '../io/datasets.ts';
+import type { MixSpec } from '../io/datasets.ts';
+import { addLora, parseTargets, saveAdapter } from '../adapters/peft.ts';
+import { loadSearchSpaceSpec, resolveSearchSpace } from '../nas/search-space.ts';
+import { train } from '../train/trainer.ts';
+import { floatOption, intOption } from './options.ts';
+import { ProgressReporter } from './progress.ts';
+
+interface FinetuneOptions {
+  model: string; data: string; out: string; space: string; rank: number; alpha: number; dropout: number; targets: string;
+  epochs: number; steps?: number; batchSize: number; gradAccum: number; lr: number; warmup: number; weightDecay: number;
+  maxGradNorm: number; cutoffLen: number; valSize: number; seed: number; trainOnInputs: boolean; sandwich?: boolean;
+  checkpointEvery: number; evalEvery: number; groupByLength?: boolean; resume?: boolean;
+}
+
+/** "a.json:1000,b.jsonl" → files with optional sample counts. */
+export function parseDataSpecs(list: string): MixSpec[] {
+  return list.split(',').filter(Boolean).map((item) => {
+    const m = item.match(/^(.*):(\d+)$/);
+    return m ? { file: m[1], count: Number(m[2]) } : { file: item };
+  });
+}
+
+export function finetuneCommand(): Command {
+  return new Command('finetune')
+    .description('fine-tune LoRA adapters on a frozen base, with an elastic search space (LoNAS / NLS)')
+    .requiredOption('--model <dir>', 'Hugging Face model directory')
+    .requiredOption('--data <files>', 'training files, comma-separated; FILE:N takes N examples of FILE (seeded)')
+    .requiredOption('--out <dir>', 'output directory (adapter, train_log.jsonl, checkpoint/)')
+    .option('--space <name|file>', 'search space: lonas, nls, none (plain LoRA) or a JSON file', 'lonas')
+    .option('--rank <r>', 'maximal LoRA rank', intOption('--rank', 1), 32)
+    .option('--alpha <a>', 'LoRA alpha (scaling alpha / rank)', floatOption('--alpha', (n) => n > 0, '> 0'), 64)
+    .option('--dropout <p>', 'LoRA dropout', floatOption('--dropout', (n) => n >= 0 && n < 1, 'in [0, 1)'), 0.1)
+    .option('--targets <list>', 'modules with adapters', 'q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj')
+    .option('--epochs <e>', 'epochs over the training data', intOption('--epochs', 1), 3)
+    .option('--steps <n>', 'optimizer steps (overrides --epochs)', intOption('--steps', 1))
+    .option('--batch-size <b>', 'examples per micro-batch', intOption('--batch-size', 1), 4)
+    .option('--grad-accum <k>', 'micro-batches per optimizer step', intOption('--grad-accum', 1), 4)
+    .option('--lr <lr>', 'peak learning rate (cosine decay)', floatOption('--lr', (n) => n > 0, '> 0'), 3e-4)
+    .option('--warmup <w>', 'warm-up steps', intOption('--warmup'), 0)
+    .option('--weight-decay <wd>', 'AdamW weight decay', floatOption('--weight-decay', (n) => n >= 0, '≥ 0'), 0)
+    .option('--max-grad-norm <n>', 'gradient clipping (0: off)', floatOption('--max-grad-norm', (n) => n >= 0, '≥ 0'), 1)
+    .option('--cutoff-len <n>', 'maximum tokens per example', intOption('--cutoff-len', 8), 256)
+    .option('--val-size <n>', 'hold out N training examples for validation loss', intOption('--val-size'), 0)
+    .option('--seed <s>', 'seed for data order, initialisation, dropout and sub-network sampling', intOption('--seed'), 42)
+    .option('--no-train-on-inputs', 'loss on the response only (default: prompt and response)')
+    .option('--sandwich', 'train maximal + minimal + a sampled sub-network on every micro-batch')
+    .option('--group-by-length', 'batch examples of similar length together (less padding)')
+    .option('--checkpoint-every <n>', 'save a resumable checkpoint every N steps (0: at the end only)', intOption('--checkpoint-every'), 50)
+    .option('--eval-every <n>', 'validation loss every N steps (0: at the end only)', intOption('--eval-every'), 0)
+    .option('--resume', 'continue from the checkpoint in --out (bit-identical to an uninterrupted run)')
+    .action((o: FinetuneOptions) => runFinetune(o));
+}
+
+function runFinetune(o: FinetuneOptions): void {
+  const log = (s: string) => process.stderr.write(`${s}\n`);
+  const tok = loadTokenizer(o.model);
+  const model = loadLlama(o.model);
+  const lora = { rank: o.rank, alpha: o.alpha, dropout: o.dropout, targets: parseTargets(o.targets) };
+  const spaceSpec = loadSearchSpaceSpec(o.space);
+  const loras = addLora(model, lora, o.seed);
+  const space = resolveSearchSpace(spaceSpec, model.config, o.rank, lora.targets);
+  const specs = parseDataSpecs(o.data);
+  const mix = loadTrainingMix(specs, o.seed);
+  const { train: trainSet, val } = o.valSize > 0 ? splitValidation(mix, o.valSize, o.seed) : { train: mix, val: [] };
+  const tokenize = (e: (typeof mix)[number]) => tokenizeExample(tok, e, { cutoffLen: o.cutoffLen, trainOnInputs: o.trainOnInputs });
+  const trainTok = trainSet.map(tokenize), valTok = val.map(tokenize);
+  const padId = tok.padId ?? 0;
+  log(`lonas finetune: ${trainTok.length} training / ${valTok.length} validation examples, ${loras.length} adapters (r ${o.rank}), ` +
+    `search space "${o.space}" with ${space.groups.length} groups, ${trainTok.reduce((s, e) => s + e.inputIds.length, 0)} training tokens per epoch`);
+  const progress = new ProgressReporter('finetune');
+  const result = train(model, loras, space,
+    (epoch) => makeBatches(trainTok, o.batchSize, { padId, seed: o.seed + epoch, shuffle: true, groupByLength: o.groupByLength }),
+    valTok.length ? makeBatches(valTok, o.batchSize, { padId, seed: o.seed, shuffle: false }) : [],
+    {
+      outDir: o.out, steps: o.steps, epochs: o.epochs, gradAccum: o.gradAccum, lr: o.lr, warmup: o.warmup, weightDecay: o.weightDecay,
+      maxGradNorm: o.maxGradNorm, seed: o.seed, checkpointEvery: o.checkpointEvery, evalEvery: o.evalEvery, sandwich: !!o.sandwich, resume: !!o.resume,
+      settingsKey: JSON.stringify({ model: resolve(o.model), data: o.data, lora, space: spaceSpec, cutoff: o.cutoffLen, trainOnInputs: o.trainOnInputs, batch: o.batchSize, valSize: o.valSize, groupByLength: !!o.groupByLength }),
+    },
+    (e) => progress.event(e));
+  progress.stop();
+  saveAdapter(o.out, model, lora, { baseModel: resolve(o.model), searchSpace: spaceSpec });
+  writeFileSync(join(o.out, 'run_config.json'), `${JSON.stringify({ command: 'finetune', options: o, result, node: process.version }, null, 2)}\n`);
+  log(`done: ${result.steps} steps, final loss ${result.finalLoss.toFixed(4)}${result.valLoss !== null ? `, validation loss ${result.valLoss.toFixed(4)}` : ''}, ` +
+    `${Math.round(result.tokensSeen / Math.max(result.seconds, 1e-9))} tokens/s; adapter written to ${o.out}`);
+}

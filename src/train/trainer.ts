@@ -1,0 +1,162 @@
+/**
+ * Super-network fine-tuning (LoNAS / NLS, spec.md §3): frozen base, trainable adapters, one sub-network
+ * configuration drawn per micro-batch (each group uniformly, seeded), AdamW with cosine schedule and
+ * warm-up, gradient accumulation and clipping. Every optimizer step is logged (JSONL, with the
+ * configuration and loss of each micro-batch, which later feed the search's cheap candidates);
+ * checkpoints every N steps allow a resume that continues bit-identically.
+ *
+ * The micro-batch stream is fixed by the seed: micro-batch m is batch (m mod n) of epoch ⌊m / n⌋, each
+ * epoch shuffled with seed + epoch. So a resume needs only the step count and the RNG states.
+ */
+import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { createHash } from 'node:crypto';
+import { Rng, Tensor, backward, noGrad } from '../tensor/index.ts';
+import type { Batch } from '../io/batches.ts';
+import type { LlamaModel } from '../models/llama/model.ts';
+import { causalLmLoss } from '../models/llama/loss.ts';
+import type { LoraLinear } from '../adapters/lora.ts';
+import type { SearchSpace } from '../nas/search-space.ts';
+import { applySubnet, namedSubnet, sampleSubnet } from '../nas/subnet.ts';
+import type { SubnetConfig } from '../nas/subnet.ts';
+import { AdamW } from './adamw.ts';
+import { cosineWithWarmup } from './schedule.ts';
+import { clipGradNorm } from './grad-clip.ts';
+import { loadCheckpoint, saveCheckpoint } from './checkpoint.ts';
+
+export interface TrainOptions {
+  outDir: string;
+  /** optimizer steps; when absent, ⌈epochs · batches / gradAccum⌉ */
+  steps?: number;
+  epochs: number;
+  gradAccum: number;
+  lr: number;
+  warmup: number;
+  weightDecay: number;
+  /** 0 disables clipping */
+  maxGradNorm: number;
+  seed: number;
+  /** save a checkpoint every N optimizer steps (0: only at the end) */
+  checkpointEvery: number;
+  /** validation loss (maximal sub-network) every N steps and at the end (0: only at the end) */
+  evalEvery: number;
+  /** sandwich rule: every micro-batch trains the maximal, the minimal and a sampled sub-network */
+  sandwich: boolean;
+  resume: boolean;
+  /** anything else that must match on resume (model path, data, adapter settings) */
+  settingsKey: string;
+}
+
+export type TrainEvent =
+  | { type: 'start'; totalSteps: number; startStep: number; microBatchesPerEpoch: number }
+  | { type: 'step'; step: number; totalSteps: number; loss: number; lr: number; gradNorm: number; tokensPerSecond: number; elapsedSeconds: number }
+  | { type: 'eval'; step: number; valLoss: number }
+  | { type: 'checkpoint'; step: number };
+
+export interface TrainResult {
+  steps: number;
+  finalLoss: number;
+  valLoss: number | null;
+  tokensSeen: number;
+  seconds: number;
+}
+
+export const TRAIN_LOG = 'train_log.jsonl';
+
+export function train(model: LlamaModel, loras: LoraLinear[], space: SearchSpace, trainBatches: (epoch: number) => Batch[], valBatches: Batch[], o: TrainOptions, onEvent: (e: TrainEvent) => void = () => {}): TrainResult {
+  mkdirSync(o.outDir, { recursive: true });
+  const params: Tensor[] = loras.flatMap((l) => l.trainable());
+  const opt = new AdamW(params, { lr: o.lr, weightDecay: o.weightDecay });
+  const perEpoch = trainBatches(0).length;
+  if (perEpoch === 0) throw new Error('no training batches: the training set is empty');
+  const totalSteps = o.steps ?? Math.max(1, Math.ceil((o.epochs * perEpoch) / o.gradAccum));
+  const key = createHash('sha256').update(JSON.stringify({ ...o, resume: undefined, checkpointEvery: undefined, evalEvery: undefined })).digest('hex').slice(0, 16);
+  let samplerRng = new Rng(o.seed).derive('subnet-sampler');
+  const dropoutRng = new Rng(o.seed).derive('dropout');
+  let step = 0, tokensSeen = 0;
+  const logPath = join(o.outDir, TRAIN_LOG);
+  if (o.resume) {
+    const s = loadCheckpoint(o.outDir, params, opt, key);
+    step = s.step;
+    tokensSeen = s.tokensSeen;
+    samplerRng = new Rng(s.samplerRng);
+    dropoutRng.setState(s.dropoutRng);
+    truncateLog(logPath, step);
+  } else writeFileSync(logPath, '');
+  for (const l of loras) { l.rng = dropoutRng; l.training = true; }
+  onEvent({ type: 'start', totalSteps, startStep: step, microBatchesPerEpoch: perEpoch });
+  const maximal = namedSubnet(space, 'maximal'), minimal = namedSubnet(space, 'minimal');
+  const started = Date.now();
+  let epochCache: { epoch: number; batches: Batch[] } = { epoch: -1, batches: [] };
+  let lastLoss = NaN, valLoss: number | null = null;
+  let tokensThisRun = 0;
+
+  while (step < totalSteps) {
+    opt.zeroGrad();
+    const micro: { config: SubnetConfig; loss: number }[] = [];
+    for (let a = 0; a < o.gradAccum; a++) {
+      const m = step * o.gradAccum + a;
+      const epoch = Math.floor(m / perEpoch);
+      if (epochCache.epoch !== epoch) epochCache = { epoch, batches: trainBatches(epoch) };
+      const batch = epochCache.batches[m % perEpoch];
+      const configs = o.sandwich ? [maximal, minimal, sampleSubnet(space, samplerRng)] : [sampleSubnet(space, samplerRng)];
+      for (const config of configs) {
+        applySubnet(model, space, config);
+        const loss = causalLmLoss(model.forward(batch.inputIds, batch.B, batch.T), batch.labels);
+        const value = loss.item();
+        if (!Number.isFinite(value)) throw new Error(`loss is ${value} at step ${step + 1}: training diverged (lower --lr) or a batch has no target tokens`);
+        backward(loss, new Tensor(Float32Array.of(1 / o.gradAccum), [])); // mean over the accumulated micro-batches
+        micro.push({ config, loss: value });
+      }
+      tokensSeen += batch.realTokens;
+      tokensThisRun += batch.realTokens;
+    }
+    const lr = o.lr * cosineWithWarmup(step, o.warmup, totalSteps);
+    opt.lr = lr;
+    const gradNorm = clipGradNorm(params, o.maxGradNorm);
+    opt.update();
+    step++;
+    lastLoss = micro.reduce((s, x) => s + x.loss, 0) / micro.length;
+    const elapsed = (Date.now() - started) / 1000;
+    appendFileSync(logPath, `${JSON.stringify({ type: 'step', step, loss: lastLoss, lr, grad_norm: gradNorm, tokens: tokensSeen, micro })}\n`);
+    onEvent({ type: 'step', step, totalSteps, loss: lastLoss, lr, gradNorm, tokensPerSecond: tokensThisRun / Math.max(elapsed, 1e-9), elapsedSeconds: elapsed });
+    if ((o.evalEvery > 0 && step % o.evalEvery === 0) || step === totalSteps) {
+      if (valBatches.length) {
+        valLoss = validationLoss(model, loras, space, maximal, valBatches);
+        appendFileSync(logPath, `${JSON.stringify({ type: 'eval', step, val_loss: valLoss, subnet: 'maximal' })}\n`);
+        onEvent({ type: 'eval', step, valLoss });
+      }
+    }
+    if ((o.checkpointEvery > 0 && step % o.checkpointEvery === 0) || step === totalSteps) {
+      saveCheckpoint(o.outDir, params, opt, { step, samplerRng: samplerRng.getState(), dropoutRng: dropoutRng.getState(), tokensSeen, settingsKey: key });
+      onEvent({ type: 'checkpoint', step });
+    }
+  }
+  for (const l of loras) l.training = false;
+  applySubnet(model, space, maximal);
+  return { steps: step, finalLoss: lastLoss, valLoss, tokensSeen, seconds: (Date.now() - started) / 1000 };
+}
+
+/** Mean loss over the validation batches (token-weighted), dropout off, for one configuration. */
+export function validationLoss(model: LlamaModel, loras: LoraLinear[], space: SearchSpace, config: SubnetConfig, batches: Batch[]): number {
+  const wasTraining = loras.map((l) => l.training);
+  loras.forEach((l) => (l.training = false));
+  applySubnet(model, space, config);
+  let sum = 0, n = 0;
+  noGrad(() => {
+    for (const b of batches) {
+      const loss = causalLmLoss(model.forward(b.inputIds, b.B, b.T), b.labels).item();
+      sum += loss * b.lossTokens;
+      n += b.lossTokens;
+    }
+  });
+  loras.forEach((l, i) => (l.training = wasTraining[i]));
+  return sum / n;
+}
+
+/** On resume, drop log lines written after the checkpoint so the log matches an uninterrupted run. */
+function truncateLog(path: string, step: number): void {
+  if (!existsSync(path)) return;
+  const kept = readFileSync(path, 'utf8').split('\n').filter((l) => l && (JSON.parse(l) as { step: number }).step <= step);
+  writeFileSync(path, kept.map((l) => `${l}\n`).join(''));
+}
