@@ -62,18 +62,51 @@ export function loraModules(model: LlamaModel): LoraLinear[] {
 
 /** Writes adapter_model.safetensors + adapter_config.json (+ lonas_adapter.json), each file atomically. */
 export function saveAdapter(dir: string, model: LlamaModel, s: LoraSettings, extra: { baseModel?: string; searchSpace?: SearchSpaceSpec } = {}): void {
+  const entries = loraModules(model).map((m) => ({ name: m.name, a: m.loraA, b: m.loraB, rank: m.rMax, alpha: m.alpha, dropout: m.dropoutP }));
+  savePeftAdapter(dir, entries, { ...extra, targets: s.targets, dropout: s.dropout });
+}
+
+export interface AdapterEntry {
+  /** PEFT module name, e.g. base_model.model.model.layers.0.self_attn.q_proj */
+  name: string;
+  a: Tensor; // (r, in)
+  b: Tensor; // (out, r)
+  rank: number;
+  alpha: number;
+  dropout: number;
+}
+
+/**
+ * PEFT layout for adapters whose ranks may differ per module: the most common (rank, alpha) goes to
+ * `r`/`lora_alpha`, the others to `rank_pattern`/`alpha_pattern` keyed by `layers.N.block.proj`, which
+ * PEFT matches as a suffix of the module name.
+ */
+export function savePeftAdapter(dir: string, entries: AdapterEntry[], extra: { baseModel?: string; searchSpace?: SearchSpaceSpec; targets?: string[]; dropout?: number } = {}): void {
+  if (entries.length === 0) throw new Error('saveAdapter: no adapter modules to save (every rank is 0?)');
   mkdirSync(dir, { recursive: true });
   const tensors: Record<string, TensorToWrite> = {};
-  for (const m of loraModules(model)) {
-    tensors[`${m.name}.lora_A.weight`] = { dtype: 'F32', shape: m.loraA.shape, data: m.loraA.data as Float32Array };
-    tensors[`${m.name}.lora_B.weight`] = { dtype: 'F32', shape: m.loraB.shape, data: m.loraB.data as Float32Array };
+  const counts = new Map<string, number>();
+  for (const e of entries) {
+    tensors[`${e.name}.lora_A.weight`] = { dtype: 'F32', shape: e.a.shape, data: e.a.contiguousData() as Float32Array };
+    tensors[`${e.name}.lora_B.weight`] = { dtype: 'F32', shape: e.b.shape, data: e.b.contiguousData() as Float32Array };
+    const key = `${e.rank}/${e.alpha}`;
+    counts.set(key, (counts.get(key) ?? 0) + 1);
   }
+  const [common] = [...counts.entries()].sort((x, y) => y[1] - x[1])[0];
+  const [r, alpha] = common.split('/').map(Number);
+  const rankPattern: Record<string, number> = {}, alphaPattern: Record<string, number> = {};
+  for (const e of entries) {
+    const key = e.name.replace(/^base_model\.model\.model\./, '');
+    if (e.rank !== r) rankPattern[key] = e.rank;
+    if (e.alpha !== alpha) alphaPattern[key] = e.alpha;
+  }
+  const targets = extra.targets ?? [...new Set(entries.map((e) => e.name.split('.').pop()!))];
   writeSafetensors(join(dir, ADAPTER_WEIGHTS), tensors, { format: 'pt' });
   writeJsonAtomic(join(dir, ADAPTER_CONFIG), {
     peft_type: 'LORA', task_type: 'CAUSAL_LM', base_model_name_or_path: extra.baseModel ?? null,
-    r: s.rank, lora_alpha: s.alpha, lora_dropout: s.dropout, target_modules: s.targets, bias: 'none',
+    r, lora_alpha: alpha, lora_dropout: extra.dropout ?? entries[0].dropout, target_modules: targets, bias: 'none',
     fan_in_fan_out: false, inference_mode: true, init_lora_weights: true, modules_to_save: null,
-    rank_pattern: {}, alpha_pattern: {}, use_rslora: false, use_dora: false, layers_to_transform: null,
+    rank_pattern: rankPattern, alpha_pattern: alphaPattern, use_rslora: false, use_dora: false, layers_to_transform: null,
   });
   writeJsonAtomic(join(dir, LONAS_ADAPTER), { format: 1, search_space: extra.searchSpace ?? { groups: [] } });
 }

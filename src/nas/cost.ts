@@ -1,0 +1,102 @@
+/**
+ * Cost of the model at its active configuration: parameters (total and non-zero), multiply-accumulates
+ * for a 1×L input, and measured latency (prefill of L tokens, per-token decode) on this machine.
+ *
+ * MACs count every linear layer (base + adapter path), the two attention products at full L×L per head
+ * (QKᵀ and PV, as fvcore/thop-style counters do; causal masking is not subtracted) and the LM head.
+ * Norms, RoPE, softmax and the element-wise ops are not counted (a few % of the total).
+ */
+import { performance } from 'node:perf_hooks';
+import { LoraLinear } from '../adapters/lora.ts';
+import type { LinearLike } from '../nn/modules.ts';
+import type { LlamaModel } from '../models/llama/model.ts';
+import { PROJECTIONS } from '../models/llama/model.ts';
+
+export interface ParamCount {
+  total: number;
+  nonZero: number;
+  /** of which in adapters (unmerged) */
+  adapter: number;
+}
+
+function activeSliceNonZero(data: ArrayLike<number>, ld: number, rows: number, cols: number): number {
+  let n = 0;
+  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) if (data[r * ld + c] !== 0) n++;
+  return n;
+}
+
+function countModule(m: LinearLike): ParamCount {
+  const base = m instanceof LoraLinear ? m.base : m;
+  const [w, b] = base.baseTensors();
+  const o = m.activeOut, i = m.activeIn;
+  let total = o * i + (b ? o : 0);
+  let nonZero = activeSliceNonZero(w.data, w.shape[1], o, i) + (b ? activeSliceNonZero(b.data, o, 1, o) : 0);
+  let adapter = 0;
+  if (m instanceof LoraLinear && m.activeRank > 0) {
+    adapter = m.activeRank * (i + o);
+    total += adapter;
+    nonZero += adapter;
+  }
+  return { total, nonZero, adapter };
+}
+
+export function countParams(model: LlamaModel): ParamCount {
+  const c = model.config;
+  const emb = c.vocabSize * c.hiddenSize;
+  const norms = c.hiddenSize * (2 * c.layers.length + 1);
+  const head = c.tieWordEmbeddings ? 0 : emb;
+  const out: ParamCount = { total: emb + norms + head, nonZero: 0, adapter: 0 };
+  out.nonZero = out.total; // embeddings/norms/head are dense
+  for (const layer of model.layers) {
+    for (const p of PROJECTIONS) {
+      const n = countModule(layer.proj[p]);
+      out.total += n.total;
+      out.nonZero += n.nonZero;
+      out.adapter += n.adapter;
+    }
+  }
+  return out;
+}
+
+/** MACs of a forward pass over one sequence of `seqLen` tokens at the active configuration. */
+export function countMacs(model: LlamaModel, seqLen = 256): number {
+  const c = model.config, L = seqLen;
+  let macs = L * c.hiddenSize * c.vocabSize; // LM head
+  for (const layer of model.layers) {
+    for (const p of PROJECTIONS) {
+      const m = layer.proj[p];
+      macs += L * m.activeOut * m.activeIn;
+      if (m instanceof LoraLinear && m.activeRank > 0) macs += L * m.activeRank * (m.activeIn + m.activeOut);
+    }
+    const attnWidth = layer.proj.q_proj.activeOut; // heads · head_dim
+    macs += 2 * L * L * attnWidth; // QKᵀ and PV
+  }
+  return macs;
+}
+
+export interface Latency {
+  prefillMs: { min: number; median: number };
+  decodeMsPerToken: { min: number; median: number };
+  prefillTokensPerSecond: number;
+  decodeTokensPerSecond: number;
+}
+
+/** Measured prefill of `promptLen` tokens and greedy-style decode of `genLen` tokens, min/median over repeats. */
+export function measureLatency(model: LlamaModel, opts: { promptLen?: number; genLen?: number; repeats?: number; warmup?: number } = {}): Latency {
+  const L = opts.promptLen ?? 256, N = opts.genLen ?? 32, repeats = opts.repeats ?? 5, warmup = opts.warmup ?? 1;
+  if (L + N > model.config.maxPositions) throw new Error(`latency: prompt ${L} + ${N} generated tokens exceed the model's ${model.config.maxPositions} positions`);
+  const ids = Int32Array.from({ length: L }, (_, i) => 1 + ((i * 7919) % (model.config.vocabSize - 1)));
+  const prefill: number[] = [], decode: number[] = [];
+  for (let r = 0; r < warmup + repeats; r++) {
+    const cache = model.newCache(1, L + N);
+    const t0 = performance.now();
+    model.forwardCached(ids, 1, L, cache, { lastOnly: true });
+    const t1 = performance.now();
+    for (let k = 0; k < N; k++) model.forwardCached(Int32Array.of(ids[k % L]), 1, 1, cache);
+    const t2 = performance.now();
+    if (r >= warmup) { prefill.push(t1 - t0); decode.push((t2 - t1) / Math.max(N, 1)); }
+  }
+  const stats = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); return { min: s[0], median: s[Math.floor(s.length / 2)] }; };
+  const p = stats(prefill), d = stats(decode);
+  return { prefillMs: p, decodeMsPerToken: d, prefillTokensPerSecond: (1000 * L) / p.median, decodeTokensPerSecond: 1000 / d.median };
+}

@@ -1,0 +1,93 @@
+/**
+ * Physical extraction of a sub-network (spec.md §5): the active slices of every base weight and adapter
+ * become a real, smaller model. Per-layer sizes go into config.json (`lonas_layers`), so lonas loads the
+ * result anywhere a model is accepted.
+ *  - merged:   W' = W[:o', :i'] + s · B[:o', :r'] A[:r', :i']  → a plain model directory
+ *  - unmerged: the sliced base model + a sliced PEFT adapter (adapter/), with per-module ranks in
+ *              `rank_pattern` and `alpha_pattern` chosen so that alpha'/r' = alpha/r_max (same scaling).
+ */
+import { join } from 'node:path';
+import { Tensor, noGrad } from '../tensor/index.ts';
+import { LlamaModel, PROJECTIONS, projectionWeightName } from '../models/llama/model.ts';
+import type { LlamaConfig } from '../models/llama/config.ts';
+import { copyTokenizerFiles, saveModelDir } from '../models/llama/checkpoint.ts';
+import { LoraLinear } from '../adapters/lora.ts';
+import { savePeftAdapter } from '../adapters/peft.ts';
+import type { LinearLike } from '../nn/modules.ts';
+
+export interface ExtractOptions {
+  merge: boolean;
+  /** the source model directory: tokenizer files and unknown config fields are carried over */
+  sourceDir?: string;
+  hfConfig?: Record<string, unknown>;
+  dtype?: 'F32' | 'BF16';
+}
+
+/** Copies the active (o', i') slice of a stored (out, in) weight. */
+function sliceWeight(w: Tensor, o: number, i: number): Float32Array {
+  const inF = w.shape[1];
+  const out = new Float32Array(o * i);
+  for (let r = 0; r < o; r++) out.set(w.data.subarray(r * inF, r * inF + i), r * i);
+  return out;
+}
+
+/** The sizes the model currently runs with (as set by applySubnet). */
+export function activeConfig(model: LlamaModel): LlamaConfig {
+  const D = model.config.headDim;
+  return {
+    ...model.config,
+    layers: model.layers.map((l) => ({ intermediateSize: l.proj.gate_proj.outFeatures, numHeads: l.proj.q_proj.outFeatures / D, numKvHeads: l.proj.k_proj.outFeatures / D })),
+  };
+}
+
+/** A new, physically smaller model equal to `model` at its active configuration (adapters merged). */
+export function extractMerged(model: LlamaModel): LlamaModel {
+  const weights = new Map<string, Tensor>();
+  for (const [name, t] of model.namedParameters()) weights.set(name, t); // embeddings, norms, head: unchanged
+  model.layers.forEach((layer, i) => {
+    for (const p of PROJECTIONS) {
+      const m: LinearLike = layer.proj[p];
+      const base = m instanceof LoraLinear ? m.base : m;
+      const [w, b] = base.baseTensors();
+      const data = sliceWeight(w, m.activeOut, m.activeIn);
+      if (m instanceof LoraLinear) {
+        const delta = m.deltaWeight();
+        for (let k = 0; k < data.length; k++) data[k] += delta[k];
+      }
+      const name = `${projectionWeightName(i, p)}.weight`;
+      weights.set(name, new Tensor(data, [m.activeOut, m.activeIn], { name }));
+      if (b) weights.set(`${projectionWeightName(i, p)}.bias`, new Tensor(b.data.slice(0, m.activeOut), [m.activeOut]));
+    }
+  });
+  return new LlamaModel(activeConfig(model), weights);
+}
+
+/** Writes the extracted model (and, unmerged, its sliced adapter under `<outDir>/adapter`). */
+export function extractToDir(model: LlamaModel, outDir: string, o: ExtractOptions): { config: LlamaConfig; adapterDir: string | null } {
+  const loras = model.layers.flatMap((l) => PROJECTIONS.map((p) => l.proj[p])).filter((m): m is LoraLinear => m instanceof LoraLinear);
+  let smaller: LlamaModel;
+  let adapterDir: string | null = null;
+  if (o.merge || loras.length === 0) {
+    smaller = noGrad(() => extractMerged(model));
+  } else {
+    // slice the base with the adapters switched off, then write the sliced adapters beside it
+    const ranks = loras.map((l) => l.activeRank);
+    loras.forEach((l) => (l.activeRank = 0));
+    smaller = extractMerged(model);
+    loras.forEach((l, k) => (l.activeRank = ranks[k]));
+    adapterDir = join(outDir, 'adapter');
+  }
+  saveModelDir(outDir, smaller, { hfConfig: o.hfConfig, dtype: o.dtype, overwrite: true });
+  if (o.sourceDir) copyTokenizerFiles(o.sourceDir, outDir);
+  if (adapterDir) savePeftAdapter(adapterDir, loras.filter((l) => l.activeRank > 0).map((l) => slicedAdapter(l)), { baseModel: outDir });
+  return { config: smaller.config, adapterDir };
+}
+
+/** The active slices of one adapter: A (r', i'), B (o', r'), with alpha' = alpha · r'/r_max (same scaling). */
+function slicedAdapter(l: LoraLinear): { name: string; a: Tensor; b: Tensor; rank: number; alpha: number; dropout: number } {
+  const r = l.activeRank, o = l.activeOut, i = l.activeIn;
+  const a = sliceWeight(l.loraA, r, i);
+  const b = new Float32Array(o * r);
+  for (let row = 0; row < o; row++) b.set(l.loraB.data.subarray(row * l.rMax, row * l.rMax + r), row * r);
+  return { name: l.name, a: new Tensor(a, [r, i]), b: new Tensor(b, [o, r]), rank: r, alpha: (l.alpha * r) / l.rMax, dropout: l.dropoutP };
+}
