@@ -115,11 +115,16 @@ export class LlamaModel {
     if (ids.length !== batch * seq) throw new Error(`forward: ${ids.length} ids for batch ${batch} × seq ${seq}`);
     const pos = positions ?? Int32Array.from({ length: batch * seq }, (_, i) => i % seq);
     let h = this.embed.forward(ids, [batch, seq]); // (B, T, C)
-    this.layers.forEach((layer, i) => {
-      h = add(h, this.attentionBlock(layer, i, h, pos, batch, seq));
-      h = add(h, this.mlpBlock(layer, h));
-    });
+    for (let i = 0; i < this.layers.length; i++) h = this.forwardLayer(i, h, pos);
     return this.lmHead.forward(this.norm.forward(h)); // (B, T, V)
+  }
+
+  /** One decoder layer: h (B, T, C) → (B, T, C) at per-token positions (B·T). Used by layer-wise calibration. */
+  forwardLayer(i: number, h: Tensor, positions: Int32Array): Tensor {
+    const [batch, seq] = h.shape;
+    const layer = this.layers[i];
+    h = add(h, this.attentionBlock(layer, i, h, positions, batch, seq));
+    return add(h, this.mlpBlock(layer, h));
   }
 
   /**

@@ -1,0 +1,45 @@
+/** `lonas inspect`: what a model directory holds — per-layer sizes, sparsity, storage dtype, parameter counts. */
+import { Command } from 'commander';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { loadModelDir } from '../models/llama/checkpoint.ts';
+
+export function inspectCommand(): Command {
+  return new Command('inspect')
+    .description('per-layer sizes, sparsity, dtype and parameter counts of a model directory')
+    .requiredOption('--model <dir>', 'model directory')
+    .option('--json', 'print JSON')
+    .action((o: { model: string; json?: boolean }) => {
+      const loaded = loadModelDir(o.model);
+      const c = loaded.config;
+      const rows: { layer: string; params: number; nonZero: number; sparsity: number; intermediate: number | null; heads: string | null }[] = [];
+      let total = 0, nonZero = 0;
+      const count = (names: string[]) => {
+        let n = 0, nz = 0;
+        for (const name of names) {
+          const t = loaded.weights.get(name);
+          if (!t) continue;
+          n += t.size;
+          for (const v of t.data) if (v !== 0) nz++;
+        }
+        return { n, nz };
+      };
+      const layerNames = (i: number) => [...loaded.weights.keys()].filter((k) => k.startsWith(`model.layers.${i}.`));
+      c.layers.forEach((l, i) => {
+        const { n, nz } = count(layerNames(i));
+        rows.push({ layer: String(i), params: n, nonZero: nz, sparsity: 1 - nz / n, intermediate: l.intermediateSize, heads: `${l.numHeads}/${l.numKvHeads}` });
+        total += n; nonZero += nz;
+      });
+      const other = count([...loaded.weights.keys()].filter((k) => !k.startsWith('model.layers.')));
+      total += other.n; nonZero += other.nz;
+      const compression = existsSync(join(o.model, 'lonas_compression.json')) ? JSON.parse(readFileSync(join(o.model, 'lonas_compression.json'), 'utf8')) : null;
+      const summary = { model: o.model, dtype: loaded.dtype, layers: c.layers.length, hidden: c.hiddenSize, vocab: c.vocabSize, params: total, nonZero, sparsity: 1 - nonZero / total, compression: compression && { method: compression.method, sparsity: compression.sparsity, nm: compression.nm }, perLayer: rows };
+      if (o.json) { process.stdout.write(`${JSON.stringify(summary)}\n`); return; }
+      const out = [`${o.model}: ${c.layers.length} layers, hidden ${c.hiddenSize}, vocab ${c.vocabSize}, stored as ${loaded.dtype}`,
+        `parameters ${total.toLocaleString('en-US')} (non-zero ${nonZero.toLocaleString('en-US')}, ${(100 * (1 - nonZero / total)).toFixed(2)}% zero)`,
+        ...(compression ? [`compressed with ${compression.method}${compression.nm ? ` ${compression.nm}` : ` at ${compression.sparsity}`}`] : []),
+        'layer  params       non-zero     sparsity  mlp width  heads (q/kv)',
+        ...rows.map((r) => `${r.layer.padEnd(6)} ${String(r.params).padEnd(12)} ${String(r.nonZero).padEnd(12)} ${(100 * r.sparsity).toFixed(2).padStart(6)}%   ${String(r.intermediate).padEnd(10)} ${r.heads}`)];
+      process.stdout.write(`${out.join('\n')}\n`);
+    });
+}

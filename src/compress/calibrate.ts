@@ -1,0 +1,66 @@
+/**
+ * Layer-wise calibration, shared by every compression method (Wanda, GPTQ, …): calibration sequences run
+ * through the model one decoder layer at a time; each layer's projections are observed (their inputs
+ * handed to the method's statistics), the method compresses the layer, and the layer's outputs are then
+ * recomputed with the compressed weights to become the next layer's inputs (spec.md §6).
+ *
+ * Observation wraps each projection module generically (any LinearLike, any architecture lonas loads), so
+ * no module path is hard-coded. Sequences run one at a time (batch 1), as the reference implementations do.
+ */
+import { Tensor, noGrad } from '../tensor/index.ts';
+import type { LinearLike } from '../nn/modules.ts';
+import type { LlamaModel, ProjectionName } from '../models/llama/model.ts';
+import { PROJECTIONS } from '../models/llama/model.ts';
+
+/** Receives the input x (tokens, in) of one projection for one calibration sequence. */
+export type InputObserver = (proj: ProjectionName, x: Float32Array, tokens: number, inFeatures: number) => void;
+
+export interface LayerwiseHooks {
+  /** called before layer i runs: return an observer for its projections (or null to skip observation) */
+  beforeLayer(layer: number): InputObserver | null;
+  /** called after every sequence went through layer i (statistics complete): compress the layer in place */
+  compressLayer(layer: number): void;
+  onProgress?: (layer: number, layers: number) => void;
+}
+
+class ObservedLinear implements LinearLike {
+  constructor(private readonly inner: LinearLike, private readonly name: ProjectionName, private readonly observe: InputObserver) {}
+  get inFeatures() { return this.inner.inFeatures; }
+  get outFeatures() { return this.inner.outFeatures; }
+  get activeOut() { return this.inner.activeOut; }
+  set activeOut(v: number) { this.inner.activeOut = v; }
+  get activeIn() { return this.inner.activeIn; }
+  set activeIn(v: number) { this.inner.activeIn = v; }
+  forward(x: Tensor): Tensor {
+    const d = x.contiguousData() as Float32Array;
+    this.observe(this.name, d, d.length / this.inner.inFeatures, this.inner.inFeatures);
+    return this.inner.forward(x);
+  }
+  trainable() { return this.inner.trainable(); }
+  baseTensors() { return this.inner.baseTensors(); }
+}
+
+/** Runs the layer-wise loop over `samples` (each a token sequence, BOS included by the caller). */
+export function calibrateLayerwise(model: LlamaModel, samples: Int32Array[], hooks: LayerwiseHooks): void {
+  if (samples.length === 0) throw new Error('calibration needs at least one sample');
+  noGrad(() => {
+    let hidden: Tensor[] = samples.map((s) => model.embed.forward(s, [1, s.length])); // each (1, T, C)
+    const positions = samples.map((s) => Int32Array.from({ length: s.length }, (_, i) => i));
+    for (let i = 0; i < model.layers.length; i++) {
+      const observer = hooks.beforeLayer(i);
+      const layer = model.layers[i];
+      if (observer) {
+        const original = { ...layer.proj };
+        for (const p of PROJECTIONS) layer.proj[p] = new ObservedLinear(original[p], p, observer);
+        try {
+          hidden.forEach((h, k) => model.forwardLayer(i, h, positions[k]));
+        } finally {
+          for (const p of PROJECTIONS) layer.proj[p] = original[p];
+        }
+      }
+      hooks.compressLayer(i);
+      hidden = hidden.map((h, k) => model.forwardLayer(i, h, positions[k])); // inputs of the next layer, from the compressed layer
+      hooks.onProgress?.(i + 1, model.layers.length);
+    }
+  });
+}
