@@ -8,7 +8,8 @@
  * explicitly by a sub-network configuration; slices are strided views multiplied in place (no copies).
  * The scaling stays alpha / r_max whatever r' is, as the reference implementation does.
  */
-import { Rng, Tensor, add, dropout, linear, narrow, scale, tensor } from '../tensor/index.ts';
+import { Rng, Tensor, add, contiguous, dropout, fakeQuant, linear, matmul, mul, narrow, scale, tensor } from '../tensor/index.ts';
+import type { QuantParams } from '../tensor/index.ts';
 import type { Linear, LinearLike } from '../nn/modules.ts';
 import { kernels } from '../kernels/index.ts';
 
@@ -29,6 +30,16 @@ export class LoraLinear implements LinearLike {
   /** dropout randomness; set by the trainer (seeded). Dropout runs only when `training` is true. */
   rng: Rng | null = null;
   training = false;
+  /**
+   * SparsePEFT (SQFT): the base's non-zero pattern M (out, in) as 0/1. The adapter contributes (s·B A) ⊙ M,
+   * so merging keeps the base's zeros exactly.
+   */
+  sparseMask: Tensor | null = null;
+  /**
+   * QA-SparsePEFT (SQFT): the base's fixed INT4 quantiser. The layer computes with
+   * fakeQuant(W + (s·B A) ⊙ M) — the weight an INT4 merge would store — with a straight-through gradient.
+   */
+  quant: QuantParams | null = null;
 
   constructor(readonly base: Linear, readonly name: string, opts: LoraOptions, init: { rng: Rng } | { a: Tensor; b: Tensor }) {
     if (!Number.isInteger(opts.rank) || opts.rank < 1) throw new Error(`LoRA rank must be a positive integer, got ${opts.rank} (${name})`);
@@ -95,12 +106,25 @@ export class LoraLinear implements LinearLike {
   forward(x: Tensor): Tensor {
     const [out, inF] = this.base.weight.shape;
     const o = this.activeOut, i = this.activeIn, r = this.activeRank;
-    const y = this.base.forward(x); // (…, o'), the base weight sliced in place
-    if (r === 0) return y;
+    const full = o === out && i === inF;
+    if (r === 0 && !this.quant) return this.base.forward(x);
     const a = r === this.rMax && i === inF ? this.loraA : narrow(narrow(this.loraA, 0, 0, r), 1, 0, i); // (r', i')
     const b = r === this.rMax && o === out ? this.loraB : narrow(narrow(this.loraB, 0, 0, o), 1, 0, r); // (o', r')
     const xin = this.training && this.dropoutP > 0 ? dropout(x, this.dropoutP, this.requireRng()) : x;
-    return add(y, scale(linear(linear(xin, a), b), this.scaling));
+    if (!this.sparseMask && !this.quant) {
+      // y = W x + s · B (A dropout(x))
+      return add(this.base.forward(x), scale(linear(linear(xin, a), b), this.scaling));
+    }
+    // SQFT: the adapter acts through a dense, masked delta (o', i') = (s · B A) ⊙ M
+    let delta = scale(matmul(contiguous(b), contiguous(a)), this.scaling);
+    if (this.sparseMask) delta = mul(delta, full ? this.sparseMask : contiguous(narrow(narrow(this.sparseMask, 0, 0, o), 1, 0, i)));
+    if (!this.quant) return add(this.base.forward(x), linear(xin, delta)); // W x + (ΔW ⊙ M) dropout(x)
+    if (xin !== x) throw new Error(`LoRA ${this.name}: quantisation-aware training needs --dropout 0 (the quantised merged weight has no separate adapter path)`);
+    // QA-SparsePEFT: y = fakeQuant(W + ΔW ⊙ M) x, the weight an INT4 merge stores; straight-through gradient
+    const w = this.base.weight;
+    const merged = add(contiguous(full ? w : narrow(narrow(w, 0, 0, o), 1, 0, i)), delta);
+    const bias = this.base.bias ? narrow(this.base.bias, 0, 0, o) : null;
+    return linear(x, fakeQuant(merged, this.quant), bias);
   }
 
   trainable(): Tensor[] {
@@ -118,6 +142,10 @@ export class LoraLinear implements LinearLike {
     if (r === 0 || o === 0 || i === 0) return out;
     // (o', i') = s · B[:o', :r'] (row stride rMax) · A[:r', :i'] (row stride in)
     kernels().gemm(false, false, o, i, r, this.scaling, this.loraB.data, 0, this.rMax, this.loraA.data, 0, this.base.weight.shape[1], 0, out, 0, i);
+    if (this.sparseMask) {
+      const m = this.sparseMask.data, inF = this.base.weight.shape[1];
+      for (let row = 0; row < o; row++) for (let col = 0; col < i; col++) out[row * i + col] *= m[row * inF + col];
+    }
     return out;
   }
 

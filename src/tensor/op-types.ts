@@ -47,6 +47,8 @@ export interface OpSaved {
   crossEntropy: { logits: Tensor; targets: Int32Array; lse: FloatArray; ignoreIndex: number; kept: number };
   /** inputs [x]; y = x ⊙ mask / (1 − p) */
   dropout: { mask: FloatArray };
+  /** inputs [w (out, in)]; group-wise asymmetric fake quantisation, straight-through gradient */
+  fakeQuant: Record<string, never>;
 }
 
 export type OpName = keyof OpSaved;

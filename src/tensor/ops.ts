@@ -171,3 +171,44 @@ export function matmul(a: Tensor, b: Tensor): Tensor {
   const bc = b.isContiguous ? b : new Tensor(bd, b.shape);
   return record('matmul', [a, b], { a: ac, b: bc }, new Tensor(y, [...a.shape.slice(0, -1), n]));
 }
+
+/** Group-wise asymmetric quantiser parameters of an (out, in) weight: scales/zeros (groups, out), group of each input. */
+export interface QuantParams {
+  /** (groups, out) */
+  scales: Float32Array;
+  /** (groups, out), integer-valued */
+  zeros: Float32Array;
+  /** (in) group of each input column */
+  gIdx: Int32Array;
+  /** 2^bits − 1 */
+  maxq: number;
+  /** the full output width the scales/zeros rows are laid out for */
+  out: number;
+}
+
+/** Rounds half to even, as torch.round does. */
+export function roundHalfEven(x: number): number {
+  const r = Math.round(x);
+  return Math.abs(x % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
+}
+
+/**
+ * y = S (clamp(round(w / S + Z), 0, maxq) − Z) per element (o, j) with S, Z of group gIdx[j] and output o; the
+ * backward pass is the identity (straight-through estimator). w (out, in), possibly a slice: `colOffset`-free,
+ * the first `in` columns of the quantiser are used.
+ */
+export function fakeQuant(w: Tensor, q: QuantParams): Tensor {
+  if (w.ndim !== 2) throw new Error(`fakeQuant: weight must be 2-D, got ${fmtShape(w.shape)}`);
+  const [out, inF] = w.shape;
+  const src = w.contiguousData();
+  const y = alloc(w, src.length);
+  for (let o = 0; o < out; o++) {
+    for (let j = 0; j < inF; j++) {
+      const g = q.gIdx[j] * q.out + o;
+      const s = q.scales[g], z = q.zeros[g];
+      const code = Math.min(q.maxq, Math.max(0, roundHalfEven(src[o * inF + j] / s) + z));
+      y[o * inF + j] = s * (code - z);
+    }
+  }
+  return record('fakeQuant', [w], {}, new Tensor(y, w.shape));
+}

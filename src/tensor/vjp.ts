@@ -200,6 +200,9 @@ export const vjpRules: VjpTable = {
   },
 
   dropout: ({ mask }, gy) => [map(gy, gy.shape, (g, i) => g * mask[i])],
+
+  // Straight-through estimator: the gradient passes as if quantisation were the identity (SQFT QA-SparsePEFT).
+  fakeQuant: (_s, gy) => [gy],
 };
 
 /** Writes row-major `values` into the (strided) view `t`. */

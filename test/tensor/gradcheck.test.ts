@@ -78,6 +78,21 @@ test('cross-entropy with an ignored row', () => {
   check('crossEntropy', [randn(rng, [4, 5], 2)], (l) => T.crossEntropy(l, targets));
 });
 
+test('fakeQuant: exact group-wise quantiser forward, straight-through (identity) gradient', () => {
+  covered.add('fakeQuant');
+  // 2 outputs × 4 inputs, two groups of 2 inputs; scales/zeros laid out (groups, out)
+  const q = { scales: Float32Array.from([0.5, 0.25, 1, 2]), zeros: Float32Array.from([8, 7, 3, 0]), gIdx: Int32Array.from([0, 0, 1, 1]), maxq: 15, out: 2 };
+  const w = T.tensor([0.26, -4.5, 1.5, 100, 0.125, 0.375, -3, 0], [2, 4], 'f64');
+  w.requiresGrad = true;
+  const y = T.fakeQuant(w, q);
+  // row 0: (s .5, z 8) .52→1→.5 | −9+8 → clamp 0 → −4 | (s 1, z 3) 1.5→2 (half to even)→2 | 103 → clamp 15 → 12
+  // row 1: (s .25, z 7) .5→0 (half to even)→0 | 1.5→2→.5 | (s 2, z 0) −1.5→−2 → clamp 0 → 0 | 0 → 0
+  assert.deepEqual(y.toArray(), [0.5, -4, 2, 12, 0, 0.5, 0, 0]);
+  const gy = randn(rng, [2, 4]);
+  T.backward(y, gy);
+  assert.deepEqual(w.grad!.toArray(), gy.toArray());
+});
+
 test('every op in the VJP table is gradient-checked', () => {
   const missing = Object.keys(vjpRules).filter((op) => !covered.has(op));
   assert.deepEqual(missing, [], `ops without a finite-difference check: ${missing.join(', ')}`);
