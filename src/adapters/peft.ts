@@ -16,6 +16,7 @@ import { PROJECTIONS, projectionWeightName } from '../models/llama/model.ts';
 import type { LlamaModel, ProjectionName } from '../models/llama/model.ts';
 import type { SearchSpaceSpec } from '../nas/search-space.ts';
 import { LoraLinear } from './lora.ts';
+import { enableSparsePeft } from './sqft.ts';
 
 export interface LoraSettings {
   rank: number;
@@ -23,6 +24,9 @@ export interface LoraSettings {
   dropout: number;
   targets: ProjectionName[];
 }
+
+/** lora: plain; sparse: SparsePEFT (delta masked by the base's zeros); qa: QA-SparsePEFT (INT4-aware). */
+export type AdapterMode = 'lora' | 'sparse' | 'qa';
 
 export const ADAPTER_WEIGHTS = 'adapter_model.safetensors';
 export const ADAPTER_CONFIG = 'adapter_config.json';
@@ -61,7 +65,7 @@ export function loraModules(model: LlamaModel): LoraLinear[] {
 }
 
 /** Writes adapter_model.safetensors + adapter_config.json (+ lonas_adapter.json), each file atomically. */
-export function saveAdapter(dir: string, model: LlamaModel, s: LoraSettings, extra: { baseModel?: string; searchSpace?: SearchSpaceSpec } = {}): void {
+export function saveAdapter(dir: string, model: LlamaModel, s: LoraSettings, extra: { baseModel?: string; searchSpace?: SearchSpaceSpec; mode?: AdapterMode } = {}): void {
   const entries = loraModules(model).map((m) => ({ name: m.name, a: m.loraA, b: m.loraB, rank: m.rMax, alpha: m.alpha, dropout: m.dropoutP }));
   savePeftAdapter(dir, entries, { ...extra, targets: s.targets, dropout: s.dropout });
 }
@@ -81,7 +85,7 @@ export interface AdapterEntry {
  * `r`/`lora_alpha`, the others to `rank_pattern`/`alpha_pattern` keyed by `layers.N.block.proj`, which
  * PEFT matches as a suffix of the module name.
  */
-export function savePeftAdapter(dir: string, entries: AdapterEntry[], extra: { baseModel?: string; searchSpace?: SearchSpaceSpec; targets?: string[]; dropout?: number } = {}): void {
+export function savePeftAdapter(dir: string, entries: AdapterEntry[], extra: { baseModel?: string; searchSpace?: SearchSpaceSpec; targets?: string[]; dropout?: number; mode?: AdapterMode } = {}): void {
   if (entries.length === 0) throw new Error('saveAdapter: no adapter modules to save (every rank is 0?)');
   mkdirSync(dir, { recursive: true });
   const tensors: Record<string, TensorToWrite> = {};
@@ -108,7 +112,7 @@ export function savePeftAdapter(dir: string, entries: AdapterEntry[], extra: { b
     fan_in_fan_out: false, inference_mode: true, init_lora_weights: true, modules_to_save: null,
     rank_pattern: rankPattern, alpha_pattern: alphaPattern, use_rslora: false, use_dora: false, layers_to_transform: null,
   });
-  writeJsonAtomic(join(dir, LONAS_ADAPTER), { format: 1, search_space: extra.searchSpace ?? { groups: [] } });
+  writeJsonAtomic(join(dir, LONAS_ADAPTER), { format: 1, search_space: extra.searchSpace ?? { groups: [] }, mode: extra.mode ?? 'lora' });
 }
 
 /** The most specific rank_pattern/alpha_pattern key matching a module (PEFT matches by suffix or regex). */
@@ -127,7 +131,7 @@ function patternValue(pattern: Record<string, number> | undefined, module: strin
  * Loads a PEFT LoRA adapter onto `model` (whose projections must be plain Linears). Returns the settings
  * and, when lonas wrote it, the search space the adapter was trained with.
  */
-export function loadAdapter(model: LlamaModel, dir: string): { settings: LoraSettings; searchSpace: SearchSpaceSpec | null } {
+export function loadAdapter(model: LlamaModel, dir: string): { settings: LoraSettings; searchSpace: SearchSpaceSpec | null; mode: AdapterMode } {
   const cfgPath = join(dir, ADAPTER_CONFIG);
   if (!existsSync(cfgPath)) throw new Error(`${dir}: no ${ADAPTER_CONFIG} found (is this a LoRA adapter directory?)`);
   let cfg: Record<string, any>;
@@ -166,8 +170,10 @@ export function loadAdapter(model: LlamaModel, dir: string): { settings: LoraSet
     });
     if (loaded === 0) throw new Error(`${st.path}: no LoRA tensors match this model's layers (expected names like ${peftModuleName(0, 'q_proj')}.lora_A.weight)`);
     const lonasPath = join(dir, LONAS_ADAPTER);
-    const searchSpace = existsSync(lonasPath) ? (JSON.parse(readFileSync(lonasPath, 'utf8')).search_space as SearchSpaceSpec) : null;
-    return { settings: { rank: cfg.r, alpha: cfg.lora_alpha, dropout: cfg.lora_dropout ?? 0, targets: [...targets] }, searchSpace };
+    const lonas = existsSync(lonasPath) ? JSON.parse(readFileSync(lonasPath, 'utf8')) as { search_space?: SearchSpaceSpec; mode?: AdapterMode } : {};
+    const mode = lonas.mode ?? 'lora';
+    if (mode === 'sparse' || mode === 'qa') enableSparsePeft(loraModules(model));
+    return { settings: { rank: cfg.r, alpha: cfg.lora_alpha, dropout: cfg.lora_dropout ?? 0, targets: [...targets] }, searchSpace: lonas.search_space ?? null, mode };
   } finally {
     st.close();
   }
