@@ -1,0 +1,194 @@
+/**
+ * GPTQ (Frantar et al.; AutoGPTQ's `fasterquant` + `Quantizer`, spec.md §7) for one (out, in) weight given
+ * H = 2/n Σ x xᵀ of its calibration inputs. Columns are quantised one at a time (optionally in descending
+ * diag(H) order), each column's error propagated to the remaining columns with the inverse-Hessian Cholesky
+ * factor, inside blocks of `blockSize` and lazily between blocks. Asymmetric, per output row and group of
+ * `groupSize` inputs: scale = (max − min) / maxq over the group with 0 included, zero = round(−min / scale),
+ * so a zero weight maps to q = zero and dequantises to exactly 0.
+ *
+ * Computed in float64 (the golden fixture's float64 run gives PyTorch's float32 codes). `keepZeros` is the
+ * SQFT-compatible variant for sparse weights: after every update the pruned positions are reset to 0.
+ */
+import { roundHalfEven } from '../tensor/index.ts';
+
+export interface GptqOptions {
+  bits: number;
+  /** inputs per quantisation group; ≤ 0 means one group per row */
+  groupSize: number;
+  actOrder: boolean;
+  blockSize?: number;
+  percDamp?: number;
+  /** keep every zero weight exactly zero (sparse bases) */
+  keepZeros?: boolean;
+}
+
+export interface QuantizedWeight {
+  out: number;
+  inF: number;
+  bits: number;
+  groupSize: number;
+  /** integer codes (out, in) */
+  q: Uint8Array;
+  /** (groups, out) */
+  scales: Float32Array;
+  /** (groups, out), integers in [0, maxq] */
+  zeros: Float32Array;
+  /** group of each input column */
+  gIdx: Int32Array;
+}
+
+/** scale/zero of one row segment, as AutoGPTQ's Quantizer.find_params (asymmetric, no MSE search). */
+function findParams(values: ArrayLike<number>, maxq: number): { scale: number; zero: number } {
+  let lo = 0, hi = 0;
+  for (let k = 0; k < values.length; k++) { lo = Math.min(lo, values[k]); hi = Math.max(hi, values[k]); }
+  if (lo === 0 && hi === 0) { lo = -1; hi = 1; }
+  const scale = (hi - lo) / maxq;
+  return { scale, zero: roundHalfEven(-lo / scale) };
+}
+
+export function quantCode(w: number, scale: number, zero: number, maxq: number): number {
+  return Math.min(maxq, Math.max(0, roundHalfEven(w / scale) + zero));
+}
+
+/** Cholesky factor L (lower, row-major n×n) of a symmetric positive-definite matrix; throws if not SPD. */
+export function cholesky(a: Float64Array, n: number): Float64Array {
+  const l = new Float64Array(n * n);
+  for (let j = 0; j < n; j++) {
+    let d = a[j * n + j];
+    for (let k = 0; k < j; k++) d -= l[j * n + k] * l[j * n + k];
+    if (!(d > 0)) throw new Error(`GPTQ: the Hessian is not positive definite at column ${j} (raise the damping or use more calibration data)`);
+    const ljj = Math.sqrt(d);
+    l[j * n + j] = ljj;
+    for (let i = j + 1; i < n; i++) {
+      let s = a[i * n + j];
+      for (let k = 0; k < j; k++) s -= l[i * n + k] * l[j * n + k];
+      l[i * n + j] = s / ljj;
+    }
+  }
+  return l;
+}
+
+/** The upper Cholesky factor U of H⁻¹ (Uᵀ U = H⁻¹), as torch.linalg.cholesky(cholesky_inverse(cholesky(H)), upper=True). */
+export function inverseHessianFactor(h: Float64Array, n: number): Float64Array {
+  const l = cholesky(h, n);
+  // L⁻¹ by forward substitution (lower triangular)
+  const li = new Float64Array(n * n);
+  for (let c = 0; c < n; c++) {
+    li[c * n + c] = 1 / l[c * n + c];
+    for (let r = c + 1; r < n; r++) {
+      let s = 0;
+      for (let k = c; k < r; k++) s -= l[r * n + k] * li[k * n + c];
+      li[r * n + c] = s / l[r * n + r];
+    }
+  }
+  // H⁻¹ = L⁻ᵀ L⁻¹
+  const inv = new Float64Array(n * n);
+  for (let i = 0; i < n; i++) {
+    for (let j = 0; j <= i; j++) {
+      let s = 0;
+      for (let k = i; k < n; k++) s += li[k * n + i] * li[k * n + j];
+      inv[i * n + j] = s;
+      inv[j * n + i] = s;
+    }
+  }
+  const m = cholesky(inv, n); // H⁻¹ = M Mᵀ → U = Mᵀ
+  const u = new Float64Array(n * n);
+  for (let i = 0; i < n; i++) for (let j = 0; j <= i; j++) u[j * n + i] = m[i * n + j];
+  return u;
+}
+
+/** Quantises w (out, in) in float64 with the Hessian h (in, in). Neither input is modified. */
+export function gptqQuantize(w: ArrayLike<number>, out: number, inF: number, hIn: ArrayLike<number>, o: GptqOptions): QuantizedWeight {
+  const maxq = 2 ** o.bits - 1, B = o.blockSize ?? 128, gs = o.groupSize > 0 ? o.groupSize : inF;
+  if (!Number.isInteger(o.bits) || o.bits < 2 || o.bits > 8) throw new Error(`GPTQ: bits must be 2..8, got ${o.bits}`);
+  const W = Float64Array.from(w), H = Float64Array.from(hIn);
+  const keep = o.keepZeros ? Uint8Array.from(W, (v) => (v !== 0 ? 1 : 0)) : null;
+  for (let j = 0; j < inF; j++) {
+    if (H[j * inF + j] === 0) { H[j * inF + j] = 1; for (let r = 0; r < out; r++) W[r * inF + j] = 0; } // dead input
+  }
+  let perm = Int32Array.from({ length: inF }, (_, j) => j);
+  if (o.actOrder) perm = Int32Array.from([...perm].sort((a, b) => H[b * inF + b] - H[a * inF + a] || a - b));
+  // permuted copies: Wp[:, k] = W[:, perm[k]], Hp = H[perm][:, perm]
+  const Wp = new Float64Array(out * inF), Hp = new Float64Array(inF * inF), Mp = keep ? new Uint8Array(out * inF) : null;
+  for (let r = 0; r < out; r++) for (let k = 0; k < inF; k++) { Wp[r * inF + k] = W[r * inF + perm[k]]; if (Mp) Mp[r * inF + k] = keep![r * inF + perm[k]]; }
+  for (let a = 0; a < inF; a++) for (let b = 0; b < inF; b++) Hp[a * inF + b] = H[perm[a] * inF + perm[b]];
+  let diagMean = 0;
+  for (let j = 0; j < inF; j++) diagMean += Hp[j * inF + j] / inF;
+  const damp = (o.percDamp ?? 0.01) * diagMean;
+  for (let j = 0; j < inF; j++) Hp[j * inF + j] += damp;
+  const U = inverseHessianFactor(Hp, inF);
+
+  const groups = Math.ceil(inF / gs);
+  const scales = new Float32Array(groups * out), zeros = new Float32Array(groups * out);
+  const codesP = new Uint8Array(out * inF);
+  const rowScale = new Float64Array(out), rowZero = new Float64Array(out);
+  const err = new Float64Array(out * B);
+  for (let i1 = 0; i1 < inF; i1 += B) {
+    const i2 = Math.min(i1 + B, inF);
+    for (let col = i1; col < i2; col++) {
+      if (col % gs === 0) {
+        const g = col / gs;
+        for (let r = 0; r < out; r++) {
+          const p = findParams(Wp.subarray(r * inF + col, r * inF + Math.min(col + gs, inF)), maxq);
+          rowScale[r] = p.scale; rowZero[r] = p.zero;
+          scales[g * out + r] = p.scale; zeros[g * out + r] = p.zero;
+        }
+      }
+      const d = U[col * inF + col];
+      for (let r = 0; r < out; r++) {
+        const wv = Wp[r * inF + col];
+        const code = quantCode(wv, rowScale[r], rowZero[r], maxq);
+        codesP[r * inF + col] = code;
+        const e = (wv - rowScale[r] * (code - rowZero[r])) / d;
+        err[r * B + (col - i1)] = e;
+        for (let j = col; j < i2; j++) Wp[r * inF + j] -= e * U[col * inF + j]; // inside the block
+        if (Mp) for (let j = col + 1; j < i2; j++) Wp[r * inF + j] *= Mp[r * inF + j];
+      }
+    }
+    // lazy batch update of the columns after the block: W[:, i2:] −= Err · U[i1:i2, i2:]
+    for (let r = 0; r < out; r++) {
+      for (let k = i1; k < i2; k++) {
+        const e = err[r * B + (k - i1)];
+        if (e === 0) continue;
+        for (let j = i2; j < inF; j++) Wp[r * inF + j] -= e * U[k * inF + j];
+      }
+      if (Mp) for (let j = i2; j < inF; j++) Wp[r * inF + j] *= Mp[r * inF + j];
+    }
+  }
+  // back to the original column order; g_idx[c] = (position of c in the quantisation order) / groupSize
+  const q = new Uint8Array(out * inF), gIdx = new Int32Array(inF);
+  for (let k = 0; k < inF; k++) {
+    gIdx[perm[k]] = Math.floor(k / gs);
+    for (let r = 0; r < out; r++) q[r * inF + perm[k]] = codesP[r * inF + k];
+  }
+  return { out, inF, bits: o.bits, groupSize: gs, q, scales, zeros, gIdx };
+}
+
+/** Dequantised weights (out, in): scale · (q − zero) of each element's group. */
+export function dequantize(qw: QuantizedWeight): Float32Array {
+  const { out, inF, q, scales, zeros, gIdx } = qw;
+  const w = new Float32Array(out * inF);
+  for (let r = 0; r < out; r++) {
+    for (let j = 0; j < inF; j++) {
+      const g = gIdx[j] * out + r;
+      w[r * inF + j] = scales[g] * (q[r * inF + j] - zeros[g]);
+    }
+  }
+  return w;
+}
+
+/** Round-to-nearest with the same group-wise quantiser (the baseline GPTQ must beat). */
+export function rtnQuantize(w: ArrayLike<number>, out: number, inF: number, bits: number, groupSize: number): QuantizedWeight {
+  const maxq = 2 ** bits - 1, gs = groupSize > 0 ? groupSize : inF, groups = Math.ceil(inF / gs);
+  const scales = new Float32Array(groups * out), zeros = new Float32Array(groups * out), q = new Uint8Array(out * inF);
+  const gIdx = Int32Array.from({ length: inF }, (_, j) => Math.floor(j / gs));
+  for (let r = 0; r < out; r++) {
+    for (let g = 0; g < groups; g++) {
+      const seg = Array.from({ length: Math.min(gs, inF - g * gs) }, (_, k) => w[r * inF + g * gs + k]);
+      const p = findParams(seg, maxq);
+      scales[g * out + r] = p.scale; zeros[g * out + r] = p.zero;
+      seg.forEach((v, k) => (q[r * inF + g * gs + k] = quantCode(v, p.scale, p.zero, maxq)));
+    }
+  }
+  return { out, inF, bits, groupSize: gs, q, scales, zeros, gIdx };
+}
