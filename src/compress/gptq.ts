@@ -10,6 +10,10 @@
  * SQFT-compatible variant for sparse weights: after every update the pruned positions are reset to 0.
  */
 import { roundHalfEven } from '../tensor/index.ts';
+import type { QuantizedWeight } from '../io/gptq-format.ts';
+
+export { dequantize } from '../io/gptq-format.ts';
+export type { QuantizedWeight } from '../io/gptq-format.ts';
 
 export interface GptqOptions {
   bits: number;
@@ -20,21 +24,6 @@ export interface GptqOptions {
   percDamp?: number;
   /** keep every zero weight exactly zero (sparse bases) */
   keepZeros?: boolean;
-}
-
-export interface QuantizedWeight {
-  out: number;
-  inF: number;
-  bits: number;
-  groupSize: number;
-  /** integer codes (out, in) */
-  q: Uint8Array;
-  /** (groups, out) */
-  scales: Float32Array;
-  /** (groups, out), integers in [0, maxq] */
-  zeros: Float32Array;
-  /** group of each input column */
-  gIdx: Int32Array;
 }
 
 /** scale/zero of one row segment, as AutoGPTQ's Quantizer.find_params (asymmetric, no MSE search). */
@@ -162,19 +151,6 @@ export function gptqQuantize(w: ArrayLike<number>, out: number, inF: number, hIn
     for (let r = 0; r < out; r++) q[r * inF + perm[k]] = codesP[r * inF + k];
   }
   return { out, inF, bits: o.bits, groupSize: gs, q, scales, zeros, gIdx };
-}
-
-/** Dequantised weights (out, in): scale · (q − zero) of each element's group. */
-export function dequantize(qw: QuantizedWeight): Float32Array {
-  const { out, inF, q, scales, zeros, gIdx } = qw;
-  const w = new Float32Array(out * inF);
-  for (let r = 0; r < out; r++) {
-    for (let j = 0; j < inF; j++) {
-      const g = gIdx[j] * out + r;
-      w[r * inF + j] = scales[g] * (q[r * inF + j] - zeros[g]);
-    }
-  }
-  return w;
 }
 
 /** Round-to-nearest with the same group-wise quantiser (the baseline GPTQ must beat). */

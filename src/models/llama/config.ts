@@ -25,6 +25,17 @@ export interface LlamaConfig {
   tieWordEmbeddings: boolean;
   /** q/k/v projections carry a bias (Qwen2) */
   attentionBias: boolean;
+  /** GPTQ-quantised projections (config.json `quantization_config`), absent for float checkpoints */
+  quantization?: GptqConfig | null;
+}
+
+export interface GptqConfig {
+  bits: number;
+  groupSize: number;
+  descAct: boolean;
+  sym: boolean;
+  /** v1 "gptq" stores zero − 1 in qzeros; "gptq_v2" stores the zero itself */
+  format: 'gptq' | 'gptq_v2';
 }
 
 /** A uniform config (every layer the same size). */

@@ -11,7 +11,7 @@
  * super-network. When it is present the global sizes are only the maxima over the layers.
  */
 import { z } from 'zod';
-import type { LayerSizes, LlamaConfig } from './config.ts';
+import type { LayerSizes, LlamaConfig, GptqConfig } from './config.ts';
 import type { RopeScaling } from '../../nn/rope.ts';
 
 /** transformers' per-family defaults for fields a config.json may leave out. */
@@ -141,8 +141,14 @@ function checkSemantics(c: RawConfig, family: HfFamily, ctx: z.RefinementCtx): v
   if (c.mlp_bias) issue(['mlp_bias'], 'is not supported (lonas MLP projections have no bias; only mlp_bias: false works)');
   // Llama's attention_bias adds a bias to o_proj as well as q/k/v; LlamaModel only has Qwen2's q/k/v biases.
   if (family === 'llama' && c.attention_bias) issue(['attention_bias'], 'is not supported for llama (it adds an o_proj bias lonas does not model; only false works)');
-  if (c.quantization_config !== undefined && c.quantization_config !== null) {
-    issue(['quantization_config'], 'is not supported (quantized checkpoints cannot be loaded; use the unquantized model)');
+  const q = c.quantization_config as Record<string, unknown> | null | undefined;
+  if (q !== undefined && q !== null) {
+    if (q.quant_method !== 'gptq') issue(['quantization_config', 'quant_method'], `${JSON.stringify(q.quant_method)} is not supported (lonas loads GPTQ checkpoints; others: dequantise first)`);
+    else {
+      if (![2, 3, 4, 8].includes(q.bits as number)) issue(['quantization_config', 'bits'], 'must be 2, 3, 4 or 8');
+      const fmt = q.checkpoint_format ?? 'gptq';
+      if (fmt !== 'gptq' && fmt !== 'gptq_v2') issue(['quantization_config', 'checkpoint_format'], `${JSON.stringify(fmt)} is not supported (gptq or gptq_v2)`);
+    }
   }
   const ropeField = c.rope_parameters ? 'rope_parameters' : 'rope_scaling';
   const r = c[ropeField];
@@ -223,6 +229,18 @@ export function parseHfConfig(json: unknown, file: string, opts: ParseOptions = 
     maxPositions,
     tieWordEmbeddings: c.tie_word_embeddings ?? false,
     attentionBias: family === 'qwen2', // Qwen2 always has q/k/v biases; llama's attention_bias is refused above
+    quantization: gptqConfig(c.quantization_config as Record<string, unknown> | null | undefined),
+  };
+}
+
+function gptqConfig(q: Record<string, unknown> | null | undefined): GptqConfig | null {
+  if (!q) return null;
+  return {
+    bits: q.bits as number,
+    groupSize: typeof q.group_size === 'number' ? q.group_size : 128,
+    descAct: !!q.desc_act,
+    sym: q.sym === undefined ? true : !!q.sym,
+    format: (q.checkpoint_format as GptqConfig['format'] | undefined) ?? 'gptq',
   };
 }
 
@@ -283,6 +301,10 @@ export function toHfConfig(config: LlamaConfig, base: object = {}): Record<strin
     out.rope_scaling = ropeToHf(config.ropeScaling);
   }
   const uniform = L.every((l) => l.intermediateSize === L[0].intermediateSize && l.numHeads === L[0].numHeads && l.numKvHeads === L[0].numKvHeads);
+  if (config.quantization) {
+    const q = config.quantization;
+    out.quantization_config = { ...(out.quantization_config as object ?? {}), quant_method: 'gptq', bits: q.bits, group_size: q.groupSize, desc_act: q.descAct, sym: q.sym, checkpoint_format: q.format };
+  } else delete out.quantization_config;
   if (uniform) delete out.lonas_layers;
   else out.lonas_layers = L.map((l) => ({ intermediate_size: l.intermediateSize, num_attention_heads: l.numHeads, num_key_value_heads: l.numKvHeads }));
   return out;
