@@ -10,6 +10,7 @@
  */
 import { Rng, Tensor, add, contiguous, dropout, fakeQuant, linear, matmul, mul, narrow, scale, tensor } from '../tensor/index.ts';
 import type { QuantParams } from '../tensor/index.ts';
+import type { QuantizedWeight } from '../io/gptq-format.ts';
 import type { Linear, LinearLike } from '../nn/modules.ts';
 import { kernels } from '../kernels/index.ts';
 
@@ -40,6 +41,8 @@ export class LoraLinear implements LinearLike {
    * fakeQuant(W + (s·B A) ⊙ M) — the weight an INT4 merge would store — with a straight-through gradient.
    */
   quant: QuantParams | null = null;
+  /** the base weight's GPTQ quantisation when the base model is quantised (the base holds its dequantised values) */
+  baseQuant: QuantizedWeight | null = null;
 
   constructor(readonly base: Linear, readonly name: string, opts: LoraOptions, init: { rng: Rng } | { a: Tensor; b: Tensor }) {
     if (!Number.isInteger(opts.rank) || opts.rank < 1) throw new Error(`LoRA rank must be a positive integer, got ${opts.rank} (${name})`);

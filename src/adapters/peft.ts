@@ -16,7 +16,8 @@ import { PROJECTIONS, projectionWeightName } from '../models/llama/model.ts';
 import type { LlamaModel, ProjectionName } from '../models/llama/model.ts';
 import type { SearchSpaceSpec } from '../nas/search-space.ts';
 import { LoraLinear } from './lora.ts';
-import { enableSparsePeft } from './sqft.ts';
+import { enableQuantAware, enableSparsePeft } from './sqft.ts';
+import { QuantLinear } from '../nn/quant-linear.ts';
 
 export interface LoraSettings {
   rank: number;
@@ -51,8 +52,10 @@ export function addLora(model: LlamaModel, s: LoraSettings, seed: number): LoraL
   model.layers.forEach((layer, i) => {
     for (const p of s.targets) {
       const base = layer.proj[p];
-      if (!(base instanceof Linear)) throw new Error(`layer ${i} ${p} already has an adapter`);
-      const lora = new LoraLinear(base, peftModuleName(i, p), s, { rng });
+      if (!(base instanceof Linear) && !(base instanceof QuantLinear)) throw new Error(`layer ${i} ${p} already has an adapter`);
+      // on a GPTQ base the adapter wraps the dequantised weight and remembers the quantiser (SQFT)
+      const lora = new LoraLinear(base instanceof QuantLinear ? base.base : base, peftModuleName(i, p), s, { rng });
+      if (base instanceof QuantLinear) lora.baseQuant = base.qw;
       layer.proj[p] = lora;
       added.push(lora);
     }
@@ -162,8 +165,10 @@ export function loadAdapter(model: LlamaModel, dir: string): { settings: LoraSet
         const alpha = patternValue(cfg.alpha_pattern, name) ?? cfg.lora_alpha;
         if (a.shape[0] !== rank) throw new Error(`${st.path}: ${aKey} has rank ${a.shape[0]} but adapter_config.json says r = ${rank}`);
         const base = layer.proj[p];
-        if (!(base instanceof Linear)) throw new Error(`layer ${i} ${p} already has an adapter`);
-        layer.proj[p] = new LoraLinear(base, name, { rank, alpha, dropout: cfg.lora_dropout ?? 0 }, { a: new Tensor(a.data, a.shape), b: new Tensor(b.data, b.shape) });
+        if (!(base instanceof Linear) && !(base instanceof QuantLinear)) throw new Error(`layer ${i} ${p} already has an adapter`);
+        const lora = new LoraLinear(base instanceof QuantLinear ? base.base : base, name, { rank, alpha, dropout: cfg.lora_dropout ?? 0 }, { a: new Tensor(a.data, a.shape), b: new Tensor(b.data, b.shape) });
+        if (base instanceof QuantLinear) lora.baseQuant = base.qw;
+        layer.proj[p] = lora;
         targets.add(p);
         loaded++;
       }
@@ -173,6 +178,7 @@ export function loadAdapter(model: LlamaModel, dir: string): { settings: LoraSet
     const lonas = existsSync(lonasPath) ? JSON.parse(readFileSync(lonasPath, 'utf8')) as { search_space?: SearchSpaceSpec; mode?: AdapterMode } : {};
     const mode = lonas.mode ?? 'lora';
     if (mode === 'sparse' || mode === 'qa') enableSparsePeft(loraModules(model));
+    if (mode === 'qa') enableQuantAware(loraModules(model));
     return { settings: { rank: cfg.r, alpha: cfg.lora_alpha, dropout: cfg.lora_dropout ?? 0, targets: [...targets] }, searchSpace: lonas.search_space ?? null, mode };
   } finally {
     st.close();

@@ -5,6 +5,7 @@
  */
 import { Tensor } from '../tensor/index.ts';
 import type { QuantParams } from '../tensor/index.ts';
+import type { QuantizedWeight } from '../io/gptq-format.ts';
 import type { LoraLinear } from './lora.ts';
 
 /** M = (W ≠ 0) for every adapter's base weight. Returns the overall sparsity of the masked bases. */
@@ -23,10 +24,18 @@ export function enableSparsePeft(loras: LoraLinear[]): number {
   return total ? zeros / total : 0;
 }
 
-/** Attaches each adapter's base quantiser (by PEFT module name); every adapter must have one. */
-export function enableQuantAware(loras: LoraLinear[], quantOf: (moduleName: string) => QuantParams | undefined): void {
+/** The fixed quantiser of a GPTQ base weight, as fakeQuant takes it. */
+export function quantParamsOf(qw: QuantizedWeight): QuantParams {
+  return { scales: qw.scales, zeros: qw.zeros, gIdx: qw.gIdx, maxq: 2 ** qw.bits - 1, out: qw.out };
+}
+
+/**
+ * QA-SparsePEFT: every adapter trains through its base's fixed quantiser — by default the GPTQ quantiser of
+ * the (quantised) base it wraps; `quantOf` overrides it by PEFT module name (tests).
+ */
+export function enableQuantAware(loras: LoraLinear[], quantOf?: (moduleName: string) => QuantParams | undefined): void {
   for (const l of loras) {
-    const q = quantOf(l.name);
+    const q = quantOf ? quantOf(l.name) : l.baseQuant ? quantParamsOf(l.baseQuant) : undefined;
     if (!q) throw new Error(`--quantization-aware: ${l.name} has no INT4 quantiser in the base model (quantize the base with \`lonas quantize\` first)`);
     if (l.dropoutP > 0) throw new Error('--quantization-aware needs --dropout 0 (the adapter acts only through the quantised merged weight)');
     l.quant = q;

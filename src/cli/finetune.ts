@@ -7,7 +7,7 @@ import { loadTokenizer } from '../io/tokenizer.ts';
 import { loadTrainingMix, makeBatches, splitValidation, tokenizeExample } from '../io/datasets.ts';
 import type { MixSpec } from '../io/datasets.ts';
 import { addLora, parseTargets, saveAdapter } from '../adapters/peft.ts';
-import { enableSparsePeft } from '../adapters/sqft.ts';
+import { enableQuantAware, enableSparsePeft } from '../adapters/sqft.ts';
 import { loadSearchSpaceSpec, resolveSearchSpace } from '../nas/search-space.ts';
 import { train } from '../train/trainer.ts';
 import { floatOption, intOption } from './options.ts';
@@ -17,7 +17,7 @@ interface FinetuneOptions {
   model: string; data: string; out: string; space: string; rank: number; alpha: number; dropout: number; targets: string;
   epochs: number; steps?: number; batchSize: number; gradAccum: number; lr: number; warmup: number; weightDecay: number;
   maxGradNorm: number; cutoffLen: number; valSize: number; seed: number; trainOnInputs: boolean; sandwich?: boolean;
-  checkpointEvery: number; evalEvery: number; groupByLength?: boolean; resume?: boolean; sparseAdapter?: boolean;
+  checkpointEvery: number; evalEvery: number; groupByLength?: boolean; resume?: boolean; sparseAdapter?: boolean; quantizationAware?: boolean;
 }
 
 /** "a.json:1000,b.jsonl" → files with optional sample counts. */
@@ -53,6 +53,7 @@ export function finetuneCommand(): Command {
     .option('--no-train-on-inputs', 'loss on the response only (default: prompt and response)')
     .option('--sandwich', 'train maximal + minimal + a sampled sub-network on every micro-batch')
     .option('--sparse-adapter', "SparsePEFT: mask the adapter by the base's non-zeros so merging keeps the sparsity")
+    .option('--quantization-aware', 'QA-SparsePEFT on a GPTQ base: train through its INT4 quantiser so the merge stays INT4 (needs --dropout 0)')
     .option('--group-by-length', 'batch examples of similar length together (less padding)')
     .option('--checkpoint-every <n>', 'save a resumable checkpoint every N steps (0: at the end only)', intOption('--checkpoint-every'), 50)
     .option('--eval-every <n>', 'validation loss every N steps (0: at the end only)', intOption('--eval-every'), 0)
@@ -68,7 +69,11 @@ function runFinetune(o: FinetuneOptions): void {
   const spaceSpec = loadSearchSpaceSpec(o.space);
   const loras = addLora(model, lora, o.seed);
   const space = resolveSearchSpace(spaceSpec, model.config, o.rank, lora.targets);
-  if (o.sparseAdapter) log(`SparsePEFT: adapters masked by the base's non-zeros (${(100 * enableSparsePeft(loras)).toFixed(1)}% of the adapted weights are zero)`);
+  if (o.sparseAdapter || o.quantizationAware) log(`SparsePEFT: adapters masked by the base's non-zeros (${(100 * enableSparsePeft(loras)).toFixed(1)}% of the adapted weights are zero)`);
+  if (o.quantizationAware) {
+    if (!model.config.quantization) throw new Error(`--quantization-aware needs a GPTQ-quantised base (${o.model} has no quantization_config; run \`lonas quantize\` first)`);
+    enableQuantAware(loras);
+  }
   const specs = parseDataSpecs(o.data);
   const mix = loadTrainingMix(specs, o.seed);
   const { train: trainSet, val } = o.valSize > 0 ? splitValidation(mix, o.valSize, o.seed) : { train: mix, val: [] };
@@ -84,11 +89,11 @@ function runFinetune(o: FinetuneOptions): void {
     {
       outDir: o.out, steps: o.steps, epochs: o.epochs, gradAccum: o.gradAccum, lr: o.lr, warmup: o.warmup, weightDecay: o.weightDecay,
       maxGradNorm: o.maxGradNorm, seed: o.seed, checkpointEvery: o.checkpointEvery, evalEvery: o.evalEvery, sandwich: !!o.sandwich, resume: !!o.resume,
-      settingsKey: JSON.stringify({ model: resolve(o.model), data: o.data, lora, space: spaceSpec, cutoff: o.cutoffLen, trainOnInputs: o.trainOnInputs, sparse: !!o.sparseAdapter, batch: o.batchSize, valSize: o.valSize, groupByLength: !!o.groupByLength }),
+      settingsKey: JSON.stringify({ model: resolve(o.model), data: o.data, lora, space: spaceSpec, cutoff: o.cutoffLen, trainOnInputs: o.trainOnInputs, sparse: !!o.sparseAdapter, qa: !!o.quantizationAware, batch: o.batchSize, valSize: o.valSize, groupByLength: !!o.groupByLength }),
     },
     (e) => progress.event(e));
   progress.stop();
-  saveAdapter(o.out, model, lora, { baseModel: resolve(o.model), searchSpace: spaceSpec, mode: o.sparseAdapter ? 'sparse' : 'lora' });
+  saveAdapter(o.out, model, lora, { baseModel: resolve(o.model), searchSpace: spaceSpec, mode: o.quantizationAware ? 'qa' : o.sparseAdapter ? 'sparse' : 'lora' });
   writeFileSync(join(o.out, 'run_config.json'), `${JSON.stringify({ command: 'finetune', options: o, result, node: process.version }, null, 2)}\n`);
   log(`done: ${result.steps} steps, final loss ${result.finalLoss.toFixed(4)}${result.valLoss !== null ? `, validation loss ${result.valLoss.toFixed(4)}` : ''}, ` +
     `${Math.round(result.tokensSeen / Math.max(result.seconds, 1e-9))} tokens/s; adapter written to ${o.out}`);

@@ -12,7 +12,9 @@
 import { roundHalfEven } from '../tensor/index.ts';
 import type { QuantizedWeight } from '../io/gptq-format.ts';
 
-export { dequantize } from '../io/gptq-format.ts';
+import { quantCode } from '../io/gptq-format.ts';
+
+export { dequantize, quantCode } from '../io/gptq-format.ts';
 export type { QuantizedWeight } from '../io/gptq-format.ts';
 
 export interface GptqOptions {
@@ -33,10 +35,6 @@ function findParams(values: ArrayLike<number>, maxq: number): { scale: number; z
   if (lo === 0 && hi === 0) { lo = -1; hi = 1; }
   const scale = (hi - lo) / maxq;
   return { scale, zero: roundHalfEven(-lo / scale) };
-}
-
-export function quantCode(w: number, scale: number, zero: number, maxq: number): number {
-  return Math.min(maxq, Math.max(0, roundHalfEven(w / scale) + zero));
 }
 
 /** Cholesky factor L (lower, row-major n×n) of a symmetric positive-definite matrix; throws if not SPD. */
@@ -86,26 +84,44 @@ export function inverseHessianFactor(h: Float64Array, n: number): Float64Array {
   return u;
 }
 
-/** Quantises w (out, in) in float64 with the Hessian h (in, in). Neither input is modified. */
-export function gptqQuantize(w: ArrayLike<number>, out: number, inF: number, hIn: ArrayLike<number>, o: GptqOptions): QuantizedWeight {
-  const maxq = 2 ** o.bits - 1, B = o.blockSize ?? 128, gs = o.groupSize > 0 ? o.groupSize : inF;
-  if (!Number.isInteger(o.bits) || o.bits < 2 || o.bits > 8) throw new Error(`GPTQ: bits must be 2..8, got ${o.bits}`);
-  const W = Float64Array.from(w), H = Float64Array.from(hIn);
-  const keep = o.keepZeros ? Uint8Array.from(W, (v) => (v !== 0 ? 1 : 0)) : null;
-  for (let j = 0; j < inF; j++) {
-    if (H[j * inF + j] === 0) { H[j * inF + j] = 1; for (let r = 0; r < out; r++) W[r * inF + j] = 0; } // dead input
-  }
+/** What GPTQ derives from a Hessian alone: shared by every weight that sees the same inputs (q/k/v, gate/up). */
+export interface PreparedHessian {
+  inF: number;
+  /** quantisation order of the input columns */
+  perm: Int32Array;
+  /** upper Cholesky factor of the damped inverse Hessian, in `perm` order */
+  U: Float64Array;
+  /** inputs that never fired (their weights are zeroed, as the reference does) */
+  dead: Uint8Array;
+}
+
+export function prepareHessian(hIn: ArrayLike<number>, inF: number, actOrder: boolean, percDamp = 0.01): PreparedHessian {
+  const H = Float64Array.from(hIn);
+  const dead = new Uint8Array(inF);
+  for (let j = 0; j < inF; j++) if (H[j * inF + j] === 0) { H[j * inF + j] = 1; dead[j] = 1; }
   let perm = Int32Array.from({ length: inF }, (_, j) => j);
-  if (o.actOrder) perm = Int32Array.from([...perm].sort((a, b) => H[b * inF + b] - H[a * inF + a] || a - b));
-  // permuted copies: Wp[:, k] = W[:, perm[k]], Hp = H[perm][:, perm]
-  const Wp = new Float64Array(out * inF), Hp = new Float64Array(inF * inF), Mp = keep ? new Uint8Array(out * inF) : null;
-  for (let r = 0; r < out; r++) for (let k = 0; k < inF; k++) { Wp[r * inF + k] = W[r * inF + perm[k]]; if (Mp) Mp[r * inF + k] = keep![r * inF + perm[k]]; }
+  if (actOrder) perm = Int32Array.from([...perm].sort((a, b) => H[b * inF + b] - H[a * inF + a] || a - b));
+  const Hp = new Float64Array(inF * inF);
   for (let a = 0; a < inF; a++) for (let b = 0; b < inF; b++) Hp[a * inF + b] = H[perm[a] * inF + perm[b]];
   let diagMean = 0;
   for (let j = 0; j < inF; j++) diagMean += Hp[j * inF + j] / inF;
-  const damp = (o.percDamp ?? 0.01) * diagMean;
+  const damp = percDamp * diagMean;
   for (let j = 0; j < inF; j++) Hp[j * inF + j] += damp;
-  const U = inverseHessianFactor(Hp, inF);
+  return { inF, perm, U: inverseHessianFactor(Hp, inF), dead };
+}
+
+/** Quantises w (out, in) in float64 with the Hessian h (in, in) or a prepared one. Inputs are not modified. */
+export function gptqQuantize(w: ArrayLike<number>, out: number, inF: number, h: ArrayLike<number> | PreparedHessian, o: GptqOptions): QuantizedWeight {
+  const maxq = 2 ** o.bits - 1, B = o.blockSize ?? 128, gs = o.groupSize > 0 ? o.groupSize : inF;
+  if (!Number.isInteger(o.bits) || o.bits < 2 || o.bits > 8) throw new Error(`GPTQ: bits must be 2..8, got ${o.bits}`);
+  const prep = 'perm' in h ? h : prepareHessian(h, inF, o.actOrder, o.percDamp);
+  const { perm, U, dead } = prep;
+  const W = Float64Array.from(w);
+  const keep = o.keepZeros ? Uint8Array.from(W, (v) => (v !== 0 ? 1 : 0)) : null;
+  for (let j = 0; j < inF; j++) if (dead[j]) for (let r = 0; r < out; r++) W[r * inF + j] = 0;
+  // permuted copies: Wp[:, k] = W[:, perm[k]]
+  const Wp = new Float64Array(out * inF), Mp = keep ? new Uint8Array(out * inF) : null;
+  for (let r = 0; r < out; r++) for (let k = 0; k < inF; k++) { Wp[r * inF + k] = W[r * inF + perm[k]]; if (Mp) Mp[r * inF + k] = keep![r * inF + perm[k]]; }
 
   const groups = Math.ceil(inF / gs);
   const scales = new Float32Array(groups * out), zeros = new Float32Array(groups * out);

@@ -5,7 +5,15 @@
  *  - qzeros (groups, out·bits/32): for each group, the zeros of consecutive OUTPUT columns, stored as
  *    zero − 1 in the v1 "gptq" format (zero as is in "gptq_v2").
  */
+import { roundHalfEven } from '../tensor/ops.ts';
+
 export type GptqFormat = 'gptq' | 'gptq_v2';
+
+/** The integer code of w: clamp(round(w / scale) + zero, 0, maxq), rounding half to even as torch. */
+export function quantCode(w: number, scale: number, zero: number, maxq: number): number {
+  return Math.min(maxq, Math.max(0, roundHalfEven(w / scale) + zero));
+}
+
 
 /** A group-wise quantised (out, in) weight with its integer codes unpacked. */
 export interface QuantizedWeight {
@@ -59,21 +67,24 @@ function unpackStream(n: number, bits: number, words: Int32Array, stride: number
   }
 }
 
-function checkDivisible(n: number, bits: number, what: string): number {
-  if ((n * bits) % 32 !== 0) throw new Error(`GPTQ packing: ${what} ${n} × ${bits} bits is not a whole number of int32 words`);
-  return (n * bits) / 32;
+/**
+ * Words needed for n codes: ⌈n·bits/32⌉. AutoGPTQ requires widths that fill whole words (multiples of 32
+ * inputs for its kernels); lonas also writes other widths, padding the last word with zero bits — such
+ * checkpoints load in lonas but other GPTQ tools may refuse them.
+ */
+export function packedWords(n: number, bits: number): number {
+  return Math.ceil((n * bits) / 32);
 }
 
 /** codes q (out, in) → qweight (in·bits/32, out). */
 export function packQweight(q: Uint8Array, out: number, inF: number, bits: number): Int32Array {
-  const rows = checkDivisible(inF, bits, 'input width');
+  const rows = packedWords(inF, bits);
   const words = new Int32Array(rows * out);
   for (let o = 0; o < out; o++) packStream(inF, bits, (j) => q[o * inF + j], words, out, o);
   return words;
 }
 
 export function unpackQweight(words: Int32Array, out: number, inF: number, bits: number): Uint8Array {
-  checkDivisible(inF, bits, 'input width');
   const q = new Uint8Array(out * inF);
   for (let o = 0; o < out; o++) unpackStream(inF, bits, words, out, o, (j, v) => (q[o * inF + j] = v));
   return q;
@@ -81,7 +92,7 @@ export function unpackQweight(words: Int32Array, out: number, inF: number, bits:
 
 /** zeros (groups, out) → qzeros (groups, out·bits/32). */
 export function packQzeros(zeros: Float32Array, groups: number, out: number, bits: number, format: GptqFormat): Int32Array {
-  const cols = checkDivisible(out, bits, 'output width');
+  const cols = packedWords(out, bits);
   const words = new Int32Array(groups * cols);
   const shift = format === 'gptq' ? 1 : 0;
   for (let g = 0; g < groups; g++) packStream(out, bits, (o) => zeros[g * out + o] - shift, words.subarray(g * cols, (g + 1) * cols), 1, 0);
@@ -89,7 +100,7 @@ export function packQzeros(zeros: Float32Array, groups: number, out: number, bit
 }
 
 export function unpackQzeros(words: Int32Array, groups: number, out: number, bits: number, format: GptqFormat): Float32Array {
-  const cols = checkDivisible(out, bits, 'output width');
+  const cols = packedWords(out, bits);
   const zeros = new Float32Array(groups * out);
   const shift = format === 'gptq' ? 1 : 0;
   for (let g = 0; g < groups; g++) unpackStream(out, bits, words.subarray(g * cols, (g + 1) * cols), 1, 0, (o, v) => (zeros[g * out + o] = v + shift));

@@ -211,6 +211,28 @@ export function f16ToF32(src: Uint16Array, dst: Float32Array): void {
   }
 }
 
+/** f32 → IEEE half with round-to-nearest-even (as torch's `.half()`): overflow → ±inf, tiny → subnormal/±0. */
+export function f32ToF16(src: Float32Array, dst: Uint16Array): void {
+  const bits = new Uint32Array(src.buffer, src.byteOffset, src.length);
+  const roundShift = (m: number, shift: number) => {
+    if (shift > 31) return 0;
+    const q = m >>> shift, rem = m & ((1 << shift) - 1), half = 1 << (shift - 1);
+    return rem > half || (rem === half && q & 1) ? q + 1 : q;
+  };
+  for (let i = 0; i < src.length; i++) {
+    const b = bits[i];
+    const sign = (b >>> 16) & 0x8000, exp = (b >>> 23) & 0xff, mant = b & 0x7fffff;
+    if (exp === 0xff) { dst[i] = sign | 0x7c00 | (mant ? 0x200 : 0); continue; }
+    const e = exp - 127 + 15;
+    if (e >= 31) dst[i] = sign | 0x7c00;
+    else if (e <= 0) dst[i] = sign | roundShift(mant | 0x800000, 14 - e); // subnormal (or 0); may round up to the smallest normal
+    else {
+      const kept = (e << 10) | (mant >>> 13), rem = mant & 0x1fff;
+      dst[i] = sign | (kept + (rem > 0x1000 || (rem === 0x1000 && kept & 1) ? 1 : 0)); // a carry bumps the exponent (→ inf at the top)
+    }
+  }
+}
+
 /** f32 → bf16 with round-to-nearest-even (as torch's `.to(torch.bfloat16)`); NaN stays NaN. */
 export function f32ToBf16(src: Float32Array, dst: Uint16Array): void {
   const bits = new Uint32Array(src.buffer, src.byteOffset, src.length);
@@ -222,7 +244,7 @@ export function f32ToBf16(src: Float32Array, dst: Uint16Array): void {
 }
 
 export interface TensorToWrite {
-  dtype: 'F32' | 'F64' | 'BF16' | 'I32' | 'I64' | 'U8';
+  dtype: 'F32' | 'F64' | 'BF16' | 'F16' | 'I32' | 'I64' | 'U8';
   shape: readonly number[];
   data: Float32Array | Float64Array | Int32Array | BigInt64Array | Uint8Array | Uint16Array;
 }

@@ -13,7 +13,10 @@ import type { LlamaConfig } from '../models/llama/config.ts';
 import { copyTokenizerFiles, saveModelDir } from '../models/llama/checkpoint.ts';
 import { LoraLinear } from '../adapters/lora.ts';
 import { savePeftAdapter } from '../adapters/peft.ts';
-import type { LinearLike } from '../nn/modules.ts';
+import type { Linear, LinearLike } from '../nn/modules.ts';
+import { QuantLinear } from '../nn/quant-linear.ts';
+import { dequantize, quantCode } from '../io/gptq-format.ts';
+import type { QuantizedWeight } from '../io/gptq-format.ts';
 
 export interface ExtractOptions {
   merge: boolean;
@@ -40,26 +43,56 @@ export function activeConfig(model: LlamaModel): LlamaConfig {
   };
 }
 
-/** A new, physically smaller model equal to `model` at its active configuration (adapters merged). */
+/**
+ * A new, physically smaller model equal to `model` at its active configuration (adapters merged).
+ * Quantised projections stay quantised when kept whole: a GPTQ base keeps its codes, and a QA-SparsePEFT
+ * adapter is merged onto the INT4 grid (codes of W + ΔW ⊙ M with the base's scales and zeros). A sliced
+ * quantised projection is written in float.
+ */
 export function extractMerged(model: LlamaModel): LlamaModel {
   const weights = new Map<string, Tensor>();
+  const quantized = new Map<string, QuantizedWeight>();
   for (const [name, t] of model.namedParameters()) weights.set(name, t); // embeddings, norms, head: unchanged
   model.layers.forEach((layer, i) => {
     for (const p of PROJECTIONS) {
       const m: LinearLike = layer.proj[p];
       const base = m instanceof LoraLinear ? m.base : m;
       const [w, b] = base.baseTensors();
+      const whole = m.activeOut === w.shape[0] && m.activeIn === w.shape[1];
       const data = sliceWeight(w, m.activeOut, m.activeIn);
       if (m instanceof LoraLinear) {
         const delta = m.deltaWeight();
         for (let k = 0; k < data.length; k++) data[k] += delta[k];
       }
       const name = `${projectionWeightName(i, p)}.weight`;
+      const qw = m instanceof QuantLinear ? m.qw : m instanceof LoraLinear && m.quant && m.baseQuant ? requantize(m.baseQuant, data) : null;
+      if (qw && whole) {
+        quantized.set(name, qw);
+        data.set(dequantize(qw));
+      }
       weights.set(name, new Tensor(data, [m.activeOut, m.activeIn], { name }));
       if (b) weights.set(`${projectionWeightName(i, p)}.bias`, new Tensor(b.data.slice(0, m.activeOut), [m.activeOut]));
     }
   });
-  return new LlamaModel(activeConfig(model), weights);
+  const out = new LlamaModel(activeConfig(model), weights);
+  out.layers.forEach((layer, i) => {
+    for (const p of PROJECTIONS) {
+      const qw = quantized.get(`${projectionWeightName(i, p)}.weight`);
+      if (qw) layer.proj[p] = new QuantLinear(layer.proj[p] as Linear, qw);
+    }
+  });
+  return out;
+}
+
+/** New codes for merged float weights on the base's fixed INT4 grid (QA-SparsePEFT merge). */
+function requantize(base: QuantizedWeight, merged: Float32Array): QuantizedWeight {
+  const { out, inF, scales, zeros, gIdx, bits } = base;
+  const q = new Uint8Array(out * inF), maxq = 2 ** bits - 1;
+  for (let o = 0; o < out; o++) for (let j = 0; j < inF; j++) {
+    const g = gIdx[j] * out + o;
+    q[o * inF + j] = quantCode(merged[o * inF + j], scales[g], zeros[g], maxq);
+  }
+  return { ...base, q };
 }
 
 /** Writes the extracted model (and, unmerged, its sliced adapter under `<outDir>/adapter`). */

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, writeFileSync, existsSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { SafetensorsFile, writeSafetensors, bf16ToF32, f16ToF32, f32ToBf16 } from '../../src/io/safetensors.ts';
+import { SafetensorsFile, writeSafetensors, bf16ToF32, f16ToF32, f32ToBf16, f32ToF16 } from '../../src/io/safetensors.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'lonas-st-'));
 
@@ -28,6 +28,13 @@ test('round trip F32, BF16 (rounded), I32 and I64 with metadata; no temp file le
   assert.throws(() => st.readFloat32('nope'), /no tensor named 'nope'/);
   assert.throws(() => st.readInt32('w'), /expected I32 or I64/);
   st.close();
+});
+
+test('f32 → f16 rounds like torch .half() (nearest even, overflow, subnormals)', () => {
+  const h = new Uint16Array(10);
+  f32ToF16(Float32Array.from([0.1, 1 / 3, 65504, 65520, 1e-8, 6e-8, -2.5, 1e5, 5.96e-8, 0.00006103515625 * 0.5 + 1e-12]), h);
+  // expected bit patterns printed by torch 1.13: tensor(values).half().view(torch.int16)
+  assert.deepEqual(Array.from(h), [0x2e66, 0x3555, 0x7bff, 0x7c00, 0x0, 0x1, 0xc100, 0x7c00, 0x1, 0x200]);
 });
 
 test('bf16 and f16 conversions', () => {

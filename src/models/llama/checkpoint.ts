@@ -17,6 +17,12 @@ import type { LlamaConfig } from './config.ts';
 import { parseHfConfig, toHfConfig } from './hf-config.ts';
 import type { ParseOptions } from './hf-config.ts';
 import { LlamaModel, PROJECTIONS, projectionWeightName } from './model.ts';
+import type { ProjectionName } from './model.ts';
+import { QuantLinear } from '../../nn/quant-linear.ts';
+import type { Linear } from '../../nn/modules.ts';
+import { dequantize } from '../../io/gptq-format.ts';
+import type { QuantizedWeight } from '../../io/gptq-format.ts';
+import { formatFor, gptqTensors, readGptqProjection } from './gptq-io.ts';
 
 export type WeightDType = 'F32' | 'F16' | 'BF16';
 
@@ -37,6 +43,20 @@ export interface LoadedModelDir {
   unused: string[];
   /** HF name → the file it was read from (for error messages) */
   sources: Map<string, string>;
+  /** GPTQ-quantised projections by module name (e.g. model.layers.0.mlp.up_proj) */
+  quantized: Map<string, QuantizedWeight>;
+}
+
+/** (out, in) of a projection weight named by its HF name, from the config's per-layer sizes. */
+function projectionShape(c: LlamaConfig, name: string): [number, number] {
+  const m = /^model\.layers\.(\d+)\.(?:self_attn|mlp)\.(\w+)\.weight$/.exec(name);
+  if (!m) throw new Error(`internal: ${name} is not a projection weight`);
+  const l = c.layers[Number(m[1])], C = c.hiddenSize, D = c.headDim;
+  const shapes: Record<string, [number, number]> = {
+    q_proj: [l.numHeads * D, C], k_proj: [l.numKvHeads * D, C], v_proj: [l.numKvHeads * D, C], o_proj: [C, l.numHeads * D],
+    gate_proj: [l.intermediateSize, C], up_proj: [l.intermediateSize, C], down_proj: [C, l.intermediateSize],
+  };
+  return shapes[m[2]];
 }
 
 const CONFIG = 'config.json';
@@ -131,6 +151,21 @@ export function loadModelDir(dir: string, opts: LoadOptions = {}): LoadedModelDi
     const weights = new Map<string, Tensor>();
     const sources = new Map<string, string>();
     const elems: Record<string, number> = {};
+    const quantized = new Map<string, QuantizedWeight>();
+    if (config.quantization) {
+      // GPTQ projections: <module>.qweight/qzeros/scales/g_idx instead of <module>.weight; dequantised for the float paths
+      for (const name of expectedTensorNames(config)) {
+        const prefix = name.replace(/\.weight$/, '');
+        const file = where.get(`${prefix}.qweight`);
+        if (!file || where.has(name)) continue;
+        const [out, inF] = projectionShape(config, name);
+        const qw = readGptqProjection(file, prefix, out, inF, config.quantization);
+        weights.set(name, new Tensor(dequantize(qw), [out, inF], { name }));
+        sources.set(name, file.path);
+        quantized.set(prefix, qw);
+        for (const part of ['qweight', 'qzeros', 'scales', 'g_idx']) wanted.add(`${prefix}.${part}`);
+      }
+    }
     names.forEach((name, i) => {
       const file = where.get(name)!;
       const { dtype } = file.entry(name);
@@ -146,7 +181,7 @@ export function loadModelDir(dir: string, opts: LoadOptions = {}): LoadedModelDi
     });
     const dtype = (Object.keys(elems) as WeightDType[]).reduce<WeightDType>((a, b) => ((elems[b] ?? 0) > (elems[a] ?? 0) ? b : a), 'F32');
     const unused = [...where.keys()].filter((n) => !wanted.has(n));
-    return { config, hfConfig: hfConfig as Record<string, unknown>, weights, dtype, unused, sources };
+    return { config, hfConfig: hfConfig as Record<string, unknown>, weights, dtype, unused, sources, quantized };
   } finally {
     for (const f of files) f.close();
   }
@@ -158,7 +193,13 @@ export function loadModelDir(dir: string, opts: LoadOptions = {}): LoadedModelDi
  */
 export function modelFromLoaded(dir: string, loaded: LoadedModelDir, maxPositions = loaded.config.maxPositions): LlamaModel {
   try {
-    return new LlamaModel({ ...loaded.config, maxPositions }, loaded.weights);
+    const model = new LlamaModel({ ...loaded.config, maxPositions }, loaded.weights);
+    for (const [prefix, qw] of loaded.quantized) {
+      const m = /^model\.layers\.(\d+)\.(?:self_attn|mlp)\.(\w+)$/.exec(prefix)!;
+      const layer = model.layers[Number(m[1])], p = m[2] as ProjectionName;
+      layer.proj[p] = new QuantLinear(layer.proj[p] as Linear, qw);
+    }
+    return model;
   } catch (e) {
     const name = /'([^']+)'/.exec((e as Error).message)?.[1];
     const where = (name && loaded.sources.get(name)) ?? dir;
@@ -182,6 +223,18 @@ export interface SaveOptions {
   overwrite?: boolean;
 }
 
+/** The GPTQ-quantised projections of a model, by module name. */
+function quantizedModules(model: LlamaModel): Map<string, QuantizedWeight> {
+  const out = new Map<string, QuantizedWeight>();
+  model.layers.forEach((layer, i) => {
+    for (const p of PROJECTIONS) {
+      const m = layer.proj[p];
+      if (m instanceof QuantLinear) out.set(projectionWeightName(i, p), m.qw);
+    }
+  });
+  return out;
+}
+
 /** Files saveModelDir owns in a model directory; anything else (tokenizer files, …) is left alone. */
 const isModelFile = (f: string) => f === CONFIG || f === SINGLE || f === INDEX || SHARD_RE.test(f);
 
@@ -202,8 +255,20 @@ export function saveModelDir(dir: string, model: LlamaModel, opts: SaveOptions =
   // Greedy sharding in model order; a tensor larger than shardBytes gets a shard of its own.
   const shards: Record<string, TensorToWrite>[] = [{}];
   let used = 0, total = 0;
+  const quantized = quantizedModules(model);
+  const format = formatFor(quantized.values());
   for (const name of names) {
     const t = params.get(name)!;
+    const qw = quantized.get(name.replace(/\.weight$/, ''));
+    if (qw) {
+      const tensors = gptqTensors(name.replace(/\.weight$/, ''), qw, format);
+      const bytes = Object.values(tensors).reduce((a, x) => a + x.data.byteLength, 0);
+      if (used > 0 && used + bytes > shardBytes) { shards.push({}); used = 0; }
+      Object.assign(shards[shards.length - 1], tensors);
+      used += bytes;
+      total += bytes;
+      continue;
+    }
     const data = t.contiguousData();
     const bytes = t.size * (dtype === 'BF16' ? 2 : 4);
     if (used > 0 && used + bytes > shardBytes) { shards.push({}); used = 0; }
@@ -212,7 +277,9 @@ export function saveModelDir(dir: string, model: LlamaModel, opts: SaveOptions =
     total += bytes;
   }
 
-  const hf = toHfConfig(model.config, opts.hfConfig);
+  const first = quantized.values().next().value as QuantizedWeight | undefined;
+  const quantization = first ? { bits: first.bits, groupSize: first.groupSize, descAct: model.config.quantization?.descAct ?? false, sym: false, format } : null;
+  const hf = toHfConfig({ ...model.config, quantization }, opts.hfConfig);
   hf.torch_dtype = dtype === 'BF16' ? 'bfloat16' : 'float32';
   if ('dtype' in hf) hf.dtype = hf.torch_dtype; // transformers ≥ 5 spelling
 

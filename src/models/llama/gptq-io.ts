@@ -1,0 +1,46 @@
+/** Reading and writing GPTQ-quantised projections (qweight, qzeros, scales, g_idx) in AutoGPTQ's layout. */
+import type { SafetensorsFile, TensorToWrite } from '../../io/safetensors.ts';
+import { f32ToF16 } from '../../io/safetensors.ts';
+import { packQweight, packQzeros, packedWords, unpackQweight, unpackQzeros } from '../../io/gptq-format.ts';
+import type { QuantizedWeight } from '../../io/gptq-format.ts';
+import type { GptqConfig } from './config.ts';
+
+/** `prefix` is the module name, e.g. model.layers.0.self_attn.q_proj. */
+export function readGptqProjection(file: SafetensorsFile, prefix: string, out: number, inF: number, q: GptqConfig): QuantizedWeight {
+  const gs = q.groupSize > 0 ? q.groupSize : inF;
+  const groups = Math.ceil(inF / gs);
+  const need = (name: string, shape: number[]) => {
+    const e = file.entry(`${prefix}.${name}`);
+    if (e.shape.length !== shape.length || e.shape.some((d, i) => d !== shape[i])) {
+      throw new Error(`${file.path}: '${prefix}.${name}' has shape [${e.shape.join(', ')}], a ${q.bits}-bit (${out}, ${inF}) layer with group size ${gs} needs [${shape.join(', ')}]`);
+    }
+  };
+  need('qweight', [packedWords(inF, q.bits), out]);
+  need('qzeros', [groups, packedWords(out, q.bits)]);
+  need('scales', [groups, out]);
+  const codes = unpackQweight(file.readInt32(`${prefix}.qweight`).data, out, inF, q.bits);
+  const zeros = unpackQzeros(file.readInt32(`${prefix}.qzeros`).data, groups, out, q.bits, q.format);
+  const scales = file.readFloat32(`${prefix}.scales`).data;
+  const gIdx = file.has(`${prefix}.g_idx`) ? file.readInt32(`${prefix}.g_idx`).data : Int32Array.from({ length: inF }, (_, j) => Math.floor(j / gs));
+  for (let j = 0; j < inF; j++) if (gIdx[j] < 0 || gIdx[j] >= groups) throw new Error(`${file.path}: '${prefix}.g_idx'[${j}] = ${gIdx[j]} is not a group (0..${groups - 1})`);
+  return { out, inF, bits: q.bits, groupSize: gs, q: codes, scales, zeros, gIdx };
+}
+
+/** The tensors of one quantised projection, scales stored as F16 as GPTQ checkpoints do. */
+export function gptqTensors(prefix: string, qw: QuantizedWeight, format: GptqConfig['format']): Record<string, TensorToWrite> {
+  const groups = qw.scales.length / qw.out;
+  const half = new Uint16Array(qw.scales.length);
+  f32ToF16(qw.scales, half);
+  return {
+    [`${prefix}.qweight`]: { dtype: 'I32', shape: [packedWords(qw.inF, qw.bits), qw.out], data: packQweight(qw.q, qw.out, qw.inF, qw.bits) },
+    [`${prefix}.qzeros`]: { dtype: 'I32', shape: [groups, packedWords(qw.out, qw.bits)], data: packQzeros(qw.zeros, groups, qw.out, qw.bits, format) },
+    [`${prefix}.scales`]: { dtype: 'F16', shape: [groups, qw.out], data: half },
+    [`${prefix}.g_idx`]: { dtype: 'I32', shape: [qw.inF], data: qw.gIdx },
+  };
+}
+
+/** The zero-point format a checkpoint needs: v1 cannot store a zero of 0 (it writes zero − 1). */
+export function formatFor(weights: Iterable<QuantizedWeight>): GptqConfig['format'] {
+  for (const w of weights) for (const z of w.zeros) if (z === 0) return 'gptq_v2';
+  return 'gptq';
+}
