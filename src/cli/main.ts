@@ -5,6 +5,10 @@ import { doctorCommand } from './doctor.ts';
 import { generateCommand } from './generate.ts';
 import { perplexityCommand } from './perplexity.ts';
 import { finetuneCommand } from './finetune.ts';
+import { sparsifyCommand } from './sparsify.ts';
+import { inspectCommand } from './inspect.ts';
+import { mergeCommand } from './merge.ts';
+import { quantizeCommand } from './quantize.ts';
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
 
@@ -17,6 +21,14 @@ program.addCommand(doctorCommand());
 program.addCommand(generateCommand());
 program.addCommand(perplexityCommand());
 program.addCommand(finetuneCommand());
+program.addCommand(sparsifyCommand());
+program.addCommand(inspectCommand());
+program.addCommand(mergeCommand());
+program.addCommand(quantizeCommand());
+program.addCommand((await import('./search.ts')).searchCommand());
+program.addCommand((await import('./extract.ts')).extractCommand());
+program.addCommand((await import('./bench.ts')).benchCommand());
+program.addCommand((await import('./eval.ts')).evalCommand());
 
 try {
   await program.parseAsync(process.argv);

@@ -30,7 +30,7 @@ test('llama defaults follow transformers LlamaConfig', () => {
   const { config, warnings } = parse(llama());
   assert.deepEqual(config, {
     vocabSize: 512, hiddenSize: 64, headDim: 8, rmsNormEps: 1e-6, ropeTheta: 10000, ropeScaling: null, maxPositions: 2048,
-    tieWordEmbeddings: false, attentionBias: false,
+    tieWordEmbeddings: false, attentionBias: false, quantization: null,
     layers: [{ intermediateSize: 172, numHeads: 8, numKvHeads: 8 }, { intermediateSize: 172, numHeads: 8, numKvHeads: 8 }],
   });
   assert.deepEqual(warnings, []);
@@ -83,7 +83,8 @@ test('unsupported models and features are refused naming the field, the value an
   fails(llama({ mlp_bias: true }), /field "mlp_bias" = true is not supported \(lonas MLP projections have no bias/);
   fails(llama({ attention_bias: true }), /field "attention_bias" = true is not supported for llama \(it adds an o_proj bias/);
   fails(llama({ hidden_act: 'gelu' }), /field "hidden_act" = "gelu" is not supported \(supported: silu/);
-  fails(llama({ quantization_config: { quant_method: 'gptq' } }), /field "quantization_config" = .*is not supported \(quantized checkpoints cannot be loaded/);
+  fails(llama({ quantization_config: { quant_method: 'awq', bits: 4 } }), /field "quantization_config.quant_method" = .*"awq" is not supported \(lonas loads GPTQ checkpoints/);
+  fails(llama({ quantization_config: { quant_method: 'gptq', bits: 5 } }), /field "quantization_config.bits" = 5 must be 2, 3, 4 or 8/);
 });
 
 test('type and size errors are all reported, one line each', () => {
