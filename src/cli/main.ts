@@ -9,6 +9,10 @@ import { sparsifyCommand } from './sparsify.ts';
 import { inspectCommand } from './inspect.ts';
 import { mergeCommand } from './merge.ts';
 import { quantizeCommand } from './quantize.ts';
+import { evalCommand } from './eval.ts';
+import { benchCommand } from './bench.ts';
+import { extractCommand } from './extract.ts';
+import { searchCommand } from './search.ts';
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
 
@@ -25,10 +29,10 @@ program.addCommand(sparsifyCommand());
 program.addCommand(inspectCommand());
 program.addCommand(mergeCommand());
 program.addCommand(quantizeCommand());
-program.addCommand((await import('./search.ts')).searchCommand());
-program.addCommand((await import('./extract.ts')).extractCommand());
-program.addCommand((await import('./bench.ts')).benchCommand());
-program.addCommand((await import('./eval.ts')).evalCommand());
+program.addCommand(searchCommand());
+program.addCommand(extractCommand());
+program.addCommand(benchCommand());
+program.addCommand(evalCommand());
 
 try {
   await program.parseAsync(process.argv);
