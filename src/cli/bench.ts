@@ -5,8 +5,11 @@ import { loadWithAdapter } from '../nas/load.ts';
 import { countMacs, countParams, measureLatency } from '../nas/cost.ts';
 import { backendInfo } from '../kernels/index.ts';
 import { intOption } from './options.ts';
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { writeJsonAtomic } from '../io/files.ts';
 
-interface BenchCliOptions { model: string; adapter?: string; subnet?: string; promptLen: number; genLen: number; repeats: number; warmup: number; json?: boolean }
+interface BenchCliOptions { model: string; adapter?: string; subnet?: string; promptLen: number; genLen: number; repeats: number; warmup: number; json?: boolean; out?: string }
 
 export function benchCommand(): Command {
   return new Command('bench')
@@ -19,6 +22,7 @@ export function benchCommand(): Command {
     .option('--repeats <n>', 'timed repeats (min and median are reported)', intOption('--repeats', 1), 5)
     .option('--warmup <n>', 'untimed warm-up runs', intOption('--warmup'), 1)
     .option('--json', 'print one JSON object')
+    .option('--out <file>', 'also write the JSON object to this file')
     .action((o: BenchCliOptions) => {
       const { model, config } = loadWithAdapter(o.model, o.adapter, o.subnet);
       if (o.promptLen + o.genLen > model.config.maxPositions) {
@@ -34,6 +38,7 @@ export function benchCommand(): Command {
         kernels: info.backend, threads: info.threads ?? 1,
         params, macs, ...lat,
       };
+      if (o.out) { mkdirSync(dirname(o.out), { recursive: true }); writeJsonAtomic(o.out, out); }
       if (o.json) { process.stdout.write(`${JSON.stringify(out)}\n`); return; }
       const f = (n: number) => n.toLocaleString('en-US');
       process.stdout.write(

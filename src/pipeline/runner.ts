@@ -1,0 +1,76 @@
+/**
+ * Runs a recipe's stages in order. A finished stage leaves a marker (`<out>/stages/<name>.json` with its
+ * time and outputs); re-running the recipe resumes at the first unfinished stage, and `from` redoes a
+ * stage and everything after it. The validated recipe is saved with the run; a changed recipe is refused
+ * (its results would mix two experiments) unless `from` says where to redo.
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { writeJsonAtomic } from '../io/files.ts';
+import type { Recipe } from './recipe.ts';
+import { stages } from './stages.ts';
+import type { Stage } from './stages.ts';
+
+const BIN = fileURLToPath(new URL('../../bin/lonas.js', import.meta.url));
+
+export interface StageRecord { name: string; seconds: number; outputs: string[]; finishedAt: string }
+
+export interface RunOptions {
+  from?: string;
+  /** runs the in-process report stage */
+  report: (recipe: Recipe, records: StageRecord[]) => Promise<void> | void;
+  log?: (line: string) => void;
+  /** extra environment for the stage processes */
+  env?: Record<string, string>;
+}
+
+const markerPath = (r: Recipe, name: string) => join(r.out, 'stages', `${name}.json`);
+
+export function stageRecords(r: Recipe): StageRecord[] {
+  return stages(r).filter((s) => existsSync(markerPath(r, s.name))).map((s) => JSON.parse(readFileSync(markerPath(r, s.name), 'utf8')) as StageRecord);
+}
+
+export async function runRecipe(r: Recipe, o: RunOptions): Promise<StageRecord[]> {
+  const log = o.log ?? ((l: string) => process.stderr.write(`${l}\n`));
+  const list = stages(r);
+  mkdirSync(join(r.out, 'stages'), { recursive: true });
+  const savedPath = join(r.out, 'recipe.json');
+  if (o.from !== undefined) {
+    const at = list.findIndex((s) => s.name === o.from);
+    if (at < 0) throw new Error(`--from ${o.from}: this recipe's stages are ${list.map((s) => s.name).join(', ')}`);
+    for (const s of list.slice(at)) rmSync(markerPath(r, s.name), { force: true });
+  } else if (existsSync(savedPath) && readFileSync(savedPath, 'utf8') !== `${JSON.stringify(r, null, 2)}\n` && list.some((s) => existsSync(markerPath(r, s.name)))) {
+    throw new Error(`${r.out} holds a run of a different recipe (see ${savedPath}); use --from STAGE to redo from the first stage the change affects, or another --out`);
+  }
+  writeJsonAtomic(savedPath, r);
+  for (const s of list) {
+    if (existsSync(markerPath(r, s.name))) {
+      log(`lonas run: stage ${s.name}: done earlier (${markerPath(r, s.name)})`);
+      continue;
+    }
+    log(`lonas run: stage ${s.name} …`);
+    const started = Date.now();
+    for (const dir of s.outputs) if (!dir.endsWith('.html') && !dir.endsWith('.json') && (s.name === 'eval' || s.name === 'bench')) mkdirSync(dir, { recursive: true });
+    if (s.name === 'report') await o.report(r, stageRecords(r));
+    else runCommands(s, o.env ?? {}, log);
+    const record: StageRecord = { name: s.name, seconds: (Date.now() - started) / 1000, outputs: s.outputs, finishedAt: new Date().toISOString() };
+    writeJsonAtomic(markerPath(r, s.name), record);
+    log(`lonas run: stage ${s.name} finished in ${record.seconds.toFixed(1)} s`);
+  }
+  return stageRecords(r);
+}
+
+function runCommands(s: Stage, env: Record<string, string>, log: (l: string) => void): void {
+  for (const base of s.commands) {
+    // an interrupted fine-tuning continues from its last checkpoint, bit-identically
+    const out = base[0] === 'finetune' ? base[base.indexOf('--out') + 1] : null;
+    const args = out && existsSync(join(out, 'checkpoint', 'trainer_state.json')) ? [...base, '--resume'] : base;
+    log(`  $ lonas ${args.map((a) => (/[\s"']/.test(a) ? JSON.stringify(a) : a)).join(' ')}`);
+    const res = spawnSync(process.execPath, [BIN, ...args], { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, ...env } });
+    if (res.status !== 0) {
+      throw new Error(`stage ${s.name} failed (lonas ${args[0]} exited with ${res.status ?? res.signal}); fix the cause above and run the same command again to resume at ${s.name}`);
+    }
+  }
+}

@@ -1,0 +1,103 @@
+/** Assembles summary.json (src/report/summary.ts) from the files the stages wrote — only measured numbers. */
+import { cpus } from 'node:os';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { backendInfo } from '../kernels/index.ts';
+import type { Curve, ParetoPoint, ResultRow, RunSummary, TaskScore } from '../report/summary.ts';
+import type { Recipe } from './recipe.ts';
+import type { StageRecord } from './runner.ts';
+import { layout } from './stages.ts';
+
+const readJson = <T>(file: string): T => JSON.parse(readFileSync(file, 'utf8')) as T;
+
+interface EvalFile { mode: 'generate' | 'loglik'; tasks: { task: string; count: number; accuracy: number; ci95: [number, number] }[] }
+interface BenchFile { params: { total: number; nonZero: number }; macs: number; prefillMs: { median: number }; decodeMsPerToken: { median: number }; promptLen: number; genLen: number; config?: Record<string, number> | null }
+
+function trainCurve(name: string, dir: string): Curve | null {
+  const file = join(dir, 'train_log.jsonl');
+  if (!existsSync(file)) return null;
+  const lines = readFileSync(file, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as { type: string; step: number; loss?: number; val_loss?: number });
+  return {
+    name,
+    train: lines.filter((l) => l.type === 'step').map((l) => ({ step: l.step, loss: l.loss! })),
+    val: lines.filter((l) => l.type === 'eval').map((l) => ({ step: l.step, loss: l.val_loss! })),
+  };
+}
+
+/** Reads the search's every-evaluation CSV into chart points (front and chosen marked). */
+function paretoPoints(dir: string): RunSummary['pareto'] {
+  if (!existsSync(join(dir, 'pareto.json'))) return null;
+  const pareto = readJson<{ score: 'loss' | 'accuracy'; cost: 'macs' | 'params' | 'latency'; front: { config: Record<string, number> }[] }>(join(dir, 'pareto.json'));
+  const best = readJson<{ config: Record<string, number> }>(join(dir, 'best.json'));
+  const key = (c: Record<string, number>) => JSON.stringify(Object.keys(c).sort().map((k) => [k, c[k]]));
+  const front = new Set(pareto.front.map((f) => key(f.config)));
+  const [header, ...rows] = readFileSync(join(dir, 'search_progression.csv'), 'utf8').trim().split('\n');
+  const cols = header.split(',');
+  const costCol = cols.indexOf(pareto.cost === 'latency' ? 'latency_ms' : pareto.cost), scoreCol = cols.indexOf(pareto.score);
+  const seen = new Set<string>();
+  const points: ParetoPoint[] = [];
+  for (const line of rows) {
+    // the config column is a quoted JSON object containing commas
+    const m = /^(\d+),([^,]*),"((?:[^"]|"")*)",(.*)$/.exec(line);
+    if (!m) continue;
+    const config = JSON.parse(m[3].replace(/""/g, '"')) as Record<string, number>;
+    const rest = [m[1], m[2], '', ...m[4].split(',')];
+    const k = key(config);
+    if (seen.has(k)) continue;
+    seen.add(k);
+    const source = m[2];
+    points.push({ cost: Number(rest[costCol]), score: Number(rest[scoreCol]), onFront: front.has(k), chosen: k === key(best.config), ...(['maximal', 'heuristic', 'minimal'].includes(source) ? { label: source } : {}) });
+  }
+  return { costName: pareto.cost, scoreName: pareto.score, points };
+}
+
+export function buildSummary(r: Recipe, records: StageRecord[]): RunSummary {
+  const L = layout(r);
+  const info = backendInfo();
+  const rows: ResultRow[] = [];
+  const taskNames = new Set<string>();
+  for (const row of L.rows) {
+    const perTask: Record<string, TaskScore> = {};
+    let mode: ResultRow['mode'] = r.eval.mode;
+    for (let k = 0; existsSync(join(r.out, 'eval', `${row.id}.${k}.json`)); k++) {
+      const e = readJson<EvalFile>(join(r.out, 'eval', `${row.id}.${k}.json`));
+      mode = e.mode;
+      for (const t of e.tasks) { perTask[t.task] = { accuracy: t.accuracy, n: t.count, ci: t.ci95 }; taskNames.add(t.task); }
+    }
+    const benchFile = join(r.out, 'bench', `${row.id}.json`);
+    const bench = existsSync(benchFile) ? readJson<BenchFile>(benchFile) : null;
+    const accs = Object.values(perTask).map((t) => t.accuracy);
+    rows.push({
+      name: row.name, subnet: bench?.config ?? null, perTask, average: accs.length ? accs.reduce((a, b) => a + b, 0) / accs.length : NaN, mode,
+      params: bench?.params.total ?? NaN, nonZeroParams: bench?.params.nonZero ?? NaN, macs: bench?.macs ?? NaN,
+      latency: bench ? { prefillMs: bench.prefillMs.median, decodeMsPerToken: bench.decodeMsPerToken.median, promptLen: bench.promptLen, genLen: bench.genLen } : undefined,
+      extracted: row.extracted,
+    });
+  }
+  const baseRow = rows[0];
+  for (const row of rows) {
+    if (row.latency && baseRow.latency) row.speedup = { prefill: baseRow.latency.prefillMs / row.latency.prefillMs, decode: baseRow.latency.decodeMsPerToken / row.latency.decodeMsPerToken };
+  }
+  const curves = [trainCurve(r.method === 'lora' ? 'LoRA' : `${r.method} super-network`, L.adapter), r.baseline ? trainCurve('LoRA baseline', L.baselineAdapter) : null].filter((c): c is Curve => c !== null);
+  const pkg = readJson<{ version: string }>(new URL('../../package.json', import.meta.url).pathname);
+  return {
+    title: `${r.name}: ${r.method === 'lora' ? 'LoRA' : r.method.toUpperCase()} on ${r.model.split('/').filter(Boolean).slice(-2).join('/')}`,
+    method: r.method,
+    createdAt: new Date().toISOString(),
+    machine: { cpu: cpus()[0]?.model ?? 'unknown', cores: cpus().length, node: process.version, kernels: info.backend, blasCore: info.coreType, threads: info.threads },
+    versions: { lonas: pkg.version, node: process.version, ...(info.blasConfig ? { openblas: info.blasConfig } : {}) },
+    recipe: r,
+    seeds: { recipe: r.seed },
+    tasks: [...taskNames],
+    macsSeqLen: r.bench.promptLen,
+    speedupBaseline: baseRow.name,
+    rows,
+    pareto: r.search ? paretoPoints(L.search) : null,
+    curves,
+    stages: records.map((s) => ({ name: s.name, seconds: s.seconds, outputs: s.outputs })),
+    notes: [
+      `Accuracies: ${r.eval.mode} mode${r.eval.mode === 'generate' ? (r.eval.beams > 1 ? `, beam search ${r.eval.beams}` : ', greedy decoding (the papers use beam 4)') : ' (most likely option)'}${r.eval.limit ? `, first ${r.eval.limit} examples per task` : ''}.`,
+      `MACs for one 1×${r.bench.promptLen} forward pass; latency = median of ${r.bench.repeats} runs (prefill ${r.bench.promptLen} tokens, decode ${r.bench.genLen}) on this machine; speed-ups against "${baseRow.name}".`,
+    ],
+  };
+}
