@@ -13,6 +13,7 @@ import { evalCommand } from './eval.ts';
 import { benchCommand } from './bench.ts';
 import { extractCommand } from './extract.ts';
 import { searchCommand } from './search.ts';
+import { runCommand } from './run.ts';
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
 
@@ -33,6 +34,7 @@ program.addCommand(searchCommand());
 program.addCommand(extractCommand());
 program.addCommand(benchCommand());
 program.addCommand(evalCommand());
+program.addCommand(runCommand());
 
 try {
   await program.parseAsync(process.argv);
