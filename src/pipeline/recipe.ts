@@ -65,7 +65,7 @@ export const recipeSchema = z.object({
   if ((r.sparsify || r.quantize) && !r.data.calib && r.sparsify?.method !== 'magnitude') ctx.addIssue({ code: 'custom', path: ['data', 'calib'], message: 'sparsify (wanda) and quantize need a calibration corpus' });
   if (r.data.tasks.length === 0 && r.data.testFiles.length === 0) ctx.addIssue({ code: 'custom', path: ['data', 'tasks'], message: 'name evaluation tasks or testFiles' });
   if (r.finetune.quantizationAware && !r.quantize) ctx.addIssue({ code: 'custom', path: ['finetune', 'quantizationAware'], message: 'needs a "quantize" section (a GPTQ base)' });
-  if (r.search && r.search.mode === 'loss' && r.data.valSize === 0) ctx.addIssue({ code: 'custom', path: ['data', 'valSize'], message: 'the search needs validation examples: set data.valSize > 0' });
+  if (r.search && r.data.valSize === 0) ctx.addIssue({ code: 'custom', path: ['data', 'valSize'], message: 'the search needs validation examples: set data.valSize > 0' });
 });
 
 export type Recipe = z.infer<typeof recipeSchema>;

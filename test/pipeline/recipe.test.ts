@@ -1,0 +1,84 @@
+/** Recipes: validation with clear errors, and resume after an interrupted run gives the same result. */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { loadRecipe, parseRecipe } from '../../src/pipeline/recipe.ts';
+import { stages } from '../../src/pipeline/stages.ts';
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+const BIN = join(ROOT, 'bin', 'lonas.js');
+
+test('shipped recipes validate and plan the papers\' stages', () => {
+  const plan = (f: string) => stages(loadRecipe(join(ROOT, 'recipes', f), { out: join(tmpdir(), 'plan') })).map((s) => s.name);
+  assert.deepEqual(plan('lonas.json'), ['baseline', 'finetune', 'search', 'extract', 'eval', 'bench', 'report']);
+  assert.deepEqual(plan('lora.json'), ['finetune', 'eval', 'bench', 'report']);
+  assert.deepEqual(plan('shears.json'), ['sparsify', 'finetune', 'search', 'extract', 'eval', 'bench', 'report']);
+  assert.deepEqual(plan('sqft.json'), ['sparsify', 'quantize', 'finetune', 'extract', 'eval', 'bench', 'report']);
+});
+
+test('bad recipes name the field and what to do', () => {
+  const base = JSON.parse(readFileSync(join(ROOT, 'recipes', 'lonas.json'), 'utf8'));
+  const bad = (edit: (r: any) => void, re: RegExp) => {
+    const r = structuredClone(base);
+    edit(r);
+    assert.throws(() => parseRecipe(r, 'my.json', ROOT), re);
+  };
+  bad((r) => (r.method = 'qlora'), /my.json: invalid recipe: field "method"/);
+  bad((r) => (r.finetune.rank = -1), /field "finetune.rank"/);
+  bad((r) => (r.finetune.rnak = 8), /field "finetune".*rnak/);
+  bad((r) => { r.method = 'shears'; }, /field "sparsify": shears prunes the base first/);
+  bad((r) => { r.data.valSize = 0; }, /field "data.valSize": the search needs validation examples/);
+  bad((r) => { r.data.tasks = []; }, /field "data.tasks": name evaluation tasks/);
+});
+
+function tinyLora(out: string): string {
+  const r = JSON.parse(readFileSync(join(ROOT, 'recipes', 'lora.json'), 'utf8'));
+  r.data.train = ['${assets}/datasets/llm-adapters/dataset/ARC-Easy/train.json:48'];
+  r.data.tasks = ['ARC-Easy'];
+  r.finetune = { ...r.finetune, steps: 8, rank: 4, alpha: 8, cutoffLen: 64, gradAccum: 1, extraArgs: ['--checkpoint-every', '2'] };
+  r.eval = { ...r.eval, beams: 1, limit: 4, maxNewTokens: 4 };
+  r.bench = { promptLen: 16, genLen: 4, repeats: 1 };
+  const file = join(out, 'recipe.in.json');
+  writeFileSync(file, JSON.stringify(r));
+  return file;
+}
+
+test('a run killed during fine-tuning resumes and ends with the same adapter and accuracies', async () => {
+  const whole = mkdtempSync(join(tmpdir(), 'lonas-run-whole-'));
+  const a = spawnSync(process.execPath, [BIN, 'run', tinyLora(whole), '--out', join(whole, 'run')], { encoding: 'utf8' });
+  assert.equal(a.status, 0, a.stderr);
+
+  const cut = mkdtempSync(join(tmpdir(), 'lonas-run-cut-'));
+  const recipe = tinyLora(cut);
+  const child = spawn(process.execPath, [BIN, 'run', recipe, '--out', join(cut, 'run')], { stdio: 'ignore', detached: true });
+  const ckpt = join(cut, 'run', 'adapter', 'checkpoint', 'trainer_state.json');
+  await new Promise<void>((res, rej) => {
+    const t0 = Date.now();
+    const poll = setInterval(() => {
+      if (existsSync(ckpt)) { clearInterval(poll); process.kill(-child.pid!, 'SIGKILL'); res(); }
+      else if (Date.now() - t0 > 60000) { clearInterval(poll); rej(new Error('no checkpoint appeared')); }
+    }, 20);
+  });
+  await new Promise((res) => child.on('exit', res));
+  assert.ok(!existsSync(join(cut, 'run', 'stages', 'finetune.json')), 'killed before fine-tuning finished');
+  const b = spawnSync(process.execPath, [BIN, 'run', recipe, '--out', join(cut, 'run')], { encoding: 'utf8' });
+  assert.equal(b.status, 0, b.stderr);
+  assert.match(b.stderr, /--resume/, 'fine-tuning continued from its checkpoint');
+  assert.ok(readFileSync(join(cut, 'run', 'adapter', 'adapter_model.safetensors')).equals(readFileSync(join(whole, 'run', 'adapter', 'adapter_model.safetensors'))), 'same adapter bytes');
+  const acc = (dir: string) => JSON.parse(readFileSync(join(dir, 'run', 'summary.json'), 'utf8')).rows.map((r: { perTask: unknown }) => r.perTask);
+  assert.deepEqual(acc(cut), acc(whole));
+  for (const f of ['report.html', 'summary.json']) assert.ok(readdirSync(join(cut, 'run')).includes(f));
+  // a finished run re-run does nothing; a changed recipe is refused
+  const c = spawnSync(process.execPath, [BIN, 'run', recipe, '--out', join(cut, 'run')], { encoding: 'utf8' });
+  assert.match(c.stderr, /stage eval: done earlier/);
+  const changed = JSON.parse(readFileSync(recipe, 'utf8'));
+  changed.finetune.lr = 1e-3;
+  writeFileSync(recipe, JSON.stringify(changed));
+  const d = spawnSync(process.execPath, [BIN, 'run', recipe, '--out', join(cut, 'run')], { encoding: 'utf8' });
+  assert.notEqual(d.status, 0);
+  assert.match(d.stderr, /holds a run of a different recipe/);
+});
