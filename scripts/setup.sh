@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_pkgs=()
-for pkg in libopenblas-dev g++ make python3; do
+for pkg in libopenblas-dev g++ make python3 ${LONAS_EXTRA_PACKAGES:-}; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_pkgs+=("$pkg")
 done
 if [ ${#need_pkgs[@]} -gt 0 ]; then
@@ -28,6 +28,7 @@ echo "==> building the native kernel addon (OpenBLAS)"
 npm run --silent build:native >/tmp/lonas-native-build.log 2>&1 || { cat /tmp/lonas-native-build.log; echo "native build failed (log above)" >&2; exit 1; }
 
 if [ "${1:-}" != "--no-run" ]; then
-  echo "==> lonas doctor"
   ./bin/lonas.js doctor
+  echo "==> the built-in demo (a complete LoNAS experiment, no downloads): lonas demo"
+  ./bin/lonas.js demo "$@"
 fi

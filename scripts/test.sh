@@ -2,5 +2,6 @@
 # Runs the whole test suite on a fresh clone: sets up what is missing, then `npm test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-./scripts/setup.sh --no-run
+# chromium: the report test opens report.html headless
+LONAS_EXTRA_PACKAGES=chromium ./scripts/setup.sh --no-run
 npm test
