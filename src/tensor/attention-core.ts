@@ -28,22 +28,41 @@ export function attentionForward(kern: Kernels, q: FloatArray, k: FloatArray, v:
   const { B, Tq, Tk, Hq, Hkv, D, kvBatchStride } = d;
   const group = Hq / Hkv;
   const scores = probs; // computed in place: softmax may alias
+  const blocks = causalBlocks(d);
   for (let b = 0; b < B; b++) {
     for (let h = 0; h < Hq; h++) {
       const kOff = b * kvBatchStride + Math.floor(h / group) * D;
-      // scores (Tq, Tk) = q_bh (Tq, D) · k_bhᵀ (D, Tk)
-      kern.gemm(false, true, Tq, Tk, D, 1, q, b * Tq * Hq * D + h * D, Hq * D, k, kOff, Hkv * D, 0, scores, (b * Hq + h) * Tq * Tk, Tk);
+      const sOff = (b * Hq + h) * Tq * Tk;
+      // scores (rows, keys) = q_bh (rows, D) · k_bhᵀ (D, keys), only the keys a causal block can see
+      for (const [r0, r1, keys] of blocks) kern.gemm(false, true, r1 - r0, keys, D, 1, q, b * Tq * Hq * D + r0 * Hq * D + h * D, Hq * D, k, kOff, Hkv * D, 0, scores, sOff + r0 * Tk, Tk);
     }
   }
   if (d.keyStart) maskPaddingKeys(scores, d);
-  kern.softmax(scores, probs, B * Hq * Tq, Tk, d.scale, d.causal ? Tq : 0, Tk - Tq);
+  kern.softmax(scores, probs, B * Hq * Tq, Tk, d.scale, d.causal ? Tq : 0, Tk - Tq); // masked (never computed) entries → 0
   for (let b = 0; b < B; b++) {
     for (let h = 0; h < Hq; h++) {
       const vOff = b * kvBatchStride + Math.floor(h / group) * D;
-      // out_bh (Tq, D) = P (Tq, Tk) · v_bh (Tk, D)
-      kern.gemm(false, false, Tq, D, Tk, 1, probs, (b * Hq + h) * Tq * Tk, Tk, v, vOff, Hkv * D, 0, out, b * Tq * Hq * D + h * D, Hq * D);
+      const pOff = (b * Hq + h) * Tq * Tk;
+      // out_bh (rows, D) = P (rows, keys) · v_bh (keys, D)
+      for (const [r0, r1, keys] of blocks) kern.gemm(false, false, r1 - r0, D, keys, 1, probs, pOff + r0 * Tk, Tk, v, vOff, Hkv * D, 0, out, b * Tq * Hq * D + r0 * Hq * D + h * D, Hq * D);
     }
   }
+}
+
+/**
+ * Causal attention only needs, for query rows [r0, r1), the keys [0, r1 + Tk − Tq): splitting long query
+ * ranges into blocks of 32 rows skips most of the masked upper triangle (~45% of the work at 512 tokens).
+ * Returns [r0, r1, keys] triples (one block covering everything when not causal or short).
+ */
+export function causalBlocks(d: Pick<AttentionDims, 'Tq' | 'Tk' | 'causal'>): [number, number, number][] {
+  const BLOCK = 32;
+  if (!d.causal || d.Tq <= BLOCK) return [[0, d.Tq, d.Tk]];
+  const out: [number, number, number][] = [];
+  for (let r0 = 0; r0 < d.Tq; r0 += BLOCK) {
+    const r1 = Math.min(r0 + BLOCK, d.Tq);
+    out.push([r0, r1, Math.min(d.Tk, r1 + d.Tk - d.Tq)]);
+  }
+  return out;
 }
 
 /**

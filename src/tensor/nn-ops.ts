@@ -122,7 +122,7 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, opts: { causal: boole
   attentionForward(kernelsFor(qd), qd, kc.contiguousData(), vc.contiguousData(), out, probs, {
     B, Tq, Tk, Hq, Hkv, D, kvBatchStride: Tk * Hkv * D, scale, causal: opts.causal,
   });
-  return record('attention', [q, k, v], { q: qc, k: kc, v: vc, probs, scale }, new Tensor(out, q.shape));
+  return record('attention', [q, k, v], { q: qc, k: kc, v: vc, probs, scale, causal: opts.causal }, new Tensor(out, q.shape));
 }
 
 /**

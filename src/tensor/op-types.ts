@@ -42,7 +42,7 @@ export interface OpSaved {
   /** inputs [x]; softmax over the last axis */
   softmax: { y: Tensor; scale: number };
   /** inputs [q, k, v]; q (B, Tq, Hq, D), k/v (B, Tk, Hkv, D) */
-  attention: { q: Tensor; k: Tensor; v: Tensor; probs: FloatArray; scale: number };
+  attention: { q: Tensor; k: Tensor; v: Tensor; probs: FloatArray; scale: number; causal: boolean };
   /** inputs [logits (N, V)]; mean over kept rows */
   crossEntropy: { logits: Tensor; targets: Int32Array; lse: FloatArray; ignoreIndex: number; kept: number };
   /** inputs [x]; y = x ⊙ mask / (1 − p) */

@@ -6,6 +6,7 @@
 import { kernelsFor } from '../kernels/index.ts';
 import type { FloatArray } from '../kernels/api.ts';
 import { Tensor, matrixOperand, numel } from './tensor.ts';
+import { causalBlocks } from './attention-core.ts';
 import type { VjpTable } from './op-types.ts';
 
 function alloc(like: FloatArray, n: number): FloatArray {
@@ -152,7 +153,7 @@ export const vjpRules: VjpTable = {
     return [new Tensor(dx, y.shape)];
   },
 
-  attention: ({ q, k, v, probs, scale }, gy, wants) => {
+  attention: ({ q, k, v, probs, scale, causal }, gy, wants) => {
     const [B, Tq, Hq, D] = q.shape;
     const [, Tk, Hkv] = k.shape;
     const group = Hq / Hkv;
@@ -163,13 +164,14 @@ export const vjpRules: VjpTable = {
     const dk = wants[1] ? alloc(g, k.size) : null;
     const dv = wants[2] ? alloc(g, v.size) : null;
     const dScores = alloc(g, probs.length); // (B, Hq, Tq, Tk): first dP, then (in place) d(raw scores)
+    const blocks = causalBlocks({ Tq, Tk, causal }); // keys beyond a causal block have P = 0: skip them
     const rows = B * Hq * Tq;
     if (dq || dk) {
       for (let b = 0; b < B; b++) {
         for (let h = 0; h < Hq; h++) {
-          // dP (Tq, Tk) = gy_bh (Tq, D) · v_bhᵀ (D, Tk)
+          // dP (rows, keys) = gy_bh (rows, D) · v_bhᵀ (D, keys)
           const vOff = b * Tk * Hkv * D + Math.floor(h / group) * D;
-          kern.gemm(false, true, Tq, Tk, D, 1, g, b * Tq * Hq * D + h * D, Hq * D, vd, vOff, Hkv * D, 0, dScores, (b * Hq + h) * Tq * Tk, Tk);
+          for (const [r0, r1, keys] of blocks) kern.gemm(false, true, r1 - r0, keys, D, 1, g, b * Tq * Hq * D + r0 * Hq * D + h * D, Hq * D, vd, vOff, Hkv * D, 0, dScores, (b * Hq + h) * Tq * Tk + r0 * Tk, Tk);
         }
       }
       kern.softmaxBackward(probs, dScores, dScores, rows, Tk, scale);
@@ -179,13 +181,14 @@ export const vjpRules: VjpTable = {
         const pOff = (b * Hq + h) * Tq * Tk;
         const qOff = b * Tq * Hq * D + h * D;
         const kvOff = b * Tk * Hkv * D + Math.floor(h / group) * D;
-        const beta = h % group === 0 ? 0 : 1; // heads sharing a KV head accumulate into it
-        // dq_bh (Tq, D) = dS (Tq, Tk) · k (Tk, D)
-        if (dq) kern.gemm(false, false, Tq, D, Tk, 1, dScores, pOff, Tk, kd, kvOff, Hkv * D, 0, dq, qOff, Hq * D);
-        // dk (Tk, D) += dSᵀ (Tk, Tq) · q_bh (Tq, D)
-        if (dk) kern.gemm(true, false, Tk, D, Tq, 1, dScores, pOff, Tk, qd, qOff, Hq * D, beta, dk, kvOff, Hkv * D);
-        // dv (Tk, D) += Pᵀ (Tk, Tq) · gy_bh (Tq, D)
-        if (dv) kern.gemm(true, false, Tk, D, Tq, 1, probs, pOff, Tk, g, qOff, Hq * D, beta, dv, kvOff, Hkv * D);
+        for (const [r0, r1, keys] of blocks) {
+          const n = r1 - r0, rOff = r0 * Hq * D;
+          // dq (rows, D) = dS (rows, keys) · k (keys, D)
+          if (dq) kern.gemm(false, false, n, D, keys, 1, dScores, pOff + r0 * Tk, Tk, kd, kvOff, Hkv * D, 0, dq, qOff + rOff, Hq * D);
+          // dk (keys, D) += dSᵀ (keys, rows) · q (rows, D); dv (keys, D) += Pᵀ (keys, rows) · gy (rows, D)
+          if (dk) kern.gemm(true, false, keys, D, n, 1, dScores, pOff + r0 * Tk, Tk, qd, qOff + rOff, Hq * D, 1, dk, kvOff, Hkv * D);
+          if (dv) kern.gemm(true, false, keys, D, n, 1, probs, pOff + r0 * Tk, Tk, g, qOff + rOff, Hq * D, 1, dv, kvOff, Hkv * D);
+        }
       }
     }
     return [dq && new Tensor(dq, q.shape), dk && new Tensor(dk, k.shape), dv && new Tensor(dv, v.shape)];

@@ -39,7 +39,8 @@ function tinyLora(out: string): string {
   const r = JSON.parse(readFileSync(join(ROOT, 'recipes', 'lora.json'), 'utf8'));
   r.data.train = ['${assets}/datasets/llm-adapters/dataset/ARC-Easy/train.json:48'];
   r.data.tasks = ['ARC-Easy'];
-  r.finetune = { ...r.finetune, steps: 8, rank: 4, alpha: 8, cutoffLen: 64, gradAccum: 1, extraArgs: ['--checkpoint-every', '2'] };
+  // 40 short steps with a checkpoint every 2: a wide window to interrupt fine-tuning in the middle
+  r.finetune = { ...r.finetune, steps: 40, rank: 4, alpha: 8, cutoffLen: 64, gradAccum: 1, batchSize: 2, extraArgs: ['--checkpoint-every', '2'] };
   r.eval = { ...r.eval, beams: 1, limit: 4, maxNewTokens: 4 };
   r.bench = { promptLen: 16, genLen: 4, repeats: 1 };
   const file = join(out, 'recipe.in.json');
