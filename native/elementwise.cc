@@ -8,8 +8,23 @@
 
 #include "common.h"
 #include "kernels.h"
+#include "vexp.h"
 
 namespace lonas {
+namespace {
+
+// Calls body(i, exp(−x[i])) for i < n, the exponentials computed vectorised in chunks (see vexp.h).
+template <class Body>
+void withExpNeg(const float* x, int64_t n, Body body) {
+  float e[1024];
+  for (int64_t s = 0; s < n; s += 1024) {
+    const int64_t m = n - s < 1024 ? n - s : 1024;
+    vexp(e, x + s, m, -1.0f, 0.0f);
+    for (int64_t i = 0; i < m; i++) body(s + i, e[i]);
+  }
+}
+
+}  // namespace
 
 // silu(x, y, n): y = x · sigmoid(x) = x / (1 + exp(−x)), n elements.
 void Silu(const Napi::CallbackInfo& info) {
@@ -18,7 +33,7 @@ void Silu(const Napi::CallbackInfo& info) {
   int64_t n = args.index(2, "n");
   args.need("x", x.length, n);
   args.need("y", y.length, n);
-  for (int64_t i = 0; i < n; i++) y.data[i] = x.data[i] / (1.0f + expf(-x.data[i]));
+  withExpNeg(x.data, n, [&](int64_t i, float e) { y.data[i] = x.data[i] / (1.0f + e); });
 }
 
 // siluBackward(x, dy, dx, n): dx = dy · s · (1 + x · (1 − s)), s = sigmoid(x).
@@ -29,11 +44,11 @@ void SiluBackward(const Napi::CallbackInfo& info) {
   args.need("x", x.length, n);
   args.need("dy", dy.length, n);
   args.need("dx", dx.length, n);
-  for (int64_t i = 0; i < n; i++) {
+  withExpNeg(x.data, n, [&](int64_t i, float e) {
     float xi = x.data[i];
-    float s = 1.0f / (1.0f + expf(-xi));
+    float s = 1.0f / (1.0f + e);
     dx.data[i] = dy.data[i] * s * (1.0f + xi * (1.0f - s));
-  }
+  });
 }
 
 // swiglu(gate, up, out, n): out = silu(gate) · up.
@@ -44,10 +59,7 @@ void Swiglu(const Napi::CallbackInfo& info) {
   args.need("gate", gate.length, n);
   args.need("up", up.length, n);
   args.need("out", out.length, n);
-  for (int64_t i = 0; i < n; i++) {
-    float g = gate.data[i];
-    out.data[i] = (g / (1.0f + expf(-g))) * up.data[i];
-  }
+  withExpNeg(gate.data, n, [&](int64_t i, float e) { out.data[i] = (gate.data[i] / (1.0f + e)) * up.data[i]; });
 }
 
 // swigluBackward(gate, up, dout, dgate | null, dup | null, n):
@@ -62,14 +74,13 @@ void SwigluBackward(const Napi::CallbackInfo& info) {
   args.need("dout", dout.length, n);
   if (dgate.data) args.need("dgate", dgate.length, n);
   if (dup.data) args.need("dup", dup.length, n);
-  for (int64_t i = 0; i < n; i++) {
+  withExpNeg(gate.data, n, [&](int64_t i, float e) {
     float g = gate.data[i], u = up.data[i], d = dout.data[i];
-    float e = expf(-g);
     float s = 1.0f / (1.0f + e);
     float silu = g / (1.0f + e);
     if (dgate.data) dgate.data[i] = (d * u) * s * (1.0f + g * (1.0f - s));
     if (dup.data) dup.data[i] = d * silu;
-  }
+  });
 }
 
 // rope(x, out, positions, cos, sin, nTok, nHeads, headDim, sign)

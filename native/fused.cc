@@ -9,6 +9,7 @@
 
 #include "common.h"
 #include "kernels.h"
+#include "vexp.h"
 
 namespace lonas {
 namespace {
@@ -54,7 +55,7 @@ void Softmax(const Napi::CallbackInfo& info) {
     int64_t keep = causalKeep(r, cols, causalRows, causalShift);
     for (int64_t j = 0; j < keep; j++) yr[j] = scale * xr[j];
     float m = maxF32(yr, keep);
-    for (int64_t j = 0; j < keep; j++) yr[j] = expf(yr[j] - m);
+    vexp(yr, yr, keep, 1.0f, m);
     float inv = static_cast<float>(1.0 / sumF64(yr, keep));  // PyTorch also multiplies by 1/Σ
     for (int64_t j = 0; j < keep; j++) yr[j] *= inv;
     for (int64_t j = keep; j < cols; j++) yr[j] = 0.0f;
@@ -96,11 +97,14 @@ Napi::Value CrossEntropy(const Napi::CallbackInfo& info) {
   checkTargets(args, targets, rows, vocab, ignoreIndex);
 
   double total = 0;
+  std::vector<float> scratch;  // exp(logits − max) of one row
   for (int64_t r = 0; r < rows; r++) {
     const float* lr = logits.data + r * vocab;  // (vocab)
     float m = maxF32(lr, vocab);
+    scratch.resize(vocab);
+    vexp(scratch.data(), lr, vocab, 1.0f, m);
     double sum = 0;
-    for (int64_t j = 0; j < vocab; j++) sum += expf(lr[j] - m);
+    for (int64_t j = 0; j < vocab; j++) sum += scratch[j];
     double l = static_cast<double>(m) + std::log(sum);  // logsumexp in double, stored as float
     lse.data[r] = static_cast<float>(l);
     int64_t t = targets.data[r];
@@ -138,7 +142,8 @@ void CrossEntropyBackward(const Napi::CallbackInfo& info) {
     }
     float L = lse.data[r];
     float pt = expf(lr[t] - L);  // read before dr may overwrite it (aliasing)
-    for (int64_t j = 0; j < vocab; j++) dr[j] = g * expf(lr[j] - L);
+    vexp(dr, lr, vocab, 1.0f, L);
+    for (int64_t j = 0; j < vocab; j++) dr[j] *= g;
     dr[t] = g * (pt - 1.0f);
   }
 }

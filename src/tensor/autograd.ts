@@ -85,8 +85,11 @@ export function backward(root: Tensor, gradOutput?: Tensor): void {
       if (!sameShape(g.shape, input.shape)) {
         throw new Error(`internal: VJP of '${node.op}' gave input ${j} a gradient ${fmtShape(g.shape)} for shape ${fmtShape(input.shape)}`);
       }
-      if (input.node) accumulatePending(pending, input, g);
-      else accumulateLeaf(input, g);
+      // A buffer the rule allocated for this input alone may be kept without a copy; one passed through
+      // (add, reshape, contiguous hand on the incoming gradient) or shared between inputs may not.
+      const fresh = g.data !== entry.g.data && grads.every((o, k) => k === j || !o || o.data !== g.data) && g.isContiguous && g.offset === 0 && g.data.length === g.size;
+      if (input.node) accumulatePending(pending, input, g, fresh);
+      else accumulateLeaf(input, g, fresh);
     });
   }
 }
@@ -115,10 +118,10 @@ function topoOrder(root: Tensor): Tensor[] {
   return order;
 }
 
-function accumulatePending(pending: Map<Tensor, { g: Tensor; owned: boolean }>, t: Tensor, g: Tensor): void {
+function accumulatePending(pending: Map<Tensor, { g: Tensor; owned: boolean }>, t: Tensor, g: Tensor, fresh: boolean): void {
   const prev = pending.get(t);
   if (!prev) {
-    pending.set(t, { g, owned: false });
+    pending.set(t, { g, owned: fresh });
     return;
   }
   if (!prev.owned) {
@@ -128,8 +131,8 @@ function accumulatePending(pending: Map<Tensor, { g: Tensor; owned: boolean }>, 
   addInto(prev.g.data, g.contiguousData());
 }
 
-function accumulateLeaf(leaf: Tensor, g: Tensor): void {
-  if (leaf.grad === null) leaf.grad = copyOf(g);
+function accumulateLeaf(leaf: Tensor, g: Tensor, fresh: boolean): void {
+  if (leaf.grad === null) leaf.grad = fresh ? g : copyOf(g);
   else addInto(leaf.grad.data, g.contiguousData());
 }
 

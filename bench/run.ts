@@ -1,0 +1,30 @@
+/**
+ * Benchmark dispatcher: `npm run bench -- NAME [options]`. Progress goes to stderr; the last stdout line
+ * is one JSON object with the figures and `ratio` against a baseline measured in the same run.
+ */
+const BENCHES: Record<string, () => Promise<{ main(args: string[]): Promise<unknown> }>> = {
+  'train-step': () => import('./train-step.ts'),
+  sgemm: () => import('./sgemm.ts'),
+  'train-step-profile': () => import('./profile-train-step.ts'),
+};
+
+async function run(argv: string[]): Promise<number> {
+  const [name, ...args] = argv;
+  const valid = Object.keys(BENCHES).join(', ');
+  if (!name || !(name in BENCHES)) {
+    process.stderr.write(`${name ? `unknown benchmark '${name}'` : 'no benchmark named'}; valid names: ${valid}\n` +
+      'usage: npm run bench -- NAME [--rounds N] [--iters N] [--warmup N] [--threads 1,2]\n');
+    return 2;
+  }
+  const result = await (await BENCHES[name]()).main(args);
+  process.stdout.write(`${JSON.stringify(result)}\n`);
+  return 0;
+}
+
+run(process.argv.slice(2)).then(
+  (code) => { process.exitCode = code; },
+  (err: unknown) => {
+    process.stderr.write(`bench failed: ${err instanceof Error ? err.stack ?? err.message : String(err)}\n`);
+    process.exitCode = 1;
+  },
+);
