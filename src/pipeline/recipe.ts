@@ -36,6 +36,8 @@ export const recipeSchema = z.object({
     train: z.array(z.string()).min(1),
     /** examples held out of the training mix for validation and search */
     valSize: z.number().int().nonnegative().default(0),
+    /** or a separate validation file for the search */
+    val: z.string().optional(),
     /** evaluation: task names under dataDir, or explicit test files */
     tasks: z.array(z.string()).default([]),
     dataDir: z.string().optional(),
@@ -65,7 +67,7 @@ export const recipeSchema = z.object({
   if ((r.sparsify || r.quantize) && !r.data.calib && r.sparsify?.method !== 'magnitude') ctx.addIssue({ code: 'custom', path: ['data', 'calib'], message: 'sparsify (wanda) and quantize need a calibration corpus' });
   if (r.data.tasks.length === 0 && r.data.testFiles.length === 0) ctx.addIssue({ code: 'custom', path: ['data', 'tasks'], message: 'name evaluation tasks or testFiles' });
   if (r.finetune.quantizationAware && !r.quantize) ctx.addIssue({ code: 'custom', path: ['finetune', 'quantizationAware'], message: 'needs a "quantize" section (a GPTQ base)' });
-  if (r.search && r.data.valSize === 0) ctx.addIssue({ code: 'custom', path: ['data', 'valSize'], message: 'the search needs validation examples: set data.valSize > 0' });
+  if (r.search && r.data.valSize === 0 && !r.data.val) ctx.addIssue({ code: 'custom', path: ['data', 'valSize'], message: 'the search needs validation examples: set data.valSize > 0 or data.val' });
 });
 
 export type Recipe = z.infer<typeof recipeSchema>;
@@ -89,6 +91,7 @@ export function parseRecipe(json: unknown, source: string, baseDir: string, over
   recipe.data.train = recipe.data.train.map(abs);
   if (recipe.data.dataDir) recipe.data.dataDir = abs(recipe.data.dataDir);
   if (recipe.data.calib) recipe.data.calib = abs(recipe.data.calib);
+  if (recipe.data.val) recipe.data.val = abs(recipe.data.val);
   recipe.data.testFiles = recipe.data.testFiles.map((t) => ({ ...t, file: abs(t.file) }));
   return recipe;
 }

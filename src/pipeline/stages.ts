@@ -86,7 +86,8 @@ export function stages(r: Recipe): Stage[] {
   if (r.method !== 'lora') {
     if (r.search) {
       const s = r.search;
-      list.push({ name: 'search', outputs: [L.search], commands: [['search', '--model', L.base, '--adapter', L.adapter, '--val-size', String(r.data.valSize), '--out', L.search,
+      const val = r.data.val ? ['--val', r.data.val] : ['--val-size', String(r.data.valSize)];
+      list.push({ name: 'search', outputs: [L.search], commands: [['search', '--model', L.base, '--adapter', L.adapter, ...val, '--out', L.search,
         '--evals', String(s.evals), '--population', String(s.population), '--objective', s.objective, '--mode', s.mode, ...opt('--limit', s.limit), ...opt('--delta', s.delta), '--seed', String(r.seed)]] });
     }
     list.push({ name: 'extract', outputs: [L.extracted], commands: [['extract', '--model', L.base, '--adapter', L.adapter, '--subnet', r.search ? join(L.search, 'best.json') : 'heuristic',
