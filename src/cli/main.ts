@@ -14,6 +14,7 @@ import { benchCommand } from './bench.ts';
 import { extractCommand } from './extract.ts';
 import { searchCommand } from './search.ts';
 import { runCommand } from './run.ts';
+import { demoCommand } from './demo.ts';
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
 
@@ -35,6 +36,7 @@ program.addCommand(extractCommand());
 program.addCommand(benchCommand());
 program.addCommand(evalCommand());
 program.addCommand(runCommand());
+program.addCommand(demoCommand());
 
 try {
   await program.parseAsync(process.argv);

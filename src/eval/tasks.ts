@@ -75,9 +75,21 @@ export function defaultDataDir(cwd = process.cwd()): string | null {
   return existsSync(dir) ? dir : null;
 }
 
-/** Loads each named task from `<dataDir>/<task>/test.json` (dataDir: given, else the default when it exists). */
+/**
+ * Loads each named task from `<dataDir>/<task>/test.json` (dataDir: given, else the default when it exists).
+ * With an explicit dataDir, names lonas does not know load too (answer type inferred from the golds).
+ */
 export function loadTasks(names: string[], dataDir?: string): TaskData[] {
   if (names.length === 0) throw new Error('no tasks given (e.g. --tasks boolq,piqa,gsm8k)');
+  // a task lonas does not know is still found in an explicit data directory, its answer type inferred
+  if (dataDir && names.some((n) => !findTask(n))) {
+    return names.map((n) => {
+      const known = findTask(n);
+      const file = taskFile(dataDir, known?.name ?? n);
+      if (!file) throw new Error(`task ${n}: ${join(dataDir, n, 'test.json')} not found (--data-dir ${dataDir})`);
+      return known ? loadTasks([known.name], dataDir)[0] : loadDataFile(file, 'auto');
+    });
+  }
   const infos = names.map((n) => {
     const info = findTask(n);
     if (!info) {
