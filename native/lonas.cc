@@ -4,6 +4,8 @@
 //   gemm.cc        gemm, gemmBatched                      (OpenBLAS cblas_sgemm, row-major)
 //   fused.cc       softmax(+Backward), crossEntropy(+Backward), rmsnorm(+Backward)
 //   elementwise.cc silu(+Backward), swiglu(+Backward), rope, embedding(+Backward), adamw
+//   int4.cc        int4Linear, int4Dequantize, compressedIsa, compressedThreads (see compressed.h)
+//   sparse.cc      sparseLinear
 // Controls: coreName(), config(), getThreads(), setThreads(n).
 //
 // OPENBLAS_CORETYPE / OPENBLAS_NUM_THREADS are read by OpenBLAS when this library is loaded, so the
@@ -11,6 +13,7 @@
 #include <cblas.h>
 
 #include "common.h"
+#include "compressed.h"
 #include "kernels.h"
 
 namespace lonas {
@@ -58,6 +61,11 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   add("embedding", Embedding);
   add("embeddingBackward", EmbeddingBackward);
   add("adamw", AdamW);
+  add("int4Linear", Int4Linear);
+  add("int4Dequantize", Int4Dequantize);
+  add("sparseLinear", SparseLinear);
+  add("compressedIsa", CompressedIsa);
+  add("compressedThreads", CompressedThreads);
   add("coreName", CoreName);
   add("config", Config);
   add("getThreads", GetThreads);

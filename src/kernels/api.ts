@@ -92,7 +92,45 @@ export interface Kernels {
    */
   adamw(p: FloatArray, g: FloatArray, m: FloatArray, v: FloatArray, n: number, lr: number, beta1: number,
     beta2: number, eps: number, weightDecay: number, bc1: number, bc2: number): void;
+
+  // Compressed-weight kernels (contract: `CompressedKernels` below). Optional here: the native backend
+  // has them, while their TypeScript twins live in src/kernels/compressed.ts — call
+  // `compressedKernels(k)` from there to get the native ones when present, else the twins.
+  int4Linear?: CompressedKernels['int4Linear'];
+  int4Dequantize?: CompressedKernels['int4Dequantize'];
+  sparseLinear?: CompressedKernels['sparseLinear'];
 }
+
+/**
+ * Inference kernels on compressed weights (native/int4.cc, native/sparse.cc; twins and the packers in
+ * src/kernels/compressed.ts, which also documents the formats). Weights are a logical (outF, inF) matrix
+ * W; every product is y (M, outF) = x (M, inF) · Wᵀ, y OVERWRITTEN, x and y must not overlap. Arrays
+ * are used from index 0 (pass subarrays).
+ */
+export interface CompressedKernels {
+  /**
+   * INT4 group-quantised W in the GPTQ / AutoGPTQ layout: qweight (inF/8, outF) packs input rows
+   * 8p..8p+7 of each output column, row 8p+k in bits 4k..4k+3; scales, zeros (nGroups, outF) with the
+   * true zero point; gIdx (inF) the group of each input row. W[o, j] = (q − zeros[g, o]) · scales[g, o],
+   * g = gIdx[j]. inF must be a multiple of 8. groupSize is a hint: the fast path applies when
+   * gIdx[j] = ⌊j / groupSize⌋ (no act-order) and groupSize is a multiple of 8; any other gIdx is still exact.
+   */
+  int4Linear(x: FloatArray, M: number, inF: number, outF: number, qweight: Int32Array, scales: Float32Array,
+    zeros: Float32Array, gIdx: Int32Array, groupSize: number, y: FloatArray): void;
+  /** out (outF, inF) = W, each element exactly fround(fround(q − z) · s) (zero stays exactly zero when q = z). */
+  int4Dequantize(qweight: Int32Array, scales: Float32Array, zeros: Float32Array, gIdx: Int32Array,
+    inF: number, outF: number, out: FloatArray): void;
+  /**
+   * Unstructured-sparse W as bitmask rows: mask (outF, ⌈inF/32⌉) Uint32 — bit b of word w of row o set
+   * ⇔ W[o, 32w + b] ≠ 0 —, values the non-zeros row after row in column order, rowPtr (outF + 1) the
+   * start of each row in values. A row whose mask (bits below inF) disagrees with rowPtr is a RangeError.
+   */
+  sparseLinear(x: FloatArray, M: number, inF: number, outF: number, rowPtr: Int32Array, mask: Uint32Array,
+    values: Float32Array, y: FloatArray): void;
+}
+
+/** SIMD level of the native compressed kernels (run-time CPU detection; no -march=native build). */
+export type SimdLevel = 'avx512' | 'avx2' | 'scalar';
 
 /** Extra controls only the native backend has. */
 export interface NativeInfo {
@@ -102,4 +140,18 @@ export interface NativeInfo {
   config(): string;
   getThreads(): number;
   setThreads(n: number): void;
+  /**
+   * The SIMD level the compressed kernels use; with `cap`, first limits it to at most that level (tests
+   * run every version on one machine). LONAS_SIMD=avx2|scalar at load time sets the same cap.
+   */
+  compressedIsa(cap?: SimdLevel): SimdLevel;
+  /**
+   * Threads of the compressed kernels' matrix-vector paths (M ≤ 4; no BLAS involved), 1 or 2; returns
+   * the setting after applying `n`. Default 1 (see native/compressed.h for the measurement). Their M > 8
+   * paths use OpenBLAS and follow setThreads.
+   */
+  compressedThreads(n?: number): number;
 }
+
+/** What the native adapter hands out: every kernel (compressed ones included) and the controls. */
+export type NativeKernels = Kernels & CompressedKernels & NativeInfo;

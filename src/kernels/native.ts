@@ -14,7 +14,7 @@ import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { Kernels, NativeInfo } from './api.ts';
+import type { Kernels, NativeInfo, NativeKernels } from './api.ts';
 
 type KernelName = Exclude<keyof Kernels, 'name'>;
 
@@ -22,9 +22,10 @@ const KERNEL_NAMES = [
   'gemm', 'gemmBatched', 'softmax', 'softmaxBackward', 'crossEntropy', 'crossEntropyBackward',
   'rmsnorm', 'rmsnormBackward', 'silu', 'siluBackward', 'swiglu', 'swigluBackward', 'rope',
   'embedding', 'embeddingBackward', 'adamw',
+  'int4Linear', 'int4Dequantize', 'sparseLinear',
 ] as const satisfies readonly KernelName[];
 
-const INFO_NAMES = ['coreName', 'config', 'getThreads', 'setThreads'] as const satisfies readonly (keyof NativeInfo)[];
+const INFO_NAMES = ['coreName', 'config', 'getThreads', 'setThreads', 'compressedIsa', 'compressedThreads'] as const satisfies readonly (keyof NativeInfo)[];
 
 // Compile-time check that KERNEL_NAMES lists every kernel of the interface.
 type Missing = Exclude<KernelName, (typeof KERNEL_NAMES)[number]>;
@@ -33,8 +34,11 @@ void allKernelsListed;
 
 const REBUILD_HINT = 'rebuild it with `npm run build:native` (needs libopenblas-dev and a C++17 compiler)';
 
-/** Adapts the raw addon object (as returned by `loadNativeAddon`) to `Kernels & NativeInfo`. */
-export function wrapNativeAddon(addon: unknown): Kernels & NativeInfo {
+/**
+ * Adapts the raw addon object (as returned by `loadNativeAddon`) to `Kernels & NativeInfo`, with the
+ * compressed-weight kernels (optional in `Kernels`) always present.
+ */
+export function wrapNativeAddon(addon: unknown): NativeKernels {
   if (typeof addon !== 'object' || addon === null) {
     throw new TypeError(`native addon: expected the module object, got ${addon === null ? 'null' : typeof addon}`);
   }
@@ -44,7 +48,7 @@ export function wrapNativeAddon(addon: unknown): Kernels & NativeInfo {
       throw new Error(`native addon does not export '${name}' (stale build?); ${REBUILD_HINT}`);
     }
   }
-  const fns = addon as Omit<Kernels, 'name'> & NativeInfo;
+  const fns = addon as Omit<NativeKernels, 'name'>;
   return Object.freeze({
     name: 'native' as const,
     gemm: fns.gemm,
@@ -63,10 +67,15 @@ export function wrapNativeAddon(addon: unknown): Kernels & NativeInfo {
     embedding: fns.embedding,
     embeddingBackward: fns.embeddingBackward,
     adamw: fns.adamw,
+    int4Linear: fns.int4Linear,
+    int4Dequantize: fns.int4Dequantize,
+    sparseLinear: fns.sparseLinear,
     coreName: fns.coreName,
     config: fns.config,
     getThreads: fns.getThreads,
     setThreads: fns.setThreads,
+    compressedIsa: fns.compressedIsa,
+    compressedThreads: fns.compressedThreads,
   });
 }
 

@@ -3,7 +3,9 @@
  * W = scale · (q − zero), which is exactly what the INT4 kernels compute with on the fly; training paths
  * (LoRA on a quantised base, QA-SparsePEFT) use it, inference uses the compressed kernel when available.
  */
-import type { Tensor } from '../tensor/index.ts';
+import { Tensor, needsGrad } from '../tensor/index.ts';
+import { kernels } from '../kernels/index.ts';
+import { compressedKernels, packInt4 } from '../kernels/compressed.ts';
 import type { QuantParams } from '../tensor/index.ts';
 import type { QuantizedWeight } from '../io/gptq-format.ts';
 import { Linear } from './modules.ts';
@@ -22,8 +24,31 @@ export class QuantLinear implements LinearLike {
   get activeIn(): number { return this.base.activeIn; }
   set activeIn(v: number) { this.base.activeIn = v; }
 
+  /**
+   * Inference (no gradient to record) at full size runs the INT4 kernel on the packed weights, reading
+   * 1/8 of the float bytes; anything else (training through the base, sliced widths) uses the dequantised
+   * float weight — the same values, W = scale · (q − zero).
+   */
   forward(x: Tensor): Tensor {
-    return this.base.forward(x);
+    const [out, inF] = this.base.weight.shape;
+    if (needsGrad(x, this.base.weight) || this.activeOut !== out || this.activeIn !== inF || !(x.data instanceof Float32Array)) return this.base.forward(x);
+    const packed = this.packedInt4();
+    if (!packed) return this.base.forward(x);
+    const xd = x.contiguousData();
+    const M = xd.length / inF;
+    const y = new Float32Array(M * out);
+    compressedKernels(kernels()).int4Linear(xd, M, inF, out, packed, this.qw.scales, this.qw.zeros, this.qw.gIdx, this.qw.groupSize, y);
+    const b = this.base.bias?.data;
+    if (b) for (let r = 0; r < M; r++) for (let o = 0; o < out; o++) y[r * out + o] += b[o];
+    return new Tensor(y, [...x.shape.slice(0, -1), out]);
+  }
+
+  private packed: Int32Array | null | undefined;
+
+  /** The 4-bit codes in the kernel's layout (built once), or null when the kernel cannot take this weight. */
+  private packedInt4(): Int32Array | null {
+    if (this.packed === undefined) this.packed = this.qw.bits === 4 && this.qw.inF % 8 === 0 ? packInt4(this.qw.q, this.qw.out, this.qw.inF) : null;
+    return this.packed;
   }
 
   trainable(): Tensor[] {

@@ -1,0 +1,274 @@
+/**
+ * Decode-style speed of the compressed-weight kernels (INT4 GPTQ layout, 50%-sparse bitmask rows) against
+ * dense float32 `gemm` — which forwards M = 1 to OpenBLAS sgemv — measured in the same process.
+ *
+ *   node --import tsx bench/compressed-kernels.ts [--rounds N] [--samples N] [--threads 1,2,2/1] [--no-model]
+ *
+ * Progress goes to stderr; the last stdout line is one JSON object.
+ *
+ * Thread configurations: "n" = setThreads(n) (OpenBLAS, used by f32 sgemv and the M > 8 paths) and
+ * compressedThreads(n) (the compressed kernels' own matrix-vector split); "b/c" sets them to b and c.
+ * Default 1, 2 and 2/1 (the shipped default at 2 threads: OpenBLAS on 2, compressed kernels on 1).
+ *
+ * What is measured, per thread configuration:
+ *  - shapes: y = x · Wᵀ with M = 1 for the SmolLM-135M weight shapes, written out×in: 1536×576 (gate, up),
+ *    576×1536 (down), 576×576 (q, o), 49152×576 (lm_head). Decode streams every weight of the model once
+ *    per token (135M params: 540 MB in f32, far beyond the 32 MB L3), so each format gets enough distinct
+ *    copies of the matrix to span ≥ 128 MB and a sample runs through all of them ("cold"; the realistic
+ *    figure). "hot" repeats one copy (cache-resident, compute-bound; for information).
+ *  - model: every linear layer of the 135M model (30 × q, k, v, o, gate, up, down + lm_head), all distinct,
+ *    run in order once per "token": the linear-layer share of a decode step and the tokens/s it allows.
+ *  - prefill: M = 128 on the gate shape, GFLOP/s (INT4 and sparse dequantise tiles and call sgemm).
+ * Formats: f32 (4 B/weight), INT4 with group size 128 (RTN-quantised from the same weights; 0.5 B/weight +
+ * scales/zeros), sparse at 50% (|w| below the row's median dropped; 2.125 B/weight). GB/s counts the bytes
+ * each format actually reads; speed-ups are median f32 time / median format time.
+ */
+import type { NativeInfo } from '../src/kernels/api.ts';
+import { kernels, setThreads } from '../src/kernels/index.ts';
+import {
+  compressedKernels, int4Apply, packSparse, quantizeInt4Rtn, sparseApply, sparseBytes,
+  type Int4Weight, type SparseWeight,
+} from '../src/kernels/compressed.ts';
+import { backendSummary, log, machine, median, round } from './common.ts';
+
+const GROUP = 128;
+type Format = 'f32' | 'int4' | 'sparse';
+const FORMATS: readonly Format[] = ['f32', 'int4', 'sparse'];
+const COLD_BYTES = 128 << 20;
+
+interface Options { rounds: number; samples: number; threads: string[]; model: boolean }
+
+function parseArgs(args: string[]): Options {
+  const o: Options = { rounds: 3, samples: 5, threads: ['1', '2', '2/1'], model: true };
+  for (let i = 0; i < args.length; i++) {
+    const key = args[i], value = args[i + 1];
+    const int = (s: string | undefined): number => {
+      const n = Number(s);
+      if (!Number.isInteger(n) || n < 1) throw new Error(`${key} needs a positive integer, got '${s}'`);
+      return n;
+    };
+    if (key === '--rounds') { o.rounds = int(value); i++; }
+    else if (key === '--samples') { o.samples = int(value); i++; }
+    else if (key === '--threads') {
+      o.threads = (value ?? '').split(',');
+      for (const t of o.threads) t.split('/').forEach(int);
+      i++;
+    }
+    else if (key === '--no-model') o.model = false;
+    else throw new Error(`unknown option '${key}' (valid: --rounds N --samples N --threads 1,2,2/1 --no-model)`);
+  }
+  return o;
+}
+
+/** xorshift32 → uniform [−1, 1); fast enough for 134M weights. */
+function filler(seed: number): (a: Float32Array) => Float32Array {
+  let s = seed >>> 0 || 1;
+  return (a) => {
+    for (let i = 0; i < a.length; i++) {
+      s ^= s << 13; s >>>= 0; s ^= s >>> 17; s ^= s << 5; s >>>= 0;
+      a[i] = s / 2147483648 - 1;
+    }
+    return a;
+  };
+}
+
+/** Drops (sets to 0) the entries of each row whose |w| is below the row's median: ~⌊inF/2⌋ zeros per row. */
+function pruneHalf(w: Float32Array, outF: number, inF: number): Float32Array {
+  const out = w.slice();
+  const mags = new Float32Array(inF);
+  for (let o = 0; o < outF; o++) {
+    const row = out.subarray(o * inF, (o + 1) * inF);
+    for (let j = 0; j < inF; j++) mags[j] = Math.abs(row[j]);
+    mags.sort();
+    const threshold = mags[Math.floor(inF / 2)];
+    for (let j = 0; j < inF; j++) if (Math.abs(row[j]) < threshold) row[j] = 0;
+  }
+  return out;
+}
+
+function int4Bytes(q: Int4Weight): number {
+  return 4 * (q.qweight.length + q.scales.length + q.zeros.length + q.gIdx.length);
+}
+
+/** One weight matrix in the formats built for it. */
+interface Layer { outF: number; inF: number; f32?: Float32Array; int4?: Int4Weight; sparse?: SparseWeight }
+
+function makeLayer(outF: number, inF: number, fill: (a: Float32Array) => Float32Array, formats: readonly Format[] = FORMATS): Layer {
+  const w = fill(new Float32Array(outF * inF));
+  const l: Layer = { outF, inF };
+  if (formats.includes('f32')) l.f32 = w;
+  if (formats.includes('int4')) l.int4 = quantizeInt4Rtn(w, outF, inF, GROUP);
+  if (formats.includes('sparse')) l.sparse = packSparse(pruneHalf(w, outF, inF), outF, inF);
+  return l;
+}
+
+
+function bytesOf(l: Layer, f: Format): number {
+  return f === 'f32' ? 4 * l.outF * l.inF : f === 'int4' ? int4Bytes(l.int4!) : sparseBytes(l.sparse!);
+}
+
+/** y = x · Wᵀ for one layer in one format, M rows. */
+function runner(f: Format, M: number): (l: Layer, x: Float32Array, y: Float32Array) => void {
+  const k = kernels();
+  const ck = compressedKernels(k);
+  if (f === 'f32') return (l, x, y) => k.gemm(false, true, M, l.outF, l.inF, 1, x, 0, l.inF, l.f32!, 0, l.inF, 0, y, 0, l.outF);
+  if (f === 'int4') return (l, x, y) => int4Apply(ck, x, M, l.int4!, y);
+  return (l, x, y) => sparseApply(ck, x, M, l.sparse!, y);
+}
+
+/** µs per layer call, one sample = one pass over `layers`. */
+function sample(layers: Layer[], f: Format, x: Float32Array, y: Float32Array): number {
+  const run = runner(f, 1);
+  const t0 = performance.now();
+  for (const l of layers) run(l, x, y);
+  return ((performance.now() - t0) * 1000) / layers.length;
+}
+
+const SHAPES: [number, number, string][] = [
+  [1536, 576, 'gate/up'], [576, 1536, 'down'], [576, 576, 'q/o'], [49152, 576, 'lm_head'],
+];
+
+function shapeBench(opts: Options, threads: string) {
+  const out: Record<string, unknown> = {};
+  for (const [outF, inF, role] of SHAPES) {
+    const fill = filler(outF * 7 + inF);
+    const first = makeLayer(outF, inF, fill);
+    // distinct copies per format, enough for ≥ COLD_BYTES (the first copy is shared, and used for "hot")
+    const sets = {} as Record<Format, Layer[]>;
+    for (const f of FORMATS) {
+      sets[f] = [first];
+      const copies = Math.max(2, Math.ceil(COLD_BYTES / bytesOf(first, f)));
+      for (let i = 1; i < copies; i++) sets[f].push(makeLayer(outF, inF, fill, [f]));
+    }
+    const x = fill(new Float32Array(inF)), y = new Float32Array(outF);
+    applyThreads(threads);
+    const cold: Record<Format, number[]> = { f32: [], int4: [], sparse: [] };
+    const hot: Record<Format, number[]> = { f32: [], int4: [], sparse: [] };
+    for (const f of FORMATS) { sample(sets[f], f, x, y); sample([first], f, x, y); } // warm-up (page faults, pool)
+    for (let r = 0; r < opts.rounds; r++) {
+      const order = r % 2 === 0 ? FORMATS : [...FORMATS].reverse();
+      for (const f of order) {
+        for (let s = 0; s < opts.samples; s++) cold[f].push(sample(sets[f], f, x, y));
+        const reps = Array.from({ length: Math.max(3, Math.ceil(2000 / Math.max(1, bytesOf(first, f) >> 14))) }, () => first);
+        for (let s = 0; s < opts.samples; s++) hot[f].push(sample(reps, f, x, y));
+      }
+    }
+    const res: Record<string, unknown> = { role, in: inF, out: outF };
+    const f32Cold = median(cold.f32), f32Hot = median(hot.f32);
+    for (const f of FORMATS) {
+      const bytes = bytesOf(first, f);
+      const us = median(cold[f]), usHot = median(hot[f]);
+      res[f] = {
+        bytes, copies: sets[f].length,
+        cold_us: round(us, 1), cold_min_us: round(Math.min(...cold[f]), 1), hot_us: round(usHot, 1),
+        cold_gbs: round(bytes / us / 1e3, 2), cold_f32_equiv_gbs: round((4 * outF * inF) / us / 1e3, 2),
+        cold_speedup_vs_f32: round(f32Cold / us, 2), hot_speedup_vs_f32: round(f32Hot / usHot, 2),
+      };
+    }
+    const r4 = res.int4 as { cold_speedup_vs_f32: number }, rs = res.sparse as { cold_speedup_vs_f32: number };
+    log(`  ${threads}T ${outF}×${inF} (${role}): f32 ${round(f32Cold, 1)} µs, int4 ${(res.int4 as { cold_us: number }).cold_us} µs (×${r4.cold_speedup_vs_f32}), ` +
+      `sparse ${(res.sparse as { cold_us: number }).cold_us} µs (×${rs.cold_speedup_vs_f32}); hot f32 ${round(f32Hot, 1)} int4 ${round(median(hot.int4), 1)} sparse ${round(median(hot.sparse), 1)} µs`);
+    out[`${outF}x${inF}`] = res;
+  }
+  return out;
+}
+
+/** "n" → OpenBLAS and compressed kernels on n threads; "b/c" → OpenBLAS b, compressed c. */
+function applyThreads(cfg: string): void {
+  const [blas, ours = blas] = cfg.split('/').map(Number);
+  setThreads(blas);
+  (kernels() as Partial<NativeInfo>).compressedThreads?.(ours);
+}
+
+const MODEL = { layers: 30, dim: 576, kv: 192, hidden: 1536, vocab: 49152 };
+
+function buildModel(): Layer[] {
+  const fill = filler(135);
+  const { dim, kv, hidden } = MODEL;
+  const shapes: [number, number][] = [[dim, dim], [kv, dim], [kv, dim], [dim, dim], [hidden, dim], [hidden, dim], [dim, hidden]];
+  const layers: Layer[] = [];
+  for (let l = 0; l < MODEL.layers; l++) for (const [o, i] of shapes) layers.push(makeLayer(o, i, fill));
+  layers.push(makeLayer(MODEL.vocab, dim, fill));
+  return layers;
+}
+
+function modelBench(model: Layer[], opts: Options, threads: string) {
+  applyThreads(threads);
+  const xs = new Map<number, Float32Array>(), ys = new Map<number, Float32Array>();
+  for (const l of model) {
+    if (!xs.has(l.inF)) xs.set(l.inF, filler(l.inF)(new Float32Array(l.inF)));
+    if (!ys.has(l.outF)) ys.set(l.outF, new Float32Array(l.outF));
+  }
+  const token = (f: Format) => {
+    const run = runner(f, 1);
+    const t0 = performance.now();
+    for (const l of model) run(l, xs.get(l.inF)!, ys.get(l.outF)!);
+    return performance.now() - t0;
+  };
+  const ms: Record<Format, number[]> = { f32: [], int4: [], sparse: [] };
+  for (const f of FORMATS) token(f);
+  for (let r = 0; r < opts.rounds; r++) {
+    for (const f of r % 2 === 0 ? FORMATS : [...FORMATS].reverse()) for (let s = 0; s < opts.samples; s++) ms[f].push(token(f));
+  }
+  const res: Record<string, unknown> = {};
+  for (const f of FORMATS) {
+    const bytes = model.reduce((s, l) => s + bytesOf(l, f), 0);
+    const t = median(ms[f]);
+    res[f] = {
+      bytes, ms_per_token: round(t, 2), min_ms: round(Math.min(...ms[f]), 2), tok_s: round(1000 / t, 1),
+      gbs: round(bytes / t / 1e6, 2), speedup_vs_f32: round(median(ms.f32) / t, 2),
+    };
+  }
+  log(`  ${threads}T model linears: ` + FORMATS.map((f) => `${f} ${(res[f] as { ms_per_token: number }).ms_per_token} ms (×${(res[f] as { speedup_vs_f32: number }).speedup_vs_f32})`).join(', '));
+  return res;
+}
+
+function prefillBench(opts: Options, threads: string) {
+  applyThreads(threads);
+  const M = 128, [outF, inF] = [1536, 576];
+  const fill = filler(7);
+  const layer = makeLayer(outF, inF, fill);
+  const x = fill(new Float32Array(M * inF)), y = new Float32Array(M * outF);
+  const res: Record<string, number> = {};
+  for (const f of FORMATS) {
+    const run = runner(f, M);
+    for (let i = 0; i < 3; i++) run(layer, x, y);
+    const times: number[] = [];
+    for (let s = 0; s < opts.rounds * opts.samples; s++) {
+      const t0 = performance.now();
+      for (let i = 0; i < 5; i++) run(layer, x, y);
+      times.push((performance.now() - t0) / 5);
+    }
+    res[`${f}_gflops`] = round((2 * M * outF * inF) / median(times) / 1e6, 1);
+  }
+  log(`  ${threads}T prefill M=${M} ${outF}×${inF}: ` + FORMATS.map((f) => `${f} ${res[`${f}_gflops`]} GFLOP/s`).join(', '));
+  return res;
+}
+
+async function main(): Promise<void> {
+  const opts = parseArgs(process.argv.slice(2));
+  const { backend, coreType } = backendSummary();
+  const isa = (kernels() as Partial<NativeInfo>).compressedIsa?.() ?? 'reference';
+  const before = machine();
+  log(`compressed kernels: backend ${backend}, OPENBLAS_CORETYPE=${coreType}, SIMD ${isa}; ${opts.rounds} rounds × ${opts.samples} samples; load ${before.load1} on ${before.cpus} CPUs`);
+  const model = opts.model ? (log('  building the 135M-shape model in f32, INT4 and sparse (takes a while)…'), buildModel()) : null;
+  const threads: Record<string, unknown> = {};
+  for (const t of opts.threads) {
+    threads[t] = {
+      shapes: shapeBench(opts, t),
+      ...(model ? { model_linears: modelBench(model, opts, t) } : {}),
+      prefill_1536x576_m128: prefillBench(opts, t),
+    };
+  }
+  const first = threads[opts.threads[0]] as { shapes: Record<string, Record<Format, { cold_speedup_vs_f32: number }>>; model_linears?: Record<Format, { speedup_vs_f32: number }> };
+  const speedups = (f: Format) => Object.fromEntries(Object.entries(first.shapes).map(([k, v]) => [k, v[f].cold_speedup_vs_f32]));
+  process.stdout.write(`${JSON.stringify({
+    bench: 'compressed-kernels', threads,
+    int4_speedup: speedups('int4'), sparse_speedup: speedups('sparse'),
+    model_int4_speedup: first.model_linears?.int4.speedup_vs_f32, model_sparse_speedup: first.model_linears?.sparse.speedup_vs_f32,
+    speedup_meaning: `median f32 gemm (sgemv) time / median format time at M = 1, weights streamed from memory, threads ${opts.threads[0]}; goal int4 ≥ 3, sparse ≥ 1.3`,
+    backend, coreType, simd: isa, machine: before, machine_after: machine(),
+  })}\n`);
+}
+
+await main();

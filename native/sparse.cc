@@ -1,0 +1,361 @@
+// Unstructured-sparse linear layer (≥ 50% zeros): y (M, outF) = x (M, inF) · Wᵀ, W (outF, inF).
+//
+// Format ("bitmask rows", packed by packSparse in src/kernels/compressed.ts):
+//   mask   Uint32Array (outF, ⌈inF/32⌉) — bit b of word w of row o set ⇔ W[o, 32w + b] ≠ 0
+//   values Float32Array (nnz)            — the non-zeros of every row, rows one after another, in column order
+//   rowPtr Int32Array (outF + 1)         — row o's values are values[rowPtr[o] .. rowPtr[o+1])
+// Bytes per weight at 50%: 0.5·4 + 1/8 = 2.125 (dense f32: 4; CSR with uint16 columns: 3). Why this
+// format: a prototype of both on this CPU (AMD EPYC Zen 4; M = 1 on the 135M shapes, weights streamed
+// from DRAM) ran bitmask rows 2.2–2.9× faster than dense sgemv and CSR-uint16 only 1.4–1.9× (scalar
+// loop; AVX-512 gathers were slower still). Bitmask rows are also cheap to decode: with AVX-512 a 16-bit
+// slice of the mask expands the next popcount(slice) values into their 16 column slots in one
+// instruction (vexpandps), so the inner loop is load, expand, FMA — about dense speed when the weights
+// are cache-resident (~4 cycles per 16 columns), and 2–2.5× dense when they stream from memory, as in
+// decode. AVX2 has no expand: a 256-entry table of vpermps indices per 8-bit slice does the same.
+// A row whose mask (bits below inF) disagrees with rowPtr is a RangeError; nothing is read out of bounds.
+//
+// Paths: M ≤ kGemvMaxRows = 8 → row-wise dot products over the compressed rows, the M rows of x sharing
+// each expanded chunk (outputs split over compressedThreads() threads); M > 8 → expand tiles of rows to dense
+// float and cblas_sgemm (x · tileᵀ).
+
+// GCC 12's AVX-512 headers trip -Wmaybe-uninitialized on their own _mm512_undefined_*() (GCC bug 105593).
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <cblas.h>
+#include <immintrin.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "common.h"
+#include "compressed.h"
+
+#define LONAS_AVX512 __attribute__((target("avx512f,popcnt")))
+#define LONAS_AVX2 __attribute__((target("avx2,fma,popcnt")))
+#define LONAS_INLINE inline __attribute__((always_inline))
+
+namespace lonas {
+namespace {
+
+struct U32 {
+  const uint32_t* data;
+  int64_t length;
+};
+
+U32 u32Arg(const Napi::CallbackInfo& info, const Args& args, size_t i, const char* name) {
+  bool is = false;
+  napi_env env = info.Env();
+  if (napi_is_typedarray(env, info[i], &is) == napi_ok && is) {
+    napi_typedarray_type type;
+    size_t length = 0;
+    void* data = nullptr;
+    if (napi_get_typedarray_info(env, info[i], &type, &length, &data, nullptr, nullptr) == napi_ok &&
+        type == napi_uint32_array) {
+      return U32{static_cast<const uint32_t*>(data), static_cast<int64_t>(length)};
+    }
+  }
+  args.throwType("argument " + std::to_string(i) + " '" + name + "' must be a Uint32Array");
+}
+
+struct SparseCall {
+  const float* x;  // (M, inF)
+  int64_t M, inF, outF;
+  int64_t wordsPerRow;      // ⌈inF / 32⌉
+  const int32_t* rowPtr;    // (outF + 1), validated: 0 ≤ rowPtr[0] ≤ … ≤ rowPtr[outF] ≤ nValues
+  const uint32_t* mask;     // (outF, wordsPerRow)
+  const float* values;      // (nValues)
+  int64_t nValues;
+  float* y;  // (M, outF)
+};
+
+constexpr int64_t kNoError = -1;
+
+// ---- scalar ---------------------------------------------------------------------------------------
+
+// Calls emit(column, value) for the non-zeros of row o in column order; returns false when the row's
+// mask (bits ≥ inF ignored) disagrees with rowPtr.
+template <typename Emit>
+LONAS_INLINE bool visitRowScalar(const SparseCall& c, int64_t o, Emit emit) {
+  const float* vp = c.values + c.rowPtr[o];
+  const float* rowEnd = c.values + c.rowPtr[o + 1];
+  const uint32_t* mr = c.mask + o * c.wordsPerRow;
+  for (int64_t w = 0; w < c.wordsPerRow; w++) {
+    uint32_t bits = mr[w];
+    int64_t rem = c.inF - 32 * w;
+    if (rem < 32) bits &= (1u << rem) - 1;
+    while (bits) {
+      if (vp == rowEnd) return false;
+      emit(32 * w + __builtin_ctz(bits), *vp++);
+      bits &= bits - 1;
+    }
+  }
+  return vp == rowEnd;
+}
+
+int64_t sparseRowsScalar(const SparseCall& c, int64_t o0, int64_t o1) {
+  for (int64_t o = o0; o < o1; o++) {
+    float acc[kGemvMaxRows] = {};
+    const int64_t M = c.M;
+    bool ok = visitRowScalar(c, o, [&](int64_t j, float v) {
+      for (int64_t m = 0; m < M; m++) acc[m] += v * c.x[m * c.inF + j];
+    });
+    if (!ok) return o;
+    for (int64_t m = 0; m < M; m++) c.y[m * c.outF + o] = acc[m];
+  }
+  return kNoError;
+}
+
+bool densifyRowScalar(const SparseCall& c, int64_t o, float* dst) {
+  std::fill(dst, dst + c.inF, 0.0f);
+  return visitRowScalar(c, o, [&](int64_t j, float v) { dst[j] = v; });
+}
+
+// ---- AVX-512 --------------------------------------------------------------------------------------
+
+// Expands the values of the 32 columns of word w (bits already restricted to < inF) into v0 (columns
+// 0..15) and v1 (16..31), advancing vp. Reads past vp + popcount only when ≥ 32 values remain in the
+// array; returns false if the row would run past rowEnd's array end.
+LONAS_AVX512 LONAS_INLINE bool expandWord512(uint32_t bits, const float*& vp, const float* vEnd, __m512* v0, __m512* v1) {
+  const __mmask16 lo = static_cast<__mmask16>(bits), hi = static_cast<__mmask16>(bits >> 16);
+  const int nLo = __builtin_popcount(lo), nAll = __builtin_popcount(bits);
+  if (vEnd - vp >= 32) {
+    *v0 = _mm512_maskz_expand_ps(lo, _mm512_loadu_ps(vp));
+    *v1 = _mm512_maskz_expand_ps(hi, _mm512_loadu_ps(vp + nLo));
+  } else {
+    if (vEnd - vp < nAll) return false;
+    *v0 = _mm512_maskz_expandloadu_ps(lo, vp);  // reads exactly popcount(lo) values
+    *v1 = _mm512_maskz_expandloadu_ps(hi, vp + nLo);
+  }
+  vp += nAll;
+  return true;
+}
+
+template <int M>
+LONAS_AVX512 int64_t sparseRows512(const SparseCall& c, int64_t o0, int64_t o1) {
+  const float* const vEnd = c.values + c.nValues;
+  const int64_t fullWords = c.inF / 32, rem = c.inF % 32;
+  const float* xr[M];
+  for (int m = 0; m < M; m++) xr[m] = c.x + m * c.inF;
+  for (int64_t o = o0; o < o1; o++) {
+    const float* vp = c.values + c.rowPtr[o];
+    const uint32_t* mr = c.mask + o * c.wordsPerRow;
+    __m512 a0[M], a1[M];
+    for (int m = 0; m < M; m++) a0[m] = a1[m] = _mm512_setzero_ps();
+    __m512 v0, v1;
+    for (int64_t w = 0; w < fullWords; w++) {
+      if (!expandWord512(mr[w], vp, vEnd, &v0, &v1)) return o;
+      for (int m = 0; m < M; m++) {
+        a0[m] = _mm512_fmadd_ps(v0, _mm512_loadu_ps(xr[m] + 32 * w), a0[m]);
+        a1[m] = _mm512_fmadd_ps(v1, _mm512_loadu_ps(xr[m] + 32 * w + 16), a1[m]);
+      }
+    }
+    if (rem) {
+      const uint32_t keep = (1u << rem) - 1;
+      if (!expandWord512(mr[fullWords] & keep, vp, vEnd, &v0, &v1)) return o;
+      const __mmask16 xLo = static_cast<__mmask16>(keep), xHi = static_cast<__mmask16>(keep >> 16);
+      for (int m = 0; m < M; m++) {  // x is read only below inF (it may hold anything, even NaN, after)
+        a0[m] = _mm512_fmadd_ps(v0, _mm512_maskz_loadu_ps(xLo, xr[m] + 32 * fullWords), a0[m]);
+        a1[m] = _mm512_fmadd_ps(v1, _mm512_maskz_loadu_ps(xHi, xr[m] + 32 * fullWords + 16), a1[m]);
+      }
+    }
+    if (vp != c.values + c.rowPtr[o + 1]) return o;
+    for (int m = 0; m < M; m++) c.y[m * c.outF + o] = _mm512_reduce_add_ps(_mm512_add_ps(a0[m], a1[m]));
+  }
+  return kNoError;
+}
+
+LONAS_AVX512 bool densifyRow512(const SparseCall& c, int64_t o, float* dst) {
+  const float* const vEnd = c.values + c.nValues;
+  const float* vp = c.values + c.rowPtr[o];
+  const uint32_t* mr = c.mask + o * c.wordsPerRow;
+  __m512 v0, v1;
+  for (int64_t w = 0; w < c.wordsPerRow; w++) {
+    const int64_t rem = std::min<int64_t>(32, c.inF - 32 * w);
+    const uint32_t keep = rem == 32 ? 0xFFFFFFFFu : (1u << rem) - 1;
+    if (!expandWord512(mr[w] & keep, vp, vEnd, &v0, &v1)) return false;
+    _mm512_mask_storeu_ps(dst + 32 * w, static_cast<__mmask16>(keep), v0);
+    _mm512_mask_storeu_ps(dst + 32 * w + 16, static_cast<__mmask16>(keep >> 16), v1);
+  }
+  return vp == c.values + c.rowPtr[o + 1];
+}
+
+// ---- AVX2 -----------------------------------------------------------------------------------------
+
+// kPerm[b]: lane i takes value number (rank of bit i among the set bits of b), −1 for a clear bit.
+struct PermTable {
+  alignas(32) int32_t idx[256][8];
+  PermTable() {
+    for (int b = 0; b < 256; b++) {
+      int n = 0;
+      for (int i = 0; i < 8; i++) idx[b][i] = (b >> i) & 1 ? n++ : -1;
+    }
+  }
+};
+const PermTable kPerm;
+
+// The 8 values of an 8-column slice with mask byte b, advancing vp; false past the array end.
+LONAS_AVX2 LONAS_INLINE bool expandByte256(unsigned b, const float*& vp, const float* vEnd, __m256* v) {
+  const int n = __builtin_popcount(b);
+  const __m256i idx = _mm256_load_si256(reinterpret_cast<const __m256i*>(kPerm.idx[b]));
+  __m256 raw;
+  if (vEnd - vp >= 8) {
+    raw = _mm256_loadu_ps(vp);
+  } else {
+    if (vEnd - vp < n) return false;
+    alignas(32) float tmp[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    std::memcpy(tmp, vp, sizeof(float) * n);
+    raw = _mm256_load_ps(tmp);
+  }
+  const __m256 used = _mm256_castsi256_ps(_mm256_cmpgt_epi32(idx, _mm256_set1_epi32(-1)));
+  *v = _mm256_and_ps(_mm256_permutevar8x32_ps(raw, idx), used);
+  vp += n;
+  return true;
+}
+
+// 8-column slices up to ⌊inF/8⌋·8 vectorised, the last inF mod 8 columns scalar.
+template <int M>
+LONAS_AVX2 int64_t sparseRows256(const SparseCall& c, int64_t o0, int64_t o1) {
+  const float* const vEnd = c.values + c.nValues;
+  const int64_t slices = c.inF / 8;
+  const float* xr[M];
+  for (int m = 0; m < M; m++) xr[m] = c.x + m * c.inF;
+  for (int64_t o = o0; o < o1; o++) {
+    const float* vp = c.values + c.rowPtr[o];
+    const uint32_t* mr = c.mask + o * c.wordsPerRow;
+    __m256 a0[M], a1[M];
+    for (int m = 0; m < M; m++) a0[m] = a1[m] = _mm256_setzero_ps();
+    __m256 v;
+    int64_t s = 0;
+    for (; s + 2 <= slices; s += 2) {
+      const uint32_t word = mr[s >> 2];
+      if (!expandByte256((word >> (8 * (s & 3))) & 255u, vp, vEnd, &v)) return o;
+      for (int m = 0; m < M; m++) a0[m] = _mm256_fmadd_ps(v, _mm256_loadu_ps(xr[m] + 8 * s), a0[m]);
+      if (!expandByte256((word >> (8 * ((s + 1) & 3))) & 255u, vp, vEnd, &v)) return o;
+      for (int m = 0; m < M; m++) a1[m] = _mm256_fmadd_ps(v, _mm256_loadu_ps(xr[m] + 8 * s + 8), a1[m]);
+    }
+    for (; s < slices; s++) {
+      if (!expandByte256((mr[s >> 2] >> (8 * (s & 3))) & 255u, vp, vEnd, &v)) return o;
+      for (int m = 0; m < M; m++) a0[m] = _mm256_fmadd_ps(v, _mm256_loadu_ps(xr[m] + 8 * s), a0[m]);
+    }
+    float tail[M];
+    for (int m = 0; m < M; m++) tail[m] = 0.0f;
+    const int64_t rem = c.inF - 8 * slices;
+    if (rem) {
+      unsigned bits = (mr[slices >> 2] >> (8 * (slices & 3))) & ((1u << rem) - 1);
+      while (bits) {
+        if (vp >= c.values + c.rowPtr[o + 1]) return o;
+        const int64_t j = 8 * slices + __builtin_ctz(bits);
+        for (int m = 0; m < M; m++) tail[m] += *vp * xr[m][j];
+        vp++;
+        bits &= bits - 1;
+      }
+    }
+    if (vp != c.values + c.rowPtr[o + 1]) return o;
+    for (int m = 0; m < M; m++) {
+      alignas(32) float t[8];
+      _mm256_store_ps(t, _mm256_add_ps(a0[m], a1[m]));
+      c.y[m * c.outF + o] = (((t[0] + t[1]) + (t[2] + t[3])) + ((t[4] + t[5]) + (t[6] + t[7]))) + tail[m];
+    }
+  }
+  return kNoError;
+}
+
+// ---- dispatch ---------------------------------------------------------------------------------------
+
+template <int M>
+int64_t sparseRowsRange(const SparseCall& c, Isa isa, int64_t o0, int64_t o1) {
+  if (isa == Isa::Avx512) return sparseRows512<M>(c, o0, o1);
+  if (isa == Isa::Avx2) return sparseRows256<M>(c, o0, o1);
+  return sparseRowsScalar(c, o0, o1);
+}
+
+// Returns the first row whose mask disagrees with rowPtr, or kNoError.
+int64_t sparseGemv(const SparseCall& c) {
+  const Isa isa = activeIsa();
+  const int threads = gemvThreads(c.nValues * 4 + c.outF * c.wordsPerRow * 4);
+  const int chunks = static_cast<int>(std::min<int64_t>(c.outF, threads == 1 ? 1 : threads * kChunksPerThread));
+  std::atomic<int64_t> bad{kNoError};
+  parallelChunks(chunks, threads, [&](int chunk) {
+    const int64_t o0 = c.outF * chunk / chunks, o1 = c.outF * (chunk + 1) / chunks;
+    int64_t r;
+    switch (c.M) {
+      case 1: r = sparseRowsRange<1>(c, isa, o0, o1); break;
+      case 2: r = sparseRowsRange<2>(c, isa, o0, o1); break;
+      case 3: r = sparseRowsRange<3>(c, isa, o0, o1); break;
+      case 4: r = sparseRowsRange<4>(c, isa, o0, o1); break;
+      case 5: r = sparseRowsRange<5>(c, isa, o0, o1); break;
+      case 6: r = sparseRowsRange<6>(c, isa, o0, o1); break;
+      case 7: r = sparseRowsRange<7>(c, isa, o0, o1); break;
+      default: r = sparseRowsRange<8>(c, isa, o0, o1); break;
+    }
+    if (r != kNoError) {
+      int64_t cur = bad.load();
+      while ((cur == kNoError || r < cur) && !bad.compare_exchange_weak(cur, r)) {
+      }
+    }
+  });
+  return bad.load();
+}
+
+int64_t sparseGemm(const SparseCall& c) {
+  constexpr int64_t kTileFloats = int64_t{1} << 19;  // 2 MB dense tile per sgemm call
+  const int64_t rows = std::min<int64_t>(c.outF, std::max<int64_t>(16, kTileFloats / std::max<int64_t>(1, c.inF)));
+  thread_local std::vector<float> tileBuf;
+  if (static_cast<int64_t>(tileBuf.size()) < rows * c.inF) tileBuf.resize(rows * c.inF);
+  float* tile = tileBuf.data();
+  const Isa isa = activeIsa();
+  for (int64_t o0 = 0; o0 < c.outF; o0 += rows) {
+    const int64_t n = std::min(rows, c.outF - o0);
+    for (int64_t r = 0; r < n; r++) {
+      bool ok = isa == Isa::Avx512 ? densifyRow512(c, o0 + r, tile + r * c.inF)
+                                   : densifyRowScalar(c, o0 + r, tile + r * c.inF);
+      if (!ok) return o0 + r;
+    }
+    // y[:, o0:o0+n] = x · tileᵀ
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(c.M), static_cast<int>(n),
+                static_cast<int>(c.inF), 1.0f, c.x, static_cast<int>(c.inF), tile, static_cast<int>(c.inF), 0.0f,
+                c.y + o0, static_cast<int>(c.outF));
+  }
+  return kNoError;
+}
+
+}  // namespace
+
+// sparseLinear(x, M, inF, outF, rowPtr, mask, values, y): y (M, outF) = x (M, inF) · Wᵀ.
+void SparseLinear(const Napi::CallbackInfo& info) {
+  Args args(info, "sparseLinear", 8);
+  F32 x = args.f32(0, "x");
+  int64_t M = args.blasInt(1, "M"), inF = args.blasInt(2, "inF"), outF = args.blasInt(3, "outF");
+  I32 rowPtr = args.i32(4, "rowPtr");
+  U32 mask = u32Arg(info, args, 5, "mask");
+  F32 values = args.f32(6, "values");
+  F32 y = args.f32(7, "y");
+  const int64_t wordsPerRow = (inF + 31) / 32;
+  args.need("rowPtr", rowPtr.length, outF + 1);
+  args.need("mask", mask.length, args.mul(outF, wordsPerRow));
+  args.need("x", x.length, args.mul(M, inF));
+  args.need("y", y.length, args.mul(M, outF));
+  if (rowPtr.data[0] < 0) args.throwRange("rowPtr[0] = " + std::to_string(rowPtr.data[0]) + " is negative");
+  for (int64_t o = 0; o < outF; o++) {
+    if (rowPtr.data[o + 1] < rowPtr.data[o]) {
+      args.throwRange("rowPtr[" + std::to_string(o + 1) + "] = " + std::to_string(rowPtr.data[o + 1]) + " < rowPtr[" +
+                      std::to_string(o) + "] = " + std::to_string(rowPtr.data[o]) + " (must be non-decreasing)");
+    }
+  }
+  if (rowPtr.data[outF] > values.length) {
+    args.throwRange("rowPtr[" + std::to_string(outF) + "] = " + std::to_string(rowPtr.data[outF]) +
+                    " exceeds the length of 'values' (" + std::to_string(values.length) + ")");
+  }
+  if (M == 0 || outF == 0) return;
+  SparseCall c{x.data, M, inF, outF, wordsPerRow, rowPtr.data, mask.data, values.data, values.length, y.data};
+  int64_t bad = M <= kGemvMaxRows ? sparseGemv(c) : sparseGemm(c);
+  if (bad != kNoError) {
+    args.throwRange("row " + std::to_string(bad) + ": the mask bits set below inF = " + std::to_string(inF) +
+                    " do not match rowPtr[" + std::to_string(bad + 1) + "] − rowPtr[" + std::to_string(bad) +
+                    "] = " + std::to_string(rowPtr.data[bad + 1] - rowPtr.data[bad]) + " values");
+  }
+}
+
+}  // namespace lonas
