@@ -86,7 +86,10 @@ export function loadTasks(names: string[], dataDir?: string): TaskData[] {
     return names.map((n) => {
       const known = findTask(n);
       const file = taskFile(dataDir, known?.name ?? n);
-      if (!file) throw new Error(`task ${n}: ${join(dataDir, n, 'test.json')} not found (--data-dir ${dataDir})`);
+      if (!file) {
+        throw new Error(known ? `task ${n}: ${join(dataDir, n, 'test.json')} not found (--data-dir ${dataDir})`
+          : `unknown task '${n}'; known tasks: ${TASKS.map((t) => t.name).join(', ')}, or any <task>/test.json under --data-dir (${dataDir} has no ${n}/test.json); for another set, use --data FILE --answer-type ${['auto', ...ANSWER_TYPES].join('|')}`);
+      }
       return known ? loadTasks([known.name], dataDir)[0] : loadDataFile(file, 'auto');
     });
   }

@@ -1,6 +1,10 @@
 /** Loading a base model with an (elastic) adapter and a sub-network configuration active. */
 import { loadLlama } from '../models/llama/checkpoint.ts';
 import type { LlamaModel } from '../models/llama/model.ts';
+import { PROJECTIONS } from '../models/llama/model.ts';
+import { Linear } from '../nn/modules.ts';
+import { SparseLinear, SPARSE_KERNEL_MIN_SPARSITY, sparsity } from '../nn/sparse-linear.ts';
+import { LoraLinear } from '../adapters/lora.ts';
 import { loadAdapter } from '../adapters/peft.ts';
 import type { LoraSettings } from '../adapters/peft.ts';
 import { PRESETS, resolveSearchSpace } from './search-space.ts';
@@ -20,11 +24,32 @@ export function loadWithAdapter(modelDir: string, adapterDir?: string, subnet?: 
   const model = loadLlama(modelDir);
   if (!adapterDir) {
     if (subnet) throw new Error('--subnet needs --adapter (a sub-network is a configuration of an elastic adapter)');
+    useSparseKernels(model);
     return { model, space: null, config: null, lora: null };
   }
   const { settings, searchSpace } = loadAdapter(model, adapterDir);
   const space = resolveSearchSpace(searchSpace ?? PRESETS.none, model.config, settings.rank, settings.targets);
   const config = resolveSubnetSpec(space, subnet ?? 'maximal');
   applySubnet(model, space, config);
+  useSparseKernels(model);
   return { model, space, config, lora: settings };
+}
+
+/**
+ * Projections (or adapter bases) at least half zeros switch to the sparse inference kernel. For models that
+ * are used as loaded (generate, eval, bench, search, extract read the weights but do not change them).
+ */
+export function useSparseKernels(model: LlamaModel): number {
+  let n = 0;
+  for (const layer of model.layers) {
+    for (const p of PROJECTIONS) {
+      const m = layer.proj[p];
+      if (m instanceof Linear && !(m instanceof SparseLinear) && sparsity(m.weight) >= SPARSE_KERNEL_MIN_SPARSITY) { layer.proj[p] = new SparseLinear(m); n++; }
+      else if (m instanceof LoraLinear && !m.sparseMask && !m.quant && !(m.base instanceof SparseLinear) && sparsity(m.base.weight) >= SPARSE_KERNEL_MIN_SPARSITY) {
+        (m as { base: Linear }).base = new SparseLinear(m.base);
+        n++;
+      }
+    }
+  }
+  return n;
 }

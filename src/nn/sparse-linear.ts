@@ -1,0 +1,45 @@
+/**
+ * A Linear whose weight is mostly zeros (≥ 50%, e.g. after Wanda): for inference at full size it multiplies
+ * with the bitmask-sparse kernel (packed once: 1 bit per weight + the non-zero values), reading about half
+ * the bytes of the dense weight at 50% sparsity. The dense weight is kept: training, sliced widths and
+ * anything that needs a gradient use it. The packed copy is a snapshot, so `useSparseKernels` is applied
+ * only to models that are not modified afterwards (inference).
+ */
+import { Tensor, needsGrad } from '../tensor/index.ts';
+import { kernels } from '../kernels/index.ts';
+import { compressedKernels, packSparse } from '../kernels/compressed.ts';
+import type { SparseWeight } from '../kernels/compressed.ts';
+import { Linear } from './modules.ts';
+
+export const SPARSE_KERNEL_MIN_SPARSITY = 0.5;
+
+export class SparseLinear extends Linear {
+  private readonly packed: SparseWeight;
+
+  constructor(from: Linear) {
+    super(from.weight, from.bias);
+    this.activeOut = from.activeOut;
+    this.activeIn = from.activeIn;
+    const [out, inF] = from.weight.shape;
+    this.packed = packSparse(from.weight.data, out, inF);
+  }
+
+  override forward(x: Tensor): Tensor {
+    const [out, inF] = this.weight.shape;
+    if (needsGrad(x, this.weight) || this.activeOut !== out || this.activeIn !== inF || !(x.data instanceof Float32Array)) return super.forward(x);
+    const xd = x.contiguousData();
+    const M = xd.length / inF;
+    const y = new Float32Array(M * out);
+    compressedKernels(kernels()).sparseLinear(xd, M, inF, out, this.packed.rowPtr, this.packed.mask, this.packed.values, y);
+    const b = this.bias?.data;
+    if (b) for (let r = 0; r < M; r++) for (let o = 0; o < out; o++) y[r * out + o] += b[o];
+    return new Tensor(y, [...x.shape.slice(0, -1), out]);
+  }
+}
+
+/** Fraction of exact zeros in a weight. */
+export function sparsity(w: Tensor): number {
+  let z = 0;
+  for (let i = 0; i < w.data.length; i++) if (w.data[i] === 0) z++;
+  return z / w.data.length;
+}
