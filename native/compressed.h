@@ -40,6 +40,15 @@ constexpr int64_t kGemvMaxRows = LONAS_GEMV_MAX_ROWS;
 
 // Threads for a matrix-vector product streaming `bytes` of weights: compressedThreads(n) (default 1),
 // and 1 below a size where the hand-off costs more than it saves.
+//
+// Why the default is 1 (measured on this 2-core VM, which other jobs shared, load 1.5–4):
+//  - back-to-back calls on one shape, second core mostly free: 2 threads 1.3–1.8× faster (INT4 1536×576
+//    55 → 40 µs, lm_head 49152×576 1390 → 750 µs; 50%-sparse 168 → 92 µs and 3600 → 2000 µs);
+//  - a whole decode pass over the 135M model's 211 linear layers (most too small to split) with other
+//    processes running: slower in the median (INT4 8.2 → 13.1 ms per token, sparse 21.7 → 27.9 ms),
+//    faster only in the best samples (sparse 20.5 → 11.8 ms). One thread already draws ~9–10 GB/s of
+//    the ~12 GB/s one core can pull, and a second thread only pays when the other core is idle.
+// So the split is opt-in (compressedThreads(2)) for machines with a core to spare.
 int gemvThreads(int64_t bytes);
 
 // N-API entry points.
