@@ -91,8 +91,8 @@ test('the pretraining corpus states facts in free text, never in the instruction
   const s = generateSuite(3, SIZES);
   const text = s.pretrain.join('\n');
   assert.equal(s.pretrain.length, SIZES.pretrainDocs);
-  for (const d of s.pretrain) assert.ok(!d.includes('\n') && d.length > 20, d);
-  for (const banned of ['### ', 'Instruction', 'Option1', 'option1', 'The answer is', 'correct answer']) assert.ok(!text.includes(banned), banned);
+  for (const d of s.pretrain) assert.ok(!d.includes('\n\n') && d.length > 20, d); // single newlines only: documents never contain a blank line
+  for (const banned of ['### Instruction', '### Response', 'Option1', 'option1', 'The answer is', 'correct answer']) assert.ok(!text.includes(banned), banned);
   assert.match(text, /\d+ \+ \d+ = \d+\./);
   assert.match(text, /is a kind of (animal|fruit|color|vehicle|furniture|clothing|tool)\./);
   assert.match(text, /The opposite of \w+ is \w+\./);
