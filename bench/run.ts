@@ -6,6 +6,10 @@ const BENCHES: Record<string, () => Promise<{ main(args: string[]): Promise<unkn
   'train-step': () => import('./train-step.ts'),
   sgemm: () => import('./sgemm.ts'),
   'train-step-profile': () => import('./profile-train-step.ts'),
+  decode: async () => ({ main: (await import('./generation.ts')).mainDecode }),
+  prefill: async () => ({ main: (await import('./generation.ts')).mainPrefill }),
+  finetune: () => import('./finetune.ts'),
+  eval: () => import('./eval.ts'),
 };
 
 async function run(argv: string[]): Promise<number> {
