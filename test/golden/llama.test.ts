@@ -7,29 +7,15 @@ import assert from 'node:assert/strict';
 import { fileURLToPath } from 'node:url';
 import * as T from '../../src/tensor/index.ts';
 import { SafetensorsFile } from '../../src/io/safetensors.ts';
-import { LlamaModel } from '../../src/models/llama/model.ts';
-import { uniformConfig } from '../../src/models/llama/config.ts';
+import { fixtureModel } from '../helpers/fixture-model.ts';
 import { causalLmLoss } from '../../src/models/llama/loss.ts';
 import { AdamW } from '../../src/train/adamw.ts';
 import { assertClose } from '../helpers/assert-close.ts';
 
 function load(variant: 'tied' | 'untied') {
   const fx = new SafetensorsFile(fileURLToPath(new URL(`./fixtures/llama_${variant}.safetensors`, import.meta.url)));
-  const hf = JSON.parse(fx.metadata.config);
-  const config = uniformConfig({
-    vocabSize: hf.vocab_size, hiddenSize: hf.hidden_size, headDim: hf.head_dim, numLayers: hf.num_hidden_layers,
-    numHeads: hf.num_attention_heads, numKvHeads: hf.num_key_value_heads, intermediateSize: hf.intermediate_size,
-    rmsNormEps: hf.rms_norm_eps, ropeTheta: hf.rope_theta, ropeScaling: null, maxPositions: 64,
-    tieWordEmbeddings: hf.tie_word_embeddings, attentionBias: false,
-  });
-  const weights = new Map<string, T.Tensor>();
-  for (const name of fx.entries.keys()) {
-    if (!name.startsWith('param.')) continue;
-    const { data, shape } = fx.readFloat32(name);
-    weights.set(name.slice('param.'.length), new T.Tensor(data, shape, { requiresGrad: true }));
-  }
   const ids = fx.readInt32('input_ids');
-  return { fx, model: new LlamaModel(config, weights), ids: ids.data, B: ids.shape[0], Tn: ids.shape[1], labels: fx.readInt32('labels').data };
+  return { fx, model: fixtureModel(fx, { trainable: true }), ids: ids.data, B: ids.shape[0], Tn: ids.shape[1], labels: fx.readInt32('labels').data };
 }
 
 for (const variant of ['tied', 'untied'] as const) {

@@ -6,8 +6,7 @@ import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import * as T from '../../src/tensor/index.ts';
 import { SafetensorsFile } from '../../src/io/safetensors.ts';
-import { LlamaModel } from '../../src/models/llama/model.ts';
-import { uniformConfig } from '../../src/models/llama/config.ts';
+import { fixtureModel } from '../helpers/fixture-model.ts';
 import { causalLmLoss } from '../../src/models/llama/loss.ts';
 import { addLora, loraModules } from '../../src/adapters/peft.ts';
 import { AdamW } from '../../src/train/adamw.ts';
@@ -18,20 +17,7 @@ const f32 = (n: string) => fx.readFloat32(n).data;
 const meta = (k: string) => parseFloat(fx.metadata[k]);
 
 function build(bInit: 'zero' | 'nonzero') {
-  const hf = JSON.parse(fx.metadata.config);
-  const config = uniformConfig({
-    vocabSize: hf.vocab_size, hiddenSize: hf.hidden_size, headDim: hf.head_dim, numLayers: hf.num_hidden_layers,
-    numHeads: hf.num_attention_heads, numKvHeads: hf.num_key_value_heads, intermediateSize: hf.intermediate_size,
-    rmsNormEps: hf.rms_norm_eps, ropeTheta: hf.rope_theta, ropeScaling: null, maxPositions: 64, tieWordEmbeddings: hf.tie_word_embeddings, attentionBias: false,
-  });
-  const weights = new Map<string, T.Tensor>();
-  for (const name of fx.entries.keys()) {
-    if (name.startsWith('param.')) {
-      const { data, shape } = fx.readFloat32(name);
-      weights.set(name.slice(6), new T.Tensor(data, shape));
-    }
-  }
-  const model = new LlamaModel(config, weights);
+  const model = fixtureModel(fx);
   const loras = addLora(model, { rank: meta('lora.r'), alpha: meta('lora.alpha'), dropout: 0, targets: JSON.parse(fx.metadata['lora.target_modules']) }, 0);
   for (const l of loras) {
     l.loraA.data.set(f32(`lora_init.${l.name}.lora_A.weight`));

@@ -5,23 +5,13 @@ import { fileURLToPath } from 'node:url';
 import * as T from '../../src/tensor/index.ts';
 import { SafetensorsFile } from '../../src/io/safetensors.ts';
 import { LlamaModel, PROJECTIONS } from '../../src/models/llama/model.ts';
-import { uniformConfig } from '../../src/models/llama/config.ts';
+import { fixtureModel } from '../helpers/fixture-model.ts';
 import { pruneModel } from '../../src/compress/prune.ts';
 import { assertClose } from '../helpers/assert-close.ts';
 
 const fx = new SafetensorsFile(fileURLToPath(new URL('./fixtures/wanda.safetensors', import.meta.url)));
 
-function model(): LlamaModel {
-  const hf = JSON.parse(fx.metadata.config);
-  const config = uniformConfig({
-    vocabSize: hf.vocab_size, hiddenSize: hf.hidden_size, headDim: hf.head_dim, numLayers: hf.num_hidden_layers,
-    numHeads: hf.num_attention_heads, numKvHeads: hf.num_key_value_heads, intermediateSize: hf.intermediate_size,
-    rmsNormEps: hf.rms_norm_eps, ropeTheta: hf.rope_theta, ropeScaling: null, maxPositions: 64, tieWordEmbeddings: hf.tie_word_embeddings, attentionBias: false,
-  });
-  const weights = new Map<string, T.Tensor>();
-  for (const name of fx.entries.keys()) if (name.startsWith('param.')) { const { data, shape } = fx.readFloat32(name); weights.set(name.slice(6), new T.Tensor(data, shape)); }
-  return new LlamaModel(config, weights);
-}
+const model = (): LlamaModel => fixtureModel(fx);
 
 const ids = fx.readInt32('calib_ids');
 const samples = Array.from({ length: ids.shape[0] }, (_, i) => ids.data.slice(i * ids.shape[1], (i + 1) * ids.shape[1]));

@@ -21,6 +21,7 @@ import {
 } from '../../src/kernels/compressed.ts';
 import { loadNativeAddon, nativeAddonPath, wrapNativeAddon } from '../../src/kernels/native.ts';
 import { referenceKernels } from '../../src/kernels/reference.ts';
+import { randF32, seededUniform } from '../helpers/random.ts';
 
 if (!process.env.OPENBLAS_CORETYPE) process.env.OPENBLAS_CORETYPE = 'SkylakeX';
 
@@ -53,23 +54,6 @@ after(() => {
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
-
-function mulberry32(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-function randF32(rng: () => number, n: number, scale = 1): Float32Array {
-  const a = new Float32Array(n);
-  for (let i = 0; i < n; i++) a[i] = (rng() * 2 - 1) * scale;
-  return a;
-}
 
 function shuffle(rng: () => number, a: Int32Array): Int32Array {
   const b = a.slice();
@@ -173,7 +157,7 @@ describe('INT4 packing (GPTQ layout)', () => {
   });
 
   test('pack/unpack round trip is bit-exact both ways', () => {
-    const rng = mulberry32(0x1a4);
+    const rng = seededUniform(0x1a4);
     const outF = 37, inF = 72;
     const q = new Uint8Array(outF * inF).map(() => Math.floor(rng() * 16));
     assert.deepEqual(unpackInt4(packInt4(q, outF, inF), inF, outF), q);
@@ -189,7 +173,7 @@ describe('INT4 packing (GPTQ layout)', () => {
   });
 
   test('RTN quantisation: |w − Ŵ| ≤ scale/2, integer zero points, zeros stay exactly zero', () => {
-    const rng = mulberry32(0x2e40);
+    const rng = seededUniform(0x2e40);
     const outF = 19, inF = 96, gs = 32;
     const w = randF32(rng, outF * inF);
     for (let i = 0; i < w.length; i++) if (rng() < 0.3) w[i] = 0;
@@ -233,7 +217,7 @@ for (const level of ['avx512', 'avx2', 'scalar'] as SimdLevel[]) {
       test(cs.name, (t) => {
         if (!levels().includes(level)) { t.skip(`this CPU has no ${level}`); return; }
         native().compressedIsa(level);
-        const rng = mulberry32(0x4a1 + cs.inF * 7 + cs.outF);
+        const rng = seededUniform(0x4a1 + cs.inF * 7 + cs.outF);
         const w = randomInt4(rng, cs.outF, cs.inF, cs.gs, cs);
         for (const M of cs.ms) {
           const x = randF32(rng, M * cs.inF);
@@ -250,7 +234,7 @@ for (const level of ['avx512', 'avx2', 'scalar'] as SimdLevel[]) {
     test('int4Dequantize is bit-exact (act-order, fractional zeros, negative scales)', (t) => {
       if (!levels().includes(level)) { t.skip(`this CPU has no ${level}`); return; }
       native().compressedIsa(level);
-      const rng = mulberry32(0xde9);
+      const rng = seededUniform(0xde9);
       for (const [outF, inF, gs] of [[37, 64, 16], [5, 136, 32], [130, 256, 128]]) {
         const w = randomInt4(rng, outF, inF, gs, { actOrder: true, fractionalZeros: true });
         const dn = new Float32Array(outF * inF), dr = new Float32Array(outF * inF);
@@ -265,7 +249,7 @@ for (const level of ['avx512', 'avx2', 'scalar'] as SimdLevel[]) {
 describe('int4Linear: edge cases and helpers', () => {
   test('M > 8 runs on exactly dequantised weights (equals gemm on int4Dequantize within sgemm error)', () => {
     native().compressedIsa('avx512');
-    const rng = mulberry32(0x6e);
+    const rng = seededUniform(0x6e);
     const outF = 70, inF = 96, M = 9;
     const w = randomInt4(rng, outF, inF, 32, { actOrder: true });
     const x = randF32(rng, M * inF);
@@ -291,7 +275,7 @@ describe('int4Linear: edge cases and helpers', () => {
 
   test('two threads (compressedThreads(2)) give bit-identical results', () => {
     native().compressedIsa('avx512');
-    const rng = mulberry32(0x7707);
+    const rng = seededUniform(0x7707);
     const outF = 1040, inF = 1024; // 512 KB of packed weights: above the split threshold
     const w = randomInt4(rng, outF, inF, 128);
     const wa = randomInt4(rng, outF, inF, 128, { actOrder: true });
@@ -315,7 +299,7 @@ describe('int4Linear: edge cases and helpers', () => {
   });
 
   test('int4GroupOrder: reordered weight and gathered x give the same product; gIdx becomes ⌊j/gs⌋', () => {
-    const rng = mulberry32(0x9e);
+    const rng = seededUniform(0x9e);
     const outF = 29, inF = 128, gs = 32;
     const w = randomInt4(rng, outF, inF, gs, { actOrder: true });
     const { weight, perm } = int4GroupOrder(w);
@@ -333,7 +317,7 @@ describe('int4Linear: edge cases and helpers', () => {
   });
 
   test('reference twins accept Float64Array x / y; compressedKernels picks native members', () => {
-    const rng = mulberry32(0xf64);
+    const rng = seededUniform(0xf64);
     const w = randomInt4(rng, 5, 16, 8);
     const x = Float64Array.from(randF32(rng, 16)), y = new Float64Array(5);
     ref.int4Linear(x, 1, 16, 5, w.qweight, w.scales, w.zeros, w.gIdx, 8, y);
@@ -397,7 +381,7 @@ function sparseDense(rng: () => number, outF: number, inF: number, sparsity: num
 
 describe('sparse packing (bitmask rows)', () => {
   test('pack/unpack is exact for every sparsity and width; −0 comes back as +0; NaN/Inf kept', () => {
-    const rng = mulberry32(0x5a);
+    const rng = seededUniform(0x5a);
     for (const [outF, inF] of [[13, 45], [7, 64], [3, 1], [9, 32], [4, 33], [2, 0], [0, 5]]) {
       for (const sparsity of [0, 0.5, 0.9, 1]) {
         const w = sparseDense(rng, outF, inF, sparsity);
@@ -413,7 +397,7 @@ describe('sparse packing (bitmask rows)', () => {
   });
 
   test('smaller than dense float32: 2.125 bytes per weight at 50%', () => {
-    const rng = mulberry32(0x5b);
+    const rng = seededUniform(0x5b);
     const outF = 64, inF = 576;
     const w = randF32(rng, outF * inF);
     for (let o = 0; o < outF; o++) for (let j = 0; j < inF; j += 2) w[o * inF + j + (o & 1)] = 0;
@@ -430,7 +414,7 @@ for (const level of ['avx512', 'avx2', 'scalar'] as SimdLevel[]) {
       test(`${outF}×${inF} at ${sparsity * 100}% (zero rows included)`, (t) => {
         if (!levels().includes(level)) { t.skip(`this CPU has no ${level}`); return; }
         native().compressedIsa(level);
-        const rng = mulberry32(0x5c + outF * 31 + inF);
+        const rng = seededUniform(0x5c + outF * 31 + inF);
         const zeroRows = outF > 3 ? [1, outF - 1] : [];
         const w = sparseDense(rng, outF, inF, sparsity, zeroRows);
         const sp = packSparse(w, outF, inF);
@@ -453,7 +437,7 @@ for (const level of ['avx512', 'avx2', 'scalar'] as SimdLevel[]) {
     test('x past inF is never read (NaN there changes nothing)', (t) => {
       if (!levels().includes(level)) { t.skip(`this CPU has no ${level}`); return; }
       native().compressedIsa(level);
-      const rng = mulberry32(0x5d);
+      const rng = seededUniform(0x5d);
       const outF = 6, inF = 37;
       const sp = packSparse(sparseDense(rng, outF, inF, 0.5), outF, inF);
       const x = new Float32Array(inF + 40).fill(NaN);

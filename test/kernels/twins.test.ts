@@ -12,6 +12,7 @@ import { describe, test } from 'node:test';
 import type { FloatArray, Kernels, NativeInfo } from '../../src/kernels/api.ts';
 import { loadNativeAddon, nativeAddonPath, wrapNativeAddon } from '../../src/kernels/native.ts';
 import { referenceKernels as ref } from '../../src/kernels/reference.ts';
+import { randF32, seededUniform } from '../helpers/random.ts';
 
 // OpenBLAS reads OPENBLAS_CORETYPE when the addon is loaded; Debian's 0.3.21 misdetects this CPU without it.
 if (!process.env.OPENBLAS_CORETYPE) process.env.OPENBLAS_CORETYPE = 'SkylakeX';
@@ -32,24 +33,6 @@ function native(): Kernels & NativeInfo {
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
-
-/** mulberry32: tiny seeded PRNG, uniform in [0, 1). */
-function mulberry32(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-function randF32(rng: () => number, n: number, scale = 1): Float32Array {
-  const a = new Float32Array(n);
-  for (let i = 0; i < n; i++) a[i] = (rng() * 2 - 1) * scale;
-  return a;
-}
 
 function randInts(rng: () => number, n: number, lo: number, hi: number): Int32Array {
   const a = new Int32Array(n);
@@ -129,7 +112,7 @@ describe('native vs reference: gemm', () => {
   for (const cs of GEMM_CASES) {
     // Tolerance: rtol 1e-5, atol 1e-6·max(1, √k/4) — float32 sgemm accumulation vs a double reference.
     test(cs.name, () => {
-      const rng = mulberry32(0x6e33 + cs.m * 131 + cs.n * 17 + cs.k);
+      const rng = seededUniform(0x6e33 + cs.m * 131 + cs.n * 17 + cs.k);
       const { tA, tB, m, n, k } = cs;
       const alpha = cs.alpha ?? 1, beta = cs.beta ?? 0;
       const aOff = cs.aOff ?? 0, bOff = cs.bOff ?? 0, cOff = cs.cOff ?? 0;
@@ -157,7 +140,7 @@ describe('native vs reference: gemm', () => {
   // Tolerance: rtol 1e-5, atol 1e-6.
   for (const [tA, tB] of [[false, false], [true, false], [false, true], [true, true]] as const) {
     test(`gemmBatched with strides and offsets (transA=${tA}, transB=${tB})`, () => {
-      const rng = mulberry32(0xba7c + (tA ? 1 : 0) + (tB ? 2 : 0));
+      const rng = seededUniform(0xba7c + (tA ? 1 : 0) + (tB ? 2 : 0));
       const m = 5, n = 7, k = 6, batch = 4;
       const lda = (tA ? m : k) + 2, ldb = (tB ? k : n) + 1, ldc = n + 3;
       const strideA = (tA ? k : m) * lda + 5, strideC = m * ldc + 1;
@@ -192,7 +175,7 @@ describe('native vs reference: softmax', () => {
   for (const cs of cases) {
     // Tolerance: rtol 1e-5, atol 1e-6; masked entries exactly 0; kept entries sum to 1 within 1e-6.
     test(cs.name, () => {
-      const rng = mulberry32(0x50f7 + cs.rows * 7 + cs.cols);
+      const rng = seededUniform(0x50f7 + cs.rows * 7 + cs.cols);
       const { rows, cols, scale, causalRows, causalShift } = cs;
       const x = randF32(rng, rows * cols, 6);
       const fwd = twin({ x, y: new Float32Array(rows * cols) }, (kern, a) =>
@@ -231,7 +214,7 @@ describe('native vs reference: softmax', () => {
 describe('native vs reference: crossEntropy', () => {
   // Tolerance: loss and lse rtol 1e-5 (summed in double on both sides); dlogits rtol 1e-5, atol 1e-6.
   test('odd vocab, ignored rows, forward + backward (+ in place)', () => {
-    const rng = mulberry32(0xce);
+    const rng = seededUniform(0xce);
     const rows = 9, vocab = 37, ignoreIndex = -100;
     const logits = randF32(rng, rows * vocab, 5);
     const targets = randInts(rng, rows, 0, vocab);
@@ -275,7 +258,7 @@ describe('native vs reference: rmsnorm', () => {
   // Tolerance: rtol 1e-5, atol 1e-6 (dw: atol 1e-6·rows, it sums over rows).
   for (const [rows, dim] of [[5, 23], [1, 1], [3, 64]] as const) {
     test(`forward and backward, rows=${rows} dim=${dim}, dx/dw null combinations`, () => {
-      const rng = mulberry32(0x3a5 + rows * 100 + dim);
+      const rng = seededUniform(0x3a5 + rows * 100 + dim);
       const eps = 1e-5;
       const x = randF32(rng, rows * dim, 2);
       if (rows > 2) x.fill(0, 2 * dim, 3 * dim); // an all-zero row: rstd = 1/sqrt(eps)
@@ -304,7 +287,7 @@ describe('native vs reference: rmsnorm', () => {
 // Activations
 
 describe('native vs reference: silu / swiglu', () => {
-  const rng = mulberry32(0x511);
+  const rng = seededUniform(0x511);
   const n = 1001;
   const special = [-100, -88, -20, -1e-3, 0, 1e-3, 20, 88, 100];
   const x = randF32(rng, n, 8);
@@ -355,7 +338,7 @@ function ropeTables<T extends FloatArray = Float32Array>(maxPos: number, headDim
 describe('native vs reference: rope', () => {
   // Tolerance: rtol 1e-5, atol 1e-6 (forward, and forward∘backward vs the input).
   test('forward, backward (sign −1) restores the input, in place', () => {
-    const rng = mulberry32(0x40e);
+    const rng = seededUniform(0x40e);
     const nTok = 6, nHeads = 3, headDim = 10, maxPos = 16;
     const { cos, sin } = ropeTables(maxPos, headDim);
     const positions = Int32Array.from([0, 15, 3, 3, 7, 1]);
@@ -380,7 +363,7 @@ describe('native vs reference: rope', () => {
 
 describe('native vs reference: embedding', () => {
   test('lookup (exact) and scatter-add backward with repeated ids (rtol 1e-5, atol 1e-6)', () => {
-    const rng = mulberry32(0xe3b);
+    const rng = seededUniform(0xe3b);
     const vocab = 11, dim = 7, n = 20;
     const w = randF32(rng, vocab * dim);
     const ids = randInts(rng, n, 0, vocab);
@@ -405,7 +388,7 @@ describe('native vs reference: embedding', () => {
 describe('native vs reference: adamw', () => {
   // Tolerance: rtol 1e-5, atol 1e-6 on p, m, v after every step.
   test('five steps', () => {
-    const rng = mulberry32(0xada);
+    const rng = seededUniform(0xada);
     const n = 1003;
     const lr = 1e-3, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weightDecay = 0.1;
     const state = { n: { p: randF32(rng, n), m: new Float32Array(n), v: new Float32Array(n) }, r: { p: new Float32Array(0), m: new Float32Array(0), v: new Float32Array(0) } };
@@ -526,7 +509,7 @@ describe('reference kernels on Float64Array', () => {
   });
 
   test('softmax, crossEntropy, rope, rmsnorm and adamw in double precision', () => {
-    const rng = mulberry32(0xf64);
+    const rng = seededUniform(0xf64);
     const rows = 3, cols = 5;
     const x = Float64Array.from({ length: rows * cols }, () => rng() * 4 - 2);
     const y = new Float64Array(rows * cols);
