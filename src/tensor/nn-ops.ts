@@ -6,11 +6,7 @@ import { kernelsFor } from '../kernels/index.ts';
 import type { FloatArray } from '../kernels/api.ts';
 import { record } from './autograd.ts';
 import { attentionForward } from './attention-core.ts';
-import { Tensor, fmtShape, sameShape } from './tensor.ts';
-
-function alloc(like: FloatArray, n: number): FloatArray {
-  return like instanceof Float64Array ? new Float64Array(n) : new Float32Array(n);
-}
+import { Tensor, fmtShape, sameShape, allocLike } from './tensor.ts';
 
 function dense(t: Tensor): Tensor {
   return t.isContiguous ? t : new Tensor(t.contiguousData(), t.shape);
@@ -24,7 +20,7 @@ export function embedding(w: Tensor, ids: Int32Array, idsShape: readonly number[
     if (ids[i] < 0 || ids[i] >= vocab) throw new Error(`embedding: token id ${ids[i]} at position ${i} is outside the vocabulary (0..${vocab - 1})`);
   }
   const wd = w.contiguousData();
-  const out = alloc(wd, ids.length * dim);
+  const out = allocLike(wd, ids.length * dim);
   kernelsFor(wd).embedding(wd, ids, out, ids.length, dim);
   return record('embedding', [w], { ids, vocab, dim }, new Tensor(out, [...idsShape, dim]));
 }
@@ -35,15 +31,15 @@ export function rmsnorm(x: Tensor, w: Tensor, eps: number): Tensor {
   if (w.ndim !== 1 || w.shape[0] !== dim) throw new Error(`rmsnorm: weight ${fmtShape(w.shape)} does not match input ${fmtShape(x.shape)}`);
   const xc = dense(x), wc = dense(w);
   const rows = xc.size / dim;
-  const y = alloc(xc.data, xc.size);
-  const rstd = alloc(xc.data, rows);
+  const y = allocLike(xc.data, xc.size);
+  const rstd = allocLike(xc.data, rows);
   kernelsFor(xc.data).rmsnorm(xc.contiguousData(), wc.contiguousData(), y, rstd, rows, dim, eps);
   return record('rmsnorm', [x, w], { x: xc, w: wc, rstd }, new Tensor(y, x.shape));
 }
 
 export function silu(x: Tensor): Tensor {
   const xc = dense(x);
-  const y = alloc(xc.data, xc.size);
+  const y = allocLike(xc.data, xc.size);
   kernelsFor(xc.data).silu(xc.contiguousData(), y, xc.size);
   return record('silu', [x], { x: xc }, new Tensor(y, x.shape));
 }
@@ -52,7 +48,7 @@ export function silu(x: Tensor): Tensor {
 export function swiglu(gate: Tensor, up: Tensor): Tensor {
   if (!sameShape(gate.shape, up.shape)) throw new Error(`swiglu: gate ${fmtShape(gate.shape)} and up ${fmtShape(up.shape)} differ`);
   const g = dense(gate), u = dense(up);
-  const y = alloc(g.data, g.size);
+  const y = allocLike(g.data, g.size);
   kernelsFor(g.data).swiglu(g.contiguousData(), u.contiguousData(), y, g.size);
   return record('swiglu', [gate, up], { gate: g, up: u }, new Tensor(y, gate.shape));
 }
@@ -74,7 +70,7 @@ export function rope(x: Tensor, positions: Int32Array, tables: RopeTables): Tens
     if (positions[i] < 0 || positions[i] >= tables.maxPositions) throw new Error(`rope: position ${positions[i]} outside the table (0..${tables.maxPositions - 1})`);
   }
   const xd = x.contiguousData();
-  const y = alloc(xd, xd.length);
+  const y = allocLike(xd, xd.length);
   const { cos, sin } = tablesAs(tables, xd);
   kernelsFor(xd).rope(xd, y, positions, cos, sin, b * t, h, d, 1);
   return record('rope', [x], { positions, cos, sin }, new Tensor(y, x.shape));
@@ -93,7 +89,7 @@ export function softmax(x: Tensor, scale = 1, causalShift: number | null = null)
   const cols = x.shape[x.ndim - 1];
   const xd = x.contiguousData();
   const rows = xd.length / cols;
-  const y = alloc(xd, xd.length);
+  const y = allocLike(xd, xd.length);
   const causalRows = causalShift === null ? 0 : x.shape[x.ndim - 2];
   if (causalShift !== null && causalShift < 0) throw new Error('softmax: causalShift must be ≥ 0 (every query must see a key)');
   kernelsFor(xd).softmax(xd, y, rows, cols, scale, causalRows, causalShift ?? 0);
@@ -117,8 +113,8 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, opts: { causal: boole
   const scale = opts.scale ?? 1 / Math.sqrt(D);
   const qc = dense(q), kc = dense(k), vc = dense(v);
   const qd = qc.contiguousData();
-  const probs = alloc(qd, B * Hq * Tq * Tk); // (B, Hq, Tq, Tk), saved for backward
-  const out = alloc(qd, B * Tq * Hq * D); // (B, Tq, Hq, D)
+  const probs = allocLike(qd, B * Hq * Tq * Tk); // (B, Hq, Tq, Tk), saved for backward
+  const out = allocLike(qd, B * Tq * Hq * D); // (B, Tq, Hq, D)
   attentionForward(kernelsFor(qd), qd, kc.contiguousData(), vc.contiguousData(), out, probs, {
     B, Tq, Tk, Hq, Hkv, D, kvBatchStride: Tk * Hkv * D, scale, causal: opts.causal,
   });
@@ -143,9 +139,9 @@ export function crossEntropy(logits: Tensor, targets: Int32Array, ignoreIndex = 
   }
   const lc = dense(logits);
   const ld = lc.contiguousData();
-  const lse = alloc(ld, n);
+  const lse = allocLike(ld, n);
   const total = kernelsFor(ld).crossEntropy(ld, targets, lse, n, vocab, ignoreIndex);
-  const out = alloc(ld, 1);
+  const out = allocLike(ld, 1);
   out[0] = total / kept;
   return record('crossEntropy', [logits], { logits: lc, targets, lse, ignoreIndex, kept }, new Tensor(out, []));
 }

@@ -46,7 +46,7 @@ export interface OpSaved {
   /** inputs [logits (N, V)]; mean over kept rows */
   crossEntropy: { logits: Tensor; targets: Int32Array; lse: FloatArray; ignoreIndex: number; kept: number };
   /** inputs [x]; y = x ⊙ mask / (1 − p) */
-  dropout: { mask: FloatArray };
+  dropout: { keep: Uint8Array; scale: number };
   /** inputs [w (out, in)]; group-wise asymmetric fake quantisation, straight-through gradient */
   fakeQuant: Record<string, never>;
 }

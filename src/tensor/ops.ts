@@ -6,12 +6,7 @@ import { kernelsFor } from '../kernels/index.ts';
 import type { FloatArray } from '../kernels/api.ts';
 import { record } from './autograd.ts';
 import { Rng } from './rng.ts';
-import { Tensor, fmtShape, matrixOperand, numel, sameShape } from './tensor.ts';
-
-function alloc(like: Tensor | FloatArray, n: number): FloatArray {
-  const data = like instanceof Tensor ? like.data : like;
-  return data instanceof Float64Array ? new Float64Array(n) : new Float32Array(n);
-}
+import { Tensor, fmtShape, matrixOperand, numel, sameShape, allocLike } from './tensor.ts';
 
 function checkSameShape(op: string, a: Tensor, b: Tensor): void {
   if (!sameShape(a.shape, b.shape)) throw new Error(`${op}: shapes ${fmtShape(a.shape)} and ${fmtShape(b.shape)} differ`);
@@ -23,7 +18,7 @@ function checkSameShape(op: string, a: Tensor, b: Tensor): void {
 export function add(a: Tensor, b: Tensor): Tensor {
   checkSameShape('add', a, b);
   const x = a.contiguousData(), y = b.contiguousData();
-  const out = alloc(a, x.length);
+  const out = allocLike(a, x.length);
   for (let i = 0; i < out.length; i++) out[i] = x[i] + y[i];
   return record('add', [a, b], {}, new Tensor(out, a.shape));
 }
@@ -31,7 +26,7 @@ export function add(a: Tensor, b: Tensor): Tensor {
 export function sub(a: Tensor, b: Tensor): Tensor {
   checkSameShape('sub', a, b);
   const x = a.contiguousData(), y = b.contiguousData();
-  const out = alloc(a, x.length);
+  const out = allocLike(a, x.length);
   for (let i = 0; i < out.length; i++) out[i] = x[i] - y[i];
   return record('sub', [a, b], {}, new Tensor(out, a.shape));
 }
@@ -39,14 +34,14 @@ export function sub(a: Tensor, b: Tensor): Tensor {
 export function mul(a: Tensor, b: Tensor): Tensor {
   checkSameShape('mul', a, b);
   const x = a.contiguousData(), y = b.contiguousData();
-  const out = alloc(a, x.length);
+  const out = allocLike(a, x.length);
   for (let i = 0; i < out.length; i++) out[i] = x[i] * y[i];
   return record('mul', [a, b], { a, b }, new Tensor(out, a.shape));
 }
 
 export function scale(a: Tensor, s: number): Tensor {
   const x = a.contiguousData();
-  const out = alloc(a, x.length);
+  const out = allocLike(a, x.length);
   for (let i = 0; i < out.length; i++) out[i] = x[i] * s;
   return record('scale', [a], { s }, new Tensor(out, a.shape));
 }
@@ -65,7 +60,7 @@ function reduceAll(a: Tensor, factor: number): Tensor {
   const x = a.contiguousData();
   let acc = 0;
   for (let i = 0; i < x.length; i++) acc += x[i];
-  const out = alloc(a, 1);
+  const out = allocLike(a, 1);
   out[0] = acc * factor;
   return record('sum', [a], { shape: a.shape, factor }, new Tensor(out, []));
 }
@@ -75,14 +70,15 @@ export function dropout(x: Tensor, p: number, rng: Rng): Tensor {
   if (!(p >= 0 && p < 1)) throw new Error(`dropout: probability must be in [0, 1), got ${p}`);
   if (p === 0) return x;
   const src = x.contiguousData();
-  const mask = alloc(x, src.length);
-  const out = alloc(x, src.length);
-  const keep = 1 / (1 - p);
+  const keep = new Uint8Array(src.length); // 1 = kept
+  const out = allocLike(x, src.length);
+  const scale = 1 / (1 - p);
+  // one 32-bit draw per element: kept when it is ≥ p·2³² (probability 1 − p up to 2⁻³²)
+  const threshold = Math.floor(p * 4294967296);
   for (let i = 0; i < src.length; i++) {
-    mask[i] = rng.uniform() >= p ? keep : 0;
-    out[i] = src[i] * mask[i];
+    if (rng.nextUint32() >= threshold) { keep[i] = 1; out[i] = src[i] * scale; }
   }
-  return record('dropout', [x], { mask }, new Tensor(out, x.shape));
+  return record('dropout', [x], { keep, scale }, new Tensor(out, x.shape));
 }
 
 // ---- views ------------------------------------------------------------------------------------------
@@ -142,7 +138,7 @@ export function linear(x: Tensor, w: Tensor, b?: Tensor | null): Tensor {
   if (b && (b.ndim !== 1 || b.shape[0] !== outF)) throw new Error(`linear: bias ${fmtShape(b.shape)} does not match ${outF} outputs`);
   const xd = x.contiguousData();
   const rows = xd.length / Math.max(inF, 1);
-  const y = alloc(x, rows * outF);
+  const y = allocLike(x, rows * outF);
   const wo = matrixOperand(w);
   if (b) {
     const bd = b.contiguousData();
@@ -165,7 +161,7 @@ export function matmul(a: Tensor, b: Tensor): Tensor {
   const n = b.shape[b.ndim - 1];
   const batch = numel(a.shape.slice(0, -2));
   const ad = a.contiguousData(), bd = b.contiguousData();
-  const y = alloc(a, batch * m * n);
+  const y = allocLike(a, batch * m * n);
   kernelsFor(ad).gemmBatched(false, false, m, n, k, 1, ad, 0, k, m * k, bd, 0, n, k * n, 0, y, 0, n, m * n, batch);
   const ac = a.isContiguous ? a : new Tensor(ad, a.shape);
   const bc = b.isContiguous ? b : new Tensor(bd, b.shape);
@@ -201,7 +197,7 @@ export function fakeQuant(w: Tensor, q: QuantParams): Tensor {
   if (w.ndim !== 2) throw new Error(`fakeQuant: weight must be 2-D, got ${fmtShape(w.shape)}`);
   const [out, inF] = w.shape;
   const src = w.contiguousData();
-  const y = alloc(w, src.length);
+  const y = allocLike(w, src.length);
   for (let o = 0; o < out; o++) {
     for (let j = 0; j < inF; j++) {
       const g = q.gIdx[j] * q.out + o;

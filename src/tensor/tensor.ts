@@ -127,6 +127,12 @@ function copyStrided(t: Tensor, out: FloatArray): void {
 
 // ---- construction -------------------------------------------------------------------------------
 
+/** A zeroed buffer of n elements in the precision of `like` (float64 for gradient checks, else float32). */
+export function allocLike(like: Tensor | FloatArray, n: number): FloatArray {
+  const data = like instanceof Tensor ? like.data : like;
+  return data instanceof Float64Array ? new Float64Array(n) : new Float32Array(n);
+}
+
 function alloc(n: number, dtype: DType): FloatArray {
   return dtype === 'f64' ? new Float64Array(n) : new Float32Array(n);
 }

@@ -5,17 +5,13 @@
  */
 import { kernelsFor } from '../kernels/index.ts';
 import type { FloatArray } from '../kernels/api.ts';
-import { Tensor, matrixOperand, numel } from './tensor.ts';
+import { Tensor, matrixOperand, numel, allocLike } from './tensor.ts';
 import { causalBlocks } from './attention-core.ts';
 import type { VjpTable } from './op-types.ts';
 
-function alloc(like: FloatArray, n: number): FloatArray {
-  return like instanceof Float64Array ? new Float64Array(n) : new Float32Array(n);
-}
-
 function map(gy: Tensor, shape: readonly number[], f: (g: number, i: number) => number): Tensor {
   const g = gy.contiguousData();
-  const out = alloc(g, g.length);
+  const out = allocLike(g, g.length);
   for (let i = 0; i < g.length; i++) out[i] = f(g[i], i);
   return new Tensor(out, shape);
 }
@@ -30,10 +26,15 @@ export const vjpRules: VjpTable = {
     return [wants[0] ? map(gy, a.shape, (g, i) => g * bd[i]) : null, wants[1] ? map(gy, b.shape, (g, i) => g * ad[i]) : null];
   },
 
-  scale: ({ s }, gy) => [map(gy, gy.shape, (g) => g * s)],
+  scale: ({ s }, gy) => {
+    const g = gy.contiguousData();
+    const d = allocLike(g, g.length);
+    for (let i = 0; i < g.length; i++) d[i] = g[i] * s;
+    return [new Tensor(d, gy.shape)];
+  },
 
   sum: ({ shape, factor }, gy) => {
-    const out = alloc(gy.data, numel(shape));
+    const out = allocLike(gy.data, numel(shape));
     out.fill(gy.item() * factor);
     return [new Tensor(out, shape)];
   },
@@ -41,7 +42,7 @@ export const vjpRules: VjpTable = {
   reshape: ({ shape }, gy) => [new Tensor(gy.contiguousData(), shape)],
 
   narrow: ({ shape, dim, start }, gy) => {
-    const full = new Tensor(alloc(gy.data, numel(shape)), shape);
+    const full = new Tensor(allocLike(gy.data, numel(shape)), shape);
     // Write gy into the slice of `full` through a view with full's strides.
     const view = new Tensor(full.data, gy.shape, { strides: full.strides, offset: start * full.strides[dim] });
     scatterInto(view, gy.contiguousData());
@@ -68,18 +69,18 @@ export const vjpRules: VjpTable = {
     if (wants[0]) {
       // dx (rows, in) = gy (rows, out) · w (out, in)
       const wo = matrixOperand(w);
-      const d = alloc(g, rows * inF);
+      const d = allocLike(g, rows * inF);
       if (rows && inF && outF) kern.gemm(false, wo.trans, rows, inF, outF, 1, g, 0, outF, wo.data, wo.off, wo.ld, 0, d, 0, inF);
       dx = new Tensor(d, x.shape);
     }
     if (wants[1]) {
       // dw (out, in) = gyᵀ (out, rows) · x (rows, in)
-      const d = alloc(g, outF * inF);
+      const d = allocLike(g, outF * inF);
       if (rows && inF && outF) kern.gemm(true, false, outF, inF, rows, 1, g, 0, outF, x.contiguousData(), 0, inF, 0, d, 0, inF);
       dw = new Tensor(d, w.shape);
     }
     if (hasBias && wants[2]) {
-      const d = alloc(g, outF);
+      const d = allocLike(g, outF);
       for (let r = 0; r < rows; r++) for (let o = 0; o < outF; o++) d[o] += g[r * outF + o];
       db = new Tensor(d, [outF]);
     }
@@ -94,12 +95,12 @@ export const vjpRules: VjpTable = {
     const kern = kernelsFor(g);
     let da: Tensor | null = null, db: Tensor | null = null;
     if (wants[0]) {
-      const d = alloc(g, a.size); // (m, k) = gy (m, n) · bᵀ (n, k)
+      const d = allocLike(g, a.size); // (m, k) = gy (m, n) · bᵀ (n, k)
       kern.gemmBatched(false, true, m, k, n, 1, g, 0, n, m * n, b.contiguousData(), 0, n, k * n, 0, d, 0, k, m * k, batch);
       da = new Tensor(d, a.shape);
     }
     if (wants[1]) {
-      const d = alloc(g, b.size); // (k, n) = aᵀ (k, m) · gy (m, n)
+      const d = allocLike(g, b.size); // (k, n) = aᵀ (k, m) · gy (m, n)
       kern.gemmBatched(true, false, k, n, m, 1, a.contiguousData(), 0, k, m * k, g, 0, n, m * n, 0, d, 0, n, k * n, batch);
       db = new Tensor(d, b.shape);
     }
@@ -108,7 +109,7 @@ export const vjpRules: VjpTable = {
 
   embedding: ({ ids, vocab, dim }, gy) => {
     const g = gy.contiguousData();
-    const dw = alloc(g, vocab * dim);
+    const dw = allocLike(g, vocab * dim);
     kernelsFor(g).embeddingBackward(g, ids, dw, ids.length, dim);
     return [new Tensor(dw, [vocab, dim])];
   },
@@ -116,23 +117,23 @@ export const vjpRules: VjpTable = {
   rmsnorm: ({ x, w, rstd }, gy, wants) => {
     const dim = w.shape[0];
     const g = gy.contiguousData();
-    const dx = wants[0] ? alloc(g, g.length) : null;
-    const dw = wants[1] ? alloc(g, dim) : null;
+    const dx = wants[0] ? allocLike(g, g.length) : null;
+    const dw = wants[1] ? allocLike(g, dim) : null;
     kernelsFor(g).rmsnormBackward(x.contiguousData(), w.contiguousData(), rstd, g, dx, dw, g.length / dim, dim);
     return [dx && new Tensor(dx, x.shape), dw && new Tensor(dw, w.shape)];
   },
 
   silu: ({ x }, gy) => {
     const g = gy.contiguousData();
-    const dx = alloc(g, g.length);
+    const dx = allocLike(g, g.length);
     kernelsFor(g).siluBackward(x.contiguousData(), g, dx, g.length);
     return [new Tensor(dx, x.shape)];
   },
 
   swiglu: ({ gate, up }, gy, wants) => {
     const g = gy.contiguousData();
-    const dg = wants[0] ? alloc(g, g.length) : null;
-    const du = wants[1] ? alloc(g, g.length) : null;
+    const dg = wants[0] ? allocLike(g, g.length) : null;
+    const du = wants[1] ? allocLike(g, g.length) : null;
     kernelsFor(g).swigluBackward(gate.contiguousData(), up.contiguousData(), g, dg, du, g.length);
     return [dg && new Tensor(dg, gate.shape), du && new Tensor(du, up.shape)];
   },
@@ -140,7 +141,7 @@ export const vjpRules: VjpTable = {
   rope: ({ positions, cos, sin }, gy) => {
     const [b, t, h, d] = gy.shape;
     const g = gy.contiguousData();
-    const dx = alloc(g, g.length);
+    const dx = allocLike(g, g.length);
     kernelsFor(g).rope(g, dx, positions, cos, sin, b * t, h, d, -1);
     return [new Tensor(dx, gy.shape)];
   },
@@ -148,7 +149,7 @@ export const vjpRules: VjpTable = {
   softmax: ({ y, scale }, gy) => {
     const cols = y.shape[y.ndim - 1];
     const g = gy.contiguousData();
-    const dx = alloc(g, g.length);
+    const dx = allocLike(g, g.length);
     kernelsFor(g).softmaxBackward(y.contiguousData(), g, dx, g.length / cols, cols, scale);
     return [new Tensor(dx, y.shape)];
   },
@@ -160,10 +161,10 @@ export const vjpRules: VjpTable = {
     const g = gy.contiguousData();
     const qd = q.contiguousData(), kd = k.contiguousData(), vd = v.contiguousData();
     const kern = kernelsFor(g);
-    const dq = wants[0] ? alloc(g, q.size) : null;
-    const dk = wants[1] ? alloc(g, k.size) : null;
-    const dv = wants[2] ? alloc(g, v.size) : null;
-    const dScores = alloc(g, probs.length); // (B, Hq, Tq, Tk): first dP, then (in place) d(raw scores)
+    const dq = wants[0] ? allocLike(g, q.size) : null;
+    const dk = wants[1] ? allocLike(g, k.size) : null;
+    const dv = wants[2] ? allocLike(g, v.size) : null;
+    const dScores = allocLike(g, probs.length); // (B, Hq, Tq, Tk): first dP, then (in place) d(raw scores)
     const blocks = causalBlocks({ Tq, Tk, causal }); // keys beyond a causal block have P = 0: skip them
     const rows = B * Hq * Tq;
     if (dq || dk) {
@@ -197,12 +198,17 @@ export const vjpRules: VjpTable = {
   crossEntropy: ({ logits, targets, lse, ignoreIndex, kept }, gy) => {
     const [n, vocab] = logits.shape;
     const ld = logits.contiguousData();
-    const d = alloc(ld, ld.length);
+    const d = allocLike(ld, ld.length);
     kernelsFor(ld).crossEntropyBackward(ld, targets, lse, n, vocab, ignoreIndex, gy.item() / kept, d);
     return [new Tensor(d, logits.shape)];
   },
 
-  dropout: ({ mask }, gy) => [map(gy, gy.shape, (g, i) => g * mask[i])],
+  dropout: ({ keep, scale }, gy) => {
+    const g = gy.contiguousData();
+    const d = allocLike(g, g.length);
+    for (let i = 0; i < g.length; i++) if (keep[i]) d[i] = g[i] * scale;
+    return [new Tensor(d, gy.shape)];
+  },
 
   // Straight-through estimator: the gradient passes as if quantisation were the identity (SQFT QA-SparsePEFT).
   fakeQuant: (_s, gy) => [gy],
