@@ -44,7 +44,8 @@ export class LoraLinear implements LinearLike {
   /** the base weight's GPTQ quantisation when the base model is quantised (the base holds its dequantised values) */
   baseQuant: QuantizedWeight | null = null;
 
-  constructor(readonly base: Linear, readonly name: string, opts: LoraOptions, init: { rng: Rng } | { a: Tensor; b: Tensor }) {
+  /** `base` may be swapped for an equivalent inference form of the same weight (SparseLinear). */
+  constructor(public base: Linear, readonly name: string, opts: LoraOptions, init: { rng: Rng } | { a: Tensor; b: Tensor }) {
     if (!Number.isInteger(opts.rank) || opts.rank < 1) throw new Error(`LoRA rank must be a positive integer, got ${opts.rank} (${name})`);
     const [out, inF] = base.weight.shape;
     this.rMax = opts.rank;

@@ -46,7 +46,7 @@ export function useSparseKernels(model: LlamaModel): number {
       const m = layer.proj[p];
       if (m instanceof Linear && !(m instanceof SparseLinear) && sparsity(m.weight) >= SPARSE_KERNEL_MIN_SPARSITY) { layer.proj[p] = new SparseLinear(m); n++; }
       else if (m instanceof LoraLinear && !m.sparseMask && !m.quant && !(m.base instanceof SparseLinear) && sparsity(m.base.weight) >= SPARSE_KERNEL_MIN_SPARSITY) {
-        (m as { base: Linear }).base = new SparseLinear(m.base);
+        m.base = new SparseLinear(m.base);
         n++;
       }
     }
