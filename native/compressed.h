@@ -1,7 +1,8 @@
 // Compressed-weight inference kernels (INT4 group-quantised, ≥ 50% unstructured sparse): entry points,
 // run-time ISA dispatch and the small worker pool their matrix-vector paths share.
 //
-//   int4.cc    int4Linear, int4Dequantize, compressedIsa (dispatch level), the worker pool
+//   compressed-runtime.cc  compressedIsa (dispatch level), compressedThreads, the worker pool
+//   int4.cc    int4Linear, int4Dequantize
 //   sparse.cc  sparseLinear
 //
 // ISA: the addon is built portable (no -march=native). Kernels that matter for speed exist in three
