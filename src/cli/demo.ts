@@ -7,7 +7,7 @@
  */
 import { Command } from 'commander';
 import { join, resolve } from 'node:path';
-import { buildSuite, DEMO_TASKS } from '../demo/tasks.ts';
+import { buildSuite, DEFAULT_SIZES, DEMO_TASKS, QUICK_SIZES } from '../demo/tasks.ts';
 import { pretrainBase } from '../demo/pretrain.ts';
 import { parseRecipe } from '../pipeline/recipe.ts';
 import { runRecipe } from '../pipeline/runner.ts';
@@ -29,10 +29,11 @@ export function demoRecipe(o: { base: string; train: string; val: string; tasksD
     seed: o.seed,
     data: { train: [o.train], val: o.val, tasks: DEMO_TASKS.map((t) => t.name), dataDir: o.tasksDir },
     baseline: true,
-    finetune: { space: 'lonas', rank: 16, alpha: 32, dropout: 0.05, epochs: 1, steps: q ? 24 : 150, batchSize: 8, gradAccum: 1, lr: 2e-3, warmup: q ? 2 : 10, cutoffLen: 160 },
+    // loss on the response only: the prompts are templated boilerplate the model would otherwise spend its steps on
+    finetune: { space: 'lonas', rank: 16, alpha: 32, dropout: 0, epochs: 1, steps: q ? 40 : 300, batchSize: 8, gradAccum: 1, lr: 4e-3, warmup: q ? 4 : 10, cutoffLen: 160, trainOnInputs: false },
     search: { evals: q ? 8 : 40, population: q ? 4 : 8, objective: 'macs', mode: 'loss', limit: q ? 24 : 100 },
     extract: { merge: true },
-    eval: { mode: 'generate', beams: 1, limit: q ? 24 : 200, batchSize: 16, maxNewTokens: 48 },
+    eval: { mode: 'generate', beams: 1, limit: q ? 24 : 200, batchSize: 16, maxNewTokens: Math.max(...DEMO_TASKS.map((t) => t.maxNewTokens)) },
     bench: { promptLen: 128, genLen: 32, repeats: q ? 3 : 7 },
   };
 }
@@ -47,7 +48,7 @@ export function demoCommand(): Command {
     .action(async (o: DemoOptions) => {
       const out = resolve(o.out);
       const log = (s: string) => process.stderr.write(`${s}\n`);
-      const files = buildSuite(join(out, 'data'), o.seed, o.quick ? { pretrainDocs: 3000, train: 240, val: 40, test: 24 } : {});
+      const files = buildSuite(join(out, 'data'), o.seed, o.quick ? QUICK_SIZES : DEFAULT_SIZES);
       log(`lonas demo: task suite in ${files.dir} (train ${files.train}, test ${Object.values(files.test).join(', ')})`);
       let lastPrinted = -1;
       const base = pretrainBase({

@@ -2,22 +2,30 @@
  * The demo's built-in task suite, generated deterministically from a seed (no downloads).
  *
  * Two downstream tasks in LLM-Adapters format ({instruction, input: "", output, answer}):
- * - `arith`: templated one-step word problems (addition / subtraction of small numbers); the output shows the
- *   work and ends with the number ("We compute 7 + 5 = 12. The answer is 12"); answer = the number (scored as `number`).
- * - `choice`: two-way multiple choice in the winogrande layout ("Option1: … Option2: …", "Answer format:
- *   option1/option2"), answered "the correct answer is optionN" (scored as `choice` with labels option1/option2).
- *   Three kinds: which word is a kind of <category>, the opposite of a word, the larger / smaller number.
+ * - `arith`: one-step word problems (addition / subtraction of numbers up to 18); the output shows the work
+ *   and ends with the number ("We compute 7 + 5 = 12. The answer is 12"); scored as `number`.
+ * - `choice`: two-way multiple choice in the winogrande layout ("Option1: even Option2: odd", "Answer format:
+ *   option1/option2"): is the result of a word problem (or of a bare sum / difference) even or odd? The output
+ *   reasons first ("We compute 7 + 5 = 12, and 12 is even, so the correct answer is option1"); scored as
+ *   `choice` with labels option1/option2 (the first label in the response counts).
  *
- * A pretraining corpus states the same facts in free text (sums and differences, short stories with the
- * equation, "pear is a kind of fruit.", "the opposite of hot is cold.", "17 is larger than 9.") but never
- * uses the instruction template or the answer phrasing, so the base model knows the facts and fine-tuning
- * has to teach the task format.
+ * A pretraining corpus states the same knowledge in free text: sums and differences, short stories with
+ * their equation ("Ella had 7 shells. She found 8 more shells. We compute 7 + 8 = 15, so …"), parities
+ * ("12 is an even number."), and the words of the instruction template in unrelated sentences (so no task
+ * token is new to the base model). It never uses the instruction template, the options or the answer
+ * phrasing, so fine-tuning has to teach the task format.
  *
  * Splits are disjoint by construction, at the level of the underlying facts: every arithmetic fact
- * (op, a, b), category word, opposite pair and number pair belongs to exactly one of train / validation /
- * test, and an item of a split uses only facts of that split. The test set therefore asks about facts the
- * fine-tuning data never showed: answering needs what the base model learned in pretraining (which covers
- * every fact). Within a split, items are distinct (no two share their instruction).
+ * (op, a, b) belongs to exactly one of train / validation / test, and an item of a split uses only facts of
+ * that split (in both tasks). The test set therefore asks about sums the fine-tuning data never showed:
+ * answering needs what the base model learned in pretraining (which covers every fact). Within a split,
+ * items are distinct (no two share their instruction).
+ *
+ * Why these tasks: a model of ~1 M parameters pretrained for ~2 minutes learns facts that are completions
+ * ("7 + 5 =" → 12, "12 is an" → even) and copying numbers from a story into an equation; it does not learn
+ * to compare two options with each other (tried: category, opposite and larger-number questions with the
+ * options in either order stay at chance after fine-tuning). So each choice item has its options in a fixed
+ * order and its answer follows from facts the model can write down first.
  */
 import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync } from 'node:fs';
@@ -27,16 +35,16 @@ import type { Example } from '../io/prompt.ts';
 import { writeFileAtomic } from '../io/files.ts';
 
 export const DEMO_TASKS = [
-  /** maxNewTokens: the output is ~25 tokens + EOS; a budget well above that, far below the math default of 256 */
-  { name: 'arith', answerType: 'number', maxNewTokens: 48 },
-  { name: 'choice', answerType: 'choice', labels: ['option1', 'option2'], maxNewTokens: 24 },
+  /** maxNewTokens: outputs are ~15 tokens + EOS; a budget well above that, far below the math default of 256 */
+  { name: 'arith', answerType: 'number', maxNewTokens: 32 },
+  { name: 'choice', answerType: 'choice', labels: ['option1', 'option2'], maxNewTokens: 32 },
 ] as const;
 export type DemoTaskName = (typeof DEMO_TASKS)[number]['name'];
 
 export type SplitName = 'train' | 'val' | 'test';
 
 export interface SuiteSizes {
-  /** pretraining documents (a few fact sentences each, ~60–80 tokens) */
+  /** pretraining documents (a few sentences each, ~65 tokens) */
   pretrainDocs: number;
   /** examples per task in each split */
   train: number;
@@ -45,6 +53,8 @@ export interface SuiteSizes {
 }
 
 export const DEFAULT_SIZES: SuiteSizes = { pretrainDocs: 12000, train: 800, val: 100, test: 200 };
+/** The reduced suite of `lonas demo --quick` (CI); its pretraining documents match PLANS.quick.corpusDocs. */
+export const QUICK_SIZES: SuiteSizes = { pretrainDocs: 3000, train: 300, val: 40, test: 60 };
 
 export interface DemoSuite {
   seed: number;
@@ -67,47 +77,25 @@ const NAMES: readonly [string, 'he' | 'she'][] = [
 ];
 const OBJECTS = ['apples', 'books', 'pencils', 'stickers', 'cookies', 'marbles', 'balls', 'cards', 'flowers', 'shells', 'coins', 'toys'];
 
-/** Category → members. Words are unique across categories (no "orange" the fruit and the color). */
-export const CATEGORIES: Readonly<Record<string, readonly string[]>> = {
-  animal: ['dog', 'cat', 'horse', 'cow', 'pig', 'sheep', 'duck', 'fox', 'lion', 'tiger', 'bear', 'mouse', 'rabbit', 'frog', 'goat', 'wolf'],
-  fruit: ['apple', 'banana', 'pear', 'grape', 'lemon', 'peach', 'plum', 'cherry', 'mango', 'melon', 'lime', 'kiwi'],
-  color: ['red', 'blue', 'green', 'yellow', 'pink', 'purple', 'brown', 'black', 'white', 'gray'],
-  vehicle: ['car', 'bus', 'train', 'truck', 'bike', 'boat', 'ship', 'plane', 'van', 'taxi'],
-  furniture: ['chair', 'table', 'bed', 'sofa', 'desk', 'shelf', 'stool', 'bench', 'couch', 'cabinet'],
-  clothing: ['shirt', 'hat', 'coat', 'sock', 'shoe', 'dress', 'scarf', 'glove', 'skirt', 'jacket'],
-  tool: ['hammer', 'saw', 'drill', 'wrench', 'shovel', 'rake', 'axe', 'pliers', 'chisel', 'ladder'],
-};
-
-/** Antonym pairs; every word occurs once. */
-export const OPPOSITES: readonly [string, string][] = [
-  ['hot', 'cold'], ['big', 'small'], ['tall', 'short'], ['fast', 'slow'], ['happy', 'sad'], ['up', 'down'],
-  ['open', 'closed'], ['light', 'dark'], ['old', 'young'], ['wet', 'dry'], ['full', 'empty'], ['hard', 'soft'],
-  ['early', 'late'], ['loud', 'quiet'], ['rich', 'poor'], ['strong', 'weak'], ['thick', 'thin'], ['day', 'night'],
-  ['left', 'right'], ['near', 'far'], ['clean', 'dirty'], ['good', 'bad'], ['high', 'low'], ['first', 'last'],
-  ['win', 'lose'], ['push', 'pull'],
-];
-
-/** Largest number in the comparison items. */
-const MAX_COMPARE = 30;
 /** Addends of the arithmetic facts: a + b and (a + b) − b with a, b in 1..MAX_ADDEND. */
-const MAX_ADDEND = 9;
+export const MAX_ADDEND = 9;
 
-/** Fraction of each fact pool held out for test and validation. */
+/** Fraction of the facts held out for test and validation. */
 const TEST_FRACTION = 0.3;
 const VAL_FRACTION = 0.1;
 
+export const CHOICE_OPTIONS = 'Option1: even Option2: odd';
+
 // ---------------------------------------------------------------------------------------------- facts
 
-interface ArithFact { op: '+' | '-'; a: number; b: number; result: number }
-type ChoiceFact =
-  | { kind: 'category'; category: string; word: string }
-  | { kind: 'opposite'; pair: [string, string] }
-  | { kind: 'compare'; small: number; large: number };
+export interface ArithFact { op: '+' | '-'; a: number; b: number; result: number }
 
 const cap = (s: string) => s.charAt(0).toUpperCase() + s.slice(1);
 const pick = <T>(rng: Rng, xs: readonly T[]): T => xs[rng.int(xs.length)];
+const parity = (n: number) => (n % 2 === 0 ? 'even' : 'odd');
 
-function arithFacts(): ArithFact[] {
+/** Every fact: a + b and (a + b) − b for a, b in 1..9 (162 facts, results 1..18). */
+export function arithFacts(): ArithFact[] {
   const out: ArithFact[] = [];
   for (let a = 1; a <= MAX_ADDEND; a++) {
     for (let b = 1; b <= MAX_ADDEND; b++) {
@@ -118,102 +106,99 @@ function arithFacts(): ArithFact[] {
   return out;
 }
 
-/** Splits a pool into test / val / train parts (seeded shuffle; at least one item per part when possible). */
-function splitPool<T>(items: readonly T[], rng: Rng): Record<SplitName, T[]> {
-  const order = rng.shuffle(items.slice());
-  const nTest = Math.max(1, Math.round(items.length * TEST_FRACTION));
-  const nVal = Math.max(1, Math.round(items.length * VAL_FRACTION));
+/** The facts of each split (seeded shuffle; test and validation fractions of the 162 facts). */
+export function splitFacts(rng: Rng): Record<SplitName, ArithFact[]> {
+  const order = rng.shuffle(arithFacts());
+  const nTest = Math.round(order.length * TEST_FRACTION);
+  const nVal = Math.round(order.length * VAL_FRACTION);
   return { test: order.slice(0, nTest), val: order.slice(nTest, nTest + nVal), train: order.slice(nTest + nVal) };
 }
 
-interface FactSplits {
-  arith: Record<SplitName, ArithFact[]>;
-  /** category → split → member words */
-  words: Record<string, Record<SplitName, string[]>>;
-  opposites: Record<SplitName, [string, string][]>;
-  compare: Record<SplitName, [number, number][]>;
-}
+// ---------------------------------------------------------------------------------------------- stories
 
-function splitFacts(rng: Rng): FactSplits {
-  const words: FactSplits['words'] = {};
-  for (const [cat, members] of Object.entries(CATEGORIES)) words[cat] = splitPool(members, rng.derive(`words:${cat}`));
-  const pairs: [number, number][] = [];
-  for (let x = 1; x <= MAX_COMPARE; x++) for (let y = x + 1; y <= MAX_COMPARE; y++) pairs.push([x, y]);
-  return {
-    arith: splitPool(arithFacts(), rng.derive('arith')),
-    words,
-    opposites: splitPool(OPPOSITES, rng.derive('opposites')),
-    compare: splitPool(pairs, rng.derive('compare')),
-  };
-}
+type Story = (name: string, pron: string, obj: string, a: number, b: number) => string;
 
-// ---------------------------------------------------------------------------------------------- arith items
-
+/** The situation of a word problem; ADD_QUESTIONS[i] / SUB_QUESTIONS[i] ask about ADD_STORIES[i] / SUB_STORIES[i]. */
+const ADD_STORIES: Story[] = [
+  (n, _p, o, a, b) => `${n} has ${a} ${o} and buys ${b} more.`,
+  (n, p, o, a, b) => `${n} had ${a} ${o}. ${cap(p)} found ${b} more ${o}.`,
+  (n, _p, o, a, b) => `There are ${a} ${o} in a box. ${n} puts ${b} more ${o} in the box.`,
+  (n, _p, o, a, b) => `${n} gets ${a} ${o} on Monday and ${b} ${o} on Tuesday.`,
+];
+const SUB_STORIES: Story[] = [
+  (n, _p, o, t, b) => `${n} has ${t} ${o} and gives away ${b}.`,
+  (n, p, o, t, b) => `${n} had ${t} ${o}. ${cap(p)} lost ${b} of them.`,
+  (n, _p, o, t, b) => `There are ${t} ${o} in a box. ${n} takes ${b} ${o} out of the box.`,
+  (n, _p, o, t, b) => `${n} had ${t} ${o} and used ${b} of them.`,
+];
 const ADD_QUESTIONS = [
-  (n: string, p: string, o: string, a: number, b: number) => `${n} has ${a} ${o} and buys ${b} more. How many ${o} does ${p} have now?`,
-  (n: string, p: string, o: string, a: number, b: number) => `${n} had ${a} ${o}. ${cap(p)} found ${b} more ${o}. How many ${o} does ${n} have?`,
-  (n: string, _p: string, o: string, a: number, b: number) => `There are ${a} ${o} in a box. ${n} puts ${b} more ${o} in the box. How many ${o} are in the box?`,
-  (n: string, _p: string, o: string, a: number, b: number) => `${n} gets ${a} ${o} on Monday and ${b} ${o} on Tuesday. How many ${o} does ${n} get in all?`,
+  (n: string, p: string, o: string) => `How many ${o} does ${p} have now?`,
+  (n: string, _p: string, o: string) => `How many ${o} does ${n} have?`,
+  (_n: string, _p: string, o: string) => `How many ${o} are in the box?`,
+  (n: string, _p: string, o: string) => `How many ${o} does ${n} get in all?`,
 ];
 const SUB_QUESTIONS = [
-  (n: string, p: string, o: string, t: number, b: number) => `${n} has ${t} ${o} and gives away ${b}. How many ${o} does ${p} have left?`,
-  (n: string, p: string, o: string, t: number, b: number) => `${n} had ${t} ${o}. ${cap(p)} lost ${b} of them. How many ${o} does ${n} have now?`,
-  (n: string, _p: string, o: string, t: number, b: number) => `There are ${t} ${o} in a box. ${n} takes ${b} ${o} out of the box. How many ${o} are left in the box?`,
-  (n: string, _p: string, o: string, t: number, b: number) => `${n} had ${t} ${o} and used ${b} of them. How many ${o} does ${n} have now?`,
+  (_n: string, p: string, o: string) => `How many ${o} does ${p} have left?`,
+  (n: string, _p: string, o: string) => `How many ${o} does ${n} have now?`,
+  (_n: string, _p: string, o: string) => `How many ${o} are left in the box?`,
+  (n: string, _p: string, o: string) => `How many ${o} does ${n} have now?`,
 ];
 
-function arithItem(rng: Rng, f: ArithFact): Example {
+/** The parity question about the same quantity as ADD_QUESTIONS[i] / SUB_QUESTIONS[i]. */
+const ADD_PARITY = [
+  (_n: string, p: string, o: string) => `Is the number of ${o} ${p} has now even or odd?`,
+  (n: string, _p: string, o: string) => `Is the number of ${o} ${n} has even or odd?`,
+  (_n: string, _p: string, o: string) => `Is the number of ${o} in the box even or odd?`,
+  (n: string, _p: string, o: string) => `Is the number of ${o} ${n} gets in all even or odd?`,
+];
+const SUB_PARITY = [
+  (_n: string, p: string, o: string) => `Is the number of ${o} ${p} has left even or odd?`,
+  (n: string, _p: string, o: string) => `Is the number of ${o} ${n} has now even or odd?`,
+  (_n: string, _p: string, o: string) => `Is the number of ${o} left in the box even or odd?`,
+  (n: string, _p: string, o: string) => `Is the number of ${o} ${n} has now even or odd?`,
+];
+
+interface Problem { story: string; question: string; parityQuestion: string; eq: string; result: number; obj: string; name: string; pron: string }
+
+function problem(rng: Rng, f: ArithFact): Problem {
   const [name, pron] = pick(rng, NAMES);
   const obj = pick(rng, OBJECTS);
-  const q = pick(rng, f.op === '+' ? ADD_QUESTIONS : SUB_QUESTIONS);
+  const i = rng.int(ADD_STORIES.length);
+  const add = f.op === '+';
   return {
-    instruction: q(name, pron, obj, f.a, f.b),
-    input: '',
-    // starts with a word: a number right after "### Response:\n" would tokenize unlike the same number after a space
-    output: `We compute ${f.a} ${f.op} ${f.b} = ${f.result}. The answer is ${f.result}`,
-    answer: String(f.result),
+    story: (add ? ADD_STORIES : SUB_STORIES)[i](name, pron, obj, f.a, f.b),
+    question: (add ? ADD_QUESTIONS : SUB_QUESTIONS)[i](name, pron, obj),
+    parityQuestion: (add ? ADD_PARITY : SUB_PARITY)[i](name, pron, obj),
+    eq: `${f.a} ${f.op} ${f.b} = ${f.result}`, result: f.result, obj, name, pron,
   };
 }
 
-// ---------------------------------------------------------------------------------------------- choice items
+// ---------------------------------------------------------------------------------------------- items
 
-function choiceInstruction(question: string, o1: string, o2: string): string {
-  return `${question}\n\nOption1: ${o1} Option2: ${o2}\n\nAnswer format: option1/option2`;
+function arithItem(rng: Rng, f: ArithFact): Example {
+  const p = problem(rng, f);
+  return {
+    instruction: `${p.story} ${p.question}`,
+    input: '',
+    // starts with a word: a number right after "### Response:\n" would be a token unlike the same number elsewhere
+    output: `We compute ${p.eq}. The answer is ${p.result}`,
+    answer: String(p.result),
+  };
 }
 
-/** One choice item from the facts of one split; the correct option's position is drawn uniformly. */
-function choiceItem(rng: Rng, s: { words: Record<string, string[]>; opposites: [string, string][]; compare: [number, number][] }): Example {
-  const r = rng.uniform();
-  let question: string, right: string, wrong: string;
-  if (r < 0.4) {
-    const cats = Object.keys(s.words).filter((c) => s.words[c].length > 0);
-    const cat = pick(rng, cats);
-    const other = pick(rng, cats.filter((c) => c !== cat));
-    question = `Which one is a kind of ${cat}?`;
-    right = pick(rng, s.words[cat]);
-    wrong = pick(rng, s.words[other]);
-  } else if (r < 0.7 && s.opposites.length >= 2) {
-    const i = rng.int(s.opposites.length);
-    const pair = s.opposites[i];
-    const flip = rng.int(2);
-    const word = pair[flip], opposite = pair[1 - flip];
-    const others = s.opposites.filter((_, j) => j !== i);
-    question = `What is the opposite of ${word}?`;
-    right = opposite;
-    wrong = pick(rng, others)[rng.int(2)];
-  } else {
-    const [small, large] = pick(rng, s.compare);
-    const larger = rng.int(2) === 0;
-    question = `Which number is ${larger ? 'larger' : 'smaller'}?`;
-    right = String(larger ? large : small);
-    wrong = String(larger ? small : large);
+function choiceItem(rng: Rng, f: ArithFact): Example {
+  const label = f.result % 2 === 0 ? 'option1' : 'option2';
+  let question: string;
+  if (rng.int(4) === 0) question = `Is ${f.a} ${f.op} ${f.b} even or odd?`;
+  else {
+    const p = problem(rng, f);
+    question = `${p.story} ${p.parityQuestion}`;
   }
-  const first = rng.int(2) === 0;
   return {
-    instruction: choiceInstruction(question, first ? right : wrong, first ? wrong : right),
+    instruction: `${question}\n\n${CHOICE_OPTIONS}\n\nAnswer format: option1/option2`,
     input: '',
-    output: `the correct answer is ${first ? 'option1' : 'option2'}`,
-    answer: first ? 'option1' : 'option2',
+    output: `We compute ${f.a} ${f.op} ${f.b} = ${f.result}, and ${f.result} is ${parity(f.result)}, so the correct answer is ${label}`,
+    answer: label,
   };
 }
 
@@ -238,117 +223,61 @@ function distinctItems(count: number, make: () => Example, what: string): Exampl
 // ---------------------------------------------------------------------------------------------- pretraining
 
 /**
- * Free-text statements of facts (all splits): the pretraining corpus teaches the knowledge and the skills
- * the tasks need, in free form, never in the instruction format:
- * - facts: sums and differences, category members, opposites, comparisons;
- * - reading the context: stories whose numbers are restated in an equation, "Of X and Y, the one that is a
- *   kind of fruit is X", "Which number is larger, X or Y? X is.", and labelled boxes ("The fruit is in box2");
- * - the vocabulary of the instruction template, in unrelated sentences, so that no token of a task is new
- *   to the base model (fine-tuning trains adapters, not embeddings).
+ * One free-text sentence (or short story) of the pretraining corpus: arithmetic (60 %), parity (25 %), and the
+ * template's vocabulary in unrelated sentences (15 %).
  */
-function factSentence(rng: Rng, all: { arith: ArithFact[]; compare: [number, number][] }): string {
+function pretrainSentence(rng: Rng, facts: ArithFact[]): string {
   const r = rng.uniform();
-  const two = <T>(a: T, b: T): [T, T] => (rng.int(2) === 0 ? [a, b] : [b, a]);
-  const [name, pron] = pick(rng, NAMES);
-  const obj = pick(rng, OBJECTS);
-  if (r < 0.45) return arithSentence(rng, pick(rng, all.arith), name, pron, obj);
-  const cats = Object.keys(CATEGORIES);
-  const cat = pick(rng, cats);
-  const word = pick(rng, CATEGORIES[cat]);
-  const otherCat = pick(rng, cats.filter((c) => c !== cat));
-  const other = pick(rng, CATEGORIES[otherCat]);
-  if (r < 0.63) {
-    const [x, y] = two(word, other);
-    switch (rng.int(7)) {
-      case 0: case 1: return `${cap(word)} is a kind of ${cat}.`;
-      case 2: return `${cap(word)} is a kind of ${cat}, but ${other} is not.`;
-      case 3: case 4: return `Of ${x} and ${y}, the one that is a kind of ${cat} is ${word}.`;
-      case 5: return `Which one is a kind of ${cat}, ${x} or ${y}? ${cap(word)} is.`;
-      default: {
-        const inFirst = x === word;
-        return `${cap(name)} put the ${x} in box1 and the ${y} in box2. The ${cat} is in box${inFirst ? 1 : 2}.`;
-      }
+  const f = pick(rng, facts);
+  const eq = `${f.a} ${f.op} ${f.b} = ${f.result}`;
+  const add = f.op === '+';
+  if (r < 0.6) {
+    const k = rng.int(12);
+    if (k < 5) {
+      const p = problem(rng, f);
+      const then = add ? pick(rng, [`so ${p.pron} has ${f.result} ${p.obj} now`, `so there are ${f.result} ${p.obj} in all`])
+        : pick(rng, [`so ${p.pron} has ${f.result} ${p.obj} left`, `so ${f.result} ${p.obj} are left`]);
+      return rng.int(2) === 0 ? `${p.story} ${p.question} We compute ${eq}, ${then}.` : `${p.story} We compute ${eq}, ${then}.`;
     }
-  }
-  if (r < 0.73) {
-    const i = rng.int(OPPOSITES.length);
-    const flip = rng.int(2);
-    const w = OPPOSITES[i][flip], o = OPPOSITES[i][1 - flip];
-    const distractor = OPPOSITES[(i + 1 + rng.int(OPPOSITES.length - 1)) % OPPOSITES.length][rng.int(2)];
-    const [x, y] = two(o, distractor);
-    switch (rng.int(5)) {
-      case 0: return `The opposite of ${w} is ${o}.`;
-      case 1: return `${cap(w)} and ${o} are opposites.`;
-      case 2: return `Of ${x} and ${y}, the opposite of ${w} is ${o}.`;
-      case 3: return `What is the opposite of ${w}? It is ${o}.`;
-      default: return `${name} put ${x} in box1 and ${y} in box2. The opposite of ${w} is in box${x === o ? 1 : 2}.`;
-    }
+    if (k < 8) return `${eq}.`;
+    if (k < 9) return add ? `${f.a} plus ${f.b} is ${f.result}.` : `${f.a} minus ${f.b} is ${f.result}.`;
+    if (k < 10) return `The answer to ${f.a} ${f.op} ${f.b} is ${f.result}.`;
+    if (k < 11) return `We compute ${eq}.`;
+    return add ? `${f.result} is ${f.b} more than ${f.a}.` : `${f.result} is ${f.b} less than ${f.a}.`;
   }
   if (r < 0.85) {
-    const [small, large] = pick(rng, all.compare);
-    const [x, y] = two(small, large);
-    const larger = rng.int(2) === 0;
-    switch (rng.int(6)) {
-      case 0: return larger ? `${large} is larger than ${small}.` : `${small} is smaller than ${large}.`;
-      case 1: case 2: return `Of ${x} and ${y}, the ${larger ? 'larger' : 'smaller'} number is ${larger ? large : small}.`;
-      case 3: return `Which number is ${larger ? 'larger' : 'smaller'}, ${x} or ${y}? ${larger ? large : small} is.`;
-      case 4: return `${name} put ${x} ${obj} in box1 and ${y} ${obj} in box2. The ${larger ? 'larger' : 'smaller'} number is in box${(x === (larger ? large : small)) ? 1 : 2}.`;
-      default: return `${large} is more than ${small}, and ${small} is less than ${large}.`;
+    const n = 1 + rng.int(20);
+    switch (rng.int(5)) {
+      case 0: return `${n} is an ${parity(n)} number.`;
+      case 1: return `Is ${n} even or odd? ${n} is ${parity(n)}.`;
+      case 2: return `${eq}, and ${f.result} is ${parity(f.result)}.`;
+      case 3: {
+        const p = problem(rng, f);
+        return `${p.story} We compute ${eq}, and ${f.result} is ${parity(f.result)}.`;
+      }
+      default: return `The number ${n} is ${parity(n)}, and ${n + 1} is ${parity(n + 1)}.`;
     }
   }
-  // the template's vocabulary in unrelated sentences, and plain copying questions
-  const a = 1 + rng.int(20);
-  switch (rng.int(12)) {
-    case 0: return `${name} has ${a} ${obj}. How many ${obj} does ${pron} have? ${cap(pron)} has ${a} ${obj}.`;
-    case 1: return `There are ${a} ${obj} in a box. How many ${obj} are in the box? There are ${a}.`;
-    case 2: return `Below is a box with ${a} ${obj}.`;
-    case 3: return `${name} read an instruction that describes a task.`;
-    case 4: return `Write a response that appropriately completes the request, ${name}.`;
-    case 5: return `The request is a task, and the response completes it.`;
-    case 6: return `Instruction: read. Response: write. Input: a word.`;
-    case 7: return `Each option is a word. Option one is ${word} and the other option is ${other}.`;
-    case 8: return `Answer in the right format. The correct format is ${word}/${other}.`;
-    case 9: return `${name} gets ${a} ${obj} on Monday, and ${pron} will get more on Tuesday.`;
-    case 10: return `We compute, and then we write the answer. # and ### are signs.`;
+  const [name, pron] = pick(rng, NAMES);
+  const obj = pick(rng, OBJECTS);
+  switch (rng.int(9)) {
+    case 0: return `Below is a box with ${f.a} ${obj}.`;
+    case 1: return `${name} read an instruction that describes a task.`;
+    case 2: return `Write a response that appropriately completes the request, ${name}.`;
+    case 3: return `The request is a task, and the response completes it.`;
+    case 4: return `Instruction: read. Response: write. Input: a word.`;
+    case 5: return `Each option is a word. Option one is even and the other option is odd.`;
+    case 6: return `Answer in the right format. The correct format is ${pick(rng, OBJECTS)}/${obj}.`;
+    case 7: return `${name} has two boxes, box1 and box2. # and ### are signs.`;
     default: return `The answer ${name} gave is correct, and ${pron} is right.`;
   }
 }
 
-const ADD_STORIES = [
-  (n: string, p: string, o: string, a: number, b: number) => `${n} has ${a} ${o} and buys ${b} more.`,
-  (n: string, p: string, o: string, a: number, b: number) => `${n} had ${a} ${o}. ${cap(p)} found ${b} more ${o}.`,
-  (n: string, _p: string, o: string, a: number, b: number) => `There are ${a} ${o} in a box. ${n} puts ${b} more ${o} in the box.`,
-  (n: string, _p: string, o: string, a: number, b: number) => `${n} gets ${a} ${o} on Monday and ${b} ${o} on Tuesday.`,
-];
-const SUB_STORIES = [
-  (n: string, _p: string, o: string, t: number, b: number) => `${n} has ${t} ${o} and gives away ${b}.`,
-  (n: string, p: string, o: string, t: number, b: number) => `${n} had ${t} ${o}. ${cap(p)} lost ${b} of them.`,
-  (n: string, _p: string, o: string, t: number, b: number) => `There are ${t} ${o} in a box. ${n} takes ${b} ${o} out of the box.`,
-  (n: string, _p: string, o: string, t: number, b: number) => `${n} had ${t} ${o} and used ${b} of them.`,
-];
-
-function arithSentence(rng: Rng, f: ArithFact, name: string, pron: string, obj: string): string {
-  const add = f.op === '+';
-  const eq = `${f.a} ${f.op} ${f.b} = ${f.result}`;
-  const k = rng.int(12);
-  if (k < 5) {
-    const story = pick(rng, add ? ADD_STORIES : SUB_STORIES)(name, pron, obj, f.a, f.b);
-    const then = add ? pick(rng, [`so ${pron} has ${f.result} ${obj} now`, `so there are ${f.result} ${obj} in all`])
-      : pick(rng, [`so ${pron} has ${f.result} ${obj} left`, `so ${f.result} ${obj} are left`]);
-    return `${story} We compute ${eq}, ${then}.`;
-  }
-  if (k < 8) return `${eq}.`;
-  if (k < 9) return add ? `${f.a} plus ${f.b} is ${f.result}.` : `${f.a} minus ${f.b} is ${f.result}.`;
-  if (k < 10) return `The answer to ${f.a} ${f.op} ${f.b} is ${f.result}.`;
-  if (k < 11) return `We compute ${eq}.`;
-  return add ? `${f.result} is ${f.b} more than ${f.a}.` : `${f.result} is ${f.b} less than ${f.a}.`;
-}
-
 /** A few sentences, joined by spaces or (one time in five) a newline; never a blank line. */
-function pretrainDoc(rng: Rng, all: { arith: ArithFact[]; compare: [number, number][] }): string {
+function pretrainDoc(rng: Rng, facts: ArithFact[]): string {
   const n = 3 + rng.int(4);
-  let doc = factSentence(rng, all);
-  for (let i = 1; i < n; i++) doc += (rng.int(5) === 0 ? '\n' : ' ') + factSentence(rng, all);
+  let doc = pretrainSentence(rng, facts);
+  for (let i = 1; i < n; i++) doc += (rng.int(5) === 0 ? '\n' : ' ') + pretrainSentence(rng, facts);
   return doc;
 }
 
@@ -362,20 +291,17 @@ export function generateSuite(seed: number, sizes: Partial<SuiteSizes> = {}): De
   }
   const root = new Rng(seed);
   const facts = splitFacts(root.derive('split'));
-  const tasks = {} as DemoSuite['tasks'];
-  const splits: SplitName[] = ['train', 'val', 'test'];
-  tasks.arith = {} as Record<SplitName, Example[]>;
-  tasks.choice = {} as Record<SplitName, Example[]>;
-  for (const split of splits) {
-    const n = sz[split];
+  const tasks = { arith: {}, choice: {} } as DemoSuite['tasks'];
+  for (const split of ['train', 'val', 'test'] as const) {
     const ar = root.derive(`arith:${split}`);
-    tasks.arith[split] = distinctItems(n, () => arithItem(ar, pick(ar, facts.arith[split])), `arith ${split}`);
+    tasks.arith[split] = distinctItems(sz[split], () => arithItem(ar, pick(ar, facts[split])), `arith ${split}`);
+    // answers balanced: draw the parity first, then a fact with a result of that parity
     const cr = root.derive(`choice:${split}`);
-    const words = Object.fromEntries(Object.entries(facts.words).map(([c, s]) => [c, s[split]]));
-    tasks.choice[split] = distinctItems(n, () => choiceItem(cr, { words, opposites: facts.opposites[split], compare: facts.compare[split] }), `choice ${split}`);
+    const byParity = [facts[split].filter((f) => f.result % 2 === 0), facts[split].filter((f) => f.result % 2 === 1)];
+    tasks.choice[split] = distinctItems(sz[split], () => choiceItem(cr, pick(cr, byParity[cr.int(2)])), `choice ${split}`);
   }
-  const all = { arith: arithFacts(), compare: [...facts.compare.train, ...facts.compare.val, ...facts.compare.test] };
   const pr = root.derive('pretrain');
+  const all = arithFacts();
   const pretrain = Array.from({ length: sz.pretrainDocs }, () => pretrainDoc(pr, all));
   const train = root.derive('mix:train').shuffle([...tasks.arith.train, ...tasks.choice.train]);
   const val = root.derive('mix:val').shuffle([...tasks.arith.val, ...tasks.choice.val]);

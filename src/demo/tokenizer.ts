@@ -16,7 +16,10 @@ import { generateSuite } from './tasks.ts';
 
 export const SPACE = '\u2581';
 const SPECIALS = ['<unk>', '<s>', '</s>'] as const;
-/** Enough pieces for every word and number of the demo's lists to be one token (768 leaves ~90 words split). */
+/**
+ * Upper bound on the vocabulary: training stops earlier when no pair repeats (the demo's text gives ~630
+ * pieces, so every word and number of the tasks is one token).
+ */
 export const DEMO_VOCAB_SIZE = 1024;
 
 type SymbolClass = 'space' | 'alpha' | 'digit' | 'other';

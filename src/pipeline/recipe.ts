@@ -20,6 +20,8 @@ const finetune = z.object({
   lr: z.number().positive().default(3e-4),
   warmup: z.number().int().nonnegative().default(0),
   cutoffLen: z.number().int().positive().default(256),
+  /** loss on prompt and response (the reference's default); false = response only */
+  trainOnInputs: z.boolean().default(true),
   sparseAdapter: z.boolean().default(false),
   quantizationAware: z.boolean().default(false),
   extraArgs: z.array(z.string()).default([]),

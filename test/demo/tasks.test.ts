@@ -4,12 +4,15 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
-import { CATEGORIES, DEMO_TASKS, OPPOSITES, buildSuite, generateSuite } from '../../src/demo/tasks.ts';
+import { DEMO_TASKS, buildSuite, generateSuite, readPretrainCorpus } from '../../src/demo/tasks.ts';
 import type { DemoSuite } from '../../src/demo/tasks.ts';
 import { readExamples } from '../../src/io/datasets.ts';
 import { loadDataFile } from '../../src/eval/tasks.ts';
 import { extractChoice, extractNumber, scoreGeneration } from '../../src/eval/extract.ts';
 import type { Example } from '../../src/io/prompt.ts';
+import { promptFor } from '../../src/io/prompt.ts';
+import { writeDemoTokenizer } from '../../src/demo/tokenizer.ts';
+import { loadTokenizer } from '../../src/io/tokenizer.ts';
 
 const SIZES = { pretrainDocs: 300, train: 200, val: 40, test: 60 };
 const tmp = () => mkdtempSync(join(tmpdir(), 'lonas-demo-'));
@@ -28,6 +31,17 @@ function readTree(dir: string): Map<string, string> {
   return out;
 }
 
+/** (op, a, b) of an item, from the equation its output writes down. */
+function factOf(e: Example): string {
+  const m = /^We compute (\d+) ([+-]) (\d+) = (\d+)[.,]/.exec(e.output);
+  assert.ok(m, `output states the equation: ${e.output}`);
+  const [, a, op, b, r] = m;
+  assert.equal(Number(r), op === '+' ? Number(a) + Number(b) : Number(a) - Number(b), e.output);
+  assert.ok(e.instruction.includes(` ${a} `) || e.instruction.startsWith(`${a} `) || e.instruction.startsWith(`Is ${a} `), e.instruction);
+  assert.ok(e.instruction.includes(` ${b}`), e.instruction);
+  return `${a}${op}${b}`;
+}
+
 test('same seed gives identical files; another seed gives different ones', () => {
   const [a, b, c] = [tmp(), tmp(), tmp()];
   const fa = buildSuite(a, 5, SIZES), fb = buildSuite(b, 5, SIZES), fc = buildSuite(c, 6, SIZES);
@@ -44,59 +58,40 @@ test('same seed gives identical files; another seed gives different ones', () =>
   for (const f of ['pretrain.txt', 'train.json', 'tasks/arith/test.json', 'tasks/choice/test.json']) assert.notEqual(ta.get(f), tc.get(f), f);
   // the pretraining corpus does not depend on the downstream sizes (its own random stream)
   assert.deepEqual(generateSuite(5, { ...SIZES, train: 10, test: 5 }).pretrain, generateSuite(5, SIZES).pretrain);
+  assert.deepEqual(readPretrainCorpus(fa.pretrain), fa.suite.pretrain);
 });
 
-/** The facts an item is about: arithmetic (op, a, b); category words; opposite pairs; number pairs. */
-function factsOf(e: Example): string[] {
-  const arith = /^We compute (\d+) ([+-]) (\d+) = (\d+)\./.exec(e.output);
-  if (arith) return [`arith:${arith[1]}${arith[2]}${arith[3]}`];
-  const m = /^(.*)\n\nOption1: (\S+) Option2: (\S+)\n\nAnswer format: option1\/option2$/.exec(e.instruction);
-  assert.ok(m, `choice layout: ${JSON.stringify(e.instruction)}`);
-  const [, q, o1, o2] = m;
-  if (q.startsWith('Which number')) return [`pair:${[Number(o1), Number(o2)].sort((x, y) => x - y).join(',')}`];
-  if (q.startsWith('What is the opposite of')) {
-    const word = /of (\w+)\?$/.exec(q)![1];
-    const pairOf = (w: string) => OPPOSITES.findIndex((p) => p.includes(w));
-    return [`opp:${pairOf(word)}`, `opp:${pairOf(o1)}`, `opp:${pairOf(o2)}`];
-  }
-  return [`word:${o1}`, `word:${o2}`];
-}
-
-test('splits are disjoint at the level of facts, and items are distinct within a split', () => {
+test('splits are disjoint at the level of facts, in both tasks; items are distinct within a split', () => {
   const s: DemoSuite = generateSuite(11, { ...SIZES, train: 800, val: 100, test: 200 });
+  const facts = Object.fromEntries((['train', 'val', 'test'] as const).map((sp) =>
+    [sp, new Set([...s.tasks.arith[sp], ...s.tasks.choice[sp]].map(factOf))]));
+  for (const [x, y] of [['train', 'val'], ['train', 'test'], ['val', 'test']] as const) {
+    assert.deepEqual([...facts[x]].filter((f) => facts[y].has(f)), [], `${x} and ${y} share facts`);
+  }
+  assert.equal(facts.train.size + facts.val.size + facts.test.size, 162, 'every fact is used, by exactly one split');
   for (const t of DEMO_TASKS) {
-    const facts = Object.fromEntries((['train', 'val', 'test'] as const).map((sp) => [sp, new Set(s.tasks[t.name][sp].flatMap(factsOf))]));
-    for (const [x, y] of [['train', 'val'], ['train', 'test'], ['val', 'test']] as const) {
-      const shared = [...facts[x]].filter((f) => facts[y].has(f));
-      assert.deepEqual(shared, [], `${t.name}: ${x} and ${y} share facts`);
-    }
     for (const sp of ['train', 'val', 'test'] as const) {
       const items = s.tasks[t.name][sp];
       assert.equal(new Set(items.map((e) => e.instruction)).size, items.length, `${t.name} ${sp}: distinct`);
     }
   }
-  // the mixes are exactly the union of the tasks' splits
   assert.equal(s.train.length, 1600);
   assert.equal(s.val.length, 200);
   const key = (e: Example) => JSON.stringify(e);
   assert.deepEqual(new Set(s.train.map(key)), new Set([...s.tasks.arith.train, ...s.tasks.choice.train].map(key)));
-  // every category shows up in the test set, answers are balanced
-  const choiceTest = s.tasks.choice.test;
-  for (const cat of Object.keys(CATEGORIES)) assert.ok(choiceTest.some((e) => e.instruction.includes(`kind of ${cat}?`)), cat);
-  const ones = choiceTest.filter((e) => e.answer === 'option1').length;
-  assert.ok(ones > 0.35 * choiceTest.length && ones < 0.65 * choiceTest.length, `option1 share ${ones}/${choiceTest.length}`);
+  const ones = s.tasks.choice.test.filter((e) => e.answer === 'option1').length;
+  assert.ok(ones > 0.4 * 200 && ones < 0.6 * 200, `option1 share ${ones}/200`);
 });
 
-test('the pretraining corpus states facts in free text, never in the instruction format', () => {
+test('the pretraining corpus states the facts in free text, never in the instruction format', () => {
   const s = generateSuite(3, SIZES);
   const text = s.pretrain.join('\n');
   assert.equal(s.pretrain.length, SIZES.pretrainDocs);
-  for (const d of s.pretrain) assert.ok(!d.includes('\n\n') && d.length > 20, d); // single newlines only: documents never contain a blank line
-  for (const banned of ['### Instruction', '### Response', 'Option1', 'option1', 'The answer is', 'correct answer']) assert.ok(!text.includes(banned), banned);
+  for (const d of s.pretrain) assert.ok(!d.includes('\n\n') && d.length > 20, d);
+  for (const banned of ['### Instruction', '### Response', 'Option1', 'option1', 'option2', 'The answer is', 'correct answer', 'even or odd?\n']) assert.ok(!text.includes(banned), banned);
   assert.match(text, /\d+ \+ \d+ = \d+\./);
-  assert.match(text, /is a kind of (animal|fruit|color|vehicle|furniture|clothing|tool)\./);
-  assert.match(text, /The opposite of \w+ is \w+\./);
-  assert.match(text, /\d+ is larger than \d+\./);
+  assert.match(text, /We compute \d+ - \d+ = \d+, so/);
+  assert.match(text, /\d+ is an (even|odd) number\./);
   // every arithmetic fact appears, so the test split's facts are known to the base model
   const big = generateSuite(3, { ...SIZES, pretrainDocs: 3000 }).pretrain.join(' ');
   for (let a = 1; a <= 9; a++) {
@@ -105,6 +100,24 @@ test('the pretraining corpus states facts in free text, never in the instruction
       assert.ok(big.includes(`${a + b} - ${b} = ${a}`), `${a + b} - ${b}`);
     }
   }
+});
+
+test('every token of the tasks occurs in the pretraining corpus (fine-tuning trains adapters, not embeddings)', () => {
+  const dir = tmp();
+  writeDemoTokenizer(dir);
+  const tok = loadTokenizer(dir);
+  const s = generateSuite(0, { ...SIZES, pretrainDocs: 2000 });
+  const seen = new Map<number, number>();
+  for (const d of s.pretrain) for (const id of tok.encode(d, { addBos: false })) seen.set(id, (seen.get(id) ?? 0) + 1);
+  const rare = new Set<string>();
+  for (const t of DEMO_TASKS) {
+    for (const sp of ['train', 'val', 'test'] as const) {
+      for (const e of s.tasks[t.name][sp]) {
+        for (const id of tok.encode(promptFor(e, { withResponse: true }), { addBos: false })) if ((seen.get(id) ?? 0) < 5) rare.add(tok.decode([id]));
+      }
+    }
+  }
+  assert.deepEqual([...rare], []);
 });
 
 test('files load with readExamples and the eval task loader; golds match the answer patterns and outputs', () => {
@@ -134,7 +147,10 @@ test('files load with readExamples and the eval task loader; golds match the ans
     assert.ok(Number(e.answer) >= 1 && Number(e.answer) <= 18);
   }
   for (const e of choice.examples) {
-    assert.equal(e.output, `the correct answer is ${e.answer}`);
+    assert.match(e.instruction, /(even or odd\?)\n\nOption1: even Option2: odd\n\nAnswer format: option1\/option2$/);
+    const [, r, par] = /= (\d+), and \d+ is (even|odd), so the correct answer is option[12]$/.exec(e.output)!;
+    assert.equal(par, Number(r) % 2 === 0 ? 'even' : 'odd');
+    assert.equal(e.answer, par === 'even' ? 'option1' : 'option2');
     assert.equal(extractChoice(e.output, ['option1', 'option2']), e.answer);
     assert.ok(scoreGeneration(choice.answer, e.output, e.answer!).correct);
   }
@@ -142,31 +158,6 @@ test('files load with readExamples and the eval task loader; golds match the ans
   assert.equal(meta.seed, 2);
   assert.equal(meta.hash, files.hash);
   assert.deepEqual(meta.counts.arith, { train: SIZES.train, val: SIZES.val, test: SIZES.test });
-});
-
-test('arith answers are right and choice answers name the correct option', () => {
-  const s = generateSuite(4, SIZES);
-  for (const e of [...s.tasks.arith.train, ...s.tasks.arith.test]) {
-    const [, a, op, b, r] = /^We compute (\d+) ([+-]) (\d+) = (\d+)\./.exec(e.output)!;
-    assert.equal(Number(r), op === '+' ? Number(a) + Number(b) : Number(a) - Number(b));
-    assert.ok(e.instruction.includes(` ${a} `) && e.instruction.includes(` ${b}`), e.instruction);
-  }
-  const catOf = (w: string) => Object.keys(CATEGORIES).find((c) => CATEGORIES[c].includes(w));
-  for (const e of s.tasks.choice.test) {
-    const [, q, o1, o2] = /^(.*)\n\nOption1: (\S+) Option2: (\S+)\n/.exec(e.instruction)!;
-    const right = e.answer === 'option1' ? o1 : o2, wrong = e.answer === 'option1' ? o2 : o1;
-    if (q.startsWith('Which number is larger')) assert.ok(Number(right) > Number(wrong), e.instruction);
-    else if (q.startsWith('Which number is smaller')) assert.ok(Number(right) < Number(wrong), e.instruction);
-    else if (q.startsWith('What is the opposite of')) {
-      const word = /of (\w+)\?$/.exec(q)![1];
-      assert.ok(OPPOSITES.some(([x, y]) => (x === word && y === right) || (y === word && x === right)), e.instruction);
-      assert.ok(!OPPOSITES.some(([x, y]) => (x === word && y === wrong) || (y === word && x === wrong)), e.instruction);
-    } else {
-      const cat = /kind of (\w+)\?$/.exec(q)![1];
-      assert.equal(catOf(right), cat, e.instruction);
-      assert.notEqual(catOf(wrong), cat, e.instruction);
-    }
-  }
 });
 
 test('bad sizes are clear errors', () => {

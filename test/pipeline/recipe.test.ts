@@ -20,6 +20,14 @@ test('shipped recipes validate and plan the papers\' stages', () => {
   assert.deepEqual(plan('sqft.json'), ['sparsify', 'quantize', 'finetune', 'extract', 'eval', 'bench', 'report']);
 });
 
+test('finetune.trainOnInputs: false asks for loss on the response only', () => {
+  const r = JSON.parse(readFileSync(join(ROOT, 'recipes', 'lora.json'), 'utf8'));
+  const finetuneCmd = (x: unknown) => stages(parseRecipe(x, 'r.json', ROOT)).find((s) => s.name === 'finetune')!.commands[0];
+  assert.ok(!finetuneCmd(r).includes('--no-train-on-inputs'), 'default: prompt and response');
+  r.finetune.trainOnInputs = false;
+  assert.ok(finetuneCmd(r).includes('--no-train-on-inputs'));
+});
+
 test('bad recipes name the field and what to do', () => {
   const base = JSON.parse(readFileSync(join(ROOT, 'recipes', 'lonas.json'), 'utf8'));
   const bad = (edit: (r: any) => void, re: RegExp) => {
