@@ -3,7 +3,11 @@
  * load in lonas and lonas adapters load in PEFT:
  *   adapter_model.safetensors  base_model.model.model.layers.N.self_attn.q_proj.lora_A.weight (r, in), …lora_B.weight (out, r)
  *   adapter_config.json        peft_type LORA, r, lora_alpha, lora_dropout, target_modules, rank_pattern, alpha_pattern, …
- * lonas writes its own extras (the search space) to lonas_adapter.json beside them; PEFT ignores that file.
+ * lonas writes its own extras (the search space, the adapter mode, and — when the MLP channels were reordered
+ * by importance before training — the per-layer channel order) to lonas_adapter.json beside them; PEFT
+ * ignores that file. Tensors are always stored in the base model's own channel order, so the adapter means
+ * the same on the unchanged base in PEFT; lonas re-applies a recorded order when it loads the adapter
+ * (src/nas/channel-order.ts), so first-k slicing of the MLP width keeps the channels training kept.
  */
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -15,6 +19,8 @@ import { Linear } from '../nn/modules.ts';
 import { PROJECTIONS, projectionWeightName } from '../models/llama/model.ts';
 import type { LlamaModel, ProjectionName } from '../models/llama/model.ts';
 import type { SearchSpaceSpec } from '../nas/search-space.ts';
+import { adapterInBaseOrder, mlpChannelOrder, permuteMlpChannels, validateChannelOrder } from '../nas/channel-order.ts';
+import type { ChannelOrder } from '../nas/channel-order.ts';
 import { LoraLinear } from './lora.ts';
 import { enableQuantAware, enableSparsePeft } from './sqft.ts';
 import { QuantLinear } from '../nn/quant-linear.ts';
@@ -67,10 +73,18 @@ export function loraModules(model: LlamaModel): LoraLinear[] {
   return model.layers.flatMap((l) => PROJECTIONS.map((p) => l.proj[p]).filter((m): m is LoraLinear => m instanceof LoraLinear));
 }
 
-/** Writes adapter_model.safetensors + adapter_config.json (+ lonas_adapter.json), each file atomically. */
+/**
+ * Writes adapter_model.safetensors + adapter_config.json (+ lonas_adapter.json), each file atomically. If the
+ * model's MLP channels were reordered in memory, the tensors are saved in the base's order and the order is
+ * recorded (`mlp_channel_order`).
+ */
 export function saveAdapter(dir: string, model: LlamaModel, s: LoraSettings, extra: { baseModel?: string; searchSpace?: SearchSpaceSpec; mode?: AdapterMode } = {}): void {
-  const entries = loraModules(model).map((m) => ({ name: m.name, a: m.loraA, b: m.loraB, rank: m.rMax, alpha: m.alpha, dropout: m.dropoutP }));
-  savePeftAdapter(dir, entries, { ...extra, targets: s.targets, dropout: s.dropout });
+  const order = mlpChannelOrder(model);
+  const entries = model.layers.flatMap((layer, l) => PROJECTIONS.flatMap((p) => {
+    const m = layer.proj[p];
+    return m instanceof LoraLinear ? [{ name: m.name, ...adapterInBaseOrder(m, p, order?.[l]), rank: m.rMax, alpha: m.alpha, dropout: m.dropoutP }] : [];
+  }));
+  savePeftAdapter(dir, entries, { ...extra, targets: s.targets, dropout: s.dropout, channelOrder: order });
 }
 
 export interface AdapterEntry {
@@ -88,7 +102,7 @@ export interface AdapterEntry {
  * `r`/`lora_alpha`, the others to `rank_pattern`/`alpha_pattern` keyed by `layers.N.block.proj`, which
  * PEFT matches as a suffix of the module name.
  */
-export function savePeftAdapter(dir: string, entries: AdapterEntry[], extra: { baseModel?: string; searchSpace?: SearchSpaceSpec; targets?: string[]; dropout?: number; mode?: AdapterMode } = {}): void {
+export function savePeftAdapter(dir: string, entries: AdapterEntry[], extra: { baseModel?: string; searchSpace?: SearchSpaceSpec; targets?: string[]; dropout?: number; mode?: AdapterMode; channelOrder?: ChannelOrder | null } = {}): void {
   if (entries.length === 0) throw new Error('saveAdapter: no adapter modules to save (every rank is 0?)');
   mkdirSync(dir, { recursive: true });
   const tensors: Record<string, TensorToWrite> = {};
@@ -115,7 +129,10 @@ export function savePeftAdapter(dir: string, entries: AdapterEntry[], extra: { b
     fan_in_fan_out: false, inference_mode: true, init_lora_weights: true, modules_to_save: null,
     rank_pattern: rankPattern, alpha_pattern: alphaPattern, use_rslora: false, use_dora: false, layers_to_transform: null,
   });
-  writeJsonAtomic(join(dir, LONAS_ADAPTER), { format: 1, search_space: extra.searchSpace ?? { groups: [] }, mode: extra.mode ?? 'lora' });
+  writeJsonAtomic(join(dir, LONAS_ADAPTER), {
+    format: 1, search_space: extra.searchSpace ?? { groups: [] }, mode: extra.mode ?? 'lora',
+    ...(extra.channelOrder ? { mlp_channel_order: extra.channelOrder } : {}),
+  });
 }
 
 /** The most specific rank_pattern/alpha_pattern key matching a module (PEFT matches by suffix or regex). */
@@ -132,9 +149,11 @@ function patternValue(pattern: Record<string, number> | undefined, module: strin
 
 /**
  * Loads a PEFT LoRA adapter onto `model` (whose projections must be plain Linears). Returns the settings
- * and, when lonas wrote it, the search space the adapter was trained with.
+ * and, when lonas wrote it, the search space the adapter was trained with. An adapter trained with
+ * reordered MLP channels (`mlp_channel_order` in lonas_adapter.json) leaves the model permuted the same way
+ * (the function at full width is unchanged; narrower MLP widths keep the channels training kept).
  */
-export function loadAdapter(model: LlamaModel, dir: string): { settings: LoraSettings; searchSpace: SearchSpaceSpec | null; mode: AdapterMode } {
+export function loadAdapter(model: LlamaModel, dir: string): { settings: LoraSettings; searchSpace: SearchSpaceSpec | null; mode: AdapterMode; channelOrder: ChannelOrder | null } {
   const cfgPath = join(dir, ADAPTER_CONFIG);
   if (!existsSync(cfgPath)) throw new Error(`${dir}: no ${ADAPTER_CONFIG} found (is this a LoRA adapter directory?)`);
   let cfg: Record<string, any>;
@@ -175,12 +194,22 @@ export function loadAdapter(model: LlamaModel, dir: string): { settings: LoraSet
     });
     if (loaded === 0) throw new Error(`${st.path}: no LoRA tensors match this model's layers (expected names like ${peftModuleName(0, 'q_proj')}.lora_A.weight)`);
     const lonasPath = join(dir, LONAS_ADAPTER);
-    const lonas = existsSync(lonasPath) ? JSON.parse(readFileSync(lonasPath, 'utf8')) as { search_space?: SearchSpaceSpec; mode?: AdapterMode } : {};
+    const lonas = existsSync(lonasPath) ? readLonasAdapter(lonasPath) : {};
     const mode = lonas.mode ?? 'lora';
+    const channelOrder = lonas.mlp_channel_order === undefined ? null : validateChannelOrder(lonas.mlp_channel_order, model.config, `${lonasPath}: field "mlp_channel_order"`);
     if (mode === 'sparse' || mode === 'qa') enableSparsePeft(loraModules(model));
     if (mode === 'qa') enableQuantAware(loraModules(model));
-    return { settings: { rank: cfg.r, alpha: cfg.lora_alpha, dropout: cfg.lora_dropout ?? 0, targets: [...targets] }, searchSpace: lonas.search_space ?? null, mode };
+    if (channelOrder) permuteMlpChannels(model, channelOrder); // masks and adapters move with their channels
+    return { settings: { rank: cfg.r, alpha: cfg.lora_alpha, dropout: cfg.lora_dropout ?? 0, targets: [...targets] }, searchSpace: lonas.search_space ?? null, mode, channelOrder };
   } finally {
     st.close();
+  }
+}
+
+function readLonasAdapter(path: string): { search_space?: SearchSpaceSpec; mode?: AdapterMode; mlp_channel_order?: unknown } {
+  try {
+    return JSON.parse(readFileSync(path, 'utf8'));
+  } catch (e) {
+    throw new Error(`${path}: not valid JSON (${(e as Error).message})`);
   }
 }

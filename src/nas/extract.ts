@@ -5,6 +5,9 @@
  *  - merged:   W' = W[:o', :i'] + s · B[:o', :r'] A[:r', :i']  → a plain model directory
  *  - unmerged: the sliced base model + a sliced PEFT adapter (adapter/), with per-module ranks in
  *              `rank_pattern` and `alpha_pattern` chosen so that alpha'/r' = alpha/r_max (same scaling).
+ * Slices are the first channels of the model as it is in memory: for an adapter trained on importance-
+ * reordered MLP channels, loadAdapter has already permuted the base, so the kept channels are the important
+ * ones and the written model stores them in that order (its adapter needs no channel order).
  */
 import { join } from 'node:path';
 import { Tensor, noGrad } from '../tensor/index.ts';

@@ -11,28 +11,35 @@ import { PRESETS, resolveSearchSpace } from './search-space.ts';
 import type { SearchSpace } from './search-space.ts';
 import { applySubnet, resolveSubnetSpec } from './subnet.ts';
 import type { SubnetConfig } from './subnet.ts';
+import type { ChannelOrder } from './channel-order.ts';
 
 export interface LoadedSubnet {
   model: LlamaModel;
   space: SearchSpace | null;
   config: SubnetConfig | null;
   lora: LoraSettings | null;
+  /** the MLP channel order the adapter was trained with (already applied to `model`), or null */
+  channelOrder: ChannelOrder | null;
 }
 
-/** Base model, plus the adapter in `adapterDir` (if any) with `subnet` (a name or a JSON file; default maximal). */
+/**
+ * Base model, plus the adapter in `adapterDir` (if any) with `subnet` (a name or a JSON file; default
+ * maximal). An adapter trained on importance-reordered MLP channels re-applies its order to the in-memory
+ * base (loadAdapter), so narrower MLP widths — and extraction — keep the channels training kept.
+ */
 export function loadWithAdapter(modelDir: string, adapterDir?: string, subnet?: string): LoadedSubnet {
   const model = loadLlama(modelDir);
   if (!adapterDir) {
     if (subnet) throw new Error('--subnet needs --adapter (a sub-network is a configuration of an elastic adapter)');
     useSparseKernels(model);
-    return { model, space: null, config: null, lora: null };
+    return { model, space: null, config: null, lora: null, channelOrder: null };
   }
-  const { settings, searchSpace } = loadAdapter(model, adapterDir);
+  const { settings, searchSpace, channelOrder } = loadAdapter(model, adapterDir);
   const space = resolveSearchSpace(searchSpace ?? PRESETS.none, model.config, settings.rank, settings.targets);
   const config = resolveSubnetSpec(space, subnet ?? 'maximal');
   applySubnet(model, space, config);
   useSparseKernels(model);
-  return { model, space, config, lora: settings };
+  return { model, space, config, lora: settings, channelOrder };
 }
 
 /**
