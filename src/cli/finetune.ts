@@ -1,6 +1,6 @@
 /** `lonas finetune`: train an elastic LoRA super-network (or plain LoRA with --space none) on instruction data. */
-import { Command } from 'commander';
-import { writeFileSync } from 'node:fs';
+import { Command, Option } from 'commander';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { loadLlama } from '../models/llama/checkpoint.ts';
 import { loadTokenizer } from '../io/tokenizer.ts';
@@ -9,6 +9,13 @@ import type { MixSpec } from '../io/datasets.ts';
 import { addLora, parseTargets, saveAdapter } from '../adapters/peft.ts';
 import { enableQuantAware, enableSparsePeft } from '../adapters/sqft.ts';
 import { loadSearchSpaceSpec, resolveSearchSpace } from '../nas/search-space.ts';
+import type { SearchSpace } from '../nas/search-space.ts';
+import { REORDER_MODES, reorderByImportance } from '../nas/importance.ts';
+import type { ReorderMode } from '../nas/importance.ts';
+import { permuteMlpChannels, validateChannelOrder } from '../nas/channel-order.ts';
+import type { LlamaModel } from '../models/llama/model.ts';
+import type { TokenizedExample } from '../io/datasets.ts';
+import { writeJsonAtomic } from '../io/files.ts';
 import { train } from '../train/trainer.ts';
 import { floatOption, intOption } from './options.ts';
 import { ProgressReporter } from './progress.ts';
@@ -18,7 +25,13 @@ interface FinetuneOptions {
   epochs: number; steps?: number; batchSize: number; gradAccum: number; lr: number; warmup: number; weightDecay: number;
   maxGradNorm: number; cutoffLen: number; valSize: number; seed: number; trainOnInputs: boolean; sandwich?: boolean;
   checkpointEvery: number; evalEvery: number; groupByLength?: boolean; resume?: boolean; sparseAdapter?: boolean; quantizationAware?: boolean;
+  reorderChannels?: ReorderMode;
 }
+
+/** The order chosen at the start of a run, reused by --resume (the checkpoint's adapters live in that order). */
+export const CHANNEL_ORDER_FILE = 'mlp_channel_order.json';
+/** training examples that calibrate --reorder-channels activation */
+export const REORDER_CALIB_EXAMPLES = 32;
 
 /** "a.json:1000,b.jsonl" → files with optional sample counts. */
 export function parseDataSpecs(list: string): MixSpec[] {
@@ -54,6 +67,8 @@ export function finetuneCommand(): Command {
     .option('--sandwich', 'train maximal + minimal + a sampled sub-network on every micro-batch')
     .option('--sparse-adapter', "SparsePEFT: mask the adapter by the base's non-zeros so merging keeps the sparsity")
     .option('--quantization-aware', 'QA-SparsePEFT on a GPTQ base: train through its INT4 quantiser so the merge stays INT4 (needs --dropout 0)')
+    .addOption(new Option('--reorder-channels [score]', 'before training, put each layer\'s most important MLP channels first, so narrower MLP widths keep them: ' +
+      `magnitude (weight norms, the default score) or activation (${REORDER_CALIB_EXAMPLES} training examples); the base on disk is unchanged`).choices(REORDER_MODES).preset('magnitude'))
     .option('--group-by-length', 'batch examples of similar length together (less padding)')
     .option('--checkpoint-every <n>', 'save a resumable checkpoint every N steps (0: at the end only)', intOption('--checkpoint-every'), 50)
     .option('--eval-every <n>', 'validation loss every N steps (0: at the end only)', intOption('--eval-every'), 0)
@@ -67,19 +82,20 @@ function runFinetune(o: FinetuneOptions): void {
   const model = loadLlama(o.model);
   const lora = { rank: o.rank, alpha: o.alpha, dropout: o.dropout, targets: parseTargets(o.targets) };
   const spaceSpec = loadSearchSpaceSpec(o.space);
-  const loras = addLora(model, lora, o.seed);
   const space = resolveSearchSpace(spaceSpec, model.config, o.rank, lora.targets);
-  if (o.sparseAdapter || o.quantizationAware) log(`SparsePEFT: adapters masked by the base's non-zeros (${(100 * enableSparsePeft(loras)).toFixed(1)}% of the adapted weights are zero)`);
-  if (o.quantizationAware) {
-    if (!model.config.quantization) throw new Error(`--quantization-aware needs a GPTQ-quantised base (${o.model} has no quantization_config; run \`lonas quantize\` first)`);
-    enableQuantAware(loras);
-  }
   const specs = parseDataSpecs(o.data);
   const mix = loadTrainingMix(specs, o.seed);
   const { train: trainSet, val } = o.valSize > 0 ? splitValidation(mix, o.valSize, o.seed) : { train: mix, val: [] };
   const tokenize = (e: (typeof mix)[number]) => tokenizeExample(tok, e, { cutoffLen: o.cutoffLen, trainOnInputs: o.trainOnInputs });
   const trainTok = trainSet.map(tokenize), valTok = val.map(tokenize);
   const padId = tok.padId ?? 0;
+  if (o.reorderChannels) reorderChannels(model, space, o, trainTok, log); // before the adapters exist
+  const loras = addLora(model, lora, o.seed);
+  if (o.sparseAdapter || o.quantizationAware) log(`SparsePEFT: adapters masked by the base's non-zeros (${(100 * enableSparsePeft(loras)).toFixed(1)}% of the adapted weights are zero)`);
+  if (o.quantizationAware) {
+    if (!model.config.quantization) throw new Error(`--quantization-aware needs a GPTQ-quantised base (${o.model} has no quantization_config; run \`lonas quantize\` first)`);
+    enableQuantAware(loras);
+  }
   log(`lonas finetune: ${trainTok.length} training / ${valTok.length} validation examples, ${loras.length} adapters (r ${o.rank}), ` +
     `search space "${o.space}" with ${space.groups.length} groups, ${trainTok.reduce((s, e) => s + e.inputIds.length, 0)} training tokens per epoch`);
   const progress = new ProgressReporter('finetune');
@@ -89,7 +105,7 @@ function runFinetune(o: FinetuneOptions): void {
     {
       outDir: o.out, steps: o.steps, epochs: o.epochs, gradAccum: o.gradAccum, lr: o.lr, warmup: o.warmup, weightDecay: o.weightDecay,
       maxGradNorm: o.maxGradNorm, seed: o.seed, checkpointEvery: o.checkpointEvery, evalEvery: o.evalEvery, sandwich: !!o.sandwich, resume: !!o.resume,
-      settingsKey: JSON.stringify({ model: resolve(o.model), data: o.data, lora, space: spaceSpec, cutoff: o.cutoffLen, trainOnInputs: o.trainOnInputs, sparse: !!o.sparseAdapter, qa: !!o.quantizationAware, batch: o.batchSize, valSize: o.valSize, groupByLength: !!o.groupByLength }),
+      settingsKey: JSON.stringify({ model: resolve(o.model), data: o.data, lora, space: spaceSpec, cutoff: o.cutoffLen, trainOnInputs: o.trainOnInputs, sparse: !!o.sparseAdapter, qa: !!o.quantizationAware, batch: o.batchSize, valSize: o.valSize, groupByLength: !!o.groupByLength, ...(o.reorderChannels ? { reorder: o.reorderChannels } : {}) }),
     },
     (e) => progress.event(e));
   progress.stop();
@@ -97,4 +113,33 @@ function runFinetune(o: FinetuneOptions): void {
   writeFileSync(join(o.out, 'run_config.json'), `${JSON.stringify({ command: 'finetune', options: o, result, node: process.version }, null, 2)}\n`);
   log(`done: ${result.steps} steps, final loss ${result.finalLoss.toFixed(4)}${result.valLoss !== null ? `, validation loss ${result.valLoss.toFixed(4)}` : ''}, ` +
     `${Math.round(result.tokensSeen / Math.max(result.seconds, 1e-9))} tokens/s; adapter written to ${o.out}`);
+}
+
+/**
+ * --reorder-channels: permutes the in-memory base's MLP channels by importance (src/nas/importance.ts) and
+ * records the order in --out; a resumed run re-applies the recorded order. saveAdapter later writes the
+ * adapter in the base's own order plus the order (PEFT-compatible).
+ */
+function reorderChannels(model: LlamaModel, space: SearchSpace, o: FinetuneOptions, trainTok: TokenizedExample[], log: (s: string) => void): void {
+  const mode = o.reorderChannels!;
+  if (model.config.quantization) throw new Error(`--reorder-channels: ${o.model} is GPTQ-quantised; reordering the channels of a quantised base is not supported`);
+  if (!space.groups.some((g) => g.kind === 'mlp_width')) {
+    log(`--reorder-channels: search space "${o.space}" has no mlp_width group, so no MLP channel is ever sliced away; channels left in place`);
+    return;
+  }
+  const file = join(o.out, CHANNEL_ORDER_FILE);
+  if (o.resume && existsSync(file)) {
+    const saved = JSON.parse(readFileSync(file, 'utf8')) as { mode?: string; mlp_channel_order?: unknown };
+    if (saved.mode !== mode) throw new Error(`--resume: ${file} was written with --reorder-channels ${saved.mode}, this run asks for ${mode}`);
+    permuteMlpChannels(model, validateChannelOrder(saved.mlp_channel_order, model.config, `${file}: field "mlp_channel_order"`));
+    log(`MLP channels reordered as recorded in ${file}`);
+    return;
+  }
+  const started = Date.now();
+  const samples = mode === 'activation' ? trainTok.slice(0, REORDER_CALIB_EXAMPLES).map((e) => Int32Array.from(e.inputIds)) : [];
+  const order = reorderByImportance(model, mode, samples);
+  mkdirSync(o.out, { recursive: true });
+  writeJsonAtomic(file, { mode, mlp_channel_order: order });
+  const moved = order.reduce((n, p) => n + p.filter((c, k) => c !== k).length, 0), total = order.reduce((n, p) => n + p.length, 0);
+  log(`MLP channels reordered by ${mode} importance${mode === 'activation' ? ` (${samples.length} training examples)` : ''}: ${moved} of ${total} channels moved, ${((Date.now() - started) / 1000).toFixed(1)} s`);
 }
