@@ -2,7 +2,8 @@
  * Decode-style speed of the compressed-weight kernels (INT4 GPTQ layout, 50%-sparse bitmask rows) against
  * dense float32 `gemm` — which forwards M = 1 to OpenBLAS sgemv — measured in the same process.
  *
- *   node --import tsx bench/compressed-kernels.ts [--rounds N] [--samples N] [--threads 1,2,2/1] [--no-model]
+ *   npm run bench -- compressed-kernels [--rounds N] [--samples N] [--threads 1,2,2/1] [--no-model]
+ *   (or node --import tsx bench/compressed-kernels.ts …)
  *
  * Progress goes to stderr; the last stdout line is one JSON object.
  *
@@ -23,6 +24,7 @@
  * scales/zeros), sparse at 50% (|w| below the row's median dropped; 2.125 B/weight). GB/s counts the bytes
  * each format actually reads; speed-ups are median f32 time / median format time.
  */
+import { pathToFileURL } from 'node:url';
 import type { NativeInfo } from '../src/kernels/api.ts';
 import { kernels, setThreads } from '../src/kernels/index.ts';
 import {
@@ -245,8 +247,8 @@ function prefillBench(opts: Options, threads: string) {
   return res;
 }
 
-async function main(): Promise<void> {
-  const opts = parseArgs(process.argv.slice(2));
+export async function main(args: string[]): Promise<unknown> {
+  const opts = parseArgs(args);
   const { backend, coreType } = backendSummary();
   const isa = (kernels() as Partial<NativeInfo>).compressedIsa?.() ?? 'reference';
   const before = machine();
@@ -262,13 +264,18 @@ async function main(): Promise<void> {
   }
   const first = threads[opts.threads[0]] as { shapes: Record<string, Record<Format, { cold_speedup_vs_f32: number }>>; model_linears?: Record<Format, { speedup_vs_f32: number }> };
   const speedups = (f: Format) => Object.fromEntries(Object.entries(first.shapes).map(([k, v]) => [k, v[f].cold_speedup_vs_f32]));
-  process.stdout.write(`${JSON.stringify({
+  return {
     bench: 'compressed-kernels', threads,
     int4_speedup: speedups('int4'), sparse_speedup: speedups('sparse'),
     model_int4_speedup: first.model_linears?.int4.speedup_vs_f32, model_sparse_speedup: first.model_linears?.sparse.speedup_vs_f32,
+    ratio: first.model_linears?.int4.speedup_vs_f32 ?? speedups('int4')['1536x576'],
+    ratio_meaning: `INT4 speed-up over f32 of ${first.model_linears ? "the whole model's linear layers" : 'the 1536×576 (gate/up) shape'}, threads ${opts.threads[0]}`,
     speedup_meaning: `median f32 gemm (sgemv) time / median format time at M = 1, weights streamed from memory, threads ${opts.threads[0]}; goal int4 ≥ 3, sparse ≥ 1.3`,
     backend, coreType, simd: isa, machine: before, machine_after: machine(),
-  })}\n`);
+  };
 }
 
-await main();
+// Run directly (not through bench/run.ts): print the JSON line.
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  process.stdout.write(`${JSON.stringify(await main(process.argv.slice(2)))}\n`);
+}

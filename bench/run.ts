@@ -10,6 +10,9 @@ const BENCHES: Record<string, () => Promise<{ main(args: string[]): Promise<unkn
   prefill: async () => ({ main: (await import('./generation.ts')).mainPrefill }),
   finetune: () => import('./finetune.ts'),
   eval: () => import('./eval.ts'),
+  subnet: () => import('./subnet.ts'),
+  compressed: () => import('./compressed.ts'),
+  'compressed-kernels': () => import('./compressed-kernels.ts'),
 };
 
 async function run(argv: string[]): Promise<number> {

@@ -1,0 +1,128 @@
+/**
+ * Compressed variants of a model for speed benchmarks, built the cheap way (no calibration) but into the
+ * very formats the real tools write, and loaded back through the path `lonas generate` uses:
+ *
+ *  - int4:   every projection round-to-nearest INT4, group 128 (rtnQuantize: GPTQ's quantiser without the
+ *            Hessian update; scales rounded to float16 as a GPTQ checkpoint stores them), swapped to
+ *            QuantLinear as `lonas quantize` does, saved as an AutoGPTQ checkpoint (qweight/qzeros/scales/
+ *            g_idx) by saveModelDir.
+ *  - sparse: every projection magnitude-pruned to 50% per row (pruneModel, method magnitude: `lonas
+ *            sparsify --method magnitude`), saved as a plain float checkpoint with the zeros in it.
+ *
+ * Loading is `loadWithAdapter(dir)` (src/nas/load.ts): loadLlama turns the GPTQ projections into QuantLinear
+ * (INT4 kernel at inference) and useSparseKernels swaps projections with ≥ 50% zeros to SparseLinear.
+ * The embedding and the LM head (tied to it in the 135M shape) are not projections: neither tool nor loader
+ * compresses them, so they stay float32 (`describeLayers` reports what was compressed).
+ */
+import { f16ToF32, f32ToF16 } from '../src/io/safetensors.ts';
+import { dequantize } from '../src/io/gptq-format.ts';
+import { rtnQuantize } from '../src/compress/gptq.ts';
+import { pruneModel } from '../src/compress/prune.ts';
+import { loadLlama, saveModelDir } from '../src/models/llama/checkpoint.ts';
+import { PROJECTIONS } from '../src/models/llama/model.ts';
+import type { LlamaModel } from '../src/models/llama/model.ts';
+import { Linear } from '../src/nn/modules.ts';
+import { QuantLinear } from '../src/nn/quant-linear.ts';
+import { SparseLinear } from '../src/nn/sparse-linear.ts';
+import { loadWithAdapter } from '../src/nas/load.ts';
+
+export type Format = 'f32' | 'int4' | 'sparse';
+export const FORMATS: readonly Format[] = ['f32', 'int4', 'sparse'];
+export const INT4_GROUP = 128;
+export const SPARSITY = 0.5;
+
+/** Compresses every projection of `model` in place into `format` (f32: unchanged). */
+export function compressInPlace(model: LlamaModel, format: Format): void {
+  if (format === 'sparse') {
+    pruneModel(model, [], { method: 'magnitude', sparsity: SPARSITY, targets: [...PROJECTIONS] });
+    return;
+  }
+  if (format !== 'int4') return;
+  for (const layer of model.layers) {
+    for (const p of PROJECTIONS) {
+      const m = layer.proj[p];
+      if (!(m instanceof Linear)) throw new Error(`compressInPlace: ${p} is not a plain float projection`);
+      const [out, inF] = m.weight.shape;
+      const qw = rtnQuantize(m.weight.data, out, inF, 4, INT4_GROUP);
+      const half = new Uint16Array(qw.scales.length);
+      f32ToF16(qw.scales, half);
+      f16ToF32(half, qw.scales);
+      m.weight.data.set(dequantize(qw));
+      layer.proj[p] = new QuantLinear(m, qw);
+    }
+  }
+  model.config.quantization = { bits: 4, groupSize: INT4_GROUP, descAct: false, sym: false, format: 'gptq' };
+}
+
+/**
+ * Writes `format` of the float model in `f32Dir` to `outDir` (f32: `f32Dir` itself is the model) and
+ * returns the directory to load. The float model is re-read, so `f32Dir` stays the common source.
+ */
+export function writeCompressed(f32Dir: string, format: Format, outDir: string): string {
+  if (format === 'f32') return f32Dir;
+  const model = loadLlama(f32Dir);
+  compressInPlace(model, format);
+  saveModelDir(outDir, model, { overwrite: true });
+  return outDir;
+}
+
+/** The model in `dir` as `lonas generate` loads it (no adapter). */
+export function loadForInference(dir: string): LlamaModel {
+  return loadWithAdapter(dir).model;
+}
+
+export interface LayerReport {
+  /** projections by inference module: QuantLinear (INT4 kernel), SparseLinear (sparse kernel), Linear (f32) */
+  projections: Record<string, number>;
+  /** parameters in projections, and in the embedding / LM head (tied: counted once) */
+  projection_params: number;
+  embedding_params: number;
+  lm_head: string;
+  /** bytes one decode step streams: projections in their format, the LM head matrix, the embedding row aside */
+  decode_weight_bytes: number;
+  lm_head_share_of_decode_bytes: number;
+}
+
+/** What is compressed in a loaded model, and the weight bytes a decode step reads. */
+export function describeLayers(model: LlamaModel): LayerReport {
+  const projections: Record<string, number> = {};
+  let params = 0, bytes = 0;
+  for (const layer of model.layers) {
+    for (const p of PROJECTIONS) {
+      const m = layer.proj[p];
+      const kind = m.constructor.name;
+      projections[kind] = (projections[kind] ?? 0) + 1;
+      const [out, inF] = m.baseTensors()[0].shape;
+      params += out * inF;
+      bytes += projectionBytes(m, out, inF);
+    }
+  }
+  const c = model.config;
+  const head = model.lmHead instanceof Linear ? model.lmHead.weight : null;
+  const headParams = head ? head.size : 0;
+  const headBytes = 4 * headParams;
+  const tied = head === model.embed.weight;
+  return {
+    projections,
+    projection_params: params,
+    embedding_params: c.vocabSize * c.hiddenSize,
+    lm_head: `${model.lmHead.constructor.name} float32 ${tied ? '(tied to the embedding)' : ''}: ${headParams} params, not a projection, so not compressed`,
+    decode_weight_bytes: bytes + headBytes,
+    lm_head_share_of_decode_bytes: Math.round((1000 * headBytes) / (bytes + headBytes)) / 1000,
+  };
+}
+
+/** Bytes the inference kernel reads for one projection (INT4: codes + f32 scales/zeros; sparse: mask + values). */
+function projectionBytes(m: unknown, out: number, inF: number): number {
+  if (m instanceof QuantLinear) {
+    const groups = Math.ceil(inF / m.qw.groupSize);
+    return out * inF / 2 + 2 * 4 * groups * out;
+  }
+  if (m instanceof SparseLinear) {
+    const w = m.weight.data;
+    let nnz = 0;
+    for (let i = 0; i < w.length; i++) if (w[i] !== 0) nnz++;
+    return 4 * nnz + out * Math.ceil(inF / 32) * 4 + 4 * (out + 1);
+  }
+  return 4 * out * inF;
+}

@@ -1,0 +1,187 @@
+/**
+ * `npm run bench -- compressed` (issue #7): end-to-end greedy decoding tokens/s of the 135M-shape random
+ * Llama (bench/generation.ts) with float32, INT4 (GPTQ layout, group 128) and 50%-unstructured-sparse
+ * projections, measured in the same run, batch 1 with the KV cache.
+ *
+ * The compressed models are built cheaply (round-to-nearest INT4, magnitude pruning; no calibration, speed
+ * does not depend on the values) into the formats `lonas quantize` / `lonas sparsify` write, saved, and
+ * loaded back exactly as `lonas generate` loads a model (bench/compressed-models.ts). Decoding runs through
+ * `generate()` (greedy, no EOS): after the 128-token prompt's prefill, tokens/s = N / time between the
+ * first and the (N+1)-th new token (N forwards of one token + argmax over the vocabulary each).
+ *
+ * Options: --rounds N --iters N --warmup N (per format and round; formats alternate order between rounds),
+ * --threads 1,2,2/1 ("n": OpenBLAS and the compressed kernels' matrix-vector pool on n threads; "b/c": b and
+ * c; lonas's default at 2 cores is OpenBLAS 2, compressed pool 1), --new-tokens N (32), --dir DIR (keep
+ * and reuse the model directories there instead of a temporary directory), --profile (also time every
+ * native kernel call site of one decode per format: where a token's time goes).
+ *
+ * Last stdout line: one JSON object; `ratio` = INT4 tok/s / f32 tok/s (medians, first thread
+ * configuration; goal ≥ 3), `ratio_sparse` = sparse / f32 (goal ≥ 1.3).
+ */
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { NativeInfo } from '../src/kernels/api.ts';
+import { kernels, setThreads } from '../src/kernels/index.ts';
+import { saveModelDir } from '../src/models/llama/checkpoint.ts';
+import { generate } from '../src/models/llama/generate.ts';
+import type { LlamaModel } from '../src/models/llama/model.ts';
+import { Rng } from '../src/tensor/index.ts';
+import { FORMATS, INT4_GROUP, SPARSITY, describeLayers, loadForInference, writeCompressed } from './compressed-models.ts';
+import type { Format } from './compressed-models.ts';
+import { backendSummary, log, machine, machineBusy, median, nowMs, round } from './common.ts';
+import { SMOL_SHAPE, buildSmolModel, positiveInt, takeOption } from './generation.ts';
+import { installKernelTimers, kernelTimes, resetKernelTimers } from './kernel-timers.ts';
+
+const SEED = 1234;
+const PROMPT_TOKENS = 128;
+/** Memory bandwidth measured on this machine (architecture.md), bytes/s, by thread count. */
+const BANDWIDTH: Record<number, number> = { 1: 12.4e9, 2: 22.3e9 };
+
+interface Options { rounds: number; iters: number; warmup: number; threads: string[]; newTokens: number; dir?: string; profile: boolean }
+
+function parseArgs(args: string[]): Options {
+  const o: Options = { rounds: 3, iters: 2, warmup: 1, threads: ['1', '2'], newTokens: 32, profile: false };
+  for (let i = 0; i < args.length; i++) {
+    const key = args[i], value = args[i + 1];
+    const int = (s: string | undefined, min = 1): number => {
+      const n = Number(s);
+      if (!Number.isInteger(n) || n < min) throw new Error(`${key} needs an integer ≥ ${min}, got '${s}'`);
+      return n;
+    };
+    if (key === '--profile') { o.profile = true; continue; }
+    if (value === undefined) throw new Error(`${key} needs a value`);
+    if (key === '--rounds') o.rounds = int(value);
+    else if (key === '--iters') o.iters = int(value);
+    else if (key === '--warmup') o.warmup = int(value, 0);
+    else if (key === '--new-tokens') o.newTokens = int(value);
+    else if (key === '--dir') o.dir = value;
+    else if (key === '--threads') {
+      o.threads = value.split(',');
+      for (const t of o.threads) t.split('/').forEach((s) => int(s));
+    } else throw new Error(`unknown option '${key}' (valid: --rounds N --iters N --warmup N --threads 1,2,2/1 --new-tokens N --dir DIR --profile)`);
+    i++;
+  }
+  return o;
+}
+
+/** "n" → OpenBLAS and the compressed pool on n threads; "b/c" → b and c. */
+function applyThreads(cfg: string): { blas: number; compressed: number } {
+  const [blas, compressed = blas] = cfg.split('/').map(Number);
+  setThreads(blas);
+  (kernels() as Partial<NativeInfo>).compressedThreads?.(compressed);
+  return { blas, compressed };
+}
+
+interface Sample { decodeTokS: number; prefillMs: number; tokens: number[] }
+
+/** One greedy generation of newTokens + 1 tokens; `onDecodeStart` runs when the first new token is out. */
+function decodeOnce(model: LlamaModel, prompt: number[], newTokens: number, onDecodeStart?: () => void): Sample {
+  const stamps: number[] = [];
+  const t0 = nowMs();
+  const tokens = generate(model, [prompt], {
+    maxNewTokens: newTokens + 1, strategy: { kind: 'greedy' }, eosIds: [],
+    onStep: () => { stamps.push(nowMs()); if (stamps.length === 1) onDecodeStart?.(); },
+  })[0];
+  if (stamps.length !== newTokens + 1) throw new Error(`generation stopped after ${stamps.length} of ${newTokens + 1} tokens`);
+  return { decodeTokS: (newTokens * 1000) / (stamps[newTokens] - stamps[0]), prefillMs: stamps[0] - t0, tokens };
+}
+
+/** Builds (or reuses under --dir) the three model directories. */
+function prepareDirs(root: string): Record<Format, string> {
+  const f32Dir = join(root, 'f32');
+  if (!existsSync(join(f32Dir, 'config.json'))) {
+    log('compressed: building the 135M-shape random model (f32)…');
+    saveModelDir(f32Dir, buildSmolModel(SEED), { overwrite: true });
+  }
+  const dirs = { f32: f32Dir } as Record<Format, string>;
+  for (const f of FORMATS) {
+    if (f === 'f32') continue;
+    const d = join(root, f);
+    if (!existsSync(join(d, 'config.json'))) {
+      const t0 = nowMs();
+      log(`compressed: writing the ${f} model (${f === 'int4' ? `RTN INT4, group ${INT4_GROUP}` : `magnitude pruning ${SPARSITY * 100}%`})…`);
+      writeCompressed(f32Dir, f, d);
+      log(`  done in ${((nowMs() - t0) / 1000).toFixed(1)} s`);
+    }
+    dirs[f] = d;
+  }
+  return dirs;
+}
+
+function profileDecode(model: LlamaModel, prompt: number[], newTokens: number) {
+  resetKernelTimers();
+  const s = decodeOnce(model, prompt, newTokens, resetKernelTimers);
+  const ks = kernelTimes(newTokens);
+  const msPerToken = 1000 / s.decodeTokS;
+  const nativeMs = ks.reduce((a, k) => a + k.ms, 0);
+  return { ms_per_token: round(msPerToken, 2), native_ms: round(nativeMs, 2), js_and_other_ms: round(msPerToken - nativeMs, 2), kernels: ks.slice(0, 12) };
+}
+
+export async function main(args: string[]): Promise<unknown> {
+  const opts = parseArgs(args);
+  if (opts.profile) installKernelTimers();
+  const { backend, coreType } = backendSummary();
+  const isa = (kernels() as Partial<NativeInfo>).compressedIsa?.() ?? 'reference';
+  const root = opts.dir ?? mkdtempSync(join(tmpdir(), 'lonas-bench-compressed-'));
+  mkdirSync(root, { recursive: true });
+  try {
+    const dirs = prepareDirs(root);
+    const models = {} as Record<Format, LlamaModel>;
+    for (const f of FORMATS) models[f] = loadForInference(dirs[f]);
+    const layers = Object.fromEntries(FORMATS.map((f) => [f, describeLayers(models[f])]));
+    for (const f of FORMATS) log(`  ${f}: ${JSON.stringify(layers[f].projections)}, ${(layers[f].decode_weight_bytes / 1e6).toFixed(1)} MB per token (LM head ${(100 * layers[f].lm_head_share_of_decode_bytes).toFixed(0)}%)`);
+    const rng = new Rng(SEED + 1);
+    const prompt = Array.from({ length: PROMPT_TOKENS }, () => rng.int(SMOL_SHAPE.vocab));
+    const loadBefore = await machineBusy();
+    log(`compressed: prompt ${PROMPT_TOKENS} + ${opts.newTokens} new tokens; backend ${backend}, OPENBLAS_CORETYPE=${coreType}, SIMD ${isa}; ` +
+      `${opts.rounds} rounds × ${opts.iters} iters (+${opts.warmup} warm-up) per format; load ${loadBefore.load1}, busy ${loadBefore.busy_pct_before}%`);
+
+    const threads: Record<string, Record<string, unknown>> = {};
+    for (const cfg of opts.threads) {
+      const t = applyThreads(cfg);
+      const tokS = { f32: [], int4: [], sparse: [] } as Record<Format, number[]>;
+      const prefill = { f32: [], int4: [], sparse: [] } as Record<Format, number[]>;
+      const first = {} as Record<Format, number[]>;
+      for (const f of FORMATS) for (let w = 0; w < opts.warmup; w++) decodeOnce(models[f], prompt, opts.newTokens);
+      for (let r = 0; r < opts.rounds; r++) {
+        for (const f of r % 2 === 0 ? FORMATS : [...FORMATS].reverse()) {
+          for (let i = 0; i < opts.iters; i++) {
+            const s = decodeOnce(models[f], prompt, opts.newTokens);
+            tokS[f].push(s.decodeTokS);
+            prefill[f].push(s.prefillMs);
+            first[f] = s.tokens.slice(0, 8);
+          }
+        }
+        log(`  threads ${cfg} round ${r + 1}/${opts.rounds}: ` + FORMATS.map((f) => `${f} ${median(tokS[f]).toFixed(2)}`).join(', ') + ' tok/s (medians so far)');
+      }
+      const bw = BANDWIDTH[Math.min(t.blas, 2)];
+      const fig: Record<string, unknown> = {};
+      for (const f of FORMATS) {
+        const bound = bw / layers[f].decode_weight_bytes;
+        fig[f] = {
+          tok_s: round(median(tokS[f]), 2), min_tok_s: round(Math.min(...tokS[f]), 2), max_tok_s: round(Math.max(...tokS[f]), 2),
+          prefill_ms: round(median(prefill[f]), 1), bandwidth_bound_tok_s: round(bound, 1), frac_of_bound: round(median(tokS[f]) / bound, 3),
+          first_tokens: first[f],
+        };
+      }
+      fig.ratio_int4 = round(median(tokS.int4) / median(tokS.f32), 3);
+      fig.ratio_sparse = round(median(tokS.sparse) / median(tokS.f32), 3);
+      if (opts.profile) fig.profile = Object.fromEntries(FORMATS.map((f) => [f, profileDecode(models[f], prompt, opts.newTokens)]));
+      log(`  threads ${cfg} (OpenBLAS ${t.blas}, compressed pool ${t.compressed}): INT4/f32 ${fig.ratio_int4}, sparse/f32 ${fig.ratio_sparse}`);
+      threads[cfg] = fig;
+    }
+    const head = threads[opts.threads[0]] as Record<string, { tok_s: number }> & { ratio_int4: number; ratio_sparse: number };
+    return {
+      bench: 'compressed', shape: SMOL_SHAPE, tied_embeddings: true, prompt_tokens: PROMPT_TOKENS, new_tokens: opts.newTokens,
+      int4_group: INT4_GROUP, sparsity: SPARSITY, layers, samples_per_format: opts.rounds * opts.iters, threads,
+      f32_tok_s: head.f32.tok_s, int4_tok_s: head.int4.tok_s, sparse_tok_s: head.sparse.tok_s,
+      ratio: head.ratio_int4, ratio_sparse: head.ratio_sparse,
+      ratio_meaning: `INT4 / f32 decode tokens/s (medians) at threads ${opts.threads[0]}, goal ≥ 3; ratio_sparse = sparse / f32, goal ≥ 1.3`,
+      goals_met: { int4: head.ratio_int4 >= 3, sparse: head.ratio_sparse >= 1.3 },
+      backend, coreType, simd: isa, machine: { ...loadBefore, load1_after: machine().load1 },
+    };
+  } finally {
+    if (!opts.dir) rmSync(root, { recursive: true, force: true });
+  }
+}

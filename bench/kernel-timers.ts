@@ -1,0 +1,56 @@
+/**
+ * Per-call-site timers on the native addon's kernels, for the `--profile` options of the generation
+ * benches (the same technique as bench/profile-train-step.ts): every function export of the raw addon is
+ * wrapped with a timer BEFORE the kernel layer loads it, keyed by kernel and shape, so a decode step's
+ * time splits into e.g. `gemm NT 1x49152x576` (the LM head), `int4Linear 1x576→1536` (gate/up) and
+ * the JS time between the calls.
+ */
+import { createRequire } from 'node:module';
+import { chooseCoreType, cpuFlags } from '../src/kernels/index.ts';
+import { nativeAddonPath } from '../src/kernels/native.ts';
+import { nowMs, round } from './common.ts';
+
+const times = new Map<string, { ms: number; calls: number }>();
+let installed = false;
+
+/** Shape key of one kernel call: gemm by transposes and m×n×k, the compressed kernels by M×inF→outF. */
+function keyOf(name: string, a: unknown[]): string {
+  if (name === 'gemm') return `gemm ${a[0] ? 'T' : 'N'}${a[1] ? 'T' : 'N'} ${a[2]}x${a[3]}x${a[4]}`;
+  if (name === 'int4Linear' || name === 'sparseLinear') return `${name} ${a[1]}x${a[2]}→${a[3]}`;
+  return name;
+}
+
+/**
+ * Wraps the addon's exports with timers. Must run before anything calls `kernels()` (the kernel layer
+ * keeps the functions it found at load time). A no-op on the reference kernels.
+ */
+export function installKernelTimers(): void {
+  if (installed || process.env.LONAS_KERNELS === 'reference') return;
+  installed = true;
+  const core = process.env.OPENBLAS_CORETYPE ?? chooseCoreType(cpuFlags()); // as src/kernels/index.ts does
+  if (core) process.env.OPENBLAS_CORETYPE = core;
+  const addon = createRequire(import.meta.url)(nativeAddonPath()) as Record<string, unknown>;
+  for (const [name, fn] of Object.entries(addon)) {
+    if (typeof fn !== 'function' || ['coreName', 'config', 'getThreads', 'setThreads', 'compressedIsa', 'compressedThreads'].includes(name)) continue;
+    addon[name] = (...a: unknown[]) => {
+      const t0 = nowMs();
+      const r = (fn as (...x: unknown[]) => unknown)(...a);
+      const key = keyOf(name, a);
+      const e = times.get(key) ?? { ms: 0, calls: 0 };
+      e.ms += nowMs() - t0;
+      e.calls++;
+      times.set(key, e);
+      return r;
+    };
+  }
+}
+
+export function resetKernelTimers(): void {
+  times.clear();
+}
+
+/** Kernel time per unit (e.g. per decoded token), largest first. */
+export function kernelTimes(units: number): { name: string; ms: number; calls: number }[] {
+  return [...times].sort((a, b) => b[1].ms - a[1].ms)
+    .map(([name, e]) => ({ name, ms: round(e.ms / units, 3), calls: round(e.calls / units, 2) }));
+}
