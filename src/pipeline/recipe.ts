@@ -22,6 +22,8 @@ const finetune = z.object({
   cutoffLen: z.number().int().positive().default(256),
   /** loss on prompt and response (the reference's default); false = response only */
   trainOnInputs: z.boolean().default(true),
+  /** reorder MLP channels by importance before training (off when absent) */
+  reorderChannels: z.enum(['magnitude', 'activation']).optional(),
   sparseAdapter: z.boolean().default(false),
   quantizationAware: z.boolean().default(false),
   extraArgs: z.array(z.string()).default([]),
