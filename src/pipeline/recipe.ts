@@ -22,6 +22,8 @@ const finetune = z.object({
   cutoffLen: z.number().int().positive().default(256),
   /** loss on prompt and response (the reference's default); false = response only */
   trainOnInputs: z.boolean().default(true),
+  /** super-network stages train maximal + minimal + a sampled sub-network per micro-batch (3× the compute per step) */
+  sandwich: z.boolean().default(false),
   /** reorder MLP channels by importance before training (off when absent) */
   reorderChannels: z.enum(['magnitude', 'activation']).optional(),
   sparseAdapter: z.boolean().default(false),

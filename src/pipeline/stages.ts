@@ -58,7 +58,7 @@ function finetuneArgs(r: Recipe, base: string, out: string, space: string): stri
     '--rank', String(f.rank), '--alpha', String(f.alpha), '--dropout', String(f.quantizationAware ? 0 : f.dropout), '--targets', f.targets.join(','),
     ...(f.steps ? ['--steps', String(f.steps)] : ['--epochs', String(f.epochs)]), '--batch-size', String(f.batchSize), '--grad-accum', String(f.gradAccum),
     '--lr', String(f.lr), '--warmup', String(f.warmup), '--cutoff-len', String(f.cutoffLen), '--val-size', String(r.data.valSize), '--seed', String(r.seed),
-    ...(f.trainOnInputs ? [] : ['--no-train-on-inputs']), ...(f.reorderChannels ? ['--reorder-channels', f.reorderChannels] : []), ...(f.sparseAdapter ? ['--sparse-adapter'] : []), ...(f.quantizationAware ? ['--quantization-aware'] : []), ...f.extraArgs];
+    ...(f.trainOnInputs ? [] : ['--no-train-on-inputs']), ...(f.reorderChannels ? ['--reorder-channels', f.reorderChannels] : []), ...(f.sandwich && space !== 'none' ? ['--sandwich'] : []), ...(f.sparseAdapter ? ['--sparse-adapter'] : []), ...(f.quantizationAware ? ['--quantization-aware'] : []), ...f.extraArgs];
 }
 
 function evalTargets(r: Recipe): string[][] {

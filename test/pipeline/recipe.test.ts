@@ -28,6 +28,15 @@ test('finetune.trainOnInputs: false asks for loss on the response only', () => {
   assert.ok(finetuneCmd(r).includes('--no-train-on-inputs'));
 });
 
+test('finetune.sandwich applies to super-network stages only, not to the LoRA baseline', () => {
+  const r = JSON.parse(readFileSync(join(ROOT, 'recipes', 'lonas.json'), 'utf8'));
+  r.finetune.sandwich = true;
+  const plan = stages(parseRecipe(r, 'r.json', ROOT));
+  const cmd = (name: string) => plan.find((s) => s.name === name)!.commands[0];
+  assert.ok(cmd('finetune').includes('--sandwich'));
+  assert.ok(!cmd('baseline').includes('--sandwich'));
+});
+
 test('bad recipes name the field and what to do', () => {
   const base = JSON.parse(readFileSync(join(ROOT, 'recipes', 'lonas.json'), 'utf8'));
   const bad = (edit: (r: any) => void, re: RegExp) => {
