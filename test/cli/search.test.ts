@@ -94,4 +94,12 @@ test('search --mode loglik scores accuracy through the evaluation harness', () =
   assert.ok(best.objectives.accuracy >= 0 && best.objectives.accuracy <= 1);
   assert.ok(Number.isInteger(best.objectives.accuracy * 6), 'an accuracy over 6 examples');
   assert.match(r.stderr, /6 validation examples \(--val .* \(first 6\)\)/);
+
+  // latency objective: every evaluation carries a measured time (taken on the extracted, merged configuration)
+  ok(lonas('search', '--model', STORIES_F32(), '--adapter', adapter, '--mode', 'loglik', '--val', data, '--limit', '4', '--objective', 'latency',
+    '--latency-prompt-len', '16', '--latency-gen-len', '4', '--latency-repeats', '1', '--evals', '4', '--population', '4', '--no-candidates', '--out', join(root, 'lat')));
+  const [header, ...rows] = readFileSync(join(root, 'lat', 'search_progression.csv'), 'utf8').trim().split('\n');
+  const col = header.split(',').indexOf('latency_ms');
+  assert.ok(col > 0, header);
+  for (const row of rows) assert.ok(Number(row.split(',').at(col - header.split(',').length)) > 0, row);
 });
