@@ -73,6 +73,7 @@ function templateEnds(pp: Json | null): { first: string | null; last: string | n
 
 export function loadTokenizer(dir: string): LonasTokenizer {
   const tokFile = join(dir, 'tokenizer.json');
+  if (!existsSync(dir)) throw new Error(`${dir}: no such model directory; pass the directory of a Hugging Face model (config.json, *.safetensors, tokenizer.json)`);
   if (!existsSync(tokFile)) {
     throw new Error(`${dir}: no tokenizer.json found; lonas needs a Hugging Face fast-tokenizer file (tokenizer.json) beside the model`);
   }

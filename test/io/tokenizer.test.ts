@@ -139,6 +139,7 @@ test('clear errors: no chat template, no tokenizer.json, malformed JSON', () => 
   assert.throws(() => loadTokenizer(empty), {
     message: `${empty}: no tokenizer.json found; lonas needs a Hugging Face fast-tokenizer file (tokenizer.json) beside the model`,
   });
+  assert.throws(() => loadTokenizer(join(empty, 'missing')), /missing: no such model directory; pass the directory of a Hugging Face model/);
   const bad = dirWithConfig({});
   writeFileSync(join(bad, 'tokenizer_config.json'), '{"add_bos_token": tru');
   assert.throws(() => loadTokenizer(bad), (e: Error) => e.message.startsWith(join(bad, 'tokenizer_config.json') + ': malformed JSON'));
