@@ -28,6 +28,7 @@ export function attentionForward(kern: Kernels, q: FloatArray, k: FloatArray, v:
   const { B, Tq, Tk, Hq, Hkv, D, kvBatchStride } = d;
   const group = Hq / Hkv;
   const scores = probs; // computed in place: softmax may alias
+  if (Tq === 1) return attendOneQuery(kern, q, k, v, out, probs, d);
   const blocks = causalBlocks(d);
   for (let b = 0; b < B; b++) {
     for (let h = 0; h < Hq; h++) {
@@ -45,6 +46,29 @@ export function attentionForward(kern: Kernels, q: FloatArray, k: FloatArray, v:
       const pOff = (b * Hq + h) * Tq * Tk;
       // out_bh (rows, D) = P (rows, keys) · v_bh (keys, D)
       for (const [r0, r1, keys] of blocks) kern.gemm(false, false, r1 - r0, D, keys, 1, probs, pOff + r0 * Tk, Tk, v, vOff, Hkv * D, 0, out, b * Tq * Hq * D + r0 * Hq * D + h * D, Hq * D);
+    }
+  }
+}
+
+/**
+ * One query position per row (decode): the Hq/Hkv query heads that share a KV head are consecutive rows of q
+ * (and of probs and out), so each (b, KV head) is one product of `group` rows instead of `group` one-row ones.
+ */
+function attendOneQuery(kern: Kernels, q: FloatArray, k: FloatArray, v: FloatArray, out: FloatArray, probs: FloatArray, d: AttentionDims): void {
+  const { B, Tk, Hq, Hkv, D, kvBatchStride } = d;
+  const group = Hq / Hkv;
+  for (let b = 0; b < B; b++) {
+    for (let g = 0; g < Hkv; g++) {
+      // scores (group, Tk) = q_bg (group, D) · k_bgᵀ (D, Tk)
+      kern.gemm(false, true, group, Tk, D, 1, q, (b * Hq + g * group) * D, D, k, b * kvBatchStride + g * D, Hkv * D, 0, probs, (b * Hq + g * group) * Tk, Tk);
+    }
+  }
+  if (d.keyStart) maskPaddingKeys(probs, d);
+  kern.softmax(probs, probs, B * Hq, Tk, d.scale, d.causal ? 1 : 0, Tk - 1);
+  for (let b = 0; b < B; b++) {
+    for (let g = 0; g < Hkv; g++) {
+      // out_bg (group, D) = P (group, Tk) · v_bg (Tk, D)
+      kern.gemm(false, false, group, D, Tk, 1, probs, (b * Hq + g * group) * Tk, Tk, v, b * kvBatchStride + g * D, Hkv * D, 0, out, (b * Hq + g * group) * D, D);
     }
   }
 }

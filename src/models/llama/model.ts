@@ -17,6 +17,9 @@ import type { LinearLike } from '../../nn/modules.ts';
 import { ropeTables } from '../../nn/rope.ts';
 import type { LlamaConfig } from './config.ts';
 
+/** One row of a packed prefill: batch row b, its left padding, real length, and offset among the packed tokens. */
+interface PackedRow { b: number; pad: number; len: number; off: number }
+
 export const PROJECTIONS = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] as const;
 export type ProjectionName = (typeof PROJECTIONS)[number];
 
@@ -136,6 +139,10 @@ export class LlamaModel {
   forwardCached(ids: Int32Array, batch: number, seq: number, cache: KvCache, opts: { positions?: Int32Array; keyStart?: Int32Array | null; lastOnly?: boolean } = {}): Tensor {
     if (cache.batch !== batch) throw new Error(`forwardCached: cache has ${cache.batch} rows, input has ${batch}`);
     if (ids.length !== batch * seq) throw new Error(`forwardCached: ${ids.length} ids for batch ${batch} × seq ${seq}`);
+    const ks = opts.keyStart ?? null;
+    if (opts.lastOnly && seq > 1 && cache.length === 0 && ks && ks.some((s) => s > 0)) {
+      return noGrad(() => this.prefillPacked(ids, batch, seq, cache, ks, opts.positions));
+    }
     return noGrad(() => {
       const start = cache.length;
       const pos = opts.positions ?? Int32Array.from({ length: batch * seq }, (_, i) => start + (i % seq));
@@ -150,6 +157,63 @@ export class LlamaModel {
     });
   }
 
+  /**
+   * Prefill of a left-padded batch into an empty cache without computing the padding: the rows' real tokens
+   * (row b's start at keyStart[b]) run packed as one sequence of Σ real lengths through every projection (one
+   * GEMM per projection), each row's attention reads only its own keys, and its keys/values land at their
+   * padded positions in the cache, so later steps see the same cache layout as the padded path (padding slots
+   * stay zero and masked). Returns the last position's logits (B, 1, V). Each real token is computed exactly
+   * as in the padded path (padding keys get weight 0 there).
+   */
+  private prefillPacked(ids: Int32Array, B: number, T: number, cache: KvCache, keyStart: Int32Array, positions?: Int32Array): Tensor {
+    const rows: PackedRow[] = [];
+    let n = 0;
+    for (let b = 0; b < B; b++) {
+      const pad = keyStart[b];
+      if (pad < 0 || pad >= T) throw new Error(`forwardCached: row ${b} has no real token (padding start ${pad} of ${T})`);
+      rows.push({ b, pad, len: T - pad, off: n });
+      n += T - pad;
+    }
+    const idsP = new Int32Array(n), posP = new Int32Array(n); // (N) packed real tokens and their positions
+    for (const r of rows) {
+      idsP.set(ids.subarray(r.b * T + r.pad, (r.b + 1) * T), r.off);
+      for (let t = 0; t < r.len; t++) posP[r.off + t] = positions ? positions[r.b * T + r.pad + t] : t;
+    }
+    let h = this.embed.forward(idsP, [1, n]); // (1, N, C)
+    this.layers.forEach((layer, i) => {
+      h = add(h, this.packedAttentionBlock(layer, i, h, posP, rows, cache));
+      h = add(h, this.mlpBlock(layer, h));
+    });
+    cache.length = T;
+    const C = this.config.hiddenSize;
+    const hd = h.contiguousData();
+    const last = new Float32Array(B * C); // (B, 1, C): each row's last real token
+    for (const r of rows) last.set(hd.subarray((r.off + r.len - 1) * C, (r.off + r.len) * C), r.b * C);
+    return this.lmHead.forward(this.norm.forward(new Tensor(last, [B, 1, C])));
+  }
+
+  /** Attention of packed rows h (1, N, C): row r's tokens [off, off + len) see only their own keys. */
+  private packedAttentionBlock(layer: DecoderLayer, i: number, h: Tensor, pos: Int32Array, rows: PackedRow[], cache: KvCache): Tensor {
+    const s = activeHeads(layer, this.config.headDim);
+    const D = this.config.headDim, N = pos.length, Hq = s.numHeads, Hkv = s.numKvHeads;
+    const x = layer.inputNorm.forward(h);
+    const q = rope(reshape(layer.proj.q_proj.forward(x), [1, N, Hq, D]), pos, this.rope).contiguousData(); // (N, Hq, D)
+    const k = rope(reshape(layer.proj.k_proj.forward(x), [1, N, Hkv, D]), pos, this.rope).contiguousData(); // (N, Hkv, D)
+    const v = layer.proj.v_proj.forward(x).contiguousData(); // (N, Hkv·D)
+    const out = new Float32Array(N * Hq * D); // (N, Hq, D)
+    const stride = cache.rowStride(i), kv = Hkv * D;
+    for (const r of rows) {
+      const at = r.b * stride + r.pad * kv; // cache row b, position pad
+      cache.k[i].set(k.subarray(r.off * kv, (r.off + r.len) * kv), at);
+      cache.v[i].set(v.subarray(r.off * kv, (r.off + r.len) * kv), at);
+      const probs = new Float32Array(Hq * r.len * r.len);
+      attentionForward(kernels(), q.subarray(r.off * Hq * D, (r.off + r.len) * Hq * D), cache.k[i].subarray(at), cache.v[i].subarray(at),
+        out.subarray(r.off * Hq * D, (r.off + r.len) * Hq * D), probs,
+        { B: 1, Tq: r.len, Tk: r.len, Hq, Hkv, D, kvBatchStride: 0, scale: 1 / Math.sqrt(D), causal: true });
+    }
+    return layer.proj.o_proj.forward(new Tensor(out, [1, N, Hq * D]));
+  }
+
   private cachedAttentionBlock(layer: DecoderLayer, i: number, h: Tensor, pos: Int32Array, B: number, T: number, cache: KvCache, keyStart: Int32Array | null): Tensor {
     const s = activeHeads(layer, this.config.headDim);
     const D = this.config.headDim;
@@ -160,11 +224,23 @@ export class LlamaModel {
     cache.append(i, k.contiguousData() as Float32Array, v.contiguousData() as Float32Array, T);
     const Tk = cache.length + T;
     const out = new Float32Array(B * T * s.numHeads * D); // (B, T, Hq, D)
-    const probs = new Float32Array(B * s.numHeads * T * Tk);
+    const probs = this.probsScratch(B * s.numHeads * T * Tk); // (B, Hq, T, Tk): every entry is written
     attentionForward(kernels(), q.contiguousData(), cache.k[i], cache.v[i], out, probs, {
       B, Tq: T, Tk, Hq: s.numHeads, Hkv: s.numKvHeads, D, kvBatchStride: cache.rowStride(i), scale: 1 / Math.sqrt(D), causal: true, keyStart,
     });
     return layer.proj.o_proj.forward(new Tensor(out, [B, T, s.numHeads * D]));
+  }
+
+  private probs = new Float32Array(0);
+
+  /**
+   * Attention weights of cached inference, reused across layers and steps (a decode step of a batch allocated
+   * ~3 MB of them at 400 cached keys, a visible share of its time in allocation and GC). attentionForward
+   * writes every element; nothing keeps them after the call.
+   */
+  private probsScratch(n: number): Float32Array {
+    if (this.probs.length < n) this.probs = new Float32Array(Math.max(n, this.probs.length * 2));
+    return this.probs.subarray(0, n);
   }
 
   private attentionBlock(layer: DecoderLayer, i: number, h: Tensor, pos: Int32Array, B: number, T: number): Tensor {
