@@ -32,9 +32,9 @@ import { loadTasks } from '../src/eval/tasks.ts';
 import type { TaskData } from '../src/eval/tasks.ts';
 import { backendSummary, log, machine, round } from './common.ts';
 
-const ASSETS = process.env.LONAS_ASSETS ?? fileURLToPath(new URL('../../shared/assets', import.meta.url));
+export const ASSETS = process.env.LONAS_ASSETS ?? fileURLToPath(new URL('../../shared/assets', import.meta.url));
 
-const CONFIGS = {
+export const CONFIGS = {
   generate32: { mode: 'generate', task: 'social_i_qa', maxNewTokens: 32 },
   generate256: { mode: 'generate', task: 'gsm8k', maxNewTokens: 256 },
   loglik: { mode: 'loglik', task: 'social_i_qa', maxNewTokens: 0 },
@@ -66,7 +66,7 @@ function parse(args: string[]): Options {
 }
 
 /** SmolLM-135M's shape with random N(0, 0.02) weights and the Llama-2 vocabulary. */
-function model135m(): LlamaModel {
+export function model135m(): LlamaModel {
   const C = 576, D = 64, H = 9, KV = 3, I = 1536, L = 30, V = 32000;
   const config = uniformConfig({
     vocabSize: V, hiddenSize: C, headDim: D, numLayers: L, numHeads: H, numKvHeads: KV, intermediateSize: I,
@@ -94,7 +94,7 @@ async function examplesPerSecond(model: LlamaModel, tok: LonasTokenizer, task: T
 }
 
 /** The first n examples whose prompt + budget (+ the longest option, for loglik) fit the context. */
-function fitting(task: TaskData, tok: LonasTokenizer, model: LlamaModel, budget: number, n: number): TaskData {
+export function fitting(task: TaskData, tok: LonasTokenizer, model: LlamaModel, budget: number, n: number): TaskData {
   const room = model.config.maxPositions - Math.max(budget, 16);
   const examples = task.examples.filter((e) => tok.encode(promptFor(e, { withResponse: false }), { addBos: true }).length <= room).slice(0, n);
   if (examples.length < n) throw new Error(`${task.name}: only ${examples.length} examples fit the context`);
