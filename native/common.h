@@ -29,6 +29,12 @@ struct I32 {
   int64_t length;
 };
 
+// A Uint16Array argument (bfloat16 bit patterns).
+struct U16 {
+  uint16_t* data;
+  int64_t length;
+};
+
 class Args {
  public:
   Args(const Napi::CallbackInfo& info, const char* kernel, size_t count)
@@ -68,6 +74,16 @@ class Args {
       return I32{static_cast<int32_t*>(data), static_cast<int64_t>(length)};
     }
     throwArg(i, name, "must be an Int32Array, got " + describe(i), true);
+  }
+
+  U16 u16(size_t i, const char* name) const {
+    napi_typedarray_type type;
+    size_t length = 0;
+    void* data = nullptr;
+    if (typedArray(i, &type, &length, &data) && type == napi_uint16_array) {
+      return U16{static_cast<uint16_t*>(data), static_cast<int64_t>(length)};
+    }
+    throwArg(i, name, "must be a Uint16Array (bfloat16 bits), got " + describe(i), true);
   }
 
   double number(size_t i, const char* name) const {

@@ -10,6 +10,9 @@ namespace lonas {
 void Gemm(const Napi::CallbackInfo& info);
 void GemmBatched(const Napi::CallbackInfo& info);
 
+// bf16.cc — products with a bfloat16 weight (small-M kernel, or widened tiles + sgemm)
+void GemmBf16(const Napi::CallbackInfo& info);
+
 // fused.cc — row-wise fused loops
 void Softmax(const Napi::CallbackInfo& info);
 void SoftmaxBackward(const Napi::CallbackInfo& info);

@@ -1,7 +1,9 @@
 // lonas native addon: module registration and OpenBLAS controls.
 //
 // Kernels (contract in src/kernels/api.ts, adapted by src/kernels/native.ts):
-//   gemm.cc        gemm, gemmBatched                      (OpenBLAS cblas_sgemm, row-major)
+//   gemm.cc        gemm, gemmBatched                      (OpenBLAS cblas_sgemm / sgemv, row-major; few-row
+//                  x·Wᵀ products on small-gemm.cc's kernel)
+//   bf16.cc        gemmBf16                               (bfloat16 weight: small-M kernel or widened sgemm)
 //   fused.cc       softmax(+Backward), crossEntropy(+Backward), rmsnorm(+Backward)
 //   elementwise.cc silu(+Backward), swiglu(+Backward), rope, embedding(+Backward), adamw
 //   int4.cc        int4Linear, int4Dequantize, compressedIsa, compressedThreads (see compressed.h)
@@ -47,6 +49,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   auto add = [&](const char* name, auto fn) { exports.Set(name, Napi::Function::New(env, fn, name)); };
   add("gemm", Gemm);
   add("gemmBatched", GemmBatched);
+  add("gemmBf16", GemmBf16);
   add("softmax", Softmax);
   add("softmaxBackward", SoftmaxBackward);
   add("crossEntropy", CrossEntropy);

@@ -25,8 +25,10 @@
 
 // Software prefetch distance into L2 along the weight rows. The hardware prefetcher alone sustains ~20 GB/s
 // only while few instructions run per weight byte; at 8 rows of x (8 FMAs per weight vector) demand misses
-// capped the stream near 7 GB/s, and prefetching 4–16 KB ahead into L2 restored ~14–16 GB/s (measured here).
-constexpr int kPrefetchBytes = 8192;
+// capped the stream near 7 GB/s. Prefetching into L2 restores it; the distance must clear a whole register
+// block (16 rows at one row of x: 36 KB of float32 or 18 KB of bf16 at K = 576): measured 8 / 16 / 32 / 64 KB,
+// 32 KB was best or within noise of it everywhere (bf16 one-row products: 12 → 20 GB/s against 8 KB).
+constexpr int kPrefetchBytes = 32768;
 
 namespace lonas {
 namespace {

@@ -35,6 +35,19 @@ export interface Kernels {
   ): void;
 
   /**
+   * C = alpha · A · op(B) + beta · C with B a bfloat16 weight given as its bit patterns (Uint16Array):
+   * op(B) = Bᵀ, B stored (n, k), when transB (x · Wᵀ); else B stored (k, n) (dY · W). A (m, k) and C (m, n) are
+   * float (no transpose of A). Each bf16 value is widened exactly to float32 (bits << 16), so the products are
+   * those of the upcast weight; sums accumulate in float (native: float32). beta = 0 ignores C's old contents.
+   */
+  gemmBf16(
+    transB: boolean, m: number, n: number, k: number, alpha: number,
+    a: FloatArray, aOff: number, lda: number,
+    b: Uint16Array, bOff: number, ldb: number,
+    beta: number, c: FloatArray, cOff: number, ldc: number,
+  ): void;
+
+  /**
    * y = softmax(scale · x) over the last axis of (rows, cols).
    * Causal mask when causalRows > 0: row r has query index q = r mod causalRows and keeps columns
    * j ≤ q + causalShift (causalShift = Tk − Tq when a KV cache precedes the queries); masked y = 0.

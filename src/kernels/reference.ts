@@ -126,6 +126,40 @@ function gemmBatched(
   }
 }
 
+/** The float32 value of bfloat16 bits (the top half of the float32 bits): exact. */
+export function bf16Value(bits: number): number {
+  BF16_U32[0] = bits << 16;
+  return BF16_F32[0];
+}
+const BF16_U32 = new Uint32Array(1);
+const BF16_F32 = new Float32Array(BF16_U32.buffer);
+
+/**
+ * C = alpha · A · op(B) + beta · C with B bfloat16 bits: op(B) = Bᵀ (B stored (n, k)) when transB, else B
+ * stored (k, n). Each weight is widened exactly; products and sums in double, rounded when stored in C.
+ */
+function gemmBf16(
+  transB: boolean, m: number, n: number, k: number, alpha: number,
+  a: FloatArray, aOff: number, lda: number,
+  b: Uint16Array, bOff: number, ldb: number,
+  beta: number, c: FloatArray, cOff: number, ldc: number,
+): void {
+  const formed = m > 0 && n > 0 ? 1 : 0;
+  checkOperand('gemmBf16', 'a', a, aOff, m, k, lda, 0, formed);
+  if (ldb < Math.max(1, transB ? k : n)) throw new RangeError(`gemmBf16: ldb = ${ldb} must be ≥ max(1, ${transB ? k : n}) (the stored row width of 'b')`);
+  if (formed && k > 0) need('gemmBf16', 'b', b, bOff + ((transB ? n : k) - 1) * ldb + (transB ? k : n));
+  checkOperand('gemmBf16', 'c', c, cOff, m, n, ldc, 0, 1);
+  const bRow = transB ? 1 : ldb, bCol = transB ? ldb : 1; // op(B)[p, j] = b[bOff + p·bRow + j·bCol]
+  for (let i = 0; i < m; i++) {
+    for (let j = 0; j < n; j++) {
+      let sum = 0;
+      if (alpha !== 0) for (let p = 0; p < k; p++) sum += a[aOff + i * lda + p] * bf16Value(b[bOff + p * bRow + j * bCol]);
+      const ci = cOff + i * ldc + j;
+      c[ci] = beta === 0 ? alpha * sum : alpha * sum + beta * c[ci];
+    }
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Softmax
 
@@ -411,6 +445,7 @@ export const referenceKernels: Kernels = {
   name: 'reference',
   gemm,
   gemmBatched,
+  gemmBf16,
   softmax,
   softmaxBackward,
   crossEntropy,
