@@ -4,7 +4,8 @@
  *
  * Reading validates the whole header first (sizes, offsets inside the file, no overlaps, known dtypes)
  * and then reads each tensor straight into its destination array (no whole-file buffer, so loading a
- * large checkpoint does not double peak memory). F16/BF16 are widened to float32 at load time.
+ * large checkpoint does not double peak memory). F16/BF16 are widened to float32 at load time, unless a
+ * BF16 tensor is read as its raw bits (`readBf16Bits`) to stay in bfloat16.
  * Writing goes to a temporary file that is renamed into place, so a crash never leaves a corrupt file.
  */
 import { closeSync, fstatSync, openSync, readSync, renameSync, unlinkSync, writeSync } from 'node:fs';
@@ -143,6 +144,15 @@ export class SafetensorsFile {
       throw new SafetensorsError(this.path, `tensor '${name}' is ${e.dtype}, expected a floating type`);
     }
     return { data: out, shape: e.shape };
+  }
+
+  /** The raw bit patterns of a BF16 tensor (no conversion), for weights kept in bfloat16. */
+  readBf16Bits(name: string): { bits: Uint16Array; shape: number[] } {
+    const e = this.entry(name);
+    if (e.dtype !== 'BF16') throw new SafetensorsError(this.path, `tensor '${name}' is ${e.dtype}, expected BF16`);
+    const bits = new Uint16Array((e.end - e.begin) / 2);
+    this.readBytes(e, new Uint8Array(bits.buffer));
+    return { bits, shape: e.shape };
   }
 
   /** A floating tensor as float64 (exact for F32/F16/BF16/F64). */

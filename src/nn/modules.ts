@@ -2,7 +2,7 @@
  * Building blocks with parameters. A model holds `LinearLike` modules, so adapters (LoRA, elastic
  * widths) can wrap a base Linear without the model code knowing.
  */
-import { Rng, Tensor, embedding, linear, narrow, rmsnorm, tensor } from '../tensor/index.ts';
+import { Bf16Matrix, Rng, Tensor, embedding, linear, linearBf16, narrow, rmsnorm, tensor } from '../tensor/index.ts';
 
 export interface LinearLike {
   readonly inFeatures: number;
@@ -19,19 +19,82 @@ export interface LinearLike {
 }
 
 /**
+ * Where a (frozen or trainable) weight lives: a float32 Tensor, or — for a BF16 checkpoint loaded with
+ * weights 'auto'/'bf16' — its bfloat16 bits, which the kernels widen in registers (half the bytes per
+ * product; the same values, so the same products). Whatever needs the weight as a float32 Tensor (training
+ * it, pruning, merging, saving, LoRA's current wrapper) gets it from `tensor()`: widened exactly, once; the
+ * bits are then dropped and every module sharing the store (a tied embedding and LM head) computes from that
+ * tensor. So a bf16 weight never changes a number, only memory and speed; `bf16` tells which form it is in.
+ */
+export class WeightStore {
+  private t: Tensor | null;
+  private b: Bf16Matrix | null;
+
+  constructor(w: Tensor | Bf16Matrix) {
+    this.t = w instanceof Tensor ? w : null;
+    this.b = w instanceof Bf16Matrix ? w : null;
+  }
+
+  get shape(): readonly number[] {
+    return this.b ? this.b.shape : this.t!.shape;
+  }
+
+  get name(): string | undefined {
+    return this.b ? this.b.name : this.t!.name;
+  }
+
+  /** The bfloat16 bits while the weight is kept in bf16, else null. */
+  get bf16(): Bf16Matrix | null {
+    return this.b;
+  }
+
+  /** The weight as a float32 Tensor (widening a bf16 weight exactly, once, for every module sharing this store). */
+  tensor(): Tensor {
+    if (this.b) {
+      this.t = this.b.toTensor();
+      this.b = null;
+    }
+    return this.t!;
+  }
+}
+
+/**
  * y = x Wᵀ + b. Elastic widths: only the first `activeOut` rows and `activeIn` columns of W are used
- * (strided views, no copies); both default to the full size.
+ * (strided views, no copies); both default to the full size. W may be kept in bfloat16 (see WeightStore):
+ * then the forward runs `linearBf16` on the bits, differentiable in x (the weight is frozen).
  */
 export class Linear implements LinearLike {
   activeOut: number;
   activeIn: number;
+  private store: WeightStore;
 
-  constructor(public weight: Tensor, public bias: Tensor | null = null) {
-    if (weight.ndim !== 2) throw new Error(`Linear: weight ${weight.name ?? ''} must be 2-D (out, in), got [${weight.shape.join(', ')}]`);
-    if (bias && (bias.ndim !== 1 || bias.shape[0] !== weight.shape[0])) {
-      throw new Error(`Linear: bias ${bias.name ?? ''} of shape [${bias.shape.join(', ')}] does not match ${weight.shape[0]} outputs`);
+  constructor(weight: Tensor | Bf16Matrix | WeightStore, public bias: Tensor | null = null) {
+    this.store = weight instanceof WeightStore ? weight : new WeightStore(weight);
+    const shape = this.store.shape;
+    if (shape.length !== 2) throw new Error(`Linear: weight ${this.store.name ?? ''} must be 2-D (out, in), got [${shape.join(', ')}]`);
+    if (bias && (bias.ndim !== 1 || bias.shape[0] !== shape[0])) {
+      throw new Error(`Linear: bias ${bias.name ?? ''} of shape [${bias.shape.join(', ')}] does not match ${shape[0]} outputs`);
     }
-    [this.activeOut, this.activeIn] = weight.shape;
+    [this.activeOut, this.activeIn] = shape;
+  }
+
+  /** The float32 weight (out, in); a bf16 weight is widened to float32 for good on first access (see WeightStore). */
+  get weight(): Tensor {
+    return this.store.tensor();
+  }
+
+  set weight(t: Tensor) {
+    this.store = new WeightStore(t);
+  }
+
+  /** (out, in) of the stored weight, without converting it. */
+  get weightShape(): readonly number[] {
+    return this.store.shape;
+  }
+
+  /** The weight's storage (shared with a tied module). */
+  get weightStore(): WeightStore {
+    return this.store;
   }
 
   get inFeatures(): number {
@@ -43,15 +106,18 @@ export class Linear implements LinearLike {
   }
 
   forward(x: Tensor): Tensor {
-    const [out, inF] = this.weight.shape;
+    const [out, inF] = this.store.shape;
     const o = this.activeOut, i = this.activeIn;
+    const bias = this.bias && o !== out ? narrow(this.bias, 0, 0, o) : this.bias;
+    const bits = this.store.bf16;
+    if (bits) return linearBf16(x, bits, o, i, bias);
     if (o === out && i === inF) return linear(x, this.weight, this.bias);
-    const bias = this.bias ? narrow(this.bias, 0, 0, o) : null;
     return linear(x, narrow(narrow(this.weight, 0, 0, o), 1, 0, i), bias);
   }
 
   trainable(): Tensor[] {
-    return [this.weight, this.bias].filter((t): t is Tensor => t !== null && t.requiresGrad);
+    const w = this.store.bf16 ? null : this.weight; // a bf16 weight is frozen
+    return [w, this.bias].filter((t): t is Tensor => t !== null && t.requiresGrad);
   }
 
   baseTensors(): Tensor[] {
@@ -68,11 +134,39 @@ export class RMSNorm {
 }
 
 export class Embedding {
-  constructor(public weight: Tensor) {}
+  private store: WeightStore;
 
-  /** ids (…) → (…, dim) */
+  /** weight (vocab, dim), float32 or kept in bfloat16 (see WeightStore) */
+  constructor(weight: Tensor | Bf16Matrix | WeightStore) {
+    this.store = weight instanceof WeightStore ? weight : new WeightStore(weight);
+  }
+
+  /** The float32 table; a bf16 table is widened for good on first access (see WeightStore). */
+  get weight(): Tensor {
+    return this.store.tensor();
+  }
+
+  set weight(t: Tensor) {
+    this.store = new WeightStore(t);
+  }
+
+  get weightStore(): WeightStore {
+    return this.store;
+  }
+
+  /** ids (…) → (…, dim). A bf16 table is frozen: its rows are widened (exactly), with no gradient. */
   forward(ids: Int32Array, shape: readonly number[]): Tensor {
-    return embedding(this.weight, ids, shape);
+    const bits = this.store.bf16;
+    if (!bits) return embedding(this.weight, ids, shape);
+    const [vocab, dim] = bits.shape;
+    const out = new Float32Array(ids.length * dim);
+    const u = new Uint32Array(out.buffer);
+    for (let t = 0; t < ids.length; t++) {
+      const id = ids[t];
+      if (!(id >= 0 && id < vocab)) throw new Error(`embedding: token id ${id} at position ${t} is outside the vocabulary (0..${vocab - 1})`);
+      for (let j = 0, src = id * dim, dst = t * dim; j < dim; j++) u[dst + j] = bits.bits[src + j] << 16;
+    }
+    return new Tensor(out, [...shape, dim]);
   }
 }
 

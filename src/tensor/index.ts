@@ -6,5 +6,6 @@ export { add, sub, mul, scale, sum, mean, dropout, reshape, narrow, permute, con
 export type { QuantParams } from './ops.ts';
 export { embedding, rmsnorm, silu, swiglu, rope, softmax, attention, crossEntropy } from './nn-ops.ts';
 export type { RopeTables } from './nn-ops.ts';
+export { Bf16Matrix, linearBf16 } from './bf16.ts';
 export { Rng } from './rng.ts';
 export type { RngState } from './rng.ts';

@@ -5,6 +5,7 @@
  */
 import type { FloatArray } from '../kernels/api.ts';
 import type { Tensor } from './tensor.ts';
+import type { Bf16Matrix } from './bf16.ts';
 
 export interface OpSaved {
   /** inputs [a, b], same shape */
@@ -27,6 +28,8 @@ export interface OpSaved {
   contiguous: Record<string, never>;
   /** inputs [x, w] or [x, w, b]; y = x·wᵀ + b, x (…, in), w (out, in) possibly a strided slice */
   linear: { x: Tensor; w: Tensor; hasBias: boolean };
+  /** inputs [x] or [x, b]; y = x·W[:outF, :inF]ᵀ + b with W a frozen bfloat16 matrix (no weight gradient) */
+  linearBf16: { w: Bf16Matrix; outF: number; inF: number; xShape: readonly number[]; hasBias: boolean };
   /** inputs [a, b]; (…, m, k)·(…, k, n), same batch */
   matmul: { a: Tensor; b: Tensor };
   /** inputs [w]; rows of w gathered by ids */

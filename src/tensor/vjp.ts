@@ -87,6 +87,24 @@ export const vjpRules: VjpTable = {
     return hasBias ? [dx, dw, db] : [dx, dw];
   },
 
+  linearBf16: ({ w, outF, inF, xShape, hasBias }, gy, wants) => {
+    const g = gy.contiguousData();
+    const rows = g.length / Math.max(outF, 1);
+    let dx: Tensor | null = null, db: Tensor | null = null;
+    if (wants[0]) {
+      // dx (rows, in) = gy (rows, out) · W[:out, :in], W stored (out, ·) with row stride w.shape[1]
+      const d = allocLike(g, rows * inF);
+      if (rows && inF && outF) kernelsFor(g).gemmBf16(false, rows, inF, outF, 1, g, 0, outF, w.bits, 0, w.shape[1], 0, d, 0, inF);
+      dx = new Tensor(d, xShape);
+    }
+    if (hasBias && wants[1]) {
+      const d = allocLike(g, outF);
+      for (let r = 0; r < rows; r++) for (let o = 0; o < outF; o++) d[o] += g[r * outF + o];
+      db = new Tensor(d, [outF]);
+    }
+    return hasBias ? [dx, db] : [dx];
+  },
+
   matmul: ({ a, b }, gy, wants) => {
     const [m, k] = a.shape.slice(-2);
     const n = b.shape[b.ndim - 1];

@@ -51,6 +51,10 @@ test('linear (with bias, 3-D input, sliced and transposed weights) and matmul', 
   // a transposed view as the weight
   check('linear', [randn(rng, [3, 4]), randn(rng, [4, 5])], (x, w) => T.linear(x, T.permute(w, [1, 0])));
   check('matmul', [randn(rng, [3, 4, 5]), randn(rng, [3, 5, 2])], (a, b) => T.matmul(a, b));
+  // a frozen bfloat16 weight (6, 7): gradients to x and the bias, full size and as an elastic (5, 4) slice
+  const w = T.Bf16Matrix.exactly(T.tensor(Array.from({ length: 42 }, (_, i) => ((i * 37) % 19 - 9) / 8), [6, 7]));
+  check('linearBf16', [randn(rng, [2, 3, 7]), randn(rng, [6])], (x, b) => T.linearBf16(x, w, 6, 7, b));
+  check('linearBf16', [randn(rng, [3, 4])], (x) => T.linearBf16(x, w, 5, 4));
   check('matmul', [randn(rng, [4, 5]), randn(rng, [5, 3])], (a, b) => T.matmul(a, b));
 });
 

@@ -3,8 +3,9 @@
  * model.safetensors.index.json (`weight_map`: tensor name → shard file).
  *
  * Loading validates the whole layout (config, index, every shard header) before reading tensor data, then
- * reads each tensor straight into its own float32 array (F16/BF16 widened), so peak memory is the model
- * in float32, not the file on top of it. Saving writes a complete directory next to the target and renames
+ * reads each tensor straight into its own float32 array (F16/BF16 widened) — or, for BF16 weights kept in
+ * bfloat16 (WeightsMode), into its own bits array — so peak memory is the model as stored in memory, not
+ * the file on top of it. Saving writes a complete directory next to the target and renames
  * it into place, so a crash never leaves a half-written model directory.
  */
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -12,7 +13,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { z } from 'zod';
 import { SafetensorsFile, writeSafetensors } from '../../io/safetensors.ts';
 import type { TensorToWrite } from '../../io/safetensors.ts';
-import { Tensor } from '../../tensor/index.ts';
+import { Bf16Matrix, Tensor } from '../../tensor/index.ts';
 import type { LlamaConfig } from './config.ts';
 import { parseHfConfig, toHfConfig } from './hf-config.ts';
 import type { ParseOptions } from './hf-config.ts';
@@ -26,17 +27,35 @@ import { formatFor, gptqTensors, readGptqProjection } from './gptq-io.ts';
 
 export type WeightDType = 'F32' | 'F16' | 'BF16';
 
+/**
+ * Storage of the projection, embedding and LM-head weights in memory (norms and biases are always float32):
+ *  - 'f32': every tensor widened to float32 at load;
+ *  - 'bf16': those weights kept in bfloat16 (the checkpoint must store them as BF16 — rounding other weights
+ *    would change the model, so that is an error);
+ *  - 'auto': kept in bfloat16 when the checkpoint stores them as BF16, else float32.
+ * A bf16 weight computes with exactly its float32 values (the kernels widen it in registers; see
+ * nn/modules.ts WeightStore), and whatever needs it as a float32 Tensor later gets it, widened exactly.
+ */
+export type WeightsMode = 'auto' | 'f32' | 'bf16';
+
 export interface LoadOptions extends ParseOptions {
   /** called after each tensor is read */
   onProgress?: (p: { tensor: string; done: number; total: number }) => void;
+  /** see WeightsMode; default 'f32' for loadModelDir (its callers read float32 tensors), 'auto' for loadLlama */
+  weights?: WeightsMode;
 }
+
+/** Weights a LlamaModel can keep in bfloat16: projections, the embedding and the LM head. */
+const BF16_CAPABLE = /^(model\.embed_tokens\.weight|lm_head\.weight|model\.layers\.\d+\.(self_attn|mlp)\.\w+_proj\.weight)$/;
 
 export interface LoadedModelDir {
   config: LlamaConfig;
   /** config.json as parsed (unknown fields kept, for saving a derived model) */
   hfConfig: Record<string, unknown>;
-  /** HF name → float32 tensor, only the tensors the config needs */
+  /** HF name → float32 tensor, only the tensors the config needs (except those in `bf16`) */
   weights: Map<string, Tensor>;
+  /** HF name → weights kept in bfloat16 (weights 'bf16' / 'auto' with a BF16 checkpoint); not in `weights` */
+  bf16: Map<string, Bf16Matrix>;
   /** storage dtype of most parameters (F64 counts as F32) */
   dtype: WeightDType;
   /** tensors in the files that the model does not use (e.g. rotary_emb.inv_freq, lm_head when tied) */
@@ -166,22 +185,34 @@ export function loadModelDir(dir: string, opts: LoadOptions = {}): LoadedModelDi
         for (const part of ['qweight', 'qzeros', 'scales', 'g_idx']) wanted.add(`${prefix}.${part}`);
       }
     }
+    const mode = opts.weights ?? 'f32';
+    const bf16 = new Map<string, Bf16Matrix>();
     names.forEach((name, i) => {
       const file = where.get(name)!;
       const { dtype } = file.entry(name);
       if (dtype !== 'F32' && dtype !== 'F16' && dtype !== 'BF16' && dtype !== 'F64') {
         throw new Error(`${file.path}: tensor '${name}' is ${dtype}; lonas loads floating-point weights only (quantized checkpoint?)`);
       }
-      const { data, shape } = file.readFloat32(name);
-      weights.set(name, new Tensor(data, shape, { name }));
+      const keep = mode !== 'f32' && BF16_CAPABLE.test(name);
+      if (keep && dtype === 'BF16') {
+        const { bits, shape } = file.readBf16Bits(name);
+        bf16.set(name, new Bf16Matrix(bits, [shape[0], shape[1]], name));
+      } else {
+        if (keep && mode === 'bf16') {
+          throw new Error(`${file.path}: tensor '${name}' is stored as ${dtype}; weights: 'bf16' keeps BF16-stored weights only (rounding would change the model); use weights: 'auto' or 'f32'`);
+        }
+        const { data, shape } = file.readFloat32(name);
+        weights.set(name, new Tensor(data, shape, { name }));
+      }
       sources.set(name, file.path);
       const d = dtype === 'F64' ? 'F32' : dtype;
-      elems[d] = (elems[d] ?? 0) + data.length;
+      const size = file.entry(name).shape.reduce((a, b) => a * b, 1);
+      elems[d] = (elems[d] ?? 0) + size;
       opts.onProgress?.({ tensor: name, done: i + 1, total: names.length });
     });
     const dtype = (Object.keys(elems) as WeightDType[]).reduce<WeightDType>((a, b) => ((elems[b] ?? 0) > (elems[a] ?? 0) ? b : a), 'F32');
     const unused = [...where.keys()].filter((n) => !wanted.has(n));
-    return { config, hfConfig: hfConfig as Record<string, unknown>, weights, dtype, unused, sources, quantized };
+    return { config, hfConfig: hfConfig as Record<string, unknown>, weights, bf16, dtype, unused, sources, quantized };
   } finally {
     for (const f of files) f.close();
   }
@@ -193,7 +224,7 @@ export function loadModelDir(dir: string, opts: LoadOptions = {}): LoadedModelDi
  */
 export function modelFromLoaded(dir: string, loaded: LoadedModelDir, maxPositions = loaded.config.maxPositions): LlamaModel {
   try {
-    const model = new LlamaModel({ ...loaded.config, maxPositions }, loaded.weights);
+    const model = new LlamaModel({ ...loaded.config, maxPositions }, new Map<string, Tensor | Bf16Matrix>([...loaded.weights, ...loaded.bf16]));
     for (const [prefix, qw] of loaded.quantized) {
       const m = /^model\.layers\.(\d+)\.(?:self_attn|mlp)\.(\w+)$/.exec(prefix)!;
       const layer = model.layers[Number(m[1])], p = m[2] as ProjectionName;
@@ -207,9 +238,12 @@ export function modelFromLoaded(dir: string, loaded: LoadedModelDir, maxPosition
   }
 }
 
-/** Loads a model directory into a LlamaModel (RoPE tables sized by max_position_embeddings unless given). */
+/**
+ * Loads a model directory into a LlamaModel (RoPE tables sized by max_position_embeddings unless given).
+ * Weights default to 'auto': a BF16 checkpoint's projections, embedding and LM head stay in bfloat16.
+ */
 export function loadLlama(dir: string, opts: LoadOptions & { maxPositions?: number } = {}): LlamaModel {
-  return modelFromLoaded(dir, loadModelDir(dir, opts), opts.maxPositions);
+  return modelFromLoaded(dir, loadModelDir(dir, { ...opts, weights: opts.weights ?? 'auto' }), opts.maxPositions);
 }
 
 export interface SaveOptions {

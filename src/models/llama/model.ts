@@ -7,13 +7,13 @@
  *              h += down(silu(gate(norm2 h)) ⊙ up(norm2 h))
  *   logits = lm_head(norm h)   (lm_head = embed when tied)    (B, T, V)
  */
-import { Tensor, add, attention, narrow, noGrad, reshape, rope, swiglu } from '../../tensor/index.ts';
+import { Bf16Matrix, Tensor, add, attention, narrow, noGrad, reshape, rope, swiglu } from '../../tensor/index.ts';
 import { attentionForward } from '../../tensor/attention-core.ts';
 import { kernels } from '../../kernels/index.ts';
 import { KvCache } from './kv-cache.ts';
 import type { RopeTables } from '../../tensor/index.ts';
 import { Embedding, Linear, RMSNorm } from '../../nn/modules.ts';
-import type { LinearLike } from '../../nn/modules.ts';
+import type { LinearLike, WeightStore } from '../../nn/modules.ts';
 import { ropeTables } from '../../nn/rope.ts';
 import type { LlamaConfig } from './config.ts';
 
@@ -56,10 +56,13 @@ export class LlamaModel {
   readonly lmHead: LinearLike;
   private readonly rope: RopeTables;
 
-  /** `weights` maps HF names to tensors; missing or mis-shaped tensors are reported by name. */
-  constructor(readonly config: LlamaConfig, weights: Map<string, Tensor>) {
+  /**
+   * `weights` maps HF names to tensors; missing or mis-shaped tensors are reported by name. Projection,
+   * embedding and LM-head weights may be Bf16Matrix (kept in bfloat16, see nn/modules.ts WeightStore).
+   */
+  constructor(readonly config: LlamaConfig, weights: Map<string, Tensor | Bf16Matrix>) {
     const c = config;
-    const get = (name: string, shape: number[]): Tensor => {
+    const find = (name: string, shape: number[]): Tensor | Bf16Matrix => {
       const t = weights.get(name);
       if (!t) throw new Error(`model weights: missing tensor '${name}'`);
       if (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i])) {
@@ -68,11 +71,16 @@ export class LlamaModel {
       t.name = name;
       return t;
     };
+    const get = (name: string, shape: number[]): Tensor => {
+      const t = find(name, shape);
+      if (t instanceof Bf16Matrix) throw new Error(`model weights: '${name}' is given in bfloat16; only projection, embedding and LM-head weights can stay bf16`);
+      return t;
+    };
     const C = c.hiddenSize, D = c.headDim;
-    this.embed = new Embedding(get('model.embed_tokens.weight', [c.vocabSize, C]));
+    this.embed = new Embedding(find('model.embed_tokens.weight', [c.vocabSize, C]));
     this.layers = c.layers.map((s, i) => {
       const p = (proj: ProjectionName, shape: number[], bias = false) =>
-        new Linear(get(`${projectionWeightName(i, proj)}.weight`, shape), bias ? get(`${projectionWeightName(i, proj)}.bias`, [shape[0]]) : null);
+        new Linear(find(`${projectionWeightName(i, proj)}.weight`, shape), bias ? get(`${projectionWeightName(i, proj)}.bias`, [shape[0]]) : null);
       return {
         inputNorm: new RMSNorm(get(`model.layers.${i}.input_layernorm.weight`, [C]), c.rmsNormEps),
         postAttentionNorm: new RMSNorm(get(`model.layers.${i}.post_attention_layernorm.weight`, [C]), c.rmsNormEps),
@@ -88,7 +96,7 @@ export class LlamaModel {
       };
     });
     this.norm = new RMSNorm(get('model.norm.weight', [C]), c.rmsNormEps);
-    this.lmHead = c.tieWordEmbeddings ? new Linear(this.embed.weight) : new Linear(get('lm_head.weight', [c.vocabSize, C]));
+    this.lmHead = c.tieWordEmbeddings ? new Linear(this.embed.weightStore) : new Linear(find('lm_head.weight', [c.vocabSize, C]));
     this.rope = ropeTables({ headDim: D, maxPositions: c.maxPositions, theta: c.ropeTheta, scaling: c.ropeScaling });
   }
 
@@ -98,7 +106,35 @@ export class LlamaModel {
     return new KvCache(kvHeads, this.config.headDim, batch, maxLen, this.config.maxPositions);
   }
 
-  /** Every tensor of the model by HF name (tied head listed once). */
+  /**
+   * How the 2-D weights (projections, embedding, untied LM head; the tied head counted once) are stored now:
+   * how many are still bfloat16 and the bytes all parameters occupy (what one decode step streams, norms
+   * included). A bf16 weight turns float32 when something asks for its Tensor (see WeightStore).
+   */
+  weightStorage(): { bf16: number; f32: number; bytes: number } {
+    const stores = new Set<WeightStore>([this.embed.weightStore]);
+    if (this.lmHead instanceof Linear) stores.add(this.lmHead.weightStore);
+    let bytes = 0;
+    for (const l of this.layers) {
+      bytes += 4 * (l.inputNorm.weight.size + l.postAttentionNorm.weight.size);
+      for (const p of Object.values(l.proj)) {
+        // adapters and compressed layers wrap a base Linear: its storage (adapter tensors not counted)
+        const base = p instanceof Linear ? p : (p as { base?: unknown }).base;
+        if (!(base instanceof Linear)) throw new Error(`weightStorage: ${p.constructor.name} has no base Linear`);
+        stores.add(base.weightStore);
+        if (base.bias) bytes += 4 * base.bias.size;
+      }
+    }
+    bytes += 4 * this.norm.weight.size;
+    let bf16 = 0, f32 = 0;
+    for (const s of stores) {
+      const n = s.shape[0] * s.shape[1];
+      if (s.bf16) { bf16++; bytes += 2 * n; } else { f32++; bytes += 4 * n; }
+    }
+    return { bf16, f32, bytes };
+  }
+
+  /** Every tensor of the model by HF name (tied head listed once). Widens bfloat16 weights to float32 (see WeightStore). */
   namedParameters(): Map<string, Tensor> {
     const out = new Map<string, Tensor>();
     const add = (t: Tensor | null) => t && t.name && out.set(t.name, t);

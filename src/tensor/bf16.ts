@@ -1,0 +1,64 @@
+/**
+ * bfloat16 weights kept as bfloat16. A Hugging Face checkpoint stored in BF16 holds exactly the values its
+ * float32 upcast holds, so a frozen weight can stay in its 2-byte form and be widened in registers by the
+ * kernels (`gemmBf16`): the same products of the same values, summed in float32, from half the bytes.
+ *
+ *   Bf16Matrix       the bits of a (rows, cols) weight, row-major
+ *   linearBf16(...)  y = x · W[:o, :i]ᵀ (+ b), differentiable in x and b (the weight is frozen by construction)
+ */
+import { kernelsFor } from '../kernels/index.ts';
+import { record } from './autograd.ts';
+import { Tensor, allocLike, fmtShape } from './tensor.ts';
+
+export class Bf16Matrix {
+  /** bits (rows·cols) of a (rows, cols) row-major bfloat16 matrix; `name` for error messages */
+  constructor(readonly bits: Uint16Array, readonly shape: readonly [number, number], public name?: string) {
+    if (bits.length !== shape[0] * shape[1]) throw new Error(`Bf16Matrix ${name ?? ''}: ${bits.length} values do not fill ${fmtShape(shape)}`);
+  }
+
+  /** The float32 tensor of the same values (exact). */
+  toTensor(): Tensor {
+    const out = new Float32Array(this.bits.length);
+    const u = new Uint32Array(out.buffer);
+    for (let i = 0; i < u.length; i++) u[i] = this.bits[i] << 16;
+    return new Tensor(out, this.shape, { name: this.name });
+  }
+
+  /** The bits of a float32 tensor whose every value is a bfloat16 value; throws (naming the first other value) otherwise. */
+  static exactly(t: Tensor): Bf16Matrix {
+    if (t.ndim !== 2) throw new Error(`Bf16Matrix: ${t.name ?? 'tensor'} must be 2-D, got ${fmtShape(t.shape)}`);
+    const src = t.contiguousData();
+    const f = src instanceof Float32Array ? src : Float32Array.from(src);
+    const u = new Uint32Array(f.buffer, f.byteOffset, f.length);
+    const bits = new Uint16Array(f.length);
+    for (let i = 0; i < f.length; i++) {
+      if ((u[i] & 0xffff) !== 0 || f[i] !== src[i]) {
+        throw new Error(`Bf16Matrix: ${t.name ?? 'tensor'}[${i}] = ${src[i]} is not a bfloat16 value (keeping it in bf16 would round it)`);
+      }
+      bits[i] = u[i] >>> 16;
+    }
+    return new Bf16Matrix(bits, [t.shape[0], t.shape[1]], t.name);
+  }
+}
+
+/**
+ * y = x · Wᵀ (+ b) with W the first `outF` rows and `inF` columns of `w` (an elastic-width slice, no copy).
+ * x (…, inF) float32 (float64 in gradient checks: the reference kernels widen the same values); b (outF).
+ * y (…, outF). Gradients flow to x (dx = dy · W) and b; the weight has none.
+ */
+export function linearBf16(x: Tensor, w: Bf16Matrix, outF: number, inF: number, b?: Tensor | null): Tensor {
+  if (x.shape[x.ndim - 1] !== inF || outF > w.shape[0] || inF > w.shape[1]) {
+    throw new Error(`linear: input ${fmtShape(x.shape)} does not match the bf16 weight ${w.name ?? ''} ${fmtShape(w.shape)} used as (${outF}, ${inF})`);
+  }
+  if (b && (b.ndim !== 1 || b.shape[0] !== outF)) throw new Error(`linear: bias ${fmtShape(b.shape)} does not match ${outF} outputs`);
+  const xd = x.contiguousData();
+  const rows = xd.length / Math.max(inF, 1);
+  const y = allocLike(x, rows * outF);
+  if (b) {
+    const bd = b.contiguousData();
+    for (let r = 0; r < rows; r++) y.set(bd, r * outF);
+  }
+  if (rows > 0 && outF > 0) kernelsFor(xd).gemmBf16(true, rows, outF, inF, 1, xd, 0, Math.max(inF, 1), w.bits, 0, w.shape[1], b ? 1 : 0, y, 0, outF);
+  const out = new Tensor(y, [...x.shape.slice(0, -1), outF]);
+  return record('linearBf16', b ? [x, b] : [x], { w, outF, inF, xShape: x.shape, hasBias: !!b }, out);
+}
