@@ -3,7 +3,7 @@ import { loadLlama } from '../models/llama/checkpoint.ts';
 import type { LlamaModel } from '../models/llama/model.ts';
 import { PROJECTIONS } from '../models/llama/model.ts';
 import { Linear } from '../nn/modules.ts';
-import { SparseLinear, SPARSE_KERNEL_MIN_SPARSITY, sparsity } from '../nn/sparse-linear.ts';
+import { SparseLinear, SPARSE_KERNEL_MIN_SPARSITY, weightSparsity } from '../nn/sparse-linear.ts';
 import { LoraLinear } from '../adapters/lora.ts';
 import { loadAdapter } from '../adapters/peft.ts';
 import type { LoraSettings } from '../adapters/peft.ts';
@@ -51,8 +51,8 @@ export function useSparseKernels(model: LlamaModel): number {
   for (const layer of model.layers) {
     for (const p of PROJECTIONS) {
       const m = layer.proj[p];
-      if (m instanceof Linear && !(m instanceof SparseLinear) && sparsity(m.weight) >= SPARSE_KERNEL_MIN_SPARSITY) { layer.proj[p] = new SparseLinear(m); n++; }
-      else if (m instanceof LoraLinear && !m.sparseMask && !m.quant && !(m.base instanceof SparseLinear) && sparsity(m.base.weight) >= SPARSE_KERNEL_MIN_SPARSITY) {
+      if (m instanceof Linear && !(m instanceof SparseLinear) && weightSparsity(m) >= SPARSE_KERNEL_MIN_SPARSITY) { layer.proj[p] = new SparseLinear(m); n++; }
+      else if (m instanceof LoraLinear && !m.sparseMask && !m.quant && !(m.base instanceof SparseLinear) && weightSparsity(m.base) >= SPARSE_KERNEL_MIN_SPARSITY) {
         m.base = new SparseLinear(m.base);
         n++;
       }

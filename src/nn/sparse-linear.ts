@@ -43,3 +43,16 @@ export function sparsity(w: Tensor): number {
   for (let i = 0; i < w.data.length; i++) if (w.data[i] === 0) z++;
   return z / w.data.length;
 }
+
+/**
+ * Fraction of exact zeros in a Linear's stored weight. A weight kept in bfloat16 is counted from its bits
+ * (±0 is bits & 0x7fff = 0): reading `m.weight` would widen it to float32 for good (see WeightStore), and
+ * loading a BF16 checkpoint for inference must not do that just to find out it is dense.
+ */
+export function weightSparsity(m: Linear): number {
+  const w = m.weightStore.bf16;
+  if (!w) return sparsity(m.weight);
+  let z = 0;
+  for (let i = 0; i < w.bits.length; i++) if ((w.bits[i] & 0x7fff) === 0) z++;
+  return z / w.bits.length;
+}
