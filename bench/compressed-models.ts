@@ -9,10 +9,15 @@
  *  - sparse: every projection magnitude-pruned to 50% per row (pruneModel, method magnitude: `lonas
  *            sparsify --method magnitude`), saved as a plain float checkpoint with the zeros in it.
  *
+ *  - int4_bf16: the int4 model with everything that is not INT4 (embedding = tied LM head, norms) stored
+ *            as BF16, which the loader keeps in bfloat16 — what `lonas extract --dtype bf16` writes for a
+ *            GPTQ model. It shows what the float32 LM head costs the int4 model.
+ *
  * Loading is `loadWithAdapter(dir)` (src/nas/load.ts): loadLlama turns the GPTQ projections into QuantLinear
- * (INT4 kernel at inference) and useSparseKernels swaps projections with ≥ 50% zeros to SparseLinear.
- * The embedding and the LM head (tied to it in the 135M shape) are not projections: neither tool nor loader
- * compresses them, so they stay float32 (`describeLayers` reports what was compressed).
+ * (INT4 kernel at inference), keeps BF16-stored weights in bfloat16, and useSparseKernels swaps projections
+ * with ≥ 50% zeros to SparseLinear. The embedding and the LM head (tied to it in the 135M shape) are not
+ * projections: neither tool nor loader compresses them, so they stay float32 in f32 / int4 / sparse
+ * (`describeLayers` reports what was compressed).
  */
 import { f16ToF32, f32ToF16 } from '../src/io/safetensors.ts';
 import { dequantize } from '../src/io/gptq-format.ts';
@@ -26,18 +31,17 @@ import { QuantLinear } from '../src/nn/quant-linear.ts';
 import { SparseLinear } from '../src/nn/sparse-linear.ts';
 import { loadWithAdapter } from '../src/nas/load.ts';
 
-export type Format = 'f32' | 'int4' | 'sparse';
-export const FORMATS: readonly Format[] = ['f32', 'int4', 'sparse'];
+export type Format = 'f32' | 'int4' | 'sparse' | 'int4_bf16';
+export const FORMATS: readonly Format[] = ['f32', 'int4', 'sparse', 'int4_bf16'];
 export const INT4_GROUP = 128;
 export const SPARSITY = 0.5;
 
-/** Compresses every projection of `model` in place into `format` (f32: unchanged). */
-export function compressInPlace(model: LlamaModel, format: Format): void {
+/** Compresses every projection of a float32 `model` in place: INT4 (GPTQ layout) or 50% sparse. */
+export function compressInPlace(model: LlamaModel, format: 'int4' | 'sparse'): void {
   if (format === 'sparse') {
     pruneModel(model, [], { method: 'magnitude', sparsity: SPARSITY, targets: [...PROJECTIONS] });
     return;
   }
-  if (format !== 'int4') return;
   for (const layer of model.layers) {
     for (const p of PROJECTIONS) {
       const m = layer.proj[p];
@@ -60,9 +64,9 @@ export function compressInPlace(model: LlamaModel, format: Format): void {
  */
 export function writeCompressed(f32Dir: string, format: Format, outDir: string): string {
   if (format === 'f32') return f32Dir;
-  const model = loadLlama(f32Dir);
-  compressInPlace(model, format);
-  saveModelDir(outDir, model, { overwrite: true });
+  const model = loadLlama(f32Dir, { weights: 'f32' });
+  compressInPlace(model, format === 'sparse' ? 'sparse' : 'int4');
+  saveModelDir(outDir, model, { overwrite: true, dtype: format === 'int4_bf16' ? 'BF16' : 'F32' });
   return outDir;
 }
 
@@ -83,37 +87,40 @@ export interface LayerReport {
   lm_head_share_of_decode_bytes: number;
 }
 
-/** What is compressed in a loaded model, and the weight bytes a decode step reads. */
+/** What is compressed in a loaded model, and the weight bytes a decode step reads (reads no bf16 weight as float32). */
 export function describeLayers(model: LlamaModel): LayerReport {
   const projections: Record<string, number> = {};
   let params = 0, bytes = 0;
   for (const layer of model.layers) {
     for (const p of PROJECTIONS) {
       const m = layer.proj[p];
-      const kind = m.constructor.name;
+      const base = m instanceof Linear ? m : (m as { base?: unknown }).base;
+      if (!(base instanceof Linear)) throw new Error(`describeLayers: ${m.constructor.name} has no base Linear`);
+      const kind = m.constructor.name + (base.weightStore.bf16 && !(m instanceof QuantLinear) ? ' (bf16)' : '');
       projections[kind] = (projections[kind] ?? 0) + 1;
-      const [out, inF] = m.baseTensors()[0].shape;
+      const [out, inF] = base.weightShape;
       params += out * inF;
-      bytes += projectionBytes(m, out, inF);
+      bytes += projectionBytes(m, base, out, inF);
     }
   }
   const c = model.config;
-  const head = model.lmHead instanceof Linear ? model.lmHead.weight : null;
-  const headParams = head ? head.size : 0;
-  const headBytes = 4 * headParams;
-  const tied = head === model.embed.weight;
+  if (!(model.lmHead instanceof Linear)) throw new Error(`describeLayers: LM head ${model.lmHead.constructor.name} is not a Linear`);
+  const store = model.lmHead.weightStore;
+  const headParams = store.shape[0] * store.shape[1];
+  const headBytes = (store.bf16 ? 2 : 4) * headParams;
+  const tied = store === model.embed.weightStore;
   return {
     projections,
     projection_params: params,
     embedding_params: c.vocabSize * c.hiddenSize,
-    lm_head: `${model.lmHead.constructor.name} float32 ${tied ? '(tied to the embedding)' : ''}: ${headParams} params, not a projection, so not compressed`,
+    lm_head: `${store.bf16 ? 'bfloat16' : 'float32'}${tied ? ', tied to the embedding' : ''}: ${headParams} params, not a projection, so not quantised or pruned`,
     decode_weight_bytes: bytes + headBytes,
     lm_head_share_of_decode_bytes: Math.round((1000 * headBytes) / (bytes + headBytes)) / 1000,
   };
 }
 
 /** Bytes the inference kernel reads for one projection (INT4: codes + f32 scales/zeros; sparse: mask + values). */
-function projectionBytes(m: unknown, out: number, inF: number): number {
+function projectionBytes(m: unknown, base: Linear, out: number, inF: number): number {
   if (m instanceof QuantLinear) {
     const groups = Math.ceil(inF / m.qw.groupSize);
     return out * inF / 2 + 2 * 4 * groups * out;
@@ -124,5 +131,5 @@ function projectionBytes(m: unknown, out: number, inF: number): number {
     for (let i = 0; i < w.length; i++) if (w[i] !== 0) nnz++;
     return 4 * nnz + out * Math.ceil(inF / 32) * 4 + 4 * (out + 1);
   }
-  return 4 * out * inF;
+  return (base.weightStore.bf16 ? 2 : 4) * out * inF;
 }

@@ -15,8 +15,13 @@
  * and reuse the model directories there instead of a temporary directory), --profile (also time every
  * native kernel call site of one decode per format: where a token's time goes).
  *
+ * A fourth model, int4_bf16, is the INT4 one with its embedding / tied LM head (and norms) stored in BF16 and
+ * kept in bfloat16 at load (what `lonas extract --dtype bf16` writes for a GPTQ model): the LM head is not
+ * compressed in the others, and this measures what its float32 bytes cost. Each format's LM head is also
+ * timed alone (`lm_head_ms`, `lm_head_share`, `ratio_without_lm_head`).
+ *
  * Last stdout line: one JSON object; `ratio` = INT4 tok/s / f32 tok/s (medians, first thread
- * configuration; goal ≥ 3), `ratio_sparse` = sparse / f32 (goal ≥ 1.3).
+ * configuration; goal ≥ 3), `ratio_sparse` = sparse / f32 (goal ≥ 1.3), `ratio_int4_bf16` (information).
  */
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -28,7 +33,7 @@ import { generate } from '../src/models/llama/generate.ts';
 import type { LlamaModel } from '../src/models/llama/model.ts';
 import { Rng, Tensor, noGrad } from '../src/tensor/index.ts';
 import { FORMATS, INT4_GROUP, SPARSITY, describeLayers, loadForInference, writeCompressed } from './compressed-models.ts';
-import type { Format } from './compressed-models.ts';
+import type { Format, LayerReport } from './compressed-models.ts';
 import { backendSummary, log, machine, machineBusy, median, nowMs, round } from './common.ts';
 import { SMOL_SHAPE, buildSmolModel, positiveInt, takeOption } from './generation.ts';
 import { installKernelTimers, kernelTimes, resetKernelTimers } from './kernel-timers.ts';
@@ -100,7 +105,7 @@ function prepareDirs(root: string): Record<Format, string> {
     const d = join(root, f);
     if (!existsSync(join(d, 'config.json'))) {
       const t0 = nowMs();
-      log(`compressed: writing the ${f} model (${f === 'int4' ? `RTN INT4, group ${INT4_GROUP}` : `magnitude pruning ${SPARSITY * 100}%`})…`);
+      log(`compressed: writing the ${f} model (${f === 'sparse' ? `magnitude pruning ${SPARSITY * 100}%` : `RTN INT4, group ${INT4_GROUP}${f === 'int4_bf16' ? ', the rest BF16' : ''}`})…`);
       writeCompressed(f32Dir, f, d);
       log(`  done in ${((nowMs() - t0) / 1000).toFixed(1)} s`);
     }
@@ -109,7 +114,7 @@ function prepareDirs(root: string): Record<Format, string> {
   return dirs;
 }
 
-/** Median time of the LM head alone (one position; float32, tied to the embedding, the same in every format). */
+/** Median time of the LM head alone, one position (float32 in f32 / int4 / sparse, bfloat16 in int4_bf16). */
 function lmHeadMs(model: LlamaModel, reps = 9): number {
   const h = new Tensor(new Float32Array(model.config.hiddenSize).fill(0.5), [1, 1, model.config.hiddenSize]);
   const ms: number[] = [];
@@ -132,6 +137,50 @@ function profileDecode(model: LlamaModel, prompt: number[], newTokens: number) {
   return { ms_per_token: round(msPerToken, 2), native_ms: round(nativeMs, 2), js_and_other_ms: round(msPerToken - nativeMs, 2), kernels: ks.slice(0, 12) };
 }
 
+type Models = Record<Format, LlamaModel>;
+type Layers = Record<Format, LayerReport>;
+
+/** Every format at one thread configuration: interleaved rounds, medians, ratios to f32, the LM head's share. */
+function measureThreads(cfg: string, models: Models, layers: Layers, prompt: number[], opts: Options): Record<string, unknown> {
+  const t = applyThreads(cfg);
+  const tokS = Object.fromEntries(FORMATS.map((f) => [f, [] as number[]])) as Record<Format, number[]>;
+  const prefill = Object.fromEntries(FORMATS.map((f) => [f, [] as number[]])) as Record<Format, number[]>;
+  const first = {} as Record<Format, number[]>;
+  for (const f of FORMATS) for (let w = 0; w < opts.warmup; w++) decodeOnce(models[f], prompt, opts.newTokens);
+  for (let r = 0; r < opts.rounds; r++) {
+    for (const f of r % 2 === 0 ? FORMATS : [...FORMATS].reverse()) {
+      for (let i = 0; i < opts.iters; i++) {
+        const s = decodeOnce(models[f], prompt, opts.newTokens);
+        tokS[f].push(s.decodeTokS);
+        prefill[f].push(s.prefillMs);
+        first[f] = s.tokens.slice(0, 8);
+      }
+    }
+    log(`  threads ${cfg} round ${r + 1}/${opts.rounds}: ` + FORMATS.map((f) => `${f} ${median(tokS[f]).toFixed(2)}`).join(', ') + ' tok/s (medians so far)');
+  }
+  const bw = BANDWIDTH[Math.min(t.blas, 2)];
+  const msTok = (f: Format) => 1000 / median(tokS[f]);
+  const fig: Record<string, unknown> = {};
+  for (const f of FORMATS) {
+    const bound = bw / layers[f].decode_weight_bytes;
+    const head = lmHeadMs(models[f]);
+    fig[f] = {
+      tok_s: round(median(tokS[f]), 2), min_tok_s: round(Math.min(...tokS[f]), 2), max_tok_s: round(Math.max(...tokS[f]), 2),
+      prefill_ms: round(median(prefill[f]), 1), bandwidth_bound_tok_s: round(bound, 1), frac_of_bound: round(median(tokS[f]) / bound, 3),
+      // the LM head alone (not compressed): its share of a token, and the ratio to f32 of everything else
+      lm_head_ms: round(head, 2), lm_head_share: round(head / msTok(f), 3), first_tokens: first[f],
+      ...(f === 'f32' ? {} : {
+        ratio: round(median(tokS[f]) / median(tokS.f32), 3),
+        ratio_without_lm_head: round((msTok('f32') - lmHeadMs(models.f32)) / (msTok(f) - head), 3),
+      }),
+    };
+  }
+  if (opts.profile) fig.profile = Object.fromEntries(FORMATS.map((f) => [f, profileDecode(models[f], prompt, opts.newTokens)]));
+  const ratio = (f: Format) => (fig[f] as { ratio: number }).ratio;
+  log(`  threads ${cfg} (OpenBLAS ${t.blas}, compressed pool ${t.compressed}): ` + FORMATS.filter((f) => f !== 'f32').map((f) => `${f}/f32 ${ratio(f)}`).join(', '));
+  return fig;
+}
+
 export async function main(args: string[]): Promise<unknown> {
   const opts = parseArgs(args);
   if (opts.profile) installKernelTimers();
@@ -141,69 +190,28 @@ export async function main(args: string[]): Promise<unknown> {
   mkdirSync(root, { recursive: true });
   try {
     const dirs = prepareDirs(root);
-    const models = {} as Record<Format, LlamaModel>;
-    for (const f of FORMATS) models[f] = loadForInference(dirs[f]);
-    const layers = Object.fromEntries(FORMATS.map((f) => [f, describeLayers(models[f])]));
-    for (const f of FORMATS) log(`  ${f}: ${JSON.stringify(layers[f].projections)}, ${(layers[f].decode_weight_bytes / 1e6).toFixed(1)} MB per token (LM head ${(100 * layers[f].lm_head_share_of_decode_bytes).toFixed(0)}%)`);
+    const models = Object.fromEntries(FORMATS.map((f) => [f, loadForInference(dirs[f])])) as Models;
+    const layers = Object.fromEntries(FORMATS.map((f) => [f, describeLayers(models[f])])) as Layers;
+    for (const f of FORMATS) log(`  ${f}: ${JSON.stringify(layers[f].projections)}, LM head ${layers[f].lm_head.split(':')[0]}; ${(layers[f].decode_weight_bytes / 1e6).toFixed(1)} MB per token (LM head ${(100 * layers[f].lm_head_share_of_decode_bytes).toFixed(0)}%)`);
     const rng = new Rng(SEED + 1);
     const prompt = Array.from({ length: PROMPT_TOKENS }, () => rng.int(SMOL_SHAPE.vocab));
     const loadBefore = await machineBusy();
     log(`compressed: prompt ${PROMPT_TOKENS} + ${opts.newTokens} new tokens; backend ${backend}, OPENBLAS_CORETYPE=${coreType}, SIMD ${isa}; ` +
       `${opts.rounds} rounds × ${opts.iters} iters (+${opts.warmup} warm-up) per format; load ${loadBefore.load1}, busy ${loadBefore.busy_pct_before}%`);
-
-    const threads: Record<string, Record<string, unknown>> = {};
-    for (const cfg of opts.threads) {
-      const t = applyThreads(cfg);
-      const tokS = { f32: [], int4: [], sparse: [] } as Record<Format, number[]>;
-      const prefill = { f32: [], int4: [], sparse: [] } as Record<Format, number[]>;
-      const first = {} as Record<Format, number[]>;
-      for (const f of FORMATS) for (let w = 0; w < opts.warmup; w++) decodeOnce(models[f], prompt, opts.newTokens);
-      for (let r = 0; r < opts.rounds; r++) {
-        for (const f of r % 2 === 0 ? FORMATS : [...FORMATS].reverse()) {
-          for (let i = 0; i < opts.iters; i++) {
-            const s = decodeOnce(models[f], prompt, opts.newTokens);
-            tokS[f].push(s.decodeTokS);
-            prefill[f].push(s.prefillMs);
-            first[f] = s.tokens.slice(0, 8);
-          }
-        }
-        log(`  threads ${cfg} round ${r + 1}/${opts.rounds}: ` + FORMATS.map((f) => `${f} ${median(tokS[f]).toFixed(2)}`).join(', ') + ' tok/s (medians so far)');
-      }
-      const bw = BANDWIDTH[Math.min(t.blas, 2)];
-      const fig: Record<string, unknown> = {};
-      for (const f of FORMATS) {
-        const bound = bw / layers[f].decode_weight_bytes;
-        fig[f] = {
-          tok_s: round(median(tokS[f]), 2), min_tok_s: round(Math.min(...tokS[f]), 2), max_tok_s: round(Math.max(...tokS[f]), 2),
-          prefill_ms: round(median(prefill[f]), 1), bandwidth_bound_tok_s: round(bound, 1), frac_of_bound: round(median(tokS[f]) / bound, 3),
-          first_tokens: first[f],
-        };
-      }
-      fig.ratio_int4 = round(median(tokS.int4) / median(tokS.f32), 3);
-      fig.ratio_sparse = round(median(tokS.sparse) / median(tokS.f32), 3);
-      // The LM head is float32 in every format: how much of a token it takes, and the ratios of the rest.
-      const head = lmHeadMs(models.f32);
-      const msTok = (f: Format) => 1000 / median(tokS[f]);
-      fig.lm_head_ms = round(head, 2);
-      fig.lm_head_share = Object.fromEntries(FORMATS.map((f) => [f, round(head / msTok(f), 3)]));
-      fig.ratio_int4_without_lm_head = round((msTok('f32') - head) / (msTok('int4') - head), 3);
-      fig.ratio_sparse_without_lm_head = round((msTok('f32') - head) / (msTok('sparse') - head), 3);
-      if (opts.profile) fig.profile = Object.fromEntries(FORMATS.map((f) => [f, profileDecode(models[f], prompt, opts.newTokens)]));
-      log(`  threads ${cfg} (OpenBLAS ${t.blas}, compressed pool ${t.compressed}): INT4/f32 ${fig.ratio_int4}, sparse/f32 ${fig.ratio_sparse}`);
-      threads[cfg] = fig;
-    }
-    const first = threads[opts.threads[0]] as Record<string, { tok_s: number }> & Record<'ratio_int4' | 'ratio_sparse' | 'lm_head_ms' | 'ratio_int4_without_lm_head' | 'ratio_sparse_without_lm_head', number> & { lm_head_share: Record<Format, number> };
+    const threads = Object.fromEntries(opts.threads.map((cfg) => [cfg, measureThreads(cfg, models, layers, prompt, opts)]));
+    const first = threads[opts.threads[0]] as Record<Format, { tok_s: number; ratio: number; ratio_without_lm_head: number; lm_head_share: number }>;
+    const bytes = (f: Format) => layers[f].decode_weight_bytes;
     return {
       bench: 'compressed', shape: SMOL_SHAPE, tied_embeddings: true, prompt_tokens: PROMPT_TOKENS, new_tokens: opts.newTokens,
       int4_group: INT4_GROUP, sparsity: SPARSITY, layers, samples_per_format: opts.rounds * opts.iters, threads,
-      f32_tok_s: first.f32.tok_s, int4_tok_s: first.int4.tok_s, sparse_tok_s: first.sparse.tok_s,
-      ratio: first.ratio_int4, ratio_sparse: first.ratio_sparse,
-      lm_head_ms: first.lm_head_ms, lm_head_share: first.lm_head_share,
-      ratio_int4_without_lm_head: first.ratio_int4_without_lm_head, ratio_sparse_without_lm_head: first.ratio_sparse_without_lm_head,
-      bytes_ratio_int4: round(layers.f32.decode_weight_bytes / layers.int4.decode_weight_bytes, 3),
-      bytes_ratio_sparse: round(layers.f32.decode_weight_bytes / layers.sparse.decode_weight_bytes, 3),
-      ratio_meaning: `INT4 / f32 decode tokens/s (medians) at threads ${opts.threads[0]}, goal ≥ 3; ratio_sparse = sparse / f32, goal ≥ 1.3`,
-      goals_met: { int4: first.ratio_int4 >= 3, sparse: first.ratio_sparse >= 1.3 },
+      tok_s: Object.fromEntries(FORMATS.map((f) => [f, first[f].tok_s])),
+      ratio: first.int4.ratio, ratio_sparse: first.sparse.ratio, ratio_int4_bf16: first.int4_bf16.ratio,
+      ratio_without_lm_head: { int4: first.int4.ratio_without_lm_head, sparse: first.sparse.ratio_without_lm_head },
+      lm_head_share: Object.fromEntries(FORMATS.map((f) => [f, first[f].lm_head_share])),
+      bytes_ratio: Object.fromEntries(FORMATS.filter((f) => f !== 'f32').map((f) => [f, round(bytes('f32') / bytes(f), 3)])),
+      ratio_meaning: `INT4 / f32 decode tokens/s (medians) at threads ${opts.threads[0]}, goal ≥ 3; ratio_sparse = sparse / f32, goal ≥ 1.3; ` +
+        'ratio_int4_bf16: INT4 with the embedding / LM head in bf16 (lonas extract --dtype bf16) / f32, for information',
+      goals_met: { int4: first.int4.ratio >= 3, sparse: first.sparse.ratio >= 1.3 },
       backend, coreType, simd: isa, machine: { ...loadBefore, load1_after: machine().load1 },
     };
   } finally {

@@ -39,8 +39,20 @@ test('int4: every projection loads as QuantLinear from the GPTQ checkpoint and c
     assert.ok(f32.some((v, i) => Math.abs(v - logits(loaded)[i]) > 1e-4), 'quantisation changed nothing');
     const d = describeLayers(loaded);
     assert.deepEqual(d.projections, { QuantLinear: 14 });
-    assert.match(d.lm_head, /not compressed/);
+    assert.match(d.lm_head, /^float32, tied.*not quantised or pruned/);
     assert.ok(d.lm_head_share_of_decode_bytes > 0 && d.lm_head_share_of_decode_bytes < 1);
+  });
+});
+
+test('int4_bf16: INT4 projections, and the tied embedding / LM head kept in bfloat16', () => {
+  withF32Dir((root, f32Dir) => {
+    const loaded = loadForInference(writeCompressed(f32Dir, 'int4_bf16', join(root, 'int4_bf16')));
+    for (const layer of loaded.layers) for (const p of PROJECTIONS) assert.ok(layer.proj[p] instanceof QuantLinear, p);
+    const d = describeLayers(loaded);
+    assert.match(d.lm_head, /^bfloat16, tied/);
+    assert.ok(loaded.lmHead instanceof Linear && loaded.lmHead.weightStore.bf16 !== null, 'describeLayers left the head in bf16');
+    const int4 = describeLayers(loadForInference(writeCompressed(f32Dir, 'int4', join(root, 'int4'))));
+    assert.equal(int4.decode_weight_bytes - d.decode_weight_bytes, 2 * d.embedding_params, 'the head streams half the bytes');
   });
 });
 
