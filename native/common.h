@@ -76,6 +76,12 @@ class Args {
     throwArg(i, name, "must be an Int32Array, got " + describe(i), true);
   }
 
+  // An Int32Array, or null meaning "none" → {nullptr, 0}.
+  I32 i32OrNull(size_t i, const char* name) const {
+    if (isNull(i)) return I32{nullptr, 0};
+    return i32(i, name);
+  }
+
   U16 u16(size_t i, const char* name) const {
     napi_typedarray_type type;
     size_t length = 0;

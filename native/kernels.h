@@ -10,6 +10,9 @@ namespace lonas {
 void Gemm(const Napi::CallbackInfo& info);
 void GemmBatched(const Napi::CallbackInfo& info);
 
+// attention.cc — fused decode attention (one query per row against a KV cache)
+void AttentionDecode(const Napi::CallbackInfo& info);
+
 // bf16.cc — products with a bfloat16 weight (small-M kernel, or widened tiles + sgemm)
 void GemmBf16(const Napi::CallbackInfo& info);
 

@@ -4,6 +4,7 @@
 //   gemm.cc        gemm, gemmBatched                      (OpenBLAS cblas_sgemm / sgemv, row-major; few-row
 //                  x·Wᵀ products on small-gemm.cc's kernel)
 //   bf16.cc        gemmBf16                               (bfloat16 weight: small-M kernel or widened sgemm)
+//   attention.cc   attentionDecode                        (one query per row against a KV cache, fused)
 //   fused.cc       softmax(+Backward), crossEntropy(+Backward), rmsnorm(+Backward)
 //   elementwise.cc silu(+Backward), swiglu(+Backward), rope, embedding(+Backward), adamw
 //   int4.cc        int4Linear, int4Dequantize, compressedIsa, compressedThreads (see compressed.h)
@@ -50,6 +51,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   add("gemm", Gemm);
   add("gemmBatched", GemmBatched);
   add("gemmBf16", GemmBf16);
+  add("attentionDecode", AttentionDecode);
   add("softmax", Softmax);
   add("softmaxBackward", SoftmaxBackward);
   add("crossEntropy", CrossEntropy);

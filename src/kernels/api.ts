@@ -54,6 +54,14 @@ export interface Kernels {
    */
   softmax(x: FloatArray, y: FloatArray, rows: number, cols: number, scale: number,
     causalRows: number, causalShift: number): void;
+  /**
+   * Attention of one new query per batch row against a KV cache (decode), without the weights: q, out
+   * (B, Hq, D); k, v: row b starts at b·kvBatchStride, key j of KV head g at j·Hkv·D + g·D; query head h reads
+   * KV head ⌊h / (Hq/Hkv)⌋. Row b attends keys [keyStart[b], Tk) (keyStart null: all Tk):
+   * out_h = Σ_j softmax(scale · q_h·k_j)_j · v_j, the softmax as `softmax` computes it.
+   */
+  attentionDecode(q: FloatArray, k: FloatArray, v: FloatArray, out: FloatArray, B: number, Tk: number, Hq: number,
+    Hkv: number, D: number, kvBatchStride: number, scale: number, keyStart: Int32Array | null): void;
   /** dx = scale · y ⊙ (dy − Σ_j dy·y). (rows, cols). Masked entries (y = 0) get dx = 0. dy and dx may alias. */
   softmaxBackward(y: FloatArray, dy: FloatArray, dx: FloatArray, rows: number, cols: number, scale: number): void;
 

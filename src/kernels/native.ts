@@ -19,7 +19,7 @@ import type { Kernels, NativeInfo, NativeKernels } from './api.ts';
 type KernelName = Exclude<keyof Kernels, 'name'>;
 
 const KERNEL_NAMES = [
-  'gemm', 'gemmBatched', 'gemmBf16', 'softmax', 'softmaxBackward', 'crossEntropy', 'crossEntropyBackward',
+  'gemm', 'gemmBatched', 'gemmBf16', 'attentionDecode', 'softmax', 'softmaxBackward', 'crossEntropy', 'crossEntropyBackward',
   'rmsnorm', 'rmsnormBackward', 'silu', 'siluBackward', 'swiglu', 'swigluBackward', 'rope',
   'embedding', 'embeddingBackward', 'adamw',
   'int4Linear', 'int4Dequantize', 'sparseLinear',
@@ -54,6 +54,7 @@ export function wrapNativeAddon(addon: unknown): NativeKernels {
     gemm: fns.gemm,
     gemmBatched: fns.gemmBatched,
     gemmBf16: fns.gemmBf16,
+    attentionDecode: fns.attentionDecode,
     softmax: fns.softmax,
     softmaxBackward: fns.softmaxBackward,
     crossEntropy: fns.crossEntropy,

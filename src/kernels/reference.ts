@@ -191,6 +191,45 @@ function softmax(x: FloatArray, y: FloatArray, rows: number, cols: number, scale
 }
 
 /** dx = scale · y ⊙ (dy − Σ_j dy·y) per row; all (rows, cols). */
+/**
+ * One query per row against a KV cache: out_h = Σ_j softmax(scale · q_h·k_j) v_j over keys [keyStart[b], Tk),
+ * in double (rounded when stored in out). Layouts in api.ts.
+ */
+function attentionDecode(q: FloatArray, k: FloatArray, v: FloatArray, out: FloatArray, B: number, Tk: number, Hq: number,
+  Hkv: number, D: number, kvBatchStride: number, scale: number, keyStart: Int32Array | null): void {
+  if (Hkv === 0 || Hq % Hkv !== 0) throw new RangeError(`attentionDecode: Hq = ${Hq} must be a positive multiple of Hkv = ${Hkv}`);
+  if (Tk === 0) throw new RangeError('attentionDecode: Tk must be ≥ 1 (a query needs a key)');
+  need('attentionDecode', 'q', q, B * Hq * D);
+  need('attentionDecode', 'out', out, B * Hq * D);
+  if (B > 0) {
+    need('attentionDecode', 'k', k, (B - 1) * kvBatchStride + Tk * Hkv * D);
+    need('attentionDecode', 'v', v, (B - 1) * kvBatchStride + Tk * Hkv * D);
+  }
+  const group = Hq / Hkv;
+  const p = new Float64Array(Tk);
+  for (let b = 0; b < B; b++) {
+    const start = keyStart ? keyStart[b] : 0;
+    if (!(start >= 0 && start < Tk)) throw new RangeError(`attentionDecode: keyStart[${b}] = ${start} leaves row ${b} no key of ${Tk}`);
+    for (let h = 0; h < Hq; h++) {
+      const qo = (b * Hq + h) * D, kv = b * kvBatchStride + Math.floor(h / group) * D;
+      let max = -Infinity;
+      for (let j = start; j < Tk; j++) {
+        let s = 0;
+        for (let d = 0; d < D; d++) s += q[qo + d] * k[kv + j * Hkv * D + d];
+        p[j] = scale * s;
+        max = Math.max(max, p[j]);
+      }
+      let sum = 0;
+      for (let j = start; j < Tk; j++) sum += (p[j] = Math.exp(p[j] - max));
+      for (let d = 0; d < D; d++) {
+        let o = 0;
+        for (let j = start; j < Tk; j++) o += p[j] * v[kv + j * Hkv * D + d];
+        out[qo + d] = o / sum;
+      }
+    }
+  }
+}
+
 function softmaxBackward(y: FloatArray, dy: FloatArray, dx: FloatArray, rows: number, cols: number, scale: number): void {
   need('softmaxBackward', 'y', y, rows * cols);
   need('softmaxBackward', 'dy', dy, rows * cols);
@@ -446,6 +485,7 @@ export const referenceKernels: Kernels = {
   gemm,
   gemmBatched,
   gemmBf16,
+  attentionDecode,
   softmax,
   softmaxBackward,
   crossEntropy,

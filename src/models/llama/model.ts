@@ -260,6 +260,10 @@ export class LlamaModel {
     cache.append(i, k.contiguousData() as Float32Array, v.contiguousData() as Float32Array, T);
     const Tk = cache.length + T;
     const out = new Float32Array(B * T * s.numHeads * D); // (B, T, Hq, D)
+    if (T === 1) { // decode: one fused kernel call per layer (no attention weights kept)
+      kernels().attentionDecode(q.contiguousData(), cache.k[i], cache.v[i], out, B, Tk, s.numHeads, s.numKvHeads, D, cache.rowStride(i), 1 / Math.sqrt(D), keyStart);
+      return layer.proj.o_proj.forward(new Tensor(out, [B, 1, s.numHeads * D]));
+    }
     const probs = this.probsScratch(B * s.numHeads * T * Tk); // (B, Hq, T, Tk): every entry is written
     attentionForward(kernels(), q.contiguousData(), cache.k[i], cache.v[i], out, probs, {
       B, Tq: T, Tk, Hq: s.numHeads, Hkv: s.numKvHeads, D, kvBatchStride: cache.rowStride(i), scale: 1 / Math.sqrt(D), causal: true, keyStart,
