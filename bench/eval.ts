@@ -5,7 +5,8 @@
  * SmolLM-135M's shape (30 layers, hidden 576, 9 heads / 3 KV heads, MLP 1536, tied embeddings; vocab 32000
  * because it uses the Llama-2 tokenizer). The examples are the first N of the task whose prompt + budget fit
  * the model's context, run through the real harness (prompting, tokenisation, batching, extraction).
- * ratio = batched / batch-1 examples/s (the issue asks ≥ 3 for batched generation). Random weights rarely emit
+ * ratio = batched / batch-1 examples/s (the issue asks ≥ 3 for batched generation); the top-level `ratio` is the 135M
+ * model's generate256 figure when it ran (else the first model's). Random weights rarely emit
  * EOS, so every generation there runs its full budget; stories260K stops rows at EOS.
  *
  * Standalone: `node --import tsx bench/eval.ts [options]` (last stdout line: one JSON object); in the
@@ -124,10 +125,13 @@ export async function main(args: string[]): Promise<Record<string, unknown>> {
     }
     result[name] = figures;
   }
-  const headline = (result[o.models[0]] as Record<string, Record<string, number>> | undefined)?.[o.configs.includes('generate256') ? 'generate256' : o.configs[0]];
+  // the headline is the issue's model (the 135M shape) when it ran: stories260K is so small that per-call overheads, not
+  // the weights, set its speed at any batch size
+  const headModel = o.models.includes('135m') ? '135m' : o.models[0];
+  const headline = (result[headModel] as Record<string, Record<string, number>> | undefined)?.[o.configs.includes('generate256') ? 'generate256' : o.configs[0]];
   Object.assign(result, {
     ratio: headline?.ratio ?? null,
-    ratio_meaning: `batched (batch ${o.batch}) over batch-1 examples/s of ${o.configs.includes('generate256') ? 'greedy generation with the math budget' : o.configs[0]} on ${o.models[0]}; the issue asks >= 3 for batched generation`,
+    ratio_meaning: `batched (batch ${o.batch}) over batch-1 examples/s of ${o.configs.includes('generate256') ? 'greedy generation with the math budget' : o.configs[0]} on ${headModel}; the issue asks >= 3 for batched generation`,
     ...backend, machine: machine(),
   });
   return result;
