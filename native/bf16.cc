@@ -9,7 +9,8 @@
 // Paths: transB with m ≤ 16 runs the small-M kernel on the bf16 weight directly (half the bytes of the
 // float32 weight per decode step). Otherwise tiles of the weight (≤ 1 MB of float32, L2-sized) are widened
 // into a scratch buffer and multiplied with cblas_sgemm: the widening is O(n·k) against the product's
-// O(m·n·k), so large-m products (prefill, training) run at sgemm speed.
+// O(m·n·k), so large-m products (prefill, training) run at sgemm speed (measured: a 128-token prefill of the
+// 135M shape at 1 thread, 341 tok/s with bf16 weights against 345 with the float32 upcast — within noise).
 #include <cblas.h>
 
 #include <algorithm>
