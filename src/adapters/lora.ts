@@ -47,7 +47,7 @@ export class LoraLinear implements LinearLike {
   /** `base` may be swapped for an equivalent inference form of the same weight (SparseLinear). */
   constructor(public base: Linear, readonly name: string, opts: LoraOptions, init: { rng: Rng } | { a: Tensor; b: Tensor }) {
     if (!Number.isInteger(opts.rank) || opts.rank < 1) throw new Error(`LoRA rank must be a positive integer, got ${opts.rank} (${name})`);
-    const [out, inF] = base.weight.shape;
+    const [out, inF] = base.weightShape;
     this.rMax = opts.rank;
     this.alpha = opts.alpha;
     this.dropoutP = opts.dropout;
@@ -103,12 +103,12 @@ export class LoraLinear implements LinearLike {
   /** Restores the full (maximal) sizes. */
   resetActive(): void {
     this.activeRank = this.rMax;
-    [this.base.activeOut, this.base.activeIn] = this.base.weight.shape;
+    [this.base.activeOut, this.base.activeIn] = this.base.weightShape;
   }
 
   /** x (…, activeIn) → (…, activeOut) */
   forward(x: Tensor): Tensor {
-    const [out, inF] = this.base.weight.shape;
+    const [out, inF] = this.base.weightShape;
     const o = this.activeOut, i = this.activeIn, r = this.activeRank;
     const full = o === out && i === inF;
     if (r === 0 && !this.quant) return this.base.forward(x);
@@ -145,9 +145,9 @@ export class LoraLinear implements LinearLike {
     const out = new Float32Array(o * i);
     if (r === 0 || o === 0 || i === 0) return out;
     // (o', i') = s · B[:o', :r'] (row stride rMax) · A[:r', :i'] (row stride in)
-    kernels().gemm(false, false, o, i, r, this.scaling, this.loraB.data, 0, this.rMax, this.loraA.data, 0, this.base.weight.shape[1], 0, out, 0, i);
+    kernels().gemm(false, false, o, i, r, this.scaling, this.loraB.data, 0, this.rMax, this.loraA.data, 0, this.base.weightShape[1], 0, out, 0, i);
     if (this.sparseMask) {
-      const m = this.sparseMask.data, inF = this.base.weight.shape[1];
+      const m = this.sparseMask.data, inF = this.base.weightShape[1];
       for (let row = 0; row < o; row++) for (let col = 0; col < i; col++) out[row * i + col] *= m[row * inF + col];
     }
     return out;
