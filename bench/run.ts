@@ -10,6 +10,7 @@ const BENCHES: Record<string, () => Promise<{ main(args: string[]): Promise<unkn
   prefill: async () => ({ main: (await import('./generation.ts')).mainPrefill }),
   finetune: () => import('./finetune.ts'),
   eval: () => import('./eval.ts'),
+  'generate-profile': () => import('./profile-generate.ts'),
   subnet: () => import('./subnet.ts'),
   compressed: () => import('./compressed.ts'),
   'compressed-kernels': () => import('./compressed-kernels.ts'),
