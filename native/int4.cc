@@ -76,8 +76,10 @@ struct Int4Call {
 // Software prefetch into L2 about this far ahead in the packed rows of the current column block (the same
 // columns, aheadRows rows down). The hardware prefetcher alone lags behind a loop this busy (small-gemm.cc's
 // finding for float32 rows); at call entry the block's first rows are requested the same way. Measured on the
-// 135M model's 210 projections at M = 1, 1 thread, cold: 5–10% faster than prefetching the next pair into L1
-// (the loop is mostly compute-bound at one thread: ~3 vector ops per 16 weights); 32 KB ahead no better.
+// 135M model's 210 projections at M = 1, 1 thread, cold: ~4% faster (medians 6.0 vs 6.25 ms per token, about
+// the run-to-run noise) than prefetching the next pair into L1: the loop is mostly compute-bound at one thread
+// (~3 vector ops per 16 weights: shift, and-or, FMA; ~11 GB/s of packed weights even from cache); 32 KB
+// ahead no better.
 constexpr int64_t kPrefetchBytes = 16384;
 
 // Rows ahead for a column block of n outputs: ≈ kPrefetchBytes of the block, at least the next pair.
@@ -288,15 +290,17 @@ LONAS_AVX2 LONAS_INLINE void nibbles256(__m256i w, const float* const* xr, int64
   }
 }
 
+// (The AVX2 loop is compute-bound: it keeps the plain next-pair prefetch into L1, which measured ~4% faster
+// here than the AVX-512 path's L2 prefetch further ahead.)
 template <int M, bool PAIR, bool FIRST>
 LONAS_AVX2 void rowPass256(const Int4Call& c, int64_t p, int64_t o0, int64_t o1, float* acc, int64_t ldacc,
-                           const float* const* xr, int64_t aheadRows) {
+                           const float* const* xr) {
   const int32_t* row = c.qw + p * c.outF;
-  const int32_t* ahead = p + aheadRows + (PAIR ? 1 : 0) < c.inF / 8 ? row + aheadRows * c.outF : nullptr;
+  const int32_t* ahead = row + 2 * c.outF;
   for (int64_t o = o0; o < o1; o += 8) {
-    if (ahead && ((o - o0) & 15) == 0) {
-      _mm_prefetch(reinterpret_cast<const char*>(ahead + o), _MM_HINT_T1);
-      if constexpr (PAIR) _mm_prefetch(reinterpret_cast<const char*>(ahead + c.outF + o), _MM_HINT_T1);
+    if ((o & 15) == 0) {
+      _mm_prefetch(reinterpret_cast<const char*>(ahead + o), _MM_HINT_T0);
+      if constexpr (PAIR) _mm_prefetch(reinterpret_cast<const char*>(ahead + c.outF + o), _MM_HINT_T0);
     }
     float* ao = acc + (o - o0);
     __m256 a[M], b[M];
@@ -326,8 +330,6 @@ LONAS_AVX2 void int4GemvGrouped256(const Int4Call& c, int64_t o0, int64_t o1, fl
     std::fill(yr[m] + o0, yr[m] + o1, 0.0f);
   }
   const __m256 sixteen = _mm256_set1_ps(16.0f);
-  const int64_t aheadRows = prefetchRows(n);
-  prefetchFirstRows(c, o0, o1, aheadRows);
   for (int64_t p0 = 0, g = 0; p0 < packedRows; p0 += rowsPerGroup, g++) {
     const int64_t p1 = std::min(p0 + rowsPerGroup, packedRows);
     float sx[M];
@@ -335,11 +337,11 @@ LONAS_AVX2 void int4GemvGrouped256(const Int4Call& c, int64_t o0, int64_t o1, fl
     for (int64_t p = p0; p < p1;) {
       bool first = p == p0, pair = p + 2 <= p1;
       if (pair) {
-        if (first) rowPass256<M, true, true>(c, p, o0, o1, acc, n, xr, aheadRows);
-        else rowPass256<M, true, false>(c, p, o0, o1, acc, n, xr, aheadRows);
+        if (first) rowPass256<M, true, true>(c, p, o0, o1, acc, n, xr);
+        else rowPass256<M, true, false>(c, p, o0, o1, acc, n, xr);
       } else {
-        if (first) rowPass256<M, false, true>(c, p, o0, o1, acc, n, xr, aheadRows);
-        else rowPass256<M, false, false>(c, p, o0, o1, acc, n, xr, aheadRows);
+        if (first) rowPass256<M, false, true>(c, p, o0, o1, acc, n, xr);
+        else rowPass256<M, false, false>(c, p, o0, o1, acc, n, xr);
       }
       p += pair ? 2 : 1;
     }
