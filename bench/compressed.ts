@@ -40,8 +40,6 @@ import { installKernelTimers, kernelTimes, resetKernelTimers } from './kernel-ti
 
 const SEED = 1234;
 const PROMPT_TOKENS = 128;
-/** Memory bandwidth measured on this machine (architecture.md), bytes/s, by thread count. */
-const BANDWIDTH: Record<number, number> = { 1: 12.4e9, 2: 22.3e9 };
 
 interface Options { rounds: number; iters: number; warmup: number; threads: string[]; newTokens: number; dir?: string; profile: boolean }
 
@@ -158,15 +156,13 @@ function measureThreads(cfg: string, models: Models, layers: Layers, prompt: num
     }
     log(`  threads ${cfg} round ${r + 1}/${opts.rounds}: ` + FORMATS.map((f) => `${f} ${median(tokS[f]).toFixed(2)}`).join(', ') + ' tok/s (medians so far)');
   }
-  const bw = BANDWIDTH[Math.min(t.blas, 2)];
   const msTok = (f: Format) => 1000 / median(tokS[f]);
   const fig: Record<string, unknown> = {};
   for (const f of FORMATS) {
-    const bound = bw / layers[f].decode_weight_bytes;
     const head = lmHeadMs(models[f]);
     fig[f] = {
       tok_s: round(median(tokS[f]), 2), min_tok_s: round(Math.min(...tokS[f]), 2), max_tok_s: round(Math.max(...tokS[f]), 2),
-      prefill_ms: round(median(prefill[f]), 1), bandwidth_bound_tok_s: round(bound, 1), frac_of_bound: round(median(tokS[f]) / bound, 3),
+      prefill_ms: round(median(prefill[f]), 1), weight_gb_s: round((layers[f].decode_weight_bytes * median(tokS[f])) / 1e9, 1),
       // the LM head alone (not compressed): its share of a token, and the ratio to f32 of everything else
       lm_head_ms: round(head, 2), lm_head_share: round(head / msTok(f), 3), first_tokens: first[f],
       ...(f === 'f32' ? {} : {
