@@ -7,11 +7,8 @@
  *  - JS self time (V8 sampling profiler) of the decode part.
  * Options: --examples N (8) --batch B (8) --config generate32|generate256 (generate32) --threads N (1) --skip-batch1.
  */
-import { Session } from 'node:inspector/promises';
-import { createRequire } from 'node:module';
 import { join } from 'node:path';
-import { chooseCoreType, cpuFlags, setThreads } from '../src/kernels/index.ts';
-import { nativeAddonPath } from '../src/kernels/native.ts';
+import { setThreads } from '../src/kernels/index.ts';
 import { LlamaModel } from '../src/models/llama/model.ts';
 import { loadTokenizer } from '../src/io/tokenizer.ts';
 import { modelBackend } from '../src/eval/backend.ts';
@@ -19,43 +16,7 @@ import { runEval } from '../src/eval/harness.ts';
 import { loadTasks } from '../src/eval/tasks.ts';
 import { backendSummary, log, nowMs, round } from './common.ts';
 import { ASSETS, CONFIGS, fitting, model135m } from './eval.ts';
-
-const kernelMs = new Map<string, { ms: number; calls: number }>();
-let phase = 'other';
-
-function instrumentAddon(): void {
-  const core = process.env.OPENBLAS_CORETYPE ?? chooseCoreType(cpuFlags());
-  if (core) process.env.OPENBLAS_CORETYPE = core;
-  const addon = createRequire(import.meta.url)(nativeAddonPath()) as Record<string, unknown>;
-  for (const [name, fn] of Object.entries(addon)) {
-    if (typeof fn !== 'function' || ['coreName', 'config', 'getThreads', 'setThreads'].includes(name)) continue;
-    addon[name] = (...a: unknown[]) => {
-      const key = `${phase} ${name.startsWith('gemm') ? `${name} ${a[0] ? 'T' : 'N'}${a[1] ? 'T' : 'N'} ${a[2]}x${a[3]}x${a[4]}` : name}`;
-      const t0 = nowMs();
-      const r = (fn as (...x: unknown[]) => unknown)(...a);
-      const e = kernelMs.get(key) ?? { ms: 0, calls: 0 };
-      e.ms += nowMs() - t0;
-      e.calls++;
-      kernelMs.set(key, e);
-      return r;
-    };
-  }
-}
-
-interface ProfileNode { id: number; callFrame: { functionName: string; url: string } }
-interface Profile { nodes: ProfileNode[]; samples: number[]; timeDeltas: number[] }
-
-function selfTimes(p: Profile): [string, number][] {
-  const byId = new Map(p.nodes.map((n) => [n.id, n]));
-  const ms = new Map<string, number>();
-  p.samples.forEach((id, i) => {
-    const { functionName, url } = byId.get(id)!.callFrame;
-    const file = url.replace(/^.*\/(src|bench|node_modules)\//, '$1/');
-    const key = !url && !functionName.startsWith('(') ? 'native addon (all kernels)' : `${functionName || '(anonymous)'}${file ? ` ${file}` : ''}`;
-    ms.set(key, (ms.get(key) ?? 0) + p.timeDeltas[i] / 1e3);
-  });
-  return [...ms].sort((a, b) => b[1] - a[1]);
-}
+import { installKernelTimers, jsSelfTimes, kernelTimes, resetKernelTimers, setKernelPhase } from './kernel-timers.ts';
 
 export async function main(args: string[]): Promise<unknown> {
   const o = { examples: 8, batch: 8, config: 'generate32' as keyof typeof CONFIGS, threads: 1, skipBatch1: false };
@@ -67,7 +28,8 @@ export async function main(args: string[]): Promise<unknown> {
     else if (args[i] === '--skip-batch1') { o.skipBatch1 = true; i--; }
     else throw new Error(`unknown option ${args[i]} (--examples N --batch B --config generate32|generate256 --threads N --skip-batch1)`);
   }
-  instrumentAddon();
+  installKernelTimers();
+  setKernelPhase('other');
   backendSummary();
   setThreads(o.threads);
   const model = model135m();
@@ -79,42 +41,35 @@ export async function main(args: string[]): Promise<unknown> {
   const phaseMs = new Map<string, number>();
   const orig = LlamaModel.prototype.forwardCached;
   LlamaModel.prototype.forwardCached = function (this: LlamaModel, ...a: Parameters<typeof orig>) {
-    const prev = phase;
-    phase = `B${a[1]} ${a[2] > 1 ? 'prefill' : 'decode'}`;
+    const phase = `B${a[1]} ${a[2] > 1 ? 'prefill' : 'decode'}`;
+    setKernelPhase(phase);
     const t0 = nowMs();
     try { return orig.apply(this, a); } finally {
       phaseMs.set(phase, (phaseMs.get(phase) ?? 0) + nowMs() - t0);
-      phase = prev;
+      setKernelPhase('other');
     }
   };
   const backend = modelBackend(model, tok);
   const runOnce = (batchSize: number) => runEval(backend, [task], { mode: 'generate', batchSize, maxNewTokens: cfg.maxNewTokens });
   await runEval(backend, [{ ...task, examples: task.examples.slice(0, 2) }], { mode: 'generate', batchSize: 2, maxNewTokens: 4 });
-  kernelMs.clear(); phaseMs.clear();
+  resetKernelTimers(); phaseMs.clear();
   const result: Record<string, unknown> = { bench: 'generate-profile', ...o };
   for (const b of o.skipBatch1 ? [o.batch] : [1, o.batch]) {
-    kernelMs.clear(); phaseMs.clear();
+    resetKernelTimers(); phaseMs.clear();
     const t0 = nowMs();
     await runOnce(b);
     const total = nowMs() - t0;
     const phases = Object.fromEntries([...phaseMs].map(([k, v]) => [k, round(v, 1)]));
-    const kernels = [...kernelMs].sort((x, y) => y[1].ms - x[1].ms).slice(0, 400).map(([name, e]) => ({ name, ms: round(e.ms, 1), calls: e.calls }));
+    const all = kernelTimes(1);
+    const kernels = all.slice(0, 400).map((k) => ({ ...k, ms: round(k.ms, 1) }));
     const nativeByPhase: Record<string, number> = {};
-    for (const [k, e] of kernelMs) { const p = k.split(' ').slice(0, 2).join(' '); nativeByPhase[p] = round((nativeByPhase[p] ?? 0) + e.ms, 1); }
+    for (const k of all) { const p = k.name.split(' ').slice(0, 2).join(' '); nativeByPhase[p] = round((nativeByPhase[p] ?? 0) + k.ms, 1); }
     log(`batch ${b}: total ${total.toFixed(0)} ms (${(o.examples / total * 1000).toFixed(3)} ex/s); phases ${JSON.stringify(phases)}; native by phase ${JSON.stringify(nativeByPhase)}`);
     for (const k of kernels.slice(0, 25)) log(`  ${k.ms.toFixed(1).padStart(9)} ms ${String(k.calls).padStart(6)}×  ${k.name}`);
     result[`batch${b}`] = { total_ms: round(total, 1), phases, native_by_phase: nativeByPhase, kernels };
   }
   // JS self time of the batched run
-  const session = new Session();
-  session.connect();
-  await session.post('Profiler.enable');
-  await session.post('Profiler.setSamplingInterval', { interval: 200 });
-  await session.post('Profiler.start');
-  await runOnce(o.batch);
-  const { profile } = (await session.post('Profiler.stop')) as unknown as { profile: Profile };
-  session.disconnect();
-  const js = selfTimes(profile).slice(0, 20).map(([name, ms]) => ({ name, ms: round(ms, 1) }));
+  const js = (await jsSelfTimes(() => runOnce(o.batch), 200)).slice(0, 20).map(([name, ms]) => ({ name, ms: round(ms, 1) }));
   log(`V8 self time, batch ${o.batch}:`);
   for (const t of js) log(`  ${t.ms.toFixed(1).padStart(9)} ms  ${t.name}`);
   result.js_self = js;
