@@ -9,28 +9,11 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { NativeKernels } from '../../src/kernels/api.ts';
-import { chooseCoreType, cpuFlags } from '../../src/kernels/index.ts';
-import { loadNativeAddon, nativeAddonPath, wrapNativeAddon } from '../../src/kernels/native.ts';
 import { referenceKernels as ref } from '../../src/kernels/reference.ts';
 import { attentionForward } from '../../src/tensor/attention-core.ts';
 import { assertClose } from '../helpers/assert-close.ts';
 import { randF32, seededUniform } from '../helpers/random.ts';
-
-if (!process.env.OPENBLAS_CORETYPE) {
-  const core = chooseCoreType(cpuFlags());
-  if (core) process.env.OPENBLAS_CORETYPE = core;
-}
-
-let nativeCache: NativeKernels | null | undefined;
-function native(): NativeKernels {
-  if (nativeCache === undefined) {
-    const addon = loadNativeAddon();
-    nativeCache = addon === null ? null : wrapNativeAddon(addon);
-  }
-  if (nativeCache === null) throw new Error(`native addon not built (${nativeAddonPath()} is missing): run \`npm run build:native\``);
-  return nativeCache;
-}
+import { nativeKernels } from '../helpers/native.ts';
 
 const CASES = [
   { B: 1, Tk: 1, Hq: 4, Hkv: 4, D: 16, maxLen: 1, keyStart: null },
@@ -47,11 +30,11 @@ for (const c of CASES) {
     const ks = c.keyStart ? Int32Array.from(c.keyStart) : null;
     const scale = 1 / Math.sqrt(c.D);
     const on = new Float32Array(c.B * c.Hq * c.D), or = on.slice(), ou = on.slice();
-    native().attentionDecode(q, k, v, on, c.B, c.Tk, c.Hq, c.Hkv, c.D, stride, scale, ks);
+    nativeKernels().attentionDecode(q, k, v, on, c.B, c.Tk, c.Hq, c.Hkv, c.D, stride, scale, ks);
     ref.attentionDecode(q, k, v, or, c.B, c.Tk, c.Hq, c.Hkv, c.D, stride, scale, ks);
     assertClose(on, or, 'native vs reference', { rtol: 1e-5, atol: 1e-6 });
     // the unfused path the model used before (gemm, softmax with padding keys at −1e30, gemm)
-    attentionForward(native(), q, k, v, ou, new Float32Array(c.B * c.Hq * c.Tk), {
+    attentionForward(nativeKernels(), q, k, v, ou, new Float32Array(c.B * c.Hq * c.Tk), {
       B: c.B, Tq: 1, Tk: c.Tk, Hq: c.Hq, Hkv: c.Hkv, D: c.D, kvBatchStride: stride, scale, causal: true, keyStart: ks,
     });
     assertClose(on, ou, 'native vs the unfused path', { rtol: 1e-5, atol: 1e-6 });
@@ -60,8 +43,8 @@ for (const c of CASES) {
 
 test('attentionDecode argument errors', () => {
   const a = new Float32Array(64);
-  assert.throws(() => native().attentionDecode(a, a, a, a, 1, 4, 3, 2, 4, 16, 1, null), /attentionDecode: Hq = 3 must be a positive multiple of Hkv = 2/);
-  assert.throws(() => native().attentionDecode(a, a, a, a, 1, 4, 2, 2, 4, 16, 1, Int32Array.of(4)), /keyStart\[0\] = 4 leaves row 0 no key of 4/);
-  assert.throws(() => native().attentionDecode(a, a, a, a, 2, 8, 2, 2, 4, 64, 1, null), /'k' has 64 elements but 128 are needed/);
+  assert.throws(() => nativeKernels().attentionDecode(a, a, a, a, 1, 4, 3, 2, 4, 16, 1, null), /attentionDecode: Hq = 3 must be a positive multiple of Hkv = 2/);
+  assert.throws(() => nativeKernels().attentionDecode(a, a, a, a, 1, 4, 2, 2, 4, 16, 1, Int32Array.of(4)), /keyStart\[0\] = 4 leaves row 0 no key of 4/);
+  assert.throws(() => nativeKernels().attentionDecode(a, a, a, a, 2, 8, 2, 2, 4, 64, 1, null), /'k' has 64 elements but 128 are needed/);
   assert.throws(() => ref.attentionDecode(a, a, a, a, 1, 4, 2, 2, 4, 16, 1, Int32Array.of(-1)), /keyStart\[0\] = -1 leaves row 0 no key of 4/);
 });

@@ -12,34 +12,13 @@
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
 import type { NativeKernels, SimdLevel } from '../../src/kernels/api.ts';
-import { chooseCoreType, cpuFlags } from '../../src/kernels/index.ts';
-import { loadNativeAddon, nativeAddonPath, wrapNativeAddon } from '../../src/kernels/native.ts';
 import { referenceKernels as ref } from '../../src/kernels/reference.ts';
 import { f32ToBf16 } from '../../src/io/safetensors.ts';
 import { assertClose } from '../helpers/assert-close.ts';
 import { randF32, seededUniform } from '../helpers/random.ts';
+import { nativeKernels, restoreNativeDefaults } from '../helpers/native.ts';
 
-if (!process.env.OPENBLAS_CORETYPE) {
-  const core = chooseCoreType(cpuFlags());
-  if (core) process.env.OPENBLAS_CORETYPE = core;
-}
-
-let nativeCache: NativeKernels | null | undefined;
-function native(): NativeKernels {
-  if (nativeCache === undefined) {
-    const addon = loadNativeAddon();
-    nativeCache = addon === null ? null : wrapNativeAddon(addon);
-  }
-  if (nativeCache === null) throw new Error(`native addon not built (${nativeAddonPath()} is missing): run \`npm run build:native\``);
-  return nativeCache;
-}
-
-after(() => {
-  if (nativeCache) {
-    nativeCache.compressedIsa('avx512');
-    nativeCache.setThreads(1);
-  }
-});
+after(restoreNativeDefaults);
 
 /** n random bfloat16 bit patterns (values in [−scale, scale)). */
 function randBf16(rng: () => number, n: number, scale = 1): Uint16Array {
@@ -104,7 +83,7 @@ describe('gemmBf16 native vs reference', () => {
   for (const level of ['avx512', 'avx2', 'scalar'] as SimdLevel[]) {
     for (const threads of [1, 2]) {
       test(`${level}, ${threads} thread(s)`, (t) => {
-        const k = native();
+        const k = nativeKernels();
         if (k.compressedIsa(level) !== level) {
           t.skip(`the CPU has no ${level}`);
           return;
@@ -117,7 +96,7 @@ describe('gemmBf16 native vs reference', () => {
 });
 
 test('gemmBf16 argument errors name the kernel and the argument', () => {
-  const k = native();
+  const k = nativeKernels();
   const a = new Float32Array(8), c = new Float32Array(8);
   assert.throws(() => k.gemmBf16(true, 2, 2, 2, 1, a, 0, 2, new Float32Array(4) as unknown as Uint16Array, 0, 2, 0, c, 0, 2), /gemmBf16: argument 8 'b' must be a Uint16Array/);
   assert.throws(() => k.gemmBf16(true, 2, 2, 2, 1, a, 0, 2, new Uint16Array(3), 0, 2, 0, c, 0, 2), /gemmBf16: 'b' has 3 elements but 4 are needed/);

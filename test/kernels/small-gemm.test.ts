@@ -11,34 +11,13 @@
  */
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
-import type { Kernels, NativeKernels, SimdLevel } from '../../src/kernels/api.ts';
-import { chooseCoreType, cpuFlags } from '../../src/kernels/index.ts';
-import { loadNativeAddon, nativeAddonPath, wrapNativeAddon } from '../../src/kernels/native.ts';
+import type { Kernels, SimdLevel } from '../../src/kernels/api.ts';
 import { referenceKernels as ref } from '../../src/kernels/reference.ts';
 import { assertClose } from '../helpers/assert-close.ts';
 import { randF32, seededUniform } from '../helpers/random.ts';
+import { nativeKernels, restoreNativeDefaults } from '../helpers/native.ts';
 
-if (!process.env.OPENBLAS_CORETYPE) {
-  const core = chooseCoreType(cpuFlags());
-  if (core) process.env.OPENBLAS_CORETYPE = core;
-}
-
-let nativeCache: NativeKernels | null | undefined;
-function native(): NativeKernels {
-  if (nativeCache === undefined) {
-    const addon = loadNativeAddon();
-    nativeCache = addon === null ? null : wrapNativeAddon(addon);
-  }
-  if (nativeCache === null) throw new Error(`native addon not built (${nativeAddonPath()} is missing): run \`npm run build:native\``);
-  return nativeCache;
-}
-
-after(() => {
-  if (nativeCache) {
-    nativeCache.compressedIsa('avx512');
-    nativeCache.setThreads(1);
-  }
-});
+after(restoreNativeDefaults);
 
 interface Case { m: number; n: number; k: number; lda?: number; ldb?: number; ldc?: number; aOff?: number; bOff?: number; cOff?: number; alpha?: number; beta?: number; nanC?: boolean }
 
@@ -88,7 +67,7 @@ describe('gemm small-M path vs reference', () => {
   for (const level of LEVELS) {
     for (const threads of [1, 2]) {
       test(`${level}, ${threads} thread(s)`, (t) => {
-        const k = native();
+        const k = nativeKernels();
         if (k.compressedIsa(level) !== level) {
           t.skip(`the CPU has no ${level}`);
           return;
@@ -101,7 +80,7 @@ describe('gemm small-M path vs reference', () => {
 });
 
 test('a row gives the same bits whatever the other rows of the batch', () => {
-  const k = native();
+  const k = nativeKernels();
   k.compressedIsa('avx512');
   k.setThreads(1);
   const n = 1536, kk = 576, m = 16;

@@ -9,27 +9,10 @@
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import type { FloatArray, Kernels, NativeInfo } from '../../src/kernels/api.ts';
-import { loadNativeAddon, nativeAddonPath, wrapNativeAddon } from '../../src/kernels/native.ts';
+import type { FloatArray, Kernels } from '../../src/kernels/api.ts';
 import { referenceKernels as ref } from '../../src/kernels/reference.ts';
 import { randF32, seededUniform } from '../helpers/random.ts';
-
-// OpenBLAS reads OPENBLAS_CORETYPE when the addon is loaded; Debian's 0.3.21 misdetects this CPU without it.
-if (!process.env.OPENBLAS_CORETYPE) process.env.OPENBLAS_CORETYPE = 'SkylakeX';
-
-let nativeCache: (Kernels & NativeInfo) | null | undefined;
-/** The native kernels; fails the calling test (not a skip) when the addon has not been built. */
-function native(): Kernels & NativeInfo {
-  if (nativeCache === undefined) {
-    const addon = loadNativeAddon();
-    nativeCache = addon === null ? null : wrapNativeAddon(addon);
-  }
-  if (nativeCache === null) {
-    throw new Error(`native addon not built (${nativeAddonPath()} is missing): run \`npm run build:native\` ` +
-      '(npx node-gyp rebuild --directory native) before running this test');
-  }
-  return nativeCache;
-}
+import { nativeKernels } from '../helpers/native.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -64,7 +47,7 @@ type Arrays = Record<string, Float32Array | Int32Array>;
 function twin<A extends Arrays, R>(arrays: A, run: (k: Kernels, a: A) => R) {
   const copy = (): A => Object.fromEntries(Object.entries(arrays).map(([k, v]) => [k, v.slice()])) as A;
   const n = copy(), r = copy();
-  const nativeResult = run(native(), n);
+  const nativeResult = run(nativeKernels(), n);
   const refResult = run(ref, r);
   return { n, r, nativeResult, refResult };
 }
@@ -154,7 +137,7 @@ describe('native vs reference: gemm', () => {
       // and each batch equals a single gemm on the same views
       const single = c.slice();
       for (let i = 0; i < batch; i++) {
-        native().gemm(tA, tB, m, n, k, 0.5, a, aOff + i * strideA, lda, b, bOff, ldb, 1.25, single, cOff + i * strideC, ldc);
+        nativeKernels().gemm(tA, tB, m, n, k, 0.5, a, aOff + i * strideA, lda, b, bOff, ldb, 1.25, single, cOff + i * strideC, ldc);
       }
       assert.deepEqual(nat.c, single);
     });
@@ -193,7 +176,7 @@ describe('native vs reference: softmax', () => {
 
       // in place (x and y alias) gives the same result
       const inPlace = x.slice();
-      native().softmax(inPlace, inPlace, rows, cols, scale, causalRows, causalShift);
+      nativeKernels().softmax(inPlace, inPlace, rows, cols, scale, causalRows, causalShift);
       assert.deepEqual(inPlace, fwd.n.y);
 
       // backward, from the same (masked) probabilities
@@ -246,7 +229,7 @@ describe('native vs reference: crossEntropy', () => {
 
     // dlogits may alias logits
     const inPlace = logits.slice();
-    native().crossEntropyBackward(inPlace, targets, lse, rows, vocab, ignoreIndex, 1 / kept, inPlace);
+    nativeKernels().crossEntropyBackward(inPlace, targets, lse, rows, vocab, ignoreIndex, 1 / kept, inPlace);
     assert.deepEqual(inPlace, bwd.n.d);
   });
 });
@@ -347,13 +330,13 @@ describe('native vs reference: rope', () => {
     const fwd = twin({ x, out: new Float32Array(size) }, (kern, a) =>
       kern.rope(a.x, a.out, positions, cos, sin, nTok, nHeads, headDim, 1));
     assertClose('rope out', fwd.n.out, fwd.r.out);
-    for (const kern of [native(), ref]) {
+    for (const kern of [nativeKernels(), ref]) {
       const back = new Float32Array(size);
       kern.rope(fwd.n.out, back, positions, cos, sin, nTok, nHeads, headDim, -1);
       assertClose(`rope backward∘forward (${kern.name})`, back, x);
     }
     const inPlace = x.slice();
-    native().rope(inPlace, inPlace, positions, cos, sin, nTok, nHeads, headDim, 1);
+    nativeKernels().rope(inPlace, inPlace, positions, cos, sin, nTok, nHeads, headDim, 1);
     assert.deepEqual(inPlace, fwd.n.out);
   });
 });
@@ -397,7 +380,7 @@ describe('native vs reference: adamw', () => {
     for (let step = 1; step <= 5; step++) {
       const g = randF32(rng, n, 0.1);
       const bc1 = 1 - beta1 ** step, bc2 = 1 - beta2 ** step;
-      native().adamw(state.n.p, g, state.n.m, state.n.v, n, lr, beta1, beta2, eps, weightDecay, bc1, bc2);
+      nativeKernels().adamw(state.n.p, g, state.n.m, state.n.v, n, lr, beta1, beta2, eps, weightDecay, bc1, bc2);
       ref.adamw(state.r.p, g, state.r.m, state.r.v, n, lr, beta1, beta2, eps, weightDecay, bc1, bc2);
       assertClose(`adamw p (step ${step})`, state.n.p, state.r.p);
       assertClose(`adamw m (step ${step})`, state.n.m, state.r.m);
@@ -416,7 +399,7 @@ describe('native argument validation', () => {
   const i32 = (...v: number[]) => Int32Array.from(v);
 
   test('bad arguments throw TypeError / RangeError naming the kernel and argument', () => {
-    const k = native();
+    const k = nativeKernels();
     const cases: [string, () => unknown, ErrorConstructor, RegExp][] = [
       ['float64 operand', () => k.gemm(false, false, 2, 2, 2, 1, new Float64Array(4), 0, 2, f(4), 0, 2, 0, f(4), 0, 2),
         TypeError, /gemm: argument 6 'a' is a Float64Array.*float64 runs on the reference kernels/],
@@ -476,7 +459,7 @@ describe('native argument validation', () => {
   });
 
   test('NativeInfo: core name, config, threads', () => {
-    const k = native();
+    const k = nativeKernels();
     assert.equal(k.name, 'native');
     assert.ok(k.coreName().length > 0, 'empty core name');
     if (process.env.OPENBLAS_CORETYPE === 'SkylakeX') assert.equal(k.coreName(), 'SkylakeX');
@@ -553,6 +536,6 @@ describe('reference kernels on Float64Array', () => {
 
   test('the native kernels refuse Float64Array with a pointer to the reference kernels', () => {
     const y = new Float64Array(4) as FloatArray;
-    assert.throws(() => native().softmax(new Float64Array(4), y, 2, 2, 1, 0, 0), /float64 runs on the reference kernels/);
+    assert.throws(() => nativeKernels().softmax(new Float64Array(4), y, 2, 2, 1, 0, 0), /float64 runs on the reference kernels/);
   });
 });
