@@ -22,6 +22,8 @@ import time
 import torch
 import torch.nn.functional as F
 
+from llama_ops import build_llama, rmsnorm, rope_tables, rotate_half
+
 DEFAULT_CONFIG = {"layers": 30, "hidden": 576, "heads": 9, "kvHeads": 3, "headDim": 64, "intermediate": 1536,
                   "vocab": 49152, "eps": 1e-5, "theta": 1e4, "std": 0.02, "batch": 4, "seq": 128,
                   "rank": 32, "alpha": 64, "dropout": 0.1, "lr": 1e-4, "weightDecay": 0.01, "maxGradNorm": 1.0,
@@ -31,19 +33,7 @@ PROJ_KEYS = {"q_proj": "q", "k_proj": "k", "v_proj": "v", "o_proj": "o", "gate_p
 
 
 def build(cfg, seed):
-    torch.manual_seed(seed)
-    C, I, V, D = cfg["hidden"], cfg["intermediate"], cfg["vocab"], cfg["headDim"]
-    Hq, Hkv, std = cfg["heads"], cfg["kvHeads"], cfg["std"]
-
-    def normal(*shape):
-        return torch.randn(*shape) * std  # requires_grad False: the base is frozen
-
-    P = {"embed": normal(V, C), "norm": torch.ones(C), "layers": []}
-    for _ in range(cfg["layers"]):
-        P["layers"].append({"in_norm": torch.ones(C), "post_norm": torch.ones(C),
-                            "q": normal(Hq * D, C), "k": normal(Hkv * D, C), "v": normal(Hkv * D, C),
-                            "o": normal(C, Hq * D), "gate": normal(I, C), "up": normal(I, C), "down": normal(C, I)})
-    return P
+    return build_llama(cfg, seed)  # requires_grad False: the base is frozen
 
 
 def add_lora(cfg, P):
@@ -61,22 +51,6 @@ def add_lora(cfg, P):
             L["lora"][key] = (A, B)
             trainable += [A, B]
     return trainable
-
-
-def rmsnorm(x, w, eps):
-    return w * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps))
-
-
-def rotate_half(x):
-    h = x.shape[-1] // 2
-    return torch.cat((-x[..., h:], x[..., :h]), dim=-1)
-
-
-def rope_cos_sin(T, D, theta):
-    inv_freq = 1.0 / (theta ** (torch.arange(0, D, 2).float() / D))
-    freqs = torch.outer(torch.arange(T).float(), inv_freq)
-    emb = torch.cat((freqs, freqs), dim=-1)
-    return emb.cos(), emb.sin()
 
 
 def forward_loss(cfg, P, ids, cos, sin, mask):
@@ -137,7 +111,7 @@ def main():
         ids = torch.tensor(json.loads(a.ids), dtype=torch.long).view(B, T)
     else:
         ids = torch.randint(0, V, (B, T), generator=torch.Generator().manual_seed(a.seed + 1))
-    cos, sin = rope_cos_sin(T, cfg["headDim"], cfg["theta"])
+    cos, sin = rope_tables(T, cfg["headDim"], cfg["theta"])
     mask = torch.full((T, T), float("-inf")).triu(1)
     fwd, bwd, optim, total, losses = [], [], [], [], []
     prof = torch.autograd.profiler.profile(enabled=a.profile)

@@ -30,26 +30,16 @@ import time
 import torch
 import torch.nn.functional as F
 
+from llama_ops import build_llama, rmsnorm, rope_tables, rotate_half
+
 # SmolLM-135M's shape (bench/generation.ts always passes --config explicitly).
 DEFAULT_CONFIG = {"layers": 30, "hidden": 576, "heads": 9, "kvHeads": 3, "headDim": 64, "intermediate": 1536,
                   "vocab": 49152, "eps": 1e-5, "theta": 1e4, "std": 0.02}
 
 
 def build(cfg, seed):
-    torch.manual_seed(seed)
-    C, I, V, D = cfg["hidden"], cfg["intermediate"], cfg["vocab"], cfg["headDim"]
-    Hq, Hkv, std = cfg["heads"], cfg["kvHeads"], cfg["std"]
-
-    def normal(*shape):  # bfloat16 values (a BF16 checkpoint), held in float32
-        return (torch.randn(*shape) * std).to(torch.bfloat16).to(torch.float32)
-
-    P = {"embed": normal(V, C), "norm": torch.ones(C), "layers": []}
-    for _ in range(cfg["layers"]):
-        L = {"in_norm": torch.ones(C), "post_norm": torch.ones(C),
-             "q": normal(Hq * D, C), "k": normal(Hkv * D, C), "v": normal(Hkv * D, C), "o": normal(C, Hq * D),
-             "gate": normal(I, C), "up": normal(I, C), "down": normal(C, I)}
-        P["layers"].append(L)
-    return P
+    # bfloat16 values (a BF16 checkpoint), held in float32
+    return build_llama(cfg, seed, weight=lambda t: t.to(torch.bfloat16).to(torch.float32))
 
 
 def to_dtype(P, dtype):
@@ -63,25 +53,6 @@ def add_fused(P):
     for L in P["layers"]:
         L["qkv"] = torch.cat([L["q"], L["k"], L["v"]], 0).contiguous()
         L["gate_up"] = torch.cat([L["gate"], L["up"]], 0).contiguous()
-
-
-def rmsnorm(x, w, eps):
-    if x.dtype == torch.float32:
-        return w * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps))
-    xf = x.float()  # HF's LlamaRMSNorm: float32 inside, cast back
-    return w * (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)).to(x.dtype)
-
-
-def rotate_half(x):
-    h = x.shape[-1] // 2
-    return torch.cat((-x[..., h:], x[..., :h]), dim=-1)
-
-
-def rope_tables(n, D, theta):
-    inv_freq = 1.0 / (theta ** (torch.arange(0, D, 2).float() / D))
-    freqs = torch.outer(torch.arange(n).float(), inv_freq)
-    emb = torch.cat((freqs, freqs), dim=-1)
-    return emb.cos(), emb.sin()  # (n, D)
 
 
 class Cache:

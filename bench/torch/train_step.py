@@ -18,48 +18,16 @@ import time
 import torch
 import torch.nn.functional as F
 
+from llama_ops import build_llama, rmsnorm, rope_tables, rotate_half
+
 
 # The shape bench/train-step.ts passes (it always passes --config explicitly).
 DEFAULT_CONFIG = {"layers": 2, "hidden": 256, "heads": 4, "kvHeads": 4, "headDim": 64, "intermediate": 688,
                   "vocab": 2048, "seq": 128, "batch": 4, "eps": 1e-5, "theta": 1e4, "std": 0.02}
 
 
-def rmsnorm(x, w, eps):
-    variance = x.pow(2).mean(-1, keepdim=True)
-    return w * (x * torch.rsqrt(variance + eps))
-
-
-def rotate_half(x):
-    h = x.shape[-1] // 2
-    return torch.cat((-x[..., h:], x[..., :h]), dim=-1)
-
-
-def rope_cos_sin(T, D, theta):
-    inv_freq = 1.0 / (theta ** (torch.arange(0, D, 2).float() / D))
-    freqs = torch.outer(torch.arange(T).float(), inv_freq)
-    emb = torch.cat((freqs, freqs), dim=-1)
-    return emb.cos(), emb.sin()  # (T, D)
-
-
 def build(cfg, seed):
-    torch.manual_seed(seed)
-    C, I, V, D = cfg["hidden"], cfg["intermediate"], cfg["vocab"], cfg["headDim"]
-    Hq, Hkv, std = cfg["heads"], cfg["kvHeads"], cfg["std"]
-
-    def normal(*shape):
-        return (torch.randn(*shape) * std).requires_grad_(True)
-
-    def ones(n):
-        return torch.ones(n).requires_grad_(True)
-
-    P = {"embed": normal(V, C), "norm": ones(C), "lm_head": normal(V, C), "layers": []}
-    for _ in range(cfg["layers"]):
-        P["layers"].append({
-            "in_norm": ones(C), "post_norm": ones(C),
-            "q": normal(Hq * D, C), "k": normal(Hkv * D, C), "v": normal(Hkv * D, C), "o": normal(C, Hq * D),
-            "gate": normal(I, C), "up": normal(I, C), "down": normal(C, I),
-        })
-    return P
+    return build_llama(cfg, seed, weight=lambda t: t.requires_grad_(True), ones=lambda n: torch.ones(n).requires_grad_(True), lm_head=True)
 
 
 def params(P):
@@ -112,7 +80,7 @@ def main():
     P = build(cfg, a.seed)
     B, T, V = cfg["batch"], cfg["seq"], cfg["vocab"]
     ids = torch.randint(0, V, (B, T), generator=torch.Generator().manual_seed(a.seed + 1))
-    cos, sin = rope_cos_sin(T, cfg["headDim"], cfg["theta"])
+    cos, sin = rope_tables(T, cfg["headDim"], cfg["theta"])
     mask = torch.full((T, T), float("-inf")).triu(1)
     plist = list(params(P))
     fwd, bwd, total, loss_value = [], [], [], float("nan")
