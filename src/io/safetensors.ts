@@ -10,6 +10,7 @@
  */
 import { closeSync, fstatSync, openSync, readSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { endianness } from 'node:os';
+import { bf16ToF32 } from '../tensor/bf16.ts';
 
 export type StDType = 'F64' | 'F32' | 'F16' | 'BF16' | 'I64' | 'I32' | 'I16' | 'I8' | 'U8' | 'BOOL';
 const BYTES: Record<StDType, number> = { F64: 8, F32: 4, F16: 2, BF16: 2, I64: 8, I32: 4, I16: 2, I8: 1, U8: 1, BOOL: 1 };
@@ -200,12 +201,6 @@ export class SafetensorsFile {
   close(): void {
     closeSync(this.fd);
   }
-}
-
-/** bf16 → f32: the bf16 bits are the top half of the f32 bits. */
-export function bf16ToF32(src: Uint16Array, dst: Float32Array): void {
-  const bits = new Uint32Array(dst.buffer, dst.byteOffset, dst.length);
-  for (let i = 0; i < src.length; i++) bits[i] = src[i] << 16;
 }
 
 /** IEEE half → f32 (subnormals, infinities and NaN included). */

@@ -10,6 +10,12 @@ import { kernelsFor } from '../kernels/index.ts';
 import { record } from './autograd.ts';
 import { Tensor, allocLike, fmtShape } from './tensor.ts';
 
+/** bf16 → f32, exactly: the bf16 bits are the top half of the f32 bits. */
+export function bf16ToF32(src: Uint16Array, dst: Float32Array): void {
+  const bits = new Uint32Array(dst.buffer, dst.byteOffset, dst.length);
+  for (let i = 0; i < src.length; i++) bits[i] = src[i] << 16;
+}
+
 export class Bf16Matrix {
   /** bits (rows·cols) of a (rows, cols) row-major bfloat16 matrix; `name` for error messages */
   constructor(readonly bits: Uint16Array, readonly shape: readonly [number, number], public name?: string) {
@@ -19,8 +25,7 @@ export class Bf16Matrix {
   /** The float32 tensor of the same values (exact). */
   toTensor(): Tensor {
     const out = new Float32Array(this.bits.length);
-    const u = new Uint32Array(out.buffer);
-    for (let i = 0; i < u.length; i++) u[i] = this.bits[i] << 16;
+    bf16ToF32(this.bits, out);
     return new Tensor(out, this.shape, { name: this.name });
   }
 

@@ -4,7 +4,8 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, writeFileSync, existsSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { SafetensorsFile, writeSafetensors, bf16ToF32, f16ToF32, f32ToBf16, f32ToF16 } from '../../src/io/safetensors.ts';
+import { SafetensorsFile, writeSafetensors, f16ToF32, f32ToBf16, f32ToF16 } from '../../src/io/safetensors.ts';
+import { bf16ToF32 } from '../../src/tensor/bf16.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'lonas-st-'));
 
