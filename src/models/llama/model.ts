@@ -53,7 +53,7 @@ export class LlamaModel {
   readonly embed: Embedding;
   readonly layers: DecoderLayer[];
   readonly norm: RMSNorm;
-  readonly lmHead: LinearLike;
+  lmHead: LinearLike; // replaced by a QuantLinear when the checkpoint quantises the LM head
   private readonly rope: RopeTables;
 
   /**
