@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadLlama } from '../../src/models/llama/checkpoint.ts';
-import { generate, sampleToken } from '../../src/models/llama/generate.ts';
+import { generate, sampleToken, sharedPromptPrefix } from '../../src/models/llama/generate.ts';
 import { loadTokenizer } from '../../src/io/tokenizer.ts';
 import { Rng, noGrad } from '../../src/tensor/index.ts';
 import { assertClose } from '../helpers/assert-close.ts';
@@ -29,6 +29,48 @@ test('KV-cache decoding equals full recomputation (prefill then one token at a t
 
 test('a left-padded batch generates exactly what each prompt generates alone', () => {
   const prompts = [ids.slice(0, 4), ids.slice(0, 9), ids.slice(2, 3)];
+  const alone = prompts.map((p) => generate(model, [p], { maxNewTokens: 12, strategy: { kind: 'greedy' }, eosIds: [2] })[0]);
+  const batched = generate(model, prompts, { maxNewTokens: 12, strategy: { kind: 'greedy' }, eosIds: [2] });
+  assert.deepEqual(batched, alone);
+});
+
+test('a shared prompt prefix is prefilled once: same logits and cache as every row computing it', () => {
+  const prefix = ids.slice(0, 6);
+  const prompts = [[...prefix, 300, 301], [...prefix, 302], [...prefix, 303, 304, 305, 306]];
+  const B = prompts.length, T = Math.max(...prompts.map((p) => p.length)), V = model.config.vocabSize;
+  const ids2 = new Int32Array(B * T), keyStart = new Int32Array(B), positions = new Int32Array(B * T);
+  prompts.forEach((p, b) => {
+    keyStart[b] = T - p.length;
+    ids2.set(p, b * T + keyStart[b]);
+    for (let t = 0; t < T; t++) positions[b * T + t] = Math.max(0, t - keyStart[b]);
+  });
+  const run = (sharedPrefix: number) => {
+    const cache = model.newCache(B, T + 1);
+    const logits = model.forwardCached(ids2, B, T, cache, { positions, keyStart, lastOnly: true, sharedPrefix }).toArray();
+    const next = model.forwardCached(Int32Array.from([5, 6, 7]), B, 1, cache, { positions: Int32Array.from(prompts.map((p) => p.length)), keyStart }).toArray();
+    return { logits, next, k: Array.from(cache.k[1]), v: Array.from(cache.v[1]) };
+  };
+  const plain = run(0), shared = run(6);
+  // the same sums over differently shaped GEMMs (6 + 2·… packed rows vs 3·… rows): float rounding, ~1e-5
+  const tol = { rtol: 1e-4, atol: 5e-5 };
+  assertClose(shared.logits, plain.logits, 'prefill logits (B, 1, V)', tol);
+  assertClose(shared.k, plain.k, 'cached keys of layer 1', tol);
+  assertClose(shared.v, plain.v, 'cached values of layer 1', tol);
+  assertClose(shared.next, plain.next, 'next decode step', tol);
+  assert.equal(shared.logits.length, B * V);
+  // a wrong claim is refused, not computed
+  assert.throws(() => model.forwardCached(ids2, B, T, model.newCache(B, T), { positions, keyStart, lastOnly: true, sharedPrefix: 7 }), /row 1's token 6 .* differs|shorter than every row/);
+});
+
+test('sharedPromptPrefix: common leading tokens, each prompt keeps one of its own, short ones are not shared', () => {
+  assert.equal(sharedPromptPrefix([[1, 2, 3, 4, 5, 6], [1, 2, 3, 4, 5, 7]]), 5);
+  assert.equal(sharedPromptPrefix([[1, 2, 3, 4, 5], [1, 2, 3, 4, 5, 6]]), 4);
+  assert.equal(sharedPromptPrefix([[1, 2, 3, 9], [1, 2, 3, 8]]), 0);
+  assert.equal(sharedPromptPrefix([[1, 2, 3, 4, 5, 6], [2, 2, 3, 4, 5, 6]]), 0);
+});
+
+test('prompts sharing a template prefix generate exactly what each generates alone', () => {
+  const prompts = [[...ids.slice(0, 7), 300], [...ids.slice(0, 7), 320, 330, 340], [...ids.slice(0, 9)]];
   const alone = prompts.map((p) => generate(model, [p], { maxNewTokens: 12, strategy: { kind: 'greedy' }, eosIds: [2] })[0]);
   const batched = generate(model, prompts, { maxNewTokens: 12, strategy: { kind: 'greedy' }, eosIds: [2] });
   assert.deepEqual(batched, alone);

@@ -1,6 +1,7 @@
 /**
  * Text generation over the KV cache: greedy, sampling (temperature, top-p, seeded), and beam search
- * with transformers' default length handling. Several prompts run as one left-padded batch.
+ * with transformers' default length handling. Several prompts run as one left-padded batch; the tokens
+ * they all start with (a prompt template) are prefilled once for the whole batch.
  */
 import { Rng } from '../../tensor/rng.ts';
 import type { LlamaModel } from './model.ts';
@@ -54,7 +55,8 @@ function sampleBatch(model: LlamaModel, prompts: number[][], opts: GenerateOptio
   const out: number[][] = prompts.map(() => []);
   const done = new Array<boolean>(B).fill(false);
   const anyPad = keyStart.some((s) => s > 0);
-  let logits = model.forwardCached(ids, B, T, cache, { positions, keyStart: anyPad ? keyStart : null, lastOnly: true });
+  const sharedPrefix = B > 1 ? sharedPromptPrefix(prompts) : 0;
+  let logits = model.forwardCached(ids, B, T, cache, { positions, keyStart: anyPad ? keyStart : null, lastOnly: true, sharedPrefix });
   for (let step = 0; step < opts.maxNewTokens; step++) {
     const V = logits.shape[2];
     const data = logits.contiguousData();
@@ -75,6 +77,20 @@ function sampleBatch(model: LlamaModel, prompts: number[][], opts: GenerateOptio
     logits = model.forwardCached(next, B, 1, cache, { positions: pos, keyStart: anyPad ? keyStart : null });
   }
   return out;
+}
+
+/** Shorter common prefixes are not worth a separate pass through the model. */
+const MIN_SHARED_PREFIX = 4;
+
+/**
+ * How many leading tokens every prompt shares (prompt templates make this long), capped so each prompt keeps
+ * at least one token of its own; 0 when shorter than MIN_SHARED_PREFIX. The prefill computes them once.
+ */
+export function sharedPromptPrefix(prompts: number[][]): number {
+  const cap = Math.min(...prompts.map((p) => p.length)) - 1;
+  let n = 0;
+  while (n < cap && prompts.every((p) => p[n] === prompts[0][n])) n++;
+  return n >= MIN_SHARED_PREFIX ? n : 0;
 }
 
 /** Index of the largest value (the first one on ties, as torch.argmax). */
@@ -128,7 +144,9 @@ function beamSearch(model: LlamaModel, prompt: number[], opts: GenerateOptions, 
   const cache = model.newCache(K, prompt.length + opts.maxNewTokens);
   const ids = new Int32Array(K * prompt.length);
   for (let b = 0; b < K; b++) ids.set(prompt, b * prompt.length);
-  let logits = model.forwardCached(ids, K, prompt.length, cache, { lastOnly: true });
+  // the K rows are the same prompt: all but its last token are computed once
+  const sharedPrefix = K > 1 ? sharedPromptPrefix(Array.from({ length: K }, () => prompt)) : 0;
+  let logits = model.forwardCached(ids, K, prompt.length, cache, { lastOnly: true, sharedPrefix });
   let beams: { tokens: number[]; score: number }[] = Array.from({ length: K }, (_, b) => ({ tokens: [], score: b === 0 ? 0 : -1e9 }));
   const finished: { tokens: number[]; score: number }[] = [];
   const worstFinished = () => Math.min(...finished.map((h) => h.score));

@@ -18,7 +18,20 @@ import { ropeTables } from '../../nn/rope.ts';
 import type { LlamaConfig } from './config.ts';
 
 /** One row of a packed prefill: batch row b, its left padding, real length, and offset among the packed tokens. */
-interface PackedRow { b: number; pad: number; len: number; off: number }
+/**
+ * A row of a packed prefill: batch row b, its left padding `pad`, its `len` real tokens, of which the first
+ * `shared` are the batch's common prefix (computed once, at packed offset 0) and the other len − shared sit at
+ * packed offset `off`.
+ */
+interface PackedRow { b: number; pad: number; len: number; shared: number; off: number }
+
+/** Options of LlamaModel.forwardCached. */
+export interface CachedForwardOptions {
+  positions?: Int32Array;
+  keyStart?: Int32Array | null;
+  lastOnly?: boolean;
+  sharedPrefix?: number;
+}
 
 export const PROJECTIONS = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] as const;
 export type ProjectionName = (typeof PROJECTIONS)[number];
@@ -47,6 +60,17 @@ function activeHeads(layer: DecoderLayer, headDim: number): { numHeads: number; 
     throw new Error(`attention: q/k widths ${layer.proj.q_proj.outFeatures}/${layer.proj.k_proj.outFeatures} are not whole GQA head groups of ${headDim}`);
   }
   return { numHeads, numKvHeads };
+}
+
+/**
+ * The residual stream h += delta in place, for the no-grad inference paths: h is the embedding's fresh copy
+ * that only the layer loop holds, so updating it saves an allocation per block (the same sums as `add`).
+ */
+function addResidual(h: Tensor, delta: Tensor): void {
+  if (!h.isContiguous) throw new Error(`addResidual: the residual stream ${h.shape} must be contiguous`);
+  const hd = h.contiguousData(), dd = delta.contiguousData(); // hd: h's own storage (no copy when contiguous)
+  if (hd.length !== dd.length) throw new Error(`addResidual: ${h.shape} += ${delta.shape} needs equal contiguous shapes`);
+  for (let i = 0; i < hd.length; i++) hd[i] += dd[i];
 }
 
 export class LlamaModel {
@@ -113,7 +137,10 @@ export class LlamaModel {
    */
   weightStorage(): { bf16: number; f32: number; bytes: number } {
     const stores = new Set<WeightStore>([this.embed.weightStore]);
-    if (this.lmHead instanceof Linear) stores.add(this.lmHead.weightStore);
+    // a quantised head wraps its float Linear, counted like a quantised projection's base
+    const head = this.lmHead instanceof Linear ? this.lmHead : (this.lmHead as { base?: unknown }).base;
+    if (!(head instanceof Linear)) throw new Error(`weightStorage: LM head ${this.lmHead.constructor.name} has no base Linear`);
+    stores.add(head.weightStore);
     let bytes = 0;
     for (const l of this.layers) {
       bytes += 4 * (l.inputNorm.weight.size + l.postAttentionNorm.weight.size);
@@ -145,7 +172,7 @@ export class LlamaModel {
       for (const p of Object.values(l.proj)) for (const t of p.baseTensors()) add(t);
     });
     add(this.norm.weight);
-    if (this.lmHead instanceof Linear) add(this.lmHead.weight);
+    for (const t of this.lmHead.baseTensors()) add(t); // tied: the embedding again, same name; quantised: the dequantised weight
     return out;
   }
 
@@ -170,22 +197,25 @@ export class LlamaModel {
    * Inference with a KV cache (no autograd): runs ids (B·T) at positions `positions` (default
    * cache.length + t), appends their keys/values to the cache, and returns logits (B, T, V), or (B, 1, V)
    * for the last position only with `lastOnly` (prefill needs just that). `keyStart[b]` masks the left
-   * padding of row b.
+   * padding of row b. `sharedPrefix` (prefill only): the first that many real tokens of every row are the same
+   * tokens at the same positions; they are computed once and their keys/values copied to every row.
    */
-  forwardCached(ids: Int32Array, batch: number, seq: number, cache: KvCache, opts: { positions?: Int32Array; keyStart?: Int32Array | null; lastOnly?: boolean } = {}): Tensor {
+  forwardCached(ids: Int32Array, batch: number, seq: number, cache: KvCache, opts: CachedForwardOptions = {}): Tensor {
     if (cache.batch !== batch) throw new Error(`forwardCached: cache has ${cache.batch} rows, input has ${batch}`);
     if (ids.length !== batch * seq) throw new Error(`forwardCached: ${ids.length} ids for batch ${batch} × seq ${seq}`);
     const ks = opts.keyStart ?? null;
-    if (opts.lastOnly && seq > 1 && cache.length === 0 && ks && ks.some((s) => s > 0)) {
-      return noGrad(() => this.prefillPacked(ids, batch, seq, cache, ks, opts.positions));
+    const shared = opts.sharedPrefix ?? 0;
+    if (opts.lastOnly && seq > 1 && cache.length === 0 && ((ks && ks.some((s) => s > 0)) || shared > 0)) {
+      return noGrad(() => this.prefillPacked(ids, batch, seq, cache, ks ?? new Int32Array(batch), opts.positions, shared));
     }
+    if (shared > 0) throw new Error('forwardCached: sharedPrefix needs a prefill (lastOnly, seq > 1) into an empty cache');
     return noGrad(() => {
       const start = cache.length;
       const pos = opts.positions ?? Int32Array.from({ length: batch * seq }, (_, i) => start + (i % seq));
-      let h = this.embed.forward(ids, [batch, seq]); // (B, T, C)
+      let h = this.embed.forward(ids, [batch, seq]); // (B, T, C), a fresh copy the layers update in place
       this.layers.forEach((layer, i) => {
-        h = add(h, this.cachedAttentionBlock(layer, i, h, pos, batch, seq, cache, opts.keyStart ?? null));
-        h = add(h, this.mlpBlock(layer, h));
+        addResidual(h, this.cachedAttentionBlock(layer, i, h, pos, batch, seq, cache, opts.keyStart ?? null));
+        addResidual(h, this.mlpBlock(layer, h));
       });
       cache.length = start + seq;
       if (opts.lastOnly && seq > 1) h = narrow(h, 1, seq - 1, 1); // (B, 1, C)
@@ -195,41 +225,59 @@ export class LlamaModel {
 
   /**
    * Prefill of a left-padded batch into an empty cache without computing the padding: the rows' real tokens
-   * (row b's start at keyStart[b]) run packed as one sequence of Σ real lengths through every projection (one
-   * GEMM per projection), each row's attention reads only its own keys, and its keys/values land at their
-   * padded positions in the cache, so later steps see the same cache layout as the padded path (padding slots
-   * stay zero and masked). Returns the last position's logits (B, 1, V). Each real token is computed exactly
-   * as in the padded path (padding keys get weight 0 there).
+   * (row b's start at keyStart[b]) run packed as one sequence through every projection (one GEMM per
+   * projection), each row's attention reads only its own keys, and its keys/values land at their padded
+   * positions in the cache, so later steps see the same cache layout as the padded path (padding slots stay
+   * zero and masked). With `shared` > 0 the rows' common first `shared` tokens are packed once (at offset 0):
+   * a token's keys, values and output depend only on the tokens before it, so every row gets the same numbers
+   * as if it had computed them itself. Returns the last position's logits (B, 1, V). Each real token is
+   * computed exactly as in the padded path (padding keys get weight 0 there).
    */
-  private prefillPacked(ids: Int32Array, B: number, T: number, cache: KvCache, keyStart: Int32Array, positions?: Int32Array): Tensor {
+  private prefillPacked(ids: Int32Array, B: number, T: number, cache: KvCache, keyStart: Int32Array, positions: Int32Array | undefined, shared: number): Tensor {
     const rows: PackedRow[] = [];
-    let n = 0;
+    let n = shared;
     for (let b = 0; b < B; b++) {
       const pad = keyStart[b];
       if (pad < 0 || pad >= T) throw new Error(`forwardCached: row ${b} has no real token (padding start ${pad} of ${T})`);
-      rows.push({ b, pad, len: T - pad, off: n });
-      n += T - pad;
+      const len = T - pad;
+      if (shared >= len) throw new Error(`forwardCached: sharedPrefix ${shared} must be shorter than every row (row ${b} has ${len} tokens)`);
+      rows.push({ b, pad, len, shared, off: n });
+      n += len - shared;
     }
+    const posAt = (r: PackedRow, t: number) => (positions ? positions[r.b * T + r.pad + t] : t); // position of real token t
     const idsP = new Int32Array(n), posP = new Int32Array(n); // (N) packed real tokens and their positions
     for (const r of rows) {
-      idsP.set(ids.subarray(r.b * T + r.pad, (r.b + 1) * T), r.off);
-      for (let t = 0; t < r.len; t++) posP[r.off + t] = positions ? positions[r.b * T + r.pad + t] : t;
+      for (let t = 0; t < shared; t++) {
+        const [id, pos] = [ids[r.b * T + r.pad + t], posAt(r, t)];
+        if (r === rows[0]) { idsP[t] = id; posP[t] = pos; } else if (idsP[t] !== id || posP[t] !== pos) {
+          throw new Error(`forwardCached: sharedPrefix ${shared}, but row ${r.b}'s token ${t} (id ${id}, position ${pos}) differs from row ${rows[0].b}'s`);
+        }
+      }
+      idsP.set(ids.subarray(r.b * T + r.pad + shared, (r.b + 1) * T), r.off);
+      for (let t = shared; t < r.len; t++) posP[r.off + t - shared] = posAt(r, t);
     }
-    let h = this.embed.forward(idsP, [1, n]); // (1, N, C)
+    const h = this.embed.forward(idsP, [1, n]); // (1, N, C), a fresh copy the layers update in place
     this.layers.forEach((layer, i) => {
-      h = add(h, this.packedAttentionBlock(layer, i, h, posP, rows, cache));
-      h = add(h, this.mlpBlock(layer, h));
+      addResidual(h, this.packedAttentionBlock(layer, i, h, posP, rows, shared, cache));
+      addResidual(h, this.mlpBlock(layer, h));
     });
     cache.length = T;
     const C = this.config.hiddenSize;
     const hd = h.contiguousData();
     const last = new Float32Array(B * C); // (B, 1, C): each row's last real token
-    for (const r of rows) last.set(hd.subarray((r.off + r.len - 1) * C, (r.off + r.len) * C), r.b * C);
+    for (const r of rows) {
+      const at = r.off + r.len - shared - 1;
+      last.set(hd.subarray(at * C, (at + 1) * C), r.b * C);
+    }
     return this.lmHead.forward(this.norm.forward(new Tensor(last, [B, 1, C])));
   }
 
-  /** Attention of packed rows h (1, N, C): row r's tokens [off, off + len) see only their own keys. */
-  private packedAttentionBlock(layer: DecoderLayer, i: number, h: Tensor, pos: Int32Array, rows: PackedRow[], cache: KvCache): Tensor {
+  /**
+   * Attention of packed tokens h (1, N, C): the shared prefix [0, shared) attends causally to itself; row r's
+   * own tokens [off, off + len − shared) see the prefix and their own earlier tokens, read back from row r's
+   * cache (where both were just written).
+   */
+  private packedAttentionBlock(layer: DecoderLayer, i: number, h: Tensor, pos: Int32Array, rows: PackedRow[], shared: number, cache: KvCache): Tensor {
     const s = activeHeads(layer, this.config.headDim);
     const D = this.config.headDim, N = pos.length, Hq = s.numHeads, Hkv = s.numKvHeads;
     const x = layer.inputNorm.forward(h);
@@ -238,15 +286,22 @@ export class LlamaModel {
     const v = layer.proj.v_proj.forward(x).contiguousData(); // (N, Hkv·D)
     const out = new Float32Array(N * Hq * D); // (N, Hq, D)
     const stride = cache.rowStride(i), kv = Hkv * D;
+    const attend = (q0: number, Tq: number, kAt: number, Tk: number) => {
+      const probs = this.probsScratch(Hq * Tq * Tk); // (Hq, Tq, Tk)
+      attentionForward(kernels(), q.subarray(q0 * Hq * D, (q0 + Tq) * Hq * D), cache.k[i].subarray(kAt), cache.v[i].subarray(kAt),
+        out.subarray(q0 * Hq * D, (q0 + Tq) * Hq * D), probs, { B: 1, Tq, Tk, Hq, Hkv, D, kvBatchStride: 0, scale: 1 / Math.sqrt(D), causal: true });
+    };
     for (const r of rows) {
       const at = r.b * stride + r.pad * kv; // cache row b, position pad
-      cache.k[i].set(k.subarray(r.off * kv, (r.off + r.len) * kv), at);
-      cache.v[i].set(v.subarray(r.off * kv, (r.off + r.len) * kv), at);
-      const probs = new Float32Array(Hq * r.len * r.len);
-      attentionForward(kernels(), q.subarray(r.off * Hq * D, (r.off + r.len) * Hq * D), cache.k[i].subarray(at), cache.v[i].subarray(at),
-        out.subarray(r.off * Hq * D, (r.off + r.len) * Hq * D), probs,
-        { B: 1, Tq: r.len, Tk: r.len, Hq, Hkv, D, kvBatchStride: 0, scale: 1 / Math.sqrt(D), causal: true });
+      if (shared > 0) {
+        cache.k[i].set(k.subarray(0, shared * kv), at);
+        cache.v[i].set(v.subarray(0, shared * kv), at);
+      }
+      cache.k[i].set(k.subarray(r.off * kv, (r.off + r.len - shared) * kv), at + shared * kv);
+      cache.v[i].set(v.subarray(r.off * kv, (r.off + r.len - shared) * kv), at + shared * kv);
     }
+    if (shared > 0) attend(0, shared, rows[0].b * stride + rows[0].pad * kv, shared);
+    for (const r of rows) attend(r.off, r.len - shared, r.b * stride + r.pad * kv, r.len);
     return layer.proj.o_proj.forward(new Tensor(out, [1, N, Hq * D]));
   }
 
