@@ -131,3 +131,22 @@ test('toHfConfig inverts parseHfConfig, keeps unknown base fields, writes lonas_
   assert.equal(toHfConfig({ ...c, attentionBias: true }).model_type, 'qwen2');
   assert.throws(() => toHfConfig(c, { model_type: 'qwen2' }), /qwen2 config cannot express attentionBias=false/);
 });
+
+test('quantization_config.lm_head: parsed (absent = false), a quantised head is never tied, written back only when true', () => {
+  const gptq = { quant_method: 'gptq', bits: 4, group_size: 128, desc_act: false, sym: false, checkpoint_format: 'gptq' };
+  const plain = parse(llama({ tie_word_embeddings: true, quantization_config: gptq })).config;
+  assert.equal(plain.quantization?.lmHead, undefined);
+  assert.equal(plain.tieWordEmbeddings, true);
+  const head = parse(llama({ tie_word_embeddings: true, quantization_config: { ...gptq, lm_head: true } })).config;
+  assert.equal(head.quantization?.lmHead, true);
+  assert.equal(head.tieWordEmbeddings, false, 'the quantised head is its own module (lm_head.qweight), not the float embedding');
+  assert.equal(parse(llama({ quantization_config: { ...gptq, lm_head: false } })).config.quantization?.lmHead, undefined);
+  fails(llama({ quantization_config: { ...gptq, lm_head: 'yes' } }), /field "quantization_config.lm_head" = "yes" must be true or false/);
+
+  const hf = toHfConfig(head, llama({ quantization_config: gptq }));
+  assert.equal((hf.quantization_config as { lm_head?: boolean }).lm_head, true);
+  assert.equal(hf.tie_word_embeddings, false);
+  assert.deepEqual(parse(hf).config, head);
+  const back = toHfConfig(plain, hf);
+  assert.equal('lm_head' in (back.quantization_config as object), false, 'a float head drops a stale lm_head of the base');
+});

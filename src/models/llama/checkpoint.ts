@@ -62,14 +62,15 @@ export interface LoadedModelDir {
   unused: string[];
   /** HF name → the file it was read from (for error messages) */
   sources: Map<string, string>;
-  /** GPTQ-quantised projections by module name (e.g. model.layers.0.mlp.up_proj) */
+  /** GPTQ-quantised projections (and the LM head) by module name (e.g. model.layers.0.mlp.up_proj, lm_head) */
   quantized: Map<string, QuantizedWeight>;
 }
 
-/** (out, in) of a projection weight named by its HF name, from the config's per-layer sizes. */
-function projectionShape(c: LlamaConfig, name: string): [number, number] {
+/** (out, in) of a projection or LM-head weight named by its HF name, from the config's (per-layer) sizes. */
+function linearShape(c: LlamaConfig, name: string): [number, number] {
+  if (name === 'lm_head.weight') return [c.vocabSize, c.hiddenSize];
   const m = /^model\.layers\.(\d+)\.(?:self_attn|mlp)\.(\w+)\.weight$/.exec(name);
-  if (!m) throw new Error(`internal: ${name} is not a projection weight`);
+  if (!m) throw new Error(`internal: ${name} is not a projection or LM-head weight`);
   const l = c.layers[Number(m[1])], C = c.hiddenSize, D = c.headDim;
   const shapes: Record<string, [number, number]> = {
     q_proj: [l.numHeads * D, C], k_proj: [l.numKvHeads * D, C], v_proj: [l.numKvHeads * D, C], o_proj: [C, l.numHeads * D],
@@ -165,19 +166,22 @@ export function loadModelDir(dir: string, opts: LoadOptions = {}): LoadedModelDi
   const config = parseHfConfig(hfConfig, configPath, opts);
   const { files, where } = openWeights(dir);
   try {
-    const names = expectedTensorNames(config).filter((n) => where.has(n)); // missing ones are reported by LlamaModel
+    const quantizedHead = !!config.quantization?.lmHead;
+    checkHead(dir, configPath, files, where, quantizedHead);
+    // missing ones are reported by LlamaModel; a quantised head is read from lm_head.qweight/… below
+    const names = expectedTensorNames(config).filter((n) => where.has(n) && !(quantizedHead && n === 'lm_head.weight'));
     const wanted = new Set(names);
     const weights = new Map<string, Tensor>();
     const sources = new Map<string, string>();
     const elems: Record<string, number> = {};
     const quantized = new Map<string, QuantizedWeight>();
     if (config.quantization) {
-      // GPTQ projections: <module>.qweight/qzeros/scales/g_idx instead of <module>.weight; dequantised for the float paths
+      // GPTQ projections (and head): <module>.qweight/qzeros/scales/g_idx instead of <module>.weight; dequantised for the float paths
       for (const name of expectedTensorNames(config)) {
         const prefix = name.replace(/\.weight$/, '');
         const file = where.get(`${prefix}.qweight`);
-        if (!file || where.has(name)) continue;
-        const [out, inF] = projectionShape(config, name);
+        if (!file || (where.has(name) && !(quantizedHead && prefix === 'lm_head'))) continue;
+        const [out, inF] = linearShape(config, name);
         const qw = readGptqProjection(file, prefix, out, inF, config.quantization);
         weights.set(name, new Tensor(dequantize(qw), [out, inF], { name }));
         sources.set(name, file.path);
@@ -219,6 +223,21 @@ export function loadModelDir(dir: string, opts: LoadOptions = {}): LoadedModelDi
 }
 
 /**
+ * The LM head is read quantised exactly when config.json says so (quantization_config.lm_head): a flag
+ * without lm_head.qweight, or lm_head.qweight without the flag, is an error naming the file and the tensor.
+ */
+function checkHead(dir: string, configPath: string, files: SafetensorsFile[], where: Map<string, SafetensorsFile>, quantizedHead: boolean): void {
+  const weightsFile = files.length === 1 ? files[0].path : join(dir, INDEX);
+  if (quantizedHead && !where.has('lm_head.qweight')) {
+    throw new Error(`${weightsFile}: has no tensor 'lm_head.qweight', but ${configPath} says the LM head is GPTQ-quantised (quantization_config.lm_head: true); ` +
+      'the checkpoint is incomplete, or the flag is wrong');
+  }
+  if (!quantizedHead && where.has('lm_head.qweight') && !where.has('lm_head.weight')) {
+    throw new Error(`${weightsFile}: holds a GPTQ-quantised LM head ('lm_head.qweight'), but ${configPath} does not say so; add "lm_head": true to its quantization_config`);
+  }
+}
+
+/**
  * Builds the model from loaded weights; a missing or mis-shaped tensor is reported with the file it came
  * from (or the directory when it is missing) and config.json, since one of the two is wrong.
  */
@@ -226,6 +245,10 @@ export function modelFromLoaded(dir: string, loaded: LoadedModelDir, maxPosition
   try {
     const model = new LlamaModel({ ...loaded.config, maxPositions }, new Map<string, Tensor | Bf16Matrix>([...loaded.weights, ...loaded.bf16]));
     for (const [prefix, qw] of loaded.quantized) {
+      if (prefix === 'lm_head') {
+        model.lmHead = new QuantLinear(model.lmHead as Linear, qw); // untied (parseHfConfig): its own float Linear
+        continue;
+      }
       const m = /^model\.layers\.(\d+)\.(?:self_attn|mlp)\.(\w+)$/.exec(prefix)!;
       const layer = model.layers[Number(m[1])], p = m[2] as ProjectionName;
       layer.proj[p] = new QuantLinear(layer.proj[p] as Linear, qw);
@@ -257,7 +280,7 @@ export interface SaveOptions {
   overwrite?: boolean;
 }
 
-/** The GPTQ-quantised projections of a model, by module name. */
+/** The GPTQ-quantised projections (and LM head) of a model, by module name. */
 function quantizedModules(model: LlamaModel): Map<string, QuantizedWeight> {
   const out = new Map<string, QuantizedWeight>();
   model.layers.forEach((layer, i) => {
@@ -266,6 +289,10 @@ function quantizedModules(model: LlamaModel): Map<string, QuantizedWeight> {
       if (m instanceof QuantLinear) out.set(projectionWeightName(i, p), m.qw);
     }
   });
+  if (model.lmHead instanceof QuantLinear) {
+    if (model.config.tieWordEmbeddings) throw new Error('saveModelDir: the LM head is quantised but the config ties it to the embedding (set tieWordEmbeddings false: a quantised head is its own module)');
+    out.set('lm_head', model.lmHead.qw);
+  }
   return out;
 }
 
@@ -312,7 +339,7 @@ export function saveModelDir(dir: string, model: LlamaModel, opts: SaveOptions =
   }
 
   const first = quantized.values().next().value as QuantizedWeight | undefined;
-  const quantization = first ? { bits: first.bits, groupSize: first.groupSize, descAct: model.config.quantization?.descAct ?? false, sym: false, format } : null;
+  const quantization = first ? { bits: first.bits, groupSize: first.groupSize, descAct: model.config.quantization?.descAct ?? false, sym: false, format, lmHead: quantized.has('lm_head') } : null;
   const hf = toHfConfig({ ...model.config, quantization }, opts.hfConfig);
   hf.torch_dtype = dtype === 'BF16' ? 'bfloat16' : 'float32';
   if ('dtype' in hf) hf.dtype = hf.torch_dtype; // transformers ≥ 5 spelling

@@ -25,7 +25,7 @@ export interface LlamaConfig {
   tieWordEmbeddings: boolean;
   /** q/k/v projections carry a bias (Qwen2) */
   attentionBias: boolean;
-  /** GPTQ-quantised projections (config.json `quantization_config`), absent for float checkpoints */
+  /** GPTQ-quantised projections, and optionally the LM head (config.json `quantization_config`); absent for float checkpoints */
   quantization?: GptqConfig | null;
 }
 
@@ -36,6 +36,11 @@ export interface GptqConfig {
   sym: boolean;
   /** v1 "gptq" stores zero − 1 in qzeros; "gptq_v2" stores the zero itself */
   format: 'gptq' | 'gptq_v2';
+  /**
+   * the LM head is GPTQ-quantised too (GPTQModel's `"lm_head": true`; absent = false): it is then a module
+   * of its own (lm_head.qweight/…, never tied), while the embedding keeps its float weights
+   */
+  lmHead?: boolean;
 }
 
 /** A uniform config (every layer the same size). */

@@ -148,6 +148,7 @@ function checkSemantics(c: RawConfig, family: HfFamily, ctx: z.RefinementCtx): v
       if (![2, 3, 4, 8].includes(q.bits as number)) issue(['quantization_config', 'bits'], 'must be 2, 3, 4 or 8');
       const fmt = q.checkpoint_format ?? 'gptq';
       if (fmt !== 'gptq' && fmt !== 'gptq_v2') issue(['quantization_config', 'checkpoint_format'], `${JSON.stringify(fmt)} is not supported (gptq or gptq_v2)`);
+      if (q.lm_head !== undefined && typeof q.lm_head !== 'boolean') issue(['quantization_config', 'lm_head'], 'must be true or false (whether the LM head is GPTQ-quantised)');
     }
   }
   const ropeField = c.rope_parameters ? 'rope_parameters' : 'rope_scaling';
@@ -218,6 +219,7 @@ export function parseHfConfig(json: unknown, file: string, opts: ParseOptions = 
   const maxPositions = c.max_position_embeddings ?? fam.maxPositions;
   warnSlidingWindow(c, family, maxPositions, file, opts.warn ?? ((m) => process.stderr.write(`${m}\n`)));
   const r = c.rope_parameters ?? c.rope_scaling;
+  const quantization = gptqConfig(c.quantization_config as Record<string, unknown> | null | undefined);
   return {
     vocabSize: c.vocab_size,
     hiddenSize: c.hidden_size,
@@ -227,9 +229,10 @@ export function parseHfConfig(json: unknown, file: string, opts: ParseOptions = 
     ropeTheta: c.rope_parameters?.rope_theta ?? c.rope_theta ?? 10000,
     ropeScaling: r ? toRopeScaling(r) : null,
     maxPositions,
-    tieWordEmbeddings: c.tie_word_embeddings ?? false,
+    // a GPTQ-quantised head (lm_head.qweight, …) is a module of its own, whatever the tie flag says
+    tieWordEmbeddings: (c.tie_word_embeddings ?? false) && !quantization?.lmHead,
     attentionBias: family === 'qwen2', // Qwen2 always has q/k/v biases; llama's attention_bias is refused above
-    quantization: gptqConfig(c.quantization_config as Record<string, unknown> | null | undefined),
+    quantization,
   };
 }
 
@@ -241,6 +244,7 @@ function gptqConfig(q: Record<string, unknown> | null | undefined): GptqConfig |
     descAct: !!q.desc_act,
     sym: q.sym === undefined ? true : !!q.sym,
     format: (q.checkpoint_format as GptqConfig['format'] | undefined) ?? 'gptq',
+    ...(q.lm_head === true ? { lmHead: true } : {}),
   };
 }
 
@@ -303,7 +307,10 @@ export function toHfConfig(config: LlamaConfig, base: object = {}): Record<strin
   const uniform = L.every((l) => l.intermediateSize === L[0].intermediateSize && l.numHeads === L[0].numHeads && l.numKvHeads === L[0].numKvHeads);
   if (config.quantization) {
     const q = config.quantization;
-    out.quantization_config = { ...(out.quantization_config as object ?? {}), quant_method: 'gptq', bits: q.bits, group_size: q.groupSize, desc_act: q.descAct, sym: q.sym, checkpoint_format: q.format };
+    const qc: Record<string, unknown> = { ...(out.quantization_config as object ?? {}), quant_method: 'gptq', bits: q.bits, group_size: q.groupSize, desc_act: q.descAct, sym: q.sym, checkpoint_format: q.format };
+    if (q.lmHead) qc.lm_head = true;
+    else delete qc.lm_head; // absent = the head is float
+    out.quantization_config = qc;
   } else delete out.quantization_config;
   if (uniform) delete out.lonas_layers;
   else out.lonas_layers = L.map((l) => ({ intermediate_size: l.intermediateSize, num_attention_heads: l.numHeads, num_key_value_heads: l.numKvHeads }));
