@@ -1,4 +1,4 @@
-/** `lonas quantize`: GPTQ (4/8/3-bit, group-wise, optional act-order) with layer-wise calibration; writes a GPTQ checkpoint. */
+/** `lonas quantize`: GPTQ (4/8/3-bit, group-wise, optional act-order, optionally the LM head) with layer-wise calibration; writes a GPTQ checkpoint. */
 import { Command } from 'commander';
 import { join, resolve } from 'node:path';
 import { loadModelDir, modelFromLoaded, saveModelDir, copyTokenizerFiles } from '../models/llama/checkpoint.ts';
@@ -9,7 +9,7 @@ import { quantizeModel } from '../compress/quantize.ts';
 import { loadCalibrationSamples } from '../compress/calib-data.ts';
 import { floatOption, intOption } from './options.ts';
 
-interface QuantizeCliOptions { model: string; method: string; bits: number; groupSize: number; actOrder?: boolean; damp: number; blockSize: number; calib: string; nsamples: number; seqlen?: number; targets: string; seed: number; out: string }
+interface QuantizeCliOptions { model: string; method: string; bits: number; groupSize: number; actOrder?: boolean; damp: number; blockSize: number; calib: string; nsamples: number; seqlen?: number; targets: string; lmHead?: boolean; seed: number; out: string }
 
 export function quantizeCommand(): Command {
   return new Command('quantize')
@@ -25,6 +25,7 @@ export function quantizeCommand(): Command {
     .option('--nsamples <n>', 'calibration sequences', intOption('--nsamples', 1), 128)
     .option('--seqlen <n>', 'tokens per calibration sequence (default: the model context)', intOption('--seqlen', 2))
     .option('--targets <list>', 'projections to quantise', 'q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj')
+    .option('--lm-head', 'also quantise the LM head, last, with the same settings (quantization_config "lm_head": true); a tied embedding keeps its float weights and the head is untied')
     .option('--seed <s>', 'calibration sampling seed', intOption('--seed'), 0)
     .requiredOption('--out <dir>', 'output model directory')
     .action((o: QuantizeCliOptions) => {
@@ -35,15 +36,15 @@ export function quantizeCommand(): Command {
       const model = modelFromLoaded(o.model, loaded);
       const samples = loadCalibrationSamples(o.calib, loadTokenizer(o.model), o.nsamples, o.seqlen ?? model.config.maxPositions, o.seed);
       const r = quantizeModel(model, samples, {
-        bits: o.bits, groupSize: o.groupSize, actOrder: !!o.actOrder, percDamp: o.damp, blockSize: o.blockSize, targets: parseTargets(o.targets),
+        bits: o.bits, groupSize: o.groupSize, actOrder: !!o.actOrder, percDamp: o.damp, blockSize: o.blockSize, targets: parseTargets(o.targets), lmHead: !!o.lmHead,
         onProgress: (l, n) => process.stderr.write(`quantize: layer ${l}/${n}\n`),
       });
       saveModelDir(o.out, model, { hfConfig: loaded.hfConfig, overwrite: true });
       copyTokenizerFiles(o.model, o.out);
       writeJsonAtomic(join(o.out, 'lonas_compression.json'), {
         method: 'gptq', bits: o.bits, group_size: o.groupSize, act_order: !!o.actOrder, damp: o.damp, nsamples: samples.length,
-        seqlen: samples[0].length, calib: resolve(o.calib), seed: o.seed, source: resolve(o.model),
+        seqlen: samples[0].length, calib: resolve(o.calib), seed: o.seed, source: resolve(o.model), lm_head: !!o.lmHead,
       });
-      process.stderr.write(`quantize: ${r.modules} projections to ${o.bits} bits in ${r.seconds.toFixed(1)} s; written to ${o.out}\n`);
+      process.stderr.write(`quantize: ${r.modules} projections${o.lmHead ? ' and the LM head' : ''} to ${o.bits} bits in ${r.seconds.toFixed(1)} s; written to ${o.out}\n`);
     });
 }

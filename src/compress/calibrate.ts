@@ -4,6 +4,9 @@
  * handed to the method's statistics), the method compresses the layer, and the layer's outputs are then
  * recomputed with the compressed weights to become the next layer's inputs (spec.md §6).
  *
+ * After the last layer, `headInput` (if given) sees the LM head's inputs: the final RMSNorm of the hidden
+ * states the compressed layers produced.
+ *
  * Observation wraps each projection module generically (any LinearLike, any architecture lonas loads), so
  * no module path is hard-coded. Sequences run one at a time (batch 1), as the reference implementations do.
  */
@@ -20,6 +23,8 @@ export interface LayerwiseHooks {
   beforeLayer(layer: number): InputObserver | null;
   /** called after every sequence went through layer i (statistics complete): compress the layer in place */
   compressLayer(layer: number): void;
+  /** called once per sequence after the last layer with the LM head's input x (tokens, C) = norm(h) */
+  headInput?(x: Float32Array, tokens: number, inFeatures: number): void;
   onProgress?: (layer: number, layers: number) => void;
 }
 
@@ -62,5 +67,7 @@ export function calibrateLayerwise(model: LlamaModel, samples: Int32Array[], hoo
       hidden = hidden.map((h, k) => model.forwardLayer(i, h, positions[k])); // inputs of the next layer, from the compressed layer
       hooks.onProgress?.(i + 1, model.layers.length);
     }
+    const headInput = hooks.headInput;
+    if (headInput) for (const h of hidden) headInput(model.norm.forward(h).contiguousData() as Float32Array, h.shape[1], model.config.hiddenSize); // (1, T, C)
   });
 }

@@ -4,11 +4,17 @@
  * projections are quantised, their float weights replaced by the dequantised ones (scales rounded to f16 as
  * the checkpoint stores them, so memory and file agree), and the next layer sees the quantised outputs.
  * Projections fed the same input (q/k/v, gate/up) share one Hessian and its factorisation.
+ *
+ * With `lmHead`, the LM head is quantised last the same way, its Hessian from its inputs in the quantised
+ * model (the final RMSNorm of the last layer's outputs), as GPTQModel's `lm_head: true`. A head tied to the
+ * embedding is untied first: the embedding keeps its float weights, the head becomes its own module.
  */
 import { kernels } from '../kernels/index.ts';
+import type { FloatArray } from '../kernels/api.ts';
 import { f32ToF16, f16ToF32 } from '../io/safetensors.ts';
 import { dequantize } from '../io/gptq-format.ts';
 import type { QuantizedWeight } from '../io/gptq-format.ts';
+import { Tensor } from '../tensor/index.ts';
 import { Linear } from '../nn/modules.ts';
 import { QuantLinear } from '../nn/quant-linear.ts';
 import type { LlamaModel, ProjectionName } from '../models/llama/model.ts';
@@ -25,23 +31,69 @@ export interface QuantizeOptions {
   targets: ProjectionName[];
   /** keep zero weights exactly zero (sparse bases, SQFT) — on automatically when a weight has zeros */
   keepZeros?: boolean;
+  /** also quantise the LM head (after the last layer; untied from the embedding) */
+  lmHead?: boolean;
   onProgress?: (layer: number, layers: number) => void;
 }
 
 interface HessianAcc { sum: Float32Array; n: number; lastInput: Float32Array | null; inF: number; prepared?: PreparedHessian }
 
-/** Rounds scales to float16 precision (what a GPTQ checkpoint stores). */
-function roundScalesToF16(qw: QuantizedWeight): void {
+/**
+ * `m` with its weight quantised as `qw`: scales rounded to float16 (what a GPTQ checkpoint stores, so memory
+ * and file agree), the float weight replaced by the dequantised one, the INT4 kernel used at inference.
+ */
+export function toQuantLinear(m: Linear, qw: QuantizedWeight): QuantLinear {
   const h = new Uint16Array(qw.scales.length);
   f32ToF16(qw.scales, h);
   f16ToF32(h, qw.scales);
+  m.weight.data.set(dequantize(qw));
+  return new QuantLinear(m, qw);
 }
 
+/**
+ * Replaces the float LM head by its quantisation `quantize(w (V, C))` (GPTQ here, RTN in the benchmarks).
+ * A head tied to the embedding gets its own copy of the weight first, so the embedding keeps its float
+ * weights, and the config is untied.
+ */
+export function quantizeLmHead(model: LlamaModel, quantize: (w: FloatArray, out: number, inF: number) => QuantizedWeight): void {
+  const head = floatHead(model);
+  const [V, C] = head.weightShape;
+  const own = head.weightStore === model.embed.weightStore ? new Linear(new Tensor(Float32Array.from(head.weight.data), [V, C], { name: 'lm_head.weight' })) : head;
+  model.lmHead = toQuantLinear(own, quantize(own.weight.data, V, C));
+  model.config.tieWordEmbeddings = false;
+}
+
+function floatHead(model: LlamaModel): Linear {
+  if (!(model.lmHead instanceof Linear)) throw new Error(`quantize --lm-head: the LM head is a ${model.lmHead.constructor.name}, not a plain float Linear (already quantised?)`);
+  return model.lmHead;
+}
+
+/** Σ xᵀx of one sequence's inputs x (tokens, in) into `acc`: (in, in) += xᵀ (in, T) · x (T, in). */
+function accumulate(acc: HessianAcc, x: Float32Array, tokens: number): void {
+  acc.n += 1;
+  kernels().gemm(true, false, acc.inF, acc.inF, tokens, 1, x, 0, acc.inF, x, 0, acc.inF, 1, acc.sum, 0, acc.inF);
+}
+
+/** H = 2/N Σ x xᵀ, damped and factorised once (shared by the weights fed the same input). */
+function prepared(acc: HessianAcc, o: QuantizeOptions): PreparedHessian {
+  acc.prepared ??= prepareHessian(Float64Array.from(acc.sum, (v) => (2 * v) / acc.n), acc.inF, o.actOrder, o.percDamp);
+  return acc.prepared;
+}
+
+/** GPTQ of one (out, in) weight; zero weights are kept exactly zero when asked, or when the weight has any. */
+function gptq(w: FloatArray, out: number, inF: number, acc: HessianAcc, o: QuantizeOptions): QuantizedWeight {
+  const hasZeros = w.some((v) => v === 0);
+  return gptqQuantize(w, out, inF, prepared(acc, o), { bits: o.bits, groupSize: o.groupSize, actOrder: o.actOrder, blockSize: o.blockSize, keepZeros: o.keepZeros ?? hasZeros });
+}
+
+/** Returns the number of projections quantised (the LM head not included) and the time taken. */
 export function quantizeModel(model: LlamaModel, samples: Int32Array[], o: QuantizeOptions): { modules: number; seconds: number } {
   const started = Date.now();
+  if (o.lmHead) floatHead(model); // refused before the calibration, not after it
   let accOf = new Map<ProjectionName, HessianAcc>();
   let byInput = new Map<Float32Array, HessianAcc>();
   let modules = 0;
+  const head: HessianAcc = { sum: new Float32Array(model.config.hiddenSize ** 2), n: 0, lastInput: null, inF: model.config.hiddenSize };
   calibrateLayerwise(model, samples, {
     beforeLayer: () => {
       accOf = new Map();
@@ -56,9 +108,7 @@ export function quantizeModel(model: LlamaModel, samples: Int32Array[], o: Quant
         byInput.set(x, acc);
         if (acc.lastInput === x) return; // a sibling projection already accumulated this very input
         acc.lastInput = x;
-        acc.n += 1;
-        // Σ xᵀx over this sequence's tokens: (in, in) += xᵀ (in, T) · x (T, in)
-        kernels().gemm(true, false, inF, inF, tokens, 1, x, 0, inF, x, 0, inF, 1, acc.sum, 0, inF);
+        accumulate(acc, x, tokens);
       };
     },
     compressLayer: (i) => {
@@ -67,19 +117,15 @@ export function quantizeModel(model: LlamaModel, samples: Int32Array[], o: Quant
         const acc = accOf.get(p);
         const m = layer.proj[p];
         if (!acc || !(m instanceof Linear)) throw new Error(`quantize: layer ${i} ${p} is not a plain float projection (already quantised, or has an adapter?)`);
-        acc.prepared ??= prepareHessian(Float64Array.from(acc.sum, (v) => (2 * v) / acc.n), acc.inF, o.actOrder, o.percDamp);
-        const w = m.weight;
-        const [out, inF] = w.shape;
-        const hasZeros = w.data.some((v) => v === 0);
-        const qw = gptqQuantize(w.data, out, inF, acc.prepared, { bits: o.bits, groupSize: o.groupSize, actOrder: o.actOrder, blockSize: o.blockSize, keepZeros: o.keepZeros ?? hasZeros });
-        roundScalesToF16(qw);
-        w.data.set(dequantize(qw));
-        layer.proj[p] = new QuantLinear(m, qw);
+        const [out, inF] = m.weight.shape;
+        layer.proj[p] = toQuantLinear(m, gptq(m.weight.data, out, inF, acc, o));
         modules++;
       }
     },
+    headInput: o.lmHead ? (x, tokens) => accumulate(head, x, tokens) : undefined,
     onProgress: o.onProgress,
   });
-  model.config.quantization = { bits: o.bits, groupSize: o.groupSize, descAct: o.actOrder, sym: false, format: 'gptq' };
+  if (o.lmHead) quantizeLmHead(model, (w, out, inF) => gptq(w, out, inF, head, o)); // (V, C) with H (C, C)
+  model.config.quantization = { bits: o.bits, groupSize: o.groupSize, descAct: o.actOrder, sym: false, format: 'gptq', ...(o.lmHead ? { lmHead: true } : {}) };
   return { modules, seconds: (Date.now() - started) / 1000 };
 }

@@ -8,6 +8,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import { LoraLinear } from '../adapters/lora.ts';
+import { QuantLinear } from '../nn/quant-linear.ts';
 import type { LinearLike } from '../nn/modules.ts';
 import type { LlamaModel } from '../models/llama/model.ts';
 import { PROJECTIONS } from '../models/llama/model.ts';
@@ -45,8 +46,9 @@ export function countParams(model: LlamaModel): ParamCount {
   const emb = c.vocabSize * c.hiddenSize;
   const norms = c.hiddenSize * (2 * c.layers.length + 1);
   const head = c.tieWordEmbeddings ? 0 : emb;
-  const out: ParamCount = { total: emb + norms + head, nonZero: 0, adapter: 0 };
-  out.nonZero = out.total; // embeddings/norms/head are dense
+  // embedding, norms and a float head are dense; a quantised head's zeros are counted as the projections' are
+  const headNonZero = model.lmHead instanceof QuantLinear ? countModule(model.lmHead).nonZero : head;
+  const out: ParamCount = { total: emb + norms + head, nonZero: emb + norms + headNonZero, adapter: 0 };
   for (const layer of model.layers) {
     for (const p of PROJECTIONS) {
       const n = countModule(layer.proj[p]);

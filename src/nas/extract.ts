@@ -50,7 +50,7 @@ export function activeConfig(model: LlamaModel): LlamaConfig {
  * A new, physically smaller model equal to `model` at its active configuration (adapters merged).
  * Quantised projections stay quantised when kept whole: a GPTQ base keeps its codes, and a QA-SparsePEFT
  * adapter is merged onto the INT4 grid (codes of W + ΔW ⊙ M with the base's scales and zeros). A sliced
- * quantised projection is written in float.
+ * quantised projection is written in float. A quantised LM head (never sliced, never adapted) stays quantised.
  */
 export function extractMerged(model: LlamaModel): LlamaModel {
   const weights = new Map<string, Tensor>();
@@ -84,6 +84,7 @@ export function extractMerged(model: LlamaModel): LlamaModel {
       if (qw) layer.proj[p] = new QuantLinear(layer.proj[p] as Linear, qw);
     }
   });
+  if (model.lmHead instanceof QuantLinear) out.lmHead = new QuantLinear(out.lmHead as Linear, model.lmHead.qw);
   return out;
 }
 
