@@ -12,16 +12,18 @@
  *  - int4_bf16: the int4 model with everything that is not INT4 (embedding = tied LM head, norms) stored
  *            as BF16, which the loader keeps in bfloat16 — what `lonas extract --dtype bf16` writes for a
  *            GPTQ model. It shows what the float32 LM head costs the int4 model.
+ *  - int4_head: the int4 model with the LM head RTN-INT4 too (group 128), untied from the embedding, which
+ *            stays float32 — what `lonas quantize --lm-head` writes (quantizeLmHead, quantization_config
+ *            "lm_head": true, lm_head.qweight/qzeros/scales/g_idx), loaded back with a QuantLinear head.
  *
- * Loading is `loadWithAdapter(dir)` (src/nas/load.ts): loadLlama turns the GPTQ projections into QuantLinear
- * (INT4 kernel at inference), keeps BF16-stored weights in bfloat16, and useSparseKernels swaps projections
- * with ≥ 50% zeros to SparseLinear. The embedding and the LM head (tied to it in the 135M shape) are not
- * projections: neither tool nor loader compresses them, so they stay float32 in f32 / int4 / sparse
- * (`describeLayers` reports what was compressed).
+ * Loading is `loadWithAdapter(dir)` (src/nas/load.ts): loadLlama turns the GPTQ projections (and a GPTQ LM
+ * head) into QuantLinear (INT4 kernel at inference), keeps BF16-stored weights in bfloat16, and
+ * useSparseKernels swaps projections with ≥ 50% zeros to SparseLinear. The embedding and the LM head (tied
+ * to it in the 135M shape) are not projections: they stay float32 in f32 / int4 / sparse, and only
+ * int4_head quantises the head (`describeLayers` reports what was compressed).
  */
-import { f16ToF32, f32ToF16 } from '../src/io/safetensors.ts';
-import { dequantize } from '../src/io/gptq-format.ts';
 import { rtnQuantize } from '../src/compress/gptq.ts';
+import { quantizeLmHead, toQuantLinear } from '../src/compress/quantize.ts';
 import { pruneModel } from '../src/compress/prune.ts';
 import { loadLlama, saveModelDir } from '../src/models/llama/checkpoint.ts';
 import { PROJECTIONS } from '../src/models/llama/model.ts';
@@ -31,31 +33,28 @@ import { QuantLinear } from '../src/nn/quant-linear.ts';
 import { SparseLinear } from '../src/nn/sparse-linear.ts';
 import { loadWithAdapter } from '../src/nas/load.ts';
 
-export type Format = 'f32' | 'int4' | 'sparse' | 'int4_bf16';
-export const FORMATS: readonly Format[] = ['f32', 'int4', 'sparse', 'int4_bf16'];
+export type Format = 'f32' | 'int4' | 'sparse' | 'int4_bf16' | 'int4_head';
+export const FORMATS: readonly Format[] = ['f32', 'int4', 'sparse', 'int4_bf16', 'int4_head'];
 export const INT4_GROUP = 128;
 export const SPARSITY = 0.5;
 
-/** Compresses every projection of a float32 `model` in place: INT4 (GPTQ layout) or 50% sparse. */
-export function compressInPlace(model: LlamaModel, format: 'int4' | 'sparse'): void {
+/** Compresses every projection of a float32 `model` in place: INT4 (GPTQ layout; int4_head: the LM head too) or 50% sparse. */
+export function compressInPlace(model: LlamaModel, format: 'int4' | 'int4_head' | 'sparse'): void {
   if (format === 'sparse') {
     pruneModel(model, [], { method: 'magnitude', sparsity: SPARSITY, targets: [...PROJECTIONS] });
     return;
   }
+  const rtn = (w: ArrayLike<number>, out: number, inF: number) => rtnQuantize(w, out, inF, 4, INT4_GROUP);
   for (const layer of model.layers) {
     for (const p of PROJECTIONS) {
       const m = layer.proj[p];
       if (!(m instanceof Linear)) throw new Error(`compressInPlace: ${p} is not a plain float projection`);
       const [out, inF] = m.weight.shape;
-      const qw = rtnQuantize(m.weight.data, out, inF, 4, INT4_GROUP);
-      const half = new Uint16Array(qw.scales.length);
-      f32ToF16(qw.scales, half);
-      f16ToF32(half, qw.scales);
-      m.weight.data.set(dequantize(qw));
-      layer.proj[p] = new QuantLinear(m, qw);
+      layer.proj[p] = toQuantLinear(m, rtn(m.weight.data, out, inF));
     }
   }
-  model.config.quantization = { bits: 4, groupSize: INT4_GROUP, descAct: false, sym: false, format: 'gptq' };
+  if (format === 'int4_head') quantizeLmHead(model, rtn);
+  model.config.quantization = { bits: 4, groupSize: INT4_GROUP, descAct: false, sym: false, format: 'gptq', ...(format === 'int4_head' ? { lmHead: true } : {}) };
 }
 
 /**
@@ -65,7 +64,7 @@ export function compressInPlace(model: LlamaModel, format: 'int4' | 'sparse'): v
 export function writeCompressed(f32Dir: string, format: Format, outDir: string): string {
   if (format === 'f32') return f32Dir;
   const model = loadLlama(f32Dir, { weights: 'f32' });
-  compressInPlace(model, format === 'sparse' ? 'sparse' : 'int4');
+  compressInPlace(model, format === 'int4_bf16' ? 'int4' : format);
   saveModelDir(outDir, model, { overwrite: true, dtype: format === 'int4_bf16' ? 'BF16' : 'F32' });
   return outDir;
 }
@@ -78,7 +77,7 @@ export function loadForInference(dir: string): LlamaModel {
 export interface LayerReport {
   /** projections by inference module: QuantLinear (INT4 kernel), SparseLinear (sparse kernel), Linear (f32) */
   projections: Record<string, number>;
-  /** parameters in projections, and in the embedding / LM head (tied: counted once) */
+  /** parameters in projections, and in the embedding / LM head (tied: counted once; untied: each V × C) */
   projection_params: number;
   embedding_params: number;
   lm_head: string;
@@ -104,16 +103,20 @@ export function describeLayers(model: LlamaModel): LayerReport {
     }
   }
   const c = model.config;
-  if (!(model.lmHead instanceof Linear)) throw new Error(`describeLayers: LM head ${model.lmHead.constructor.name} is not a Linear`);
-  const store = model.lmHead.weightStore;
-  const headParams = store.shape[0] * store.shape[1];
-  const headBytes = (store.bf16 ? 2 : 4) * headParams;
+  const head = model.lmHead;
+  const headBase = head instanceof Linear ? head : head instanceof QuantLinear ? head.base : null;
+  if (!headBase) throw new Error(`describeLayers: LM head ${head.constructor.name} is neither a Linear nor a QuantLinear`);
+  const store = headBase.weightStore;
+  const [V, C] = store.shape;
+  const headBytes = projectionBytes(head, headBase, V, C);
   const tied = store === model.embed.weightStore;
   return {
     projections,
     projection_params: params,
     embedding_params: c.vocabSize * c.hiddenSize,
-    lm_head: `${store.bf16 ? 'bfloat16' : 'float32'}${tied ? ', tied to the embedding' : ''}: ${headParams} params, not a projection, so not quantised or pruned`,
+    lm_head: head instanceof QuantLinear
+      ? `INT${head.qw.bits} (GPTQ layout, group ${head.qw.groupSize}), untied from the float32 embedding: ${V * C} params, QuantLinear (INT4 kernel)`
+      : `${store.bf16 ? 'bfloat16' : 'float32'}${tied ? ', tied to the embedding' : ''}: ${V * C} params, not a projection, so not quantised or pruned`,
     decode_weight_bytes: bytes + headBytes,
     lm_head_share_of_decode_bytes: Math.round((1000 * headBytes) / (bytes + headBytes)) / 1000,
   };

@@ -17,11 +17,13 @@
  *
  * A fourth model, int4_bf16, is the INT4 one with its embedding / tied LM head (and norms) stored in BF16 and
  * kept in bfloat16 at load (what `lonas extract --dtype bf16` writes for a GPTQ model): the LM head is not
- * compressed in the others, and this measures what its float32 bytes cost. Each format's LM head is also
- * timed alone (`lm_head_ms`, `lm_head_share`, `ratio_without_lm_head`).
+ * compressed in the others, and this measures what its float32 bytes cost. A fifth, int4_head, quantises the
+ * LM head to INT4 as well (untied; the embedding stays float32), as `lonas quantize --lm-head` writes it.
+ * Each format's LM head is also timed alone (`lm_head_ms`, `lm_head_share`, `ratio_without_lm_head`).
  *
  * Last stdout line: one JSON object; `ratio` = INT4 tok/s / f32 tok/s (medians, first thread
- * configuration; goal ≥ 3), `ratio_sparse` = sparse / f32 (goal ≥ 1.3), `ratio_int4_bf16` (information).
+ * configuration; INT4 projections, float32 LM head; goal ≥ 3), `ratio_int4_lm_head` = int4_head / f32
+ * (projections and LM head INT4), `ratio_sparse` = sparse / f32 (goal ≥ 1.3), `ratio_int4_bf16` (information).
  */
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -90,7 +92,7 @@ function decodeOnce(model: LlamaModel, prompt: number[], newTokens: number, onDe
   return { decodeTokS: (newTokens * 1000) / (stamps[newTokens] - stamps[0]), prefillMs: stamps[0] - t0, tokens };
 }
 
-/** Builds (or reuses under --dir) the three model directories. */
+/** Builds (or reuses under --dir) the model directories, one per format. */
 function prepareDirs(root: string): Record<Format, string> {
   const f32Dir = join(root, 'f32');
   if (!existsSync(join(f32Dir, 'config.json'))) {
@@ -103,7 +105,8 @@ function prepareDirs(root: string): Record<Format, string> {
     const d = join(root, f);
     if (!existsSync(join(d, 'config.json'))) {
       const t0 = nowMs();
-      log(`compressed: writing the ${f} model (${f === 'sparse' ? `magnitude pruning ${SPARSITY * 100}%` : `RTN INT4, group ${INT4_GROUP}${f === 'int4_bf16' ? ', the rest BF16' : ''}`})…`);
+      const rest = f === 'int4_bf16' ? ', the rest BF16' : f === 'int4_head' ? ', the LM head too (untied)' : '';
+      log(`compressed: writing the ${f} model (${f === 'sparse' ? `magnitude pruning ${SPARSITY * 100}%` : `RTN INT4, group ${INT4_GROUP}${rest}`})…`);
       writeCompressed(f32Dir, f, d);
       log(`  done in ${((nowMs() - t0) / 1000).toFixed(1)} s`);
     }
@@ -112,7 +115,7 @@ function prepareDirs(root: string): Record<Format, string> {
   return dirs;
 }
 
-/** Median time of the LM head alone, one position (float32 in f32 / int4 / sparse, bfloat16 in int4_bf16). */
+/** Median time of the LM head alone, one position (float32 in f32 / int4 / sparse, bfloat16 in int4_bf16, INT4 in int4_head). */
 function lmHeadMs(model: LlamaModel, reps = 9): number {
   const h = new Tensor(new Float32Array(model.config.hiddenSize).fill(0.5), [1, 1, model.config.hiddenSize]);
   const ms: number[] = [];
@@ -163,7 +166,7 @@ function measureThreads(cfg: string, models: Models, layers: Layers, prompt: num
     fig[f] = {
       tok_s: round(median(tokS[f]), 2), min_tok_s: round(Math.min(...tokS[f]), 2), max_tok_s: round(Math.max(...tokS[f]), 2),
       prefill_ms: round(median(prefill[f]), 1), weight_gb_s: round((layers[f].decode_weight_bytes * median(tokS[f])) / 1e9, 1),
-      // the LM head alone (not compressed): its share of a token, and the ratio to f32 of everything else
+      // the LM head alone (compressed in int4_bf16 / int4_head only): its share of a token, and the ratio to f32 of everything else
       lm_head_ms: round(head, 2), lm_head_share: round(head / msTok(f), 3), first_tokens: first[f],
       ...(f === 'f32' ? {} : {
         ratio: round(median(tokS[f]) / median(tokS.f32), 3),
@@ -201,12 +204,14 @@ export async function main(args: string[]): Promise<unknown> {
       bench: 'compressed', shape: SMOL_SHAPE, tied_embeddings: true, prompt_tokens: PROMPT_TOKENS, new_tokens: opts.newTokens,
       int4_group: INT4_GROUP, sparsity: SPARSITY, layers, samples_per_format: opts.rounds * opts.iters, threads,
       tok_s: Object.fromEntries(FORMATS.map((f) => [f, first[f].tok_s])),
-      ratio: first.int4.ratio, ratio_sparse: first.sparse.ratio, ratio_int4_bf16: first.int4_bf16.ratio,
+      ratio: first.int4.ratio, ratio_int4_lm_head: first.int4_head.ratio, ratio_sparse: first.sparse.ratio, ratio_int4_bf16: first.int4_bf16.ratio,
       ratio_without_lm_head: { int4: first.int4.ratio_without_lm_head, sparse: first.sparse.ratio_without_lm_head },
       lm_head_share: Object.fromEntries(FORMATS.map((f) => [f, first[f].lm_head_share])),
       bytes_ratio: Object.fromEntries(FORMATS.filter((f) => f !== 'f32').map((f) => [f, round(bytes('f32') / bytes(f), 3)])),
-      ratio_meaning: `INT4 / f32 decode tokens/s (medians) at threads ${opts.threads[0]}, goal ≥ 3; ratio_sparse = sparse / f32, goal ≥ 1.3; ` +
-        'ratio_int4_bf16: INT4 with the embedding / LM head in bf16 (lonas extract --dtype bf16) / f32, for information',
+      ratio_meaning: `ratio = int4 / f32 decode tokens/s (medians) at threads ${opts.threads[0]}, int4 = every projection INT4 and the tied LM head ` +
+        'float32, goal ≥ 3; ratio_int4_lm_head = int4_head / f32, int4_head = every projection and the LM head INT4 (lonas quantize --lm-head: ' +
+        'head untied, the embedding float32); ratio_sparse = sparse / f32, goal ≥ 1.3; ratio_int4_bf16 = int4 with the embedding / tied LM head ' +
+        'in bf16 (lonas extract --dtype bf16) / f32, for information; bytes_ratio = f32 / format weight bytes streamed per decoded token',
       goals_met: { int4: first.int4.ratio >= 3, sparse: first.sparse.ratio >= 1.3 },
       backend, coreType, simd: isa, machine: { ...loadBefore, load1_after: machine().load1 },
     };

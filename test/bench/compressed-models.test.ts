@@ -1,7 +1,7 @@
 /** The compressed models of the `compressed` bench: real formats, loaded back as `lonas generate` loads them. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { saveModelDir } from '../../src/models/llama/checkpoint.ts';
@@ -53,6 +53,29 @@ test('int4_bf16: INT4 projections, and the tied embedding / LM head kept in bflo
     assert.ok(loaded.lmHead instanceof Linear && loaded.lmHead.weightStore.bf16 !== null, 'describeLayers left the head in bf16');
     const int4 = describeLayers(loadForInference(writeCompressed(f32Dir, 'int4', join(root, 'int4'))));
     assert.equal(int4.decode_weight_bytes - d.decode_weight_bytes, 2 * d.embedding_params, 'the head streams half the bytes');
+  });
+});
+
+test('int4_head: the LM head is INT4 too, written and loaded as `lonas quantize --lm-head` does (untied, float32 embedding)', () => {
+  withF32Dir((root, f32Dir) => {
+    const dir = writeCompressed(f32Dir, 'int4_head', join(root, 'int4_head'));
+    const cfg = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8'));
+    assert.equal(cfg.quantization_config.lm_head, true);
+    assert.equal(cfg.tie_word_embeddings, false);
+    const loaded = loadForInference(dir);
+    for (const layer of loaded.layers) for (const p of PROJECTIONS) assert.ok(layer.proj[p] instanceof QuantLinear, p);
+    assert.ok(loaded.lmHead instanceof QuantLinear, `LM head is a ${loaded.lmHead.constructor.name}`);
+    const f32 = loadForInference(f32Dir);
+    assert.deepEqual(loaded.embed.weight.data, f32.embed.weight.data, 'the embedding stays float32, unchanged');
+    const inMemory = loadForInference(f32Dir);
+    compressInPlace(inMemory, 'int4_head');
+    assertClose(logits(loaded), logits(inMemory), 'loaded vs in-memory logits', { atol: 1e-5, rtol: 1e-5 });
+    const d = describeLayers(loaded);
+    assert.deepEqual(d.projections, { QuantLinear: 14 });
+    assert.match(d.lm_head, /^INT4 \(GPTQ layout, group 128\), untied/);
+    const int4 = describeLayers(loadForInference(writeCompressed(f32Dir, 'int4', join(root, 'int4'))));
+    const V = d.embedding_params / 16; // vocab; hidden 16 is one group (< 128): codes V·16/2 B + f32 scale and zero per row
+    assert.equal(int4.decode_weight_bytes - d.decode_weight_bytes, 4 * d.embedding_params - (d.embedding_params / 2 + 8 * V), 'the head streams INT4 codes + scales/zeros instead of float32');
   });
 });
 
