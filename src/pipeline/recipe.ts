@@ -52,7 +52,7 @@ export const recipeSchema = z.object({
     calib: z.string().optional(),
   }).strict(),
   sparsify: z.object({ method: z.enum(['wanda', 'magnitude']).default('wanda'), sparsity: z.number().gt(0).lt(1).default(0.5), nm: z.string().optional(), nsamples: z.number().int().positive().default(128), seqlen: z.number().int().positive().optional() }).strict().nullable().default(null),
-  quantize: z.object({ bits: z.number().int().default(4), groupSize: z.number().int().default(128), actOrder: z.boolean().default(false), nsamples: z.number().int().positive().default(128), seqlen: z.number().int().positive().optional() }).strict().nullable().default(null),
+  quantize: z.object({ bits: z.number().int().default(4), groupSize: z.number().int().default(128), actOrder: z.boolean().default(false), lmHead: z.boolean().default(false), nsamples: z.number().int().positive().default(128), seqlen: z.number().int().positive().optional() }).strict().nullable().default(null),
   /** also fine-tune a plain LoRA baseline (same settings, no search space) for comparison */
   baseline: z.boolean().default(false),
   finetune: finetune.default({}),

@@ -79,7 +79,7 @@ export function stages(r: Recipe): Stage[] {
   if (r.quantize) {
     const q = r.quantize, out = join(r.out, 'base-int4');
     list.push({ name: 'quantize', outputs: [out], commands: [['quantize', '--model', r.sparsify ? join(r.out, 'base-sparse') : r.model, '--bits', String(q.bits),
-      '--group-size', String(q.groupSize), ...(q.actOrder ? ['--act-order'] : []), '--calib', r.data.calib!, '--nsamples', String(q.nsamples), ...opt('--seqlen', q.seqlen), '--seed', String(r.seed), '--out', out]] });
+      '--group-size', String(q.groupSize), ...(q.actOrder ? ['--act-order'] : []), ...(q.lmHead ? ['--lm-head'] : []), '--calib', r.data.calib!, '--nsamples', String(q.nsamples), ...opt('--seqlen', q.seqlen), '--seed', String(r.seed), '--out', out]] });
   }
   if (r.baseline) list.push({ name: 'baseline', outputs: [L.baselineAdapter], commands: [finetuneArgs(r, L.base, L.baselineAdapter, 'none')] });
   list.push({ name: 'finetune', outputs: [L.adapter], commands: [finetuneArgs(r, L.base, L.adapter, r.method === 'lora' ? 'none' : r.finetune.space)] });

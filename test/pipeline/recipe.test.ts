@@ -37,6 +37,14 @@ test('finetune.sandwich applies to super-network stages only, not to the LoRA ba
   assert.ok(!cmd('baseline').includes('--sandwich'));
 });
 
+test('quantize.lmHead: true quantises the LM head too (--lm-head); off by default', () => {
+  const r = JSON.parse(readFileSync(join(ROOT, 'recipes', 'sqft.json'), 'utf8'));
+  const quantizeCmd = (x: unknown) => stages(parseRecipe(x, 'r.json', ROOT)).find((s) => s.name === 'quantize')!.commands[0];
+  assert.ok(!quantizeCmd(r).includes('--lm-head'), 'default: projections only');
+  r.quantize.lmHead = true;
+  assert.ok(quantizeCmd(r).includes('--lm-head'));
+});
+
 test('bad recipes name the field and what to do', () => {
   const base = JSON.parse(readFileSync(join(ROOT, 'recipes', 'lonas.json'), 'utf8'));
   const bad = (edit: (r: any) => void, re: RegExp) => {
