@@ -5,6 +5,7 @@
  */
 import { Tensor, needsGrad } from '../tensor/index.ts';
 import { kernels } from '../kernels/index.ts';
+import { scratchF32 } from '../tensor/scratch.ts';
 import { compressedKernels, packInt4 } from '../kernels/compressed.ts';
 import type { QuantParams } from '../tensor/index.ts';
 import type { QuantizedWeight } from '../io/gptq-format.ts';
@@ -36,7 +37,7 @@ export class QuantLinear implements LinearLike {
     if (!packed) return this.base.forward(x);
     const xd = x.contiguousData();
     const M = xd.length / inF;
-    const y = new Float32Array(M * out);
+    const y = scratchF32(M * out); // (M, out)
     compressedKernels(kernels()).int4Linear(xd, M, inF, out, packed, this.qw.scales, this.qw.zeros, this.qw.gIdx, this.qw.groupSize, y);
     const b = this.base.bias?.data;
     if (b) for (let r = 0; r < M; r++) for (let o = 0; o < out; o++) y[r * out + o] += b[o];

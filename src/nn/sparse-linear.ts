@@ -7,6 +7,7 @@
  */
 import { Tensor, needsGrad } from '../tensor/index.ts';
 import { kernels } from '../kernels/index.ts';
+import { scratchF32 } from '../tensor/scratch.ts';
 import { compressedKernels, packSparse } from '../kernels/compressed.ts';
 import type { SparseWeight } from '../kernels/compressed.ts';
 import { Linear } from './modules.ts';
@@ -29,7 +30,7 @@ export class SparseLinear extends Linear {
     if (needsGrad(x, this.weight) || this.activeOut !== out || this.activeIn !== inF || !(x.data instanceof Float32Array)) return super.forward(x);
     const xd = x.contiguousData();
     const M = xd.length / inF;
-    const y = new Float32Array(M * out);
+    const y = scratchF32(M * out); // (M, out)
     compressedKernels(kernels()).sparseLinear(xd, M, inF, out, this.packed.rowPtr, this.packed.mask, this.packed.values, y);
     const b = this.bias?.data;
     if (b) for (let r = 0; r < M; r++) for (let o = 0; o < out; o++) y[r * out + o] += b[o];

@@ -6,6 +6,7 @@
  */
 import type { FloatArray } from '../kernels/api.ts';
 import type { TapeNode } from './autograd.ts';
+import { scratchF32 } from './scratch.ts';
 
 export type DType = 'f32' | 'f64';
 
@@ -127,10 +128,13 @@ function copyStrided(t: Tensor, out: FloatArray): void {
 
 // ---- construction -------------------------------------------------------------------------------
 
-/** A zeroed buffer of n elements in the precision of `like` (float64 for gradient checks, else float32). */
+/**
+ * A zeroed buffer of n elements in the precision of `like` (float64 for gradient checks, else float32; pooled
+ * inside withScratch, see scratch.ts).
+ */
 export function allocLike(like: Tensor | FloatArray, n: number): FloatArray {
   const data = like instanceof Tensor ? like.data : like;
-  return data instanceof Float64Array ? new Float64Array(n) : new Float32Array(n);
+  return data instanceof Float64Array ? new Float64Array(n) : scratchF32(n);
 }
 
 function alloc(n: number, dtype: DType): FloatArray {

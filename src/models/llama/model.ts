@@ -9,6 +9,7 @@
  */
 import { Bf16Matrix, Tensor, add, attention, narrow, noGrad, reshape, rope, swiglu } from '../../tensor/index.ts';
 import { attentionForward } from '../../tensor/attention-core.ts';
+import { scratchF32, withScratch } from '../../tensor/scratch.ts';
 import { kernels } from '../../kernels/index.ts';
 import { KvCache } from './kv-cache.ts';
 import type { RopeTables } from '../../tensor/index.ts';
@@ -214,8 +215,10 @@ export class LlamaModel {
       const pos = opts.positions ?? Int32Array.from({ length: batch * seq }, (_, i) => start + (i % seq));
       let h = this.embed.forward(ids, [batch, seq]); // (B, T, C), a fresh copy the layers update in place
       this.layers.forEach((layer, i) => {
-        addResidual(h, this.cachedAttentionBlock(layer, i, h, pos, batch, seq, cache, opts.keyStart ?? null));
-        addResidual(h, this.mlpBlock(layer, h));
+        withScratch(() => { // nothing of the layer's activations outlives it: copied into h and the cache
+          addResidual(h, this.cachedAttentionBlock(layer, i, h, pos, batch, seq, cache, opts.keyStart ?? null));
+          addResidual(h, this.mlpBlock(layer, h));
+        });
       });
       cache.length = start + seq;
       if (opts.lastOnly && seq > 1) h = narrow(h, 1, seq - 1, 1); // (B, 1, C)
@@ -258,8 +261,10 @@ export class LlamaModel {
     }
     const h = this.embed.forward(idsP, [1, n]); // (1, N, C), a fresh copy the layers update in place
     this.layers.forEach((layer, i) => {
-      addResidual(h, this.packedAttentionBlock(layer, i, h, posP, rows, shared, cache));
-      addResidual(h, this.mlpBlock(layer, h));
+      withScratch(() => {
+        addResidual(h, this.packedAttentionBlock(layer, i, h, posP, rows, shared, cache));
+        addResidual(h, this.mlpBlock(layer, h));
+      });
     });
     cache.length = T;
     const C = this.config.hiddenSize;
@@ -284,7 +289,7 @@ export class LlamaModel {
     const q = rope(reshape(layer.proj.q_proj.forward(x), [1, N, Hq, D]), pos, this.rope).contiguousData(); // (N, Hq, D)
     const k = rope(reshape(layer.proj.k_proj.forward(x), [1, N, Hkv, D]), pos, this.rope).contiguousData(); // (N, Hkv, D)
     const v = layer.proj.v_proj.forward(x).contiguousData(); // (N, Hkv·D)
-    const out = new Float32Array(N * Hq * D); // (N, Hq, D)
+    const out = scratchF32(N * Hq * D); // (N, Hq, D)
     const stride = cache.rowStride(i), kv = Hkv * D;
     const attend = (q0: number, Tq: number, kAt: number, Tk: number) => {
       const probs = this.probsScratch(Hq * Tq * Tk); // (Hq, Tq, Tk)
@@ -314,7 +319,7 @@ export class LlamaModel {
     const v = layer.proj.v_proj.forward(x); // (B, T, Hkv·D)
     cache.append(i, k.contiguousData() as Float32Array, v.contiguousData() as Float32Array, T);
     const Tk = cache.length + T;
-    const out = new Float32Array(B * T * s.numHeads * D); // (B, T, Hq, D)
+    const out = scratchF32(B * T * s.numHeads * D); // (B, T, Hq, D)
     if (T === 1) { // decode: one fused kernel call per layer (no attention weights kept)
       kernels().attentionDecode(q.contiguousData(), cache.k[i], cache.v[i], out, B, Tk, s.numHeads, s.numKvHeads, D, cache.rowStride(i), 1 / Math.sqrt(D), keyStart);
       return layer.proj.o_proj.forward(new Tensor(out, [B, 1, s.numHeads * D]));
