@@ -21,9 +21,11 @@
  * LM head to INT4 as well (untied; the embedding stays float32), as `lonas quantize --lm-head` writes it.
  * Each format's LM head is also timed alone (`lm_head_ms`, `lm_head_share`, `ratio_without_lm_head`).
  *
- * Last stdout line: one JSON object; `ratio` = INT4 tok/s / f32 tok/s (medians, first thread
- * configuration; INT4 projections, float32 LM head; goal ≥ 3), `ratio_int4_lm_head` = int4_head / f32
- * (projections and LM head INT4), `ratio_sparse` = sparse / f32 (goal ≥ 1.3), `ratio_int4_bf16` (information).
+ * Last stdout line: one JSON object; `ratio` = int4_head tok/s / f32 tok/s (medians, first thread
+ * configuration): the INT4 model, every linear layer INT4 (the embedding, a lookup of one row per token, stays
+ * float32); goal ≥ 3. `ratio_int4_projections_only` = int4 / f32: `lonas quantize` without --lm-head, the
+ * float32 LM head then being ~43% of a token's time. `ratio_sparse` = sparse / f32 (goal ≥ 1.3),
+ * `ratio_int4_bf16` (information).
  */
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -204,15 +206,16 @@ export async function main(args: string[]): Promise<unknown> {
       bench: 'compressed', shape: SMOL_SHAPE, tied_embeddings: true, prompt_tokens: PROMPT_TOKENS, new_tokens: opts.newTokens,
       int4_group: INT4_GROUP, sparsity: SPARSITY, layers, samples_per_format: opts.rounds * opts.iters, threads,
       tok_s: Object.fromEntries(FORMATS.map((f) => [f, first[f].tok_s])),
-      ratio: first.int4.ratio, ratio_int4_lm_head: first.int4_head.ratio, ratio_sparse: first.sparse.ratio, ratio_int4_bf16: first.int4_bf16.ratio,
+      ratio: first.int4_head.ratio, ratio_int4_projections_only: first.int4.ratio, ratio_sparse: first.sparse.ratio, ratio_int4_bf16: first.int4_bf16.ratio,
       ratio_without_lm_head: { int4: first.int4.ratio_without_lm_head, sparse: first.sparse.ratio_without_lm_head },
       lm_head_share: Object.fromEntries(FORMATS.map((f) => [f, first[f].lm_head_share])),
       bytes_ratio: Object.fromEntries(FORMATS.filter((f) => f !== 'f32').map((f) => [f, round(bytes('f32') / bytes(f), 3)])),
-      ratio_meaning: `ratio = int4 / f32 decode tokens/s (medians) at threads ${opts.threads[0]}, int4 = every projection INT4 and the tied LM head ` +
-        'float32, goal ≥ 3; ratio_int4_lm_head = int4_head / f32, int4_head = every projection and the LM head INT4 (lonas quantize --lm-head: ' +
-        'head untied, the embedding float32); ratio_sparse = sparse / f32, goal ≥ 1.3; ratio_int4_bf16 = int4 with the embedding / tied LM head ' +
+      ratio_meaning: `ratio = int4_head / f32 decode tokens/s (medians) at threads ${opts.threads[0]}, int4_head = every linear layer INT4: ` +
+        'the 210 projections and the LM head (lonas quantize --lm-head: head untied, the embedding float32), goal ≥ 3; ' +
+        'ratio_int4_projections_only = int4 / f32, int4 = every projection INT4 and the tied LM head float32 (lonas quantize without --lm-head, ' +
+        'the GPTQ default); ratio_sparse = sparse / f32, goal ≥ 1.3; ratio_int4_bf16 = int4 with the embedding / tied LM head ' +
         'in bf16 (lonas extract --dtype bf16) / f32, for information; bytes_ratio = f32 / format weight bytes streamed per decoded token',
-      goals_met: { int4: first.int4.ratio >= 3, sparse: first.sparse.ratio >= 1.3 },
+      goals_met: { int4: first.int4_head.ratio >= 3, int4_projections_only: first.int4.ratio >= 3, sparse: first.sparse.ratio >= 1.3 },
       backend, coreType, simd: isa, machine: { ...loadBefore, load1_after: machine().load1 },
     };
   } finally {

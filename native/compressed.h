@@ -47,8 +47,10 @@ constexpr int64_t kGemvMaxRows = LONAS_GEMV_MAX_ROWS;
 //    55 → 40 µs, lm_head 49152×576 1390 → 750 µs; 50%-sparse 168 → 92 µs and 3600 → 2000 µs);
 //  - a whole decode pass over the 135M model's 211 linear layers (most too small to split) with other
 //    processes running: slower in the median (INT4 8.2 → 13.1 ms per token, sparse 21.7 → 27.9 ms),
-//    faster only in the best samples (sparse 20.5 → 11.8 ms). One thread already draws ~9–10 GB/s of
-//    the ~12 GB/s one core can pull, and a second thread only pays when the other core is idle.
+//    faster only in the best samples (sparse 20.5 → 11.8 ms). A second thread only pays when the other core
+//    is idle. Re-measured after the faster INT4 kernel (int4.cc, ~16 GB/s streamed at one thread): the
+//    whole-model INT4 pass ~5% faster on 2 threads with the other core idle, and in real decode (OpenBLAS on 2
+//    threads) no better than 1.
 // So the split is opt-in (compressedThreads(2)) for machines with a core to spare.
 int gemvThreads(int64_t bytes);
 
