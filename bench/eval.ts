@@ -6,7 +6,9 @@
  * because it uses the Llama-2 tokenizer). The examples are the first N of the task whose prompt + budget fit
  * the model's context, run through the real harness (prompting, tokenisation, batching, extraction).
  * ratio = batched / batch-1 examples/s (the issue asks ≥ 3 for batched generation); the top-level `ratio` is the 135M
- * model's generate256 figure when it ran (else the first model's). Random weights rarely emit
+ * model's generate256 figure when it ran (else the first model's), `ratio_generate32` its generate32 figure, and
+ * `goals_met` says which of the two reach 3. Batched rows share their prompts' common first tokens (the template)
+ * in one prefill (src/models/llama/generate.ts); batch 1 has no other row to share them with. Random weights rarely emit
  * EOS, so every generation there runs its full budget; stories260K stops rows at EOS.
  *
  * Standalone: `node --import tsx bench/eval.ts [options]` (last stdout line: one JSON object); in the
@@ -128,10 +130,15 @@ export async function main(args: string[]): Promise<Record<string, unknown>> {
   // the headline is the issue's model (the 135M shape) when it ran: stories260K is so small that per-call overheads, not
   // the weights, set its speed at any batch size
   const headModel = o.models.includes('135m') ? '135m' : o.models[0];
-  const headline = (result[headModel] as Record<string, Record<string, number>> | undefined)?.[o.configs.includes('generate256') ? 'generate256' : o.configs[0]];
+  const head = result[headModel] as Record<string, Record<string, number>> | undefined;
+  const headline = head?.[o.configs.includes('generate256') ? 'generate256' : o.configs[0]];
+  const generation = (['generate32', 'generate256'] as const).filter((c) => head?.[c]);
   Object.assign(result, {
     ratio: headline?.ratio ?? null,
-    ratio_meaning: `batched (batch ${o.batch}) over batch-1 examples/s of ${o.configs.includes('generate256') ? 'greedy generation with the math budget' : o.configs[0]} on ${headModel}; the issue asks >= 3 for batched generation`,
+    ratio_generate32: head?.generate32?.ratio ?? null,
+    goals_met: Object.fromEntries(generation.map((c) => [c, head![c].ratio >= 3])),
+    ratio_meaning: `batched (batch ${o.batch}) over batch-1 examples/s of ${o.configs.includes('generate256') ? 'greedy generation with the math budget' : o.configs[0]} on ${headModel}; ` +
+      'ratio_generate32: the same for the commonsense budget (32 new tokens, prefill-heavy); the issue asks >= 3 for batched generation (goals_met)',
     ...backend, machine: machine(),
   });
   return result;
