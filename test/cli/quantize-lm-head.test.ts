@@ -4,21 +4,13 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { ASSETS, STORIES_F32, asset } from '../helpers/assets.ts';
+import { STORIES_F32, asset } from '../helpers/assets.ts';
+import { lonas, perplexity } from '../helpers/cli.ts';
 
-const BIN = fileURLToPath(new URL('../../bin/lonas.js', import.meta.url));
-function lonas(...args: string[]): string {
-  const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8' });
-  assert.equal(r.status, 0, `lonas ${args.join(' ')}\n${r.stderr}`);
-  return r.stdout;
-}
-const TEXT = join(ASSETS, 'models', 'stories260K', 'expected_greedy_256_from_bos.f32.txt');
-const ppl = (...model: string[]) => (JSON.parse(lonas('perplexity', ...model, '--text', TEXT, '--json')) as { nll: number }).nll;
+const ppl = (...model: string[]) => perplexity(...model).nll;
 interface Inspected { quantizedProjections: number; lmHead: { format: string; bits: number | null; groupSize: number | null; tied: boolean } }
 const inspect = (dir: string) => JSON.parse(lonas('inspect', '--model', dir, '--json')) as Inspected;
 
