@@ -17,7 +17,9 @@ import { uniformConfig } from '../models/llama/config.ts';
 import type { LlamaConfig } from '../models/llama/config.ts';
 import { LlamaModel } from '../models/llama/model.ts';
 import { causalLmLoss } from '../models/llama/loss.ts';
-import { TOKENIZER_FILES, expectedTensorNames, saveModelDir } from '../models/llama/checkpoint.ts';
+import { saveModelDir } from '../models/llama/checkpoint.ts';
+import { llamaWeightTable } from '../models/llama/weights.ts';
+import { CONFIG_FILE, SINGLE_FILE, TOKENIZER_FILES } from '../io/hf-dir.ts';
 import { generate } from '../models/llama/generate.ts';
 import { loadTokenizer } from '../io/tokenizer.ts';
 import type { LonasTokenizer } from '../io/tokenizer.ts';
@@ -87,23 +89,10 @@ export function planConfig(p: PretrainPlan, vocabSize: number): LlamaConfig {
 export function initModel(config: LlamaConfig, seed: number): LlamaModel {
   const rng = new Rng(seed).derive('init');
   const std = 0.02, residualStd = std / Math.sqrt(2 * config.layers.length);
-  const C = config.hiddenSize, D = config.headDim;
   const weights = new Map<string, Tensor>();
-  for (const name of expectedTensorNames(config)) {
-    let t: Tensor;
-    if (name.endsWith('norm.weight')) t = new Tensor(new Float32Array(C).fill(1), [C]);
-    else if (name === 'model.embed_tokens.weight' || name === 'lm_head.weight') t = randomNormal(rng, [config.vocabSize, C], std);
-    else {
-      const m = /^model\.layers\.(\d+)\.(?:self_attn|mlp)\.(\w+)\.weight$/.exec(name);
-      if (!m) throw new Error(`internal: unexpected tensor ${name}`);
-      const l = config.layers[Number(m[1])];
-      const shapes: Record<string, number[]> = {
-        q_proj: [l.numHeads * D, C], k_proj: [l.numKvHeads * D, C], v_proj: [l.numKvHeads * D, C], o_proj: [C, l.numHeads * D],
-        gate_proj: [l.intermediateSize, C], up_proj: [l.intermediateSize, C], down_proj: [C, l.intermediateSize],
-      };
-      t = randomNormal(rng, shapes[m[2]], m[2] === 'o_proj' || m[2] === 'down_proj' ? residualStd : std);
-    }
-    weights.set(name, t);
+  for (const { name, shape, proj } of llamaWeightTable(config).all) {
+    if (name.endsWith('norm.weight')) weights.set(name, new Tensor(new Float32Array(shape[0]).fill(1), shape));
+    else weights.set(name, randomNormal(rng, shape, proj === 'o_proj' || proj === 'down_proj' ? residualStd : std));
   }
   return new LlamaModel(config, weights);
 }
@@ -196,7 +185,7 @@ export function pretrainBase(o: PretrainOptions): PretrainResult {
 
   const cached = readCached(dir, settingsHash);
   if (cached) return { ...cached, dir, cached: true };
-  const ours = new Set<string>([...TOKENIZER_FILES, 'config.json', 'model.safetensors', PRETRAIN_META]);
+  const ours = new Set<string>([...TOKENIZER_FILES, CONFIG_FILE, SINGLE_FILE, PRETRAIN_META]);
   const foreign = existsSync(dir) && statSync(dir).isDirectory() ? readdirSync(dir).filter((f) => !ours.has(f)) : [];
   if (foreign.length) throw new Error(`${dir}: exists and is not a demo base model directory (it holds ${foreign.slice(0, 3).join(', ')}); choose another directory`);
   if (existsSync(dir) && !statSync(dir).isDirectory()) throw new Error(`${dir}: exists and is not a directory`);

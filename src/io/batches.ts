@@ -4,7 +4,7 @@
  * IGNORE_INDEX. Padding is on the right, so with causal attention the real tokens never see it and no
  * attention mask is needed. Optional length grouping (HF's LengthGroupedSampler idea) wastes less padding.
  */
-import { IGNORE_INDEX } from '../models/llama/loss.ts';
+import { IGNORE_INDEX } from './datasets.ts';
 import { Rng } from '../tensor/rng.ts';
 
 export interface Batch {

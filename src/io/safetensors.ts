@@ -13,7 +13,8 @@ import { endianness } from 'node:os';
 import { bf16ToF32 } from '../tensor/bf16.ts';
 
 export type StDType = 'F64' | 'F32' | 'F16' | 'BF16' | 'I64' | 'I32' | 'I16' | 'I8' | 'U8' | 'BOOL';
-const BYTES: Record<StDType, number> = { F64: 8, F32: 4, F16: 2, BF16: 2, I64: 8, I32: 4, I16: 2, I8: 1, U8: 1, BOOL: 1 };
+/** Bytes per element of each safetensors dtype. */
+export const DTYPE_BYTES: Record<StDType, number> = { F64: 8, F32: 4, F16: 2, BF16: 2, I64: 8, I32: 4, I16: 2, I8: 1, U8: 1, BOOL: 1 };
 
 export interface TensorEntry {
   dtype: StDType;
@@ -84,7 +85,7 @@ export class SafetensorsFile {
       }
       const e = raw as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
       const where = `tensor '${name}'`;
-      if (typeof e?.dtype !== 'string' || !(e.dtype in BYTES)) throw new SafetensorsError(this.path, `${where} has unsupported dtype ${JSON.stringify(e?.dtype)}`, `supported: ${Object.keys(BYTES).join(', ')}`);
+      if (typeof e?.dtype !== 'string' || !(e.dtype in DTYPE_BYTES)) throw new SafetensorsError(this.path, `${where} has unsupported dtype ${JSON.stringify(e?.dtype)}`, `supported: ${Object.keys(DTYPE_BYTES).join(', ')}`);
       const dtype = e.dtype as StDType;
       if (!Array.isArray(e.shape) || !e.shape.every((d) => Number.isInteger(d) && d >= 0)) throw new SafetensorsError(this.path, `${where} has an invalid shape ${JSON.stringify(e.shape)}`);
       const offs = e.data_offsets;
@@ -92,7 +93,7 @@ export class SafetensorsFile {
         throw new SafetensorsError(this.path, `${where} has invalid data_offsets ${JSON.stringify(offs)}`);
       }
       const shape = e.shape as number[];
-      const expected = shape.reduce((a, b) => a * b, 1) * BYTES[dtype];
+      const expected = shape.reduce((a, b) => a * b, 1) * DTYPE_BYTES[dtype];
       if (offs[1] - offs[0] !== expected) {
         throw new SafetensorsError(this.path, `${where}: shape [${shape.join(', ')}] ${dtype} needs ${expected} bytes but data_offsets span ${offs[1] - offs[0]}`);
       }
@@ -128,7 +129,7 @@ export class SafetensorsFile {
   /** A floating tensor as float32 (F16/BF16 widened, F64 narrowed). */
   readFloat32(name: string): { data: Float32Array; shape: number[] } {
     const e = this.entry(name);
-    const n = (e.end - e.begin) / BYTES[e.dtype];
+    const n = (e.end - e.begin) / DTYPE_BYTES[e.dtype];
     const out = new Float32Array(n);
     if (e.dtype === 'F32') {
       this.readBytes(e, new Uint8Array(out.buffer));
@@ -171,7 +172,7 @@ export class SafetensorsFile {
   /** An integer tensor as int32 (I64 values must fit). */
   readInt32(name: string): { data: Int32Array; shape: number[] } {
     const e = this.entry(name);
-    const n = (e.end - e.begin) / BYTES[e.dtype];
+    const n = (e.end - e.begin) / DTYPE_BYTES[e.dtype];
     if (e.dtype === 'I32') {
       const out = new Int32Array(n);
       this.readBytes(e, new Uint8Array(out.buffer));
@@ -270,7 +271,7 @@ export function writeSafetensors(path: string, tensors: Record<string, TensorToW
     } else {
       bytes = new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
     }
-    if (bytes.length !== n * BYTES[t.dtype]) throw new Error(`writeSafetensors: '${name}' has ${bytes.length} bytes, shape [${t.shape.join(', ')}] ${t.dtype} needs ${n * BYTES[t.dtype]}`);
+    if (bytes.length !== n * DTYPE_BYTES[t.dtype]) throw new Error(`writeSafetensors: '${name}' has ${bytes.length} bytes, shape [${t.shape.join(', ')}] ${t.dtype} needs ${n * DTYPE_BYTES[t.dtype]}`);
     header[name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + bytes.length] };
     blobs.push(bytes);
     offset += bytes.length;

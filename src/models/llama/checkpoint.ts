@@ -1,29 +1,29 @@
 /**
- * Hugging Face model directories: config.json plus model.safetensors, or shards listed by
- * model.safetensors.index.json (`weight_map`: tensor name → shard file).
+ * Loading and saving a LlamaModel as a Hugging Face model directory (the files themselves: io/hf-dir.ts;
+ * which tensors, their names and shapes: weights.ts).
  *
  * Loading validates the whole layout (config, index, every shard header) before reading tensor data, then
  * reads each tensor straight into its own float32 array (F16/BF16 widened) — or, for BF16 weights kept in
  * bfloat16 (WeightsMode), into its own bits array — so peak memory is the model as stored in memory, not
- * the file on top of it. Saving writes a complete directory next to the target and renames
- * it into place, so a crash never leaves a half-written model directory.
+ * the file on top of it. Saving writes a complete directory that replaces the target at once.
  */
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { basename, dirname, join, resolve } from 'node:path';
-import { z } from 'zod';
-import { SafetensorsFile, writeSafetensors } from '../../io/safetensors.ts';
-import type { TensorToWrite } from '../../io/safetensors.ts';
+import { join } from 'node:path';
+import type { SafetensorsFile, TensorToWrite } from '../../io/safetensors.ts';
+import { CONFIG_FILE, INDEX_FILE, hfJson, openWeights, readConfigJson, writeModelDir } from '../../io/hf-dir.ts';
 import { Bf16Matrix, Tensor } from '../../tensor/index.ts';
 import type { LlamaConfig } from './config.ts';
 import { parseHfConfig, toHfConfig } from './hf-config.ts';
 import type { ParseOptions } from './hf-config.ts';
-import { LlamaModel, PROJECTIONS, projectionWeightName } from './model.ts';
-import type { ProjectionName } from './model.ts';
+import { LlamaModel } from './model.ts';
+import { PROJECTIONS, llamaWeightTable, projectionWeightName } from './weights.ts';
 import { QuantLinear } from '../../nn/quant-linear.ts';
 import type { Linear } from '../../nn/modules.ts';
 import { dequantize } from '../../io/gptq-format.ts';
 import type { QuantizedWeight } from '../../io/gptq-format.ts';
 import { formatFor, gptqTensors, readGptqProjection } from './gptq-io.ts';
+
+/** Callers that copy tokenizer files beside a saved model import them from here (they live in io/hf-dir.ts). */
+export { TOKENIZER_FILES, copyTokenizerFiles } from '../../io/hf-dir.ts';
 
 export type WeightDType = 'F32' | 'F16' | 'BF16';
 
@@ -45,9 +45,6 @@ export interface LoadOptions extends ParseOptions {
   weights?: WeightsMode;
 }
 
-/** Weights a LlamaModel can keep in bfloat16: projections, the embedding and the LM head. */
-const BF16_CAPABLE = /^(model\.embed_tokens\.weight|lm_head\.weight|model\.layers\.\d+\.(self_attn|mlp)\.\w+_proj\.weight)$/;
-
 export interface LoadedModelDir {
   config: LlamaConfig;
   /** config.json as parsed (unknown fields kept, for saving a derived model) */
@@ -66,110 +63,17 @@ export interface LoadedModelDir {
   quantized: Map<string, QuantizedWeight>;
 }
 
-/** (out, in) of a projection or LM-head weight named by its HF name, from the config's (per-layer) sizes. */
-function linearShape(c: LlamaConfig, name: string): [number, number] {
-  if (name === 'lm_head.weight') return [c.vocabSize, c.hiddenSize];
-  const m = /^model\.layers\.(\d+)\.(?:self_attn|mlp)\.(\w+)\.weight$/.exec(name);
-  if (!m) throw new Error(`internal: ${name} is not a projection or LM-head weight`);
-  const l = c.layers[Number(m[1])], C = c.hiddenSize, D = c.headDim;
-  const shapes: Record<string, [number, number]> = {
-    q_proj: [l.numHeads * D, C], k_proj: [l.numKvHeads * D, C], v_proj: [l.numKvHeads * D, C], o_proj: [C, l.numHeads * D],
-    gate_proj: [l.intermediateSize, C], up_proj: [l.intermediateSize, C], down_proj: [C, l.intermediateSize],
-  };
-  return shapes[m[2]];
-}
-
-const CONFIG = 'config.json';
-const SINGLE = 'model.safetensors';
-const INDEX = 'model.safetensors.index.json';
-const SHARD_RE = /^model-\d{5}-of-\d{5}\.safetensors$/;
-
-/** Every tensor name a LlamaModel with this config reads (mirrors LlamaModel's constructor). */
-export function expectedTensorNames(c: LlamaConfig): string[] {
-  const names = ['model.embed_tokens.weight'];
-  c.layers.forEach((_, i) => {
-    names.push(`model.layers.${i}.input_layernorm.weight`, `model.layers.${i}.post_attention_layernorm.weight`);
-    for (const p of PROJECTIONS) {
-      names.push(`${projectionWeightName(i, p)}.weight`);
-      if (c.attentionBias && (p === 'q_proj' || p === 'k_proj' || p === 'v_proj')) names.push(`${projectionWeightName(i, p)}.bias`);
-    }
-  });
-  names.push('model.norm.weight');
-  if (!c.tieWordEmbeddings) names.push('lm_head.weight');
-  return names;
-}
-
-function readJson(path: string, what: string): unknown {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    throw new Error(code === 'ENOENT' ? `${path}: missing (${what})` : `${path}: cannot read (${code ?? (e as Error).message})`);
-  }
-  try {
-    return JSON.parse(text);
-  } catch (e) {
-    throw new Error(`${path}: not valid JSON (${(e as Error).message}); fix or re-download the file`);
-  }
-}
-
-const indexSchema = z.object({ weight_map: z.record(z.string(), z.string()) }).passthrough();
-
-/** Opens the weight files of `dir`: tensor name → open file holding it. Closes everything on error. */
-function openWeights(dir: string): { files: SafetensorsFile[]; where: Map<string, SafetensorsFile> } {
-  const files: SafetensorsFile[] = [];
-  const where = new Map<string, SafetensorsFile>();
-  try {
-    const indexPath = join(dir, INDEX);
-    if (existsSync(indexPath)) {
-      const parsed = indexSchema.safeParse(readJson(indexPath, 'sharded weights index'));
-      if (!parsed.success) {
-        const i = parsed.error.issues[0];
-        throw new Error(`${indexPath}: field "${i.path.join('.')}" is invalid (${i.message}; expected {"weight_map": {tensor name: shard file}})`);
-      }
-      const byShard = new Map<string, SafetensorsFile>();
-      for (const [name, shard] of Object.entries(parsed.data.weight_map)) {
-        // shard names are plain file names: never follow a path out of the model directory
-        if (shard !== basename(shard) || shard.startsWith('.')) throw new Error(`${indexPath}: weight_map["${name}"] = "${shard}" is not a file name in the model directory`);
-        let file = byShard.get(shard);
-        if (!file) {
-          if (!existsSync(join(dir, shard))) throw new Error(`${indexPath}: weight_map["${name}"] points to shard "${shard}", which does not exist in ${dir} (incomplete download?)`);
-          file = new SafetensorsFile(join(dir, shard));
-          files.push(file);
-          byShard.set(shard, file);
-        }
-        if (!file.has(name)) throw new Error(`${indexPath}: weight_map["${name}"] points to "${shard}", but that shard has no tensor '${name}' (index and shards do not match)`);
-        where.set(name, file);
-      }
-    } else if (existsSync(join(dir, SINGLE))) {
-      const file = new SafetensorsFile(join(dir, SINGLE));
-      files.push(file);
-      for (const name of file.entries.keys()) where.set(name, file);
-    } else {
-      const other = ['pytorch_model.bin', 'model.bin', 'consolidated.00.pth'].find((f) => existsSync(join(dir, f)));
-      throw new Error(`${dir}: no weights found: expected ${SINGLE} or ${INDEX}` + (other ? ` (found ${other}; convert it to safetensors)` : ''));
-    }
-    return { files, where };
-  } catch (e) {
-    for (const f of files) f.close();
-    throw e;
-  }
-}
-
 /** Reads a model directory: validated config and float32 weights by HF name. */
 export function loadModelDir(dir: string, opts: LoadOptions = {}): LoadedModelDir {
-  if (!existsSync(dir)) throw new Error(`${dir}: model directory does not exist (pass a directory holding ${CONFIG} and ${SINGLE})`);
-  if (!statSync(dir).isDirectory()) throw new Error(`${dir}: not a directory (pass the model directory, not a file inside it)`);
-  const configPath = join(dir, CONFIG);
-  const hfConfig = readJson(configPath, `a model directory needs ${CONFIG} next to its weights`);
+  const { configPath, hfConfig } = readConfigJson(dir);
   const config = parseHfConfig(hfConfig, configPath, opts);
+  const table = llamaWeightTable(config);
   const { files, where } = openWeights(dir);
   try {
     const quantizedHead = !!config.quantization?.lmHead;
     checkHead(dir, configPath, files, where, quantizedHead);
     // missing ones are reported by LlamaModel; a quantised head is read from lm_head.qweight/… below
-    const names = expectedTensorNames(config).filter((n) => where.has(n) && !(quantizedHead && n === 'lm_head.weight'));
+    const names = table.all.map((t) => t.name).filter((n) => where.has(n) && !(quantizedHead && n === 'lm_head.weight'));
     const wanted = new Set(names);
     const weights = new Map<string, Tensor>();
     const sources = new Map<string, string>();
@@ -177,11 +81,10 @@ export function loadModelDir(dir: string, opts: LoadOptions = {}): LoadedModelDi
     const quantized = new Map<string, QuantizedWeight>();
     if (config.quantization) {
       // GPTQ projections (and head): <module>.qweight/qzeros/scales/g_idx instead of <module>.weight; dequantised for the float paths
-      for (const name of expectedTensorNames(config)) {
+      for (const { name, shape: [out, inF], quantizable } of table.all) {
         const prefix = name.replace(/\.weight$/, '');
         const file = where.get(`${prefix}.qweight`);
-        if (!file || (where.has(name) && !(quantizedHead && prefix === 'lm_head'))) continue;
-        const [out, inF] = linearShape(config, name);
+        if (!quantizable || !file || (where.has(name) && !(quantizedHead && prefix === 'lm_head'))) continue;
         const qw = readGptqProjection(file, prefix, out, inF, config.quantization);
         weights.set(name, new Tensor(dequantize(qw), [out, inF], { name }));
         sources.set(name, file.path);
@@ -197,7 +100,7 @@ export function loadModelDir(dir: string, opts: LoadOptions = {}): LoadedModelDi
       if (dtype !== 'F32' && dtype !== 'F16' && dtype !== 'BF16' && dtype !== 'F64') {
         throw new Error(`${file.path}: tensor '${name}' is ${dtype}; lonas loads floating-point weights only (quantized checkpoint?)`);
       }
-      const keep = mode !== 'f32' && BF16_CAPABLE.test(name);
+      const keep = mode !== 'f32' && table.byName.get(name)!.bf16Capable;
       if (keep && dtype === 'BF16') {
         const { bits, shape } = file.readBf16Bits(name);
         bf16.set(name, new Bf16Matrix(bits, [shape[0], shape[1]], name));
@@ -227,7 +130,7 @@ export function loadModelDir(dir: string, opts: LoadOptions = {}): LoadedModelDi
  * without lm_head.qweight, or lm_head.qweight without the flag, is an error naming the file and the tensor.
  */
 function checkHead(dir: string, configPath: string, files: SafetensorsFile[], where: Map<string, SafetensorsFile>, quantizedHead: boolean): void {
-  const weightsFile = files.length === 1 ? files[0].path : join(dir, INDEX);
+  const weightsFile = files.length === 1 ? files[0].path : join(dir, INDEX_FILE);
   if (quantizedHead && !where.has('lm_head.qweight')) {
     throw new Error(`${weightsFile}: has no tensor 'lm_head.qweight', but ${configPath} says the LM head is GPTQ-quantised (quantization_config.lm_head: true); ` +
       'the checkpoint is incomplete, or the flag is wrong');
@@ -244,20 +147,20 @@ function checkHead(dir: string, configPath: string, files: SafetensorsFile[], wh
 export function modelFromLoaded(dir: string, loaded: LoadedModelDir, maxPositions = loaded.config.maxPositions): LlamaModel {
   try {
     const model = new LlamaModel({ ...loaded.config, maxPositions }, new Map<string, Tensor | Bf16Matrix>([...loaded.weights, ...loaded.bf16]));
+    const table = llamaWeightTable(model.config);
     for (const [prefix, qw] of loaded.quantized) {
       if (prefix === 'lm_head') {
         model.lmHead = new QuantLinear(model.lmHead as Linear, qw); // untied (parseHfConfig): its own float Linear
         continue;
       }
-      const m = /^model\.layers\.(\d+)\.(?:self_attn|mlp)\.(\w+)$/.exec(prefix)!;
-      const layer = model.layers[Number(m[1])], p = m[2] as ProjectionName;
-      layer.proj[p] = new QuantLinear(layer.proj[p] as Linear, qw);
+      const { layer, proj } = table.byName.get(`${prefix}.weight`)!; // a quantizable projection (loadModelDir)
+      model.layers[layer!].proj[proj!] = new QuantLinear(model.layers[layer!].proj[proj!] as Linear, qw);
     }
     return model;
   } catch (e) {
     const name = /'([^']+)'/.exec((e as Error).message)?.[1];
     const where = (name && loaded.sources.get(name)) ?? dir;
-    throw new Error(`${where}: ${(e as Error).message} (the weights do not match ${join(dir, CONFIG)})`, { cause: e });
+    throw new Error(`${where}: ${(e as Error).message} (the weights do not match ${join(dir, CONFIG_FILE)})`, { cause: e });
   }
 }
 
@@ -296,129 +199,32 @@ function quantizedModules(model: LlamaModel): Map<string, QuantizedWeight> {
   return out;
 }
 
-/** Files saveModelDir owns in a model directory; anything else (tokenizer files, …) is left alone. */
-const isModelFile = (f: string) => f === CONFIG || f === SINGLE || f === INDEX || SHARD_RE.test(f);
-
 /**
- * Writes config.json (via toHfConfig) and the weights as model.safetensors, or as shards plus
- * model.safetensors.index.json when they exceed `shardBytes`. Every projection must be a plain Linear
- * (merge adapters first). The new files appear all at once: they are written into a temporary directory
- * that replaces the target by rename.
+ * Writes config.json (via toHfConfig) and the weights (in weight-table order) as model.safetensors, or as
+ * shards plus model.safetensors.index.json when they exceed `shardBytes`. Every projection must be a plain
+ * Linear or a QuantLinear (merge adapters first). The new files appear all at once (io/hf-dir.ts).
  */
 export function saveModelDir(dir: string, model: LlamaModel, opts: SaveOptions = {}): void {
   const dtype = opts.dtype ?? 'F32';
-  const shardBytes = opts.shardBytes ?? 2 * 1024 ** 3;
   const params = model.namedParameters();
-  const names = expectedTensorNames(model.config);
+  const names = llamaWeightTable(model.config).all.map((t) => t.name);
   const missing = names.filter((n) => !params.has(n));
   if (missing.length) throw new Error(`saveModelDir: the model has no plain tensor for ${missing.slice(0, 3).join(', ')}${missing.length > 3 ? ', …' : ''} (merge adapters into their base weights before saving)`);
 
-  // Greedy sharding in model order; a tensor larger than shardBytes gets a shard of its own.
-  const shards: Record<string, TensorToWrite>[] = [{}];
-  let used = 0, total = 0;
   const quantized = quantizedModules(model);
   const format = formatFor(quantized.values());
-  for (const name of names) {
-    const t = params.get(name)!;
+  // one group per table row: a GPTQ module's four tensors stay in one shard
+  const groups = names.map((name): Record<string, TensorToWrite> => {
     const qw = quantized.get(name.replace(/\.weight$/, ''));
-    if (qw) {
-      const tensors = gptqTensors(name.replace(/\.weight$/, ''), qw, format);
-      const bytes = Object.values(tensors).reduce((a, x) => a + x.data.byteLength, 0);
-      if (used > 0 && used + bytes > shardBytes) { shards.push({}); used = 0; }
-      Object.assign(shards[shards.length - 1], tensors);
-      used += bytes;
-      total += bytes;
-      continue;
-    }
-    const data = t.contiguousData();
-    const bytes = t.size * (dtype === 'BF16' ? 2 : 4);
-    if (used > 0 && used + bytes > shardBytes) { shards.push({}); used = 0; }
-    shards[shards.length - 1][name] = { dtype, shape: t.shape, data: data instanceof Float32Array ? data : Float32Array.from(data) };
-    used += bytes;
-    total += bytes;
-  }
+    if (qw) return gptqTensors(name.replace(/\.weight$/, ''), qw, format);
+    const t = params.get(name)!, data = t.contiguousData();
+    return { [name]: { dtype, shape: t.shape, data: data instanceof Float32Array ? data : Float32Array.from(data) } };
+  });
 
   const first = quantized.values().next().value as QuantizedWeight | undefined;
   const quantization = first ? { bits: first.bits, groupSize: first.groupSize, descAct: model.config.quantization?.descAct ?? false, sym: false, format, lmHead: quantized.has('lm_head') } : null;
   const hf = toHfConfig({ ...model.config, quantization }, opts.hfConfig);
   hf.torch_dtype = dtype === 'BF16' ? 'bfloat16' : 'float32';
   if ('dtype' in hf) hf.dtype = hf.torch_dtype; // transformers ≥ 5 spelling
-
-  const target = resolve(dir);
-  if (existsSync(target) && !statSync(target).isDirectory()) throw new Error(`${target}: exists and is not a directory`);
-  const existing = existsSync(target) ? readdirSync(target) : [];
-  if (existing.some(isModelFile) && !opts.overwrite) {
-    throw new Error(`${target}: already holds a model (${existing.filter(isModelFile).join(', ')}); choose another directory or pass overwrite: true`);
-  }
-  mkdirSync(dirname(target), { recursive: true });
-  const tmp = mkdtempSync(join(dirname(target), `.${basename(target)}.tmp-`));
-  try {
-    writeFileSync(join(tmp, CONFIG), `${hfJson(hf)}\n`);
-    const meta = { format: 'pt' }; // transformers refuses safetensors files without format metadata
-    if (shards.length === 1) {
-      writeSafetensors(join(tmp, SINGLE), shards[0], meta);
-    } else {
-      const weightMap: Record<string, string> = {};
-      shards.forEach((tensors, i) => {
-        const file = `model-${String(i + 1).padStart(5, '0')}-of-${String(shards.length).padStart(5, '0')}.safetensors`;
-        writeSafetensors(join(tmp, file), tensors, meta);
-        for (const name of Object.keys(tensors)) weightMap[name] = file;
-      });
-      writeFileSync(join(tmp, INDEX), `${JSON.stringify({ metadata: { total_size: total }, weight_map: weightMap }, null, 2)}\n`);
-    }
-    swapIn(tmp, target, existing);
-  } catch (e) {
-    rmSync(tmp, { recursive: true, force: true });
-    throw e;
-  }
-}
-
-/**
- * Puts the finished directory `tmp` at `target`. A non-empty target is moved aside first; its non-model
- * files are then moved into the new directory and the old one removed. Readers see the old model or the
- * new one, never a mix.
- */
-function swapIn(tmp: string, target: string, existing: string[]): void {
-  if (existing.length === 0) {
-    if (existsSync(target)) rmSync(target, { recursive: true }); // empty directory
-    renameSync(tmp, target);
-    return;
-  }
-  const old = `${tmp}.old`;
-  renameSync(target, old);
-  renameSync(tmp, target);
-  for (const f of existing) if (!isModelFile(f)) renameSync(join(old, f), join(target, f));
-  rmSync(old, { recursive: true, force: true });
-}
-
-/** Fields transformers types as float: written with a decimal point (10000.0) as Python's json does. */
-const FLOAT_KEYS = new Set(['rope_theta', 'rms_norm_eps', 'factor', 'low_freq_factor', 'high_freq_factor', 'attention_factor',
-  'beta_fast', 'beta_slow', 'partial_rotary_factor', 'attention_dropout', 'initializer_range', 'hidden_dropout', 'mlp_dropout']);
-
-/** JSON like transformers' save_pretrained: sorted keys, 2-space indent, floats kept floats. */
-export function hfJson(v: unknown, indent = '', key = ''): string {
-  const inner = `${indent}  `;
-  if (typeof v === 'number' && FLOAT_KEYS.has(key) && Number.isInteger(v)) return v.toFixed(1);
-  if (Array.isArray(v)) return v.length ? `[\n${v.map((x) => inner + hfJson(x, inner)).join(',\n')}\n${indent}]` : '[]';
-  if (v === null || typeof v !== 'object') return JSON.stringify(v) ?? 'null';
-  const keys = Object.keys(v).filter((k) => (v as Record<string, unknown>)[k] !== undefined).sort();
-  if (!keys.length) return '{}';
-  return `{\n${keys.map((k) => `${inner}${JSON.stringify(k)}: ${hfJson((v as Record<string, unknown>)[k], inner, k)}`).join(',\n')}\n${indent}}`;
-}
-
-export const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'generation_config.json'] as const;
-
-/** Copies the tokenizer/generation files present in srcDir to dstDir (written fresh, not read-only); returns the copied names. */
-export function copyTokenizerFiles(srcDir: string, dstDir: string): string[] {
-  const copied: string[] = [];
-  mkdirSync(dstDir, { recursive: true });
-  for (const f of TOKENIZER_FILES) {
-    const src = join(srcDir, f);
-    if (!existsSync(src)) continue;
-    const tmp = join(dstDir, `.${f}.${process.pid}.tmp`);
-    writeFileSync(tmp, readFileSync(src));
-    renameSync(tmp, join(dstDir, f));
-    copied.push(f);
-  }
-  return copied;
+  writeModelDir(dir, `${hfJson(hf)}\n`, groups, { shardBytes: opts.shardBytes ?? 2 * 1024 ** 3, overwrite: opts.overwrite });
 }

@@ -1,7 +1,6 @@
 /** Next-token loss of a causal LM, as Hugging Face computes it (labels shifted left, mean over kept tokens). */
 import { Tensor, crossEntropy, reshape } from '../../tensor/index.ts';
-
-export const IGNORE_INDEX = -100;
+import { IGNORE_INDEX } from '../../io/datasets.ts';
 
 /**
  * logits (B, T, V), labels (B·T) aligned with the inputs. Position t predicts labels[t + 1]; the last

@@ -1,0 +1,197 @@
+/**
+ * Hugging Face model directories on disk: config.json plus model.safetensors, or shards listed by
+ * model.safetensors.index.json (`weight_map`: tensor name → shard file), with the tokenizer and generation
+ * files beside them. Nothing here knows the model: tensor names and data come from the caller
+ * (models/llama/checkpoint.ts).
+ *
+ * Writing builds the complete directory next to the target and renames it into place, so a crash never
+ * leaves a half-written model directory, and readers see the old model or the new one, never a mix.
+ */
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
+import { z } from 'zod';
+import { DTYPE_BYTES, SafetensorsFile, writeSafetensors } from './safetensors.ts';
+import type { TensorToWrite } from './safetensors.ts';
+
+export const CONFIG_FILE = 'config.json';
+export const SINGLE_FILE = 'model.safetensors';
+export const INDEX_FILE = 'model.safetensors.index.json';
+const SHARD_RE = /^model-\d{5}-of-\d{5}\.safetensors$/;
+
+export const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'generation_config.json'] as const;
+
+/** Files writeModelDir owns in a model directory; anything else (tokenizer files, …) is left alone. */
+const isModelFile = (f: string) => f === CONFIG_FILE || f === SINGLE_FILE || f === INDEX_FILE || SHARD_RE.test(f);
+
+/** `path` parsed as JSON; a missing, unreadable or malformed file is an error naming it (`what`: why it is needed). */
+export function readJsonFile(path: string, what: string): unknown {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new Error(code === 'ENOENT' ? `${path}: missing (${what})` : `${path}: cannot read (${code ?? (e as Error).message})`);
+  }
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw new Error(`${path}: not valid JSON (${(e as Error).message}); fix or re-download the file`);
+  }
+}
+
+/** config.json of the model directory `dir` as parsed JSON, with its path (for error messages). */
+export function readConfigJson(dir: string): { configPath: string; hfConfig: unknown } {
+  if (!existsSync(dir)) throw new Error(`${dir}: model directory does not exist (pass a directory holding ${CONFIG_FILE} and ${SINGLE_FILE})`);
+  if (!statSync(dir).isDirectory()) throw new Error(`${dir}: not a directory (pass the model directory, not a file inside it)`);
+  const configPath = join(dir, CONFIG_FILE);
+  return { configPath, hfConfig: readJsonFile(configPath, `a model directory needs ${CONFIG_FILE} next to its weights`) };
+}
+
+const indexSchema = z.object({ weight_map: z.record(z.string(), z.string()) }).passthrough();
+
+/**
+ * Opens the weight files of `dir` (single file or index + shards, every shard header validated): tensor
+ * name → open file holding it. The caller closes `files`; on error everything is closed here.
+ */
+export function openWeights(dir: string): { files: SafetensorsFile[]; where: Map<string, SafetensorsFile> } {
+  const files: SafetensorsFile[] = [];
+  const where = new Map<string, SafetensorsFile>();
+  try {
+    const indexPath = join(dir, INDEX_FILE);
+    if (existsSync(indexPath)) {
+      const parsed = indexSchema.safeParse(readJsonFile(indexPath, 'sharded weights index'));
+      if (!parsed.success) {
+        const i = parsed.error.issues[0];
+        throw new Error(`${indexPath}: field "${i.path.join('.')}" is invalid (${i.message}; expected {"weight_map": {tensor name: shard file}})`);
+      }
+      const byShard = new Map<string, SafetensorsFile>();
+      for (const [name, shard] of Object.entries(parsed.data.weight_map)) {
+        // shard names are plain file names: never follow a path out of the model directory
+        if (shard !== basename(shard) || shard.startsWith('.')) throw new Error(`${indexPath}: weight_map["${name}"] = "${shard}" is not a file name in the model directory`);
+        let file = byShard.get(shard);
+        if (!file) {
+          if (!existsSync(join(dir, shard))) throw new Error(`${indexPath}: weight_map["${name}"] points to shard "${shard}", which does not exist in ${dir} (incomplete download?)`);
+          file = new SafetensorsFile(join(dir, shard));
+          files.push(file);
+          byShard.set(shard, file);
+        }
+        if (!file.has(name)) throw new Error(`${indexPath}: weight_map["${name}"] points to "${shard}", but that shard has no tensor '${name}' (index and shards do not match)`);
+        where.set(name, file);
+      }
+    } else if (existsSync(join(dir, SINGLE_FILE))) {
+      const file = new SafetensorsFile(join(dir, SINGLE_FILE));
+      files.push(file);
+      for (const name of file.entries.keys()) where.set(name, file);
+    } else {
+      const other = ['pytorch_model.bin', 'model.bin', 'consolidated.00.pth'].find((f) => existsSync(join(dir, f)));
+      throw new Error(`${dir}: no weights found: expected ${SINGLE_FILE} or ${INDEX_FILE}` + (other ? ` (found ${other}; convert it to safetensors)` : ''));
+    }
+    return { files, where };
+  } catch (e) {
+    for (const f of files) f.close();
+    throw e;
+  }
+}
+
+/** Bytes a tensor takes in the file (BF16 given as float32 data is rounded to 2 bytes at write). */
+const fileBytes = (t: TensorToWrite) => t.shape.reduce((a, b) => a * b, 1) * DTYPE_BYTES[t.dtype];
+
+export interface WriteModelDirOptions {
+  /** shard when the weights exceed this many bytes */
+  shardBytes: number;
+  /** replace the model files of a directory that already holds a model (other files are kept) */
+  overwrite?: boolean;
+}
+
+/**
+ * Writes `configJson` as config.json and the tensors as model.safetensors, or as shards plus
+ * model.safetensors.index.json when they exceed `shardBytes`. `groups` are the tensors in file order; a
+ * group (e.g. the qweight/qzeros/scales/g_idx of one GPTQ module) stays in one shard. Sharding is greedy;
+ * a group larger than shardBytes gets a shard of its own. The new files appear all at once (see swapIn).
+ */
+export function writeModelDir(dir: string, configJson: string, groups: Record<string, TensorToWrite>[], opts: WriteModelDirOptions): void {
+  const shards: Record<string, TensorToWrite>[] = [{}];
+  let used = 0, total = 0;
+  for (const group of groups) {
+    const bytes = Object.values(group).reduce((a, t) => a + fileBytes(t), 0);
+    if (used > 0 && used + bytes > opts.shardBytes) { shards.push({}); used = 0; }
+    Object.assign(shards[shards.length - 1], group);
+    used += bytes;
+    total += bytes;
+  }
+  const target = resolve(dir);
+  if (existsSync(target) && !statSync(target).isDirectory()) throw new Error(`${target}: exists and is not a directory`);
+  const existing = existsSync(target) ? readdirSync(target) : [];
+  if (existing.some(isModelFile) && !opts.overwrite) {
+    throw new Error(`${target}: already holds a model (${existing.filter(isModelFile).join(', ')}); choose another directory or pass overwrite: true`);
+  }
+  mkdirSync(dirname(target), { recursive: true });
+  const tmp = mkdtempSync(join(dirname(target), `.${basename(target)}.tmp-`));
+  try {
+    writeFileSync(join(tmp, CONFIG_FILE), configJson);
+    const meta = { format: 'pt' }; // transformers refuses safetensors files without format metadata
+    if (shards.length === 1) {
+      writeSafetensors(join(tmp, SINGLE_FILE), shards[0], meta);
+    } else {
+      const weightMap: Record<string, string> = {};
+      shards.forEach((tensors, i) => {
+        const file = `model-${String(i + 1).padStart(5, '0')}-of-${String(shards.length).padStart(5, '0')}.safetensors`;
+        writeSafetensors(join(tmp, file), tensors, meta);
+        for (const name of Object.keys(tensors)) weightMap[name] = file;
+      });
+      writeFileSync(join(tmp, INDEX_FILE), `${JSON.stringify({ metadata: { total_size: total }, weight_map: weightMap }, null, 2)}\n`);
+    }
+    swapIn(tmp, target, existing);
+  } catch (e) {
+    rmSync(tmp, { recursive: true, force: true });
+    throw e;
+  }
+}
+
+/**
+ * Puts the finished directory `tmp` at `target`. A non-empty target is moved aside first; its non-model
+ * files are then moved into the new directory and the old one removed. Readers see the old model or the
+ * new one, never a mix.
+ */
+function swapIn(tmp: string, target: string, existing: string[]): void {
+  if (existing.length === 0) {
+    if (existsSync(target)) rmSync(target, { recursive: true }); // empty directory
+    renameSync(tmp, target);
+    return;
+  }
+  const old = `${tmp}.old`;
+  renameSync(target, old);
+  renameSync(tmp, target);
+  for (const f of existing) if (!isModelFile(f)) renameSync(join(old, f), join(target, f));
+  rmSync(old, { recursive: true, force: true });
+}
+
+/** Fields transformers types as float: written with a decimal point (10000.0) as Python's json does. */
+const FLOAT_KEYS = new Set(['rope_theta', 'rms_norm_eps', 'factor', 'low_freq_factor', 'high_freq_factor', 'attention_factor',
+  'beta_fast', 'beta_slow', 'partial_rotary_factor', 'attention_dropout', 'initializer_range', 'hidden_dropout', 'mlp_dropout']);
+
+/** JSON like transformers' save_pretrained: sorted keys, 2-space indent, floats kept floats. */
+export function hfJson(v: unknown, indent = '', key = ''): string {
+  const inner = `${indent}  `;
+  if (typeof v === 'number' && FLOAT_KEYS.has(key) && Number.isInteger(v)) return v.toFixed(1);
+  if (Array.isArray(v)) return v.length ? `[\n${v.map((x) => inner + hfJson(x, inner)).join(',\n')}\n${indent}]` : '[]';
+  if (v === null || typeof v !== 'object') return JSON.stringify(v) ?? 'null';
+  const keys = Object.keys(v).filter((k) => (v as Record<string, unknown>)[k] !== undefined).sort();
+  if (!keys.length) return '{}';
+  return `{\n${keys.map((k) => `${inner}${JSON.stringify(k)}: ${hfJson((v as Record<string, unknown>)[k], inner, k)}`).join(',\n')}\n${indent}}`;
+}
+
+/** Copies the tokenizer/generation files present in srcDir to dstDir (written fresh, not read-only); returns the copied names. */
+export function copyTokenizerFiles(srcDir: string, dstDir: string): string[] {
+  const copied: string[] = [];
+  mkdirSync(dstDir, { recursive: true });
+  for (const f of TOKENIZER_FILES) {
+    const src = join(srcDir, f);
+    if (!existsSync(src)) continue;
+    const tmp = join(dstDir, `.${f}.${process.pid}.tmp`);
+    writeFileSync(tmp, readFileSync(src));
+    renameSync(tmp, join(dstDir, f));
+    copied.push(f);
+  }
+  return copied;
+}
