@@ -7,6 +7,11 @@ import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { cpus, loadavg } from 'node:os';
 import { backendInfo, kernels } from '../src/kernels/index.ts';
+import { full } from '../src/tensor/index.ts';
+import type { Rng, Tensor } from '../src/tensor/index.ts';
+import { randomNormal } from '../src/nn/modules.ts';
+import type { LlamaConfig } from '../src/models/llama/config.ts';
+import { llamaWeightTable } from '../src/models/llama/weights.ts';
 
 export const PYTHON = process.env.LONAS_BENCH_PYTHON ?? '/usr/bin/python3';
 
@@ -118,4 +123,11 @@ export async function machineBusy(): Promise<{ cpus: number; load1: number; busy
   await new Promise((r) => setTimeout(r, 1000));
   const b = total();
   return { ...machine(), busy_pct_before: round((100 * (b.busy - a.busy)) / Math.max(b.all - a.all, 1), 1) };
+}
+
+/** Random weights of a Llama with this config: norms 1, every other tensor N(0, std), drawn in weight-table order. */
+export function randomLlamaWeights(config: LlamaConfig, rng: Rng, std: number): Map<string, Tensor> {
+  const w = new Map<string, Tensor>();
+  for (const { name, shape } of llamaWeightTable(config).all) w.set(name, name.endsWith('norm.weight') ? full(shape, 1) : randomNormal(rng, shape, std));
+  return w;
 }

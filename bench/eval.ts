@@ -17,14 +17,11 @@
  */
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
-import { Rng, full } from '../src/tensor/index.ts';
-import type { Tensor } from '../src/tensor/index.ts';
+import { Rng } from '../src/tensor/index.ts';
 import { setThreads } from '../src/kernels/index.ts';
 import { loadLlama } from '../src/models/llama/checkpoint.ts';
-import { LlamaModel, PROJECTIONS, projectionWeightName } from '../src/models/llama/model.ts';
-import type { ProjectionName } from '../src/models/llama/model.ts';
+import { LlamaModel } from '../src/models/llama/model.ts';
 import { uniformConfig } from '../src/models/llama/config.ts';
-import { randomNormal } from '../src/nn/modules.ts';
 import { loadTokenizer } from '../src/io/tokenizer.ts';
 import type { LonasTokenizer } from '../src/io/tokenizer.ts';
 import { modelBackend } from '../src/eval/backend.ts';
@@ -33,7 +30,7 @@ import { promptFor } from '../src/io/prompt.ts';
 import type { EvalMode } from '../src/eval/harness.ts';
 import { loadTasks } from '../src/eval/tasks.ts';
 import type { TaskData } from '../src/eval/tasks.ts';
-import { backendSummary, log, machine, round } from './common.ts';
+import { backendSummary, log, machine, randomLlamaWeights, round } from './common.ts';
 
 export const ASSETS = process.env.LONAS_ASSETS ?? fileURLToPath(new URL('../../shared/assets', import.meta.url));
 
@@ -75,19 +72,7 @@ export function model135m(): LlamaModel {
     vocabSize: V, hiddenSize: C, headDim: D, numLayers: L, numHeads: H, numKvHeads: KV, intermediateSize: I,
     rmsNormEps: 1e-5, ropeTheta: 1e4, ropeScaling: null, maxPositions: 2048, tieWordEmbeddings: true, attentionBias: false,
   });
-  const rng = new Rng(135);
-  const w = new Map<string, Tensor>();
-  const shapes: Record<ProjectionName, number[]> = {
-    q_proj: [H * D, C], k_proj: [KV * D, C], v_proj: [KV * D, C], o_proj: [C, H * D], gate_proj: [I, C], up_proj: [I, C], down_proj: [C, I],
-  };
-  w.set('model.embed_tokens.weight', randomNormal(rng, [V, C], 0.02));
-  for (let i = 0; i < L; i++) {
-    w.set(`model.layers.${i}.input_layernorm.weight`, full([C], 1));
-    w.set(`model.layers.${i}.post_attention_layernorm.weight`, full([C], 1));
-    for (const p of PROJECTIONS) w.set(`${projectionWeightName(i, p)}.weight`, randomNormal(rng, shapes[p], 0.02));
-  }
-  w.set('model.norm.weight', full([C], 1));
-  return new LlamaModel(config, w);
+  return new LlamaModel(config, randomLlamaWeights(config, new Rng(135), 0.02));
 }
 
 async function examplesPerSecond(model: LlamaModel, tok: LonasTokenizer, task: TaskData, mode: EvalMode, maxNewTokens: number, batchSize: number): Promise<number> {

@@ -22,16 +22,13 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Rng, full } from '../src/tensor/index.ts';
-import type { Tensor } from '../src/tensor/index.ts';
+import { Rng } from '../src/tensor/index.ts';
 import { setThreads } from '../src/kernels/index.ts';
-import { LlamaModel, PROJECTIONS, projectionWeightName } from '../src/models/llama/model.ts';
-import type { ProjectionName } from '../src/models/llama/model.ts';
+import { LlamaModel } from '../src/models/llama/model.ts';
 import { uniformConfig } from '../src/models/llama/config.ts';
 import { loadLlama, saveModelDir } from '../src/models/llama/checkpoint.ts';
 import { argmax } from '../src/models/llama/generate.ts';
-import { randomNormal } from '../src/nn/modules.ts';
-import { backendSummary, log, machine, machineBusy, median, min, nowMs, parseOptions, round, runTorch } from './common.ts';
+import { backendSummary, log, machine, machineBusy, median, min, nowMs, parseOptions, randomLlamaWeights, round, runTorch } from './common.ts';
 
 /** SmolLM-135M's shape. */
 export const SMOL_SHAPE = { layers: 30, hidden: 576, heads: 9, kvHeads: 3, headDim: 64, intermediate: 1536, vocab: 49152 };
@@ -49,20 +46,7 @@ export function buildSmolModel(seed: number, maxPositions = 2048): LlamaModel {
     intermediateSize: s.intermediate, rmsNormEps: SMOL_EPS, ropeTheta: SMOL_THETA, ropeScaling: null, maxPositions,
     tieWordEmbeddings: true, attentionBias: false,
   });
-  const rng = new Rng(seed);
-  const w = new Map<string, Tensor>();
-  const shapes: Record<ProjectionName, number[]> = {
-    q_proj: [s.heads * D, C], k_proj: [s.kvHeads * D, C], v_proj: [s.kvHeads * D, C], o_proj: [C, s.heads * D],
-    gate_proj: [s.intermediate, C], up_proj: [s.intermediate, C], down_proj: [C, s.intermediate],
-  };
-  w.set('model.embed_tokens.weight', randomNormal(rng, [s.vocab, C], SMOL_STD));
-  for (let i = 0; i < s.layers; i++) {
-    w.set(`model.layers.${i}.input_layernorm.weight`, full([C], 1));
-    w.set(`model.layers.${i}.post_attention_layernorm.weight`, full([C], 1));
-    for (const p of PROJECTIONS) w.set(`${projectionWeightName(i, p)}.weight`, randomNormal(rng, shapes[p], SMOL_STD));
-  }
-  w.set('model.norm.weight', full([C], 1));
-  return new LlamaModel(config, w);
+  return new LlamaModel(config, randomLlamaWeights(config, new Rng(seed), SMOL_STD));
 }
 
 /** Bytes of every weight as stored (the tied embedding once): what one decode step must stream from memory. */

@@ -2,14 +2,12 @@
  * One training step (forward + loss + backward, no optimizer) of a small 2-layer Llama-style model,
  * lonas vs PyTorch (bench/torch/train_step.py, the same HF equations), at each thread count.
  */
-import { Rng, Tensor, backward, full } from '../src/tensor/index.ts';
+import { Rng, backward } from '../src/tensor/index.ts';
 import { setThreads } from '../src/kernels/index.ts';
-import { LlamaModel, PROJECTIONS, projectionWeightName } from '../src/models/llama/model.ts';
-import type { ProjectionName } from '../src/models/llama/model.ts';
+import { LlamaModel } from '../src/models/llama/model.ts';
 import { uniformConfig } from '../src/models/llama/config.ts';
 import { causalLmLoss } from '../src/models/llama/loss.ts';
-import { randomNormal } from '../src/nn/modules.ts';
-import { backendSummary, log, machineBusy, median, min, nowMs, parseOptions, round, runTorch } from './common.ts';
+import { backendSummary, log, machineBusy, median, min, nowMs, parseOptions, randomLlamaWeights, round, runTorch } from './common.ts';
 
 const SHAPE = { layers: 2, hidden: 256, heads: 4, kvHeads: 4, headDim: 64, intermediate: 688, vocab: 2048, seq: 128, batch: 4 };
 const EPS = 1e-5, THETA = 1e4, INIT_STD = 0.02, SEED = 1234;
@@ -24,20 +22,7 @@ export function buildModel(): LlamaModel {
     tieWordEmbeddings: false, attentionBias: false,
   });
   const rng = new Rng(SEED);
-  const w = new Map<string, Tensor>();
-  const normal = (name: string, shape: number[]) => w.set(name, randomNormal(rng, shape, INIT_STD));
-  const shapes: Record<ProjectionName, number[]> = {
-    q_proj: [s.heads * D, C], k_proj: [s.kvHeads * D, C], v_proj: [s.kvHeads * D, C], o_proj: [C, s.heads * D],
-    gate_proj: [s.intermediate, C], up_proj: [s.intermediate, C], down_proj: [C, s.intermediate],
-  };
-  normal('model.embed_tokens.weight', [s.vocab, C]);
-  for (let i = 0; i < s.layers; i++) {
-    w.set(`model.layers.${i}.input_layernorm.weight`, full([C], 1));
-    w.set(`model.layers.${i}.post_attention_layernorm.weight`, full([C], 1));
-    for (const p of PROJECTIONS) normal(`${projectionWeightName(i, p)}.weight`, shapes[p]);
-  }
-  w.set('model.norm.weight', full([C], 1));
-  normal('lm_head.weight', [s.vocab, C]);
+  const w = randomLlamaWeights(config, rng, INIT_STD);
   for (const t of w.values()) t.requiresGrad = true;
   return new LlamaModel(config, w);
 }
