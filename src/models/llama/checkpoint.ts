@@ -73,18 +73,18 @@ export function loadModelDir(dir: string, opts: LoadOptions = {}): LoadedModelDi
     const quantizedHead = !!config.quantization?.lmHead;
     checkHead(dir, configPath, files, where, quantizedHead);
     // missing ones are reported by LlamaModel; a quantised head is read from lm_head.qweight/… below
-    const names = table.all.map((t) => t.name).filter((n) => where.has(n) && !(quantizedHead && n === 'lm_head.weight'));
-    const wanted = new Set(names);
+    const rows = table.all.filter((t) => where.has(t.name) && !(quantizedHead && t === table.lmHead));
+    const wanted = new Set(rows.map((t) => t.name));
     const weights = new Map<string, Tensor>();
     const sources = new Map<string, string>();
     const elems: Record<string, number> = {};
     const quantized = new Map<string, QuantizedWeight>();
     if (config.quantization) {
       // GPTQ projections (and head): <module>.qweight/qzeros/scales/g_idx instead of <module>.weight; dequantised for the float paths
-      for (const { name, shape: [out, inF], quantizable } of table.all) {
-        const prefix = name.replace(/\.weight$/, '');
+      for (const t of table.all) {
+        const { name, shape: [out, inF] } = t, prefix = name.replace(/\.weight$/, '');
         const file = where.get(`${prefix}.qweight`);
-        if (!quantizable || !file || (where.has(name) && !(quantizedHead && prefix === 'lm_head'))) continue;
+        if (!t.quantizable || !file || (where.has(name) && !(quantizedHead && t === table.lmHead))) continue;
         const qw = readGptqProjection(file, prefix, out, inF, config.quantization);
         weights.set(name, new Tensor(dequantize(qw), [out, inF], { name }));
         sources.set(name, file.path);
@@ -94,13 +94,13 @@ export function loadModelDir(dir: string, opts: LoadOptions = {}): LoadedModelDi
     }
     const mode = opts.weights ?? 'f32';
     const bf16 = new Map<string, Bf16Matrix>();
-    names.forEach((name, i) => {
+    rows.forEach(({ name, bf16Capable }, i) => {
       const file = where.get(name)!;
       const { dtype } = file.entry(name);
       if (dtype !== 'F32' && dtype !== 'F16' && dtype !== 'BF16' && dtype !== 'F64') {
         throw new Error(`${file.path}: tensor '${name}' is ${dtype}; lonas loads floating-point weights only (quantized checkpoint?)`);
       }
-      const keep = mode !== 'f32' && table.byName.get(name)!.bf16Capable;
+      const keep = mode !== 'f32' && bf16Capable;
       if (keep && dtype === 'BF16') {
         const { bits, shape } = file.readBf16Bits(name);
         bf16.set(name, new Bf16Matrix(bits, [shape[0], shape[1]], name));
@@ -115,7 +115,7 @@ export function loadModelDir(dir: string, opts: LoadOptions = {}): LoadedModelDi
       const d = dtype === 'F64' ? 'F32' : dtype;
       const size = file.entry(name).shape.reduce((a, b) => a * b, 1);
       elems[d] = (elems[d] ?? 0) + size;
-      opts.onProgress?.({ tensor: name, done: i + 1, total: names.length });
+      opts.onProgress?.({ tensor: name, done: i + 1, total: rows.length });
     });
     const dtype = (Object.keys(elems) as WeightDType[]).reduce<WeightDType>((a, b) => ((elems[b] ?? 0) > (elems[a] ?? 0) ? b : a), 'F32');
     const unused = [...where.keys()].filter((n) => !wanted.has(n));
@@ -147,15 +147,14 @@ function checkHead(dir: string, configPath: string, files: SafetensorsFile[], wh
 export function modelFromLoaded(dir: string, loaded: LoadedModelDir, maxPositions = loaded.config.maxPositions): LlamaModel {
   try {
     const model = new LlamaModel({ ...loaded.config, maxPositions }, new Map<string, Tensor | Bf16Matrix>([...loaded.weights, ...loaded.bf16]));
-    const table = llamaWeightTable(model.config);
-    for (const [prefix, qw] of loaded.quantized) {
-      if (prefix === 'lm_head') {
-        model.lmHead = new QuantLinear(model.lmHead as Linear, qw); // untied (parseHfConfig): its own float Linear
-        continue;
+    model.layers.forEach((layer, i) => {
+      for (const p of PROJECTIONS) {
+        const qw = loaded.quantized.get(projectionWeightName(i, p));
+        if (qw) layer.proj[p] = new QuantLinear(layer.proj[p] as Linear, qw);
       }
-      const { layer, proj } = table.byName.get(`${prefix}.weight`)!; // a quantizable projection (loadModelDir)
-      model.layers[layer!].proj[proj!] = new QuantLinear(model.layers[layer!].proj[proj!] as Linear, qw);
-    }
+    });
+    const headQw = loaded.quantized.get('lm_head');
+    if (headQw) model.lmHead = new QuantLinear(model.lmHead as Linear, headQw); // untied (parseHfConfig): its own float Linear
     return model;
   } catch (e) {
     const name = /'([^']+)'/.exec((e as Error).message)?.[1];
