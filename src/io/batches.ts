@@ -4,8 +4,10 @@
  * IGNORE_INDEX. Padding is on the right, so with causal attention the real tokens never see it and no
  * attention mask is needed. Optional length grouping (HF's LengthGroupedSampler idea) wastes less padding.
  */
-import { IGNORE_INDEX } from './datasets.ts';
 import { Rng } from '../tensor/rng.ts';
+
+/** Label of a token that takes no loss (Hugging Face's -100, the ignore_index of its cross-entropy). */
+export const IGNORE_INDEX = -100;
 
 export interface Batch {
   /** B·T token ids, row-major, right-padded with padId */

@@ -4,6 +4,7 @@
  * drawn from a seeded Rng, so the same files and seed give the same examples in the same order.
  * Batching (padding, length grouping) lives in batches.ts and is re-exported here.
  */
+import { IGNORE_INDEX } from './batches.ts';
 import { Rng } from '../tensor/rng.ts';
 import { readExamples } from './dataset-files.ts';
 import { promptFor, type Example } from './prompt.ts';
@@ -71,9 +72,6 @@ export function splitValidation<T>(examples: T[], valSize: number, seed: number)
     val: examples.filter((_, i) => picked[i]),
   };
 }
-
-/** Label of a token that takes no loss (Hugging Face's -100, the ignore_index of its cross-entropy). */
-export const IGNORE_INDEX = -100;
 
 export interface TokenizedExample {
   inputIds: number[];

@@ -1,6 +1,6 @@
 /** Next-token loss of a causal LM, as Hugging Face computes it (labels shifted left, mean over kept tokens). */
 import { Tensor, crossEntropy, reshape } from '../../tensor/index.ts';
-import { IGNORE_INDEX } from '../../io/datasets.ts';
+import { IGNORE_INDEX } from '../../io/batches.ts';
 
 /**
  * logits (B, T, V), labels (B·T) aligned with the inputs. Position t predicts labels[t + 1]; the last

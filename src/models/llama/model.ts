@@ -24,7 +24,6 @@ import type { AttentionInputs, CachedForwardOptions } from './prefill.ts';
 
 export { PROJECTIONS, projectionWeightName } from './weights.ts';
 export type { ProjectionName } from './weights.ts';
-export type { CachedForwardOptions } from './prefill.ts';
 
 export interface DecoderLayer {
   inputNorm: RMSNorm;
