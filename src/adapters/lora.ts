@@ -159,6 +159,17 @@ export class LoraLinear implements LinearLike {
   }
 }
 
+/** Runs `fn` with every adapter path of `loras` off (rank 0), then gives each its rank back (also when `fn` throws). */
+export function withAdaptersOff<T>(loras: LoraLinear[], fn: () => T): T {
+  const ranks = loras.map((l) => l.activeRank);
+  loras.forEach((l) => (l.activeRank = 0));
+  try {
+    return fn();
+  } finally {
+    loras.forEach((l, k) => (l.activeRank = ranks[k]));
+  }
+}
+
 function checkShape(t: Tensor, shape: number[], what: string): void {
   if (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i])) {
     throw new Error(`${what}: shape [${t.shape.join(', ')}] does not match the base layer (expected [${shape.join(', ')}])`);

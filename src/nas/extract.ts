@@ -14,8 +14,8 @@ import { Tensor, noGrad } from '../tensor/index.ts';
 import { LlamaModel, PROJECTIONS, projectionWeightName } from '../models/llama/model.ts';
 import type { LlamaConfig } from '../models/llama/config.ts';
 import { copyTokenizerFiles, saveModelDir } from '../models/llama/checkpoint.ts';
-import { LoraLinear } from '../adapters/lora.ts';
-import { savePeftAdapter } from '../adapters/peft.ts';
+import { LoraLinear, withAdaptersOff } from '../adapters/lora.ts';
+import { loraModules, savePeftAdapter } from '../adapters/peft.ts';
 import type { Linear, LinearLike } from '../nn/modules.ts';
 import { QuantLinear } from '../nn/quant-linear.ts';
 import { dequantize, quantCode } from '../io/gptq-format.ts';
@@ -101,17 +101,14 @@ function requantize(base: QuantizedWeight, merged: Float32Array): QuantizedWeigh
 
 /** Writes the extracted model (and, unmerged, its sliced adapter under `<outDir>/adapter`). */
 export function extractToDir(model: LlamaModel, outDir: string, o: ExtractOptions): { config: LlamaConfig; adapterDir: string | null } {
-  const loras = model.layers.flatMap((l) => PROJECTIONS.map((p) => l.proj[p])).filter((m): m is LoraLinear => m instanceof LoraLinear);
+  const loras = loraModules(model);
   let smaller: LlamaModel;
   let adapterDir: string | null = null;
   if (o.merge || loras.length === 0) {
     smaller = noGrad(() => extractMerged(model));
   } else {
     // slice the base with the adapters switched off, then write the sliced adapters beside it
-    const ranks = loras.map((l) => l.activeRank);
-    loras.forEach((l) => (l.activeRank = 0));
-    smaller = extractMerged(model);
-    loras.forEach((l, k) => (l.activeRank = ranks[k]));
+    smaller = withAdaptersOff(loras, () => extractMerged(model));
     adapterDir = join(outDir, 'adapter');
   }
   saveModelDir(outDir, smaller, { hfConfig: o.hfConfig, dtype: o.dtype, overwrite: true });

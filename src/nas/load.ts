@@ -9,12 +9,15 @@ import { loadAdapter } from '../adapters/peft.ts';
 import type { LoraSettings } from '../adapters/peft.ts';
 import { PRESETS, resolveSearchSpace } from './search-space.ts';
 import type { SearchSpace } from './search-space.ts';
-import { applySubnet, resolveSubnetSpec } from './subnet.ts';
+import { resolveSubnetSpec } from './subnet.ts';
 import type { SubnetConfig } from './subnet.ts';
+import { SuperNet } from './supernet.ts';
 import type { ChannelOrder } from './channel-order.ts';
 
 export interface LoadedSubnet {
   model: LlamaModel;
+  /** the model with its adapter and search space (null without an adapter), `config` active */
+  supernet: SuperNet | null;
   space: SearchSpace | null;
   config: SubnetConfig | null;
   lora: LoraSettings | null;
@@ -32,14 +35,14 @@ export function loadWithAdapter(modelDir: string, adapterDir?: string, subnet?: 
   if (!adapterDir) {
     if (subnet) throw new Error('--subnet needs --adapter (a sub-network is a configuration of an elastic adapter)');
     useSparseKernels(model);
-    return { model, space: null, config: null, lora: null, channelOrder: null };
+    return { model, supernet: null, space: null, config: null, lora: null, channelOrder: null };
   }
   const { settings, searchSpace, channelOrder } = loadAdapter(model, adapterDir);
   const space = resolveSearchSpace(searchSpace ?? PRESETS.none, model.config, settings.rank, settings.targets);
   const config = resolveSubnetSpec(space, subnet ?? 'maximal');
-  applySubnet(model, space, config);
+  const supernet = new SuperNet(model, space, config);
   useSparseKernels(model);
-  return { model, space, config, lora: settings, channelOrder };
+  return { model, supernet, space, config, lora: settings, channelOrder };
 }
 
 /**

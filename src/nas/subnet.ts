@@ -53,7 +53,7 @@ export function validateSubnet(space: SearchSpace, cfg: unknown, source: string)
 /** Sets every module's active sizes to `config` (modules outside every group go back to full size). */
 export function applySubnet(model: LlamaModel, space: SearchSpace, config: SubnetConfig): void {
   const D = model.config.headDim;
-  for (const layer of model.layers) for (const p of Object.values(layer.proj)) resetModule(p);
+  applyFullSize(model);
   for (const g of space.groups) {
     const v = config[g.id];
     if (v === undefined) throw new Error(`sub-network configuration has no value for group "${g.id}"`);
@@ -78,6 +78,11 @@ export function applySubnet(model: LlamaModel, space: SearchSpace, config: Subne
       }
     }
   }
+}
+
+/** Every module back to its stored size, every adapter to its full rank. */
+export function applyFullSize(model: LlamaModel): void {
+  for (const layer of model.layers) for (const p of Object.values(layer.proj)) resetModule(p);
 }
 
 function elastic(m: LinearLike): Linear | LoraLinear {
