@@ -15,15 +15,14 @@ import { Rng, Tensor } from '../tensor/index.ts';
 import { SafetensorsFile, writeSafetensors } from '../io/safetensors.ts';
 import type { TensorToWrite } from '../io/safetensors.ts';
 import { writeJsonAtomic } from '../io/files.ts';
-import { Linear } from '../nn/modules.ts';
 import { PROJECTIONS, projectionWeightName } from '../models/llama/model.ts';
 import type { LlamaModel, ProjectionName } from '../models/llama/model.ts';
 import type { SearchSpaceSpec } from '../nas/search-space.ts';
 import { adapterInBaseOrder, mlpChannelOrder, permuteMlpChannels, validateChannelOrder } from '../nas/channel-order.ts';
 import type { ChannelOrder } from '../nas/channel-order.ts';
-import { LoraLinear } from './lora.ts';
+import { LoraLinear, wrapWithLora } from './lora.ts';
+import type { AdapterMode } from './lora.ts';
 import { enableQuantAware, enableSparsePeft } from './sqft.ts';
-import { QuantLinear } from '../nn/quant-linear.ts';
 
 export interface LoraSettings {
   rank: number;
@@ -31,9 +30,6 @@ export interface LoraSettings {
   dropout: number;
   targets: ProjectionName[];
 }
-
-/** lora: plain; sparse: SparsePEFT (delta masked by the base's zeros); qa: QA-SparsePEFT (INT4-aware). */
-export type AdapterMode = 'lora' | 'sparse' | 'qa';
 
 export const ADAPTER_WEIGHTS = 'adapter_model.safetensors';
 export const ADAPTER_CONFIG = 'adapter_config.json';
@@ -57,11 +53,7 @@ export function addLora(model: LlamaModel, s: LoraSettings, seed: number): LoraL
   const added: LoraLinear[] = [];
   model.layers.forEach((layer, i) => {
     for (const p of s.targets) {
-      const base = layer.proj[p];
-      if (!(base instanceof Linear) && !(base instanceof QuantLinear)) throw new Error(`layer ${i} ${p} already has an adapter`);
-      // on a GPTQ base the adapter wraps the dequantised weight and remembers the quantiser (SQFT)
-      const lora = new LoraLinear(base instanceof QuantLinear ? base.base : base, peftModuleName(i, p), s, { rng });
-      if (base instanceof QuantLinear) lora.baseQuant = base.qw;
+      const lora = wrapWithLora(layer.proj[p], peftModuleName(i, p), s, { rng });
       layer.proj[p] = lora;
       added.push(lora);
     }
@@ -183,10 +175,7 @@ export function loadAdapter(model: LlamaModel, dir: string): { settings: LoraSet
         const rank = patternValue(cfg.rank_pattern, name) ?? cfg.r;
         const alpha = patternValue(cfg.alpha_pattern, name) ?? cfg.lora_alpha;
         if (a.shape[0] !== rank) throw new Error(`${st.path}: ${aKey} has rank ${a.shape[0]} but adapter_config.json says r = ${rank}`);
-        const base = layer.proj[p];
-        if (!(base instanceof Linear) && !(base instanceof QuantLinear)) throw new Error(`layer ${i} ${p} already has an adapter`);
-        const lora = new LoraLinear(base instanceof QuantLinear ? base.base : base, name, { rank, alpha, dropout: cfg.lora_dropout ?? 0 }, { a: new Tensor(a.data, a.shape), b: new Tensor(b.data, b.shape) });
-        if (base instanceof QuantLinear) lora.baseQuant = base.qw;
+        const lora = wrapWithLora(layer.proj[p], name, { rank, alpha, dropout: cfg.lora_dropout ?? 0 }, { a: new Tensor(a.data, a.shape), b: new Tensor(b.data, b.shape) });
         layer.proj[p] = lora;
         targets.add(p);
         loaded++;

@@ -16,6 +16,7 @@ import type { LlamaConfig } from '../models/llama/config.ts';
 import { copyTokenizerFiles, saveModelDir } from '../models/llama/checkpoint.ts';
 import { LoraLinear, withAdaptersOff } from '../adapters/lora.ts';
 import { loraModules, savePeftAdapter } from '../adapters/peft.ts';
+import { QaSparsePeft } from '../adapters/sqft.ts';
 import type { Linear, LinearLike } from '../nn/modules.ts';
 import { QuantLinear } from '../nn/quant-linear.ts';
 import { dequantize, quantCode } from '../io/gptq-format.ts';
@@ -68,7 +69,7 @@ export function extractMerged(model: LlamaModel): LlamaModel {
         for (let k = 0; k < data.length; k++) data[k] += delta[k];
       }
       const name = `${projectionWeightName(i, p)}.weight`;
-      const qw = m instanceof QuantLinear ? m.qw : m instanceof LoraLinear && m.quant && m.baseQuant ? requantize(m.baseQuant, data) : null;
+      const qw = m instanceof QuantLinear ? m.qw : m instanceof LoraLinear && m.variant instanceof QaSparsePeft && m.baseQuant ? requantize(m.baseQuant, data) : null;
       if (qw && whole) {
         quantized.set(name, qw);
         data.set(dequantize(qw));

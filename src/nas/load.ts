@@ -4,7 +4,7 @@ import type { LlamaModel } from '../models/llama/model.ts';
 import { PROJECTIONS } from '../models/llama/model.ts';
 import { Linear } from '../nn/modules.ts';
 import { SparseLinear, SPARSE_KERNEL_MIN_SPARSITY, weightSparsity } from '../nn/sparse-linear.ts';
-import { LoraLinear } from '../adapters/lora.ts';
+import { LoraLinear, PLAIN_LORA } from '../adapters/lora.ts';
 import { loadAdapter } from '../adapters/peft.ts';
 import type { LoraSettings } from '../adapters/peft.ts';
 import { PRESETS, resolveSearchSpace } from './search-space.ts';
@@ -55,7 +55,7 @@ export function useSparseKernels(model: LlamaModel): number {
     for (const p of PROJECTIONS) {
       const m = layer.proj[p];
       if (m instanceof Linear && !(m instanceof SparseLinear) && weightSparsity(m) >= SPARSE_KERNEL_MIN_SPARSITY) { layer.proj[p] = new SparseLinear(m); n++; }
-      else if (m instanceof LoraLinear && !m.sparseMask && !m.quant && !(m.base instanceof SparseLinear) && weightSparsity(m.base) >= SPARSE_KERNEL_MIN_SPARSITY) {
+      else if (m instanceof LoraLinear && m.variant === PLAIN_LORA && !(m.base instanceof SparseLinear) && weightSparsity(m.base) >= SPARSE_KERNEL_MIN_SPARSITY) {
         m.base = new SparseLinear(m.base);
         n++;
       }
