@@ -14,7 +14,7 @@
  * dequantised weight, the GPTQ weight kept as `baseQuant`).
  */
 import { Rng, Tensor, add, dropout, linear, narrow, scale, tensor } from '../tensor/index.ts';
-import type { QuantizedWeight } from '../io/gptq-format.ts';
+import type { QuantizedWeight } from '../nn/quantized-weight.ts';
 import { Linear } from '../nn/modules.ts';
 import type { LinearLike } from '../nn/modules.ts';
 import { QuantLinear } from '../nn/quant-linear.ts';

@@ -7,7 +7,7 @@
  * by importance before training — the per-layer channel order) to lonas_adapter.json beside them; PEFT
  * ignores that file. Tensors are always stored in the base model's own channel order, so the adapter means
  * the same on the unchanged base in PEFT; lonas re-applies a recorded order when it loads the adapter
- * (src/nas/channel-order.ts), so first-k slicing of the MLP width keeps the channels training kept.
+ * (src/adapters/channel-order.ts), so first-k slicing of the MLP width keeps the channels training kept.
  */
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -17,9 +17,8 @@ import type { TensorToWrite } from '../io/safetensors.ts';
 import { writeJsonAtomic } from '../io/files.ts';
 import { PROJECTIONS, projectionWeightName } from '../models/llama/model.ts';
 import type { LlamaModel, ProjectionName } from '../models/llama/model.ts';
-import type { SearchSpaceSpec } from '../nas/search-space.ts';
-import { adapterInBaseOrder, mlpChannelOrder, permuteMlpChannels, validateChannelOrder } from '../nas/channel-order.ts';
-import type { ChannelOrder } from '../nas/channel-order.ts';
+import { adapterInBaseOrder, mlpChannelOrder, permuteMlpChannels, validateChannelOrder } from './channel-order.ts';
+import type { ChannelOrder } from './channel-order.ts';
 import { LoraLinear, wrapWithLora } from './lora.ts';
 import type { AdapterMode } from './lora.ts';
 import { enableQuantAware, enableSparsePeft } from './sqft.ts';
@@ -30,6 +29,12 @@ export interface LoraSettings {
   dropout: number;
   targets: ProjectionName[];
 }
+
+/**
+ * The search space an adapter was trained with, written and read back as given: its schema and validation
+ * live with the search (src/nas/search-space.ts parseSearchSpace), which builds on adapters, not the reverse.
+ */
+export type StoredSearchSpace = unknown;
 
 export const ADAPTER_WEIGHTS = 'adapter_model.safetensors';
 export const ADAPTER_CONFIG = 'adapter_config.json';
@@ -70,7 +75,7 @@ export function loraModules(model: LlamaModel): LoraLinear[] {
  * model's MLP channels were reordered in memory, the tensors are saved in the base's order and the order is
  * recorded (`mlp_channel_order`).
  */
-export function saveAdapter(dir: string, model: LlamaModel, s: LoraSettings, extra: { baseModel?: string; searchSpace?: SearchSpaceSpec; mode?: AdapterMode } = {}): void {
+export function saveAdapter(dir: string, model: LlamaModel, s: LoraSettings, extra: { baseModel?: string; searchSpace?: StoredSearchSpace; mode?: AdapterMode } = {}): void {
   const order = mlpChannelOrder(model);
   const entries = model.layers.flatMap((layer, l) => PROJECTIONS.flatMap((p) => {
     const m = layer.proj[p];
@@ -94,7 +99,7 @@ export interface AdapterEntry {
  * `r`/`lora_alpha`, the others to `rank_pattern`/`alpha_pattern` keyed by `layers.N.block.proj`, which
  * PEFT matches as a suffix of the module name.
  */
-export function savePeftAdapter(dir: string, entries: AdapterEntry[], extra: { baseModel?: string; searchSpace?: SearchSpaceSpec; targets?: string[]; dropout?: number; mode?: AdapterMode; channelOrder?: ChannelOrder | null } = {}): void {
+export function savePeftAdapter(dir: string, entries: AdapterEntry[], extra: { baseModel?: string; searchSpace?: StoredSearchSpace; targets?: string[]; dropout?: number; mode?: AdapterMode; channelOrder?: ChannelOrder | null } = {}): void {
   if (entries.length === 0) throw new Error('saveAdapter: no adapter modules to save (every rank is 0?)');
   mkdirSync(dir, { recursive: true });
   const tensors: Record<string, TensorToWrite> = {};
@@ -145,7 +150,7 @@ function patternValue(pattern: Record<string, number> | undefined, module: strin
  * reordered MLP channels (`mlp_channel_order` in lonas_adapter.json) leaves the model permuted the same way
  * (the function at full width is unchanged; narrower MLP widths keep the channels training kept).
  */
-export function loadAdapter(model: LlamaModel, dir: string): { settings: LoraSettings; searchSpace: SearchSpaceSpec | null; mode: AdapterMode; channelOrder: ChannelOrder | null } {
+export function loadAdapter(model: LlamaModel, dir: string): { settings: LoraSettings; searchSpace: StoredSearchSpace | null; mode: AdapterMode; channelOrder: ChannelOrder | null } {
   const cfgPath = join(dir, ADAPTER_CONFIG);
   if (!existsSync(cfgPath)) throw new Error(`${dir}: no ${ADAPTER_CONFIG} found (is this a LoRA adapter directory?)`);
   let cfg: Record<string, any>;
@@ -195,7 +200,7 @@ export function loadAdapter(model: LlamaModel, dir: string): { settings: LoraSet
   }
 }
 
-function readLonasAdapter(path: string): { search_space?: SearchSpaceSpec; mode?: AdapterMode; mlp_channel_order?: unknown } {
+function readLonasAdapter(path: string): { search_space?: StoredSearchSpace; mode?: AdapterMode; mlp_channel_order?: unknown } {
   try {
     return JSON.parse(readFileSync(path, 'utf8'));
   } catch (e) {

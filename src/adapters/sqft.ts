@@ -5,7 +5,7 @@
  */
 import { Tensor, add, contiguous, fakeQuant, linear, matmul, mul, narrow, scale } from '../tensor/index.ts';
 import type { QuantParams } from '../tensor/index.ts';
-import type { QuantizedWeight } from '../io/gptq-format.ts';
+import { quantParamsOf } from '../nn/quantized-weight.ts';
 import { PLAIN_LORA } from './lora.ts';
 import type { AdapterMode, LoraLinear, LoraVariant } from './lora.ts';
 
@@ -77,11 +77,6 @@ export function enableSparsePeft(loras: LoraLinear[]): number {
     l.variant = new SparsePeft(new Tensor(m, w.shape));
   }
   return total ? zeros / total : 0;
-}
-
-/** The fixed quantiser of a GPTQ base weight, as fakeQuant takes it. */
-export function quantParamsOf(qw: QuantizedWeight): QuantParams {
-  return { scales: qw.scales, zeros: qw.zeros, gIdx: qw.gIdx, maxq: 2 ** qw.bits - 1, out: qw.out };
 }
 
 /**

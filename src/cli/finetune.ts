@@ -11,7 +11,7 @@ import { loadSearchSpaceSpec, resolveSearchSpace } from '../nas/search-space.ts'
 import type { SearchSpace } from '../nas/search-space.ts';
 import { REORDER_MODES, reorderByImportance } from '../nas/importance.ts';
 import type { ReorderMode } from '../nas/importance.ts';
-import { permuteMlpChannels, validateChannelOrder } from '../nas/channel-order.ts';
+import { permuteMlpChannels, validateChannelOrder } from '../adapters/channel-order.ts';
 import type { LlamaModel } from '../models/llama/model.ts';
 import type { TokenizedExample } from '../io/datasets.ts';
 import { writeJsonAtomic } from '../io/files.ts';

@@ -19,8 +19,8 @@ import { loraModules, savePeftAdapter } from '../adapters/peft.ts';
 import { QaSparsePeft } from '../adapters/sqft.ts';
 import type { Linear, LinearLike } from '../nn/modules.ts';
 import { QuantLinear } from '../nn/quant-linear.ts';
-import { dequantize, quantCode } from '../io/gptq-format.ts';
-import type { QuantizedWeight } from '../io/gptq-format.ts';
+import { dequantize, quantCode } from '../nn/quantized-weight.ts';
+import type { QuantizedWeight } from '../nn/quantized-weight.ts';
 
 export interface ExtractOptions {
   merge: boolean;

@@ -22,8 +22,8 @@ import type { Linear } from '../nn/modules.ts';
 import { LoraLinear } from '../adapters/lora.ts';
 import { QuantLinear } from '../nn/quant-linear.ts';
 import { calibrateLayerwise } from '../compress/calibrate.ts';
-import { orderByScore, permuteMlpChannels } from './channel-order.ts';
-import type { ChannelOrder } from './channel-order.ts';
+import { orderByScore, permuteMlpChannels } from '../adapters/channel-order.ts';
+import type { ChannelOrder } from '../adapters/channel-order.ts';
 
 export const REORDER_MODES = ['magnitude', 'activation'] as const;
 export type ReorderMode = (typeof REORDER_MODES)[number];

@@ -1,18 +1,19 @@
 /** Loading a base model with an (elastic) adapter and a sub-network configuration active. */
+import { join } from 'node:path';
 import { loadLlama } from '../models/llama/checkpoint.ts';
 import type { LlamaModel } from '../models/llama/model.ts';
 import { PROJECTIONS } from '../models/llama/model.ts';
 import { Linear } from '../nn/modules.ts';
 import { SparseLinear, SPARSE_KERNEL_MIN_SPARSITY, weightSparsity } from '../nn/sparse-linear.ts';
 import { LoraLinear, PLAIN_LORA } from '../adapters/lora.ts';
-import { loadAdapter } from '../adapters/peft.ts';
+import { LONAS_ADAPTER, loadAdapter } from '../adapters/peft.ts';
 import type { LoraSettings } from '../adapters/peft.ts';
-import { PRESETS, resolveSearchSpace } from './search-space.ts';
+import { PRESETS, parseSearchSpace, resolveSearchSpace } from './search-space.ts';
 import type { SearchSpace } from './search-space.ts';
 import { resolveSubnetSpec } from './subnet.ts';
 import type { SubnetConfig } from './subnet.ts';
 import { SuperNet } from './supernet.ts';
-import type { ChannelOrder } from './channel-order.ts';
+import type { ChannelOrder } from '../adapters/channel-order.ts';
 
 export interface LoadedSubnet {
   model: LlamaModel;
@@ -38,7 +39,8 @@ export function loadWithAdapter(modelDir: string, adapterDir?: string, subnet?: 
     return { model, supernet: null, space: null, config: null, lora: null, channelOrder: null };
   }
   const { settings, searchSpace, channelOrder } = loadAdapter(model, adapterDir);
-  const space = resolveSearchSpace(searchSpace ?? PRESETS.none, model.config, settings.rank, settings.targets);
+  const spec = searchSpace === null ? PRESETS.none : parseSearchSpace(searchSpace, `${join(adapterDir, LONAS_ADAPTER)}: field "search_space"`);
+  const space = resolveSearchSpace(spec, model.config, settings.rank, settings.targets);
   const config = resolveSubnetSpec(space, subnet ?? 'maximal');
   const supernet = new SuperNet(model, space, config);
   useSparseKernels(model);

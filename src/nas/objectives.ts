@@ -11,7 +11,7 @@ import { ADAPTER_WEIGHTS } from '../adapters/peft.ts';
 import { makeBatches, tokenizeExample } from '../io/datasets.ts';
 import type { Example } from '../io/datasets.ts';
 import type { LonasTokenizer } from '../io/tokenizer.ts';
-import { validationLoss } from '../train/trainer.ts';
+import { validationLoss } from './validation-loss.ts';
 import { modelBackend } from '../eval/backend.ts';
 import { runEval } from '../eval/harness.ts';
 import type { TaskData } from '../eval/tasks.ts';

@@ -5,9 +5,8 @@
  */
 import { join, resolve } from 'node:path';
 import { loadTokenizer } from '../io/tokenizer.ts';
-import { TRAIN_LOG } from '../train/trainer.ts';
 import { loadWithAdapter } from './load.ts';
-import { allCandidates, namedCandidates } from './candidates.ts';
+import { TRAIN_LOG, allCandidates, namedCandidates } from './candidates.ts';
 import { EVALUATIONS_FILE, runSearch } from './search.ts';
 import type { CostObjective, CostRecord, SearchProgress, SearchResult } from './search.ts';
 import { readRunOptions, validationExamples, validationTasks } from './validation.ts';

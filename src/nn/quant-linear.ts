@@ -7,8 +7,7 @@ import { Tensor, needsGrad } from '../tensor/index.ts';
 import { kernels } from '../kernels/index.ts';
 import { scratchF32 } from '../tensor/scratch.ts';
 import { compressedKernels, packInt4 } from '../kernels/compressed.ts';
-import type { QuantParams } from '../tensor/index.ts';
-import type { QuantizedWeight } from '../io/gptq-format.ts';
+import type { QuantizedWeight } from './quantized-weight.ts';
 import { Linear } from './modules.ts';
 import type { LinearLike } from './modules.ts';
 
@@ -58,10 +57,5 @@ export class QuantLinear implements LinearLike {
 
   baseTensors(): Tensor[] {
     return this.base.baseTensors();
-  }
-
-  /** The fixed quantiser (for QA-SparsePEFT). */
-  quantParams(): QuantParams {
-    return { scales: this.qw.scales, zeros: this.qw.zeros, gIdx: this.qw.gIdx, maxq: 2 ** this.qw.bits - 1, out: this.qw.out };
   }
 }

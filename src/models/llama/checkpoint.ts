@@ -21,8 +21,8 @@ import { LlamaModel, PROJECTIONS, projectionWeightName } from './model.ts';
 import type { ProjectionName } from './model.ts';
 import { QuantLinear } from '../../nn/quant-linear.ts';
 import type { Linear } from '../../nn/modules.ts';
-import { dequantize } from '../../io/gptq-format.ts';
-import type { QuantizedWeight } from '../../io/gptq-format.ts';
+import { dequantize } from '../../nn/quantized-weight.ts';
+import type { QuantizedWeight } from '../../nn/quantized-weight.ts';
 import { formatFor, gptqTensors, readGptqProjection } from './gptq-io.ts';
 
 export type WeightDType = 'F32' | 'F16' | 'BF16';

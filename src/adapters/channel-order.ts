@@ -12,8 +12,8 @@
  * src/adapters/peft.ts) with the order recorded beside them so lonas permutes again when it loads them.
  */
 import { Tensor } from '../tensor/index.ts';
-import { LoraLinear } from '../adapters/lora.ts';
-import { QaSparsePeft, SparsePeft } from '../adapters/sqft.ts';
+import { LoraLinear } from './lora.ts';
+import { QaSparsePeft, SparsePeft } from './sqft.ts';
 import { Linear } from '../nn/modules.ts';
 import type { LinearLike } from '../nn/modules.ts';
 import { SparseLinear } from '../nn/sparse-linear.ts';
