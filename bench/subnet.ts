@@ -72,7 +72,7 @@ function executedPrefillMacs(m: LlamaModel, L: number): number {
 
 /** Per-token decode MACs at a context of `ctx` keys: cost.ts's 1-token count with attention over ctx keys. */
 function decodeMacs(m: LlamaModel, ctx: number): number {
-  return countMacs(m, 1) + m.layers.reduce((s, l) => s + 2 * (ctx - 1) * l.proj.q_proj.activeOut, 0);
+  return countMacs(m, 1) + m.layers.reduce((s, l) => s + 2 * (ctx - 1) * l.proj.q_proj.outFeatures, 0);
 }
 
 /** The three extracted models of the LoRA super-network, with their cost figures. */

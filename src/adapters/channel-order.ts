@@ -13,6 +13,7 @@
  */
 import { Tensor } from '../tensor/index.ts';
 import { LoraLinear } from './lora.ts';
+import { ElasticLinear } from './elastic.ts';
 import { QaSparsePeft, SparsePeft } from './sqft.ts';
 import { Linear } from '../nn/modules.ts';
 import type { LinearLike } from '../nn/modules.ts';
@@ -126,7 +127,7 @@ export function adapterInBaseOrder(m: LoraLinear, proj: ProjectionName, p: reado
 
 /** The plain float base of a projection, or a clear error for forms whose storage cannot be permuted. */
 function floatBase(m: LinearLike, what: string): Linear {
-  const base = m instanceof LoraLinear ? m.base : m;
+  const base = m instanceof LoraLinear ? m.base : m instanceof ElasticLinear ? m.stored : m;
   if (m instanceof LoraLinear && (m.variant instanceof QaSparsePeft || m.baseQuant)) throw new Error(`reordering MLP channels: ${what} has a GPTQ-quantised base; reordering a quantised base is not supported`);
   if (base instanceof SparseLinear) throw new Error(`reordering MLP channels: ${what} already runs the sparse inference kernel; permute before useSparseKernels`);
   if (!(base instanceof Linear)) throw new Error(`reordering MLP channels: ${what} is not a float Linear (a GPTQ-quantised base cannot be reordered)`);

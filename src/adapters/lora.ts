@@ -5,7 +5,8 @@
  *
  * A: (r_max, in), Kaiming-uniform (as PEFT: kaiming_uniform_(a=√5), i.e. U(−1/√in, 1/√in)); B: (out, r_max),
  * zero, so an untrained adapter changes nothing. The active sizes (r', o', i') are plain fields set
- * explicitly by a sub-network configuration; slices are strided views multiplied in place (no copies).
+ * explicitly by a sub-network configuration; slices are strided views multiplied in place (no copies;
+ * src/adapters/elastic.ts).
  * The scaling stays alpha / r_max whatever r' is, as the reference implementation does.
  *
  * How the low-rank update acts on the base is the adapter's `variant` (a strategy object): plain LoRA (this
@@ -19,6 +20,7 @@ import { Linear } from '../nn/modules.ts';
 import type { LinearLike } from '../nn/modules.ts';
 import { QuantLinear } from '../nn/quant-linear.ts';
 import { kernels } from '../kernels/index.ts';
+import { slicedLinear } from './elastic.ts';
 
 export interface LoraOptions {
   rank: number;
@@ -42,9 +44,9 @@ export interface LoraVariant {
 export const PLAIN_LORA: LoraVariant = {
   mode: 'lora',
   forward(l, x) {
-    if (l.activeRank === 0) return l.base.forward(x);
+    if (l.activeRank === 0) return l.baseForward(x);
     const a = l.activeA(), b = l.activeB(), xin = l.adapterInput(x); // (r', i'), (o', r')
-    return add(l.base.forward(x), scale(linear(linear(xin, a), b), l.scaling));
+    return add(l.baseForward(x), scale(linear(linear(xin, a), b), l.scaling));
   },
   maskDelta() {},
 };
@@ -57,6 +59,9 @@ export class LoraLinear implements LinearLike {
   dropoutP: number;
   /** active rank r' ≤ rMax (0 disables the adapter path) */
   activeRank: number;
+  /** active output channels (first rows of W and B) and input channels (first columns of W and A) */
+  activeOut: number;
+  activeIn: number;
   /** dropout randomness; set by the trainer (seeded). Dropout runs only when `training` is true. */
   rng: Rng | null = null;
   training = false;
@@ -89,24 +94,7 @@ export class LoraLinear implements LinearLike {
     this.loraA.name = `${name}.lora_A.weight`;
     this.loraB.name = `${name}.lora_B.weight`;
     this.activeRank = opts.rank;
-  }
-
-  /** active output channels (first rows of W and B); the base layer holds the value */
-  get activeOut(): number {
-    return this.base.activeOut;
-  }
-
-  set activeOut(v: number) {
-    this.base.activeOut = v;
-  }
-
-  /** active input channels (first columns of W and A) */
-  get activeIn(): number {
-    return this.base.activeIn;
-  }
-
-  set activeIn(v: number) {
-    this.base.activeIn = v;
+    [this.activeOut, this.activeIn] = [out, inF];
   }
 
   get scaling(): number {
@@ -124,12 +112,18 @@ export class LoraLinear implements LinearLike {
   /** Restores the full (maximal) sizes. */
   resetActive(): void {
     this.activeRank = this.rMax;
-    [this.base.activeOut, this.base.activeIn] = this.base.weightShape;
+    [this.activeOut, this.activeIn] = this.base.weightShape;
   }
 
   /** x (…, activeIn) → (…, activeOut) */
   forward(x: Tensor): Tensor {
     return this.variant.forward(this, x);
+  }
+
+  /** W[:o', :i'] x + b[:o']: the base at the active widths (its own forward, e.g. the sparse kernel, at full size) */
+  baseForward(x: Tensor): Tensor {
+    const [out, inF] = this.base.weightShape;
+    return this.activeOut === out && this.activeIn === inF ? this.base.forward(x) : slicedLinear(this.base, x, this.activeOut, this.activeIn);
   }
 
   /** A[:r', :i'] (r', i'): the tensor itself at full size, else a strided view */

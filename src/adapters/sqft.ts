@@ -20,9 +20,9 @@ export class SparsePeft implements LoraVariant {
 
   /** y = W x + (ΔW ⊙ M) dropout(x); the base alone at rank 0 */
   forward(l: LoraLinear, x: Tensor): Tensor {
-    if (l.activeRank === 0) return l.base.forward(x);
+    if (l.activeRank === 0) return l.baseForward(x);
     const a = l.activeA(), b = l.activeB(), xin = l.adapterInput(x);
-    return add(l.base.forward(x), linear(xin, this.maskedDelta(l, a, b)));
+    return add(l.baseForward(x), linear(xin, this.maskedDelta(l, a, b)));
   }
 
   maskDelta(l: LoraLinear, delta: Float32Array): void {

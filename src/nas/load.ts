@@ -42,14 +42,15 @@ export function loadWithAdapter(modelDir: string, adapterDir?: string, subnet?: 
   const spec = searchSpace === null ? PRESETS.none : parseSearchSpace(searchSpace, `${join(adapterDir, LONAS_ADAPTER)}: field "search_space"`);
   const space = resolveSearchSpace(spec, model.config, settings.rank, settings.targets);
   const config = resolveSubnetSpec(space, subnet ?? 'maximal');
+  useSparseKernels(model); // before the SuperNet wraps projections in elastic widths
   const supernet = new SuperNet(model, space, config);
-  useSparseKernels(model);
   return { model, supernet, space, config, lora: settings, channelOrder };
 }
 
 /**
  * Projections (or adapter bases) at least half zeros switch to the sparse inference kernel. For models that
- * are used as loaded (generate, eval, bench, search, extract read the weights but do not change them).
+ * are used as loaded (generate, eval, bench, search, extract read the weights but do not change them), before
+ * any sub-network is applied (projections already wrapped in an ElasticLinear are left as they are).
  */
 export function useSparseKernels(model: LlamaModel): number {
   let n = 0;
