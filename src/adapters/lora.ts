@@ -71,7 +71,10 @@ export class LoraLinear implements LinearLike {
    * `base` may be swapped for an equivalent inference form of the same weight (SparseLinear). `baseQuant`: the
    * base weight's GPTQ quantisation when the base model is quantised (`base` then holds its dequantised values).
    */
-  constructor(public base: Linear, readonly name: string, opts: LoraOptions, init: { rng: Rng } | { a: Tensor; b: Tensor }, readonly baseQuant: QuantizedWeight | null = null) {
+  constructor(
+    public base: Linear, readonly name: string, opts: LoraOptions, init: { rng: Rng } | { a: Tensor; b: Tensor },
+    readonly baseQuant: QuantizedWeight | null = null,
+  ) {
     if (!Number.isInteger(opts.rank) || opts.rank < 1) throw new Error(`LoRA rank must be a positive integer, got ${opts.rank} (${name})`);
     const [out, inF] = base.weightShape;
     this.rMax = opts.rank;

@@ -89,7 +89,10 @@ export function enableQuantAware(loras: LoraLinear[], quantOf?: (moduleName: str
     const q = quantOf ? quantOf(l.name) : l.baseQuant ? quantParamsOf(l.baseQuant) : undefined;
     if (!q) throw new Error(`--quantization-aware: ${l.name} has no INT4 quantiser in the base model (quantize the base with \`lonas quantize\` first)`);
     if (l.dropoutP > 0) throw new Error('--quantization-aware needs --dropout 0 (the adapter acts only through the quantised merged weight)');
-    if (!(l.variant instanceof SparsePeft)) throw new Error(`--quantization-aware: ${l.name} is a ${l.variant === PLAIN_LORA ? 'plain LoRA' : l.variant.mode} adapter; enable SparsePEFT (enableSparsePeft) first, QA-SparsePEFT masks its delta the same way`);
+    if (!(l.variant instanceof SparsePeft)) {
+      const what = l.variant === PLAIN_LORA ? 'plain LoRA' : l.variant.mode;
+      throw new Error(`--quantization-aware: ${l.name} is a ${what} adapter; enable SparsePEFT (enableSparsePeft) first, QA-SparsePEFT masks its delta the same way`);
+    }
     l.variant = new QaSparsePeft(l.variant.mask, q);
   }
 }

@@ -9,7 +9,6 @@ import { LoraLinear, PLAIN_LORA } from '../adapters/lora.ts';
 import { LONAS_ADAPTER, loadAdapter } from '../adapters/peft.ts';
 import type { LoraSettings } from '../adapters/peft.ts';
 import { PRESETS, parseSearchSpace, resolveSearchSpace } from './search-space.ts';
-import type { SearchSpace } from './search-space.ts';
 import { resolveSubnetSpec } from './subnet.ts';
 import type { SubnetConfig } from './subnet.ts';
 import { SuperNet } from './supernet.ts';
@@ -19,7 +18,6 @@ export interface LoadedSubnet {
   model: LlamaModel;
   /** the model with its adapter and search space (null without an adapter), `config` active */
   supernet: SuperNet | null;
-  space: SearchSpace | null;
   config: SubnetConfig | null;
   lora: LoraSettings | null;
   /** the MLP channel order the adapter was trained with (already applied to `model`), or null */
@@ -36,7 +34,7 @@ export function loadWithAdapter(modelDir: string, adapterDir?: string, subnet?: 
   if (!adapterDir) {
     if (subnet) throw new Error('--subnet needs --adapter (a sub-network is a configuration of an elastic adapter)');
     useSparseKernels(model);
-    return { model, supernet: null, space: null, config: null, lora: null, channelOrder: null };
+    return { model, supernet: null, config: null, lora: null, channelOrder: null };
   }
   const { settings, searchSpace, channelOrder } = loadAdapter(model, adapterDir);
   const spec = searchSpace === null ? PRESETS.none : parseSearchSpace(searchSpace, `${join(adapterDir, LONAS_ADAPTER)}: field "search_space"`);
@@ -44,7 +42,7 @@ export function loadWithAdapter(modelDir: string, adapterDir?: string, subnet?: 
   const config = resolveSubnetSpec(space, subnet ?? 'maximal');
   useSparseKernels(model); // before the SuperNet wraps projections in elastic widths
   const supernet = new SuperNet(model, space, config);
-  return { model, supernet, space, config, lora: settings, channelOrder };
+  return { model, supernet, config, lora: settings, channelOrder };
 }
 
 /**

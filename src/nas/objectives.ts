@@ -43,7 +43,9 @@ export function lossScore(net: SuperNet, tok: LonasTokenizer, examples: Example[
 }
 
 /** Accuracy over all examples of `tasks` through the evaluation harness (src/eval), the configuration active. */
-export function accuracyScore(net: SuperNet, tok: LonasTokenizer, tasks: TaskData[], o: { mode: 'loglik' | 'generate'; batchSize: number }, fingerprint: string): Score {
+export function accuracyScore(
+  net: SuperNet, tok: LonasTokenizer, tasks: TaskData[], o: { mode: 'loglik' | 'generate'; batchSize: number }, fingerprint: string,
+): Score {
   if (o.mode === 'loglik') {
     const bad = tasks.filter((t) => t.answer.type !== 'choice');
     if (bad.length) throw new Error(`--mode loglik scores multiple-choice options; the validation data has ${bad.map((t) => t.answer.type).join(', ')} answers: use --mode generate`);

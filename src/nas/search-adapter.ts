@@ -41,8 +41,9 @@ export async function searchAdapter(o: AdapterSearchOptions, hooks: AdapterSearc
   if (warning) log(`lonas search: WARNING ${warning}`);
   const fingerprint = modelFingerprint(o.model, o.adapter);
   const tok = loadTokenizer(o.model);
+  const lossOptions = { cutoffLen: o.cutoffLen ?? run?.cutoffLen ?? 256, trainOnInputs: run?.trainOnInputs ?? true, batchSize: o.batchSize };
   const score = o.mode === 'loss'
-    ? lossScore(supernet, tok, examples, { cutoffLen: o.cutoffLen ?? run?.cutoffLen ?? 256, trainOnInputs: run?.trainOnInputs ?? true, batchSize: o.batchSize }, fingerprint)
+    ? lossScore(supernet, tok, examples, lossOptions, fingerprint)
     : accuracyScore(supernet, tok, validationTasks(o.val, examples), { mode: o.mode, batchSize: o.batchSize }, fingerprint);
   const delta = o.delta ?? (score.name === 'loss' ? 0.05 : 0.01);
   const cost = searchCost(supernet, o.objective, { promptLen: o.latencyPromptLen, genLen: o.latencyGenLen, repeats: o.latencyRepeats });

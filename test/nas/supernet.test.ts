@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import * as T from '../../src/tensor/index.ts';
 import { addLora, loraModules } from '../../src/adapters/peft.ts';
 import { PRESETS, resolveSearchSpace } from '../../src/nas/search-space.ts';
+import type { SearchSpaceSpec } from '../../src/nas/search-space.ts';
 import { applySubnet, namedSubnet } from '../../src/nas/subnet.ts';
 import { extractMerged } from '../../src/nas/extract.ts';
 import { countMacs, countParams } from '../../src/nas/cost.ts';
@@ -24,7 +25,8 @@ function build(): SuperNet {
   addLora(m, { rank: 4, alpha: 8, dropout: 0, targets: [...TARGETS] }, 1);
   const rng = new T.Rng(8);
   for (const l of loraModules(m)) l.loraB.data.forEach((_, i, a) => (a[i] = rng.normal() * 0.1));
-  const space = resolveSearchSpace({ groups: [...PRESETS.nls.groups, { kind: 'mlp_width', share: 'layer', fractions: [1, 0.5] }, { kind: 'heads', share: 'layer', fractions: [1, 0.5] }] }, m.config, 4);
+  const widths: SearchSpaceSpec['groups'] = [{ kind: 'mlp_width', share: 'layer', fractions: [1, 0.5] }, { kind: 'heads', share: 'layer', fractions: [1, 0.5] }];
+  const space = resolveSearchSpace({ groups: [...PRESETS.nls.groups, ...widths] }, m.config, 4);
   return new SuperNet(m, space, namedSubnet(space, 'heuristic'));
 }
 
