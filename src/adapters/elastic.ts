@@ -13,9 +13,14 @@ import { Linear } from '../nn/modules.ts';
 import type { LinearLike } from '../nn/modules.ts';
 import { QuantLinear } from '../nn/quant-linear.ts';
 
-/** x (…, i') → (…, o'): the first o' rows and i' columns of `base`'s weight (and o' entries of its bias). */
-export function slicedLinear(base: Linear, x: Tensor, o: number, i: number): Tensor {
-  const bias = base.bias && o !== base.weightShape[0] ? narrow(base.bias, 0, 0, o) : base.bias;
+/**
+ * x (…, i') → (…, o'): the first o' rows and i' columns of `base`'s weight (and o' entries of its bias); at
+ * full size the stored module's own forward, `whole.forward(x)` (its sparse or INT4 kernel).
+ */
+export function elasticForward(whole: LinearLike, base: Linear, x: Tensor, o: number, i: number): Tensor {
+  const [out, inF] = base.weightShape;
+  if (o === out && i === inF) return whole.forward(x);
+  const bias = base.bias && o !== out ? narrow(base.bias, 0, 0, o) : base.bias;
   const bits = base.weightStore.bf16;
   if (bits) return linearBf16(x, bits, o, i, bias);
   return linear(x, narrow(narrow(base.weight, 0, 0, o), 1, 0, i), bias);
@@ -51,9 +56,7 @@ export class ElasticLinear implements LinearLike {
 
   /** x (…, activeIn) → (…, activeOut) */
   forward(x: Tensor): Tensor {
-    const [out, inF] = this.base.weightShape;
-    if (this.activeOut === out && this.activeIn === inF) return this.stored.forward(x);
-    return slicedLinear(this.base, x, this.activeOut, this.activeIn);
+    return elasticForward(this.stored, this.base, x, this.activeOut, this.activeIn);
   }
 
   trainable(): Tensor[] {

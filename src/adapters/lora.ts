@@ -20,7 +20,7 @@ import { Linear } from '../nn/modules.ts';
 import type { LinearLike } from '../nn/modules.ts';
 import { QuantLinear } from '../nn/quant-linear.ts';
 import { kernels } from '../kernels/index.ts';
-import { slicedLinear } from './elastic.ts';
+import { elasticForward } from './elastic.ts';
 
 export interface LoraOptions {
   rank: number;
@@ -125,8 +125,7 @@ export class LoraLinear implements LinearLike {
 
   /** W[:o', :i'] x + b[:o']: the base at the active widths (its own forward, e.g. the sparse kernel, at full size) */
   baseForward(x: Tensor): Tensor {
-    const [out, inF] = this.base.weightShape;
-    return this.activeOut === out && this.activeIn === inF ? this.base.forward(x) : slicedLinear(this.base, x, this.activeOut, this.activeIn);
+    return elasticForward(this.base, this.base, x, this.activeOut, this.activeIn);
   }
 
   /** A[:r', :i'] (r', i'): the tensor itself at full size, else a strided view */
