@@ -30,8 +30,8 @@ import { causalLmLoss } from '../src/models/llama/loss.ts';
 import { addLora } from '../src/adapters/peft.ts';
 import type { LoraLinear } from '../src/adapters/lora.ts';
 import { PRESETS, resolveSearchSpace } from '../src/nas/search-space.ts';
-import type { SearchSpace } from '../src/nas/search-space.ts';
-import { applySubnet, namedSubnet, sampleSubnet } from '../src/nas/subnet.ts';
+import { applyFullSize, namedSubnet, sampleSubnet } from '../src/nas/subnet.ts';
+import { SuperNet } from '../src/nas/supernet.ts';
 import { AdamW } from '../src/train/adamw.ts';
 import { clipGradNorm } from '../src/train/grad-clip.ts';
 import { SMOL_EPS, SMOL_SHAPE, SMOL_STD, SMOL_THETA, buildSmolModel, takeOption } from './generation.ts';
@@ -49,8 +49,7 @@ const emptyTimes = (): StepTimes => ({ fwd: [], bwd: [], opt: [], total: [] });
 class OurTrainer {
   readonly params: Tensor[];
   readonly opt: AdamW;
-  readonly none: SearchSpace;
-  readonly lonas: SearchSpace;
+  readonly net: SuperNet;
   readonly sampler = new Rng(SEED).derive('subnet-sampler');
   firstLoss = NaN;
   /** sum over supernet steps of the sampled configuration's MLP width fraction (for the report) */
@@ -59,8 +58,7 @@ class OurTrainer {
   constructor(readonly model: LlamaModel, readonly loras: LoraLinear[], dropoutRng: Rng) {
     this.params = loras.flatMap((l) => l.trainable());
     this.opt = new AdamW(this.params, { lr: LORA.lr, weightDecay: LORA.weightDecay });
-    this.none = resolveSearchSpace(PRESETS.none, model.config, LORA.rank, PROJECTIONS);
-    this.lonas = resolveSearchSpace(PRESETS.lonas, model.config, LORA.rank, PROJECTIONS);
+    this.net = new SuperNet(model, resolveSearchSpace(PRESETS.lonas, model.config, LORA.rank, PROJECTIONS));
     for (const l of loras) { l.rng = dropoutRng; l.training = true; }
   }
 
@@ -69,12 +67,12 @@ class OurTrainer {
     this.opt.zeroGrad(); // outside the timing, as the PyTorch side's zero_grad(set_to_none=True)
     const t0 = nowMs();
     if (variant === 'supernet') {
-      const config = sampleSubnet(this.lonas, this.sampler);
-      applySubnet(this.model, this.lonas, config);
-      const widths = this.lonas.groups.filter((g) => g.kind === 'mlp_width').map((g) => config[g.id] / SMOL_SHAPE.intermediate);
+      const config = sampleSubnet(this.net.space, this.sampler);
+      this.net.apply(config);
+      const widths = this.net.space.groups.filter((g) => g.kind === 'mlp_width').map((g) => config[g.id] / SMOL_SHAPE.intermediate);
       this.sampledWidth.push(widths.reduce((a, b) => a + b, 0) / widths.length);
     } else if (variant === 'maximal') {
-      applySubnet(this.model, this.lonas, namedSubnet(this.lonas, 'maximal'));
+      this.net.apply(namedSubnet(this.net.space, 'maximal'));
     }
     const loss = causalLmLoss(this.model.forward(ids, BATCH, SEQ), ids);
     const value = loss.item();
@@ -85,7 +83,7 @@ class OurTrainer {
     clipGradNorm(this.params, LORA.maxGradNorm);
     this.opt.update();
     const t3 = nowMs();
-    if (variant !== 'plain') applySubnet(this.model, this.none, {}); // back to full size, outside the timing
+    if (variant !== 'plain') applyFullSize(this.model); // back to full size, outside the timing
     return { fwd: t1 - t0, bwd: t2 - t1, opt: t3 - t2, total: t3 - t0 };
   }
 }

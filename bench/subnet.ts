@@ -31,11 +31,10 @@ import { addLora } from '../src/adapters/peft.ts';
 import { PROJECTIONS } from '../src/models/llama/model.ts';
 import type { LlamaModel } from '../src/models/llama/model.ts';
 import { countMacs, countParams, measureLatency } from '../src/nas/cost.ts';
-import { extractMerged } from '../src/nas/extract.ts';
 import { PRESETS, resolveSearchSpace } from '../src/nas/search-space.ts';
-import { applySubnet, namedSubnet } from '../src/nas/subnet.ts';
+import { namedSubnet } from '../src/nas/subnet.ts';
 import type { NamedSubnet } from '../src/nas/subnet.ts';
-import { noGrad } from '../src/tensor/index.ts';
+import { SuperNet } from '../src/nas/supernet.ts';
 import { backendSummary, log, machine, machineBusy, median, round } from './common.ts';
 import { SMOL_SHAPE, buildSmolModel } from './generation.ts';
 import { installKernelTimers, kernelTimes, resetKernelTimers } from './kernel-timers.ts';
@@ -73,22 +72,21 @@ function executedPrefillMacs(m: LlamaModel, L: number): number {
 
 /** Per-token decode MACs at a context of `ctx` keys: cost.ts's 1-token count with attention over ctx keys. */
 function decodeMacs(m: LlamaModel, ctx: number): number {
-  return countMacs(m, 1) + m.layers.reduce((s, l) => s + 2 * (ctx - 1) * l.proj.q_proj.activeOut, 0);
+  return countMacs(m, 1) + m.layers.reduce((s, l) => s + 2 * (ctx - 1) * l.proj.q_proj.outFeatures, 0);
 }
 
 /** The three extracted models of the LoRA super-network, with their cost figures. */
 function extractAll(o: Options) {
-  const supernet = buildSmolModel(SEED, o.promptLen + o.genLen);
+  const model = buildSmolModel(SEED, o.promptLen + o.genLen);
   const targets = [...PROJECTIONS];
-  addLora(supernet, { ...LORA, targets }, SEED + 2);
-  const space = resolveSearchSpace(PRESETS.lonas, supernet.config, LORA.rank, targets);
+  addLora(model, { ...LORA, targets }, SEED + 2);
+  const supernet = new SuperNet(model, resolveSearchSpace(PRESETS.lonas, model.config, LORA.rank, targets));
   const out = {} as Record<NamedSubnet, { model: LlamaModel; config: Record<string, number>; sizes: string }>;
   for (const name of CONFIGS) {
-    const config = namedSubnet(space, name);
-    applySubnet(supernet, space, config);
-    const model = noGrad(() => extractMerged(supernet));
-    const widths = [...new Set(model.config.layers.map((l) => l.intermediateSize))];
-    out[name] = { model, config, sizes: `MLP width ${widths.join('/')}` };
+    const config = namedSubnet(supernet.space, name);
+    const extracted = supernet.extract(config);
+    const widths = [...new Set(extracted.config.layers.map((l) => l.intermediateSize))];
+    out[name] = { model: extracted, config, sizes: `MLP width ${widths.join('/')}` };
     log(`  ${name}: ${out[name].sizes}, ranks ${[...new Set(Object.entries(config).filter(([k]) => k.includes('rank')).map(([, v]) => v))].join('/')} (merged)`);
   }
   return out;

@@ -5,20 +5,51 @@
  *
  * A: (r_max, in), Kaiming-uniform (as PEFT: kaiming_uniform_(a=√5), i.e. U(−1/√in, 1/√in)); B: (out, r_max),
  * zero, so an untrained adapter changes nothing. The active sizes (r', o', i') are plain fields set
- * explicitly by a sub-network configuration; slices are strided views multiplied in place (no copies).
+ * explicitly by a sub-network configuration; slices are strided views multiplied in place (no copies;
+ * src/adapters/elastic.ts).
  * The scaling stays alpha / r_max whatever r' is, as the reference implementation does.
+ *
+ * How the low-rank update acts on the base is the adapter's `variant` (a strategy object): plain LoRA (this
+ * file), SparsePEFT or QA-SparsePEFT (src/adapters/sqft.ts). `wrapWithLora` attaches an adapter to any base
+ * form lonas loads: a float or bf16 Linear, a SparseLinear (its dense weight), a GPTQ QuantLinear (its
+ * dequantised weight, the GPTQ weight kept as `baseQuant`).
  */
-import { Rng, Tensor, add, contiguous, dropout, fakeQuant, linear, matmul, mul, narrow, scale, tensor } from '../tensor/index.ts';
-import type { QuantParams } from '../tensor/index.ts';
-import type { QuantizedWeight } from '../io/gptq-format.ts';
-import type { Linear, LinearLike } from '../nn/modules.ts';
+import { Rng, Tensor, add, dropout, linear, narrow, scale, tensor } from '../tensor/index.ts';
+import type { QuantizedWeight } from '../nn/quantized-weight.ts';
+import { Linear } from '../nn/modules.ts';
+import type { LinearLike } from '../nn/modules.ts';
+import { QuantLinear } from '../nn/quant-linear.ts';
 import { kernels } from '../kernels/index.ts';
+import { elasticForward } from './elastic.ts';
 
 export interface LoraOptions {
   rank: number;
   alpha: number;
   dropout: number;
 }
+
+export type AdapterMode = 'lora' | 'sparse' | 'qa';
+
+/** How an adapter's update s · B A acts on its base: the layer's forward, and the mask of its merged delta. */
+export interface LoraVariant {
+  /** lora: plain; sparse: SparsePEFT (delta masked by the base's zeros); qa: QA-SparsePEFT (INT4-aware) */
+  readonly mode: AdapterMode;
+  /** x (…, i') → (…, o') at the layer's active sizes */
+  forward(l: LoraLinear, x: Tensor): Tensor;
+  /** Applies the variant's mask in place to a dense active delta (o', i') (merging and extraction). */
+  maskDelta(l: LoraLinear, delta: Float32Array): void;
+}
+
+/** Plain LoRA: y = W x + s · B (A dropout(x)), the adapter path skipped at rank 0. */
+export const PLAIN_LORA: LoraVariant = {
+  mode: 'lora',
+  forward(l, x) {
+    if (l.activeRank === 0) return l.baseForward(x);
+    const a = l.activeA(), b = l.activeB(), xin = l.adapterInput(x); // (r', i'), (o', r')
+    return add(l.baseForward(x), scale(linear(linear(xin, a), b), l.scaling));
+  },
+  maskDelta() {},
+};
 
 export class LoraLinear implements LinearLike {
   readonly loraA: Tensor; // (rMax, in)
@@ -28,24 +59,22 @@ export class LoraLinear implements LinearLike {
   dropoutP: number;
   /** active rank r' ≤ rMax (0 disables the adapter path) */
   activeRank: number;
+  /** active output channels (first rows of W and B) and input channels (first columns of W and A) */
+  activeOut: number;
+  activeIn: number;
   /** dropout randomness; set by the trainer (seeded). Dropout runs only when `training` is true. */
   rng: Rng | null = null;
   training = false;
+  /** how the update acts on the base (plain LoRA unless SQFT's enableSparsePeft / enableQuantAware set another) */
+  variant: LoraVariant = PLAIN_LORA;
   /**
-   * SparsePEFT (SQFT): the base's non-zero pattern M (out, in) as 0/1. The adapter contributes (s·B A) ⊙ M,
-   * so merging keeps the base's zeros exactly.
+   * `base` may be swapped for an equivalent inference form of the same weight (SparseLinear). `baseQuant`: the
+   * base weight's GPTQ quantisation when the base model is quantised (`base` then holds its dequantised values).
    */
-  sparseMask: Tensor | null = null;
-  /**
-   * QA-SparsePEFT (SQFT): the base's fixed INT4 quantiser. The layer computes with
-   * fakeQuant(W + (s·B A) ⊙ M) — the weight an INT4 merge would store — with a straight-through gradient.
-   */
-  quant: QuantParams | null = null;
-  /** the base weight's GPTQ quantisation when the base model is quantised (the base holds its dequantised values) */
-  baseQuant: QuantizedWeight | null = null;
-
-  /** `base` may be swapped for an equivalent inference form of the same weight (SparseLinear). */
-  constructor(public base: Linear, readonly name: string, opts: LoraOptions, init: { rng: Rng } | { a: Tensor; b: Tensor }) {
+  constructor(
+    public base: Linear, readonly name: string, opts: LoraOptions, init: { rng: Rng } | { a: Tensor; b: Tensor },
+    readonly baseQuant: QuantizedWeight | null = null,
+  ) {
     if (!Number.isInteger(opts.rank) || opts.rank < 1) throw new Error(`LoRA rank must be a positive integer, got ${opts.rank} (${name})`);
     const [out, inF] = base.weightShape;
     this.rMax = opts.rank;
@@ -68,24 +97,7 @@ export class LoraLinear implements LinearLike {
     this.loraA.name = `${name}.lora_A.weight`;
     this.loraB.name = `${name}.lora_B.weight`;
     this.activeRank = opts.rank;
-  }
-
-  /** active output channels (first rows of W and B); the base layer holds the value */
-  get activeOut(): number {
-    return this.base.activeOut;
-  }
-
-  set activeOut(v: number) {
-    this.base.activeOut = v;
-  }
-
-  /** active input channels (first columns of W and A) */
-  get activeIn(): number {
-    return this.base.activeIn;
-  }
-
-  set activeIn(v: number) {
-    this.base.activeIn = v;
+    [this.activeOut, this.activeIn] = [out, inF];
   }
 
   get scaling(): number {
@@ -103,32 +115,34 @@ export class LoraLinear implements LinearLike {
   /** Restores the full (maximal) sizes. */
   resetActive(): void {
     this.activeRank = this.rMax;
-    [this.base.activeOut, this.base.activeIn] = this.base.weightShape;
+    [this.activeOut, this.activeIn] = this.base.weightShape;
   }
 
   /** x (…, activeIn) → (…, activeOut) */
   forward(x: Tensor): Tensor {
-    const [out, inF] = this.base.weightShape;
-    const o = this.activeOut, i = this.activeIn, r = this.activeRank;
-    const full = o === out && i === inF;
-    if (r === 0 && !this.quant) return this.base.forward(x);
-    const a = r === this.rMax && i === inF ? this.loraA : narrow(narrow(this.loraA, 0, 0, r), 1, 0, i); // (r', i')
-    const b = r === this.rMax && o === out ? this.loraB : narrow(narrow(this.loraB, 0, 0, o), 1, 0, r); // (o', r')
-    const xin = this.training && this.dropoutP > 0 ? dropout(x, this.dropoutP, this.requireRng()) : x;
-    if (!this.sparseMask && !this.quant) {
-      // y = W x + s · B (A dropout(x))
-      return add(this.base.forward(x), scale(linear(linear(xin, a), b), this.scaling));
-    }
-    // SQFT: the adapter acts through a dense, masked delta (o', i') = (s · B A) ⊙ M
-    let delta = scale(matmul(contiguous(b), contiguous(a)), this.scaling);
-    if (this.sparseMask) delta = mul(delta, full ? this.sparseMask : contiguous(narrow(narrow(this.sparseMask, 0, 0, o), 1, 0, i)));
-    if (!this.quant) return add(this.base.forward(x), linear(xin, delta)); // W x + (ΔW ⊙ M) dropout(x)
-    if (xin !== x) throw new Error(`LoRA ${this.name}: quantisation-aware training needs --dropout 0 (the quantised merged weight has no separate adapter path)`);
-    // QA-SparsePEFT: y = fakeQuant(W + ΔW ⊙ M) x, the weight an INT4 merge stores; straight-through gradient
-    const w = this.base.weight;
-    const merged = add(contiguous(full ? w : narrow(narrow(w, 0, 0, o), 1, 0, i)), delta);
-    const bias = this.base.bias ? narrow(this.base.bias, 0, 0, o) : null;
-    return linear(x, fakeQuant(merged, this.quant), bias);
+    return this.variant.forward(this, x);
+  }
+
+  /** W[:o', :i'] x + b[:o']: the base at the active widths (its own forward, e.g. the sparse kernel, at full size) */
+  baseForward(x: Tensor): Tensor {
+    return elasticForward(this.base, this.base, x, this.activeOut, this.activeIn);
+  }
+
+  /** A[:r', :i'] (r', i'): the tensor itself at full size, else a strided view */
+  activeA(): Tensor {
+    const r = this.activeRank, i = this.activeIn;
+    return r === this.rMax && i === this.base.weightShape[1] ? this.loraA : narrow(narrow(this.loraA, 0, 0, r), 1, 0, i);
+  }
+
+  /** B[:o', :r'] (o', r') */
+  activeB(): Tensor {
+    const r = this.activeRank, o = this.activeOut;
+    return r === this.rMax && o === this.base.weightShape[0] ? this.loraB : narrow(narrow(this.loraB, 0, 0, o), 1, 0, r);
+  }
+
+  /** What the adapter path sees: dropout(x) in training (seeded by `rng`), else x itself. */
+  adapterInput(x: Tensor): Tensor {
+    return this.training && this.dropoutP > 0 ? dropout(x, this.dropoutP, this.requireRng()) : x;
   }
 
   trainable(): Tensor[] {
@@ -146,16 +160,35 @@ export class LoraLinear implements LinearLike {
     if (r === 0 || o === 0 || i === 0) return out;
     // (o', i') = s · B[:o', :r'] (row stride rMax) · A[:r', :i'] (row stride in)
     kernels().gemm(false, false, o, i, r, this.scaling, this.loraB.data, 0, this.rMax, this.loraA.data, 0, this.base.weightShape[1], 0, out, 0, i);
-    if (this.sparseMask) {
-      const m = this.sparseMask.data, inF = this.base.weightShape[1];
-      for (let row = 0; row < o; row++) for (let col = 0; col < i; col++) out[row * i + col] *= m[row * inF + col];
-    }
+    this.variant.maskDelta(this, out);
     return out;
   }
 
   private requireRng(): Rng {
     if (!this.rng) throw new Error(`LoRA ${this.name}: dropout in training needs an Rng (set module.rng)`);
     return this.rng;
+  }
+}
+
+/**
+ * The one way to attach a LoRA to a projection, whatever form its base weight is in: a float or bf16 Linear
+ * or a SparseLinear is wrapped as is; a GPTQ QuantLinear through its dequantised weight, remembering the
+ * quantiser (SQFT). A projection that already has an adapter is refused.
+ */
+export function wrapWithLora(m: LinearLike, name: string, opts: LoraOptions, init: { rng: Rng } | { a: Tensor; b: Tensor }): LoraLinear {
+  if (m instanceof QuantLinear) return new LoraLinear(m.base, name, opts, init, m.qw);
+  if (m instanceof Linear) return new LoraLinear(m, name, opts, init);
+  throw new Error(`${name} already has an adapter (a ${m.constructor.name}); LoRA wraps a Linear or a QuantLinear`);
+}
+
+/** Runs `fn` with every adapter path of `loras` off (rank 0), then gives each its rank back (also when `fn` throws). */
+export function withAdaptersOff<T>(loras: LoraLinear[], fn: () => T): T {
+  const ranks = loras.map((l) => l.activeRank);
+  loras.forEach((l) => (l.activeRank = 0));
+  try {
+    return fn();
+  } finally {
+    loras.forEach((l, k) => (l.activeRank = ranks[k]));
   }
 }
 

@@ -7,7 +7,7 @@
  * by importance before training — the per-layer channel order) to lonas_adapter.json beside them; PEFT
  * ignores that file. Tensors are always stored in the base model's own channel order, so the adapter means
  * the same on the unchanged base in PEFT; lonas re-applies a recorded order when it loads the adapter
- * (src/nas/channel-order.ts), so first-k slicing of the MLP width keeps the channels training kept.
+ * (src/adapters/channel-order.ts), so first-k slicing of the MLP width keeps the channels training kept.
  */
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -15,15 +15,13 @@ import { Rng, Tensor } from '../tensor/index.ts';
 import { SafetensorsFile, writeSafetensors } from '../io/safetensors.ts';
 import type { TensorToWrite } from '../io/safetensors.ts';
 import { writeJsonAtomic } from '../io/files.ts';
-import { Linear } from '../nn/modules.ts';
 import { PROJECTIONS, projectionWeightName } from '../models/llama/model.ts';
 import type { LlamaModel, ProjectionName } from '../models/llama/model.ts';
-import type { SearchSpaceSpec } from '../nas/search-space.ts';
-import { adapterInBaseOrder, mlpChannelOrder, permuteMlpChannels, validateChannelOrder } from '../nas/channel-order.ts';
-import type { ChannelOrder } from '../nas/channel-order.ts';
-import { LoraLinear } from './lora.ts';
+import { adapterInBaseOrder, mlpChannelOrder, permuteMlpChannels, validateChannelOrder } from './channel-order.ts';
+import type { ChannelOrder } from './channel-order.ts';
+import { LoraLinear, wrapWithLora } from './lora.ts';
+import type { AdapterMode } from './lora.ts';
 import { enableQuantAware, enableSparsePeft } from './sqft.ts';
-import { QuantLinear } from '../nn/quant-linear.ts';
 
 export interface LoraSettings {
   rank: number;
@@ -32,8 +30,11 @@ export interface LoraSettings {
   targets: ProjectionName[];
 }
 
-/** lora: plain; sparse: SparsePEFT (delta masked by the base's zeros); qa: QA-SparsePEFT (INT4-aware). */
-export type AdapterMode = 'lora' | 'sparse' | 'qa';
+/**
+ * The search space an adapter was trained with, written and read back as given: its schema and validation
+ * live with the search (src/nas/search-space.ts parseSearchSpace), which builds on adapters, not the reverse.
+ */
+export type StoredSearchSpace = unknown;
 
 export const ADAPTER_WEIGHTS = 'adapter_model.safetensors';
 export const ADAPTER_CONFIG = 'adapter_config.json';
@@ -57,11 +58,7 @@ export function addLora(model: LlamaModel, s: LoraSettings, seed: number): LoraL
   const added: LoraLinear[] = [];
   model.layers.forEach((layer, i) => {
     for (const p of s.targets) {
-      const base = layer.proj[p];
-      if (!(base instanceof Linear) && !(base instanceof QuantLinear)) throw new Error(`layer ${i} ${p} already has an adapter`);
-      // on a GPTQ base the adapter wraps the dequantised weight and remembers the quantiser (SQFT)
-      const lora = new LoraLinear(base instanceof QuantLinear ? base.base : base, peftModuleName(i, p), s, { rng });
-      if (base instanceof QuantLinear) lora.baseQuant = base.qw;
+      const lora = wrapWithLora(layer.proj[p], peftModuleName(i, p), s, { rng });
       layer.proj[p] = lora;
       added.push(lora);
     }
@@ -78,7 +75,7 @@ export function loraModules(model: LlamaModel): LoraLinear[] {
  * model's MLP channels were reordered in memory, the tensors are saved in the base's order and the order is
  * recorded (`mlp_channel_order`).
  */
-export function saveAdapter(dir: string, model: LlamaModel, s: LoraSettings, extra: { baseModel?: string; searchSpace?: SearchSpaceSpec; mode?: AdapterMode } = {}): void {
+export function saveAdapter(dir: string, model: LlamaModel, s: LoraSettings, extra: { baseModel?: string; searchSpace?: StoredSearchSpace; mode?: AdapterMode } = {}): void {
   const order = mlpChannelOrder(model);
   const entries = model.layers.flatMap((layer, l) => PROJECTIONS.flatMap((p) => {
     const m = layer.proj[p];
@@ -102,7 +99,7 @@ export interface AdapterEntry {
  * `r`/`lora_alpha`, the others to `rank_pattern`/`alpha_pattern` keyed by `layers.N.block.proj`, which
  * PEFT matches as a suffix of the module name.
  */
-export function savePeftAdapter(dir: string, entries: AdapterEntry[], extra: { baseModel?: string; searchSpace?: SearchSpaceSpec; targets?: string[]; dropout?: number; mode?: AdapterMode; channelOrder?: ChannelOrder | null } = {}): void {
+export function savePeftAdapter(dir: string, entries: AdapterEntry[], extra: { baseModel?: string; searchSpace?: StoredSearchSpace; targets?: string[]; dropout?: number; mode?: AdapterMode; channelOrder?: ChannelOrder | null } = {}): void {
   if (entries.length === 0) throw new Error('saveAdapter: no adapter modules to save (every rank is 0?)');
   mkdirSync(dir, { recursive: true });
   const tensors: Record<string, TensorToWrite> = {};
@@ -153,7 +150,7 @@ function patternValue(pattern: Record<string, number> | undefined, module: strin
  * reordered MLP channels (`mlp_channel_order` in lonas_adapter.json) leaves the model permuted the same way
  * (the function at full width is unchanged; narrower MLP widths keep the channels training kept).
  */
-export function loadAdapter(model: LlamaModel, dir: string): { settings: LoraSettings; searchSpace: SearchSpaceSpec | null; mode: AdapterMode; channelOrder: ChannelOrder | null } {
+export function loadAdapter(model: LlamaModel, dir: string): { settings: LoraSettings; searchSpace: StoredSearchSpace | null; mode: AdapterMode; channelOrder: ChannelOrder | null } {
   const cfgPath = join(dir, ADAPTER_CONFIG);
   if (!existsSync(cfgPath)) throw new Error(`${dir}: no ${ADAPTER_CONFIG} found (is this a LoRA adapter directory?)`);
   let cfg: Record<string, any>;
@@ -183,10 +180,7 @@ export function loadAdapter(model: LlamaModel, dir: string): { settings: LoraSet
         const rank = patternValue(cfg.rank_pattern, name) ?? cfg.r;
         const alpha = patternValue(cfg.alpha_pattern, name) ?? cfg.lora_alpha;
         if (a.shape[0] !== rank) throw new Error(`${st.path}: ${aKey} has rank ${a.shape[0]} but adapter_config.json says r = ${rank}`);
-        const base = layer.proj[p];
-        if (!(base instanceof Linear) && !(base instanceof QuantLinear)) throw new Error(`layer ${i} ${p} already has an adapter`);
-        const lora = new LoraLinear(base instanceof QuantLinear ? base.base : base, name, { rank, alpha, dropout: cfg.lora_dropout ?? 0 }, { a: new Tensor(a.data, a.shape), b: new Tensor(b.data, b.shape) });
-        if (base instanceof QuantLinear) lora.baseQuant = base.qw;
+        const lora = wrapWithLora(layer.proj[p], name, { rank, alpha, dropout: cfg.lora_dropout ?? 0 }, { a: new Tensor(a.data, a.shape), b: new Tensor(b.data, b.shape) });
         layer.proj[p] = lora;
         targets.add(p);
         loaded++;
@@ -206,7 +200,7 @@ export function loadAdapter(model: LlamaModel, dir: string): { settings: LoraSet
   }
 }
 
-function readLonasAdapter(path: string): { search_space?: SearchSpaceSpec; mode?: AdapterMode; mlp_channel_order?: unknown } {
+function readLonasAdapter(path: string): { search_space?: StoredSearchSpace; mode?: AdapterMode; mlp_channel_order?: unknown } {
   try {
     return JSON.parse(readFileSync(path, 'utf8'));
   } catch (e) {

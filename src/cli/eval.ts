@@ -53,20 +53,20 @@ async function runEvalCommand(o: EvalCliOptions): Promise<void> {
   if (o.mode === 'loglik' && (o.beams !== 1 || o.maxNewTokens !== undefined)) throw new Error('--beams and --max-new-tokens apply to --mode generate only');
   if (o.answerType !== 'auto' && !o.data) throw new Error('--answer-type applies to --data FILE (tasks named with --tasks have a known format)');
   const tasks: TaskData[] = o.data ? [loadDataFile(o.data, o.answerType)] : loadTasks(o.tasks!.split(',').map((s) => s.trim()).filter(Boolean), o.dataDir);
-  const loaded = loadWithAdapter(o.model, o.adapter, o.subnet);
+  const { model, supernet } = loadWithAdapter(o.model, o.adapter, o.subnet);
   const tok = loadTokenizer(o.model);
   const opts = { mode: o.mode, beams: o.beams, maxNewTokens: o.maxNewTokens, loglikTarget: o.loglikTarget, batchSize: o.batchSize, limit: o.limit, sample: o.sample, seed: o.seed };
   const total = tasks.reduce((n, t) => n + selectExamples(t, opts).length, 0);
   const progress = new EvalProgress(total, o.mode);
   let result: EvalResult;
   try {
-    result = await runEval(modelBackend(loaded.model, tok), tasks, opts, (p) => progress.update(p));
+    result = await runEval(modelBackend(model, tok), tasks, opts, (p) => progress.update(p));
   } finally {
     progress.stop();
   }
   const summary = {
     mode: result.mode,
-    model: { dir: resolve(o.model), adapter: o.adapter ? resolve(o.adapter) : null, subnet: loaded.config ? (o.subnet ?? 'maximal') : null, subnetConfig: loaded.config },
+    model: { dir: resolve(o.model), adapter: o.adapter ? resolve(o.adapter) : null, subnet: supernet ? (o.subnet ?? 'maximal') : null, subnetConfig: supernet?.config ?? null },
     protocol: result.protocol, tasks: result.tasks, average: result.average,
   };
   if (o.out) writeJsonAtomic(o.out, summary);

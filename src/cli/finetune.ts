@@ -4,15 +4,14 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { loadLlama } from '../models/llama/checkpoint.ts';
 import { loadTokenizer } from '../io/tokenizer.ts';
-import { loadTrainingMix, makeBatches, splitValidation, tokenizeExample } from '../io/datasets.ts';
-import type { MixSpec } from '../io/datasets.ts';
+import { loadTrainingMix, makeBatches, parseDataSpecs, splitValidation, tokenizeExample } from '../io/datasets.ts';
 import { addLora, parseTargets, saveAdapter } from '../adapters/peft.ts';
 import { enableQuantAware, enableSparsePeft } from '../adapters/sqft.ts';
 import { loadSearchSpaceSpec, resolveSearchSpace } from '../nas/search-space.ts';
 import type { SearchSpace } from '../nas/search-space.ts';
 import { REORDER_MODES, reorderByImportance } from '../nas/importance.ts';
 import type { ReorderMode } from '../nas/importance.ts';
-import { permuteMlpChannels, validateChannelOrder } from '../nas/channel-order.ts';
+import { permuteMlpChannels, validateChannelOrder } from '../adapters/channel-order.ts';
 import type { LlamaModel } from '../models/llama/model.ts';
 import type { TokenizedExample } from '../io/datasets.ts';
 import { writeJsonAtomic } from '../io/files.ts';
@@ -32,14 +31,6 @@ interface FinetuneOptions {
 export const CHANNEL_ORDER_FILE = 'mlp_channel_order.json';
 /** training examples that calibrate --reorder-channels activation */
 export const REORDER_CALIB_EXAMPLES = 32;
-
-/** "a.json:1000,b.jsonl" → files with optional sample counts. */
-export function parseDataSpecs(list: string): MixSpec[] {
-  return list.split(',').filter(Boolean).map((item) => {
-    const m = item.match(/^(.*):(\d+)$/);
-    return m ? { file: m[1], count: Number(m[2]) } : { file: item };
-  });
-}
 
 export function finetuneCommand(): Command {
   return new Command('finetune')

@@ -1,6 +1,7 @@
 /** Progress bars for long work (cli-progress on a terminal; one line per ~5% when stderr is not a TTY). */
 import cliProgress from 'cli-progress';
 import type { TrainEvent } from '../train/trainer.ts';
+import type { SearchProgress } from '../nas/search.ts';
 
 export class ProgressReporter {
   private bar: cliProgress.SingleBar | null = null;
@@ -42,6 +43,37 @@ export class ProgressReporter {
       process.stderr.write(`${s}\n`);
       this.bar.start(this.total, Number((this.bar as unknown as { value: number }).value ?? 0));
     } else process.stderr.write(`${this.label}: ${s}\n`);
+  }
+
+  stop(): void {
+    this.bar?.stop();
+    this.bar = null;
+  }
+}
+
+/** The sub-network search's progress: a bar on a terminal; otherwise one line per ~5 %. */
+export class SearchBar {
+  private bar: cliProgress.SingleBar | null = null;
+  private lastPct = -1;
+
+  update(p: SearchProgress, scoreName: string): void {
+    const payload = { front: p.front, best: p.bestScore.toFixed(4), src: p.last.cached ? 'cached' : p.last.source };
+    if (process.stderr.isTTY) {
+      if (!this.bar) {
+        this.bar = new cliProgress.SingleBar({
+          format: `search {bar} {value}/{total} evals | front {front} | best ${scoreName} {best} | {src} | ETA {eta_formatted}`,
+          stream: process.stderr, hideCursor: true, etaBuffer: 20,
+        }, cliProgress.Presets.shades_classic);
+        this.bar.start(p.total, 0, payload);
+      }
+      this.bar.update(p.done, payload);
+      return;
+    }
+    const pct = Math.floor((20 * p.done) / p.total);
+    if (pct !== this.lastPct || p.done === p.total) {
+      this.lastPct = pct;
+      process.stderr.write(`search: ${p.done}/${p.total} evals, front ${p.front}, best ${scoreName} ${payload.best}\n`);
+    }
   }
 
   stop(): void {

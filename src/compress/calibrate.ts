@@ -32,10 +32,6 @@ class ObservedLinear implements LinearLike {
   constructor(private readonly inner: LinearLike, private readonly name: ProjectionName, private readonly observe: InputObserver) {}
   get inFeatures() { return this.inner.inFeatures; }
   get outFeatures() { return this.inner.outFeatures; }
-  get activeOut() { return this.inner.activeOut; }
-  set activeOut(v: number) { this.inner.activeOut = v; }
-  get activeIn() { return this.inner.activeIn; }
-  set activeIn(v: number) { this.inner.activeIn = v; }
   forward(x: Tensor): Tensor {
     const d = x.contiguousData() as Float32Array;
     this.observe(this.name, d, d.length / this.inner.inFeatures, this.inner.inFeatures);

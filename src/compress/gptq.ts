@@ -10,12 +10,12 @@
  * SQFT-compatible variant for sparse weights: after every update the pruned positions are reset to 0.
  */
 import { roundHalfEven } from '../tensor/index.ts';
-import type { QuantizedWeight } from '../io/gptq-format.ts';
+import type { QuantizedWeight } from '../nn/quantized-weight.ts';
 
-import { quantCode } from '../io/gptq-format.ts';
+import { quantCode } from '../nn/quantized-weight.ts';
 
-export { dequantize, quantCode } from '../io/gptq-format.ts';
-export type { QuantizedWeight } from '../io/gptq-format.ts';
+export { dequantize, quantCode } from '../nn/quantized-weight.ts';
+export type { QuantizedWeight } from '../nn/quantized-weight.ts';
 
 export interface GptqOptions {
   bits: number;

@@ -12,8 +12,8 @@
 import { kernels } from '../kernels/index.ts';
 import type { FloatArray } from '../kernels/api.ts';
 import { f32ToF16, f16ToF32 } from '../io/safetensors.ts';
-import { dequantize } from '../io/gptq-format.ts';
-import type { QuantizedWeight } from '../io/gptq-format.ts';
+import { dequantize } from '../nn/quantized-weight.ts';
+import type { QuantizedWeight } from '../nn/quantized-weight.ts';
 import { Tensor } from '../tensor/index.ts';
 import { Linear } from '../nn/modules.ts';
 import { QuantLinear } from '../nn/quant-linear.ts';

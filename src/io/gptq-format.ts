@@ -4,47 +4,10 @@
  *    row r sits in bits 4·(r mod 8) of word ⌊r/8⌋. 3-bit rows straddle words exactly as AutoGPTQ's pack.
  *  - qzeros (groups, out·bits/32): for each group, the zeros of consecutive OUTPUT columns, stored as
  *    zero − 1 in the v1 "gptq" format (zero as is in "gptq_v2").
+ * What the codes mean (QuantizedWeight, the INT4 grid) is src/nn/quantized-weight.ts.
  */
-import { roundHalfEven } from '../tensor/ops.ts';
 
 export type GptqFormat = 'gptq' | 'gptq_v2';
-
-/** The integer code of w: clamp(round(w / scale) + zero, 0, maxq), rounding half to even as torch. */
-export function quantCode(w: number, scale: number, zero: number, maxq: number): number {
-  return Math.min(maxq, Math.max(0, roundHalfEven(w / scale) + zero));
-}
-
-
-/** A group-wise quantised (out, in) weight with its integer codes unpacked. */
-export interface QuantizedWeight {
-  out: number;
-  inF: number;
-  bits: number;
-  groupSize: number;
-  /** integer codes (out, in) */
-  q: Uint8Array;
-  /** (groups, out) */
-  scales: Float32Array;
-  /** (groups, out), integers in [0, maxq] */
-  zeros: Float32Array;
-  /** group of each input column */
-  gIdx: Int32Array;
-}
-
-/** Dequantised weights (out, in): scale · (q − zero) of each element's group. */
-export function dequantize(qw: QuantizedWeight): Float32Array {
-  const { out, inF, q, scales, zeros, gIdx } = qw;
-  const w = new Float32Array(out * inF);
-  for (let r = 0; r < out; r++) {
-    for (let j = 0; j < inF; j++) {
-      const g = gIdx[j] * out + r;
-      w[r * inF + j] = scales[g] * (q[r * inF + j] - zeros[g]);
-    }
-  }
-  return w;
-}
-
-
 
 /** Packs `n` codes read as values(k) for k < n into ⌈n·bits/32⌉ words (little-endian bit stream). */
 function packStream(n: number, bits: number, value: (k: number) => number, words: Int32Array, stride: number, offset: number): void {

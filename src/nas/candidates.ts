@@ -10,6 +10,9 @@ import type { SearchSpace } from './search-space.ts';
 import { NAMED_SUBNETS, namedSubnet, validateSubnet } from './subnet.ts';
 import type { SubnetConfig } from './subnet.ts';
 
+/** The training log `lonas finetune` writes beside the adapter (src/train/trainer.ts), one JSON line per step. */
+export const TRAIN_LOG = 'train_log.jsonl';
+
 export interface Candidate {
   /** e.g. "maximal", "most-frequent", "low-loss-1" */
   name: string;

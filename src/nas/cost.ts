@@ -29,7 +29,7 @@ function activeSliceNonZero(data: ArrayLike<number>, ld: number, rows: number, c
 function countModule(m: LinearLike): ParamCount {
   const base = m instanceof LoraLinear ? m.base : m;
   const [w, b] = base.baseTensors();
-  const o = m.activeOut, i = m.activeIn;
+  const o = m.outFeatures, i = m.inFeatures;
   let total = o * i + (b ? o : 0);
   let nonZero = activeSliceNonZero(w.data, w.shape[1], o, i) + (b ? activeSliceNonZero(b.data, o, 1, o) : 0);
   let adapter = 0;
@@ -67,10 +67,10 @@ export function countMacs(model: LlamaModel, seqLen = 256): number {
   for (const layer of model.layers) {
     for (const p of PROJECTIONS) {
       const m = layer.proj[p];
-      macs += L * m.activeOut * m.activeIn;
-      if (m instanceof LoraLinear && m.activeRank > 0) macs += L * m.activeRank * (m.activeIn + m.activeOut);
+      macs += L * m.outFeatures * m.inFeatures;
+      if (m instanceof LoraLinear && m.activeRank > 0) macs += L * m.activeRank * (m.inFeatures + m.outFeatures);
     }
-    const attnWidth = layer.proj.q_proj.activeOut; // heads · head_dim
+    const attnWidth = layer.proj.q_proj.outFeatures; // heads · head_dim
     macs += 2 * L * L * attnWidth; // QKᵀ and PV
   }
   return macs;

@@ -14,12 +14,14 @@ import { Tensor, noGrad } from '../tensor/index.ts';
 import { LlamaModel, PROJECTIONS, projectionWeightName } from '../models/llama/model.ts';
 import type { LlamaConfig } from '../models/llama/config.ts';
 import { copyTokenizerFiles, saveModelDir } from '../models/llama/checkpoint.ts';
-import { LoraLinear } from '../adapters/lora.ts';
-import { savePeftAdapter } from '../adapters/peft.ts';
+import { LoraLinear, withAdaptersOff } from '../adapters/lora.ts';
+import { ElasticLinear } from '../adapters/elastic.ts';
+import { loraModules, savePeftAdapter } from '../adapters/peft.ts';
+import { QaSparsePeft } from '../adapters/sqft.ts';
 import type { Linear, LinearLike } from '../nn/modules.ts';
 import { QuantLinear } from '../nn/quant-linear.ts';
-import { dequantize, quantCode } from '../io/gptq-format.ts';
-import type { QuantizedWeight } from '../io/gptq-format.ts';
+import { dequantize, quantCode } from '../nn/quantized-weight.ts';
+import type { QuantizedWeight } from '../nn/quantized-weight.ts';
 
 export interface ExtractOptions {
   merge: boolean;
@@ -56,25 +58,27 @@ export function extractMerged(model: LlamaModel): LlamaModel {
   const weights = new Map<string, Tensor>();
   const quantized = new Map<string, QuantizedWeight>();
   for (const [name, t] of model.namedParameters()) weights.set(name, t); // embeddings, norms, head: unchanged
-  model.layers.forEach((layer, i) => {
+  model.layers.forEach((layer, layerIndex) => {
     for (const p of PROJECTIONS) {
       const m: LinearLike = layer.proj[p];
+      const stored = m instanceof ElasticLinear ? m.stored : m;
       const base = m instanceof LoraLinear ? m.base : m;
       const [w, b] = base.baseTensors();
-      const whole = m.activeOut === w.shape[0] && m.activeIn === w.shape[1];
-      const data = sliceWeight(w, m.activeOut, m.activeIn);
+      const o = m.outFeatures, i = m.inFeatures;
+      const whole = o === w.shape[0] && i === w.shape[1];
+      const data = sliceWeight(w, o, i);
       if (m instanceof LoraLinear) {
         const delta = m.deltaWeight();
         for (let k = 0; k < data.length; k++) data[k] += delta[k];
       }
-      const name = `${projectionWeightName(i, p)}.weight`;
-      const qw = m instanceof QuantLinear ? m.qw : m instanceof LoraLinear && m.quant && m.baseQuant ? requantize(m.baseQuant, data) : null;
+      const name = `${projectionWeightName(layerIndex, p)}.weight`;
+      const qw = stored instanceof QuantLinear ? stored.qw : m instanceof LoraLinear && m.variant instanceof QaSparsePeft && m.baseQuant ? requantize(m.baseQuant, data) : null;
       if (qw && whole) {
         quantized.set(name, qw);
         data.set(dequantize(qw));
       }
-      weights.set(name, new Tensor(data, [m.activeOut, m.activeIn], { name }));
-      if (b) weights.set(`${projectionWeightName(i, p)}.bias`, new Tensor(b.data.slice(0, m.activeOut), [m.activeOut]));
+      weights.set(name, new Tensor(data, [o, i], { name }));
+      if (b) weights.set(`${projectionWeightName(layerIndex, p)}.bias`, new Tensor(b.data.slice(0, o), [o]));
     }
   });
   const out = new LlamaModel(activeConfig(model), weights);
@@ -101,17 +105,14 @@ function requantize(base: QuantizedWeight, merged: Float32Array): QuantizedWeigh
 
 /** Writes the extracted model (and, unmerged, its sliced adapter under `<outDir>/adapter`). */
 export function extractToDir(model: LlamaModel, outDir: string, o: ExtractOptions): { config: LlamaConfig; adapterDir: string | null } {
-  const loras = model.layers.flatMap((l) => PROJECTIONS.map((p) => l.proj[p])).filter((m): m is LoraLinear => m instanceof LoraLinear);
+  const loras = loraModules(model);
   let smaller: LlamaModel;
   let adapterDir: string | null = null;
   if (o.merge || loras.length === 0) {
     smaller = noGrad(() => extractMerged(model));
   } else {
     // slice the base with the adapters switched off, then write the sliced adapters beside it
-    const ranks = loras.map((l) => l.activeRank);
-    loras.forEach((l) => (l.activeRank = 0));
-    smaller = extractMerged(model);
-    loras.forEach((l, k) => (l.activeRank = ranks[k]));
+    smaller = withAdaptersOff(loras, () => extractMerged(model));
     adapterDir = join(outDir, 'adapter');
   }
   saveModelDir(outDir, smaller, { hfConfig: o.hfConfig, dtype: o.dtype, overwrite: true });

@@ -20,17 +20,19 @@
 import type { LlamaModel } from '../models/llama/model.ts';
 import type { Linear } from '../nn/modules.ts';
 import { LoraLinear } from '../adapters/lora.ts';
+import { ElasticLinear } from '../adapters/elastic.ts';
 import { QuantLinear } from '../nn/quant-linear.ts';
 import { calibrateLayerwise } from '../compress/calibrate.ts';
-import { orderByScore, permuteMlpChannels } from './channel-order.ts';
-import type { ChannelOrder } from './channel-order.ts';
+import { orderByScore, permuteMlpChannels } from '../adapters/channel-order.ts';
+import type { ChannelOrder } from '../adapters/channel-order.ts';
 
 export const REORDER_MODES = ['magnitude', 'activation'] as const;
 export type ReorderMode = (typeof REORDER_MODES)[number];
 
 /** The stored base weight (out, in) of a projection, whatever wraps it. */
 function baseWeight(m: unknown): Linear['weight'] {
-  const base = m instanceof LoraLinear ? m.base : m instanceof QuantLinear ? m.base : (m as Linear);
+  const stored = m instanceof ElasticLinear ? m.stored : m;
+  const base = stored instanceof LoraLinear ? stored.base : stored instanceof QuantLinear ? stored.base : (stored as Linear);
   return base.weight;
 }
 

@@ -1,21 +1,23 @@
 /** Loading a base model with an (elastic) adapter and a sub-network configuration active. */
+import { join } from 'node:path';
 import { loadLlama } from '../models/llama/checkpoint.ts';
 import type { LlamaModel } from '../models/llama/model.ts';
 import { PROJECTIONS } from '../models/llama/model.ts';
 import { Linear } from '../nn/modules.ts';
 import { SparseLinear, SPARSE_KERNEL_MIN_SPARSITY, weightSparsity } from '../nn/sparse-linear.ts';
-import { LoraLinear } from '../adapters/lora.ts';
-import { loadAdapter } from '../adapters/peft.ts';
+import { LoraLinear, PLAIN_LORA } from '../adapters/lora.ts';
+import { LONAS_ADAPTER, loadAdapter } from '../adapters/peft.ts';
 import type { LoraSettings } from '../adapters/peft.ts';
-import { PRESETS, resolveSearchSpace } from './search-space.ts';
-import type { SearchSpace } from './search-space.ts';
-import { applySubnet, resolveSubnetSpec } from './subnet.ts';
+import { PRESETS, parseSearchSpace, resolveSearchSpace } from './search-space.ts';
+import { resolveSubnetSpec } from './subnet.ts';
 import type { SubnetConfig } from './subnet.ts';
-import type { ChannelOrder } from './channel-order.ts';
+import { SuperNet } from './supernet.ts';
+import type { ChannelOrder } from '../adapters/channel-order.ts';
 
 export interface LoadedSubnet {
   model: LlamaModel;
-  space: SearchSpace | null;
+  /** the model with its adapter and search space (null without an adapter), `config` active */
+  supernet: SuperNet | null;
   config: SubnetConfig | null;
   lora: LoraSettings | null;
   /** the MLP channel order the adapter was trained with (already applied to `model`), or null */
@@ -32,19 +34,21 @@ export function loadWithAdapter(modelDir: string, adapterDir?: string, subnet?: 
   if (!adapterDir) {
     if (subnet) throw new Error('--subnet needs --adapter (a sub-network is a configuration of an elastic adapter)');
     useSparseKernels(model);
-    return { model, space: null, config: null, lora: null, channelOrder: null };
+    return { model, supernet: null, config: null, lora: null, channelOrder: null };
   }
   const { settings, searchSpace, channelOrder } = loadAdapter(model, adapterDir);
-  const space = resolveSearchSpace(searchSpace ?? PRESETS.none, model.config, settings.rank, settings.targets);
+  const spec = searchSpace === null ? PRESETS.none : parseSearchSpace(searchSpace, `${join(adapterDir, LONAS_ADAPTER)}: field "search_space"`);
+  const space = resolveSearchSpace(spec, model.config, settings.rank, settings.targets);
   const config = resolveSubnetSpec(space, subnet ?? 'maximal');
-  applySubnet(model, space, config);
-  useSparseKernels(model);
-  return { model, space, config, lora: settings, channelOrder };
+  useSparseKernels(model); // before the SuperNet wraps projections in elastic widths
+  const supernet = new SuperNet(model, space, config);
+  return { model, supernet, config, lora: settings, channelOrder };
 }
 
 /**
  * Projections (or adapter bases) at least half zeros switch to the sparse inference kernel. For models that
- * are used as loaded (generate, eval, bench, search, extract read the weights but do not change them).
+ * are used as loaded (generate, eval, bench, search, extract read the weights but do not change them), before
+ * any sub-network is applied (projections already wrapped in an ElasticLinear are left as they are).
  */
 export function useSparseKernels(model: LlamaModel): number {
   let n = 0;
@@ -52,7 +56,7 @@ export function useSparseKernels(model: LlamaModel): number {
     for (const p of PROJECTIONS) {
       const m = layer.proj[p];
       if (m instanceof Linear && !(m instanceof SparseLinear) && weightSparsity(m) >= SPARSE_KERNEL_MIN_SPARSITY) { layer.proj[p] = new SparseLinear(m); n++; }
-      else if (m instanceof LoraLinear && !m.sparseMask && !m.quant && !(m.base instanceof SparseLinear) && weightSparsity(m.base) >= SPARSE_KERNEL_MIN_SPARSITY) {
+      else if (m instanceof LoraLinear && m.variant === PLAIN_LORA && !(m.base instanceof SparseLinear) && weightSparsity(m.base) >= SPARSE_KERNEL_MIN_SPARSITY) {
         m.base = new SparseLinear(m.base);
         n++;
       }

@@ -5,7 +5,9 @@
 import { readFileSync } from 'node:fs';
 import type { Rng } from '../tensor/rng.ts';
 import { LoraLinear } from '../adapters/lora.ts';
+import { ElasticLinear } from '../adapters/elastic.ts';
 import { Linear } from '../nn/modules.ts';
+import { QuantLinear } from '../nn/quant-linear.ts';
 import type { LinearLike } from '../nn/modules.ts';
 import type { LlamaModel, ProjectionName } from '../models/llama/model.ts';
 import type { SearchSpace } from './search-space.ts';
@@ -50,10 +52,13 @@ export function validateSubnet(space: SearchSpace, cfg: unknown, source: string)
   return c as SubnetConfig;
 }
 
-/** Sets every module's active sizes to `config` (modules outside every group go back to full size). */
+/**
+ * Sets every module's active sizes to `config` (modules outside every group go back to full size). A
+ * projection without an adapter that a width group narrows is wrapped, once, in an ElasticLinear.
+ */
 export function applySubnet(model: LlamaModel, space: SearchSpace, config: SubnetConfig): void {
   const D = model.config.headDim;
-  for (const layer of model.layers) for (const p of Object.values(layer.proj)) resetModule(p);
+  applyFullSize(model);
   for (const g of space.groups) {
     const v = config[g.id];
     if (v === undefined) throw new Error(`sub-network configuration has no value for group "${g.id}"`);
@@ -66,26 +71,32 @@ export function applySubnet(model: LlamaModel, space: SearchSpace, config: Subne
           mod.activeRank = v;
         }
       } else if (g.kind === 'mlp_width') {
-        elastic(proj.gate_proj).activeOut = v;
-        elastic(proj.up_proj).activeOut = v;
-        elastic(proj.down_proj).activeIn = v;
+        elastic(proj, 'gate_proj').activeOut = v;
+        elastic(proj, 'up_proj').activeOut = v;
+        elastic(proj, 'down_proj').activeIn = v;
       } else {
         const group = model.config.layers[l].numHeads / model.config.layers[l].numKvHeads;
-        elastic(proj.q_proj).activeOut = v * D;
-        elastic(proj.k_proj).activeOut = (v / group) * D;
-        elastic(proj.v_proj).activeOut = (v / group) * D;
-        elastic(proj.o_proj).activeIn = v * D;
+        elastic(proj, 'q_proj').activeOut = v * D;
+        elastic(proj, 'k_proj').activeOut = (v / group) * D;
+        elastic(proj, 'v_proj').activeOut = (v / group) * D;
+        elastic(proj, 'o_proj').activeIn = v * D;
       }
     }
   }
 }
 
-function elastic(m: LinearLike): Linear | LoraLinear {
-  if (m instanceof Linear || m instanceof LoraLinear) return m;
-  throw new Error('elastic widths need Linear or LoRA modules');
+/** Every module back to its stored size, every adapter to its full rank. */
+export function applyFullSize(model: LlamaModel): void {
+  for (const layer of model.layers) for (const p of Object.values(layer.proj)) resetModule(p);
+}
+
+function elastic(proj: Record<ProjectionName, LinearLike>, p: ProjectionName): LoraLinear | ElasticLinear {
+  const m = proj[p];
+  if (m instanceof LoraLinear || m instanceof ElasticLinear) return m;
+  if (m instanceof Linear || m instanceof QuantLinear) return (proj[p] = new ElasticLinear(m));
+  throw new Error(`elastic widths need Linear, QuantLinear or LoRA modules (${p} is a ${m.constructor.name})`);
 }
 
 function resetModule(m: LinearLike): void {
-  if (m instanceof LoraLinear) m.resetActive();
-  else if (m instanceof Linear) [m.activeOut, m.activeIn] = m.weight.shape;
+  if (m instanceof LoraLinear || m instanceof ElasticLinear) m.resetActive();
 }

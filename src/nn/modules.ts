@@ -1,15 +1,13 @@
 /**
  * Building blocks with parameters. A model holds `LinearLike` modules, so adapters (LoRA, elastic
- * widths) can wrap a base Linear without the model code knowing.
+ * widths: src/adapters) can wrap a base Linear without the model code knowing.
  */
-import { Bf16Matrix, Rng, Tensor, embedding, linear, linearBf16, narrow, rmsnorm, tensor } from '../tensor/index.ts';
+import { Bf16Matrix, Rng, Tensor, embedding, linear, linearBf16, rmsnorm, tensor } from '../tensor/index.ts';
 
 export interface LinearLike {
+  /** the sizes the module computes with (an elastic wrapper's active widths, else the weight's) */
   readonly inFeatures: number;
   readonly outFeatures: number;
-  /** elastic widths: only the first activeOut outputs / activeIn inputs are used (≤ the stored sizes) */
-  activeOut: number;
-  activeIn: number;
   /** x (…, in) → (…, out) */
   forward(x: Tensor): Tensor;
   /** The trainable tensors of this module (frozen base weights are not included). */
@@ -59,13 +57,10 @@ export class WeightStore {
 }
 
 /**
- * y = x Wᵀ + b. Elastic widths: only the first `activeOut` rows and `activeIn` columns of W are used
- * (strided views, no copies); both default to the full size. W may be kept in bfloat16 (see WeightStore):
- * then the forward runs `linearBf16` on the bits, differentiable in x (the weight is frozen).
+ * y = x Wᵀ + b. W may be kept in bfloat16 (see WeightStore): then the forward runs `linearBf16` on the bits,
+ * differentiable in x (the weight is frozen).
  */
 export class Linear implements LinearLike {
-  activeOut: number;
-  activeIn: number;
   private store: WeightStore;
 
   constructor(weight: Tensor | Bf16Matrix | WeightStore, public bias: Tensor | null = null) {
@@ -75,7 +70,6 @@ export class Linear implements LinearLike {
     if (bias && (bias.ndim !== 1 || bias.shape[0] !== shape[0])) {
       throw new Error(`Linear: bias ${bias.name ?? ''} of shape [${bias.shape.join(', ')}] does not match ${shape[0]} outputs`);
     }
-    [this.activeOut, this.activeIn] = shape;
   }
 
   /** The float32 weight (out, in); a bf16 weight is widened to float32 for good on first access (see WeightStore). */
@@ -98,21 +92,17 @@ export class Linear implements LinearLike {
   }
 
   get inFeatures(): number {
-    return this.activeIn;
+    return this.store.shape[1];
   }
 
   get outFeatures(): number {
-    return this.activeOut;
+    return this.store.shape[0];
   }
 
   forward(x: Tensor): Tensor {
-    const [out, inF] = this.store.shape;
-    const o = this.activeOut, i = this.activeIn;
-    const bias = this.bias && o !== out ? narrow(this.bias, 0, 0, o) : this.bias;
     const bits = this.store.bf16;
-    if (bits) return linearBf16(x, bits, o, i, bias);
-    if (o === out && i === inF) return linear(x, this.weight, this.bias);
-    return linear(x, narrow(narrow(this.weight, 0, 0, o), 1, 0, i), bias);
+    if (bits) return linearBf16(x, bits, this.outFeatures, this.inFeatures, this.bias);
+    return linear(x, this.weight, this.bias);
   }
 
   trainable(): Tensor[] {

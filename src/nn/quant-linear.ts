@@ -7,8 +7,7 @@ import { Tensor, needsGrad } from '../tensor/index.ts';
 import { kernels } from '../kernels/index.ts';
 import { scratchF32 } from '../tensor/scratch.ts';
 import { compressedKernels, packInt4 } from '../kernels/compressed.ts';
-import type { QuantParams } from '../tensor/index.ts';
-import type { QuantizedWeight } from '../io/gptq-format.ts';
+import type { QuantizedWeight } from './quantized-weight.ts';
 import { Linear } from './modules.ts';
 import type { LinearLike } from './modules.ts';
 
@@ -20,19 +19,15 @@ export class QuantLinear implements LinearLike {
 
   get inFeatures(): number { return this.base.inFeatures; }
   get outFeatures(): number { return this.base.outFeatures; }
-  get activeOut(): number { return this.base.activeOut; }
-  set activeOut(v: number) { this.base.activeOut = v; }
-  get activeIn(): number { return this.base.activeIn; }
-  set activeIn(v: number) { this.base.activeIn = v; }
 
   /**
-   * Inference (no gradient to record) at full size runs the INT4 kernel on the packed weights, reading
-   * 1/8 of the float bytes; anything else (training through the base, sliced widths) uses the dequantised
-   * float weight — the same values, W = scale · (q − zero).
+   * Inference (no gradient to record) runs the INT4 kernel on the packed weights, reading 1/8 of the float
+   * bytes; anything else (training through the base; sliced widths, src/adapters/elastic.ts) uses the
+   * dequantised float weight — the same values, W = scale · (q − zero).
    */
   forward(x: Tensor): Tensor {
     const [out, inF] = this.base.weight.shape;
-    if (needsGrad(x, this.base.weight) || this.activeOut !== out || this.activeIn !== inF || !(x.data instanceof Float32Array)) return this.base.forward(x);
+    if (needsGrad(x, this.base.weight) || !(x.data instanceof Float32Array)) return this.base.forward(x);
     const packed = this.packedInt4();
     if (!packed) return this.base.forward(x);
     const xd = x.contiguousData();
@@ -58,10 +53,5 @@ export class QuantLinear implements LinearLike {
 
   baseTensors(): Tensor[] {
     return this.base.baseTensors();
-  }
-
-  /** The fixed quantiser (for QA-SparsePEFT). */
-  quantParams(): QuantParams {
-    return { scales: this.qw.scales, zeros: this.qw.zeros, gIdx: this.qw.gIdx, maxq: 2 ** this.qw.bits - 1, out: this.qw.out };
   }
 }

@@ -1,8 +1,8 @@
 /**
  * A Linear whose weight is mostly zeros (≥ 50%, e.g. after Wanda): for inference at full size it multiplies
  * with the bitmask-sparse kernel (packed once: 1 bit per weight + the non-zero values), reading about half
- * the bytes of the dense weight at 50% sparsity. The dense weight is kept: training, sliced widths and
- * anything that needs a gradient use it. The packed copy is a snapshot, so `useSparseKernels` is applied
+ * the bytes of the dense weight at 50% sparsity. The dense weight is kept: training, sliced widths
+ * (src/adapters/elastic.ts) and anything that needs a gradient use it. The packed copy is a snapshot, so `useSparseKernels` is applied
  * only to models that are not modified afterwards (inference).
  */
 import { Tensor, needsGrad } from '../tensor/index.ts';
@@ -19,15 +19,13 @@ export class SparseLinear extends Linear {
 
   constructor(from: Linear) {
     super(from.weight, from.bias);
-    this.activeOut = from.activeOut;
-    this.activeIn = from.activeIn;
     const [out, inF] = from.weight.shape;
     this.packed = packSparse(from.weight.data, out, inF);
   }
 
   override forward(x: Tensor): Tensor {
     const [out, inF] = this.weight.shape;
-    if (needsGrad(x, this.weight) || this.activeOut !== out || this.activeIn !== inF || !(x.data instanceof Float32Array)) return super.forward(x);
+    if (needsGrad(x, this.weight) || !(x.data instanceof Float32Array)) return super.forward(x);
     const xd = x.contiguousData();
     const M = xd.length / inF;
     const y = scratchF32(M * out); // (M, out)

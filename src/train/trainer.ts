@@ -11,13 +11,15 @@
 import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createHash } from 'node:crypto';
-import { Rng, Tensor, backward, noGrad } from '../tensor/index.ts';
+import { Rng, Tensor, backward } from '../tensor/index.ts';
 import type { Batch } from '../io/batches.ts';
 import type { LlamaModel } from '../models/llama/model.ts';
 import { causalLmLoss } from '../models/llama/loss.ts';
 import type { LoraLinear } from '../adapters/lora.ts';
 import type { SearchSpace } from '../nas/search-space.ts';
 import { applySubnet, namedSubnet, sampleSubnet } from '../nas/subnet.ts';
+import { TRAIN_LOG } from '../nas/candidates.ts';
+import { validationLoss } from '../nas/validation-loss.ts';
 import type { SubnetConfig } from '../nas/subnet.ts';
 import { AdamW } from './adamw.ts';
 import { cosineWithWarmup } from './schedule.ts';
@@ -61,7 +63,6 @@ export interface TrainResult {
   seconds: number;
 }
 
-export const TRAIN_LOG = 'train_log.jsonl';
 
 export function train(model: LlamaModel, loras: LoraLinear[], space: SearchSpace, trainBatches: (epoch: number) => Batch[], valBatches: Batch[], o: TrainOptions, onEvent: (e: TrainEvent) => void = () => {}): TrainResult {
   mkdirSync(o.outDir, { recursive: true });
@@ -135,23 +136,6 @@ export function train(model: LlamaModel, loras: LoraLinear[], space: SearchSpace
   for (const l of loras) l.training = false;
   applySubnet(model, space, maximal);
   return { steps: step, finalLoss: lastLoss, valLoss, tokensSeen, seconds: (Date.now() - started) / 1000 };
-}
-
-/** Mean loss over the validation batches (token-weighted), dropout off, for one configuration. */
-export function validationLoss(model: LlamaModel, loras: LoraLinear[], space: SearchSpace, config: SubnetConfig, batches: Batch[]): number {
-  const wasTraining = loras.map((l) => l.training);
-  loras.forEach((l) => (l.training = false));
-  applySubnet(model, space, config);
-  let sum = 0, n = 0;
-  noGrad(() => {
-    for (const b of batches) {
-      const loss = causalLmLoss(model.forward(b.inputIds, b.B, b.T), b.labels).item();
-      sum += loss * b.lossTokens;
-      n += b.lossTokens;
-    }
-  });
-  loras.forEach((l, i) => (l.training = wasTraining[i]));
-  return sum / n;
 }
 
 /** On resume, drop log lines written after the checkpoint so the log matches an uninterrupted run. */

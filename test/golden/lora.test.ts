@@ -9,6 +9,7 @@ import { SafetensorsFile } from '../../src/io/safetensors.ts';
 import { fixtureModel } from '../helpers/fixture-model.ts';
 import { causalLmLoss } from '../../src/models/llama/loss.ts';
 import { addLora, loraModules } from '../../src/adapters/peft.ts';
+import type { LoraLinear } from '../../src/adapters/lora.ts';
 import { AdamW } from '../../src/train/adamw.ts';
 import { assertClose } from '../helpers/assert-close.ts';
 
@@ -71,9 +72,9 @@ test('an elastic configuration (rank 2 on q/k/v, MLP width 60 in layer 0) equals
     if (proj) l.activeRank = ranks[proj];
   }
   m.model.layers.forEach((layer, i) => {
-    layer.proj.gate_proj.activeOut = widths[i];
-    layer.proj.up_proj.activeOut = widths[i];
-    layer.proj.down_proj.activeIn = widths[i];
+    (layer.proj.gate_proj as LoraLinear).activeOut = widths[i];
+    (layer.proj.up_proj as LoraLinear).activeOut = widths[i];
+    (layer.proj.down_proj as LoraLinear).activeIn = widths[i];
   });
   const logits = m.model.forward(m.ids, m.B, m.Tn);
   assertClose(logits.toArray(), f32('elastic.logits'), 'elastic logits', { rtol: 1e-5, atol: 1e-5 });

@@ -4,7 +4,7 @@
  *  - stories260K BF16 with bf16-resident weights reproduces the reference greedy story byte for byte, and its
  *    logits (prefill through the widened-tile path, decode through the small-M kernel, a batch) match the same
  *    checkpoint loaded as float32 to 1e-5 relative to the logits' scale;
- *  - elastic widths (activeOut/activeIn views) and the embedding lookup equal their float32 counterparts;
+ *  - the embedding lookup equals its float32 counterpart (elastic widths over bf16: test/adapters/elastic.test.ts);
  *  - LoRA wraps a bf16 base; a bf16 weight asked for as a float32 Tensor is widened exactly, once, for the tied
  *    embedding and LM head together; weights 'bf16' refuses a float32 checkpoint.
  */
@@ -15,11 +15,11 @@ import { join } from 'node:path';
 import { loadLlama } from '../../src/models/llama/checkpoint.ts';
 import { generate } from '../../src/models/llama/generate.ts';
 import { loadTokenizer } from '../../src/io/tokenizer.ts';
-import { Bf16Matrix, Rng, Tensor, noGrad } from '../../src/tensor/index.ts';
+import { Rng, noGrad } from '../../src/tensor/index.ts';
 import { Embedding, Linear, randomNormal } from '../../src/nn/modules.ts';
 import { LoraLinear } from '../../src/adapters/lora.ts';
-import { f32ToBf16 } from '../../src/io/safetensors.ts';
 import { assertClose } from '../helpers/assert-close.ts';
+import { bf16Weight } from '../helpers/bf16-weight.ts';
 import { ASSETS, STORIES_BF16, STORIES_F32 } from '../helpers/assets.ts';
 
 const resident = loadLlama(STORIES_BF16(), { weights: 'bf16' });
@@ -73,30 +73,6 @@ test('bf16-resident logits equal the float32 upcast: prefill (m > 16), decode (m
     }
   });
   assert.equal(resident.weightStorage().f32, 0);
-});
-
-/** A (rows, cols) weight of bfloat16 values, as bits and as the float32 tensor of the same values. */
-function bf16Weight(rng: Rng, rows: number, cols: number): { bits: Bf16Matrix; f32: Tensor } {
-  const f = randomNormal(rng, [rows, cols], 0.5);
-  const bits = new Uint16Array(rows * cols);
-  f32ToBf16(f.data as Float32Array, bits);
-  const m = new Bf16Matrix(bits, [rows, cols], 'w');
-  return { bits: m, f32: m.toTensor() };
-}
-
-test('elastic widths: a bf16 Linear narrowed to (activeOut, activeIn) equals the float32 one, with bias', () => {
-  const rng = new Rng(3);
-  const { bits, f32 } = bf16Weight(rng, 70, 90);
-  const bias = randomNormal(rng, [70], 1);
-  const a = new Linear(bits, bias), b = new Linear(f32, bias);
-  for (const [o, i, rows] of [[70, 90, 1], [33, 90, 4], [70, 17, 20], [41, 60, 3]]) {
-    a.activeOut = b.activeOut = o;
-    a.activeIn = b.activeIn = i;
-    const x = randomNormal(rng, [rows, i], 1);
-    assertClose(a.forward(x).contiguousData(), b.forward(x).contiguousData(), `linear (${o}, ${i}) × ${rows} rows`, { rtol: 1e-5, atol: 1e-5 });
-  }
-  assert.ok(a.weightStore.bf16, 'the forward passes kept the weight in bf16');
-  assert.deepEqual(a.weightShape, [70, 90]);
 });
 
 test('a bf16 embedding looks up the same rows; ids outside the vocabulary are an error', () => {

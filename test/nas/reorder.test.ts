@@ -17,7 +17,7 @@ import { loadLlama, saveModelDir } from '../../src/models/llama/checkpoint.ts';
 import { resolveSearchSpace } from '../../src/nas/search-space.ts';
 import type { SearchSpaceSpec } from '../../src/nas/search-space.ts';
 import { applySubnet, namedSubnet } from '../../src/nas/subnet.ts';
-import { invertPermutation, mlpChannelOrder, orderByScore, permuteMlpChannels, validateChannelOrder } from '../../src/nas/channel-order.ts';
+import { invertPermutation, mlpChannelOrder, orderByScore, permuteMlpChannels, validateChannelOrder } from '../../src/adapters/channel-order.ts';
 import { activationScores, magnitudeScores, reorderByImportance } from '../../src/nas/importance.ts';
 import { loadWithAdapter } from '../../src/nas/load.ts';
 import { extractToDir } from '../../src/nas/extract.ts';

@@ -18,8 +18,8 @@ import { LlamaModel } from './model.ts';
 import { PROJECTIONS, llamaWeightTable, projectionWeightName } from './weights.ts';
 import { QuantLinear } from '../../nn/quant-linear.ts';
 import type { Linear } from '../../nn/modules.ts';
-import { dequantize } from '../../io/gptq-format.ts';
-import type { QuantizedWeight } from '../../io/gptq-format.ts';
+import { dequantize } from '../../nn/quantized-weight.ts';
+import type { QuantizedWeight } from '../../nn/quantized-weight.ts';
 import { formatFor, gptqTensors, readGptqProjection } from './gptq-io.ts';
 
 /** Callers that copy tokenizer files beside a saved model import them from here (they live in io/hf-dir.ts). */

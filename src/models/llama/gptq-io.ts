@@ -2,7 +2,7 @@
 import type { SafetensorsFile, TensorToWrite } from '../../io/safetensors.ts';
 import { f32ToF16 } from '../../io/safetensors.ts';
 import { packQweight, packQzeros, packedWords, unpackQweight, unpackQzeros } from '../../io/gptq-format.ts';
-import type { QuantizedWeight } from '../../io/gptq-format.ts';
+import type { QuantizedWeight } from '../../nn/quantized-weight.ts';
 import type { GptqConfig } from './config.ts';
 
 /** `prefix` is the module name, e.g. model.layers.0.self_attn.q_proj. */

@@ -12,7 +12,9 @@
  * src/adapters/peft.ts) with the order recorded beside them so lonas permutes again when it loads them.
  */
 import { Tensor } from '../tensor/index.ts';
-import { LoraLinear } from '../adapters/lora.ts';
+import { LoraLinear } from './lora.ts';
+import { ElasticLinear } from './elastic.ts';
+import { QaSparsePeft, SparsePeft } from './sqft.ts';
 import { Linear } from '../nn/modules.ts';
 import type { LinearLike } from '../nn/modules.ts';
 import { SparseLinear } from '../nn/sparse-linear.ts';
@@ -125,8 +127,8 @@ export function adapterInBaseOrder(m: LoraLinear, proj: ProjectionName, p: reado
 
 /** The plain float base of a projection, or a clear error for forms whose storage cannot be permuted. */
 function floatBase(m: LinearLike, what: string): Linear {
-  const base = m instanceof LoraLinear ? m.base : m;
-  if (m instanceof LoraLinear && (m.quant || m.baseQuant)) throw new Error(`reordering MLP channels: ${what} has a GPTQ-quantised base; reordering a quantised base is not supported`);
+  const base = m instanceof LoraLinear ? m.base : m instanceof ElasticLinear ? m.stored : m;
+  if (m instanceof LoraLinear && (m.variant instanceof QaSparsePeft || m.baseQuant)) throw new Error(`reordering MLP channels: ${what} has a GPTQ-quantised base; reordering a quantised base is not supported`);
   if (base instanceof SparseLinear) throw new Error(`reordering MLP channels: ${what} already runs the sparse inference kernel; permute before useSparseKernels`);
   if (!(base instanceof Linear)) throw new Error(`reordering MLP channels: ${what} is not a float Linear (a GPTQ-quantised base cannot be reordered)`);
   return base;
@@ -149,7 +151,7 @@ function permuteOutputs(m: LinearLike, p: readonly number[], what: string): void
   if (base.bias) base.bias = replaced(base.bias, gatherRows(data(base.bias), 1, p));
   if (m instanceof LoraLinear) {
     m.loraB.data.set(gatherRows(data(m.loraB), m.rMax, p));
-    if (m.sparseMask) m.sparseMask = replaced(m.sparseMask, gatherRows(data(m.sparseMask), inF, p));
+    if (m.variant instanceof SparsePeft) m.variant.mask = replaced(m.variant.mask, gatherRows(data(m.variant.mask), inF, p));
   }
 }
 
@@ -160,6 +162,6 @@ function permuteInputs(m: LinearLike, p: readonly number[], what: string): void 
   base.weight = replaced(base.weight, gatherCols(data(base.weight), inF, p));
   if (m instanceof LoraLinear) {
     m.loraA.data.set(gatherCols(data(m.loraA), inF, p));
-    if (m.sparseMask) m.sparseMask = replaced(m.sparseMask, gatherCols(data(m.sparseMask), inF, p));
+    if (m.variant instanceof SparsePeft) m.variant.mask = replaced(m.variant.mask, gatherCols(data(m.variant.mask), inF, p));
   }
 }
