@@ -7,7 +7,7 @@ import { backendInfo } from '../kernels/index.ts';
 import { intOption } from './options.ts';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { writeJsonAtomic } from '../io/files.ts';
+import { writeBenchRecord } from '../io/artifacts.ts';
 
 interface BenchCliOptions { model: string; adapter?: string; subnet?: string; promptLen: number; genLen: number; repeats: number; warmup: number; json?: boolean; out?: string }
 
@@ -38,7 +38,7 @@ export function benchCommand(): Command {
         kernels: info.backend, threads: info.threads ?? 1,
         params, macs, ...lat,
       };
-      if (o.out) { mkdirSync(dirname(o.out), { recursive: true }); writeJsonAtomic(o.out, out); }
+      if (o.out) { mkdirSync(dirname(o.out), { recursive: true }); writeBenchRecord(o.out, out); }
       if (o.json) { process.stdout.write(`${JSON.stringify(out)}\n`); return; }
       const f = (n: number) => n.toLocaleString('en-US');
       process.stdout.write(

@@ -8,7 +8,8 @@ import cliProgress from 'cli-progress';
 import { resolve } from 'node:path';
 import { loadWithAdapter } from '../nas/load.ts';
 import { loadTokenizer } from '../io/tokenizer.ts';
-import { writeFileAtomic, writeJsonAtomic } from '../io/files.ts';
+import { writeFileAtomic } from '../io/files.ts';
+import { writeEvalSummary } from '../io/artifacts.ts';
 import { modelBackend } from '../eval/backend.ts';
 import { runEval, selectExamples } from '../eval/harness.ts';
 import type { EvalMode, EvalResult, Progress } from '../eval/harness.ts';
@@ -69,7 +70,7 @@ async function runEvalCommand(o: EvalCliOptions): Promise<void> {
     model: { dir: resolve(o.model), adapter: o.adapter ? resolve(o.adapter) : null, subnet: loaded.config ? (o.subnet ?? 'maximal') : null, subnetConfig: loaded.config },
     protocol: result.protocol, tasks: result.tasks, average: result.average,
   };
-  if (o.out) writeJsonAtomic(o.out, summary);
+  if (o.out) writeEvalSummary(o.out, summary);
   if (o.predictions) writeFileAtomic(o.predictions, result.predictions.map((p) => JSON.stringify(p)).join('\n') + (result.predictions.length ? '\n' : ''));
   process.stdout.write(o.json ? `${JSON.stringify(summary, null, 2)}\n` : formatTable(result));
 }

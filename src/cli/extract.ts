@@ -13,13 +13,11 @@ import { countMacs, countParams } from '../nas/cost.ts';
 import type { ParamCount } from '../nas/cost.ts';
 import { loadLlama } from '../models/llama/checkpoint.ts';
 import { loadAdapter, loraModules } from '../adapters/peft.ts';
-import { writeJsonAtomic } from '../io/files.ts';
+import { writeExtractRecord } from '../io/artifacts.ts';
 import type { LlamaModel } from '../models/llama/model.ts';
 import { PROJECTIONS } from '../models/llama/model.ts';
 import { Linear } from '../nn/modules.ts';
 import { LoraLinear } from '../adapters/lora.ts';
-
-export const EXTRACT_INFO = 'lonas_extract.json';
 
 interface ExtractCliOptions { model: string; adapter: string; subnet: string; merge?: boolean; out: string; dtype: 'f32' | 'bf16' }
 
@@ -60,7 +58,7 @@ export function extractCommand(): Command {
       const small = loadLlama(o.out); // proves the result loads, and counts what was written
       if (adapterDir) loadAdapter(small, adapterDir);
       const after = { params: countParams(small), macs: countMacs(small) };
-      writeJsonAtomic(join(o.out, EXTRACT_INFO), {
+      writeExtractRecord(o.out, {
         format: 1, source_model: resolve(o.model), adapter: resolve(o.adapter), subnet: o.subnet, config,
         merged: !adapterDir, dtype: o.dtype, adapter_dir: adapterDir ? 'adapter' : null,
         params: { base: before.params.total, extracted: after.params.total, extracted_adapter: after.params.adapter },

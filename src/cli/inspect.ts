@@ -1,8 +1,7 @@
 /** `lonas inspect`: what a model directory holds — per-layer sizes, sparsity, storage dtype, parameter counts. */
 import { Command } from 'commander';
-import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { loadModelDir } from '../models/llama/checkpoint.ts';
+import { readCompression } from '../io/artifacts.ts';
 
 export function inspectCommand(): Command {
   return new Command('inspect')
@@ -35,8 +34,8 @@ export function inspectCommand(): Command {
       const headQw = loaded.quantized.get('lm_head');
       const lmHead = headQw ? { format: `INT${headQw.bits}`, bits: headQw.bits, groupSize: headQw.groupSize, tied: false }
         : { format: loaded.dtype, bits: null, groupSize: null, tied: c.tieWordEmbeddings };
-      const compression = existsSync(join(o.model, 'lonas_compression.json')) ? JSON.parse(readFileSync(join(o.model, 'lonas_compression.json'), 'utf8')) : null;
-      const summary = { model: o.model, dtype: loaded.dtype, layers: c.layers.length, hidden: c.hiddenSize, vocab: c.vocabSize, params: total, nonZero, sparsity: 1 - nonZero / total, compression: compression && { method: compression.method, sparsity: compression.sparsity ?? null, nm: compression.nm ?? null, bits: compression.bits ?? null },
+      const compression = readCompression(o.model);
+      const summary = { model: o.model, dtype: loaded.dtype, layers: c.layers.length, hidden: c.hiddenSize, vocab: c.vocabSize, params: total, nonZero, sparsity: 1 - nonZero / total, compression: compression && { method: compression.method, sparsity: compression.method === 'gptq' ? null : compression.sparsity, nm: compression.method === 'gptq' ? null : compression.nm, bits: compression.method === 'gptq' ? compression.bits : null },
         quantization: c.quantization ?? null, quantizedProjections: loaded.quantized.size - (headQw ? 1 : 0), lmHead, perLayer: rows };
       if (o.json) { process.stdout.write(`${JSON.stringify(summary)}\n`); return; }
       const out = [`${o.model}: ${c.layers.length} layers, hidden ${c.hiddenSize}, vocab ${c.vocabSize}, stored as ${loaded.dtype}`,

@@ -3,7 +3,7 @@ import { Command } from 'commander';
 import { join, resolve } from 'node:path';
 import { loadModelDir, modelFromLoaded, saveModelDir, copyTokenizerFiles } from '../models/llama/checkpoint.ts';
 import { loadTokenizer } from '../io/tokenizer.ts';
-import { writeJsonAtomic } from '../io/files.ts';
+import { writeCompression } from '../io/artifacts.ts';
 import { parseTargets } from '../adapters/peft.ts';
 import { quantizeModel } from '../compress/quantize.ts';
 import { loadCalibrationSamples } from '../compress/calib-data.ts';
@@ -41,7 +41,7 @@ export function quantizeCommand(): Command {
       });
       saveModelDir(o.out, model, { hfConfig: loaded.hfConfig, overwrite: true });
       copyTokenizerFiles(o.model, o.out);
-      writeJsonAtomic(join(o.out, 'lonas_compression.json'), {
+      writeCompression(o.out, {
         method: 'gptq', bits: o.bits, group_size: o.groupSize, act_order: !!o.actOrder, damp: o.damp, nsamples: samples.length,
         seqlen: samples[0].length, calib: resolve(o.calib), seed: o.seed, source: resolve(o.model), lm_head: !!o.lmHead,
       });

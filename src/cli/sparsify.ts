@@ -3,7 +3,7 @@ import { Command } from 'commander';
 import { join, resolve } from 'node:path';
 import { loadModelDir, modelFromLoaded, saveModelDir, copyTokenizerFiles } from '../models/llama/checkpoint.ts';
 import { loadTokenizer } from '../io/tokenizer.ts';
-import { writeJsonAtomic } from '../io/files.ts';
+import { writeCompression } from '../io/artifacts.ts';
 import { parseTargets } from '../adapters/peft.ts';
 import { pruneModel } from '../compress/prune.ts';
 import { loadCalibrationSamples } from '../compress/calib-data.ts';
@@ -46,7 +46,7 @@ export function sparsifyCommand(): Command {
       });
       saveModelDir(o.out, model, { hfConfig: loaded.hfConfig, overwrite: true });
       copyTokenizerFiles(o.model, o.out);
-      writeJsonAtomic(join(o.out, 'lonas_compression.json'), {
+      writeCompression(o.out, {
         method: o.method, sparsity: o.sparsity, nm: o.nm ?? null, nsamples: samples.length, seqlen: samples[0]?.length ?? null,
         calib: o.calib ? resolve(o.calib) : null, seed: o.seed, achieved_sparsity: report.sparsity, modules: report.modules,
       });
