@@ -11,9 +11,10 @@ import { loadWithAdapter, useSparseKernels } from '../nas/load.ts';
 import { extractMerged } from '../nas/extract.ts';
 import { ADAPTER_WEIGHTS, loraModules } from '../adapters/peft.ts';
 import { loadTokenizer } from '../io/tokenizer.ts';
-import { loadTrainingMix, makeBatches, readExamples, splitValidation, tokenizeExample } from '../io/datasets.ts';
+import { loadTrainingMix, makeBatches, parseDataSpecs, readExamples, splitValidation, tokenizeExample } from '../io/datasets.ts';
 import type { Example } from '../io/datasets.ts';
 import { TRAIN_LOG, validationLoss } from '../train/trainer.ts';
+import { readRunConfig } from '../io/artifacts.ts';
 import { applySubnet } from '../nas/subnet.ts';
 import type { SubnetConfig } from '../nas/subnet.ts';
 import { countMacs, countParams, measureLatency } from '../nas/cost.ts';
@@ -28,7 +29,6 @@ import { LABEL_SETS, loadDataFile } from '../eval/tasks.ts';
 import type { TaskData } from '../eval/tasks.ts';
 import { parseGoldNumber } from '../eval/extract.ts';
 import type { AnswerSpec } from '../eval/extract.ts';
-import { parseDataSpecs } from './finetune.ts';
 import { floatOption, intOption } from './options.ts';
 
 export type SearchMode = 'loss' | 'loglik' | 'generate';
@@ -72,17 +72,7 @@ export function searchCommand(): Command {
 }
 
 function readRunOptions(adapterDir: string): RunOptions | null {
-  const path = join(adapterDir, 'run_config.json');
-  if (!existsSync(path)) return null;
-  let json: { options?: Partial<RunOptions> };
-  try {
-    json = JSON.parse(readFileSync(path, 'utf8'));
-  } catch (e) {
-    throw new Error(`${path}: not valid JSON (${(e as Error).message})`);
-  }
-  const opt = json.options ?? {};
-  if (typeof opt.data !== 'string' || typeof opt.seed !== 'number') throw new Error(`${path}: no "options.data"/"options.seed" (not written by lonas finetune?); pass --val FILE`);
-  return { data: opt.data, seed: opt.seed, valSize: opt.valSize ?? 0, cutoffLen: opt.cutoffLen ?? 256, trainOnInputs: opt.trainOnInputs ?? true };
+  return readRunConfig(adapterDir)?.options ?? null;
 }
 
 /** The validation examples and how they were chosen (a warning when they were seen in training). */

@@ -49,7 +49,7 @@ const runConfigSchema = z.object({
     cutoffLen: z.number().int().positive().default(256),
     trainOnInputs: z.boolean().default(true),
   }),
-  result: z.record(z.string(), z.unknown()),
+  result: z.object({ steps: z.number().int(), finalLoss: z.number(), valLoss: z.number().nullable(), tokensSeen: z.number(), seconds: z.number() }),
   node: z.string(),
 });
 export type RunConfig = z.output<typeof runConfigSchema>;

@@ -20,6 +20,14 @@ export interface MixSpec {
   count?: number;
 }
 
+/** "a.json:1000,b.jsonl" (finetune --data) → files with optional sample counts. */
+export function parseDataSpecs(list: string): MixSpec[] {
+  return list.split(',').filter(Boolean).map((item) => {
+    const m = item.match(/^(.*):(\d+)$/);
+    return m ? { file: m[1], count: Number(m[2]) } : { file: item };
+  });
+}
+
 /**
  * Reads each file, draws `count` examples from it (seeded sample without replacement; all when count is
  * absent), concatenates the draws and shuffles the whole mix with the seed.
