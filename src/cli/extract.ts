@@ -3,7 +3,7 @@
  * Merged: one plain model (W' = W + s·BA on the active slices). Unmerged: the sliced base model plus a sliced
  * PEFT adapter in <out>/adapter. Tokenizer files are copied; lonas_extract.json records the provenance.
  */
-import { Command, Option } from 'commander';
+import type { Command } from 'commander';
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { loadWithAdapter } from '../nas/load.ts';
@@ -18,8 +18,11 @@ import type { LlamaModel } from '../models/llama/model.ts';
 import { PROJECTIONS } from '../models/llama/model.ts';
 import { Linear } from '../nn/modules.ts';
 import { LoraLinear } from '../adapters/lora.ts';
+import { extractSpec } from '../options/search.ts';
+import type { ExtractOptions } from '../options/search.ts';
+import { commandFrom } from './command.ts';
 
-interface ExtractCliOptions { model: string; adapter: string; subnet: string; merge?: boolean; out: string; dtype: 'f32' | 'bf16' }
+type ExtractCliOptions = ExtractOptions;
 
 /** Parameters and MACs of the base model alone: every projection at full size, adapters switched off. */
 function baseCost(model: LlamaModel): { params: ParamCount; macs: number } {
@@ -37,39 +40,31 @@ function baseCost(model: LlamaModel): { params: ParamCount; macs: number } {
 const fmt = (n: number) => n.toLocaleString('en-US');
 
 export function extractCommand(): Command {
-  return new Command('extract')
-    .description('write a sub-network as a self-contained smaller model (merged, or sliced base + sliced adapter)')
-    .requiredOption('--model <dir>', 'base model directory')
-    .requiredOption('--adapter <dir>', 'elastic adapter directory')
-    .requiredOption('--subnet <spec>', 'maximal, heuristic, minimal, or a JSON file (a configuration or a search result such as best.json)')
-    .option('--merge', 'fold the adapter into the weights (default: write the sliced adapter to <out>/adapter)')
-    .requiredOption('--out <dir>', 'output model directory')
-    .addOption(new Option('--dtype <dtype>', 'storage type of the model weights (the unmerged adapter stays f32)').choices(['f32', 'bf16']).default('f32'))
-    .action((o: ExtractCliOptions) => {
-      for (const [name, dir] of [['--model', o.model], ['--adapter', o.adapter]]) {
-        if (resolve(o.out) === resolve(dir)) throw new Error(`--out ${o.out} is the ${name} directory; write the extracted model somewhere else`);
-      }
-      const { model, space, config } = loadWithAdapter(o.model, o.adapter, o.subnet);
-      const before = baseCost(model);
-      applySubnet(model, space!, config!);
-      const sub = { params: countParams(model), macs: countMacs(model) };
-      const hfConfig = JSON.parse(readFileSync(join(o.model, 'config.json'), 'utf8')) as Record<string, unknown>;
-      const { adapterDir } = extractToDir(model, o.out, { merge: !!o.merge, sourceDir: o.model, hfConfig, dtype: o.dtype === 'bf16' ? 'BF16' : 'F32' });
-      const small = loadLlama(o.out); // proves the result loads, and counts what was written
-      if (adapterDir) loadAdapter(small, adapterDir);
-      const after = { params: countParams(small), macs: countMacs(small) };
-      writeExtractRecord(o.out, {
-        format: 1, source_model: resolve(o.model), adapter: resolve(o.adapter), subnet: o.subnet, config,
-        merged: !adapterDir, dtype: o.dtype, adapter_dir: adapterDir ? 'adapter' : null,
-        params: { base: before.params.total, extracted: after.params.total, extracted_adapter: after.params.adapter },
-        macs_1x256: { base: before.macs, extracted: after.macs },
-      });
-      const pct = (a: number, b: number) => `${((100 * a) / b).toFixed(1)}%`;
-      process.stdout.write(
-        `base model      ${fmt(before.params.total)} params, ${fmt(before.macs)} MACs (1×256)\n` +
-        `sub-network     ${fmt(sub.params.total)} params (${fmt(sub.params.adapter)} in adapters) at ${o.subnet}\n` +
-        `extracted       ${fmt(after.params.total)} params${adapterDir ? ` (${fmt(after.params.adapter)} in the adapter)` : ' (merged)'}, ` +
-        `${pct(after.params.total, before.params.total)} of the base; ${fmt(after.macs)} MACs, ${pct(after.macs, before.macs)}\n` +
-        `written to      ${resolve(o.out)}${adapterDir ? ` (adapter: ${resolve(adapterDir)})` : ''}\n`);
+  return commandFrom(extractSpec, (o: ExtractCliOptions) => {
+    for (const [name, dir] of [['--model', o.model], ['--adapter', o.adapter]]) {
+      if (resolve(o.out) === resolve(dir)) throw new Error(`--out ${o.out} is the ${name} directory; write the extracted model somewhere else`);
+    }
+    const { model, space, config } = loadWithAdapter(o.model, o.adapter, o.subnet);
+    const before = baseCost(model);
+    applySubnet(model, space!, config!);
+    const sub = { params: countParams(model), macs: countMacs(model) };
+    const hfConfig = JSON.parse(readFileSync(join(o.model, 'config.json'), 'utf8')) as Record<string, unknown>;
+    const { adapterDir } = extractToDir(model, o.out, { merge: !!o.merge, sourceDir: o.model, hfConfig, dtype: o.dtype === 'bf16' ? 'BF16' : 'F32' });
+    const small = loadLlama(o.out); // proves the result loads, and counts what was written
+    if (adapterDir) loadAdapter(small, adapterDir);
+    const after = { params: countParams(small), macs: countMacs(small) };
+    writeExtractRecord(o.out, {
+      format: 1, source_model: resolve(o.model), adapter: resolve(o.adapter), subnet: o.subnet, config,
+      merged: !adapterDir, dtype: o.dtype, adapter_dir: adapterDir ? 'adapter' : null,
+      params: { base: before.params.total, extracted: after.params.total, extracted_adapter: after.params.adapter },
+      macs_1x256: { base: before.macs, extracted: after.macs },
     });
+    const pct = (a: number, b: number) => `${((100 * a) / b).toFixed(1)}%`;
+    process.stdout.write(
+      `base model      ${fmt(before.params.total)} params, ${fmt(before.macs)} MACs (1×256)\n` +
+      `sub-network     ${fmt(sub.params.total)} params (${fmt(sub.params.adapter)} in adapters) at ${o.subnet}\n` +
+      `extracted       ${fmt(after.params.total)} params${adapterDir ? ` (${fmt(after.params.adapter)} in the adapter)` : ' (merged)'}, ` +
+      `${pct(after.params.total, before.params.total)} of the base; ${fmt(after.macs)} MACs, ${pct(after.macs, before.macs)}\n` +
+      `written to      ${resolve(o.out)}${adapterDir ? ` (adapter: ${resolve(adapterDir)})` : ''}\n`);
+  });
 }
