@@ -12,7 +12,8 @@ import { writeJsonAtomic } from '../io/files.ts';
 import { readStageRecord, stageRecordPath, writeStageRecord } from '../io/artifacts.ts';
 import type { StageRecord } from '../io/artifacts.ts';
 import type { Recipe } from './recipe.ts';
-import { stages } from './stages.ts';
+import { toArgv } from '../options/schema.ts';
+import { isFinetune, stages } from './stages.ts';
 import type { Stage } from './stages.ts';
 
 const BIN = fileURLToPath(new URL('../../bin/lonas.js', import.meta.url));
@@ -63,10 +64,9 @@ export async function runRecipe(r: Recipe, o: RunOptions): Promise<StageRecord[]
 }
 
 function runCommands(s: Stage, env: Record<string, string>, log: (l: string) => void): void {
-  for (const base of s.commands) {
+  for (const c of s.calls) {
     // an interrupted fine-tuning continues from its last checkpoint, bit-identically
-    const out = base[0] === 'finetune' ? base[base.indexOf('--out') + 1] : null;
-    const args = out && existsSync(join(out, 'checkpoint', 'trainer_state.json')) ? [...base, '--resume'] : base;
+    const args = isFinetune(c) && existsSync(join(c.options.out, 'checkpoint', 'trainer_state.json')) ? toArgv(c.spec, { ...c.options, resume: true }) : toArgv(c.spec, c.options);
     log(`  $ lonas ${args.map((a) => (/[\s"']/.test(a) ? JSON.stringify(a) : a)).join(' ')}`);
     const res = spawnSync(process.execPath, [BIN, ...args], { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, ...env } });
     if (res.status !== 0) {
