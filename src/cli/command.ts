@@ -9,7 +9,11 @@ import type { CommandSpec, OptionsOf } from '../options/schema.ts';
 
 export function commandFrom<S extends CommandSpec>(spec: S, action: (options: OptionsOf<S>) => void | Promise<void>): Command {
   const cmd = new Command(spec.name).description(spec.description);
-  for (const def of Object.values(spec.options)) {
+  for (const [key, def] of Object.entries(spec.options)) {
+    if (key === spec.positional) {
+      cmd.argument(def.flags, def.help);
+      continue;
+    }
     const info = flagInfo(def);
     const opt = new Option(def.flags, def.help);
     // commander checks choices itself ("Allowed choices are …"); the schema validates every other value
@@ -29,5 +33,9 @@ export function commandFrom<S extends CommandSpec>(spec: S, action: (options: Op
     if (info.defaultValue !== undefined && !info.isSwitch) opt.default(info.defaultValue, Array.isArray(info.defaultValue) ? info.defaultValue.join(',') : undefined);
     cmd.addOption(opt);
   }
-  return cmd.action((values: Record<string, unknown>) => action(parseOptions(spec, values)));
+  // commander passes the positional argument (when declared) first, then the options
+  return cmd.action((...args: unknown[]) => {
+    const values = spec.positional ? { ...(args[1] as Record<string, unknown>), [spec.positional]: args[0] } : (args[0] as Record<string, unknown>);
+    return action(parseOptions(spec, values));
+  });
 }

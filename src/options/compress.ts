@@ -21,7 +21,7 @@ export type SparsifyOptions = OptionsOf<typeof sparsifySpec>;
 export const quantizeSpec = defineCommand('quantize', 'GPTQ quantisation (asymmetric, group-wise) into the AutoGPTQ checkpoint layout', {
   model: option('--model <dir>', 'Hugging Face model directory (a sparse model keeps its zeros exactly)', z.string()),
   method: option('--method <m>', 'gptq', z.literal('gptq').default('gptq')),
-  bits: option('--bits <b>', 'bits per weight: 4, 8 or 3', z.union([z.literal(3), z.literal(4), z.literal(8)], { errorMap: () => ({ message: 'must be 4, 8 or 3' }) }).default(4)),
+  bits: option('--bits <b>', 'bits per weight: 4, 8 or 3', int(2).refine((n) => [3, 4, 8].includes(n), 'must be 4, 8 or 3').default(4)),
   groupSize: option('--group-size <g>', 'inputs per scale/zero group (-1: one group per row)', z.number().int().refine((n) => n === -1 || n >= 1, 'must be -1 or an integer ≥ 1').default(128)),
   actOrder: option('--act-order', 'quantise columns in descending Hessian-diagonal order (desc_act)', z.boolean().default(false)),
   damp: option('--damp <p>', 'dampening as a fraction of the mean Hessian diagonal', float((n) => n > 0 && n < 1, 'in (0, 1)').default(0.01)),

@@ -10,7 +10,10 @@
  */
 import { z } from 'zod';
 
-/** One option. `flags` in commander syntax: '--rank <r>', '--sandwich', '--no-train-on-inputs', '--reorder-channels [score]'. */
+/**
+ * One option. `flags` in commander syntax: '--rank <r>', '--sandwich', '--no-train-on-inputs', '--reorder-channels [score]';
+ * for the positional argument its name: '<recipe>'.
+ */
 export interface OptionDef<T extends z.ZodTypeAny = z.ZodTypeAny> {
   flags: string;
   help: string;
@@ -23,6 +26,8 @@ export interface CommandSpec<O extends Record<string, OptionDef> = Record<string
   name: string;
   description: string;
   options: O;
+  /** the option given as the one positional argument (`lonas run RECIPE`) instead of a flag */
+  positional?: string;
   /** every option's type in one object: parses a whole options record (defaults applied) */
   schema: z.ZodObject<{ [K in keyof O]: O[K]['type'] }>;
 }
@@ -36,9 +41,9 @@ export function option<T extends z.ZodTypeAny>(flags: string, help: string, type
   return { flags, help, type, ...extra };
 }
 
-export function defineCommand<O extends Record<string, OptionDef>>(name: string, description: string, options: O): CommandSpec<O> {
+export function defineCommand<O extends Record<string, OptionDef>>(name: string, description: string, options: O, positional?: keyof O & string): CommandSpec<O> {
   const shape = Object.fromEntries(Object.entries(options).map(([k, o]) => [k, o.type])) as { [K in keyof O]: O[K]['type'] };
-  return { name, description, options, schema: z.object(shape).strict() };
+  return { name, description, options, positional, schema: z.object(shape).strict() };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -126,6 +131,10 @@ export function toArgv<S extends CommandSpec>(spec: S, values: OptionsInput<S>):
   const argv = [spec.name];
   for (const [key, def] of Object.entries(spec.options)) {
     const v = (values as Record<string, unknown>)[key];
+    if (key === spec.positional) {
+      argv.push(toText(v));
+      continue;
+    }
     const info = flagInfo(def);
     if (v === undefined || v === null || JSON.stringify(v) === JSON.stringify(info.defaultValue)) continue;
     if (info.isSwitch) {
@@ -137,7 +146,7 @@ export function toArgv<S extends CommandSpec>(spec: S, values: OptionsInput<S>):
 
 /** argv (flags only, as `toArgv` writes them) → validated values of the options it names; `source` names the origin in errors. */
 export function fromArgv<S extends CommandSpec>(spec: S, argv: readonly string[], source: string): Partial<OptionsOf<S>> {
-  const byFlag = new Map(Object.entries(spec.options).map(([key, def]) => [flagInfo(def).long, { key, def }]));
+  const byFlag = new Map(Object.entries(spec.options).filter(([key]) => key !== spec.positional).map(([key, def]) => [flagInfo(def).long, { key, def }]));
   const out: Record<string, unknown> = {};
   for (let i = 0; i < argv.length; i++) {
     const hit = byFlag.get(argv[i]);
