@@ -9,12 +9,14 @@
  * the same on the unchanged base in PEFT; lonas re-applies a recorded order when it loads the adapter
  * (src/adapters/channel-order.ts), so first-k slicing of the MLP width keeps the channels training kept.
  */
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { Rng, Tensor } from '../tensor/index.ts';
 import { SafetensorsFile, writeSafetensors } from '../io/safetensors.ts';
 import type { TensorToWrite } from '../io/safetensors.ts';
-import { writeJsonAtomic } from '../io/files.ts';
+import { readJsonFile, writeJsonAtomic } from '../io/files.ts';
+import { LONAS_ADAPTER, readLonasAdapter, writeLonasAdapter } from '../io/artifacts.ts';
+import type { LonasAdapterInfo } from '../io/artifacts.ts';
 import { PROJECTIONS, projectionWeightName } from '../models/llama/model.ts';
 import type { LlamaModel, ProjectionName } from '../models/llama/model.ts';
 import { adapterInBaseOrder, mlpChannelOrder, permuteMlpChannels, validateChannelOrder } from './channel-order.ts';
@@ -34,11 +36,10 @@ export interface LoraSettings {
  * The search space an adapter was trained with, written and read back as given: its schema and validation
  * live with the search (src/nas/search-space.ts parseSearchSpace), which builds on adapters, not the reverse.
  */
-export type StoredSearchSpace = unknown;
+export type StoredSearchSpace = NonNullable<LonasAdapterInfo['search_space']>;
 
 export const ADAPTER_WEIGHTS = 'adapter_model.safetensors';
 export const ADAPTER_CONFIG = 'adapter_config.json';
-export const LONAS_ADAPTER = 'lonas_adapter.json';
 
 export function parseTargets(list: string): ProjectionName[] {
   const names = list.split(',').map((s) => s.trim()).filter(Boolean);
@@ -126,7 +127,7 @@ export function savePeftAdapter(dir: string, entries: AdapterEntry[], extra: { b
     fan_in_fan_out: false, inference_mode: true, init_lora_weights: true, modules_to_save: null,
     rank_pattern: rankPattern, alpha_pattern: alphaPattern, use_rslora: false, use_dora: false, layers_to_transform: null,
   });
-  writeJsonAtomic(join(dir, LONAS_ADAPTER), {
+  writeLonasAdapter(dir, {
     format: 1, search_space: extra.searchSpace ?? { groups: [] }, mode: extra.mode ?? 'lora',
     ...(extra.channelOrder ? { mlp_channel_order: extra.channelOrder } : {}),
   });
@@ -153,12 +154,7 @@ function patternValue(pattern: Record<string, number> | undefined, module: strin
 export function loadAdapter(model: LlamaModel, dir: string): { settings: LoraSettings; searchSpace: StoredSearchSpace | null; mode: AdapterMode; channelOrder: ChannelOrder | null } {
   const cfgPath = join(dir, ADAPTER_CONFIG);
   if (!existsSync(cfgPath)) throw new Error(`${dir}: no ${ADAPTER_CONFIG} found (is this a LoRA adapter directory?)`);
-  let cfg: Record<string, any>;
-  try {
-    cfg = JSON.parse(readFileSync(cfgPath, 'utf8'));
-  } catch (e) {
-    throw new Error(`${cfgPath}: not valid JSON (${(e as Error).message})`);
-  }
+  const cfg = readJsonFile(cfgPath, 'the PEFT adapter config') as Record<string, any>;
   if (cfg.peft_type !== 'LORA') throw new Error(`${cfgPath}: field "peft_type" = ${JSON.stringify(cfg.peft_type)}; lonas loads LORA adapters only`);
   if (cfg.use_dora) throw new Error(`${cfgPath}: DoRA adapters (use_dora: true) are not supported`);
   if (cfg.fan_in_fan_out) throw new Error(`${cfgPath}: fan_in_fan_out adapters (GPT-2 style Conv1D) are not supported`);
@@ -188,8 +184,8 @@ export function loadAdapter(model: LlamaModel, dir: string): { settings: LoraSet
     });
     if (loaded === 0) throw new Error(`${st.path}: no LoRA tensors match this model's layers (expected names like ${peftModuleName(0, 'q_proj')}.lora_A.weight)`);
     const lonasPath = join(dir, LONAS_ADAPTER);
-    const lonas = existsSync(lonasPath) ? readLonasAdapter(lonasPath) : {};
-    const mode = lonas.mode ?? 'lora';
+    const lonas = readLonasAdapter(dir);
+    const mode = lonas.mode;
     const channelOrder = lonas.mlp_channel_order === undefined ? null : validateChannelOrder(lonas.mlp_channel_order, model.config, `${lonasPath}: field "mlp_channel_order"`);
     if (mode === 'sparse' || mode === 'qa') enableSparsePeft(loraModules(model));
     if (mode === 'qa') enableQuantAware(loraModules(model));
@@ -197,13 +193,5 @@ export function loadAdapter(model: LlamaModel, dir: string): { settings: LoraSet
     return { settings: { rank: cfg.r, alpha: cfg.lora_alpha, dropout: cfg.lora_dropout ?? 0, targets: [...targets] }, searchSpace: lonas.search_space ?? null, mode, channelOrder };
   } finally {
     st.close();
-  }
-}
-
-function readLonasAdapter(path: string): { search_space?: StoredSearchSpace; mode?: AdapterMode; mlp_channel_order?: unknown } {
-  try {
-    return JSON.parse(readFileSync(path, 'utf8'));
-  } catch (e) {
-    throw new Error(`${path}: not valid JSON (${(e as Error).message})`);
   }
 }

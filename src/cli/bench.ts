@@ -1,52 +1,42 @@
 /** `lonas bench`: measured prefill and decode latency (min / median over repeats), throughput, parameters and MACs. */
-import { Command } from 'commander';
+import type { Command } from 'commander';
 import { resolve } from 'node:path';
 import { loadWithAdapter } from '../nas/load.ts';
 import { countMacs, countParams, measureLatency } from '../nas/cost.ts';
 import { backendInfo } from '../kernels/index.ts';
-import { intOption } from './options.ts';
+import { benchSpec } from '../options/eval.ts';
+import type { BenchOptions } from '../options/eval.ts';
+import { commandFrom } from './command.ts';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { writeJsonAtomic } from '../io/files.ts';
+import { writeBenchRecord } from '../io/artifacts.ts';
 
-interface BenchCliOptions { model: string; adapter?: string; subnet?: string; promptLen: number; genLen: number; repeats: number; warmup: number; json?: boolean; out?: string }
 
 export function benchCommand(): Command {
-  return new Command('bench')
-    .description('measure prefill and decode latency of a model (optionally an adapter sub-network) on this machine')
-    .requiredOption('--model <dir>', 'model directory (a base model or an extracted sub-network)')
-    .option('--adapter <dir>', 'LoRA adapter directory to apply (e.g. <extracted>/adapter, or an elastic adapter)')
-    .option('--subnet <spec>', 'sub-network of an elastic adapter: maximal, heuristic, minimal or a JSON file')
-    .option('--prompt-len <n>', 'prompt tokens (prefill); also the sequence length of the MAC count', intOption('--prompt-len', 1), 256)
-    .option('--gen-len <n>', 'decoded tokens', intOption('--gen-len', 1), 32)
-    .option('--repeats <n>', 'timed repeats (min and median are reported)', intOption('--repeats', 1), 5)
-    .option('--warmup <n>', 'untimed warm-up runs', intOption('--warmup'), 1)
-    .option('--json', 'print one JSON object')
-    .option('--out <file>', 'also write the JSON object to this file')
-    .action((o: BenchCliOptions) => {
-      const { model, config } = loadWithAdapter(o.model, o.adapter, o.subnet);
-      if (o.promptLen + o.genLen > model.config.maxPositions) {
-        throw new Error(`--prompt-len ${o.promptLen} + --gen-len ${o.genLen} exceed the model's ${model.config.maxPositions} positions`);
-      }
-      const params = countParams(model);
-      const macs = countMacs(model, o.promptLen);
-      const lat = measureLatency(model, { promptLen: o.promptLen, genLen: o.genLen, repeats: o.repeats, warmup: o.warmup });
-      const info = backendInfo();
-      const out = {
-        model: resolve(o.model), adapter: o.adapter ? resolve(o.adapter) : null, subnet: o.subnet ?? null, config: config && Object.keys(config).length ? config : null,
-        promptLen: o.promptLen, genLen: o.genLen, repeats: o.repeats,
-        kernels: info.backend, threads: info.threads ?? 1,
-        params, macs, ...lat,
-      };
-      if (o.out) { mkdirSync(dirname(o.out), { recursive: true }); writeJsonAtomic(o.out, out); }
-      if (o.json) { process.stdout.write(`${JSON.stringify(out)}\n`); return; }
-      const f = (n: number) => n.toLocaleString('en-US');
-      process.stdout.write(
-        `model      ${out.model}${out.adapter ? ` + ${out.adapter}` : ''}${out.subnet ? ` (${out.subnet})` : ''}\n` +
-        `kernels    ${out.kernels}, ${out.threads} thread${out.threads === 1 ? '' : 's'}\n` +
-        `params     ${f(params.total)} (non-zero ${f(params.nonZero)}, adapter ${f(params.adapter)})\n` +
-        `MACs       ${f(macs)} for 1×${o.promptLen}\n` +
-        `prefill    ${o.promptLen} tokens: min ${lat.prefillMs.min.toFixed(2)} ms, median ${lat.prefillMs.median.toFixed(2)} ms (${lat.prefillTokensPerSecond.toFixed(0)} tokens/s)\n` +
-        `decode     ${o.genLen} tokens: min ${lat.decodeMsPerToken.min.toFixed(3)} ms/token, median ${lat.decodeMsPerToken.median.toFixed(3)} ms/token (${lat.decodeTokensPerSecond.toFixed(1)} tokens/s)\n`);
-    });
+  return commandFrom(benchSpec, (o: BenchOptions) => {
+    const { model, config } = loadWithAdapter(o.model, o.adapter, o.subnet);
+    if (o.promptLen + o.genLen > model.config.maxPositions) {
+      throw new Error(`--prompt-len ${o.promptLen} + --gen-len ${o.genLen} exceed the model's ${model.config.maxPositions} positions`);
+    }
+    const params = countParams(model);
+    const macs = countMacs(model, o.promptLen);
+    const lat = measureLatency(model, { promptLen: o.promptLen, genLen: o.genLen, repeats: o.repeats, warmup: o.warmup });
+    const info = backendInfo();
+    const out = {
+      model: resolve(o.model), adapter: o.adapter ? resolve(o.adapter) : null, subnet: o.subnet ?? null, config: config && Object.keys(config).length ? config : null,
+      promptLen: o.promptLen, genLen: o.genLen, repeats: o.repeats,
+      kernels: info.backend, threads: info.threads ?? 1,
+      params, macs, ...lat,
+    };
+    if (o.out) { mkdirSync(dirname(o.out), { recursive: true }); writeBenchRecord(o.out, out); }
+    if (o.json) { process.stdout.write(`${JSON.stringify(out)}\n`); return; }
+    const f = (n: number) => n.toLocaleString('en-US');
+    process.stdout.write(
+      `model      ${out.model}${out.adapter ? ` + ${out.adapter}` : ''}${out.subnet ? ` (${out.subnet})` : ''}\n` +
+      `kernels    ${out.kernels}, ${out.threads} thread${out.threads === 1 ? '' : 's'}\n` +
+      `params     ${f(params.total)} (non-zero ${f(params.nonZero)}, adapter ${f(params.adapter)})\n` +
+      `MACs       ${f(macs)} for 1×${o.promptLen}\n` +
+      `prefill    ${o.promptLen} tokens: min ${lat.prefillMs.min.toFixed(2)} ms, median ${lat.prefillMs.median.toFixed(2)} ms (${lat.prefillTokensPerSecond.toFixed(0)} tokens/s)\n` +
+      `decode     ${o.genLen} tokens: min ${lat.decodeMsPerToken.min.toFixed(3)} ms/token, median ${lat.decodeMsPerToken.median.toFixed(3)} ms/token (${lat.decodeTokensPerSecond.toFixed(1)} tokens/s)\n`);
+  });
 }

@@ -5,7 +5,7 @@
  * plain LoRA baseline: fine-tune, search, extract, evaluate on the held-out test split, measure, report.
  * Every number in the report is measured by this run.
  */
-import { Command } from 'commander';
+import type { Command } from 'commander';
 import { join, resolve } from 'node:path';
 import { buildSuite, DEFAULT_SIZES, DEMO_TASKS, QUICK_SIZES } from '../demo/tasks.ts';
 import { pretrainBase } from '../demo/pretrain.ts';
@@ -14,9 +14,9 @@ import { runRecipe } from '../pipeline/runner.ts';
 import { buildSummary } from '../pipeline/summary.ts';
 import { writeReport } from '../report/html.ts';
 import { printRunSummary } from './run-summary.ts';
-import { intOption } from './options.ts';
-
-interface DemoOptions { out: string; quick?: boolean; seed: number; from?: string }
+import { demoSpec } from '../options/run.ts';
+import type { DemoOptions } from '../options/run.ts';
+import { commandFrom } from './command.ts';
 
 /** The demo's recipe: LoNAS (+ LoRA baseline) on the generated suite. Budgets sized for ~10 minutes on 2 cores. */
 export function demoRecipe(o: { base: string; train: string; val: string; tasksDir: string; out: string; quick: boolean; seed: number }): unknown {
@@ -41,36 +41,30 @@ export function demoRecipe(o: { base: string; train: string; val: string; tasksD
 }
 
 export function demoCommand(): Command {
-  return new Command('demo')
-    .description('a complete LoNAS experiment on a built-in task suite: pretrain (cached) → LoRA baseline + super-network → search → extract → eval → report')
-    .option('--out <dir>', 'run directory', 'runs/demo')
-    .option('--quick', 'reduced budgets (about a minute; used by CI)')
-    .option('--seed <s>', 'seed for the data, pretraining and fine-tuning', intOption('--seed'), 1)
-    .option('--from <stage>', 'redo this recipe stage and every later one')
-    .action(async (o: DemoOptions) => {
-      const out = resolve(o.out);
-      const log = (s: string) => process.stderr.write(`${s}\n`);
-      const files = buildSuite(join(out, 'data'), o.seed, o.quick ? QUICK_SIZES : DEFAULT_SIZES);
-      log(`lonas demo: task suite in ${files.dir} (train ${files.train}, test ${Object.values(files.test).join(', ')})`);
-      let lastPrinted = -1;
-      const base = pretrainBase({
-        outDir: join(out, o.quick ? 'base-quick' : 'base'), seed: o.seed, quick: !!o.quick, corpus: files.suite.pretrain,
-        onProgress: (p) => {
-          const pct = Math.floor((20 * p.step) / p.totalSteps);
-          if (pct !== lastPrinted) { lastPrinted = pct; log(`pretrain: step ${p.step}/${p.totalSteps} loss ${p.loss.toFixed(3)} ${Math.round(p.tokensPerSecond)} tok/s`); }
-        },
-      });
-      log(base.cached ? `lonas demo: pretrained base reused from ${base.dir} (cached)` : `lonas demo: pretrained a ${(base.parameters / 1e6).toFixed(2)}M-parameter Llama in ${base.seconds.toFixed(0)} s (final loss ${base.finalLoss.toFixed(3)})`);
-      const recipe = parseRecipe(demoRecipe({ base: base.dir, train: files.train, val: files.val, tasksDir: files.tasksDir, out: join(out, 'run'), quick: !!o.quick, seed: o.seed }), 'lonas demo', out);
-      await runRecipe(recipe, {
-        from: o.from,
-        report: async (r, records) => {
-          const summary = buildSummary(r, records);
-          summary.notes.push(`Base model: a ${(base.parameters / 1e6).toFixed(2)}M-parameter Llama pretrained by this demo on ${base.corpus.documents} generated documents (${base.steps} steps, final loss ${base.finalLoss.toFixed(3)}).`);
-          summary.curves.push({ name: 'pretraining', train: base.lossCurve.map(([step, loss]) => ({ step, loss })) });
-          await writeReport(summary, r.out);
-          printRunSummary(summary, join(r.out, 'report.html'));
-        },
-      });
+  return commandFrom(demoSpec, async (o: DemoOptions) => {
+    const out = resolve(o.out);
+    const log = (s: string) => process.stderr.write(`${s}\n`);
+    const files = buildSuite(join(out, 'data'), o.seed, o.quick ? QUICK_SIZES : DEFAULT_SIZES);
+    log(`lonas demo: task suite in ${files.dir} (train ${files.train}, test ${Object.values(files.test).join(', ')})`);
+    let lastPrinted = -1;
+    const base = pretrainBase({
+      outDir: join(out, o.quick ? 'base-quick' : 'base'), seed: o.seed, quick: !!o.quick, corpus: files.suite.pretrain,
+      onProgress: (p) => {
+        const pct = Math.floor((20 * p.step) / p.totalSteps);
+        if (pct !== lastPrinted) { lastPrinted = pct; log(`pretrain: step ${p.step}/${p.totalSteps} loss ${p.loss.toFixed(3)} ${Math.round(p.tokensPerSecond)} tok/s`); }
+      },
     });
+    log(base.cached ? `lonas demo: pretrained base reused from ${base.dir} (cached)` : `lonas demo: pretrained a ${(base.parameters / 1e6).toFixed(2)}M-parameter Llama in ${base.seconds.toFixed(0)} s (final loss ${base.finalLoss.toFixed(3)})`);
+    const recipe = parseRecipe(demoRecipe({ base: base.dir, train: files.train, val: files.val, tasksDir: files.tasksDir, out: join(out, 'run'), quick: !!o.quick, seed: o.seed }), 'lonas demo', out);
+    await runRecipe(recipe, {
+      from: o.from,
+      report: async (r, records) => {
+        const summary = buildSummary(r, records);
+        summary.notes.push(`Base model: a ${(base.parameters / 1e6).toFixed(2)}M-parameter Llama pretrained by this demo on ${base.corpus.documents} generated documents (${base.steps} steps, final loss ${base.finalLoss.toFixed(3)}).`);
+        summary.curves.push({ name: 'pretraining', train: base.lossCurve.map(([step, loss]) => ({ step, loss })) });
+        await writeReport(summary, r.out);
+        printRunSummary(summary, join(r.out, 'report.html'));
+      },
+    });
+  });
 }

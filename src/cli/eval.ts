@@ -3,48 +3,27 @@
  * log-likelihood mode. Progress (with ETA) on stderr, the table on stdout; --out writes the summary JSON and
  * --predictions one JSON line per example.
  */
-import { Command, Option } from 'commander';
+import type { Command } from 'commander';
 import cliProgress from 'cli-progress';
 import { resolve } from 'node:path';
 import { loadWithAdapter } from '../nas/load.ts';
 import { loadTokenizer } from '../io/tokenizer.ts';
-import { writeFileAtomic, writeJsonAtomic } from '../io/files.ts';
+import { writeFileAtomic } from '../io/files.ts';
+import { writeEvalSummary } from '../io/artifacts.ts';
 import { modelBackend } from '../eval/backend.ts';
 import { runEval, selectExamples } from '../eval/harness.ts';
 import type { EvalMode, EvalResult, Progress } from '../eval/harness.ts';
 import { loadDataFile, loadTasks } from '../eval/tasks.ts';
 import type { AnswerTypeOption, TaskData } from '../eval/tasks.ts';
 import type { LoglikTarget } from '../eval/choices.ts';
-import { intOption } from './options.ts';
+import { evalSpec } from '../options/eval.ts';
+import type { EvalOptions } from '../options/eval.ts';
+import { commandFrom } from './command.ts';
 
-interface EvalCliOptions {
-  model: string; adapter?: string; subnet?: string; tasks?: string; data?: string; answerType: AnswerTypeOption;
-  dataDir?: string; mode: EvalMode; beams: number; maxNewTokens?: number; loglikTarget: LoglikTarget;
-  limit?: number; sample?: boolean; seed: number; batchSize: number; out?: string; predictions?: string; json?: boolean;
-}
+type EvalCliOptions = EvalOptions;
 
 export function evalCommand(): Command {
-  return new Command('eval')
-    .description('accuracy on commonsense / math benchmarks (LLM-Adapters format), by generation (the papers\' protocol) or log-likelihood')
-    .requiredOption('--model <dir>', 'Hugging Face model directory (a base model or an extracted sub-network)')
-    .option('--adapter <dir>', 'LoRA adapter directory (PEFT format) to apply')
-    .option('--subnet <spec>', 'sub-network of an elastic adapter: maximal, heuristic, minimal or a JSON file')
-    .option('--tasks <list>', 'comma-separated tasks, e.g. boolq,piqa,social_i_qa,hellaswag,winogrande,ARC-Easy,ARC-Challenge,openbookqa,gsm8k')
-    .option('--data <file>', 'one test file instead of --tasks (LLM-Adapters JSON or GSM8K JSONL)')
-    .addOption(new Option('--answer-type <type>', 'answer format of --data').choices(['auto', 'choice', 'number', 'letter']).default('auto'))
-    .option('--data-dir <dir>', 'directory with <task>/test.json (default: ../shared/assets/datasets/llm-adapters/dataset if it exists)')
-    .addOption(new Option('--mode <mode>', 'generate: decode and extract the answer (papers); loglik: pick the most likely option').choices(['generate', 'loglik']).default('generate'))
-    .option('--beams <k>', 'generate: beam search with k beams (the papers use 4; 1 = greedy)', intOption('--beams', 1), 1)
-    .option('--max-new-tokens <n>', 'generate: token budget (default 32 for commonsense, 256 for math)', intOption('--max-new-tokens', 1))
-    .addOption(new Option('--loglik-target <t>', 'loglik: score "the correct answer is <label>" (label) or the option text (text, per byte)').choices(['label', 'text']).default('label'))
-    .option('--limit <n>', 'evaluate the first N examples of each task', intOption('--limit', 1))
-    .option('--sample', 'with --limit: a seeded random sample of N examples instead of the first N')
-    .option('--seed <s>', 'seed of --sample', intOption('--seed'), 0)
-    .option('--batch-size <b>', 'examples per batch (beam search runs one at a time)', intOption('--batch-size', 1), 8)
-    .option('--out <file>', 'write the summary JSON here')
-    .option('--predictions <file>', 'write one JSON line per example here (prompt, output or option scores, answer, gold, correct)')
-    .option('--json', 'print the summary JSON on stdout instead of the table')
-    .action((o: EvalCliOptions) => runEvalCommand(o));
+  return commandFrom(evalSpec, (o: EvalCliOptions) => runEvalCommand(o));
 }
 
 async function runEvalCommand(o: EvalCliOptions): Promise<void> {
@@ -69,7 +48,7 @@ async function runEvalCommand(o: EvalCliOptions): Promise<void> {
     model: { dir: resolve(o.model), adapter: o.adapter ? resolve(o.adapter) : null, subnet: supernet ? (o.subnet ?? 'maximal') : null, subnetConfig: supernet?.config ?? null },
     protocol: result.protocol, tasks: result.tasks, average: result.average,
   };
-  if (o.out) writeJsonAtomic(o.out, summary);
+  if (o.out) writeEvalSummary(o.out, summary);
   if (o.predictions) writeFileAtomic(o.predictions, result.predictions.map((p) => JSON.stringify(p)).join('\n') + (result.predictions.length ? '\n' : ''));
   process.stdout.write(o.json ? `${JSON.stringify(summary, null, 2)}\n` : formatTable(result));
 }

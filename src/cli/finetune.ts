@@ -1,77 +1,35 @@
 /** `lonas finetune`: train an elastic LoRA super-network (or plain LoRA with --space none) on instruction data. */
-import { Command, Option } from 'commander';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import type { Command } from 'commander';
+import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { loadLlama } from '../models/llama/checkpoint.ts';
 import { loadTokenizer } from '../io/tokenizer.ts';
 import { loadTrainingMix, makeBatches, parseDataSpecs, splitValidation, tokenizeExample } from '../io/datasets.ts';
-import { addLora, parseTargets, saveAdapter } from '../adapters/peft.ts';
+import { addLora, saveAdapter } from '../adapters/peft.ts';
 import { enableQuantAware, enableSparsePeft } from '../adapters/sqft.ts';
 import { loadSearchSpaceSpec, resolveSearchSpace } from '../nas/search-space.ts';
 import type { SearchSpace } from '../nas/search-space.ts';
-import { REORDER_MODES, reorderByImportance } from '../nas/importance.ts';
-import type { ReorderMode } from '../nas/importance.ts';
+import { reorderByImportance } from '../nas/importance.ts';
 import { permuteMlpChannels, validateChannelOrder } from '../adapters/channel-order.ts';
 import type { LlamaModel } from '../models/llama/model.ts';
 import type { TokenizedExample } from '../io/datasets.ts';
-import { writeJsonAtomic } from '../io/files.ts';
+import { CHANNEL_ORDER_FILE, readChannelOrder, writeChannelOrder, writeRunConfig } from '../io/artifacts.ts';
 import { train } from '../train/trainer.ts';
-import { floatOption, intOption } from './options.ts';
+import { REORDER_CALIB_EXAMPLES, finetuneSpec } from '../options/finetune.ts';
+import type { FinetuneOptions } from '../options/finetune.ts';
+import { commandFrom } from './command.ts';
 import { ProgressReporter } from './progress.ts';
 
-interface FinetuneOptions {
-  model: string; data: string; out: string; space: string; rank: number; alpha: number; dropout: number; targets: string;
-  epochs: number; steps?: number; batchSize: number; gradAccum: number; lr: number; warmup: number; weightDecay: number;
-  maxGradNorm: number; cutoffLen: number; valSize: number; seed: number; trainOnInputs: boolean; sandwich?: boolean;
-  checkpointEvery: number; evalEvery: number; groupByLength?: boolean; resume?: boolean; sparseAdapter?: boolean; quantizationAware?: boolean;
-  reorderChannels?: ReorderMode;
-}
-
-/** The order chosen at the start of a run, reused by --resume (the checkpoint's adapters live in that order). */
-export const CHANNEL_ORDER_FILE = 'mlp_channel_order.json';
-/** training examples that calibrate --reorder-channels activation */
-export const REORDER_CALIB_EXAMPLES = 32;
-
 export function finetuneCommand(): Command {
-  return new Command('finetune')
-    .description('fine-tune LoRA adapters on a frozen base, with an elastic search space (LoNAS / NLS)')
-    .requiredOption('--model <dir>', 'Hugging Face model directory')
-    .requiredOption('--data <files>', 'training files, comma-separated; FILE:N takes N examples of FILE (seeded)')
-    .requiredOption('--out <dir>', 'output directory (adapter, train_log.jsonl, checkpoint/)')
-    .option('--space <name|file>', 'search space: lonas, nls, none (plain LoRA) or a JSON file', 'lonas')
-    .option('--rank <r>', 'maximal LoRA rank', intOption('--rank', 1), 32)
-    .option('--alpha <a>', 'LoRA alpha (scaling alpha / rank)', floatOption('--alpha', (n) => n > 0, '> 0'), 64)
-    .option('--dropout <p>', 'LoRA dropout', floatOption('--dropout', (n) => n >= 0 && n < 1, 'in [0, 1)'), 0.1)
-    .option('--targets <list>', 'modules with adapters', 'q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj')
-    .option('--epochs <e>', 'epochs over the training data', intOption('--epochs', 1), 3)
-    .option('--steps <n>', 'optimizer steps (overrides --epochs)', intOption('--steps', 1))
-    .option('--batch-size <b>', 'examples per micro-batch', intOption('--batch-size', 1), 4)
-    .option('--grad-accum <k>', 'micro-batches per optimizer step', intOption('--grad-accum', 1), 4)
-    .option('--lr <lr>', 'peak learning rate (cosine decay)', floatOption('--lr', (n) => n > 0, '> 0'), 3e-4)
-    .option('--warmup <w>', 'warm-up steps', intOption('--warmup'), 0)
-    .option('--weight-decay <wd>', 'AdamW weight decay', floatOption('--weight-decay', (n) => n >= 0, '≥ 0'), 0)
-    .option('--max-grad-norm <n>', 'gradient clipping (0: off)', floatOption('--max-grad-norm', (n) => n >= 0, '≥ 0'), 1)
-    .option('--cutoff-len <n>', 'maximum tokens per example', intOption('--cutoff-len', 8), 256)
-    .option('--val-size <n>', 'hold out N training examples for validation loss', intOption('--val-size'), 0)
-    .option('--seed <s>', 'seed for data order, initialisation, dropout and sub-network sampling', intOption('--seed'), 42)
-    .option('--no-train-on-inputs', 'loss on the response only (default: prompt and response)')
-    .option('--sandwich', 'train maximal + minimal + a sampled sub-network on every micro-batch')
-    .option('--sparse-adapter', "SparsePEFT: mask the adapter by the base's non-zeros so merging keeps the sparsity")
-    .option('--quantization-aware', 'QA-SparsePEFT on a GPTQ base: train through its INT4 quantiser so the merge stays INT4 (needs --dropout 0)')
-    .addOption(new Option('--reorder-channels [score]', 'before training, put each layer\'s most important MLP channels first, so narrower MLP widths keep them: ' +
-      `magnitude (weight norms, the default score) or activation (${REORDER_CALIB_EXAMPLES} training examples); the base on disk is unchanged`).choices(REORDER_MODES).preset('magnitude'))
-    .option('--group-by-length', 'batch examples of similar length together (less padding)')
-    .option('--checkpoint-every <n>', 'save a resumable checkpoint every N steps (0: at the end only)', intOption('--checkpoint-every'), 50)
-    .option('--eval-every <n>', 'validation loss every N steps (0: at the end only)', intOption('--eval-every'), 0)
-    .option('--resume', 'continue from the checkpoint in --out (bit-identical to an uninterrupted run)')
-    .action((o: FinetuneOptions) => runFinetune(o));
+  return commandFrom(finetuneSpec, runFinetune);
 }
 
-function runFinetune(o: FinetuneOptions): void {
+/** Trains the adapters `o` describes and writes them, train_log.jsonl, checkpoint/ and run_config.json to `o.out`. */
+export function runFinetune(o: FinetuneOptions): void {
   const log = (s: string) => process.stderr.write(`${s}\n`);
   const tok = loadTokenizer(o.model);
   const model = loadLlama(o.model);
-  const lora = { rank: o.rank, alpha: o.alpha, dropout: o.dropout, targets: parseTargets(o.targets) };
+  const lora = { rank: o.rank, alpha: o.alpha, dropout: o.dropout, targets: o.targets };
   const spaceSpec = loadSearchSpaceSpec(o.space);
   const space = resolveSearchSpace(spaceSpec, model.config, o.rank, lora.targets);
   const specs = parseDataSpecs(o.data);
@@ -101,7 +59,7 @@ function runFinetune(o: FinetuneOptions): void {
     (e) => progress.event(e));
   progress.stop();
   saveAdapter(o.out, model, lora, { baseModel: resolve(o.model), searchSpace: spaceSpec, mode: o.quantizationAware ? 'qa' : o.sparseAdapter ? 'sparse' : 'lora' });
-  writeFileSync(join(o.out, 'run_config.json'), `${JSON.stringify({ command: 'finetune', options: o, result, node: process.version }, null, 2)}\n`);
+  writeRunConfig(o.out, { command: 'finetune', options: o, result, node: process.version });
   log(`done: ${result.steps} steps, final loss ${result.finalLoss.toFixed(4)}${result.valLoss !== null ? `, validation loss ${result.valLoss.toFixed(4)}` : ''}, ` +
     `${Math.round(result.tokensSeen / Math.max(result.seconds, 1e-9))} tokens/s; adapter written to ${o.out}`);
 }
@@ -119,8 +77,8 @@ function reorderChannels(model: LlamaModel, space: SearchSpace, o: FinetuneOptio
     return;
   }
   const file = join(o.out, CHANNEL_ORDER_FILE);
-  if (o.resume && existsSync(file)) {
-    const saved = JSON.parse(readFileSync(file, 'utf8')) as { mode?: string; mlp_channel_order?: unknown };
+  const saved = o.resume ? readChannelOrder(o.out) : null;
+  if (saved) {
     if (saved.mode !== mode) throw new Error(`--resume: ${file} was written with --reorder-channels ${saved.mode}, this run asks for ${mode}`);
     permuteMlpChannels(model, validateChannelOrder(saved.mlp_channel_order, model.config, `${file}: field "mlp_channel_order"`));
     log(`MLP channels reordered as recorded in ${file}`);
@@ -130,7 +88,7 @@ function reorderChannels(model: LlamaModel, space: SearchSpace, o: FinetuneOptio
   const samples = mode === 'activation' ? trainTok.slice(0, REORDER_CALIB_EXAMPLES).map((e) => Int32Array.from(e.inputIds)) : [];
   const order = reorderByImportance(model, mode, samples);
   mkdirSync(o.out, { recursive: true });
-  writeJsonAtomic(file, { mode, mlp_channel_order: order });
+  writeChannelOrder(o.out, { mode, mlp_channel_order: order });
   const moved = order.reduce((n, p) => n + p.filter((c, k) => c !== k).length, 0), total = order.reduce((n, p) => n + p.length, 0);
   log(`MLP channels reordered by ${mode} importance${mode === 'activation' ? ` (${samples.length} training examples)` : ''}: ${moved} of ${total} channels moved, ${((Date.now() - started) / 1000).toFixed(1)} s`);
 }

@@ -1,5 +1,5 @@
-/** Small file helpers: atomic writes (temp file + rename) so an interrupted run never leaves a corrupt file. */
-import { renameSync, writeFileSync } from 'node:fs';
+/** Small file helpers: atomic writes (temp file + rename) so an interrupted run never leaves a corrupt file; JSON reads that name the file. */
+import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 
 export function writeFileAtomic(path: string, data: string | Uint8Array): void {
   const tmp = `${path}.${process.pid}.tmp`;
@@ -9,4 +9,23 @@ export function writeFileAtomic(path: string, data: string | Uint8Array): void {
 
 export function writeJsonAtomic(path: string, value: unknown): void {
   writeFileAtomic(path, `${JSON.stringify(value, null, 2)}\n`);
+}
+
+/**
+ * Reads and parses a JSON file. Errors name the file: "<path>: missing (<what>)", "<path>: cannot read (EACCES)"
+ * or "<path>: not valid JSON (<parser message>)"; `what` says what the file is for (e.g. "the model's config").
+ */
+export function readJsonFile(path: string, what = 'a JSON file'): unknown {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new Error(code === 'ENOENT' ? `${path}: missing (${what})` : `${path}: cannot read (${code ?? (e as Error).message})`);
+  }
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw new Error(`${path}: not valid JSON (${(e as Error).message})`);
+  }
 }

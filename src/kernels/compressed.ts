@@ -33,6 +33,8 @@
  * the 135M shapes: bench/compressed-kernels.ts.
  */
 import type { CompressedKernels, FloatArray, Kernels } from './api.ts';
+import { need } from './checks.ts';
+import { roundHalfEven } from '../util/round.ts';
 
 export type { CompressedKernels } from './api.ts';
 
@@ -58,13 +60,7 @@ export interface SparseWeight {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Argument checks (messages match the native kernels')
-
-function need(kernel: string, name: string, array: ArrayLike<number>, needed: number): void {
-  if (array.length < needed) {
-    throw new RangeError(`${kernel}: '${name}' has ${array.length} elements but ${needed} are needed (offset + extent)`);
-  }
-}
+// Argument checks (need: ./checks.ts)
 
 /** Checks an INT4 weight's arrays for (inF, outF); returns nGroups = max gIdx + 1. */
 function checkInt4(kernel: string, inF: number, outF: number, qweight: Int32Array, scales: Float32Array,
@@ -178,11 +174,6 @@ export function unpackInt4(qweight: Int32Array, inF: number, outF: number): Uint
     }
   }
   return q;
-}
-
-function roundHalfEven(v: number): number {
-  const r = Math.round(v);
-  return r - v === 0.5 && r % 2 !== 0 ? r - 1 : r;
 }
 
 /**

@@ -11,18 +11,12 @@
  * kernels; the other size arguments are trusted.
  */
 import type { FloatArray, Kernels } from './api.ts';
+import { need } from './checks.ts';
 
 type IndexArray = Int32Array;
 
 // ---------------------------------------------------------------------------------------------
-// Argument checks
-
-/** RangeError unless `array` has at least `needed` elements. */
-function need(kernel: string, name: string, array: ArrayLike<number>, needed: number): void {
-  if (array.length < needed) {
-    throw new RangeError(`${kernel}: '${name}' has ${array.length} elements but ${needed} are needed (offset + extent)`);
-  }
-}
+// Argument checks (need: ./checks.ts)
 
 /**
  * A row-major operand stored as `batch` (rows, cols) matrices with row stride `ld`, the first at `off`,

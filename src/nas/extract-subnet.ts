@@ -7,12 +7,10 @@ import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { loadLlama } from '../models/llama/checkpoint.ts';
 import { loadAdapter } from '../adapters/peft.ts';
-import { writeJsonAtomic } from '../io/files.ts';
+import { writeExtractRecord } from '../io/artifacts.ts';
 import { loadWithAdapter } from './load.ts';
 import { extractToDir } from './extract.ts';
 import { countMacs, countParams } from './cost.ts';
-
-export const EXTRACT_INFO = 'lonas_extract.json';
 
 export interface SubnetExtractOptions { model: string; adapter: string; subnet: string; merge?: boolean; out: string; dtype: 'f32' | 'bf16' }
 
@@ -32,7 +30,7 @@ export function extractAdapterSubnet(o: SubnetExtractOptions): string {
   const small = loadLlama(o.out); // proves the result loads, and counts what was written
   if (adapterDir) loadAdapter(small, adapterDir);
   const after = { params: countParams(small), macs: countMacs(small) };
-  writeJsonAtomic(join(o.out, EXTRACT_INFO), {
+  writeExtractRecord(o.out, {
     format: 1, source_model: resolve(o.model), adapter: resolve(o.adapter), subnet: o.subnet, config,
     merged: !adapterDir, dtype: o.dtype, adapter_dir: adapterDir ? 'adapter' : null,
     params: { base: before.params.total, extracted: after.params.total, extracted_adapter: after.params.adapter },

@@ -14,6 +14,7 @@
  *    overshoot by a generation), so a run with a larger budget extends a smaller one evaluation for evaluation.
  */
 import { Rng } from '../tensor/rng.ts';
+import { roundHalfEven } from '../util/round.ts';
 
 export interface Nsga2Options {
   /** choices per gene: gene k takes the integers 0 … sizes[k] − 1 */
@@ -120,13 +121,6 @@ export function crowdingDistance(F: readonly (readonly number[])[]): number[] {
   return cd.map((d) => d / m);
 }
 
-/** numpy's round (half to even), which pymoo's RoundingRepair uses. */
-export function roundHalfEven(x: number): number {
-  const f = Math.floor(x), d = x - f;
-  if (d > 0.5) return f + 1;
-  if (d < 0.5) return f;
-  return f % 2 === 0 ? f : f + 1;
-}
 
 const keyOf = (genes: readonly number[]) => genes.join(',');
 

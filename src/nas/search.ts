@@ -15,7 +15,8 @@
 import { appendFileSync, existsSync, mkdirSync, readFileSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { writeFileAtomic, writeJsonAtomic } from '../io/files.ts';
+import { writeFileAtomic } from '../io/files.ts';
+import { writeBest, writePareto } from '../io/artifacts.ts';
 import type { SearchSpace } from './search-space.ts';
 import type { SubnetConfig } from './subnet.ts';
 import { validateSubnet } from './subnet.ts';
@@ -253,7 +254,7 @@ export async function runSearch(o: SearchOptions): Promise<SearchResult> {
 
 const csvField = (s: string) => (/[",\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s);
 
-function record(e: Evaluation, o: SearchOptions): Record<string, unknown> {
+function record(e: Evaluation, o: SearchOptions): { config: SubnetConfig } & Record<string, unknown> {
   return {
     config: e.config,
     objectives: { [o.score.name]: e.score, [o.objective]: costOf(e, o.objective) },
@@ -269,11 +270,11 @@ async function writeOutputs(o: SearchOptions, r: SearchResult): Promise<void> {
     ...(withLatency ? [e.latencyMs === undefined ? '' : String(e.latencyMs)] : []), String(e.cached)].join(','));
   writeFileAtomic(join(o.outDir, 'search_progression.csv'), `${header.join(',')}\n${rows.map((l) => `${l}\n`).join('')}`);
   const summary = { score: o.score.name, direction: o.score.name === 'loss' ? 'minimise' : 'maximise', cost: o.objective, ref: r.ref, delta: o.delta, threshold: r.threshold };
-  writeJsonAtomic(join(o.outDir, 'pareto.json'), {
+  writePareto(o.outDir, {
     ...summary, evaluations: r.evaluations.length, best: r.best.index, settings: o.settings ?? {},
     front: r.front.map((e) => record(e, o)),
   });
-  writeJsonAtomic(join(o.outDir, 'best.json'), { ...record(r.best, o), ...summary, satisfied: r.satisfied });
+  writeBest(o.outDir, { ...record(r.best, o), ...summary, satisfied: r.satisfied });
   if (o.chart === false) return;
   const named = new Set(['maximal', 'heuristic', 'minimal']);
   const frontKeys = new Set(r.front.map((e) => configKey(o.space, e.config)));

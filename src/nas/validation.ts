@@ -3,7 +3,7 @@
  * training mix exactly as `lonas finetune` split it (its run_config.json), or held out of other training
  * files (--data). As evaluation tasks (--mode loglik/generate), the examples are grouped by answer format.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadTrainingMix, parseDataSpecs, readExamples, splitValidation } from '../io/datasets.ts';
 import type { Example } from '../io/datasets.ts';
@@ -11,6 +11,7 @@ import { LABEL_SETS, loadDataFile } from '../eval/tasks.ts';
 import type { TaskData } from '../eval/tasks.ts';
 import { parseGoldNumber } from '../eval/extract.ts';
 import type { AnswerSpec } from '../eval/extract.ts';
+import { readRunConfig } from '../io/artifacts.ts';
 
 /** The `options` that `lonas finetune` saved in the adapter's run_config.json (only what the split needs). */
 export interface RunOptions { data: string; seed: number; valSize: number; cutoffLen: number; trainOnInputs: boolean }
@@ -19,17 +20,7 @@ export interface RunOptions { data: string; seed: number; valSize: number; cutof
 export interface ValidationSource { adapter: string; val?: string; valSize?: number; data?: string; limit?: number }
 
 export function readRunOptions(adapterDir: string): RunOptions | null {
-  const path = join(adapterDir, 'run_config.json');
-  if (!existsSync(path)) return null;
-  let json: { options?: Partial<RunOptions> };
-  try {
-    json = JSON.parse(readFileSync(path, 'utf8'));
-  } catch (e) {
-    throw new Error(`${path}: not valid JSON (${(e as Error).message})`);
-  }
-  const opt = json.options ?? {};
-  if (typeof opt.data !== 'string' || typeof opt.seed !== 'number') throw new Error(`${path}: no "options.data"/"options.seed" (not written by lonas finetune?); pass --val FILE`);
-  return { data: opt.data, seed: opt.seed, valSize: opt.valSize ?? 0, cutoffLen: opt.cutoffLen ?? 256, trainOnInputs: opt.trainOnInputs ?? true };
+  return readRunConfig(adapterDir)?.options ?? null;
 }
 
 /** The validation examples and how they were chosen (a warning when they were seen in training). */

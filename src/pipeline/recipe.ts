@@ -2,34 +2,32 @@
  * Recipes: one validated JSON file describing a whole experiment (model, data, method, stage options).
  * Paths inside a recipe are relative to the recipe file; `--model`/`--out` on the command line override.
  */
-import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
+import { fieldErrors } from '../io/artifacts.ts';
+import { readJsonFile } from '../io/files.ts';
+import { finetuneSpec } from '../options/finetune.ts';
+import { quantizeSpec, sparsifySpec } from '../options/compress.ts';
+import { benchSpec, evalSpec } from '../options/eval.ts';
+import { extractSpec, searchSpec } from '../options/search.ts';
+import { fromArgv, int, recipeSection } from '../options/schema.ts';
 
-const finetune = z.object({
-  space: z.string().default('lonas'),
-  rank: z.number().int().positive().default(32),
-  alpha: z.number().positive().default(64),
-  dropout: z.number().min(0).max(0.99).default(0.1),
-  targets: z.array(z.string()).default(['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj']),
-  epochs: z.number().int().positive().default(3),
-  steps: z.number().int().positive().optional(),
-  batchSize: z.number().int().positive().default(4),
-  gradAccum: z.number().int().positive().default(4),
-  lr: z.number().positive().default(3e-4),
-  warmup: z.number().int().nonnegative().default(0),
-  cutoffLen: z.number().int().positive().default(256),
-  /** loss on prompt and response (the reference's default); false = response only */
-  trainOnInputs: z.boolean().default(true),
-  /** super-network stages train maximal + minimal + a sampled sub-network per micro-batch (3× the compute per step) */
-  sandwich: z.boolean().default(false),
-  /** reorder MLP channels by importance before training (off when absent) */
-  reorderChannels: z.enum(['magnitude', 'activation']).optional(),
-  sparseAdapter: z.boolean().default(false),
-  quantizationAware: z.boolean().default(false),
-  extraArgs: z.array(z.string()).default([]),
+/**
+ * The stage sections are the commands' own option schemas (src/options/) minus what the pipeline fills in
+ * (paths, the recipe's seed, the validation split), so every default is written once, in the schema.
+ */
+const finetune = recipeSection(finetuneSpec, ['model', 'data', 'out', 'valSize', 'seed', 'resume']).extend({
+  /** older recipes' way to pass other finetune flags; parsed with the finetune flags into the fields above by parseRecipe */
+  extraArgs: z.array(z.string()).optional(),
 }).strict();
+const fromRecipeData = ['model', 'calib', 'seed', 'out'] as const;
+const search = recipeSection(searchSpec, ['model', 'adapter', 'out', 'val', 'valSize', 'data', 'seed']);
+const evalSection = recipeSection(evalSpec, ['model', 'adapter', 'subnet', 'tasks', 'data', 'answerType', 'dataDir', 'out', 'predictions', 'json', 'seed']);
+// two defaults differ from the commands' on purpose (and as recipes always had them): a pipeline ships its
+// sub-network merged, and times 128-token prompts
+const extract = recipeSection(extractSpec, ['model', 'adapter', 'subnet', 'out']).extend({ merge: z.boolean().default(true) }).strict();
+const bench = recipeSection(benchSpec, ['model', 'adapter', 'subnet', 'json', 'out']).extend({ promptLen: int(1).default(128) }).strict();
 
 export const recipeSchema = z.object({
   name: z.string().min(1),
@@ -51,22 +49,15 @@ export const recipeSchema = z.object({
     /** calibration corpus for sparsify/quantize */
     calib: z.string().optional(),
   }).strict(),
-  sparsify: z.object({ method: z.enum(['wanda', 'magnitude']).default('wanda'), sparsity: z.number().gt(0).lt(1).default(0.5), nm: z.string().optional(), nsamples: z.number().int().positive().default(128), seqlen: z.number().int().positive().optional() }).strict().nullable().default(null),
-  quantize: z.object({ bits: z.number().int().default(4), groupSize: z.number().int().default(128), actOrder: z.boolean().default(false), lmHead: z.boolean().default(false), nsamples: z.number().int().positive().default(128), seqlen: z.number().int().positive().optional() }).strict().nullable().default(null),
+  sparsify: recipeSection(sparsifySpec, fromRecipeData).nullable().default(null),
+  quantize: recipeSection(quantizeSpec, fromRecipeData).nullable().default(null),
   /** also fine-tune a plain LoRA baseline (same settings, no search space) for comparison */
   baseline: z.boolean().default(false),
   finetune: finetune.default({}),
-  search: z.object({
-    evals: z.number().int().positive().default(200), population: z.number().int().positive().default(8),
-    objective: z.enum(['macs', 'params', 'latency']).default('macs'), mode: z.enum(['loss', 'loglik', 'generate']).default('loss'),
-    limit: z.number().int().positive().optional(), delta: z.number().nonnegative().optional(),
-  }).strict().nullable().default({}),
-  extract: z.object({ merge: z.boolean().default(true) }).strict().default({}),
-  eval: z.object({
-    mode: z.enum(['generate', 'loglik']).default('generate'), beams: z.number().int().positive().default(1),
-    maxNewTokens: z.number().int().positive().optional(), limit: z.number().int().positive().optional(), batchSize: z.number().int().positive().default(8),
-  }).strict().default({}),
-  bench: z.object({ promptLen: z.number().int().positive().default(128), genLen: z.number().int().positive().default(32), repeats: z.number().int().positive().default(5) }).strict().default({}),
+  search: search.nullable().default({}),
+  extract: extract.default({}),
+  eval: evalSection.default({}),
+  bench: bench.default({}),
 }).strict().superRefine((r, ctx) => {
   if (r.method === 'shears' && !r.sparsify) ctx.addIssue({ code: 'custom', path: ['sparsify'], message: 'shears prunes the base first: give a "sparsify" section' });
   if (r.method === 'sqft' && !r.sparsify && !r.quantize) ctx.addIssue({ code: 'custom', path: ['sparsify'], message: 'sqft needs a sparse and/or quantised base: give "sparsify" and/or "quantize"' });
@@ -81,11 +72,15 @@ export type Recipe = z.infer<typeof recipeSchema>;
 /** Parses and validates a recipe; errors name the file and each bad field. Relative paths resolve against `baseDir`. */
 export function parseRecipe(json: unknown, source: string, baseDir: string, overrides: { model?: string; out?: string } = {}): Recipe {
   const r = recipeSchema.safeParse(json);
-  if (!r.success) {
-    const msgs = r.error.issues.map((i) => `field "${i.path.join('.') || '(root)'}": ${i.message}`);
-    throw new Error(`${source}: invalid recipe: ${msgs.join('; ')}`);
-  }
+  if (!r.success) throw new Error(`${source}: invalid recipe: ${fieldErrors(r.error)}`);
   const recipe = r.data;
+  if (recipe.finetune.extraArgs) {
+    const { extraArgs, ...typed } = recipe.finetune;
+    const given = fromArgv(finetuneSpec, extraArgs, `${source}: field "finetune.extraArgs"`);
+    const filled = Object.keys(given).filter((k) => !(k in finetune.shape));
+    if (filled.length) throw new Error(`${source}: field "finetune.extraArgs": ${filled.join(', ')} ${filled.length > 1 ? 'are' : 'is'} set by the pipeline, not the recipe`);
+    recipe.finetune = { ...typed, ...given };
+  }
   const abs = (p: string) => {
     const [file, count] = expandVars(p).split(/:(?=\d+$)/);
     const full = isAbsolute(file) ? file : resolve(baseDir, file);
@@ -112,11 +107,5 @@ function expandVars(p: string): string {
 }
 
 export function loadRecipe(file: string, overrides: { model?: string; out?: string } = {}): Recipe {
-  let json: unknown;
-  try {
-    json = JSON.parse(readFileSync(file, 'utf8'));
-  } catch (e) {
-    throw new Error(`${file}: cannot read the recipe (${(e as Error).message})`);
-  }
-  return parseRecipe(json, file, dirname(resolve(file)), overrides);
+  return parseRecipe(readJsonFile(file, 'the recipe'), file, dirname(resolve(file)), overrides);
 }

@@ -9,13 +9,14 @@ import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { writeJsonAtomic } from '../io/files.ts';
+import { readStageRecord, stageRecordPath, writeStageRecord } from '../io/artifacts.ts';
+import type { StageRecord } from '../io/artifacts.ts';
 import type { Recipe } from './recipe.ts';
-import { stages } from './stages.ts';
+import { toArgv } from '../options/schema.ts';
+import { isFinetune, stages } from './stages.ts';
 import type { Stage } from './stages.ts';
 
 const BIN = fileURLToPath(new URL('../../bin/lonas.js', import.meta.url));
-
-export interface StageRecord { name: string; seconds: number; outputs: string[]; finishedAt: string }
 
 export interface RunOptions {
   from?: string;
@@ -26,10 +27,10 @@ export interface RunOptions {
   env?: Record<string, string>;
 }
 
-const markerPath = (r: Recipe, name: string) => join(r.out, 'stages', `${name}.json`);
+const markerPath = (r: Recipe, name: string) => stageRecordPath(r.out, name);
 
 export function stageRecords(r: Recipe): StageRecord[] {
-  return stages(r).filter((s) => existsSync(markerPath(r, s.name))).map((s) => JSON.parse(readFileSync(markerPath(r, s.name), 'utf8')) as StageRecord);
+  return stages(r).filter((s) => existsSync(markerPath(r, s.name))).map((s) => readStageRecord(r.out, s.name));
 }
 
 export async function runRecipe(r: Recipe, o: RunOptions): Promise<StageRecord[]> {
@@ -56,17 +57,16 @@ export async function runRecipe(r: Recipe, o: RunOptions): Promise<StageRecord[]
     if (s.name === 'report') await o.report(r, stageRecords(r));
     else runCommands(s, o.env ?? {}, log);
     const record: StageRecord = { name: s.name, seconds: (Date.now() - started) / 1000, outputs: s.outputs, finishedAt: new Date().toISOString() };
-    writeJsonAtomic(markerPath(r, s.name), record);
+    writeStageRecord(r.out, record);
     log(`lonas run: stage ${s.name} finished in ${record.seconds.toFixed(1)} s`);
   }
   return stageRecords(r);
 }
 
 function runCommands(s: Stage, env: Record<string, string>, log: (l: string) => void): void {
-  for (const base of s.commands) {
+  for (const c of s.calls) {
     // an interrupted fine-tuning continues from its last checkpoint, bit-identically
-    const out = base[0] === 'finetune' ? base[base.indexOf('--out') + 1] : null;
-    const args = out && existsSync(join(out, 'checkpoint', 'trainer_state.json')) ? [...base, '--resume'] : base;
+    const args = isFinetune(c) && existsSync(join(c.options.out, 'checkpoint', 'trainer_state.json')) ? toArgv(c.spec, { ...c.options, resume: true }) : toArgv(c.spec, c.options);
     log(`  $ lonas ${args.map((a) => (/[\s"']/.test(a) ? JSON.stringify(a) : a)).join(' ')}`);
     const res = spawnSync(process.execPath, [BIN, ...args], { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, ...env } });
     if (res.status !== 0) {

@@ -5,24 +5,47 @@
  * pipeline run is exactly what a user could type by hand.
  */
 import { join } from 'node:path';
+import { finetuneSpec } from '../options/finetune.ts';
+import { quantizeSpec, sparsifySpec } from '../options/compress.ts';
+import { benchSpec, evalSpec } from '../options/eval.ts';
+import { extractSpec, searchSpec } from '../options/search.ts';
+import { toArgv } from '../options/schema.ts';
+import type { CommandSpec, OptionsInput } from '../options/schema.ts';
 import type { Recipe } from './recipe.ts';
+
+/** One `lonas` invocation: a command and its typed options (the argv is generated from the command's schema). */
+export interface Call<S extends CommandSpec = CommandSpec> {
+  spec: S;
+  options: OptionsInput<S>;
+}
+
+const call = <S extends CommandSpec>(spec: S, options: OptionsInput<S>): Call => ({ spec, options }) as unknown as Call;
+
+export function isFinetune(c: Call): c is Call<typeof finetuneSpec> {
+  return c.spec === finetuneSpec;
+}
 
 export interface Stage {
   name: string;
-  /** `lonas` invocations (one per line of work), or an in-process step for `report` */
+  /** the `lonas` invocations (one per line of work); none for the in-process `report` */
+  calls: Call[];
+  /** the same as argv (what a user would type, without the leading `lonas`) */
   commands: string[][];
   outputs: string[];
 }
+
+const stage = (name: string, outputs: string[], calls: Call[]): Stage => ({ name, outputs, calls, commands: calls.map((c) => toArgv(c.spec, c.options)) });
+
+/** The model (+ adapter + subnet) a row of the final table is evaluated and timed with. */
+export interface ModelRef { model: string; adapter?: string; subnet?: string }
 
 /** One evaluated configuration of the final table. */
 export interface Row {
   id: string;
   name: string;
-  /** model (+ adapter + subnet) arguments for eval/bench */
-  modelArgs: string[];
+  model: ModelRef;
   extracted: boolean;
 }
-
 export interface Layout {
   base: string;
   adapter: string;
@@ -38,67 +61,50 @@ export function layout(r: Recipe): Layout {
   const search = join(r.out, 'search'), extracted = join(r.out, 'extracted');
   const label = { lonas: 'LoNAS', shears: 'Shears', sqft: 'SQFT', lora: 'LoRA' }[r.method];
   const rows: Row[] = [];
-  if (r.baseline) rows.push({ id: 'baseline', name: 'LoRA baseline', modelArgs: ['--model', base, '--adapter', baselineAdapter], extracted: false });
+  if (r.baseline) rows.push({ id: 'baseline', name: 'LoRA baseline', model: { model: base, adapter: baselineAdapter }, extracted: false });
   if (r.method === 'lora') {
-    rows.push({ id: 'lora', name: 'LoRA', modelArgs: ['--model', base, '--adapter', adapter], extracted: false });
+    rows.push({ id: 'lora', name: 'LoRA', model: { model: base, adapter }, extracted: false });
   } else {
-    rows.push({ id: 'maximal', name: `${label} maximal`, modelArgs: ['--model', base, '--adapter', adapter, '--subnet', 'maximal'], extracted: false });
-    rows.push({ id: 'heuristic', name: `${label} heuristic`, modelArgs: ['--model', base, '--adapter', adapter, '--subnet', 'heuristic'], extracted: false });
-    const unmerged = r.extract.merge ? [] : ['--adapter', join(extracted, 'adapter')];
-    rows.push({ id: 'extracted', name: `${label} ${r.search ? 'searched' : 'heuristic'} (extracted)`, modelArgs: ['--model', extracted, ...unmerged], extracted: true });
+    rows.push({ id: 'maximal', name: `${label} maximal`, model: { model: base, adapter, subnet: 'maximal' }, extracted: false });
+    rows.push({ id: 'heuristic', name: `${label} heuristic`, model: { model: base, adapter, subnet: 'heuristic' }, extracted: false });
+    const unmerged = r.extract.merge ? {} : { adapter: join(extracted, 'adapter') };
+    rows.push({ id: 'extracted', name: `${label} ${r.search ? 'searched' : 'heuristic'} (extracted)`, model: { model: extracted, ...unmerged }, extracted: true });
   }
   return { base, adapter, baselineAdapter, search, extracted, rows };
 }
 
-const opt = (flag: string, v: number | string | undefined | null): string[] => (v === undefined || v === null ? [] : [flag, String(v)]);
-
-function finetuneArgs(r: Recipe, base: string, out: string, space: string): string[] {
+function finetuneCall(r: Recipe, base: string, out: string, space: string): Call {
   const f = r.finetune;
-  return ['finetune', '--model', base, '--data', r.data.train.join(','), '--out', out, '--space', space,
-    '--rank', String(f.rank), '--alpha', String(f.alpha), '--dropout', String(f.quantizationAware ? 0 : f.dropout), '--targets', f.targets.join(','),
-    ...(f.steps ? ['--steps', String(f.steps)] : ['--epochs', String(f.epochs)]), '--batch-size', String(f.batchSize), '--grad-accum', String(f.gradAccum),
-    '--lr', String(f.lr), '--warmup', String(f.warmup), '--cutoff-len', String(f.cutoffLen), '--val-size', String(r.data.valSize), '--seed', String(r.seed),
-    ...(f.trainOnInputs ? [] : ['--no-train-on-inputs']), ...(f.reorderChannels ? ['--reorder-channels', f.reorderChannels] : []), ...(f.sandwich && space !== 'none' ? ['--sandwich'] : []), ...(f.sparseAdapter ? ['--sparse-adapter'] : []), ...(f.quantizationAware ? ['--quantization-aware'] : []), ...f.extraArgs];
+  return call(finetuneSpec, {
+    ...f, model: base, data: r.data.train.join(','), out, space, valSize: r.data.valSize, seed: r.seed,
+    dropout: f.quantizationAware ? 0 : f.dropout, sandwich: f.sandwich && space !== 'none',
+  });
 }
 
-function evalTargets(r: Recipe): string[][] {
-  const targets: string[][] = [];
-  if (r.data.tasks.length) targets.push(['--tasks', r.data.tasks.join(','), ...opt('--data-dir', r.data.dataDir)]);
-  for (const t of r.data.testFiles) targets.push(['--data', t.file, '--answer-type', t.answerType]);
-  return targets;
+/** What each row is evaluated on: the recipe's tasks, and each test file. */
+function evalTargets(r: Recipe): { tasks?: string; dataDir?: string; data?: string; answerType?: 'auto' | 'choice' | 'number' | 'letter' }[] {
+  const targets = r.data.tasks.length ? [{ tasks: r.data.tasks.join(','), dataDir: r.data.dataDir }] : [];
+  return [...targets, ...r.data.testFiles.map((t) => ({ data: t.file, answerType: t.answerType }))];
 }
 
 export function stages(r: Recipe): Stage[] {
   const L = layout(r);
   const list: Stage[] = [];
-  if (r.sparsify) {
-    const s = r.sparsify, out = join(r.out, 'base-sparse');
-    list.push({ name: 'sparsify', outputs: [out], commands: [['sparsify', '--model', r.model, '--method', s.method, '--sparsity', String(s.sparsity), ...opt('--nm', s.nm),
-      ...opt('--calib', r.data.calib), '--nsamples', String(s.nsamples), ...opt('--seqlen', s.seqlen), '--seed', String(r.seed), '--out', out]] });
-  }
-  if (r.quantize) {
-    const q = r.quantize, out = join(r.out, 'base-int4');
-    list.push({ name: 'quantize', outputs: [out], commands: [['quantize', '--model', r.sparsify ? join(r.out, 'base-sparse') : r.model, '--bits', String(q.bits),
-      '--group-size', String(q.groupSize), ...(q.actOrder ? ['--act-order'] : []), ...(q.lmHead ? ['--lm-head'] : []), '--calib', r.data.calib!, '--nsamples', String(q.nsamples), ...opt('--seqlen', q.seqlen), '--seed', String(r.seed), '--out', out]] });
-  }
-  if (r.baseline) list.push({ name: 'baseline', outputs: [L.baselineAdapter], commands: [finetuneArgs(r, L.base, L.baselineAdapter, 'none')] });
-  list.push({ name: 'finetune', outputs: [L.adapter], commands: [finetuneArgs(r, L.base, L.adapter, r.method === 'lora' ? 'none' : r.finetune.space)] });
+  const sparse = join(r.out, 'base-sparse'), int4 = join(r.out, 'base-int4');
+  if (r.sparsify) list.push(stage('sparsify', [sparse], [call(sparsifySpec, { ...r.sparsify, model: r.model, calib: r.data.calib, seed: r.seed, out: sparse })]));
+  if (r.quantize) list.push(stage('quantize', [int4], [call(quantizeSpec, { ...r.quantize, model: r.sparsify ? sparse : r.model, calib: r.data.calib!, seed: r.seed, out: int4 })]));
+  if (r.baseline) list.push(stage('baseline', [L.baselineAdapter], [finetuneCall(r, L.base, L.baselineAdapter, 'none')]));
+  list.push(stage('finetune', [L.adapter], [finetuneCall(r, L.base, L.adapter, r.method === 'lora' ? 'none' : r.finetune.space)]));
   if (r.method !== 'lora') {
     if (r.search) {
-      const s = r.search;
-      const val = r.data.val ? ['--val', r.data.val] : ['--val-size', String(r.data.valSize)];
-      list.push({ name: 'search', outputs: [L.search], commands: [['search', '--model', L.base, '--adapter', L.adapter, ...val, '--out', L.search,
-        '--evals', String(s.evals), '--population', String(s.population), '--objective', s.objective, '--mode', s.mode, ...opt('--limit', s.limit), ...opt('--delta', s.delta), '--seed', String(r.seed)]] });
+      const val = r.data.val ? { val: r.data.val } : { valSize: r.data.valSize };
+      list.push(stage('search', [L.search], [call(searchSpec, { ...r.search, model: L.base, adapter: L.adapter, ...val, out: L.search, seed: r.seed })]));
     }
-    list.push({ name: 'extract', outputs: [L.extracted], commands: [['extract', '--model', L.base, '--adapter', L.adapter, '--subnet', r.search ? join(L.search, 'best.json') : 'heuristic',
-      ...(r.extract.merge ? ['--merge'] : []), '--out', L.extracted]] });
+    list.push(stage('extract', [L.extracted], [call(extractSpec, { ...r.extract, model: L.base, adapter: L.adapter, subnet: r.search ? join(L.search, 'best.json') : 'heuristic', out: L.extracted })]));
   }
-  const e = r.eval;
-  list.push({ name: 'eval', outputs: [join(r.out, 'eval')], commands: L.rows.flatMap((row) => evalTargets(r).map((t, k) => ['eval', ...row.modelArgs, ...t, '--mode', e.mode, '--beams', String(e.beams),
-    ...opt('--max-new-tokens', e.maxNewTokens), ...opt('--limit', e.limit), '--batch-size', String(e.batchSize), '--out', join(r.out, 'eval', `${row.id}.${k}.json`)])) });
-  const b = r.bench;
-  list.push({ name: 'bench', outputs: [join(r.out, 'bench')], commands: L.rows.map((row) => ['bench', ...row.modelArgs, '--prompt-len', String(b.promptLen), '--gen-len', String(b.genLen),
-    '--repeats', String(b.repeats), '--json', '--out', join(r.out, 'bench', `${row.id}.json`)]) });
-  list.push({ name: 'report', outputs: [join(r.out, 'report.html'), join(r.out, 'summary.json')], commands: [] });
+  const evalDir = join(r.out, 'eval'), benchDir = join(r.out, 'bench');
+  list.push(stage('eval', [evalDir], L.rows.flatMap((row) => evalTargets(r).map((t, k) => call(evalSpec, { ...r.eval, ...row.model, ...t, out: join(evalDir, `${row.id}.${k}.json`) })))));
+  list.push(stage('bench', [benchDir], L.rows.map((row) => call(benchSpec, { ...r.bench, ...row.model, json: true, out: join(benchDir, `${row.id}.json`) }))));
+  list.push(stage('report', [join(r.out, 'report.html'), join(r.out, 'summary.json')], []));
   return list;
 }

@@ -5,13 +5,10 @@ import { join } from 'node:path';
 import { backendInfo } from '../kernels/index.ts';
 import type { Curve, ParetoPoint, ResultRow, RunSummary, TaskScore } from '../report/summary.ts';
 import type { Recipe } from './recipe.ts';
-import type { StageRecord } from './runner.ts';
+import { readBenchRecord, readEvalSummary, readSearchResult } from '../io/artifacts.ts';
+import type { StageRecord } from '../io/artifacts.ts';
+import { readJsonFile } from '../io/files.ts';
 import { layout } from './stages.ts';
-
-const readJson = <T>(file: string): T => JSON.parse(readFileSync(file, 'utf8')) as T;
-
-interface EvalFile { mode: 'generate' | 'loglik'; tasks: { task: string; count: number; accuracy: number; ci95: [number, number] }[] }
-interface BenchFile { params: { total: number; nonZero: number }; macs: number; prefillMs: { median: number }; decodeMsPerToken: { median: number }; promptLen: number; genLen: number; config?: Record<string, number> | null }
 
 function trainCurve(name: string, dir: string): Curve | null {
   const file = join(dir, 'train_log.jsonl');
@@ -26,9 +23,9 @@ function trainCurve(name: string, dir: string): Curve | null {
 
 /** Reads the search's every-evaluation CSV into chart points (front and chosen marked). */
 function paretoPoints(dir: string): RunSummary['pareto'] {
-  if (!existsSync(join(dir, 'pareto.json'))) return null;
-  const pareto = readJson<{ score: 'loss' | 'accuracy'; cost: 'macs' | 'params' | 'latency'; front: { config: Record<string, number> }[] }>(join(dir, 'pareto.json'));
-  const best = readJson<{ config: Record<string, number> }>(join(dir, 'best.json'));
+  const result = readSearchResult(dir);
+  if (!result) return null;
+  const { pareto, best } = result;
   const key = (c: Record<string, number>) => JSON.stringify(Object.keys(c).sort().map((k) => [k, c[k]]));
   const front = new Set(pareto.front.map((f) => key(f.config)));
   const [header, ...rows] = readFileSync(join(dir, 'search_progression.csv'), 'utf8').trim().split('\n');
@@ -60,12 +57,12 @@ export function buildSummary(r: Recipe, records: StageRecord[]): RunSummary {
     const perTask: Record<string, TaskScore> = {};
     let mode: ResultRow['mode'] = r.eval.mode;
     for (let k = 0; existsSync(join(r.out, 'eval', `${row.id}.${k}.json`)); k++) {
-      const e = readJson<EvalFile>(join(r.out, 'eval', `${row.id}.${k}.json`));
+      const e = readEvalSummary(join(r.out, 'eval', `${row.id}.${k}.json`));
       mode = e.mode;
       for (const t of e.tasks) { perTask[t.task] = { accuracy: t.accuracy, n: t.count, ci: t.ci95 }; taskNames.add(t.task); }
     }
     const benchFile = join(r.out, 'bench', `${row.id}.json`);
-    const bench = existsSync(benchFile) ? readJson<BenchFile>(benchFile) : null;
+    const bench = existsSync(benchFile) ? readBenchRecord(benchFile) : null;
     const accs = Object.values(perTask).map((t) => t.accuracy);
     rows.push({
       name: row.name, subnet: bench?.config ?? null, perTask, average: accs.length ? accs.reduce((a, b) => a + b, 0) / accs.length : NaN, mode,
@@ -79,7 +76,7 @@ export function buildSummary(r: Recipe, records: StageRecord[]): RunSummary {
     if (row.latency && baseRow.latency) row.speedup = { prefill: baseRow.latency.prefillMs / row.latency.prefillMs, decode: baseRow.latency.decodeMsPerToken / row.latency.decodeMsPerToken };
   }
   const curves = [trainCurve(r.method === 'lora' ? 'LoRA' : `${r.method} super-network`, L.adapter), r.baseline ? trainCurve('LoRA baseline', L.baselineAdapter) : null].filter((c): c is Curve => c !== null);
-  const pkg = readJson<{ version: string }>(new URL('../../package.json', import.meta.url).pathname);
+  const pkg = readJsonFile(new URL('../../package.json', import.meta.url).pathname, "lonas's package.json") as { version: string };
   return {
     title: `${r.name}: ${r.method === 'lora' ? 'LoRA' : r.method.toUpperCase()} on ${r.model.split('/').filter(Boolean).slice(-2).join('/')}`,
     method: r.method,

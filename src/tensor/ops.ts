@@ -6,6 +6,7 @@ import { kernelsFor } from '../kernels/index.ts';
 import type { FloatArray } from '../kernels/api.ts';
 import { record } from './autograd.ts';
 import { Rng } from './rng.ts';
+import { roundHalfEven } from '../util/round.ts';
 import { Tensor, fmtShape, matrixOperand, numel, sameShape, allocLike } from './tensor.ts';
 
 function checkSameShape(op: string, a: Tensor, b: Tensor): void {
@@ -182,11 +183,8 @@ export interface QuantParams {
   out: number;
 }
 
-/** Rounds half to even, as torch.round does. */
-export function roundHalfEven(x: number): number {
-  const r = Math.round(x);
-  return Math.abs(x % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
-}
+/** re-exported for the tensor API (src/tensor/index.ts); defined in src/util/round.ts */
+export { roundHalfEven };
 
 /**
  * y = S (clamp(round(w / S + Z), 0, maxq) − Z) per element (o, j) with S, Z of group gIdx[j] and output o; the

@@ -1,7 +1,8 @@
 /** NSGA-II: sorting and crowding on hand-made fronts; a synthetic problem with a known front; determinism. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { crowdingDistance, dominates, nonDominatedSort, nsga2, roundHalfEven } from '../../src/nas/nsga2.ts';
+import { crowdingDistance, dominates, nonDominatedSort, nsga2 } from '../../src/nas/nsga2.ts';
+import { roundHalfEven } from '../../src/util/round.ts';
 
 test('dominance and fast non-dominated sorting on a hand-made set', () => {
   assert.ok(dominates([1, 2], [1, 3]));
