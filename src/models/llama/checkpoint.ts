@@ -117,7 +117,7 @@ function readJson(path: string, what: string): unknown {
 const indexSchema = z.object({ weight_map: z.record(z.string(), z.string()) }).passthrough();
 
 /** Opens the weight files of `dir`: tensor name → open file holding it. Closes everything on error. */
-function openWeights(dir: string): { files: SafetensorsFile[]; where: Map<string, SafetensorsFile> } {
+export function openWeights(dir: string): { files: SafetensorsFile[]; where: Map<string, SafetensorsFile> } {
   const files: SafetensorsFile[] = [];
   const where = new Map<string, SafetensorsFile>();
   try {

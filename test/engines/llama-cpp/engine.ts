@@ -1,0 +1,67 @@
+/**
+ * llama.cpp, through node-llama-cpp 3.21.1 (installed in this folder by scripts/test.sh, not a dependency of
+ * lonas), for tests and benchmarks of GGUF exports. CPU only, prebuilt binaries only: `build: 'never'`
+ * and `skipDownload` make a missing binary an error instead of a download or a compile.
+ */
+import { getLlama, LlamaLogLevel } from 'node-llama-cpp';
+import type { Llama, LlamaContext, LlamaModel, Token } from 'node-llama-cpp';
+
+let llama: Promise<Llama> | null = null;
+
+/** The shared CPU llama.cpp instance. */
+export function cpuLlama(): Promise<Llama> {
+  llama ??= getLlama({ gpu: false, build: 'never', usePrebuiltBinaries: true, skipDownload: true, progressLogs: false, logLevel: LlamaLogLevel.error, maxThreads: 2 });
+  return llama;
+}
+
+export interface GgufSession {
+  model: LlamaModel;
+  context: LlamaContext;
+  tokenize(text: string): number[];
+  /** greedy (argmax) continuation of `prompt` ids, `n` new tokens (stops early only at the end of the context) */
+  greedy(prompt: number[], n: number): Promise<number[]>;
+  /** log-probabilities of the next token after each prefix prompt[..=i], shape (prompt.length, vocab) */
+  logProbs(prompt: number[]): Promise<Float64Array[]>;
+  dispose(): Promise<void>;
+}
+
+export async function openGguf(path: string, opts: { contextSize?: number; threads?: number } = {}): Promise<GgufSession> {
+  const l = await cpuLlama();
+  const model = await l.loadModel({ modelPath: path, gpuLayers: 0 });
+  const context = await model.createContext({ contextSize: opts.contextSize ?? 256, threads: opts.threads ?? 1, sequences: 1 });
+  const vocab = model.fileInfo.metadata.tokenizer.ggml.tokens.length;
+  return {
+    model, context,
+    tokenize: (text) => model.tokenize(text, false).map(Number),
+    async greedy(prompt, n) {
+      const seq = context.getSequence();
+      try {
+        const out: number[] = [];
+        for await (const t of seq.evaluate(prompt as Token[], { temperature: 0 })) {
+          out.push(Number(t));
+          if (out.length >= n) break;
+        }
+        return out;
+      } finally {
+        seq.dispose();
+      }
+    },
+    async logProbs(prompt) {
+      const seq = context.getSequence();
+      try {
+        const res = await seq.controlledEvaluate(prompt.map((t) => [t as Token, { generateNext: { probabilities: true } }] as const));
+        return res.map((r) => {
+          const lp = new Float64Array(vocab);
+          for (const [tok, p] of r!.next!.probabilities!) lp[Number(tok)] = Math.log(p);
+          return lp;
+        });
+      } finally {
+        seq.dispose();
+      }
+    },
+    async dispose() {
+      await context.dispose();
+      await model.dispose();
+    },
+  };
+}
