@@ -28,36 +28,34 @@ export interface GgufSession {
 export async function openGguf(path: string, opts: { contextSize?: number; threads?: number } = {}): Promise<GgufSession> {
   const l = await cpuLlama();
   const model = await l.loadModel({ modelPath: path, gpuLayers: 0 });
-  const context = await model.createContext({ contextSize: opts.contextSize ?? 256, threads: opts.threads ?? 1, sequences: 1 });
+  // F32 KV cache (llama.cpp's default is F16, which rounds every cached key and value) and no flash attention,
+  // so an F32 export computes in float32 end to end like lonas
+  const context = await model.createContext({
+    contextSize: opts.contextSize ?? 256, threads: opts.threads ?? 1, sequences: 1,
+    flashAttention: false, experimentalKvCacheKeyType: 'F32', experimentalKvCacheValueType: 'F32',
+  });
   const vocab = model.fileInfo.metadata.tokenizer.ggml.tokens.length;
+  const seq = context.getSequence(); // one sequence, emptied before each evaluation
   return {
     model, context,
     tokenize: (text) => model.tokenize(text, false).map(Number),
     async greedy(prompt, n) {
-      const seq = context.getSequence();
-      try {
-        const out: number[] = [];
-        for await (const t of seq.evaluate(prompt as Token[], { temperature: 0 })) {
-          out.push(Number(t));
-          if (out.length >= n) break;
-        }
-        return out;
-      } finally {
-        seq.dispose();
+      await seq.clearHistory();
+      const out: number[] = [];
+      for await (const t of seq.evaluate(prompt as Token[], { temperature: 0 })) {
+        out.push(Number(t));
+        if (out.length >= n) break;
       }
+      return out;
     },
     async logProbs(prompt) {
-      const seq = context.getSequence();
-      try {
-        const res = await seq.controlledEvaluate(prompt.map((t) => [t as Token, { generateNext: { probabilities: true } }] as const));
-        return res.map((r) => {
-          const lp = new Float64Array(vocab);
-          for (const [tok, p] of r!.next!.probabilities!) lp[Number(tok)] = Math.log(p);
-          return lp;
-        });
-      } finally {
-        seq.dispose();
-      }
+      await seq.clearHistory();
+      const res = await seq.controlledEvaluate(prompt.map((t) => [t as Token, { generateNext: { probabilities: true } }] as const));
+      return res.map((r) => {
+        const lp = new Float64Array(vocab).fill(-Infinity);
+        for (const [tok, p] of r!.next!.probabilities!) lp[Number(tok)] = Math.log(p);
+        return lp;
+      });
     },
     async dispose() {
       await context.dispose();
