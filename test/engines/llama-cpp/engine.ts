@@ -3,8 +3,11 @@
  * lonas), for tests and benchmarks of GGUF exports. CPU only, prebuilt binaries only: `build: 'never'`
  * and `skipDownload` make a missing binary an error instead of a download or a compile.
  */
-import { getLlama, LlamaLogLevel } from 'node-llama-cpp';
 import type { Llama, LlamaContext, LlamaModel, Token } from 'node-llama-cpp';
+
+const { getLlama, LlamaLogLevel } = await import('node-llama-cpp').catch((e: Error) => {
+  throw new Error(`node-llama-cpp is not installed in test/engines/llama-cpp (${e.message}); run scripts/test.sh, or: npm ci --prefix test/engines/llama-cpp --omit=optional --ignore-scripts`);
+});
 
 let llama: Promise<Llama> | null = null;
 
