@@ -5,12 +5,14 @@
  * the codes and the scales exactly: q as is, d = s (already an F16 in GPTQ checkpoints), and m = −s·z,
  * which is the one rounding: m is stored as an IEEE half, so each weight moves by at most half an F16 ulp
  * of s·z (the measured maximum is reported). Otherwise the dequantized weights are requantized with
- * llama.cpp's Q4_1 quantizer and the added error is reported.
+ * llama.cpp's Q4_1 quantizer and the added error is reported. Rows that are not whole 32-input blocks
+ * cannot be Q4_1 at all: they are stored dequantized as F16 (reported too).
  */
 import { dequantize } from '../../io/gptq-format.ts';
 import type { QuantizedWeight } from '../../io/gptq-format.ts';
 import { f32ToF16, f16ToF32 } from '../../io/safetensors.ts';
-import { dequantizeBlocks, QK, quantizeBlocks } from './quants.ts';
+import { dequantizeBlocks, QK, quantizeBlocks, toF16Bytes } from './quants.ts';
+import type { GgmlType } from './writer.ts';
 
 export interface Q4_1Result { bytes: Uint8Array; exact: boolean; maxError: number; note: string }
 
@@ -32,12 +34,20 @@ const fromHalf = (h: number): number => {
   return f[0];
 };
 
+/** The GGUF storage of a GPTQ projection: Q4_1 (exact or requantized), or F16 when rows are not whole blocks. */
+export function gptqTensor(qw: QuantizedWeight): { type: GgmlType; bytes: Uint8Array; note: string } {
+  if (qw.inF % QK) {
+    return { type: 'F16', bytes: toF16Bytes(dequantize(qw)), note: `GPTQ rows of ${qw.inF} inputs are not whole ${QK}-value blocks: stored dequantized as F16` };
+  }
+  return { type: 'Q4_1', ...gptqToQ4_1(qw) };
+}
+
 export function gptqToQ4_1(qw: QuantizedWeight): Q4_1Result {
   const reference = dequantize(qw);
   if (!blocksInsideGroups(qw)) {
     const bytes = quantizeBlocks(reference, qw.inF, 'Q4_1');
     const maxError = maxDiff(dequantizeBlocks(bytes, 'Q4_1'), reference);
-    const why = qw.bits !== 4 ? `${qw.bits}-bit codes` : qw.inF % QK ? `rows of ${qw.inF} inputs` : `groups (size ${qw.groupSize}${qw.groupSize % QK ? '' : ', act-order g_idx'}) that split 32-input blocks`;
+    const why = qw.bits !== 4 ? `${qw.bits}-bit codes` : `groups (size ${qw.groupSize}${qw.groupSize % QK ? '' : ', act-order g_idx'}) that split 32-input blocks`;
     return { bytes, exact: false, maxError, note: `GPTQ ${why}: requantized to Q4_1, added max |error| ${maxError.toExponential(2)}` };
   }
   const { out, inF, q, scales, zeros, gIdx } = qw;

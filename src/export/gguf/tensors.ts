@@ -6,14 +6,14 @@
  *    pairwise order, row h·D + 2i + j ← h·D + j·D/2 + i (LlamaModel.permute); qwen2 (NEOX RoPE) keeps HF's order;
  *  - 1-D tensors (norms, biases) are F32; 2-D tensors take the requested type, except rows that are not a
  *    multiple of 32 values, which a block type cannot hold: they fall back to F16 (as the converter does)
- *    and are reported; GPTQ projections become Q4_1 (see gptq.ts).
+ *    and are reported; GPTQ projections become Q4_1 (F16 when their rows are not whole blocks; see gptq.ts).
  */
 import type { SafetensorsFile } from '../../io/safetensors.ts';
 import { f32ToBf16 } from '../../io/safetensors.ts';
 import type { LlamaConfig } from '../../models/llama/config.ts';
 import { readGptqProjection } from '../../models/llama/gptq-io.ts';
 import { dequantizeBlocks, isBlockType, quantizeBlocks, QK, toF16Bytes } from './quants.ts';
-import { gptqToQ4_1 } from './gptq.ts';
+import { gptqTensor } from './gptq.ts';
 import type { GgmlType, GgufTensor } from './writer.ts';
 
 /** HF module → GGUF module, the whole mapping lonas needs (llama.cpp's gguf-py tensor_mapping.py). */
@@ -94,10 +94,10 @@ export function planTensors(where: Map<string, SafetensorsFile>, c: LlamaConfig,
       const scales = file.entry(`${m.hf}.scales`);
       const out = scales.shape[1], inF = rowLength(m.hf, c);
       tensors.push({
-        name: `${m.gguf}.weight`, shape: [out, inF], type: 'Q4_1',
+        name: `${m.gguf}.weight`, shape: [out, inF], type: inF % QK ? 'F16' : 'Q4_1',
         bytes: () => {
-          const r = gptqToQ4_1(readGptqProjection(file, m.hf, out, inF, c.quantization!));
-          notes.push({ tensor: `${m.gguf}.weight`, type: 'Q4_1', note: r.note });
+          const r = gptqTensor(readGptqProjection(file, m.hf, out, inF, c.quantization!));
+          notes.push({ tensor: `${m.gguf}.weight`, type: r.type, note: r.note });
           return permuteRows(r.bytes, out, m.order);
         },
       });
