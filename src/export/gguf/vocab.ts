@@ -66,8 +66,9 @@ function tokenList(t: TokenizerJson, vocabSize: number, file: string): { tokens:
 type Specials = Partial<Record<'bos' | 'eos' | 'unk' | 'pad', number>>;
 
 function specialIds(dir: string, tokens: string[], t: TokenizerJson): { ids: Specials; addBos: boolean; addEos: boolean; chatTemplate: string | null } {
-  const tc = existsSync(join(dir, 'tokenizer_config.json')) ? readJson<Record<string, unknown>>(join(dir, 'tokenizer_config.json')) : {};
-  const cfg = existsSync(join(dir, 'config.json')) ? readJson<Record<string, unknown>>(join(dir, 'config.json')) : {};
+  const optional = (f: string) => (existsSync(join(dir, f)) ? readJson<Record<string, unknown>>(join(dir, f)) : {});
+  const tc = { ...optional('special_tokens_map.json'), ...optional('tokenizer_config.json') };
+  const cfg = optional('config.json');
   const index = new Map(tokens.map((s, i) => [s, i]));
   const ids: Specials = {};
   for (const k of ['bos', 'eos', 'unk', 'pad'] as const) {
