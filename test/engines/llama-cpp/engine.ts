@@ -21,31 +21,34 @@ export interface GgufSession {
   model: LlamaModel;
   context: LlamaContext;
   tokenize(text: string): number[];
-  /** greedy (argmax) continuation of `prompt` ids, `n` new tokens (stops early only at the end of the context) */
-  greedy(prompt: number[], n: number): Promise<number[]>;
+  /** greedy (argmax) continuation of `prompt` ids, `n` new tokens; `onToken` is called as each one arrives */
+  greedy(prompt: number[], n: number, onToken?: () => void): Promise<number[]>;
   /** log-probabilities of the next token after each prefix prompt[..=i], shape (prompt.length, vocab) */
   logProbs(prompt: number[]): Promise<Float64Array[]>;
   dispose(): Promise<void>;
 }
 
-export async function openGguf(path: string, opts: { contextSize?: number; threads?: number } = {}): Promise<GgufSession> {
+/** `kvCache`: F32 (default: float32 end to end, for exactness tests) or F16 (llama.cpp's default, for speed). */
+export async function openGguf(path: string, opts: { contextSize?: number; threads?: number; kvCache?: 'F32' | 'F16' } = {}): Promise<GgufSession> {
   const l = await cpuLlama();
   const model = await l.loadModel({ modelPath: path, gpuLayers: 0 });
-  // F32 KV cache (llama.cpp's default is F16, which rounds every cached key and value) and no flash attention,
-  // so an F32 export computes in float32 end to end like lonas
+  // F32 KV cache (llama.cpp's default F16 rounds every cached key and value) and no flash attention, so an
+  // F32 export computes in float32 end to end like lonas
+  const kv = opts.kvCache ?? 'F32';
   const context = await model.createContext({
     contextSize: opts.contextSize ?? 256, threads: opts.threads ?? 1, sequences: 1,
-    flashAttention: false, experimentalKvCacheKeyType: 'F32', experimentalKvCacheValueType: 'F32',
+    flashAttention: false, experimentalKvCacheKeyType: kv, experimentalKvCacheValueType: kv,
   });
   const vocab = model.fileInfo.metadata.tokenizer.ggml.tokens.length;
   const seq = context.getSequence(); // one sequence, emptied before each evaluation
   return {
     model, context,
     tokenize: (text) => model.tokenize(text, false).map(Number),
-    async greedy(prompt, n) {
+    async greedy(prompt, n, onToken) {
       await seq.clearHistory();
       const out: number[] = [];
       for await (const t of seq.evaluate(prompt as Token[], { temperature: 0 })) {
+        onToken?.();
         out.push(Number(t));
         if (out.length >= n) break;
       }
