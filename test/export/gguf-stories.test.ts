@@ -51,11 +51,11 @@ test('f32: llama.cpp tokenizes, continues greedily for 128 tokens and scores the
 });
 
 // Error budgets, as mean KL divergence of the next-token distributions over the prompt (nats):
-//  - from lonas's f32 model: what the format costs (measured 3.2e-4 for q8_0, 0.075 for q4_0);
+//  - from lonas's f32 model: what the format costs (measured 3.2e-4 for q8_0, 0.075 for q4_0, Q4_1 below);
 //  - from lonas running the dequantized blocks the file holds: only llama.cpp's own rounding of the
 //    activations to q8_0 inside its dot products is left (measured 1.7e-4 / 3.2e-4); a misread block
 //    layout (nibble order, scales, row order) would be far above it.
-for (const [type, budget] of [['q8_0', 1e-3], ['q4_0', 0.2]] as [GgufOutType, number][]) {
+for (const [type, budget] of [['q8_0', 1e-3], ['q4_0', 0.2], ['q4_1', 0.2]] as [GgufOutType, number][]) {
   test(`${type}: the export runs in llama.cpp within the format's error budget of lonas's logits`, async () => {
     const s = await openGguf(exported(type));
     try {
@@ -67,6 +67,22 @@ for (const [type, budget] of [['q8_0', 1e-3], ['q4_0', 0.2]] as [GgufOutType, nu
       assert.ok(fromF32 > 0 && fromF32 < budget, `${type}: KL from f32 ${fromF32} (budget ${budget})`);
       assert.ok(fromBlocks < 1e-3, `${type}: KL from the dequantized blocks ${fromBlocks} (llama.cpp's activation rounding stays below 1e-3)`);
       assert.equal((await s.greedy(prompt, 16)).length, 16);
+    } finally {
+      await s.dispose();
+    }
+  });
+}
+
+// f16 / bf16 round each weight (10 / 7 mantissa bits); llama.cpp also rounds the activations to that type
+// in its dot products. Budgets (mean KL from lonas f32) ≈ 10× the measured values (7e-8, 5.5e-5).
+for (const [type, budget] of [['f16', 1e-6], ['bf16', 5e-4]] as [GgufOutType, number][]) {
+  test(`${type}: the export runs in llama.cpp close to lonas's f32 logits`, async () => {
+    const s = await openGguf(exported(type));
+    try {
+      const prompt = [tokenizer.bosId!, ...tokenizer.encode(PROMPT, { addBos: false })];
+      const kl = meanKl(lonasLogProbs(model, prompt), await s.logProbs(prompt));
+      process.stderr.write(`${type}: mean KL from lonas f32 ${kl.toExponential(2)}\n`);
+      assert.ok(Math.abs(kl) < budget, `${type}: KL from f32 ${kl} (budget ${budget}; float32 probabilities can make a tiny KL negative)`);
     } finally {
       await s.dispose();
     }
