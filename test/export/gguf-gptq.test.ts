@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { exportGguf } from '../../src/export/gguf/convert.ts';
 import { gptqTensor, gptqToQ4_1 } from '../../src/export/gguf/gptq.ts';
 import { dequantizeBlocks } from '../../src/export/gguf/quants.ts';
-import { dequantize } from '../../src/io/gptq-format.ts';
+import { dequantize } from '../../src/nn/quantized-weight.ts';
 import { SafetensorsFile } from '../../src/io/safetensors.ts';
 import { parseHfConfig } from '../../src/models/llama/hf-config.ts';
 import { readGptqProjection } from '../../src/models/llama/gptq-io.ts';

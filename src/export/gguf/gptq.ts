@@ -8,8 +8,8 @@
  * llama.cpp's Q4_1 quantizer and the added error is reported. Rows that are not whole 32-input blocks
  * cannot be Q4_1 at all: they are stored dequantized as F16 (reported too).
  */
-import { dequantize } from '../../io/gptq-format.ts';
-import type { QuantizedWeight } from '../../io/gptq-format.ts';
+import { dequantize } from '../../nn/quantized-weight.ts';
+import type { QuantizedWeight } from '../../nn/quantized-weight.ts';
 import { f32ToF16, f16ToF32 } from '../../io/safetensors.ts';
 import { dequantizeBlocks, QK, quantizeBlocks, toF16Bytes } from './quants.ts';
 import type { GgmlType } from './writer.ts';
