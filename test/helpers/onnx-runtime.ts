@@ -4,7 +4,6 @@
  */
 import { createRequire } from 'node:module';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import type * as OrtTypes from 'onnxruntime-node';
 
 const ENGINES = fileURLToPath(new URL('../engines/onnx/', import.meta.url));
 const requireEngine = createRequire(`${ENGINES}package.json`);
@@ -17,17 +16,36 @@ function resolveEngine(name: string): string {
   }
 }
 
-export type Ort = typeof OrtTypes;
+/** The parts of onnxruntime-node's API the tests use (its types live in the engines folder, outside tsc's reach). */
+export namespace OrtTypes {
+  export interface Tensor { data: ArrayLike<number | bigint>; dims: readonly number[] }
+  export interface InferenceSession {
+    inputMetadata: readonly ValueMeta[];
+    outputMetadata: readonly ValueMeta[];
+    run(feeds: Record<string, Tensor>): Promise<Record<string, Tensor>>;
+  }
+}
+interface ValueMeta { name: string; shape: (number | string)[] }
+export interface Ort {
+  Tensor: new (type: string, data: ArrayLike<number | bigint>, dims: number[]) => OrtTypes.Tensor;
+  InferenceSession: { create(path: string, options: Record<string, unknown>): Promise<OrtTypes.InferenceSession> };
+}
 export const ort = (): Ort => requireEngine(resolveEngine('onnxruntime-node')) as Ort;
 
-/** transformers.js (its ES module build) from the test engines folder. */
-export async function transformersJs(): Promise<typeof import('@huggingface/transformers')> {
-  const pkg = fileURLToPath(new URL('node_modules/@huggingface/transformers/dist/transformers.node.mjs', `file://${ENGINES}`));
-  resolveEngine('@huggingface/transformers');
-  return (await import(pathToFileURL(pkg).href)) as typeof import('@huggingface/transformers');
+/** The parts of transformers.js the tests use. */
+export interface TransformersJs {
+  env: { allowRemoteModels: boolean; allowLocalModels: boolean; localModelPath: string };
+  AutoTokenizer: { from_pretrained(name: string): Promise<(text: string) => { input_ids: unknown }> & Promise<unknown> };
+  AutoModelForCausalLM: { from_pretrained(name: string, options?: Record<string, unknown>): Promise<{ generate(o: Record<string, unknown>): Promise<{ tolist(): bigint[][] }> }> };
+  pipeline(task: string, model: string, options?: Record<string, unknown>): Promise<(text: string, o: Record<string, unknown>) => Promise<{ generated_text: string }[]>>;
 }
 
-interface ValueMeta { name: string; shape: (number | string)[] }
+/** transformers.js (its ES module build) from the test engines folder. */
+export async function transformersJs(): Promise<TransformersJs> {
+  const entry = resolveEngine('@huggingface/transformers'); // the CommonJS build; load its ES module twin
+  const esm = entry.replace(/transformers\.node\.cjs$/, 'transformers.node.mjs');
+  return (await import(pathToFileURL(esm).href)) as TransformersJs;
+}
 
 /** One row decoded through an exported model: each call feeds new tokens after the cached ones. */
 export class OrtDecoder {
@@ -36,7 +54,7 @@ export class OrtDecoder {
   readonly vocab: number;
 
   private constructor(private readonly o: Ort, readonly session: OrtTypes.InferenceSession) {
-    this.vocab = Number((session.outputMetadata as unknown as ValueMeta[]).find((m) => m.name === 'logits')!.shape[2]);
+    this.vocab = Number(session.outputMetadata.find((m) => m.name === 'logits')!.shape[2]);
     this.reset();
   }
 
@@ -49,7 +67,7 @@ export class OrtDecoder {
   /** Empties the KV cache (past_key_values of length 0). */
   reset(): void {
     this.past = 0;
-    for (const m of this.session.inputMetadata as unknown as ValueMeta[]) {
+    for (const m of this.session.inputMetadata) {
       if (m.name.startsWith('past_key_values.')) this.cache.set(m.name, new this.o.Tensor('float32', new Float32Array(0), [1, Number(m.shape[1]), 0, Number(m.shape[3])]));
     }
   }

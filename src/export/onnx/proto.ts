@@ -1,14 +1,15 @@
 /**
  * Serialises a GraphBuilder as an ONNX ModelProto with protobufjs and the official onnx.proto (vendored
  * verbatim beside this file from onnx/onnx at f7546912, Apache-2.0). Initializers go inline (raw_data), or,
- * with external data, into `<model file>_data` (each one 4096-byte aligned so runtimes can map it), which
- * is what models over protobuf's 2 GB limit need. Files are written to a temporary name and renamed.
+ * with external data, into `<model file>_data` (those of 1 KiB or more, each 4096-byte aligned so runtimes
+ * can map it), which models over protobuf's 2 GB limit need. Files are written to a temporary name and
+ * renamed.
  */
 import { closeSync, openSync, renameSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { basename } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import protobuf from 'protobufjs';
-import type { GraphBuilder } from './graph.ts';
+import type { GraphBuilder, Initializer } from './graph.ts';
 
 /** ONNX IR version 8 with the default opset 17 and the com.microsoft contrib opset (MatMulNBits). */
 const IR_VERSION = 8;
@@ -18,6 +19,8 @@ export const MS_DOMAIN = 'com.microsoft';
 /** protobuf messages are limited to 2 GiB; stay clear of it (graph structure and the header need room). */
 export const INLINE_LIMIT_BYTES = 2 ** 31 - 2 ** 26;
 const ALIGN = 4096;
+/** smaller initializers (shapes, axes, scalars) stay inline: shape inference must read them (as onnx's size_threshold) */
+const EXTERNAL_MIN_BYTES = 1024;
 const EXTERNAL = 1; // TensorProto.DataLocation.EXTERNAL
 
 let modelType: protobuf.Type | null = null;
@@ -37,7 +40,7 @@ export interface WriteModelOptions {
 /** Writes `graph` as an ONNX model at `path` (and `<path>_data` with external data). Returns the files written. */
 export function writeOnnxModel(path: string, graph: GraphBuilder, o: WriteModelOptions): string[] {
   const dataPath = `${path}_data`;
-  const initializer = o.externalData ? writeExternalData(dataPath, graph) : graph.initializers.map((t) => ({ name: t.name, dataType: t.dataType, dims: t.dims, rawData: t.data }));
+  const initializer = o.externalData ? writeExternalData(dataPath, graph) : graph.initializers.map(inline);
   const model = {
     irVersion: IR_VERSION,
     producerName: 'lonas',
@@ -53,7 +56,9 @@ export function writeOnnxModel(path: string, graph: GraphBuilder, o: WriteModelO
   return o.externalData ? [path, dataPath] : [path];
 }
 
-/** Streams every initializer into `dataPath`; returns the TensorProtos that point into it. */
+const inline = (t: Initializer) => ({ name: t.name, dataType: t.dataType, dims: t.dims, rawData: t.data });
+
+/** Streams every initializer of at least EXTERNAL_MIN_BYTES into `dataPath`; returns the TensorProtos that point into it. */
 function writeExternalData(dataPath: string, graph: GraphBuilder): object[] {
   const tmp = `${dataPath}.${process.pid}.tmp`;
   const fd = openSync(tmp, 'w');
@@ -62,6 +67,7 @@ function writeExternalData(dataPath: string, graph: GraphBuilder): object[] {
   let offset = 0;
   try {
     const tensors = graph.initializers.map((t) => {
+      if (t.data.byteLength < EXTERNAL_MIN_BYTES) return inline(t);
       const pad = (ALIGN - (offset % ALIGN)) % ALIGN;
       if (pad) writeSync(fd, padding, 0, pad);
       offset += pad;
