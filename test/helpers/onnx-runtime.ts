@@ -35,7 +35,7 @@ export const ort = (): Ort => requireEngine(resolveEngine('onnxruntime-node')) a
 /** The parts of transformers.js the tests use. */
 export interface TransformersJs {
   env: { allowRemoteModels: boolean; allowLocalModels: boolean; localModelPath: string };
-  AutoTokenizer: { from_pretrained(name: string): Promise<(text: string) => { input_ids: unknown }> & Promise<unknown> };
+  AutoTokenizer: { from_pretrained(name: string): Promise<(text: string) => { input_ids: { tolist(): bigint[][] } }> };
   AutoModelForCausalLM: { from_pretrained(name: string, options?: Record<string, unknown>): Promise<{ generate(o: Record<string, unknown>): Promise<{ tolist(): bigint[][] }> }> };
   pipeline(task: string, model: string, options?: Record<string, unknown>): Promise<(text: string, o: Record<string, unknown>) => Promise<{ generated_text: string }[]>>;
 }
