@@ -87,8 +87,8 @@ export class OrtDecoder {
     return out.logits.data as Float32Array;
   }
 
-  /** Greedy continuation of `prompt` (n tokens, stopping early at an id in `eos`), one token per step after the prompt. */
-  async greedy(prompt: number[], n: number, eos: number[] = []): Promise<number[]> {
+  /** Greedy continuation of `prompt` (n tokens, stopping early at an id in `eos`), one token per step after the prompt; `onToken` after each. */
+  async greedy(prompt: number[], n: number, eos: number[] = [], onToken?: () => void): Promise<number[]> {
     this.reset();
     let logits = await this.step(prompt);
     const out: number[] = [];
@@ -98,6 +98,7 @@ export class OrtDecoder {
       for (let v = 1; v < this.vocab; v++) if (last[v] > last[best]) best = v;
       if (eos.includes(best)) break;
       out.push(best);
+      onToken?.();
       if (k + 1 < n) logits = await this.step([best]);
     }
     return out;
