@@ -14,7 +14,9 @@
  *
  * onnxruntime-node comes from the test engines (test/engines/onnx, installed by scripts/test.sh).
  * Options: --rounds N (3) --iters N (1) --warmup N (1) --threads N (1) --new-tokens N (32) --formats f32,int4
- * Last stdout line: JSON; `ratio` = onnxruntime tok/s / lonas tok/s for f32, `ratio_int4` for int4.
+ * Last stdout line: JSON; `ratio` = onnxruntime tok/s / lonas tok/s for f32, `ratio_int4` for int4;
+ * `greedy_tokens_agree` = how many leading greedy tokens the two engines share (all N+1 expected; random
+ * weights have near-ties, so a late flip from float rounding order is possible).
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';

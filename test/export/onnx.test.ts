@@ -23,7 +23,8 @@ import type { TensorToWrite } from '../../src/io/safetensors.ts';
 import { STORIES_F32 } from '../helpers/assets.ts';
 import { lonas } from '../helpers/cli.ts';
 import { assertClose } from '../helpers/assert-close.ts';
-import { OrtDecoder } from '../helpers/onnx-runtime.ts';
+import { OrtDecoder, ort } from '../helpers/onnx-runtime.ts';
+import type { OrtTypes } from '../helpers/onnx-runtime.ts';
 
 const PROMPT = [1, 403, 407, 261, 378, 432, 383, 286, 261, 376]; // BOS "Once upon a time, …"
 const TOL = { rtol: 0, atol: 1e-4 };
@@ -57,6 +58,34 @@ test('stories260K: onnxruntime-node logits within 1e-4 of lonas, same greedy tex
   assert.deepEqual(names.slice(0, 3), ['input_ids', 'attention_mask', 'position_ids']);
   assert.equal(names.filter((n) => /^past_key_values\.\d+\.(key|value)$/.test(n)).length, 10, 'past key and value of 5 layers');
   await assertMatchesLonas(r.modelFile, loadLlama(STORIES_F32()), 'stories260K', 64);
+});
+
+test('a left-padded batch: attention_mask hides the padding, each row equals its own unpadded run', async () => {
+  const out = mkdtempSync(join(tmpdir(), 'lonas-onnx-batch-'));
+  const r = exportOnnx({ model: STORIES_F32(), out });
+  const o = ort(), { session } = await OrtDecoder.open(r.modelFile);
+  const rows = [PROMPT, PROMPT.slice(0, 6)], S = PROMPT.length, V = 512;
+  const ids: bigint[] = [], mask: bigint[] = [], pos: bigint[] = [];
+  for (const row of rows) {
+    const pad = S - row.length;
+    for (let t = 0; t < S; t++) {
+      ids.push(BigInt(t < pad ? 0 : row[t - pad]));
+      mask.push(t < pad ? 0n : 1n);
+      pos.push(BigInt(Math.max(0, t - pad)));
+    }
+  }
+  const feeds: Record<string, OrtTypes.Tensor> = {};
+  feeds.input_ids = new o.Tensor('int64', BigInt64Array.from(ids), [2, S]);
+  feeds.attention_mask = new o.Tensor('int64', BigInt64Array.from(mask), [2, S]);
+  feeds.position_ids = new o.Tensor('int64', BigInt64Array.from(pos), [2, S]);
+  for (const m of session.inputMetadata) if (m.name.startsWith('past_')) feeds[m.name] = new o.Tensor('float32', new Float32Array(0), [2, Number(m.shape[1]), 0, Number(m.shape[3])]);
+  const logits = (await session.run(feeds)).logits.data as Float32Array;
+  const model = loadLlama(STORIES_F32());
+  rows.forEach((row, b) => {
+    const pad = S - row.length;
+    const got = logits.slice((b * S + pad) * V, (b + 1) * S * V);
+    assertClose(got, lonasLogits(model, row), `row ${b} (${pad} padding tokens)`, TOL);
+  });
 });
 
 test('--dtype f16 with external data equals lonas on the f16-rounded weights', async () => {
