@@ -36,7 +36,7 @@ export function readModelSource(dir: string): ModelSource {
     tensor(name) {
       const t = loaded.weights.get(name);
       if (!t) throw new Error(`${dir}: the model has no tensor '${name}' (its config.json says it should)`);
-      return { data: Float32Array.from(t.data), shape: t.shape };
+      return { data: t.data instanceof Float32Array ? t.data : Float32Array.from(t.data), shape: t.shape };
     },
     quantized: (module) => loaded.quantized.get(module),
   };
