@@ -8,6 +8,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import * as T from '../../src/tensor/index.ts';
 import { exportOnnx } from '../../src/export/onnx/export.ts';
@@ -28,6 +30,7 @@ import type { OrtTypes } from '../helpers/onnx-runtime.ts';
 
 const PROMPT = [1, 403, 407, 261, 378, 432, 383, 286, 261, 376]; // BOS "Once upon a time, …"
 const TOL = { rtol: 0, atol: 1e-4 };
+const BIN = fileURLToPath(new URL('../../bin/lonas.js', import.meta.url));
 
 const lonasLogits = (m: LlamaModel, ids: number[]) => T.noGrad(() => m.forward(Int32Array.from(ids), 1, ids.length)).toArray();
 const lonasGreedy = (m: LlamaModel, n: number) => generate(m, [PROMPT], { maxNewTokens: n, strategy: { kind: 'greedy' }, eosIds: [] })[0];
@@ -141,4 +144,16 @@ test('a heterogeneous LoNAS sub-network (per-layer MLP widths and heads), merged
   assert.deepEqual(kvHeads, layers.map((l) => l.num_key_value_heads), 'per-layer cache shapes in the graph');
   const { model } = loadWithAdapter(STORIES_F32(), adapter, subnetFile); // the super-network at that configuration
   await assertMatchesLonas(join(out, 'onnx', 'model.onnx'), model, 'sub-network', 32);
+});
+
+test('lonas export --format onnx refuses bad options with the fix', () => {
+  const out = join(mkdtempSync(join(tmpdir(), 'lonas-onnx-bad-')), 'out');
+  const run = (...a: string[]) => spawnSync(process.execPath, [BIN, 'export', '--format', 'onnx', '--model', STORIES_F32(), '--out', out, ...a], { encoding: 'utf8' });
+  const dtype = run('--dtype', 'bf16');
+  assert.equal(dtype.status, 1);
+  assert.match(dtype.stderr, /--dtype bf16: --format onnx stores float weights as f32 or f16/);
+  const subnet = run('--subnet', 'minimal');
+  assert.equal(subnet.status, 1);
+  assert.match(subnet.stderr, /--subnet needs --adapter/);
+  assert.equal(existsSync(out), false, 'nothing written');
 });

@@ -5,7 +5,7 @@
  * can map it), which models over protobuf's 2 GB limit need. Files are written to a temporary name and
  * renamed.
  */
-import { closeSync, openSync, renameSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, openSync, renameSync, rmSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { basename } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import protobuf from 'protobufjs';
@@ -53,6 +53,7 @@ export function writeOnnxModel(path: string, graph: GraphBuilder, o: WriteModelO
   const tmp = `${path}.${process.pid}.tmp`;
   writeFileSync(tmp, bytes);
   renameSync(tmp, path);
+  if (!o.externalData) rmSync(dataPath, { force: true }); // a previous export's data file would only mislead
   return o.externalData ? [path, dataPath] : [path];
 }
 
