@@ -4,7 +4,7 @@
  *
  * The model is the 135M-shape random Llama (bench/generation.ts: 30 layers, hidden 576, 9 heads / 3 KV
  * heads, MLP 1536, vocabulary 49152, tied head), big enough that per-call overhead does not dominate.
- * Formats: f32 (the float checkpoint, exported as is), and int4 (every projection RTN-INT4, group 128, in
+ * Formats: f32 (the float checkpoint, exported as is), and with --formats f32,int4 also int4 (every projection RTN-INT4, group 128, in
  * the GPTQ layout `lonas quantize` writes — bench/compressed-models.ts — exported with --int4 as
  * MatMulNBits; lonas runs it with its INT4 kernel). Both engines run on the same thread count.
  * After a 128-token prompt, tokens/s = N / time of N single-token steps (each with an argmax over the
@@ -13,7 +13,8 @@
  * alternate within each round; figures are medians over rounds × iters, with min and max.
  *
  * onnxruntime-node comes from the test engines (test/engines/onnx, installed by scripts/test.sh).
- * Options: --rounds N (3) --iters N (1) --warmup N (1) --threads N (1) --new-tokens N (32) --formats f32,int4
+ * Options: --rounds N (3) --iters N (1) --warmup N (1) --threads N (1) --new-tokens N (32) --formats f32|int4|f32,int4
+ * (default f32: with int4 too, the run takes about twice as long)
  * Last stdout line: JSON; `ratio` = onnxruntime tok/s / lonas tok/s for f32, `ratio_int4` for int4;
  * `greedy_tokens_agree` = how many leading greedy tokens the two engines share (all N+1 expected; random
  * weights have near-ties, so a late flip from float rounding order is possible).
@@ -45,7 +46,7 @@ function parseArgs(args: string[]): Options {
     rounds: positiveInt('--rounds', take('--rounds'), 3), iters: positiveInt('--iters', take('--iters'), 1),
     warmup: Number(take('--warmup') ?? 1), threads: positiveInt('--threads', take('--threads'), 1),
     newTokens: positiveInt('--new-tokens', take('--new-tokens'), 32),
-    formats: (take('--formats') ?? 'f32,int4').split(',') as Format[],
+    formats: (take('--formats') ?? 'f32').split(',') as Format[],
   };
   if (!Number.isInteger(o.warmup) || o.warmup < 0) throw new Error(`--warmup needs an integer ≥ 0, got ${o.warmup}`);
   for (const f of o.formats) if (f !== 'f32' && f !== 'int4') throw new Error(`--formats: unknown format '${f}' (f32, int4)`);
