@@ -4,9 +4,9 @@
  *
  * The model is the 135M-shape random Llama (bench/generation.ts: 30 layers, hidden 576, 9 heads / 3 KV
  * heads, MLP 1536, vocabulary 49152, tied head), big enough that per-call overhead does not dominate.
- * Formats: f32 (the float checkpoint, exported as is), and with --formats f32,int4 also int4 (every projection RTN-INT4, group 128, in
- * the GPTQ layout `lonas quantize` writes — bench/compressed-models.ts — exported with --int4 as
- * MatMulNBits; lonas runs it with its INT4 kernel). Both engines run on the same thread count.
+ * Formats: f32 (the float checkpoint, exported as is), and with --formats f32,int4 also int4 (every
+ * projection RTN-INT4, group 128, in the GPTQ layout `lonas quantize` writes — bench/compressed-models.ts —
+ * exported with --int4 as MatMulNBits; lonas runs it with its INT4 kernel). Both engines run on the same thread count.
  * After a 128-token prompt, tokens/s = N / time of N single-token steps (each with an argmax over the
  * vocabulary): lonas through generate() (time between its first and N+1-th new token), onnxruntime
  * through the export's past_key_values → present cache (test/helpers/onnx-runtime.ts). The two sides
