@@ -15,6 +15,7 @@ const BENCHES: Record<string, () => Promise<{ main(args: string[]): Promise<unkn
   compressed: () => import('./compressed.ts'),
   'compressed-kernels': () => import('./compressed-kernels.ts'),
   export: () => import('./export.ts'),
+  onnx: () => import('./onnx.ts'),
 };
 
 async function run(argv: string[]): Promise<number> {

@@ -11,4 +11,10 @@ ENGINE=test/engines/llama-cpp
 if [ ! -d "$ENGINE/node_modules/node-llama-cpp" ] || [ ! -d "$ENGINE/node_modules/@node-llama-cpp/linux-x64" ]; then
   npm ci --prefix "$ENGINE" --omit=optional --ignore-scripts --no-audit --no-fund
 fi
+# the ONNX export tests run exports in onnxruntime-node and transformers.js: test-only packages with their own
+# lockfile, installed here when missing (never for users). onnxruntime-node's CPU binaries ship in its npm
+# package; ONNXRUNTIME_NODE_INSTALL=skip stops its install script from fetching CUDA binaries elsewhere.
+if [ ! -d test/engines/onnx/node_modules/onnxruntime-node ] || [ ! -d test/engines/onnx/node_modules/@huggingface/transformers ]; then
+  ONNXRUNTIME_NODE_INSTALL=skip npm ci --prefix test/engines/onnx --no-audit --no-fund
+fi
 npm test

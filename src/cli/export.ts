@@ -1,14 +1,18 @@
 /**
- * `lonas export`: a model (optionally an adapter + sub-network, merged on the way) as a file another
- * runtime loads. `--format gguf` writes GGUF for llama.cpp / ollama / LM Studio / node-llama-cpp.
+ * `lonas export --format gguf|onnx`: a model (optionally an adapter + sub-network, merged on the way) as a
+ * file or folder another runtime loads. One branch per format; each checks that only its own flags are given.
+ *  - gguf: one file for llama.cpp / ollama / LM Studio / node-llama-cpp (src/export/gguf)
+ *  - onnx: a folder for ONNX Runtime and transformers.js (src/export/onnx)
  */
-import { Command, Option } from 'commander';
-import { resolve } from 'node:path';
-import { exportGguf, GGUF_TYPES } from '../export/gguf/convert.ts';
-import type { GgufExportReport, GgufOutType } from '../export/gguf/convert.ts';
+import type { Command } from 'commander';
+import { relative, resolve } from 'node:path';
+import { exportGguf } from '../export/gguf/convert.ts';
+import type { GgufExportReport } from '../export/gguf/convert.ts';
 import { withMergedSubnet } from '../export/gguf/merged-subnet.ts';
-
-interface ExportCliOptions { model: string; adapter?: string; subnet?: string; format: 'gguf'; type: GgufOutType; out: string }
+import { exportOnnx } from '../export/onnx/export.ts';
+import { exportSpec } from '../options/export.ts';
+import type { ExportOptions } from '../options/export.ts';
+import { commandFrom } from './command.ts';
 
 function printGgufReport(r: GgufExportReport, out: string): void {
   const quantized = r.notes.filter((n) => n.note.startsWith('quantized'));
@@ -22,27 +26,31 @@ function printGgufReport(r: GgufExportReport, out: string): void {
     `written to      ${resolve(out)}\n`);
 }
 
+function gguf(o: ExportOptions): void {
+  if (o.dtype || o.int4 || o.externalData !== 'auto') throw new Error('--dtype, --int4 and --external-data are --format onnx options; for gguf, --type chooses the storage (GPTQ projections become q4_1 by themselves)');
+  const run = (dir: string) => printGgufReport(exportGguf(dir, o.out, o.type ?? 'f32'), o.out);
+  if (o.adapter) withMergedSubnet(o.model, o.adapter, o.subnet, run);
+  else run(o.model);
+}
+
+function onnx(o: ExportOptions): void {
+  if (o.type) throw new Error('--type is a --format gguf option; for onnx, --dtype f32|f16 chooses the float storage and --int4 keeps GPTQ projections 4-bit');
+  const dtype = o.dtype ?? 'f32';
+  const t0 = performance.now();
+  const r = exportOnnx({ model: o.model, adapter: o.adapter, subnet: o.subnet, out: o.out, dtype, int4: o.int4, externalData: o.externalData });
+  const mb = (r.weightBytes / 2 ** 20).toFixed(1);
+  process.stdout.write(
+    `exported        ${resolve(r.modelFile)} (${mb} MiB of weights${r.externalData ? ' in external data' : ''}, ${dtype}${o.int4 ? ', GPTQ projections as MatMulNBits' : ''})\n` +
+    `files           ${r.files.map((f) => relative(o.out, f)).join(', ')}\n` +
+    `in              ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
+}
+
 export function exportCommand(): Command {
-  return new Command('export')
-    .description('write a model (or a merged sub-network) for another runtime: GGUF for llama.cpp and ollama')
-    .requiredOption('--model <dir>', 'model directory (Hugging Face layout, e.g. the output of lonas extract --merge)')
-    .option('--adapter <dir>', 'elastic adapter to merge on the way')
-    .option('--subnet <spec>', 'with --adapter: maximal, heuristic, minimal, or a JSON file (default maximal)')
-    .addOption(new Option('--format <format>', 'output format').choices(['gguf']).makeOptionMandatory())
-    .addOption(new Option('--type <type>', 'gguf: storage type of the 2-D float tensors (norms stay f32; GPTQ projections become q4_1)').choices([...GGUF_TYPES]).default('f32'))
-    .requiredOption('--out <file>', 'output file')
-    .action((o: ExportCliOptions) => {
-      if (o.subnet && !o.adapter) throw new Error('--subnet needs --adapter (a sub-network is a configuration of an elastic adapter)');
-      const run = (dir: string) => {
-        switch (o.format) {
-          case 'gguf':
-            printGgufReport(exportGguf(dir, o.out, o.type), o.out);
-            break;
-          default:
-            throw new Error(`--format ${String(o.format)} is not supported`);
-        }
-      };
-      if (o.adapter) withMergedSubnet(o.model, o.adapter, o.subnet, run);
-      else run(o.model);
-    });
+  return commandFrom(exportSpec, (o: ExportOptions) => {
+    if (o.subnet && !o.adapter) throw new Error('--subnet needs --adapter (a sub-network is a configuration of an elastic adapter)');
+    switch (o.format) {
+      case 'gguf': return gguf(o);
+      case 'onnx': return onnx(o);
+    }
+  });
 }
