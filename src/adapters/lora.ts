@@ -28,8 +28,8 @@ export class LoraLinear implements LinearLike {
   dropoutP: number;
   /** active rank r' ≤ rMax (0 disables the adapter path) */
   activeRank: number;
-  /** dropout randomness; set by the trainer (seeded). Dropout runs only when `training` is true. */
-  rng: Rng | null = null;
+  /** dropout randomness, one stream or one per batch row; set by the trainer (seeded). Dropout runs only when `training` is true. */
+  rng: Rng | Rng[] | null = null;
   training = false;
   /**
    * SparsePEFT (SQFT): the base's non-zero pattern M (out, in) as 0/1. The adapter contributes (s·B A) ⊙ M,
@@ -153,7 +153,7 @@ export class LoraLinear implements LinearLike {
     return out;
   }
 
-  private requireRng(): Rng {
+  private requireRng(): Rng | Rng[] {
     if (!this.rng) throw new Error(`LoRA ${this.name}: dropout in training needs an Rng (set module.rng)`);
     return this.rng;
   }

@@ -1,6 +1,6 @@
 /** `lonas finetune`: train an elastic LoRA super-network (or plain LoRA with --space none) on instruction data. */
 import { Command, Option } from 'commander';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { loadLlama } from '../models/llama/checkpoint.ts';
 import { loadTokenizer } from '../io/tokenizer.ts';
@@ -19,6 +19,8 @@ import { writeJsonAtomic } from '../io/files.ts';
 import { train } from '../train/trainer.ts';
 import { floatOption, intOption } from './options.ts';
 import { ProgressReporter } from './progress.ts';
+import { world } from '../dist/mpi.ts';
+import { checkBatchSplit } from '../dist/data-parallel.ts';
 
 interface FinetuneOptions {
   model: string; data: string; out: string; space: string; rank: number; alpha: number; dropout: number; targets: string;
@@ -77,7 +79,9 @@ export function finetuneCommand(): Command {
 }
 
 function runFinetune(o: FinetuneOptions): void {
-  const log = (s: string) => process.stderr.write(`${s}\n`);
+  const ranks = world(); // under mpirun: data-parallel over the ranks, rank 0 writes every output
+  checkBatchSplit(o.batchSize, ranks);
+  const log = (s: string) => { if (ranks.rank === 0) process.stderr.write(`${s}\n`); };
   const tok = loadTokenizer(o.model);
   const model = loadLlama(o.model);
   const lora = { rank: o.rank, alpha: o.alpha, dropout: o.dropout, targets: parseTargets(o.targets) };
@@ -107,10 +111,11 @@ function runFinetune(o: FinetuneOptions): void {
       maxGradNorm: o.maxGradNorm, seed: o.seed, checkpointEvery: o.checkpointEvery, evalEvery: o.evalEvery, sandwich: !!o.sandwich, resume: !!o.resume,
       settingsKey: JSON.stringify({ model: resolve(o.model), data: o.data, lora, space: spaceSpec, cutoff: o.cutoffLen, trainOnInputs: o.trainOnInputs, sparse: !!o.sparseAdapter, qa: !!o.quantizationAware, batch: o.batchSize, valSize: o.valSize, groupByLength: !!o.groupByLength, ...(o.reorderChannels ? { reorder: o.reorderChannels } : {}) }),
     },
-    (e) => progress.event(e));
+    (e) => progress.event(e), ranks);
   progress.stop();
+  if (ranks.rank !== 0) return;
   saveAdapter(o.out, model, lora, { baseModel: resolve(o.model), searchSpace: spaceSpec, mode: o.quantizationAware ? 'qa' : o.sparseAdapter ? 'sparse' : 'lora' });
-  writeFileSync(join(o.out, 'run_config.json'), `${JSON.stringify({ command: 'finetune', options: o, result, node: process.version }, null, 2)}\n`);
+  writeJsonAtomic(join(o.out, 'run_config.json'), { command: 'finetune', options: o, world_size: ranks.size, result, node: process.version });
   log(`done: ${result.steps} steps, final loss ${result.finalLoss.toFixed(4)}${result.valLoss !== null ? `, validation loss ${result.valLoss.toFixed(4)}` : ''}, ` +
     `${Math.round(result.tokensSeen / Math.max(result.seconds, 1e-9))} tokens/s; adapter written to ${o.out}`);
 }
@@ -138,8 +143,10 @@ function reorderChannels(model: LlamaModel, space: SearchSpace, o: FinetuneOptio
   const started = Date.now();
   const samples = mode === 'activation' ? trainTok.slice(0, REORDER_CALIB_EXAMPLES).map((e) => Int32Array.from(e.inputIds)) : [];
   const order = reorderByImportance(model, mode, samples);
-  mkdirSync(o.out, { recursive: true });
-  writeJsonAtomic(file, { mode, mlp_channel_order: order });
+  if (world().rank === 0) {
+    mkdirSync(o.out, { recursive: true });
+    writeJsonAtomic(file, { mode, mlp_channel_order: order });
+  }
   const moved = order.reduce((n, p) => n + p.filter((c, k) => c !== k).length, 0), total = order.reduce((n, p) => n + p.length, 0);
   log(`MLP channels reordered by ${mode} importance${mode === 'activation' ? ` (${samples.length} training examples)` : ''}: ${moved} of ${total} channels moved, ${((Date.now() - started) / 1000).toFixed(1)} s`);
 }

@@ -15,7 +15,6 @@ export interface TrainerState {
   /** optimizer steps completed */
   step: number;
   samplerRng: RngState;
-  dropoutRng: RngState;
   tokensSeen: number;
   /** hash of the settings that must not change across a resume */
   settingsKey: string;
