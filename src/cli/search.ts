@@ -30,6 +30,8 @@ import { parseGoldNumber } from '../eval/extract.ts';
 import type { AnswerSpec } from '../eval/extract.ts';
 import { parseDataSpecs } from './finetune.ts';
 import { floatOption, intOption } from './options.ts';
+import { world } from '../dist/mpi.ts';
+import { evaluationFarm } from '../dist/search-farm.ts';
 
 export type SearchMode = 'loss' | 'loglik' | 'generate';
 
@@ -226,7 +228,8 @@ class SearchBar {
 const human = (n: number) => (n >= 1e9 ? `${(n / 1e9).toFixed(2)}G` : n >= 1e6 ? `${(n / 1e6).toFixed(2)}M` : n >= 1e3 ? `${(n / 1e3).toFixed(1)}K` : String(n));
 
 async function runSearchCli(o: SearchCliOptions): Promise<void> {
-  const log = (s: string) => process.stderr.write(`${s}\n`);
+  const ranks = world(); // under mpirun: rank 0 searches, every rank measures (src/dist/search-farm.ts)
+  const log = (s: string) => { if (ranks.rank === 0) process.stderr.write(`${s}\n`); };
   const { model, space } = loadWithAdapter(o.model, o.adapter);
   if (!space || space.groups.length === 0) throw new Error(`${o.adapter}: the adapter has no search space (fine-tuned with --space none); there is nothing to search`);
   const run = readRunOptions(o.adapter);
@@ -252,6 +255,12 @@ async function runSearchCli(o: SearchCliOptions): Promise<void> {
     }
     return c;
   };
+  const farm = ranks.size > 1 ? evaluationFarm(ranks, async (config, withLatency) => {
+    const t0 = performance.now();
+    const s = await score.evaluate(config);
+    return { score: s, cost: cost(config, withLatency), seconds: (performance.now() - t0) / 1000 };
+  }) : null;
+  if (farm && ranks.rank !== 0) return farm.serve();
 
   const { candidates, log: trainLog } = o.candidates
     ? allCandidates(space, join(o.adapter, TRAIN_LOG), o.topK)
@@ -267,11 +276,12 @@ async function runSearchCli(o: SearchCliOptions): Promise<void> {
       space, outDir: o.out, score, cost, objective: o.objective, evaluations: o.evals, population: o.population, seed: o.seed,
       candidates, ref: o.refAcc, delta,
       settings: { model: resolve(o.model), adapter: resolve(o.adapter), mode: o.mode, objective: o.objective, validation: source, examples: examples.length, evals: o.evals, population: o.population, seed: o.seed },
-      onProgress: (p) => bar.update(p),
+      onProgress: (p) => bar.update(p), measureMany: farm?.measureMany,
     });
   } finally {
     bar.stop();
   }
+  farm?.stop();
   const r = result;
   const cached = r.evaluations.length - r.measured;
   log(`lonas search: ${r.evaluations.length} evaluations (${r.measured} measured, ${cached} from ${join(o.out, EVALUATIONS_FILE)})${r.stopped ? `; NSGA-II stopped early: ${r.stopped}` : ''}`);
