@@ -1,8 +1,9 @@
 // lonas_mpi: the few MPI calls lonas needs (src/dist/mpi.ts), on MPI_COMM_WORLD, from Node's main thread.
 //
-//   init() → { rank, size, library }      MPI_Init_thread (FUNNELED: only the main thread calls MPI)
+//   init() → { rank, size }      MPI_Init_thread (FUNNELED: only the main thread calls MPI)
 //   allreduceSum(Float32Array | Float64Array)   in-place sum over all ranks
 //   bcast(TypedArray, root)               in-place broadcast of the array's bytes from `root`
+//   libraryVersion()                      MPI_Get_library_version (allowed before init)
 //   barrier(), abort(code), finalize()
 #include <dlfcn.h>
 #include <mpi.h>
@@ -36,16 +37,20 @@ Napi::Value Init(const Napi::CallbackInfo& info) {
     MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
     initialized = true;
   }
-  int rank = 0, size = 1, len = 0;
+  int rank = 0, size = 1;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   MPI_Comm_size(MPI_COMM_WORLD, &size);
-  char version[MPI_MAX_LIBRARY_VERSION_STRING];
-  MPI_Get_library_version(version, &len);
   Napi::Object out = Napi::Object::New(env);
   out.Set("rank", rank);
   out.Set("size", size);
-  out.Set("library", std::string(version, len));
   return out;
+}
+
+Napi::Value LibraryVersion(const Napi::CallbackInfo& info) {
+  char version[MPI_MAX_LIBRARY_VERSION_STRING];
+  int len = 0;
+  MPI_Get_library_version(version, &len);
+  return Napi::String::New(info.Env(), std::string(version, len));
 }
 
 Napi::Value AllreduceSum(const Napi::CallbackInfo& info) {
@@ -100,6 +105,7 @@ Napi::Object Module(Napi::Env env, Napi::Object exports) {
   exports.Set("init", Napi::Function::New(env, Init));
   exports.Set("allreduceSum", Napi::Function::New(env, AllreduceSum));
   exports.Set("bcast", Napi::Function::New(env, Bcast));
+  exports.Set("libraryVersion", Napi::Function::New(env, LibraryVersion));
   exports.Set("barrier", Napi::Function::New(env, Barrier));
   exports.Set("abort", Napi::Function::New(env, Abort));
   exports.Set("finalize", Napi::Function::New(env, Finalize));

@@ -1,17 +1,19 @@
-/** `lonas doctor`: which kernels run, with which BLAS core and how many threads. */
+/** `lonas doctor`: which kernels run, with which BLAS core and how many threads; whether MPI can be used. */
 import { Command } from 'commander';
 import { backendInfo, setThreads } from '../kernels/index.ts';
+import { mpiBindingStatus } from '../dist/mpi.ts';
 
 export function doctorCommand(): Command {
   return new Command('doctor')
-    .description('report the kernel backend, OpenBLAS core type and thread count')
+    .description('report the kernel backend, OpenBLAS core type, thread count and the optional MPI binding')
     .option('--threads <n>', 'set the BLAS thread count before reporting', (v) => parseInt(v, 10))
     .option('--json', 'print JSON')
     .action((opts: { threads?: number; json?: boolean }) => {
       if (opts.threads !== undefined) setThreads(opts.threads);
       const info = backendInfo();
+      const mpi = mpiBindingStatus();
       if (opts.json) {
-        process.stdout.write(`${JSON.stringify({ node: process.version, ...info })}\n`);
+        process.stdout.write(`${JSON.stringify({ node: process.version, ...info, mpi })}\n`);
         return;
       }
       const lines = [
@@ -25,6 +27,8 @@ export function doctorCommand(): Command {
             ]
           : []),
         `cpu flags     ${info.cpuFlags.join(' ') || '(unknown)'}`,
+        `mpi           ${mpi.built ? `binding built (${mpi.library}); mpirun -np N lonas finetune|search … runs data-parallel`
+          : mpi.error ? `binding does not load: ${mpi.error}` : 'binding not built (optional; install libopenmpi-dev and run ./scripts/setup.sh --no-run)'}`,
       ];
       process.stdout.write(`${lines.join('\n')}\n`);
     });
