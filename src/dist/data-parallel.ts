@@ -52,6 +52,8 @@ export interface AllReduceStats {
   bytes: number;
   /** wall time spent in the calls, milliseconds */
   ms: number;
+  /** the first call's share of `ms` (it also opens the connections between the ranks) */
+  firstMs: number;
 }
 
 /**
@@ -60,7 +62,7 @@ export interface AllReduceStats {
  * A parameter keeps no gradient (AdamW skips it, as in one process) only when no rank computed one.
  */
 export class FusedGradientSum {
-  readonly stats: AllReduceStats = { calls: 0, bytes: 0, ms: 0 };
+  readonly stats: AllReduceStats = { calls: 0, bytes: 0, ms: 0, firstMs: 0 };
   private readonly buffer: Float32Array;
   private readonly gradElements: number;
 
@@ -85,8 +87,9 @@ export class FusedGradientSum {
     buf.set(values, this.gradElements + this.params.length);
     const t0 = performance.now();
     this.w.allreduceSum(buf);
-    this.stats.ms += performance.now() - t0;
-    this.stats.calls++;
+    const ms = performance.now() - t0;
+    if (this.stats.calls++ === 0) this.stats.firstMs = ms;
+    this.stats.ms += ms;
     at = 0;
     this.params.forEach((p, i) => {
       if (buf[this.gradElements + i] > 0) p.grad = new Tensor(p.data instanceof Float64Array ? Float64Array.from(buf.subarray(at, at + p.size)) : buf.slice(at, at + p.size), p.shape);
