@@ -16,6 +16,7 @@ const BENCHES: Record<string, () => Promise<{ main(args: string[]): Promise<unkn
   'compressed-kernels': () => import('./compressed-kernels.ts'),
   export: () => import('./export.ts'),
   onnx: () => import('./onnx.ts'),
+  'scale-out': () => import('./scale-out.ts'),
 };
 
 async function run(argv: string[]): Promise<number> {

@@ -2,7 +2,8 @@
 # Runs the whole test suite on a fresh clone: sets up what is missing, then `npm test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# chromium: the report test opens report.html headless
+# chromium: the report test opens report.html headless; setup.sh installs OpenMPI and builds the MPI
+# binding, which the test/dist tests run under mpirun
 LONAS_EXTRA_PACKAGES=chromium ./scripts/setup.sh --no-run
 # llama.cpp for the GGUF export tests: node-llama-cpp 3.21.1 with its prebuilt linux-x64 CPU binaries, in a
 # package of its own (never part of lonas's install). --omit=optional leaves out the CUDA/Vulkan/other-OS

@@ -62,8 +62,8 @@ export class LoraLinear implements LinearLike {
   /** active output channels (first rows of W and B) and input channels (first columns of W and A) */
   activeOut: number;
   activeIn: number;
-  /** dropout randomness; set by the trainer (seeded). Dropout runs only when `training` is true. */
-  rng: Rng | null = null;
+  /** dropout randomness, one stream or one per batch row; set by the trainer (seeded). Dropout runs only when `training` is true. */
+  rng: Rng | Rng[] | null = null;
   training = false;
   /** how the update acts on the base (plain LoRA unless SQFT's enableSparsePeft / enableQuantAware set another) */
   variant: LoraVariant = PLAIN_LORA;
@@ -164,7 +164,7 @@ export class LoraLinear implements LinearLike {
     return out;
   }
 
-  private requireRng(): Rng {
+  private requireRng(): Rng | Rng[] {
     if (!this.rng) throw new Error(`LoRA ${this.name}: dropout in training needs an Rng (set module.rng)`);
     return this.rng;
   }

@@ -1,6 +1,7 @@
-/** `lonas doctor`: which kernels run, with which BLAS core and how many threads. */
+/** `lonas doctor`: which kernels run, with which BLAS core and how many threads; whether MPI can be used. */
 import type { Command } from 'commander';
 import { backendInfo, setThreads } from '../kernels/index.ts';
+import { mpiBindingStatus } from '../dist/mpi.ts';
 import { doctorSpec } from '../options/tools.ts';
 import type { DoctorOptions } from '../options/tools.ts';
 import { commandFrom } from './command.ts';
@@ -9,8 +10,9 @@ export function doctorCommand(): Command {
   return commandFrom(doctorSpec, (opts: DoctorOptions) => {
     if (opts.threads !== undefined) setThreads(opts.threads);
     const info = backendInfo();
+    const mpi = mpiBindingStatus();
     if (opts.json) {
-      process.stdout.write(`${JSON.stringify({ node: process.version, ...info })}\n`);
+      process.stdout.write(`${JSON.stringify({ node: process.version, ...info, mpi })}\n`);
       return;
     }
     const lines = [
@@ -24,6 +26,8 @@ export function doctorCommand(): Command {
           ]
         : []),
       `cpu flags     ${info.cpuFlags.join(' ') || '(unknown)'}`,
+      `mpi           ${mpi.built ? `binding built (${mpi.library}); mpirun -np N lonas finetune|search … runs data-parallel`
+        : mpi.error ? `binding does not load: ${mpi.error}` : 'binding not built (optional; install libopenmpi-dev and run ./scripts/setup.sh --no-run)'}`,
     ];
     process.stdout.write(`${lines.join('\n')}\n`);
   });

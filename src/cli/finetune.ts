@@ -19,6 +19,8 @@ import { REORDER_CALIB_EXAMPLES, finetuneSpec } from '../options/finetune.ts';
 import type { FinetuneOptions } from '../options/finetune.ts';
 import { commandFrom } from './command.ts';
 import { ProgressReporter } from './progress.ts';
+import { world } from '../dist/mpi.ts';
+import { checkBatchSplit } from '../dist/data-parallel.ts';
 
 export function finetuneCommand(): Command {
   return commandFrom(finetuneSpec, runFinetune);
@@ -26,7 +28,9 @@ export function finetuneCommand(): Command {
 
 /** Trains the adapters `o` describes and writes them, train_log.jsonl, checkpoint/ and run_config.json to `o.out`. */
 export function runFinetune(o: FinetuneOptions): void {
-  const log = (s: string) => process.stderr.write(`${s}\n`);
+  const ranks = world(); // under mpirun: data-parallel over the ranks, rank 0 writes every output
+  checkBatchSplit(o.batchSize, ranks);
+  const log = (s: string) => { if (ranks.rank === 0) process.stderr.write(`${s}\n`); };
   const tok = loadTokenizer(o.model);
   const model = loadLlama(o.model);
   const lora = { rank: o.rank, alpha: o.alpha, dropout: o.dropout, targets: o.targets };
@@ -56,10 +60,11 @@ export function runFinetune(o: FinetuneOptions): void {
       maxGradNorm: o.maxGradNorm, seed: o.seed, checkpointEvery: o.checkpointEvery, evalEvery: o.evalEvery, sandwich: !!o.sandwich, resume: !!o.resume,
       settingsKey: JSON.stringify({ model: resolve(o.model), data: o.data, lora, space: spaceSpec, cutoff: o.cutoffLen, trainOnInputs: o.trainOnInputs, sparse: !!o.sparseAdapter, qa: !!o.quantizationAware, batch: o.batchSize, valSize: o.valSize, groupByLength: !!o.groupByLength, ...(o.reorderChannels ? { reorder: o.reorderChannels } : {}) }),
     },
-    (e) => progress.event(e));
+    (e) => progress.event(e), ranks);
   progress.stop();
+  if (ranks.rank !== 0) return;
   saveAdapter(o.out, model, lora, { baseModel: resolve(o.model), searchSpace: spaceSpec, mode: o.quantizationAware ? 'qa' : o.sparseAdapter ? 'sparse' : 'lora' });
-  writeRunConfig(o.out, { command: 'finetune', options: o, result, node: process.version });
+  writeRunConfig(o.out, { command: 'finetune', options: o, world_size: ranks.size, result, node: process.version });
   log(`done: ${result.steps} steps, final loss ${result.finalLoss.toFixed(4)}${result.valLoss !== null ? `, validation loss ${result.valLoss.toFixed(4)}` : ''}, ` +
     `${Math.round(result.tokensSeen / Math.max(result.seconds, 1e-9))} tokens/s; adapter written to ${o.out}`);
 }
@@ -87,8 +92,10 @@ function reorderChannels(model: LlamaModel, space: SearchSpace, o: FinetuneOptio
   const started = Date.now();
   const samples = mode === 'activation' ? trainTok.slice(0, REORDER_CALIB_EXAMPLES).map((e) => Int32Array.from(e.inputIds)) : [];
   const order = reorderByImportance(model, mode, samples);
-  mkdirSync(o.out, { recursive: true });
-  writeChannelOrder(o.out, { mode, mlp_channel_order: order });
+  if (world().rank === 0) {
+    mkdirSync(o.out, { recursive: true });
+    writeChannelOrder(o.out, { mode, mlp_channel_order: order });
+  }
   const moved = order.reduce((n, p) => n + p.filter((c, k) => c !== k).length, 0), total = order.reduce((n, p) => n + p.length, 0);
   log(`MLP channels reordered by ${mode} importance${mode === 'activation' ? ` (${samples.length} training examples)` : ''}: ${moved} of ${total} channels moved, ${((Date.now() - started) / 1000).toFixed(1)} s`);
 }

@@ -17,10 +17,10 @@ export function searchCommand(): Command {
 
 async function runSearchCli(o: SearchCliOptions): Promise<void> {
   const bar = new SearchBar();
-  const { summary } = await searchAdapter(o, {
+  const searched = await searchAdapter(o, {
     log: (line) => process.stderr.write(`${line}\n`),
     onProgress: (p, scoreName) => bar.update(p, scoreName),
     onSearchEnd: () => bar.stop(),
   });
-  process.stdout.write(summary);
+  if (searched) process.stdout.write(searched.summary); // null on the serving ranks of an mpirun search
 }

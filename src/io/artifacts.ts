@@ -49,6 +49,8 @@ const runConfigSchema = z.object({
     cutoffLen: z.number().int().positive().default(256),
     trainOnInputs: z.boolean().default(true),
   }),
+  /** MPI ranks that trained it (data-parallel, src/dist); 1 without mpirun */
+  world_size: z.number().int().positive().default(1),
   result: z.object({ steps: z.number().int(), finalLoss: z.number(), valLoss: z.number().nullable(), tokensSeen: z.number(), seconds: z.number() }),
   node: z.string(),
 });

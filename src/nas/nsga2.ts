@@ -38,6 +38,8 @@ export interface Nsga2Options {
   maxMatingRounds?: number;
   /** called after every evaluation */
   onEvaluation?: (ind: Individual, evaluated: readonly Individual[]) => void;
+  /** called with each generation's genomes before they are evaluated one by one (lets them be measured in parallel) */
+  beforeGeneration?: (genomes: number[][]) => Promise<void> | void;
 }
 
 export interface Individual {
@@ -246,6 +248,7 @@ export async function nsga2(evaluate: ObjectiveFn, o: Nsga2Options): Promise<Nsg
     }
   }
   let pop: Individual[] = [];
+  await o.beforeGeneration?.(initial);
   for (const g of initial) pop.push(await evalOne(g));
   pop = survive(pop, pop.length, rng);
 
@@ -273,7 +276,9 @@ export async function nsga2(evaluate: ObjectiveFn, o: Nsga2Options): Promise<Nsg
     }
     if (offspring.length === 0) { stopped = `no new configuration found in ${maxRounds} mating rounds (the population has converged)`; break; }
     const children: Individual[] = [];
-    for (const g of offspring.slice(0, budget - evaluated.length)) children.push(await evalOne(g));
+    const generation = offspring.slice(0, budget - evaluated.length);
+    await o.beforeGeneration?.(generation);
+    for (const g of generation) children.push(await evalOne(g));
     pop = survive([...pop, ...children], popSize, rng);
     generations++;
   }

@@ -11,6 +11,8 @@ import { EVALUATIONS_FILE, runSearch } from './search.ts';
 import type { CostObjective, CostRecord, SearchProgress, SearchResult } from './search.ts';
 import { readRunOptions, validationExamples, validationTasks } from './validation.ts';
 import { accuracyScore, lossScore, modelFingerprint, searchCost } from './objectives.ts';
+import { world } from '../dist/mpi.ts';
+import { evaluationFarm } from '../dist/search-farm.ts';
 
 export type SearchMode = 'loss' | 'loglik' | 'generate';
 
@@ -30,9 +32,14 @@ export interface AdapterSearchHooks {
   onSearchEnd?(): void;
 }
 
-/** Runs the search; `summary` is the human-readable result (front size, best configuration, files written). */
-export async function searchAdapter(o: AdapterSearchOptions, hooks: AdapterSearchHooks): Promise<{ result: SearchResult; summary: string }> {
-  const { log } = hooks;
+/**
+ * Runs the search; `summary` is the human-readable result (front size, best configuration, files written).
+ * Under mpirun every rank loads the super-network and measures its share of each generation (src/dist/search-farm.ts);
+ * rank 0 runs NSGA-II, owns the cache and returns the result, the other ranks return null.
+ */
+export async function searchAdapter(o: AdapterSearchOptions, hooks: AdapterSearchHooks): Promise<{ result: SearchResult; summary: string } | null> {
+  const ranks = world();
+  const log = (line: string) => { if (ranks.rank === 0) hooks.log(line); };
   const { supernet } = loadWithAdapter(o.model, o.adapter);
   if (!supernet || supernet.space.groups.length === 0) throw new Error(`${o.adapter}: the adapter has no search space (fine-tuned with --space none); there is nothing to search`);
   const space = supernet.space;
@@ -47,6 +54,15 @@ export async function searchAdapter(o: AdapterSearchOptions, hooks: AdapterSearc
     : accuracyScore(supernet, tok, validationTasks(o.val, examples), { mode: o.mode, batchSize: o.batchSize }, fingerprint);
   const delta = o.delta ?? (score.name === 'loss' ? 0.05 : 0.01);
   const cost = searchCost(supernet, o.objective, { promptLen: o.latencyPromptLen, genLen: o.latencyGenLen, repeats: o.latencyRepeats });
+  const farm = ranks.size > 1 ? evaluationFarm(ranks, async (config, withLatency) => {
+    const t0 = performance.now();
+    const s = await score.evaluate(config);
+    return { score: s, cost: cost(config, withLatency), seconds: (performance.now() - t0) / 1000 };
+  }) : null;
+  if (farm && ranks.rank !== 0) {
+    await farm.serve();
+    return null;
+  }
 
   const { candidates, log: trainLog } = o.candidates
     ? allCandidates(space, join(o.adapter, TRAIN_LOG), o.topK)
@@ -61,11 +77,12 @@ export async function searchAdapter(o: AdapterSearchOptions, hooks: AdapterSearc
       space, outDir: o.out, score, cost, objective: o.objective, evaluations: o.evals, population: o.population, seed: o.seed,
       candidates, ref: o.refAcc, delta,
       settings: { model: resolve(o.model), adapter: resolve(o.adapter), mode: o.mode, objective: o.objective, validation: source, examples: examples.length, evals: o.evals, population: o.population, seed: o.seed },
-      onProgress: (p) => hooks.onProgress?.(p, score.name),
+      onProgress: (p) => hooks.onProgress?.(p, score.name), measureMany: farm?.measureMany,
     });
   } finally {
     hooks.onSearchEnd?.();
   }
+  farm?.stop();
   const cached = r.evaluations.length - r.measured;
   log(`lonas search: ${r.evaluations.length} evaluations (${r.measured} measured, ${cached} from ${join(o.out, EVALUATIONS_FILE)})${r.stopped ? `; NSGA-II stopped early: ${r.stopped}` : ''}`);
   if (!r.satisfied) log(`lonas search: WARNING no configuration has ${score.name} ${score.name === 'loss' ? '<' : '>'} ${r.threshold.toFixed(4)}; best.json holds the best-scoring one instead`);

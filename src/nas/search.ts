@@ -93,6 +93,11 @@ export interface SearchOptions {
   /** recorded in pareto.json */
   settings?: Record<string, unknown>;
   onProgress?: (p: SearchProgress) => void;
+  /**
+   * measures many configurations at once (under mpirun, spread over the ranks: src/dist/search-farm.ts);
+   * called with the uncached configurations of the candidates and of each NSGA-II generation
+   */
+  measureMany?: MeasureMany;
   /** draw pareto.svg (default true) */
   chart?: boolean;
 }
@@ -111,6 +116,10 @@ export interface SearchResult {
   /** why NSGA-II stopped before its budget, if it did */
   stopped?: string;
 }
+
+/** a configuration's score and cost, measured together */
+export interface Measurement { score: number; cost: CostRecord; seconds: number }
+export type MeasureMany = (configs: SubnetConfig[], withLatency: boolean) => Promise<Measurement[]>;
 
 export const EVALUATIONS_FILE = 'evaluations.jsonl';
 const CACHE_FORMAT = 1;
@@ -208,17 +217,32 @@ export async function runSearch(o: SearchOptions): Promise<SearchResult> {
   }
   const total = candidates.length + o.evaluations;
   let bestScore = minimise ? Infinity : -Infinity;
+  const isCached = (entry: CacheEntry | undefined) => !!entry && (!wantLatency || entry.latency_ms !== undefined);
+  const prefetched = new Map<string, Measurement>();
+  const prefetch = async (configs: SubnetConfig[]) => {
+    if (!o.measureMany) return;
+    const todo = new Map<string, SubnetConfig>();
+    for (const c of configs) if (!isCached(cache.get(c)) && !prefetched.has(configKey(o.space, c))) todo.set(configKey(o.space, c), c);
+    const results = await o.measureMany([...todo.values()], wantLatency);
+    [...todo.keys()].forEach((k, i) => prefetched.set(k, results[i]));
+  };
+  const measure = async (config: SubnetConfig, knownScore: number | undefined): Promise<Measurement> => {
+    const pre = prefetched.get(configKey(o.space, config));
+    if (pre) { prefetched.delete(configKey(o.space, config)); return { ...pre, score: knownScore ?? pre.score }; }
+    const t0 = performance.now();
+    const score = knownScore ?? await o.score.evaluate(config);
+    const cost = await o.cost(config, wantLatency);
+    return { score, cost, seconds: (performance.now() - t0) / 1000 };
+  };
 
   const evaluate = async (config: SubnetConfig, source: string): Promise<Evaluation> => {
     let entry = cache.get(config);
-    const cached = !!entry && (!wantLatency || entry.latency_ms !== undefined);
+    const cached = isCached(entry);
     if (!entry || !cached) {
-      const t0 = performance.now();
-      const score = entry?.score ?? await o.score.evaluate(config);
+      const { score, cost: c, seconds } = await measure(config, entry?.score);
       if (typeof score !== 'number' || !Number.isFinite(score)) throw new Error(`the evaluator returned ${score} for ${JSON.stringify(config)}`);
-      const c = await o.cost(config, wantLatency);
       const latency = c.latencyMs ?? entry?.latency_ms;
-      entry = { config, score, params: c.params, macs: c.macs, ...(latency !== undefined ? { latency_ms: latency } : {}), seconds: (entry?.seconds ?? 0) + (performance.now() - t0) / 1000 };
+      entry = { config, score, params: c.params, macs: c.macs, ...(latency !== undefined ? { latency_ms: latency } : {}), seconds: (entry?.seconds ?? 0) + seconds };
       cache.put(entry);
       measured++;
     }
@@ -232,9 +256,12 @@ export async function runSearch(o: SearchOptions): Promise<SearchResult> {
     return e;
   };
 
-  for (const c of candidates) await evaluate(validateSubnet(o.space, c.config, `candidate ${c.name}`), c.name);
+  const checked = candidates.map((c) => ({ name: c.name, config: validateSubnet(o.space, c.config, `candidate ${c.name}`) }));
+  await prefetch(checked.map((c) => c.config));
+  for (const c of checked) await evaluate(c.config, c.name);
   const result = await nsga2(async (genes) => objectivesOf(await evaluate(configFromGenes(o.space, genes), 'nsga2'), o), {
     sizes: o.space.groups.map((g) => g.choices.length), evaluations: o.evaluations, population: o.population, seed: o.seed,
+    beforeGeneration: (genomes) => prefetch(genomes.map((g) => configFromGenes(o.space, g))),
   });
 
   const ref = o.ref ?? evals.find((e) => e.source === 'maximal')!.score;

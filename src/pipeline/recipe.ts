@@ -35,6 +35,8 @@ export const recipeSchema = z.object({
   model: z.string().min(1),
   out: z.string().default('runs/${name}'),
   seed: z.number().int().default(42),
+  /** launch prefix for the fine-tuning (and baseline) and search stages, split at spaces, e.g. "mpirun -np 4 --hostfile hosts" */
+  mpi: z.string().regex(/^\s*\S/, 'a launch command such as "mpirun -np 2"').optional(),
   data: z.object({
     /** training files, FILE or FILE:N */
     train: z.array(z.string()).min(1),

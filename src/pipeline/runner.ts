@@ -55,7 +55,7 @@ export async function runRecipe(r: Recipe, o: RunOptions): Promise<StageRecord[]
     const started = Date.now();
     for (const dir of s.outputs) if (!dir.endsWith('.html') && !dir.endsWith('.json') && (s.name === 'eval' || s.name === 'bench')) mkdirSync(dir, { recursive: true });
     if (s.name === 'report') await o.report(r, stageRecords(r));
-    else runCommands(s, o.env ?? {}, log);
+    else runCommands(s, o.env ?? {}, log, MPI_STAGES.has(s.name) && r.mpi ? r.mpi.trim().split(/\s+/) : []);
     const record: StageRecord = { name: s.name, seconds: (Date.now() - started) / 1000, outputs: s.outputs, finishedAt: new Date().toISOString() };
     writeStageRecord(r.out, record);
     log(`lonas run: stage ${s.name} finished in ${record.seconds.toFixed(1)} s`);
@@ -63,12 +63,16 @@ export async function runRecipe(r: Recipe, o: RunOptions): Promise<StageRecord[]
   return stageRecords(r);
 }
 
-function runCommands(s: Stage, env: Record<string, string>, log: (l: string) => void): void {
+/** stages that run data-parallel / distributed under the recipe's `mpi` launch prefix (src/dist) */
+const MPI_STAGES = new Set(['baseline', 'finetune', 'search']);
+
+function runCommands(s: Stage, env: Record<string, string>, log: (l: string) => void, launch: string[]): void {
   for (const c of s.calls) {
     // an interrupted fine-tuning continues from its last checkpoint, bit-identically
     const args = isFinetune(c) && existsSync(join(c.options.out, 'checkpoint', 'trainer_state.json')) ? toArgv(c.spec, { ...c.options, resume: true }) : toArgv(c.spec, c.options);
-    log(`  $ lonas ${args.map((a) => (/[\s"']/.test(a) ? JSON.stringify(a) : a)).join(' ')}`);
-    const res = spawnSync(process.execPath, [BIN, ...args], { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, ...env } });
+    log(`  $ ${[...launch, 'lonas'].join(' ')} ${args.map((a) => (/[\s"']/.test(a) ? JSON.stringify(a) : a)).join(' ')}`);
+    const [cmd, ...pre] = launch.length ? [...launch, process.execPath] : [process.execPath];
+    const res = spawnSync(cmd, [...pre, BIN, ...args], { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, ...env } });
     if (res.status !== 0) {
       throw new Error(`stage ${s.name} failed (lonas ${args[0]} exited with ${res.status ?? res.signal}); fix the cause above and run the same command again to resume at ${s.name}`);
     }

@@ -67,17 +67,25 @@ function reduceAll(a: Tensor, factor: number): Tensor {
 }
 
 /** Inverted dropout: keeps each element with probability 1 − p and scales it by 1/(1 − p). Identity when p = 0. */
-export function dropout(x: Tensor, p: number, rng: Rng): Tensor {
+export function dropout(x: Tensor, p: number, rng: Rng | Rng[]): Tensor {
   if (!(p >= 0 && p < 1)) throw new Error(`dropout: probability must be in [0, 1), got ${p}`);
   if (p === 0) return x;
   const src = x.contiguousData();
+  // one stream per row: x's elements split into rngs.length equal consecutive blocks (the rows of a (B, T, …)
+  // tensor), block b drawn from rngs[b]; a row's mask then does not depend on which rows share its batch
+  const rngs = Array.isArray(rng) ? rng : [rng];
+  if (src.length % rngs.length !== 0) throw new Error(`dropout: ${src.length} elements do not split into ${rngs.length} rows`);
+  const block = src.length / rngs.length;
   const keep = new Uint8Array(src.length); // 1 = kept
   const out = allocLike(x, src.length);
   const scale = 1 / (1 - p);
   // one 32-bit draw per element: kept when it is ≥ p·2³² (probability 1 − p up to 2⁻³²)
   const threshold = Math.floor(p * 4294967296);
-  for (let i = 0; i < src.length; i++) {
-    if (rng.nextUint32() >= threshold) { keep[i] = 1; out[i] = src[i] * scale; }
+  for (let b = 0; b < rngs.length; b++) {
+    const r = rngs[b];
+    for (let i = b * block; i < (b + 1) * block; i++) {
+      if (r.nextUint32() >= threshold) { keep[i] = 1; out[i] = src[i] * scale; }
+    }
   }
   return record('dropout', [x], { keep, scale }, new Tensor(out, x.shape));
 }

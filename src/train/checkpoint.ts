@@ -1,9 +1,10 @@
 /**
  * Training checkpoints: everything needed to continue bit-identically — trainable tensors, AdamW moments
  * and step, the trainer's position in the data stream and its RNG states. Written into a temporary
- * directory and swapped in by rename, so an interruption never leaves a half-written checkpoint.
+ * directory and swapped in by rename, so an interruption never leaves a half-written checkpoint (one that
+ * strikes between the two renames leaves the previous checkpoint as checkpoint.old-PID, which a resume uses).
  */
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { SafetensorsFile, writeSafetensors } from '../io/safetensors.ts';
 import type { TensorToWrite } from '../io/safetensors.ts';
@@ -15,7 +16,6 @@ export interface TrainerState {
   /** optimizer steps completed */
   step: number;
   samplerRng: RngState;
-  dropoutRng: RngState;
   tokensSeen: number;
   /** hash of the settings that must not change across a resume */
   settingsKey: string;
@@ -45,7 +45,7 @@ export function saveCheckpoint(outDir: string, params: Tensor[], opt: AdamW, sta
 
 /** Restores tensors and optimizer in place; returns the trainer state. */
 export function loadCheckpoint(outDir: string, params: Tensor[], opt: AdamW, settingsKey: string): TrainerState {
-  const dir = join(outDir, CHECKPOINT_DIR);
+  const dir = completeCheckpointDir(outDir);
   if (!existsSync(join(dir, 'trainer_state.json'))) throw new Error(`--resume: no checkpoint in ${outDir} (expected ${dir}/trainer_state.json); run without --resume to start fresh`);
   const state = JSON.parse(readFileSync(join(dir, 'trainer_state.json'), 'utf8')) as TrainerState & { adamStep: number };
   if (state.settingsKey !== settingsKey) {
@@ -66,4 +66,12 @@ export function loadCheckpoint(outDir: string, params: Tensor[], opt: AdamW, set
   }
   opt.step = state.adamStep;
   return state;
+}
+
+/** checkpoint/, or when an interruption left none, the previous checkpoint moved aside by saveCheckpoint */
+function completeCheckpointDir(outDir: string): string {
+  const dir = join(outDir, CHECKPOINT_DIR);
+  if (existsSync(join(dir, 'trainer_state.json')) || !existsSync(outDir)) return dir;
+  const old = readdirSync(outDir).find((f) => f.startsWith(`${CHECKPOINT_DIR}.old-`) && existsSync(join(outDir, f, 'trainer_state.json')));
+  return old ? join(outDir, old) : dir;
 }

@@ -6,7 +6,12 @@
  * checkpoints every N steps allow a resume that continues bit-identically.
  *
  * The micro-batch stream is fixed by the seed: micro-batch m is batch (m mod n) of epoch ⌊m / n⌋, each
- * epoch shuffled with seed + epoch. So a resume needs only the step count and the RNG states.
+ * epoch shuffled with seed + epoch; the dropout masks of row b under the c-th configuration of micro-batch m
+ * come from their own stream, derived from the seed and (m, c, b). So a resume needs only the step count
+ * and the sub-network sampler's state.
+ *
+ * Under mpirun (src/dist/data-parallel.ts) each rank trains its rows of every micro-batch, the gradients are
+ * summed once per step, and only rank 0 writes the log, the checkpoints and the events.
  */
 import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -25,6 +30,11 @@ import { AdamW } from './adamw.ts';
 import { cosineWithWarmup } from './schedule.ts';
 import { clipGradNorm } from './grad-clip.ts';
 import { loadCheckpoint, saveCheckpoint } from './checkpoint.ts';
+import { SINGLE_PROCESS } from '../dist/mpi.ts';
+import type { World } from '../dist/mpi.ts';
+import { FusedGradientSum, shardBatch, shardedMeanLoss } from '../dist/data-parallel.ts';
+import type { AllReduceStats } from '../dist/data-parallel.ts';
+import { restoreCheckpoint } from '../dist/checkpoint-broadcast.ts';
 
 export interface TrainOptions {
   outDir: string;
@@ -61,11 +71,16 @@ export interface TrainResult {
   valLoss: number | null;
   tokensSeen: number;
   seconds: number;
+  /** the gradient all-reduce, when more than one rank trained */
+  allReduce?: AllReduceStats;
 }
 
 
-export function train(model: LlamaModel, loras: LoraLinear[], space: SearchSpace, trainBatches: (epoch: number) => Batch[], valBatches: Batch[], o: TrainOptions, onEvent: (e: TrainEvent) => void = () => {}): TrainResult {
-  mkdirSync(o.outDir, { recursive: true });
+export function train(model: LlamaModel, loras: LoraLinear[], space: SearchSpace, trainBatches: (epoch: number) => Batch[], valBatches: Batch[], o: TrainOptions,
+  onEvent: (e: TrainEvent) => void = () => {}, world: World = SINGLE_PROCESS): TrainResult {
+  const writer = world.rank === 0;
+  const emit = writer ? onEvent : () => {};
+  if (writer) mkdirSync(o.outDir, { recursive: true });
   const params: Tensor[] = loras.flatMap((l) => l.trainable());
   const opt = new AdamW(params, { lr: o.lr, weightDecay: o.weightDecay });
   const perEpoch = trainBatches(0).length;
@@ -77,15 +92,16 @@ export function train(model: LlamaModel, loras: LoraLinear[], space: SearchSpace
   let step = 0, tokensSeen = 0;
   const logPath = join(o.outDir, TRAIN_LOG);
   if (o.resume) {
-    const s = loadCheckpoint(o.outDir, params, opt, key);
+    const s = restoreCheckpoint(world, params, opt, () => loadCheckpoint(o.outDir, params, opt, key));
     step = s.step;
     tokensSeen = s.tokensSeen;
     samplerRng = new Rng(s.samplerRng);
-    dropoutRng.setState(s.dropoutRng);
-    truncateLog(logPath, step);
-  } else writeFileSync(logPath, '');
-  for (const l of loras) { l.rng = dropoutRng; l.training = true; }
-  onEvent({ type: 'start', totalSteps, startStep: step, microBatchesPerEpoch: perEpoch });
+    if (writer) truncateLog(logPath, step);
+  } else if (writer) writeFileSync(logPath, '');
+  for (const l of loras) l.training = true;
+  const configsPerMicro = o.sandwich ? 3 : 1;
+  const gradSum = new FusedGradientSum(world, params, o.gradAccum * configsPerMicro);
+  emit({ type: 'start', totalSteps, startStep: step, microBatchesPerEpoch: perEpoch });
   const maximal = namedSubnet(space, 'maximal'), minimal = namedSubnet(space, 'minimal');
   const started = Date.now();
   let epochCache: { epoch: number; batches: Batch[] } = { epoch: -1, batches: [] };
@@ -94,24 +110,33 @@ export function train(model: LlamaModel, loras: LoraLinear[], space: SearchSpace
 
   while (step < totalSteps) {
     opt.zeroGrad();
-    const micro: { config: SubnetConfig; loss: number }[] = [];
+    const configs: SubnetConfig[] = [], losses: number[] = [];
     for (let a = 0; a < o.gradAccum; a++) {
       const m = step * o.gradAccum + a;
       const epoch = Math.floor(m / perEpoch);
       if (epochCache.epoch !== epoch) epochCache = { epoch, batches: trainBatches(epoch) };
       const batch = epochCache.batches[m % perEpoch];
-      const configs = o.sandwich ? [maximal, minimal, sampleSubnet(space, samplerRng)] : [sampleSubnet(space, samplerRng)];
-      for (const config of configs) {
+      if (batch.lossTokens === 0) throw new Error(`loss is NaN at step ${step + 1}: a batch has no target tokens`);
+      const shard = shardBatch(batch, world);
+      // this rank's share of the global micro-batch's token-mean loss (all of it in one process)
+      const weight = shard ? shard.batch.lossTokens / batch.lossTokens : 0;
+      const drawn = o.sandwich ? [maximal, minimal, sampleSubnet(space, samplerRng)] : [sampleSubnet(space, samplerRng)];
+      drawn.forEach((config, c) => {
+        configs.push(config);
+        if (!shard || weight === 0) { losses.push(0); return; }
         applySubnet(model, space, config);
-        const loss = causalLmLoss(model.forward(batch.inputIds, batch.B, batch.T), batch.labels);
+        const rowRngs = shard.rows.map((b) => dropoutRng.derive(`${m}.${c}.${b}`));
+        for (const l of loras) l.rng = rowRngs;
+        const loss = causalLmLoss(model.forward(shard.batch.inputIds, shard.batch.B, shard.batch.T), shard.batch.labels);
         const value = loss.item();
-        if (!Number.isFinite(value)) throw new Error(`loss is ${value} at step ${step + 1}: training diverged (lower --lr) or a batch has no target tokens`);
-        backward(loss, new Tensor(Float32Array.of(1 / o.gradAccum), [])); // mean over the accumulated micro-batches
-        micro.push({ config, loss: value });
-      }
+        if (!Number.isFinite(value)) throw new Error(`loss is ${value} at step ${step + 1}: training diverged (lower --lr)`);
+        backward(loss, new Tensor(Float32Array.of(weight / o.gradAccum), [])); // mean over the accumulated micro-batches
+        losses.push(value * weight);
+      });
       tokensSeen += batch.realTokens;
       tokensThisRun += batch.realTokens;
     }
+    const micro = gradSum.sum(losses).map((loss, i) => ({ config: configs[i], loss }));
     const lr = o.lr * cosineWithWarmup(step, o.warmup, totalSteps);
     opt.lr = lr;
     const gradNorm = clipGradNorm(params, o.maxGradNorm);
@@ -119,23 +144,23 @@ export function train(model: LlamaModel, loras: LoraLinear[], space: SearchSpace
     step++;
     lastLoss = micro.reduce((s, x) => s + x.loss, 0) / micro.length;
     const elapsed = (Date.now() - started) / 1000;
-    appendFileSync(logPath, `${JSON.stringify({ type: 'step', step, loss: lastLoss, lr, grad_norm: gradNorm, tokens: tokensSeen, micro })}\n`);
-    onEvent({ type: 'step', step, totalSteps, loss: lastLoss, lr, gradNorm, tokensPerSecond: tokensThisRun / Math.max(elapsed, 1e-9), elapsedSeconds: elapsed });
+    if (writer) appendFileSync(logPath, `${JSON.stringify({ type: 'step', step, loss: lastLoss, lr, grad_norm: gradNorm, tokens: tokensSeen, micro })}\n`);
+    emit({ type: 'step', step, totalSteps, loss: lastLoss, lr, gradNorm, tokensPerSecond: tokensThisRun / Math.max(elapsed, 1e-9), elapsedSeconds: elapsed });
     if ((o.evalEvery > 0 && step % o.evalEvery === 0) || step === totalSteps) {
       if (valBatches.length) {
-        valLoss = validationLoss(model, loras, space, maximal, valBatches);
-        appendFileSync(logPath, `${JSON.stringify({ type: 'eval', step, val_loss: valLoss, subnet: 'maximal' })}\n`);
-        onEvent({ type: 'eval', step, valLoss });
+        valLoss = shardedMeanLoss(world, valBatches, (mine) => validationLoss(model, loras, space, maximal, mine));
+        if (writer) appendFileSync(logPath, `${JSON.stringify({ type: 'eval', step, val_loss: valLoss, subnet: 'maximal' })}\n`);
+        emit({ type: 'eval', step, valLoss });
       }
     }
     if ((o.checkpointEvery > 0 && step % o.checkpointEvery === 0) || step === totalSteps) {
-      saveCheckpoint(o.outDir, params, opt, { step, samplerRng: samplerRng.getState(), dropoutRng: dropoutRng.getState(), tokensSeen, settingsKey: key });
-      onEvent({ type: 'checkpoint', step });
+      if (writer) saveCheckpoint(o.outDir, params, opt, { step, samplerRng: samplerRng.getState(), tokensSeen, settingsKey: key });
+      emit({ type: 'checkpoint', step });
     }
   }
   for (const l of loras) l.training = false;
   applySubnet(model, space, maximal);
-  return { steps: step, finalLoss: lastLoss, valLoss, tokensSeen, seconds: (Date.now() - started) / 1000 };
+  return { steps: step, finalLoss: lastLoss, valLoss, tokensSeen, seconds: (Date.now() - started) / 1000, ...(world.size > 1 ? { allReduce: gradSum.stats } : {}) };
 }
 
 /** On resume, drop log lines written after the checkpoint so the log matches an uninterrupted run. */
