@@ -36,6 +36,7 @@ function gguf(o: ExportOptions): void {
 function onnx(o: ExportOptions): void {
   if (o.type) throw new Error('--type is a --format gguf option; for onnx, --dtype f32|f16 chooses the float storage and --int4 keeps GPTQ projections 4-bit');
   const dtype = o.dtype ?? 'f32';
+  if (dtype !== 'f32' && dtype !== 'f16') throw new Error(`--dtype ${dtype}: --format onnx stores float weights as f32 or f16`);
   const t0 = performance.now();
   const r = exportOnnx({ model: o.model, adapter: o.adapter, subnet: o.subnet, out: o.out, dtype, int4: o.int4, externalData: o.externalData });
   const mb = (r.weightBytes / 2 ** 20).toFixed(1);
