@@ -11,7 +11,7 @@
  * no per-layer variant).
  */
 import { readFileSync } from 'node:fs';
-import { basename, join, resolve } from 'node:path';
+import { basename, join } from 'node:path';
 import { hfFamily, parseHfConfig } from '../../models/llama/hf-config.ts';
 import type { LlamaConfig } from '../../models/llama/config.ts';
 import { openWeights } from '../../models/llama/checkpoint.ts';
@@ -110,7 +110,7 @@ export function exportGguf(modelDir: string, outPath: string, type: GgufOutType)
   try {
     const plan = planTensors(where, c, requested, arch !== 'qwen2');
     const quantized = plan.tensors.some((t) => t.type === 'Q4_1' && requested !== 'Q4_1');
-    const md = modelMetadata(arch, c, typeof json._name_or_path === 'string' ? basename(json._name_or_path) : basename(resolve(modelDir)), type, quantized);
+    const md = modelMetadata(arch, c, basename(outPath).replace(/\.gguf$/i, ''), type, quantized); // general.name: the file's name
     for (const [k, v] of tokenizerMetadata(modelDir, c.vocabSize)) md.set(k, v);
     const tensors: GgufTensor[] = [...plan.tensors];
     if (c.ropeScaling?.type === 'llama3') {
