@@ -58,8 +58,9 @@ function llama3RopeFactors(c: LlamaConfig): Float32Array {
 
 function modelMetadata(arch: string, c: LlamaConfig, name: string, type: GgufOutType, quantized: boolean): Map<string, GgufValue> {
   const md = new Map<string, GgufValue>();
+  // an array only for a size that differs between layers (tools that expect a number still read the others)
   const perLayer = (f: (l: LlamaConfig['layers'][number]) => number): GgufValue =>
-    uniformLayers(c) ? u32(f(c.layers[0])) : { type: 'i32[]', value: c.layers.map(f) };
+    c.layers.every((l) => f(l) === f(c.layers[0])) ? u32(f(c.layers[0])) : { type: 'i32[]', value: c.layers.map(f) };
   md.set('general.architecture', str(arch));
   md.set('general.type', str('model'));
   md.set('general.name', str(name));
