@@ -17,7 +17,7 @@ import { commandFrom } from './command.ts';
 function printGgufReport(r: GgufExportReport, out: string): void {
   const quantized = r.notes.filter((n) => n.note.startsWith('quantized'));
   const other = r.notes.filter((n) => !n.note.startsWith('quantized'));
-  const worst = quantized.reduce((m, n) => Math.max(m, Number(/error ([\d.e+-]+)/.exec(n.note)?.[1] ?? 0)), 0);
+  const worst = quantized.reduce((m, n) => Math.max(m, n.maxError ?? 0), 0);
   process.stdout.write(
     `architecture    ${r.arch}${r.perLayer ? ' (per-layer MLP widths / head counts)' : ''}\n` +
     `tensors         ${r.tensors}, ${(r.bytes / 2 ** 20).toFixed(2)} MiB\n` +

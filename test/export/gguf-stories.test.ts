@@ -15,6 +15,7 @@ import { loadLlama } from '../../src/models/llama/checkpoint.ts';
 import { generate } from '../../src/models/llama/generate.ts';
 import { loadTokenizer } from '../../src/io/tokenizer.ts';
 import { STORIES_F32 } from '../helpers/assets.ts';
+import { lonas } from '../helpers/cli.ts';
 import { openGguf } from '../engines/llama-cpp/engine.ts';
 import { lonasLogProbs, maxAbsDiff, meanKl } from './gguf-helpers.ts';
 import { dequantizeBlocks, quantizeBlocks } from '../../src/export/gguf/quants.ts';
@@ -96,3 +97,10 @@ function dequantizedModel(type: GgufOutType): LlamaModel {
   for (const [, w] of m.namedParameters()) if (w.shape.length === 2 && w.shape[1] % 32 === 0) w.data.set(dequantizeBlocks(quantizeBlocks(w.data as Float32Array, w.shape[1], t), t));
   return m;
 }
+
+test('lonas export reports the quantization error and the tensors stored as F16 instead', () => {
+  const out = lonas('export', '--model', STORIES_F32(), '--format', 'gguf', '--type', 'q8_0', '--out', join(dir, 'cli.q8_0.gguf'));
+  assert.match(out, /architecture\s+llama\n/);
+  assert.match(out, /quantized\s+31 tensors, max \|error\| [1-9]\.\d\de-\d/);
+  for (let l = 0; l < 5; l++) assert.match(out, new RegExp(`blk\\.${l}\\.ffn_down\\.weight \\(F16\\): rows of 172 values are not a multiple of 32`));
+});

@@ -37,7 +37,7 @@ const SPACE: SearchSpaceSpec = {
 } as SearchSpaceSpec;
 
 /** stories260K + a random elastic adapter saved to `dir/adapter`, and a sub-network whose layers all differ from their neighbours. */
-function buildSubnet(): { adapter: string; subnet: string } {
+function buildSubnet(): { adapter: string; subnet: string; widthsOnly: string } {
   const base = loadLlama(STORIES_F32());
   const settings: LoraSettings = { rank: 4, alpha: 8, dropout: 0, targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] };
   addLora(base, settings, 3);
@@ -51,9 +51,10 @@ function buildSubnet(): { adapter: string; subnet: string } {
     const l = g.layers[0], offset = g.kind === 'heads' ? 1 : 0;
     return [g.id, g.choices[(l + offset) % g.choices.length]];
   }));
-  const subnet = join(dir, 'subnet.json');
+  const subnet = join(dir, 'subnet.json'), widthsOnly = join(dir, 'widths-only.json');
   writeFileSync(subnet, JSON.stringify(config));
-  return { adapter, subnet };
+  writeFileSync(widthsOnly, JSON.stringify(Object.fromEntries(space.groups.map((g) => [g.id, g.kind === 'heads' ? g.choices[0] : config[g.id]]))));
+  return { adapter, subnet, widthsOnly };
 }
 
 test('a heterogeneous sub-network (per-layer MLP widths and heads) runs in llama.cpp as in lonas', async () => {
@@ -78,6 +79,24 @@ test('a heterogeneous sub-network (per-layer MLP widths and heads) runs in llama
     assert.deepEqual(await s.greedy(prompt, 64), ours, 'greedy continuation of the sub-network, token for token');
     const diff = maxAbsDiff(await s.logProbs(prompt), lonasLogProbs(model, prompt));
     assert.ok(diff < 1e-4, `prompt log-probabilities differ by ${diff} (limit 1e-4)`);
+  } finally {
+    await s.dispose();
+  }
+});
+
+test('only the sizes that differ between layers are written as arrays', async () => {
+  const { adapter, widthsOnly } = buildSubnet();
+  const out = join(dir, 'widths.gguf');
+  lonas('export', '--model', STORIES_F32(), '--adapter', adapter, '--subnet', widthsOnly, '--format', 'gguf', '--out', out);
+  const { model } = loadWithAdapter(STORIES_F32(), adapter, widthsOnly);
+  const s = await openGguf(out);
+  try {
+    const deci = (s.model.fileInfo.metadata as unknown as { deci: { feed_forward_length: unknown; attention: { head_count: unknown; head_count_kv: unknown } } }).deci;
+    assert.deepEqual([...(deci.feed_forward_length as number[])], activeConfig(model).layers.map((l) => l.intermediateSize));
+    assert.equal(deci.attention.head_count, 8);
+    assert.equal(deci.attention.head_count_kv, 4);
+    const prompt = [1, 403, 407, 261, 378];
+    assert.ok(maxAbsDiff(await s.logProbs(prompt), lonasLogProbs(model, prompt)) < 1e-4);
   } finally {
     await s.dispose();
   }

@@ -11,7 +11,7 @@
  * no per-layer variant).
  */
 import { readFileSync } from 'node:fs';
-import { basename, join, resolve } from 'node:path';
+import { basename, join } from 'node:path';
 import { hfFamily, parseHfConfig } from '../../models/llama/hf-config.ts';
 import type { LlamaConfig } from '../../models/llama/config.ts';
 import { openWeights } from '../../io/hf-dir.ts';
@@ -58,8 +58,9 @@ function llama3RopeFactors(c: LlamaConfig): Float32Array {
 
 function modelMetadata(arch: string, c: LlamaConfig, name: string, type: GgufOutType, quantized: boolean): Map<string, GgufValue> {
   const md = new Map<string, GgufValue>();
+  // an array only for a size that differs between layers (tools that expect a number still read the others)
   const perLayer = (f: (l: LlamaConfig['layers'][number]) => number): GgufValue =>
-    uniformLayers(c) ? u32(f(c.layers[0])) : { type: 'i32[]', value: c.layers.map(f) };
+    c.layers.every((l) => f(l) === f(c.layers[0])) ? u32(f(c.layers[0])) : { type: 'i32[]', value: c.layers.map(f) };
   md.set('general.architecture', str(arch));
   md.set('general.type', str('model'));
   md.set('general.name', str(name));
@@ -110,7 +111,7 @@ export function exportGguf(modelDir: string, outPath: string, type: GgufOutType)
   try {
     const plan = planTensors(where, c, requested, arch !== 'qwen2');
     const quantized = plan.tensors.some((t) => t.type === 'Q4_1' && requested !== 'Q4_1');
-    const md = modelMetadata(arch, c, typeof json._name_or_path === 'string' ? basename(json._name_or_path) : basename(resolve(modelDir)), type, quantized);
+    const md = modelMetadata(arch, c, basename(outPath).replace(/\.gguf$/i, ''), type, quantized); // general.name: the file's name
     for (const [k, v] of tokenizerMetadata(modelDir, c.vocabSize)) md.set(k, v);
     const tensors: GgufTensor[] = [...plan.tensors];
     if (c.ropeScaling?.type === 'llama3') {

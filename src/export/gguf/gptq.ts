@@ -35,7 +35,7 @@ const fromHalf = (h: number): number => {
 };
 
 /** The GGUF storage of a GPTQ projection: Q4_1 (exact or requantized), or F16 when rows are not whole blocks. */
-export function gptqTensor(qw: QuantizedWeight): { type: GgmlType; bytes: Uint8Array; note: string } {
+export function gptqTensor(qw: QuantizedWeight): { type: GgmlType; bytes: Uint8Array; note: string; maxError?: number } {
   if (qw.inF % QK) {
     return { type: 'F16', bytes: toF16Bytes(dequantize(qw)), note: `GPTQ rows of ${qw.inF} inputs are not whole ${QK}-value blocks: stored dequantized as F16` };
   }

@@ -33,7 +33,7 @@ export const GGUF_MODULES: Record<string, string> = {
 };
 
 /** One line of the export report: a tensor not stored as requested, or stored with a measured error. */
-export interface TensorNote { tensor: string; type: GgmlType; note: string }
+export interface TensorNote { tensor: string; type: GgmlType; note: string; /** max |stored − source| over the tensor, when measured */ maxError?: number }
 
 export interface TensorPlan {
   tensors: GgufTensor[];
@@ -97,7 +97,7 @@ export function planTensors(where: Map<string, SafetensorsFile>, c: LlamaConfig,
         name: `${m.gguf}.weight`, shape: [out, inF], type: inF % QK ? 'F16' : 'Q4_1',
         bytes: () => {
           const r = gptqTensor(readGptqProjection(file, m.hf, out, inF, c.quantization!));
-          notes.push({ tensor: `${m.gguf}.weight`, type: r.type, note: r.note });
+          notes.push({ tensor: `${m.gguf}.weight`, type: r.type, note: r.note, maxError: r.maxError });
           return permuteRows(r.bytes, out, m.order);
         },
       });
@@ -142,7 +142,7 @@ function floatTensor(file: SafetensorsFile, hfName: string, name: string, reques
         const back = dequantizeBlocks(bytes, type);
         let worst = 0;
         for (let k = 0; k < x.length; k++) worst = Math.max(worst, Math.abs(back[k] - x[k]));
-        notes.push({ tensor: name, type, note: `quantized, max |error| ${worst.toExponential(2)}` });
+        notes.push({ tensor: name, type, note: `quantized, max |error| ${worst.toExponential(2)}`, maxError: worst });
       }
       return permuteRows(bytes, shape[0], order);
     },
