@@ -2,7 +2,8 @@
  * ONNX export run in onnxruntime-node against lonas (float32): stories260K, its f16/external-data variant,
  * and a heterogeneous LoNAS sub-network (per-layer MLP widths and heads) merged on the way by
  * `lonas export --adapter --subnet`. Prompt logits agree within 1e-4; greedy continuations through the
- * exported KV cache (one token per step) are the same tokens as lonas's.
+ * exported KV cache (one token per step) are the same tokens as lonas's (for the sub-network in
+ * transformers.js as well).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -25,7 +26,7 @@ import type { TensorToWrite } from '../../src/io/safetensors.ts';
 import { STORIES_F32 } from '../helpers/assets.ts';
 import { lonas } from '../helpers/cli.ts';
 import { assertClose } from '../helpers/assert-close.ts';
-import { OrtDecoder, ort } from '../helpers/onnx-runtime.ts';
+import { OrtDecoder, ort, transformersJs } from '../helpers/onnx-runtime.ts';
 import type { OrtTypes } from '../helpers/onnx-runtime.ts';
 
 const PROMPT = [1, 403, 407, 261, 378, 432, 383, 286, 261, 376]; // BOS "Once upon a time, …"
@@ -144,6 +145,14 @@ test('a heterogeneous LoNAS sub-network (per-layer MLP widths and heads), merged
   assert.deepEqual(kvHeads, layers.map((l) => l.num_key_value_heads), 'per-layer cache shapes in the graph');
   const { model } = loadWithAdapter(STORIES_F32(), adapter, subnetFile); // the super-network at that configuration
   await assertMatchesLonas(join(out, 'onnx', 'model.onnx'), model, 'sub-network', 32);
+  // transformers.js sizes each layer's empty first-step cache from the graph: the per-layer shapes work there too
+  const t = await transformersJs();
+  Object.assign(t.env, { allowRemoteModels: false, allowLocalModels: true, localModelPath: dir });
+  const inputs = (await t.AutoTokenizer.from_pretrained('onnx'))('Once upon a time');
+  const generated = await (await t.AutoModelForCausalLM.from_pretrained('onnx')).generate({ ...inputs, max_new_tokens: 24, do_sample: false });
+  const prompt = inputs.input_ids.tolist()[0].map(Number);
+  const reference = generate(model, [prompt], { maxNewTokens: 24, strategy: { kind: 'greedy' }, eosIds: [2] })[0];
+  assert.deepEqual(generated.tolist()[0].map(Number).slice(prompt.length), reference, 'transformers.js greedy ids == lonas');
 });
 
 test('lonas export --format onnx refuses bad options with the fix', () => {

@@ -1,17 +1,18 @@
 /**
  * A small ONNX graph builder: nodes, initializers and typed graph inputs/outputs as plain objects shaped
  * like onnx.proto's messages (NodeProto, TensorProto, ValueInfoProto), encoded by protobufjs in proto.ts.
- * Names are generated per node (`<prefix>/<op>_<n>`) so the graph reads like the model it computes.
+ * Node names are `/<scope>/<op>_<n>` (scope: e.g. model/layers.3/mlp), so the graph reads like the model it computes.
  */
 
 /** onnx.TensorProto.DataType values used here. */
-export const DType = { FLOAT: 1, UINT8: 2, INT32: 6, INT64: 7, BOOL: 9, FLOAT16: 10 } as const;
+export const DType = { FLOAT: 1, UINT8: 2, INT64: 7, BOOL: 9, FLOAT16: 10 } as const;
 export type DTypeCode = (typeof DType)[keyof typeof DType];
 
 /** onnx.AttributeProto.AttributeType values used here. */
-const ATTR = { FLOAT: 1, INT: 2, INTS: 7 } as const;
+const ATTR = { INT: 2, INTS: 7 } as const;
 
-export type AttrValue = number | number[] | { float: number };
+/** Integer attributes only: every float in the graph is a constant tensor. */
+export type AttrValue = number | number[];
 /** Dimension: a fixed size or a symbolic name (e.g. 'batch_size'). */
 export type Dim = number | string;
 
@@ -38,8 +39,7 @@ const bytesOf = (a: ArrayBufferView): Uint8Array => new Uint8Array(a.buffer, a.b
 
 function toAttribute(name: string, v: AttrValue): object {
   if (Array.isArray(v)) return { name, type: ATTR.INTS, ints: v };
-  if (typeof v === 'object') return { name, type: ATTR.FLOAT, f: v.float };
-  if (!Number.isInteger(v)) throw new Error(`internal: attribute ${name} = ${v}: integers only (floats as {float: x})`);
+  if (!Number.isInteger(v)) throw new Error(`internal: attribute ${name} = ${v}: integers only`);
   return { name, type: ATTR.INT, i: v };
 }
 
@@ -57,24 +57,18 @@ export class GraphBuilder {
   /** prefix of generated node and value names (e.g. the layer being built) */
   scope = 'model';
 
-  /** Adds one node; returns its output names (generated unless given). */
-  op(opType: string, input: string[], attrs: Record<string, AttrValue> = {}, opts: { outputs?: string[] | number; domain?: string } = {}): string[] {
-    const name = `/${this.scope}/${opType}_${this.counter++}`;
-    const output = Array.isArray(opts.outputs) ? opts.outputs
-      : Array.from({ length: opts.outputs ?? 1 }, (_, k) => `${name}_out${k}`);
-    const attribute = Object.entries(attrs).map(([k, v]) => toAttribute(k, v));
-    this.nodes.push({ opType, domain: opts.domain ?? '', input, output, name, attribute });
-    return output;
-  }
-
-  /** Single-output node. */
+  /** Adds a single-output node; returns its output's name (`output`, else generated from the node's name). */
   op1(opType: string, input: string[], attrs: Record<string, AttrValue> = {}, opts: { output?: string; domain?: string } = {}): string {
-    return this.op(opType, input, attrs, { domain: opts.domain, outputs: opts.output ? [opts.output] : 1 })[0];
+    const name = `/${this.scope}/${opType}_${this.counter++}`;
+    const output = opts.output ?? `${name}_out0`;
+    const attribute = Object.entries(attrs).map(([k, v]) => toAttribute(k, v));
+    this.nodes.push({ opType, domain: opts.domain ?? '', input, output: [output], name, attribute });
+    return output;
   }
 
   initializer(name: string, dataType: DTypeCode, dims: number[], data: ArrayBufferView): string {
     const count = dims.reduce((a, b) => a * b, 1);
-    const itemBytes = { [DType.FLOAT]: 4, [DType.UINT8]: 1, [DType.INT32]: 4, [DType.INT64]: 8, [DType.BOOL]: 1, [DType.FLOAT16]: 2 }[dataType];
+    const itemBytes = { [DType.FLOAT]: 4, [DType.UINT8]: 1, [DType.INT64]: 8, [DType.BOOL]: 1, [DType.FLOAT16]: 2 }[dataType];
     if (data.byteLength !== count * itemBytes) throw new Error(`internal: initializer ${name} has ${data.byteLength} bytes, dims [${dims}] need ${count * itemBytes}`);
     this.initializers.push({ name, dataType, dims, data: bytesOf(data) });
     return name;
