@@ -8,7 +8,7 @@ import type { Command } from 'commander';
 import { relative, resolve } from 'node:path';
 import { exportGguf } from '../export/gguf/convert.ts';
 import type { GgufExportReport } from '../export/gguf/convert.ts';
-import { withMergedSubnet } from '../export/gguf/merged-subnet.ts';
+import { withMergedSubnet } from '../export/merged-subnet.ts';
 import { exportOnnx } from '../export/onnx/export.ts';
 import { exportSpec } from '../options/export.ts';
 import type { ExportOptions } from '../options/export.ts';

@@ -8,14 +8,14 @@
  *                                whether external data is used, so `from_pretrained(OUT)` picks the file
  *   OUT/generation_config.json, tokenizer.json, tokenizer_config.json, special_tokens_map.json
  */
-import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, mkdirSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { copyTokenizerFiles, hfJson } from '../../io/hf-dir.ts';
 import { writeFileAtomic } from '../../io/files.ts';
 import { buildDecoder } from './decoder.ts';
 import { INLINE_LIMIT_BYTES, writeOnnxModel } from './proto.ts';
-import { mergeSubnetToDir, readModelSource } from './source.ts';
+import { readModelSource } from './source.ts';
+import { withMergedSubnet } from '../merged-subnet.ts';
 import type { ModelSource } from './source.ts';
 
 export interface OnnxExportOptions {
@@ -96,11 +96,5 @@ function writeModelFolder(src: ModelSource, o: OnnxExportOptions): OnnxExportRes
 export function exportOnnx(o: OnnxExportOptions): OnnxExportResult {
   checkOptions(o);
   if (!o.adapter) return writeModelFolder(readModelSource(o.model), o);
-  const merged = mkdtempSync(join(tmpdir(), 'lonas-onnx-merge-'));
-  try {
-    mergeSubnetToDir(o.model, o.adapter, o.subnet ?? 'maximal', merged);
-    return writeModelFolder(readModelSource(merged), o);
-  } finally {
-    rmSync(merged, { recursive: true, force: true });
-  }
+  return withMergedSubnet(o.model, o.adapter, o.subnet, (merged) => writeModelFolder(readModelSource(merged), o));
 }

@@ -2,16 +2,11 @@
  * What the ONNX exporter reads: a Hugging Face–layout model directory (config.json with lonas's optional
  * `lonas_layers`, safetensors shards, GPTQ qweight/qzeros/scales/g_idx + quantization_config, tokenizer
  * files), i.e. exactly what `lonas extract --merge` writes. This file is the exporter's only contact with
- * lonas's model code: `readModelSource` (the checkpoint reader) and `mergeSubnetToDir` (the in-memory
- * extraction behind `lonas extract --merge`).
+ * lonas's model code besides src/export/merged-subnet.ts: `readModelSource` (the checkpoint reader).
  */
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { loadModelDir } from '../../models/llama/checkpoint.ts';
 import type { LlamaConfig } from '../../models/llama/config.ts';
 import type { QuantizedWeight } from '../../nn/quantized-weight.ts';
-import { loadWithAdapter } from '../../nas/load.ts';
-import { extractToDir } from '../../nas/extract.ts';
 
 export interface ModelSource {
   dir: string;
@@ -40,14 +35,4 @@ export function readModelSource(dir: string): ModelSource {
     },
     quantized: (module) => loaded.quantized.get(module),
   };
-}
-
-/**
- * Writes the sub-network `subnet` of the elastic adapter `adapterDir` on `modelDir`, merged, as a plain
- * model directory at `outDir` (what `lonas extract --merge` writes, without its report).
- */
-export function mergeSubnetToDir(modelDir: string, adapterDir: string, subnet: string, outDir: string): void {
-  const { model } = loadWithAdapter(modelDir, adapterDir, subnet); // the sub-network is active
-  const hfConfig = JSON.parse(readFileSync(join(modelDir, 'config.json'), 'utf8')) as Record<string, unknown>;
-  extractToDir(model, outDir, { merge: true, sourceDir: modelDir, hfConfig, dtype: 'F32' });
 }

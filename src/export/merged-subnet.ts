@@ -1,13 +1,13 @@
 /**
- * The one point where export touches lonas's training-side internals: an adapter and a sub-network are
+ * The one point where the exporters (gguf/, onnx/) touch lonas's training-side internals: an adapter and a sub-network are
  * merged into a plain model directory (exactly `lonas extract --merge`, F32) in a temporary directory that
  * is removed afterwards; exporters then read that directory like any Hugging Face checkpoint.
  */
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { loadWithAdapter } from '../../nas/load.ts';
-import { extractToDir } from '../../nas/extract.ts';
+import { loadWithAdapter } from '../nas/load.ts';
+import { extractToDir } from '../nas/extract.ts';
 
 /** Runs `use` on a merged model directory of `modelDir` + `adapterDir` at `subnet` (default maximal). */
 export function withMergedSubnet<T>(modelDir: string, adapterDir: string, subnet: string | undefined, use: (dir: string) => T): T {
