@@ -15,6 +15,7 @@ import { loadTrainingMix, makeBatches, parseDataSpecs, readExamples, splitValida
 import type { Example } from '../io/datasets.ts';
 import { TRAIN_LOG, validationLoss } from '../train/trainer.ts';
 import { readRunConfig } from '../io/artifacts.ts';
+import { human } from '../report/format.ts';
 import { applySubnet } from '../nas/subnet.ts';
 import type { SubnetConfig } from '../nas/subnet.ts';
 import { countMacs, countParams, measureLatency } from '../nas/cost.ts';
@@ -183,8 +184,6 @@ class SearchBar {
     this.bar = null;
   }
 }
-
-const human = (n: number) => (n >= 1e9 ? `${(n / 1e9).toFixed(2)}G` : n >= 1e6 ? `${(n / 1e6).toFixed(2)}M` : n >= 1e3 ? `${(n / 1e3).toFixed(1)}K` : String(n));
 
 async function runSearchCli(o: SearchCliOptions): Promise<void> {
   const log = (s: string) => process.stderr.write(`${s}\n`);
