@@ -13,6 +13,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { z } from 'zod';
 import { SafetensorsFile, writeSafetensors } from '../../io/safetensors.ts';
 import type { TensorToWrite } from '../../io/safetensors.ts';
+import { readJsonFile as readJson } from '../../io/files.ts';
 import { Bf16Matrix, Tensor } from '../../tensor/index.ts';
 import type { LlamaConfig } from './config.ts';
 import { parseHfConfig, toHfConfig } from './hf-config.ts';
@@ -97,21 +98,6 @@ export function expectedTensorNames(c: LlamaConfig): string[] {
   names.push('model.norm.weight');
   if (!c.tieWordEmbeddings) names.push('lm_head.weight');
   return names;
-}
-
-function readJson(path: string, what: string): unknown {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    throw new Error(code === 'ENOENT' ? `${path}: missing (${what})` : `${path}: cannot read (${code ?? (e as Error).message})`);
-  }
-  try {
-    return JSON.parse(text);
-  } catch (e) {
-    throw new Error(`${path}: not valid JSON (${(e as Error).message}); fix or re-download the file`);
-  }
 }
 
 const indexSchema = z.object({ weight_map: z.record(z.string(), z.string()) }).passthrough();
