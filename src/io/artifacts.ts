@@ -54,18 +54,28 @@ const config = z.record(z.string(), z.number());
 // run_config.json: `options` holds every finetune option; the schema names those read back (the validation
 // split and the tokenisation of training)
 
-const runConfig = fileInDir('run_config.json', z.object({
-  command: z.literal('finetune'),
-  options: z.object({
-    data: z.string(),
-    seed: z.number().int(),
-    valSize: z.number().int().nonnegative().default(0),
-    cutoffLen: z.number().int().positive().default(256),
-    trainOnInputs: z.boolean().default(true),
+const runConfig = fileInDir(
+  'run_config.json',
+  z.object({
+    command: z.literal('finetune'),
+    options: z.object({
+      data: z.string(),
+      seed: z.number().int(),
+      valSize: z.number().int().nonnegative().default(0),
+      cutoffLen: z.number().int().positive().default(256),
+      trainOnInputs: z.boolean().default(true),
+    }),
+    result: z.object({
+      steps: z.number().int(),
+      finalLoss: z.number(),
+      valLoss: z.number().nullable(),
+      tokensSeen: z.number(),
+      seconds: z.number(),
+    }),
+    node: z.string(),
   }),
-  result: z.object({ steps: z.number().int(), finalLoss: z.number(), valLoss: z.number().nullable(), tokensSeen: z.number(), seconds: z.number() }),
-  node: z.string(),
-}), 'run_config.json (written by lonas finetune; pass --val FILE otherwise)');
+  'run_config.json (written by lonas finetune; pass --val FILE otherwise)',
+);
 export const writeRunConfig = runConfig.write;
 /** The adapter's run_config.json, or null when it has none (an adapter not trained by lonas). */
 export const readRunConfig = runConfig.read;
@@ -92,36 +102,69 @@ export const readLonasAdapter = (dir: string): LonasAdapterInfo => lonasAdapter.
 // (`mlp_channel_order` is validated against the model by src/nas/channel-order.ts)
 
 export const CHANNEL_ORDER_FILE = 'mlp_channel_order.json';
-const channelOrder = fileInDir(CHANNEL_ORDER_FILE, z.object({ mode: z.enum(['magnitude', 'activation']), mlp_channel_order: z.array(z.array(z.number().int())) }),
-  `${CHANNEL_ORDER_FILE} (delete it, or run without --resume)`);
+const channelOrder = fileInDir(
+  CHANNEL_ORDER_FILE,
+  z.object({ mode: z.enum(['magnitude', 'activation']), mlp_channel_order: z.array(z.array(z.number().int())) }),
+  `${CHANNEL_ORDER_FILE} (delete it, or run without --resume)`,
+);
 export const writeChannelOrder = channelOrder.write;
 export const readChannelOrder = channelOrder.read;
 
 // ---------------------------------------------------------------------------------------------
 // lonas_compression.json: how `lonas sparsify` or `lonas quantize` made a model (null: not compressed by lonas)
 
-const compression = fileInDir('lonas_compression.json', z.discriminatedUnion('method', [
-  z.object({
-    method: z.enum(['wanda', 'magnitude']), sparsity: z.number(), nm: z.string().nullable(), nsamples: z.number().int(),
-    seqlen: z.number().int().nullable(), calib: z.string().nullable(), seed: z.number().int(), achieved_sparsity: z.number(), modules: z.unknown(),
-  }),
-  z.object({
-    method: z.literal('gptq'), bits: z.number().int(), group_size: z.number().int(), act_order: z.boolean(), damp: z.number(), nsamples: z.number().int(),
-    seqlen: z.number().int(), calib: z.string(), seed: z.number().int(), source: z.string(), lm_head: z.boolean().default(false),
-  }),
-]), 'lonas_compression.json');
+const compression = fileInDir(
+  'lonas_compression.json',
+  z.discriminatedUnion('method', [
+    z.object({
+      method: z.enum(['wanda', 'magnitude']),
+      sparsity: z.number(),
+      nm: z.string().nullable(),
+      nsamples: z.number().int(),
+      seqlen: z.number().int().nullable(),
+      calib: z.string().nullable(),
+      seed: z.number().int(),
+      achieved_sparsity: z.number(),
+      modules: z.unknown(),
+    }),
+    z.object({
+      method: z.literal('gptq'),
+      bits: z.number().int(),
+      group_size: z.number().int(),
+      act_order: z.boolean(),
+      damp: z.number(),
+      nsamples: z.number().int(),
+      seqlen: z.number().int(),
+      calib: z.string(),
+      seed: z.number().int(),
+      source: z.string(),
+      lm_head: z.boolean().default(false),
+    }),
+  ]),
+  'lonas_compression.json',
+);
 export const writeCompression = compression.write;
 export const readCompression = compression.read;
 
 // ---------------------------------------------------------------------------------------------
 // lonas_extract.json: provenance and sizes of an extracted sub-network
 
-const extractRecord = fileInDir('lonas_extract.json', z.object({
-  format: z.literal(1), source_model: z.string(), adapter: z.string(), subnet: z.string(), config: config.nullable(),
-  merged: z.boolean(), dtype: z.enum(['f32', 'bf16']), adapter_dir: z.string().nullable(),
-  params: z.object({ base: z.number(), extracted: z.number(), extracted_adapter: z.number() }),
-  macs_1x256: z.object({ base: z.number(), extracted: z.number() }),
-}), 'lonas_extract.json');
+const extractRecord = fileInDir(
+  'lonas_extract.json',
+  z.object({
+    format: z.literal(1),
+    source_model: z.string(),
+    adapter: z.string(),
+    subnet: z.string(),
+    config: config.nullable(),
+    merged: z.boolean(),
+    dtype: z.enum(['f32', 'bf16']),
+    adapter_dir: z.string().nullable(),
+    params: z.object({ base: z.number(), extracted: z.number(), extracted_adapter: z.number() }),
+    macs_1x256: z.object({ base: z.number(), extracted: z.number() }),
+  }),
+  'lonas_extract.json',
+);
 export const writeExtractRecord = extractRecord.write;
 
 // ---------------------------------------------------------------------------------------------
@@ -129,18 +172,32 @@ export const writeExtractRecord = extractRecord.write;
 // params, macs, latency_ms, source and index
 
 const searchSummary = {
-  score: z.enum(['loss', 'accuracy']), direction: z.string(), cost: z.enum(['macs', 'params', 'latency']),
-  ref: z.number(), delta: z.number(), threshold: z.number(),
+  score: z.enum(['loss', 'accuracy']),
+  direction: z.string(),
+  cost: z.enum(['macs', 'params', 'latency']),
+  ref: z.number(),
+  delta: z.number(),
+  threshold: z.number(),
 };
-const pareto = fileInDir('pareto.json', z.object({
-  ...searchSummary, evaluations: z.number().int(), best: z.number().int(), settings: z.record(z.string(), z.unknown()), front: z.array(z.object({ config })),
-}), 'pareto.json');
+const pareto = fileInDir(
+  'pareto.json',
+  z.object({
+    ...searchSummary,
+    evaluations: z.number().int(),
+    best: z.number().int(),
+    settings: z.record(z.string(), z.unknown()),
+    front: z.array(z.object({ config })),
+  }),
+  'pareto.json',
+);
 const best = fileInDir('best.json', z.object({ ...searchSummary, config, satisfied: z.boolean() }), 'best.json');
 export const writePareto = pareto.write;
 export const writeBest = best.write;
 
 /** The search's front and chosen configuration, or null when `dir` holds no finished search. */
-export function readSearchResult(dir: string): { pareto: NonNullable<ReturnType<typeof pareto.read>>; best: NonNullable<ReturnType<typeof best.read>> } | null {
+export function readSearchResult(
+  dir: string,
+): { pareto: NonNullable<ReturnType<typeof pareto.read>>; best: NonNullable<ReturnType<typeof best.read>> } | null {
   const front = pareto.read(dir);
   if (!front) return null;
   const chosen = best.read(dir);
@@ -151,15 +208,26 @@ export function readSearchResult(dir: string): { pareto: NonNullable<ReturnType<
 // ---------------------------------------------------------------------------------------------
 // `lonas eval --out` and `lonas bench --out`
 
-const evalSummary = fileAt(z.object({
-  mode: z.enum(['generate', 'loglik']),
-  tasks: z.array(z.object({ task: z.string(), count: z.number().int(), accuracy: z.number(), ci95: z.tuple([z.number(), z.number()]) })),
-}), 'evaluation summary (lonas eval --out)');
+const evalSummary = fileAt(
+  z.object({
+    mode: z.enum(['generate', 'loglik']),
+    tasks: z.array(z.object({ task: z.string(), count: z.number().int(), accuracy: z.number(), ci95: z.tuple([z.number(), z.number()]) })),
+  }),
+  'evaluation summary (lonas eval --out)',
+);
 const stat = z.object({ median: z.number() });
-const benchRecord = fileAt(z.object({
-  params: z.object({ total: z.number(), nonZero: z.number() }), macs: z.number(), prefillMs: stat, decodeMsPerToken: stat,
-  promptLen: z.number().int(), genLen: z.number().int(), config: config.nullable().optional(),
-}), 'latency record (lonas bench --out)');
+const benchRecord = fileAt(
+  z.object({
+    params: z.object({ total: z.number(), nonZero: z.number() }),
+    macs: z.number(),
+    prefillMs: stat,
+    decodeMsPerToken: stat,
+    promptLen: z.number().int(),
+    genLen: z.number().int(),
+    config: config.nullable().optional(),
+  }),
+  'latency record (lonas bench --out)',
+);
 export const writeEvalSummary = evalSummary.write;
 export const readEvalSummary = evalSummary.read;
 export const writeBenchRecord = benchRecord.write;
@@ -173,5 +241,6 @@ export type StageRecord = z.output<typeof stageRecordSchema>;
 const stageRecord = fileAt(stageRecordSchema, 'stage record (delete it to redo the stage)');
 
 export const stageRecordPath = (runDir: string, stage: string) => join(runDir, 'stages', `${stage}.json`);
-export const writeStageRecord = (runDir: string, record: StageRecord): void => stageRecord.write(stageRecordPath(runDir, record.name), record);
+export const writeStageRecord = (runDir: string, record: StageRecord): void =>
+  stageRecord.write(stageRecordPath(runDir, record.name), record);
 export const readStageRecord = (runDir: string, stage: string): StageRecord => stageRecord.read(stageRecordPath(runDir, stage));

@@ -5,8 +5,17 @@ import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
-  readChannelOrder, readCompression, readLonasAdapter, readRunConfig, readSearchResult, readStageRecord, writeChannelOrder, writeCompression,
-  writeLonasAdapter, writeRunConfig, writeStageRecord,
+  readChannelOrder,
+  readCompression,
+  readLonasAdapter,
+  readRunConfig,
+  readSearchResult,
+  readStageRecord,
+  writeChannelOrder,
+  writeCompression,
+  writeLonasAdapter,
+  writeRunConfig,
+  writeStageRecord,
 } from '../../src/io/artifacts.ts';
 
 const dir = () => mkdtempSync(join(tmpdir(), 'lonas-artifacts-'));
@@ -18,10 +27,20 @@ test('run_config.json: what finetune writes, search reads back typed; defaults f
   const options = { data: 'a.json:10', seed: 7, valSize: 4, cutoffLen: 64, trainOnInputs: false, rank: 8 }; // every finetune option is written
   writeRunConfig(d, { command: 'finetune', options, result, node: 'v20' });
   assert.deepEqual(readRunConfig(d)!.options, { data: 'a.json:10', seed: 7, valSize: 4, cutoffLen: 64, trainOnInputs: false });
-  writeFileSync(join(d, 'run_config.json'), JSON.stringify({ command: 'finetune', options: { data: 'a.json', seed: 1 }, result, node: 'v20' }));
+  writeFileSync(
+    join(d, 'run_config.json'),
+    JSON.stringify({ command: 'finetune', options: { data: 'a.json', seed: 1 }, result, node: 'v20' }),
+  );
   assert.deepEqual(readRunConfig(d)!.options, { data: 'a.json', seed: 1, valSize: 0, cutoffLen: 256, trainOnInputs: true });
-  writeFileSync(join(d, 'run_config.json'), JSON.stringify({ command: 'finetune', options: { data: 'a.json', seed: '1' }, result, node: 'v20' }));
-  assert.throws(() => readRunConfig(d), (e: Error) => e.message.startsWith(join(d, 'run_config.json')) && /field "options.seed": Expected number, received string/.test(e.message));
+  writeFileSync(
+    join(d, 'run_config.json'),
+    JSON.stringify({ command: 'finetune', options: { data: 'a.json', seed: '1' }, result, node: 'v20' }),
+  );
+  assert.throws(
+    () => readRunConfig(d),
+    (e: Error) =>
+      e.message.startsWith(join(d, 'run_config.json')) && /field "options.seed": Expected number, received string/.test(e.message),
+  );
   writeFileSync(join(d, 'run_config.json'), '{"command": "finetune",');
   assert.throws(() => readRunConfig(d), new RegExp(`${join(d, 'run_config.json')}: not valid JSON`));
 });
@@ -38,10 +57,32 @@ test('lonas_adapter.json: absent reads as a plain LoRA adapter; a bad mode names
 test('lonas_compression.json: the sparsify and GPTQ records, told apart by method', () => {
   const d = dir();
   assert.equal(readCompression(d), null);
-  writeCompression(d, { method: 'gptq', bits: 4, group_size: 128, act_order: false, damp: 0.01, nsamples: 8, seqlen: 64, calib: '/c', seed: 0, source: '/m', lm_head: true });
+  writeCompression(d, {
+    method: 'gptq',
+    bits: 4,
+    group_size: 128,
+    act_order: false,
+    damp: 0.01,
+    nsamples: 8,
+    seqlen: 64,
+    calib: '/c',
+    seed: 0,
+    source: '/m',
+    lm_head: true,
+  });
   const gptq = readCompression(d)!;
   assert.ok(gptq.method === 'gptq' && gptq.bits === 4 && gptq.lm_head);
-  writeCompression(d, { method: 'wanda', sparsity: 0.5, nm: '2:4', nsamples: 8, seqlen: 64, calib: null, seed: 0, achieved_sparsity: 0.5, modules: [] });
+  writeCompression(d, {
+    method: 'wanda',
+    sparsity: 0.5,
+    nm: '2:4',
+    nsamples: 8,
+    seqlen: 64,
+    calib: null,
+    seed: 0,
+    achieved_sparsity: 0.5,
+    modules: [],
+  });
   assert.equal(readCompression(d)!.method, 'wanda');
   writeFileSync(join(d, 'lonas_compression.json'), JSON.stringify({ method: 'gptq', bits: 4 }));
   assert.throws(() => readCompression(d), /lonas_compression.json: .*field "group_size": Required/);
@@ -57,6 +98,9 @@ test('channel order, stage records and the search result', () => {
   writeStageRecord(d, record);
   assert.deepEqual(readStageRecord(d, 'finetune'), record);
   writeFileSync(join(d, 'stages', 'eval.json'), JSON.stringify({ name: 'eval', seconds: 'long' }));
-  assert.throws(() => readStageRecord(d, 'eval'), /stages\/eval.json: not a valid stage record \(delete it to redo the stage\): field "seconds"/);
+  assert.throws(
+    () => readStageRecord(d, 'eval'),
+    /stages\/eval.json: not a valid stage record \(delete it to redo the stage\): field "seconds"/,
+  );
   assert.equal(readSearchResult(d), null, 'no pareto.json: no search result');
 });

@@ -16,10 +16,16 @@ const SRC = fileURLToPath(new URL('../../src', import.meta.url));
  * nn → io (QuantizedWeight moves to nn, item 2) and adapters → nas (channel order and search-space types,
  * item 2). Delete this list once those changes are merged.
  */
-const KNOWN_CYCLE_EDGES: [from: string, to: string][] = [['io', 'models'], ['nn', 'io'], ['adapters', 'nas']];
+const KNOWN_CYCLE_EDGES: [from: string, to: string][] = [
+  ['io', 'models'],
+  ['nn', 'io'],
+  ['adapters', 'nas'],
+];
 
 function sourceFiles(dir: string): string[] {
-  return readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? sourceFiles(join(dir, e.name)) : e.name.endsWith('.ts') ? [join(dir, e.name)] : []));
+  return readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
+    e.isDirectory() ? sourceFiles(join(dir, e.name)) : e.name.endsWith('.ts') ? [join(dir, e.name)] : [],
+  );
 }
 
 /**
@@ -28,7 +34,9 @@ function sourceFiles(dir: string): string[] {
  */
 function importsOf(file: string, typeOnly: boolean): string[] {
   const text = readFileSync(file, 'utf8');
-  const statements = [...text.matchAll(/(?:^|\n)\s*(import|export)(\s+type)?\s[^;]*?from\s+'([^']+)'/g)].filter((m) => typeOnly || !m[2]).map((m) => m[3]);
+  const statements = [...text.matchAll(/(?:^|\n)\s*(import|export)(\s+type)?\s[^;]*?from\s+'([^']+)'/g)]
+    .filter((m) => typeOnly || !m[2])
+    .map((m) => m[3]);
   const bare = [...text.matchAll(/(?:^|\n)\s*import\s+'([^']+)'/g), ...text.matchAll(/import\(\s*'([^']+)'\s*\)/g)].map((m) => m[1]);
   return [...statements, ...bare].filter((s) => s.startsWith('.')).map((s) => resolve(dirname(file), s));
 }
@@ -41,17 +49,30 @@ const folderOf = (f: string) => relative(SRC, f).split('/')[0];
 /** Strongly connected components with more than one node (Tarjan). */
 function cycles(nodes: string[], edges: (n: string) => string[]): string[][] {
   let index = 0;
-  const idx = new Map<string, number>(), low = new Map<string, number>(), stack: string[] = [], on = new Set<string>(), out: string[][] = [];
+  const idx = new Map<string, number>(),
+    low = new Map<string, number>(),
+    stack: string[] = [],
+    on = new Set<string>(),
+    out: string[][] = [];
   const visit = (v: string) => {
-    idx.set(v, index); low.set(v, index++); stack.push(v); on.add(v);
+    idx.set(v, index);
+    low.set(v, index++);
+    stack.push(v);
+    on.add(v);
     for (const w of edges(v)) {
-      if (!idx.has(w)) { visit(w); low.set(v, Math.min(low.get(v)!, low.get(w)!)); }
-      else if (on.has(w)) low.set(v, Math.min(low.get(v)!, idx.get(w)!));
+      if (!idx.has(w)) {
+        visit(w);
+        low.set(v, Math.min(low.get(v)!, low.get(w)!));
+      } else if (on.has(w)) low.set(v, Math.min(low.get(v)!, idx.get(w)!));
     }
     if (low.get(v) === idx.get(v)) {
       const scc: string[] = [];
       let w: string;
-      do { w = stack.pop()!; on.delete(w); scc.push(w); } while (w !== v);
+      do {
+        w = stack.pop()!;
+        on.delete(w);
+        scc.push(w);
+      } while (w !== v);
       if (scc.length > 1) out.push(scc.sort());
     }
   };
@@ -60,28 +81,40 @@ function cycles(nodes: string[], edges: (n: string) => string[]): string[][] {
 }
 
 test('every relative import resolves to a file in src/', () => {
-  const missing = [...graph].flatMap(([f, deps]) => deps.filter((d) => !graph.has(d)).map((d) => `${relative(SRC, f)} → ${relative(SRC, d)}`));
+  const missing = [...graph].flatMap(([f, deps]) =>
+    deps.filter((d) => !graph.has(d)).map((d) => `${relative(SRC, f)} → ${relative(SRC, d)}`),
+  );
   assert.deepEqual(missing, []);
 });
 
 test('no import cycle between files of src/ (run-time imports)', () => {
   const found = cycles(files, (f) => runtimeGraph.get(f)!.filter((d) => graph.has(d)));
-  assert.deepEqual(found.map((c) => c.map((f) => relative(SRC, f))), []);
+  assert.deepEqual(
+    found.map((c) => c.map((f) => relative(SRC, f))),
+    [],
+  );
 });
 
 test('no import cycle between the folders of src/ (beyond the known ones issue 13 removes)', () => {
   const folderEdges = new Map<string, Set<string>>();
   const known = (from: string, to: string) => KNOWN_CYCLE_EDGES.some(([a, b]) => a === from && b === to);
-  for (const [f, deps] of graph) for (const d of deps) {
-    if (folderOf(f) === folderOf(d) || known(folderOf(f), folderOf(d))) continue;
-    if (!folderEdges.has(folderOf(f))) folderEdges.set(folderOf(f), new Set());
-    folderEdges.get(folderOf(f))!.add(folderOf(d));
-  }
+  for (const [f, deps] of graph)
+    for (const d of deps) {
+      if (folderOf(f) === folderOf(d) || known(folderOf(f), folderOf(d))) continue;
+      if (!folderEdges.has(folderOf(f))) folderEdges.set(folderOf(f), new Set());
+      folderEdges.get(folderOf(f))!.add(folderOf(d));
+    }
   const found = cycles([...new Set(files.map(folderOf))], (f) => [...(folderEdges.get(f) ?? [])]);
   // each cycle with the imports that make it, so the message says which import to move
   const described = found.map((c) => {
     const members = new Set(c);
-    const edges = [...graph].flatMap(([f, deps]) => deps.filter((d) => members.has(folderOf(f)) && members.has(folderOf(d)) && folderOf(f) !== folderOf(d) && !known(folderOf(f), folderOf(d))).map((d) => `${relative(SRC, f)} → ${relative(SRC, d)}`));
+    const edges = [...graph].flatMap(([f, deps]) =>
+      deps
+        .filter(
+          (d) => members.has(folderOf(f)) && members.has(folderOf(d)) && folderOf(f) !== folderOf(d) && !known(folderOf(f), folderOf(d)),
+        )
+        .map((d) => `${relative(SRC, f)} → ${relative(SRC, d)}`),
+    );
     const unique = [...new Set(edges)];
     return `${c.join(' ↔ ')}: ${unique.slice(0, 12).join(', ')}${unique.length > 12 ? `, … (${unique.length} imports)` : ''}`;
   });
@@ -91,15 +124,29 @@ test('no import cycle between the folders of src/ (beyond the known ones issue 1
 test('no src/cli command module imports another command module (only main.ts wires them)', () => {
   const cli = files.filter((f) => folderOf(f) === 'cli');
   const isCommand = (f: string) => /export function \w+Command\(/.test(readFileSync(f, 'utf8'));
-  const bad = cli.filter((f) => !f.endsWith('/main.ts')).flatMap((f) => graph.get(f)!.filter((d) => cli.includes(d) && isCommand(d)).map((d) => `${relative(SRC, f)} → ${relative(SRC, d)}`));
+  const bad = cli
+    .filter((f) => !f.endsWith('/main.ts'))
+    .flatMap((f) =>
+      graph
+        .get(f)!
+        .filter((d) => cli.includes(d) && isCommand(d))
+        .map((d) => `${relative(SRC, f)} → ${relative(SRC, d)}`),
+    );
   assert.deepEqual(bad, []);
 });
 
 test('only src/cli imports commander, and nothing below src/cli imports src/cli', () => {
-  const bad = files.filter((f) => folderOf(f) !== 'cli').flatMap((f) => {
-    const text = readFileSync(f, 'utf8');
-    return [...(/from 'commander'/.test(text) ? [`${relative(SRC, f)} imports commander`] : []),
-      ...graph.get(f)!.filter((d) => folderOf(d) === 'cli').map((d) => `${relative(SRC, f)} → ${relative(SRC, d)}`)];
-  });
+  const bad = files
+    .filter((f) => folderOf(f) !== 'cli')
+    .flatMap((f) => {
+      const text = readFileSync(f, 'utf8');
+      return [
+        ...(/from 'commander'/.test(text) ? [`${relative(SRC, f)} imports commander`] : []),
+        ...graph
+          .get(f)!
+          .filter((d) => folderOf(d) === 'cli')
+          .map((d) => `${relative(SRC, f)} → ${relative(SRC, d)}`),
+      ];
+    });
   assert.deepEqual(bad, []);
 });
