@@ -41,13 +41,6 @@ export type StoredSearchSpace = NonNullable<LonasAdapterInfo['search_space']>;
 export const ADAPTER_WEIGHTS = 'adapter_model.safetensors';
 export const ADAPTER_CONFIG = 'adapter_config.json';
 
-export function parseTargets(list: string): ProjectionName[] {
-  const names = list.split(',').map((s) => s.trim()).filter(Boolean);
-  for (const n of names) if (!(PROJECTIONS as readonly string[]).includes(n)) throw new Error(`--targets: unknown module "${n}" (choose from ${PROJECTIONS.join(', ')})`);
-  if (!names.length) throw new Error('--targets: name at least one module');
-  return names as ProjectionName[];
-}
-
 /** PEFT's prefix for a layer projection. */
 export function peftModuleName(layer: number, proj: ProjectionName): string {
   return `base_model.model.${projectionWeightName(layer, proj)}`;

@@ -30,12 +30,15 @@ export function commandFrom<S extends CommandSpec>(spec: S, action: (options: Op
     if (def.preset !== undefined) opt.preset(def.preset);
     if (info.required) opt.makeOptionMandatory();
     // switches default to off (or on, for --no-x) by commander itself; their zod default says the same
-    if (info.defaultValue !== undefined && !info.isSwitch) opt.default(info.defaultValue, Array.isArray(info.defaultValue) ? info.defaultValue.join(',') : undefined);
+    if (info.defaultValue !== undefined && !info.isSwitch)
+      opt.default(info.defaultValue, Array.isArray(info.defaultValue) ? info.defaultValue.join(',') : undefined);
     cmd.addOption(opt);
   }
   // commander passes the positional argument (when declared) first, then the options
   return cmd.action((...args: unknown[]) => {
-    const values = spec.positional ? { ...(args[1] as Record<string, unknown>), [spec.positional]: args[0] } : (args[0] as Record<string, unknown>);
+    const values = spec.positional
+      ? { ...(args[1] as Record<string, unknown>), [spec.positional]: args[0] }
+      : (args[0] as Record<string, unknown>);
     return action(parseOptions(spec, values));
   });
 }

@@ -1,6 +1,6 @@
 /** `lonas quantize`: GPTQ (4/8/3-bit, group-wise, optional act-order, optionally the LM head) with layer-wise calibration; writes a GPTQ checkpoint. */
 import type { Command } from 'commander';
-import { join, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import { loadModelDir, modelFromLoaded, saveModelDir, copyTokenizerFiles } from '../models/llama/checkpoint.ts';
 import { loadTokenizer } from '../io/tokenizer.ts';
 import { writeCompression } from '../io/artifacts.ts';

@@ -1,6 +1,6 @@
 /** `lonas sparsify`: Wanda or magnitude pruning (unstructured or N:M) of a model; writes a model directory. */
 import type { Command } from 'commander';
-import { join, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import { loadModelDir, modelFromLoaded, saveModelDir, copyTokenizerFiles } from '../models/llama/checkpoint.ts';
 import { loadTokenizer } from '../io/tokenizer.ts';
 import { writeCompression } from '../io/artifacts.ts';

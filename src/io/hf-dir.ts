@@ -12,6 +12,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { z } from 'zod';
 import { DTYPE_BYTES, SafetensorsFile, writeSafetensors } from './safetensors.ts';
 import type { TensorToWrite } from './safetensors.ts';
+import { readJsonFile } from './files.ts';
 
 export const CONFIG_FILE = 'config.json';
 export const SINGLE_FILE = 'model.safetensors';
@@ -22,22 +23,6 @@ export const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'spec
 
 /** Files writeModelDir owns in a model directory; anything else (tokenizer files, …) is left alone. */
 const isModelFile = (f: string) => f === CONFIG_FILE || f === SINGLE_FILE || f === INDEX_FILE || SHARD_RE.test(f);
-
-/** `path` parsed as JSON; a missing, unreadable or malformed file is an error naming it (`what`: why it is needed). */
-export function readJsonFile(path: string, what: string): unknown {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    throw new Error(code === 'ENOENT' ? `${path}: missing (${what})` : `${path}: cannot read (${code ?? (e as Error).message})`);
-  }
-  try {
-    return JSON.parse(text);
-  } catch (e) {
-    throw new Error(`${path}: not valid JSON (${(e as Error).message}); fix or re-download the file`);
-  }
-}
 
 /** config.json of the model directory `dir` as parsed JSON, with its path (for error messages). */
 export function readConfigJson(dir: string): { configPath: string; hfConfig: unknown } {

@@ -12,7 +12,7 @@ import type { CostObjective, CostRecord, SearchProgress, SearchResult } from './
 import { readRunOptions, validationExamples, validationTasks } from './validation.ts';
 import { accuracyScore, lossScore, modelFingerprint, searchCost } from './objectives.ts';
 import { world } from '../dist/mpi.ts';
-import { evaluationFarm } from '../dist/search-farm.ts';
+import { evaluationFarm } from './search-farm.ts';
 
 export type SearchMode = 'loss' | 'loglik' | 'generate';
 
@@ -34,7 +34,7 @@ export interface AdapterSearchHooks {
 
 /**
  * Runs the search; `summary` is the human-readable result (front size, best configuration, files written).
- * Under mpirun every rank loads the super-network and measures its share of each generation (src/dist/search-farm.ts);
+ * Under mpirun every rank loads the super-network and measures its share of each generation (src/nas/search-farm.ts);
  * rank 0 runs NSGA-II, owns the cache and returns the result, the other ranks return null.
  */
 export async function searchAdapter(o: AdapterSearchOptions, hooks: AdapterSearchHooks): Promise<{ result: SearchResult; summary: string } | null> {

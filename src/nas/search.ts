@@ -94,7 +94,7 @@ export interface SearchOptions {
   settings?: Record<string, unknown>;
   onProgress?: (p: SearchProgress) => void;
   /**
-   * measures many configurations at once (under mpirun, spread over the ranks: src/dist/search-farm.ts);
+   * measures many configurations at once (under mpirun, spread over the ranks: src/nas/search-farm.ts);
    * called with the uncached configurations of the candidates and of each NSGA-II generation
    */
   measureMany?: MeasureMany;

@@ -8,7 +8,14 @@ export const sparsifySpec = defineCommand('sparsify', 'prune a model with Wanda 
   model: option('--model <dir>', 'Hugging Face model directory', z.string()),
   method: option('--method <m>', 'wanda or magnitude', z.enum(['wanda', 'magnitude']).default('wanda')),
   sparsity: option('--sparsity <r>', 'fraction of each row set to zero', float((n) => n > 0 && n < 1, 'in (0, 1)').default(0.5)),
-  nm: option('--nm <N:M>', 'semi-structured: keep N of every M consecutive inputs (e.g. 2:4)', z.string().regex(/^\d+:\d+$/, 'must be N:M, e.g. 2:4').optional()),
+  nm: option(
+    '--nm <N:M>',
+    'semi-structured: keep N of every M consecutive inputs (e.g. 2:4)',
+    z
+      .string()
+      .regex(/^\d+:\d+$/, 'must be N:M, e.g. 2:4')
+      .optional(),
+  ),
   calib: option('--calib <file>', 'calibration corpus: a text file or an instruction dataset (wanda)', z.string().optional()),
   nsamples: option('--nsamples <n>', 'calibration sequences', int(1).default(128)),
   seqlen: option('--seqlen <n>', 'tokens per calibration sequence (default: the model context)', int(2).optional()),
@@ -21,16 +28,38 @@ export type SparsifyOptions = OptionsOf<typeof sparsifySpec>;
 export const quantizeSpec = defineCommand('quantize', 'GPTQ quantisation (asymmetric, group-wise) into the AutoGPTQ checkpoint layout', {
   model: option('--model <dir>', 'Hugging Face model directory (a sparse model keeps its zeros exactly)', z.string()),
   method: option('--method <m>', 'gptq', z.literal('gptq').default('gptq')),
-  bits: option('--bits <b>', 'bits per weight: 4, 8 or 3', int(2).refine((n) => [3, 4, 8].includes(n), 'must be 4, 8 or 3').default(4)),
-  groupSize: option('--group-size <g>', 'inputs per scale/zero group (-1: one group per row)', z.number().int().refine((n) => n === -1 || n >= 1, 'must be -1 or an integer ≥ 1').default(128)),
+  bits: option(
+    '--bits <b>',
+    'bits per weight: 4, 8 or 3',
+    int(2)
+      .refine((n) => [3, 4, 8].includes(n), 'must be 4, 8 or 3')
+      .default(4),
+  ),
+  groupSize: option(
+    '--group-size <g>',
+    'inputs per scale/zero group (-1: one group per row)',
+    z
+      .number()
+      .int()
+      .refine((n) => n === -1 || n >= 1, 'must be -1 or an integer ≥ 1')
+      .default(128),
+  ),
   actOrder: option('--act-order', 'quantise columns in descending Hessian-diagonal order (desc_act)', z.boolean().default(false)),
-  damp: option('--damp <p>', 'dampening as a fraction of the mean Hessian diagonal', float((n) => n > 0 && n < 1, 'in (0, 1)').default(0.01)),
+  damp: option(
+    '--damp <p>',
+    'dampening as a fraction of the mean Hessian diagonal',
+    float((n) => n > 0 && n < 1, 'in (0, 1)').default(0.01),
+  ),
   blockSize: option('--block-size <n>', 'columns per lazy-update block', int(1).default(128)),
   calib: option('--calib <file>', 'calibration corpus: a text file or an instruction dataset', z.string()),
   nsamples: option('--nsamples <n>', 'calibration sequences', int(1).default(128)),
   seqlen: option('--seqlen <n>', 'tokens per calibration sequence (default: the model context)', int(2).optional()),
   targets: targetsOption('projections to quantise'),
-  lmHead: option('--lm-head', 'also quantise the LM head, last, with the same settings (quantization_config "lm_head": true); a tied embedding keeps its float weights and the head is untied', z.boolean().default(false)),
+  lmHead: option(
+    '--lm-head',
+    'also quantise the LM head, last, with the same settings (quantization_config "lm_head": true); a tied embedding keeps its float weights and the head is untied',
+    z.boolean().default(false),
+  ),
   seed: option('--seed <s>', 'calibration sampling seed', int().default(0)),
   out: option('--out <dir>', 'output model directory', z.string()),
 });

@@ -9,33 +9,67 @@ const modelOptions = (modelHelp: string, adapterHelp: string) => ({
   subnet: option('--subnet <spec>', 'sub-network of an elastic adapter: maximal, heuristic, minimal or a JSON file', z.string().optional()),
 });
 
-export const evalSpec = defineCommand('eval', "accuracy on commonsense / math benchmarks (LLM-Adapters format), by generation (the papers' protocol) or log-likelihood", {
-  ...modelOptions('Hugging Face model directory (a base model or an extracted sub-network)', 'LoRA adapter directory (PEFT format) to apply'),
-  tasks: option('--tasks <list>', 'comma-separated tasks, e.g. boolq,piqa,social_i_qa,hellaswag,winogrande,ARC-Easy,ARC-Challenge,openbookqa,gsm8k', z.string().optional()),
-  data: option('--data <file>', 'one test file instead of --tasks (LLM-Adapters JSON or GSM8K JSONL)', z.string().optional()),
-  answerType: option('--answer-type <type>', 'answer format of --data', z.enum(['auto', 'choice', 'number', 'letter']).default('auto')),
-  dataDir: option('--data-dir <dir>', 'directory with <task>/test.json (default: ../shared/assets/datasets/llm-adapters/dataset if it exists)', z.string().optional()),
-  mode: option('--mode <mode>', 'generate: decode and extract the answer (papers); loglik: pick the most likely option', z.enum(['generate', 'loglik']).default('generate')),
-  beams: option('--beams <k>', 'generate: beam search with k beams (the papers use 4; 1 = greedy)', int(1).default(1)),
-  maxNewTokens: option('--max-new-tokens <n>', 'generate: token budget (default 32 for commonsense, 256 for math)', int(1).optional()),
-  loglikTarget: option('--loglik-target <t>', 'loglik: score "the correct answer is <label>" (label) or the option text (text, per byte)', z.enum(['label', 'text']).default('label')),
-  limit: option('--limit <n>', 'evaluate the first N examples of each task', int(1).optional()),
-  sample: option('--sample', 'with --limit: a seeded random sample of N examples instead of the first N', z.boolean().default(false)),
-  seed: option('--seed <s>', 'seed of --sample', int().default(0)),
-  batchSize: option('--batch-size <b>', 'examples per batch (beam search runs one at a time)', int(1).default(8)),
-  out: option('--out <file>', 'write the summary JSON here', z.string().optional()),
-  predictions: option('--predictions <file>', 'write one JSON line per example here (prompt, output or option scores, answer, gold, correct)', z.string().optional()),
-  json: option('--json', 'print the summary JSON on stdout instead of the table', z.boolean().default(false)),
-});
+export const evalSpec = defineCommand(
+  'eval',
+  "accuracy on commonsense / math benchmarks (LLM-Adapters format), by generation (the papers' protocol) or log-likelihood",
+  {
+    ...modelOptions(
+      'Hugging Face model directory (a base model or an extracted sub-network)',
+      'LoRA adapter directory (PEFT format) to apply',
+    ),
+    tasks: option(
+      '--tasks <list>',
+      'comma-separated tasks, e.g. boolq,piqa,social_i_qa,hellaswag,winogrande,ARC-Easy,ARC-Challenge,openbookqa,gsm8k',
+      z.string().optional(),
+    ),
+    data: option('--data <file>', 'one test file instead of --tasks (LLM-Adapters JSON or GSM8K JSONL)', z.string().optional()),
+    answerType: option('--answer-type <type>', 'answer format of --data', z.enum(['auto', 'choice', 'number', 'letter']).default('auto')),
+    dataDir: option(
+      '--data-dir <dir>',
+      'directory with <task>/test.json (default: ../shared/assets/datasets/llm-adapters/dataset if it exists)',
+      z.string().optional(),
+    ),
+    mode: option(
+      '--mode <mode>',
+      'generate: decode and extract the answer (papers); loglik: pick the most likely option',
+      z.enum(['generate', 'loglik']).default('generate'),
+    ),
+    beams: option('--beams <k>', 'generate: beam search with k beams (the papers use 4; 1 = greedy)', int(1).default(1)),
+    maxNewTokens: option('--max-new-tokens <n>', 'generate: token budget (default 32 for commonsense, 256 for math)', int(1).optional()),
+    loglikTarget: option(
+      '--loglik-target <t>',
+      'loglik: score "the correct answer is <label>" (label) or the option text (text, per byte)',
+      z.enum(['label', 'text']).default('label'),
+    ),
+    limit: option('--limit <n>', 'evaluate the first N examples of each task', int(1).optional()),
+    sample: option('--sample', 'with --limit: a seeded random sample of N examples instead of the first N', z.boolean().default(false)),
+    seed: option('--seed <s>', 'seed of --sample', int().default(0)),
+    batchSize: option('--batch-size <b>', 'examples per batch (beam search runs one at a time)', int(1).default(8)),
+    out: option('--out <file>', 'write the summary JSON here', z.string().optional()),
+    predictions: option(
+      '--predictions <file>',
+      'write one JSON line per example here (prompt, output or option scores, answer, gold, correct)',
+      z.string().optional(),
+    ),
+    json: option('--json', 'print the summary JSON on stdout instead of the table', z.boolean().default(false)),
+  },
+);
 export type EvalOptions = OptionsOf<typeof evalSpec>;
 
-export const benchSpec = defineCommand('bench', 'measure prefill and decode latency of a model (optionally an adapter sub-network) on this machine', {
-  ...modelOptions('model directory (a base model or an extracted sub-network)', 'LoRA adapter directory to apply (e.g. <extracted>/adapter, or an elastic adapter)'),
-  promptLen: option('--prompt-len <n>', 'prompt tokens (prefill); also the sequence length of the MAC count', int(1).default(256)),
-  genLen: option('--gen-len <n>', 'decoded tokens', int(1).default(32)),
-  repeats: option('--repeats <n>', 'timed repeats (min and median are reported)', int(1).default(5)),
-  warmup: option('--warmup <n>', 'untimed warm-up runs', int().default(1)),
-  json: option('--json', 'print one JSON object', z.boolean().default(false)),
-  out: option('--out <file>', 'also write the JSON object to this file', z.string().optional()),
-});
+export const benchSpec = defineCommand(
+  'bench',
+  'measure prefill and decode latency of a model (optionally an adapter sub-network) on this machine',
+  {
+    ...modelOptions(
+      'model directory (a base model or an extracted sub-network)',
+      'LoRA adapter directory to apply (e.g. <extracted>/adapter, or an elastic adapter)',
+    ),
+    promptLen: option('--prompt-len <n>', 'prompt tokens (prefill); also the sequence length of the MAC count', int(1).default(256)),
+    genLen: option('--gen-len <n>', 'decoded tokens', int(1).default(32)),
+    repeats: option('--repeats <n>', 'timed repeats (min and median are reported)', int(1).default(5)),
+    warmup: option('--warmup <n>', 'untimed warm-up runs', int().default(1)),
+    json: option('--json', 'print one JSON object', z.boolean().default(false)),
+    out: option('--out <file>', 'also write the JSON object to this file', z.string().optional()),
+  },
+);
 export type BenchOptions = OptionsOf<typeof benchSpec>;

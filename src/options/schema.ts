@@ -41,7 +41,12 @@ export function option<T extends z.ZodTypeAny>(flags: string, help: string, type
   return { flags, help, type, ...extra };
 }
 
-export function defineCommand<O extends Record<string, OptionDef>>(name: string, description: string, options: O, positional?: keyof O & string): CommandSpec<O> {
+export function defineCommand<O extends Record<string, OptionDef>>(
+  name: string,
+  description: string,
+  options: O,
+  positional?: keyof O & string,
+): CommandSpec<O> {
   const shape = Object.fromEntries(Object.entries(options).map(([k, o]) => [k, o.type])) as { [K in keyof O]: O[K]['type'] };
   return { name, description, options, positional, schema: z.object(shape).strict() };
 }
@@ -93,7 +98,9 @@ export function flagInfo(def: OptionDef): FlagInfo {
   const base = baseType(def.type);
   const defaultValue = def.type instanceof z.ZodDefault ? def.type._def.defaultValue() : undefined;
   return {
-    long, isSwitch, negated: long.startsWith('--no-'),
+    long,
+    isSwitch,
+    negated: long.startsWith('--no-'),
     required: !def.type.isOptional() && defaultValue === undefined,
     defaultValue,
     choices: base instanceof z.ZodEnum ? (base.options as string[]) : null,
@@ -104,12 +111,25 @@ export function flagInfo(def: OptionDef): FlagInfo {
 /** Command-line text → a validated value; the error names the flag: `--rank must be an integer ≥ 1, got "x"`. */
 export function parseFlagValue(def: OptionDef, text: string): unknown {
   const info = flagInfo(def);
-  const raw = info.kind === 'number' ? (text.trim() === '' ? NaN : Number(text))
-    : info.kind === 'list' ? text.split(',').map((s) => s.trim()).filter(Boolean) : text;
+  const raw =
+    info.kind === 'number'
+      ? text.trim() === ''
+        ? NaN
+        : Number(text)
+      : info.kind === 'list'
+        ? text
+            .split(',')
+            .map((s) => s.trim())
+            .filter(Boolean)
+        : text;
   const r = def.type.safeParse(raw);
   if (r.success) return r.data;
   const issue = r.error.issues[0];
-  const message = info.choices ? `must be one of ${info.choices.join(', ')}` : Array.isArray(raw) && issue.path.length ? `item "${raw[Number(issue.path[0])]}" ${issue.message}` : issue.message;
+  const message = info.choices
+    ? `must be one of ${info.choices.join(', ')}`
+    : Array.isArray(raw) && issue.path.length
+      ? `item "${raw[Number(issue.path[0])]}" ${issue.message}`
+      : issue.message;
   throw new Error(`${info.long} ${message}, got "${text}"`);
 }
 
@@ -146,14 +166,20 @@ export function toArgv<S extends CommandSpec>(spec: S, values: OptionsInput<S>):
 
 /** argv (flags only, as `toArgv` writes them) → validated values of the options it names; `source` names the origin in errors. */
 export function fromArgv<S extends CommandSpec>(spec: S, argv: readonly string[], source: string): Partial<OptionsOf<S>> {
-  const byFlag = new Map(Object.entries(spec.options).filter(([key]) => key !== spec.positional).map(([key, def]) => [flagInfo(def).long, { key, def }]));
+  const byFlag = new Map(
+    Object.entries(spec.options)
+      .filter(([key]) => key !== spec.positional)
+      .map(([key, def]) => [flagInfo(def).long, { key, def }]),
+  );
   const out: Record<string, unknown> = {};
   for (let i = 0; i < argv.length; i++) {
     const hit = byFlag.get(argv[i]);
-    if (!hit) throw new Error(`${source}: "${argv[i]}" is not an option of lonas ${spec.name} (its options: ${[...byFlag.keys()].join(' ')})`);
+    if (!hit)
+      throw new Error(`${source}: "${argv[i]}" is not an option of lonas ${spec.name} (its options: ${[...byFlag.keys()].join(' ')})`);
     const info = flagInfo(hit.def);
     if (info.isSwitch) out[hit.key] = !info.negated;
-    else if (hit.def.preset !== undefined && (i + 1 >= argv.length || argv[i + 1].startsWith('--'))) out[hit.key] = parseFlagValue(hit.def, hit.def.preset);
+    else if (hit.def.preset !== undefined && (i + 1 >= argv.length || argv[i + 1].startsWith('--')))
+      out[hit.key] = parseFlagValue(hit.def, hit.def.preset);
     else {
       if (i + 1 >= argv.length) throw new Error(`${source}: ${argv[i]} needs a value`);
       try {
@@ -171,10 +197,10 @@ export function fromArgv<S extends CommandSpec>(spec: S, argv: readonly string[]
  * same types and defaults; unknown keys are refused. Errors read `field "finetune.rank": must be …`.
  */
 export function recipeSection<O extends Record<string, OptionDef>, K extends keyof O & string>(
-  spec: CommandSpec<O>, filledByPipeline: readonly K[],
+  spec: CommandSpec<O>,
+  filledByPipeline: readonly K[],
 ): z.ZodObject<Omit<{ [P in keyof O]: O[P]['type'] }, K>, 'strict'> {
   const mask = Object.fromEntries(filledByPipeline.map((k) => [k, true]));
   // zod's omit() cannot check a mask built at run time against the generic shape; the declared return type says what it is
   return spec.schema.omit(mask as never).strict() as never;
 }
-

@@ -34,7 +34,7 @@ import { SINGLE_PROCESS } from '../dist/mpi.ts';
 import type { World } from '../dist/mpi.ts';
 import { FusedGradientSum, shardBatch, shardedMeanLoss } from '../dist/data-parallel.ts';
 import type { AllReduceStats } from '../dist/data-parallel.ts';
-import { restoreCheckpoint } from '../dist/checkpoint-broadcast.ts';
+import { restoreCheckpoint } from './checkpoint-broadcast.ts';
 
 export interface TrainOptions {
   outDir: string;

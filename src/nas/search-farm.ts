@@ -6,10 +6,10 @@
  * that measured them (same model, same data, same kernels), so pareto.json and best.json equal the
  * 1-process search; a measured latency does (ranks sharing a machine slow each other down).
  */
-import type { SubnetConfig } from '../nas/subnet.ts';
-import type { MeasureMany, Measurement } from '../nas/search.ts';
-import { bcastJson } from './mpi.ts';
-import type { World } from './mpi.ts';
+import type { SubnetConfig } from './subnet.ts';
+import type { MeasureMany, Measurement } from './search.ts';
+import { bcastJson } from '../dist/mpi.ts';
+import type { World } from '../dist/mpi.ts';
 
 export type MeasureOne = (config: SubnetConfig, withLatency: boolean) => Promise<Measurement>;
 

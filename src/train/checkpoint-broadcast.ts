@@ -3,10 +3,10 @@
  * see its --out) and broadcasts the trainable tensors, the AdamW moments and the trainer state.
  */
 import type { Tensor } from '../tensor/index.ts';
-import type { AdamW } from '../train/adamw.ts';
-import type { TrainerState } from '../train/checkpoint.ts';
-import { bcastJson } from './mpi.ts';
-import type { World } from './mpi.ts';
+import type { AdamW } from './adamw.ts';
+import type { TrainerState } from './checkpoint.ts';
+import { bcastJson } from '../dist/mpi.ts';
+import type { World } from '../dist/mpi.ts';
 
 /** `load` runs on rank 0 only (it restores tensors and optimizer in place there); every rank gets its result. */
 export function restoreCheckpoint(w: World, params: Tensor[], opt: AdamW, load: () => TrainerState): TrainerState {
