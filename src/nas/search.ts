@@ -223,6 +223,7 @@ export async function runSearch(o: SearchOptions): Promise<SearchResult> {
     if (!o.measureMany) return;
     const todo = new Map<string, SubnetConfig>();
     for (const c of configs) if (!isCached(cache.get(c)) && !prefetched.has(configKey(o.space, c))) todo.set(configKey(o.space, c), c);
+    if (todo.size === 0) return;
     const results = await o.measureMany([...todo.values()], wantLatency);
     [...todo.keys()].forEach((k, i) => prefetched.set(k, results[i]));
   };
