@@ -20,6 +20,7 @@
 
 #include "common.h"
 #include "kernels.h"
+#include "pool.h"
 #include "small-gemm.h"
 
 namespace lonas {
@@ -72,7 +73,7 @@ void GemmBf16(const Napi::CallbackInfo& info) {
   const uint16_t* B = b.data + bOff;
   float* C = c.data + cOff;
   if (k == 0 || alpha == 0.0f || (transB && m <= kSmallGemmMaxRows)) {  // small-M kernel (it also handles k = 0 / alpha = 0)
-    smallGemmNT(SmallGemm{m, n, k, alpha, beta, A, lda, B, ldb, true, C, ldc}, openblas_get_num_threads());
+    smallGemmNT(SmallGemm{m, n, k, alpha, beta, A, lda, B, ldb, true, C, ldc}, poolThreads());
     return;
   }
   thread_local std::vector<float> scratch;

@@ -344,7 +344,7 @@ describe('int4 argument validation (native and reference raise the same errors)'
     assert.match(errorOf(() => nativeKernels().int4Linear(f(8), 1, 8, 2, new Int32Array(2), f(2), f(2), new Float32Array(8) as unknown as Int32Array, 8, f(2)), TypeError),
       /argument 7 'gIdx' must be an Int32Array/);
     assert.match(errorOf(() => nativeKernels().compressedIsa('sse' as SimdLevel)), /cap 'sse' must be one of avx512, avx2, scalar/);
-    assert.match(errorOf(() => nativeKernels().compressedThreads(3)), /compressedThreads: n = 3 must be in \[1, 2\]/);
+    assert.match(errorOf(() => nativeKernels().compressedThreads(0)), /compressedThreads: n = 0 must be in \[1, 1024\]/);
   });
 });
 
