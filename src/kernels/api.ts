@@ -135,9 +135,12 @@ export interface CompressedKernels {
    * true zero point; gIdx (inF) the group of each input row. W[o, j] = (q − zeros[g, o]) · scales[g, o],
    * g = gIdx[j]. inF must be a multiple of 8. groupSize is a hint: the fast path applies when
    * gIdx[j] = ⌊j / groupSize⌋ (no act-order) and groupSize is a multiple of 8; any other gIdx is still exact.
+   * compute: 'exact' (default) or 'int8-act', an approximation that rounds x to int8 per block of 32 and uses
+   * integer dot products (src/kernels/int4-int8act.ts; applies at M ≤ 8 with contiguous groups of a multiple of
+   * 32, every other call is exact).
    */
   int4Linear(x: FloatArray, M: number, inF: number, outF: number, qweight: Int32Array, scales: Float32Array,
-    zeros: Float32Array, gIdx: Int32Array, groupSize: number, y: FloatArray): void;
+    zeros: Float32Array, gIdx: Int32Array, groupSize: number, y: FloatArray, compute?: 'exact' | 'int8-act'): void;
   /** out (outF, inF) = W, each element exactly fround(fround(q − z) · s) (zero stays exactly zero when q = z). */
   int4Dequantize(qweight: Int32Array, scales: Float32Array, zeros: Float32Array, gIdx: Int32Array,
     inF: number, outF: number, out: FloatArray): void;
@@ -167,9 +170,9 @@ export interface NativeInfo {
    */
   compressedIsa(cap?: SimdLevel): SimdLevel;
   /**
-   * Threads of the compressed kernels' matrix-vector paths (M ≤ 4; no BLAS involved), 1 or 2; returns
-   * the setting after applying `n`. Default 1 (see native/compressed.h for the measurement). Their M > 8
-   * paths use OpenBLAS and follow setThreads.
+   * Threads of the native kernels' own pool (native/pool.h: matrix-vector paths, element-wise, norms,
+   * softmax, cross-entropy, attention, AdamW), any n in [1, 1024], without changing OpenBLAS's (setThreads
+   * sets both); returns the setting after applying `n`. Default: LONAS_THREADS, else the machine's cores.
    */
   compressedThreads(n?: number): number;
 }
