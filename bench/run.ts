@@ -14,6 +14,7 @@ const BENCHES: Record<string, () => Promise<{ main(args: string[]): Promise<unkn
   subnet: () => import('./subnet.ts'),
   compressed: () => import('./compressed.ts'),
   'compressed-kernels': () => import('./compressed-kernels.ts'),
+  'kernel-threads': () => import('./kernel-threads.ts'),
 };
 
 async function run(argv: string[]): Promise<number> {
