@@ -48,9 +48,18 @@ void checkOperand(const Args& args, const char* name, int64_t length, int64_t of
 
 }  // namespace
 
-// gemmBf16(transB, m, n, k, alpha, a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc) — b a Uint16Array.
+// gemmBf16(transB, m, n, k, alpha, a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc[, compute]) — b a Uint16Array.
+// compute: "exact" (default) or "bf16-act" (bf16-dot.cc: x rounded to bf16, for transB with m ≤ 16; every
+// other call is exact).
 void GemmBf16(const Napi::CallbackInfo& info) {
-  Args args(info, "gemmBf16", 15);
+  Args args(info, "gemmBf16", info.Length() == 16 ? 16 : 15);
+  bool bf16Act = false;
+  if (info.Length() == 16 && !info[15].IsUndefined()) {
+    if (!info[15].IsString()) args.throwType("argument 15 'compute' must be a string");
+    const std::string mode = info[15].As<Napi::String>().Utf8Value();
+    if (mode != "exact" && mode != "bf16-act") args.throwRange("compute = '" + mode + "' must be 'exact' or 'bf16-act'");
+    bf16Act = mode == "bf16-act";
+  }
   bool transB = args.flag(0, "transB");
   int m = args.blasInt(1, "m"), n = args.blasInt(2, "n"), k = args.blasInt(3, "k");
   float alpha = static_cast<float>(args.number(4, "alpha"));
@@ -72,6 +81,10 @@ void GemmBf16(const Napi::CallbackInfo& info) {
   float* A = a.data + aOff;
   const uint16_t* B = b.data + bOff;
   float* C = c.data + cOff;
+  if (bf16Act && transB && m <= kSmallGemmMaxRows) {
+    smallGemmBf16Act(SmallGemm{m, n, k, alpha, beta, A, lda, B, ldb, true, C, ldc}, poolThreads());
+    return;
+  }
   if (k == 0 || alpha == 0.0f || (transB && m <= kSmallGemmMaxRows)) {  // small-M kernel (it also handles k = 0 / alpha = 0)
     smallGemmNT(SmallGemm{m, n, k, alpha, beta, A, lda, B, ldb, true, C, ldc}, poolThreads());
     return;

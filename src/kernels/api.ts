@@ -39,12 +39,15 @@ export interface Kernels {
    * op(B) = Bᵀ, B stored (n, k), when transB (x · Wᵀ); else B stored (k, n) (dY · W). A (m, k) and C (m, n) are
    * float (no transpose of A). Each bf16 value is widened exactly to float32 (bits << 16), so the products are
    * those of the upcast weight; sums accumulate in float (native: float32). beta = 0 ignores C's old contents.
+   * compute 'bf16-act' (an approximation, default 'exact'): for transB with m ≤ 16, A is first rounded to
+   * bfloat16, so the native kernel can use AVX512-BF16 dot products (native/bf16-dot.cc); other calls are exact.
    */
   gemmBf16(
     transB: boolean, m: number, n: number, k: number, alpha: number,
     a: FloatArray, aOff: number, lda: number,
     b: Uint16Array, bOff: number, ldb: number,
     beta: number, c: FloatArray, cOff: number, ldc: number,
+    compute?: 'exact' | 'bf16-act',
   ): void;
 
   /**
