@@ -20,7 +20,8 @@
  *  - model: every linear layer of the 135M model (30 × q, k, v, o, gate, up, down + lm_head), all distinct,
  *    run in order once per "token": the linear-layer share of a decode step and the tokens/s it allows.
  *  - prefill: M = 128 on the gate shape, GFLOP/s (INT4 and sparse dequantise tiles and call sgemm).
- * Formats: f32 (4 B/weight), bf16 (2 B/weight, gemmBf16: widened exactly in registers), INT4 with group size
+ * Formats: f32 (4 B/weight), bf16 (2 B/weight, gemmBf16: widened exactly in registers; "bf16-act": x rounded to
+ * bf16, vdpbf16ps), INT4 with group size
  * 128 (RTN-quantised from the same weights; 0.5 B/weight + scales/zeros) in compute mode exact ("int4") and
  * int8-act ("int4-int8act", same weights), sparse at 50% (|w| below the row's median dropped; 2.125 B/weight). GB/s counts the bytes
  * each format actually reads; speed-ups are median f32 time / median format time.
@@ -36,10 +37,10 @@ import { f32ToBf16 } from '../src/io/safetensors.ts';
 import { backendSummary, log, machine, median, round } from './common.ts';
 
 const GROUP = 128;
-type Format = 'f32' | 'bf16' | 'int4' | 'int4-int8act' | 'sparse';
-const ALL_FORMATS: readonly Format[] = ['f32', 'bf16', 'int4', 'int4-int8act', 'sparse'];
+type Format = 'f32' | 'bf16' | 'bf16-act' | 'int4' | 'int4-int8act' | 'sparse';
+const ALL_FORMATS: readonly Format[] = ['f32', 'bf16', 'bf16-act', 'int4', 'int4-int8act', 'sparse'];
 let FORMATS: readonly Format[] = ALL_FORMATS;
-const emptySamples = (): Record<Format, number[]> => ({ f32: [], bf16: [], int4: [], 'int4-int8act': [], sparse: [] });
+const emptySamples = (): Record<Format, number[]> => ({ f32: [], bf16: [], 'bf16-act': [], int4: [], 'int4-int8act': [], sparse: [] });
 const COLD_BYTES = 128 << 20;
 
 interface Options { rounds: number; samples: number; threads: string[]; model: boolean; formats: Format[] }
@@ -102,14 +103,14 @@ function int4Bytes(q: Int4Weight): number {
   return 4 * (q.qweight.length + q.scales.length + q.zeros.length + q.gIdx.length);
 }
 
-/** One weight matrix in the formats built for it (int4-int8act uses the int4 weight). */
+/** One weight matrix in the formats built for it (int4-int8act uses the int4 weight, bf16-act the bf16 one). */
 interface Layer { outF: number; inF: number; f32?: Float32Array; bf16?: Uint16Array; int4?: Int4Weight; sparse?: SparseWeight }
 
 function makeLayer(outF: number, inF: number, fill: (a: Float32Array) => Float32Array, formats: readonly Format[] = FORMATS): Layer {
   const w = fill(new Float32Array(outF * inF));
   const l: Layer = { outF, inF };
   if (formats.includes('f32')) l.f32 = w;
-  if (formats.includes('bf16')) f32ToBf16(w, (l.bf16 = new Uint16Array(outF * inF)));
+  if (formats.includes('bf16') || formats.includes('bf16-act')) f32ToBf16(w, (l.bf16 = new Uint16Array(outF * inF)));
   if (formats.includes('int4') || formats.includes('int4-int8act')) l.int4 = quantizeInt4Rtn(w, outF, inF, GROUP);
   if (formats.includes('sparse')) l.sparse = packSparse(pruneHalf(w, outF, inF), outF, inF);
   return l;
@@ -117,7 +118,7 @@ function makeLayer(outF: number, inF: number, fill: (a: Float32Array) => Float32
 
 
 function bytesOf(l: Layer, f: Format): number {
-  if (f === 'f32' || f === 'bf16') return (f === 'f32' ? 4 : 2) * l.outF * l.inF;
+  if (f === 'f32' || f === 'bf16' || f === 'bf16-act') return (f === 'f32' ? 4 : 2) * l.outF * l.inF;
   return f === 'sparse' ? sparseBytes(l.sparse!) : int4Bytes(l.int4!);
 }
 
@@ -126,7 +127,10 @@ function runner(f: Format, M: number): (l: Layer, x: Float32Array, y: Float32Arr
   const k = kernels();
   const ck = compressedKernels(k);
   if (f === 'f32') return (l, x, y) => k.gemm(false, true, M, l.outF, l.inF, 1, x, 0, l.inF, l.f32!, 0, l.inF, 0, y, 0, l.outF);
-  if (f === 'bf16') return (l, x, y) => k.gemmBf16(true, M, l.outF, l.inF, 1, x, 0, l.inF, l.bf16!, 0, l.inF, 0, y, 0, l.outF);
+  if (f === 'bf16' || f === 'bf16-act') {
+    const compute = f === 'bf16' ? 'exact' : 'bf16-act';
+    return (l, x, y) => k.gemmBf16(true, M, l.outF, l.inF, 1, x, 0, l.inF, l.bf16!, 0, l.inF, 0, y, 0, l.outF, compute);
+  }
   if (f === 'int4') return (l, x, y) => int4Apply(ck, x, M, l.int4!, y, 'exact');
   if (f === 'int4-int8act') return (l, x, y) => int4Apply(ck, x, M, l.int4!, y, 'int8-act');
   return (l, x, y) => sparseApply(ck, x, M, l.sparse!, y);
@@ -280,9 +284,9 @@ export async function main(args: string[]): Promise<unknown> {
   const speedups = (f: Format) => FORMATS.includes(f) ? Object.fromEntries(Object.entries(first.shapes).map(([k, v]) => [k, v[f]?.cold_speedup_vs_f32])) : undefined;
   return {
     bench: 'compressed-kernels', threads, formats: FORMATS,
-    int4_speedup: speedups('int4'), int4_int8act_speedup: speedups('int4-int8act'), bf16_speedup: speedups('bf16'), sparse_speedup: speedups('sparse'),
+    int4_speedup: speedups('int4'), int4_int8act_speedup: speedups('int4-int8act'), bf16_speedup: speedups('bf16'), bf16_act_speedup: speedups('bf16-act'), sparse_speedup: speedups('sparse'),
     model_int4_speedup: first.model_linears?.int4?.speedup_vs_f32, model_int4_int8act_speedup: first.model_linears?.['int4-int8act']?.speedup_vs_f32,
-    model_bf16_speedup: first.model_linears?.bf16?.speedup_vs_f32, model_sparse_speedup: first.model_linears?.sparse?.speedup_vs_f32,
+    model_bf16_speedup: first.model_linears?.bf16?.speedup_vs_f32, model_bf16_act_speedup: first.model_linears?.['bf16-act']?.speedup_vs_f32, model_sparse_speedup: first.model_linears?.sparse?.speedup_vs_f32,
     ratio: first.model_linears?.int4?.speedup_vs_f32 ?? speedups('int4')?.['1536x576'],
     ratio_meaning: `INT4 (exact) speed-up over f32 of ${first.model_linears ? "the whole model's linear layers" : 'the 1536×576 (gate/up) shape'}, threads ${opts.threads[0]}`,
     speedup_meaning: `median f32 gemm (sgemv) time / median format time at M = 1, weights streamed from memory, threads ${opts.threads[0]}; goal int4 ≥ 3, sparse ≥ 1.3`,

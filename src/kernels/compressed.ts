@@ -33,10 +33,11 @@
  * the 135M shapes: bench/compressed-kernels.ts.
  */
 import type { CompressedKernels, FloatArray, Kernels } from './api.ts';
-import { int4LinearInt8Act, int8ActApplies, type Int4Compute } from './int4-int8act.ts';
+import type { Int4Compute } from './compute-mode.ts';
+import { int4LinearInt8Act, int8ActApplies } from './int4-int8act.ts';
 
 export type { CompressedKernels } from './api.ts';
-export { int4Compute, type Int4Compute } from './int4-int8act.ts';
+export { int4Compute, type Int4Compute } from './compute-mode.ts';
 
 /** An INT4 group-quantised weight, (outF, inF) logically. */
 export interface Int4Weight {

@@ -13,27 +13,7 @@
  */
 import type { FloatArray } from './api.ts';
 
-/** The INT4 compute modes: "exact" (float32 products of the exact dequantised weight) or "int8-act". */
-export type Int4Compute = 'exact' | 'int8-act';
-
 export const INT8_ACT_BLOCK = 32;
-
-let chosen: Int4Compute | undefined;
-
-/**
- * The compute mode the INT4 layers (src/nn/quant-linear.ts) use: LONAS_INT4_COMPUTE=exact|int8-act, read once;
- * default "exact" (why: README, "INT4 compute modes").
- */
-export function int4Compute(): Int4Compute {
-  if (chosen === undefined) {
-    const env = process.env.LONAS_INT4_COMPUTE;
-    if (env !== undefined && env !== '' && env !== 'exact' && env !== 'int8-act') {
-      throw new Error(`LONAS_INT4_COMPUTE='${env}' is not a compute mode: set it to 'exact' (the default) or 'int8-act', or unset it`);
-    }
-    chosen = env === 'int8-act' ? 'int8-act' : 'exact';
-  }
-  return chosen;
-}
 
 /** Rows of x up to which the matrix-vector path (and so int8-act) runs; native/compressed.h kGemvMaxRows. */
 const GEMV_MAX_ROWS = 8;
