@@ -53,13 +53,7 @@ void checkOperand(const Args& args, const char* name, int64_t length, int64_t of
 // other call is exact).
 void GemmBf16(const Napi::CallbackInfo& info) {
   Args args(info, "gemmBf16", info.Length() == 16 ? 16 : 15);
-  bool bf16Act = false;
-  if (info.Length() == 16 && !info[15].IsUndefined()) {
-    if (!info[15].IsString()) args.throwType("argument 15 'compute' must be a string");
-    const std::string mode = info[15].As<Napi::String>().Utf8Value();
-    if (mode != "exact" && mode != "bf16-act") args.throwRange("compute = '" + mode + "' must be 'exact' or 'bf16-act'");
-    bf16Act = mode == "bf16-act";
-  }
+  const bool bf16Act = args.mode(15, "compute", {"exact", "bf16-act"}) == 1;
   bool transB = args.flag(0, "transB");
   int m = args.blasInt(1, "m"), n = args.blasInt(2, "n"), k = args.blasInt(3, "k");
   float alpha = static_cast<float>(args.number(4, "alpha"));

@@ -127,13 +127,7 @@ void Int4Linear(const Napi::CallbackInfo& info) {
   int64_t groupSize = args.index(8, "groupSize");
   F32 y = args.f32(9, "y");
   if (groupSize < 1) args.throwRange("groupSize = " + std::to_string(groupSize) + " must be ≥ 1");
-  bool int8Act = false;
-  if (info.Length() == 11 && !info[10].IsUndefined()) {
-    if (!info[10].IsString()) args.throwType("argument 10 'compute' must be a string");
-    const std::string mode = info[10].As<Napi::String>().Utf8Value();
-    if (mode != "exact" && mode != "int8-act") args.throwRange("compute = '" + mode + "' must be 'exact' or 'int8-act'");
-    int8Act = mode == "int8-act";
-  }
+  const bool int8Act = args.mode(10, "compute", {"exact", "int8-act"}) == 1;
   int64_t nGroups = checkInt4Weight(args, inF, outF, qweight, scales, zeros, gIdx);
   args.need("x", x.length, args.mul(M, inF));
   args.need("y", y.length, args.mul(M, outF));

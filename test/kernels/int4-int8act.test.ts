@@ -16,6 +16,7 @@ import type { SimdLevel } from '../../src/kernels/api.ts';
 import { compressedReference as ref, groupIndex, packInt4, quantizeInt4Rtn, type Int4Weight } from '../../src/kernels/compressed.ts';
 import { randF32, seededUniform } from '../helpers/random.ts';
 import { nativeKernels, restoreNativeDefaults } from '../helpers/native.ts';
+import { assertWithin, int4Tolerance } from '../helpers/int4.ts';
 
 after(restoreNativeDefaults);
 
@@ -88,18 +89,7 @@ describe('int4Linear compute "int8-act"', () => {
         for (const level of levels()) {
           nativeKernels().compressedIsa(level);
           const got = native(x, M, w, 'int8-act');
-          for (let m = 0; m < M; m++) {
-            for (let o = 0; o < outF; o++) {
-              let terms = 0;
-              for (let j = 0; j < inF; j++) {
-                const g = w.gIdx[j] * outF + o;
-                terms += Math.abs(x[m * inF + j]) * Math.abs(w.scales[g]) * (16 + Math.abs(w.zeros[g]));
-              }
-              const i = m * outF + o;
-              assert.ok(Math.abs(got[i] - want[i]) <= 1e-6 * terms + 1e-7,
-                `${outF}×${inF} gs ${gs} M ${M} ${level}: y[${m}, ${o}] = ${got[i]}, twin ${want[i]}`);
-            }
-          }
+          assertWithin(`${outF}×${inF} gs ${gs} M ${M} ${level}`, got, want, int4Tolerance(w, x, M));
           if (first === null) first = got;
           else assert.deepEqual([...got], [...first], `${level} differs from ${levels()[0]} (${outF}×${inF}, M = ${M})`);
         }
