@@ -2,14 +2,14 @@
  * Decode-style speed of the compressed-weight kernels (INT4 GPTQ layout, 50%-sparse bitmask rows) against
  * dense float32 `gemm` — which forwards M = 1 to OpenBLAS sgemv — measured in the same process.
  *
- *   npm run bench -- compressed-kernels [--rounds N] [--samples N] [--threads 1,2,2/1] [--no-model]
+ *   npm run bench -- compressed-kernels [--rounds N] [--samples N] [--threads 1,2,2/1] [--formats f32,int4,…] [--no-model]
  *   (or node --import tsx bench/compressed-kernels.ts …)
  *
  * Progress goes to stderr; the last stdout line is one JSON object.
  *
- * Thread configurations: "n" = setThreads(n) (OpenBLAS, used by f32 sgemv and the M > 8 paths) and
- * compressedThreads(n) (the compressed kernels' own matrix-vector split); "b/c" sets them to b and c.
- * Default 1, 2 and 2/1 (the shipped default at 2 threads: OpenBLAS on 2, compressed kernels on 1).
+ * Thread configurations: "n" = setThreads(n) (OpenBLAS, used by f32 sgemv and the M > 8 paths, and the native
+ * pool of every other kernel, native/pool.h); "b/c" sets OpenBLAS to b and the pool to c (compressedThreads).
+ * Default 1 and 2.
  *
  * What is measured, per thread configuration:
  *  - shapes: y = x · Wᵀ with M = 1 for the SmolLM-135M weight shapes, written out×in: 1536×576 (gate, up),
@@ -20,8 +20,10 @@
  *  - model: every linear layer of the 135M model (30 × q, k, v, o, gate, up, down + lm_head), all distinct,
  *    run in order once per "token": the linear-layer share of a decode step and the tokens/s it allows.
  *  - prefill: M = 128 on the gate shape, GFLOP/s (INT4 and sparse dequantise tiles and call sgemm).
- * Formats: f32 (4 B/weight), INT4 with group size 128 (RTN-quantised from the same weights; 0.5 B/weight +
- * scales/zeros), sparse at 50% (|w| below the row's median dropped; 2.125 B/weight). GB/s counts the bytes
+ * Formats: f32 (4 B/weight), bf16 (2 B/weight, gemmBf16: widened exactly in registers; "bf16-act": x rounded to
+ * bf16, vdpbf16ps), INT4 with group size
+ * 128 (RTN-quantised from the same weights; 0.5 B/weight + scales/zeros) in compute mode exact ("int4") and
+ * int8-act ("int4-int8act", same weights), sparse at 50% (|w| below the row's median dropped; 2.125 B/weight). GB/s counts the bytes
  * each format actually reads; speed-ups are median f32 time / median format time.
  */
 import { pathToFileURL } from 'node:url';
@@ -31,17 +33,20 @@ import {
   compressedKernels, int4Apply, packSparse, quantizeInt4Rtn, sparseApply, sparseBytes,
   type Int4Weight, type SparseWeight,
 } from '../src/kernels/compressed.ts';
+import { f32ToBf16 } from '../src/io/safetensors.ts';
 import { backendSummary, log, machine, median, round } from './common.ts';
 
 const GROUP = 128;
-type Format = 'f32' | 'int4' | 'sparse';
-const FORMATS: readonly Format[] = ['f32', 'int4', 'sparse'];
+type Format = 'f32' | 'bf16' | 'bf16-act' | 'int4' | 'int4-int8act' | 'sparse';
+const ALL_FORMATS: readonly Format[] = ['f32', 'bf16', 'bf16-act', 'int4', 'int4-int8act', 'sparse'];
+let FORMATS: readonly Format[] = ALL_FORMATS;
+const emptySamples = (): Record<Format, number[]> => ({ f32: [], bf16: [], 'bf16-act': [], int4: [], 'int4-int8act': [], sparse: [] });
 const COLD_BYTES = 128 << 20;
 
-interface Options { rounds: number; samples: number; threads: string[]; model: boolean }
+interface Options { rounds: number; samples: number; threads: string[]; model: boolean; formats: Format[] }
 
 function parseArgs(args: string[]): Options {
-  const o: Options = { rounds: 3, samples: 5, threads: ['1', '2', '2/1'], model: true };
+  const o: Options = { rounds: 3, samples: 5, threads: ['1', '2'], model: true, formats: [...ALL_FORMATS] };
   for (let i = 0; i < args.length; i++) {
     const key = args[i], value = args[i + 1];
     const int = (s: string | undefined): number => {
@@ -57,7 +62,13 @@ function parseArgs(args: string[]): Options {
       i++;
     }
     else if (key === '--no-model') o.model = false;
-    else throw new Error(`unknown option '${key}' (valid: --rounds N --samples N --threads 1,2,2/1 --no-model)`);
+    else if (key === '--formats') {
+      o.formats = (value ?? '').split(',') as Format[];
+      for (const f of o.formats) if (!ALL_FORMATS.includes(f)) throw new Error(`--formats: '${f}' is not one of ${ALL_FORMATS.join(', ')}`);
+      if (!o.formats.includes('f32')) o.formats.unshift('f32'); // the baseline of every speed-up
+      i++;
+    }
+    else throw new Error(`unknown option '${key}' (valid: --rounds N --samples N --threads 1,2,2/1 --formats ${ALL_FORMATS.join(',')} --no-model)`);
   }
   return o;
 }
@@ -92,21 +103,23 @@ function int4Bytes(q: Int4Weight): number {
   return 4 * (q.qweight.length + q.scales.length + q.zeros.length + q.gIdx.length);
 }
 
-/** One weight matrix in the formats built for it. */
-interface Layer { outF: number; inF: number; f32?: Float32Array; int4?: Int4Weight; sparse?: SparseWeight }
+/** One weight matrix in the formats built for it (int4-int8act uses the int4 weight, bf16-act the bf16 one). */
+interface Layer { outF: number; inF: number; f32?: Float32Array; bf16?: Uint16Array; int4?: Int4Weight; sparse?: SparseWeight }
 
 function makeLayer(outF: number, inF: number, fill: (a: Float32Array) => Float32Array, formats: readonly Format[] = FORMATS): Layer {
   const w = fill(new Float32Array(outF * inF));
   const l: Layer = { outF, inF };
   if (formats.includes('f32')) l.f32 = w;
-  if (formats.includes('int4')) l.int4 = quantizeInt4Rtn(w, outF, inF, GROUP);
+  if (formats.includes('bf16') || formats.includes('bf16-act')) f32ToBf16(w, (l.bf16 = new Uint16Array(outF * inF)));
+  if (formats.includes('int4') || formats.includes('int4-int8act')) l.int4 = quantizeInt4Rtn(w, outF, inF, GROUP);
   if (formats.includes('sparse')) l.sparse = packSparse(pruneHalf(w, outF, inF), outF, inF);
   return l;
 }
 
 
 function bytesOf(l: Layer, f: Format): number {
-  return f === 'f32' ? 4 * l.outF * l.inF : f === 'int4' ? int4Bytes(l.int4!) : sparseBytes(l.sparse!);
+  if (f === 'f32' || f === 'bf16' || f === 'bf16-act') return (f === 'f32' ? 4 : 2) * l.outF * l.inF;
+  return f === 'sparse' ? sparseBytes(l.sparse!) : int4Bytes(l.int4!);
 }
 
 /** y = x · Wᵀ for one layer in one format, M rows. */
@@ -114,7 +127,12 @@ function runner(f: Format, M: number): (l: Layer, x: Float32Array, y: Float32Arr
   const k = kernels();
   const ck = compressedKernels(k);
   if (f === 'f32') return (l, x, y) => k.gemm(false, true, M, l.outF, l.inF, 1, x, 0, l.inF, l.f32!, 0, l.inF, 0, y, 0, l.outF);
-  if (f === 'int4') return (l, x, y) => int4Apply(ck, x, M, l.int4!, y);
+  if (f === 'bf16' || f === 'bf16-act') {
+    const compute = f === 'bf16' ? 'exact' : 'bf16-act';
+    return (l, x, y) => k.gemmBf16(true, M, l.outF, l.inF, 1, x, 0, l.inF, l.bf16!, 0, l.inF, 0, y, 0, l.outF, compute);
+  }
+  if (f === 'int4') return (l, x, y) => int4Apply(ck, x, M, l.int4!, y, 'exact');
+  if (f === 'int4-int8act') return (l, x, y) => int4Apply(ck, x, M, l.int4!, y, 'int8-act');
   return (l, x, y) => sparseApply(ck, x, M, l.sparse!, y);
 }
 
@@ -144,8 +162,7 @@ function shapeBench(opts: Options, threads: string) {
     }
     const x = fill(new Float32Array(inF)), y = new Float32Array(outF);
     applyThreads(threads);
-    const cold: Record<Format, number[]> = { f32: [], int4: [], sparse: [] };
-    const hot: Record<Format, number[]> = { f32: [], int4: [], sparse: [] };
+    const cold = emptySamples(), hot = emptySamples();
     for (const f of FORMATS) { sample(sets[f], f, x, y); sample([first], f, x, y); } // warm-up (page faults, pool)
     for (let r = 0; r < opts.rounds; r++) {
       const order = r % 2 === 0 ? FORMATS : [...FORMATS].reverse();
@@ -167,9 +184,9 @@ function shapeBench(opts: Options, threads: string) {
         cold_speedup_vs_f32: round(f32Cold / us, 2), hot_speedup_vs_f32: round(f32Hot / usHot, 2),
       };
     }
-    const r4 = res.int4 as { cold_speedup_vs_f32: number }, rs = res.sparse as { cold_speedup_vs_f32: number };
-    log(`  ${threads}T ${outF}×${inF} (${role}): f32 ${round(f32Cold, 1)} µs, int4 ${(res.int4 as { cold_us: number }).cold_us} µs (×${r4.cold_speedup_vs_f32}), ` +
-      `sparse ${(res.sparse as { cold_us: number }).cold_us} µs (×${rs.cold_speedup_vs_f32}); hot f32 ${round(f32Hot, 1)} int4 ${round(median(hot.int4), 1)} sparse ${round(median(hot.sparse), 1)} µs`);
+    const of = (f: Format) => res[f] as { cold_us: number; cold_gbs: number; cold_speedup_vs_f32: number; hot_us: number };
+    log(`  ${threads}T ${outF}×${inF} (${role}): ` + FORMATS.map((f) => `${f} ${of(f).cold_us} µs ${of(f).cold_gbs} GB/s (×${of(f).cold_speedup_vs_f32})`).join(', ') +
+      '; hot ' + FORMATS.map((f) => `${f} ${of(f).hot_us}`).join(' ') + ' µs');
     out[`${outF}x${inF}`] = res;
   }
   return out;
@@ -207,7 +224,7 @@ function modelBench(model: Layer[], opts: Options, threads: string) {
     for (const l of model) run(l, xs.get(l.inF)!, ys.get(l.outF)!);
     return performance.now() - t0;
   };
-  const ms: Record<Format, number[]> = { f32: [], int4: [], sparse: [] };
+  const ms = emptySamples();
   for (const f of FORMATS) token(f);
   for (let r = 0; r < opts.rounds; r++) {
     for (const f of r % 2 === 0 ? FORMATS : [...FORMATS].reverse()) for (let s = 0; s < opts.samples; s++) ms[f].push(token(f));
@@ -249,6 +266,7 @@ function prefillBench(opts: Options, threads: string) {
 
 export async function main(args: string[]): Promise<unknown> {
   const opts = parseArgs(args);
+  FORMATS = ALL_FORMATS.filter((f) => opts.formats.includes(f));
   const { backend, coreType } = backendSummary();
   const isa = (kernels() as Partial<NativeInfo>).compressedIsa?.() ?? 'reference';
   const before = machine();
@@ -262,14 +280,15 @@ export async function main(args: string[]): Promise<unknown> {
       prefill_1536x576_m128: prefillBench(opts, t),
     };
   }
-  const first = threads[opts.threads[0]] as { shapes: Record<string, Record<Format, { cold_speedup_vs_f32: number }>>; model_linears?: Record<Format, { speedup_vs_f32: number }> };
-  const speedups = (f: Format) => Object.fromEntries(Object.entries(first.shapes).map(([k, v]) => [k, v[f].cold_speedup_vs_f32]));
+  const first = threads[opts.threads[0]] as { shapes: Record<string, Partial<Record<Format, { cold_speedup_vs_f32: number }>>>; model_linears?: Partial<Record<Format, { speedup_vs_f32: number }>> };
+  const speedups = (f: Format) => FORMATS.includes(f) ? Object.fromEntries(Object.entries(first.shapes).map(([k, v]) => [k, v[f]?.cold_speedup_vs_f32])) : undefined;
   return {
-    bench: 'compressed-kernels', threads,
-    int4_speedup: speedups('int4'), sparse_speedup: speedups('sparse'),
-    model_int4_speedup: first.model_linears?.int4.speedup_vs_f32, model_sparse_speedup: first.model_linears?.sparse.speedup_vs_f32,
-    ratio: first.model_linears?.int4.speedup_vs_f32 ?? speedups('int4')['1536x576'],
-    ratio_meaning: `INT4 speed-up over f32 of ${first.model_linears ? "the whole model's linear layers" : 'the 1536×576 (gate/up) shape'}, threads ${opts.threads[0]}`,
+    bench: 'compressed-kernels', threads, formats: FORMATS,
+    int4_speedup: speedups('int4'), int4_int8act_speedup: speedups('int4-int8act'), bf16_speedup: speedups('bf16'), bf16_act_speedup: speedups('bf16-act'), sparse_speedup: speedups('sparse'),
+    model_int4_speedup: first.model_linears?.int4?.speedup_vs_f32, model_int4_int8act_speedup: first.model_linears?.['int4-int8act']?.speedup_vs_f32,
+    model_bf16_speedup: first.model_linears?.bf16?.speedup_vs_f32, model_bf16_act_speedup: first.model_linears?.['bf16-act']?.speedup_vs_f32, model_sparse_speedup: first.model_linears?.sparse?.speedup_vs_f32,
+    ratio: first.model_linears?.int4?.speedup_vs_f32 ?? speedups('int4')?.['1536x576'],
+    ratio_meaning: `INT4 (exact) speed-up over f32 of ${first.model_linears ? "the whole model's linear layers" : 'the 1536×576 (gate/up) shape'}, threads ${opts.threads[0]}`,
     speedup_meaning: `median f32 gemm (sgemv) time / median format time at M = 1, weights streamed from memory, threads ${opts.threads[0]}; goal int4 ≥ 3, sparse ≥ 1.3`,
     backend, coreType, simd: isa, machine: before, machine_after: machine(),
   };

@@ -17,6 +17,7 @@ const BENCHES: Record<string, () => Promise<{ main(args: string[]): Promise<unkn
   export: () => import('./export.ts'),
   onnx: () => import('./onnx.ts'),
   'scale-out': () => import('./scale-out.ts'),
+  'kernel-threads': () => import('./kernel-threads.ts'),
 };
 
 async function run(argv: string[]): Promise<number> {

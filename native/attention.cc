@@ -19,6 +19,7 @@
 
 #include "common.h"
 #include "kernels.h"
+#include "pool.h"
 #include "small-gemm.h"
 #include "vexp.h"
 
@@ -127,36 +128,51 @@ void AttentionDecode(const Napi::CallbackInfo& info) {
       }
     }
   }
-  thread_local std::vector<float> scores, qbd;
-  scores.resize(static_cast<size_t>(Hq * Tk));
   // With few KV heads, every query head is dotted with whole cache rows (Hkv·D floats, contiguous) through a
   // block-diagonal copy of q (zeros outside its own KV head): K streams sequentially once instead of Hkv
   // strided passes (measured 1.3–1.5× faster per call at 3 KV heads, 256–512 keys). For finite keys the
   // result is bitwise the same: lane i accumulates the same products in the same order (a head's slice
   // starts at a multiple of 16), plus exact zeros.
   const bool blockDiagonal = Hkv <= 4 && Hkv * D <= 1024 && D % 16 == 0 && Hq <= kSmallGemmMaxRows;
-  if (blockDiagonal) qbd.assign(static_cast<size_t>(Hq * Hkv * D), 0.0f);
-  for (int64_t b = 0; b < B; b++) {
+  // Threads (pool.h): batch rows split over the pool; a single row splits its score product over the keys
+  // and its KV heads over the pool instead. Every output is computed as the serial loop does.
+  const int64_t rowFloats = 2 * Tk * Hkv * D;  // K and V floats a row reads
+  auto attendRow = [&](int64_t b, bool split) {
+    thread_local std::vector<float> scores, qbd;
+    scores.resize(static_cast<size_t>(Hq * Tk));
     const int64_t start = keyStart.data ? keyStart.data[b] : 0, n = Tk - start;
     const float* kb = k.data + b * stride + start * Hkv * D;  // (n, Hkv·D)
+    float* sc = scores.data();
     if (blockDiagonal) {
+      qbd.assign(static_cast<size_t>(Hq * Hkv * D), 0.0f);
       for (int64_t h = 0; h < Hq; h++) std::memcpy(qbd.data() + h * Hkv * D + (h / group) * D, q.data + (b * Hq + h) * D, D * sizeof(float));
-      smallGemmNT(SmallGemm{Hq, n, Hkv * D, 1.0f, 0.0f, qbd.data(), Hkv * D, kb, Hkv * D, false, scores.data(), n}, 1);
+      smallGemmNT(SmallGemm{Hq, n, Hkv * D, 1.0f, 0.0f, qbd.data(), Hkv * D, kb, Hkv * D, false, sc, n}, split ? poolThreads() : 1);
     }
-    for (int64_t g = 0; g < Hkv; g++) {
-      const float* qg = q.data + (b * Hq + g * group) * D;  // (group, D)
-      const float* vg = v.data + b * stride + start * Hkv * D + g * D;  // (n, D), row stride Hkv·D
-      float* sg = scores.data() + g * group * n;  // (group, n)
-      if (!blockDiagonal) smallGemmNT(SmallGemm{group, n, D, 1.0f, 0.0f, qg, D, kb + g * D, Hkv * D, false, sg, n}, 1);
-      for (int64_t r = 0; r < group; r++) {
-        float* s = sg + r * n;
-        for (int64_t j = 0; j < n; j++) s[j] *= scale;
-        vexp(s, s, n, 1.0f, maxF32(s, n));
-        const float inv = static_cast<float>(1.0 / sumF64(s, n));
-        for (int64_t j = 0; j < n; j++) s[j] *= inv;
+    auto heads = [&](int64_t g0, int64_t g1) {
+      for (int64_t g = g0; g < g1; g++) {
+        const float* qg = q.data + (b * Hq + g * group) * D;  // (group, D)
+        const float* vg = v.data + b * stride + start * Hkv * D + g * D;  // (n, D), row stride Hkv·D
+        float* sg = sc + g * group * n;  // (group, n)
+        if (!blockDiagonal) smallGemmNT(SmallGemm{group, n, D, 1.0f, 0.0f, qg, D, kb + g * D, Hkv * D, false, sg, n}, 1);
+        for (int64_t r = 0; r < group; r++) {
+          float* s = sg + r * n;
+          for (int64_t j = 0; j < n; j++) s[j] *= scale;
+          vexp(s, s, n, 1.0f, maxF32(s, n));
+          const float inv = static_cast<float>(1.0 / sumF64(s, n));
+          for (int64_t j = 0; j < n; j++) s[j] *= inv;
+        }
+        weightedSum(sg, n, vg, Hkv * D, group, n, D, out.data + (b * Hq + g * group) * D, D);
       }
-      weightedSum(sg, n, vg, Hkv * D, group, n, D, out.data + (b * Hq + g * group) * D, D);
-    }
+    };
+    if (split) parallelFor(Hkv, std::max<int64_t>(1, kMinPiece / (2 * n * D)), 1, heads);
+    else heads(0, Hkv);
+  };
+  if (B == 1) {
+    attendRow(0, rowFloats >= 2 * kMinPiece);
+  } else {
+    parallelFor(B, std::max<int64_t>(1, kMinPiece / std::max<int64_t>(1, rowFloats)), 1, [&](int64_t b0, int64_t b1) {
+      for (int64_t b = b0; b < b1; b++) attendRow(b, false);
+    });
   }
 }
 

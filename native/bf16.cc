@@ -20,6 +20,7 @@
 
 #include "common.h"
 #include "kernels.h"
+#include "pool.h"
 #include "small-gemm.h"
 
 namespace lonas {
@@ -47,9 +48,12 @@ void checkOperand(const Args& args, const char* name, int64_t length, int64_t of
 
 }  // namespace
 
-// gemmBf16(transB, m, n, k, alpha, a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc) — b a Uint16Array.
+// gemmBf16(transB, m, n, k, alpha, a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc[, compute]) — b a Uint16Array.
+// compute: "exact" (default) or "bf16-act" (bf16-dot.cc: x rounded to bf16, for transB with m ≤ 16; every
+// other call is exact).
 void GemmBf16(const Napi::CallbackInfo& info) {
-  Args args(info, "gemmBf16", 15);
+  Args args(info, "gemmBf16", info.Length() == 16 ? 16 : 15);
+  const bool bf16Act = args.mode(15, "compute", {"exact", "bf16-act"}) == 1;
   bool transB = args.flag(0, "transB");
   int m = args.blasInt(1, "m"), n = args.blasInt(2, "n"), k = args.blasInt(3, "k");
   float alpha = static_cast<float>(args.number(4, "alpha"));
@@ -71,8 +75,12 @@ void GemmBf16(const Napi::CallbackInfo& info) {
   float* A = a.data + aOff;
   const uint16_t* B = b.data + bOff;
   float* C = c.data + cOff;
+  if (bf16Act && transB && m <= kSmallGemmMaxRows) {
+    smallGemmBf16Act(SmallGemm{m, n, k, alpha, beta, A, lda, B, ldb, true, C, ldc}, poolThreads());
+    return;
+  }
   if (k == 0 || alpha == 0.0f || (transB && m <= kSmallGemmMaxRows)) {  // small-M kernel (it also handles k = 0 / alpha = 0)
-    smallGemmNT(SmallGemm{m, n, k, alpha, beta, A, lda, B, ldb, true, C, ldc}, openblas_get_num_threads());
+    smallGemmNT(SmallGemm{m, n, k, alpha, beta, A, lda, B, ldb, true, C, ldc}, poolThreads());
     return;
   }
   thread_local std::vector<float> scratch;

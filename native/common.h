@@ -13,6 +13,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <initializer_list>
 #include <string>
 
 namespace lonas {
@@ -129,6 +130,21 @@ class Args {
     int64_t value = index(i, name);
     if (value > INT32_MAX) throwArg(i, name, "exceeds the 32-bit BLAS limit: " + std::to_string(value), false);
     return static_cast<int>(value);
+  }
+
+  // An optional trailing compute-mode string (absent or undefined: the first mode); returns its index in
+  // `modes`. Anything else is a TypeError / RangeError naming the valid modes.
+  int mode(size_t i, const char* name, std::initializer_list<const char*> modes) const {
+    if (info_.Length() <= i || info_[i].IsUndefined()) return 0;
+    if (!info_[i].IsString()) throwType("argument " + std::to_string(i) + " '" + name + "' must be a string");
+    const std::string value = info_[i].As<Napi::String>().Utf8Value();
+    std::string valid;
+    int index = 0;
+    for (const char* m : modes) {
+      if (value == m) return index;
+      valid += std::string(index++ ? " or '" : "'") + m + "'";
+    }
+    throwRange(std::string(name) + " = '" + value + "' must be " + valid);
   }
 
   // RangeError unless the array `name` has at least `needed` elements.

@@ -1,27 +1,36 @@
 // Elementwise kernels: SiLU, SwiGLU, rotary embedding, embedding lookup/scatter-add, AdamW.
 //
 // Simple float loops in PyTorch's order of operations, written so that -O3 can vectorise them
-// (expf stays a scalar glibc call). Single-threaded. Outputs may alias inputs elementwise
-// (each element is read before it is written).
+// (expf stays a scalar glibc call). Large calls are split over the pool (pool.h) in whole runs of 1024
+// elements (tokens for rope/embedding, columns for the scatter-add), each element computed as the serial
+// loop does: results do not depend on the thread count. Outputs may alias inputs elementwise (each
+// element is read before it is written).
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
 #include "common.h"
 #include "kernels.h"
+#include "pool.h"
 #include "vexp.h"
 
 namespace lonas {
 namespace {
 
-// Calls body(i, exp(−x[i])) for i < n, the exponentials computed vectorised in chunks (see vexp.h).
+constexpr int64_t kRun = 1024;  // elements per exp batch and per unit of the split
+
+// Calls body(i, exp(−x[i])) for i < n, the exponentials computed vectorised in runs of kRun (see vexp.h),
+// the runs split over the pool.
 template <class Body>
 void withExpNeg(const float* x, int64_t n, Body body) {
-  float e[1024];
-  for (int64_t s = 0; s < n; s += 1024) {
-    const int64_t m = n - s < 1024 ? n - s : 1024;
-    vexp(e, x + s, m, -1.0f, 0.0f);
-    for (int64_t i = 0; i < m; i++) body(s + i, e[i]);
-  }
+  parallelFor(n, kMinPiece, kRun, [&](int64_t b, int64_t e) {
+    float ex[kRun];
+    for (int64_t s = b; s < e; s += kRun) {
+      const int64_t m = e - s < kRun ? e - s : kRun;
+      vexp(ex, x + s, m, -1.0f, 0.0f);
+      for (int64_t i = 0; i < m; i++) body(s + i, ex[i]);
+    }
+  });
 }
 
 }  // namespace
@@ -110,19 +119,21 @@ void Rope(const Napi::CallbackInfo& info) {
     }
   }
 
-  for (int64_t t = 0; t < nTok; t++) {
-    const float* cp = cosT.data + positions.data[t] * half;  // (half)
-    const float* sp = sinT.data + positions.data[t] * half;  // (half)
-    for (int64_t h = 0; h < nHeads; h++) {
-      const float* xh = x.data + (t * nHeads + h) * headDim;  // (headDim)
-      float* oh = out.data + (t * nHeads + h) * headDim;
-      for (int64_t i = 0; i < half; i++) {
-        float a = xh[i], b = xh[i + half], c = cp[i], s = sign * sp[i];
-        oh[i] = a * c - b * s;
-        oh[i + half] = b * c + a * s;
+  parallelFor(nTok, kMinPiece / std::max<int64_t>(1, nHeads * headDim), 1, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; t++) {
+      const float* cp = cosT.data + positions.data[t] * half;  // (half)
+      const float* sp = sinT.data + positions.data[t] * half;  // (half)
+      for (int64_t h = 0; h < nHeads; h++) {
+        const float* xh = x.data + (t * nHeads + h) * headDim;  // (headDim)
+        float* oh = out.data + (t * nHeads + h) * headDim;
+        for (int64_t i = 0; i < half; i++) {
+          float a = xh[i], b = xh[i + half], c = cp[i], s = sign * sp[i];
+          oh[i] = a * c - b * s;
+          oh[i + half] = b * c + a * s;
+        }
       }
     }
-  }
+  });
 }
 
 namespace {
@@ -151,9 +162,11 @@ void Embedding(const Napi::CallbackInfo& info) {
   args.need("ids", ids.length, n);
   args.need("out", out.length, args.mul(n, dim));
   checkIds(args, ids, n, w.length / dim, "w");
-  for (int64_t t = 0; t < n; t++) {
-    std::memcpy(out.data + t * dim, w.data + static_cast<int64_t>(ids.data[t]) * dim, sizeof(float) * dim);
-  }
+  parallelFor(n, kMinPiece / dim, 1, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; t++) {
+      std::memcpy(out.data + t * dim, w.data + static_cast<int64_t>(ids.data[t]) * dim, sizeof(float) * dim);
+    }
+  });
 }
 
 // embeddingBackward(dy, ids, dw, n, dim): dw[ids[t]] += dy[t] (scatter-add; ids may repeat).
@@ -168,11 +181,14 @@ void EmbeddingBackward(const Napi::CallbackInfo& info) {
   args.need("dy", dy.length, args.mul(n, dim));
   args.need("ids", ids.length, n);
   checkIds(args, ids, n, dw.length / dim, "dw");
-  for (int64_t t = 0; t < n; t++) {
-    const float* src = dy.data + t * dim;
-    float* dst = dw.data + static_cast<int64_t>(ids.data[t]) * dim;
-    for (int64_t i = 0; i < dim; i++) dst[i] += src[i];
-  }
+  // split over columns (a token's ids may repeat, so rows cannot be split): each column adds its tokens in order
+  parallelFor(dim, kMinPiece / std::max<int64_t>(1, n), 16, [&](int64_t i0, int64_t i1) {
+    for (int64_t t = 0; t < n; t++) {
+      const float* src = dy.data + t * dim;
+      float* dst = dw.data + static_cast<int64_t>(ids.data[t]) * dim;
+      for (int64_t i = i0; i < i1; i++) dst[i] += src[i];
+    }
+  });
 }
 
 // adamw(p, g, m, v, n, lr, beta1, beta2, eps, weightDecay, bc1, bc2) — PyTorch single-tensor AdamW:
@@ -197,15 +213,17 @@ void AdamW(const Napi::CallbackInfo& info) {
   const float stepSize = static_cast<float>(lr / bc1);
   const float bc2Sqrt = static_cast<float>(std::sqrt(bc2));
   const float epsF = static_cast<float>(eps);
-  for (int64_t i = 0; i < n; i++) {
-    float gi = g.data[i];
-    float pi = p.data[i] * decay;
-    float mi = b1 * m.data[i] + oneMinusB1 * gi;
-    float vi = b2 * v.data[i] + oneMinusB2 * gi * gi;
-    m.data[i] = mi;
-    v.data[i] = vi;
-    p.data[i] = pi - stepSize * (mi / (std::sqrt(vi) / bc2Sqrt + epsF));
-  }
+  parallelFor(n, kMinPiece, kRun, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; i++) {
+      float gi = g.data[i];
+      float pi = p.data[i] * decay;
+      float mi = b1 * m.data[i] + oneMinusB1 * gi;
+      float vi = b2 * v.data[i] + oneMinusB2 * gi * gi;
+      m.data[i] = mi;
+      v.data[i] = vi;
+      p.data[i] = pi - stepSize * (mi / (std::sqrt(vi) / bc2Sqrt + epsF));
+    }
+  });
 }
 
 }  // namespace lonas

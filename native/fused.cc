@@ -1,14 +1,18 @@
 // Row-wise fused kernels: softmax (+ causal mask), cross-entropy, RMSNorm — forward and backward.
 //
-// Single-threaded (OpenBLAS owns the threads). Elementwise work is in float like PyTorch's CPU
+// Rows are split over the pool (pool.h); each row is computed as the serial loop would, so results do not
+// depend on the thread count (cross-entropy's total is summed after the split, in row order; RMSNorm's
+// weight gradient is split over its columns instead). Elementwise work is in float like PyTorch's CPU
 // kernels; row reductions (sums, dot products) accumulate in double, which only makes them more
 // accurate. expf/logf are glibc's scalar functions (correctly rounded in practice).
 #include <cmath>
+#include <algorithm>
 #include <cstring>
 #include <vector>
 
 #include "common.h"
 #include "kernels.h"
+#include "pool.h"
 #include "vexp.h"
 
 namespace lonas {
@@ -33,6 +37,9 @@ void checkTargets(const Args& args, const I32& targets, int64_t rows, int64_t vo
   }
 }
 
+// Rows per piece so that a piece touches at least kMinPiece floats.
+inline int64_t minRows(int64_t cols) { return std::max<int64_t>(1, kMinPiece / std::max<int64_t>(1, cols)); }
+
 }  // namespace
 
 // softmax(x, y, rows, cols, scale, causalRows, causalShift)
@@ -49,17 +56,19 @@ void Softmax(const Napi::CallbackInfo& info) {
   args.need("x", x.length, size);
   args.need("y", y.length, size);
 
-  for (int64_t r = 0; r < rows; r++) {
-    const float* xr = x.data + r * cols;  // (cols)
-    float* yr = y.data + r * cols;        // (cols), used as scratch for t and exp(t − max)
-    int64_t keep = causalKeep(r, cols, causalRows, causalShift);
-    for (int64_t j = 0; j < keep; j++) yr[j] = scale * xr[j];
-    float m = maxF32(yr, keep);
-    vexp(yr, yr, keep, 1.0f, m);
-    float inv = static_cast<float>(1.0 / sumF64(yr, keep));  // PyTorch also multiplies by 1/Σ
-    for (int64_t j = 0; j < keep; j++) yr[j] *= inv;
-    for (int64_t j = keep; j < cols; j++) yr[j] = 0.0f;
-  }
+  parallelFor(rows, minRows(cols), 1, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; r++) {
+      const float* xr = x.data + r * cols;  // (cols)
+      float* yr = y.data + r * cols;        // (cols), used as scratch for t and exp(t − max)
+      int64_t keep = causalKeep(r, cols, causalRows, causalShift);
+      for (int64_t j = 0; j < keep; j++) yr[j] = scale * xr[j];
+      float m = maxF32(yr, keep);
+      vexp(yr, yr, keep, 1.0f, m);
+      float inv = static_cast<float>(1.0 / sumF64(yr, keep));  // PyTorch also multiplies by 1/Σ
+      for (int64_t j = 0; j < keep; j++) yr[j] *= inv;
+      for (int64_t j = keep; j < cols; j++) yr[j] = 0.0f;
+    }
+  });
 }
 
 // softmaxBackward(y, dy, dx, rows, cols, scale): dx = scale · y ⊙ (dy − Σ_j dy·y), all (rows, cols).
@@ -73,13 +82,15 @@ void SoftmaxBackward(const Napi::CallbackInfo& info) {
   args.need("dy", dy.length, size);
   args.need("dx", dx.length, size);
 
-  for (int64_t r = 0; r < rows; r++) {
-    const float* yr = y.data + r * cols;
-    const float* dyr = dy.data + r * cols;
-    float* dxr = dx.data + r * cols;
-    float dot = static_cast<float>(dotF64(dyr, yr, cols));
-    for (int64_t j = 0; j < cols; j++) dxr[j] = ((dyr[j] - dot) * yr[j]) * scale;
-  }
+  parallelFor(rows, minRows(cols), 1, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; r++) {
+      const float* yr = y.data + r * cols;
+      const float* dyr = dy.data + r * cols;
+      float* dxr = dx.data + r * cols;
+      float dot = static_cast<float>(dotF64(dyr, yr, cols));
+      for (int64_t j = 0; j < cols; j++) dxr[j] = ((dyr[j] - dot) * yr[j]) * scale;
+    }
+  });
 }
 
 // crossEntropy(logits, targets, lse, rows, vocab, ignoreIndex) → Σ over kept rows of lse[r] − logits[r, t].
@@ -96,19 +107,29 @@ Napi::Value CrossEntropy(const Napi::CallbackInfo& info) {
   args.need("lse", lse.length, rows);
   checkTargets(args, targets, rows, vocab, ignoreIndex);
 
-  double total = 0;
-  std::vector<float> scratch;  // exp(logits − max) of one row
-  for (int64_t r = 0; r < rows; r++) {
-    const float* lr = logits.data + r * vocab;  // (vocab)
-    float m = maxF32(lr, vocab);
+  std::vector<double> loss(rows, 0.0);  // (rows): lse[r] − logits[r, t] in double, 0 for ignored rows
+  std::vector<char> kept(rows, 0);
+  parallelFor(rows, minRows(vocab), 1, [&](int64_t r0, int64_t r1) {
+    thread_local std::vector<float> scratch;  // exp(logits − max) of one row
     scratch.resize(vocab);
-    vexp(scratch.data(), lr, vocab, 1.0f, m);
-    double sum = 0;
-    for (int64_t j = 0; j < vocab; j++) sum += scratch[j];
-    double l = static_cast<double>(m) + std::log(sum);  // logsumexp in double, stored as float
-    lse.data[r] = static_cast<float>(l);
-    int64_t t = targets.data[r];
-    if (t != ignoreIndex) total += l - lr[t];
+    for (int64_t r = r0; r < r1; r++) {
+      const float* lr = logits.data + r * vocab;  // (vocab)
+      float m = maxF32(lr, vocab);
+      vexp(scratch.data(), lr, vocab, 1.0f, m);
+      double sum = 0;
+      for (int64_t j = 0; j < vocab; j++) sum += scratch[j];
+      double l = static_cast<double>(m) + std::log(sum);  // logsumexp in double, stored as float
+      lse.data[r] = static_cast<float>(l);
+      int64_t t = targets.data[r];
+      if (t != ignoreIndex) {
+        loss[r] = l - lr[t];
+        kept[r] = 1;
+      }
+    }
+  });
+  double total = 0;  // in row order, as a serial loop sums it
+  for (int64_t r = 0; r < rows; r++) {
+    if (kept[r]) total += loss[r];
   }
   return Napi::Number::New(info.Env(), total);
 }
@@ -132,20 +153,22 @@ void CrossEntropyBackward(const Napi::CallbackInfo& info) {
   args.need("dlogits", dlogits.length, size);
   checkTargets(args, targets, rows, vocab, ignoreIndex);
 
-  for (int64_t r = 0; r < rows; r++) {
-    const float* lr = logits.data + r * vocab;
-    float* dr = dlogits.data + r * vocab;
-    int64_t t = targets.data[r];
-    if (t == ignoreIndex) {
-      std::memset(dr, 0, sizeof(float) * vocab);
-      continue;
+  parallelFor(rows, minRows(vocab), 1, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; r++) {
+      const float* lr = logits.data + r * vocab;
+      float* dr = dlogits.data + r * vocab;
+      int64_t t = targets.data[r];
+      if (t == ignoreIndex) {
+        std::memset(dr, 0, sizeof(float) * vocab);
+        continue;
+      }
+      float L = lse.data[r];
+      float pt = expf(lr[t] - L);  // read before dr may overwrite it (aliasing)
+      vexp(dr, lr, vocab, 1.0f, L);
+      for (int64_t j = 0; j < vocab; j++) dr[j] *= g;
+      dr[t] = g * (pt - 1.0f);
     }
-    float L = lse.data[r];
-    float pt = expf(lr[t] - L);  // read before dr may overwrite it (aliasing)
-    vexp(dr, lr, vocab, 1.0f, L);
-    for (int64_t j = 0; j < vocab; j++) dr[j] *= g;
-    dr[t] = g * (pt - 1.0f);
-  }
+  });
 }
 
 // rmsnorm(x, w, y, rstd, rows, dim, eps): rstd[r] = 1/sqrt(mean(x[r]²) + eps); y = (x · rstd) · w.
@@ -161,14 +184,16 @@ void RmsNorm(const Napi::CallbackInfo& info) {
   args.need("y", y.length, size);
   args.need("rstd", rstd.length, rows);
 
-  for (int64_t r = 0; r < rows; r++) {
-    const float* xr = x.data + r * dim;
-    float* yr = y.data + r * dim;
-    double meanSq = dotF64(xr, xr, dim) / static_cast<double>(dim);
-    float rs = static_cast<float>(1.0 / std::sqrt(meanSq + eps));
-    rstd.data[r] = rs;
-    for (int64_t i = 0; i < dim; i++) yr[i] = (xr[i] * rs) * w.data[i];
-  }
+  parallelFor(rows, minRows(dim), 1, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; r++) {
+      const float* xr = x.data + r * dim;
+      float* yr = y.data + r * dim;
+      double meanSq = dotF64(xr, xr, dim) / static_cast<double>(dim);
+      float rs = static_cast<float>(1.0 / std::sqrt(meanSq + eps));
+      rstd.data[r] = rs;
+      for (int64_t i = 0; i < dim; i++) yr[i] = (xr[i] * rs) * w.data[i];
+    }
+  });
 }
 
 // rmsnormBackward(x, w, rstd, dy, dx | null, dw | null, rows, dim)
@@ -188,23 +213,33 @@ void RmsNormBackward(const Napi::CallbackInfo& info) {
   if (dx.data) args.need("dx", dx.length, size);
   if (dw.data) args.need("dw", dw.length, dim);
 
-  std::vector<double> dwAcc(dw.data ? dim : 0, 0.0);
-  for (int64_t r = 0; r < rows; r++) {
-    const float* xr = x.data + r * dim;
-    const float* dyr = dy.data + r * dim;
-    float rs = rstd.data[r];
-    if (dx.data) {
-      double dot = 0;  // Σ_j w_j·dy_j·x_j
-      for (int64_t j = 0; j < dim; j++) dot += static_cast<double>(w.data[j] * dyr[j]) * xr[j];
-      float c = static_cast<float>(static_cast<double>(rs) * rs * dot / static_cast<double>(dim));
-      float* dxr = dx.data + r * dim;
-      for (int64_t i = 0; i < dim; i++) dxr[i] = rs * (w.data[i] * dyr[i] - xr[i] * c);
-    }
-    if (dw.data) {
-      for (int64_t i = 0; i < dim; i++) dwAcc[i] += static_cast<double>(dyr[i]) * (xr[i] * rs);
-    }
+  if (dx.data) {  // split over rows
+    parallelFor(rows, minRows(dim), 1, [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; r++) {
+        const float* xr = x.data + r * dim;
+        const float* dyr = dy.data + r * dim;
+        float rs = rstd.data[r];
+        double dot = 0;  // Σ_j w_j·dy_j·x_j
+        for (int64_t j = 0; j < dim; j++) dot += static_cast<double>(w.data[j] * dyr[j]) * xr[j];
+        float c = static_cast<float>(static_cast<double>(rs) * rs * dot / static_cast<double>(dim));
+        float* dxr = dx.data + r * dim;
+        for (int64_t i = 0; i < dim; i++) dxr[i] = rs * (w.data[i] * dyr[i] - xr[i] * c);
+      }
+    });
   }
-  for (int64_t i = 0; i < static_cast<int64_t>(dwAcc.size()); i++) dw.data[i] = static_cast<float>(dwAcc[i]);
+  if (dw.data) {  // split over columns: each column still sums its rows in order
+    parallelFor(dim, minRows(rows), 16, [&](int64_t i0, int64_t i1) {
+      thread_local std::vector<double> acc;
+      acc.assign(i1 - i0, 0.0);
+      for (int64_t r = 0; r < rows; r++) {
+        const float* xr = x.data + r * dim;
+        const float* dyr = dy.data + r * dim;
+        const float rs = rstd.data[r];
+        for (int64_t i = i0; i < i1; i++) acc[i - i0] += static_cast<double>(dyr[i]) * (xr[i] * rs);
+      }
+      for (int64_t i = i0; i < i1; i++) dw.data[i] = static_cast<float>(acc[i - i0]);
+    });
+  }
 }
 
 }  // namespace lonas

@@ -12,6 +12,7 @@
 
 #include "common.h"
 #include "kernels.h"
+#include "pool.h"
 #include "small-gemm.h"
 
 namespace lonas {
@@ -82,7 +83,7 @@ bool trySmallGemm(const GemmCall& g, float* a, float* b, float* c) {
   if (g.transA != CblasNoTrans || g.transB != CblasTrans || g.m > kSmallGemmMaxRows || g.k == 0) return false;
   if (static_cast<int64_t>(g.n) * g.k < kSmallGemmMinWeight) return false;
   SmallGemm s{g.m, g.n, g.k, g.alpha, g.beta, a, g.lda, b, g.ldb, false, c, g.ldc};
-  smallGemmNT(s, openblas_get_num_threads());
+  smallGemmNT(s, poolThreads());
   return true;
 }
 

@@ -114,9 +114,11 @@ int64_t checkInt4Weight(const Args& args, int64_t inF, int64_t outF, const I32& 
 
 }  // namespace
 
-// int4Linear(x, M, inF, outF, qweight, scales, zeros, gIdx, groupSize, y): y (M, outF) = x (M, inF) · Wᵀ.
+// int4Linear(x, M, inF, outF, qweight, scales, zeros, gIdx, groupSize, y[, compute]): y (M, outF) = x (M, inF) · Wᵀ.
+// compute: "exact" (default) or "int8-act" (int4-q8.cc: x rounded to int8 per block of 32 where
+// int8ActApplies, exact elsewhere).
 void Int4Linear(const Napi::CallbackInfo& info) {
-  Args args(info, "int4Linear", 10);
+  Args args(info, "int4Linear", info.Length() == 11 ? 11 : 10);
   F32 x = args.f32(0, "x");
   int64_t M = args.blasInt(1, "M"), inF = args.blasInt(2, "inF"), outF = args.blasInt(3, "outF");
   I32 qweight = args.i32(4, "qweight");
@@ -125,6 +127,7 @@ void Int4Linear(const Napi::CallbackInfo& info) {
   int64_t groupSize = args.index(8, "groupSize");
   F32 y = args.f32(9, "y");
   if (groupSize < 1) args.throwRange("groupSize = " + std::to_string(groupSize) + " must be ≥ 1");
+  const bool int8Act = args.mode(10, "compute", {"exact", "int8-act"}) == 1;
   int64_t nGroups = checkInt4Weight(args, inF, outF, qweight, scales, zeros, gIdx);
   args.need("x", x.length, args.mul(M, inF));
   args.need("y", y.length, args.mul(M, outF));
@@ -142,7 +145,8 @@ void Int4Linear(const Napi::CallbackInfo& info) {
     grouped = diff == 0;
   }
   Int4Call c{x.data, M, inF, outF, qweight.data, scales.data, zeros.data, gIdx.data, groupSize, nGroups, grouped, y.data};
-  if (M <= kGemvMaxRows) int4Gemv(c);
+  if (int8Act && int8ActApplies(c)) int4GemvInt8Act(c);
+  else if (M <= kGemvMaxRows) int4Gemv(c);
   else int4Gemm(c);
 }
 

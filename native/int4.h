@@ -38,4 +38,9 @@ LONAS_INLINE float dequant(uint32_t word, int k, float z, float s) {
 // y (M, outF) = x (M, inF) · Wᵀ for M ≤ kGemvMaxRows, reading the packed weights once (int4-gemv.cc).
 void int4Gemv(const Int4Call& c);
 
+// Compute mode "int8-act" (int4-q8.cc): x rounded to int8 per block of 32, integer dot products. An
+// approximation, used only when int8ActApplies(c) (M ≤ kGemvMaxRows, contiguous groups of a multiple of 32).
+bool int8ActApplies(const Int4Call& c);
+void int4GemvInt8Act(const Int4Call& c);
+
 }  // namespace lonas

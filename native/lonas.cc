@@ -9,7 +9,7 @@
 //   elementwise.cc silu(+Backward), swiglu(+Backward), rope, embedding(+Backward), adamw
 //   int4.cc        int4Linear, int4Dequantize, compressedIsa, compressedThreads (see compressed.h)
 //   sparse.cc      sparseLinear
-// Controls: coreName(), config(), getThreads(), setThreads(n).
+// Controls: coreName(), config(), getThreads(), setThreads(n) (OpenBLAS and the pool of pool.h).
 //
 // OPENBLAS_CORETYPE / OPENBLAS_NUM_THREADS are read by OpenBLAS when this library is loaded, so the
 // JS loader must set them before requiring the addon.
@@ -18,6 +18,7 @@
 #include "common.h"
 #include "compressed.h"
 #include "kernels.h"
+#include "pool.h"
 
 namespace lonas {
 namespace {
@@ -44,6 +45,7 @@ void SetThreads(const Napi::CallbackInfo& info) {
   int64_t n = args.index(0, "n");
   if (n < 1 || n > 1024) args.throwRange("n = " + std::to_string(n) + " must be in [1, 1024]");
   openblas_set_num_threads(static_cast<int>(n));
+  setPoolThreads(static_cast<int>(n));  // the native kernels' own pool (pool.h) follows
 }
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {

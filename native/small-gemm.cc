@@ -158,7 +158,7 @@ void smallGemmNT(const SmallGemm& g, int threads) {
   }
   const int64_t bytes = g.N * g.K * (g.bf16 ? 2 : 4);
   // Below ~256 KB of weights the call takes ≲ 20 µs: one thread (the hand-off would cost more).
-  int t = bytes < (int64_t{256} << 10) ? 1 : std::max(1, std::min<int>(threads, kMaxThreads));
+  int t = bytes < (int64_t{256} << 10) ? 1 : std::max(1, threads);
   const int64_t nb = 16;  // columns per piece of work: whole register blocks for every M
   const int64_t blocks = (g.N + nb - 1) / nb;
   const int chunks = static_cast<int>(std::min<int64_t>(blocks, t == 1 ? 1 : t * kChunksPerThread));

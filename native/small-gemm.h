@@ -31,4 +31,8 @@ struct SmallGemm {
 // Runs the product on up to `threads` threads (the output columns split; see compressed.h's pool).
 void smallGemmNT(const SmallGemm& g, int threads);
 
+// gemmBf16's compute mode "bf16-act" (bf16-dot.cc): the same product with x rounded to bfloat16 first (an
+// approximation), on AVX512-BF16's vdpbf16ps where the CPU has it. g.w must be bf16.
+void smallGemmBf16Act(const SmallGemm& g, int threads);
+
 }  // namespace lonas

@@ -39,12 +39,15 @@ export interface Kernels {
    * op(B) = Bᵀ, B stored (n, k), when transB (x · Wᵀ); else B stored (k, n) (dY · W). A (m, k) and C (m, n) are
    * float (no transpose of A). Each bf16 value is widened exactly to float32 (bits << 16), so the products are
    * those of the upcast weight; sums accumulate in float (native: float32). beta = 0 ignores C's old contents.
+   * compute 'bf16-act' (an approximation, default 'exact'): for transB with m ≤ 16, A is first rounded to
+   * bfloat16, so the native kernel can use AVX512-BF16 dot products (native/bf16-dot.cc); other calls are exact.
    */
   gemmBf16(
     transB: boolean, m: number, n: number, k: number, alpha: number,
     a: FloatArray, aOff: number, lda: number,
     b: Uint16Array, bOff: number, ldb: number,
     beta: number, c: FloatArray, cOff: number, ldc: number,
+    compute?: 'exact' | 'bf16-act',
   ): void;
 
   /**
@@ -135,9 +138,12 @@ export interface CompressedKernels {
    * true zero point; gIdx (inF) the group of each input row. W[o, j] = (q − zeros[g, o]) · scales[g, o],
    * g = gIdx[j]. inF must be a multiple of 8. groupSize is a hint: the fast path applies when
    * gIdx[j] = ⌊j / groupSize⌋ (no act-order) and groupSize is a multiple of 8; any other gIdx is still exact.
+   * compute: 'exact' (default) or 'int8-act', an approximation that rounds x to int8 per block of 32 and uses
+   * integer dot products (src/kernels/int4-int8act.ts; applies at M ≤ 8 with contiguous groups of a multiple of
+   * 32, every other call is exact).
    */
   int4Linear(x: FloatArray, M: number, inF: number, outF: number, qweight: Int32Array, scales: Float32Array,
-    zeros: Float32Array, gIdx: Int32Array, groupSize: number, y: FloatArray): void;
+    zeros: Float32Array, gIdx: Int32Array, groupSize: number, y: FloatArray, compute?: 'exact' | 'int8-act'): void;
   /** out (outF, inF) = W, each element exactly fround(fround(q − z) · s) (zero stays exactly zero when q = z). */
   int4Dequantize(qweight: Int32Array, scales: Float32Array, zeros: Float32Array, gIdx: Int32Array,
     inF: number, outF: number, out: FloatArray): void;
@@ -167,9 +173,9 @@ export interface NativeInfo {
    */
   compressedIsa(cap?: SimdLevel): SimdLevel;
   /**
-   * Threads of the compressed kernels' matrix-vector paths (M ≤ 4; no BLAS involved), 1 or 2; returns
-   * the setting after applying `n`. Default 1 (see native/compressed.h for the measurement). Their M > 8
-   * paths use OpenBLAS and follow setThreads.
+   * Threads of the native kernels' own pool (native/pool.h: matrix-vector paths, element-wise, norms,
+   * softmax, cross-entropy, attention, AdamW), any n in [1, 1024], without changing OpenBLAS's (setThreads
+   * sets both); returns the setting after applying `n`. Default: LONAS_THREADS, else the machine's cores.
    */
   compressedThreads(n?: number): number;
 }

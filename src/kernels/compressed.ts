@@ -35,8 +35,11 @@
 import type { CompressedKernels, FloatArray, Kernels } from './api.ts';
 import { need } from './checks.ts';
 import { roundHalfEven } from '../util/round.ts';
+import type { Int4Compute } from './compute-mode.ts';
+import { int4LinearInt8Act, int8ActApplies } from './int4-int8act.ts';
 
 export type { CompressedKernels } from './api.ts';
+export { int4Compute, type Int4Compute } from './compute-mode.ts';
 
 /** An INT4 group-quantised weight, (outF, inF) logically. */
 export interface Int4Weight {
@@ -272,12 +275,15 @@ function int4Dequantize(qweight: Int32Array, scales: Float32Array, zeros: Float3
 }
 
 function int4Linear(x: FloatArray, M: number, inF: number, outF: number, qweight: Int32Array, scales: Float32Array,
-  zeros: Float32Array, gIdx: Int32Array, groupSize: number, y: FloatArray): void {
+  zeros: Float32Array, gIdx: Int32Array, groupSize: number, y: FloatArray, compute: Int4Compute = 'exact'): void {
   if (!Number.isInteger(groupSize) || groupSize < 1) throw new RangeError(`int4Linear: groupSize = ${groupSize} must be ≥ 1`);
+  if (compute !== 'exact' && compute !== 'int8-act') throw new RangeError(`int4Linear: compute = '${compute}' must be 'exact' or 'int8-act'`);
   const w = dequantizeF32('int4Linear', qweight, scales, zeros, gIdx, inF, outF);
   need('int4Linear', 'x', x, M * inF);
   need('int4Linear', 'y', y, M * outF);
-  denseProduct(x, M, inF, outF, w, y);
+  if (compute === 'int8-act' && int8ActApplies(M, inF, gIdx, groupSize)) {
+    int4LinearInt8Act(x, M, inF, outF, qweight, scales, zeros, groupSize, y);
+  } else denseProduct(x, M, inF, outF, w, y);
 }
 
 /** y (M, outF) = x (M, inF) · wᵀ, sums in double. */
@@ -371,9 +377,9 @@ export function compressedKernels(k: Kernels): CompressedKernels {
   };
 }
 
-/** y (M, outF) = x (M, inF) · Wᵀ for an INT4 weight object. */
-export function int4Apply(k: CompressedKernels, x: FloatArray, M: number, w: Int4Weight, y: FloatArray): void {
-  k.int4Linear(x, M, w.inF, w.outF, w.qweight, w.scales, w.zeros, w.gIdx, w.groupSize, y);
+/** y (M, outF) = x (M, inF) · Wᵀ for an INT4 weight object, in the given compute mode. */
+export function int4Apply(k: CompressedKernels, x: FloatArray, M: number, w: Int4Weight, y: FloatArray, compute: Int4Compute = 'exact'): void {
+  k.int4Linear(x, M, w.inF, w.outF, w.qweight, w.scales, w.zeros, w.gIdx, w.groupSize, y, compute);
 }
 
 /** y (M, outF) = x (M, inF) · Wᵀ for a sparse weight object. */

@@ -6,7 +6,8 @@
 import { Tensor, needsGrad } from '../tensor/index.ts';
 import { kernels } from '../kernels/index.ts';
 import { scratchF32 } from '../tensor/scratch.ts';
-import { compressedKernels, packInt4 } from '../kernels/compressed.ts';
+import { compressedKernels, int4Compute, packInt4 } from '../kernels/compressed.ts';
+import type { QuantParams } from '../tensor/index.ts';
 import type { QuantizedWeight } from './quantized-weight.ts';
 import { Linear } from './modules.ts';
 import type { LinearLike } from './modules.ts';
@@ -23,7 +24,8 @@ export class QuantLinear implements LinearLike {
   /**
    * Inference (no gradient to record) runs the INT4 kernel on the packed weights, reading 1/8 of the float
    * bytes; anything else (training through the base; sliced widths, src/adapters/elastic.ts) uses the
-   * dequantised float weight — the same values, W = scale · (q − zero).
+   * dequantised float weight — the same values, W = scale · (q − zero). The INT4 kernel runs in the process's
+   * compute mode (int4Compute(): LONAS_INT4_COMPUTE, default exact).
    */
   forward(x: Tensor): Tensor {
     const [out, inF] = this.base.weight.shape;
@@ -33,7 +35,7 @@ export class QuantLinear implements LinearLike {
     const xd = x.contiguousData();
     const M = xd.length / inF;
     const y = scratchF32(M * out); // (M, out)
-    compressedKernels(kernels()).int4Linear(xd, M, inF, out, packed, this.qw.scales, this.qw.zeros, this.qw.gIdx, this.qw.groupSize, y);
+    compressedKernels(kernels()).int4Linear(xd, M, inF, out, packed, this.qw.scales, this.qw.zeros, this.qw.gIdx, this.qw.groupSize, y, int4Compute());
     const b = this.base.bias?.data;
     if (b) for (let r = 0; r < M; r++) for (let o = 0; o < out; o++) y[r * out + o] += b[o];
     return new Tensor(y, [...x.shape.slice(0, -1), out]);

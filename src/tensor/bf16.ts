@@ -7,7 +7,8 @@
  *   linearBf16(...)  y = x · W[:o, :i]ᵀ (+ b), differentiable in x and b (the weight is frozen by construction)
  */
 import { kernelsFor } from '../kernels/index.ts';
-import { record } from './autograd.ts';
+import { bf16Compute } from '../kernels/compute-mode.ts';
+import { needsGrad, record } from './autograd.ts';
 import { Tensor, allocLike, fmtShape } from './tensor.ts';
 
 /** bf16 → f32, exactly: the bf16 bits are the top half of the f32 bits. */
@@ -63,7 +64,9 @@ export function linearBf16(x: Tensor, w: Bf16Matrix, outF: number, inF: number, 
     const bd = b.contiguousData();
     for (let r = 0; r < rows; r++) y.set(bd, r * outF);
   }
-  if (rows > 0 && outF > 0) kernelsFor(xd).gemmBf16(true, rows, outF, inF, 1, xd, 0, Math.max(inF, 1), w.bits, 0, w.shape[1], b ? 1 : 0, y, 0, outF);
+  // the process's compute mode at inference (LONAS_BF16_COMPUTE); a recorded forward stays exact, like its backward
+  const compute = needsGrad(x, b) ? 'exact' : bf16Compute();
+  if (rows > 0 && outF > 0) kernelsFor(xd).gemmBf16(true, rows, outF, inF, 1, xd, 0, Math.max(inF, 1), w.bits, 0, w.shape[1], b ? 1 : 0, y, 0, outF, compute);
   const out = new Tensor(y, [...x.shape.slice(0, -1), outF]);
   return record('linearBf16', b ? [x, b] : [x], { w, outF, inF, xShape: x.shape, hasBias: !!b }, out);
 }

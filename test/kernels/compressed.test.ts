@@ -22,6 +22,7 @@ import {
 import { referenceKernels } from '../../src/kernels/reference.ts';
 import { randF32, seededUniform } from '../helpers/random.ts';
 import { nativeKernels, restoreNativeDefaults } from '../helpers/native.ts';
+import { assertWithin, int4Tolerance } from '../helpers/int4.ts';
 
 /** SIMD levels this CPU runs, best first (the native default is the first). */
 function levels(): SimdLevel[] {
@@ -42,17 +43,6 @@ function shuffle(rng: () => number, a: Int32Array): Int32Array {
     [b[i], b[j]] = [b[j], b[i]];
   }
   return b;
-}
-
-/** |got − want| ≤ tol[i] elementwise; the message names the worst element. */
-function assertWithin(what: string, got: ArrayLike<number>, want: ArrayLike<number>, tol: ArrayLike<number>): void {
-  assert.equal(got.length, want.length, `${what}: length ${got.length} vs ${want.length}`);
-  let worst = -1, worstRatio = 1;
-  for (let i = 0; i < want.length; i++) {
-    const ratio = Math.abs(got[i] - want[i]) / tol[i];
-    if (!(ratio <= worstRatio)) { worst = i; worstRatio = ratio; }
-  }
-  assert.ok(worst < 0, `${what}: element ${worst} is ${got[worst]}, reference ${want[worst]} (|Δ| = ${Math.abs(got[worst] - want[worst])} > tol ${tol[worst]})`);
 }
 
 function assertBitEqual(what: string, got: ArrayLike<number>, want: ArrayLike<number>): void {
@@ -86,23 +76,6 @@ function randomInt4(rng: () => number, outF: number, inF: number, groupSize: num
   }
   const g = groupIndex(inF, groupSize);
   return { inF, outF, groupSize, qweight: packInt4(q, outF, inF), scales, zeros, gIdx: opts.actOrder ? shuffle(rng, g) : g };
-}
-
-/** Per-output tolerance of int4Linear (see the header). */
-function int4Tolerance(w: Int4Weight, x: Float32Array, M: number): Float64Array {
-  const { inF, outF } = w;
-  const tol = new Float64Array(M * outF);
-  for (let m = 0; m < M; m++) {
-    for (let o = 0; o < outF; o++) {
-      let s = 0;
-      for (let j = 0; j < inF; j++) {
-        const i = w.gIdx[j] * outF + o;
-        s += Math.abs(x[m * inF + j]) * Math.abs(w.scales[i]) * (16 + Math.abs(w.zeros[i]));
-      }
-      tol[m * outF + o] = 1e-6 * s + 1e-7;
-    }
-  }
-  return tol;
 }
 
 /** Per-output tolerance of a product with a dense (outF, inF) weight. */
@@ -344,7 +317,7 @@ describe('int4 argument validation (native and reference raise the same errors)'
     assert.match(errorOf(() => nativeKernels().int4Linear(f(8), 1, 8, 2, new Int32Array(2), f(2), f(2), new Float32Array(8) as unknown as Int32Array, 8, f(2)), TypeError),
       /argument 7 'gIdx' must be an Int32Array/);
     assert.match(errorOf(() => nativeKernels().compressedIsa('sse' as SimdLevel)), /cap 'sse' must be one of avx512, avx2, scalar/);
-    assert.match(errorOf(() => nativeKernels().compressedThreads(3)), /compressedThreads: n = 3 must be in \[1, 2\]/);
+    assert.match(errorOf(() => nativeKernels().compressedThreads(0)), /compressedThreads: n = 0 must be in \[1, 1024\]/);
   });
 });
 
