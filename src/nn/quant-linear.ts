@@ -7,7 +7,6 @@ import { Tensor, needsGrad } from '../tensor/index.ts';
 import { kernels } from '../kernels/index.ts';
 import { scratchF32 } from '../tensor/scratch.ts';
 import { compressedKernels, int4Compute, packInt4 } from '../kernels/compressed.ts';
-import type { QuantParams } from '../tensor/index.ts';
 import type { QuantizedWeight } from './quantized-weight.ts';
 import { Linear } from './modules.ts';
 import type { LinearLike } from './modules.ts';
