@@ -37,7 +37,9 @@ constexpr int64_t kGemvMaxRows = LONAS_GEMV_MAX_ROWS;
 //
 // History: until this change the split was capped at 2 threads and off by default, from measurements on
 // this shared 2-core VM (load 1.5–4) where a second thread paid only with the other core idle. The issue
-// (18) asks for every core by default; the numbers behind the new default are in bench/README.md.
+// (18) asks for every core by default, and one pool for every kernel; `npm run bench -- kernel-threads` measures
+// the 1 → 2 thread scaling (bench/README.md: on this VM, shared at load 4–20, a second thread did not pay for
+// any kernel — the process got ~0.6 of one core — so the figures say nothing about an idle machine).
 int gemvThreads(int64_t bytes);
 
 // N-API entry points.

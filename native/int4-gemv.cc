@@ -21,10 +21,10 @@
 // group's scale row instead (measured 1.3–1.6× slower; a loader may instead reorder the rows by group
 // once, see int4GroupOrder in src/kernels/compressed.ts, and permute x).
 //
-// Threads: no BLAS is involved here; the product can split its outputs over 2 threads of a small persistent pool (compressedThreads(2),
-// default 1 — see compressed.h for the measurement behind the default; with this kernel and the other core
-// idle, 2 threads made the model's layers only ~5% faster, 5.3–5.7 → 5.1–5.5 ms, and decode tokens/s not
-// clearly faster).
+// Threads: no BLAS is involved here; the outputs are split over the native pool (pool.h, setThreads /
+// LONAS_THREADS, default the machine's cores) above 256 KB of weights (gemvThreads). Measured before the pool
+// became the default, with this kernel and the other core idle: 2 threads made the model's layers ~5% faster
+// (5.3–5.7 → 5.1–5.5 ms); on a busy machine a second thread did not pay (compressed.h).
 
 // GCC 12's AVX-512 headers trip -Wmaybe-uninitialized on their own _mm512_undefined_*() (GCC bug 105593).
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"

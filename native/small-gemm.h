@@ -28,7 +28,7 @@ struct SmallGemm {
   int64_t ldy;
 };
 
-// Runs the product on up to `threads` threads (the output columns split; see compressed.h's pool).
+// Runs the product on up to `threads` threads (the output columns split over the pool of pool.h).
 void smallGemmNT(const SmallGemm& g, int threads);
 
 // gemmBf16's compute mode "bf16-act" (bf16-dot.cc): the same product with x rounded to bfloat16 first (an

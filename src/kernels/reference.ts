@@ -12,6 +12,8 @@
  */
 import type { FloatArray, Kernels } from './api.ts';
 import { need } from './checks.ts';
+import { SMALL_GEMM_MAX_ROWS, bf16Value, roundedToBf16 } from './bf16-bits.ts';
+export { bf16Value } from './bf16-bits.ts';
 
 type IndexArray = Int32Array;
 
@@ -120,23 +122,6 @@ function gemmBatched(
   }
 }
 
-/** The float32 value of bfloat16 bits (the top half of the float32 bits): exact. */
-export function bf16Value(bits: number): number {
-  BF16_U32[0] = bits << 16;
-  return BF16_F32[0];
-}
-const BF16_U32 = new Uint32Array(1);
-/** bfloat16 bits of fround(v), round to nearest even (NaN stays a quiet NaN), as torch's .to(torch.bfloat16). */
-function toBf16Bits(v: number): number {
-  BF16_F32[0] = v;
-  const b = BF16_U32[0];
-  if ((b & 0x7fffffff) > 0x7f800000) return (b >>> 16) | 0x40;
-  return ((b + 0x7fff + ((b >>> 16) & 1)) >>> 16) & 0xffff;
-}
-/** Rows up to which gemmBf16's bf16-act mode applies (native/small-gemm.h kSmallGemmMaxRows). */
-const SMALL_GEMM_MAX_ROWS = 16;
-const BF16_F32 = new Float32Array(BF16_U32.buffer);
-
 /**
  * C = alpha · A · op(B) + beta · C with B bfloat16 bits: op(B) = Bᵀ (B stored (n, k)) when transB, else B
  * stored (k, n). Each weight is widened exactly; products and sums in double, rounded when stored in C.
@@ -153,9 +138,7 @@ function gemmBf16(
   if (compute !== 'exact' && compute !== 'bf16-act') throw new RangeError(`gemmBf16: compute = '${compute}' must be 'exact' or 'bf16-act'`);
   if (compute === 'bf16-act' && transB && m <= SMALL_GEMM_MAX_ROWS) {
     checkOperand('gemmBf16', 'a', a, aOff, m, k, lda, 0, m > 0 && n > 0 ? 1 : 0);
-    const rounded = new Float32Array(m * k);
-    for (let i = 0; i < m; i++) for (let p = 0; p < k; p++) rounded[i * k + p] = bf16Value(toBf16Bits(a[aOff + i * lda + p]));
-    return gemmBf16(transB, m, n, k, alpha, rounded, 0, Math.max(1, k), b, bOff, ldb, beta, c, cOff, ldc);
+    return gemmBf16(transB, m, n, k, alpha, roundedToBf16(a, aOff, lda, m, k), 0, Math.max(1, k), b, bOff, ldb, beta, c, cOff, ldc);
   }
   const formed = m > 0 && n > 0 ? 1 : 0;
   checkOperand('gemmBf16', 'a', a, aOff, m, k, lda, 0, formed);
