@@ -28,7 +28,8 @@ export interface BenchOptions {
 export function parseOptions(args: string[], defaults: BenchOptions): BenchOptions {
   const o = { ...defaults };
   for (let i = 0; i < args.length; i++) {
-    const key = args[i], value = args[i + 1];
+    const key = args[i],
+      value = args[i + 1];
     const int = (s: string | undefined): number => {
       const n = Number(s);
       if (!Number.isInteger(n) || n < 0) throw new Error(`${key} needs a non-negative integer, got '${s}'`);
@@ -72,8 +73,10 @@ export function backendSummary(): { backend: string; coreType: string | undefine
   kernels();
   const info = backendInfo();
   if (info.backend !== 'native' && !process.env.LONAS_BENCH_ALLOW_REFERENCE) {
-    throw new Error(`lonas runs on the ${info.backend} kernels (${info.reason ?? ''}): the figures would mean nothing. ` +
-      'Build the addon (npm run build:native), or set LONAS_BENCH_ALLOW_REFERENCE=1 to run anyway.');
+    throw new Error(
+      `lonas runs on the ${info.backend} kernels (${info.reason ?? ''}): the figures would mean nothing. ` +
+        'Build the addon (npm run build:native), or set LONAS_BENCH_ALLOW_REFERENCE=1 to run anyway.',
+    );
   }
   return { backend: info.backend, coreType: process.env.OPENBLAS_CORETYPE ?? info.coreType };
 }
@@ -115,10 +118,14 @@ export function machine(): { cpus: number; load1: number } {
  * (ours sleeps meanwhile). Well above 0 means the figures compete with other work.
  */
 export async function machineBusy(): Promise<{ cpus: number; load1: number; busy_pct_before: number }> {
-  const total = () => cpus().reduce((acc, c) => {
-    const t = c.times;
-    return { busy: acc.busy + t.user + t.nice + t.sys + t.irq, all: acc.all + t.user + t.nice + t.sys + t.irq + t.idle };
-  }, { busy: 0, all: 0 });
+  const total = () =>
+    cpus().reduce(
+      (acc, c) => {
+        const t = c.times;
+        return { busy: acc.busy + t.user + t.nice + t.sys + t.irq, all: acc.all + t.user + t.nice + t.sys + t.irq + t.idle };
+      },
+      { busy: 0, all: 0 },
+    );
   const a = total();
   await new Promise((r) => setTimeout(r, 1000));
   const b = total();
@@ -128,6 +135,7 @@ export async function machineBusy(): Promise<{ cpus: number; load1: number; busy
 /** Random weights of a Llama with this config: norms 1, every other tensor N(0, std), drawn in weight-table order. */
 export function randomLlamaWeights(config: LlamaConfig, rng: Rng, std: number): Map<string, Tensor> {
   const w = new Map<string, Tensor>();
-  for (const { name, shape } of llamaWeightTable(config).all) w.set(name, name.endsWith('norm.weight') ? full(shape, 1) : randomNormal(rng, shape, std));
+  for (const { name, shape } of llamaWeightTable(config).all)
+    w.set(name, name.endsWith('norm.weight') ? full(shape, 1) : randomNormal(rng, shape, std));
   return w;
 }

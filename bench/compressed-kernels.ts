@@ -30,8 +30,14 @@ import { pathToFileURL } from 'node:url';
 import type { NativeInfo } from '../src/kernels/api.ts';
 import { kernels, setThreads } from '../src/kernels/index.ts';
 import {
-  compressedKernels, int4Apply, packSparse, quantizeInt4Rtn, sparseApply, sparseBytes,
-  type Int4Weight, type SparseWeight,
+  compressedKernels,
+  int4Apply,
+  packSparse,
+  quantizeInt4Rtn,
+  sparseApply,
+  sparseBytes,
+  type Int4Weight,
+  type SparseWeight,
 } from '../src/kernels/compressed.ts';
 import { f32ToBf16 } from '../src/io/safetensors.ts';
 import { backendSummary, log, machine, median, round } from './common.ts';
@@ -43,32 +49,44 @@ let FORMATS: readonly Format[] = ALL_FORMATS;
 const emptySamples = (): Record<Format, number[]> => ({ f32: [], bf16: [], 'bf16-act': [], int4: [], 'int4-int8act': [], sparse: [] });
 const COLD_BYTES = 128 << 20;
 
-interface Options { rounds: number; samples: number; threads: string[]; model: boolean; formats: Format[] }
+interface Options {
+  rounds: number;
+  samples: number;
+  threads: string[];
+  model: boolean;
+  formats: Format[];
+}
 
 function parseArgs(args: string[]): Options {
   const o: Options = { rounds: 3, samples: 5, threads: ['1', '2'], model: true, formats: [...ALL_FORMATS] };
   for (let i = 0; i < args.length; i++) {
-    const key = args[i], value = args[i + 1];
+    const key = args[i],
+      value = args[i + 1];
     const int = (s: string | undefined): number => {
       const n = Number(s);
       if (!Number.isInteger(n) || n < 1) throw new Error(`${key} needs a positive integer, got '${s}'`);
       return n;
     };
-    if (key === '--rounds') { o.rounds = int(value); i++; }
-    else if (key === '--samples') { o.samples = int(value); i++; }
-    else if (key === '--threads') {
+    if (key === '--rounds') {
+      o.rounds = int(value);
+      i++;
+    } else if (key === '--samples') {
+      o.samples = int(value);
+      i++;
+    } else if (key === '--threads') {
       o.threads = (value ?? '').split(',');
       for (const t of o.threads) t.split('/').forEach(int);
       i++;
-    }
-    else if (key === '--no-model') o.model = false;
+    } else if (key === '--no-model') o.model = false;
     else if (key === '--formats') {
       o.formats = (value ?? '').split(',') as Format[];
       for (const f of o.formats) if (!ALL_FORMATS.includes(f)) throw new Error(`--formats: '${f}' is not one of ${ALL_FORMATS.join(', ')}`);
       if (!o.formats.includes('f32')) o.formats.unshift('f32'); // the baseline of every speed-up
       i++;
-    }
-    else throw new Error(`unknown option '${key}' (valid: --rounds N --samples N --threads 1,2,2/1 --formats ${ALL_FORMATS.join(',')} --no-model)`);
+    } else
+      throw new Error(
+        `unknown option '${key}' (valid: --rounds N --samples N --threads 1,2,2/1 --formats ${ALL_FORMATS.join(',')} --no-model)`,
+      );
   }
   return o;
 }
@@ -78,7 +96,11 @@ function filler(seed: number): (a: Float32Array) => Float32Array {
   let s = seed >>> 0 || 1;
   return (a) => {
     for (let i = 0; i < a.length; i++) {
-      s ^= s << 13; s >>>= 0; s ^= s >>> 17; s ^= s << 5; s >>>= 0;
+      s ^= s << 13;
+      s >>>= 0;
+      s ^= s >>> 17;
+      s ^= s << 5;
+      s >>>= 0;
       a[i] = s / 2147483648 - 1;
     }
     return a;
@@ -104,7 +126,14 @@ function int4Bytes(q: Int4Weight): number {
 }
 
 /** One weight matrix in the formats built for it (int4-int8act uses the int4 weight, bf16-act the bf16 one). */
-interface Layer { outF: number; inF: number; f32?: Float32Array; bf16?: Uint16Array; int4?: Int4Weight; sparse?: SparseWeight }
+interface Layer {
+  outF: number;
+  inF: number;
+  f32?: Float32Array;
+  bf16?: Uint16Array;
+  int4?: Int4Weight;
+  sparse?: SparseWeight;
+}
 
 function makeLayer(outF: number, inF: number, fill: (a: Float32Array) => Float32Array, formats: readonly Format[] = FORMATS): Layer {
   const w = fill(new Float32Array(outF * inF));
@@ -115,7 +144,6 @@ function makeLayer(outF: number, inF: number, fill: (a: Float32Array) => Float32
   if (formats.includes('sparse')) l.sparse = packSparse(pruneHalf(w, outF, inF), outF, inF);
   return l;
 }
-
 
 function bytesOf(l: Layer, f: Format): number {
   if (f === 'f32' || f === 'bf16' || f === 'bf16-act') return (f === 'f32' ? 4 : 2) * l.outF * l.inF;
@@ -145,7 +173,10 @@ function sample(layers: Layer[], f: Format, x: Float32Array, y: Float32Array): n
 }
 
 const SHAPES: [number, number, string][] = [
-  [1536, 576, 'gate/up'], [576, 1536, 'down'], [576, 576, 'q/o'], [49152, 576, 'lm_head'],
+  [1536, 576, 'gate/up'],
+  [576, 1536, 'down'],
+  [576, 576, 'q/o'],
+  [49152, 576, 'lm_head'],
 ];
 
 function shapeBench(opts: Options, threads: string) {
@@ -160,10 +191,15 @@ function shapeBench(opts: Options, threads: string) {
       const copies = Math.max(2, Math.ceil(COLD_BYTES / bytesOf(first, f)));
       for (let i = 1; i < copies; i++) sets[f].push(makeLayer(outF, inF, fill, [f]));
     }
-    const x = fill(new Float32Array(inF)), y = new Float32Array(outF);
+    const x = fill(new Float32Array(inF)),
+      y = new Float32Array(outF);
     applyThreads(threads);
-    const cold = emptySamples(), hot = emptySamples();
-    for (const f of FORMATS) { sample(sets[f], f, x, y); sample([first], f, x, y); } // warm-up (page faults, pool)
+    const cold = emptySamples(),
+      hot = emptySamples();
+    for (const f of FORMATS) {
+      sample(sets[f], f, x, y);
+      sample([first], f, x, y);
+    } // warm-up (page faults, pool)
     for (let r = 0; r < opts.rounds; r++) {
       const order = r % 2 === 0 ? FORMATS : [...FORMATS].reverse();
       for (const f of order) {
@@ -173,20 +209,32 @@ function shapeBench(opts: Options, threads: string) {
       }
     }
     const res: Record<string, unknown> = { role, in: inF, out: outF };
-    const f32Cold = median(cold.f32), f32Hot = median(hot.f32);
+    const f32Cold = median(cold.f32),
+      f32Hot = median(hot.f32);
     for (const f of FORMATS) {
       const bytes = bytesOf(first, f);
-      const us = median(cold[f]), usHot = median(hot[f]);
+      const us = median(cold[f]),
+        usHot = median(hot[f]);
       res[f] = {
-        bytes, copies: sets[f].length,
-        cold_us: round(us, 1), cold_min_us: round(Math.min(...cold[f]), 1), hot_us: round(usHot, 1),
-        cold_gbs: round(bytes / us / 1e3, 2), cold_f32_equiv_gbs: round((4 * outF * inF) / us / 1e3, 2),
-        cold_speedup_vs_f32: round(f32Cold / us, 2), hot_speedup_vs_f32: round(f32Hot / usHot, 2),
+        bytes,
+        copies: sets[f].length,
+        cold_us: round(us, 1),
+        cold_min_us: round(Math.min(...cold[f]), 1),
+        hot_us: round(usHot, 1),
+        cold_gbs: round(bytes / us / 1e3, 2),
+        cold_f32_equiv_gbs: round((4 * outF * inF) / us / 1e3, 2),
+        cold_speedup_vs_f32: round(f32Cold / us, 2),
+        hot_speedup_vs_f32: round(f32Hot / usHot, 2),
       };
     }
     const of = (f: Format) => res[f] as { cold_us: number; cold_gbs: number; cold_speedup_vs_f32: number; hot_us: number };
-    log(`  ${threads}T ${outF}×${inF} (${role}): ` + FORMATS.map((f) => `${f} ${of(f).cold_us} µs ${of(f).cold_gbs} GB/s (×${of(f).cold_speedup_vs_f32})`).join(', ') +
-      '; hot ' + FORMATS.map((f) => `${f} ${of(f).hot_us}`).join(' ') + ' µs');
+    log(
+      `  ${threads}T ${outF}×${inF} (${role}): ` +
+        FORMATS.map((f) => `${f} ${of(f).cold_us} µs ${of(f).cold_gbs} GB/s (×${of(f).cold_speedup_vs_f32})`).join(', ') +
+        '; hot ' +
+        FORMATS.map((f) => `${f} ${of(f).hot_us}`).join(' ') +
+        ' µs',
+    );
     out[`${outF}x${inF}`] = res;
   }
   return out;
@@ -204,7 +252,15 @@ const MODEL = { layers: 30, dim: 576, kv: 192, hidden: 1536, vocab: 49152 };
 function buildModel(): Layer[] {
   const fill = filler(135);
   const { dim, kv, hidden } = MODEL;
-  const shapes: [number, number][] = [[dim, dim], [kv, dim], [kv, dim], [dim, dim], [hidden, dim], [hidden, dim], [dim, hidden]];
+  const shapes: [number, number][] = [
+    [dim, dim],
+    [kv, dim],
+    [kv, dim],
+    [dim, dim],
+    [hidden, dim],
+    [hidden, dim],
+    [dim, hidden],
+  ];
   const layers: Layer[] = [];
   for (let l = 0; l < MODEL.layers; l++) for (const [o, i] of shapes) layers.push(makeLayer(o, i, fill));
   layers.push(makeLayer(MODEL.vocab, dim, fill));
@@ -213,7 +269,8 @@ function buildModel(): Layer[] {
 
 function modelBench(model: Layer[], opts: Options, threads: string) {
   applyThreads(threads);
-  const xs = new Map<number, Float32Array>(), ys = new Map<number, Float32Array>();
+  const xs = new Map<number, Float32Array>(),
+    ys = new Map<number, Float32Array>();
   for (const l of model) {
     if (!xs.has(l.inF)) xs.set(l.inF, filler(l.inF)(new Float32Array(l.inF)));
     if (!ys.has(l.outF)) ys.set(l.outF, new Float32Array(l.outF));
@@ -234,20 +291,31 @@ function modelBench(model: Layer[], opts: Options, threads: string) {
     const bytes = model.reduce((s, l) => s + bytesOf(l, f), 0);
     const t = median(ms[f]);
     res[f] = {
-      bytes, ms_per_token: round(t, 2), min_ms: round(Math.min(...ms[f]), 2), tok_s: round(1000 / t, 1),
-      gbs: round(bytes / t / 1e6, 2), speedup_vs_f32: round(median(ms.f32) / t, 2),
+      bytes,
+      ms_per_token: round(t, 2),
+      min_ms: round(Math.min(...ms[f]), 2),
+      tok_s: round(1000 / t, 1),
+      gbs: round(bytes / t / 1e6, 2),
+      speedup_vs_f32: round(median(ms.f32) / t, 2),
     };
   }
-  log(`  ${threads}T model linears: ` + FORMATS.map((f) => `${f} ${(res[f] as { ms_per_token: number }).ms_per_token} ms (×${(res[f] as { speedup_vs_f32: number }).speedup_vs_f32})`).join(', '));
+  log(
+    `  ${threads}T model linears: ` +
+      FORMATS.map(
+        (f) => `${f} ${(res[f] as { ms_per_token: number }).ms_per_token} ms (×${(res[f] as { speedup_vs_f32: number }).speedup_vs_f32})`,
+      ).join(', '),
+  );
   return res;
 }
 
 function prefillBench(opts: Options, threads: string) {
   applyThreads(threads);
-  const M = 128, [outF, inF] = [1536, 576];
+  const M = 128,
+    [outF, inF] = [1536, 576];
   const fill = filler(7);
   const layer = makeLayer(outF, inF, fill);
-  const x = fill(new Float32Array(M * inF)), y = new Float32Array(M * outF);
+  const x = fill(new Float32Array(M * inF)),
+    y = new Float32Array(M * outF);
   const res: Record<string, number> = {};
   for (const f of FORMATS) {
     const run = runner(f, M);
@@ -270,7 +338,9 @@ export async function main(args: string[]): Promise<unknown> {
   const { backend, coreType } = backendSummary();
   const isa = (kernels() as Partial<NativeInfo>).compressedIsa?.() ?? 'reference';
   const before = machine();
-  log(`compressed kernels: backend ${backend}, OPENBLAS_CORETYPE=${coreType}, SIMD ${isa}; ${opts.rounds} rounds × ${opts.samples} samples; load ${before.load1} on ${before.cpus} CPUs`);
+  log(
+    `compressed kernels: backend ${backend}, OPENBLAS_CORETYPE=${coreType}, SIMD ${isa}; ${opts.rounds} rounds × ${opts.samples} samples; load ${before.load1} on ${before.cpus} CPUs`,
+  );
   const model = opts.model ? (log('  building the 135M-shape model in f32, INT4 and sparse (takes a while)…'), buildModel()) : null;
   const threads: Record<string, unknown> = {};
   for (const t of opts.threads) {
@@ -280,17 +350,34 @@ export async function main(args: string[]): Promise<unknown> {
       prefill_1536x576_m128: prefillBench(opts, t),
     };
   }
-  const first = threads[opts.threads[0]] as { shapes: Record<string, Partial<Record<Format, { cold_speedup_vs_f32: number }>>>; model_linears?: Partial<Record<Format, { speedup_vs_f32: number }>> };
-  const speedups = (f: Format) => FORMATS.includes(f) ? Object.fromEntries(Object.entries(first.shapes).map(([k, v]) => [k, v[f]?.cold_speedup_vs_f32])) : undefined;
+  const first = threads[opts.threads[0]] as {
+    shapes: Record<string, Partial<Record<Format, { cold_speedup_vs_f32: number }>>>;
+    model_linears?: Partial<Record<Format, { speedup_vs_f32: number }>>;
+  };
+  const speedups = (f: Format) =>
+    FORMATS.includes(f) ? Object.fromEntries(Object.entries(first.shapes).map(([k, v]) => [k, v[f]?.cold_speedup_vs_f32])) : undefined;
   return {
-    bench: 'compressed-kernels', threads, formats: FORMATS,
-    int4_speedup: speedups('int4'), int4_int8act_speedup: speedups('int4-int8act'), bf16_speedup: speedups('bf16'), bf16_act_speedup: speedups('bf16-act'), sparse_speedup: speedups('sparse'),
-    model_int4_speedup: first.model_linears?.int4?.speedup_vs_f32, model_int4_int8act_speedup: first.model_linears?.['int4-int8act']?.speedup_vs_f32,
-    model_bf16_speedup: first.model_linears?.bf16?.speedup_vs_f32, model_bf16_act_speedup: first.model_linears?.['bf16-act']?.speedup_vs_f32, model_sparse_speedup: first.model_linears?.sparse?.speedup_vs_f32,
+    bench: 'compressed-kernels',
+    threads,
+    formats: FORMATS,
+    int4_speedup: speedups('int4'),
+    int4_int8act_speedup: speedups('int4-int8act'),
+    bf16_speedup: speedups('bf16'),
+    bf16_act_speedup: speedups('bf16-act'),
+    sparse_speedup: speedups('sparse'),
+    model_int4_speedup: first.model_linears?.int4?.speedup_vs_f32,
+    model_int4_int8act_speedup: first.model_linears?.['int4-int8act']?.speedup_vs_f32,
+    model_bf16_speedup: first.model_linears?.bf16?.speedup_vs_f32,
+    model_bf16_act_speedup: first.model_linears?.['bf16-act']?.speedup_vs_f32,
+    model_sparse_speedup: first.model_linears?.sparse?.speedup_vs_f32,
     ratio: first.model_linears?.int4?.speedup_vs_f32 ?? speedups('int4')?.['1536x576'],
     ratio_meaning: `INT4 (exact) speed-up over f32 of ${first.model_linears ? "the whole model's linear layers" : 'the 1536×576 (gate/up) shape'}, threads ${opts.threads[0]}`,
     speedup_meaning: `median f32 gemm (sgemv) time / median format time at M = 1, weights streamed from memory, threads ${opts.threads[0]}; goal int4 ≥ 3, sparse ≥ 1.3`,
-    backend, coreType, simd: isa, machine: before, machine_after: machine(),
+    backend,
+    coreType,
+    simd: isa,
+    machine: before,
+    machine_after: machine(),
   };
 }
 

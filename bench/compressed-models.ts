@@ -54,7 +54,14 @@ export function compressInPlace(model: LlamaModel, format: 'int4' | 'int4_head' 
     }
   }
   if (format === 'int4_head') quantizeLmHead(model, rtn);
-  model.config.quantization = { bits: 4, groupSize: INT4_GROUP, descAct: false, sym: false, format: 'gptq', ...(format === 'int4_head' ? { lmHead: true } : {}) };
+  model.config.quantization = {
+    bits: 4,
+    groupSize: INT4_GROUP,
+    descAct: false,
+    sym: false,
+    format: 'gptq',
+    ...(format === 'int4_head' ? { lmHead: true } : {}),
+  };
 }
 
 /**
@@ -89,7 +96,8 @@ export interface LayerReport {
 /** What is compressed in a loaded model, and the weight bytes a decode step reads (reads no bf16 weight as float32). */
 export function describeLayers(model: LlamaModel): LayerReport {
   const projections: Record<string, number> = {};
-  let params = 0, bytes = 0;
+  let params = 0,
+    bytes = 0;
   for (const layer of model.layers) {
     for (const p of PROJECTIONS) {
       const m = layer.proj[p];
@@ -114,9 +122,10 @@ export function describeLayers(model: LlamaModel): LayerReport {
     projections,
     projection_params: params,
     embedding_params: c.vocabSize * c.hiddenSize,
-    lm_head: head instanceof QuantLinear
-      ? `INT${head.qw.bits} (GPTQ layout, group ${head.qw.groupSize}), untied from the float32 embedding: ${V * C} params, QuantLinear (INT4 kernel)`
-      : `${store.bf16 ? 'bfloat16' : 'float32'}${tied ? ', tied to the embedding' : ''}: ${V * C} params, not a projection, so not quantised or pruned`,
+    lm_head:
+      head instanceof QuantLinear
+        ? `INT${head.qw.bits} (GPTQ layout, group ${head.qw.groupSize}), untied from the float32 embedding: ${V * C} params, QuantLinear (INT4 kernel)`
+        : `${store.bf16 ? 'bfloat16' : 'float32'}${tied ? ', tied to the embedding' : ''}: ${V * C} params, not a projection, so not quantised or pruned`,
     decode_weight_bytes: bytes + headBytes,
     lm_head_share_of_decode_bytes: Math.round((1000 * headBytes) / (bytes + headBytes)) / 1000,
   };
@@ -126,7 +135,7 @@ export function describeLayers(model: LlamaModel): LayerReport {
 function projectionBytes(m: unknown, base: Linear, out: number, inF: number): number {
   if (m instanceof QuantLinear) {
     const groups = Math.ceil(inF / m.qw.groupSize);
-    return out * inF / 2 + 2 * 4 * groups * out;
+    return (out * inF) / 2 + 2 * 4 * groups * out;
   }
   if (m instanceof SparseLinear) {
     const w = m.weight.data;

@@ -45,18 +45,30 @@ import { installKernelTimers, kernelTimes, resetKernelTimers } from './kernel-ti
 const SEED = 1234;
 const PROMPT_TOKENS = 128;
 
-interface Options { rounds: number; iters: number; warmup: number; threads: string[]; newTokens: number; dir?: string; profile: boolean }
+interface Options {
+  rounds: number;
+  iters: number;
+  warmup: number;
+  threads: string[];
+  newTokens: number;
+  dir?: string;
+  profile: boolean;
+}
 
 function parseArgs(args: string[]): Options {
   const o: Options = { rounds: 3, iters: 2, warmup: 1, threads: ['1', '2'], newTokens: 32, profile: false };
   for (let i = 0; i < args.length; i++) {
-    const key = args[i], value = args[i + 1];
+    const key = args[i],
+      value = args[i + 1];
     const int = (s: string | undefined, min = 1): number => {
       const n = Number(s);
       if (!Number.isInteger(n) || n < min) throw new Error(`${key} needs an integer ≥ ${min}, got '${s}'`);
       return n;
     };
-    if (key === '--profile') { o.profile = true; continue; }
+    if (key === '--profile') {
+      o.profile = true;
+      continue;
+    }
     if (value === undefined) throw new Error(`${key} needs a value`);
     if (key === '--rounds') o.rounds = int(value);
     else if (key === '--iters') o.iters = int(value);
@@ -66,7 +78,10 @@ function parseArgs(args: string[]): Options {
     else if (key === '--threads') {
       o.threads = value.split(',');
       for (const t of o.threads) t.split('/').forEach((s) => int(s));
-    } else throw new Error(`unknown option '${key}' (valid: --rounds N --iters N --warmup N --threads 1,2,2/1 --new-tokens N --dir DIR --profile)`);
+    } else
+      throw new Error(
+        `unknown option '${key}' (valid: --rounds N --iters N --warmup N --threads 1,2,2/1 --new-tokens N --dir DIR --profile)`,
+      );
     i++;
   }
   return o;
@@ -80,15 +95,24 @@ function applyThreads(cfg: string): { blas: number; compressed: number } {
   return { blas, compressed };
 }
 
-interface Sample { decodeTokS: number; prefillMs: number; tokens: number[] }
+interface Sample {
+  decodeTokS: number;
+  prefillMs: number;
+  tokens: number[];
+}
 
 /** One greedy generation of newTokens + 1 tokens; `onDecodeStart` runs when the first new token is out. */
 function decodeOnce(model: LlamaModel, prompt: number[], newTokens: number, onDecodeStart?: () => void): Sample {
   const stamps: number[] = [];
   const t0 = nowMs();
   const tokens = generate(model, [prompt], {
-    maxNewTokens: newTokens + 1, strategy: { kind: 'greedy' }, eosIds: [],
-    onStep: () => { stamps.push(nowMs()); if (stamps.length === 1) onDecodeStart?.(); },
+    maxNewTokens: newTokens + 1,
+    strategy: { kind: 'greedy' },
+    eosIds: [],
+    onStep: () => {
+      stamps.push(nowMs());
+      if (stamps.length === 1) onDecodeStart?.();
+    },
   })[0];
   if (stamps.length !== newTokens + 1) throw new Error(`generation stopped after ${stamps.length} of ${newTokens + 1} tokens`);
   return { decodeTokS: (newTokens * 1000) / (stamps[newTokens] - stamps[0]), prefillMs: stamps[0] - t0, tokens };
@@ -108,7 +132,9 @@ function prepareDirs(root: string): Record<Format, string> {
     if (!existsSync(join(d, 'config.json'))) {
       const t0 = nowMs();
       const rest = f === 'int4_bf16' ? ', the rest BF16' : f === 'int4_head' ? ', the LM head too (untied)' : '';
-      log(`compressed: writing the ${f} model (${f === 'sparse' ? `magnitude pruning ${SPARSITY * 100}%` : `RTN INT4, group ${INT4_GROUP}${rest}`})…`);
+      log(
+        `compressed: writing the ${f} model (${f === 'sparse' ? `magnitude pruning ${SPARSITY * 100}%` : `RTN INT4, group ${INT4_GROUP}${rest}`})…`,
+      );
       writeCompressed(f32Dir, f, d);
       log(`  done in ${((nowMs() - t0) / 1000).toFixed(1)} s`);
     }
@@ -137,7 +163,12 @@ function profileDecode(model: LlamaModel, prompt: number[], newTokens: number) {
   const ks = kernelTimes(newTokens);
   const msPerToken = 1000 / s.decodeTokS;
   const nativeMs = ks.reduce((a, k) => a + k.ms, 0);
-  return { ms_per_token: round(msPerToken, 2), native_ms: round(nativeMs, 2), js_and_other_ms: round(msPerToken - nativeMs, 2), kernels: ks.slice(0, 12) };
+  return {
+    ms_per_token: round(msPerToken, 2),
+    native_ms: round(nativeMs, 2),
+    js_and_other_ms: round(msPerToken - nativeMs, 2),
+    kernels: ks.slice(0, 12),
+  };
 }
 
 type Models = Record<Format, LlamaModel>;
@@ -159,26 +190,42 @@ function measureThreads(cfg: string, models: Models, layers: Layers, prompt: num
         first[f] = s.tokens.slice(0, 8);
       }
     }
-    log(`  threads ${cfg} round ${r + 1}/${opts.rounds}: ` + FORMATS.map((f) => `${f} ${median(tokS[f]).toFixed(2)}`).join(', ') + ' tok/s (medians so far)');
+    log(
+      `  threads ${cfg} round ${r + 1}/${opts.rounds}: ` +
+        FORMATS.map((f) => `${f} ${median(tokS[f]).toFixed(2)}`).join(', ') +
+        ' tok/s (medians so far)',
+    );
   }
   const msTok = (f: Format) => 1000 / median(tokS[f]);
   const fig: Record<string, unknown> = {};
   for (const f of FORMATS) {
     const head = lmHeadMs(models[f]);
     fig[f] = {
-      tok_s: round(median(tokS[f]), 2), min_tok_s: round(Math.min(...tokS[f]), 2), max_tok_s: round(Math.max(...tokS[f]), 2),
-      prefill_ms: round(median(prefill[f]), 1), weight_gb_s: round((layers[f].decode_weight_bytes * median(tokS[f])) / 1e9, 1),
+      tok_s: round(median(tokS[f]), 2),
+      min_tok_s: round(Math.min(...tokS[f]), 2),
+      max_tok_s: round(Math.max(...tokS[f]), 2),
+      prefill_ms: round(median(prefill[f]), 1),
+      weight_gb_s: round((layers[f].decode_weight_bytes * median(tokS[f])) / 1e9, 1),
       // the LM head alone (compressed in int4_bf16 / int4_head only): its share of a token, and the ratio to f32 of everything else
-      lm_head_ms: round(head, 2), lm_head_share: round(head / msTok(f), 3), first_tokens: first[f],
-      ...(f === 'f32' ? {} : {
-        ratio: round(median(tokS[f]) / median(tokS.f32), 3),
-        ratio_without_lm_head: round((msTok('f32') - lmHeadMs(models.f32)) / (msTok(f) - head), 3),
-      }),
+      lm_head_ms: round(head, 2),
+      lm_head_share: round(head / msTok(f), 3),
+      first_tokens: first[f],
+      ...(f === 'f32'
+        ? {}
+        : {
+            ratio: round(median(tokS[f]) / median(tokS.f32), 3),
+            ratio_without_lm_head: round((msTok('f32') - lmHeadMs(models.f32)) / (msTok(f) - head), 3),
+          }),
     };
   }
   if (opts.profile) fig.profile = Object.fromEntries(FORMATS.map((f) => [f, profileDecode(models[f], prompt, opts.newTokens)]));
   const ratio = (f: Format) => (fig[f] as { ratio: number }).ratio;
-  log(`  threads ${cfg} (OpenBLAS ${t.blas}, compressed pool ${t.compressed}): ` + FORMATS.filter((f) => f !== 'f32').map((f) => `${f}/f32 ${ratio(f)}`).join(', '));
+  log(
+    `  threads ${cfg} (OpenBLAS ${t.blas}, compressed pool ${t.compressed}): ` +
+      FORMATS.filter((f) => f !== 'f32')
+        .map((f) => `${f}/f32 ${ratio(f)}`)
+        .join(', '),
+  );
   return fig;
 }
 
@@ -193,30 +240,53 @@ export async function main(args: string[]): Promise<unknown> {
     const dirs = prepareDirs(root);
     const models = Object.fromEntries(FORMATS.map((f) => [f, loadForInference(dirs[f])])) as Models;
     const layers = Object.fromEntries(FORMATS.map((f) => [f, describeLayers(models[f])])) as Layers;
-    for (const f of FORMATS) log(`  ${f}: ${JSON.stringify(layers[f].projections)}, LM head ${layers[f].lm_head.split(':')[0]}; ${(layers[f].decode_weight_bytes / 1e6).toFixed(1)} MB per token (LM head ${(100 * layers[f].lm_head_share_of_decode_bytes).toFixed(0)}%)`);
+    for (const f of FORMATS)
+      log(
+        `  ${f}: ${JSON.stringify(layers[f].projections)}, LM head ${layers[f].lm_head.split(':')[0]}; ${(layers[f].decode_weight_bytes / 1e6).toFixed(1)} MB per token (LM head ${(100 * layers[f].lm_head_share_of_decode_bytes).toFixed(0)}%)`,
+      );
     const rng = new Rng(SEED + 1);
     const prompt = Array.from({ length: PROMPT_TOKENS }, () => rng.int(SMOL_SHAPE.vocab));
     const loadBefore = await machineBusy();
-    log(`compressed: prompt ${PROMPT_TOKENS} + ${opts.newTokens} new tokens; backend ${backend}, OPENBLAS_CORETYPE=${coreType}, SIMD ${isa}; ` +
-      `${opts.rounds} rounds × ${opts.iters} iters (+${opts.warmup} warm-up) per format; load ${loadBefore.load1}, busy ${loadBefore.busy_pct_before}%`);
+    log(
+      `compressed: prompt ${PROMPT_TOKENS} + ${opts.newTokens} new tokens; backend ${backend}, OPENBLAS_CORETYPE=${coreType}, SIMD ${isa}; ` +
+        `${opts.rounds} rounds × ${opts.iters} iters (+${opts.warmup} warm-up) per format; load ${loadBefore.load1}, busy ${loadBefore.busy_pct_before}%`,
+    );
     const threads = Object.fromEntries(opts.threads.map((cfg) => [cfg, measureThreads(cfg, models, layers, prompt, opts)]));
-    const first = threads[opts.threads[0]] as Record<Format, { tok_s: number; ratio: number; ratio_without_lm_head: number; lm_head_share: number }>;
+    const first = threads[opts.threads[0]] as Record<
+      Format,
+      { tok_s: number; ratio: number; ratio_without_lm_head: number; lm_head_share: number }
+    >;
     const bytes = (f: Format) => layers[f].decode_weight_bytes;
     return {
-      bench: 'compressed', shape: SMOL_SHAPE, tied_embeddings: true, prompt_tokens: PROMPT_TOKENS, new_tokens: opts.newTokens,
-      int4_group: INT4_GROUP, sparsity: SPARSITY, layers, samples_per_format: opts.rounds * opts.iters, threads,
+      bench: 'compressed',
+      shape: SMOL_SHAPE,
+      tied_embeddings: true,
+      prompt_tokens: PROMPT_TOKENS,
+      new_tokens: opts.newTokens,
+      int4_group: INT4_GROUP,
+      sparsity: SPARSITY,
+      layers,
+      samples_per_format: opts.rounds * opts.iters,
+      threads,
       tok_s: Object.fromEntries(FORMATS.map((f) => [f, first[f].tok_s])),
-      ratio: first.int4_head.ratio, ratio_int4_projections_only: first.int4.ratio, ratio_sparse: first.sparse.ratio, ratio_int4_bf16: first.int4_bf16.ratio,
+      ratio: first.int4_head.ratio,
+      ratio_int4_projections_only: first.int4.ratio,
+      ratio_sparse: first.sparse.ratio,
+      ratio_int4_bf16: first.int4_bf16.ratio,
       ratio_without_lm_head: { int4: first.int4.ratio_without_lm_head, sparse: first.sparse.ratio_without_lm_head },
       lm_head_share: Object.fromEntries(FORMATS.map((f) => [f, first[f].lm_head_share])),
       bytes_ratio: Object.fromEntries(FORMATS.filter((f) => f !== 'f32').map((f) => [f, round(bytes('f32') / bytes(f), 3)])),
-      ratio_meaning: `ratio = int4_head / f32 decode tokens/s (medians) at threads ${opts.threads[0]}, int4_head = every linear layer INT4: ` +
+      ratio_meaning:
+        `ratio = int4_head / f32 decode tokens/s (medians) at threads ${opts.threads[0]}, int4_head = every linear layer INT4: ` +
         'the 210 projections and the LM head (lonas quantize --lm-head: head untied, the embedding float32), goal ≥ 3; ' +
         'ratio_int4_projections_only = int4 / f32, int4 = every projection INT4 and the tied LM head float32 (lonas quantize without --lm-head, ' +
         'the GPTQ default); ratio_sparse = sparse / f32, goal ≥ 1.3; ratio_int4_bf16 = int4 with the embedding / tied LM head ' +
         'in bf16 (lonas extract --dtype bf16) / f32, for information; bytes_ratio = f32 / format weight bytes streamed per decoded token',
       goals_met: { int4: first.int4_head.ratio >= 3, int4_projections_only: first.int4.ratio >= 3, sparse: first.sparse.ratio >= 1.3 },
-      backend, coreType, simd: isa, machine: { ...loadBefore, load1_after: machine().load1 },
+      backend,
+      coreType,
+      simd: isa,
+      machine: { ...loadBefore, load1_after: machine().load1 },
     };
   } finally {
     if (!opts.dir) rmSync(root, { recursive: true, force: true });

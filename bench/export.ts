@@ -33,7 +33,9 @@ import { backendSummary, log, machineBusy, median, round } from './common.ts';
 import { loadForInference, writeCompressed } from './compressed-models.ts';
 import { buildSmolModel } from './generation.ts';
 
-const SEED = 1234, PROMPT = 16, GEN = 32;
+const SEED = 1234,
+  PROMPT = 16,
+  GEN = 32;
 const SPACE = { groups: [{ kind: 'mlp_width', share: 'layer', fractions: [1, 0.75, 0.5] }] } as SearchSpaceSpec;
 
 function parseArgs(args: string[]): { rounds: number; threads: number } {
@@ -88,7 +90,9 @@ export async function main(args: string[]): Promise<unknown> {
     const gguf = join(dir, 'q4_0.gguf');
     const t0 = performance.now();
     const report = exportGguf(f32Dir, gguf, 'q4_0');
-    log(`  lonas export --type q4_0: ${report.arch}, ${(report.bytes / 1e6).toFixed(1)} MB in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+    log(
+      `  lonas export --type q4_0: ${report.arch}, ${(report.bytes / 1e6).toFixed(1)} MB in ${((performance.now() - t0) / 1000).toFixed(1)} s`,
+    );
     const lonasModels = {
       int4_head: loadForInference(writeCompressed(f32Dir, 'int4_head', join(dir, 'int4_head'))),
       int4: loadForInference(writeCompressed(f32Dir, 'int4', join(dir, 'int4'))),
@@ -101,8 +105,14 @@ export async function main(args: string[]): Promise<unknown> {
       return (times[times.length - 1] - times[0]) / (times.length - 1);
     };
     const busy = await machineBusy();
-    log(`export: prompt ${PROMPT}, decode ${GEN}; ${o.rounds} rounds (+1 warm-up), ${o.threads} thread(s); load ${busy.load1}, busy ${busy.busy_pct_before}%`);
-    const ms: Record<'llama_cpp_q4_0' | 'lonas_int4_head' | 'lonas_int4', number[]> = { llama_cpp_q4_0: [], lonas_int4_head: [], lonas_int4: [] };
+    log(
+      `export: prompt ${PROMPT}, decode ${GEN}; ${o.rounds} rounds (+1 warm-up), ${o.threads} thread(s); load ${busy.load1}, busy ${busy.busy_pct_before}%`,
+    );
+    const ms: Record<'llama_cpp_q4_0' | 'lonas_int4_head' | 'lonas_int4', number[]> = {
+      llama_cpp_q4_0: [],
+      lonas_int4_head: [],
+      lonas_int4: [],
+    };
     const sides = [
       ['llama_cpp_q4_0', llamaDecodeMs],
       ['lonas_int4_head', async () => lonasDecodeMs(lonasModels.int4_head)],
@@ -114,11 +124,28 @@ export async function main(args: string[]): Promise<unknown> {
       log(`  round ${r + 1}/${o.rounds}: ` + sides.map(([n]) => `${n} ${ms[n][r].toFixed(2)} ms/tok`).join(', '));
     }
     await llama.dispose();
-    const stats = (xs: number[]) => ({ decode_tok_s: round(1000 / median(xs), 2), min_tok_s: round(1000 / Math.max(...xs), 2), max_tok_s: round(1000 / Math.min(...xs), 2), ms_per_token: round(median(xs), 3) });
+    const stats = (xs: number[]) => ({
+      decode_tok_s: round(1000 / median(xs), 2),
+      min_tok_s: round(1000 / Math.max(...xs), 2),
+      max_tok_s: round(1000 / Math.min(...xs), 2),
+      ms_per_token: round(median(xs), 3),
+    });
     const result = {
-      bench: 'export', model: '135M shape, random weights, per-layer MLP widths', widths: [...new Set(widths)], layers: widths.length,
-      gguf_bytes: report.bytes, threads: o.threads, rounds: o.rounds, prompt: PROMPT, decode_tokens: GEN, backend, openblas_coretype: coreType ?? null, load1: busy.load1,
-      llama_cpp_q4_0: stats(ms.llama_cpp_q4_0), lonas_int4_head: stats(ms.lonas_int4_head), lonas_int4: stats(ms.lonas_int4),
+      bench: 'export',
+      model: '135M shape, random weights, per-layer MLP widths',
+      widths: [...new Set(widths)],
+      layers: widths.length,
+      gguf_bytes: report.bytes,
+      threads: o.threads,
+      rounds: o.rounds,
+      prompt: PROMPT,
+      decode_tokens: GEN,
+      backend,
+      openblas_coretype: coreType ?? null,
+      load1: busy.load1,
+      llama_cpp_q4_0: stats(ms.llama_cpp_q4_0),
+      lonas_int4_head: stats(ms.lonas_int4_head),
+      lonas_int4: stats(ms.lonas_int4),
       ratio: round(median(ms.llama_cpp_q4_0) / median(ms.lonas_int4_head), 3),
       ratio_f32_head: round(median(ms.llama_cpp_q4_0) / median(ms.lonas_int4), 3),
     };

@@ -38,12 +38,18 @@ import { SMOL_EPS, SMOL_SHAPE, SMOL_STD, SMOL_THETA, buildSmolModel, takeOption 
 import { backendSummary, log, machine, machineBusy, median, min, nowMs, parseOptions, round, runTorch } from './common.ts';
 
 const SEED = 1234;
-const BATCH = 4, SEQ = 128;
+const BATCH = 4,
+  SEQ = 128;
 const LORA = { rank: 32, alpha: 64, lr: 1e-4, weightDecay: 0.01, maxGradNorm: 1.0 };
 const VARIANTS = ['plain', 'supernet', 'maximal'] as const;
 type Variant = (typeof VARIANTS)[number];
 
-interface StepTimes { fwd: number[]; bwd: number[]; opt: number[]; total: number[] }
+interface StepTimes {
+  fwd: number[];
+  bwd: number[];
+  opt: number[];
+  total: number[];
+}
 const emptyTimes = (): StepTimes => ({ fwd: [], bwd: [], opt: [], total: [] });
 
 class OurTrainer {
@@ -55,11 +61,18 @@ class OurTrainer {
   /** sum over supernet steps of the sampled configuration's MLP width fraction (for the report) */
   sampledWidth: number[] = [];
 
-  constructor(readonly model: LlamaModel, readonly loras: LoraLinear[], dropoutRng: Rng) {
+  constructor(
+    readonly model: LlamaModel,
+    readonly loras: LoraLinear[],
+    dropoutRng: Rng,
+  ) {
     this.params = loras.flatMap((l) => l.trainable());
     this.opt = new AdamW(this.params, { lr: LORA.lr, weightDecay: LORA.weightDecay });
     this.net = new SuperNet(model, resolveSearchSpace(PRESETS.lonas, model.config, LORA.rank, PROJECTIONS));
-    for (const l of loras) { l.rng = dropoutRng; l.training = true; }
+    for (const l of loras) {
+      l.rng = dropoutRng;
+      l.training = true;
+    }
   }
 
   /** One optimizer step of `variant`; returns its times (ms). */
@@ -88,28 +101,64 @@ class OurTrainer {
   }
 }
 
-function measureOurs(tr: OurTrainer, ids: Int32Array, threads: number, warmup: number, iters: number, variants: readonly Variant[]): Record<Variant, StepTimes> {
+function measureOurs(
+  tr: OurTrainer,
+  ids: Int32Array,
+  threads: number,
+  warmup: number,
+  iters: number,
+  variants: readonly Variant[],
+): Record<Variant, StepTimes> {
   setThreads(threads);
   const out = Object.fromEntries(VARIANTS.map((v) => [v, emptyTimes()])) as Record<Variant, StepTimes>;
   for (let i = 0; i < warmup; i++) tr.step('plain', ids);
   for (let i = 0; i < iters; i++) {
-    for (const v of i % 2 ? [...variants].reverse() : variants) { // alternate the variants' order
+    for (const v of i % 2 ? [...variants].reverse() : variants) {
+      // alternate the variants' order
       const t = tr.step(v, ids);
-      out[v].fwd.push(t.fwd); out[v].bwd.push(t.bwd); out[v].opt.push(t.opt); out[v].total.push(t.total);
+      out[v].fwd.push(t.fwd);
+      out[v].bwd.push(t.bwd);
+      out[v].opt.push(t.opt);
+      out[v].total.push(t.total);
     }
   }
   return out;
 }
 
-interface TorchResult { fwd_ms: number[]; bwd_ms: number[]; opt_ms: number[]; total_ms: number[]; first_loss: number; trainable: number }
+interface TorchResult {
+  fwd_ms: number[];
+  bwd_ms: number[];
+  opt_ms: number[];
+  total_ms: number[];
+  first_loss: number;
+  trainable: number;
+}
 
 function measureTorch(ids: Int32Array, dropoutP: number, threads: number, warmup: number, iters: number): TorchResult {
   return runTorch<TorchResult>('finetune.py', threads, [
-    '--warmup', String(warmup), '--iters', String(iters), '--seed', String(SEED), '--ids', JSON.stringify([...ids]),
-    '--config', JSON.stringify({
-      ...SMOL_SHAPE, eps: SMOL_EPS, theta: SMOL_THETA, std: SMOL_STD, batch: BATCH, seq: SEQ,
-      rank: LORA.rank, alpha: LORA.alpha, dropout: dropoutP, lr: LORA.lr, weightDecay: LORA.weightDecay,
-      maxGradNorm: LORA.maxGradNorm, targets: PROJECTIONS,
+    '--warmup',
+    String(warmup),
+    '--iters',
+    String(iters),
+    '--seed',
+    String(SEED),
+    '--ids',
+    JSON.stringify([...ids]),
+    '--config',
+    JSON.stringify({
+      ...SMOL_SHAPE,
+      eps: SMOL_EPS,
+      theta: SMOL_THETA,
+      std: SMOL_STD,
+      batch: BATCH,
+      seq: SEQ,
+      rank: LORA.rank,
+      alpha: LORA.alpha,
+      dropout: dropoutP,
+      lr: LORA.lr,
+      weightDecay: LORA.weightDecay,
+      maxGradNorm: LORA.maxGradNorm,
+      targets: PROJECTIONS,
     }),
   ]);
 }
@@ -139,9 +188,11 @@ export async function main(args: string[]): Promise<unknown> {
   const rng = new Rng(SEED + 1);
   const ids = Int32Array.from({ length: BATCH * SEQ }, () => rng.int(SMOL_SHAPE.vocab));
   const lnV = Math.log(SMOL_SHAPE.vocab);
-  log(`finetune: LoRA r ${LORA.rank} alpha ${LORA.alpha} dropout ${dropoutP} on ${PROJECTIONS.join(',')} (${trainable} trainable), ` +
-    `batch ${BATCH} × seq ${SEQ}; lonas variants ${variants.join(', ')}; backend ${backend}, OPENBLAS_CORETYPE=${coreType}; ` +
-    `${opts.rounds} rounds × ${opts.iters} iters (+${opts.warmup} warm-up)`);
+  log(
+    `finetune: LoRA r ${LORA.rank} alpha ${LORA.alpha} dropout ${dropoutP} on ${PROJECTIONS.join(',')} (${trainable} trainable), ` +
+      `batch ${BATCH} × seq ${SEQ}; lonas variants ${variants.join(', ')}; backend ${backend}, OPENBLAS_CORETYPE=${coreType}; ` +
+      `${opts.rounds} rounds × ${opts.iters} iters (+${opts.warmup} warm-up)`,
+  );
 
   const threads: Record<string, Record<string, unknown>> = {};
   let torchTrainable = 0;
@@ -160,44 +211,79 @@ export async function main(args: string[]): Promise<unknown> {
         torchLoss = t.first_loss;
         torchTrainable = t.trainable;
       };
-      if (r % 2 === 0) { runOurs(); runTorchSide(); } else { runTorchSide(); runOurs(); }
-      log(`  threads ${n} round ${r + 1}/${opts.rounds}: ours ${variants.map((v) => `${v} ${median(ours[v].total).toFixed(0)}`).join(', ')} ms/step, ` +
-        `torch ${median(torch.total).toFixed(0)} ms/step`);
+      if (r % 2 === 0) {
+        runOurs();
+        runTorchSide();
+      } else {
+        runTorchSide();
+        runOurs();
+      }
+      log(
+        `  threads ${n} round ${r + 1}/${opts.rounds}: ours ${variants.map((v) => `${v} ${median(ours[v].total).toFixed(0)}`).join(', ')} ms/step, ` +
+          `torch ${median(torch.total).toFixed(0)} ms/step`,
+      );
     }
-    log(`  threads ${n}: loss at init ours ${tr.firstLoss.toFixed(4)}, torch ${torchLoss.toFixed(4)} (ln ${SMOL_SHAPE.vocab} = ${lnV.toFixed(4)})`);
-    for (const [who, loss] of [['ours', tr.firstLoss], ['torch', torchLoss]] as const) {
-      if (!(Math.abs(loss - lnV) < 0.5)) throw new Error(`${who} loss at init is ${loss}, expected about ln(${SMOL_SHAPE.vocab}) = ${lnV.toFixed(3)}`);
+    log(
+      `  threads ${n}: loss at init ours ${tr.firstLoss.toFixed(4)}, torch ${torchLoss.toFixed(4)} (ln ${SMOL_SHAPE.vocab} = ${lnV.toFixed(4)})`,
+    );
+    for (const [who, loss] of [
+      ['ours', tr.firstLoss],
+      ['torch', torchLoss],
+    ] as const) {
+      if (!(Math.abs(loss - lnV) < 0.5))
+        throw new Error(`${who} loss at init is ${loss}, expected about ln(${SMOL_SHAPE.vocab}) = ${lnV.toFixed(3)}`);
     }
     const p = ours.plain;
     const fig: Record<string, unknown> = {
-      ours_tok_s: round(tokS(median(p.total)), 2), torch_tok_s: round(tokS(median(torch.total)), 2),
+      ours_tok_s: round(tokS(median(p.total)), 2),
+      torch_tok_s: round(tokS(median(torch.total)), 2),
       ratio: round(median(torch.total) / median(p.total)),
-      ours_ms: round(median(p.total), 1), torch_ms: round(median(torch.total), 1),
-      ours_min_ms: round(min(p.total), 1), torch_min_ms: round(min(torch.total), 1),
-      ours_fwd_ms: round(median(p.fwd), 1), ours_bwd_ms: round(median(p.bwd), 1), ours_opt_ms: round(median(p.opt), 1),
-      torch_fwd_ms: round(median(torch.fwd), 1), torch_bwd_ms: round(median(torch.bwd), 1), torch_opt_ms: round(median(torch.opt), 1),
-      ours_loss_init: round(tr.firstLoss, 4), torch_loss_init: round(torchLoss, 4),
+      ours_ms: round(median(p.total), 1),
+      torch_ms: round(median(torch.total), 1),
+      ours_min_ms: round(min(p.total), 1),
+      torch_min_ms: round(min(torch.total), 1),
+      ours_fwd_ms: round(median(p.fwd), 1),
+      ours_bwd_ms: round(median(p.bwd), 1),
+      ours_opt_ms: round(median(p.opt), 1),
+      torch_fwd_ms: round(median(torch.fwd), 1),
+      torch_bwd_ms: round(median(torch.bwd), 1),
+      torch_opt_ms: round(median(torch.opt), 1),
+      ours_loss_init: round(tr.firstLoss, 4),
+      torch_loss_init: round(torchLoss, 4),
     };
     for (const v of variants) {
       if (v === 'plain') continue;
       Object.assign(fig, {
-        [`${v}_tok_s`]: round(tokS(median(ours[v].total)), 2), [`${v}_ms`]: round(median(ours[v].total), 1),
-        [`${v}_min_ms`]: round(min(ours[v].total), 1), [`${v}_overhead`]: round(median(ours[v].total) / median(p.total) - 1),
+        [`${v}_tok_s`]: round(tokS(median(ours[v].total)), 2),
+        [`${v}_ms`]: round(median(ours[v].total), 1),
+        [`${v}_min_ms`]: round(min(ours[v].total), 1),
+        [`${v}_overhead`]: round(median(ours[v].total) / median(p.total) - 1),
       });
     }
     threads[n] = fig;
   }
   const first = threads[opts.threads[0]];
   return {
-    bench: 'finetune', shape: SMOL_SHAPE, tied_embeddings: true, batch: BATCH, seq: SEQ,
+    bench: 'finetune',
+    shape: SMOL_SHAPE,
+    tied_embeddings: true,
+    batch: BATCH,
+    seq: SEQ,
     lora: { rank: LORA.rank, alpha: LORA.alpha, dropout: dropoutP, targets: PROJECTIONS, trainable, torch_trainable: torchTrainable },
     step: 'forward + loss + backward + clip_grad_norm(1.0) + AdamW (lr 1e-4, wd 0.01)',
-    samples_per_side: opts.rounds * opts.iters, threads,
-    ours_tok_s: first.ours_tok_s, torch_tok_s: first.torch_tok_s, ratio: first.ratio,
-    supernet_overhead: first.supernet_overhead ?? null, maximal_overhead: first.maximal_overhead ?? null,
+    samples_per_side: opts.rounds * opts.iters,
+    threads,
+    ours_tok_s: first.ours_tok_s,
+    torch_tok_s: first.torch_tok_s,
+    ratio: first.ratio,
+    supernet_overhead: first.supernet_overhead ?? null,
+    maximal_overhead: first.maximal_overhead ?? null,
     supernet_mean_mlp_width: tr.sampledWidth.length ? round(tr.sampledWidth.reduce((a, b) => a + b, 0) / tr.sampledWidth.length) : null,
-    ratio_meaning: `ours / torch plain-LoRA tokens/s (median step) at ${opts.threads[0]} thread(s); > 1 means lonas is faster; goal ≥ 1.0. ` +
+    ratio_meaning:
+      `ours / torch plain-LoRA tokens/s (median step) at ${opts.threads[0]} thread(s); > 1 means lonas is faster; goal ≥ 1.0. ` +
       'supernet_overhead = plain / supernet tokens/s − 1 (lonas space, one sampled sub-network per step); maximal_overhead the same with the maximal sub-network applied every step',
-    backend, coreType, machine: { ...loadBefore, load1_after: machine().load1 },
+    backend,
+    coreType,
+    machine: { ...loadBefore, load1_after: machine().load1 },
   };
 }

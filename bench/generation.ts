@@ -28,11 +28,25 @@ import { LlamaModel } from '../src/models/llama/model.ts';
 import { uniformConfig } from '../src/models/llama/config.ts';
 import { loadLlama, saveModelDir } from '../src/models/llama/checkpoint.ts';
 import { argmax } from '../src/models/llama/generate.ts';
-import { backendSummary, log, machine, machineBusy, median, min, nowMs, parseOptions, randomLlamaWeights, round, runTorch } from './common.ts';
+import {
+  backendSummary,
+  log,
+  machine,
+  machineBusy,
+  median,
+  min,
+  nowMs,
+  parseOptions,
+  randomLlamaWeights,
+  round,
+  runTorch,
+} from './common.ts';
 
 /** SmolLM-135M's shape. */
 export const SMOL_SHAPE = { layers: 30, hidden: 576, heads: 9, kvHeads: 3, headDim: 64, intermediate: 1536, vocab: 49152 };
-export const SMOL_EPS = 1e-5, SMOL_THETA = 1e4, SMOL_STD = 0.02;
+export const SMOL_EPS = 1e-5,
+  SMOL_THETA = 1e4,
+  SMOL_STD = 0.02;
 const SEED = 1234;
 const PROMPT_TOKENS = 128;
 /** Memory bandwidth measured on this machine (architecture.md), bytes/s, by thread count. */
@@ -40,11 +54,23 @@ const BANDWIDTH: Record<number, number> = { 1: 12.4e9, 2: 22.3e9 };
 
 /** The 135M-shape Llama with random N(0, std) weights, norms 1, tied head; every tensor frozen. */
 export function buildSmolModel(seed: number, maxPositions = 2048): LlamaModel {
-  const s = SMOL_SHAPE, C = s.hidden, D = s.headDim;
+  const s = SMOL_SHAPE,
+    C = s.hidden,
+    D = s.headDim;
   const config = uniformConfig({
-    vocabSize: s.vocab, hiddenSize: C, headDim: D, numLayers: s.layers, numHeads: s.heads, numKvHeads: s.kvHeads,
-    intermediateSize: s.intermediate, rmsNormEps: SMOL_EPS, ropeTheta: SMOL_THETA, ropeScaling: null, maxPositions,
-    tieWordEmbeddings: true, attentionBias: false,
+    vocabSize: s.vocab,
+    hiddenSize: C,
+    headDim: D,
+    numLayers: s.layers,
+    numHeads: s.heads,
+    numKvHeads: s.kvHeads,
+    intermediateSize: s.intermediate,
+    rmsNormEps: SMOL_EPS,
+    ropeTheta: SMOL_THETA,
+    ropeScaling: null,
+    maxPositions,
+    tieWordEmbeddings: true,
+    attentionBias: false,
   });
   return new LlamaModel(config, randomLlamaWeights(config, new Rng(seed), SMOL_STD));
 }
@@ -76,7 +102,10 @@ export function takeOption(args: string[], name: string): { value: string | unde
   const rest: string[] = [];
   let value: string | undefined;
   for (let i = 0; i < args.length; i++) {
-    if (args[i] !== name) { rest.push(args[i]); continue; }
+    if (args[i] !== name) {
+      rest.push(args[i]);
+      continue;
+    }
     value = args[++i];
     if (value === undefined) throw new Error(`${name} needs a value`);
   }
@@ -93,7 +122,15 @@ export function positiveInt(name: string, value: string | undefined, fallback: n
 type Mode = 'decode' | 'prefill';
 
 /** tokens/s samples of lonas: `iters` timed runs after `warmup` untimed ones. */
-function measureOurs(model: LlamaModel, mode: Mode, prompt: Int32Array, newTokens: number, threads: number, warmup: number, iters: number): { tokS: number[]; tokens: number[] } {
+function measureOurs(
+  model: LlamaModel,
+  mode: Mode,
+  prompt: Int32Array,
+  newTokens: number,
+  threads: number,
+  warmup: number,
+  iters: number,
+): { tokS: number[]; tokens: number[] } {
   setThreads(threads);
   const T = prompt.length;
   const tokS: number[] = [];
@@ -120,17 +157,44 @@ function measureOurs(model: LlamaModel, mode: Mode, prompt: Int32Array, newToken
   return { tokS, tokens };
 }
 
-interface TorchResult { tok_s: Record<string, number[]>; variants_agree: boolean; first_tokens: number[]; first_tokens_by_variant?: Record<string, number[]>; grad_mode: string }
+interface TorchResult {
+  tok_s: Record<string, number[]>;
+  variants_agree: boolean;
+  first_tokens: number[];
+  first_tokens_by_variant?: Record<string, number[]>;
+  grad_mode: string;
+}
 
 /** PyTorch variants that run the model in torch.bfloat16 (bench/torch/generation.py). */
 const isBf16Variant = (v: string) => v.startsWith('bf16');
 
-function measureTorch(mode: Mode, prompt: Int32Array, newTokens: number, threads: number, warmup: number, iters: number, variants: string): TorchResult {
+function measureTorch(
+  mode: Mode,
+  prompt: Int32Array,
+  newTokens: number,
+  threads: number,
+  warmup: number,
+  iters: number,
+  variants: string,
+): TorchResult {
   const s = SMOL_SHAPE;
   return runTorch<TorchResult>('generation.py', threads, [
-    '--mode', mode, '--warmup', String(warmup), '--iters', String(iters), '--seed', String(SEED),
-    '--new-tokens', String(newTokens), '--prompt', JSON.stringify([...prompt]), '--variants', variants,
-    '--config', JSON.stringify({ ...s, eps: SMOL_EPS, theta: SMOL_THETA, std: SMOL_STD }),
+    '--mode',
+    mode,
+    '--warmup',
+    String(warmup),
+    '--iters',
+    String(iters),
+    '--seed',
+    String(SEED),
+    '--new-tokens',
+    String(newTokens),
+    '--prompt',
+    JSON.stringify([...prompt]),
+    '--variants',
+    variants,
+    '--config',
+    JSON.stringify({ ...s, eps: SMOL_EPS, theta: SMOL_THETA, std: SMOL_STD }),
   ]);
 }
 
@@ -139,21 +203,26 @@ async function run(mode: Mode, args: string[]): Promise<unknown> {
   const vt = takeOption(nt.rest, '--torch-variants');
   const newTokens = positiveInt('--new-tokens', nt.value, 32);
   const variants = vt.value ?? (mode === 'decode' ? 'mv,linear,fused,bf16,bf16-linear' : 'mv');
-  const opts = parseOptions(vt.rest, mode === 'decode'
-    ? { rounds: 2, iters: 2, warmup: 1, threads: [1, 2] }
-    : { rounds: 3, iters: 4, warmup: 2, threads: [1, 2] });
+  const opts = parseOptions(
+    vt.rest,
+    mode === 'decode' ? { rounds: 2, iters: 2, warmup: 1, threads: [1, 2] } : { rounds: 3, iters: 4, warmup: 2, threads: [1, 2] },
+  );
   const { backend, coreType } = backendSummary();
   const loadBefore = await machineBusy();
-  log(`${mode}: building the 135M-shape random model${mode === 'decode' ? ' (written as a BF16 checkpoint, loaded as bf16 and as f32)' : ''}…`);
+  log(
+    `${mode}: building the 135M-shape random model${mode === 'decode' ? ' (written as a BF16 checkpoint, loaded as bf16 and as f32)' : ''}…`,
+  );
   // decode: lonas's variants by name (the first is the headline); prefill: the float32 model only
   const models: Record<string, LlamaModel> = mode === 'decode' ? bf16CheckpointModels(SEED) : { f32: buildSmolModel(SEED) };
   const names = Object.keys(models);
   const bytes = Object.fromEntries(names.map((k) => [k, weightBytes(models[k])]));
   const rng = new Rng(SEED + 1);
   const prompt = Int32Array.from({ length: PROMPT_TOKENS }, () => rng.int(SMOL_SHAPE.vocab));
-  log(`${mode}: ${JSON.stringify(SMOL_SHAPE)}, weights ${names.map((k) => `${k} ${(bytes[k] / 1e6).toFixed(1)} MB`).join(', ')}; prompt ${PROMPT_TOKENS}` +
-    `${mode === 'decode' ? ` + ${newTokens} new tokens; torch variants ${variants}` : ' (last-position logits)'}; backend ${backend}, OPENBLAS_CORETYPE=${coreType}; ` +
-    `${opts.rounds} rounds × ${opts.iters} iters (+${opts.warmup} warm-up)`);
+  log(
+    `${mode}: ${JSON.stringify(SMOL_SHAPE)}, weights ${names.map((k) => `${k} ${(bytes[k] / 1e6).toFixed(1)} MB`).join(', ')}; prompt ${PROMPT_TOKENS}` +
+      `${mode === 'decode' ? ` + ${newTokens} new tokens; torch variants ${variants}` : ' (last-position logits)'}; backend ${backend}, OPENBLAS_CORETYPE=${coreType}; ` +
+      `${opts.rounds} rounds × ${opts.iters} iters (+${opts.warmup} warm-up)`,
+  );
 
   const threads: Record<string, Record<string, unknown>> = {};
   for (const n of opts.threads) {
@@ -173,49 +242,96 @@ async function run(mode: Mode, args: string[]): Promise<unknown> {
         torchInfo = measureTorch(mode, prompt, newTokens, n, opts.warmup, opts.iters, variants);
         for (const [v, xs] of Object.entries(torchInfo.tok_s)) torch[v] = [...(torch[v] ?? []), ...xs];
       };
-      if (r % 2 === 0) { runOurs(); runTorchSide(); } else { runTorchSide(); runOurs(); }
+      if (r % 2 === 0) {
+        runOurs();
+        runTorchSide();
+      } else {
+        runTorchSide();
+        runOurs();
+      }
       const ov = names.map((k) => `${k} ${median(ours[k]).toFixed(2)}`).join(', ');
-      const tv = Object.entries(torch).map(([v, xs]) => `${v} ${median(xs).toFixed(1)}`).join(', ');
+      const tv = Object.entries(torch)
+        .map(([v, xs]) => `${v} ${median(xs).toFixed(1)}`)
+        .join(', ');
       log(`  threads ${n} round ${r + 1}/${opts.rounds}: ours ${ov} tok/s, torch ${tv} tok/s`);
     }
-    const bestOf = (keep: (v: string) => boolean) => Object.entries(torch).filter(([v]) => keep(v)).sort((a, b) => median(b[1]) - median(a[1]))[0];
+    const bestOf = (keep: (v: string) => boolean) =>
+      Object.entries(torch)
+        .filter(([v]) => keep(v))
+        .sort((a, b) => median(b[1]) - median(a[1]))[0];
     const [bestVariant, best] = bestOf(() => true);
     const head = ours[names[0]];
     const fig: Record<string, unknown> = {
-      ours_tok_s: round(median(head), 2), torch_tok_s: round(median(best), 2), ratio: round(median(head) / median(best)),
-      ours_min_tok_s: round(min(head), 2), ours_max_tok_s: round(Math.max(...head), 2),
-      torch_min_tok_s: round(min(best), 2), torch_max_tok_s: round(Math.max(...best), 2),
+      ours_tok_s: round(median(head), 2),
+      torch_tok_s: round(median(best), 2),
+      ratio: round(median(head) / median(best)),
+      ours_min_tok_s: round(min(head), 2),
+      ours_max_tok_s: round(Math.max(...head), 2),
+      torch_min_tok_s: round(min(best), 2),
+      torch_max_tok_s: round(Math.max(...best), 2),
     };
     if (mode === 'decode') {
       const bw = BANDWIDTH[Math.min(n, 2)];
-      const torchF32 = bestOf((v) => !isBf16Variant(v)), torchBf16 = bestOf(isBf16Variant);
+      const torchF32 = bestOf((v) => !isBf16Variant(v)),
+        torchBf16 = bestOf(isBf16Variant);
       Object.assign(fig, {
-        ours_f32_tok_s: round(median(ours.f32), 2), ours_f32_min_tok_s: round(min(ours.f32), 2), ours_f32_max_tok_s: round(Math.max(...ours.f32), 2),
-        ...(torchF32 ? { torch_f32_tok_s: round(median(torchF32[1]), 2), torch_f32_variant: torchF32[0], ratio_f32: round(median(ours.f32) / median(torchF32[1])) } : {}),
+        ours_f32_tok_s: round(median(ours.f32), 2),
+        ours_f32_min_tok_s: round(min(ours.f32), 2),
+        ours_f32_max_tok_s: round(Math.max(...ours.f32), 2),
+        ...(torchF32
+          ? {
+              torch_f32_tok_s: round(median(torchF32[1]), 2),
+              torch_f32_variant: torchF32[0],
+              ratio_f32: round(median(ours.f32) / median(torchF32[1])),
+            }
+          : {}),
         ...(torchBf16 ? { torch_bf16_tok_s: round(median(torchBf16[1]), 2), torch_bf16_variant: torchBf16[0] } : {}),
         torch_variant: bestVariant,
         torch_variants_tok_s: Object.fromEntries(Object.entries(torch).map(([v, xs]) => [v, round(median(xs), 2)])),
-        bandwidth_gb_s: bw / 1e9, bound_tok_s: round(bw / bytes.bf16, 2), bound_f32_tok_s: round(bw / bytes.f32, 2),
-        ours_frac_of_bound: round(median(ours.bf16) / (bw / bytes.bf16)), ours_f32_frac_of_bound: round(median(ours.f32) / (bw / bytes.f32)),
+        bandwidth_gb_s: bw / 1e9,
+        bound_tok_s: round(bw / bytes.bf16, 2),
+        bound_f32_tok_s: round(bw / bytes.f32, 2),
+        ours_frac_of_bound: round(median(ours.bf16) / (bw / bytes.bf16)),
+        ours_f32_frac_of_bound: round(median(ours.f32) / (bw / bytes.f32)),
         torch_frac_of_bound: round(median(best) / (bw / (isBf16Variant(bestVariant) ? bytes.bf16 : bytes.f32))),
-        ours_first_tokens: ourTokens.bf16.slice(0, 8), ours_f32_first_tokens: ourTokens.f32.slice(0, 8),
+        ours_first_tokens: ourTokens.bf16.slice(0, 8),
+        ours_f32_first_tokens: ourTokens.f32.slice(0, 8),
         ours_bf16_f32_tokens_agree: ourTokens.bf16.every((t, i) => t === ourTokens.f32[i]),
-        torch_first_tokens: torchInfo!.first_tokens, torch_variants_agree: torchInfo!.variants_agree,
+        torch_first_tokens: torchInfo!.first_tokens,
+        torch_variants_agree: torchInfo!.variants_agree,
       });
     }
     threads[n] = fig;
   }
   const first = threads[opts.threads[0]];
-  const compared = mode === 'decode'
-    ? 'lonas with the BF16 checkpoint kept in bfloat16 (ours_tok_s) / the faster PyTorch variant (float32 upcast or torch.bfloat16), decode tokens/s (medians)'
-    : `ours / torch ${mode} tokens/s (medians), float32 weights`;
+  const compared =
+    mode === 'decode'
+      ? 'lonas with the BF16 checkpoint kept in bfloat16 (ours_tok_s) / the faster PyTorch variant (float32 upcast or torch.bfloat16), decode tokens/s (medians)'
+      : `ours / torch ${mode} tokens/s (medians), float32 weights`;
   return {
-    bench: mode, shape: SMOL_SHAPE, tied_embeddings: true, weight_mb: Object.fromEntries(names.map((k) => [k, round(bytes[k] / 1e6, 1)])),
-    prompt_tokens: PROMPT_TOKENS, ...(mode === 'decode' ? { new_tokens: newTokens } : {}), samples_per_side: opts.rounds * opts.iters, threads,
-    ours_tok_s: first.ours_tok_s, torch_tok_s: first.torch_tok_s, ratio: first.ratio,
-    ...(mode === 'decode' ? { ours_f32_tok_s: first.ours_f32_tok_s, torch_f32_tok_s: first.torch_f32_tok_s, torch_bf16_tok_s: first.torch_bf16_tok_s, ours_frac_of_bound: first.ours_frac_of_bound } : {}),
+    bench: mode,
+    shape: SMOL_SHAPE,
+    tied_embeddings: true,
+    weight_mb: Object.fromEntries(names.map((k) => [k, round(bytes[k] / 1e6, 1)])),
+    prompt_tokens: PROMPT_TOKENS,
+    ...(mode === 'decode' ? { new_tokens: newTokens } : {}),
+    samples_per_side: opts.rounds * opts.iters,
+    threads,
+    ours_tok_s: first.ours_tok_s,
+    torch_tok_s: first.torch_tok_s,
+    ratio: first.ratio,
+    ...(mode === 'decode'
+      ? {
+          ours_f32_tok_s: first.ours_f32_tok_s,
+          torch_f32_tok_s: first.torch_f32_tok_s,
+          torch_bf16_tok_s: first.torch_bf16_tok_s,
+          ours_frac_of_bound: first.ours_frac_of_bound,
+        }
+      : {}),
     ratio_meaning: `${compared} at ${opts.threads[0]} thread(s); > 1 means lonas is faster; goal ≥ ${mode === 'decode' ? '1.5' : '1.0'}`,
-    backend, coreType, machine: { ...loadBefore, load1_after: machine().load1 },
+    backend,
+    coreType,
+    machine: { ...loadBefore, load1_after: machine().load1 },
   };
 }
 

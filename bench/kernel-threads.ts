@@ -20,7 +20,11 @@ function rand(n: number, seed: number, scale = 1): Float32Array {
   let s = seed >>> 0 || 1;
   const a = new Float32Array(n);
   for (let i = 0; i < n; i++) {
-    s ^= s << 13; s >>>= 0; s ^= s >>> 17; s ^= s << 5; s >>>= 0;
+    s ^= s << 13;
+    s >>>= 0;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    s >>>= 0;
     a[i] = (s / 2147483648 - 1) * scale;
   }
   return a;
@@ -30,19 +34,54 @@ function rand(n: number, seed: number, scale = 1): Float32Array {
 function cases(): [string, () => void][] {
   const k = kernels() as NativeKernels;
   const ck = compressedKernels(k);
-  const T = 512, C = 576, H = 1536, V = 49152, heads = 9, kvHeads = 3, D = 64;
-  const x = rand(T * C, 1), w = rand(C, 2), y = new Float32Array(T * C), rstd = new Float32Array(T), dy = rand(T * C, 3);
-  const dx = new Float32Array(T * C), dw = new Float32Array(C);
-  const g = rand(T * H, 4, 4), u = rand(T * H, 5), dout = rand(T * H, 19), o = new Float32Array(T * H), dg = new Float32Array(T * H), du = new Float32Array(T * H);
-  const scores = rand(heads * 128 * T, 6, 4), probs = new Float32Array(scores.length), dscores = new Float32Array(scores.length); // (9·128 rows, 512)
-  const ceRows = 64, logits = rand(ceRows * V, 7, 6), targets = Int32Array.from({ length: ceRows }, (_, r) => (r * 7919) % V);
-  const lse = new Float32Array(ceRows), dlogits = new Float32Array(ceRows * V);
-  const nParams = 4_000_000, p = rand(nParams, 8), pg = rand(nParams, 9), m = new Float32Array(nParams), v = new Float32Array(nParams);
-  const cos = rand(T * D / 2, 10), sin = rand(T * D / 2, 11), pos = Int32Array.from({ length: T }, (_, t) => t), q = rand(T * heads * D, 12);
+  const T = 512,
+    C = 576,
+    H = 1536,
+    V = 49152,
+    heads = 9,
+    kvHeads = 3,
+    D = 64;
+  const x = rand(T * C, 1),
+    w = rand(C, 2),
+    y = new Float32Array(T * C),
+    rstd = new Float32Array(T),
+    dy = rand(T * C, 3);
+  const dx = new Float32Array(T * C),
+    dw = new Float32Array(C);
+  const g = rand(T * H, 4, 4),
+    u = rand(T * H, 5),
+    dout = rand(T * H, 19),
+    o = new Float32Array(T * H),
+    dg = new Float32Array(T * H),
+    du = new Float32Array(T * H);
+  const scores = rand(heads * 128 * T, 6, 4),
+    probs = new Float32Array(scores.length),
+    dscores = new Float32Array(scores.length); // (9·128 rows, 512)
+  const ceRows = 64,
+    logits = rand(ceRows * V, 7, 6),
+    targets = Int32Array.from({ length: ceRows }, (_, r) => (r * 7919) % V);
+  const lse = new Float32Array(ceRows),
+    dlogits = new Float32Array(ceRows * V);
+  const nParams = 4_000_000,
+    p = rand(nParams, 8),
+    pg = rand(nParams, 9),
+    m = new Float32Array(nParams),
+    v = new Float32Array(nParams);
+  const cos = rand((T * D) / 2, 10),
+    sin = rand((T * D) / 2, 11),
+    pos = Int32Array.from({ length: T }, (_, t) => t),
+    q = rand(T * heads * D, 12);
   const qo = new Float32Array(q.length);
-  const Tk = 512, kc = rand(8 * Tk * kvHeads * D, 13), vc = rand(8 * Tk * kvHeads * D, 14), qd = rand(8 * heads * D, 15), od = new Float32Array(8 * heads * D);
-  const w4 = quantizeInt4Rtn(rand(H * C, 16), H, C, 128), xv = rand(C, 17), yv = new Float32Array(V);
-  const wf = rand(H * C, 18), wb = new Uint16Array(H * C);
+  const Tk = 512,
+    kc = rand(8 * Tk * kvHeads * D, 13),
+    vc = rand(8 * Tk * kvHeads * D, 14),
+    qd = rand(8 * heads * D, 15),
+    od = new Float32Array(8 * heads * D);
+  const w4 = quantizeInt4Rtn(rand(H * C, 16), H, C, 128),
+    xv = rand(C, 17),
+    yv = new Float32Array(V);
+  const wf = rand(H * C, 18),
+    wb = new Uint16Array(H * C);
   f32ToBf16(wf, wb);
   return [
     ['rmsnorm 512×576', () => k.rmsnorm(x, w, y, rstd, T, C, 1e-5)],
@@ -67,7 +106,9 @@ export async function main(args: string[]): Promise<unknown> {
   const o = parseOptions(args, { rounds: 5, iters: 20, warmup: 3, threads: [1, 2] });
   const { backend, coreType } = backendSummary();
   const before = machine();
-  log(`kernel thread scaling: backend ${backend}, ${coreType}; threads ${o.threads.join(', ')}; ${o.rounds} rounds × ${o.iters} calls; load ${before.load1} on ${before.cpus} CPUs`);
+  log(
+    `kernel thread scaling: backend ${backend}, ${coreType}; threads ${o.threads.join(', ')}; ${o.rounds} rounds × ${o.iters} calls; load ${before.load1} on ${before.cpus} CPUs`,
+  );
   const results: Record<string, unknown> = {};
   const speedups: number[] = [];
   for (const [name, call] of cases()) {
@@ -81,17 +122,30 @@ export async function main(args: string[]): Promise<unknown> {
         samples.get(t)!.push(((performance.now() - t0) * 1000) / o.iters);
       }
     }
-    const per = Object.fromEntries([...samples].map(([t, s]) => [t, { us: round(median(s), 1), min_us: round(Math.min(...s), 1), max_us: round(Math.max(...s), 1) }]));
-    const first = median(samples.get(o.threads[0])!), last = median(samples.get(o.threads[o.threads.length - 1])!);
+    const per = Object.fromEntries(
+      [...samples].map(([t, s]) => [t, { us: round(median(s), 1), min_us: round(Math.min(...s), 1), max_us: round(Math.max(...s), 1) }]),
+    );
+    const first = median(samples.get(o.threads[0])!),
+      last = median(samples.get(o.threads[o.threads.length - 1])!);
     speedups.push(first / last);
     results[name] = { ...per, speedup: round(first / last, 2) };
-    log(`  ${name}: ` + o.threads.map((t) => `${t}T ${per[t].us} µs (${per[t].min_us}–${per[t].max_us})`).join(', ') + ` → ×${round(first / last, 2)}`);
+    log(
+      `  ${name}: ` +
+        o.threads.map((t) => `${t}T ${per[t].us} µs (${per[t].min_us}–${per[t].max_us})`).join(', ') +
+        ` → ×${round(first / last, 2)}`,
+    );
   }
   setThreads(o.threads[0]);
   return {
-    bench: 'kernel-threads', threads: o.threads, kernels: results, ratio: round(median(speedups), 2),
+    bench: 'kernel-threads',
+    threads: o.threads,
+    kernels: results,
+    ratio: round(median(speedups), 2),
     ratio_meaning: `median over kernels of (µs at ${o.threads[0]} thread) / (µs at ${o.threads[o.threads.length - 1]})`,
-    backend, coreType, machine: before, machine_after: machine(),
+    backend,
+    coreType,
+    machine: before,
+    machine_after: machine(),
   };
 }
 

@@ -40,7 +40,8 @@ export function installKernelTimers(): void {
   if (core) process.env.OPENBLAS_CORETYPE = core;
   const addon = createRequire(import.meta.url)(nativeAddonPath()) as Record<string, unknown>;
   for (const [name, fn] of Object.entries(addon)) {
-    if (typeof fn !== 'function' || ['coreName', 'config', 'getThreads', 'setThreads', 'compressedIsa', 'compressedThreads'].includes(name)) continue;
+    if (typeof fn !== 'function' || ['coreName', 'config', 'getThreads', 'setThreads', 'compressedIsa', 'compressedThreads'].includes(name))
+      continue;
     addon[name] = (...a: unknown[]) => {
       const t0 = nowMs();
       const r = (fn as (...x: unknown[]) => unknown)(...a);
@@ -60,12 +61,20 @@ export function resetKernelTimers(): void {
 
 /** Kernel time per unit (e.g. per decoded token), largest first. */
 export function kernelTimes(units: number): { name: string; ms: number; calls: number }[] {
-  return [...times].sort((a, b) => b[1].ms - a[1].ms)
+  return [...times]
+    .sort((a, b) => b[1].ms - a[1].ms)
     .map(([name, e]) => ({ name, ms: round(e.ms / units, 3), calls: round(e.calls / units, 2) }));
 }
 
-interface ProfileNode { id: number; callFrame: { functionName: string; url: string } }
-interface Profile { nodes: ProfileNode[]; samples: number[]; timeDeltas: number[] }
+interface ProfileNode {
+  id: number;
+  callFrame: { functionName: string; url: string };
+}
+interface Profile {
+  nodes: ProfileNode[];
+  samples: number[];
+  timeDeltas: number[];
+}
 
 /**
  * JS self milliseconds per function while `run` executes, largest first. V8 lumps all addon calls under one
@@ -85,7 +94,8 @@ export async function jsSelfTimes(run: () => unknown, intervalUs = 100): Promise
   profile.samples.forEach((id, i) => {
     const { functionName, url } = byId.get(id)!.callFrame;
     const file = url.replace(/^.*\/(src|bench|node_modules)\//, '$1/');
-    const key = !url && !functionName.startsWith('(') ? 'native addon (all kernels)' : `${functionName || '(anonymous)'}${file ? ` ${file}` : ''}`;
+    const key =
+      !url && !functionName.startsWith('(') ? 'native addon (all kernels)' : `${functionName || '(anonymous)'}${file ? ` ${file}` : ''}`;
     ms.set(key, (ms.get(key) ?? 0) + profile.timeDeltas[i] / 1e3);
   });
   return [...ms].sort((a, b) => b[1] - a[1]);

@@ -38,26 +38,45 @@ const SEED = 1234;
 const PROMPT_TOKENS = 128;
 type Format = 'f32' | 'int4';
 
-interface Options { rounds: number; iters: number; warmup: number; threads: number; newTokens: number; formats: Format[] }
+interface Options {
+  rounds: number;
+  iters: number;
+  warmup: number;
+  threads: number;
+  newTokens: number;
+  formats: Format[];
+}
 
 function parseArgs(args: string[]): Options {
-  const take = (name: string) => { const r = takeOption(args, name); args = r.rest; return r.value; };
+  const take = (name: string) => {
+    const r = takeOption(args, name);
+    args = r.rest;
+    return r.value;
+  };
   const o = {
-    rounds: positiveInt('--rounds', take('--rounds'), 3), iters: positiveInt('--iters', take('--iters'), 1),
-    warmup: Number(take('--warmup') ?? 1), threads: positiveInt('--threads', take('--threads'), 1),
+    rounds: positiveInt('--rounds', take('--rounds'), 3),
+    iters: positiveInt('--iters', take('--iters'), 1),
+    warmup: Number(take('--warmup') ?? 1),
+    threads: positiveInt('--threads', take('--threads'), 1),
     newTokens: positiveInt('--new-tokens', take('--new-tokens'), 32),
     formats: (take('--formats') ?? 'f32').split(',') as Format[],
   };
   if (!Number.isInteger(o.warmup) || o.warmup < 0) throw new Error(`--warmup needs an integer ≥ 0, got ${o.warmup}`);
   for (const f of o.formats) if (f !== 'f32' && f !== 'int4') throw new Error(`--formats: unknown format '${f}' (f32, int4)`);
-  if (args.length) throw new Error(`unknown option '${args[0]}' (valid: --rounds N --iters N --warmup N --threads N --new-tokens N --formats f32,int4)`);
+  if (args.length)
+    throw new Error(`unknown option '${args[0]}' (valid: --rounds N --iters N --warmup N --threads N --new-tokens N --formats f32,int4)`);
   return o;
 }
 
 /** lonas: decode tokens/s of one greedy generation after the prompt, and its tokens. */
 function lonasDecode(model: LlamaModel, prompt: number[], n: number): { tokS: number; tokens: number[] } {
   const stamps: number[] = [];
-  const tokens = generate(model, [prompt], { maxNewTokens: n + 1, strategy: { kind: 'greedy' }, eosIds: [], onStep: () => stamps.push(nowMs()) })[0];
+  const tokens = generate(model, [prompt], {
+    maxNewTokens: n + 1,
+    strategy: { kind: 'greedy' },
+    eosIds: [],
+    onStep: () => stamps.push(nowMs()),
+  })[0];
   return { tokS: (n * 1000) / (stamps[n] - stamps[0]), tokens };
 }
 
@@ -68,18 +87,26 @@ async function ortDecode(dec: OrtDecoder, prompt: number[], n: number): Promise<
   return { tokS: (n * 1000) / (stamps[n] - stamps[0]), tokens };
 }
 
-const stats = (xs: number[]) => ({ median: round(median(xs), 2), min: round(Math.min(...xs), 2), max: round(Math.max(...xs), 2), n: xs.length });
+const stats = (xs: number[]) => ({
+  median: round(median(xs), 2),
+  min: round(Math.min(...xs), 2),
+  max: round(Math.max(...xs), 2),
+  n: xs.length,
+});
 
 async function benchFormat(format: Format, f32Dir: string, root: string, prompt: number[], o: Options): Promise<Record<string, unknown>> {
   const dir = writeCompressed(f32Dir, format === 'int4' ? 'int4' : 'f32', join(root, format));
   let t0 = nowMs();
   const exported = exportOnnx({ model: dir, out: join(root, `${format}-onnx`), int4: format === 'int4' });
-  log(`onnx: ${format} exported in ${((nowMs() - t0) / 1000).toFixed(1)} s (${(exported.weightBytes / 2 ** 20).toFixed(0)} MiB of weights)`);
+  log(
+    `onnx: ${format} exported in ${((nowMs() - t0) / 1000).toFixed(1)} s (${(exported.weightBytes / 2 ** 20).toFixed(0)} MiB of weights)`,
+  );
   const model = loadForInference(dir);
   t0 = nowMs();
   const dec = await OrtDecoder.open(exported.modelFile, o.threads);
   log(`onnx: onnxruntime session created in ${((nowMs() - t0) / 1000).toFixed(1)} s`);
-  const ours: number[] = [], ort: number[] = [];
+  const ours: number[] = [],
+    ort: number[] = [];
   for (let r = 0; r < o.rounds; r++) {
     const sides = r % 2 === 0 ? ['lonas', 'ort'] : ['ort', 'lonas'];
     for (const side of sides) {
@@ -91,9 +118,15 @@ async function benchFormat(format: Format, f32Dir: string, root: string, prompt:
     log(`onnx: ${format} round ${r + 1}/${o.rounds}: lonas ${round(median(ours), 1)} tok/s, onnxruntime ${round(median(ort), 1)} tok/s`);
   }
   // both engines decode the same model: the greedy tokens agree (random weights: near-ties may flip late tokens)
-  const a = lonasDecode(model, prompt, o.newTokens).tokens, b = (await ortDecode(dec, prompt, o.newTokens)).tokens;
+  const a = lonasDecode(model, prompt, o.newTokens).tokens,
+    b = (await ortDecode(dec, prompt, o.newTokens)).tokens;
   const agree = a.findIndex((t, i) => t !== b[i]);
-  return { lonas_tok_s: stats(ours), onnxruntime_tok_s: stats(ort), ratio: round(median(ort) / median(ours), 3), greedy_tokens_agree: agree < 0 ? a.length : agree };
+  return {
+    lonas_tok_s: stats(ours),
+    onnxruntime_tok_s: stats(ort),
+    ratio: round(median(ort) / median(ours), 3),
+    greedy_tokens_agree: agree < 0 ? a.length : agree,
+  };
 }
 
 export async function main(args: string[]): Promise<unknown> {
@@ -113,9 +146,18 @@ export async function main(args: string[]): Promise<unknown> {
     for (const f of o.formats) results[f] = await benchFormat(f, f32Dir, root, prompt, o);
     const ratioOf = (f: Format) => (results[f] as { ratio: number } | undefined)?.ratio ?? null;
     return {
-      bench: 'onnx', shape: SMOL_SHAPE, prompt_tokens: PROMPT_TOKENS, new_tokens: o.newTokens, threads: o.threads,
-      rounds: o.rounds, iters: o.iters, backend, machine: busy, ...results,
-      ratio: ratioOf('f32') ?? ratioOf('int4'), ratio_int4: ratioOf('int4'),
+      bench: 'onnx',
+      shape: SMOL_SHAPE,
+      prompt_tokens: PROMPT_TOKENS,
+      new_tokens: o.newTokens,
+      threads: o.threads,
+      rounds: o.rounds,
+      iters: o.iters,
+      backend,
+      machine: busy,
+      ...results,
+      ratio: ratioOf('f32') ?? ratioOf('int4'),
+      ratio_int4: ratioOf('int4'),
     };
   } finally {
     rmSync(root, { recursive: true, force: true });

@@ -25,8 +25,10 @@ export async function main(args: string[]): Promise<unknown> {
     else if (args[i] === '--batch') o.batch = Number(args[i + 1]);
     else if (args[i] === '--config') o.config = args[i + 1] as keyof typeof CONFIGS;
     else if (args[i] === '--threads') o.threads = Number(args[i + 1]);
-    else if (args[i] === '--skip-batch1') { o.skipBatch1 = true; i--; }
-    else throw new Error(`unknown option ${args[i]} (--examples N --batch B --config generate32|generate256 --threads N --skip-batch1)`);
+    else if (args[i] === '--skip-batch1') {
+      o.skipBatch1 = true;
+      i--;
+    } else throw new Error(`unknown option ${args[i]} (--examples N --batch B --config generate32|generate256 --threads N --skip-batch1)`);
   }
   installKernelTimers();
   setKernelPhase('other');
@@ -44,7 +46,9 @@ export async function main(args: string[]): Promise<unknown> {
     const phase = `B${a[1]} ${a[2] > 1 ? 'prefill' : 'decode'}`;
     setKernelPhase(phase);
     const t0 = nowMs();
-    try { return orig.apply(this, a); } finally {
+    try {
+      return orig.apply(this, a);
+    } finally {
       phaseMs.set(phase, (phaseMs.get(phase) ?? 0) + nowMs() - t0);
       setKernelPhase('other');
     }
@@ -52,10 +56,12 @@ export async function main(args: string[]): Promise<unknown> {
   const backend = modelBackend(model, tok);
   const runOnce = (batchSize: number) => runEval(backend, [task], { mode: 'generate', batchSize, maxNewTokens: cfg.maxNewTokens });
   await runEval(backend, [{ ...task, examples: task.examples.slice(0, 2) }], { mode: 'generate', batchSize: 2, maxNewTokens: 4 });
-  resetKernelTimers(); phaseMs.clear();
+  resetKernelTimers();
+  phaseMs.clear();
   const result: Record<string, unknown> = { bench: 'generate-profile', ...o };
   for (const b of o.skipBatch1 ? [o.batch] : [1, o.batch]) {
-    resetKernelTimers(); phaseMs.clear();
+    resetKernelTimers();
+    phaseMs.clear();
     const t0 = nowMs();
     await runOnce(b);
     const total = nowMs() - t0;
@@ -63,8 +69,13 @@ export async function main(args: string[]): Promise<unknown> {
     const all = kernelTimes(1);
     const kernels = all.slice(0, 400).map((k) => ({ ...k, ms: round(k.ms, 1) }));
     const nativeByPhase: Record<string, number> = {};
-    for (const k of all) { const p = k.name.split(' ').slice(0, 2).join(' '); nativeByPhase[p] = round((nativeByPhase[p] ?? 0) + k.ms, 1); }
-    log(`batch ${b}: total ${total.toFixed(0)} ms (${(o.examples / total * 1000).toFixed(3)} ex/s); phases ${JSON.stringify(phases)}; native by phase ${JSON.stringify(nativeByPhase)}`);
+    for (const k of all) {
+      const p = k.name.split(' ').slice(0, 2).join(' ');
+      nativeByPhase[p] = round((nativeByPhase[p] ?? 0) + k.ms, 1);
+    }
+    log(
+      `batch ${b}: total ${total.toFixed(0)} ms (${((o.examples / total) * 1000).toFixed(3)} ex/s); phases ${JSON.stringify(phases)}; native by phase ${JSON.stringify(nativeByPhase)}`,
+    );
     for (const k of kernels.slice(0, 25)) log(`  ${k.ms.toFixed(1).padStart(9)} ms ${String(k.calls).padStart(6)}×  ${k.name}`);
     result[`batch${b}`] = { total_ms: round(total, 1), phases, native_by_phase: nativeByPhase, kernels };
   }
@@ -77,8 +88,11 @@ export async function main(args: string[]): Promise<unknown> {
 }
 
 if (process.argv[1]?.endsWith('profile-generate.ts')) {
-  main(process.argv.slice(2)).then((r) => process.stdout.write(`${JSON.stringify(r)}\n`), (e: unknown) => {
-    process.stderr.write(`${e instanceof Error ? e.stack : String(e)}\n`);
-    process.exitCode = 1;
-  });
+  main(process.argv.slice(2)).then(
+    (r) => process.stdout.write(`${JSON.stringify(r)}\n`),
+    (e: unknown) => {
+      process.stderr.write(`${e instanceof Error ? e.stack : String(e)}\n`);
+      process.exitCode = 1;
+    },
+  );
 }

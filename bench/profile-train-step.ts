@@ -27,15 +27,27 @@ export async function main(args: string[]): Promise<unknown> {
   const fwdMs = s.fwd.reduce((a, b) => a + b, 0) / n;
   const kernels = kernelTimes(n).map((k) => ({ name: k.name, ms_per_step: k.ms, calls_per_step: k.calls }));
   const nativeMs = kernels.reduce((a, k) => a + k.ms_per_step, 0);
-  log(`kernels at ${threads} thread(s): ${stepMs.toFixed(1)} ms/step (fwd ${fwdMs.toFixed(1)}, bwd ${(stepMs - fwdMs).toFixed(1)}), ` +
-    `native ${nativeMs.toFixed(1)} ms, JS ${(stepMs - nativeMs).toFixed(1)} ms`);
+  log(
+    `kernels at ${threads} thread(s): ${stepMs.toFixed(1)} ms/step (fwd ${fwdMs.toFixed(1)}, bwd ${(stepMs - fwdMs).toFixed(1)}), ` +
+      `native ${nativeMs.toFixed(1)} ms, JS ${(stepMs - nativeMs).toFixed(1)} ms`,
+  );
   for (const k of kernels) log(`  ${k.ms_per_step.toFixed(2).padStart(8)} ms  ${String(k.calls_per_step).padStart(4)}×  ${k.name}`);
 
-  const js = (await jsSelfTimes(() => measureOurs(model, ids, threads, 0, n))).slice(0, 15).map(([name, ms]) => ({ name, ms_per_step: round(ms / n, 2) }));
+  const js = (await jsSelfTimes(() => measureOurs(model, ids, threads, 0, n)))
+    .slice(0, 15)
+    .map(([name, ms]) => ({ name, ms_per_step: round(ms / n, 2) }));
   log('V8 profile, self time per step:');
   for (const t of js) log(`  ${t.ms_per_step.toFixed(2).padStart(8)} ms  ${t.name}`);
   return {
-    bench: 'train-step-profile', threads, ms_per_step: round(stepMs), fwd_ms: round(fwdMs), native_ms: round(nativeMs),
-    js_ms: round(stepMs - nativeMs), kernels, js_self: js, backend, coreType,
+    bench: 'train-step-profile',
+    threads,
+    ms_per_step: round(stepMs),
+    fwd_ms: round(fwdMs),
+    native_ms: round(nativeMs),
+    js_ms: round(stepMs - nativeMs),
+    kernels,
+    js_self: js,
+    backend,
+    coreType,
   };
 }

@@ -24,8 +24,10 @@ async function run(argv: string[]): Promise<number> {
   const [name, ...args] = argv;
   const valid = Object.keys(BENCHES).join(', ');
   if (!name || !(name in BENCHES)) {
-    process.stderr.write(`${name ? `unknown benchmark '${name}'` : 'no benchmark named'}; valid names: ${valid}\n` +
-      'usage: npm run bench -- NAME [--rounds N] [--iters N] [--warmup N] [--threads 1,2]\n');
+    process.stderr.write(
+      `${name ? `unknown benchmark '${name}'` : 'no benchmark named'}; valid names: ${valid}\n` +
+        'usage: npm run bench -- NAME [--rounds N] [--iters N] [--warmup N] [--threads 1,2]\n',
+    );
     return 2;
   }
   const result = await (await BENCHES[name]()).main(args);
@@ -34,9 +36,11 @@ async function run(argv: string[]): Promise<number> {
 }
 
 run(process.argv.slice(2)).then(
-  (code) => { process.exitCode = code; },
+  (code) => {
+    process.exitCode = code;
+  },
   (err: unknown) => {
-    process.stderr.write(`bench failed: ${err instanceof Error ? err.stack ?? err.message : String(err)}\n`);
+    process.stderr.write(`bench failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
     process.exitCode = 1;
   },
 );

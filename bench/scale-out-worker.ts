@@ -22,7 +22,10 @@ import { buildSmolModel } from './generation.ts';
 
 const SEED = 1234;
 const [outDir, stepsArg, warmupArg, batchArg, seqArg] = process.argv.slice(2);
-const steps = Number(stepsArg), warmup = Number(warmupArg), B = Number(batchArg), T = Number(seqArg);
+const steps = Number(stepsArg),
+  warmup = Number(warmupArg),
+  B = Number(batchArg),
+  T = Number(seqArg);
 const w = world();
 const model = buildSmolModel(SEED, T);
 const lora = { rank: 32, alpha: 64, dropout: 0.1, targets: [...PROJECTIONS] };
@@ -33,14 +36,46 @@ const space = resolveSearchSpace(PRESETS.none, model.config, lora.rank, lora.tar
 const rng = new Rng(SEED);
 const batches: Batch[] = Array.from({ length: warmup + steps }, (_, i) => {
   const ids = Int32Array.from({ length: B * T }, () => rng.int(model.config.vocabSize));
-  return { inputIds: ids, labels: ids.slice(), B, T, lengths: new Array(B).fill(T), realTokens: B * T, lossTokens: B * (T - 1), indices: Array.from({ length: B }, (_, b) => i * B + b) };
+  return {
+    inputIds: ids,
+    labels: ids.slice(),
+    B,
+    T,
+    lengths: new Array(B).fill(T),
+    realTokens: B * T,
+    lossTokens: B * (T - 1),
+    indices: Array.from({ length: B }, (_, b) => i * B + b),
+  };
 });
 
 const stepEnds: number[] = [];
-const result = train(model, loras, space, () => batches, [], {
-  outDir, steps: warmup + steps, epochs: 1, gradAccum: 1, lr: 1e-4, warmup: 0, weightDecay: 0.01, maxGradNorm: 1, seed: SEED,
-  checkpointEvery: 1e9, evalEvery: 0, sandwich: false, resume: false, settingsKey: 'bench',
-}, (e) => { if (e.type === 'step') stepEnds.push(performance.now()); }, w);
+const result = train(
+  model,
+  loras,
+  space,
+  () => batches,
+  [],
+  {
+    outDir,
+    steps: warmup + steps,
+    epochs: 1,
+    gradAccum: 1,
+    lr: 1e-4,
+    warmup: 0,
+    weightDecay: 0.01,
+    maxGradNorm: 1,
+    seed: SEED,
+    checkpointEvery: 1e9,
+    evalEvery: 0,
+    sandwich: false,
+    resume: false,
+    settingsKey: 'bench',
+  },
+  (e) => {
+    if (e.type === 'step') stepEnds.push(performance.now());
+  },
+  w,
+);
 const syncedMs: number[] = [];
 if (result.allReduce) {
   const buf = new Float32Array(result.allReduce.bytes / 4);
@@ -55,8 +90,13 @@ if (w.rank === 0) {
   rmSync(outDir, { recursive: true, force: true });
   const stepMs = stepEnds.slice(warmup).map((t, i) => t - stepEnds[warmup - 1 + i]);
   const a = result.allReduce;
-  process.stdout.write(`${JSON.stringify({
-    ranks: w.size, threads: backendInfo().threads, tokensPerStep: B * T, stepMs,
-    allReduce: a && a.calls > 1 ? { bytes: a.bytes, msPerStep: (a.ms - a.firstMs) / (a.calls - 1), firstMs: a.firstMs, syncedMs } : null,
-  })}\n`);
+  process.stdout.write(
+    `${JSON.stringify({
+      ranks: w.size,
+      threads: backendInfo().threads,
+      tokensPerStep: B * T,
+      stepMs,
+      allReduce: a && a.calls > 1 ? { bytes: a.bytes, msPerStep: (a.ms - a.firstMs) / (a.calls - 1), firstMs: a.firstMs, syncedMs } : null,
+    })}\n`,
+  );
 }

@@ -24,17 +24,37 @@ const WORKER = fileURLToPath(new URL('./scale-out-worker.ts', import.meta.url));
 const SIDES = ['2x1', '1x1', '1x2'] as const;
 type Side = (typeof SIDES)[number];
 /** shared memory between the ranks (vader), TCP on loopback only; root in containers; no core binding (the 1-process sides are not bound either) */
-const MPIRUN = ['--oversubscribe', '--bind-to', 'none', '--mca', 'btl', 'self,vader,tcp', '--mca', 'btl_tcp_if_include', 'lo', '--mca', 'oob_tcp_if_include', 'lo',
-  ...(process.getuid?.() === 0 ? ['--allow-run-as-root'] : [])];
+const MPIRUN = [
+  '--oversubscribe',
+  '--bind-to',
+  'none',
+  '--mca',
+  'btl',
+  'self,vader,tcp',
+  '--mca',
+  'btl_tcp_if_include',
+  'lo',
+  '--mca',
+  'oob_tcp_if_include',
+  'lo',
+  ...(process.getuid?.() === 0 ? ['--allow-run-as-root'] : []),
+];
 
-interface WorkerResult { ranks: number; threads: number; tokensPerStep: number; stepMs: number[]; allReduce: { bytes: number; msPerStep: number; firstMs: number; syncedMs: number[] } | null }
+interface WorkerResult {
+  ranks: number;
+  threads: number;
+  tokensPerStep: number;
+  stepMs: number[];
+  allReduce: { bytes: number; msPerStep: number; firstMs: number; syncedMs: number[] } | null;
+}
 
 function runSide(side: Side, steps: number, batch: number, seq: number): WorkerResult {
   const args = ['--import', 'tsx', WORKER, mkdtempSync(join(tmpdir(), 'lonas-scale-out-')), String(steps), '1', String(batch), String(seq)];
   const env = { ...process.env, LONAS_THREADS: side === '1x2' ? '2' : '1' };
-  const r = side === '2x1'
-    ? spawnSync('mpirun', [...MPIRUN, '-np', '2', process.execPath, ...args], { encoding: 'utf8', env })
-    : spawnSync(process.execPath, args, { encoding: 'utf8', env });
+  const r =
+    side === '2x1'
+      ? spawnSync('mpirun', [...MPIRUN, '-np', '2', process.execPath, ...args], { encoding: 'utf8', env })
+      : spawnSync(process.execPath, args, { encoding: 'utf8', env });
   if (r.status !== 0) throw new Error(`scale-out ${side} failed (${r.error?.message ?? `exit ${r.status}`}): ${r.stderr.slice(-2000)}`);
   return JSON.parse(r.stdout.trim().split('\n').pop()!) as WorkerResult;
 }
@@ -48,27 +68,45 @@ export async function main(argv: string[]): Promise<unknown> {
     if (!Number.isInteger(n) || n < 1) throw new Error(`${name} needs a positive integer, got '${o.value}'`);
     return n;
   };
-  const rounds = int('--rounds', 3), steps = int('--steps', 3), batch = int('--batch', 4), seq = int('--seq', 32);
+  const rounds = int('--rounds', 3),
+    steps = int('--steps', 3),
+    batch = int('--batch', 4),
+    seq = int('--seq', 32);
   if (rest.length) throw new Error(`unknown option '${rest[0]}' (valid: --rounds N --steps N --batch N --seq N)`);
   if (batch % 2) throw new Error(`--batch ${batch}: the 2-rank side splits the batch, use an even size`);
-  if (spawnSync('mpirun', ['--version']).status !== 0) throw new Error('mpirun not found: install OpenMPI (apt-get install openmpi-bin libopenmpi-dev) and run ./scripts/setup.sh --no-run');
+  if (spawnSync('mpirun', ['--version']).status !== 0)
+    throw new Error('mpirun not found: install OpenMPI (apt-get install openmpi-bin libopenmpi-dev) and run ./scripts/setup.sh --no-run');
   const before = machine();
   const tps: Record<Side, number[]> = { '2x1': [], '1x1': [], '1x2': [] };
-  const reduceMs: number[] = [], syncedMs: number[] = [];
+  const reduceMs: number[] = [],
+    syncedMs: number[] = [];
   let bytes = 0;
   for (let r = 0; r < rounds; r++) {
     const order = SIDES.map((_, i) => SIDES[(i + r) % SIDES.length]);
     for (const side of order) {
       const w = runSide(side, steps, batch, seq);
       tps[side].push((w.tokensPerStep / median(w.stepMs)) * 1000);
-      if (w.allReduce) { reduceMs.push(w.allReduce.msPerStep); syncedMs.push(median(w.allReduce.syncedMs)); bytes = w.allReduce.bytes; }
-      log(`round ${r + 1}/${rounds} ${side}: ${tps[side].at(-1)!.toFixed(1)} tokens/s (steps ${w.stepMs.map((m) => m.toFixed(0)).join(', ')} ms)` +
-        (w.allReduce ? `; all-reduce ${w.allReduce.msPerStep.toFixed(1)} ms/step of ${(w.allReduce.bytes / 1e6).toFixed(1)} MB (first ${w.allReduce.firstMs.toFixed(0)} ms; ${median(w.allReduce.syncedMs).toFixed(1)} ms with the ranks lined up)` : ''));
+      if (w.allReduce) {
+        reduceMs.push(w.allReduce.msPerStep);
+        syncedMs.push(median(w.allReduce.syncedMs));
+        bytes = w.allReduce.bytes;
+      }
+      log(
+        `round ${r + 1}/${rounds} ${side}: ${tps[side].at(-1)!.toFixed(1)} tokens/s (steps ${w.stepMs.map((m) => m.toFixed(0)).join(', ')} ms)` +
+          (w.allReduce
+            ? `; all-reduce ${w.allReduce.msPerStep.toFixed(1)} ms/step of ${(w.allReduce.bytes / 1e6).toFixed(1)} MB (first ${w.allReduce.firstMs.toFixed(0)} ms; ${median(w.allReduce.syncedMs).toFixed(1)} ms with the ranks lined up)`
+            : ''),
+      );
     }
   }
   const summary = (xs: number[]) => ({ median: round(median(xs), 2), min: round(Math.min(...xs), 2), max: round(Math.max(...xs), 2) });
   return {
-    bench: 'scale-out', model: '135M-shape random Llama, LoRA r 32 (7 projections), dropout 0.1', batch, seq, steps, rounds,
+    bench: 'scale-out',
+    model: '135M-shape random Llama, LoRA r 32 (7 projections), dropout 0.1',
+    batch,
+    seq,
+    steps,
+    rounds,
     tokens_per_s: { ranks2_threads1: summary(tps['2x1']), ranks1_threads1: summary(tps['1x1']), ranks1_threads2: summary(tps['1x2']) },
     allreduce: { bytes_per_step: bytes, ms_per_step: summary(reduceMs), ms_ranks_lined_up: summary(syncedMs) },
     machine: { before, after: machine() },

@@ -6,7 +6,11 @@ import { Rng } from '../src/tensor/index.ts';
 import { kernels, setThreads } from '../src/kernels/index.ts';
 import { backendSummary, log, machineBusy, median, min, nowMs, parseOptions, round, runTorch } from './common.ts';
 
-const SHAPES: [number, number, number][] = [[256, 768, 768], [512, 2048, 768], [1024, 1024, 1024]];
+const SHAPES: [number, number, number][] = [
+  [256, 768, 768],
+  [512, 2048, 768],
+  [1024, 1024, 1024],
+];
 const MIN_SAMPLE_MS = 50;
 
 function randomArray(rng: Rng, n: number): Float32Array {
@@ -18,7 +22,9 @@ function randomArray(rng: Rng, n: number): Float32Array {
 /** GFLOP/s samples of one shape; each sample repeats the product for at least MIN_SAMPLE_MS. */
 function measureOurs([m, n, k]: [number, number, number], samples: number): number[] {
   const rng = new Rng(m * 7 + n * 3 + k);
-  const a = randomArray(rng, m * k), b = randomArray(rng, k * n), c = new Float32Array(m * n);
+  const a = randomArray(rng, m * k),
+    b = randomArray(rng, k * n),
+    c = new Float32Array(m * n);
   const gemm = () => kernels().gemm(false, false, m, n, k, 1, a, 0, k, b, 0, n, 0, c, 0, n);
   for (let i = 0; i < 3; i++) gemm();
   let t0 = nowMs();
@@ -35,7 +41,12 @@ function measureOurs([m, n, k]: [number, number, number], samples: number): numb
 
 function measureTorch(threads: number, samples: number): number[][] {
   const r = runTorch<{ shapes: { gflops: number[] }[] }>('sgemm.py', threads, [
-    '--shapes', JSON.stringify(SHAPES), '--samples', String(samples), '--min-ms', String(MIN_SAMPLE_MS),
+    '--shapes',
+    JSON.stringify(SHAPES),
+    '--samples',
+    String(samples),
+    '--min-ms',
+    String(MIN_SAMPLE_MS),
   ]);
   return r.shapes.map((s) => s.gflops);
 }
@@ -48,7 +59,9 @@ export async function main(args: string[]): Promise<unknown> {
   const opts = parseOptions(args, { rounds: 3, iters: 3, warmup: 3, threads: [1, 2] });
   const { backend, coreType } = backendSummary();
   const loadBefore = await machineBusy();
-  log(`sgemm: shapes (M,N,K) ${JSON.stringify(SHAPES)}; backend ${backend}, OPENBLAS_CORETYPE=${coreType}; ${opts.rounds} rounds × ${opts.iters} samples of ≥${MIN_SAMPLE_MS} ms`);
+  log(
+    `sgemm: shapes (M,N,K) ${JSON.stringify(SHAPES)}; backend ${backend}, OPENBLAS_CORETYPE=${coreType}; ${opts.rounds} rounds × ${opts.iters} samples of ≥${MIN_SAMPLE_MS} ms`,
+  );
 
   const threads: Record<string, { shapes: Record<string, Record<string, number>>; geomean_ratio: number }> = {};
   for (const t of opts.threads) {
@@ -60,16 +73,31 @@ export async function main(args: string[]): Promise<unknown> {
         SHAPES.forEach((shape, i) => ours[i].push(...measureOurs(shape, opts.iters)));
       };
       const runTorchSide = () => measureTorch(t, opts.iters).forEach((g, i) => torch[i].push(...g));
-      if (r % 2 === 0) { runOurs(); runTorchSide(); } else { runTorchSide(); runOurs(); }
-      log(`  threads ${t} round ${r + 1}/${opts.rounds}: ` + SHAPES.map((s, i) => `${s.join('x')} ours ${median(ours[i]).toFixed(1)} / torch ${median(torch[i]).toFixed(1)} GFLOP/s`).join('; '));
+      if (r % 2 === 0) {
+        runOurs();
+        runTorchSide();
+      } else {
+        runTorchSide();
+        runOurs();
+      }
+      log(
+        `  threads ${t} round ${r + 1}/${opts.rounds}: ` +
+          SHAPES.map((s, i) => `${s.join('x')} ours ${median(ours[i]).toFixed(1)} / torch ${median(torch[i]).toFixed(1)} GFLOP/s`).join(
+            '; ',
+          ),
+      );
     }
     const shapes: Record<string, Record<string, number>> = {};
     const ratios = SHAPES.map((s, i) => {
       const ratio = median(ours[i]) / median(torch[i]);
       shapes[s.join('x')] = {
-        ours_gflops: round(median(ours[i]), 2), torch_gflops: round(median(torch[i]), 2), ratio: round(ratio),
-        ours_max_gflops: round(Math.max(...ours[i]), 2), torch_max_gflops: round(Math.max(...torch[i]), 2),
-        ours_min_gflops: round(min(ours[i]), 2), torch_min_gflops: round(min(torch[i]), 2),
+        ours_gflops: round(median(ours[i]), 2),
+        torch_gflops: round(median(torch[i]), 2),
+        ratio: round(ratio),
+        ours_max_gflops: round(Math.max(...ours[i]), 2),
+        torch_max_gflops: round(Math.max(...torch[i]), 2),
+        ours_min_gflops: round(min(ours[i]), 2),
+        torch_min_gflops: round(min(torch[i]), 2),
       };
       return ratio;
     });
@@ -77,9 +105,13 @@ export async function main(args: string[]): Promise<unknown> {
   }
   const first = opts.threads[0];
   return {
-    bench: 'sgemm', shape_order: 'MxNxK', threads,
+    bench: 'sgemm',
+    shape_order: 'MxNxK',
+    threads,
     ratio: threads[first].geomean_ratio,
     ratio_meaning: `geometric mean over shapes of ours/torch GFLOP/s at ${first} thread(s); > 1 means lonas is faster`,
-    backend, coreType, machine: loadBefore,
+    backend,
+    coreType,
+    machine: loadBefore,
   };
 }

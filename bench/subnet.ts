@@ -44,13 +44,24 @@ const LORA = { rank: 32, alpha: 64, dropout: 0 };
 const CONFIGS: readonly NamedSubnet[] = ['maximal', 'heuristic', 'minimal'];
 const GOAL = 0.9;
 
-interface Options { rounds: number; warmup: number; threads: number; promptLen: number; genLen: number; profile: boolean }
+interface Options {
+  rounds: number;
+  warmup: number;
+  threads: number;
+  promptLen: number;
+  genLen: number;
+  profile: boolean;
+}
 
 function parseArgs(args: string[]): Options {
   const o: Options = { rounds: 5, warmup: 1, threads: 1, promptLen: 128, genLen: 32, profile: false };
   for (let i = 0; i < args.length; i++) {
-    const key = args[i], value = args[i + 1];
-    if (key === '--profile') { o.profile = true; continue; }
+    const key = args[i],
+      value = args[i + 1];
+    if (key === '--profile') {
+      o.profile = true;
+      continue;
+    }
     const n = Number(value);
     const min = key === '--warmup' ? 0 : 1;
     if (!Number.isInteger(n) || n < min) throw new Error(`${key} needs an integer ≥ ${min}, got '${value}'`);
@@ -87,7 +98,15 @@ function extractAll(o: Options) {
     const extracted = supernet.extract(config);
     const widths = [...new Set(extracted.config.layers.map((l) => l.intermediateSize))];
     out[name] = { model: extracted, config, sizes: `MLP width ${widths.join('/')}` };
-    log(`  ${name}: ${out[name].sizes}, ranks ${[...new Set(Object.entries(config).filter(([k]) => k.includes('rank')).map(([, v]) => v))].join('/')} (merged)`);
+    log(
+      `  ${name}: ${out[name].sizes}, ranks ${[
+        ...new Set(
+          Object.entries(config)
+            .filter(([k]) => k.includes('rank'))
+            .map(([, v]) => v),
+        ),
+      ].join('/')} (merged)`,
+    );
   }
   return out;
 }
@@ -96,12 +115,16 @@ export async function main(args: string[]): Promise<unknown> {
   const o = parseArgs(args);
   if (o.profile) installKernelTimers();
   const { backend, coreType } = backendSummary();
-  log(`subnet: building the 135M-shape super-network (LoRA r ${LORA.rank} on all projections, lonas space) and extracting ${CONFIGS.join(', ')}…`);
+  log(
+    `subnet: building the 135M-shape super-network (LoRA r ${LORA.rank} on all projections, lonas space) and extracting ${CONFIGS.join(', ')}…`,
+  );
   const models = extractAll(o);
   setThreads(o.threads);
   const loadBefore = await machineBusy();
-  log(`subnet: prefill ${o.promptLen} tokens, decode ${o.genLen}; ${o.rounds} rounds (+${o.warmup} warm-up), ${o.threads} thread(s); ` +
-    `load ${loadBefore.load1}, busy ${loadBefore.busy_pct_before}%`);
+  log(
+    `subnet: prefill ${o.promptLen} tokens, decode ${o.genLen}; ${o.rounds} rounds (+${o.warmup} warm-up), ${o.threads} thread(s); ` +
+      `load ${loadBefore.load1}, busy ${loadBefore.busy_pct_before}%`,
+  );
   const prefill = { maximal: [], heuristic: [], minimal: [] } as Record<NamedSubnet, number[]>;
   const decode = { maximal: [], heuristic: [], minimal: [] } as Record<NamedSubnet, number[]>;
   const lat = (m: LlamaModel) => measureLatency(m, { promptLen: o.promptLen, genLen: o.genLen, repeats: 1, warmup: 0 });
@@ -112,13 +135,19 @@ export async function main(args: string[]): Promise<unknown> {
       prefill[name].push(l.prefillMs.median);
       decode[name].push(l.decodeMsPerToken.median);
     }
-    log(`  round ${r + 1}/${o.rounds}: ` + CONFIGS.map((n) => `${n} prefill ${median(prefill[n]).toFixed(1)} ms, decode ${median(decode[n]).toFixed(2)} ms/tok`).join('; '));
+    log(
+      `  round ${r + 1}/${o.rounds}: ` +
+        CONFIGS.map((n) => `${n} prefill ${median(prefill[n]).toFixed(1)} ms, decode ${median(decode[n]).toFixed(2)} ms/tok`).join('; '),
+    );
   }
 
   const base = models.maximal.model;
   const ctx = o.promptLen + (o.genLen + 1) / 2; // mean keys seen by the decode steps
   const cost = (m: LlamaModel) => ({
-    params: countParams(m).total, macs: countMacs(m, o.promptLen), macs_executed: executedPrefillMacs(m, o.promptLen), decode_macs: decodeMacs(m, ctx),
+    params: countParams(m).total,
+    macs: countMacs(m, o.promptLen),
+    macs_executed: executedPrefillMacs(m, o.promptLen),
+    decode_macs: decodeMacs(m, ctx),
   });
   const baseCost = cost(base);
   const figures: Record<string, unknown> = {};
@@ -126,16 +155,29 @@ export async function main(args: string[]): Promise<unknown> {
     const c = cost(models[name].model);
     const prefillSpeedup = median(prefill.maximal) / median(prefill[name]);
     const decodeSpeedup = median(decode.maximal) / median(decode[name]);
-    const macRatio = baseCost.macs / c.macs, macExec = baseCost.macs_executed / c.macs_executed;
-    const decMac = baseCost.decode_macs / c.decode_macs, paramRatio = baseCost.params / c.params;
+    const macRatio = baseCost.macs / c.macs,
+      macExec = baseCost.macs_executed / c.macs_executed;
+    const decMac = baseCost.decode_macs / c.decode_macs,
+      paramRatio = baseCost.params / c.params;
     figures[name === 'maximal' ? 'base' : name] = {
-      config: name, sizes: models[name].sizes, params: c.params, macs: c.macs,
-      prefill_ms: round(median(prefill[name]), 2), prefill_min_ms: round(Math.min(...prefill[name]), 2),
-      decode_ms_per_token: round(median(decode[name]), 3), decode_min_ms_per_token: round(Math.min(...decode[name]), 3),
-      mac_ratio: round(macRatio), mac_ratio_executed: round(macExec), decode_mac_ratio: round(decMac), param_ratio: round(paramRatio),
-      prefill_speedup: round(prefillSpeedup), decode_speedup: round(decodeSpeedup),
-      prefill_efficiency: round(prefillSpeedup / macExec), prefill_efficiency_costmodel: round(prefillSpeedup / macRatio),
-      decode_efficiency: round(decodeSpeedup / decMac), decode_efficiency_params: round(decodeSpeedup / paramRatio),
+      config: name,
+      sizes: models[name].sizes,
+      params: c.params,
+      macs: c.macs,
+      prefill_ms: round(median(prefill[name]), 2),
+      prefill_min_ms: round(Math.min(...prefill[name]), 2),
+      decode_ms_per_token: round(median(decode[name]), 3),
+      decode_min_ms_per_token: round(Math.min(...decode[name]), 3),
+      mac_ratio: round(macRatio),
+      mac_ratio_executed: round(macExec),
+      decode_mac_ratio: round(decMac),
+      param_ratio: round(paramRatio),
+      prefill_speedup: round(prefillSpeedup),
+      decode_speedup: round(decodeSpeedup),
+      prefill_efficiency: round(prefillSpeedup / macExec),
+      prefill_efficiency_costmodel: round(prefillSpeedup / macRatio),
+      decode_efficiency: round(decodeSpeedup / decMac),
+      decode_efficiency_params: round(decodeSpeedup / paramRatio),
     };
   }
   if (o.profile) figures.profile = profile(models, o);
@@ -143,12 +185,22 @@ export async function main(args: string[]): Promise<unknown> {
   const m = figures.minimal as { prefill_efficiency: number; decode_efficiency: number };
   const ratio = Math.min(h.prefill_efficiency, h.decode_efficiency);
   return {
-    bench: 'subnet', shape: SMOL_SHAPE, lora: { ...LORA, targets: 'all 7 projections' }, space: 'lonas',
-    prompt_tokens: o.promptLen, gen_tokens: o.genLen, threads: o.threads, samples: o.rounds, ...figures,
+    bench: 'subnet',
+    shape: SMOL_SHAPE,
+    lora: { ...LORA, targets: 'all 7 projections' },
+    space: 'lonas',
+    prompt_tokens: o.promptLen,
+    gen_tokens: o.genLen,
+    threads: o.threads,
+    samples: o.rounds,
+    ...figures,
     ratio: round(ratio),
-    ratio_meaning: 'heuristic sub-network: measured speed-up / MAC-ratio ideal (prefill: mac_ratio_executed; decode: decode_mac_ratio), the lower of prefill and decode; goal ≥ 0.9',
+    ratio_meaning:
+      'heuristic sub-network: measured speed-up / MAC-ratio ideal (prefill: mac_ratio_executed; decode: decode_mac_ratio), the lower of prefill and decode; goal ≥ 0.9',
     goal_met: { heuristic: ratio >= GOAL, minimal: Math.min(m.prefill_efficiency, m.decode_efficiency) >= GOAL },
-    backend, coreType, machine: { ...loadBefore, load1_after: machine().load1 },
+    backend,
+    coreType,
+    machine: { ...loadBefore, load1_after: machine().load1 },
   };
 }
 
@@ -159,7 +211,14 @@ function profile(models: Record<NamedSubnet, { model: LlamaModel }>, o: Options)
     resetKernelTimers();
     const l = measureLatency(models[name].model, { promptLen: o.promptLen, genLen: o.genLen, repeats: 1, warmup: 0 });
     const all = kernelTimes(1);
-    out[name] = { prefill_plus_decode_ms: round(l.prefillMs.median + o.genLen * l.decodeMsPerToken.median, 1), native_ms: round(all.reduce((a, k) => a + k.ms, 0), 1), kernels: all.slice(0, 14) };
+    out[name] = {
+      prefill_plus_decode_ms: round(l.prefillMs.median + o.genLen * l.decodeMsPerToken.median, 1),
+      native_ms: round(
+        all.reduce((a, k) => a + k.ms, 0),
+        1,
+      ),
+      kernels: all.slice(0, 14),
+    };
   }
   return out;
 }

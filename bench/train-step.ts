@@ -10,16 +10,36 @@ import { causalLmLoss } from '../src/models/llama/loss.ts';
 import { backendSummary, log, machineBusy, median, min, nowMs, parseOptions, randomLlamaWeights, round, runTorch } from './common.ts';
 
 const SHAPE = { layers: 2, hidden: 256, heads: 4, kvHeads: 4, headDim: 64, intermediate: 688, vocab: 2048, seq: 128, batch: 4 };
-const EPS = 1e-5, THETA = 1e4, INIT_STD = 0.02, SEED = 1234;
+const EPS = 1e-5,
+  THETA = 1e4,
+  INIT_STD = 0.02,
+  SEED = 1234;
 
-interface Samples { fwd: number[]; bwd: number[]; total: number[]; loss: number }
+interface Samples {
+  fwd: number[];
+  bwd: number[];
+  total: number[];
+  loss: number;
+}
 
 export function buildModel(): LlamaModel {
-  const s = SHAPE, C = s.hidden, D = s.headDim;
+  const s = SHAPE,
+    C = s.hidden,
+    D = s.headDim;
   const config = uniformConfig({
-    vocabSize: s.vocab, hiddenSize: C, headDim: D, numLayers: s.layers, numHeads: s.heads, numKvHeads: s.kvHeads,
-    intermediateSize: s.intermediate, rmsNormEps: EPS, ropeTheta: THETA, ropeScaling: null, maxPositions: s.seq,
-    tieWordEmbeddings: false, attentionBias: false,
+    vocabSize: s.vocab,
+    hiddenSize: C,
+    headDim: D,
+    numLayers: s.layers,
+    numHeads: s.heads,
+    numKvHeads: s.kvHeads,
+    intermediateSize: s.intermediate,
+    rmsNormEps: EPS,
+    ropeTheta: THETA,
+    ropeScaling: null,
+    maxPositions: s.seq,
+    tieWordEmbeddings: false,
+    attentionBias: false,
   });
   const rng = new Rng(SEED);
   const w = randomLlamaWeights(config, rng, INIT_STD);
@@ -49,8 +69,14 @@ export function measureOurs(model: LlamaModel, ids: Int32Array, threads: number,
 
 function measureTorch(threads: number, warmup: number, iters: number): Samples {
   const r = runTorch<{ fwd_ms: number[]; bwd_ms: number[]; total_ms: number[]; loss: number }>('train_step.py', threads, [
-    '--warmup', String(warmup), '--iters', String(iters), '--seed', String(SEED),
-    '--config', JSON.stringify({ ...SHAPE, eps: EPS, theta: THETA, std: INIT_STD }),
+    '--warmup',
+    String(warmup),
+    '--iters',
+    String(iters),
+    '--seed',
+    String(SEED),
+    '--config',
+    JSON.stringify({ ...SHAPE, eps: EPS, theta: THETA, std: INIT_STD }),
   ]);
   return { fwd: r.fwd_ms, bwd: r.bwd_ms, total: r.total_ms, loss: r.loss };
 }
@@ -67,36 +93,68 @@ export async function main(args: string[]): Promise<unknown> {
   const rng = new Rng(SEED + 1);
   const ids = Int32Array.from({ length: SHAPE.batch * SHAPE.seq }, () => rng.int(SHAPE.vocab));
   const lnV = Math.log(SHAPE.vocab);
-  log(`train-step: ${JSON.stringify(SHAPE)}; backend ${backend}, OPENBLAS_CORETYPE=${coreType}; ${opts.rounds} rounds × ${opts.iters} iters (+${opts.warmup} warm-up)`);
+  log(
+    `train-step: ${JSON.stringify(SHAPE)}; backend ${backend}, OPENBLAS_CORETYPE=${coreType}; ${opts.rounds} rounds × ${opts.iters} iters (+${opts.warmup} warm-up)`,
+  );
 
   const threads: Record<string, Record<string, number>> = {};
   for (const n of opts.threads) {
     let ours: Samples = { fwd: [], bwd: [], total: [], loss: NaN };
     let torch: Samples = { ...ours };
     for (let r = 0; r < opts.rounds; r++) {
-      const runOurs = () => { ours = merge(ours, measureOurs(model, ids, n, opts.warmup, opts.iters)); };
-      const runTorchSide = () => { torch = merge(torch, measureTorch(n, opts.warmup, opts.iters)); };
-      if (r % 2 === 0) { runOurs(); runTorchSide(); } else { runTorchSide(); runOurs(); }
-      log(`  threads ${n} round ${r + 1}/${opts.rounds}: ours median ${median(ours.total).toFixed(1)} ms, torch ${median(torch.total).toFixed(1)} ms`);
+      const runOurs = () => {
+        ours = merge(ours, measureOurs(model, ids, n, opts.warmup, opts.iters));
+      };
+      const runTorchSide = () => {
+        torch = merge(torch, measureTorch(n, opts.warmup, opts.iters));
+      };
+      if (r % 2 === 0) {
+        runOurs();
+        runTorchSide();
+      } else {
+        runTorchSide();
+        runOurs();
+      }
+      log(
+        `  threads ${n} round ${r + 1}/${opts.rounds}: ours median ${median(ours.total).toFixed(1)} ms, torch ${median(torch.total).toFixed(1)} ms`,
+      );
     }
-    log(`  threads ${n}: loss at init ours ${ours.loss.toFixed(4)}, torch ${torch.loss.toFixed(4)} (ln ${SHAPE.vocab} = ${lnV.toFixed(4)})`);
-    for (const [who, loss] of [['ours', ours.loss], ['torch', torch.loss]] as const) {
-      if (!(Math.abs(loss - lnV) < 0.1)) throw new Error(`${who} loss at init is ${loss}, expected about ln(${SHAPE.vocab}) = ${lnV.toFixed(3)}`);
+    log(
+      `  threads ${n}: loss at init ours ${ours.loss.toFixed(4)}, torch ${torch.loss.toFixed(4)} (ln ${SHAPE.vocab} = ${lnV.toFixed(4)})`,
+    );
+    for (const [who, loss] of [
+      ['ours', ours.loss],
+      ['torch', torch.loss],
+    ] as const) {
+      if (!(Math.abs(loss - lnV) < 0.1))
+        throw new Error(`${who} loss at init is ${loss}, expected about ln(${SHAPE.vocab}) = ${lnV.toFixed(3)}`);
     }
     threads[n] = {
-      ours_ms: round(median(ours.total)), torch_ms: round(median(torch.total)),
+      ours_ms: round(median(ours.total)),
+      torch_ms: round(median(torch.total)),
       ratio: round(median(ours.total) / median(torch.total)),
-      ours_min_ms: round(min(ours.total)), torch_min_ms: round(min(torch.total)),
-      ours_fwd_ms: round(median(ours.fwd)), ours_bwd_ms: round(median(ours.bwd)),
-      torch_fwd_ms: round(median(torch.fwd)), torch_bwd_ms: round(median(torch.bwd)),
-      ours_loss: round(ours.loss, 5), torch_loss: round(torch.loss, 5),
+      ours_min_ms: round(min(ours.total)),
+      torch_min_ms: round(min(torch.total)),
+      ours_fwd_ms: round(median(ours.fwd)),
+      ours_bwd_ms: round(median(ours.bwd)),
+      torch_fwd_ms: round(median(torch.fwd)),
+      torch_bwd_ms: round(median(torch.bwd)),
+      ours_loss: round(ours.loss, 5),
+      torch_loss: round(torch.loss, 5),
     };
   }
   const first = threads[opts.threads[0]];
   return {
-    bench: 'train-step', shape: SHAPE, samples_per_side: opts.rounds * opts.iters, threads,
-    ours_ms: first.ours_ms, torch_ms: first.torch_ms, ratio: first.ratio,
+    bench: 'train-step',
+    shape: SHAPE,
+    samples_per_side: opts.rounds * opts.iters,
+    threads,
+    ours_ms: first.ours_ms,
+    torch_ms: first.torch_ms,
+    ratio: first.ratio,
     ratio_meaning: `ours_ms / torch_ms at ${opts.threads[0]} thread(s); < 1 means lonas is faster`,
-    backend, coreType, machine: loadBefore,
+    backend,
+    coreType,
+    machine: loadBefore,
   };
 }

@@ -28,13 +28,32 @@ const assets = process.env.LONAS_ASSETS ?? fileURLToPath(new URL('../../shared/a
 const modelDir = join(assets, 'models', 'stories260K', 'hf-f32');
 const tok = loadTokenizer(modelDir);
 const ds = (name: string) => join(assets, 'datasets', 'llm-adapters', 'dataset', name, 'train.json');
-const { train, val } = splitValidation(loadTrainingMix([{ file: ds('ARC-Easy'), count: 300 }, { file: ds('boolq'), count: 300 }], 1), 200, 1);
+const { train, val } = splitValidation(
+  loadTrainingMix(
+    [
+      { file: ds('ARC-Easy'), count: 300 },
+      { file: ds('boolq'), count: 300 },
+    ],
+    1,
+  ),
+  200,
+  1,
+);
 const tokenize = (e: Example) => tokenizeExample(tok, e, { cutoffLen: 96, trainOnInputs: true });
 const taskVal = makeBatches(val.map(tokenize), 4, { padId: 0, seed: 1, shuffle: false });
 const taskCalib = train.slice(0, 32).map((e) => Int32Array.from(tokenize(e).inputIds)); // what finetune --reorder-channels activation uses
 
-const sampled = (n: number, seed: number) => generate(loadLlama(modelDir), Array.from({ length: n }, () => [1]), { maxNewTokens: 127, strategy: { kind: 'sample', temperature: 1, topP: 1, seed }, eosIds: [2] }).map((c) => [1, ...c]);
-const storyVal = makeBatches(sampled(64, 11).map((s) => ({ inputIds: s, labels: s })), 8, { padId: 0, seed: 0, shuffle: false });
+const sampled = (n: number, seed: number) =>
+  generate(
+    loadLlama(modelDir),
+    Array.from({ length: n }, () => [1]),
+    { maxNewTokens: 127, strategy: { kind: 'sample', temperature: 1, topP: 1, seed }, eosIds: [2] },
+  ).map((c) => [1, ...c]);
+const storyVal = makeBatches(
+  sampled(64, 11).map((s) => ({ inputIds: s, labels: s })),
+  8,
+  { padId: 0, seed: 0, shuffle: false },
+);
 const storyCalib = sampled(32, 12).map((s) => Int32Array.from(s));
 
 /** Ablation: the magnitude score without the post-attention norm's weight γ folded in. */
@@ -45,7 +64,10 @@ function withoutGamma(m: LlamaModel): Float64Array[] {
   m.layers.forEach((l, i) => l.postAttentionNorm.weight.data.set(saved[i]));
   return s;
 }
-const random = (seed: number) => (m: LlamaModel) => { const r = new Rng(seed); return m.config.layers.map((s) => r.shuffle(Array.from({ length: s.intermediateSize }, (_, j) => j))); };
+const random = (seed: number) => (m: LlamaModel) => {
+  const r = new Rng(seed);
+  return m.config.layers.map((s) => r.shuffle(Array.from({ length: s.intermediateSize }, (_, j) => j)));
+};
 
 const variants: [string, (m: LlamaModel) => ChannelOrder | null][] = [
   ['none (checkpoint order, the reference)', () => null],

@@ -47,7 +47,10 @@ export function isIdentity(p: readonly number[]): boolean {
  */
 export function validateChannelOrder(json: unknown, config: LlamaConfig, source: string): ChannelOrder {
   const n = config.layers.length;
-  if (!Array.isArray(json)) throw new Error(`${source}: expected an array with one channel order per layer (${n} layers), got ${JSON.stringify(json)?.slice(0, 40)}`);
+  if (!Array.isArray(json))
+    throw new Error(
+      `${source}: expected an array with one channel order per layer (${n} layers), got ${JSON.stringify(json)?.slice(0, 40)}`,
+    );
   if (json.length !== n) throw new Error(`${source}: has ${json.length} layer entries, the model has ${n} layers`);
   return json.map((p: unknown, l) => {
     const size = config.layers[l].intermediateSize;
@@ -55,7 +58,8 @@ export function validateChannelOrder(json: unknown, config: LlamaConfig, source:
     if (p.length !== size) throw new Error(`${source}[${l}]: has ${p.length} entries, layer ${l} has intermediate_size ${size}`);
     const seen = new Uint8Array(size);
     p.forEach((v: unknown, k) => {
-      if (!Number.isInteger(v) || (v as number) < 0 || (v as number) >= size) throw new Error(`${source}[${l}][${k}]: ${JSON.stringify(v)} is not a channel index in 0…${size - 1}`);
+      if (!Number.isInteger(v) || (v as number) < 0 || (v as number) >= size)
+        throw new Error(`${source}[${l}][${k}]: ${JSON.stringify(v)} is not a channel index in 0…${size - 1}`);
       if (seen[v as number]++) throw new Error(`${source}[${l}]: channel ${v} appears twice (not a permutation)`);
     });
     return p as number[];
@@ -96,10 +100,14 @@ export function mlpChannelOrder(model: LlamaModel): ChannelOrder | null {
  * (their packed codes and group indices would have to move too).
  */
 export function permuteMlpChannels(model: LlamaModel, order: ChannelOrder): void {
-  if (order.length !== model.layers.length) throw new Error(`channel order has ${order.length} layers, the model has ${model.layers.length}`);
+  if (order.length !== model.layers.length)
+    throw new Error(`channel order has ${order.length} layers, the model has ${model.layers.length}`);
   model.layers.forEach((layer, l) => {
     const p = order[l];
-    if (p.length !== model.config.layers[l].intermediateSize) throw new Error(`channel order of layer ${l} has ${p.length} entries, intermediate_size is ${model.config.layers[l].intermediateSize}`);
+    if (p.length !== model.config.layers[l].intermediateSize)
+      throw new Error(
+        `channel order of layer ${l} has ${p.length} entries, intermediate_size is ${model.config.layers[l].intermediateSize}`,
+      );
     if (isIdentity(p)) return;
     permuteOutputs(layer.proj.gate_proj, p, `layer ${l} gate_proj`);
     permuteOutputs(layer.proj.up_proj, p, `layer ${l} up_proj`);
@@ -120,7 +128,8 @@ export function permuteMlpChannels(model: LlamaModel, order: ChannelOrder): void
 export function adapterInBaseOrder(m: LoraLinear, proj: ProjectionName, p: readonly number[] | undefined): { a: Tensor; b: Tensor } {
   if (!p || isIdentity(p)) return { a: m.loraA, b: m.loraB };
   const inv = invertPermutation(p);
-  if (proj === 'gate_proj' || proj === 'up_proj') return { a: m.loraA, b: new Tensor(gatherRows(data(m.loraB), m.rMax, inv), m.loraB.shape) };
+  if (proj === 'gate_proj' || proj === 'up_proj')
+    return { a: m.loraA, b: new Tensor(gatherRows(data(m.loraB), m.rMax, inv), m.loraB.shape) };
   if (proj === 'down_proj') return { a: new Tensor(gatherCols(data(m.loraA), m.loraA.shape[1], inv), m.loraA.shape), b: m.loraB };
   return { a: m.loraA, b: m.loraB };
 }
@@ -128,9 +137,12 @@ export function adapterInBaseOrder(m: LoraLinear, proj: ProjectionName, p: reado
 /** The plain float base of a projection, or a clear error for forms whose storage cannot be permuted. */
 function floatBase(m: LinearLike, what: string): Linear {
   const base = m instanceof LoraLinear ? m.base : m instanceof ElasticLinear ? m.stored : m;
-  if (m instanceof LoraLinear && (m.variant instanceof QaSparsePeft || m.baseQuant)) throw new Error(`reordering MLP channels: ${what} has a GPTQ-quantised base; reordering a quantised base is not supported`);
-  if (base instanceof SparseLinear) throw new Error(`reordering MLP channels: ${what} already runs the sparse inference kernel; permute before useSparseKernels`);
-  if (!(base instanceof Linear)) throw new Error(`reordering MLP channels: ${what} is not a float Linear (a GPTQ-quantised base cannot be reordered)`);
+  if (m instanceof LoraLinear && (m.variant instanceof QaSparsePeft || m.baseQuant))
+    throw new Error(`reordering MLP channels: ${what} has a GPTQ-quantised base; reordering a quantised base is not supported`);
+  if (base instanceof SparseLinear)
+    throw new Error(`reordering MLP channels: ${what} already runs the sparse inference kernel; permute before useSparseKernels`);
+  if (!(base instanceof Linear))
+    throw new Error(`reordering MLP channels: ${what} is not a float Linear (a GPTQ-quantised base cannot be reordered)`);
   return base;
 }
 

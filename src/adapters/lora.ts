@@ -45,7 +45,9 @@ export const PLAIN_LORA: LoraVariant = {
   mode: 'lora',
   forward(l, x) {
     if (l.activeRank === 0) return l.baseForward(x);
-    const a = l.activeA(), b = l.activeB(), xin = l.adapterInput(x); // (r', i'), (o', r')
+    const a = l.activeA(),
+      b = l.activeB(),
+      xin = l.adapterInput(x); // (r', i'), (o', r')
     return add(l.baseForward(x), scale(linear(linear(xin, a), b), l.scaling));
   },
   maskDelta() {},
@@ -72,7 +74,10 @@ export class LoraLinear implements LinearLike {
    * base weight's GPTQ quantisation when the base model is quantised (`base` then holds its dequantised values).
    */
   constructor(
-    public base: Linear, readonly name: string, opts: LoraOptions, init: { rng: Rng } | { a: Tensor; b: Tensor },
+    public base: Linear,
+    readonly name: string,
+    opts: LoraOptions,
+    init: { rng: Rng } | { a: Tensor; b: Tensor },
     readonly baseQuant: QuantizedWeight | null = null,
   ) {
     if (!Number.isInteger(opts.rank) || opts.rank < 1) throw new Error(`LoRA rank must be a positive integer, got ${opts.rank} (${name})`);
@@ -130,13 +135,15 @@ export class LoraLinear implements LinearLike {
 
   /** A[:r', :i'] (r', i'): the tensor itself at full size, else a strided view */
   activeA(): Tensor {
-    const r = this.activeRank, i = this.activeIn;
+    const r = this.activeRank,
+      i = this.activeIn;
     return r === this.rMax && i === this.base.weightShape[1] ? this.loraA : narrow(narrow(this.loraA, 0, 0, r), 1, 0, i);
   }
 
   /** B[:o', :r'] (o', r') */
   activeB(): Tensor {
-    const r = this.activeRank, o = this.activeOut;
+    const r = this.activeRank,
+      o = this.activeOut;
     return r === this.rMax && o === this.base.weightShape[0] ? this.loraB : narrow(narrow(this.loraB, 0, 0, o), 1, 0, r);
   }
 
@@ -155,11 +162,30 @@ export class LoraLinear implements LinearLike {
 
   /** The active slice of s · B A, (o', i') dense (for merging and extraction). */
   deltaWeight(): Float32Array {
-    const o = this.activeOut, i = this.activeIn, r = this.activeRank;
+    const o = this.activeOut,
+      i = this.activeIn,
+      r = this.activeRank;
     const out = new Float32Array(o * i);
     if (r === 0 || o === 0 || i === 0) return out;
     // (o', i') = s · B[:o', :r'] (row stride rMax) · A[:r', :i'] (row stride in)
-    kernels().gemm(false, false, o, i, r, this.scaling, this.loraB.data, 0, this.rMax, this.loraA.data, 0, this.base.weightShape[1], 0, out, 0, i);
+    kernels().gemm(
+      false,
+      false,
+      o,
+      i,
+      r,
+      this.scaling,
+      this.loraB.data,
+      0,
+      this.rMax,
+      this.loraA.data,
+      0,
+      this.base.weightShape[1],
+      0,
+      out,
+      0,
+      i,
+    );
     this.variant.maskDelta(this, out);
     return out;
   }

@@ -69,12 +69,21 @@ export function loraModules(model: LlamaModel): LoraLinear[] {
  * model's MLP channels were reordered in memory, the tensors are saved in the base's order and the order is
  * recorded (`mlp_channel_order`).
  */
-export function saveAdapter(dir: string, model: LlamaModel, s: LoraSettings, extra: { baseModel?: string; searchSpace?: StoredSearchSpace; mode?: AdapterMode } = {}): void {
+export function saveAdapter(
+  dir: string,
+  model: LlamaModel,
+  s: LoraSettings,
+  extra: { baseModel?: string; searchSpace?: StoredSearchSpace; mode?: AdapterMode } = {},
+): void {
   const order = mlpChannelOrder(model);
-  const entries = model.layers.flatMap((layer, l) => PROJECTIONS.flatMap((p) => {
-    const m = layer.proj[p];
-    return m instanceof LoraLinear ? [{ name: m.name, ...adapterInBaseOrder(m, p, order?.[l]), rank: m.rMax, alpha: m.alpha, dropout: m.dropoutP }] : [];
-  }));
+  const entries = model.layers.flatMap((layer, l) =>
+    PROJECTIONS.flatMap((p) => {
+      const m = layer.proj[p];
+      return m instanceof LoraLinear
+        ? [{ name: m.name, ...adapterInBaseOrder(m, p, order?.[l]), rank: m.rMax, alpha: m.alpha, dropout: m.dropoutP }]
+        : [];
+    }),
+  );
   savePeftAdapter(dir, entries, { ...extra, targets: s.targets, dropout: s.dropout, channelOrder: order });
 }
 
@@ -93,7 +102,18 @@ export interface AdapterEntry {
  * `r`/`lora_alpha`, the others to `rank_pattern`/`alpha_pattern` keyed by `layers.N.block.proj`, which
  * PEFT matches as a suffix of the module name.
  */
-export function savePeftAdapter(dir: string, entries: AdapterEntry[], extra: { baseModel?: string; searchSpace?: StoredSearchSpace; targets?: string[]; dropout?: number; mode?: AdapterMode; channelOrder?: ChannelOrder | null } = {}): void {
+export function savePeftAdapter(
+  dir: string,
+  entries: AdapterEntry[],
+  extra: {
+    baseModel?: string;
+    searchSpace?: StoredSearchSpace;
+    targets?: string[];
+    dropout?: number;
+    mode?: AdapterMode;
+    channelOrder?: ChannelOrder | null;
+  } = {},
+): void {
   if (entries.length === 0) throw new Error('saveAdapter: no adapter modules to save (every rank is 0?)');
   mkdirSync(dir, { recursive: true });
   const tensors: Record<string, TensorToWrite> = {};
@@ -106,7 +126,8 @@ export function savePeftAdapter(dir: string, entries: AdapterEntry[], extra: { b
   }
   const [common] = [...counts.entries()].sort((x, y) => y[1] - x[1])[0];
   const [r, alpha] = common.split('/').map(Number);
-  const rankPattern: Record<string, number> = {}, alphaPattern: Record<string, number> = {};
+  const rankPattern: Record<string, number> = {},
+    alphaPattern: Record<string, number> = {};
   for (const e of entries) {
     const key = e.name.replace(/^base_model\.model\.model\./, '');
     if (e.rank !== r) rankPattern[key] = e.rank;
@@ -115,13 +136,28 @@ export function savePeftAdapter(dir: string, entries: AdapterEntry[], extra: { b
   const targets = extra.targets ?? [...new Set(entries.map((e) => e.name.split('.').pop()!))];
   writeSafetensors(join(dir, ADAPTER_WEIGHTS), tensors, { format: 'pt' });
   writeJsonAtomic(join(dir, ADAPTER_CONFIG), {
-    peft_type: 'LORA', task_type: 'CAUSAL_LM', base_model_name_or_path: extra.baseModel ?? null,
-    r, lora_alpha: alpha, lora_dropout: extra.dropout ?? entries[0].dropout, target_modules: targets, bias: 'none',
-    fan_in_fan_out: false, inference_mode: true, init_lora_weights: true, modules_to_save: null,
-    rank_pattern: rankPattern, alpha_pattern: alphaPattern, use_rslora: false, use_dora: false, layers_to_transform: null,
+    peft_type: 'LORA',
+    task_type: 'CAUSAL_LM',
+    base_model_name_or_path: extra.baseModel ?? null,
+    r,
+    lora_alpha: alpha,
+    lora_dropout: extra.dropout ?? entries[0].dropout,
+    target_modules: targets,
+    bias: 'none',
+    fan_in_fan_out: false,
+    inference_mode: true,
+    init_lora_weights: true,
+    modules_to_save: null,
+    rank_pattern: rankPattern,
+    alpha_pattern: alphaPattern,
+    use_rslora: false,
+    use_dora: false,
+    layers_to_transform: null,
   });
   writeLonasAdapter(dir, {
-    format: 1, search_space: extra.searchSpace ?? { groups: [] }, mode: extra.mode ?? 'lora',
+    format: 1,
+    search_space: extra.searchSpace ?? { groups: [] },
+    mode: extra.mode ?? 'lora',
     ...(extra.channelOrder ? { mlp_channel_order: extra.channelOrder } : {}),
   });
 }
@@ -133,7 +169,9 @@ function patternValue(pattern: Record<string, number> | undefined, module: strin
     if (module === key || module.endsWith(`.${key}`)) return v;
     try {
       if (new RegExp(`(^|\\.)${key}$`).test(module)) return v;
-    } catch { /* not a regex */ }
+    } catch {
+      /* not a regex */
+    }
   }
   return undefined;
 }
@@ -144,11 +182,15 @@ function patternValue(pattern: Record<string, number> | undefined, module: strin
  * reordered MLP channels (`mlp_channel_order` in lonas_adapter.json) leaves the model permuted the same way
  * (the function at full width is unchanged; narrower MLP widths keep the channels training kept).
  */
-export function loadAdapter(model: LlamaModel, dir: string): { settings: LoraSettings; searchSpace: StoredSearchSpace | null; mode: AdapterMode; channelOrder: ChannelOrder | null } {
+export function loadAdapter(
+  model: LlamaModel,
+  dir: string,
+): { settings: LoraSettings; searchSpace: StoredSearchSpace | null; mode: AdapterMode; channelOrder: ChannelOrder | null } {
   const cfgPath = join(dir, ADAPTER_CONFIG);
   if (!existsSync(cfgPath)) throw new Error(`${dir}: no ${ADAPTER_CONFIG} found (is this a LoRA adapter directory?)`);
   const cfg = readJsonFile(cfgPath, 'the PEFT adapter config') as Record<string, any>;
-  if (cfg.peft_type !== 'LORA') throw new Error(`${cfgPath}: field "peft_type" = ${JSON.stringify(cfg.peft_type)}; lonas loads LORA adapters only`);
+  if (cfg.peft_type !== 'LORA')
+    throw new Error(`${cfgPath}: field "peft_type" = ${JSON.stringify(cfg.peft_type)}; lonas loads LORA adapters only`);
   if (cfg.use_dora) throw new Error(`${cfgPath}: DoRA adapters (use_dora: true) are not supported`);
   if (cfg.fan_in_fan_out) throw new Error(`${cfgPath}: fan_in_fan_out adapters (GPT-2 style Conv1D) are not supported`);
   if (cfg.bias && cfg.bias !== 'none') throw new Error(`${cfgPath}: field "bias" = "${cfg.bias}"; only "none" is supported`);
@@ -165,25 +207,42 @@ export function loadAdapter(model: LlamaModel, dir: string): { settings: LoraSet
         if (!aKey) continue;
         const bKey = keyOf('lora_B');
         if (!bKey) throw new Error(`${st.path}: ${aKey} has no matching lora_B tensor`);
-        const a = st.readFloat32(aKey), b = st.readFloat32(bKey);
+        const a = st.readFloat32(aKey),
+          b = st.readFloat32(bKey);
         const rank = patternValue(cfg.rank_pattern, name) ?? cfg.r;
         const alpha = patternValue(cfg.alpha_pattern, name) ?? cfg.lora_alpha;
         if (a.shape[0] !== rank) throw new Error(`${st.path}: ${aKey} has rank ${a.shape[0]} but adapter_config.json says r = ${rank}`);
-        const lora = wrapWithLora(layer.proj[p], name, { rank, alpha, dropout: cfg.lora_dropout ?? 0 }, { a: new Tensor(a.data, a.shape), b: new Tensor(b.data, b.shape) });
+        const lora = wrapWithLora(
+          layer.proj[p],
+          name,
+          { rank, alpha, dropout: cfg.lora_dropout ?? 0 },
+          { a: new Tensor(a.data, a.shape), b: new Tensor(b.data, b.shape) },
+        );
         layer.proj[p] = lora;
         targets.add(p);
         loaded++;
       }
     });
-    if (loaded === 0) throw new Error(`${st.path}: no LoRA tensors match this model's layers (expected names like ${peftModuleName(0, 'q_proj')}.lora_A.weight)`);
+    if (loaded === 0)
+      throw new Error(
+        `${st.path}: no LoRA tensors match this model's layers (expected names like ${peftModuleName(0, 'q_proj')}.lora_A.weight)`,
+      );
     const lonasPath = join(dir, LONAS_ADAPTER);
     const lonas = readLonasAdapter(dir);
     const mode = lonas.mode;
-    const channelOrder = lonas.mlp_channel_order === undefined ? null : validateChannelOrder(lonas.mlp_channel_order, model.config, `${lonasPath}: field "mlp_channel_order"`);
+    const channelOrder =
+      lonas.mlp_channel_order === undefined
+        ? null
+        : validateChannelOrder(lonas.mlp_channel_order, model.config, `${lonasPath}: field "mlp_channel_order"`);
     if (mode === 'sparse' || mode === 'qa') enableSparsePeft(loraModules(model));
     if (mode === 'qa') enableQuantAware(loraModules(model));
     if (channelOrder) permuteMlpChannels(model, channelOrder); // masks and adapters move with their channels
-    return { settings: { rank: cfg.r, alpha: cfg.lora_alpha, dropout: cfg.lora_dropout ?? 0, targets: [...targets] }, searchSpace: lonas.search_space ?? null, mode, channelOrder };
+    return {
+      settings: { rank: cfg.r, alpha: cfg.lora_alpha, dropout: cfg.lora_dropout ?? 0, targets: [...targets] },
+      searchSpace: lonas.search_space ?? null,
+      mode,
+      channelOrder,
+    };
   } finally {
     st.close();
   }

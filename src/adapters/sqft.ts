@@ -21,12 +21,17 @@ export class SparsePeft implements LoraVariant {
   /** y = W x + (ΔW ⊙ M) dropout(x); the base alone at rank 0 */
   forward(l: LoraLinear, x: Tensor): Tensor {
     if (l.activeRank === 0) return l.baseForward(x);
-    const a = l.activeA(), b = l.activeB(), xin = l.adapterInput(x);
+    const a = l.activeA(),
+      b = l.activeB(),
+      xin = l.adapterInput(x);
     return add(l.baseForward(x), linear(xin, this.maskedDelta(l, a, b)));
   }
 
   maskDelta(l: LoraLinear, delta: Float32Array): void {
-    const m = this.mask.data, o = l.activeOut, i = l.activeIn, inF = l.base.weightShape[1];
+    const m = this.mask.data,
+      o = l.activeOut,
+      i = l.activeIn,
+      inF = l.base.weightShape[1];
     for (let row = 0; row < o; row++) for (let col = 0; col < i; col++) delta[row * i + col] *= m[row * inF + col];
   }
 
@@ -44,13 +49,20 @@ export class SparsePeft implements LoraVariant {
 export class QaSparsePeft extends SparsePeft {
   override readonly mode: AdapterMode = 'qa';
 
-  constructor(mask: Tensor, readonly quant: QuantParams) {
+  constructor(
+    mask: Tensor,
+    readonly quant: QuantParams,
+  ) {
     super(mask);
   }
 
   override forward(l: LoraLinear, x: Tensor): Tensor {
-    const a = l.activeA(), b = l.activeB();
-    if (l.adapterInput(x) !== x) throw new Error(`LoRA ${l.name}: quantisation-aware training needs --dropout 0 (the quantised merged weight has no separate adapter path)`);
+    const a = l.activeA(),
+      b = l.activeB();
+    if (l.adapterInput(x) !== x)
+      throw new Error(
+        `LoRA ${l.name}: quantisation-aware training needs --dropout 0 (the quantised merged weight has no separate adapter path)`,
+      );
     const w = l.base.weight;
     const merged = add(contiguous(isFull(l) ? w : narrow(narrow(w, 0, 0, l.activeOut), 1, 0, l.activeIn)), this.maskedDelta(l, a, b));
     const bias = l.base.bias ? narrow(l.base.bias, 0, 0, l.activeOut) : null;
@@ -65,7 +77,8 @@ function isFull(l: LoraLinear): boolean {
 
 /** M = (W ≠ 0) for every adapter's base weight. Returns the overall sparsity of the masked bases. */
 export function enableSparsePeft(loras: LoraLinear[]): number {
-  let zeros = 0, total = 0;
+  let zeros = 0,
+    total = 0;
   for (const l of loras) {
     const w = l.base.weight;
     const m = new Float32Array(w.size);
@@ -87,11 +100,17 @@ export function enableSparsePeft(loras: LoraLinear[]): number {
 export function enableQuantAware(loras: LoraLinear[], quantOf?: (moduleName: string) => QuantParams | undefined): void {
   for (const l of loras) {
     const q = quantOf ? quantOf(l.name) : l.baseQuant ? quantParamsOf(l.baseQuant) : undefined;
-    if (!q) throw new Error(`--quantization-aware: ${l.name} has no INT4 quantiser in the base model (quantize the base with \`lonas quantize\` first)`);
-    if (l.dropoutP > 0) throw new Error('--quantization-aware needs --dropout 0 (the adapter acts only through the quantised merged weight)');
+    if (!q)
+      throw new Error(
+        `--quantization-aware: ${l.name} has no INT4 quantiser in the base model (quantize the base with \`lonas quantize\` first)`,
+      );
+    if (l.dropoutP > 0)
+      throw new Error('--quantization-aware needs --dropout 0 (the adapter acts only through the quantised merged weight)');
     if (!(l.variant instanceof SparsePeft)) {
       const what = l.variant === PLAIN_LORA ? 'plain LoRA' : l.variant.mode;
-      throw new Error(`--quantization-aware: ${l.name} is a ${what} adapter; enable SparsePEFT (enableSparsePeft) first, QA-SparsePEFT masks its delta the same way`);
+      throw new Error(
+        `--quantization-aware: ${l.name} is a ${what} adapter; enable SparsePEFT (enableSparsePeft) first, QA-SparsePEFT masks its delta the same way`,
+      );
     }
     l.variant = new QaSparsePeft(l.variant.mask, q);
   }

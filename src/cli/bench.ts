@@ -11,7 +11,6 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { writeBenchRecord } from '../io/artifacts.ts';
 
-
 export function benchCommand(): Command {
   return commandFrom(benchSpec, (o: BenchOptions) => {
     const { model, config } = loadWithAdapter(o.model, o.adapter, o.subnet);
@@ -23,20 +22,35 @@ export function benchCommand(): Command {
     const lat = measureLatency(model, { promptLen: o.promptLen, genLen: o.genLen, repeats: o.repeats, warmup: o.warmup });
     const info = backendInfo();
     const out = {
-      model: resolve(o.model), adapter: o.adapter ? resolve(o.adapter) : null, subnet: o.subnet ?? null, config: config && Object.keys(config).length ? config : null,
-      promptLen: o.promptLen, genLen: o.genLen, repeats: o.repeats,
-      kernels: info.backend, threads: info.threads ?? 1,
-      params, macs, ...lat,
+      model: resolve(o.model),
+      adapter: o.adapter ? resolve(o.adapter) : null,
+      subnet: o.subnet ?? null,
+      config: config && Object.keys(config).length ? config : null,
+      promptLen: o.promptLen,
+      genLen: o.genLen,
+      repeats: o.repeats,
+      kernels: info.backend,
+      threads: info.threads ?? 1,
+      params,
+      macs,
+      ...lat,
     };
-    if (o.out) { mkdirSync(dirname(o.out), { recursive: true }); writeBenchRecord(o.out, out); }
-    if (o.json) { process.stdout.write(`${JSON.stringify(out)}\n`); return; }
+    if (o.out) {
+      mkdirSync(dirname(o.out), { recursive: true });
+      writeBenchRecord(o.out, out);
+    }
+    if (o.json) {
+      process.stdout.write(`${JSON.stringify(out)}\n`);
+      return;
+    }
     const f = (n: number) => n.toLocaleString('en-US');
     process.stdout.write(
       `model      ${out.model}${out.adapter ? ` + ${out.adapter}` : ''}${out.subnet ? ` (${out.subnet})` : ''}\n` +
-      `kernels    ${out.kernels}, ${out.threads} thread${out.threads === 1 ? '' : 's'}\n` +
-      `params     ${f(params.total)} (non-zero ${f(params.nonZero)}, adapter ${f(params.adapter)})\n` +
-      `MACs       ${f(macs)} for 1×${o.promptLen}\n` +
-      `prefill    ${o.promptLen} tokens: min ${lat.prefillMs.min.toFixed(2)} ms, median ${lat.prefillMs.median.toFixed(2)} ms (${lat.prefillTokensPerSecond.toFixed(0)} tokens/s)\n` +
-      `decode     ${o.genLen} tokens: min ${lat.decodeMsPerToken.min.toFixed(3)} ms/token, median ${lat.decodeMsPerToken.median.toFixed(3)} ms/token (${lat.decodeTokensPerSecond.toFixed(1)} tokens/s)\n`);
+        `kernels    ${out.kernels}, ${out.threads} thread${out.threads === 1 ? '' : 's'}\n` +
+        `params     ${f(params.total)} (non-zero ${f(params.nonZero)}, adapter ${f(params.adapter)})\n` +
+        `MACs       ${f(macs)} for 1×${o.promptLen}\n` +
+        `prefill    ${o.promptLen} tokens: min ${lat.prefillMs.min.toFixed(2)} ms, median ${lat.prefillMs.median.toFixed(2)} ms (${lat.prefillTokensPerSecond.toFixed(0)} tokens/s)\n` +
+        `decode     ${o.genLen} tokens: min ${lat.decodeMsPerToken.min.toFixed(3)} ms/token, median ${lat.decodeMsPerToken.median.toFixed(3)} ms/token (${lat.decodeTokensPerSecond.toFixed(1)} tokens/s)\n`,
+    );
   });
 }

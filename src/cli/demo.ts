@@ -19,7 +19,15 @@ import type { DemoOptions } from '../options/run.ts';
 import { commandFrom } from './command.ts';
 
 /** The demo's recipe: LoNAS (+ LoRA baseline) on the generated suite. Budgets sized for ~10 minutes on 2 cores. */
-export function demoRecipe(o: { base: string; train: string; val: string; tasksDir: string; out: string; quick: boolean; seed: number }): unknown {
+export function demoRecipe(o: {
+  base: string;
+  train: string;
+  val: string;
+  tasksDir: string;
+  out: string;
+  quick: boolean;
+  seed: number;
+}): unknown {
   const q = o.quick;
   return {
     name: q ? 'demo-quick' : 'demo',
@@ -32,10 +40,30 @@ export function demoRecipe(o: { base: string; train: string; val: string; tasksD
     // loss on the response only: the prompts are templated boilerplate the model would otherwise spend its steps on.
     // The super-network uses the sandwich rule (3 sub-networks per step, so 3× the baseline's compute): with one
     // sampled sub-network per step, 300 steps left its maximal configuration ~18 points below the LoRA baseline.
-    finetune: { space: 'lonas', rank: 16, alpha: 32, dropout: 0, epochs: 1, steps: q ? 40 : 300, batchSize: 8, gradAccum: 1, lr: 4e-3, warmup: q ? 4 : 10, cutoffLen: 160, trainOnInputs: false, sandwich: true },
+    finetune: {
+      space: 'lonas',
+      rank: 16,
+      alpha: 32,
+      dropout: 0,
+      epochs: 1,
+      steps: q ? 40 : 300,
+      batchSize: 8,
+      gradAccum: 1,
+      lr: 4e-3,
+      warmup: q ? 4 : 10,
+      cutoffLen: 160,
+      trainOnInputs: false,
+      sandwich: true,
+    },
     search: { evals: q ? 8 : 40, population: q ? 4 : 8, objective: 'macs', mode: 'loss', limit: q ? 24 : 100 },
     extract: { merge: true },
-    eval: { mode: 'generate', beams: 1, limit: q ? 24 : 200, batchSize: 16, maxNewTokens: Math.max(...DEMO_TASKS.map((t) => t.maxNewTokens)) },
+    eval: {
+      mode: 'generate',
+      beams: 1,
+      limit: q ? 24 : 200,
+      batchSize: 16,
+      maxNewTokens: Math.max(...DEMO_TASKS.map((t) => t.maxNewTokens)),
+    },
     bench: { promptLen: 128, genLen: 32, repeats: q ? 3 : 7 },
   };
 }
@@ -48,19 +76,43 @@ export function demoCommand(): Command {
     log(`lonas demo: task suite in ${files.dir} (train ${files.train}, test ${Object.values(files.test).join(', ')})`);
     let lastPrinted = -1;
     const base = pretrainBase({
-      outDir: join(out, o.quick ? 'base-quick' : 'base'), seed: o.seed, quick: !!o.quick, corpus: files.suite.pretrain,
+      outDir: join(out, o.quick ? 'base-quick' : 'base'),
+      seed: o.seed,
+      quick: !!o.quick,
+      corpus: files.suite.pretrain,
       onProgress: (p) => {
         const pct = Math.floor((20 * p.step) / p.totalSteps);
-        if (pct !== lastPrinted) { lastPrinted = pct; log(`pretrain: step ${p.step}/${p.totalSteps} loss ${p.loss.toFixed(3)} ${Math.round(p.tokensPerSecond)} tok/s`); }
+        if (pct !== lastPrinted) {
+          lastPrinted = pct;
+          log(`pretrain: step ${p.step}/${p.totalSteps} loss ${p.loss.toFixed(3)} ${Math.round(p.tokensPerSecond)} tok/s`);
+        }
       },
     });
-    log(base.cached ? `lonas demo: pretrained base reused from ${base.dir} (cached)` : `lonas demo: pretrained a ${(base.parameters / 1e6).toFixed(2)}M-parameter Llama in ${base.seconds.toFixed(0)} s (final loss ${base.finalLoss.toFixed(3)})`);
-    const recipe = parseRecipe(demoRecipe({ base: base.dir, train: files.train, val: files.val, tasksDir: files.tasksDir, out: join(out, 'run'), quick: !!o.quick, seed: o.seed }), 'lonas demo', out);
+    log(
+      base.cached
+        ? `lonas demo: pretrained base reused from ${base.dir} (cached)`
+        : `lonas demo: pretrained a ${(base.parameters / 1e6).toFixed(2)}M-parameter Llama in ${base.seconds.toFixed(0)} s (final loss ${base.finalLoss.toFixed(3)})`,
+    );
+    const recipe = parseRecipe(
+      demoRecipe({
+        base: base.dir,
+        train: files.train,
+        val: files.val,
+        tasksDir: files.tasksDir,
+        out: join(out, 'run'),
+        quick: !!o.quick,
+        seed: o.seed,
+      }),
+      'lonas demo',
+      out,
+    );
     await runRecipe(recipe, {
       from: o.from,
       report: async (r, records) => {
         const summary = buildSummary(r, records);
-        summary.notes.push(`Base model: a ${(base.parameters / 1e6).toFixed(2)}M-parameter Llama pretrained by this demo on ${base.corpus.documents} generated documents (${base.steps} steps, final loss ${base.finalLoss.toFixed(3)}).`);
+        summary.notes.push(
+          `Base model: a ${(base.parameters / 1e6).toFixed(2)}M-parameter Llama pretrained by this demo on ${base.corpus.documents} generated documents (${base.steps} steps, final loss ${base.finalLoss.toFixed(3)}).`,
+        );
         summary.curves.push({ name: 'pretraining', train: base.lossCurve.map(([step, loss]) => ({ step, loss })) });
         await writeReport(summary, r.out);
         printRunSummary(summary, join(r.out, 'report.html'));

@@ -26,8 +26,13 @@ export function doctorCommand(): Command {
           ]
         : []),
       `cpu flags     ${info.cpuFlags.join(' ') || '(unknown)'}`,
-      `mpi           ${mpi.built ? `binding built (${mpi.library}); mpirun -np N lonas finetune|search … runs data-parallel`
-        : mpi.error ? `binding does not load: ${mpi.error}` : 'binding not built (optional; install libopenmpi-dev and run ./scripts/setup.sh --no-run)'}`,
+      `mpi           ${
+        mpi.built
+          ? `binding built (${mpi.library}); mpirun -np N lonas finetune|search … runs data-parallel`
+          : mpi.error
+            ? `binding does not load: ${mpi.error}`
+            : 'binding not built (optional; install libopenmpi-dev and run ./scripts/setup.sh --no-run)'
+      }`,
     ];
     process.stdout.write(`${lines.join('\n')}\n`);
   });

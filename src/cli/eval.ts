@@ -28,12 +28,31 @@ export function evalCommand(): Command {
 async function runEvalCommand(o: EvalCliOptions): Promise<void> {
   if (Boolean(o.tasks) === Boolean(o.data)) throw new Error('give either --tasks LIST or --data FILE (one of them)');
   if (o.sample && o.limit === undefined) throw new Error('--sample needs --limit N (the sample size)');
-  if (o.mode === 'loglik' && (o.beams !== 1 || o.maxNewTokens !== undefined)) throw new Error('--beams and --max-new-tokens apply to --mode generate only');
-  if (o.answerType !== 'auto' && !o.data) throw new Error('--answer-type applies to --data FILE (tasks named with --tasks have a known format)');
-  const tasks: TaskData[] = o.data ? [loadDataFile(o.data, o.answerType)] : loadTasks(o.tasks!.split(',').map((s) => s.trim()).filter(Boolean), o.dataDir);
+  if (o.mode === 'loglik' && (o.beams !== 1 || o.maxNewTokens !== undefined))
+    throw new Error('--beams and --max-new-tokens apply to --mode generate only');
+  if (o.answerType !== 'auto' && !o.data)
+    throw new Error('--answer-type applies to --data FILE (tasks named with --tasks have a known format)');
+  const tasks: TaskData[] = o.data
+    ? [loadDataFile(o.data, o.answerType)]
+    : loadTasks(
+        o
+          .tasks!.split(',')
+          .map((s) => s.trim())
+          .filter(Boolean),
+        o.dataDir,
+      );
   const { model, supernet } = loadWithAdapter(o.model, o.adapter, o.subnet);
   const tok = loadTokenizer(o.model);
-  const opts = { mode: o.mode, beams: o.beams, maxNewTokens: o.maxNewTokens, loglikTarget: o.loglikTarget, batchSize: o.batchSize, limit: o.limit, sample: o.sample, seed: o.seed };
+  const opts = {
+    mode: o.mode,
+    beams: o.beams,
+    maxNewTokens: o.maxNewTokens,
+    loglikTarget: o.loglikTarget,
+    batchSize: o.batchSize,
+    limit: o.limit,
+    sample: o.sample,
+    seed: o.seed,
+  };
   const total = tasks.reduce((n, t) => n + selectExamples(t, opts).length, 0);
   const progress = new EvalProgress(total, o.mode);
   let result: EvalResult;
@@ -44,24 +63,52 @@ async function runEvalCommand(o: EvalCliOptions): Promise<void> {
   }
   const summary = {
     mode: result.mode,
-    model: { dir: resolve(o.model), adapter: o.adapter ? resolve(o.adapter) : null, subnet: supernet ? (o.subnet ?? 'maximal') : null, subnetConfig: supernet?.config ?? null },
-    protocol: result.protocol, tasks: result.tasks, average: result.average,
+    model: {
+      dir: resolve(o.model),
+      adapter: o.adapter ? resolve(o.adapter) : null,
+      subnet: supernet ? (o.subnet ?? 'maximal') : null,
+      subnetConfig: supernet?.config ?? null,
+    },
+    protocol: result.protocol,
+    tasks: result.tasks,
+    average: result.average,
   };
   if (o.out) writeEvalSummary(o.out, summary);
-  if (o.predictions) writeFileAtomic(o.predictions, result.predictions.map((p) => JSON.stringify(p)).join('\n') + (result.predictions.length ? '\n' : ''));
+  if (o.predictions)
+    writeFileAtomic(o.predictions, result.predictions.map((p) => JSON.stringify(p)).join('\n') + (result.predictions.length ? '\n' : ''));
   process.stdout.write(o.json ? `${JSON.stringify(summary, null, 2)}\n` : formatTable(result));
 }
 
 /** The results table: one row per task and the average, each saying which mode produced it. */
 export function formatTable(r: EvalResult): string {
   const pct = (x: number) => (100 * x).toFixed(1);
-  const rows = r.tasks.map((t) => [t.task, t.mode, `${pct(t.accuracy)}`, `${t.correct}/${t.count}`, `${pct(t.ci95[0])}–${pct(t.ci95[1])}`,
-    [t.noAnswer ? `${t.noAnswer} no answer` : '', t.skipped ? `${t.skipped} too long` : '', t.clamped ? `${t.clamped} budget cut` : ''].filter(Boolean).join(', ')]);
+  const rows = r.tasks.map((t) => [
+    t.task,
+    t.mode,
+    `${pct(t.accuracy)}`,
+    `${t.correct}/${t.count}`,
+    `${pct(t.ci95[0])}–${pct(t.ci95[1])}`,
+    [t.noAnswer ? `${t.noAnswer} no answer` : '', t.skipped ? `${t.skipped} too long` : '', t.clamped ? `${t.clamped} budget cut` : '']
+      .filter(Boolean)
+      .join(', '),
+  ]);
   rows.push([`average (${r.average.tasks} task${r.average.tasks === 1 ? '' : 's'})`, r.average.mode, pct(r.average.accuracy), '', '', '']);
   const head = ['task', 'mode', 'acc %', 'correct', '95% CI', 'notes'];
   const widths = head.map((h, c) => Math.max(h.length, ...rows.map((row) => row[c].length)));
-  const line = (cells: string[]) => cells.map((s, c) => (c === 2 ? s.padStart(widths[c]) : s.padEnd(widths[c]))).join('  ').trimEnd();
-  return [line(head), line(widths.map((w) => '-'.repeat(w))), ...rows.slice(0, -1).map(line), line(widths.map((w) => '-'.repeat(w))), line(rows[rows.length - 1])].join('\n') + '\n';
+  const line = (cells: string[]) =>
+    cells
+      .map((s, c) => (c === 2 ? s.padStart(widths[c]) : s.padEnd(widths[c])))
+      .join('  ')
+      .trimEnd();
+  return (
+    [
+      line(head),
+      line(widths.map((w) => '-'.repeat(w))),
+      ...rows.slice(0, -1).map(line),
+      line(widths.map((w) => '-'.repeat(w))),
+      line(rows[rows.length - 1]),
+    ].join('\n') + '\n'
+  );
 }
 
 /** A bar over every example of every task with the ETA (TTY), else a line per ~5% of each task. */
@@ -71,12 +118,20 @@ class EvalProgress {
   private lastPct = -1;
   private readonly started = performance.now();
 
-  constructor(private readonly total: number, private readonly mode: EvalMode) {
+  constructor(
+    private readonly total: number,
+    private readonly mode: EvalMode,
+  ) {
     if (process.stderr.isTTY) {
-      this.bar = new cliProgress.SingleBar({
-        format: `eval (${mode}) {bar} {value}/{total} examples | {task} acc {acc} | ETA {eta_formatted}`,
-        stream: process.stderr, hideCursor: true, etaBuffer: 50,
-      }, cliProgress.Presets.shades_classic);
+      this.bar = new cliProgress.SingleBar(
+        {
+          format: `eval (${mode}) {bar} {value}/{total} examples | {task} acc {acc} | ETA {eta_formatted}`,
+          stream: process.stderr,
+          hideCursor: true,
+          etaBuffer: 50,
+        },
+        cliProgress.Presets.shades_classic,
+      );
       this.bar.start(total, 0, { task: '-', acc: '-' });
     }
   }

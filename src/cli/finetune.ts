@@ -30,7 +30,9 @@ export function finetuneCommand(): Command {
 export function runFinetune(o: FinetuneOptions): void {
   const ranks = world(); // under mpirun: data-parallel over the ranks, rank 0 writes every output
   checkBatchSplit(o.batchSize, ranks);
-  const log = (s: string) => { if (ranks.rank === 0) process.stderr.write(`${s}\n`); };
+  const log = (s: string) => {
+    if (ranks.rank === 0) process.stderr.write(`${s}\n`);
+  };
   const tok = loadTokenizer(o.model);
   const model = loadLlama(o.model);
   const lora = { rank: o.rank, alpha: o.alpha, dropout: o.dropout, targets: o.targets };
@@ -40,33 +42,77 @@ export function runFinetune(o: FinetuneOptions): void {
   const mix = loadTrainingMix(specs, o.seed);
   const { train: trainSet, val } = o.valSize > 0 ? splitValidation(mix, o.valSize, o.seed) : { train: mix, val: [] };
   const tokenize = (e: (typeof mix)[number]) => tokenizeExample(tok, e, { cutoffLen: o.cutoffLen, trainOnInputs: o.trainOnInputs });
-  const trainTok = trainSet.map(tokenize), valTok = val.map(tokenize);
+  const trainTok = trainSet.map(tokenize),
+    valTok = val.map(tokenize);
   const padId = tok.padId ?? 0;
   if (o.reorderChannels) reorderChannels(model, space, o, trainTok, log); // before the adapters exist
   const loras = addLora(model, lora, o.seed);
-  if (o.sparseAdapter || o.quantizationAware) log(`SparsePEFT: adapters masked by the base's non-zeros (${(100 * enableSparsePeft(loras)).toFixed(1)}% of the adapted weights are zero)`);
+  if (o.sparseAdapter || o.quantizationAware)
+    log(
+      `SparsePEFT: adapters masked by the base's non-zeros (${(100 * enableSparsePeft(loras)).toFixed(1)}% of the adapted weights are zero)`,
+    );
   if (o.quantizationAware) {
-    if (!model.config.quantization) throw new Error(`--quantization-aware needs a GPTQ-quantised base (${o.model} has no quantization_config; run \`lonas quantize\` first)`);
+    if (!model.config.quantization)
+      throw new Error(
+        `--quantization-aware needs a GPTQ-quantised base (${o.model} has no quantization_config; run \`lonas quantize\` first)`,
+      );
     enableQuantAware(loras);
   }
-  log(`lonas finetune: ${trainTok.length} training / ${valTok.length} validation examples, ${loras.length} adapters (r ${o.rank}), ` +
-    `search space "${o.space}" with ${space.groups.length} groups, ${trainTok.reduce((s, e) => s + e.inputIds.length, 0)} training tokens per epoch`);
+  log(
+    `lonas finetune: ${trainTok.length} training / ${valTok.length} validation examples, ${loras.length} adapters (r ${o.rank}), ` +
+      `search space "${o.space}" with ${space.groups.length} groups, ${trainTok.reduce((s, e) => s + e.inputIds.length, 0)} training tokens per epoch`,
+  );
   const progress = new ProgressReporter('finetune');
-  const result = train(model, loras, space,
+  const result = train(
+    model,
+    loras,
+    space,
     (epoch) => makeBatches(trainTok, o.batchSize, { padId, seed: o.seed + epoch, shuffle: true, groupByLength: o.groupByLength }),
     valTok.length ? makeBatches(valTok, o.batchSize, { padId, seed: o.seed, shuffle: false }) : [],
     {
-      outDir: o.out, steps: o.steps, epochs: o.epochs, gradAccum: o.gradAccum, lr: o.lr, warmup: o.warmup, weightDecay: o.weightDecay,
-      maxGradNorm: o.maxGradNorm, seed: o.seed, checkpointEvery: o.checkpointEvery, evalEvery: o.evalEvery, sandwich: !!o.sandwich, resume: !!o.resume,
-      settingsKey: JSON.stringify({ model: resolve(o.model), data: o.data, lora, space: spaceSpec, cutoff: o.cutoffLen, trainOnInputs: o.trainOnInputs, sparse: !!o.sparseAdapter, qa: !!o.quantizationAware, batch: o.batchSize, valSize: o.valSize, groupByLength: !!o.groupByLength, ...(o.reorderChannels ? { reorder: o.reorderChannels } : {}) }),
+      outDir: o.out,
+      steps: o.steps,
+      epochs: o.epochs,
+      gradAccum: o.gradAccum,
+      lr: o.lr,
+      warmup: o.warmup,
+      weightDecay: o.weightDecay,
+      maxGradNorm: o.maxGradNorm,
+      seed: o.seed,
+      checkpointEvery: o.checkpointEvery,
+      evalEvery: o.evalEvery,
+      sandwich: !!o.sandwich,
+      resume: !!o.resume,
+      settingsKey: JSON.stringify({
+        model: resolve(o.model),
+        data: o.data,
+        lora,
+        space: spaceSpec,
+        cutoff: o.cutoffLen,
+        trainOnInputs: o.trainOnInputs,
+        sparse: !!o.sparseAdapter,
+        qa: !!o.quantizationAware,
+        batch: o.batchSize,
+        valSize: o.valSize,
+        groupByLength: !!o.groupByLength,
+        ...(o.reorderChannels ? { reorder: o.reorderChannels } : {}),
+      }),
     },
-    (e) => progress.event(e), ranks);
+    (e) => progress.event(e),
+    ranks,
+  );
   progress.stop();
   if (ranks.rank !== 0) return;
-  saveAdapter(o.out, model, lora, { baseModel: resolve(o.model), searchSpace: spaceSpec, mode: o.quantizationAware ? 'qa' : o.sparseAdapter ? 'sparse' : 'lora' });
+  saveAdapter(o.out, model, lora, {
+    baseModel: resolve(o.model),
+    searchSpace: spaceSpec,
+    mode: o.quantizationAware ? 'qa' : o.sparseAdapter ? 'sparse' : 'lora',
+  });
   writeRunConfig(o.out, { command: 'finetune', options: o, world_size: ranks.size, result, node: process.version });
-  log(`done: ${result.steps} steps, final loss ${result.finalLoss.toFixed(4)}${result.valLoss !== null ? `, validation loss ${result.valLoss.toFixed(4)}` : ''}, ` +
-    `${Math.round(result.tokensSeen / Math.max(result.seconds, 1e-9))} tokens/s; adapter written to ${o.out}`);
+  log(
+    `done: ${result.steps} steps, final loss ${result.finalLoss.toFixed(4)}${result.valLoss !== null ? `, validation loss ${result.valLoss.toFixed(4)}` : ''}, ` +
+      `${Math.round(result.tokensSeen / Math.max(result.seconds, 1e-9))} tokens/s; adapter written to ${o.out}`,
+  );
 }
 
 /**
@@ -74,17 +120,27 @@ export function runFinetune(o: FinetuneOptions): void {
  * records the order in --out; a resumed run re-applies the recorded order. saveAdapter later writes the
  * adapter in the base's own order plus the order (PEFT-compatible).
  */
-function reorderChannels(model: LlamaModel, space: SearchSpace, o: FinetuneOptions, trainTok: TokenizedExample[], log: (s: string) => void): void {
+function reorderChannels(
+  model: LlamaModel,
+  space: SearchSpace,
+  o: FinetuneOptions,
+  trainTok: TokenizedExample[],
+  log: (s: string) => void,
+): void {
   const mode = o.reorderChannels!;
-  if (model.config.quantization) throw new Error(`--reorder-channels: ${o.model} is GPTQ-quantised; reordering the channels of a quantised base is not supported`);
+  if (model.config.quantization)
+    throw new Error(`--reorder-channels: ${o.model} is GPTQ-quantised; reordering the channels of a quantised base is not supported`);
   if (!space.groups.some((g) => g.kind === 'mlp_width')) {
-    log(`--reorder-channels: search space "${o.space}" has no mlp_width group, so no MLP channel is ever sliced away; channels left in place`);
+    log(
+      `--reorder-channels: search space "${o.space}" has no mlp_width group, so no MLP channel is ever sliced away; channels left in place`,
+    );
     return;
   }
   const file = join(o.out, CHANNEL_ORDER_FILE);
   const saved = o.resume ? readChannelOrder(o.out) : null;
   if (saved) {
-    if (saved.mode !== mode) throw new Error(`--resume: ${file} was written with --reorder-channels ${saved.mode}, this run asks for ${mode}`);
+    if (saved.mode !== mode)
+      throw new Error(`--resume: ${file} was written with --reorder-channels ${saved.mode}, this run asks for ${mode}`);
     permuteMlpChannels(model, validateChannelOrder(saved.mlp_channel_order, model.config, `${file}: field "mlp_channel_order"`));
     log(`MLP channels reordered as recorded in ${file}`);
     return;
@@ -96,6 +152,9 @@ function reorderChannels(model: LlamaModel, space: SearchSpace, o: FinetuneOptio
     mkdirSync(o.out, { recursive: true });
     writeChannelOrder(o.out, { mode, mlp_channel_order: order });
   }
-  const moved = order.reduce((n, p) => n + p.filter((c, k) => c !== k).length, 0), total = order.reduce((n, p) => n + p.length, 0);
-  log(`MLP channels reordered by ${mode} importance${mode === 'activation' ? ` (${samples.length} training examples)` : ''}: ${moved} of ${total} channels moved, ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  const moved = order.reduce((n, p) => n + p.filter((c, k) => c !== k).length, 0),
+    total = order.reduce((n, p) => n + p.length, 0);
+  log(
+    `MLP channels reordered by ${mode} importance${mode === 'activation' ? ` (${samples.length} training examples)` : ''}: ${moved} of ${total} channels moved, ${((Date.now() - started) / 1000).toFixed(1)} s`,
+  );
 }

@@ -10,11 +10,16 @@ import { commandFrom } from './command.ts';
 
 export function generateCommand(): Command {
   return commandFrom(generateSpec, (o: GenerateOptions) => {
-    if (o.greedy && (o.temperature !== undefined || o.beams !== undefined)) throw new Error('--greedy cannot be combined with --temperature or --beams');
-    if (o.temperature !== undefined && o.beams !== undefined) throw new Error('choose sampling (--temperature) or beam search (--beams), not both');
-    const strategy: Strategy = o.beams !== undefined ? { kind: 'beam', beams: o.beams }
-      : o.temperature !== undefined ? { kind: 'sample', temperature: o.temperature, topP: o.topP, seed: o.seed }
-      : { kind: 'greedy' };
+    if (o.greedy && (o.temperature !== undefined || o.beams !== undefined))
+      throw new Error('--greedy cannot be combined with --temperature or --beams');
+    if (o.temperature !== undefined && o.beams !== undefined)
+      throw new Error('choose sampling (--temperature) or beam search (--beams), not both');
+    const strategy: Strategy =
+      o.beams !== undefined
+        ? { kind: 'beam', beams: o.beams }
+        : o.temperature !== undefined
+          ? { kind: 'sample', temperature: o.temperature, topP: o.topP, seed: o.seed }
+          : { kind: 'greedy' };
     const tok = loadTokenizer(o.model);
     const model = loadWithAdapter(o.model, o.adapter, o.subnet).model;
     const prompt = o.chat
@@ -22,14 +27,22 @@ export function generateCommand(): Command {
       : tok.encode(o.prompt);
     if (prompt.length === 0) throw new Error('the prompt encodes to no tokens and the tokenizer adds no BOS; give a non-empty --prompt');
     const room = model.config.maxPositions - prompt.length;
-    if (room < o.maxNewTokens) throw new Error(`prompt (${prompt.length} tokens) + --max-new-tokens ${o.maxNewTokens} exceeds the model's ${model.config.maxPositions} positions; lower --max-new-tokens to ${Math.max(room, 0)}`);
+    if (room < o.maxNewTokens)
+      throw new Error(
+        `prompt (${prompt.length} tokens) + --max-new-tokens ${o.maxNewTokens} exceeds the model's ${model.config.maxPositions} positions; lower --max-new-tokens to ${Math.max(room, 0)}`,
+      );
     const stream = new IncrementalDecoder(tok, { context: prompt, skipSpecialTokens: true }); // the prompt gives the first new word its leading space
     const write = (s: string) => process.stdout.write(s);
     const out = generate(model, [prompt], {
       maxNewTokens: o.maxNewTokens,
       strategy,
       eosIds: tok.eosIds,
-      onStep: strategy.kind === 'beam' ? undefined : ([t]) => { if (t >= 0) write(stream.push(t)); },
+      onStep:
+        strategy.kind === 'beam'
+          ? undefined
+          : ([t]) => {
+              if (t >= 0) write(stream.push(t));
+            },
     })[0];
     if (strategy.kind === 'beam') write(tok.decode(out));
     else write(stream.flush());

@@ -18,7 +18,9 @@ export function mergeCommand(): Command {
     const { hfConfig } = loadModelDir(o.model);
     const { config } = extractToDir(model, o.out, { merge: true, sourceDir: o.model, hfConfig });
     const after = countParams(loadWithAdapter(o.out).model);
-    process.stderr.write(`merge: ${config.layers.length} layers; parameters ${before.total - before.adapter} → ${after.total} ` +
-      `(non-zero ${after.nonZero}, ${(100 * (1 - after.nonZero / after.total)).toFixed(2)}% zero); written to ${o.out}\n`);
+    process.stderr.write(
+      `merge: ${config.layers.length} layers; parameters ${before.total - before.adapter} → ${after.total} ` +
+        `(non-zero ${after.nonZero}, ${(100 * (1 - after.nonZero / after.total)).toFixed(2)}% zero); written to ${o.out}\n`,
+    );
   });
 }

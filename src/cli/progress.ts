@@ -14,10 +14,15 @@ export class ProgressReporter {
     if (e.type === 'start') {
       this.total = e.totalSteps;
       if (process.stderr.isTTY) {
-        this.bar = new cliProgress.SingleBar({
-          format: `${this.label} {bar} {value}/{total} steps | loss {loss} | lr {lr} | {tps} tok/s | ETA {eta_formatted}`,
-          stream: process.stderr, hideCursor: true, etaBuffer: 20,
-        }, cliProgress.Presets.shades_classic);
+        this.bar = new cliProgress.SingleBar(
+          {
+            format: `${this.label} {bar} {value}/{total} steps | loss {loss} | lr {lr} | {tps} tok/s | ETA {eta_formatted}`,
+            stream: process.stderr,
+            hideCursor: true,
+            etaBuffer: 20,
+          },
+          cliProgress.Presets.shades_classic,
+        );
         this.bar.start(e.totalSteps, e.startStep, { loss: '-', lr: '-', tps: '-' });
       } else if (e.startStep > 0) process.stderr.write(`${this.label}: resuming at step ${e.startStep}/${e.totalSteps}\n`);
       return;
@@ -29,7 +34,9 @@ export class ProgressReporter {
         const pct = Math.floor((20 * e.step) / e.totalSteps);
         if (pct !== this.lastPrinted || e.step === e.totalSteps) {
           this.lastPrinted = pct;
-          process.stderr.write(`${this.label}: step ${e.step}/${e.totalSteps} loss ${payload.loss} lr ${payload.lr} ${payload.tps} tok/s\n`);
+          process.stderr.write(
+            `${this.label}: step ${e.step}/${e.totalSteps} loss ${payload.loss} lr ${payload.lr} ${payload.tps} tok/s\n`,
+          );
         }
       }
       return;
@@ -60,10 +67,15 @@ export class SearchBar {
     const payload = { front: p.front, best: p.bestScore.toFixed(4), src: p.last.cached ? 'cached' : p.last.source };
     if (process.stderr.isTTY) {
       if (!this.bar) {
-        this.bar = new cliProgress.SingleBar({
-          format: `search {bar} {value}/{total} evals | front {front} | best ${scoreName} {best} | {src} | ETA {eta_formatted}`,
-          stream: process.stderr, hideCursor: true, etaBuffer: 20,
-        }, cliProgress.Presets.shades_classic);
+        this.bar = new cliProgress.SingleBar(
+          {
+            format: `search {bar} {value}/{total} evals | front {front} | best ${scoreName} {best} | {src} | ETA {eta_formatted}`,
+            stream: process.stderr,
+            hideCursor: true,
+            etaBuffer: 20,
+          },
+          cliProgress.Presets.shades_classic,
+        );
         this.bar.start(p.total, 0, payload);
       }
       this.bar.update(p.done, payload);

@@ -23,15 +23,27 @@ export function sparsifyCommand(): Command {
     }
     const started = Date.now();
     const report = pruneModel(model, samples, {
-      method: o.method, sparsity: o.sparsity, nm, targets: o.targets,
+      method: o.method,
+      sparsity: o.sparsity,
+      nm,
+      targets: o.targets,
       onProgress: (l, n) => process.stderr.write(`sparsify: layer ${l}/${n}\n`),
     });
     saveModelDir(o.out, model, { hfConfig: loaded.hfConfig, overwrite: true });
     copyTokenizerFiles(o.model, o.out);
     writeCompression(o.out, {
-      method: o.method, sparsity: o.sparsity, nm: o.nm ?? null, nsamples: samples.length, seqlen: samples[0]?.length ?? null,
-      calib: o.calib ? resolve(o.calib) : null, seed: o.seed, achieved_sparsity: report.sparsity, modules: report.modules,
+      method: o.method,
+      sparsity: o.sparsity,
+      nm: o.nm ?? null,
+      nsamples: samples.length,
+      seqlen: samples[0]?.length ?? null,
+      calib: o.calib ? resolve(o.calib) : null,
+      seed: o.seed,
+      achieved_sparsity: report.sparsity,
+      modules: report.modules,
     });
-    process.stderr.write(`sparsify: ${(100 * report.sparsity).toFixed(2)}% of the targeted weights are zero (${((Date.now() - started) / 1000).toFixed(1)} s); model written to ${o.out}\n`);
+    process.stderr.write(
+      `sparsify: ${(100 * report.sparsity).toFixed(2)}% of the targeted weights are zero (${((Date.now() - started) / 1000).toFixed(1)} s); model written to ${o.out}\n`,
+    );
   });
 }

@@ -21,7 +21,10 @@ function documents(file: string): string[] {
     throw new Error(`--calib ${file}: cannot read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
   }
   // paragraphs, and long paragraphs cut at ~4 KB line boundaries
-  return text.split(/\n\s*\n/).flatMap((p) => p.match(/[\s\S]{1,4000}(?:\n|$)|[\s\S]{1,4000}/g) ?? []).filter((p) => p.trim());
+  return text
+    .split(/\n\s*\n/)
+    .flatMap((p) => p.match(/[\s\S]{1,4000}(?:\n|$)|[\s\S]{1,4000}/g) ?? [])
+    .filter((p) => p.trim());
 }
 
 export function loadCalibrationSamples(file: string, tok: LonasTokenizer, nsamples: number, seqlen: number, seed = 0): Int32Array[] {
@@ -36,7 +39,9 @@ export function loadCalibrationSamples(file: string, tok: LonasTokenizer, nsampl
     for (const t of tok.encode(`${docs[i]}\n\n`, { addBos: false })) ids.push(t);
   }
   if (ids.length < body + 1) {
-    throw new Error(`--calib ${file}: ${ids.length} tokens is too short for windows of ${seqlen}; use a larger corpus or a smaller --seqlen`);
+    throw new Error(
+      `--calib ${file}: ${ids.length} tokens is too short for windows of ${seqlen}; use a larger corpus or a smaller --seqlen`,
+    );
   }
   return Array.from({ length: nsamples }, () => {
     const start = rng.int(ids.length - body);

@@ -29,16 +29,28 @@ export interface LayerwiseHooks {
 }
 
 class ObservedLinear implements LinearLike {
-  constructor(private readonly inner: LinearLike, private readonly name: ProjectionName, private readonly observe: InputObserver) {}
-  get inFeatures() { return this.inner.inFeatures; }
-  get outFeatures() { return this.inner.outFeatures; }
+  constructor(
+    private readonly inner: LinearLike,
+    private readonly name: ProjectionName,
+    private readonly observe: InputObserver,
+  ) {}
+  get inFeatures() {
+    return this.inner.inFeatures;
+  }
+  get outFeatures() {
+    return this.inner.outFeatures;
+  }
   forward(x: Tensor): Tensor {
     const d = x.contiguousData() as Float32Array;
     this.observe(this.name, d, d.length / this.inner.inFeatures, this.inner.inFeatures);
     return this.inner.forward(x);
   }
-  trainable() { return this.inner.trainable(); }
-  baseTensors() { return this.inner.baseTensors(); }
+  trainable() {
+    return this.inner.trainable();
+  }
+  baseTensors() {
+    return this.inner.baseTensors();
+  }
 }
 
 /** Runs the layer-wise loop over `samples` (each a token sequence, BOS included by the caller). */
@@ -64,6 +76,7 @@ export function calibrateLayerwise(model: LlamaModel, samples: Int32Array[], hoo
       hooks.onProgress?.(i + 1, model.layers.length);
     }
     const headInput = hooks.headInput;
-    if (headInput) for (const h of hidden) headInput(model.norm.forward(h).contiguousData() as Float32Array, h.shape[1], model.config.hiddenSize); // (1, T, C)
+    if (headInput)
+      for (const h of hidden) headInput(model.norm.forward(h).contiguousData() as Float32Array, h.shape[1], model.config.hiddenSize); // (1, T, C)
   });
 }

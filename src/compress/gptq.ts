@@ -30,9 +30,16 @@ export interface GptqOptions {
 
 /** scale/zero of one row segment, as AutoGPTQ's Quantizer.find_params (asymmetric, no MSE search). */
 function findParams(values: ArrayLike<number>, maxq: number): { scale: number; zero: number } {
-  let lo = 0, hi = 0;
-  for (let k = 0; k < values.length; k++) { lo = Math.min(lo, values[k]); hi = Math.max(hi, values[k]); }
-  if (lo === 0 && hi === 0) { lo = -1; hi = 1; }
+  let lo = 0,
+    hi = 0;
+  for (let k = 0; k < values.length; k++) {
+    lo = Math.min(lo, values[k]);
+    hi = Math.max(hi, values[k]);
+  }
+  if (lo === 0 && hi === 0) {
+    lo = -1;
+    hi = 1;
+  }
   const scale = (hi - lo) / maxq;
   return { scale, zero: roundHalfEven(-lo / scale) };
 }
@@ -43,7 +50,8 @@ export function cholesky(a: Float64Array, n: number): Float64Array {
   for (let j = 0; j < n; j++) {
     let d = a[j * n + j];
     for (let k = 0; k < j; k++) d -= l[j * n + k] * l[j * n + k];
-    if (!(d > 0)) throw new Error(`GPTQ: the Hessian is not positive definite at column ${j} (raise the damping or use more calibration data)`);
+    if (!(d > 0))
+      throw new Error(`GPTQ: the Hessian is not positive definite at column ${j} (raise the damping or use more calibration data)`);
     const ljj = Math.sqrt(d);
     l[j * n + j] = ljj;
     for (let i = j + 1; i < n; i++) {
@@ -98,7 +106,11 @@ export interface PreparedHessian {
 export function prepareHessian(hIn: ArrayLike<number>, inF: number, actOrder: boolean, percDamp = 0.01): PreparedHessian {
   const H = Float64Array.from(hIn);
   const dead = new Uint8Array(inF);
-  for (let j = 0; j < inF; j++) if (H[j * inF + j] === 0) { H[j * inF + j] = 1; dead[j] = 1; }
+  for (let j = 0; j < inF; j++)
+    if (H[j * inF + j] === 0) {
+      H[j * inF + j] = 1;
+      dead[j] = 1;
+    }
   let perm = Int32Array.from({ length: inF }, (_, j) => j);
   if (actOrder) perm = Int32Array.from([...perm].sort((a, b) => H[b * inF + b] - H[a * inF + a] || a - b));
   const Hp = new Float64Array(inF * inF);
@@ -111,8 +123,16 @@ export function prepareHessian(hIn: ArrayLike<number>, inF: number, actOrder: bo
 }
 
 /** Quantises w (out, in) in float64 with the Hessian h (in, in) or a prepared one. Inputs are not modified. */
-export function gptqQuantize(w: ArrayLike<number>, out: number, inF: number, h: ArrayLike<number> | PreparedHessian, o: GptqOptions): QuantizedWeight {
-  const maxq = 2 ** o.bits - 1, B = o.blockSize ?? 128, gs = o.groupSize > 0 ? o.groupSize : inF;
+export function gptqQuantize(
+  w: ArrayLike<number>,
+  out: number,
+  inF: number,
+  h: ArrayLike<number> | PreparedHessian,
+  o: GptqOptions,
+): QuantizedWeight {
+  const maxq = 2 ** o.bits - 1,
+    B = o.blockSize ?? 128,
+    gs = o.groupSize > 0 ? o.groupSize : inF;
   if (!Number.isInteger(o.bits) || o.bits < 2 || o.bits > 8) throw new Error(`GPTQ: bits must be 2..8, got ${o.bits}`);
   const prep = 'perm' in h ? h : prepareHessian(h, inF, o.actOrder, o.percDamp);
   const { perm, U, dead } = prep;
@@ -120,13 +140,20 @@ export function gptqQuantize(w: ArrayLike<number>, out: number, inF: number, h: 
   const keep = o.keepZeros ? Uint8Array.from(W, (v) => (v !== 0 ? 1 : 0)) : null;
   for (let j = 0; j < inF; j++) if (dead[j]) for (let r = 0; r < out; r++) W[r * inF + j] = 0;
   // permuted copies: Wp[:, k] = W[:, perm[k]]
-  const Wp = new Float64Array(out * inF), Mp = keep ? new Uint8Array(out * inF) : null;
-  for (let r = 0; r < out; r++) for (let k = 0; k < inF; k++) { Wp[r * inF + k] = W[r * inF + perm[k]]; if (Mp) Mp[r * inF + k] = keep![r * inF + perm[k]]; }
+  const Wp = new Float64Array(out * inF),
+    Mp = keep ? new Uint8Array(out * inF) : null;
+  for (let r = 0; r < out; r++)
+    for (let k = 0; k < inF; k++) {
+      Wp[r * inF + k] = W[r * inF + perm[k]];
+      if (Mp) Mp[r * inF + k] = keep![r * inF + perm[k]];
+    }
 
   const groups = Math.ceil(inF / gs);
-  const scales = new Float32Array(groups * out), zeros = new Float32Array(groups * out);
+  const scales = new Float32Array(groups * out),
+    zeros = new Float32Array(groups * out);
   const codesP = new Uint8Array(out * inF);
-  const rowScale = new Float64Array(out), rowZero = new Float64Array(out);
+  const rowScale = new Float64Array(out),
+    rowZero = new Float64Array(out);
   const err = new Float64Array(out * B);
   for (let i1 = 0; i1 < inF; i1 += B) {
     const i2 = Math.min(i1 + B, inF);
@@ -135,8 +162,10 @@ export function gptqQuantize(w: ArrayLike<number>, out: number, inF: number, h: 
         const g = col / gs;
         for (let r = 0; r < out; r++) {
           const p = findParams(Wp.subarray(r * inF + col, r * inF + Math.min(col + gs, inF)), maxq);
-          rowScale[r] = p.scale; rowZero[r] = p.zero;
-          scales[g * out + r] = p.scale; zeros[g * out + r] = p.zero;
+          rowScale[r] = p.scale;
+          rowZero[r] = p.zero;
+          scales[g * out + r] = p.scale;
+          zeros[g * out + r] = p.zero;
         }
       }
       const d = U[col * inF + col];
@@ -161,7 +190,8 @@ export function gptqQuantize(w: ArrayLike<number>, out: number, inF: number, h: 
     }
   }
   // back to the original column order; g_idx[c] = (position of c in the quantisation order) / groupSize
-  const q = new Uint8Array(out * inF), gIdx = new Int32Array(inF);
+  const q = new Uint8Array(out * inF),
+    gIdx = new Int32Array(inF);
   for (let k = 0; k < inF; k++) {
     gIdx[perm[k]] = Math.floor(k / gs);
     for (let r = 0; r < out; r++) q[r * inF + perm[k]] = codesP[r * inF + k];
@@ -171,14 +201,19 @@ export function gptqQuantize(w: ArrayLike<number>, out: number, inF: number, h: 
 
 /** Round-to-nearest with the same group-wise quantiser (the baseline GPTQ must beat). */
 export function rtnQuantize(w: ArrayLike<number>, out: number, inF: number, bits: number, groupSize: number): QuantizedWeight {
-  const maxq = 2 ** bits - 1, gs = groupSize > 0 ? groupSize : inF, groups = Math.ceil(inF / gs);
-  const scales = new Float32Array(groups * out), zeros = new Float32Array(groups * out), q = new Uint8Array(out * inF);
+  const maxq = 2 ** bits - 1,
+    gs = groupSize > 0 ? groupSize : inF,
+    groups = Math.ceil(inF / gs);
+  const scales = new Float32Array(groups * out),
+    zeros = new Float32Array(groups * out),
+    q = new Uint8Array(out * inF);
   const gIdx = Int32Array.from({ length: inF }, (_, j) => Math.floor(j / gs));
   for (let r = 0; r < out; r++) {
     for (let g = 0; g < groups; g++) {
       const seg = Array.from({ length: Math.min(gs, inF - g * gs) }, (_, k) => w[r * inF + g * gs + k]);
       const p = findParams(seg, maxq);
-      scales[g * out + r] = p.scale; zeros[g * out + r] = p.zero;
+      scales[g * out + r] = p.scale;
+      zeros[g * out + r] = p.zero;
       seg.forEach((v, k) => (q[r * inF + g * gs + k] = quantCode(v, p.scale, p.zero, maxq)));
     }
   }

@@ -33,7 +33,13 @@ function weightOf(m: LinearLike): Float32Array {
 }
 
 /** Marks which weights to prune in one (out, in) matrix from its scores. Returns the mask (1 = pruned). */
-export function pruneMask(scores: Float64Array | Float32Array, out: number, inF: number, sparsity: number, nm: { n: number; m: number } | null): Uint8Array {
+export function pruneMask(
+  scores: Float64Array | Float32Array,
+  out: number,
+  inF: number,
+  sparsity: number,
+  nm: { n: number; m: number } | null,
+): Uint8Array {
   const mask = new Uint8Array(out * inF);
   if (nm) {
     if (inF % nm.m !== 0) throw new Error(`N:M pruning: input width ${inF} is not a multiple of M = ${nm.m}`);
@@ -87,7 +93,10 @@ export function pruneModel(model: LlamaModel, samples: Int32Array[], o: PruneOpt
     }
   };
   if (o.method === 'magnitude') {
-    for (let i = 0; i < model.layers.length; i++) { pruneLayer(i, null); o.onProgress?.(i + 1, model.layers.length); }
+    for (let i = 0; i < model.layers.length; i++) {
+      pruneLayer(i, null);
+      o.onProgress?.(i + 1, model.layers.length);
+    }
   } else {
     let stats = new Map<ProjectionName, { sq: Float64Array; n: number }>();
     calibrateLayerwise(model, samples, {
@@ -108,7 +117,8 @@ export function pruneModel(model: LlamaModel, samples: Int32Array[], o: PruneOpt
       onProgress: o.onProgress,
     });
   }
-  const zeros = report.modules.reduce((a, m) => a + m.zeros, 0), size = report.modules.reduce((a, m) => a + m.size, 0);
+  const zeros = report.modules.reduce((a, m) => a + m.zeros, 0),
+    size = report.modules.reduce((a, m) => a + m.size, 0);
   report.sparsity = zeros / size;
   return report;
 }

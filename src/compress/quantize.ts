@@ -36,7 +36,13 @@ export interface QuantizeOptions {
   onProgress?: (layer: number, layers: number) => void;
 }
 
-interface HessianAcc { sum: Float32Array; n: number; lastInput: Float32Array | null; inF: number; prepared?: PreparedHessian }
+interface HessianAcc {
+  sum: Float32Array;
+  n: number;
+  lastInput: Float32Array | null;
+  inF: number;
+  prepared?: PreparedHessian;
+}
 
 /**
  * `m` with its weight quantised as `qw`: scales rounded to float16 (what a GPTQ checkpoint stores, so memory
@@ -58,13 +64,17 @@ export function toQuantLinear(m: Linear, qw: QuantizedWeight): QuantLinear {
 export function quantizeLmHead(model: LlamaModel, quantize: (w: FloatArray, out: number, inF: number) => QuantizedWeight): void {
   const head = floatHead(model);
   const [V, C] = head.weightShape;
-  const own = head.weightStore === model.embed.weightStore ? new Linear(new Tensor(Float32Array.from(head.weight.data), [V, C], { name: 'lm_head.weight' })) : head;
+  const own =
+    head.weightStore === model.embed.weightStore
+      ? new Linear(new Tensor(Float32Array.from(head.weight.data), [V, C], { name: 'lm_head.weight' }))
+      : head;
   model.lmHead = toQuantLinear(own, quantize(own.weight.data, V, C));
   model.config.tieWordEmbeddings = false;
 }
 
 function floatHead(model: LlamaModel): Linear {
-  if (!(model.lmHead instanceof Linear)) throw new Error(`quantize --lm-head: the LM head is a ${model.lmHead.constructor.name}, not a plain float Linear (already quantised?)`);
+  if (!(model.lmHead instanceof Linear))
+    throw new Error(`quantize --lm-head: the LM head is a ${model.lmHead.constructor.name}, not a plain float Linear (already quantised?)`);
   return model.lmHead;
 }
 
@@ -76,14 +86,25 @@ function accumulate(acc: HessianAcc, x: Float32Array, tokens: number): void {
 
 /** H = 2/N Σ x xᵀ, damped and factorised once (shared by the weights fed the same input). */
 function prepared(acc: HessianAcc, o: QuantizeOptions): PreparedHessian {
-  acc.prepared ??= prepareHessian(Float64Array.from(acc.sum, (v) => (2 * v) / acc.n), acc.inF, o.actOrder, o.percDamp);
+  acc.prepared ??= prepareHessian(
+    Float64Array.from(acc.sum, (v) => (2 * v) / acc.n),
+    acc.inF,
+    o.actOrder,
+    o.percDamp,
+  );
   return acc.prepared;
 }
 
 /** GPTQ of one (out, in) weight; zero weights are kept exactly zero when asked, or when the weight has any. */
 function gptq(w: FloatArray, out: number, inF: number, acc: HessianAcc, o: QuantizeOptions): QuantizedWeight {
   const hasZeros = w.some((v) => v === 0);
-  return gptqQuantize(w, out, inF, prepared(acc, o), { bits: o.bits, groupSize: o.groupSize, actOrder: o.actOrder, blockSize: o.blockSize, keepZeros: o.keepZeros ?? hasZeros });
+  return gptqQuantize(w, out, inF, prepared(acc, o), {
+    bits: o.bits,
+    groupSize: o.groupSize,
+    actOrder: o.actOrder,
+    blockSize: o.blockSize,
+    keepZeros: o.keepZeros ?? hasZeros,
+  });
 }
 
 /** Returns the number of projections quantised (the LM head not included) and the time taken. */
@@ -116,7 +137,8 @@ export function quantizeModel(model: LlamaModel, samples: Int32Array[], o: Quant
       for (const p of o.targets) {
         const acc = accOf.get(p);
         const m = layer.proj[p];
-        if (!acc || !(m instanceof Linear)) throw new Error(`quantize: layer ${i} ${p} is not a plain float projection (already quantised, or has an adapter?)`);
+        if (!acc || !(m instanceof Linear))
+          throw new Error(`quantize: layer ${i} ${p} is not a plain float projection (already quantised, or has an adapter?)`);
         const [out, inF] = m.weight.shape;
         layer.proj[p] = toQuantLinear(m, gptq(m.weight.data, out, inF, acc, o));
         modules++;
@@ -126,6 +148,13 @@ export function quantizeModel(model: LlamaModel, samples: Int32Array[], o: Quant
     onProgress: o.onProgress,
   });
   if (o.lmHead) quantizeLmHead(model, (w, out, inF) => gptq(w, out, inF, head, o)); // (V, C) with H (C, C)
-  model.config.quantization = { bits: o.bits, groupSize: o.groupSize, descAct: o.actOrder, sym: false, format: 'gptq', ...(o.lmHead ? { lmHead: true } : {}) };
+  model.config.quantization = {
+    bits: o.bits,
+    groupSize: o.groupSize,
+    descAct: o.actOrder,
+    sym: false,
+    format: 'gptq',
+    ...(o.lmHead ? { lmHead: true } : {}),
+  };
   return { modules, seconds: (Date.now() - started) / 1000 };
 }

@@ -68,27 +68,66 @@ export interface PretrainPlan {
  */
 export const PLANS: Record<'full' | 'quick', PretrainPlan> = {
   full: {
-    hiddenSize: 128, numLayers: 4, numHeads: 4, numKvHeads: 2, headDim: 32, intermediateSize: 448, maxPositions: 512,
-    steps: 440, batchSize: 16, seqLen: 128, lr: 3e-3, minLrFraction: 0.1, warmup: 30, weightDecay: 0.1, maxGradNorm: 1, corpusDocs: 12000,
+    hiddenSize: 128,
+    numLayers: 4,
+    numHeads: 4,
+    numKvHeads: 2,
+    headDim: 32,
+    intermediateSize: 448,
+    maxPositions: 512,
+    steps: 440,
+    batchSize: 16,
+    seqLen: 128,
+    lr: 3e-3,
+    minLrFraction: 0.1,
+    warmup: 30,
+    weightDecay: 0.1,
+    maxGradNorm: 1,
+    corpusDocs: 12000,
   },
   quick: {
-    hiddenSize: 64, numLayers: 2, numHeads: 4, numKvHeads: 2, headDim: 16, intermediateSize: 224, maxPositions: 512,
-    steps: 200, batchSize: 16, seqLen: 128, lr: 4e-3, minLrFraction: 0.1, warmup: 10, weightDecay: 0.1, maxGradNorm: 1, corpusDocs: 3000,
+    hiddenSize: 64,
+    numLayers: 2,
+    numHeads: 4,
+    numKvHeads: 2,
+    headDim: 16,
+    intermediateSize: 224,
+    maxPositions: 512,
+    steps: 200,
+    batchSize: 16,
+    seqLen: 128,
+    lr: 4e-3,
+    minLrFraction: 0.1,
+    warmup: 10,
+    weightDecay: 0.1,
+    maxGradNorm: 1,
+    corpusDocs: 3000,
   },
 };
 
 export function planConfig(p: PretrainPlan, vocabSize: number): LlamaConfig {
   return uniformConfig({
-    vocabSize, hiddenSize: p.hiddenSize, headDim: p.headDim, numLayers: p.numLayers, numHeads: p.numHeads, numKvHeads: p.numKvHeads,
-    intermediateSize: p.intermediateSize, rmsNormEps: 1e-5, ropeTheta: 10000, ropeScaling: null, maxPositions: p.maxPositions,
-    tieWordEmbeddings: true, attentionBias: false,
+    vocabSize,
+    hiddenSize: p.hiddenSize,
+    headDim: p.headDim,
+    numLayers: p.numLayers,
+    numHeads: p.numHeads,
+    numKvHeads: p.numKvHeads,
+    intermediateSize: p.intermediateSize,
+    rmsNormEps: 1e-5,
+    ropeTheta: 10000,
+    ropeScaling: null,
+    maxPositions: p.maxPositions,
+    tieWordEmbeddings: true,
+    attentionBias: false,
   });
 }
 
 /** Random initialisation (GPT-2 style): N(0, 0.02), residual output projections scaled by 1/√(2·layers), norms 1. */
 export function initModel(config: LlamaConfig, seed: number): LlamaModel {
   const rng = new Rng(seed).derive('init');
-  const std = 0.02, residualStd = std / Math.sqrt(2 * config.layers.length);
+  const std = 0.02,
+    residualStd = std / Math.sqrt(2 * config.layers.length);
   const weights = new Map<string, Tensor>();
   for (const { name, shape, proj } of llamaWeightTable(config).all) {
     if (name.endsWith('norm.weight')) weights.set(name, new Tensor(new Float32Array(shape[0]).fill(1), shape));
@@ -187,7 +226,10 @@ export function pretrainBase(o: PretrainOptions): PretrainResult {
   if (cached) return { ...cached, dir, cached: true };
   const ours = new Set<string>([...TOKENIZER_FILES, CONFIG_FILE, SINGLE_FILE, PRETRAIN_META]);
   const foreign = existsSync(dir) && statSync(dir).isDirectory() ? readdirSync(dir).filter((f) => !ours.has(f)) : [];
-  if (foreign.length) throw new Error(`${dir}: exists and is not a demo base model directory (it holds ${foreign.slice(0, 3).join(', ')}); choose another directory`);
+  if (foreign.length)
+    throw new Error(
+      `${dir}: exists and is not a demo base model directory (it holds ${foreign.slice(0, 3).join(', ')}); choose another directory`,
+    );
   if (existsSync(dir) && !statSync(dir).isDirectory()) throw new Error(`${dir}: exists and is not a directory`);
 
   const started = performance.now();
@@ -196,25 +238,34 @@ export function pretrainBase(o: PretrainOptions): PretrainResult {
   const tok = loadTokenizer(dir);
   const config = planConfig(plan, tok.vocabSize);
   const rows = packCorpus(tok, docs, plan.seqLen);
-  if (rows.length < plan.batchSize) throw new Error(`demo pretraining: the corpus fills ${rows.length} rows of ${plan.seqLen} tokens, fewer than a batch of ${plan.batchSize}`);
+  if (rows.length < plan.batchSize)
+    throw new Error(
+      `demo pretraining: the corpus fills ${rows.length} rows of ${plan.seqLen} tokens, fewer than a batch of ${plan.batchSize}`,
+    );
   const model = initModel(config, seed);
   const named = model.namedParameters();
   for (const t of named.values()) t.requiresGrad = true;
   const all = [...named.values()];
-  const matrices = all.filter((t) => t.ndim === 2), vectors = all.filter((t) => t.ndim !== 2);
+  const matrices = all.filter((t) => t.ndim === 2),
+    vectors = all.filter((t) => t.ndim !== 2);
   const optMat = new AdamW(matrices, { lr: plan.lr, beta2: 0.95, weightDecay: plan.weightDecay });
   const optVec = new AdamW(vectors, { lr: plan.lr, beta2: 0.95, weightDecay: 0 });
   const parameters = all.reduce((s, t) => s + t.size, 0);
 
-  const B = plan.batchSize, T = plan.seqLen;
+  const B = plan.batchSize,
+    T = plan.seqLen;
   const orderRng = new Rng(seed).derive('pretrain-order');
-  let order: number[] = [], cursor = 0;
+  let order: number[] = [],
+    cursor = 0;
   const ids = new Int32Array(B * T);
   const lossCurve: [number, number][] = [];
   const trainStart = performance.now();
   for (let step = 0; step < plan.steps; step++) {
     for (let b = 0; b < B; b++) {
-      if (cursor >= order.length) { order = orderRng.shuffle(rows.map((_, i) => i)); cursor = 0; }
+      if (cursor >= order.length) {
+        order = orderRng.shuffle(rows.map((_, i) => i));
+        cursor = 0;
+      }
       ids.set(rows[order[cursor++]], b * T);
     }
     optMat.zeroGrad();
@@ -231,7 +282,14 @@ export function pretrainBase(o: PretrainOptions): PretrainResult {
     optVec.update();
     lossCurve.push([step + 1, value]);
     const elapsed = (performance.now() - trainStart) / 1000;
-    o.onProgress?.({ step: step + 1, totalSteps: plan.steps, loss: value, lr, tokensPerSecond: ((step + 1) * B * T) / Math.max(elapsed, 1e-9), elapsedSeconds: elapsed });
+    o.onProgress?.({
+      step: step + 1,
+      totalSteps: plan.steps,
+      loss: value,
+      lr,
+      tokensPerSecond: ((step + 1) * B * T) / Math.max(elapsed, 1e-9),
+      elapsedSeconds: elapsed,
+    });
   }
   optMat.zeroGrad();
   optVec.zeroGrad();
@@ -241,13 +299,21 @@ export function pretrainBase(o: PretrainOptions): PretrainResult {
   const probe = probeKnowledge(model, tok);
   const tail = lossCurve.slice(-10);
   const meta: PretrainMeta = {
-    format: PRETRAIN_FORMAT, settingsHash, seed, plan, parameters,
+    format: PRETRAIN_FORMAT,
+    settingsHash,
+    seed,
+    plan,
+    parameters,
     corpus: { documents: docs.length, tokens: rows.length * T, rows: rows.length, sha256: corpusSha },
     tokenizer: { vocabSize: tok.vocabSize, sha256: tokSha },
-    steps: plan.steps, tokensSeen: plan.steps * B * T,
+    steps: plan.steps,
+    tokensSeen: plan.steps * B * T,
     finalLoss: tail.reduce((s, [, l]) => s + l, 0) / Math.max(1, tail.length),
     lossCurve: lossCurve.map(([s, l]) => [s, Math.round(l * 1e4) / 1e4]),
-    seconds: 0, samples, probe, node: process.version,
+    seconds: 0,
+    samples,
+    probe,
+    node: process.version,
   };
   saveModelDir(dir, model, { overwrite: true }); // keeps the tokenizer files written above
   meta.seconds = Math.round((performance.now() - started) / 100) / 10;
@@ -259,7 +325,8 @@ export function pretrainBase(o: PretrainOptions): PretrainResult {
 function readCached(dir: string, settingsHash: string): PretrainMeta | null {
   const metaPath = join(dir, PRETRAIN_META);
   if (!existsSync(metaPath)) return null;
-  for (const f of ['config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json']) if (!existsSync(join(dir, f))) return null;
+  for (const f of ['config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json'])
+    if (!existsSync(join(dir, f))) return null;
   try {
     const meta = JSON.parse(readFileSync(metaPath, 'utf8')) as PretrainMeta;
     return meta.settingsHash === settingsHash && meta.format === PRETRAIN_FORMAT ? meta : null;
@@ -271,8 +338,9 @@ function readCached(dir: string, settingsHash: string): PretrainMeta | null {
 /** Greedy completions (stopping at EOS or `stop`), one batch per call. */
 export function greedyComplete(model: LlamaModel, tok: LonasTokenizer, prompts: string[], maxNewTokens: number): string[] {
   const enc = prompts.map((p) => tok.encode(p, { addBos: true, addEos: false }));
-  return noGrad(() => generate(model, enc, { maxNewTokens, strategy: { kind: 'greedy' }, eosIds: tok.eosIds }))
-    .map((ids) => tok.decode(ids, { skipSpecialTokens: true }));
+  return noGrad(() => generate(model, enc, { maxNewTokens, strategy: { kind: 'greedy' }, eosIds: tok.eosIds })).map((ids) =>
+    tok.decode(ids, { skipSpecialTokens: true }),
+  );
 }
 
 const SAMPLE_PROMPTS = [
@@ -306,7 +374,12 @@ export function probeKnowledge(model: LlamaModel, tok: LonasTokenizer, batch = 6
   const result = { arith: { correct: 0, total: 0 }, parity: { correct: 0, total: 0 }, story: { correct: 0, total: 0 } };
   for (let i = 0; i < items.length; i += batch) {
     const chunk = items.slice(i, i + batch);
-    const outs = greedyComplete(model, tok, chunk.map((c) => c.prompt), Math.max(...chunk.map((c) => c.tokens)));
+    const outs = greedyComplete(
+      model,
+      tok,
+      chunk.map((c) => c.prompt),
+      Math.max(...chunk.map((c) => c.tokens)),
+    );
     chunk.forEach((c, j) => {
       result[c.kind].total++;
       if (outs[j].trim().startsWith(c.gold) && !/^\d/.test(outs[j].trim().slice(c.gold.length))) result[c.kind].correct++;

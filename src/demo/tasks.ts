@@ -72,8 +72,18 @@ export interface DemoSuite {
 // ---------------------------------------------------------------------------------------------- word lists
 
 const NAMES: readonly [string, 'he' | 'she'][] = [
-  ['Tom', 'he'], ['Ann', 'she'], ['Sam', 'he'], ['Mia', 'she'], ['Ben', 'he'], ['Lily', 'she'],
-  ['Max', 'he'], ['Zoe', 'she'], ['Leo', 'he'], ['Ella', 'she'], ['Jack', 'he'], ['Nina', 'she'],
+  ['Tom', 'he'],
+  ['Ann', 'she'],
+  ['Sam', 'he'],
+  ['Mia', 'she'],
+  ['Ben', 'he'],
+  ['Lily', 'she'],
+  ['Max', 'he'],
+  ['Zoe', 'she'],
+  ['Leo', 'he'],
+  ['Ella', 'she'],
+  ['Jack', 'he'],
+  ['Nina', 'she'],
 ];
 const OBJECTS = ['apples', 'books', 'pencils', 'stickers', 'cookies', 'marbles', 'balls', 'cards', 'flowers', 'shells', 'coins', 'toys'];
 
@@ -88,7 +98,12 @@ export const CHOICE_OPTIONS = 'Option1: even Option2: odd';
 
 // ---------------------------------------------------------------------------------------------- facts
 
-export interface ArithFact { op: '+' | '-'; a: number; b: number; result: number }
+export interface ArithFact {
+  op: '+' | '-';
+  a: number;
+  b: number;
+  result: number;
+}
 
 const cap = (s: string) => s.charAt(0).toUpperCase() + s.slice(1);
 const pick = <T>(rng: Rng, xs: readonly T[]): T => xs[rng.int(xs.length)];
@@ -158,7 +173,16 @@ const SUB_PARITY = [
   (n: string, _p: string, o: string) => `Is the number of ${o} ${n} has now even or odd?`,
 ];
 
-interface Problem { story: string; question: string; parityQuestion: string; eq: string; result: number; obj: string; name: string; pron: string }
+interface Problem {
+  story: string;
+  question: string;
+  parityQuestion: string;
+  eq: string;
+  result: number;
+  obj: string;
+  name: string;
+  pron: string;
+}
 
 function problem(rng: Rng, f: ArithFact): Problem {
   const [name, pron] = pick(rng, NAMES);
@@ -169,7 +193,11 @@ function problem(rng: Rng, f: ArithFact): Problem {
     story: (add ? ADD_STORIES : SUB_STORIES)[i](name, pron, obj, f.a, f.b),
     question: (add ? ADD_QUESTIONS : SUB_QUESTIONS)[i](name, pron, obj),
     parityQuestion: (add ? ADD_PARITY : SUB_PARITY)[i](name, pron, obj),
-    eq: `${f.a} ${f.op} ${f.b} = ${f.result}`, result: f.result, obj, name, pron,
+    eq: `${f.a} ${f.op} ${f.b} = ${f.result}`,
+    result: f.result,
+    obj,
+    name,
+    pron,
   };
 }
 
@@ -235,7 +263,8 @@ function pretrainSentence(rng: Rng, facts: ArithFact[]): string {
     const k = rng.int(12);
     if (k < 5) {
       const p = problem(rng, f);
-      const then = add ? pick(rng, [`so ${p.pron} has ${f.result} ${p.obj} now`, `so there are ${f.result} ${p.obj} in all`])
+      const then = add
+        ? pick(rng, [`so ${p.pron} has ${f.result} ${p.obj} now`, `so there are ${f.result} ${p.obj} in all`])
         : pick(rng, [`so ${p.pron} has ${f.result} ${p.obj} left`, `so ${f.result} ${p.obj} are left`]);
       return rng.int(2) === 0 ? `${p.story} ${p.question} We compute ${eq}, ${then}.` : `${p.story} We compute ${eq}, ${then}.`;
     }
@@ -248,28 +277,41 @@ function pretrainSentence(rng: Rng, facts: ArithFact[]): string {
   if (r < 0.85) {
     const n = 1 + rng.int(20);
     switch (rng.int(5)) {
-      case 0: return `${n} is an ${parity(n)} number.`;
-      case 1: return `Is ${n} even or odd? ${n} is ${parity(n)}.`;
-      case 2: return `${eq}, and ${f.result} is ${parity(f.result)}.`;
+      case 0:
+        return `${n} is an ${parity(n)} number.`;
+      case 1:
+        return `Is ${n} even or odd? ${n} is ${parity(n)}.`;
+      case 2:
+        return `${eq}, and ${f.result} is ${parity(f.result)}.`;
       case 3: {
         const p = problem(rng, f);
         return `${p.story} We compute ${eq}, and ${f.result} is ${parity(f.result)}.`;
       }
-      default: return `The number ${n} is ${parity(n)}, and ${n + 1} is ${parity(n + 1)}.`;
+      default:
+        return `The number ${n} is ${parity(n)}, and ${n + 1} is ${parity(n + 1)}.`;
     }
   }
   const [name, pron] = pick(rng, NAMES);
   const obj = pick(rng, OBJECTS);
   switch (rng.int(9)) {
-    case 0: return `Below is a box with ${f.a} ${obj}.`;
-    case 1: return `${name} read an instruction that describes a task.`;
-    case 2: return `Write a response that appropriately completes the request, ${name}.`;
-    case 3: return `The request is a task, and the response completes it.`;
-    case 4: return `Instruction: read. Response: write. Input: a word.`;
-    case 5: return `Each option is a word. Option one is even and the other option is odd.`;
-    case 6: return `Answer in the right format. The correct format is ${pick(rng, OBJECTS)}/${obj}.`;
-    case 7: return `${name} has two boxes, box1 and box2. # and ### are signs.`;
-    default: return `The answer ${name} gave is correct, and ${pron} is right.`;
+    case 0:
+      return `Below is a box with ${f.a} ${obj}.`;
+    case 1:
+      return `${name} read an instruction that describes a task.`;
+    case 2:
+      return `Write a response that appropriately completes the request, ${name}.`;
+    case 3:
+      return `The request is a task, and the response completes it.`;
+    case 4:
+      return `Instruction: read. Response: write. Input: a word.`;
+    case 5:
+      return `Each option is a word. Option one is even and the other option is odd.`;
+    case 6:
+      return `Answer in the right format. The correct format is ${pick(rng, OBJECTS)}/${obj}.`;
+    case 7:
+      return `${name} has two boxes, box1 and box2. # and ### are signs.`;
+    default:
+      return `The answer ${name} gave is correct, and ${pron} is right.`;
   }
 }
 
@@ -356,14 +398,22 @@ export function writeSuite(dir: string, suite: DemoSuite): SuiteFiles {
     files.test[t.name] = put(join(tasksDir, t.name, 'test.json'), json(split.test));
   }
   files.hash = h.digest('hex');
-  const counts = Object.fromEntries(DEMO_TASKS.map((t) => [t.name, Object.fromEntries(Object.entries(suite.tasks[t.name]).map(([s, xs]) => [s, xs.length]))]));
-  writeFileAtomic(join(dir, 'suite.json'), `${JSON.stringify({ seed: suite.seed, sizes: suite.sizes, counts, pretrainDocs: suite.pretrain.length, tasks: DEMO_TASKS, hash: files.hash }, null, 2)}\n`);
+  const counts = Object.fromEntries(
+    DEMO_TASKS.map((t) => [t.name, Object.fromEntries(Object.entries(suite.tasks[t.name]).map(([s, xs]) => [s, xs.length]))]),
+  );
+  writeFileAtomic(
+    join(dir, 'suite.json'),
+    `${JSON.stringify({ seed: suite.seed, sizes: suite.sizes, counts, pretrainDocs: suite.pretrain.length, tasks: DEMO_TASKS, hash: files.hash }, null, 2)}\n`,
+  );
   return files;
 }
 
 /** The documents of a pretrain.txt written by writeSuite. */
 export function readPretrainCorpus(file: string): string[] {
-  return readFileSync(file, 'utf8').split('\n\n').map((d) => d.replace(/\n$/, '')).filter((d) => d.length > 0);
+  return readFileSync(file, 'utf8')
+    .split('\n\n')
+    .map((d) => d.replace(/\n$/, ''))
+    .filter((d) => d.length > 0);
 }
 
 /** Generates and writes the suite in one call. */

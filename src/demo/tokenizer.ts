@@ -35,7 +35,8 @@ function classOf(sym: string): SymbolClass {
 /** Whether two adjacent symbols may merge: a word or a number grows from its leading "▁" rightwards. */
 function mergeable(a: string, b: string): boolean {
   if (b.startsWith(SPACE)) return false;
-  const ca = classOf(a), cb = classOf(b);
+  const ca = classOf(a),
+    cb = classOf(b);
   if (cb !== 'alpha' && cb !== 'digit') return false;
   if (ca === 'space') return a === SPACE;
   return ca === cb;
@@ -85,8 +86,13 @@ export function trainBpe(texts: string[], vocabSize = DEMO_VOCAB_SIZE): BpeModel
         counts.set(key, (counts.get(key) ?? 0) + w.n);
       }
     }
-    let best = '', bestN = 1;
-    for (const [k, n] of counts) if (n > bestN || (n === bestN && n > 1 && k < best)) { best = k; bestN = n; }
+    let best = '',
+      bestN = 1;
+    for (const [k, n] of counts)
+      if (n > bestN || (n === bestN && n > 1 && k < best)) {
+        best = k;
+        bestN = n;
+      }
     if (bestN < 2) break;
     const [a, b] = best.split(' ');
     const merged = a + b;
@@ -103,7 +109,15 @@ export function trainBpe(texts: string[], vocabSize = DEMO_VOCAB_SIZE): BpeModel
 
 /** tokenizer.json (Hugging Face tokenizers format, the layout of Llama 2 / stories260K). */
 export function tokenizerJson(m: BpeModel): object {
-  const added = SPECIALS.map((content, id) => ({ id, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true }));
+  const added = SPECIALS.map((content, id) => ({
+    id,
+    content,
+    single_word: false,
+    lstrip: false,
+    rstrip: false,
+    normalized: false,
+    special: true,
+  }));
   return {
     version: '1.0',
     truncation: null,
@@ -122,29 +136,53 @@ export function tokenizerJson(m: BpeModel): object {
     post_processor: {
       type: 'TemplateProcessing',
       single: [{ SpecialToken: { id: '<s>', type_id: 0 } }, { Sequence: { id: 'A', type_id: 0 } }],
-      pair: [{ SpecialToken: { id: '<s>', type_id: 0 } }, { Sequence: { id: 'A', type_id: 0 } }, { SpecialToken: { id: '<s>', type_id: 1 } }, { Sequence: { id: 'B', type_id: 1 } }],
+      pair: [
+        { SpecialToken: { id: '<s>', type_id: 0 } },
+        { Sequence: { id: 'A', type_id: 0 } },
+        { SpecialToken: { id: '<s>', type_id: 1 } },
+        { Sequence: { id: 'B', type_id: 1 } },
+      ],
       special_tokens: { '<s>': { id: '<s>', ids: [1], tokens: ['<s>'] } },
     },
     decoder: {
       type: 'Sequence',
       decoders: [
-        { type: 'Replace', pattern: { String: SPACE }, content: ' ' }, { type: 'ByteFallback' }, { type: 'Fuse' },
-        { type: 'Replace', pattern: { String: '\n ' }, content: '\n' }, { type: 'Replace', pattern: { String: '/ ' }, content: '/' },
+        { type: 'Replace', pattern: { String: SPACE }, content: ' ' },
+        { type: 'ByteFallback' },
+        { type: 'Fuse' },
+        { type: 'Replace', pattern: { String: '\n ' }, content: '\n' },
+        { type: 'Replace', pattern: { String: '/ ' }, content: '/' },
         { type: 'Strip', content: ' ', start: 1, stop: 0 },
       ],
     },
     model: {
-      type: 'BPE', dropout: null, unk_token: '<unk>', continuing_subword_prefix: null, end_of_word_suffix: null,
-      fuse_unk: true, byte_fallback: true, ignore_merges: false,
-      vocab: Object.fromEntries(m.vocab), merges: m.merges,
+      type: 'BPE',
+      dropout: null,
+      unk_token: '<unk>',
+      continuing_subword_prefix: null,
+      end_of_word_suffix: null,
+      fuse_unk: true,
+      byte_fallback: true,
+      ignore_merges: false,
+      vocab: Object.fromEntries(m.vocab),
+      merges: m.merges,
     },
   };
 }
 
 const TOKENIZER_CONFIG = {
-  add_bos_token: true, add_eos_token: false, bos_token: '<s>', eos_token: '</s>', unk_token: '<unk>', pad_token: null,
-  clean_up_tokenization_spaces: false, legacy: true, model_max_length: 512, tokenizer_class: 'LlamaTokenizer',
-  sp_model_kwargs: {}, spaces_between_special_tokens: false,
+  add_bos_token: true,
+  add_eos_token: false,
+  bos_token: '<s>',
+  eos_token: '</s>',
+  unk_token: '<unk>',
+  pad_token: null,
+  clean_up_tokenization_spaces: false,
+  legacy: true,
+  model_max_length: 512,
+  tokenizer_class: 'LlamaTokenizer',
+  sp_model_kwargs: {},
+  spaces_between_special_tokens: false,
 };
 
 /**

@@ -21,7 +21,8 @@ export interface Shard {
 export function shardBatch(batch: Batch, w: Pick<World, 'rank' | 'size'>): Shard | null {
   const rows = Array.from({ length: batch.B }, (_, b) => b);
   if (w.size === 1) return { batch, rows };
-  const lo = Math.floor((w.rank * batch.B) / w.size), hi = Math.floor(((w.rank + 1) * batch.B) / w.size);
+  const lo = Math.floor((w.rank * batch.B) / w.size),
+    hi = Math.floor(((w.rank + 1) * batch.B) / w.size);
   if (hi === lo) return null;
   const T = batch.T;
   const labels = batch.labels.slice(lo * T, hi * T);
@@ -30,8 +31,14 @@ export function shardBatch(batch: Batch, w: Pick<World, 'rank' | 'size'>): Shard
   const lengths = batch.lengths.slice(lo, hi);
   return {
     batch: {
-      inputIds: batch.inputIds.slice(lo * T, hi * T), labels, B: hi - lo, T, lengths,
-      realTokens: lengths.reduce((s, n) => s + n, 0), lossTokens, indices: batch.indices.slice(lo, hi),
+      inputIds: batch.inputIds.slice(lo * T, hi * T),
+      labels,
+      B: hi - lo,
+      T,
+      lengths,
+      realTokens: lengths.reduce((s, n) => s + n, 0),
+      lossTokens,
+      indices: batch.indices.slice(lo, hi),
     },
     rows: rows.slice(lo, hi),
   };
@@ -40,8 +47,10 @@ export function shardBatch(batch: Batch, w: Pick<World, 'rank' | 'size'>): Shard
 /** A clear error when the world cannot split the global micro-batch evenly. */
 export function checkBatchSplit(batchSize: number, w: Pick<World, 'size'>): void {
   if (batchSize % w.size !== 0) {
-    throw new Error(`--batch-size ${batchSize} is the global micro-batch, split over the ${w.size} ranks of this mpirun job: ` +
-      `use a multiple of ${w.size} (or run with -np dividing ${batchSize})`);
+    throw new Error(
+      `--batch-size ${batchSize} is the global micro-batch, split over the ${w.size} ranks of this mpirun job: ` +
+        `use a multiple of ${w.size} (or run with -np dividing ${batchSize})`,
+    );
   }
 }
 
@@ -66,7 +75,11 @@ export class FusedGradientSum {
   private readonly buffer: Float32Array;
   private readonly gradElements: number;
 
-  constructor(private readonly w: World, private readonly params: Tensor[], private readonly extras: number) {
+  constructor(
+    private readonly w: World,
+    private readonly params: Tensor[],
+    private readonly extras: number,
+  ) {
     this.gradElements = params.reduce((s, p) => s + p.size, 0);
     this.buffer = w.size === 1 ? new Float32Array(0) : new Float32Array(this.gradElements + params.length + extras);
     this.stats.bytes = this.buffer.byteLength;
@@ -92,7 +105,11 @@ export class FusedGradientSum {
     this.stats.ms += ms;
     at = 0;
     this.params.forEach((p, i) => {
-      if (buf[this.gradElements + i] > 0) p.grad = new Tensor(p.data instanceof Float64Array ? Float64Array.from(buf.subarray(at, at + p.size)) : buf.slice(at, at + p.size), p.shape);
+      if (buf[this.gradElements + i] > 0)
+        p.grad = new Tensor(
+          p.data instanceof Float64Array ? Float64Array.from(buf.subarray(at, at + p.size)) : buf.slice(at, at + p.size),
+          p.shape,
+        );
       at += p.size;
     });
     return Array.from(buf.subarray(this.gradElements + this.params.length));

@@ -42,7 +42,8 @@ export function launchedRanks(env: NodeJS.ProcessEnv = process.env): number | nu
 }
 
 export const SINGLE_PROCESS: World = {
-  rank: 0, size: 1,
+  rank: 0,
+  size: 1,
   allreduceSum: () => {},
   bcast: () => {},
 };
@@ -52,8 +53,10 @@ let current: World | null = null;
 function loadBinding(): Binding {
   const file = mpiBindingPath();
   if (!existsSync(file)) {
-    throw new Error(`lonas was started by mpirun with ${launchedRanks()} ranks, but the MPI binding ${file} is not built; ` +
-      'install OpenMPI (apt-get install openmpi-bin libopenmpi-dev) and run ./scripts/setup.sh --no-run (or npm run build:mpi)');
+    throw new Error(
+      `lonas was started by mpirun with ${launchedRanks()} ranks, but the MPI binding ${file} is not built; ` +
+        'install OpenMPI (apt-get install openmpi-bin libopenmpi-dev) and run ./scripts/setup.sh --no-run (or npm run build:mpi)',
+    );
   }
   try {
     return createRequire(import.meta.url)(file) as Binding;

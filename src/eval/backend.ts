@@ -62,24 +62,45 @@ export function modelBackend(model: LlamaModel, tok: LonasTokenizer): EvalBacken
       ids.forEach((p, i) => {
         const room = maxPos - p.length;
         if (room < 1) {
-          out[i] = { text: '', promptTokens: p.length, skipped: true, note: `prompt of ${p.length} tokens leaves no room in the model's ${maxPos} positions; not generated (counted wrong)` };
+          out[i] = {
+            text: '',
+            promptTokens: p.length,
+            skipped: true,
+            note: `prompt of ${p.length} tokens leaves no room in the model's ${maxPos} positions; not generated (counted wrong)`,
+          };
         } else if (room < req.maxNewTokens) {
           // alone, so that its budget depends on itself only (not on the batch it falls in)
           const text = decode(tok, run(model, [p], room, req, tok.eosIds)[0]);
-          out[i] = { text, promptTokens: p.length, clamped: true, note: `max new tokens cut to ${room} by the model's ${maxPos} positions` };
+          out[i] = {
+            text,
+            promptTokens: p.length,
+            clamped: true,
+            note: `max new tokens cut to ${room} by the model's ${maxPos} positions`,
+          };
         } else full.push(i);
       });
       if (full.length > 0) {
-        const conts = run(model, full.map((i) => ids[i]), req.maxNewTokens, req, tok.eosIds);
-        full.forEach((i, k) => { out[i] = { text: decode(tok, conts[k]), promptTokens: ids[i].length }; });
+        const conts = run(
+          model,
+          full.map((i) => ids[i]),
+          req.maxNewTokens,
+          req,
+          tok.eosIds,
+        );
+        full.forEach((i, k) => {
+          out[i] = { text: decode(tok, conts[k]), promptTokens: ids[i].length };
+        });
       }
       return out;
     },
     score(requests) {
-      return scoreContinuations(model, requests.map((r) => ({
-        prompt: tok.encode(r.prompt, { addBos: true, addEos: false }),
-        full: r.continuations.map((c) => tok.encode(r.prompt + c, { addBos: true, addEos: false })),
-      })));
+      return scoreContinuations(
+        model,
+        requests.map((r) => ({
+          prompt: tok.encode(r.prompt, { addBos: true, addEos: false }),
+          full: r.continuations.map((c) => tok.encode(r.prompt + c, { addBos: true, addEos: false })),
+        })),
+      );
     },
   };
 }

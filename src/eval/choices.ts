@@ -24,7 +24,10 @@ export function optionsFor(example: Pick<Example, 'instruction' | 'input'>, labe
   let offered: string[] = [];
   if (formatAt >= 0) {
     const line = source.slice(formatAt + 'Answer format:'.length).split('\n')[0];
-    offered = line.split('/').map((s) => s.trim()).filter((s) => labels.includes(s));
+    offered = line
+      .split('/')
+      .map((s) => s.trim())
+      .filter((s) => labels.includes(s));
   }
   if (offered.length < 2) offered = labels.filter((l) => region.includes(`${capitalize(l)}:`));
   if (offered.length < 2) offered = [...labels];
@@ -63,7 +66,9 @@ export const LABEL_RESPONSE = (label: string) => `the correct answer is ${label}
 export function continuationFor(option: ChoiceOption, target: LoglikTarget, where: string): string {
   if (target === 'label') return LABEL_RESPONSE(option.label);
   if (option.text === null) {
-    throw new Error(`${where}: the instruction has no text for option ${option.label} (expected "${capitalize(option.label)}: …"); use --loglik-target label`);
+    throw new Error(
+      `${where}: the instruction has no text for option ${option.label} (expected "${capitalize(option.label)}: …"); use --loglik-target label`,
+    );
   }
   return option.text;
 }

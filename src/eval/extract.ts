@@ -20,10 +20,7 @@
  */
 
 /** The answer formats of the benchmarks. */
-export type AnswerSpec =
-  | { type: 'choice'; labels: readonly string[] }
-  | { type: 'number' }
-  | { type: 'letter' };
+export type AnswerSpec = { type: 'choice'; labels: readonly string[] } | { type: 'number' } | { type: 'letter' };
 
 export type AnswerType = AnswerSpec['type'];
 export const ANSWER_TYPES: readonly AnswerType[] = ['choice', 'number', 'letter'];

@@ -106,16 +106,27 @@ export interface Progress {
 }
 
 /** The examples to evaluate (with their index in the file): all, the first `limit`, or a seeded sample. */
-export function selectExamples(task: TaskData, opts: Pick<EvalOptions, 'limit' | 'sample' | 'seed'>): { index: number; example: Example }[] {
+export function selectExamples(
+  task: TaskData,
+  opts: Pick<EvalOptions, 'limit' | 'sample' | 'seed'>,
+): { index: number; example: Example }[] {
   const all = task.examples.map((example, index) => ({ index, example }));
   if (opts.limit === undefined || opts.limit >= all.length) return all;
   if (!Number.isInteger(opts.limit) || opts.limit < 1) throw new Error(`--limit must be a positive integer, got ${opts.limit}`);
   if (!opts.sample) return all.slice(0, opts.limit);
   const order = new Rng(opts.seed ?? 0).derive(`eval:${task.name}`).shuffle(all.map((_, i) => i));
-  return order.slice(0, opts.limit).sort((a, b) => a - b).map((i) => all[i]);
+  return order
+    .slice(0, opts.limit)
+    .sort((a, b) => a - b)
+    .map((i) => all[i]);
 }
 
-export async function runEval(backend: EvalBackend, tasks: TaskData[], opts: EvalOptions, onProgress?: (p: Progress) => void): Promise<EvalResult> {
+export async function runEval(
+  backend: EvalBackend,
+  tasks: TaskData[],
+  opts: EvalOptions,
+  onProgress?: (p: Progress) => void,
+): Promise<EvalResult> {
   const beams = opts.beams ?? 1;
   const batchSize = opts.batchSize ?? 8;
   const target = opts.loglikTarget ?? 'label';
@@ -124,7 +135,9 @@ export async function runEval(backend: EvalBackend, tasks: TaskData[], opts: Eva
   if (opts.mode === 'loglik') {
     const bad = tasks.filter((t) => t.answer.type !== 'choice');
     if (bad.length) {
-      throw new Error(`loglik mode scores the options of multiple-choice tasks; ${bad.map((t) => `${t.name} (${t.answer.type} answers)`).join(', ')} ${bad.length > 1 ? 'have' : 'has'} no options: use --mode generate`);
+      throw new Error(
+        `loglik mode scores the options of multiple-choice tasks; ${bad.map((t) => `${t.name} (${t.answer.type} answers)`).join(', ')} ${bad.length > 1 ? 'have' : 'has'} no options: use --mode generate`,
+      );
     }
   }
   const results: TaskResult[] = [];
@@ -137,16 +150,18 @@ export async function runEval(backend: EvalBackend, tasks: TaskData[], opts: Eva
     // batches of similar length (longest first): less padding; predictions keep the file order
     const order = chosen.map((_, i) => i).sort((a, b) => prompts[b].length - prompts[a].length || a - b);
     const preds: Prediction[] = new Array(chosen.length);
-    let done = 0, correctSoFar = 0;
+    let done = 0,
+      correctSoFar = 0;
     const started = performance.now();
     onProgress?.({ task: task.name, done: 0, total: chosen.length, correct: 0, starting: true });
     for (let i = 0; i < order.length; i += perCall) {
       const idx = order.slice(i, i + perCall);
       const batch = idx.map((j) => ({ ...chosen[j], prompt: prompts[j] }));
-      const out = opts.mode === 'generate'
-        ? generateBatch(backend, task, batch, { maxNewTokens, beams })
-        : loglikBatch(backend, task, batch, target);
-      idx.forEach((j, k) => { preds[j] = out[k]; });
+      const out =
+        opts.mode === 'generate' ? generateBatch(backend, task, batch, { maxNewTokens, beams }) : loglikBatch(backend, task, batch, target);
+      idx.forEach((j, k) => {
+        preds[j] = out[k];
+      });
       done += out.length;
       correctSoFar += out.filter((p) => p.correct).length;
       onProgress?.({ task: task.name, done, total: chosen.length, correct: correctSoFar });
@@ -155,7 +170,11 @@ export async function runEval(backend: EvalBackend, tasks: TaskData[], opts: Eva
     const seconds = (performance.now() - started) / 1000;
     const correct = preds.filter((p) => p.correct).length;
     results.push({
-      task: task.name, mode: opts.mode, file: task.file, count: preds.length, correct,
+      task: task.name,
+      mode: opts.mode,
+      file: task.file,
+      count: preds.length,
+      correct,
       accuracy: preds.length ? correct / preds.length : 0,
       ci95: wilson(correct, preds.length),
       noAnswer: preds.filter((p) => p.extracted === null && !p.skipped).length,
@@ -166,29 +185,70 @@ export async function runEval(backend: EvalBackend, tasks: TaskData[], opts: Eva
     });
     predictions.push(...preds);
   }
-  const protocol: Record<string, unknown> = opts.mode === 'generate'
-    ? { prompt: 'alpaca (### Response:)', decoding: beams > 1 ? `beam search, ${beams} beams` : 'greedy', maxNewTokens: opts.maxNewTokens ?? 'per task (32 commonsense, 256 math)', extraction: 'LLM-Adapters regex' }
-    : { prompt: 'alpaca (### Response:)', loglikTarget: target, comparison: target === 'label' ? 'total log-likelihood of "the correct answer is <label>"' : 'log-likelihood per UTF-8 byte of the option text' };
-  Object.assign(protocol, { limit: opts.limit ?? null, sample: Boolean(opts.sample && opts.limit !== undefined), seed: opts.seed ?? 0, batchSize });
+  const protocol: Record<string, unknown> =
+    opts.mode === 'generate'
+      ? {
+          prompt: 'alpaca (### Response:)',
+          decoding: beams > 1 ? `beam search, ${beams} beams` : 'greedy',
+          maxNewTokens: opts.maxNewTokens ?? 'per task (32 commonsense, 256 math)',
+          extraction: 'LLM-Adapters regex',
+        }
+      : {
+          prompt: 'alpaca (### Response:)',
+          loglikTarget: target,
+          comparison:
+            target === 'label'
+              ? 'total log-likelihood of "the correct answer is <label>"'
+              : 'log-likelihood per UTF-8 byte of the option text',
+        };
+  Object.assign(protocol, {
+    limit: opts.limit ?? null,
+    sample: Boolean(opts.sample && opts.limit !== undefined),
+    seed: opts.seed ?? 0,
+    batchSize,
+  });
   const accs = results.map((r) => r.accuracy);
   return {
-    mode: opts.mode, protocol, tasks: results,
+    mode: opts.mode,
+    protocol,
+    tasks: results,
     average: { accuracy: accs.length ? accs.reduce((a, b) => a + b, 0) / accs.length : 0, tasks: accs.length, mode: opts.mode },
     predictions,
   };
 }
 
-interface BatchItem { index: number; example: Example; prompt: string }
+interface BatchItem {
+  index: number;
+  example: Example;
+  prompt: string;
+}
 
-function generateBatch(backend: EvalBackend, task: TaskData, batch: BatchItem[], req: { maxNewTokens: number; beams: number }): Prediction[] {
-  const gens = backend.generate(batch.map((b) => b.prompt), req);
+function generateBatch(
+  backend: EvalBackend,
+  task: TaskData,
+  batch: BatchItem[],
+  req: { maxNewTokens: number; beams: number },
+): Prediction[] {
+  const gens = backend.generate(
+    batch.map((b) => b.prompt),
+    req,
+  );
   return batch.map(({ index, example, prompt }, k) => {
     const gold = example.answer!;
     const g = gens[k];
     const { extracted, correct } = g.skipped ? { extracted: null, correct: false } : scoreGeneration(task.answer, g.text, gold);
     return {
-      task: task.name, index, mode: 'generate', prompt, output: g.text, extracted, gold, correct,
-      ...(g.skipped ? { skipped: true } : {}), ...(g.clamped ? { clamped: true } : {}), ...(g.note ? { note: g.note } : {}),
+      task: task.name,
+      index,
+      mode: 'generate',
+      prompt,
+      output: g.text,
+      extracted,
+      gold,
+      correct,
+      ...(g.skipped ? { skipped: true } : {}),
+      ...(g.clamped ? { clamped: true } : {}),
+      ...(g.note ? { note: g.note } : {}),
     };
   });
 }
@@ -201,15 +261,29 @@ function loglikBatch(backend: EvalBackend, task: TaskData, batch: BatchItem[], t
   return batch.map(({ index, example, prompt }, k) => {
     const s = scored[k];
     const scores: OptionScore[] = options[k].map((o, j) => ({
-      label: o.label, continuation: conts[k][j], logprob: s.scores[j].logprob, tokens: s.scores[j].tokens,
+      label: o.label,
+      continuation: conts[k][j],
+      logprob: s.scores[j].logprob,
+      tokens: s.scores[j].tokens,
       score: target === 'text' ? s.scores[j].logprob / Math.max(1, Buffer.byteLength(conts[k][j])) : s.scores[j].logprob,
     }));
     let best = -1; // the first of equal scores wins
-    if (!s.skipped) scores.forEach((o, j) => { if (best < 0 || o.score > scores[best].score) best = j; });
+    if (!s.skipped)
+      scores.forEach((o, j) => {
+        if (best < 0 || o.score > scores[best].score) best = j;
+      });
     const extracted = best >= 0 ? scores[best].label : null;
     return {
-      task: task.name, index, mode: 'loglik', prompt, options: scores, extracted, gold: example.answer!, correct: extracted === example.answer,
-      ...(s.skipped ? { skipped: true } : {}), ...(s.note ? { note: s.note } : {}),
+      task: task.name,
+      index,
+      mode: 'loglik',
+      prompt,
+      options: scores,
+      extracted,
+      gold: example.answer!,
+      correct: extracted === example.answer,
+      ...(s.skipped ? { skipped: true } : {}),
+      ...(s.note ? { note: s.note } : {}),
     };
   });
 }

@@ -34,32 +34,47 @@ export function scoreContinuations(model: LlamaModel, items: TokenizedChoice[]):
     let m = item.prompt.length;
     for (const f of item.full) m = Math.min(m, commonPrefix(item.prompt, f), f.length - 1);
     if (m < 1) {
-      throw new Error('cannot score a continuation that starts the sequence (the tokenizer adds no BOS and the prompt is empty or merges with it)');
+      throw new Error(
+        'cannot score a continuation that starts the sequence (the tokenizer adds no BOS and the prompt is empty or merges with it)',
+      );
     }
     const conts = item.full.map((f) => f.slice(m));
     const longest = m + Math.max(...conts.map((c) => c.length));
     if (longest > maxPos) {
-      out[index] = { scores: conts.map((c) => ({ logprob: Number.NaN, tokens: c.length })), skipped: true, note: `prompt + option is ${longest} tokens, more than the model's ${maxPos} positions; not scored (counted wrong)` };
+      out[index] = {
+        scores: conts.map((c) => ({ logprob: Number.NaN, tokens: c.length })),
+        skipped: true,
+        note: `prompt + option is ${longest} tokens, more than the model's ${maxPos} positions; not scored (counted wrong)`,
+      };
     } else active.push({ index, prefix: item.full[0].slice(0, m), conts });
   });
   // each group must fit the cache as padded: longest prompt + longest option ≤ the context
   let group: Active[] = [];
-  let T = 0, L = 0;
+  let T = 0,
+    L = 0;
   for (const a of active) {
-    const t = Math.max(T, a.prefix.length), l = Math.max(L, ...a.conts.map((c) => c.length - 1));
+    const t = Math.max(T, a.prefix.length),
+      l = Math.max(L, ...a.conts.map((c) => c.length - 1));
     if (group.length && t + l > maxPos) {
       scoreGroup(model, group, out);
       group = [];
       T = a.prefix.length;
       L = Math.max(...a.conts.map((c) => c.length - 1));
-    } else { T = t; L = l; }
+    } else {
+      T = t;
+      L = l;
+    }
     group.push(a);
   }
   if (group.length) scoreGroup(model, group, out);
   return out;
 }
 
-interface Active { index: number; prefix: number[]; conts: number[][] }
+interface Active {
+  index: number;
+  prefix: number[];
+  conts: number[][];
+}
 
 function scoreGroup(model: LlamaModel, active: Active[], out: Scored[]): void {
   // 1. prompts, left-padded
@@ -83,14 +98,22 @@ function scoreGroup(model: LlamaModel, active: Active[], out: Scored[]): void {
 
   // 2. the options' remaining tokens, one row per (prompt, option), right-padded
   const rows: { b: number; o: number; toks: number[] }[] = [];
-  active.forEach((a, b) => a.conts.forEach((c, o) => { if (c.length > 1) rows.push({ b, o, toks: c.slice(0, -1) }); }));
+  active.forEach((a, b) =>
+    a.conts.forEach((c, o) => {
+      if (c.length > 1) rows.push({ b, o, toks: c.slice(0, -1) });
+    }),
+  );
   const L = rows.length ? Math.max(...rows.map((r) => r.toks.length)) : 0;
   const perChunk = Math.max(1, Math.floor(LOGIT_BUDGET / Math.max(1, L * V)));
   for (let start = 0; start < rows.length; start += perChunk) {
     const chunk = rows.slice(start, start + perChunk);
     const R = chunk.length;
     const cache2 = model.newCache(R, T + L);
-    copyRows(cache1, cache2, chunk.map((r) => r.b));
+    copyRows(
+      cache1,
+      cache2,
+      chunk.map((r) => r.b),
+    );
     const ids2 = new Int32Array(R * L);
     const pos2 = new Int32Array(R * L);
     const ks2 = new Int32Array(R);
@@ -130,7 +153,8 @@ function tokenLogprob(data: ArrayLike<number>, offset: number, V: number, target
 function copyRows(src: KvCache, dst: KvCache, rows: number[]): void {
   for (let l = 0; l < src.k.length; l++) {
     const used = src.length * src.kvHeads[l] * src.headDim;
-    const s = src.rowStride(l), d = dst.rowStride(l);
+    const s = src.rowStride(l),
+      d = dst.rowStride(l);
     rows.forEach((b, k) => {
       dst.k[l].set(src.k[l].subarray(b * s, b * s + used), k * d);
       dst.v[l].set(src.v[l].subarray(b * s, b * s + used), k * d);

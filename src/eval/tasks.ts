@@ -31,7 +31,8 @@ export const LABEL_SETS: Record<string, readonly string[]> = {
 };
 
 const choice = (family: string): AnswerSpec => ({ type: 'choice', labels: LABEL_SETS[family] });
-const COMMONSENSE = 32, MATH = 256;
+const COMMONSENSE = 32,
+  MATH = 256;
 
 export const TASKS: readonly TaskInfo[] = [
   { name: 'boolq', answer: choice('boolean'), maxNewTokens: COMMONSENSE },
@@ -87,8 +88,11 @@ export function loadTasks(names: string[], dataDir?: string): TaskData[] {
       const known = findTask(n);
       const file = taskFile(dataDir, known?.name ?? n);
       if (!file) {
-        throw new Error(known ? `task ${n}: ${join(dataDir, n, 'test.json')} not found (--data-dir ${dataDir})`
-          : `unknown task '${n}'; known tasks: ${TASKS.map((t) => t.name).join(', ')}, or any <task>/test.json under --data-dir (${dataDir} has no ${n}/test.json); for another set, use --data FILE --answer-type ${['auto', ...ANSWER_TYPES].join('|')}`);
+        throw new Error(
+          known
+            ? `task ${n}: ${join(dataDir, n, 'test.json')} not found (--data-dir ${dataDir})`
+            : `unknown task '${n}'; known tasks: ${TASKS.map((t) => t.name).join(', ')}, or any <task>/test.json under --data-dir (${dataDir} has no ${n}/test.json); for another set, use --data FILE --answer-type ${['auto', ...ANSWER_TYPES].join('|')}`,
+        );
       }
       return known ? loadTasks([known.name], dataDir)[0] : loadDataFile(file, 'auto');
     });
@@ -96,7 +100,9 @@ export function loadTasks(names: string[], dataDir?: string): TaskData[] {
   const infos = names.map((n) => {
     const info = findTask(n);
     if (!info) {
-      throw new Error(`unknown task '${n}'; known tasks: ${TASKS.map((t) => t.name).join(', ')} (for another set, use --data FILE --answer-type ${['auto', ...ANSWER_TYPES].join('|')})`);
+      throw new Error(
+        `unknown task '${n}'; known tasks: ${TASKS.map((t) => t.name).join(', ')} (for another set, use --data FILE --answer-type ${['auto', ...ANSWER_TYPES].join('|')})`,
+      );
     }
     return info;
   });
@@ -104,15 +110,19 @@ export function loadTasks(names: string[], dataDir?: string): TaskData[] {
   if (dups.length) throw new Error(`task '${dups[0].name}' is listed twice`);
   const dir = dataDir ?? defaultDataDir();
   if (!dir) {
-    throw new Error('no data directory: pass --data-dir DIR (the LLM-Adapters dataset/ folder with <task>/test.json); ' +
-      'the default ../shared/assets/datasets/llm-adapters/dataset does not exist from here');
+    throw new Error(
+      'no data directory: pass --data-dir DIR (the LLM-Adapters dataset/ folder with <task>/test.json); ' +
+        'the default ../shared/assets/datasets/llm-adapters/dataset does not exist from here',
+    );
   }
   if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new Error(`--data-dir ${dir}: no such directory`);
   return infos.map((info) => {
     const file = taskFile(dir, info.name);
     if (!file) {
       const present = readdirSync(dir).filter((d) => existsSync(join(dir, d, 'test.json')));
-      throw new Error(`task ${info.name}: ${join(dir, info.name, 'test.json')} not found (this data directory has: ${present.join(', ') || 'no <task>/test.json at all'})`);
+      throw new Error(
+        `task ${info.name}: ${join(dir, info.name, 'test.json')} not found (this data directory has: ${present.join(', ') || 'no <task>/test.json at all'})`,
+      );
     }
     const examples = readExamples(file);
     checkGolds(file, examples, info.answer);
@@ -157,10 +167,14 @@ function inferAnswer(file: string, golds: string[], type: AnswerTypeOption): Ans
   const family = Object.keys(LABEL_SETS).find((f) => golds.every((g) => LABEL_SETS[f].includes(g)));
   const isNumber = golds.every((g) => parseGoldNumber(g) !== null);
   const isLetter = golds.every((g) => /^[A-E]$/.test(g));
-  const sample = [...new Set(golds)].slice(0, 5).map((g) => JSON.stringify(g)).join(', ');
+  const sample = [...new Set(golds)]
+    .slice(0, 5)
+    .map((g) => JSON.stringify(g))
+    .join(', ');
   const formats = 'choice (labels true/false, solution1-2, answer1-5, ending1-4 or option1-2), number (e.g. "18", "576.0") or letter (A-E)';
   if (type === 'choice' || (type === 'auto' && family)) {
-    if (!family) throw new Error(`${file}: --answer-type choice needs gold answers from one label family; got ${sample}; choice labels: ${formats}`);
+    if (!family)
+      throw new Error(`${file}: --answer-type choice needs gold answers from one label family; got ${sample}; choice labels: ${formats}`);
     return choice(family);
   }
   if (type === 'letter' || (type === 'auto' && isLetter)) {
@@ -178,8 +192,9 @@ function inferAnswer(file: string, golds: string[], type: AnswerTypeOption): Ans
 function checkGolds(file: string, examples: Example[], answer: AnswerSpec): void {
   examples.forEach((e, i) => {
     const g = e.answer;
-    const ok = g !== undefined && (answer.type === 'choice' ? answer.labels.includes(g)
-      : answer.type === 'letter' ? /^[A-E]$/.test(g) : parseGoldNumber(g) !== null);
+    const ok =
+      g !== undefined &&
+      (answer.type === 'choice' ? answer.labels.includes(g) : answer.type === 'letter' ? /^[A-E]$/.test(g) : parseGoldNumber(g) !== null);
     if (!ok) {
       const want = answer.type === 'choice' ? answer.labels.join('/') : answer.type === 'letter' ? 'a letter A-E' : 'a number';
       throw new Error(`${file}: record ${i}: gold answer ${g === undefined ? 'missing' : JSON.stringify(g)} is not ${want}`);

@@ -44,14 +44,11 @@ export interface BatchOptions {
 
 const BUCKET_BATCHES = 50; // transformers' LengthGroupedSampler megabatch multiplier
 
-export function makeBatches(
-  examples: { inputIds: number[]; labels: number[] }[],
-  batchSize: number,
-  opts: BatchOptions,
-): Batch[] {
+export function makeBatches(examples: { inputIds: number[]; labels: number[] }[], batchSize: number, opts: BatchOptions): Batch[] {
   const { padId, seed, shuffle = true, groupByLength = false, dropLast = false, padToMultipleOf = 1 } = opts;
   if (!Number.isInteger(batchSize) || batchSize < 1) throw new Error(`batch size must be a positive integer, got ${batchSize}`);
-  if (!Number.isInteger(padToMultipleOf) || padToMultipleOf < 1) throw new Error(`padToMultipleOf must be a positive integer, got ${padToMultipleOf}`);
+  if (!Number.isInteger(padToMultipleOf) || padToMultipleOf < 1)
+    throw new Error(`padToMultipleOf must be a positive integer, got ${padToMultipleOf}`);
   if (!Number.isInteger(padId)) throw new Error(`padId must be an integer token id, got ${padId}`);
   examples.forEach((e, i) => {
     if (e.inputIds.length === 0) throw new Error(`example ${i} has no tokens`);
@@ -82,18 +79,14 @@ export function makeBatches(
   return batches;
 }
 
-function collate(
-  examples: { inputIds: number[]; labels: number[] }[],
-  indices: number[],
-  padId: number,
-  multiple: number,
-): Batch {
+function collate(examples: { inputIds: number[]; labels: number[] }[], indices: number[], padId: number, multiple: number): Batch {
   const lengths = indices.map((i) => examples[i].inputIds.length);
   const B = indices.length;
   const T = Math.ceil(Math.max(...lengths) / multiple) * multiple;
   const inputIds = new Int32Array(B * T).fill(padId);
   const labels = new Int32Array(B * T).fill(IGNORE_INDEX);
-  let realTokens = 0, lossTokens = 0;
+  let realTokens = 0,
+    lossTokens = 0;
   indices.forEach((ex, b) => {
     const e = examples[ex];
     inputIds.set(e.inputIds, b * T);

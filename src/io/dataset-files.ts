@@ -13,7 +13,10 @@ import type { Example } from './prompt.ts';
 
 export type RecordFormat = 'llm-adapters' | 'gsm8k';
 
-interface RawRecord { value: unknown; line?: number }
+interface RawRecord {
+  value: unknown;
+  line?: number;
+}
 
 export function readExamples(file: string): Example[] {
   let text: string;
@@ -24,7 +27,9 @@ export function readExamples(file: string): Example[] {
   }
   if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
   if (text.trim() === '') {
-    throw new Error(`${file}: the file is empty (expected a JSON array of {instruction, input, output} records, or JSONL {question, answer} lines)`);
+    throw new Error(
+      `${file}: the file is empty (expected a JSON array of {instruction, input, output} records, or JSONL {question, answer} lines)`,
+    );
   }
   const records = text.trimStart().startsWith('[') ? parseJsonArray(file, text) : parseJsonl(file, text);
   if (records.length === 0) throw new Error(`${file}: contains no records`);
@@ -64,7 +69,11 @@ function parseJsonArray(file: string, text: string): RawRecord[] {
  */
 function locateJsonError(text: string, err: Error): string {
   const start = text.indexOf('[');
-  let depth = 0, inString = false, escaped = false, elemStart = start + 1, index = 0;
+  let depth = 0,
+    inString = false,
+    escaped = false,
+    elemStart = start + 1,
+    index = 0;
   for (let i = start; i < text.length; i++) {
     const c = text[i];
     if (inString) {
@@ -104,8 +113,13 @@ function positionOf(e: Error): number | null {
 }
 
 function lineCol(text: string, pos: number): string {
-  let line = 1, lineStart = 0;
-  for (let i = 0; i < pos && i < text.length; i++) if (text[i] === '\n') { line++; lineStart = i + 1; }
+  let line = 1,
+    lineStart = 0;
+  for (let i = 0; i < pos && i < text.length; i++)
+    if (text[i] === '\n') {
+      line++;
+      lineStart = i + 1;
+    }
   return `line ${line}, column ${pos - lineStart + 1}`;
 }
 
@@ -123,7 +137,13 @@ function detectFormat(file: string, first: RawRecord): RecordFormat {
   const v = first.value;
   if (isObject(v) && 'instruction' in v) return 'llm-adapters';
   if (isObject(v) && 'question' in v) return 'gsm8k';
-  const got = isObject(v) ? `fields ${Object.keys(v).map((k) => JSON.stringify(k)).join(', ') || '(none)'}` : describe(v);
+  const got = isObject(v)
+    ? `fields ${
+        Object.keys(v)
+          .map((k) => JSON.stringify(k))
+          .join(', ') || '(none)'
+      }`
+    : describe(v);
   throw new Error(
     `${where(file, 0, first)}: unrecognised record format: expected {instruction, input, output} (LLM-Adapters) or {question, answer} (GSM8K), got ${got}`,
   );

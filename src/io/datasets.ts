@@ -22,10 +22,13 @@ export interface MixSpec {
 
 /** "a.json:1000,b.jsonl" → files with optional sample counts (finetune --data, search --data). */
 export function parseDataSpecs(list: string): MixSpec[] {
-  return list.split(',').filter(Boolean).map((item) => {
-    const m = item.match(/^(.*):(\d+)$/);
-    return m ? { file: m[1], count: Number(m[2]) } : { file: item };
-  });
+  return list
+    .split(',')
+    .filter(Boolean)
+    .map((item) => {
+      const m = item.match(/^(.*):(\d+)$/);
+      return m ? { file: m[1], count: Number(m[2]) } : { file: item };
+    });
 }
 
 /**
@@ -112,10 +115,7 @@ export function tokenizeExample(tok: LonasTokenizer, example: Example, opts: Tok
   }
   const labels = inputIds.slice();
   if (!trainOnInputs) {
-    const promptLen = Math.min(
-      tok.encode(promptFor(example, { withResponse: false }), { addBos: true, addEos: false }).length,
-      cutoffLen,
-    );
+    const promptLen = Math.min(tok.encode(promptFor(example, { withResponse: false }), { addBos: true, addEos: false }).length, cutoffLen);
     labels.fill(IGNORE_INDEX, 0, promptLen);
   }
   return { inputIds, labels };

@@ -14,16 +14,27 @@ function packStream(n: number, bits: number, value: (k: number) => number, words
   const mask = (1 << bits) - 1;
   for (let k = 0; k < n; k++) {
     const v = value(k) & mask;
-    const bit = k * bits, w = Math.floor(bit / 32), s = bit % 32;
+    const bit = k * bits,
+      w = Math.floor(bit / 32),
+      s = bit % 32;
     words[w * stride + offset] |= v << s;
     if (s + bits > 32) words[(w + 1) * stride + offset] |= v >>> (32 - s);
   }
 }
 
-function unpackStream(n: number, bits: number, words: Int32Array, stride: number, offset: number, put: (k: number, v: number) => void): void {
+function unpackStream(
+  n: number,
+  bits: number,
+  words: Int32Array,
+  stride: number,
+  offset: number,
+  put: (k: number, v: number) => void,
+): void {
   const mask = (1 << bits) - 1;
   for (let k = 0; k < n; k++) {
-    const bit = k * bits, w = Math.floor(bit / 32), s = bit % 32;
+    const bit = k * bits,
+      w = Math.floor(bit / 32),
+      s = bit % 32;
     let v = words[w * stride + offset] >>> s;
     if (s + bits > 32) v |= words[(w + 1) * stride + offset] << (32 - s);
     put(k, v & mask);
@@ -66,6 +77,7 @@ export function unpackQzeros(words: Int32Array, groups: number, out: number, bit
   const cols = packedWords(out, bits);
   const zeros = new Float32Array(groups * out);
   const shift = format === 'gptq' ? 1 : 0;
-  for (let g = 0; g < groups; g++) unpackStream(out, bits, words.subarray(g * cols, (g + 1) * cols), 1, 0, (o, v) => (zeros[g * out + o] = v + shift));
+  for (let g = 0; g < groups; g++)
+    unpackStream(out, bits, words.subarray(g * cols, (g + 1) * cols), 1, 0, (o, v) => (zeros[g * out + o] = v + shift));
   return zeros;
 }

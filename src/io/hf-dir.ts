@@ -26,7 +26,8 @@ const isModelFile = (f: string) => f === CONFIG_FILE || f === SINGLE_FILE || f =
 
 /** config.json of the model directory `dir` as parsed JSON, with its path (for error messages). */
 export function readConfigJson(dir: string): { configPath: string; hfConfig: unknown } {
-  if (!existsSync(dir)) throw new Error(`${dir}: model directory does not exist (pass a directory holding ${CONFIG_FILE} and ${SINGLE_FILE})`);
+  if (!existsSync(dir))
+    throw new Error(`${dir}: model directory does not exist (pass a directory holding ${CONFIG_FILE} and ${SINGLE_FILE})`);
   if (!statSync(dir).isDirectory()) throw new Error(`${dir}: not a directory (pass the model directory, not a file inside it)`);
   const configPath = join(dir, CONFIG_FILE);
   return { configPath, hfConfig: readJsonFile(configPath, `a model directory needs ${CONFIG_FILE} next to its weights`) };
@@ -47,20 +48,29 @@ export function openWeights(dir: string): { files: SafetensorsFile[]; where: Map
       const parsed = indexSchema.safeParse(readJsonFile(indexPath, 'sharded weights index'));
       if (!parsed.success) {
         const i = parsed.error.issues[0];
-        throw new Error(`${indexPath}: field "${i.path.join('.')}" is invalid (${i.message}; expected {"weight_map": {tensor name: shard file}})`);
+        throw new Error(
+          `${indexPath}: field "${i.path.join('.')}" is invalid (${i.message}; expected {"weight_map": {tensor name: shard file}})`,
+        );
       }
       const byShard = new Map<string, SafetensorsFile>();
       for (const [name, shard] of Object.entries(parsed.data.weight_map)) {
         // shard names are plain file names: never follow a path out of the model directory
-        if (shard !== basename(shard) || shard.startsWith('.')) throw new Error(`${indexPath}: weight_map["${name}"] = "${shard}" is not a file name in the model directory`);
+        if (shard !== basename(shard) || shard.startsWith('.'))
+          throw new Error(`${indexPath}: weight_map["${name}"] = "${shard}" is not a file name in the model directory`);
         let file = byShard.get(shard);
         if (!file) {
-          if (!existsSync(join(dir, shard))) throw new Error(`${indexPath}: weight_map["${name}"] points to shard "${shard}", which does not exist in ${dir} (incomplete download?)`);
+          if (!existsSync(join(dir, shard)))
+            throw new Error(
+              `${indexPath}: weight_map["${name}"] points to shard "${shard}", which does not exist in ${dir} (incomplete download?)`,
+            );
           file = new SafetensorsFile(join(dir, shard));
           files.push(file);
           byShard.set(shard, file);
         }
-        if (!file.has(name)) throw new Error(`${indexPath}: weight_map["${name}"] points to "${shard}", but that shard has no tensor '${name}' (index and shards do not match)`);
+        if (!file.has(name))
+          throw new Error(
+            `${indexPath}: weight_map["${name}"] points to "${shard}", but that shard has no tensor '${name}' (index and shards do not match)`,
+          );
         where.set(name, file);
       }
     } else if (existsSync(join(dir, SINGLE_FILE))) {
@@ -69,7 +79,10 @@ export function openWeights(dir: string): { files: SafetensorsFile[]; where: Map
       for (const name of file.entries.keys()) where.set(name, file);
     } else {
       const other = ['pytorch_model.bin', 'model.bin', 'consolidated.00.pth'].find((f) => existsSync(join(dir, f)));
-      throw new Error(`${dir}: no weights found: expected ${SINGLE_FILE} or ${INDEX_FILE}` + (other ? ` (found ${other}; convert it to safetensors)` : ''));
+      throw new Error(
+        `${dir}: no weights found: expected ${SINGLE_FILE} or ${INDEX_FILE}` +
+          (other ? ` (found ${other}; convert it to safetensors)` : ''),
+      );
     }
     return { files, where };
   } catch (e) {
@@ -96,10 +109,14 @@ export interface WriteModelDirOptions {
  */
 export function writeModelDir(dir: string, configJson: string, groups: Record<string, TensorToWrite>[], opts: WriteModelDirOptions): void {
   const shards: Record<string, TensorToWrite>[] = [{}];
-  let used = 0, total = 0;
+  let used = 0,
+    total = 0;
   for (const group of groups) {
     const bytes = Object.values(group).reduce((a, t) => a + fileBytes(t), 0);
-    if (used > 0 && used + bytes > opts.shardBytes) { shards.push({}); used = 0; }
+    if (used > 0 && used + bytes > opts.shardBytes) {
+      shards.push({});
+      used = 0;
+    }
     Object.assign(shards[shards.length - 1], group);
     used += bytes;
     total += bytes;
@@ -108,7 +125,9 @@ export function writeModelDir(dir: string, configJson: string, groups: Record<st
   if (existsSync(target) && !statSync(target).isDirectory()) throw new Error(`${target}: exists and is not a directory`);
   const existing = existsSync(target) ? readdirSync(target) : [];
   if (existing.some(isModelFile) && !opts.overwrite) {
-    throw new Error(`${target}: already holds a model (${existing.filter(isModelFile).join(', ')}); choose another directory or pass overwrite: true`);
+    throw new Error(
+      `${target}: already holds a model (${existing.filter(isModelFile).join(', ')}); choose another directory or pass overwrite: true`,
+    );
   }
   mkdirSync(dirname(target), { recursive: true });
   const tmp = mkdtempSync(join(dirname(target), `.${basename(target)}.tmp-`));
@@ -152,8 +171,21 @@ function swapIn(tmp: string, target: string, existing: string[]): void {
 }
 
 /** Fields transformers types as float: written with a decimal point (10000.0) as Python's json does. */
-const FLOAT_KEYS = new Set(['rope_theta', 'rms_norm_eps', 'factor', 'low_freq_factor', 'high_freq_factor', 'attention_factor',
-  'beta_fast', 'beta_slow', 'partial_rotary_factor', 'attention_dropout', 'initializer_range', 'hidden_dropout', 'mlp_dropout']);
+const FLOAT_KEYS = new Set([
+  'rope_theta',
+  'rms_norm_eps',
+  'factor',
+  'low_freq_factor',
+  'high_freq_factor',
+  'attention_factor',
+  'beta_fast',
+  'beta_slow',
+  'partial_rotary_factor',
+  'attention_dropout',
+  'initializer_range',
+  'hidden_dropout',
+  'mlp_dropout',
+]);
 
 /** JSON like transformers' save_pretrained: sorted keys, 2-space indent, floats kept floats. */
 export function hfJson(v: unknown, indent = '', key = ''): string {
@@ -161,7 +193,9 @@ export function hfJson(v: unknown, indent = '', key = ''): string {
   if (typeof v === 'number' && FLOAT_KEYS.has(key) && Number.isInteger(v)) return v.toFixed(1);
   if (Array.isArray(v)) return v.length ? `[\n${v.map((x) => inner + hfJson(x, inner)).join(',\n')}\n${indent}]` : '[]';
   if (v === null || typeof v !== 'object') return JSON.stringify(v) ?? 'null';
-  const keys = Object.keys(v).filter((k) => (v as Record<string, unknown>)[k] !== undefined).sort();
+  const keys = Object.keys(v)
+    .filter((k) => (v as Record<string, unknown>)[k] !== undefined)
+    .sort();
   if (!keys.length) return '{}';
   return `{\n${keys.map((k) => `${inner}${JSON.stringify(k)}: ${hfJson((v as Record<string, unknown>)[k], inner, k)}`).join(',\n')}\n${indent}}`;
 }

@@ -15,8 +15,7 @@ export interface Example {
   answer?: string;
 }
 
-const HEADER_NO_INPUT =
-  'Below is an instruction that describes a task. Write a response that appropriately completes the request.';
+const HEADER_NO_INPUT = 'Below is an instruction that describes a task. Write a response that appropriately completes the request.';
 const HEADER_WITH_INPUT =
   'Below is an instruction that describes a task, paired with an input that provides further context. ' +
   'Write a response that appropriately completes the request.';
@@ -26,11 +25,8 @@ const HEADER_WITH_INPUT =
  * false gives the evaluation / generation prompt, which ends in "### Response:\n".
  * As in the reference (`if data_point["input"]:`), the `### Input:` section appears iff input is non-empty.
  */
-export function promptFor(
-  example: { instruction: string; input?: string; output?: string },
-  opts: { withResponse: boolean },
-): string {
-  const response = opts.withResponse ? example.output ?? '' : '';
+export function promptFor(example: { instruction: string; input?: string; output?: string }, opts: { withResponse: boolean }): string {
+  const response = opts.withResponse ? (example.output ?? '') : '';
   if (example.input) {
     return `${HEADER_WITH_INPUT}\n\n### Instruction:\n${example.instruction}\n\n### Input:\n${example.input}\n\n### Response:\n${response}`;
   }

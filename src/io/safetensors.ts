@@ -71,7 +71,8 @@ export class SafetensorsFile {
     } catch (e) {
       throw new SafetensorsError(this.path, `header is not valid JSON (${(e as Error).message})`);
     }
-    if (typeof header !== 'object' || header === null || Array.isArray(header)) throw new SafetensorsError(this.path, 'header is not a JSON object');
+    if (typeof header !== 'object' || header === null || Array.isArray(header))
+      throw new SafetensorsError(this.path, 'header is not a JSON object');
     this.dataStart = 8 + headerLen;
     const dataSize = fileSize - this.dataStart;
     const ranges: [number, number, string][] = [];
@@ -85,9 +86,15 @@ export class SafetensorsFile {
       }
       const e = raw as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
       const where = `tensor '${name}'`;
-      if (typeof e?.dtype !== 'string' || !(e.dtype in DTYPE_BYTES)) throw new SafetensorsError(this.path, `${where} has unsupported dtype ${JSON.stringify(e?.dtype)}`, `supported: ${Object.keys(DTYPE_BYTES).join(', ')}`);
+      if (typeof e?.dtype !== 'string' || !(e.dtype in DTYPE_BYTES))
+        throw new SafetensorsError(
+          this.path,
+          `${where} has unsupported dtype ${JSON.stringify(e?.dtype)}`,
+          `supported: ${Object.keys(DTYPE_BYTES).join(', ')}`,
+        );
       const dtype = e.dtype as StDType;
-      if (!Array.isArray(e.shape) || !e.shape.every((d) => Number.isInteger(d) && d >= 0)) throw new SafetensorsError(this.path, `${where} has an invalid shape ${JSON.stringify(e.shape)}`);
+      if (!Array.isArray(e.shape) || !e.shape.every((d) => Number.isInteger(d) && d >= 0))
+        throw new SafetensorsError(this.path, `${where} has an invalid shape ${JSON.stringify(e.shape)}`);
       const offs = e.data_offsets;
       if (!Array.isArray(offs) || offs.length !== 2 || !offs.every((o) => Number.isInteger(o) && o >= 0) || offs[0] > offs[1]) {
         throw new SafetensorsError(this.path, `${where} has invalid data_offsets ${JSON.stringify(offs)}`);
@@ -95,15 +102,23 @@ export class SafetensorsFile {
       const shape = e.shape as number[];
       const expected = shape.reduce((a, b) => a * b, 1) * DTYPE_BYTES[dtype];
       if (offs[1] - offs[0] !== expected) {
-        throw new SafetensorsError(this.path, `${where}: shape [${shape.join(', ')}] ${dtype} needs ${expected} bytes but data_offsets span ${offs[1] - offs[0]}`);
+        throw new SafetensorsError(
+          this.path,
+          `${where}: shape [${shape.join(', ')}] ${dtype} needs ${expected} bytes but data_offsets span ${offs[1] - offs[0]}`,
+        );
       }
-      if (offs[1] > dataSize) throw new SafetensorsError(this.path, `${where} ends at byte ${offs[1]} but the data section has ${dataSize} bytes (file truncated?)`);
+      if (offs[1] > dataSize)
+        throw new SafetensorsError(
+          this.path,
+          `${where} ends at byte ${offs[1]} but the data section has ${dataSize} bytes (file truncated?)`,
+        );
       this.entries.set(name, { dtype, shape, begin: offs[0], end: offs[1] });
       ranges.push([offs[0], offs[1], name]);
     }
     ranges.sort((a, b) => a[0] - b[0]);
     for (let i = 1; i < ranges.length; i++) {
-      if (ranges[i][0] < ranges[i - 1][1]) throw new SafetensorsError(this.path, `tensors '${ranges[i - 1][2]}' and '${ranges[i][2]}' overlap`);
+      if (ranges[i][0] < ranges[i - 1][1])
+        throw new SafetensorsError(this.path, `tensors '${ranges[i - 1][2]}' and '${ranges[i][2]}' overlap`);
     }
   }
 
@@ -183,7 +198,8 @@ export class SafetensorsFile {
       this.readBytes(e, new Uint8Array(big.buffer));
       const out = new Int32Array(n);
       for (let i = 0; i < n; i++) {
-        if (big[i] > 2147483647n || big[i] < -2147483648n) throw new SafetensorsError(this.path, `tensor '${name}' value ${big[i]} does not fit int32`);
+        if (big[i] > 2147483647n || big[i] < -2147483648n)
+          throw new SafetensorsError(this.path, `tensor '${name}' value ${big[i]} does not fit int32`);
         out[i] = Number(big[i]);
       }
       return { data: out, shape: e.shape };
@@ -222,18 +238,27 @@ export function f32ToF16(src: Float32Array, dst: Uint16Array): void {
   const bits = new Uint32Array(src.buffer, src.byteOffset, src.length);
   const roundShift = (m: number, shift: number) => {
     if (shift > 31) return 0;
-    const q = m >>> shift, rem = m & ((1 << shift) - 1), half = 1 << (shift - 1);
+    const q = m >>> shift,
+      rem = m & ((1 << shift) - 1),
+      half = 1 << (shift - 1);
     return rem > half || (rem === half && q & 1) ? q + 1 : q;
   };
   for (let i = 0; i < src.length; i++) {
     const b = bits[i];
-    const sign = (b >>> 16) & 0x8000, exp = (b >>> 23) & 0xff, mant = b & 0x7fffff;
-    if (exp === 0xff) { dst[i] = sign | 0x7c00 | (mant ? 0x200 : 0); continue; }
+    const sign = (b >>> 16) & 0x8000,
+      exp = (b >>> 23) & 0xff,
+      mant = b & 0x7fffff;
+    if (exp === 0xff) {
+      dst[i] = sign | 0x7c00 | (mant ? 0x200 : 0);
+      continue;
+    }
     const e = exp - 127 + 15;
     if (e >= 31) dst[i] = sign | 0x7c00;
-    else if (e <= 0) dst[i] = sign | roundShift(mant | 0x800000, 14 - e); // subnormal (or 0); may round up to the smallest normal
+    else if (e <= 0)
+      dst[i] = sign | roundShift(mant | 0x800000, 14 - e); // subnormal (or 0); may round up to the smallest normal
     else {
-      const kept = (e << 10) | (mant >>> 13), rem = mant & 0x1fff;
+      const kept = (e << 10) | (mant >>> 13),
+        rem = mant & 0x1fff;
       dst[i] = sign | (kept + (rem > 0x1000 || (rem === 0x1000 && kept & 1) ? 1 : 0)); // a carry bumps the exponent (→ inf at the top)
     }
   }
@@ -271,7 +296,10 @@ export function writeSafetensors(path: string, tensors: Record<string, TensorToW
     } else {
       bytes = new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
     }
-    if (bytes.length !== n * DTYPE_BYTES[t.dtype]) throw new Error(`writeSafetensors: '${name}' has ${bytes.length} bytes, shape [${t.shape.join(', ')}] ${t.dtype} needs ${n * DTYPE_BYTES[t.dtype]}`);
+    if (bytes.length !== n * DTYPE_BYTES[t.dtype])
+      throw new Error(
+        `writeSafetensors: '${name}' has ${bytes.length} bytes, shape [${t.shape.join(', ')}] ${t.dtype} needs ${n * DTYPE_BYTES[t.dtype]}`,
+      );
     header[name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + bytes.length] };
     blobs.push(bytes);
     offset += bytes.length;
@@ -293,8 +321,16 @@ export function writeSafetensors(path: string, tensors: Record<string, TensorToW
     closeSync(fd);
     renameSync(tmp, path);
   } catch (e) {
-    try { closeSync(fd); } catch { /* already closed */ }
-    try { unlinkSync(tmp); } catch { /* nothing to remove */ }
+    try {
+      closeSync(fd);
+    } catch {
+      /* already closed */
+    }
+    try {
+      unlinkSync(tmp);
+    } catch {
+      /* nothing to remove */
+    }
     throw e;
   }
 }

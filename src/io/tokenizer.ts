@@ -13,7 +13,10 @@ import { join } from 'node:path';
 import { Tokenizer } from '@huggingface/tokenizers';
 import { Template } from '@huggingface/jinja';
 
-export interface ChatMessage { role: string; content: string }
+export interface ChatMessage {
+  role: string;
+  content: string;
+}
 
 export interface LonasTokenizer {
   /** 1 + the highest token id, added tokens included (rows the embedding needs). */
@@ -73,7 +76,10 @@ function templateEnds(pp: Json | null): { first: string | null; last: string | n
 
 export function loadTokenizer(dir: string): LonasTokenizer {
   const tokFile = join(dir, 'tokenizer.json');
-  if (!existsSync(dir)) throw new Error(`${dir}: no such model directory; pass the directory of a Hugging Face model (config.json, *.safetensors, tokenizer.json)`);
+  if (!existsSync(dir))
+    throw new Error(
+      `${dir}: no such model directory; pass the directory of a Hugging Face model (config.json, *.safetensors, tokenizer.json)`,
+    );
   if (!existsSync(tokFile)) {
     throw new Error(`${dir}: no tokenizer.json found; lonas needs a Hugging Face fast-tokenizer file (tokenizer.json) beside the model`);
   }
@@ -93,7 +99,7 @@ export function loadTokenizer(dir: string): LonasTokenizer {
   }
 
   const special = (name: string): string | null => tokenString(config[name]) ?? tokenString(specialMap[name]);
-  const idOf = (s: string | null): number | null => (s === null ? null : tok.token_to_id(s) ?? null);
+  const idOf = (s: string | null): number | null => (s === null ? null : (tok.token_to_id(s) ?? null));
   // with no tokenizer_config/special_tokens_map, the post-processor's own special tokens stand in
   const ends = templateEnds(tokJson.post_processor ?? null);
   const bosToken = special('bos_token') ?? ends.first;
@@ -114,7 +120,10 @@ export function loadTokenizer(dir: string): LonasTokenizer {
   for (const id of tok.get_vocab(true).values()) vocabSize = Math.max(vocabSize, id + 1);
 
   return {
-    vocabSize, bosId, eosIds, padId,
+    vocabSize,
+    bosId,
+    eosIds,
+    padId,
     encode(text, opts = {}) {
       const ids = text.length > 0 ? tok.encode(text, { add_special_tokens: false }).ids : [];
       if ((opts.addBos ?? addBosDefault) && bosId !== null) ids.unshift(bosId);
@@ -128,11 +137,14 @@ export function loadTokenizer(dir: string): LonasTokenizer {
     },
     applyChatTemplate(messages, opts = {}) {
       let source = chatTemplate;
-      if (Array.isArray(source)) { // [{name, template}, ...]: transformers uses "default"
+      if (Array.isArray(source)) {
+        // [{name, template}, ...]: transformers uses "default"
         source = source.find((t: Json) => t?.name === 'default')?.template;
       }
       if (typeof source !== 'string') {
-        throw new Error(`${dir}: this model has no chat template (no chat_template in tokenizer_config.json); pass a plain prompt instead of chat messages`);
+        throw new Error(
+          `${dir}: this model has no chat template (no chat_template in tokenizer_config.json); pass a plain prompt instead of chat messages`,
+        );
       }
       return new Template(source).render({
         messages,
@@ -165,7 +177,10 @@ export class IncrementalDecoder {
    * @param context ids already shown to the user (e.g. the prompt). They are not emitted, but
    * give the first generated token its correct leading space.
    */
-  constructor(private readonly tok: LonasTokenizer, private readonly opts: { skipSpecialTokens?: boolean; context?: number[] } = {}) {
+  constructor(
+    private readonly tok: LonasTokenizer,
+    private readonly opts: { skipSpecialTokens?: boolean; context?: number[] } = {},
+  ) {
     this.ids = [...(opts.context ?? [])];
     this.readOffset = this.ids.length;
     this.prefixOffset = Math.max(0, this.ids.length - 4);
@@ -183,8 +198,7 @@ export class IncrementalDecoder {
   }
 
   private emit(force: boolean): string {
-    const dec = (to?: number) =>
-      this.tok.decode(this.ids.slice(this.prefixOffset, to), { skipSpecialTokens: this.opts.skipSpecialTokens });
+    const dec = (to?: number) => this.tok.decode(this.ids.slice(this.prefixOffset, to), { skipSpecialTokens: this.opts.skipSpecialTokens });
     const prefixText = dec(this.readOffset);
     const newText = dec();
     if (!force && (newText.length <= prefixText.length || newText.endsWith('\uFFFD'))) return '';

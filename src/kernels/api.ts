@@ -19,18 +19,45 @@ export interface Kernels {
 
   /** C = alpha · op(A) · op(B) + beta · C, op(X) = Xᵀ when trans. op(A): (m, k), op(B): (k, n), C: (m, n). */
   gemm(
-    transA: boolean, transB: boolean, m: number, n: number, k: number, alpha: number,
-    a: FloatArray, aOff: number, lda: number,
-    b: FloatArray, bOff: number, ldb: number,
-    beta: number, c: FloatArray, cOff: number, ldc: number,
+    transA: boolean,
+    transB: boolean,
+    m: number,
+    n: number,
+    k: number,
+    alpha: number,
+    a: FloatArray,
+    aOff: number,
+    lda: number,
+    b: FloatArray,
+    bOff: number,
+    ldb: number,
+    beta: number,
+    c: FloatArray,
+    cOff: number,
+    ldc: number,
   ): void;
 
   /** `batch` independent gemms; matrix i starts at xOff + i·strideX. */
   gemmBatched(
-    transA: boolean, transB: boolean, m: number, n: number, k: number, alpha: number,
-    a: FloatArray, aOff: number, lda: number, strideA: number,
-    b: FloatArray, bOff: number, ldb: number, strideB: number,
-    beta: number, c: FloatArray, cOff: number, ldc: number, strideC: number,
+    transA: boolean,
+    transB: boolean,
+    m: number,
+    n: number,
+    k: number,
+    alpha: number,
+    a: FloatArray,
+    aOff: number,
+    lda: number,
+    strideA: number,
+    b: FloatArray,
+    bOff: number,
+    ldb: number,
+    strideB: number,
+    beta: number,
+    c: FloatArray,
+    cOff: number,
+    ldc: number,
+    strideC: number,
     batch: number,
   ): void;
 
@@ -43,10 +70,21 @@ export interface Kernels {
    * bfloat16, so the native kernel can use AVX512-BF16 dot products (native/bf16-dot.cc); other calls are exact.
    */
   gemmBf16(
-    transB: boolean, m: number, n: number, k: number, alpha: number,
-    a: FloatArray, aOff: number, lda: number,
-    b: Uint16Array, bOff: number, ldb: number,
-    beta: number, c: FloatArray, cOff: number, ldc: number,
+    transB: boolean,
+    m: number,
+    n: number,
+    k: number,
+    alpha: number,
+    a: FloatArray,
+    aOff: number,
+    lda: number,
+    b: Uint16Array,
+    bOff: number,
+    ldb: number,
+    beta: number,
+    c: FloatArray,
+    cOff: number,
+    ldc: number,
     compute?: 'exact' | 'bf16-act',
   ): void;
 
@@ -55,16 +93,27 @@ export interface Kernels {
    * Causal mask when causalRows > 0: row r has query index q = r mod causalRows and keeps columns
    * j ≤ q + causalShift (causalShift = Tk − Tq when a KV cache precedes the queries); masked y = 0.
    */
-  softmax(x: FloatArray, y: FloatArray, rows: number, cols: number, scale: number,
-    causalRows: number, causalShift: number): void;
+  softmax(x: FloatArray, y: FloatArray, rows: number, cols: number, scale: number, causalRows: number, causalShift: number): void;
   /**
    * Attention of one new query per batch row against a KV cache (decode), without the weights: q, out
    * (B, Hq, D); k, v: row b starts at b·kvBatchStride, key j of KV head g at j·Hkv·D + g·D; query head h reads
    * KV head ⌊h / (Hq/Hkv)⌋. Row b attends keys [keyStart[b], Tk) (keyStart null: all Tk):
    * out_h = Σ_j softmax(scale · q_h·k_j)_j · v_j, the softmax as `softmax` computes it.
    */
-  attentionDecode(q: FloatArray, k: FloatArray, v: FloatArray, out: FloatArray, B: number, Tk: number, Hq: number,
-    Hkv: number, D: number, kvBatchStride: number, scale: number, keyStart: Int32Array | null): void;
+  attentionDecode(
+    q: FloatArray,
+    k: FloatArray,
+    v: FloatArray,
+    out: FloatArray,
+    B: number,
+    Tk: number,
+    Hq: number,
+    Hkv: number,
+    D: number,
+    kvBatchStride: number,
+    scale: number,
+    keyStart: Int32Array | null,
+  ): void;
   /** dx = scale · y ⊙ (dy − Σ_j dy·y). (rows, cols). Masked entries (y = 0) get dx = 0. dy and dx may alias. */
   softmaxBackward(y: FloatArray, dy: FloatArray, dx: FloatArray, rows: number, cols: number, scale: number): void;
 
@@ -73,17 +122,32 @@ export interface Kernels {
    * ignoreIndex are skipped. Writes lse[r] = logsumexp(logits[r]) for every row and returns the SUM of
    * −log softmax(logits[r])[target[r]] over kept rows (the caller divides by the kept count).
    */
-  crossEntropy(logits: FloatArray, targets: Int32Array, lse: FloatArray, rows: number, vocab: number,
-    ignoreIndex: number): number;
+  crossEntropy(logits: FloatArray, targets: Int32Array, lse: FloatArray, rows: number, vocab: number, ignoreIndex: number): number;
   /** dlogits[r] = gradScale · (softmax(logits[r]) − onehot(target[r])); zero rows for ignored targets. */
-  crossEntropyBackward(logits: FloatArray, targets: Int32Array, lse: FloatArray, rows: number, vocab: number,
-    ignoreIndex: number, gradScale: number, dlogits: FloatArray): void;
+  crossEntropyBackward(
+    logits: FloatArray,
+    targets: Int32Array,
+    lse: FloatArray,
+    rows: number,
+    vocab: number,
+    ignoreIndex: number,
+    gradScale: number,
+    dlogits: FloatArray,
+  ): void;
 
   /** y = x · rstd · w with rstd[r] = 1/sqrt(mean(x[r]²) + eps). x, y: (rows, dim); w: (dim); rstd: (rows). */
   rmsnorm(x: FloatArray, w: FloatArray, y: FloatArray, rstd: FloatArray, rows: number, dim: number, eps: number): void;
   /** Gradients of rmsnorm given the saved rstd; dx (rows, dim) and/or dw (dim) may be null (not wanted). */
-  rmsnormBackward(x: FloatArray, w: FloatArray, rstd: FloatArray, dy: FloatArray,
-    dx: FloatArray | null, dw: FloatArray | null, rows: number, dim: number): void;
+  rmsnormBackward(
+    x: FloatArray,
+    w: FloatArray,
+    rstd: FloatArray,
+    dy: FloatArray,
+    dx: FloatArray | null,
+    dw: FloatArray | null,
+    rows: number,
+    dim: number,
+  ): void;
 
   /** y = x · sigmoid(x), n elements. */
   silu(x: FloatArray, y: FloatArray, n: number): void;
@@ -91,8 +155,7 @@ export interface Kernels {
   /** out = silu(gate) · up, n elements. */
   swiglu(gate: FloatArray, up: FloatArray, out: FloatArray, n: number): void;
   /** dgate/dup may be null (not wanted). */
-  swigluBackward(gate: FloatArray, up: FloatArray, dout: FloatArray,
-    dgate: FloatArray | null, dup: FloatArray | null, n: number): void;
+  swigluBackward(gate: FloatArray, up: FloatArray, dout: FloatArray, dgate: FloatArray | null, dup: FloatArray | null, n: number): void;
 
   /**
    * Rotary embedding, rotate-half convention (HF Llama). x, out: (nTok, nHeads, headDim), half = headDim/2.
@@ -101,8 +164,17 @@ export interface Kernels {
    *   out[i+half]   = x[i+half]·c + x[i]·s
    * sign = +1 forward; sign = −1 is the exact backward (rotation by −θ). x and out may alias.
    */
-  rope(x: FloatArray, out: FloatArray, positions: Int32Array, cos: FloatArray, sin: FloatArray,
-    nTok: number, nHeads: number, headDim: number, sign: number): void;
+  rope(
+    x: FloatArray,
+    out: FloatArray,
+    positions: Int32Array,
+    cos: FloatArray,
+    sin: FloatArray,
+    nTok: number,
+    nHeads: number,
+    headDim: number,
+    sign: number,
+  ): void;
 
   /** out[t] = w[ids[t]] for t < n; w: (vocab, dim), out: (n, dim). */
   embedding(w: FloatArray, ids: Int32Array, out: FloatArray, n: number, dim: number): void;
@@ -114,8 +186,20 @@ export interface Kernels {
    *   p ·= (1 − lr·wd); m = β1 m + (1−β1) g; v = β2 v + (1−β2) g²;
    *   p −= (lr / bc1) · m / (sqrt(v) / sqrt(bc2) + eps),   bc1 = 1 − β1^t, bc2 = 1 − β2^t (given).
    */
-  adamw(p: FloatArray, g: FloatArray, m: FloatArray, v: FloatArray, n: number, lr: number, beta1: number,
-    beta2: number, eps: number, weightDecay: number, bc1: number, bc2: number): void;
+  adamw(
+    p: FloatArray,
+    g: FloatArray,
+    m: FloatArray,
+    v: FloatArray,
+    n: number,
+    lr: number,
+    beta1: number,
+    beta2: number,
+    eps: number,
+    weightDecay: number,
+    bc1: number,
+    bc2: number,
+  ): void;
 
   // Compressed-weight kernels (contract: `CompressedKernels` below). Optional here: the native backend
   // has them, while their TypeScript twins live in src/kernels/compressed.ts — call
@@ -142,18 +226,44 @@ export interface CompressedKernels {
    * integer dot products (src/kernels/int4-int8act.ts; applies at M ≤ 8 with contiguous groups of a multiple of
    * 32, every other call is exact).
    */
-  int4Linear(x: FloatArray, M: number, inF: number, outF: number, qweight: Int32Array, scales: Float32Array,
-    zeros: Float32Array, gIdx: Int32Array, groupSize: number, y: FloatArray, compute?: 'exact' | 'int8-act'): void;
+  int4Linear(
+    x: FloatArray,
+    M: number,
+    inF: number,
+    outF: number,
+    qweight: Int32Array,
+    scales: Float32Array,
+    zeros: Float32Array,
+    gIdx: Int32Array,
+    groupSize: number,
+    y: FloatArray,
+    compute?: 'exact' | 'int8-act',
+  ): void;
   /** out (outF, inF) = W, each element exactly fround(fround(q − z) · s) (zero stays exactly zero when q = z). */
-  int4Dequantize(qweight: Int32Array, scales: Float32Array, zeros: Float32Array, gIdx: Int32Array,
-    inF: number, outF: number, out: FloatArray): void;
+  int4Dequantize(
+    qweight: Int32Array,
+    scales: Float32Array,
+    zeros: Float32Array,
+    gIdx: Int32Array,
+    inF: number,
+    outF: number,
+    out: FloatArray,
+  ): void;
   /**
    * Unstructured-sparse W as bitmask rows: mask (outF, ⌈inF/32⌉) Uint32 — bit b of word w of row o set
    * ⇔ W[o, 32w + b] ≠ 0 —, values the non-zeros row after row in column order, rowPtr (outF + 1) the
    * start of each row in values. A row whose mask (bits below inF) disagrees with rowPtr is a RangeError.
    */
-  sparseLinear(x: FloatArray, M: number, inF: number, outF: number, rowPtr: Int32Array, mask: Uint32Array,
-    values: Float32Array, y: FloatArray): void;
+  sparseLinear(
+    x: FloatArray,
+    M: number,
+    inF: number,
+    outF: number,
+    rowPtr: Int32Array,
+    mask: Uint32Array,
+    values: Float32Array,
+    y: FloatArray,
+  ): void;
 }
 
 /** SIMD level of the native compressed kernels (run-time CPU detection; no -march=native build). */

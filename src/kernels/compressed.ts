@@ -66,8 +66,15 @@ export interface SparseWeight {
 // Argument checks (need: ./checks.ts)
 
 /** Checks an INT4 weight's arrays for (inF, outF); returns nGroups = max gIdx + 1. */
-function checkInt4(kernel: string, inF: number, outF: number, qweight: Int32Array, scales: Float32Array,
-  zeros: Float32Array, gIdx: Int32Array): number {
+function checkInt4(
+  kernel: string,
+  inF: number,
+  outF: number,
+  qweight: Int32Array,
+  scales: Float32Array,
+  zeros: Float32Array,
+  gIdx: Int32Array,
+): number {
   if (inF % 8 !== 0) {
     throw new RangeError(`${kernel}: inF = ${inF} must be a multiple of 8 (qweight packs 8 input rows per int32)`);
   }
@@ -81,17 +88,20 @@ function checkInt4(kernel: string, inF: number, outF: number, qweight: Int32Arra
   }
   const nGroups = maxGroup + 1;
   const needed = nGroups * outF;
-  for (const [name, array] of [['scales', scales], ['zeros', zeros]] as const) {
+  for (const [name, array] of [
+    ['scales', scales],
+    ['zeros', zeros],
+  ] as const) {
     if (array.length < needed) {
-      throw new RangeError(`${kernel}: '${name}' has ${array.length} elements but ${needed} are needed ` +
-        `((max gIdx + 1) · outF = ${nGroups} · ${outF})`);
+      throw new RangeError(
+        `${kernel}: '${name}' has ${array.length} elements but ${needed} are needed ` + `((max gIdx + 1) · outF = ${nGroups} · ${outF})`,
+      );
     }
   }
   return nGroups;
 }
 
-function checkSparse(kernel: string, inF: number, outF: number, rowPtr: Int32Array, mask: Uint32Array,
-  values: Float32Array): void {
+function checkSparse(kernel: string, inF: number, outF: number, rowPtr: Int32Array, mask: Uint32Array, values: Float32Array): void {
   need(kernel, 'rowPtr', rowPtr, outF + 1);
   need(kernel, 'mask', mask, outF * Math.ceil(inF / 32));
   if (rowPtr[0] < 0) throw new RangeError(`${kernel}: rowPtr[0] = ${rowPtr[0]} is negative`);
@@ -108,14 +118,21 @@ function checkSparse(kernel: string, inF: number, outF: number, rowPtr: Int32Arr
 function popcount32(v: number): number {
   v -= (v >>> 1) & 0x55555555;
   v = (v & 0x33333333) + ((v >>> 2) & 0x33333333);
-  return (Math.imul((v + (v >>> 4)) & 0x0f0f0f0f, 0x01010101) >>> 24);
+  return Math.imul((v + (v >>> 4)) & 0x0f0f0f0f, 0x01010101) >>> 24;
 }
 
 /** Calls visit(column, valueIndex) for row o's non-zeros; RangeError when the row's mask disagrees with rowPtr. */
-function visitSparseRow(kernel: string, inF: number, rowPtr: Int32Array, mask: Uint32Array, o: number,
-  visit: (j: number, v: number) => void): void {
+function visitSparseRow(
+  kernel: string,
+  inF: number,
+  rowPtr: Int32Array,
+  mask: Uint32Array,
+  o: number,
+  visit: (j: number, v: number) => void,
+): void {
   const words = Math.ceil(inF / 32);
-  const start = rowPtr[o], end = rowPtr[o + 1];
+  const start = rowPtr[o],
+    end = rowPtr[o + 1];
   let count = 0;
   for (let w = 0; w < words; w++) {
     const rem = inF - 32 * w;
@@ -123,8 +140,9 @@ function visitSparseRow(kernel: string, inF: number, rowPtr: Int32Array, mask: U
     count += popcount32(bits);
   }
   if (count !== end - start) {
-    throw new RangeError(`${kernel}: row ${o}: the mask bits set below inF = ${inF} do not match ` +
-      `rowPtr[${o + 1}] − rowPtr[${o}] = ${end - start} values`);
+    throw new RangeError(
+      `${kernel}: row ${o}: the mask bits set below inF = ${inF} do not match ` + `rowPtr[${o + 1}] − rowPtr[${o}] = ${end - start} values`,
+    );
   }
   let vi = start;
   for (let w = 0; w < words; w++) {
@@ -144,7 +162,8 @@ function visitSparseRow(kernel: string, inF: number, rowPtr: Int32Array, mask: U
 
 /** gIdx without act-order: row j belongs to group ⌊j / groupSize⌋. */
 export function groupIndex(inF: number, groupSize: number): Int32Array {
-  if (!Number.isInteger(groupSize) || groupSize < 1) throw new RangeError(`groupIndex: groupSize = ${groupSize} must be a positive integer`);
+  if (!Number.isInteger(groupSize) || groupSize < 1)
+    throw new RangeError(`groupIndex: groupSize = ${groupSize} must be a positive integer`);
   const g = new Int32Array(inF);
   for (let j = 0; j < inF; j++) g[j] = Math.floor(j / groupSize);
   return g;
@@ -191,18 +210,24 @@ export function quantizeInt4Rtn(w: FloatArray, outF: number, inF: number, groupS
   need('quantizeInt4Rtn', 'w', w, outF * inF);
   const gIdx = groupIndex(inF, groupSize);
   const nGroups = Math.ceil(inF / groupSize);
-  const scales = new Float32Array(nGroups * outF), zeros = new Float32Array(nGroups * outF);
+  const scales = new Float32Array(nGroups * outF),
+    zeros = new Float32Array(nGroups * outF);
   const q = new Uint8Array(outF * inF);
   for (let o = 0; o < outF; o++) {
     for (let g = 0; g < nGroups; g++) {
-      const j0 = g * groupSize, j1 = Math.min(inF, j0 + groupSize);
-      let lo = 0, hi = 0;
+      const j0 = g * groupSize,
+        j1 = Math.min(inF, j0 + groupSize);
+      let lo = 0,
+        hi = 0;
       for (let j = j0; j < j1; j++) {
         const v = w[o * inF + j];
         if (v < lo) lo = v;
         if (v > hi) hi = v;
       }
-      if (lo === 0 && hi === 0) { lo = -1; hi = 1; }
+      if (lo === 0 && hi === 0) {
+        lo = -1;
+        hi = 1;
+      }
       // float32 arithmetic and round-half-to-even, like torch
       const s = Math.fround(Math.fround(hi - lo) / 15);
       const z = Math.min(15, Math.max(0, roundHalfEven(Math.fround(-lo / s))));
@@ -250,15 +275,23 @@ export function gatherColumns(x: FloatArray, M: number, inF: number, perm: Int32
 // INT4 reference twins
 
 /** The exact dequantised weight, (outF, inF) float32. */
-function dequantizeF32(kernel: string, qweight: Int32Array, scales: Float32Array, zeros: Float32Array,
-  gIdx: Int32Array, inF: number, outF: number): Float32Array {
+function dequantizeF32(
+  kernel: string,
+  qweight: Int32Array,
+  scales: Float32Array,
+  zeros: Float32Array,
+  gIdx: Int32Array,
+  inF: number,
+  outF: number,
+): Float32Array {
   checkInt4(kernel, inF, outF, qweight, scales, zeros, gIdx);
   const w = new Float32Array(outF * inF);
   for (let p = 0; p < inF / 8; p++) {
     for (let o = 0; o < outF; o++) {
       const word = qweight[p * outF + o];
       for (let k = 0; k < 8; k++) {
-        const j = 8 * p + k, g = gIdx[j];
+        const j = 8 * p + k,
+          g = gIdx[j];
         const q = (word >>> (4 * k)) & 15;
         w[o * inF + j] = Math.fround(Math.fround(q - zeros[g * outF + o]) * scales[g * outF + o]);
       }
@@ -267,17 +300,36 @@ function dequantizeF32(kernel: string, qweight: Int32Array, scales: Float32Array
   return w;
 }
 
-function int4Dequantize(qweight: Int32Array, scales: Float32Array, zeros: Float32Array, gIdx: Int32Array,
-  inF: number, outF: number, out: FloatArray): void {
+function int4Dequantize(
+  qweight: Int32Array,
+  scales: Float32Array,
+  zeros: Float32Array,
+  gIdx: Int32Array,
+  inF: number,
+  outF: number,
+  out: FloatArray,
+): void {
   const w = dequantizeF32('int4Dequantize', qweight, scales, zeros, gIdx, inF, outF);
   need('int4Dequantize', 'out', out, inF * outF);
   out.set(w);
 }
 
-function int4Linear(x: FloatArray, M: number, inF: number, outF: number, qweight: Int32Array, scales: Float32Array,
-  zeros: Float32Array, gIdx: Int32Array, groupSize: number, y: FloatArray, compute: Int4Compute = 'exact'): void {
+function int4Linear(
+  x: FloatArray,
+  M: number,
+  inF: number,
+  outF: number,
+  qweight: Int32Array,
+  scales: Float32Array,
+  zeros: Float32Array,
+  gIdx: Int32Array,
+  groupSize: number,
+  y: FloatArray,
+  compute: Int4Compute = 'exact',
+): void {
   if (!Number.isInteger(groupSize) || groupSize < 1) throw new RangeError(`int4Linear: groupSize = ${groupSize} must be ≥ 1`);
-  if (compute !== 'exact' && compute !== 'int8-act') throw new RangeError(`int4Linear: compute = '${compute}' must be 'exact' or 'int8-act'`);
+  if (compute !== 'exact' && compute !== 'int8-act')
+    throw new RangeError(`int4Linear: compute = '${compute}' must be 'exact' or 'int8-act'`);
   const w = dequantizeF32('int4Linear', qweight, scales, zeros, gIdx, inF, outF);
   need('int4Linear', 'x', x, M * inF);
   need('int4Linear', 'y', y, M * outF);
@@ -333,7 +385,9 @@ export function unpackSparse(sp: SparseWeight): Float32Array {
   checkSparse('unpackSparse', inF, outF, rowPtr, mask, values);
   const w = new Float32Array(outF * inF);
   for (let o = 0; o < outF; o++) {
-    visitSparseRow('unpackSparse', inF, rowPtr, mask, o, (j, vi) => { w[o * inF + j] = values[vi]; });
+    visitSparseRow('unpackSparse', inF, rowPtr, mask, o, (j, vi) => {
+      w[o * inF + j] = values[vi];
+    });
   }
   return w;
 }
@@ -343,8 +397,16 @@ export function sparseBytes(sp: SparseWeight): number {
   return 4 * (sp.mask.length + sp.values.length + sp.rowPtr.length);
 }
 
-function sparseLinear(x: FloatArray, M: number, inF: number, outF: number, rowPtr: Int32Array, mask: Uint32Array,
-  values: Float32Array, y: FloatArray): void {
+function sparseLinear(
+  x: FloatArray,
+  M: number,
+  inF: number,
+  outF: number,
+  rowPtr: Int32Array,
+  mask: Uint32Array,
+  values: Float32Array,
+  y: FloatArray,
+): void {
   checkSparse('sparseLinear', inF, outF, rowPtr, mask, values);
   need('sparseLinear', 'x', x, M * inF);
   need('sparseLinear', 'y', y, M * outF);
@@ -378,7 +440,14 @@ export function compressedKernels(k: Kernels): CompressedKernels {
 }
 
 /** y (M, outF) = x (M, inF) · Wᵀ for an INT4 weight object, in the given compute mode. */
-export function int4Apply(k: CompressedKernels, x: FloatArray, M: number, w: Int4Weight, y: FloatArray, compute: Int4Compute = 'exact'): void {
+export function int4Apply(
+  k: CompressedKernels,
+  x: FloatArray,
+  M: number,
+  w: Int4Weight,
+  y: FloatArray,
+  compute: Int4Compute = 'exact',
+): void {
   k.int4Linear(x, M, w.inF, w.outF, w.qweight, w.scales, w.zeros, w.gIdx, w.groupSize, y, compute);
 }
 

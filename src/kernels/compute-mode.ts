@@ -18,7 +18,9 @@ function modeFromEnv<M extends string>(variable: string, modes: readonly M[]): M
   if (mode === undefined) {
     const env = process.env[variable];
     if (env !== undefined && env !== '' && !modes.includes(env as M)) {
-      throw new Error(`${variable}='${env}' is not a compute mode: set it to ${modes.map((m) => `'${m}'`).join(' or ')} (default '${modes[0]}'), or unset it`);
+      throw new Error(
+        `${variable}='${env}' is not a compute mode: set it to ${modes.map((m) => `'${m}'`).join(' or ')} (default '${modes[0]}'), or unset it`,
+      );
     }
     mode = env || modes[0];
     chosen.set(variable, mode);

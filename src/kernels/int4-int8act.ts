@@ -35,18 +35,24 @@ function roundHalfEven(v: number): number {
 
 /** x (inF) of one row quantised: xq (inF) int8 values, d (blocks) scales, sd (groups) Σ_b d_b·S_b. */
 function quantizeRow(x: FloatArray, off: number, inF: number, groupSize: number): { xq: Int8Array; d: Float32Array; sd: Float32Array } {
-  const blocks = Math.ceil(inF / INT8_ACT_BLOCK), perGroup = groupSize / INT8_ACT_BLOCK;
-  const xq = new Int8Array(inF), d = new Float32Array(blocks), sd = new Float32Array(Math.ceil(blocks / perGroup));
+  const blocks = Math.ceil(inF / INT8_ACT_BLOCK),
+    perGroup = groupSize / INT8_ACT_BLOCK;
+  const xq = new Int8Array(inF),
+    d = new Float32Array(blocks),
+    sd = new Float32Array(Math.ceil(blocks / perGroup));
   let groupSum = 0;
   for (let b = 0; b < blocks; b++) {
-    const j0 = b * INT8_ACT_BLOCK, j1 = Math.min(inF, j0 + INT8_ACT_BLOCK);
-    let amax = 0, finite = true;
+    const j0 = b * INT8_ACT_BLOCK,
+      j1 = Math.min(inF, j0 + INT8_ACT_BLOCK);
+    let amax = 0,
+      finite = true;
     for (let j = j0; j < j1; j++) {
       const v = x[off + j];
       finite &&= Number.isFinite(v);
       amax = Math.max(amax, Math.abs(f(v)));
     }
-    const db = finite ? f(amax / 127) : NaN, id = finite && amax > 0 ? f(1 / db) : 0;
+    const db = finite ? f(amax / 127) : NaN,
+      id = finite && amax > 0 ? f(1 / db) : 0;
     let s = 0;
     for (let j = j0; j < j1; j++) {
       const q = Math.max(-127, Math.min(127, roundHalfEven(f(f(x[off + j]) * id)))) || 0;
@@ -64,9 +70,20 @@ function quantizeRow(x: FloatArray, off: number, inF: number, groupSize: number)
 }
 
 /** y (M, outF) = x (M, inF) · Wᵀ in the int8-act mode; the caller has checked the arguments and int8ActApplies. */
-export function int4LinearInt8Act(x: FloatArray, M: number, inF: number, outF: number, qweight: Int32Array,
-  scales: Float32Array, zeros: Float32Array, groupSize: number, y: FloatArray): void {
-  const rowsPerGroup = groupSize / 8, packedRows = inF / 8, rowsPerBlock = INT8_ACT_BLOCK / 8;
+export function int4LinearInt8Act(
+  x: FloatArray,
+  M: number,
+  inF: number,
+  outF: number,
+  qweight: Int32Array,
+  scales: Float32Array,
+  zeros: Float32Array,
+  groupSize: number,
+  y: FloatArray,
+): void {
+  const rowsPerGroup = groupSize / 8,
+    packedRows = inF / 8,
+    rowsPerBlock = INT8_ACT_BLOCK / 8;
   for (let m = 0; m < M; m++) {
     const { xq, d, sd } = quantizeRow(x, m * inF, inF, groupSize);
     for (let o = 0; o < outF; o++) {

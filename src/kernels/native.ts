@@ -19,13 +19,37 @@ import type { Kernels, NativeInfo, NativeKernels } from './api.ts';
 type KernelName = Exclude<keyof Kernels, 'name'>;
 
 const KERNEL_NAMES = [
-  'gemm', 'gemmBatched', 'gemmBf16', 'attentionDecode', 'softmax', 'softmaxBackward', 'crossEntropy', 'crossEntropyBackward',
-  'rmsnorm', 'rmsnormBackward', 'silu', 'siluBackward', 'swiglu', 'swigluBackward', 'rope',
-  'embedding', 'embeddingBackward', 'adamw',
-  'int4Linear', 'int4Dequantize', 'sparseLinear',
+  'gemm',
+  'gemmBatched',
+  'gemmBf16',
+  'attentionDecode',
+  'softmax',
+  'softmaxBackward',
+  'crossEntropy',
+  'crossEntropyBackward',
+  'rmsnorm',
+  'rmsnormBackward',
+  'silu',
+  'siluBackward',
+  'swiglu',
+  'swigluBackward',
+  'rope',
+  'embedding',
+  'embeddingBackward',
+  'adamw',
+  'int4Linear',
+  'int4Dequantize',
+  'sparseLinear',
 ] as const satisfies readonly KernelName[];
 
-const INFO_NAMES = ['coreName', 'config', 'getThreads', 'setThreads', 'compressedIsa', 'compressedThreads'] as const satisfies readonly (keyof NativeInfo)[];
+const INFO_NAMES = [
+  'coreName',
+  'config',
+  'getThreads',
+  'setThreads',
+  'compressedIsa',
+  'compressedThreads',
+] as const satisfies readonly (keyof NativeInfo)[];
 
 // Compile-time check that KERNEL_NAMES lists every kernel of the interface.
 type Missing = Exclude<KernelName, (typeof KERNEL_NAMES)[number]>;

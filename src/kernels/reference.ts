@@ -25,8 +25,15 @@ type IndexArray = Int32Array;
  * each next one `stride` elements further (cblas's ld rule: ld ≥ max(1, cols)).
  */
 function checkOperand(
-  kernel: string, name: string, array: FloatArray, off: number,
-  rows: number, cols: number, ld: number, stride: number, batch: number,
+  kernel: string,
+  name: string,
+  array: FloatArray,
+  off: number,
+  rows: number,
+  cols: number,
+  ld: number,
+  stride: number,
+  batch: number,
 ): void {
   if (ld < Math.max(1, cols)) {
     throw new RangeError(`${kernel}: ld${name} = ${ld} must be ≥ max(1, ${cols}) (the stored row width of '${name}')`);
@@ -70,10 +77,22 @@ function causalKeep(r: number, cols: number, causalRows: number, causalShift: nu
  * alpha = 0 does not read A or B.
  */
 function gemm(
-  transA: boolean, transB: boolean, m: number, n: number, k: number, alpha: number,
-  a: FloatArray, aOff: number, lda: number,
-  b: FloatArray, bOff: number, ldb: number,
-  beta: number, c: FloatArray, cOff: number, ldc: number,
+  transA: boolean,
+  transB: boolean,
+  m: number,
+  n: number,
+  k: number,
+  alpha: number,
+  a: FloatArray,
+  aOff: number,
+  lda: number,
+  b: FloatArray,
+  bOff: number,
+  ldb: number,
+  beta: number,
+  c: FloatArray,
+  cOff: number,
+  ldc: number,
 ): void {
   const formed = m > 0 && n > 0 ? 1 : 0;
   checkOperand('gemm', 'a', a, aOff, transA ? k : m, transA ? m : k, lda, 0, formed);
@@ -84,14 +103,28 @@ function gemm(
 
 /** The gemm loop itself (arguments already checked). */
 function gemmAt(
-  transA: boolean, transB: boolean, m: number, n: number, k: number, alpha: number,
-  a: FloatArray, aOff: number, lda: number,
-  b: FloatArray, bOff: number, ldb: number,
-  beta: number, c: FloatArray, cOff: number, ldc: number,
+  transA: boolean,
+  transB: boolean,
+  m: number,
+  n: number,
+  k: number,
+  alpha: number,
+  a: FloatArray,
+  aOff: number,
+  lda: number,
+  b: FloatArray,
+  bOff: number,
+  ldb: number,
+  beta: number,
+  c: FloatArray,
+  cOff: number,
+  ldc: number,
 ): void {
   // op(A)[i, p] = a[aOff + i·aRow + p·aCol];  op(B)[p, j] = b[bOff + p·bRow + j·bCol]
-  const aRow = transA ? 1 : lda, aCol = transA ? lda : 1;
-  const bRow = transB ? 1 : ldb, bCol = transB ? ldb : 1;
+  const aRow = transA ? 1 : lda,
+    aCol = transA ? lda : 1;
+  const bRow = transB ? 1 : ldb,
+    bCol = transB ? ldb : 1;
   for (let i = 0; i < m; i++) {
     for (let j = 0; j < n; j++) {
       let sum = 0;
@@ -106,10 +139,25 @@ function gemmAt(
 
 /** `batch` independent gemms; matrix i of X starts at xOff + i·strideX. */
 function gemmBatched(
-  transA: boolean, transB: boolean, m: number, n: number, k: number, alpha: number,
-  a: FloatArray, aOff: number, lda: number, strideA: number,
-  b: FloatArray, bOff: number, ldb: number, strideB: number,
-  beta: number, c: FloatArray, cOff: number, ldc: number, strideC: number,
+  transA: boolean,
+  transB: boolean,
+  m: number,
+  n: number,
+  k: number,
+  alpha: number,
+  a: FloatArray,
+  aOff: number,
+  lda: number,
+  strideA: number,
+  b: FloatArray,
+  bOff: number,
+  ldb: number,
+  strideB: number,
+  beta: number,
+  c: FloatArray,
+  cOff: number,
+  ldc: number,
+  strideC: number,
   batch: number,
 ): void {
   const formed = m > 0 && n > 0 ? batch : 0;
@@ -117,8 +165,7 @@ function gemmBatched(
   checkOperand('gemmBatched', 'b', b, bOff, transB ? n : k, transB ? k : n, ldb, strideB, formed);
   checkOperand('gemmBatched', 'c', c, cOff, m, n, ldc, strideC, batch);
   for (let i = 0; i < batch; i++) {
-    gemmAt(transA, transB, m, n, k, alpha,
-      a, aOff + i * strideA, lda, b, bOff + i * strideB, ldb, beta, c, cOff + i * strideC, ldc);
+    gemmAt(transA, transB, m, n, k, alpha, a, aOff + i * strideA, lda, b, bOff + i * strideB, ldb, beta, c, cOff + i * strideC, ldc);
   }
 }
 
@@ -129,10 +176,21 @@ function gemmBatched(
  * first rounded to bfloat16 (nearest even), as the native vdpbf16ps path does.
  */
 function gemmBf16(
-  transB: boolean, m: number, n: number, k: number, alpha: number,
-  a: FloatArray, aOff: number, lda: number,
-  b: Uint16Array, bOff: number, ldb: number,
-  beta: number, c: FloatArray, cOff: number, ldc: number,
+  transB: boolean,
+  m: number,
+  n: number,
+  k: number,
+  alpha: number,
+  a: FloatArray,
+  aOff: number,
+  lda: number,
+  b: Uint16Array,
+  bOff: number,
+  ldb: number,
+  beta: number,
+  c: FloatArray,
+  cOff: number,
+  ldc: number,
   compute: 'exact' | 'bf16-act' = 'exact',
 ): void {
   if (compute !== 'exact' && compute !== 'bf16-act') throw new RangeError(`gemmBf16: compute = '${compute}' must be 'exact' or 'bf16-act'`);
@@ -142,10 +200,12 @@ function gemmBf16(
   }
   const formed = m > 0 && n > 0 ? 1 : 0;
   checkOperand('gemmBf16', 'a', a, aOff, m, k, lda, 0, formed);
-  if (ldb < Math.max(1, transB ? k : n)) throw new RangeError(`gemmBf16: ldb = ${ldb} must be ≥ max(1, ${transB ? k : n}) (the stored row width of 'b')`);
+  if (ldb < Math.max(1, transB ? k : n))
+    throw new RangeError(`gemmBf16: ldb = ${ldb} must be ≥ max(1, ${transB ? k : n}) (the stored row width of 'b')`);
   if (formed && k > 0) need('gemmBf16', 'b', b, bOff + ((transB ? n : k) - 1) * ldb + (transB ? k : n));
   checkOperand('gemmBf16', 'c', c, cOff, m, n, ldc, 0, 1);
-  const bRow = transB ? 1 : ldb, bCol = transB ? ldb : 1; // op(B)[p, j] = b[bOff + p·bRow + j·bCol]
+  const bRow = transB ? 1 : ldb,
+    bCol = transB ? ldb : 1; // op(B)[p, j] = b[bOff + p·bRow + j·bCol]
   for (let i = 0; i < m; i++) {
     for (let j = 0; j < n; j++) {
       let sum = 0;
@@ -164,8 +224,7 @@ function gemmBf16(
  * `causalKeep(r)` columns; masked columns get exactly 0 (a fully masked row — only possible when
  * causalShift < 0 — is all zeros).
  */
-function softmax(x: FloatArray, y: FloatArray, rows: number, cols: number, scale: number,
-  causalRows: number, causalShift: number): void {
+function softmax(x: FloatArray, y: FloatArray, rows: number, cols: number, scale: number, causalRows: number, causalShift: number): void {
   need('softmax', 'x', x, rows * cols);
   need('softmax', 'y', y, rows * cols);
   for (let r = 0; r < rows; r++) {
@@ -191,8 +250,20 @@ function softmax(x: FloatArray, y: FloatArray, rows: number, cols: number, scale
  * One query per row against a KV cache: out_h = Σ_j softmax(scale · q_h·k_j) v_j over keys [keyStart[b], Tk),
  * in double (rounded when stored in out). Layouts in api.ts.
  */
-function attentionDecode(q: FloatArray, k: FloatArray, v: FloatArray, out: FloatArray, B: number, Tk: number, Hq: number,
-  Hkv: number, D: number, kvBatchStride: number, scale: number, keyStart: Int32Array | null): void {
+function attentionDecode(
+  q: FloatArray,
+  k: FloatArray,
+  v: FloatArray,
+  out: FloatArray,
+  B: number,
+  Tk: number,
+  Hq: number,
+  Hkv: number,
+  D: number,
+  kvBatchStride: number,
+  scale: number,
+  keyStart: Int32Array | null,
+): void {
   if (Hkv === 0 || Hq % Hkv !== 0) throw new RangeError(`attentionDecode: Hq = ${Hq} must be a positive multiple of Hkv = ${Hkv}`);
   if (Tk === 0) throw new RangeError('attentionDecode: Tk must be ≥ 1 (a query needs a key)');
   need('attentionDecode', 'q', q, B * Hq * D);
@@ -207,7 +278,8 @@ function attentionDecode(q: FloatArray, k: FloatArray, v: FloatArray, out: Float
     const start = keyStart ? keyStart[b] : 0;
     if (!(start >= 0 && start < Tk)) throw new RangeError(`attentionDecode: keyStart[${b}] = ${start} leaves row ${b} no key of ${Tk}`);
     for (let h = 0; h < Hq; h++) {
-      const qo = (b * Hq + h) * D, kv = b * kvBatchStride + Math.floor(h / group) * D;
+      const qo = (b * Hq + h) * D,
+        kv = b * kvBatchStride + Math.floor(h / group) * D;
       let max = -Infinity;
       for (let j = start; j < Tk; j++) {
         let s = 0;
@@ -216,7 +288,7 @@ function attentionDecode(q: FloatArray, k: FloatArray, v: FloatArray, out: Float
         max = Math.max(max, p[j]);
       }
       let sum = 0;
-      for (let j = start; j < Tk; j++) sum += (p[j] = Math.exp(p[j] - max));
+      for (let j = start; j < Tk; j++) sum += p[j] = Math.exp(p[j] - max);
       for (let d = 0; d < D; d++) {
         let o = 0;
         for (let j = start; j < Tk; j++) o += p[j] * v[kv + j * Hkv * D + d];
@@ -245,8 +317,7 @@ function softmaxBackward(y: FloatArray, dy: FloatArray, dx: FloatArray, rows: nu
  * logits: (rows, vocab); targets, lse: (rows). lse[r] = max + log Σ exp(logits[r] − max) for every row;
  * returns Σ over rows with targets[r] ≠ ignoreIndex of lse[r] − logits[r, targets[r]].
  */
-function crossEntropy(logits: FloatArray, targets: IndexArray, lse: FloatArray, rows: number, vocab: number,
-  ignoreIndex: number): number {
+function crossEntropy(logits: FloatArray, targets: IndexArray, lse: FloatArray, rows: number, vocab: number, ignoreIndex: number): number {
   need('crossEntropy', 'logits', logits, rows * vocab);
   need('crossEntropy', 'targets', targets, rows);
   need('crossEntropy', 'lse', lse, rows);
@@ -267,8 +338,16 @@ function crossEntropy(logits: FloatArray, targets: IndexArray, lse: FloatArray, 
 }
 
 /** dlogits[r] = gradScale · (exp(logits[r] − lse[r]) − onehot(t)); ignored rows are zero. May alias logits. */
-function crossEntropyBackward(logits: FloatArray, targets: IndexArray, lse: FloatArray, rows: number, vocab: number,
-  ignoreIndex: number, gradScale: number, dlogits: FloatArray): void {
+function crossEntropyBackward(
+  logits: FloatArray,
+  targets: IndexArray,
+  lse: FloatArray,
+  rows: number,
+  vocab: number,
+  ignoreIndex: number,
+  gradScale: number,
+  dlogits: FloatArray,
+): void {
   need('crossEntropyBackward', 'logits', logits, rows * vocab);
   need('crossEntropyBackward', 'targets', targets, rows);
   need('crossEntropyBackward', 'lse', lse, rows);
@@ -312,8 +391,16 @@ function rmsnorm(x: FloatArray, w: FloatArray, y: FloatArray, rstd: FloatArray, 
  *   dx = rs · (g − x · rs² · (Σ_j g_j x_j) / dim)     (rows, dim), overwritten unless null
  *   dw = Σ_rows dy ⊙ x · rs                           (dim), overwritten unless null
  */
-function rmsnormBackward(x: FloatArray, w: FloatArray, rstd: FloatArray, dy: FloatArray,
-  dx: FloatArray | null, dw: FloatArray | null, rows: number, dim: number): void {
+function rmsnormBackward(
+  x: FloatArray,
+  w: FloatArray,
+  rstd: FloatArray,
+  dy: FloatArray,
+  dx: FloatArray | null,
+  dw: FloatArray | null,
+  rows: number,
+  dim: number,
+): void {
   need('rmsnormBackward', 'x', x, rows * dim);
   need('rmsnormBackward', 'w', w, dim);
   need('rmsnormBackward', 'rstd', rstd, rows);
@@ -368,15 +455,23 @@ function swiglu(gate: FloatArray, up: FloatArray, out: FloatArray, n: number): v
 }
 
 /** dgate = dout · up · s · (1 + gate · (1 − s)); dup = dout · silu(gate). Either may be null. */
-function swigluBackward(gate: FloatArray, up: FloatArray, dout: FloatArray,
-  dgate: FloatArray | null, dup: FloatArray | null, n: number): void {
+function swigluBackward(
+  gate: FloatArray,
+  up: FloatArray,
+  dout: FloatArray,
+  dgate: FloatArray | null,
+  dup: FloatArray | null,
+  n: number,
+): void {
   need('swigluBackward', 'gate', gate, n);
   need('swigluBackward', 'up', up, n);
   need('swigluBackward', 'dout', dout, n);
   if (dgate) need('swigluBackward', 'dgate', dgate, n);
   if (dup) need('swigluBackward', 'dup', dup, n);
   for (let i = 0; i < n; i++) {
-    const g = gate[i], u = up[i], d = dout[i];
+    const g = gate[i],
+      u = up[i],
+      d = dout[i];
     const e = Math.exp(-g);
     const s = 1 / (1 + e);
     const gradGate = d * u * s * (1 + g * (1 - s));
@@ -394,8 +489,17 @@ function swigluBackward(gate: FloatArray, up: FloatArray, dout: FloatArray,
  * For i < half, c = cos[p, i], s = sign · sin[p, i]:
  *   out[i] = x[i]·c − x[i+half]·s,   out[i+half] = x[i+half]·c + x[i]·s.
  */
-function rope(x: FloatArray, out: FloatArray, positions: IndexArray, cos: FloatArray, sin: FloatArray,
-  nTok: number, nHeads: number, headDim: number, sign: number): void {
+function rope(
+  x: FloatArray,
+  out: FloatArray,
+  positions: IndexArray,
+  cos: FloatArray,
+  sin: FloatArray,
+  nTok: number,
+  nHeads: number,
+  headDim: number,
+  sign: number,
+): void {
   if (headDim % 2 !== 0) throw new RangeError(`rope: headDim = ${headDim} must be even`);
   const half = headDim / 2;
   need('rope', 'x', x, nTok * nHeads * headDim);
@@ -405,7 +509,9 @@ function rope(x: FloatArray, out: FloatArray, positions: IndexArray, cos: FloatA
   for (let t = 0; t < nTok; t++) {
     const p = positions[t];
     if (p < 0 || (p + 1) * half > tableLength) {
-      throw new RangeError(`rope: positions[${t}] = ${p} is outside the cos/sin tables (${half ? Math.floor(tableLength / half) : 0} positions of ${half})`);
+      throw new RangeError(
+        `rope: positions[${t}] = ${p} is outside the cos/sin tables (${half ? Math.floor(tableLength / half) : 0} positions of ${half})`,
+      );
     }
   }
   for (let t = 0; t < nTok; t++) {
@@ -413,8 +519,10 @@ function rope(x: FloatArray, out: FloatArray, positions: IndexArray, cos: FloatA
     for (let h = 0; h < nHeads; h++) {
       const base = (t * nHeads + h) * headDim;
       for (let i = 0; i < half; i++) {
-        const a = x[base + i], b = x[base + i + half];
-        const c = cos[table + i], s = sign * sin[table + i];
+        const a = x[base + i],
+          b = x[base + i + half];
+        const c = cos[table + i],
+          s = sign * sin[table + i];
         out[base + i] = a * c - b * s;
         out[base + i + half] = b * c + a * s;
       }
@@ -457,8 +565,20 @@ function embeddingBackward(dy: FloatArray, ids: IndexArray, dw: FloatArray, n: n
  *   p ·= (1 − lr·wd); m = β1·m + (1−β1)·g; v = β2·v + (1−β2)·g²;
  *   p −= (lr/bc1) · (m / (sqrt(v)/sqrt(bc2) + eps)).
  */
-function adamw(p: FloatArray, g: FloatArray, m: FloatArray, v: FloatArray, n: number, lr: number, beta1: number,
-  beta2: number, eps: number, weightDecay: number, bc1: number, bc2: number): void {
+function adamw(
+  p: FloatArray,
+  g: FloatArray,
+  m: FloatArray,
+  v: FloatArray,
+  n: number,
+  lr: number,
+  beta1: number,
+  beta2: number,
+  eps: number,
+  weightDecay: number,
+  bc1: number,
+  bc2: number,
+): void {
   need('adamw', 'p', p, n);
   need('adamw', 'g', g, n);
   need('adamw', 'm', m, n);
@@ -471,7 +591,8 @@ function adamw(p: FloatArray, g: FloatArray, m: FloatArray, v: FloatArray, n: nu
     const pi = p[i] * decay;
     m[i] = beta1 * m[i] + (1 - beta1) * gi;
     v[i] = beta2 * v[i] + (1 - beta2) * gi * gi;
-    const mi = m[i], vi = v[i]; // the stored moments, as the native kernel uses them
+    const mi = m[i],
+      vi = v[i]; // the stored moments, as the native kernel uses them
     p[i] = pi - stepSize * (mi / (Math.sqrt(vi) / bc2Sqrt + eps));
   }
 }

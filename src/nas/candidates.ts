@@ -44,52 +44,63 @@ export function trainLogCandidates(logPath: string, space: SearchSpace, k = 3): 
   if (!existsSync(logPath)) return none;
   const steps: { step: number; micro: { config: SubnetConfig; loss: number }[] }[] = [];
   let skipped = 0;
-  readFileSync(logPath, 'utf8').split('\n').forEach((line, i) => {
-    if (!line.trim()) return;
-    let rec: { type?: string; step?: number; micro?: { config?: unknown; loss?: unknown }[] };
-    try {
-      rec = JSON.parse(line);
-    } catch {
-      throw new Error(`${logPath}:${i + 1}: not valid JSON (a truncated training log? remove the last line)`);
-    }
-    if (rec.type !== 'step' || !Array.isArray(rec.micro)) return;
-    const micro: { config: SubnetConfig; loss: number }[] = [];
-    for (const m of rec.micro) {
+  readFileSync(logPath, 'utf8')
+    .split('\n')
+    .forEach((line, i) => {
+      if (!line.trim()) return;
+      let rec: { type?: string; step?: number; micro?: { config?: unknown; loss?: unknown }[] };
       try {
-        if (typeof m.loss !== 'number' || !Number.isFinite(m.loss)) throw new Error('no loss');
-        micro.push({ config: validateSubnet(space, m.config, logPath), loss: m.loss });
+        rec = JSON.parse(line);
       } catch {
-        skipped++;
+        throw new Error(`${logPath}:${i + 1}: not valid JSON (a truncated training log? remove the last line)`);
       }
-    }
-    steps.push({ step: rec.step ?? steps.length + 1, micro });
-  });
+      if (rec.type !== 'step' || !Array.isArray(rec.micro)) return;
+      const micro: { config: SubnetConfig; loss: number }[] = [];
+      for (const m of rec.micro) {
+        try {
+          if (typeof m.loss !== 'number' || !Number.isFinite(m.loss)) throw new Error('no loss');
+          micro.push({ config: validateSubnet(space, m.config, logPath), loss: m.loss });
+        } catch {
+          skipped++;
+        }
+      }
+      steps.push({ step: rec.step ?? steps.length + 1, micro });
+    });
   const entries = steps.reduce((s, x) => s + x.micro.length, 0);
   if (entries === 0) return { ...none, skipped };
 
   const count = new Map<string, { config: SubnetConfig; n: number; first: number }>();
   let order = 0;
-  for (const s of steps) for (const m of s.micro) {
-    const key = configKey(space, m.config);
-    const c = count.get(key);
-    if (c) c.n++;
-    else count.set(key, { config: m.config, n: 1, first: order++ });
-  }
+  for (const s of steps)
+    for (const m of s.micro) {
+      const key = configKey(space, m.config);
+      const c = count.get(key);
+      if (c) c.n++;
+      else count.set(key, { config: m.config, n: 1, first: order++ });
+    }
   const top = [...count.values()].sort((a, b) => b.n - a.n || a.first - b.first)[0];
   const mostFrequent = top.n > 1 ? { name: 'most-frequent', config: top.config, note: `sampled ${top.n} of ${entries} times` } : null;
 
   const late = steps.length >= 2 ? steps.slice(Math.floor(steps.length / 2)) : steps;
   const loss = new Map<string, { config: SubnetConfig; sum: number; n: number; first: number }>();
   order = 0;
-  for (const s of late) for (const m of s.micro) {
-    const key = configKey(space, m.config);
-    const c = loss.get(key);
-    if (c) { c.sum += m.loss; c.n++; } else loss.set(key, { config: m.config, sum: m.loss, n: 1, first: order++ });
-  }
+  for (const s of late)
+    for (const m of s.micro) {
+      const key = configKey(space, m.config);
+      const c = loss.get(key);
+      if (c) {
+        c.sum += m.loss;
+        c.n++;
+      } else loss.set(key, { config: m.config, sum: m.loss, n: 1, first: order++ });
+    }
   const lowestLoss = [...loss.values()]
     .sort((a, b) => a.sum / a.n - b.sum / b.n || a.first - b.first)
     .slice(0, k)
-    .map((c, i) => ({ name: `low-loss-${i + 1}`, config: c.config, note: `mean training loss ${(c.sum / c.n).toFixed(4)} over ${c.n} micro-batch${c.n > 1 ? 'es' : ''}` }));
+    .map((c, i) => ({
+      name: `low-loss-${i + 1}`,
+      config: c.config,
+      note: `mean training loss ${(c.sum / c.n).toFixed(4)} over ${c.n} micro-batch${c.n > 1 ? 'es' : ''}`,
+    }));
   return { mostFrequent, lowestLoss, entries, skipped };
 }
 

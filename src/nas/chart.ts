@@ -38,11 +38,18 @@ function costScale(name: ChartOptions['costName'], max: number): { div: number; 
 export function paretoSpec(points: ChartPoint[], o: ChartOptions): TopLevelSpec {
   const { div, unit } = costScale(o.costName, Math.max(...points.map((p) => p.cost), 0));
   const values = points.map((p) => ({
-    cost: p.cost / div, score: p.score, label: p.label ?? '',
+    cost: p.cost / div,
+    score: p.score,
+    label: p.label ?? '',
     kind: p.chosen ? 'chosen' : p.front ? 'Pareto front' : 'evaluated',
   }));
   const x = { field: 'cost', type: 'quantitative', title: `${COST_AXIS[o.costName]}${unit}`, scale: { zero: false } } as const;
-  const y = { field: 'score', type: 'quantitative', title: o.scoreName === 'loss' ? 'validation loss (lower is better)' : 'accuracy (higher is better)', scale: { zero: false } } as const;
+  const y = {
+    field: 'score',
+    type: 'quantitative',
+    title: o.scoreName === 'loss' ? 'validation loss (lower is better)' : 'accuracy (higher is better)',
+    scale: { zero: false },
+  } as const;
   return {
     $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
     title: o.title,
@@ -59,22 +66,42 @@ export function paretoSpec(points: ChartPoint[], o: ChartOptions): TopLevelSpec 
       {
         mark: { type: 'point', filled: true, size: 50 },
         encoding: {
-          x, y,
-          color: { field: 'kind', type: 'nominal', title: null, scale: { domain: ['evaluated', 'Pareto front', 'chosen'], range: ['#b0b0b0', '#4c78a8', '#e45756'] } },
-          shape: { field: 'kind', type: 'nominal', title: null, scale: { domain: ['evaluated', 'Pareto front', 'chosen'], range: ['circle', 'circle', 'diamond'] } },
+          x,
+          y,
+          color: {
+            field: 'kind',
+            type: 'nominal',
+            title: null,
+            scale: { domain: ['evaluated', 'Pareto front', 'chosen'], range: ['#b0b0b0', '#4c78a8', '#e45756'] },
+          },
+          shape: {
+            field: 'kind',
+            type: 'nominal',
+            title: null,
+            scale: { domain: ['evaluated', 'Pareto front', 'chosen'], range: ['circle', 'circle', 'diamond'] },
+          },
           size: { condition: { test: "datum.kind === 'chosen'", value: 160 }, value: 50 },
           opacity: { condition: { test: "datum.kind === 'evaluated'", value: 0.6 }, value: 1 },
         },
       },
-      ...(o.threshold !== undefined ? [{
-        data: { values: [{}] }, // one mark, not one per data row
-        mark: { type: 'rule', color: '#e45756', strokeDash: [4, 4], opacity: 0.8 },
-        encoding: { y: { datum: o.threshold, type: 'quantitative' } },
-      }, {
-        data: { values: [{}] },
-        mark: { type: 'text', align: 'right', baseline: 'bottom', dy: -5, fontSize: 10, color: '#e45756' },
-        encoding: { x: { value: 560 }, y: { datum: o.threshold, type: 'quantitative' }, text: { value: o.scoreName === 'loss' ? 'ref + delta' : 'ref − delta' } },
-      }] : []),
+      ...(o.threshold !== undefined
+        ? [
+            {
+              data: { values: [{}] }, // one mark, not one per data row
+              mark: { type: 'rule', color: '#e45756', strokeDash: [4, 4], opacity: 0.8 },
+              encoding: { y: { datum: o.threshold, type: 'quantitative' } },
+            },
+            {
+              data: { values: [{}] },
+              mark: { type: 'text', align: 'right', baseline: 'bottom', dy: -5, fontSize: 10, color: '#e45756' },
+              encoding: {
+                x: { value: 560 },
+                y: { datum: o.threshold, type: 'quantitative' },
+                text: { value: o.scoreName === 'loss' ? 'ref + delta' : 'ref − delta' },
+              },
+            },
+          ]
+        : []),
       {
         transform: [{ filter: "datum.label !== ''" }],
         mark: { type: 'text', align: 'left', dx: 7, dy: -7, fontSize: 10, color: '#333' },

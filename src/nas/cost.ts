@@ -29,7 +29,8 @@ function activeSliceNonZero(data: ArrayLike<number>, ld: number, rows: number, c
 function countModule(m: LinearLike): ParamCount {
   const base = m instanceof LoraLinear ? m.base : m;
   const [w, b] = base.baseTensors();
-  const o = m.outFeatures, i = m.inFeatures;
+  const o = m.outFeatures,
+    i = m.inFeatures;
   let total = o * i + (b ? o : 0);
   let nonZero = activeSliceNonZero(w.data, w.shape[1], o, i) + (b ? activeSliceNonZero(b.data, o, 1, o) : 0);
   let adapter = 0;
@@ -62,7 +63,8 @@ export function countParams(model: LlamaModel): ParamCount {
 
 /** MACs of a forward pass over one sequence of `seqLen` tokens at the active configuration. */
 export function countMacs(model: LlamaModel, seqLen = 256): number {
-  const c = model.config, L = seqLen;
+  const c = model.config,
+    L = seqLen;
   let macs = L * c.hiddenSize * c.vocabSize; // LM head
   for (const layer of model.layers) {
     for (const p of PROJECTIONS) {
@@ -84,11 +86,19 @@ export interface Latency {
 }
 
 /** Measured prefill of `promptLen` tokens and greedy-style decode of `genLen` tokens, min/median over repeats. */
-export function measureLatency(model: LlamaModel, opts: { promptLen?: number; genLen?: number; repeats?: number; warmup?: number } = {}): Latency {
-  const L = opts.promptLen ?? 256, N = opts.genLen ?? 32, repeats = opts.repeats ?? 5, warmup = opts.warmup ?? 1;
-  if (L + N > model.config.maxPositions) throw new Error(`latency: prompt ${L} + ${N} generated tokens exceed the model's ${model.config.maxPositions} positions`);
+export function measureLatency(
+  model: LlamaModel,
+  opts: { promptLen?: number; genLen?: number; repeats?: number; warmup?: number } = {},
+): Latency {
+  const L = opts.promptLen ?? 256,
+    N = opts.genLen ?? 32,
+    repeats = opts.repeats ?? 5,
+    warmup = opts.warmup ?? 1;
+  if (L + N > model.config.maxPositions)
+    throw new Error(`latency: prompt ${L} + ${N} generated tokens exceed the model's ${model.config.maxPositions} positions`);
   const ids = Int32Array.from({ length: L }, (_, i) => 1 + ((i * 7919) % (model.config.vocabSize - 1)));
-  const prefill: number[] = [], decode: number[] = [];
+  const prefill: number[] = [],
+    decode: number[] = [];
   for (let r = 0; r < warmup + repeats; r++) {
     const cache = model.newCache(1, L + N);
     const t0 = performance.now();
@@ -96,9 +106,16 @@ export function measureLatency(model: LlamaModel, opts: { promptLen?: number; ge
     const t1 = performance.now();
     for (let k = 0; k < N; k++) model.forwardCached(Int32Array.of(ids[k % L]), 1, 1, cache);
     const t2 = performance.now();
-    if (r >= warmup) { prefill.push(t1 - t0); decode.push((t2 - t1) / Math.max(N, 1)); }
+    if (r >= warmup) {
+      prefill.push(t1 - t0);
+      decode.push((t2 - t1) / Math.max(N, 1));
+    }
   }
-  const stats = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); return { min: s[0], median: s[Math.floor(s.length / 2)] }; };
-  const p = stats(prefill), d = stats(decode);
+  const stats = (xs: number[]) => {
+    const s = [...xs].sort((a, b) => a - b);
+    return { min: s[0], median: s[Math.floor(s.length / 2)] };
+  };
+  const p = stats(prefill),
+    d = stats(decode);
   return { prefillMs: p, decodeMsPerToken: d, prefillTokensPerSecond: (1000 * L) / p.median, decodeTokensPerSecond: 1000 / d.median };
 }

@@ -44,7 +44,11 @@ export function activeConfig(model: LlamaModel): LlamaConfig {
   const D = model.config.headDim;
   return {
     ...model.config,
-    layers: model.layers.map((l) => ({ intermediateSize: l.proj.gate_proj.outFeatures, numHeads: l.proj.q_proj.outFeatures / D, numKvHeads: l.proj.k_proj.outFeatures / D })),
+    layers: model.layers.map((l) => ({
+      intermediateSize: l.proj.gate_proj.outFeatures,
+      numHeads: l.proj.q_proj.outFeatures / D,
+      numKvHeads: l.proj.k_proj.outFeatures / D,
+    })),
   };
 }
 
@@ -64,7 +68,8 @@ export function extractMerged(model: LlamaModel): LlamaModel {
       const stored = m instanceof ElasticLinear ? m.stored : m;
       const base = m instanceof LoraLinear ? m.base : m;
       const [w, b] = base.baseTensors();
-      const o = m.outFeatures, i = m.inFeatures;
+      const o = m.outFeatures,
+        i = m.inFeatures;
       const whole = o === w.shape[0] && i === w.shape[1];
       const data = sliceWeight(w, o, i);
       if (m instanceof LoraLinear) {
@@ -72,7 +77,12 @@ export function extractMerged(model: LlamaModel): LlamaModel {
         for (let k = 0; k < data.length; k++) data[k] += delta[k];
       }
       const name = `${projectionWeightName(layerIndex, p)}.weight`;
-      const qw = stored instanceof QuantLinear ? stored.qw : m instanceof LoraLinear && m.variant instanceof QaSparsePeft && m.baseQuant ? requantize(m.baseQuant, data) : null;
+      const qw =
+        stored instanceof QuantLinear
+          ? stored.qw
+          : m instanceof LoraLinear && m.variant instanceof QaSparsePeft && m.baseQuant
+            ? requantize(m.baseQuant, data)
+            : null;
       if (qw && whole) {
         quantized.set(name, qw);
         data.set(dequantize(qw));
@@ -95,11 +105,13 @@ export function extractMerged(model: LlamaModel): LlamaModel {
 /** New codes for merged float weights on the base's fixed INT4 grid (QA-SparsePEFT merge). */
 function requantize(base: QuantizedWeight, merged: Float32Array): QuantizedWeight {
   const { out, inF, scales, zeros, gIdx, bits } = base;
-  const q = new Uint8Array(out * inF), maxq = 2 ** bits - 1;
-  for (let o = 0; o < out; o++) for (let j = 0; j < inF; j++) {
-    const g = gIdx[j] * out + o;
-    q[o * inF + j] = quantCode(merged[o * inF + j], scales[g], zeros[g], maxq);
-  }
+  const q = new Uint8Array(out * inF),
+    maxq = 2 ** bits - 1;
+  for (let o = 0; o < out; o++)
+    for (let j = 0; j < inF; j++) {
+      const g = gIdx[j] * out + o;
+      q[o * inF + j] = quantCode(merged[o * inF + j], scales[g], zeros[g], maxq);
+    }
   return { ...base, q };
 }
 
@@ -117,13 +129,20 @@ export function extractToDir(model: LlamaModel, outDir: string, o: ExtractOption
   }
   saveModelDir(outDir, smaller, { hfConfig: o.hfConfig, dtype: o.dtype, overwrite: true });
   if (o.sourceDir) copyTokenizerFiles(o.sourceDir, outDir);
-  if (adapterDir) savePeftAdapter(adapterDir, loras.filter((l) => l.activeRank > 0).map((l) => slicedAdapter(l)), { baseModel: outDir });
+  if (adapterDir)
+    savePeftAdapter(
+      adapterDir,
+      loras.filter((l) => l.activeRank > 0).map((l) => slicedAdapter(l)),
+      { baseModel: outDir },
+    );
   return { config: smaller.config, adapterDir };
 }
 
 /** The active slices of one adapter: A (r', i'), B (o', r'), with alpha' = alpha · r'/r_max (same scaling). */
 function slicedAdapter(l: LoraLinear): { name: string; a: Tensor; b: Tensor; rank: number; alpha: number; dropout: number } {
-  const r = l.activeRank, o = l.activeOut, i = l.activeIn;
+  const r = l.activeRank,
+    o = l.activeOut,
+    i = l.activeIn;
   const a = sliceWeight(l.loraA, r, i);
   const b = new Float32Array(o * r);
   for (let row = 0; row < o; row++) b.set(l.loraB.data.subarray(row * l.rMax, row * l.rMax + r), row * r);

@@ -104,7 +104,8 @@ export function importanceOrder(scores: Float64Array[]): ChannelOrder {
  * Call before adapters are attached. `samples` (token sequences) are needed for `activation` only.
  */
 export function reorderByImportance(model: LlamaModel, mode: ReorderMode, samples: Int32Array[] = []): ChannelOrder {
-  if (mode === 'activation' && samples.length === 0) throw new Error('activation-aware channel reordering needs calibration samples (training examples)');
+  if (mode === 'activation' && samples.length === 0)
+    throw new Error('activation-aware channel reordering needs calibration samples (training examples)');
   const order = importanceOrder(mode === 'magnitude' ? magnitudeScores(model) : activationScores(model, samples));
   permuteMlpChannels(model, order);
   return order;

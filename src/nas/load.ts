@@ -38,7 +38,8 @@ export function loadWithAdapter(modelDir: string, adapterDir?: string, subnet?: 
     return { model, supernet: null, config: null, lora: null, channelOrder: null };
   }
   const { settings, searchSpace, channelOrder } = loadAdapter(model, adapterDir);
-  const spec = searchSpace === null ? PRESETS.none : parseSearchSpace(searchSpace, `${join(adapterDir, LONAS_ADAPTER)}: field "search_space"`);
+  const spec =
+    searchSpace === null ? PRESETS.none : parseSearchSpace(searchSpace, `${join(adapterDir, LONAS_ADAPTER)}: field "search_space"`);
   const space = resolveSearchSpace(spec, model.config, settings.rank, settings.targets);
   const config = resolveSubnetSpec(space, subnet ?? 'maximal');
   useSparseKernels(model); // before the SuperNet wraps projections in elastic widths
@@ -56,8 +57,15 @@ export function useSparseKernels(model: LlamaModel): number {
   for (const layer of model.layers) {
     for (const p of PROJECTIONS) {
       const m = layer.proj[p];
-      if (m instanceof Linear && !(m instanceof SparseLinear) && weightSparsity(m) >= SPARSE_KERNEL_MIN_SPARSITY) { layer.proj[p] = new SparseLinear(m); n++; }
-      else if (m instanceof LoraLinear && m.variant === PLAIN_LORA && !(m.base instanceof SparseLinear) && weightSparsity(m.base) >= SPARSE_KERNEL_MIN_SPARSITY) {
+      if (m instanceof Linear && !(m instanceof SparseLinear) && weightSparsity(m) >= SPARSE_KERNEL_MIN_SPARSITY) {
+        layer.proj[p] = new SparseLinear(m);
+        n++;
+      } else if (
+        m instanceof LoraLinear &&
+        m.variant === PLAIN_LORA &&
+        !(m.base instanceof SparseLinear) &&
+        weightSparsity(m.base) >= SPARSE_KERNEL_MIN_SPARSITY
+      ) {
         m.base = new SparseLinear(m.base);
         n++;
       }

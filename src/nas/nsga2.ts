@@ -84,8 +84,13 @@ export function nonDominatedSort(F: readonly (readonly number[])[]): number[][] 
   const fronts: number[][] = [[]];
   for (let i = 0; i < n; i++) {
     for (let j = i + 1; j < n; j++) {
-      if (dominates(F[i], F[j])) { dominated[i].push(j); count[j]++; }
-      else if (dominates(F[j], F[i])) { dominated[j].push(i); count[i]++; }
+      if (dominates(F[i], F[j])) {
+        dominated[i].push(j);
+        count[j]++;
+      } else if (dominates(F[j], F[i])) {
+        dominated[j].push(i);
+        count[i]++;
+      }
     }
   }
   for (let i = 0; i < n; i++) if (count[i] === 0) fronts[0].push(i);
@@ -123,18 +128,20 @@ export function crowdingDistance(F: readonly (readonly number[])[]): number[] {
   return cd.map((d) => d / m);
 }
 
-
 const keyOf = (genes: readonly number[]) => genes.join(',');
 
 /** Simulated binary crossover of two parents (pymoo's cross_sbx), genes bounded to [0, ub]. */
 function sbx(p1: number[], p2: number[], ub: number[], eta: number, geneProb: number, rng: Rng): [number[], number[]] {
-  const c1 = p1.slice(), c2 = p2.slice();
+  const c1 = p1.slice(),
+    c2 = p2.slice();
   for (let k = 0; k < p1.length; k++) {
     // pymoo draws the "cross this gene" mask first; then skips near-equal genes and fixed genes
     if (!(rng.uniform() < geneProb)) continue;
     if (Math.abs(p1[k] - p2[k]) <= 1e-14 || ub[k] === 0) continue;
-    const y1 = Math.min(p1[k], p2[k]), y2 = Math.max(p1[k], p2[k]);
-    const xl = 0, xu = ub[k];
+    const y1 = Math.min(p1[k], p2[k]),
+      y2 = Math.max(p1[k], p2[k]);
+    const xl = 0,
+      xu = ub[k];
     const delta = y2 - y1;
     const rand = rng.uniform();
     const betaq = (beta: number) => {
@@ -155,8 +162,10 @@ function polynomialMutation(x: number[], ub: number[], eta: number, prob: number
   const y = x.slice();
   for (let k = 0; k < x.length; k++) {
     if (!(rng.uniform() < prob) || ub[k] === 0) continue;
-    const xl = 0, xu = ub[k];
-    const d1 = (x[k] - xl) / (xu - xl), d2 = (xu - x[k]) / (xu - xl);
+    const xl = 0,
+      xu = ub[k];
+    const d1 = (x[k] - xl) / (xu - xl),
+      d2 = (xu - x[k]) / (xu - xl);
     const pow = 1 / (eta + 1);
     const rand = rng.uniform();
     let dq: number;
@@ -177,8 +186,14 @@ function survive(pop: Individual[], n: number, rng: Rng): Individual[] {
   for (let r = 0; r < fronts.length && out.length < n; r++) {
     const front = fronts[r];
     const cd = crowdingDistance(front.map((i) => pop[i].objectives));
-    front.forEach((i, j) => { pop[i].rank = r; pop[i].crowding = cd[j]; });
-    if (out.length + front.length <= n) { out.push(...front.map((i) => pop[i])); continue; }
+    front.forEach((i, j) => {
+      pop[i].rank = r;
+      pop[i].crowding = cd[j];
+    });
+    if (out.length + front.length <= n) {
+      out.push(...front.map((i) => pop[i]));
+      continue;
+    }
     // pymoo's randomized_argsort: a random permutation, then sort by crowding (descending)
     const perm = rng.shuffle(front.map((_, j) => j));
     perm.sort((a, b) => cd[b] - cd[a]);
@@ -210,11 +225,15 @@ export async function nsga2(evaluate: ObjectiveFn, o: Nsga2Options): Promise<Nsg
   const sizes = o.sizes;
   if (sizes.length === 0) throw new Error('NSGA-II needs at least one gene (the search space has no groups)');
   for (const s of sizes) if (!Number.isInteger(s) || s < 1) throw new Error(`NSGA-II: every gene needs ≥ 1 choice, got ${s}`);
-  const budget = o.evaluations ?? 200, popSize = o.population ?? 8;
+  const budget = o.evaluations ?? 200,
+    popSize = o.population ?? 8;
   if (!Number.isInteger(budget) || budget < 1) throw new Error(`NSGA-II: evaluations must be a positive integer, got ${budget}`);
   if (!Number.isInteger(popSize) || popSize < 2) throw new Error(`NSGA-II: population must be an integer ≥ 2, got ${popSize}`);
-  const pc = o.crossoverProb ?? 0.9, etaC = o.crossoverEta ?? 10, pcGene = o.crossoverGeneProb ?? 0.5;
-  const pm = o.mutationProb ?? 0.02, etaM = o.mutationEta ?? 3;
+  const pc = o.crossoverProb ?? 0.9,
+    etaC = o.crossoverEta ?? 10,
+    pcGene = o.crossoverGeneProb ?? 0.5;
+  const pm = o.mutationProb ?? 0.02,
+    etaM = o.mutationEta ?? 3;
   const maxRounds = o.maxMatingRounds ?? 100;
   const ub = sizes.map((s) => s - 1);
   const spaceSize = sizes.reduce((a, b) => a * b, 1);
@@ -227,7 +246,8 @@ export async function nsga2(evaluate: ObjectiveFn, o: Nsga2Options): Promise<Nsg
     if (!Array.isArray(objectives) || objectives.some((v) => typeof v !== 'number' || Number.isNaN(v))) {
       throw new Error(`NSGA-II: the objective function returned ${JSON.stringify(objectives)} for genes [${genes.join(', ')}]`);
     }
-    if (evaluated.length && objectives.length !== evaluated[0].objectives.length) throw new Error('NSGA-II: the number of objectives changed between evaluations');
+    if (evaluated.length && objectives.length !== evaluated[0].objectives.length)
+      throw new Error('NSGA-II: the number of objectives changed between evaluations');
     const ind: Individual = { genes, objectives, index: evaluated.length, rank: 0, crowding: 0 };
     evaluated.push(ind);
     seen.add(keyOf(genes));
@@ -244,7 +264,10 @@ export async function nsga2(evaluate: ObjectiveFn, o: Nsga2Options): Promise<Nsg
     const cols = sizes.map((s) => Array.from({ length: n }, () => rng.int(s)));
     for (let i = 0; i < n; i++) {
       const g = cols.map((c) => c[i]);
-      if (!initKeys.has(keyOf(g))) { initKeys.add(keyOf(g)); initial.push(g); }
+      if (!initKeys.has(keyOf(g))) {
+        initKeys.add(keyOf(g));
+        initial.push(g);
+      }
     }
   }
   let pop: Individual[] = [];
@@ -255,7 +278,10 @@ export async function nsga2(evaluate: ObjectiveFn, o: Nsga2Options): Promise<Nsg
   let generations = 0;
   let stopped: string | undefined;
   while (evaluated.length < budget) {
-    if (seen.size >= spaceSize) { stopped = `every one of the ${spaceSize} configurations has been evaluated`; break; }
+    if (seen.size >= spaceSize) {
+      stopped = `every one of the ${spaceSize} configurations has been evaluated`;
+      break;
+    }
     const want = popSize; // a full generation is bred even when less budget remains, so a larger budget extends a run
     const offspring: number[][] = [];
     const offKeys = new Set<string>();
@@ -274,7 +300,10 @@ export async function nsga2(evaluate: ObjectiveFn, o: Nsga2Options): Promise<Nsg
         }
       }
     }
-    if (offspring.length === 0) { stopped = `no new configuration found in ${maxRounds} mating rounds (the population has converged)`; break; }
+    if (offspring.length === 0) {
+      stopped = `no new configuration found in ${maxRounds} mating rounds (the population has converged)`;
+      break;
+    }
     const children: Individual[] = [];
     const generation = offspring.slice(0, budget - evaluated.length);
     await o.beforeGeneration?.(generation);

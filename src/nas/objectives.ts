@@ -26,44 +26,73 @@ export function modelFingerprint(modelDir: string, adapterDir: string): string {
   const h = createHash('sha256');
   h.update(resolve(modelDir));
   h.update(readFileSync(join(modelDir, 'config.json')));
-  for (const f of readdirSync(modelDir).filter((f) => f.endsWith('.safetensors')).sort()) h.update(`${f}:${statSync(join(modelDir, f)).size}`);
+  for (const f of readdirSync(modelDir)
+    .filter((f) => f.endsWith('.safetensors'))
+    .sort())
+    h.update(`${f}:${statSync(join(modelDir, f)).size}`);
   h.update(readFileSync(join(adapterDir, ADAPTER_WEIGHTS)));
   return h.digest('hex');
 }
 
-export interface LossScoreOptions { cutoffLen: number; trainOnInputs: boolean; batchSize: number }
+export interface LossScoreOptions {
+  cutoffLen: number;
+  trainOnInputs: boolean;
+  batchSize: number;
+}
 
 /** Token-weighted mean validation loss (lower is better), dropout off. */
 export function lossScore(net: SuperNet, tok: LonasTokenizer, examples: Example[], o: LossScoreOptions, fingerprint: string): Score {
   const tokens = examples.map((e) => tokenizeExample(tok, e, { cutoffLen: o.cutoffLen, trainOnInputs: o.trainOnInputs }));
   const batches = makeBatches(tokens, o.batchSize, { padId: tok.padId ?? 0, seed: 0, shuffle: false });
-  if (batches.every((b) => b.lossTokens === 0)) throw new Error('the validation examples have no target tokens (prompts longer than --cutoff-len?)');
-  const key = createHash('sha256').update(JSON.stringify({ mode: 'loss', fingerprint, tokens })).digest('hex');
-  return { name: 'loss', key, evaluate: (config: SubnetConfig) => net.with(config, () => validationLoss(net.model, net.loras, net.space, config, batches)) };
+  if (batches.every((b) => b.lossTokens === 0))
+    throw new Error('the validation examples have no target tokens (prompts longer than --cutoff-len?)');
+  const key = createHash('sha256')
+    .update(JSON.stringify({ mode: 'loss', fingerprint, tokens }))
+    .digest('hex');
+  return {
+    name: 'loss',
+    key,
+    evaluate: (config: SubnetConfig) => net.with(config, () => validationLoss(net.model, net.loras, net.space, config, batches)),
+  };
 }
 
 /** Accuracy over all examples of `tasks` through the evaluation harness (src/eval), the configuration active. */
 export function accuracyScore(
-  net: SuperNet, tok: LonasTokenizer, tasks: TaskData[], o: { mode: 'loglik' | 'generate'; batchSize: number }, fingerprint: string,
+  net: SuperNet,
+  tok: LonasTokenizer,
+  tasks: TaskData[],
+  o: { mode: 'loglik' | 'generate'; batchSize: number },
+  fingerprint: string,
 ): Score {
   if (o.mode === 'loglik') {
     const bad = tasks.filter((t) => t.answer.type !== 'choice');
-    if (bad.length) throw new Error(`--mode loglik scores multiple-choice options; the validation data has ${bad.map((t) => t.answer.type).join(', ')} answers: use --mode generate`);
+    if (bad.length)
+      throw new Error(
+        `--mode loglik scores multiple-choice options; the validation data has ${bad.map((t) => t.answer.type).join(', ')} answers: use --mode generate`,
+      );
   }
   const backend = modelBackend(net.model, tok);
   const opts = { mode: o.mode, batchSize: o.batchSize } as const;
-  const key = createHash('sha256').update(JSON.stringify({ mode: o.mode, fingerprint, tasks: tasks.map((t) => [t.name, t.answer, t.maxNewTokens, t.examples]) })).digest('hex');
+  const key = createHash('sha256')
+    .update(JSON.stringify({ mode: o.mode, fingerprint, tasks: tasks.map((t) => [t.name, t.answer, t.maxNewTokens, t.examples]) }))
+    .digest('hex');
   return {
-    name: 'accuracy', key,
-    evaluate: (config: SubnetConfig) => net.with(config, async () => {
-      const r = await runEval(backend, tasks, opts);
-      const n = r.tasks.reduce((a, t) => a + t.count, 0);
-      return n ? r.tasks.reduce((a, t) => a + t.correct, 0) / n : 0;
-    }),
+    name: 'accuracy',
+    key,
+    evaluate: (config: SubnetConfig) =>
+      net.with(config, async () => {
+        const r = await runEval(backend, tasks, opts);
+        const n = r.tasks.reduce((a, t) => a + t.count, 0);
+        return n ? r.tasks.reduce((a, t) => a + t.correct, 0) / n : 0;
+      }),
   };
 }
 
-export interface LatencyOptions { promptLen: number; genLen: number; repeats: number }
+export interface LatencyOptions {
+  promptLen: number;
+  genLen: number;
+  repeats: number;
+}
 
 /**
  * The cost of a configuration: parameters and MACs for 1×256 tokens, plus — when asked — the latency of a
@@ -71,10 +100,20 @@ export interface LatencyOptions { promptLen: number; genLen: number; repeats: nu
  * extracted and merged (no adapter matmuls, no strided views), fastest of `repeats` runs (interference only
  * ever adds time). The prompt is shortened to leave room for the decoded tokens in the model's positions.
  */
-export function searchCost(net: SuperNet, objective: CostObjective, latency: LatencyOptions): (config: SubnetConfig, withLatency: boolean) => CostRecord {
+export function searchCost(
+  net: SuperNet,
+  objective: CostObjective,
+  latency: LatencyOptions,
+): (config: SubnetConfig, withLatency: boolean) => CostRecord {
   const maxPositions = net.model.config.maxPositions;
-  const opts = { promptLen: Math.min(latency.promptLen, maxPositions - latency.genLen), genLen: latency.genLen, repeats: latency.repeats, warmup: 1 };
-  if (objective === 'latency' && opts.promptLen < 1) throw new Error(`--latency-gen-len ${latency.genLen} leaves no room for a prompt in ${maxPositions} positions`);
+  const opts = {
+    promptLen: Math.min(latency.promptLen, maxPositions - latency.genLen),
+    genLen: latency.genLen,
+    repeats: latency.repeats,
+    warmup: 1,
+  };
+  if (objective === 'latency' && opts.promptLen < 1)
+    throw new Error(`--latency-gen-len ${latency.genLen} leaves no room for a prompt in ${maxPositions} positions`);
   let warm = false;
   return (config, withLatency) => {
     const { params, macs } = net.cost(config, 256);
@@ -82,7 +121,10 @@ export function searchCost(net: SuperNet, objective: CostObjective, latency: Lat
     if (withLatency) {
       const shipped = net.extract(config);
       useSparseKernels(shipped);
-      if (!warm) { measureLatency(shipped, { ...opts, repeats: 1 }); warm = true; } // the first timings of a process run slow
+      if (!warm) {
+        measureLatency(shipped, { ...opts, repeats: 1 });
+        warm = true;
+      } // the first timings of a process run slow
       const l = measureLatency(shipped, opts);
       c.latencyMs = l.prefillMs.min + opts.genLen * l.decodeMsPerToken.min;
     }

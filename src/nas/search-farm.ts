@@ -50,6 +50,8 @@ export function evaluationFarm(w: World, measureOne: MeasureOne): EvaluationFarm
     serve: async () => {
       for (let job = bcastJson<Job>(w, undefined); job; job = bcastJson<Job>(w, undefined)) await measureShare(w, job, measureOne);
     },
-    stop: () => { bcastJson<Job>(w, null); },
+    stop: () => {
+      bcastJson<Job>(w, null);
+    },
   };
 }

@@ -19,18 +19,24 @@ import { PROJECTIONS } from '../models/llama/model.ts';
 
 export type GroupKind = 'rank' | 'mlp_width' | 'heads';
 
-const groupSchema = z.object({
-  kind: z.enum(['rank', 'mlp_width', 'heads']),
-  modules: z.array(z.enum(PROJECTIONS)).min(1).optional(),
-  share: z.enum(['layer', 'all']).default('layer'),
-  layers: z.array(z.number().int().nonnegative()).min(1).optional(),
-  fractions: z.array(z.number().positive().max(1)).min(1).optional(),
-  choices: z.array(z.number().int().positive()).min(1).optional(),
-}).strict().superRefine((g, ctx) => {
-  if ((g.fractions === undefined) === (g.choices === undefined)) ctx.addIssue({ code: 'custom', message: 'give exactly one of "fractions" or "choices"' });
-  if (g.kind === 'rank' && !g.modules) ctx.addIssue({ code: 'custom', path: ['modules'], message: 'rank groups need "modules" (e.g. ["q_proj", "k_proj", "v_proj"])' });
-  if (g.kind !== 'rank' && g.modules) ctx.addIssue({ code: 'custom', path: ['modules'], message: `${g.kind} groups act on fixed modules; remove "modules"` });
-});
+const groupSchema = z
+  .object({
+    kind: z.enum(['rank', 'mlp_width', 'heads']),
+    modules: z.array(z.enum(PROJECTIONS)).min(1).optional(),
+    share: z.enum(['layer', 'all']).default('layer'),
+    layers: z.array(z.number().int().nonnegative()).min(1).optional(),
+    fractions: z.array(z.number().positive().max(1)).min(1).optional(),
+    choices: z.array(z.number().int().positive()).min(1).optional(),
+  })
+  .strict()
+  .superRefine((g, ctx) => {
+    if ((g.fractions === undefined) === (g.choices === undefined))
+      ctx.addIssue({ code: 'custom', message: 'give exactly one of "fractions" or "choices"' });
+    if (g.kind === 'rank' && !g.modules)
+      ctx.addIssue({ code: 'custom', path: ['modules'], message: 'rank groups need "modules" (e.g. ["q_proj", "k_proj", "v_proj"])' });
+    if (g.kind !== 'rank' && g.modules)
+      ctx.addIssue({ code: 'custom', path: ['modules'], message: `${g.kind} groups act on fixed modules; remove "modules"` });
+  });
 
 export const searchSpaceSchema = z.object({ groups: z.array(groupSchema) }).strict();
 export type SearchSpaceSpec = z.infer<typeof searchSpaceSchema>;
@@ -109,7 +115,8 @@ export function resolveSearchSpace(spec: SearchSpaceSpec, config: LlamaConfig, l
     const modules = g.modules && targets ? g.modules.filter((m) => targets.includes(m)) : g.modules;
     if (modules && modules.length === 0) return;
     const layers = g.layers ?? Array.from({ length: nLayers }, (_, i) => i);
-    for (const l of layers) if (l >= nLayers) throw new Error(`search space group ${gi}: layer ${l} does not exist (the model has ${nLayers})`);
+    for (const l of layers)
+      if (l >= nLayers) throw new Error(`search space group ${gi}: layer ${l} does not exist (the model has ${nLayers})`);
     const sets = g.share === 'all' ? [layers] : layers.map((l) => [l]);
     for (const ls of sets) {
       const full = fullSize(g.kind, ls, config, loraRank, gi);
@@ -126,7 +133,8 @@ export function resolveSearchSpace(spec: SearchSpaceSpec, config: LlamaConfig, l
   });
   const ids = new Set<string>();
   for (const g of groups) {
-    if (ids.has(g.id)) throw new Error(`search space: two groups resolve to the same id "${g.id}"; a module's size may belong to one group only`);
+    if (ids.has(g.id))
+      throw new Error(`search space: two groups resolve to the same id "${g.id}"; a module's size may belong to one group only`);
     ids.add(g.id);
   }
   return { groups, spec };
@@ -135,7 +143,10 @@ export function resolveSearchSpace(spec: SearchSpaceSpec, config: LlamaConfig, l
 function fullSize(kind: GroupKind, layers: number[], c: LlamaConfig, rank: number, gi: number): number {
   if (kind === 'rank') return rank;
   const sizes = layers.map((l) => (kind === 'mlp_width' ? c.layers[l].intermediateSize : c.layers[l].numHeads));
-  if (new Set(sizes).size > 1) throw new Error(`search space group ${gi}: shared across layers of different ${kind} sizes (${sizes.join(', ')}); use "share": "layer"`);
+  if (new Set(sizes).size > 1)
+    throw new Error(
+      `search space group ${gi}: shared across layers of different ${kind} sizes (${sizes.join(', ')}); use "share": "layer"`,
+    );
   return sizes[0];
 }
 
@@ -148,6 +159,7 @@ function roundChoice(kind: GroupKind, v: number, layers: number[], c: LlamaConfi
 function checkHeads(h: number, layers: number[], c: LlamaConfig, gi: number): void {
   for (const l of layers) {
     const group = c.layers[l].numHeads / c.layers[l].numKvHeads;
-    if (h % group !== 0) throw new Error(`search space group ${gi}: ${h} query heads is not a whole number of GQA groups of ${group} (layer ${l})`);
+    if (h % group !== 0)
+      throw new Error(`search space group ${gi}: ${h} query heads is not a whole number of GQA groups of ${group} (layer ${l})`);
   }
 }

@@ -118,36 +118,55 @@ export interface SearchResult {
 }
 
 /** a configuration's score and cost, measured together */
-export interface Measurement { score: number; cost: CostRecord; seconds: number }
+export interface Measurement {
+  score: number;
+  cost: CostRecord;
+  seconds: number;
+}
 export type MeasureMany = (configs: SubnetConfig[], withLatency: boolean) => Promise<Measurement[]>;
 
 export const EVALUATIONS_FILE = 'evaluations.jsonl';
 const CACHE_FORMAT = 1;
 
-interface CacheEntry { config: SubnetConfig; score: number; params: number; macs: number; latency_ms?: number; seconds: number }
+interface CacheEntry {
+  config: SubnetConfig;
+  score: number;
+  params: number;
+  macs: number;
+  latency_ms?: number;
+  seconds: number;
+}
 
 /** evaluations.jsonl: a header line with the score key, then one line per measured configuration (later lines win). */
 class EvaluationCache {
   private readonly entries = new Map<string, CacheEntry>();
   private readonly path: string;
 
-  constructor(outDir: string, private readonly space: SearchSpace, key: string) {
+  constructor(
+    outDir: string,
+    private readonly space: SearchSpace,
+    key: string,
+  ) {
     this.path = join(outDir, EVALUATIONS_FILE);
     if (!existsSync(this.path)) {
       writeFileSync(this.path, `${JSON.stringify({ type: 'header', format: CACHE_FORMAT, key })}\n`);
       return;
     }
     let text = readFileSync(this.path, 'utf8');
-    if (text.length && !text.endsWith('\n')) { // a line cut short by an interruption: drop it
+    if (text.length && !text.endsWith('\n')) {
+      // a line cut short by an interruption: drop it
       text = text.slice(0, text.lastIndexOf('\n') + 1);
       truncateSync(this.path, Buffer.byteLength(text));
     }
     const lines = text.split('\n').filter((l) => l.trim());
     const header = lines.length ? JSON.parse(lines[0]) : null;
-    if (!header || header.type !== 'header') throw new Error(`${this.path}: not a lonas evaluation cache (no header line); remove it or choose another --out`);
+    if (!header || header.type !== 'header')
+      throw new Error(`${this.path}: not a lonas evaluation cache (no header line); remove it or choose another --out`);
     if (header.key !== key) {
-      throw new Error(`${this.path} was written by a search with a different model, adapter, validation data or mode; ` +
-        'choose another --out (or delete the file to start over)');
+      throw new Error(
+        `${this.path} was written by a search with a different model, adapter, validation data or mode; ` +
+          'choose another --out (or delete the file to start over)',
+      );
     }
     lines.slice(1).forEach((line, i) => {
       let rec: CacheEntry & { type?: string };
@@ -162,7 +181,9 @@ class EvaluationCache {
     });
   }
 
-  get size(): number { return this.entries.size; }
+  get size(): number {
+    return this.entries.size;
+  }
 
   get(config: SubnetConfig): CacheEntry | undefined {
     return this.entries.get(configKey(this.space, config));
@@ -186,7 +207,10 @@ const costOf = (e: CostRecord, objective: CostObjective): number => {
 };
 
 /** Objective vector (both minimised): score (accuracy negated), cost. */
-const objectivesOf = (e: Evaluation, o: { score: Score; objective: CostObjective }) => [o.score.name === 'loss' ? e.score : -e.score, costOf(e, o.objective)];
+const objectivesOf = (e: Evaluation, o: { score: Score; objective: CostObjective }) => [
+  o.score.name === 'loss' ? e.score : -e.score,
+  costOf(e, o.objective),
+];
 
 /** Non-dominated distinct configurations among the evaluations, by increasing cost. */
 export function paretoFront(evals: Evaluation[], o: { score: Score; objective: CostObjective; space: SearchSpace }): Evaluation[] {
@@ -197,11 +221,17 @@ export function paretoFront(evals: Evaluation[], o: { score: Score; objective: C
 
 function distinctEvaluations(evals: Evaluation[], space: SearchSpace): Evaluation[] {
   const seen = new Set<string>();
-  return evals.filter((e) => { const k = configKey(space, e.config); if (seen.has(k)) return false; seen.add(k); return true; });
+  return evals.filter((e) => {
+    const k = configKey(space, e.config);
+    if (seen.has(k)) return false;
+    seen.add(k);
+    return true;
+  });
 }
 
 export async function runSearch(o: SearchOptions): Promise<SearchResult> {
-  if (o.space.groups.length === 0) throw new Error('the adapter has no search space (trained with --space none): there is nothing to search');
+  if (o.space.groups.length === 0)
+    throw new Error('the adapter has no search space (trained with --space none): there is nothing to search');
   mkdirSync(o.outDir, { recursive: true });
   const cache = new EvaluationCache(o.outDir, o.space, o.score.key);
   const wantLatency = o.objective === 'latency';
@@ -229,9 +259,12 @@ export async function runSearch(o: SearchOptions): Promise<SearchResult> {
   };
   const measure = async (config: SubnetConfig, knownScore: number | undefined): Promise<Measurement> => {
     const pre = prefetched.get(configKey(o.space, config));
-    if (pre) { prefetched.delete(configKey(o.space, config)); return { ...pre, score: knownScore ?? pre.score }; }
+    if (pre) {
+      prefetched.delete(configKey(o.space, config));
+      return { ...pre, score: knownScore ?? pre.score };
+    }
     const t0 = performance.now();
-    const score = knownScore ?? await o.score.evaluate(config);
+    const score = knownScore ?? (await o.score.evaluate(config));
     const cost = await o.cost(config, wantLatency);
     return { score, cost, seconds: (performance.now() - t0) / 1000 };
   };
@@ -241,15 +274,30 @@ export async function runSearch(o: SearchOptions): Promise<SearchResult> {
     const cached = isCached(entry);
     if (!entry || !cached) {
       const { score, cost: c, seconds } = await measure(config, entry?.score);
-      if (typeof score !== 'number' || !Number.isFinite(score)) throw new Error(`the evaluator returned ${score} for ${JSON.stringify(config)}`);
+      if (typeof score !== 'number' || !Number.isFinite(score))
+        throw new Error(`the evaluator returned ${score} for ${JSON.stringify(config)}`);
       const latency = c.latencyMs ?? entry?.latency_ms;
-      entry = { config, score, params: c.params, macs: c.macs, ...(latency !== undefined ? { latency_ms: latency } : {}), seconds: (entry?.seconds ?? 0) + seconds };
+      entry = {
+        config,
+        score,
+        params: c.params,
+        macs: c.macs,
+        ...(latency !== undefined ? { latency_ms: latency } : {}),
+        seconds: (entry?.seconds ?? 0) + seconds,
+      };
       cache.put(entry);
       measured++;
     }
     const e: Evaluation = {
-      index: evals.length, source, config, score: entry.score, params: entry.params, macs: entry.macs,
-      ...(entry.latency_ms !== undefined ? { latencyMs: entry.latency_ms } : {}), cached, seconds: entry.seconds,
+      index: evals.length,
+      source,
+      config,
+      score: entry.score,
+      params: entry.params,
+      macs: entry.macs,
+      ...(entry.latency_ms !== undefined ? { latencyMs: entry.latency_ms } : {}),
+      cached,
+      seconds: entry.seconds,
     };
     evals.push(e);
     if (better(e.score, bestScore)) bestScore = e.score;
@@ -261,7 +309,10 @@ export async function runSearch(o: SearchOptions): Promise<SearchResult> {
   await prefetch(checked.map((c) => c.config));
   for (const c of checked) await evaluate(c.config, c.name);
   const result = await nsga2(async (genes) => objectivesOf(await evaluate(configFromGenes(o.space, genes), 'nsga2'), o), {
-    sizes: o.space.groups.map((g) => g.choices.length), evaluations: o.evaluations, population: o.population, seed: o.seed,
+    sizes: o.space.groups.map((g) => g.choices.length),
+    evaluations: o.evaluations,
+    population: o.population,
+    seed: o.seed,
     beforeGeneration: (genomes) => prefetch(genomes.map((g) => configFromGenes(o.space, g))),
   });
 
@@ -272,10 +323,23 @@ export async function runSearch(o: SearchOptions): Promise<SearchResult> {
   const satisfied = ok.length > 0;
   const pool = satisfied ? ok : distinct;
   const best = satisfied
-    ? pool.reduce((a, b) => (costOf(b, o.objective) < costOf(a, o.objective) || (costOf(b, o.objective) === costOf(a, o.objective) && better(b.score, a.score)) ? b : a))
+    ? pool.reduce((a, b) =>
+        costOf(b, o.objective) < costOf(a, o.objective) || (costOf(b, o.objective) === costOf(a, o.objective) && better(b.score, a.score))
+          ? b
+          : a,
+      )
     : pool.reduce((a, b) => (better(b.score, a.score) ? b : a));
   const front = paretoFront(evals, o);
-  const r: SearchResult = { evaluations: evals, front, best, ref, threshold, satisfied, measured, ...(result.stopped ? { stopped: result.stopped } : {}) };
+  const r: SearchResult = {
+    evaluations: evals,
+    front,
+    best,
+    ref,
+    threshold,
+    satisfied,
+    measured,
+    ...(result.stopped ? { stopped: result.stopped } : {}),
+  };
   await writeOutputs(o, r);
   return r;
 }
@@ -286,20 +350,43 @@ function record(e: Evaluation, o: SearchOptions): { config: SubnetConfig } & Rec
   return {
     config: e.config,
     objectives: { [o.score.name]: e.score, [o.objective]: costOf(e, o.objective) },
-    params: e.params, macs: e.macs, ...(e.latencyMs !== undefined ? { latency_ms: e.latencyMs } : {}),
-    source: e.source, index: e.index,
+    params: e.params,
+    macs: e.macs,
+    ...(e.latencyMs !== undefined ? { latency_ms: e.latencyMs } : {}),
+    source: e.source,
+    index: e.index,
   };
 }
 
 async function writeOutputs(o: SearchOptions, r: SearchResult): Promise<void> {
   const withLatency = r.evaluations.some((e) => e.latencyMs !== undefined);
   const header = ['index', 'source', 'config', o.score.name, 'params', 'macs', ...(withLatency ? ['latency_ms'] : []), 'cached'];
-  const rows = r.evaluations.map((e) => [String(e.index), e.source, csvField(JSON.stringify(e.config)), String(e.score), String(e.params), String(e.macs),
-    ...(withLatency ? [e.latencyMs === undefined ? '' : String(e.latencyMs)] : []), String(e.cached)].join(','));
+  const rows = r.evaluations.map((e) =>
+    [
+      String(e.index),
+      e.source,
+      csvField(JSON.stringify(e.config)),
+      String(e.score),
+      String(e.params),
+      String(e.macs),
+      ...(withLatency ? [e.latencyMs === undefined ? '' : String(e.latencyMs)] : []),
+      String(e.cached),
+    ].join(','),
+  );
   writeFileAtomic(join(o.outDir, 'search_progression.csv'), `${header.join(',')}\n${rows.map((l) => `${l}\n`).join('')}`);
-  const summary = { score: o.score.name, direction: o.score.name === 'loss' ? 'minimise' : 'maximise', cost: o.objective, ref: r.ref, delta: o.delta, threshold: r.threshold };
+  const summary = {
+    score: o.score.name,
+    direction: o.score.name === 'loss' ? 'minimise' : 'maximise',
+    cost: o.objective,
+    ref: r.ref,
+    delta: o.delta,
+    threshold: r.threshold,
+  };
   writePareto(o.outDir, {
-    ...summary, evaluations: r.evaluations.length, best: r.best.index, settings: o.settings ?? {},
+    ...summary,
+    evaluations: r.evaluations.length,
+    best: r.best.index,
+    settings: o.settings ?? {},
     front: r.front.map((e) => record(e, o)),
   });
   writeBest(o.outDir, { ...record(r.best, o), ...summary, satisfied: r.satisfied });
@@ -311,8 +398,17 @@ async function writeOutputs(o: SearchOptions, r: SearchResult): Promise<void> {
   for (const e of r.evaluations) if (named.has(e.source)) labels.set(configKey(o.space, e.config), e.source);
   const points = distinctEvaluations(r.evaluations, o.space).map((e) => {
     const k = configKey(o.space, e.config);
-    return { cost: costOf(e, o.objective), score: e.score, front: frontKeys.has(k), chosen: k === bestKey, ...(labels.has(k) ? { label: labels.get(k) } : {}) };
+    return {
+      cost: costOf(e, o.objective),
+      score: e.score,
+      front: frontKeys.has(k),
+      chosen: k === bestKey,
+      ...(labels.has(k) ? { label: labels.get(k) } : {}),
+    };
   });
   const title = `${r.evaluations.length} evaluations, ${r.front.length} on the front; chosen: ${o.score.name} ${r.best.score.toFixed(4)}`;
-  writeFileAtomic(join(o.outDir, 'pareto.svg'), await paretoSvg(points, { costName: o.objective, scoreName: o.score.name, title, threshold: r.threshold }));
+  writeFileAtomic(
+    join(o.outDir, 'pareto.svg'),
+    await paretoSvg(points, { costName: o.objective, scoreName: o.score.name, title, threshold: r.threshold }),
+  );
 }

@@ -41,14 +41,17 @@ export function resolveSubnetSpec(space: SearchSpace, spec: string): SubnetConfi
 }
 
 export function validateSubnet(space: SearchSpace, cfg: unknown, source: string): SubnetConfig {
-  if (typeof cfg !== 'object' || cfg === null || Array.isArray(cfg)) throw new Error(`${source}: a sub-network configuration is a JSON object { groupId: value }`);
+  if (typeof cfg !== 'object' || cfg === null || Array.isArray(cfg))
+    throw new Error(`${source}: a sub-network configuration is a JSON object { groupId: value }`);
   const c = cfg as Record<string, unknown>;
   for (const g of space.groups) {
     if (!(g.id in c)) throw new Error(`${source}: missing group "${g.id}" (choices ${g.choices.join(', ')})`);
-    if (!g.choices.includes(c[g.id] as number)) throw new Error(`${source}: group "${g.id}" = ${JSON.stringify(c[g.id])} is not one of its choices ${g.choices.join(', ')}`);
+    if (!g.choices.includes(c[g.id] as number))
+      throw new Error(`${source}: group "${g.id}" = ${JSON.stringify(c[g.id])} is not one of its choices ${g.choices.join(', ')}`);
   }
   const known = new Set(space.groups.map((g) => g.id));
-  for (const k of Object.keys(c)) if (!known.has(k)) throw new Error(`${source}: unknown group "${k}" (this search space has: ${[...known].join(', ') || 'none'})`);
+  for (const k of Object.keys(c))
+    if (!known.has(k)) throw new Error(`${source}: unknown group "${k}" (this search space has: ${[...known].join(', ') || 'none'})`);
   return c as SubnetConfig;
 }
 
@@ -67,7 +70,10 @@ export function applySubnet(model: LlamaModel, space: SearchSpace, config: Subne
       if (g.kind === 'rank') {
         for (const m of g.modules) {
           const mod = proj[m as ProjectionName];
-          if (!(mod instanceof LoraLinear)) throw new Error(`search space group "${g.id}" sets the rank of ${m} in layer ${l}, which has no LoRA adapter (add it to --targets)`);
+          if (!(mod instanceof LoraLinear))
+            throw new Error(
+              `search space group "${g.id}" sets the rank of ${m} in layer ${l}, which has no LoRA adapter (add it to --targets)`,
+            );
           mod.activeRank = v;
         }
       } else if (g.kind === 'mlp_width') {

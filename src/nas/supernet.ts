@@ -27,7 +27,11 @@ export class SuperNet {
   private active: SubnetConfig;
 
   /** Activates `config` (default: the maximal sub-network). */
-  constructor(readonly model: LlamaModel, readonly space: SearchSpace, config: SubnetConfig = namedSubnet(space, 'maximal')) {
+  constructor(
+    readonly model: LlamaModel,
+    readonly space: SearchSpace,
+    config: SubnetConfig = namedSubnet(space, 'maximal'),
+  ) {
     this.loras = loraModules(model);
     this.active = config;
     applySubnet(model, space, config);
@@ -61,7 +65,10 @@ export class SuperNet {
 
   /** Parameters and MACs of the base model alone: every projection at full size, the adapters switched off. */
   baseCost(seqLen = 256): SubnetCost {
-    return this.during(() => applyFullSize(this.model), () => withAdaptersOff(this.loras, () => this.activeCost(seqLen)));
+    return this.during(
+      () => applyFullSize(this.model),
+      () => withAdaptersOff(this.loras, () => this.activeCost(seqLen)),
+    );
   }
 
   private activeCost(seqLen: number): SubnetCost {

@@ -13,7 +13,8 @@ export function validationLoss(model: LlamaModel, loras: LoraLinear[], space: Se
   const wasTraining = loras.map((l) => l.training);
   loras.forEach((l) => (l.training = false));
   applySubnet(model, space, config);
-  let sum = 0, n = 0;
+  let sum = 0,
+    n = 0;
   noGrad(() => {
     for (const b of batches) {
       const loss = causalLmLoss(model.forward(b.inputIds, b.B, b.T), b.labels).item();
@@ -24,4 +25,3 @@ export function validationLoss(model: LlamaModel, loras: LoraLinear[], space: Se
   loras.forEach((l, i) => (l.training = wasTraining[i]));
   return sum / n;
 }
-

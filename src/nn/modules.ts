@@ -63,7 +63,10 @@ export class WeightStore {
 export class Linear implements LinearLike {
   private store: WeightStore;
 
-  constructor(weight: Tensor | Bf16Matrix | WeightStore, public bias: Tensor | null = null) {
+  constructor(
+    weight: Tensor | Bf16Matrix | WeightStore,
+    public bias: Tensor | null = null,
+  ) {
     this.store = weight instanceof WeightStore ? weight : new WeightStore(weight);
     const shape = this.store.shape;
     if (shape.length !== 2) throw new Error(`Linear: weight ${this.store.name ?? ''} must be 2-D (out, in), got [${shape.join(', ')}]`);
@@ -116,7 +119,10 @@ export class Linear implements LinearLike {
 }
 
 export class RMSNorm {
-  constructor(public weight: Tensor, public eps: number) {}
+  constructor(
+    public weight: Tensor,
+    public eps: number,
+  ) {}
 
   forward(x: Tensor): Tensor {
     return rmsnorm(x, this.weight, this.eps);
@@ -153,7 +159,8 @@ export class Embedding {
     const u = new Uint32Array(out.buffer);
     for (let t = 0; t < ids.length; t++) {
       const id = ids[t];
-      if (!(id >= 0 && id < vocab)) throw new Error(`embedding: token id ${id} at position ${t} is outside the vocabulary (0..${vocab - 1})`);
+      if (!(id >= 0 && id < vocab))
+        throw new Error(`embedding: token id ${id} at position ${t} is outside the vocabulary (0..${vocab - 1})`);
       for (let j = 0, src = id * dim, dst = t * dim; j < dim; j++) u[dst + j] = bits.bits[src + j] << 16;
     }
     return new Tensor(out, [...shape, dim]);

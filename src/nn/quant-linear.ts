@@ -12,13 +12,21 @@ import { Linear } from './modules.ts';
 import type { LinearLike } from './modules.ts';
 
 export class QuantLinear implements LinearLike {
-  constructor(readonly base: Linear, readonly qw: QuantizedWeight) {
+  constructor(
+    readonly base: Linear,
+    readonly qw: QuantizedWeight,
+  ) {
     const [out, inF] = base.weight.shape;
-    if (qw.out !== out || qw.inF !== inF) throw new Error(`QuantLinear: quantised weight (${qw.out}, ${qw.inF}) does not match (${out}, ${inF})`);
+    if (qw.out !== out || qw.inF !== inF)
+      throw new Error(`QuantLinear: quantised weight (${qw.out}, ${qw.inF}) does not match (${out}, ${inF})`);
   }
 
-  get inFeatures(): number { return this.base.inFeatures; }
-  get outFeatures(): number { return this.base.outFeatures; }
+  get inFeatures(): number {
+    return this.base.inFeatures;
+  }
+  get outFeatures(): number {
+    return this.base.outFeatures;
+  }
 
   /**
    * Inference (no gradient to record) runs the INT4 kernel on the packed weights, reading 1/8 of the float
@@ -34,7 +42,19 @@ export class QuantLinear implements LinearLike {
     const xd = x.contiguousData();
     const M = xd.length / inF;
     const y = scratchF32(M * out); // (M, out)
-    compressedKernels(kernels()).int4Linear(xd, M, inF, out, packed, this.qw.scales, this.qw.zeros, this.qw.gIdx, this.qw.groupSize, y, int4Compute());
+    compressedKernels(kernels()).int4Linear(
+      xd,
+      M,
+      inF,
+      out,
+      packed,
+      this.qw.scales,
+      this.qw.zeros,
+      this.qw.gIdx,
+      this.qw.groupSize,
+      y,
+      int4Compute(),
+    );
     const b = this.base.bias?.data;
     if (b) for (let r = 0; r < M; r++) for (let o = 0; o < out; o++) y[r * out + o] += b[o];
     return new Tensor(y, [...x.shape.slice(0, -1), out]);
@@ -44,7 +64,8 @@ export class QuantLinear implements LinearLike {
 
   /** The 4-bit codes in the kernel's layout (built once), or null when the kernel cannot take this weight. */
   private packedInt4(): Int32Array | null {
-    if (this.packed === undefined) this.packed = this.qw.bits === 4 && this.qw.inF % 8 === 0 ? packInt4(this.qw.q, this.qw.out, this.qw.inF) : null;
+    if (this.packed === undefined)
+      this.packed = this.qw.bits === 4 && this.qw.inF % 8 === 0 ? packInt4(this.qw.q, this.qw.out, this.qw.inF) : null;
     return this.packed;
   }
 

@@ -17,57 +17,99 @@ import { fromArgv, int, recipeSection } from '../options/schema.ts';
  * The stage sections are the commands' own option schemas (src/options/) minus what the pipeline fills in
  * (paths, the recipe's seed, the validation split), so every default is written once, in the schema.
  */
-const finetune = recipeSection(finetuneSpec, ['model', 'data', 'out', 'valSize', 'seed', 'resume']).extend({
-  /** older recipes' way to pass other finetune flags; parsed with the finetune flags into the fields above by parseRecipe */
-  extraArgs: z.array(z.string()).optional(),
-}).strict();
+const finetune = recipeSection(finetuneSpec, ['model', 'data', 'out', 'valSize', 'seed', 'resume'])
+  .extend({
+    /** older recipes' way to pass other finetune flags; parsed with the finetune flags into the fields above by parseRecipe */
+    extraArgs: z.array(z.string()).optional(),
+  })
+  .strict();
 const fromRecipeData = ['model', 'calib', 'seed', 'out'] as const;
 const search = recipeSection(searchSpec, ['model', 'adapter', 'out', 'val', 'valSize', 'data', 'seed']);
-const evalSection = recipeSection(evalSpec, ['model', 'adapter', 'subnet', 'tasks', 'data', 'answerType', 'dataDir', 'out', 'predictions', 'json', 'seed']);
+const evalSection = recipeSection(evalSpec, [
+  'model',
+  'adapter',
+  'subnet',
+  'tasks',
+  'data',
+  'answerType',
+  'dataDir',
+  'out',
+  'predictions',
+  'json',
+  'seed',
+]);
 // two defaults differ from the commands' on purpose (and as recipes always had them): a pipeline ships its
 // sub-network merged, and times 128-token prompts
-const extract = recipeSection(extractSpec, ['model', 'adapter', 'subnet', 'out']).extend({ merge: z.boolean().default(true) }).strict();
-const bench = recipeSection(benchSpec, ['model', 'adapter', 'subnet', 'json', 'out']).extend({ promptLen: int(1).default(128) }).strict();
+const extract = recipeSection(extractSpec, ['model', 'adapter', 'subnet', 'out'])
+  .extend({ merge: z.boolean().default(true) })
+  .strict();
+const bench = recipeSection(benchSpec, ['model', 'adapter', 'subnet', 'json', 'out'])
+  .extend({ promptLen: int(1).default(128) })
+  .strict();
 
-export const recipeSchema = z.object({
-  name: z.string().min(1),
-  method: z.enum(['lonas', 'shears', 'sqft', 'lora']),
-  model: z.string().min(1),
-  out: z.string().default('runs/${name}'),
-  seed: z.number().int().default(42),
-  /** launch prefix for the fine-tuning (and baseline) and search stages, split at spaces, e.g. "mpirun -np 4 --hostfile hosts" */
-  mpi: z.string().regex(/^\s*\S/, 'a launch command such as "mpirun -np 2"').optional(),
-  data: z.object({
-    /** training files, FILE or FILE:N */
-    train: z.array(z.string()).min(1),
-    /** examples held out of the training mix for validation and search */
-    valSize: z.number().int().nonnegative().default(0),
-    /** or a separate validation file for the search */
-    val: z.string().optional(),
-    /** evaluation: task names under dataDir, or explicit test files */
-    tasks: z.array(z.string()).default([]),
-    dataDir: z.string().optional(),
-    testFiles: z.array(z.object({ file: z.string(), answerType: z.enum(['auto', 'choice', 'number', 'letter']).default('auto') }).strict()).default([]),
-    /** calibration corpus for sparsify/quantize */
-    calib: z.string().optional(),
-  }).strict(),
-  sparsify: recipeSection(sparsifySpec, fromRecipeData).nullable().default(null),
-  quantize: recipeSection(quantizeSpec, fromRecipeData).nullable().default(null),
-  /** also fine-tune a plain LoRA baseline (same settings, no search space) for comparison */
-  baseline: z.boolean().default(false),
-  finetune: finetune.default({}),
-  search: search.nullable().default({}),
-  extract: extract.default({}),
-  eval: evalSection.default({}),
-  bench: bench.default({}),
-}).strict().superRefine((r, ctx) => {
-  if (r.method === 'shears' && !r.sparsify) ctx.addIssue({ code: 'custom', path: ['sparsify'], message: 'shears prunes the base first: give a "sparsify" section' });
-  if (r.method === 'sqft' && !r.sparsify && !r.quantize) ctx.addIssue({ code: 'custom', path: ['sparsify'], message: 'sqft needs a sparse and/or quantised base: give "sparsify" and/or "quantize"' });
-  if ((r.sparsify || r.quantize) && !r.data.calib && r.sparsify?.method !== 'magnitude') ctx.addIssue({ code: 'custom', path: ['data', 'calib'], message: 'sparsify (wanda) and quantize need a calibration corpus' });
-  if (r.data.tasks.length === 0 && r.data.testFiles.length === 0) ctx.addIssue({ code: 'custom', path: ['data', 'tasks'], message: 'name evaluation tasks or testFiles' });
-  if (r.finetune.quantizationAware && !r.quantize) ctx.addIssue({ code: 'custom', path: ['finetune', 'quantizationAware'], message: 'needs a "quantize" section (a GPTQ base)' });
-  if (r.search && r.data.valSize === 0 && !r.data.val) ctx.addIssue({ code: 'custom', path: ['data', 'valSize'], message: 'the search needs validation examples: set data.valSize > 0 or data.val' });
-});
+export const recipeSchema = z
+  .object({
+    name: z.string().min(1),
+    method: z.enum(['lonas', 'shears', 'sqft', 'lora']),
+    model: z.string().min(1),
+    out: z.string().default('runs/${name}'),
+    seed: z.number().int().default(42),
+    /** launch prefix for the fine-tuning (and baseline) and search stages, split at spaces, e.g. "mpirun -np 4 --hostfile hosts" */
+    mpi: z
+      .string()
+      .regex(/^\s*\S/, 'a launch command such as "mpirun -np 2"')
+      .optional(),
+    data: z
+      .object({
+        /** training files, FILE or FILE:N */
+        train: z.array(z.string()).min(1),
+        /** examples held out of the training mix for validation and search */
+        valSize: z.number().int().nonnegative().default(0),
+        /** or a separate validation file for the search */
+        val: z.string().optional(),
+        /** evaluation: task names under dataDir, or explicit test files */
+        tasks: z.array(z.string()).default([]),
+        dataDir: z.string().optional(),
+        testFiles: z
+          .array(z.object({ file: z.string(), answerType: z.enum(['auto', 'choice', 'number', 'letter']).default('auto') }).strict())
+          .default([]),
+        /** calibration corpus for sparsify/quantize */
+        calib: z.string().optional(),
+      })
+      .strict(),
+    sparsify: recipeSection(sparsifySpec, fromRecipeData).nullable().default(null),
+    quantize: recipeSection(quantizeSpec, fromRecipeData).nullable().default(null),
+    /** also fine-tune a plain LoRA baseline (same settings, no search space) for comparison */
+    baseline: z.boolean().default(false),
+    finetune: finetune.default({}),
+    search: search.nullable().default({}),
+    extract: extract.default({}),
+    eval: evalSection.default({}),
+    bench: bench.default({}),
+  })
+  .strict()
+  .superRefine((r, ctx) => {
+    if (r.method === 'shears' && !r.sparsify)
+      ctx.addIssue({ code: 'custom', path: ['sparsify'], message: 'shears prunes the base first: give a "sparsify" section' });
+    if (r.method === 'sqft' && !r.sparsify && !r.quantize)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['sparsify'],
+        message: 'sqft needs a sparse and/or quantised base: give "sparsify" and/or "quantize"',
+      });
+    if ((r.sparsify || r.quantize) && !r.data.calib && r.sparsify?.method !== 'magnitude')
+      ctx.addIssue({ code: 'custom', path: ['data', 'calib'], message: 'sparsify (wanda) and quantize need a calibration corpus' });
+    if (r.data.tasks.length === 0 && r.data.testFiles.length === 0)
+      ctx.addIssue({ code: 'custom', path: ['data', 'tasks'], message: 'name evaluation tasks or testFiles' });
+    if (r.finetune.quantizationAware && !r.quantize)
+      ctx.addIssue({ code: 'custom', path: ['finetune', 'quantizationAware'], message: 'needs a "quantize" section (a GPTQ base)' });
+    if (r.search && r.data.valSize === 0 && !r.data.val)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['data', 'valSize'],
+        message: 'the search needs validation examples: set data.valSize > 0 or data.val',
+      });
+  });
 
 export type Recipe = z.infer<typeof recipeSchema>;
 
@@ -80,7 +122,10 @@ export function parseRecipe(json: unknown, source: string, baseDir: string, over
     const { extraArgs, ...typed } = recipe.finetune;
     const given = fromArgv(finetuneSpec, extraArgs, `${source}: field "finetune.extraArgs"`);
     const filled = Object.keys(given).filter((k) => !(k in finetune.shape));
-    if (filled.length) throw new Error(`${source}: field "finetune.extraArgs": ${filled.join(', ')} ${filled.length > 1 ? 'are' : 'is'} set by the pipeline, not the recipe`);
+    if (filled.length)
+      throw new Error(
+        `${source}: field "finetune.extraArgs": ${filled.join(', ')} ${filled.length > 1 ? 'are' : 'is'} set by the pipeline, not the recipe`,
+      );
     recipe.finetune = { ...typed, ...given };
   }
   const abs = (p: string) => {

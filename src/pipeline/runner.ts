@@ -30,7 +30,9 @@ export interface RunOptions {
 const markerPath = (r: Recipe, name: string) => stageRecordPath(r.out, name);
 
 export function stageRecords(r: Recipe): StageRecord[] {
-  return stages(r).filter((s) => existsSync(markerPath(r, s.name))).map((s) => readStageRecord(r.out, s.name));
+  return stages(r)
+    .filter((s) => existsSync(markerPath(r, s.name)))
+    .map((s) => readStageRecord(r.out, s.name));
 }
 
 export async function runRecipe(r: Recipe, o: RunOptions): Promise<StageRecord[]> {
@@ -42,8 +44,14 @@ export async function runRecipe(r: Recipe, o: RunOptions): Promise<StageRecord[]
     const at = list.findIndex((s) => s.name === o.from);
     if (at < 0) throw new Error(`--from ${o.from}: this recipe's stages are ${list.map((s) => s.name).join(', ')}`);
     for (const s of list.slice(at)) rmSync(markerPath(r, s.name), { force: true });
-  } else if (existsSync(savedPath) && readFileSync(savedPath, 'utf8') !== `${JSON.stringify(r, null, 2)}\n` && list.some((s) => existsSync(markerPath(r, s.name)))) {
-    throw new Error(`${r.out} holds a run of a different recipe (see ${savedPath}); use --from STAGE to redo from the first stage the change affects, or another --out`);
+  } else if (
+    existsSync(savedPath) &&
+    readFileSync(savedPath, 'utf8') !== `${JSON.stringify(r, null, 2)}\n` &&
+    list.some((s) => existsSync(markerPath(r, s.name)))
+  ) {
+    throw new Error(
+      `${r.out} holds a run of a different recipe (see ${savedPath}); use --from STAGE to redo from the first stage the change affects, or another --out`,
+    );
   }
   writeJsonAtomic(savedPath, r);
   for (const s of list) {
@@ -53,10 +61,17 @@ export async function runRecipe(r: Recipe, o: RunOptions): Promise<StageRecord[]
     }
     log(`lonas run: stage ${s.name} …`);
     const started = Date.now();
-    for (const dir of s.outputs) if (!dir.endsWith('.html') && !dir.endsWith('.json') && (s.name === 'eval' || s.name === 'bench')) mkdirSync(dir, { recursive: true });
+    for (const dir of s.outputs)
+      if (!dir.endsWith('.html') && !dir.endsWith('.json') && (s.name === 'eval' || s.name === 'bench'))
+        mkdirSync(dir, { recursive: true });
     if (s.name === 'report') await o.report(r, stageRecords(r));
     else runCommands(s, o.env ?? {}, log, MPI_STAGES.has(s.name) && r.mpi ? r.mpi.trim().split(/\s+/) : []);
-    const record: StageRecord = { name: s.name, seconds: (Date.now() - started) / 1000, outputs: s.outputs, finishedAt: new Date().toISOString() };
+    const record: StageRecord = {
+      name: s.name,
+      seconds: (Date.now() - started) / 1000,
+      outputs: s.outputs,
+      finishedAt: new Date().toISOString(),
+    };
     writeStageRecord(r.out, record);
     log(`lonas run: stage ${s.name} finished in ${record.seconds.toFixed(1)} s`);
   }
@@ -69,12 +84,17 @@ const MPI_STAGES = new Set(['baseline', 'finetune', 'search']);
 function runCommands(s: Stage, env: Record<string, string>, log: (l: string) => void, launch: string[]): void {
   for (const c of s.calls) {
     // an interrupted fine-tuning continues from its last checkpoint, bit-identically
-    const args = isFinetune(c) && existsSync(join(c.options.out, 'checkpoint', 'trainer_state.json')) ? toArgv(c.spec, { ...c.options, resume: true }) : toArgv(c.spec, c.options);
+    const args =
+      isFinetune(c) && existsSync(join(c.options.out, 'checkpoint', 'trainer_state.json'))
+        ? toArgv(c.spec, { ...c.options, resume: true })
+        : toArgv(c.spec, c.options);
     log(`  $ ${[...launch, 'lonas'].join(' ')} ${args.map((a) => (/[\s"']/.test(a) ? JSON.stringify(a) : a)).join(' ')}`);
     const [cmd, ...pre] = launch.length ? [...launch, process.execPath] : [process.execPath];
     const res = spawnSync(cmd, [...pre, BIN, ...args], { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, ...env } });
     if (res.status !== 0) {
-      throw new Error(`stage ${s.name} failed (lonas ${args[0]} exited with ${res.status ?? res.signal}); fix the cause above and run the same command again to resume at ${s.name}`);
+      throw new Error(
+        `stage ${s.name} failed (lonas ${args[0]} exited with ${res.status ?? res.signal}); fix the cause above and run the same command again to resume at ${s.name}`,
+      );
     }
   }
 }

@@ -34,10 +34,19 @@ export interface Stage {
   outputs: string[];
 }
 
-const stage = (name: string, outputs: string[], calls: Call[]): Stage => ({ name, outputs, calls, commands: calls.map((c) => toArgv(c.spec, c.options)) });
+const stage = (name: string, outputs: string[], calls: Call[]): Stage => ({
+  name,
+  outputs,
+  calls,
+  commands: calls.map((c) => toArgv(c.spec, c.options)),
+});
 
 /** The model (+ adapter + subnet) a row of the final table is evaluated and timed with. */
-export interface ModelRef { model: string; adapter?: string; subnet?: string }
+export interface ModelRef {
+  model: string;
+  adapter?: string;
+  subnet?: string;
+}
 
 /** One evaluated configuration of the final table. */
 export interface Row {
@@ -57,8 +66,10 @@ export interface Layout {
 
 export function layout(r: Recipe): Layout {
   const base = r.quantize ? join(r.out, 'base-int4') : r.sparsify ? join(r.out, 'base-sparse') : r.model;
-  const adapter = join(r.out, 'adapter'), baselineAdapter = join(r.out, 'baseline-adapter');
-  const search = join(r.out, 'search'), extracted = join(r.out, 'extracted');
+  const adapter = join(r.out, 'adapter'),
+    baselineAdapter = join(r.out, 'baseline-adapter');
+  const search = join(r.out, 'search'),
+    extracted = join(r.out, 'extracted');
   const label = { lonas: 'LoNAS', shears: 'Shears', sqft: 'SQFT', lora: 'LoRA' }[r.method];
   const rows: Row[] = [];
   if (r.baseline) rows.push({ id: 'baseline', name: 'LoRA baseline', model: { model: base, adapter: baselineAdapter }, extracted: false });
@@ -68,7 +79,12 @@ export function layout(r: Recipe): Layout {
     rows.push({ id: 'maximal', name: `${label} maximal`, model: { model: base, adapter, subnet: 'maximal' }, extracted: false });
     rows.push({ id: 'heuristic', name: `${label} heuristic`, model: { model: base, adapter, subnet: 'heuristic' }, extracted: false });
     const unmerged = r.extract.merge ? {} : { adapter: join(extracted, 'adapter') };
-    rows.push({ id: 'extracted', name: `${label} ${r.search ? 'searched' : 'heuristic'} (extracted)`, model: { model: extracted, ...unmerged }, extracted: true });
+    rows.push({
+      id: 'extracted',
+      name: `${label} ${r.search ? 'searched' : 'heuristic'} (extracted)`,
+      model: { model: extracted, ...unmerged },
+      extracted: true,
+    });
   }
   return { base, adapter, baselineAdapter, search, extracted, rows };
 }
@@ -76,13 +92,22 @@ export function layout(r: Recipe): Layout {
 function finetuneCall(r: Recipe, base: string, out: string, space: string): Call {
   const f = r.finetune;
   return call(finetuneSpec, {
-    ...f, model: base, data: r.data.train.join(','), out, space, valSize: r.data.valSize, seed: r.seed,
-    dropout: f.quantizationAware ? 0 : f.dropout, sandwich: f.sandwich && space !== 'none',
+    ...f,
+    model: base,
+    data: r.data.train.join(','),
+    out,
+    space,
+    valSize: r.data.valSize,
+    seed: r.seed,
+    dropout: f.quantizationAware ? 0 : f.dropout,
+    sandwich: f.sandwich && space !== 'none',
   });
 }
 
 /** What each row is evaluated on: the recipe's tasks, and each test file. */
-function evalTargets(r: Recipe): { tasks?: string; dataDir?: string; data?: string; answerType?: 'auto' | 'choice' | 'number' | 'letter' }[] {
+function evalTargets(
+  r: Recipe,
+): { tasks?: string; dataDir?: string; data?: string; answerType?: 'auto' | 'choice' | 'number' | 'letter' }[] {
   const targets = r.data.tasks.length ? [{ tasks: r.data.tasks.join(','), dataDir: r.data.dataDir }] : [];
   return [...targets, ...r.data.testFiles.map((t) => ({ data: t.file, answerType: t.answerType }))];
 }
@@ -90,21 +115,67 @@ function evalTargets(r: Recipe): { tasks?: string; dataDir?: string; data?: stri
 export function stages(r: Recipe): Stage[] {
   const L = layout(r);
   const list: Stage[] = [];
-  const sparse = join(r.out, 'base-sparse'), int4 = join(r.out, 'base-int4');
-  if (r.sparsify) list.push(stage('sparsify', [sparse], [call(sparsifySpec, { ...r.sparsify, model: r.model, calib: r.data.calib, seed: r.seed, out: sparse })]));
-  if (r.quantize) list.push(stage('quantize', [int4], [call(quantizeSpec, { ...r.quantize, model: r.sparsify ? sparse : r.model, calib: r.data.calib!, seed: r.seed, out: int4 })]));
+  const sparse = join(r.out, 'base-sparse'),
+    int4 = join(r.out, 'base-int4');
+  if (r.sparsify)
+    list.push(
+      stage('sparsify', [sparse], [call(sparsifySpec, { ...r.sparsify, model: r.model, calib: r.data.calib, seed: r.seed, out: sparse })]),
+    );
+  if (r.quantize)
+    list.push(
+      stage(
+        'quantize',
+        [int4],
+        [call(quantizeSpec, { ...r.quantize, model: r.sparsify ? sparse : r.model, calib: r.data.calib!, seed: r.seed, out: int4 })],
+      ),
+    );
   if (r.baseline) list.push(stage('baseline', [L.baselineAdapter], [finetuneCall(r, L.base, L.baselineAdapter, 'none')]));
   list.push(stage('finetune', [L.adapter], [finetuneCall(r, L.base, L.adapter, r.method === 'lora' ? 'none' : r.finetune.space)]));
   if (r.method !== 'lora') {
     if (r.search) {
       const val = r.data.val ? { val: r.data.val } : { valSize: r.data.valSize };
-      list.push(stage('search', [L.search], [call(searchSpec, { ...r.search, model: L.base, adapter: L.adapter, ...val, out: L.search, seed: r.seed })]));
+      list.push(
+        stage(
+          'search',
+          [L.search],
+          [call(searchSpec, { ...r.search, model: L.base, adapter: L.adapter, ...val, out: L.search, seed: r.seed })],
+        ),
+      );
     }
-    list.push(stage('extract', [L.extracted], [call(extractSpec, { ...r.extract, model: L.base, adapter: L.adapter, subnet: r.search ? join(L.search, 'best.json') : 'heuristic', out: L.extracted })]));
+    list.push(
+      stage(
+        'extract',
+        [L.extracted],
+        [
+          call(extractSpec, {
+            ...r.extract,
+            model: L.base,
+            adapter: L.adapter,
+            subnet: r.search ? join(L.search, 'best.json') : 'heuristic',
+            out: L.extracted,
+          }),
+        ],
+      ),
+    );
   }
-  const evalDir = join(r.out, 'eval'), benchDir = join(r.out, 'bench');
-  list.push(stage('eval', [evalDir], L.rows.flatMap((row) => evalTargets(r).map((t, k) => call(evalSpec, { ...r.eval, ...row.model, ...t, out: join(evalDir, `${row.id}.${k}.json`) })))));
-  list.push(stage('bench', [benchDir], L.rows.map((row) => call(benchSpec, { ...r.bench, ...row.model, json: true, out: join(benchDir, `${row.id}.json`) }))));
+  const evalDir = join(r.out, 'eval'),
+    benchDir = join(r.out, 'bench');
+  list.push(
+    stage(
+      'eval',
+      [evalDir],
+      L.rows.flatMap((row) =>
+        evalTargets(r).map((t, k) => call(evalSpec, { ...r.eval, ...row.model, ...t, out: join(evalDir, `${row.id}.${k}.json`) })),
+      ),
+    ),
+  );
+  list.push(
+    stage(
+      'bench',
+      [benchDir],
+      L.rows.map((row) => call(benchSpec, { ...r.bench, ...row.model, json: true, out: join(benchDir, `${row.id}.json`) })),
+    ),
+  );
   list.push(stage('report', [join(r.out, 'report.html'), join(r.out, 'summary.json')], []));
   return list;
 }

@@ -13,7 +13,10 @@ import { layout } from './stages.ts';
 function trainCurve(name: string, dir: string): Curve | null {
   const file = join(dir, 'train_log.jsonl');
   if (!existsSync(file)) return null;
-  const lines = readFileSync(file, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as { type: string; step: number; loss?: number; val_loss?: number });
+  const lines = readFileSync(file, 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as { type: string; step: number; loss?: number; val_loss?: number });
   return {
     name,
     train: lines.filter((l) => l.type === 'step').map((l) => ({ step: l.step, loss: l.loss! })),
@@ -26,11 +29,17 @@ function paretoPoints(dir: string): RunSummary['pareto'] {
   const result = readSearchResult(dir);
   if (!result) return null;
   const { pareto, best } = result;
-  const key = (c: Record<string, number>) => JSON.stringify(Object.keys(c).sort().map((k) => [k, c[k]]));
+  const key = (c: Record<string, number>) =>
+    JSON.stringify(
+      Object.keys(c)
+        .sort()
+        .map((k) => [k, c[k]]),
+    );
   const front = new Set(pareto.front.map((f) => key(f.config)));
   const [header, ...rows] = readFileSync(join(dir, 'search_progression.csv'), 'utf8').trim().split('\n');
   const cols = header.split(',');
-  const costCol = cols.indexOf(pareto.cost === 'latency' ? 'latency_ms' : pareto.cost), scoreCol = cols.indexOf(pareto.score);
+  const costCol = cols.indexOf(pareto.cost === 'latency' ? 'latency_ms' : pareto.cost),
+    scoreCol = cols.indexOf(pareto.score);
   const seen = new Set<string>();
   const points: ParetoPoint[] = [];
   for (const line of rows) {
@@ -43,7 +52,13 @@ function paretoPoints(dir: string): RunSummary['pareto'] {
     if (seen.has(k)) continue;
     seen.add(k);
     const source = m[2];
-    points.push({ cost: Number(rest[costCol]), score: Number(rest[scoreCol]), onFront: front.has(k), chosen: k === key(best.config), ...(['maximal', 'heuristic', 'minimal'].includes(source) ? { label: source } : {}) });
+    points.push({
+      cost: Number(rest[costCol]),
+      score: Number(rest[scoreCol]),
+      onFront: front.has(k),
+      chosen: k === key(best.config),
+      ...(['maximal', 'heuristic', 'minimal'].includes(source) ? { label: source } : {}),
+    });
   }
   return { costName: pareto.cost, scoreName: pareto.score, points };
 }
@@ -59,29 +74,59 @@ export function buildSummary(r: Recipe, records: StageRecord[]): RunSummary {
     for (let k = 0; existsSync(join(r.out, 'eval', `${row.id}.${k}.json`)); k++) {
       const e = readEvalSummary(join(r.out, 'eval', `${row.id}.${k}.json`));
       mode = e.mode;
-      for (const t of e.tasks) { perTask[t.task] = { accuracy: t.accuracy, n: t.count, ci: t.ci95 }; taskNames.add(t.task); }
+      for (const t of e.tasks) {
+        perTask[t.task] = { accuracy: t.accuracy, n: t.count, ci: t.ci95 };
+        taskNames.add(t.task);
+      }
     }
     const benchFile = join(r.out, 'bench', `${row.id}.json`);
     const bench = existsSync(benchFile) ? readBenchRecord(benchFile) : null;
     const accs = Object.values(perTask).map((t) => t.accuracy);
     rows.push({
-      name: row.name, subnet: bench?.config ?? null, perTask, average: accs.length ? accs.reduce((a, b) => a + b, 0) / accs.length : NaN, mode,
-      params: bench?.params.total ?? NaN, nonZeroParams: bench?.params.nonZero ?? NaN, macs: bench?.macs ?? NaN,
-      latency: bench ? { prefillMs: bench.prefillMs.median, decodeMsPerToken: bench.decodeMsPerToken.median, promptLen: bench.promptLen, genLen: bench.genLen } : undefined,
+      name: row.name,
+      subnet: bench?.config ?? null,
+      perTask,
+      average: accs.length ? accs.reduce((a, b) => a + b, 0) / accs.length : NaN,
+      mode,
+      params: bench?.params.total ?? NaN,
+      nonZeroParams: bench?.params.nonZero ?? NaN,
+      macs: bench?.macs ?? NaN,
+      latency: bench
+        ? {
+            prefillMs: bench.prefillMs.median,
+            decodeMsPerToken: bench.decodeMsPerToken.median,
+            promptLen: bench.promptLen,
+            genLen: bench.genLen,
+          }
+        : undefined,
       extracted: row.extracted,
     });
   }
   const baseRow = rows[0];
   for (const row of rows) {
-    if (row.latency && baseRow.latency) row.speedup = { prefill: baseRow.latency.prefillMs / row.latency.prefillMs, decode: baseRow.latency.decodeMsPerToken / row.latency.decodeMsPerToken };
+    if (row.latency && baseRow.latency)
+      row.speedup = {
+        prefill: baseRow.latency.prefillMs / row.latency.prefillMs,
+        decode: baseRow.latency.decodeMsPerToken / row.latency.decodeMsPerToken,
+      };
   }
-  const curves = [trainCurve(r.method === 'lora' ? 'LoRA' : `${r.method} super-network`, L.adapter), r.baseline ? trainCurve('LoRA baseline', L.baselineAdapter) : null].filter((c): c is Curve => c !== null);
+  const curves = [
+    trainCurve(r.method === 'lora' ? 'LoRA' : `${r.method} super-network`, L.adapter),
+    r.baseline ? trainCurve('LoRA baseline', L.baselineAdapter) : null,
+  ].filter((c): c is Curve => c !== null);
   const pkg = readJsonFile(new URL('../../package.json', import.meta.url).pathname, "lonas's package.json") as { version: string };
   return {
     title: `${r.name}: ${r.method === 'lora' ? 'LoRA' : r.method.toUpperCase()} on ${r.model.split('/').filter(Boolean).slice(-2).join('/')}`,
     method: r.method,
     createdAt: new Date().toISOString(),
-    machine: { cpu: cpus()[0]?.model ?? 'unknown', cores: cpus().length, node: process.version, kernels: info.backend, blasCore: info.coreType, threads: info.threads },
+    machine: {
+      cpu: cpus()[0]?.model ?? 'unknown',
+      cores: cpus().length,
+      node: process.version,
+      kernels: info.backend,
+      blasCore: info.coreType,
+      threads: info.threads,
+    },
     versions: { lonas: pkg.version, node: process.version, ...(info.blasConfig ? { openblas: info.blasConfig } : {}) },
     recipe: r,
     seeds: { recipe: r.seed },

@@ -40,12 +40,15 @@ export function paretoChartSpec(p: Pareto, macsSeqLen: number): TopLevelSpec {
   const values = p.points.map((q) => ({
     cost: q.cost / div,
     score: q.score,
-    label: q.chosen ? (q.label ? `chosen: ${q.label}` : 'chosen') : q.label ?? '',
+    label: q.chosen ? (q.label ? `chosen: ${q.label}` : 'chosen') : (q.label ?? ''),
     kind: q.chosen ? 'chosen' : q.onFront ? 'Pareto front' : 'evaluated',
   }));
   const x = { field: 'cost', type: 'quantitative', title: costAxisTitle(p, macsSeqLen), scale: { zero: false, nice: true } } as const;
   const y = {
-    field: 'score', type: 'quantitative', title: scoreAxisTitle(p), scale: { zero: false, nice: true },
+    field: 'score',
+    type: 'quantitative',
+    title: scoreAxisTitle(p),
+    scale: { zero: false, nice: true },
     ...(p.scoreName === 'accuracy' ? { axis: { format: '.0%' } } : {}),
   } as const;
   return {
@@ -65,9 +68,20 @@ export function paretoChartSpec(p: Pareto, macsSeqLen: number): TopLevelSpec {
       {
         mark: { type: 'point', filled: true },
         encoding: {
-          x, y,
-          color: { field: 'kind', type: 'nominal', title: null, scale: { domain: ['evaluated', 'Pareto front', 'chosen'], range: [GREY, FRONT, CHOSEN] } },
-          shape: { field: 'kind', type: 'nominal', title: null, scale: { domain: ['evaluated', 'Pareto front', 'chosen'], range: ['circle', 'circle', 'diamond'] } },
+          x,
+          y,
+          color: {
+            field: 'kind',
+            type: 'nominal',
+            title: null,
+            scale: { domain: ['evaluated', 'Pareto front', 'chosen'], range: [GREY, FRONT, CHOSEN] },
+          },
+          shape: {
+            field: 'kind',
+            type: 'nominal',
+            title: null,
+            scale: { domain: ['evaluated', 'Pareto front', 'chosen'], range: ['circle', 'circle', 'diamond'] },
+          },
           size: { condition: { test: "datum.kind === 'chosen'", value: 170 }, value: 45 },
           opacity: { condition: { test: "datum.kind === 'evaluated'", value: 0.7 }, value: 1 },
         },
@@ -93,8 +107,12 @@ export function downsample(points: { step: number; loss: number }[], max: number
   for (let b = 0; b < max; b++) {
     const lo = Math.floor((b * points.length) / max);
     const hi = Math.floor(((b + 1) * points.length) / max);
-    let s = 0, l = 0;
-    for (let i = lo; i < hi; i++) { s += points[i].step; l += points[i].loss; }
+    let s = 0,
+      l = 0;
+    for (let i = lo; i < hi; i++) {
+      s += points[i].step;
+      l += points[i].loss;
+    }
     out.push({ step: s / (hi - lo), loss: l / (hi - lo) });
   }
   return out;
@@ -113,8 +131,13 @@ export function curvesFaceted(curves: Curve[]): boolean {
 /** Training loss: one solid line per curve, validation losses as dashed lines with points, in the curve's colour. */
 export function curvesChartSpec(curves: Curve[]): TopLevelSpec {
   const values = curves.flatMap((c) => [
-    ...downsample(c.train.filter((p) => Number.isFinite(p.loss)), MAX_CURVE_POINTS).map((p) => ({ curve: c.name, split: 'train', step: p.step, loss: p.loss })),
-    ...(c.val ?? []).filter((p) => Number.isFinite(p.loss)).map((p) => ({ curve: c.name, split: 'validation', step: p.step, loss: p.loss })),
+    ...downsample(
+      c.train.filter((p) => Number.isFinite(p.loss)),
+      MAX_CURVE_POINTS,
+    ).map((p) => ({ curve: c.name, split: 'train', step: p.step, loss: p.loss })),
+    ...(c.val ?? [])
+      .filter((p) => Number.isFinite(p.loss))
+      .map((p) => ({ curve: c.name, split: 'validation', step: p.step, loss: p.loss })),
   ]);
   const names = curves.map((c) => c.name);
   const x = { field: 'step', type: 'quantitative', title: 'step', scale: { zero: false, nice: true } } as const;
@@ -125,19 +148,41 @@ export function curvesChartSpec(curves: Curve[]): TopLevelSpec {
     {
       mark: { type: 'line', strokeWidth: 1.6, interpolate: 'linear' },
       encoding: {
-        x, y, color,
+        x,
+        y,
+        color,
         detail: { field: 'split', type: 'nominal' },
-        strokeDash: { field: 'split', type: 'nominal', title: null, scale: { domain: ['train', 'validation'], range: [[1, 0], [5, 3]] }, ...(hasVal ? {} : { legend: null }) },
+        strokeDash: {
+          field: 'split',
+          type: 'nominal',
+          title: null,
+          scale: {
+            domain: ['train', 'validation'],
+            range: [
+              [1, 0],
+              [5, 3],
+            ],
+          },
+          ...(hasVal ? {} : { legend: null }),
+        },
         order: { field: 'step', type: 'quantitative' },
       },
     },
-    ...(hasVal ? [{
-      transform: [{ filter: "datum.split === 'validation'" }],
-      mark: { type: 'point', filled: true, size: 55, stroke: 'white', strokeWidth: 1, opacity: 1 },
-      encoding: { x, y, color },
-    }] : []),
+    ...(hasVal
+      ? [
+          {
+            transform: [{ filter: "datum.split === 'validation'" }],
+            mark: { type: 'point', filled: true, size: 55, stroke: 'white', strokeWidth: 1, opacity: 1 },
+            encoding: { x, y, color },
+          },
+        ]
+      : []),
   ];
-  const config = { font: 'Helvetica, Arial, sans-serif', axis: { labelFontSize: 11, titleFontSize: 12 }, legend: { labelFontSize: 11, labelLimit: 260 } };
+  const config = {
+    font: 'Helvetica, Arial, sans-serif',
+    axis: { labelFontSize: 11, titleFontSize: 12 },
+    legend: { labelFontSize: 11, labelLimit: 260 },
+  };
   if (curvesFaceted(curves)) {
     return {
       $schema: 'https://vega.github.io/schema/vega-lite/v5.json',

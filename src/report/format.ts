@@ -2,12 +2,7 @@
 
 /** Escapes text for HTML element content and (double- or single-quoted) attribute values. */
 export function esc(value: unknown): string {
-  return String(value)
-    .replace(/&/g, '&amp;')
-    .replace(/</g, '&lt;')
-    .replace(/>/g, '&gt;')
-    .replace(/"/g, '&quot;')
-    .replace(/'/g, '&#39;');
+  return String(value).replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;').replace(/'/g, '&#39;');
 }
 
 /** An accuracy in [0, 1] as a percentage with one decimal ("98.7%"); "—" when missing. */
@@ -19,7 +14,12 @@ export function pct(x: number | undefined | null, digits = 1): string {
 export function human(n: number | undefined | null): string {
   if (n === undefined || n === null || !Number.isFinite(n)) return '—';
   const a = Math.abs(n);
-  const units: [number, string][] = [[1e12, 'T'], [1e9, 'G'], [1e6, 'M'], [1e3, 'K']];
+  const units: [number, string][] = [
+    [1e12, 'T'],
+    [1e9, 'G'],
+    [1e6, 'M'],
+    [1e3, 'K'],
+  ];
   for (const [div, unit] of units) {
     // 999.6K rounds to 1000K at 3 significant digits: promote to the next unit instead
     if (a >= div * 0.9995) return `${trim3(n / div)}${unit}`;

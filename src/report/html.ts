@@ -14,7 +14,10 @@ import { dateUtc, duration, esc, exact, human, ms, pct, times } from './format.t
 import type { ResultRow, RunSummary } from './summary.ts';
 
 export const METHOD_NAMES: Record<RunSummary['method'], string> = {
-  lonas: 'LoNAS', shears: 'Shears', sqft: 'SQFT', lora: 'LoRA (baseline)',
+  lonas: 'LoNAS',
+  shears: 'Shears',
+  sqft: 'SQFT',
+  lora: 'LoRA (baseline)',
 };
 
 /**
@@ -25,9 +28,7 @@ export const METHOD_NAMES: Record<RunSummary['method'], string> = {
 export function headlineRows(s: RunSummary): { baseline?: ResultRow; chosen?: ResultRow } {
   const baseline = s.rows.find((r) => r.name === s.speedupBaseline) ?? s.rows[0];
   const others = s.rows.filter((r) => r !== baseline);
-  const chosen = others.filter((r) => r.extracted).at(-1)
-    ?? others.filter((r) => /search|chosen/i.test(r.name)).at(-1)
-    ?? others.at(-1);
+  const chosen = others.filter((r) => r.extracted).at(-1) ?? others.filter((r) => /search|chosen/i.test(r.name)).at(-1) ?? others.at(-1);
   return { baseline, chosen };
 }
 
@@ -47,8 +48,10 @@ export function summarySentence(s: RunSummary): string {
   if (!b) return 'No results were recorded in this run.';
   const k = Object.keys(b.perTask).length || s.tasks.length;
   if (!c) {
-    return `${b.name} reaches an average accuracy of ${pct(b.average)} over ${k} task${k === 1 ? '' : 's'} `
-      + `with ${human(b.params)} parameters and ${human(b.macs)} MACs per 1×${s.macsSeqLen} forward pass.`;
+    return (
+      `${b.name} reaches an average accuracy of ${pct(b.average)} over ${k} task${k === 1 ? '' : 's'} ` +
+      `with ${human(b.params)} parameters and ${human(b.macs)} MACs per 1×${s.macsSeqLen} forward pass.`
+    );
   }
   let acc: string;
   const cmp = `(${pct(c.average)} vs ${pct(b.average)})`;
@@ -66,9 +69,12 @@ export function summarySentence(s: RunSummary): string {
   const sp = c.speedup?.prefill;
   if (sp !== undefined && Number.isFinite(sp) && sp > 0) {
     const than = b.name === s.speedupBaseline ? '' : ` than ${s.speedupBaseline}`;
-    speed = sp >= 1.005 ? `runs ${times(sp)} faster${than} (prefill)`
-      : sp <= 0.995 ? `runs ${times(1 / sp)} slower${than} (prefill)`
-        : `runs at the same speed${than ? ` as ${s.speedupBaseline}` : ''} (prefill)`;
+    speed =
+      sp >= 1.005
+        ? `runs ${times(sp)} faster${than} (prefill)`
+        : sp <= 0.995
+          ? `runs ${times(1 / sp)} slower${than} (prefill)`
+          : `runs at the same speed${than ? ` as ${s.speedupBaseline}` : ''} (prefill)`;
   }
   return `${c.name} ${acc}${size}${speed ? ` and ${speed}` : ''}.`;
 }
@@ -121,50 +127,71 @@ function resultsSection(s: RunSummary, chosen: ResultRow | undefined): string {
   const head = [
     '<th class="name">Configuration</th>',
     ...tasks.map((t) => `<th>${esc(t)}</th>`),
-    '<th class="avg">Avg.</th>', '<th>Params</th>', '<th>Non-zero</th>', `<th title="${esc(`multiply-accumulates of one 1×${s.macsSeqLen} forward pass`)}">MACs</th>`,
-    '<th title="measured prefill latency">Prefill</th>', '<th title="measured decode latency per token">Decode / tok</th>',
-    `<th title="${esc(`measured against ${s.speedupBaseline}`)}">Speed-up<br>prefill</th>`, '<th>Speed-up<br>decode</th>', '<th class="text">Mode</th>',
+    '<th class="avg">Avg.</th>',
+    '<th>Params</th>',
+    '<th>Non-zero</th>',
+    `<th title="${esc(`multiply-accumulates of one 1×${s.macsSeqLen} forward pass`)}">MACs</th>`,
+    '<th title="measured prefill latency">Prefill</th>',
+    '<th title="measured decode latency per token">Decode / tok</th>',
+    `<th title="${esc(`measured against ${s.speedupBaseline}`)}">Speed-up<br>prefill</th>`,
+    '<th>Speed-up<br>decode</th>',
+    '<th class="text">Mode</th>',
   ].join('');
-  const body = s.rows.map((r) => {
-    const subnet = r.subnet && Object.keys(r.subnet).length
-      ? `sub-network: ${Object.entries(r.subnet).map(([k, v]) => `${k}=${v}`).join(', ')}` : undefined;
-    const name = `${esc(r.name)}${r.extracted ? '<span class="badge" title="numbers measured on the physically extracted (smaller) model">extracted</span>' : ''}`;
-    const perTask = tasks.map((t) => {
-      const ts = r.perTask[t];
-      return ts ? cell(pct(ts.accuracy), 'acc', `${t}: n = ${ts.n}, 95% CI ${pct(ts.ci[0])}–${pct(ts.ci[1])}`) : cell('—', 'acc');
-    });
-    const nzTitle = r.params > 0 ? `${exact(r.nonZeroParams)} (${pct(r.nonZeroParams / r.params)} of the parameters)` : exact(r.nonZeroParams);
-    const lat = r.latency;
-    const cls = [r === chosen ? 'chosen' : '', r.name === s.speedupBaseline ? 'baseline' : '', r.extracted ? 'extracted' : ''].filter(Boolean).join(' ');
-    return `<tr${cls ? ` class="${cls}"` : ''}>${[
-      cell(name, 'name', subnet),
-      ...perTask,
-      cell(pct(r.average), 'avg'),
-      cell(human(r.params), 'params', exact(r.params)),
-      cell(human(r.nonZeroParams), 'nonzero', nzTitle),
-      cell(human(r.macs), 'macs', exact(r.macs)),
-      cell(ms(lat?.prefillMs), 'prefill', lat ? `prompt of ${lat.promptLen} tokens` : undefined),
-      cell(ms(lat?.decodeMsPerToken), 'decode', lat ? `mean over ${lat.genLen} generated tokens` : undefined),
-      cell(times(r.speedup?.prefill), 'speedup-prefill'),
-      cell(times(r.speedup?.decode), 'speedup-decode'),
-      cell(esc(r.mode), 'text mode'),
-    ].join('')}</tr>`;
-  }).join('\n');
+  const body = s.rows
+    .map((r) => {
+      const subnet =
+        r.subnet && Object.keys(r.subnet).length
+          ? `sub-network: ${Object.entries(r.subnet)
+              .map(([k, v]) => `${k}=${v}`)
+              .join(', ')}`
+          : undefined;
+      const name = `${esc(r.name)}${r.extracted ? '<span class="badge" title="numbers measured on the physically extracted (smaller) model">extracted</span>' : ''}`;
+      const perTask = tasks.map((t) => {
+        const ts = r.perTask[t];
+        return ts ? cell(pct(ts.accuracy), 'acc', `${t}: n = ${ts.n}, 95% CI ${pct(ts.ci[0])}–${pct(ts.ci[1])}`) : cell('—', 'acc');
+      });
+      const nzTitle =
+        r.params > 0 ? `${exact(r.nonZeroParams)} (${pct(r.nonZeroParams / r.params)} of the parameters)` : exact(r.nonZeroParams);
+      const lat = r.latency;
+      const cls = [r === chosen ? 'chosen' : '', r.name === s.speedupBaseline ? 'baseline' : '', r.extracted ? 'extracted' : '']
+        .filter(Boolean)
+        .join(' ');
+      return `<tr${cls ? ` class="${cls}"` : ''}>${[
+        cell(name, 'name', subnet),
+        ...perTask,
+        cell(pct(r.average), 'avg'),
+        cell(human(r.params), 'params', exact(r.params)),
+        cell(human(r.nonZeroParams), 'nonzero', nzTitle),
+        cell(human(r.macs), 'macs', exact(r.macs)),
+        cell(ms(lat?.prefillMs), 'prefill', lat ? `prompt of ${lat.promptLen} tokens` : undefined),
+        cell(ms(lat?.decodeMsPerToken), 'decode', lat ? `mean over ${lat.genLen} generated tokens` : undefined),
+        cell(times(r.speedup?.prefill), 'speedup-prefill'),
+        cell(times(r.speedup?.decode), 'speedup-decode'),
+        cell(esc(r.mode), 'text mode'),
+      ].join('')}</tr>`;
+    })
+    .join('\n');
   const lat = s.rows.find((r) => r.latency)?.latency;
   const notes = [
     'Accuracy on the held-out test split, per task and averaged over tasks; hover a cell for the number of examples and the 95% Wilson interval. Mode: the evaluation protocol (generate = free generation with answer extraction, loglik = likelihood of each choice).',
     `MACs: multiply-accumulates of one 1×${s.macsSeqLen} forward pass. Params / Non-zero: all weights and those that are not zero (hover for exact counts).`,
-    lat ? `Latency measured on this machine: prefill of a ${lat.promptLen}-token prompt, decode per token over ${lat.genLen} tokens; speed-up against ${s.speedupBaseline}.` : `Speed-up against ${s.speedupBaseline}.`,
+    lat
+      ? `Latency measured on this machine: prefill of a ${lat.promptLen}-token prompt, decode per token over ${lat.genLen} tokens; speed-up against ${s.speedupBaseline}.`
+      : `Speed-up against ${s.speedupBaseline}.`,
     '“extracted”: numbers measured on the physically extracted (smaller) model. The highlighted row is the one the summary above refers to.',
   ];
   return `<section id="results">
 <h2>Results</h2>
-${s.rows.length ? `<div class="scroll"><table class="results${tasks.length > 5 ? ' compact' : ''}">
+${
+  s.rows.length
+    ? `<div class="scroll"><table class="results${tasks.length > 5 ? ' compact' : ''}">
 <thead><tr>${head}</tr></thead>
 <tbody>
 ${body}
 </tbody>
-</table></div>` : '<p class="note">No result rows.</p>'}
+</table></div>`
+    : '<p class="note">No result rows.</p>'
+}
 ${notes.map((n) => `<p class="note">${esc(n)}</p>`).join('\n')}
 </section>`;
 }
@@ -184,9 +211,12 @@ async function paretoSection(s: RunSummary): Promise<string> {
   const chosen = p.points.find((q) => q.chosen);
   const fmtScore = (x: number) => (p.scoreName === 'accuracy' ? pct(x) : x.toFixed(4));
   const fmtCost = (x: number) => (p.costName === 'latency' ? ms(x) : human(x));
-  const caption = `${p.points.length} configurations evaluated (grey), ${front} on the Pareto front (blue, joined as a staircase: the best score reachable at each cost). `
-    + `x: ${costAxisTitle(p, s.macsSeqLen)}; y: ${scoreAxisTitle(p)}.`
-    + (chosen ? ` Chosen (red diamond): ${chosen.label ? `${chosen.label}, ` : ''}${COST_NAMES[p.costName]} ${fmtCost(chosen.cost)}, ${p.scoreName} ${fmtScore(chosen.score)}.` : ' No configuration was chosen.');
+  const caption =
+    `${p.points.length} configurations evaluated (grey), ${front} on the Pareto front (blue, joined as a staircase: the best score reachable at each cost). ` +
+    `x: ${costAxisTitle(p, s.macsSeqLen)}; y: ${scoreAxisTitle(p)}.` +
+    (chosen
+      ? ` Chosen (red diamond): ${chosen.label ? `${chosen.label}, ` : ''}${COST_NAMES[p.costName]} ${fmtCost(chosen.cost)}, ${p.scoreName} ${fmtScore(chosen.score)}.`
+      : ' No configuration was chosen.');
   return `<section id="pareto">
 <h2>Search: Pareto front</h2>
 <figure>
@@ -207,9 +237,12 @@ async function trainingSection(s: RunSummary): Promise<string> {
   const svg = await renderSvg(curvesChartSpec(curves), 'training');
   const long = curves.filter((c) => c.train.length > MAX_CURVE_POINTS).map((c) => c.name);
   const hasVal = curves.some((c) => (c.val ?? []).length > 0);
-  const caption = 'Training loss per optimizer step (solid)' + (hasVal ? ', validation loss (dashed, with points)' : '') + '. '
-    + (curvesFaceted(curves) ? 'One panel per curve: their step ranges differ too much to share an axis. ' : '')
-    + (long.length ? `Averaged over buckets of consecutive steps to ${MAX_CURVE_POINTS} points for: ${long.join(', ')}.` : '');
+  const caption =
+    'Training loss per optimizer step (solid)' +
+    (hasVal ? ', validation loss (dashed, with points)' : '') +
+    '. ' +
+    (curvesFaceted(curves) ? 'One panel per curve: their step ranges differ too much to share an axis. ' : '') +
+    (long.length ? `Averaged over buckets of consecutive steps to ${MAX_CURVE_POINTS} points for: ${long.join(', ')}.` : '');
   return `<section id="training">
 <h2>Training loss</h2>
 <figure>
@@ -227,24 +260,32 @@ function kvTable(entries: [string, string][], cls: string): string {
 function settingsSection(s: RunSummary): string {
   const m = s.machine;
   const machine: [string, string][] = [
-    ['CPU', m.cpu], ['cores', String(m.cores)], ['Node', m.node], ['kernels', m.kernels],
+    ['CPU', m.cpu],
+    ['cores', String(m.cores)],
+    ['Node', m.node],
+    ['kernels', m.kernels],
     ...(m.blasCore ? [['BLAS core', m.blasCore] as [string, string]] : []),
     ...(m.threads !== undefined ? [['threads', String(m.threads)] as [string, string]] : []),
   ];
   const total = s.stages.reduce((a, st) => a + st.seconds, 0);
-  const stages = s.stages.length ? `<table class="stages">
+  const stages = s.stages.length
+    ? `<table class="stages">
 <thead><tr><th class="name">Stage</th><th>Time</th><th class="name">Outputs</th></tr></thead>
 <tbody>
 ${s.stages.map((st) => `<tr><td class="name">${esc(st.name)}</td><td>${esc(duration(st.seconds))}</td><td class="text">${st.outputs.map((o) => `<code>${esc(o)}</code>`).join(', ') || '—'}</td></tr>`).join('\n')}
 <tr><th class="name">total</th><th>${esc(duration(total))}</th><th></th></tr>
 </tbody>
-</table>` : '<p class="note">No stage timings recorded.</p>';
+</table>`
+    : '<p class="note">No stage timings recorded.</p>';
   const recipe = s.recipe === undefined ? '(none)' : JSON.stringify(s.recipe, null, 2);
   return `<section id="settings">
 <h2>Settings to reproduce</h2>
 <div class="grid">
 <div><h3>Machine</h3>${kvTable(machine, 'machine')}</div>
-<div><h3>Seeds</h3>${kvTable(Object.entries(s.seeds).map(([k, v]) => [k, String(v)]), 'seeds')}</div>
+<div><h3>Seeds</h3>${kvTable(
+    Object.entries(s.seeds).map(([k, v]) => [k, String(v)]),
+    'seeds',
+  )}</div>
 <div><h3>Versions</h3>${kvTable(Object.entries(s.versions), 'versions')}</div>
 </div>
 <h3>Stages</h3>

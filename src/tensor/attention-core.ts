@@ -24,7 +24,15 @@ export interface AttentionDims {
 }
 
 /** Fills probs (B, Hq, Tq, Tk) with the attention weights and out (B, Tq, Hq, D) with the result. */
-export function attentionForward(kern: Kernels, q: FloatArray, k: FloatArray, v: FloatArray, out: FloatArray, probs: FloatArray, d: AttentionDims): void {
+export function attentionForward(
+  kern: Kernels,
+  q: FloatArray,
+  k: FloatArray,
+  v: FloatArray,
+  out: FloatArray,
+  probs: FloatArray,
+  d: AttentionDims,
+): void {
   const { B, Tq, Tk, Hq, Hkv, D, kvBatchStride } = d;
   const group = Hq / Hkv;
   const scores = probs; // computed in place: softmax may alias
@@ -35,7 +43,25 @@ export function attentionForward(kern: Kernels, q: FloatArray, k: FloatArray, v:
       const kOff = b * kvBatchStride + Math.floor(h / group) * D;
       const sOff = (b * Hq + h) * Tq * Tk;
       // scores (rows, keys) = q_bh (rows, D) · k_bhᵀ (D, keys), only the keys a causal block can see
-      for (const [r0, r1, keys] of blocks) kern.gemm(false, true, r1 - r0, keys, D, 1, q, b * Tq * Hq * D + r0 * Hq * D + h * D, Hq * D, k, kOff, Hkv * D, 0, scores, sOff + r0 * Tk, Tk);
+      for (const [r0, r1, keys] of blocks)
+        kern.gemm(
+          false,
+          true,
+          r1 - r0,
+          keys,
+          D,
+          1,
+          q,
+          b * Tq * Hq * D + r0 * Hq * D + h * D,
+          Hq * D,
+          k,
+          kOff,
+          Hkv * D,
+          0,
+          scores,
+          sOff + r0 * Tk,
+          Tk,
+        );
     }
   }
   if (d.keyStart) maskPaddingKeys(scores, d);
@@ -45,7 +71,25 @@ export function attentionForward(kern: Kernels, q: FloatArray, k: FloatArray, v:
       const vOff = b * kvBatchStride + Math.floor(h / group) * D;
       const pOff = (b * Hq + h) * Tq * Tk;
       // out_bh (rows, D) = P (rows, keys) · v_bh (keys, D)
-      for (const [r0, r1, keys] of blocks) kern.gemm(false, false, r1 - r0, D, keys, 1, probs, pOff + r0 * Tk, Tk, v, vOff, Hkv * D, 0, out, b * Tq * Hq * D + r0 * Hq * D + h * D, Hq * D);
+      for (const [r0, r1, keys] of blocks)
+        kern.gemm(
+          false,
+          false,
+          r1 - r0,
+          D,
+          keys,
+          1,
+          probs,
+          pOff + r0 * Tk,
+          Tk,
+          v,
+          vOff,
+          Hkv * D,
+          0,
+          out,
+          b * Tq * Hq * D + r0 * Hq * D + h * D,
+          Hq * D,
+        );
     }
   }
 }
@@ -54,13 +98,38 @@ export function attentionForward(kern: Kernels, q: FloatArray, k: FloatArray, v:
  * One query position per row (decode): the Hq/Hkv query heads that share a KV head are consecutive rows of q
  * (and of probs and out), so each (b, KV head) is one product of `group` rows instead of `group` one-row ones.
  */
-function attendOneQuery(kern: Kernels, q: FloatArray, k: FloatArray, v: FloatArray, out: FloatArray, probs: FloatArray, d: AttentionDims): void {
+function attendOneQuery(
+  kern: Kernels,
+  q: FloatArray,
+  k: FloatArray,
+  v: FloatArray,
+  out: FloatArray,
+  probs: FloatArray,
+  d: AttentionDims,
+): void {
   const { B, Tk, Hq, Hkv, D, kvBatchStride } = d;
   const group = Hq / Hkv;
   for (let b = 0; b < B; b++) {
     for (let g = 0; g < Hkv; g++) {
       // scores (group, Tk) = q_bg (group, D) · k_bgᵀ (D, Tk)
-      kern.gemm(false, true, group, Tk, D, 1, q, (b * Hq + g * group) * D, D, k, b * kvBatchStride + g * D, Hkv * D, 0, probs, (b * Hq + g * group) * Tk, Tk);
+      kern.gemm(
+        false,
+        true,
+        group,
+        Tk,
+        D,
+        1,
+        q,
+        (b * Hq + g * group) * D,
+        D,
+        k,
+        b * kvBatchStride + g * D,
+        Hkv * D,
+        0,
+        probs,
+        (b * Hq + g * group) * Tk,
+        Tk,
+      );
     }
   }
   if (d.keyStart) maskPaddingKeys(probs, d);
@@ -68,7 +137,24 @@ function attendOneQuery(kern: Kernels, q: FloatArray, k: FloatArray, v: FloatArr
   for (let b = 0; b < B; b++) {
     for (let g = 0; g < Hkv; g++) {
       // out_bg (group, D) = P (group, Tk) · v_bg (Tk, D)
-      kern.gemm(false, false, group, D, Tk, 1, probs, (b * Hq + g * group) * Tk, Tk, v, b * kvBatchStride + g * D, Hkv * D, 0, out, (b * Hq + g * group) * D, D);
+      kern.gemm(
+        false,
+        false,
+        group,
+        D,
+        Tk,
+        1,
+        probs,
+        (b * Hq + g * group) * Tk,
+        Tk,
+        v,
+        b * kvBatchStride + g * D,
+        Hkv * D,
+        0,
+        out,
+        (b * Hq + g * group) * D,
+        D,
+      );
     }
   }
 }

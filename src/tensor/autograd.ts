@@ -87,7 +87,12 @@ export function backward(root: Tensor, gradOutput?: Tensor): void {
       }
       // A buffer the rule allocated for this input alone may be kept without a copy; one passed through
       // (add, reshape, contiguous hand on the incoming gradient) or shared between inputs may not.
-      const fresh = g.data !== entry.g.data && grads.every((o, k) => k === j || !o || o.data !== g.data) && g.isContiguous && g.offset === 0 && g.data.length === g.size;
+      const fresh =
+        g.data !== entry.g.data &&
+        grads.every((o, k) => k === j || !o || o.data !== g.data) &&
+        g.isContiguous &&
+        g.offset === 0 &&
+        g.data.length === g.size;
       if (input.node) accumulatePending(pending, input, g, fresh);
       else accumulateLeaf(input, g, fresh);
     });

@@ -19,8 +19,13 @@ export function bf16ToF32(src: Uint16Array, dst: Float32Array): void {
 
 export class Bf16Matrix {
   /** bits (rows·cols) of a (rows, cols) row-major bfloat16 matrix; `name` for error messages */
-  constructor(readonly bits: Uint16Array, readonly shape: readonly [number, number], public name?: string) {
-    if (bits.length !== shape[0] * shape[1]) throw new Error(`Bf16Matrix ${name ?? ''}: ${bits.length} values do not fill ${fmtShape(shape)}`);
+  constructor(
+    readonly bits: Uint16Array,
+    readonly shape: readonly [number, number],
+    public name?: string,
+  ) {
+    if (bits.length !== shape[0] * shape[1])
+      throw new Error(`Bf16Matrix ${name ?? ''}: ${bits.length} values do not fill ${fmtShape(shape)}`);
   }
 
   /** The float32 tensor of the same values (exact). */
@@ -54,7 +59,9 @@ export class Bf16Matrix {
  */
 export function linearBf16(x: Tensor, w: Bf16Matrix, outF: number, inF: number, b?: Tensor | null): Tensor {
   if (x.shape[x.ndim - 1] !== inF || outF > w.shape[0] || inF > w.shape[1]) {
-    throw new Error(`linear: input ${fmtShape(x.shape)} does not match the bf16 weight ${w.name ?? ''} ${fmtShape(w.shape)} used as (${outF}, ${inF})`);
+    throw new Error(
+      `linear: input ${fmtShape(x.shape)} does not match the bf16 weight ${w.name ?? ''} ${fmtShape(w.shape)} used as (${outF}, ${inF})`,
+    );
   }
   if (b && (b.ndim !== 1 || b.shape[0] !== outF)) throw new Error(`linear: bias ${fmtShape(b.shape)} does not match ${outF} outputs`);
   const xd = x.contiguousData();
@@ -66,7 +73,8 @@ export function linearBf16(x: Tensor, w: Bf16Matrix, outF: number, inF: number, 
   }
   // the process's compute mode at inference (LONAS_BF16_COMPUTE); a recorded forward stays exact, like its backward
   const compute = needsGrad(x, b) ? 'exact' : bf16Compute();
-  if (rows > 0 && outF > 0) kernelsFor(xd).gemmBf16(true, rows, outF, inF, 1, xd, 0, Math.max(inF, 1), w.bits, 0, w.shape[1], b ? 1 : 0, y, 0, outF, compute);
+  if (rows > 0 && outF > 0)
+    kernelsFor(xd).gemmBf16(true, rows, outF, inF, 1, xd, 0, Math.max(inF, 1), w.bits, 0, w.shape[1], b ? 1 : 0, y, 0, outF, compute);
   const out = new Tensor(y, [...x.shape.slice(0, -1), outF]);
   return record('linearBf16', b ? [x, b] : [x], { w, outF, inF, xShape: x.shape, hasBias: !!b }, out);
 }

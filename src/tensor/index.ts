@@ -2,7 +2,23 @@
 export { Tensor, zeros, full, tensor, parameter, cast, numel, sameShape, fmtShape, matrixOperand } from './tensor.ts';
 export type { DType } from './tensor.ts';
 export { backward, noGrad, isGradEnabled, needsGrad, zeroGrad } from './autograd.ts';
-export { add, sub, mul, scale, sum, mean, dropout, reshape, narrow, permute, contiguous, linear, matmul, fakeQuant, roundHalfEven } from './ops.ts';
+export {
+  add,
+  sub,
+  mul,
+  scale,
+  sum,
+  mean,
+  dropout,
+  reshape,
+  narrow,
+  permute,
+  contiguous,
+  linear,
+  matmul,
+  fakeQuant,
+  roundHalfEven,
+} from './ops.ts';
 export type { QuantParams } from './ops.ts';
 export { embedding, rmsnorm, silu, swiglu, rope, softmax, attention, crossEntropy } from './nn-ops.ts';
 export type { RopeTables } from './nn-ops.ts';

@@ -17,7 +17,8 @@ export function embedding(w: Tensor, ids: Int32Array, idsShape: readonly number[
   if (w.ndim !== 2) throw new Error(`embedding: weight must be 2-D, got ${fmtShape(w.shape)}`);
   const [vocab, dim] = w.shape;
   for (let i = 0; i < ids.length; i++) {
-    if (ids[i] < 0 || ids[i] >= vocab) throw new Error(`embedding: token id ${ids[i]} at position ${i} is outside the vocabulary (0..${vocab - 1})`);
+    if (ids[i] < 0 || ids[i] >= vocab)
+      throw new Error(`embedding: token id ${ids[i]} at position ${i} is outside the vocabulary (0..${vocab - 1})`);
   }
   const wd = w.contiguousData();
   const out = allocLike(wd, ids.length * dim);
@@ -29,7 +30,8 @@ export function embedding(w: Tensor, ids: Int32Array, idsShape: readonly number[
 export function rmsnorm(x: Tensor, w: Tensor, eps: number): Tensor {
   const dim = x.shape[x.ndim - 1];
   if (w.ndim !== 1 || w.shape[0] !== dim) throw new Error(`rmsnorm: weight ${fmtShape(w.shape)} does not match input ${fmtShape(x.shape)}`);
-  const xc = dense(x), wc = dense(w);
+  const xc = dense(x),
+    wc = dense(w);
   const rows = xc.size / dim;
   const y = allocLike(xc.data, xc.size);
   const rstd = allocLike(xc.data, rows);
@@ -47,7 +49,8 @@ export function silu(x: Tensor): Tensor {
 /** silu(gate) ⊙ up, same shapes. */
 export function swiglu(gate: Tensor, up: Tensor): Tensor {
   if (!sameShape(gate.shape, up.shape)) throw new Error(`swiglu: gate ${fmtShape(gate.shape)} and up ${fmtShape(up.shape)} differ`);
-  const g = dense(gate), u = dense(up);
+  const g = dense(gate),
+    u = dense(up);
   const y = allocLike(g.data, g.size);
   kernelsFor(g.data).swiglu(g.contiguousData(), u.contiguousData(), y, g.size);
   return record('swiglu', [gate, up], { gate: g, up: u }, new Tensor(y, gate.shape));
@@ -63,11 +66,13 @@ export interface RopeTables {
 
 /** RoPE (rotate-half) on x (B, T, H, D) with per-token positions (B·T). */
 export function rope(x: Tensor, positions: Int32Array, tables: RopeTables): Tensor {
-  if (x.ndim !== 4 || x.shape[3] !== tables.headDim) throw new Error(`rope: input ${fmtShape(x.shape)} is not (B, T, H, ${tables.headDim})`);
+  if (x.ndim !== 4 || x.shape[3] !== tables.headDim)
+    throw new Error(`rope: input ${fmtShape(x.shape)} is not (B, T, H, ${tables.headDim})`);
   const [b, t, h, d] = x.shape;
   if (positions.length !== b * t) throw new Error(`rope: ${positions.length} positions for ${b * t} tokens`);
   for (let i = 0; i < positions.length; i++) {
-    if (positions[i] < 0 || positions[i] >= tables.maxPositions) throw new Error(`rope: position ${positions[i]} outside the table (0..${tables.maxPositions - 1})`);
+    if (positions[i] < 0 || positions[i] >= tables.maxPositions)
+      throw new Error(`rope: position ${positions[i]} outside the table (0..${tables.maxPositions - 1})`);
   }
   const xd = x.contiguousData();
   const y = allocLike(xd, xd.length);
@@ -111,12 +116,22 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, opts: { causal: boole
   if (Hq % Hkv !== 0) throw new Error(`attention: ${Hq} query heads are not a multiple of ${Hkv} KV heads`);
   if (opts.causal && Tk < Tq) throw new Error(`attention: causal attention needs at least as many keys (${Tk}) as queries (${Tq})`);
   const scale = opts.scale ?? 1 / Math.sqrt(D);
-  const qc = dense(q), kc = dense(k), vc = dense(v);
+  const qc = dense(q),
+    kc = dense(k),
+    vc = dense(v);
   const qd = qc.contiguousData();
   const probs = allocLike(qd, B * Hq * Tq * Tk); // (B, Hq, Tq, Tk), saved for backward
   const out = allocLike(qd, B * Tq * Hq * D); // (B, Tq, Hq, D)
   attentionForward(kernelsFor(qd), qd, kc.contiguousData(), vc.contiguousData(), out, probs, {
-    B, Tq, Tk, Hq, Hkv, D, kvBatchStride: Tk * Hkv * D, scale, causal: opts.causal,
+    B,
+    Tq,
+    Tk,
+    Hq,
+    Hkv,
+    D,
+    kvBatchStride: Tk * Hkv * D,
+    scale,
+    causal: opts.causal,
   });
   return record('attention', [q, k, v], { q: qc, k: kc, v: vc, probs, scale, causal: opts.causal }, new Tensor(out, q.shape));
 }
@@ -134,7 +149,8 @@ export function crossEntropy(logits: Tensor, targets: Int32Array, ignoreIndex = 
   for (let i = 0; i < n; i++) {
     const t = targets[i];
     if (t === ignoreIndex) continue;
-    if (t < 0 || t >= vocab) throw new Error(`crossEntropy: target ${t} at row ${i} is outside 0..${vocab - 1} (and is not the ignore index ${ignoreIndex})`);
+    if (t < 0 || t >= vocab)
+      throw new Error(`crossEntropy: target ${t} at row ${i} is outside 0..${vocab - 1} (and is not the ignore index ${ignoreIndex})`);
     kept++;
   }
   const lc = dense(logits);

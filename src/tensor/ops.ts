@@ -18,7 +18,8 @@ function checkSameShape(op: string, a: Tensor, b: Tensor): void {
 
 export function add(a: Tensor, b: Tensor): Tensor {
   checkSameShape('add', a, b);
-  const x = a.contiguousData(), y = b.contiguousData();
+  const x = a.contiguousData(),
+    y = b.contiguousData();
   const out = allocLike(a, x.length);
   for (let i = 0; i < out.length; i++) out[i] = x[i] + y[i];
   return record('add', [a, b], {}, new Tensor(out, a.shape));
@@ -26,7 +27,8 @@ export function add(a: Tensor, b: Tensor): Tensor {
 
 export function sub(a: Tensor, b: Tensor): Tensor {
   checkSameShape('sub', a, b);
-  const x = a.contiguousData(), y = b.contiguousData();
+  const x = a.contiguousData(),
+    y = b.contiguousData();
   const out = allocLike(a, x.length);
   for (let i = 0; i < out.length; i++) out[i] = x[i] - y[i];
   return record('sub', [a, b], {}, new Tensor(out, a.shape));
@@ -34,7 +36,8 @@ export function sub(a: Tensor, b: Tensor): Tensor {
 
 export function mul(a: Tensor, b: Tensor): Tensor {
   checkSameShape('mul', a, b);
-  const x = a.contiguousData(), y = b.contiguousData();
+  const x = a.contiguousData(),
+    y = b.contiguousData();
   const out = allocLike(a, x.length);
   for (let i = 0; i < out.length; i++) out[i] = x[i] * y[i];
   return record('mul', [a, b], { a, b }, new Tensor(out, a.shape));
@@ -84,7 +87,10 @@ export function dropout(x: Tensor, p: number, rng: Rng | Rng[]): Tensor {
   for (let b = 0; b < rngs.length; b++) {
     const r = rngs[b];
     for (let i = b * block; i < (b + 1) * block; i++) {
-      if (r.nextUint32() >= threshold) { keep[i] = 1; out[i] = src[i] * scale; }
+      if (r.nextUint32() >= threshold) {
+        keep[i] = 1;
+        out[i] = src[i] * scale;
+      }
     }
   }
   return record('dropout', [x], { keep, scale }, new Tensor(out, x.shape));
@@ -121,7 +127,11 @@ export function permute(a: Tensor, dims: readonly number[]): Tensor {
   if (dims.length !== a.ndim || [...dims].sort((x, y) => x - y).some((d, i) => d !== i)) {
     throw new Error(`permute: ${fmtShape(dims)} is not a permutation of ${a.ndim} axes`);
   }
-  const out = new Tensor(a.data, dims.map((d) => a.shape[d]), { strides: dims.map((d) => a.strides[d]), offset: a.offset });
+  const out = new Tensor(
+    a.data,
+    dims.map((d) => a.shape[d]),
+    { strides: dims.map((d) => a.strides[d]), offset: a.offset },
+  );
   return record('permute', [a], { dims }, out);
 }
 
@@ -141,7 +151,9 @@ export function contiguous(a: Tensor): Tensor {
 export function linear(x: Tensor, w: Tensor, b?: Tensor | null): Tensor {
   const inF = x.shape[x.ndim - 1];
   if (w.ndim !== 2 || w.shape[1] !== inF) {
-    throw new Error(`linear: input ${fmtShape(x.shape)} does not match weight ${fmtShape(w.shape)}${w.name ? ` (${w.name})` : ''} (expected (out, ${inF}))`);
+    throw new Error(
+      `linear: input ${fmtShape(x.shape)} does not match weight ${fmtShape(w.shape)}${w.name ? ` (${w.name})` : ''} (expected (out, ${inF}))`,
+    );
   }
   const outF = w.shape[0];
   if (b && (b.ndim !== 1 || b.shape[0] !== outF)) throw new Error(`linear: bias ${fmtShape(b.shape)} does not match ${outF} outputs`);
@@ -163,13 +175,19 @@ export function linear(x: Tensor, w: Tensor, b?: Tensor | null): Tensor {
 
 /** Batched matrix product of contiguous tensors: (…, m, k) · (…, k, n) → (…, m, n) with equal batch dims. */
 export function matmul(a: Tensor, b: Tensor): Tensor {
-  if (a.ndim < 2 || a.ndim !== b.ndim || !sameShape(a.shape.slice(0, -2), b.shape.slice(0, -2)) || a.shape[a.ndim - 1] !== b.shape[b.ndim - 2]) {
+  if (
+    a.ndim < 2 ||
+    a.ndim !== b.ndim ||
+    !sameShape(a.shape.slice(0, -2), b.shape.slice(0, -2)) ||
+    a.shape[a.ndim - 1] !== b.shape[b.ndim - 2]
+  ) {
     throw new Error(`matmul: cannot multiply ${fmtShape(a.shape)} by ${fmtShape(b.shape)}`);
   }
   const [m, k] = a.shape.slice(-2);
   const n = b.shape[b.ndim - 1];
   const batch = numel(a.shape.slice(0, -2));
-  const ad = a.contiguousData(), bd = b.contiguousData();
+  const ad = a.contiguousData(),
+    bd = b.contiguousData();
   const y = allocLike(a, batch * m * n);
   kernelsFor(ad).gemmBatched(false, false, m, n, k, 1, ad, 0, k, m * k, bd, 0, n, k * n, 0, y, 0, n, m * n, batch);
   const ac = a.isContiguous ? a : new Tensor(ad, a.shape);
@@ -207,7 +225,8 @@ export function fakeQuant(w: Tensor, q: QuantParams): Tensor {
   for (let o = 0; o < out; o++) {
     for (let j = 0; j < inF; j++) {
       const g = q.gIdx[j] * q.out + o;
-      const s = q.scales[g], z = q.zeros[g];
+      const s = q.scales[g],
+        z = q.zeros[g];
       const code = Math.min(q.maxq, Math.max(0, roundHalfEven(src[o * inF + j] / s) + z));
       y[o * inF + j] = s * (code - z);
     }

@@ -42,7 +42,10 @@ export function withScratch<T>(fn: () => T): T {
   } finally {
     lent = outer;
     for (const b of mine) {
-      if (pooledFloats + b.length > MAX_POOLED_FLOATS) { pool.clear(); pooledFloats = 0; }
+      if (pooledFloats + b.length > MAX_POOLED_FLOATS) {
+        pool.clear();
+        pooledFloats = 0;
+      }
       let list = pool.get(b.length);
       if (!list) pool.set(b.length, (list = []));
       list.push(b);

@@ -25,7 +25,11 @@ export class Tensor {
   /** Optional label used in error messages (e.g. a parameter name). */
   name?: string;
 
-  constructor(data: FloatArray, shape: readonly number[], opts: { strides?: readonly number[]; offset?: number; requiresGrad?: boolean; name?: string } = {}) {
+  constructor(
+    data: FloatArray,
+    shape: readonly number[],
+    opts: { strides?: readonly number[]; offset?: number; requiresGrad?: boolean; name?: string } = {},
+  ) {
     for (const d of shape) {
       if (!Number.isInteger(d) || d < 0) throw new Error(`invalid tensor shape [${shape.join(', ')}]`);
     }
@@ -36,7 +40,9 @@ export class Tensor {
     this.requiresGrad = opts.requiresGrad ?? false;
     if (opts.name !== undefined) this.name = opts.name;
     if (!opts.strides && this.offset + this.size > data.length) {
-      throw new Error(`tensor of shape [${shape.join(', ')}] needs ${this.size} elements from offset ${this.offset}, buffer has ${data.length}`);
+      throw new Error(
+        `tensor of shape [${shape.join(', ')}] needs ${this.size} elements from offset ${this.offset}, buffer has ${data.length}`,
+      );
     }
   }
 

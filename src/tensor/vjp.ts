@@ -22,7 +22,8 @@ export const vjpRules: VjpTable = {
   sub: (_s, gy, wants) => [wants[0] ? gy : null, wants[1] ? map(gy, gy.shape, (g) => -g) : null],
 
   mul: ({ a, b }, gy, wants) => {
-    const ad = a.contiguousData(), bd = b.contiguousData();
+    const ad = a.contiguousData(),
+      bd = b.contiguousData();
     return [wants[0] ? map(gy, a.shape, (g, i) => g * bd[i]) : null, wants[1] ? map(gy, b.shape, (g, i) => g * ad[i]) : null];
   },
 
@@ -54,18 +55,25 @@ export const vjpRules: VjpTable = {
     const inv = new Array<number>(dims.length);
     dims.forEach((d, i) => (inv[d] = i));
     const g = gy.isContiguous ? gy : new Tensor(gy.contiguousData(), gy.shape);
-    const back = new Tensor(g.data, inv.map((i) => g.shape[i]), { strides: inv.map((i) => g.strides[i]), offset: g.offset });
+    const back = new Tensor(
+      g.data,
+      inv.map((i) => g.shape[i]),
+      { strides: inv.map((i) => g.strides[i]), offset: g.offset },
+    );
     return [new Tensor(back.contiguousData().slice(), back.shape)];
   },
 
   contiguous: (_s, gy) => [gy],
 
   linear: ({ x, w, hasBias }, gy, wants) => {
-    const inF = w.shape[1], outF = w.shape[0];
+    const inF = w.shape[1],
+      outF = w.shape[0];
     const g = gy.contiguousData();
     const rows = g.length / Math.max(outF, 1);
     const kern = kernelsFor(g);
-    let dx: Tensor | null = null, dw: Tensor | null = null, db: Tensor | null = null;
+    let dx: Tensor | null = null,
+      dw: Tensor | null = null,
+      db: Tensor | null = null;
     if (wants[0]) {
       // dx (rows, in) = gy (rows, out) · w (out, in)
       const wo = matrixOperand(w);
@@ -90,7 +98,8 @@ export const vjpRules: VjpTable = {
   linearBf16: ({ w, outF, inF, xShape, hasBias }, gy, wants) => {
     const g = gy.contiguousData();
     const rows = g.length / Math.max(outF, 1);
-    let dx: Tensor | null = null, db: Tensor | null = null;
+    let dx: Tensor | null = null,
+      db: Tensor | null = null;
     if (wants[0]) {
       // dx (rows, in) = gy (rows, out) · W[:out, :in], W stored (out, ·) with row stride w.shape[1]
       const d = allocLike(g, rows * inF);
@@ -111,7 +120,8 @@ export const vjpRules: VjpTable = {
     const batch = numel(a.shape.slice(0, -2));
     const g = gy.contiguousData();
     const kern = kernelsFor(g);
-    let da: Tensor | null = null, db: Tensor | null = null;
+    let da: Tensor | null = null,
+      db: Tensor | null = null;
     if (wants[0]) {
       const d = allocLike(g, a.size); // (m, k) = gy (m, n) · bᵀ (n, k)
       kern.gemmBatched(false, true, m, k, n, 1, g, 0, n, m * n, b.contiguousData(), 0, n, k * n, 0, d, 0, k, m * k, batch);
@@ -177,7 +187,9 @@ export const vjpRules: VjpTable = {
     const [, Tk, Hkv] = k.shape;
     const group = Hq / Hkv;
     const g = gy.contiguousData();
-    const qd = q.contiguousData(), kd = k.contiguousData(), vd = v.contiguousData();
+    const qd = q.contiguousData(),
+      kd = k.contiguousData(),
+      vd = v.contiguousData();
     const kern = kernelsFor(g);
     const dq = wants[0] ? allocLike(g, q.size) : null;
     const dk = wants[1] ? allocLike(g, k.size) : null;
@@ -190,7 +202,25 @@ export const vjpRules: VjpTable = {
         for (let h = 0; h < Hq; h++) {
           // dP (rows, keys) = gy_bh (rows, D) · v_bhᵀ (D, keys)
           const vOff = b * Tk * Hkv * D + Math.floor(h / group) * D;
-          for (const [r0, r1, keys] of blocks) kern.gemm(false, true, r1 - r0, keys, D, 1, g, b * Tq * Hq * D + r0 * Hq * D + h * D, Hq * D, vd, vOff, Hkv * D, 0, dScores, (b * Hq + h) * Tq * Tk + r0 * Tk, Tk);
+          for (const [r0, r1, keys] of blocks)
+            kern.gemm(
+              false,
+              true,
+              r1 - r0,
+              keys,
+              D,
+              1,
+              g,
+              b * Tq * Hq * D + r0 * Hq * D + h * D,
+              Hq * D,
+              vd,
+              vOff,
+              Hkv * D,
+              0,
+              dScores,
+              (b * Hq + h) * Tq * Tk + r0 * Tk,
+              Tk,
+            );
         }
       }
       kern.softmaxBackward(probs, dScores, dScores, rows, Tk, scale);
@@ -201,7 +231,8 @@ export const vjpRules: VjpTable = {
         const qOff = b * Tq * Hq * D + h * D;
         const kvOff = b * Tk * Hkv * D + Math.floor(h / group) * D;
         for (const [r0, r1, keys] of blocks) {
-          const n = r1 - r0, rOff = r0 * Hq * D;
+          const n = r1 - r0,
+            rOff = r0 * Hq * D;
           // dq (rows, D) = dS (rows, keys) · k (keys, D)
           if (dq) kern.gemm(false, false, n, D, keys, 1, dScores, pOff + r0 * Tk, Tk, kd, kvOff, Hkv * D, 0, dq, qOff + rOff, Hq * D);
           // dk (keys, D) += dSᵀ (keys, rows) · q (rows, D); dv (keys, D) += Pᵀ (keys, rows) · gy (rows, D)

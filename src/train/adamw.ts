@@ -20,14 +20,18 @@ export class AdamW {
   step = 0;
   private moments = new Map<Tensor, { m: FloatArray; v: FloatArray }>();
 
-  constructor(readonly params: Tensor[], opts: AdamWOptions) {
+  constructor(
+    readonly params: Tensor[],
+    opts: AdamWOptions,
+  ) {
     this.lr = opts.lr;
     this.beta1 = opts.beta1 ?? 0.9;
     this.beta2 = opts.beta2 ?? 0.999;
     this.eps = opts.eps ?? 1e-8;
     this.weightDecay = opts.weightDecay ?? 0.01;
     for (const p of params) {
-      if (!p.isContiguous || p.offset !== 0 || p.data.length !== p.size) throw new Error(`AdamW: parameter ${p.name ?? ''} must own dense storage`);
+      if (!p.isContiguous || p.offset !== 0 || p.data.length !== p.size)
+        throw new Error(`AdamW: parameter ${p.name ?? ''} must own dense storage`);
       const make = () => (p.data instanceof Float64Array ? new Float64Array(p.size) : new Float32Array(p.size));
       this.moments.set(p, { m: make(), v: make() });
     }
@@ -41,7 +45,20 @@ export class AdamW {
     for (const p of this.params) {
       if (!p.grad) continue;
       const { m, v } = this.moments.get(p)!;
-      kernelsFor(p.data).adamw(p.data, p.grad.contiguousData(), m, v, p.size, this.lr, this.beta1, this.beta2, this.eps, this.weightDecay, bc1, bc2);
+      kernelsFor(p.data).adamw(
+        p.data,
+        p.grad.contiguousData(),
+        m,
+        v,
+        p.size,
+        this.lr,
+        this.beta1,
+        this.beta2,
+        this.eps,
+        this.weightDecay,
+        bc1,
+        bc2,
+      );
     }
   }
 

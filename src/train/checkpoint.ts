@@ -46,15 +46,19 @@ export function saveCheckpoint(outDir: string, params: Tensor[], opt: AdamW, sta
 /** Restores tensors and optimizer in place; returns the trainer state. */
 export function loadCheckpoint(outDir: string, params: Tensor[], opt: AdamW, settingsKey: string): TrainerState {
   const dir = completeCheckpointDir(outDir);
-  if (!existsSync(join(dir, 'trainer_state.json'))) throw new Error(`--resume: no checkpoint in ${outDir} (expected ${dir}/trainer_state.json); run without --resume to start fresh`);
+  if (!existsSync(join(dir, 'trainer_state.json')))
+    throw new Error(`--resume: no checkpoint in ${outDir} (expected ${dir}/trainer_state.json); run without --resume to start fresh`);
   const state = JSON.parse(readFileSync(join(dir, 'trainer_state.json'), 'utf8')) as TrainerState & { adamStep: number };
   if (state.settingsKey !== settingsKey) {
-    throw new Error(`--resume: the checkpoint in ${dir} was made with different settings (model, data, adapter or optimizer options changed); resume with the original options or use a new --out`);
+    throw new Error(
+      `--resume: the checkpoint in ${dir} was made with different settings (model, data, adapter or optimizer options changed); resume with the original options or use a new --out`,
+    );
   }
   const st = new SafetensorsFile(join(dir, 'state.safetensors'));
   try {
     const names = JSON.parse(st.metadata.names ?? '[]') as string[];
-    if (names.length !== params.length) throw new Error(`${st.path}: holds ${names.length} tensors, the model has ${params.length} trainable`);
+    if (names.length !== params.length)
+      throw new Error(`${st.path}: holds ${names.length} tensors, the model has ${params.length} trainable`);
     const { moments } = opt.state();
     params.forEach((p, i) => {
       p.data.set(st.readFloat32(`param.${i}`).data);

@@ -10,7 +10,8 @@ export function clipGradNorm(params: Tensor[], maxNorm: number): number {
     for (let i = 0; i < g.length; i++) sq += g[i] * g[i];
   }
   const norm = Math.sqrt(sq);
-  if (!Number.isFinite(norm)) throw new Error(`gradient norm is ${norm}: training diverged (lower --lr, or check the data for empty examples)`);
+  if (!Number.isFinite(norm))
+    throw new Error(`gradient norm is ${norm}: training diverged (lower --lr, or check the data for empty examples)`);
   const coef = maxNorm / (norm + 1e-6);
   if (maxNorm > 0 && coef < 1) {
     for (const p of params) {

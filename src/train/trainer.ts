@@ -61,7 +61,16 @@ export interface TrainOptions {
 
 export type TrainEvent =
   | { type: 'start'; totalSteps: number; startStep: number; microBatchesPerEpoch: number }
-  | { type: 'step'; step: number; totalSteps: number; loss: number; lr: number; gradNorm: number; tokensPerSecond: number; elapsedSeconds: number }
+  | {
+      type: 'step';
+      step: number;
+      totalSteps: number;
+      loss: number;
+      lr: number;
+      gradNorm: number;
+      tokensPerSecond: number;
+      elapsedSeconds: number;
+    }
   | { type: 'eval'; step: number; valLoss: number }
   | { type: 'checkpoint'; step: number };
 
@@ -75,9 +84,16 @@ export interface TrainResult {
   allReduce?: AllReduceStats;
 }
 
-
-export function train(model: LlamaModel, loras: LoraLinear[], space: SearchSpace, trainBatches: (epoch: number) => Batch[], valBatches: Batch[], o: TrainOptions,
-  onEvent: (e: TrainEvent) => void = () => {}, world: World = SINGLE_PROCESS): TrainResult {
+export function train(
+  model: LlamaModel,
+  loras: LoraLinear[],
+  space: SearchSpace,
+  trainBatches: (epoch: number) => Batch[],
+  valBatches: Batch[],
+  o: TrainOptions,
+  onEvent: (e: TrainEvent) => void = () => {},
+  world: World = SINGLE_PROCESS,
+): TrainResult {
   const writer = world.rank === 0;
   const emit = writer ? onEvent : () => {};
   if (writer) mkdirSync(o.outDir, { recursive: true });
@@ -86,10 +102,14 @@ export function train(model: LlamaModel, loras: LoraLinear[], space: SearchSpace
   const perEpoch = trainBatches(0).length;
   if (perEpoch === 0) throw new Error('no training batches: the training set is empty');
   const totalSteps = o.steps ?? Math.max(1, Math.ceil((o.epochs * perEpoch) / o.gradAccum));
-  const key = createHash('sha256').update(JSON.stringify({ ...o, resume: undefined, checkpointEvery: undefined, evalEvery: undefined })).digest('hex').slice(0, 16);
+  const key = createHash('sha256')
+    .update(JSON.stringify({ ...o, resume: undefined, checkpointEvery: undefined, evalEvery: undefined }))
+    .digest('hex')
+    .slice(0, 16);
   let samplerRng = new Rng(o.seed).derive('subnet-sampler');
   const dropoutRng = new Rng(o.seed).derive('dropout');
-  let step = 0, tokensSeen = 0;
+  let step = 0,
+    tokensSeen = 0;
   const logPath = join(o.outDir, TRAIN_LOG);
   if (o.resume) {
     const s = restoreCheckpoint(world, params, opt, () => loadCheckpoint(o.outDir, params, opt, key));
@@ -102,15 +122,18 @@ export function train(model: LlamaModel, loras: LoraLinear[], space: SearchSpace
   const configsPerMicro = o.sandwich ? 3 : 1;
   const gradSum = new FusedGradientSum(world, params, o.gradAccum * configsPerMicro);
   emit({ type: 'start', totalSteps, startStep: step, microBatchesPerEpoch: perEpoch });
-  const maximal = namedSubnet(space, 'maximal'), minimal = namedSubnet(space, 'minimal');
+  const maximal = namedSubnet(space, 'maximal'),
+    minimal = namedSubnet(space, 'minimal');
   const started = Date.now();
   let epochCache: { epoch: number; batches: Batch[] } = { epoch: -1, batches: [] };
-  let lastLoss = NaN, valLoss: number | null = null;
+  let lastLoss = NaN,
+    valLoss: number | null = null;
   let tokensThisRun = 0;
 
   while (step < totalSteps) {
     opt.zeroGrad();
-    const configs: SubnetConfig[] = [], losses: number[] = [];
+    const configs: SubnetConfig[] = [],
+      losses: number[] = [];
     for (let a = 0; a < o.gradAccum; a++) {
       const m = step * o.gradAccum + a;
       const epoch = Math.floor(m / perEpoch);
@@ -123,7 +146,10 @@ export function train(model: LlamaModel, loras: LoraLinear[], space: SearchSpace
       const drawn = o.sandwich ? [maximal, minimal, sampleSubnet(space, samplerRng)] : [sampleSubnet(space, samplerRng)];
       drawn.forEach((config, c) => {
         configs.push(config);
-        if (!shard || weight === 0) { losses.push(0); return; }
+        if (!shard || weight === 0) {
+          losses.push(0);
+          return;
+        }
         applySubnet(model, space, config);
         const rowRngs = shard.rows.map((b) => dropoutRng.derive(`${m}.${c}.${b}`));
         for (const l of loras) l.rng = rowRngs;
@@ -144,8 +170,21 @@ export function train(model: LlamaModel, loras: LoraLinear[], space: SearchSpace
     step++;
     lastLoss = micro.reduce((s, x) => s + x.loss, 0) / micro.length;
     const elapsed = (Date.now() - started) / 1000;
-    if (writer) appendFileSync(logPath, `${JSON.stringify({ type: 'step', step, loss: lastLoss, lr, grad_norm: gradNorm, tokens: tokensSeen, micro })}\n`);
-    emit({ type: 'step', step, totalSteps, loss: lastLoss, lr, gradNorm, tokensPerSecond: tokensThisRun / Math.max(elapsed, 1e-9), elapsedSeconds: elapsed });
+    if (writer)
+      appendFileSync(
+        logPath,
+        `${JSON.stringify({ type: 'step', step, loss: lastLoss, lr, grad_norm: gradNorm, tokens: tokensSeen, micro })}\n`,
+      );
+    emit({
+      type: 'step',
+      step,
+      totalSteps,
+      loss: lastLoss,
+      lr,
+      gradNorm,
+      tokensPerSecond: tokensThisRun / Math.max(elapsed, 1e-9),
+      elapsedSeconds: elapsed,
+    });
     if ((o.evalEvery > 0 && step % o.evalEvery === 0) || step === totalSteps) {
       if (valBatches.length) {
         valLoss = shardedMeanLoss(world, valBatches, (mine) => validationLoss(model, loras, space, maximal, mine));
@@ -160,12 +199,21 @@ export function train(model: LlamaModel, loras: LoraLinear[], space: SearchSpace
   }
   for (const l of loras) l.training = false;
   applySubnet(model, space, maximal);
-  return { steps: step, finalLoss: lastLoss, valLoss, tokensSeen, seconds: (Date.now() - started) / 1000, ...(world.size > 1 ? { allReduce: gradSum.stats } : {}) };
+  return {
+    steps: step,
+    finalLoss: lastLoss,
+    valLoss,
+    tokensSeen,
+    seconds: (Date.now() - started) / 1000,
+    ...(world.size > 1 ? { allReduce: gradSum.stats } : {}),
+  };
 }
 
 /** On resume, drop log lines written after the checkpoint so the log matches an uninterrupted run. */
 function truncateLog(path: string, step: number): void {
   if (!existsSync(path)) return;
-  const kept = readFileSync(path, 'utf8').split('\n').filter((l) => l && (JSON.parse(l) as { step: number }).step <= step);
+  const kept = readFileSync(path, 'utf8')
+    .split('\n')
+    .filter((l) => l && (JSON.parse(l) as { step: number }).step <= step);
   writeFileSync(path, kept.map((l) => `${l}\n`).join(''));
 }

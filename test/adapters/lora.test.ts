@@ -15,7 +15,12 @@ import { causalLmLoss } from '../../src/models/llama/loss.ts';
 import { assertClose } from '../helpers/assert-close.ts';
 import { tinyConfig, tinyModel } from '../helpers/tiny-model.ts';
 
-const ALL: LoraSettings = { rank: 4, alpha: 8, dropout: 0, targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] };
+const ALL: LoraSettings = {
+  rank: 4,
+  alpha: 8,
+  dropout: 0,
+  targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'],
+};
 const ids = Int32Array.from([1, 5, 9, 3, 22, 17, 8, 2, 30, 11, 4, 6]);
 const logits = (m: LlamaModel) => T.noGrad(() => m.forward(ids, 2, 6)).toArray();
 
@@ -44,7 +49,7 @@ test('only adapter weights get gradients; the frozen base gets none', () => {
   for (const p of m.namedParameters().values()) assert.equal(p.grad, null, `${p.name} is frozen`);
 });
 
-test('active rank r\' equals a plain rank-r\' LoRA built from A[:r\'] and B[:, :r\'] (same scaling)', () => {
+test("active rank r' equals a plain rank-r' LoRA built from A[:r'] and B[:, :r'] (same scaling)", () => {
   const m = tinyModel();
   addLora(m, ALL, 7);
   perturb(m);
@@ -63,8 +68,16 @@ test('active rank r\' equals a plain rank-r\' LoRA built from A[:r\'] and B[:, :
 
 /** A model whose weights (and adapters) are sliced by hand to MLP widths / query heads per layer. */
 function handSliced(src: LlamaModel, widths: number[], heads: number[]): LlamaModel {
-  const c = src.config, D = c.headDim;
-  const config: LlamaConfig = { ...c, layers: c.layers.map((l, i) => ({ intermediateSize: widths[i], numHeads: heads[i], numKvHeads: heads[i] / (l.numHeads / l.numKvHeads) })) };
+  const c = src.config,
+    D = c.headDim;
+  const config: LlamaConfig = {
+    ...c,
+    layers: c.layers.map((l, i) => ({
+      intermediateSize: widths[i],
+      numHeads: heads[i],
+      numKvHeads: heads[i] / (l.numHeads / l.numKvHeads),
+    })),
+  };
   const sliceRows = (t: T.Tensor, n: number) => T.tensor(t.contiguousData().slice(0, n * t.shape[1]), [n, t.shape[1]]);
   const sliceCols = (t: T.Tensor, n: number) => T.tensor(T.narrow(t, 1, 0, n).contiguousData(), [t.shape[0], n]);
   const weights = new Map<string, T.Tensor>();
@@ -94,10 +107,26 @@ test('elastic MLP widths and heads equal a model sliced by hand (lonas preset + 
   const m = tinyModel();
   addLora(m, ALL, 7);
   perturb(m);
-  const space = resolveSearchSpace({ groups: [...PRESETS.lonas.groups, { kind: 'heads', share: 'layer', fractions: [1, 0.5] }] }, m.config, 4);
+  const space = resolveSearchSpace(
+    { groups: [...PRESETS.lonas.groups, { kind: 'heads', share: 'layer', fractions: [1, 0.5] }] },
+    m.config,
+    4,
+  );
   const cfg = namedSubnet(space, 'minimal');
-  assert.deepEqual(cfg, { 'layers.0.rank.q_proj+k_proj+v_proj': 4, 'layers.0.mlp_width': 12, 'layers.0.rank.gate_proj+up_proj': 4, 'layers.0.heads': 2,
-    'layers.1.rank.q_proj+k_proj+v_proj': 4, 'layers.1.mlp_width': 12, 'layers.1.rank.gate_proj+up_proj': 4, 'layers.1.heads': 2 }, 'rank 4 × 0.875 rounds to 4 here');
+  assert.deepEqual(
+    cfg,
+    {
+      'layers.0.rank.q_proj+k_proj+v_proj': 4,
+      'layers.0.mlp_width': 12,
+      'layers.0.rank.gate_proj+up_proj': 4,
+      'layers.0.heads': 2,
+      'layers.1.rank.q_proj+k_proj+v_proj': 4,
+      'layers.1.mlp_width': 12,
+      'layers.1.rank.gate_proj+up_proj': 4,
+      'layers.1.heads': 2,
+    },
+    'rank 4 × 0.875 rounds to 4 here',
+  );
   const mixed = { ...cfg, 'layers.0.mlp_width': 18, 'layers.1.heads': 4 };
   applySubnet(m, space, validateSubnet(space, mixed, 'test'));
   const sliced = handSliced(m, [18, 12], [2, 4]);
@@ -109,15 +138,35 @@ test('elastic MLP widths and heads equal a model sliced by hand (lonas preset + 
 test('search spaces: presets scale to the model, named configs, sampling, validation errors', () => {
   const c = tinyConfig({ intermediateSize: 172, numLayers: 1 });
   const lonas = resolveSearchSpace(PRESETS.lonas, c, 32);
-  assert.deepEqual(lonas.groups.map((g) => [g.id, g.choices]), [
-    ['layers.0.rank.q_proj+k_proj+v_proj', [32, 28]], ['layers.0.mlp_width', [172, 151, 129, 108, 86]], ['layers.0.rank.gate_proj+up_proj', [32, 28]]]);
+  assert.deepEqual(
+    lonas.groups.map((g) => [g.id, g.choices]),
+    [
+      ['layers.0.rank.q_proj+k_proj+v_proj', [32, 28]],
+      ['layers.0.mlp_width', [172, 151, 129, 108, 86]],
+      ['layers.0.rank.gate_proj+up_proj', [32, 28]],
+    ],
+  );
   const nls = resolveSearchSpace(PRESETS.nls, c, 32);
-  assert.deepEqual(nls.groups.map((g) => g.choices), [[32, 24, 16], [32, 24, 16], [32, 24, 16]]);
-  assert.deepEqual(namedSubnet(nls, 'heuristic'), { 'layers.0.rank.q_proj+k_proj+v_proj': 24, 'layers.0.rank.up_proj': 24, 'layers.0.rank.down_proj': 24 });
+  assert.deepEqual(
+    nls.groups.map((g) => g.choices),
+    [
+      [32, 24, 16],
+      [32, 24, 16],
+      [32, 24, 16],
+    ],
+  );
+  assert.deepEqual(namedSubnet(nls, 'heuristic'), {
+    'layers.0.rank.q_proj+k_proj+v_proj': 24,
+    'layers.0.rank.up_proj': 24,
+    'layers.0.rank.down_proj': 24,
+  });
   const draws = new Set(Array.from({ length: 200 }, (_, i) => JSON.stringify(sampleSubnet(nls, new T.Rng(i)))));
   assert.ok(draws.size > 10, 'sampling covers the space');
   const shared = resolveSearchSpace({ groups: [{ kind: 'rank', modules: ['q_proj'], share: 'all', choices: [8, 4] }] }, tinyConfig(), 8);
-  assert.deepEqual(shared.groups.map((g) => [g.id, g.layers]), [['all.rank.q_proj', [0, 1]]]);
+  assert.deepEqual(
+    shared.groups.map((g) => [g.id, g.layers]),
+    [['all.rank.q_proj', [0, 1]]],
+  );
   const dir = mkdtempSync(join(tmpdir(), 'lonas-space-'));
   const bad = (json: unknown, re: RegExp) => {
     const f = join(dir, 'space.json');
@@ -128,9 +177,18 @@ test('search spaces: presets scale to the model, named configs, sampling, valida
   bad({ groups: [{ kind: 'width', fractions: [1] }] }, /field "groups.0.kind"/);
   bad({ groups: [{ kind: 'mlp_width', fractions: [1], choices: [3] }] }, /exactly one of "fractions" or "choices"/);
   assert.throws(() => loadSearchSpaceSpec('nope'), /not a preset \(lonas, nls, none\)/);
-  assert.throws(() => validateSubnet(nls, { 'layers.0.rank.up_proj': 24 }, 'cfg.json'), /cfg.json: missing group "layers.0.rank.q_proj\+k_proj\+v_proj"/);
-  assert.throws(() => validateSubnet(nls, { ...namedSubnet(nls, 'maximal'), 'layers.0.rank.up_proj': 20 }, 'cfg.json'), /is not one of its choices 32, 24, 16/);
-  assert.throws(() => resolveSearchSpace({ groups: [{ kind: 'heads', share: 'layer', choices: [3] }] }, tinyConfig(), 4), /not a whole number of GQA groups/);
+  assert.throws(
+    () => validateSubnet(nls, { 'layers.0.rank.up_proj': 24 }, 'cfg.json'),
+    /cfg.json: missing group "layers.0.rank.q_proj\+k_proj\+v_proj"/,
+  );
+  assert.throws(
+    () => validateSubnet(nls, { ...namedSubnet(nls, 'maximal'), 'layers.0.rank.up_proj': 20 }, 'cfg.json'),
+    /is not one of its choices 32, 24, 16/,
+  );
+  assert.throws(
+    () => resolveSearchSpace({ groups: [{ kind: 'heads', share: 'layer', choices: [3] }] }, tinyConfig(), 4),
+    /not a whole number of GQA groups/,
+  );
 });
 
 test('PEFT save/load round trip reproduces the logits; bad adapter dirs are clear errors', () => {

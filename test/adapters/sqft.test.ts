@@ -26,7 +26,9 @@ function sparseWithAdapters(seed = 1) {
 }
 
 function zeroPattern(m: LlamaModel): boolean[] {
-  return [...m.namedParameters().entries()].filter(([n]) => /_proj\.weight$/.test(n)).flatMap(([, t]) => Array.from(t.data, (v) => v === 0));
+  return [...m.namedParameters().entries()]
+    .filter(([n]) => /_proj\.weight$/.test(n))
+    .flatMap(([, t]) => Array.from(t.data, (v) => v === 0));
 }
 
 test('SparsePEFT: merged weights keep exactly the base zeros; merged logits equal the masked adapter logits', () => {
@@ -55,15 +57,23 @@ test('QA-SparsePEFT: the forward equals the dequantised INT4 merge; zeros stay z
   // a round-to-nearest group-wise INT4 quantiser per base weight (groups of 8 inputs), zero kept exactly
   const quants = new Map<string, T.QuantParams>();
   for (const l of loras) {
-    const [out, inF] = l.base.weight.shape, G = 8, groups = inF / G;
-    const scales = new Float32Array(groups * out), zeros = new Float32Array(groups * out);
-    for (let g = 0; g < groups; g++) for (let o = 0; o < out; o++) {
-      let lo = 0, hi = 0;
-      for (let j = g * G; j < (g + 1) * G; j++) { lo = Math.min(lo, l.base.weight.data[o * inF + j]); hi = Math.max(hi, l.base.weight.data[o * inF + j]); }
-      const s = (hi - lo) / 15 || 1;
-      scales[g * out + o] = s;
-      zeros[g * out + o] = Math.round(-lo / s);
-    }
+    const [out, inF] = l.base.weight.shape,
+      G = 8,
+      groups = inF / G;
+    const scales = new Float32Array(groups * out),
+      zeros = new Float32Array(groups * out);
+    for (let g = 0; g < groups; g++)
+      for (let o = 0; o < out; o++) {
+        let lo = 0,
+          hi = 0;
+        for (let j = g * G; j < (g + 1) * G; j++) {
+          lo = Math.min(lo, l.base.weight.data[o * inF + j]);
+          hi = Math.max(hi, l.base.weight.data[o * inF + j]);
+        }
+        const s = (hi - lo) / 15 || 1;
+        scales[g * out + o] = s;
+        zeros[g * out + o] = Math.round(-lo / s);
+      }
     quants.set(l.name, { scales, zeros, gIdx: Int32Array.from({ length: inF }, (_, j) => Math.floor(j / G)), maxq: 15, out });
   }
   enableQuantAware(loras, (n) => quants.get(n));
@@ -75,10 +85,23 @@ test('QA-SparsePEFT: the forward equals the dequantised INT4 merge; zeros stay z
     const w = merged.namedParameters().get(name)!;
     const q = T.noGrad(() => T.fakeQuant(w, quants.get(l.name)!)).data;
     w.data.set(q);
-    l.base.weight.data.forEach((v, k) => { if (v === 0) assert.equal(q[k], 0, `${name}[${k}] stays zero`); });
+    l.base.weight.data.forEach((v, k) => {
+      if (v === 0) assert.equal(q[k], 0, `${name}[${k}] stays zero`);
+    });
   }
   assertClose(logits(merged), qa, 'INT4 merged vs quantisation-aware forward', { rtol: 1e-5, atol: 1e-5 });
   T.backward(causalLmLoss(m.forward(ids, 2, 6), ids));
-  for (const l of loras) assert.ok(l.loraB.grad!.toArray().some((g) => g !== 0), 'STE passes gradients');
-  assert.throws(() => enableQuantAware(loras.map((l) => Object.assign(l, { dropoutP: 0.1 })), (n) => quants.get(n)), /--dropout 0/);
+  for (const l of loras)
+    assert.ok(
+      l.loraB.grad!.toArray().some((g) => g !== 0),
+      'STE passes gradients',
+    );
+  assert.throws(
+    () =>
+      enableQuantAware(
+        loras.map((l) => Object.assign(l, { dropoutP: 0.1 })),
+        (n) => quants.get(n),
+      ),
+    /--dropout 0/,
+  );
 });

@@ -36,7 +36,10 @@ test('int4: every projection loads as QuantLinear from the GPTQ checkpoint and c
     for (const layer of loaded.layers) for (const p of PROJECTIONS) assert.ok(layer.proj[p] instanceof QuantLinear, p);
     assertClose(logits(loaded), logits(inMemory), 'loaded vs in-memory INT4 logits', { atol: 1e-5, rtol: 1e-5 });
     const f32 = logits(loadForInference(f32Dir));
-    assert.ok(f32.some((v, i) => Math.abs(v - logits(loaded)[i]) > 1e-4), 'quantisation changed nothing');
+    assert.ok(
+      f32.some((v, i) => Math.abs(v - logits(loaded)[i]) > 1e-4),
+      'quantisation changed nothing',
+    );
     const d = describeLayers(loaded);
     assert.deepEqual(d.projections, { QuantLinear: 14 });
     assert.match(d.lm_head, /^float32, tied.*not quantised or pruned/);
@@ -75,7 +78,11 @@ test('int4_head: the LM head is INT4 too, written and loaded as `lonas quantize 
     assert.match(d.lm_head, /^INT4 \(GPTQ layout, group 128\), untied/);
     const int4 = describeLayers(loadForInference(writeCompressed(f32Dir, 'int4', join(root, 'int4'))));
     const V = d.embedding_params / 16; // vocab; hidden 16 is one group (< 128): codes V·16/2 B + f32 scale and zero per row
-    assert.equal(int4.decode_weight_bytes - d.decode_weight_bytes, 4 * d.embedding_params - (d.embedding_params / 2 + 8 * V), 'the head streams INT4 codes + scales/zeros instead of float32');
+    assert.equal(
+      int4.decode_weight_bytes - d.decode_weight_bytes,
+      4 * d.embedding_params - (d.embedding_params / 2 + 8 * V),
+      'the head streams INT4 codes + scales/zeros instead of float32',
+    );
   });
 });
 

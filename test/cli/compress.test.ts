@@ -12,26 +12,86 @@ import { STORIES_F32, asset } from '../helpers/assets.ts';
 import { lonas, perplexity } from '../helpers/cli.ts';
 
 const ppl = perplexity;
-const inspect = (dir: string) => JSON.parse(lonas('inspect', '--model', dir, '--json')) as { nonZero: number; params: number; quantization: { bits: number } | null };
+const inspect = (dir: string) =>
+  JSON.parse(lonas('inspect', '--model', dir, '--json')) as { nonZero: number; params: number; quantization: { bits: number } | null };
 
 test('Shears / SQFT pipeline: sparsity and the INT4 grid survive fine-tuning and merging', () => {
   const dir = mkdtempSync(join(tmpdir(), 'lonas-sqft-'));
   const calib = asset('datasets', 'llm-adapters', 'dataset', 'ARC-Easy', 'train.json');
   const data = `${calib}:64`;
   const dense = ppl('--model', STORIES_F32()).nll;
-  lonas('sparsify', '--model', STORIES_F32(), '--method', 'wanda', '--sparsity', '0.5', '--calib', calib, '--nsamples', '8', '--seqlen', '64', '--out', join(dir, 'sparse'));
+  lonas(
+    'sparsify',
+    '--model',
+    STORIES_F32(),
+    '--method',
+    'wanda',
+    '--sparsity',
+    '0.5',
+    '--calib',
+    calib,
+    '--nsamples',
+    '8',
+    '--seqlen',
+    '64',
+    '--out',
+    join(dir, 'sparse'),
+  );
   const sparse = inspect(join(dir, 'sparse'));
   const sparsePpl = ppl('--model', join(dir, 'sparse')).nll;
   assert.ok(sparsePpl > dense, `pruning costs likelihood: ${dense} → ${sparsePpl}`);
 
-  const ft = ['--data', data, '--steps', '6', '--rank', '8', '--alpha', '16', '--space', 'nls', '--cutoff-len', '64', '--grad-accum', '1', '--lr', '2e-3'];
+  const ft = [
+    '--data',
+    data,
+    '--steps',
+    '6',
+    '--rank',
+    '8',
+    '--alpha',
+    '16',
+    '--space',
+    'nls',
+    '--cutoff-len',
+    '64',
+    '--grad-accum',
+    '1',
+    '--lr',
+    '2e-3',
+  ];
   lonas('finetune', '--model', join(dir, 'sparse'), ...ft, '--sparse-adapter', '--out', join(dir, 'sparse-adapter'));
   const adapted = ppl('--model', join(dir, 'sparse'), '--adapter', join(dir, 'sparse-adapter'), '--subnet', 'heuristic').nll;
-  lonas('merge', '--model', join(dir, 'sparse'), '--adapter', join(dir, 'sparse-adapter'), '--subnet', 'heuristic', '--out', join(dir, 'sparse-merged'));
+  lonas(
+    'merge',
+    '--model',
+    join(dir, 'sparse'),
+    '--adapter',
+    join(dir, 'sparse-adapter'),
+    '--subnet',
+    'heuristic',
+    '--out',
+    join(dir, 'sparse-merged'),
+  );
   assert.equal(inspect(join(dir, 'sparse-merged')).nonZero, sparse.nonZero, 'SparsePEFT merge keeps every zero');
   assert.ok(Math.abs(ppl('--model', join(dir, 'sparse-merged')).nll - adapted) < 1e-4, 'merged == unmerged');
 
-  lonas('quantize', '--model', join(dir, 'sparse'), '--bits', '4', '--group-size', '32', '--calib', calib, '--nsamples', '8', '--seqlen', '64', '--out', join(dir, 'int4'));
+  lonas(
+    'quantize',
+    '--model',
+    join(dir, 'sparse'),
+    '--bits',
+    '4',
+    '--group-size',
+    '32',
+    '--calib',
+    calib,
+    '--nsamples',
+    '8',
+    '--seqlen',
+    '64',
+    '--out',
+    join(dir, 'int4'),
+  );
   const q = inspect(join(dir, 'int4'));
   assert.equal(q.quantization?.bits, 4);
   assert.ok(q.nonZero <= sparse.nonZero, 'quantising a sparse model keeps its zeros');
@@ -45,5 +105,7 @@ test('Shears / SQFT pipeline: sparsity and the INT4 grid survive fine-tuning and
   assert.ok(Math.abs(ppl('--model', join(dir, 'qa-merged')).nll - qa) < 1e-5, 'INT4 merged model == quantisation-aware forward');
   const cfg = JSON.parse(readFileSync(join(dir, 'qa-merged', 'config.json'), 'utf8'));
   assert.equal(cfg.quantization_config.quant_method, 'gptq');
-  process.stderr.write(`nll: dense ${dense.toFixed(3)}, 50% sparse ${sparsePpl.toFixed(3)}, +SparsePEFT ${adapted.toFixed(3)}, INT4 ${int4Ppl.toFixed(3)}, +QA ${qa.toFixed(3)}\n`);
+  process.stderr.write(
+    `nll: dense ${dense.toFixed(3)}, 50% sparse ${sparsePpl.toFixed(3)}, +SparsePEFT ${adapted.toFixed(3)}, INT4 ${int4Ppl.toFixed(3)}, +QA ${qa.toFixed(3)}\n`,
+  );
 });

@@ -21,7 +21,8 @@ test('lonas demo --quick', () => {
   assert.ok(searched.macs < baseline.macs, `fewer MACs: ${searched.macs} < ${baseline.macs}`);
   assert.ok(searched.speedup.prefill > 1 || searched.speedup.decode > 1, `faster (measured): ${JSON.stringify(searched.speedup)}`);
   const html = readFileSync(join(out, 'run', 'report.html'), 'utf8');
-  for (const id of ['header', 'results', 'pareto', 'training', 'settings']) assert.match(html, new RegExp(`id="${id}"`), `report section ${id}`);
+  for (const id of ['header', 'results', 'pareto', 'training', 'settings'])
+    assert.match(html, new RegExp(`id="${id}"`), `report section ${id}`);
   assert.match(r.stdout, /report: .*report\.html/);
   // a second run starts at fine-tuning: the pretrained base and every stage are reused
   const again = spawnSync(process.execPath, [BIN, 'demo', '--quick', '--out', out], { encoding: 'utf8' });

@@ -11,8 +11,33 @@ import { STORIES_F32, asset } from '../helpers/assets.ts';
 const BIN = fileURLToPath(new URL('../../bin/lonas.js', import.meta.url));
 const lonas = (...args: string[]) => spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8' });
 const DATA = () => `${asset('datasets', 'llm-adapters', 'dataset', 'ARC-Easy', 'train.json')}:48`;
-const finetune = (out: string, ...extra: string[]) => lonas('finetune', '--model', STORIES_F32(), '--data', DATA(), '--out', out, '--rank', '4', '--alpha', '8',
-  '--batch-size', '4', '--grad-accum', '1', '--lr', '2e-3', '--cutoff-len', '64', '--seed', '1', '--checkpoint-every', '0', ...extra);
+const finetune = (out: string, ...extra: string[]) =>
+  lonas(
+    'finetune',
+    '--model',
+    STORIES_F32(),
+    '--data',
+    DATA(),
+    '--out',
+    out,
+    '--rank',
+    '4',
+    '--alpha',
+    '8',
+    '--batch-size',
+    '4',
+    '--grad-accum',
+    '1',
+    '--lr',
+    '2e-3',
+    '--cutoff-len',
+    '64',
+    '--seed',
+    '1',
+    '--checkpoint-every',
+    '0',
+    ...extra,
+  );
 const lonasMeta = (dir: string) => JSON.parse(readFileSync(join(dir, 'lonas_adapter.json'), 'utf8'));
 
 test('finetune --reorder-channels: the order is recorded, the adapter reloads at minimal, and --resume re-applies the same order', () => {
@@ -22,9 +47,25 @@ test('finetune --reorder-channels: the order is recorded, the adapter reloads at
   assert.match(r.stderr, /MLP channels reordered by magnitude importance: \d+ of 860 channels moved/);
   const order = lonasMeta(out).mlp_channel_order as number[][];
   assert.equal(order.length, 5);
-  for (const p of order) assert.deepEqual([...p].sort((a, b) => a - b), Array.from({ length: 172 }, (_, j) => j), 'a permutation of 172 channels');
+  for (const p of order)
+    assert.deepEqual(
+      [...p].sort((a, b) => a - b),
+      Array.from({ length: 172 }, (_, j) => j),
+      'a permutation of 172 channels',
+    );
   assert.deepEqual(JSON.parse(readFileSync(join(out, 'mlp_channel_order.json'), 'utf8')), { mode: 'magnitude', mlp_channel_order: order });
-  const ppl = lonas('perplexity', '--model', STORIES_F32(), '--adapter', out, '--subnet', 'minimal', '--text', asset('models', 'stories260K', 'expected_greedy_256_from_bos.f32.txt'), '--json');
+  const ppl = lonas(
+    'perplexity',
+    '--model',
+    STORIES_F32(),
+    '--adapter',
+    out,
+    '--subnet',
+    'minimal',
+    '--text',
+    asset('models', 'stories260K', 'expected_greedy_256_from_bos.f32.txt'),
+    '--json',
+  );
   assert.equal(ppl.status, 0, ppl.stderr);
   const weights = readFileSync(join(out, 'adapter_model.safetensors'));
   const again = finetune(out, '--steps', '3', '--reorder-channels', '--resume');

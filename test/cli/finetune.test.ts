@@ -14,26 +14,103 @@ const lonas = (...args: string[]) => spawnSync(process.execPath, [BIN, ...args],
 test('finetune: loss falls, an adapter is written, reloads for generate/perplexity at every named sub-network', () => {
   const out = mkdtempSync(join(tmpdir(), 'lonas-ft-'));
   const data = `${asset('datasets', 'llm-adapters', 'dataset', 'ARC-Easy', 'train.json')}:120,${asset('datasets', 'llm-adapters', 'dataset', 'boolq', 'train.json')}:120`;
-  const r = lonas('finetune', '--model', STORIES_F32(), '--data', data, '--out', out, '--steps', '24', '--rank', '8', '--alpha', '16',
-    '--batch-size', '4', '--grad-accum', '2', '--lr', '2e-3', '--cutoff-len', '96', '--val-size', '24', '--seed', '1');
+  const r = lonas(
+    'finetune',
+    '--model',
+    STORIES_F32(),
+    '--data',
+    data,
+    '--out',
+    out,
+    '--steps',
+    '24',
+    '--rank',
+    '8',
+    '--alpha',
+    '16',
+    '--batch-size',
+    '4',
+    '--grad-accum',
+    '2',
+    '--lr',
+    '2e-3',
+    '--cutoff-len',
+    '96',
+    '--val-size',
+    '24',
+    '--seed',
+    '1',
+  );
   assert.equal(r.status, 0, r.stderr);
-  for (const f of ['adapter_model.safetensors', 'adapter_config.json', 'lonas_adapter.json', 'train_log.jsonl', 'run_config.json', 'checkpoint/trainer_state.json']) {
+  for (const f of [
+    'adapter_model.safetensors',
+    'adapter_config.json',
+    'lonas_adapter.json',
+    'train_log.jsonl',
+    'run_config.json',
+    'checkpoint/trainer_state.json',
+  ]) {
     assert.ok(existsSync(join(out, f)), `${f} written`);
   }
-  const steps = readFileSync(join(out, 'train_log.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l)).filter((l) => l.type === 'step');
+  const steps = readFileSync(join(out, 'train_log.jsonl'), 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l))
+    .filter((l) => l.type === 'step');
   const mean = (xs: { loss: number }[]) => xs.reduce((s, x) => s + x.loss, 0) / xs.length;
-  assert.ok(mean(steps.slice(-6)) < mean(steps.slice(0, 6)) - 0.5, `loss falls: ${mean(steps.slice(0, 6)).toFixed(3)} → ${mean(steps.slice(-6)).toFixed(3)}`);
+  assert.ok(
+    mean(steps.slice(-6)) < mean(steps.slice(0, 6)) - 0.5,
+    `loss falls: ${mean(steps.slice(0, 6)).toFixed(3)} → ${mean(steps.slice(-6)).toFixed(3)}`,
+  );
   const cfg = JSON.parse(readFileSync(join(out, 'adapter_config.json'), 'utf8'));
   assert.equal(cfg.peft_type, 'LORA');
   assert.equal(cfg.r, 8);
   for (const subnet of ['maximal', 'heuristic', 'minimal']) {
-    const g = lonas('generate', '--model', STORIES_F32(), '--adapter', out, '--subnet', subnet, '--prompt', 'Once upon a time', '--max-new-tokens', '8');
+    const g = lonas(
+      'generate',
+      '--model',
+      STORIES_F32(),
+      '--adapter',
+      out,
+      '--subnet',
+      subnet,
+      '--prompt',
+      'Once upon a time',
+      '--max-new-tokens',
+      '8',
+    );
     assert.equal(g.status, 0, g.stderr);
   }
   const bad = lonas('generate', '--model', STORIES_F32(), '--adapter', out, '--subnet', 'medium', '--prompt', 'x');
   assert.match(bad.stderr, /--subnet medium: not one of maximal, heuristic, minimal/);
-  const resumed = lonas('finetune', '--model', STORIES_F32(), '--data', data, '--out', out, '--steps', '24', '--rank', '8', '--alpha', '16',
-    '--batch-size', '4', '--grad-accum', '2', '--lr', '2e-3', '--cutoff-len', '96', '--val-size', '24', '--seed', '1', '--resume');
+  const resumed = lonas(
+    'finetune',
+    '--model',
+    STORIES_F32(),
+    '--data',
+    data,
+    '--out',
+    out,
+    '--steps',
+    '24',
+    '--rank',
+    '8',
+    '--alpha',
+    '16',
+    '--batch-size',
+    '4',
+    '--grad-accum',
+    '2',
+    '--lr',
+    '2e-3',
+    '--cutoff-len',
+    '96',
+    '--val-size',
+    '24',
+    '--seed',
+    '1',
+    '--resume',
+  );
   assert.equal(resumed.status, 0, resumed.stderr);
   assert.match(resumed.stderr, /done: 24 steps/);
 });

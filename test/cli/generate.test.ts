@@ -18,9 +18,40 @@ test('lonas generate --prompt "" prints the reference greedy story byte for byte
 });
 
 test('lonas generate with sampling and beams runs; bad options are clear errors', () => {
-  const s = lonas('generate', '--model', STORIES_F32(), '--prompt', 'Once upon a time', '--max-new-tokens', '20', '--temperature', '0.8', '--top-p', '0.9', '--seed', '3');
+  const s = lonas(
+    'generate',
+    '--model',
+    STORIES_F32(),
+    '--prompt',
+    'Once upon a time',
+    '--max-new-tokens',
+    '20',
+    '--temperature',
+    '0.8',
+    '--top-p',
+    '0.9',
+    '--seed',
+    '3',
+  );
   assert.equal(s.status, 0, s.stderr);
-  assert.equal(s.stdout, lonas('generate', '--model', STORIES_F32(), '--prompt', 'Once upon a time', '--max-new-tokens', '20', '--temperature', '0.8', '--top-p', '0.9', '--seed', '3').stdout);
+  assert.equal(
+    s.stdout,
+    lonas(
+      'generate',
+      '--model',
+      STORIES_F32(),
+      '--prompt',
+      'Once upon a time',
+      '--max-new-tokens',
+      '20',
+      '--temperature',
+      '0.8',
+      '--top-p',
+      '0.9',
+      '--seed',
+      '3',
+    ).stdout,
+  );
   const b = lonas('generate', '--model', STORIES_F32(), '--prompt', 'Once upon a time', '--max-new-tokens', '10', '--beams', '3');
   assert.equal(b.status, 0, b.stderr);
   assert.ok(b.stdout.trim().length > 0);

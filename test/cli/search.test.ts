@@ -14,20 +14,68 @@ import { STORIES_F32, asset } from '../helpers/assets.ts';
 
 const BIN = fileURLToPath(new URL('../../bin/lonas.js', import.meta.url));
 const lonas = (...args: string[]) => spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8' });
-const ok = (r: ReturnType<typeof lonas>) => { assert.equal(r.status, 0, r.stderr); return r; };
+const ok = (r: ReturnType<typeof lonas>) => {
+  assert.equal(r.status, 0, r.stderr);
+  return r;
+};
 const json = (file: string) => JSON.parse(readFileSync(file, 'utf8'));
 
 test('search → best.json → extract (merged / unmerged) → bench, and a re-run search resumes from its cache', () => {
   const root = mkdtempSync(join(tmpdir(), 'lonas-search-e2e-'));
-  const adapter = join(root, 'adapter'), out = join(root, 'search');
+  const adapter = join(root, 'adapter'),
+    out = join(root, 'search');
   const data = `${asset('datasets', 'llm-adapters', 'dataset', 'ARC-Easy', 'train.json')}:120,${asset('datasets', 'llm-adapters', 'dataset', 'boolq', 'train.json')}:120`;
-  ok(lonas('finetune', '--model', STORIES_F32(), '--data', data, '--out', adapter, '--steps', '12', '--rank', '8', '--alpha', '16',
-    '--batch-size', '4', '--grad-accum', '2', '--lr', '2e-3', '--cutoff-len', '96', '--val-size', '24', '--seed', '1'));
+  ok(
+    lonas(
+      'finetune',
+      '--model',
+      STORIES_F32(),
+      '--data',
+      data,
+      '--out',
+      adapter,
+      '--steps',
+      '12',
+      '--rank',
+      '8',
+      '--alpha',
+      '16',
+      '--batch-size',
+      '4',
+      '--grad-accum',
+      '2',
+      '--lr',
+      '2e-3',
+      '--cutoff-len',
+      '96',
+      '--val-size',
+      '24',
+      '--seed',
+      '1',
+    ),
+  );
 
-  const search = ['search', '--model', STORIES_F32(), '--adapter', adapter, '--mode', 'loss', '--evals', '16', '--population', '4', '--val-size', '16', '--out', out];
+  const search = [
+    'search',
+    '--model',
+    STORIES_F32(),
+    '--adapter',
+    adapter,
+    '--mode',
+    'loss',
+    '--evals',
+    '16',
+    '--population',
+    '4',
+    '--val-size',
+    '16',
+    '--out',
+    out,
+  ];
   const first = ok(lonas(...search));
   assert.match(first.stderr, /16 validation examples \(the first 16 of the adapter's 24 held-out training examples\)/);
-  for (const f of ['evaluations.jsonl', 'search_progression.csv', 'pareto.json', 'pareto.svg', 'best.json']) assert.ok(existsSync(join(out, f)), `${f} written`);
+  for (const f of ['evaluations.jsonl', 'search_progression.csv', 'pareto.json', 'pareto.svg', 'best.json'])
+    assert.ok(existsSync(join(out, f)), `${f} written`);
   const csv = readFileSync(join(out, 'search_progression.csv'), 'utf8').trim().split('\n');
   const nCandidates = csv.filter((l) => !/^\d+,nsga2,/.test(l)).length - 1;
   assert.ok(nCandidates >= 3, 'maximal, heuristic, minimal (+ training-log candidates)');
@@ -37,9 +85,26 @@ test('search → best.json → extract (merged / unmerged) → bench, and a re-r
   const best = json(join(out, 'best.json'));
   const pareto = json(join(out, 'pareto.json'));
   assert.ok(best.objectives.loss < pareto.ref + pareto.delta);
-  assert.ok(pareto.front.some((f: { config: unknown }) => JSON.stringify(f.config) === JSON.stringify(best.config)), 'best is on the front');
+  assert.ok(
+    pareto.front.some((f: { config: unknown }) => JSON.stringify(f.config) === JSON.stringify(best.config)),
+    'best is on the front',
+  );
   assert.match(readFileSync(join(out, 'pareto.svg'), 'utf8'), /^<svg/);
-  ok(lonas('generate', '--model', STORIES_F32(), '--adapter', adapter, '--subnet', join(out, 'best.json'), '--prompt', 'Once upon a time', '--max-new-tokens', '6'));
+  ok(
+    lonas(
+      'generate',
+      '--model',
+      STORIES_F32(),
+      '--adapter',
+      adapter,
+      '--subnet',
+      join(out, 'best.json'),
+      '--prompt',
+      'Once upon a time',
+      '--max-new-tokens',
+      '6',
+    ),
+  );
 
   const cache = readFileSync(join(out, 'evaluations.jsonl'), 'utf8');
   const again = ok(lonas(...search));
@@ -57,22 +122,33 @@ test('search → best.json → extract (merged / unmerged) → bench, and a re-r
   const reference = ppl('--model', STORIES_F32(), '--adapter', adapter, '--subnet', cheapest);
   for (const merge of [true, false]) {
     const dir = join(root, merge ? 'merged' : 'unmerged');
-    const ex = ok(lonas('extract', '--model', STORIES_F32(), '--adapter', adapter, '--subnet', cheapest, ...(merge ? ['--merge'] : []), '--out', dir));
+    const ex = ok(
+      lonas('extract', '--model', STORIES_F32(), '--adapter', adapter, '--subnet', cheapest, ...(merge ? ['--merge'] : []), '--out', dir),
+    );
     assert.match(ex.stdout, /base model +260,032 params/);
     assert.match(ex.stdout, new RegExp(`written to +${dir.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`));
     const info = json(join(dir, 'lonas_extract.json'));
     assert.equal(info.merged, merge);
     assert.deepEqual(info.config, pareto.front[0].config);
-    for (const f of ['config.json', 'model.safetensors', 'tokenizer.json']) assert.ok(existsSync(join(dir, f)), `${f} in the extracted model`);
+    for (const f of ['config.json', 'model.safetensors', 'tokenizer.json'])
+      assert.ok(existsSync(join(dir, f)), `${f} in the extracted model`);
     assert.equal(existsSync(join(dir, 'adapter', 'adapter_config.json')), !merge);
     const adapterArgs = merge ? [] : ['--adapter', join(dir, 'adapter')];
     const got = ppl('--model', dir, ...adapterArgs);
     assert.equal(got.tokens, reference.tokens);
-    assert.ok(Math.abs(got.nll - reference.nll) < 1e-4, `${merge ? 'merged' : 'unmerged'}: nll ${got.nll} vs super-network ${reference.nll}`);
+    assert.ok(
+      Math.abs(got.nll - reference.nll) < 1e-4,
+      `${merge ? 'merged' : 'unmerged'}: nll ${got.nll} vs super-network ${reference.nll}`,
+    );
     if (!merge) assert.equal(info.params.extracted, pareto.front[0].params, 'unmerged: the parameters the search counted');
-    const bench = JSON.parse(ok(lonas('bench', '--model', dir, ...adapterArgs, '--prompt-len', '32', '--gen-len', '8', '--repeats', '2', '--json')).stdout);
+    const bench = JSON.parse(
+      ok(lonas('bench', '--model', dir, ...adapterArgs, '--prompt-len', '32', '--gen-len', '8', '--repeats', '2', '--json')).stdout,
+    );
     assert.equal(bench.params.total, info.params.extracted);
-    assert.ok(bench.macs > 0 && bench.prefillMs.median > 0 && bench.decodeMsPerToken.median > 0 && bench.decodeTokensPerSecond > 0, JSON.stringify(bench));
+    assert.ok(
+      bench.macs > 0 && bench.prefillMs.median > 0 && bench.decodeMsPerToken.median > 0 && bench.decodeTokensPerSecond > 0,
+      JSON.stringify(bench),
+    );
   }
 
   const both = lonas('search', '--model', STORIES_F32(), '--adapter', adapter, '--val-size', '8', '--val', text, '--out', join(root, 'x'));
@@ -85,10 +161,53 @@ test('search --mode loglik scores accuracy through the evaluation harness', () =
   const root = mkdtempSync(join(tmpdir(), 'lonas-search-loglik-'));
   const adapter = join(root, 'adapter');
   const data = asset('datasets', 'llm-adapters', 'dataset', 'boolq', 'train.json');
-  ok(lonas('finetune', '--model', STORIES_F32(), '--data', `${data}:64`, '--out', adapter, '--steps', '2', '--rank', '4', '--alpha', '8',
-    '--batch-size', '4', '--grad-accum', '1', '--cutoff-len', '64', '--seed', '2'));
-  const r = ok(lonas('search', '--model', STORIES_F32(), '--adapter', adapter, '--mode', 'loglik', '--val', data, '--limit', '6',
-    '--evals', '4', '--population', '4', '--no-candidates', '--out', join(root, 's')));
+  ok(
+    lonas(
+      'finetune',
+      '--model',
+      STORIES_F32(),
+      '--data',
+      `${data}:64`,
+      '--out',
+      adapter,
+      '--steps',
+      '2',
+      '--rank',
+      '4',
+      '--alpha',
+      '8',
+      '--batch-size',
+      '4',
+      '--grad-accum',
+      '1',
+      '--cutoff-len',
+      '64',
+      '--seed',
+      '2',
+    ),
+  );
+  const r = ok(
+    lonas(
+      'search',
+      '--model',
+      STORIES_F32(),
+      '--adapter',
+      adapter,
+      '--mode',
+      'loglik',
+      '--val',
+      data,
+      '--limit',
+      '6',
+      '--evals',
+      '4',
+      '--population',
+      '4',
+      '--no-candidates',
+      '--out',
+      join(root, 's'),
+    ),
+  );
   const best = json(join(root, 's', 'best.json'));
   assert.equal(best.score, 'accuracy');
   assert.ok(best.objectives.accuracy >= 0 && best.objectives.accuracy <= 1);
@@ -96,9 +215,39 @@ test('search --mode loglik scores accuracy through the evaluation harness', () =
   assert.match(r.stderr, /6 validation examples \(--val .* \(first 6\)\)/);
 
   // latency objective: every evaluation carries a measured time (taken on the extracted, merged configuration)
-  ok(lonas('search', '--model', STORIES_F32(), '--adapter', adapter, '--mode', 'loglik', '--val', data, '--limit', '4', '--objective', 'latency',
-    '--latency-prompt-len', '16', '--latency-gen-len', '4', '--latency-repeats', '1', '--evals', '4', '--population', '4', '--no-candidates', '--out', join(root, 'lat')));
-  const [header, ...rows] = readFileSync(join(root, 'lat', 'search_progression.csv'), 'utf8').trim().split('\n');
+  ok(
+    lonas(
+      'search',
+      '--model',
+      STORIES_F32(),
+      '--adapter',
+      adapter,
+      '--mode',
+      'loglik',
+      '--val',
+      data,
+      '--limit',
+      '4',
+      '--objective',
+      'latency',
+      '--latency-prompt-len',
+      '16',
+      '--latency-gen-len',
+      '4',
+      '--latency-repeats',
+      '1',
+      '--evals',
+      '4',
+      '--population',
+      '4',
+      '--no-candidates',
+      '--out',
+      join(root, 'lat'),
+    ),
+  );
+  const [header, ...rows] = readFileSync(join(root, 'lat', 'search_progression.csv'), 'utf8')
+    .trim()
+    .split('\n');
   const col = header.split(',').indexOf('latency_ms');
   assert.ok(col > 0, header);
   for (const row of rows) assert.ok(Number(row.split(',').at(col - header.split(',').length)) > 0, row);

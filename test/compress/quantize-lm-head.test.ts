@@ -72,8 +72,14 @@ test('--lm-head: GPTQ of the head from the final-norm outputs of the quantised m
   assert.equal(model.config.quantization?.lmHead, true);
   assert.deepEqual(model.embed.weight.data, embedding, 'the embedding keeps its float weights');
   assert.notEqual(head.base.weightStore, model.embed.weightStore, 'the head has its own weight');
-  const expected = gptqQuantize(embedding, 40, 16, headHessian(model), { bits: 4, groupSize: 8, actOrder: true, blockSize: 128, percDamp: 0.01 });
-  assert.deepEqual(head.qw.q, expected.q, 'codes of GPTQ with the quantised model\'s head inputs');
+  const expected = gptqQuantize(embedding, 40, 16, headHessian(model), {
+    bits: 4,
+    groupSize: 8,
+    actOrder: true,
+    blockSize: 128,
+    percDamp: 0.01,
+  });
+  assert.deepEqual(head.qw.q, expected.q, "codes of GPTQ with the quantised model's head inputs");
   assert.deepEqual(head.qw.gIdx, expected.gIdx);
   assertClose(head.qw.scales, expected.scales, 'scales (rounded to f16)', { rtol: 1e-3, atol: 0 });
   assert.deepEqual(head.base.weight.data, dequantize(head.qw), 'the float head weight is the dequantised one');
@@ -103,9 +109,15 @@ test('--lm-head: save → load gives a QuantLinear head, the in-memory logits, a
     assert.deepEqual(head.qw.q, (model.lmHead as QuantLinear).qw.q);
     const want = logits(model);
     assertClose(logits(loaded), want, 'loaded vs in-memory logits', { rtol: 1e-5, atol: 1e-5 });
-    assertClose(logits(floatWithHead(loaded, dequantize(head.qw))), want, 'float model with the dequantised head', { rtol: 1e-5, atol: 1e-5 });
+    assertClose(logits(floatWithHead(loaded, dequantize(head.qw))), want, 'float model with the dequantised head', {
+      rtol: 1e-5,
+      atol: 1e-5,
+    });
     const floatHead = logits(floatWithHead(loaded, original));
-    assert.ok(floatHead.some((v, i) => Math.abs(v - want[i]) > 1e-3), 'a float head gives other logits (the head was not quantised)');
+    assert.ok(
+      floatHead.some((v, i) => Math.abs(v - want[i]) > 1e-3),
+      'a float head gives other logits (the head was not quantised)',
+    );
 
     head.base.weight.data.fill(0); // inference must not read the float weight: the INT4 kernel computes from the codes
     assertClose(logits(loaded), want, 'logits from the INT4 codes alone', { rtol: 1e-5, atol: 1e-5 });
@@ -138,7 +150,10 @@ test('without --lm-head nothing changes: the head stays the tied float embedding
     assert.equal(cfg.tie_word_embeddings, true);
     assert.ok(!('lm_head' in cfg.quantization_config));
     const file = new SafetensorsFile(join(dir, 'model.safetensors'));
-    assert.deepEqual([...file.entries.keys()].filter((n) => n.startsWith('lm_head')), []);
+    assert.deepEqual(
+      [...file.entries.keys()].filter((n) => n.startsWith('lm_head')),
+      [],
+    );
     file.close();
     const loaded = loadLlama(dir);
     assert.ok(loaded.lmHead instanceof Linear && loaded.lmHead.weightStore === loaded.embed.weightStore);
@@ -160,10 +175,12 @@ test('loading refuses a quantised-head flag without lm_head.qweight, a mis-shape
     const model = tied();
     quantizeModel(model, samples, { ...OPTS, lmHead: true });
     saveModelDir(dir, model);
-    const weights = join(dir, 'model.safetensors'), config = join(dir, 'config.json');
+    const weights = join(dir, 'model.safetensors'),
+      config = join(dir, 'config.json');
     const file = new SafetensorsFile(weights);
     const tensors: Record<string, TensorToWrite> = {};
-    for (const [name, e] of file.entries) tensors[name] = { dtype: e.dtype as TensorToWrite['dtype'], shape: e.shape, data: file.readRaw(name) };
+    for (const [name, e] of file.entries)
+      tensors[name] = { dtype: e.dtype as TensorToWrite['dtype'], shape: e.shape, data: file.readRaw(name) };
     file.close();
     const rewrite = (edit: (t: Record<string, TensorToWrite>) => void) => {
       const t = { ...tensors };
@@ -172,16 +189,28 @@ test('loading refuses a quantised-head flag without lm_head.qweight, a mis-shape
     };
 
     rewrite((t) => delete t['lm_head.qweight']);
-    assert.throws(() => loadLlama(dir), (e: Error) => e.message.startsWith(`${weights}: has no tensor 'lm_head.qweight'`) && e.message.includes(config));
+    assert.throws(
+      () => loadLlama(dir),
+      (e: Error) => e.message.startsWith(`${weights}: has no tensor 'lm_head.qweight'`) && e.message.includes(config),
+    );
 
     const qweight = tensors['lm_head.qweight'];
     rewrite((t) => (t['lm_head.qweight'] = { ...qweight, shape: [qweight.shape[1], qweight.shape[0]] }));
-    assert.throws(() => loadLlama(dir), (e: Error) => e.message.includes(weights) && /'lm_head\.qweight' has shape \[40, 2\], a 4-bit \(40, 16\) layer .* needs \[2, 40\]/.test(e.message));
+    assert.throws(
+      () => loadLlama(dir),
+      (e: Error) =>
+        e.message.includes(weights) &&
+        /'lm_head\.qweight' has shape \[40, 2\], a 4-bit \(40, 16\) layer .* needs \[2, 40\]/.test(e.message),
+    );
 
     rewrite(() => {});
     const cfg = JSON.parse(readFileSync(config, 'utf8'));
     delete cfg.quantization_config.lm_head;
     writeFileSync(config, JSON.stringify(cfg));
-    assert.throws(() => loadLlama(dir), (e: Error) => e.message.startsWith(`${weights}: holds a GPTQ-quantised LM head ('lm_head.qweight')`) && /add "lm_head": true/.test(e.message));
+    assert.throws(
+      () => loadLlama(dir),
+      (e: Error) =>
+        e.message.startsWith(`${weights}: holds a GPTQ-quantised LM head ('lm_head.qweight')`) && /add "lm_head": true/.test(e.message),
+    );
   });
 });

@@ -20,10 +20,20 @@ test('pretrainBase: trains every parameter, writes a loadable model with tokeniz
   const r = pretrainBase({ outDir: out, seed: 3, quick: true, plan: TINY, onProgress: (p) => events.push(p) });
   assert.equal(r.cached, false);
   assert.equal(events.length, TINY.steps);
-  assert.deepEqual(events.map((e) => e.step), [1, 2, 3, 4, 5, 6]);
+  assert.deepEqual(
+    events.map((e) => e.step),
+    [1, 2, 3, 4, 5, 6],
+  );
   assert.ok(events.every((e) => Number.isFinite(e.loss) && e.tokensPerSecond > 0));
   assert.ok(events[5].loss < events[0].loss, `loss falls: ${events[0].loss} → ${events[5].loss}`);
-  for (const f of ['config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', PRETRAIN_META]) {
+  for (const f of [
+    'config.json',
+    'model.safetensors',
+    'tokenizer.json',
+    'tokenizer_config.json',
+    'special_tokens_map.json',
+    PRETRAIN_META,
+  ]) {
     assert.ok(existsSync(join(out, f)), f);
   }
   const model = loadLlama(out);
@@ -33,7 +43,11 @@ test('pretrainBase: trains every parameter, writes a loadable model with tokeniz
   assert.ok(c.vocabSize > 300 && c.vocabSize <= 1024, `vocabulary ${c.vocabSize}`);
   assert.equal(c.hiddenSize, PLANS.quick.hiddenSize);
   assert.equal(c.layers.length, PLANS.quick.numLayers);
-  assert.deepEqual(c.layers[0], { intermediateSize: PLANS.quick.intermediateSize, numHeads: PLANS.quick.numHeads, numKvHeads: PLANS.quick.numKvHeads });
+  assert.deepEqual(c.layers[0], {
+    intermediateSize: PLANS.quick.intermediateSize,
+    numHeads: PLANS.quick.numHeads,
+    numKvHeads: PLANS.quick.numKvHeads,
+  });
   assert.equal(c.tieWordEmbeddings, true);
   const hf = JSON.parse(readFileSync(join(out, 'config.json'), 'utf8'));
   assert.equal(hf.bos_token_id ?? 1, 1);
@@ -53,7 +67,10 @@ test('pretrainBase: trains every parameter, writes a loadable model with tokeniz
   assert.equal(meta.seed, 3);
   assert.equal(meta.steps, TINY.steps);
   assert.equal(meta.lossCurve.length, TINY.steps);
-  assert.equal(meta.parameters, [...model.namedParameters().values()].reduce((s, t) => s + t.size, 0));
+  assert.equal(
+    meta.parameters,
+    [...model.namedParameters().values()].reduce((s, t) => s + t.size, 0),
+  );
   assert.ok(Number.isFinite(meta.finalLoss) && meta.seconds > 0);
   assert.equal(meta.samples.length, 4);
   assert.deepEqual([meta.probe.arith.total, meta.probe.parity.total, meta.probe.story.total], [162, 20, 60]);
@@ -82,13 +99,22 @@ test('pretrainBase is deterministic for a seed and refuses a foreign directory',
   assert.deepEqual(a.lossCurve, b.lossCurve);
   assert.deepEqual(readFileSync(join(root, 'a', 'model.safetensors')), readFileSync(join(root, 'b', 'model.safetensors')));
   // a given corpus is part of the settings
-  const custom = pretrainBase({ outDir: join(root, 'a'), seed: 9, quick: true, plan, corpus: Array.from({ length: 40 }, (_, i) => `${i} + 1 = ${i + 1}. The sky is blue.`) });
+  const custom = pretrainBase({
+    outDir: join(root, 'a'),
+    seed: 9,
+    quick: true,
+    plan,
+    corpus: Array.from({ length: 40 }, (_, i) => `${i} + 1 = ${i + 1}. The sky is blue.`),
+  });
   assert.equal(custom.cached, false);
   assert.notEqual(custom.settingsHash, a.settingsHash);
   const foreign = join(root, 'foreign');
   mkdirSync(foreign);
   writeFileSync(join(foreign, 'notes.txt'), 'mine');
-  assert.throws(() => pretrainBase({ outDir: foreign, seed: 9, quick: true, plan }), /foreign: exists and is not a demo base model directory \(it holds notes.txt\)/);
+  assert.throws(
+    () => pretrainBase({ outDir: foreign, seed: 9, quick: true, plan }),
+    /foreign: exists and is not a demo base model directory \(it holds notes.txt\)/,
+  );
   assert.deepEqual(readdirSync(foreign), ['notes.txt']);
 });
 

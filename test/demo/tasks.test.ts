@@ -44,18 +44,32 @@ function factOf(e: Example): string {
 
 test('same seed gives identical files; another seed gives different ones', () => {
   const [a, b, c] = [tmp(), tmp(), tmp()];
-  const fa = buildSuite(a, 5, SIZES), fb = buildSuite(b, 5, SIZES), fc = buildSuite(c, 6, SIZES);
-  const ta = readTree(a), tb = readTree(b), tc = readTree(c);
-  assert.deepEqual([...ta.keys()], [
-    'pretrain.txt', 'suite.json',
-    'tasks/arith/test.json', 'tasks/arith/train.json', 'tasks/arith/val.json',
-    'tasks/choice/test.json', 'tasks/choice/train.json', 'tasks/choice/val.json',
-    'train.json', 'val.json',
-  ]);
+  const fa = buildSuite(a, 5, SIZES),
+    fb = buildSuite(b, 5, SIZES),
+    fc = buildSuite(c, 6, SIZES);
+  const ta = readTree(a),
+    tb = readTree(b),
+    tc = readTree(c);
+  assert.deepEqual(
+    [...ta.keys()],
+    [
+      'pretrain.txt',
+      'suite.json',
+      'tasks/arith/test.json',
+      'tasks/arith/train.json',
+      'tasks/arith/val.json',
+      'tasks/choice/test.json',
+      'tasks/choice/train.json',
+      'tasks/choice/val.json',
+      'train.json',
+      'val.json',
+    ],
+  );
   assert.deepEqual(ta, tb);
   assert.equal(fa.hash, fb.hash);
   assert.notEqual(fa.hash, fc.hash);
-  for (const f of ['pretrain.txt', 'train.json', 'tasks/arith/test.json', 'tasks/choice/test.json']) assert.notEqual(ta.get(f), tc.get(f), f);
+  for (const f of ['pretrain.txt', 'train.json', 'tasks/arith/test.json', 'tasks/choice/test.json'])
+    assert.notEqual(ta.get(f), tc.get(f), f);
   // the pretraining corpus does not depend on the downstream sizes (its own random stream)
   assert.deepEqual(generateSuite(5, { ...SIZES, train: 10, test: 5 }).pretrain, generateSuite(5, SIZES).pretrain);
   assert.deepEqual(readPretrainCorpus(fa.pretrain), fa.suite.pretrain);
@@ -63,10 +77,19 @@ test('same seed gives identical files; another seed gives different ones', () =>
 
 test('splits are disjoint at the level of facts, in both tasks; items are distinct within a split', () => {
   const s: DemoSuite = generateSuite(11, { ...SIZES, train: 800, val: 100, test: 200 });
-  const facts = Object.fromEntries((['train', 'val', 'test'] as const).map((sp) =>
-    [sp, new Set([...s.tasks.arith[sp], ...s.tasks.choice[sp]].map(factOf))]));
-  for (const [x, y] of [['train', 'val'], ['train', 'test'], ['val', 'test']] as const) {
-    assert.deepEqual([...facts[x]].filter((f) => facts[y].has(f)), [], `${x} and ${y} share facts`);
+  const facts = Object.fromEntries(
+    (['train', 'val', 'test'] as const).map((sp) => [sp, new Set([...s.tasks.arith[sp], ...s.tasks.choice[sp]].map(factOf))]),
+  );
+  for (const [x, y] of [
+    ['train', 'val'],
+    ['train', 'test'],
+    ['val', 'test'],
+  ] as const) {
+    assert.deepEqual(
+      [...facts[x]].filter((f) => facts[y].has(f)),
+      [],
+      `${x} and ${y} share facts`,
+    );
   }
   assert.equal(facts.train.size + facts.val.size + facts.test.size, 162, 'every fact is used, by exactly one split');
   for (const t of DEMO_TASKS) {
@@ -88,7 +111,17 @@ test('the pretraining corpus states the facts in free text, never in the instruc
   const text = s.pretrain.join('\n');
   assert.equal(s.pretrain.length, SIZES.pretrainDocs);
   for (const d of s.pretrain) assert.ok(!d.includes('\n\n') && d.length > 20, d);
-  for (const banned of ['### Instruction', '### Response', 'Option1', 'option1', 'option2', 'The answer is', 'correct answer', 'even or odd?\n']) assert.ok(!text.includes(banned), banned);
+  for (const banned of [
+    '### Instruction',
+    '### Response',
+    'Option1',
+    'option1',
+    'option2',
+    'The answer is',
+    'correct answer',
+    'even or odd?\n',
+  ])
+    assert.ok(!text.includes(banned), banned);
   assert.match(text, /\d+ \+ \d+ = \d+\./);
   assert.match(text, /We compute \d+ - \d+ = \d+, so/);
   assert.match(text, /\d+ is an (even|odd) number\./);
@@ -113,7 +146,8 @@ test('every token of the tasks occurs in the pretraining corpus (fine-tuning tra
   for (const t of DEMO_TASKS) {
     for (const sp of ['train', 'val', 'test'] as const) {
       for (const e of s.tasks[t.name][sp]) {
-        for (const id of tok.encode(promptFor(e, { withResponse: true }), { addBos: false })) if ((seen.get(id) ?? 0) < 5) rare.add(tok.decode([id]));
+        for (const id of tok.encode(promptFor(e, { withResponse: true }), { addBos: false }))
+          if ((seen.get(id) ?? 0) < 5) rare.add(tok.decode([id]));
       }
     }
   }

@@ -25,9 +25,22 @@ test('deterministic, Llama-style special tokens, written as Hugging Face files',
 });
 
 test('task words and numbers are single tokens, also after a newline or a slash', () => {
-  assert.deepEqual(pieces('Ella had 17 shells. She found 8 more shells.'), ['Ella', 'had', '17', 'shells', '.', 'She', 'found', '8', 'more', 'shells', '.']);
+  assert.deepEqual(pieces('Ella had 17 shells. She found 8 more shells.'), [
+    'Ella',
+    'had',
+    '17',
+    'shells',
+    '.',
+    'She',
+    'found',
+    '8',
+    'more',
+    'shells',
+    '.',
+  ]);
   assert.deepEqual(pieces('Answer format: option1/option2'), ['Answer', 'format', ':', 'option', '1', '/', 'option', '2']);
-  const a = tok.encode('coins\nLily has 3 coins', { addBos: false }), b = tok.encode('coins Lily has 3 coins', { addBos: false });
+  const a = tok.encode('coins\nLily has 3 coins', { addBos: false }),
+    b = tok.encode('coins Lily has 3 coins', { addBos: false });
   assert.equal(a.length, b.length + 1);
   assert.deepEqual(a.slice(2), b.slice(1), 'a word after a newline is the same token as after a space');
   assert.deepEqual(pieces('the correct answer is option2'), ['the', 'correct', 'answer', 'is', 'option', '2']);
@@ -36,9 +49,19 @@ test('task words and numbers are single tokens, also after a newline or a slash'
 
 test('decoding restores the text exactly (task prompts, unseen characters through byte fallback)', () => {
   const s = generateSuite(4, { pretrainDocs: 20, train: 20, val: 0, test: 20 });
-  const texts = [...s.pretrain, ...s.tasks.arith.test.map((e) => promptFor(e, { withResponse: true })), ...s.tasks.choice.test.map((e) => promptFor(e, { withResponse: true }))];
+  const texts = [
+    ...s.pretrain,
+    ...s.tasks.arith.test.map((e) => promptFor(e, { withResponse: true })),
+    ...s.tasks.choice.test.map((e) => promptFor(e, { withResponse: true })),
+  ];
   for (const t of [...texts, 'Grüße, 🙂 — zebra quux! a/b', 'line\n\nnext']) assert.equal(tok.decode(tok.encode(t, { addBos: false })), t);
-  assert.ok(tok.encode('🙂', { addBos: false }).slice(1).every((id) => id >= 3 && id < 259), 'byte fallback tokens after the leading "▁"');
+  assert.ok(
+    tok
+      .encode('🙂', { addBos: false })
+      .slice(1)
+      .every((id) => id >= 3 && id < 259),
+    'byte fallback tokens after the leading "▁"',
+  );
 });
 
 test('trainBpe: merges stay inside words, never join letters with digits or touch punctuation', () => {

@@ -24,23 +24,32 @@ test('shards partition the rows of a global micro-batch, keep its T, and their t
       if (!s) continue;
       assert.equal(s.batch.T, batch.T);
       s.rows.forEach((b, j) => {
-        assert.deepEqual([...s.batch.inputIds.subarray(j * batch.T, (j + 1) * batch.T)], [...batch.inputIds.subarray(b * batch.T, (b + 1) * batch.T)]);
+        assert.deepEqual(
+          [...s.batch.inputIds.subarray(j * batch.T, (j + 1) * batch.T)],
+          [...batch.inputIds.subarray(b * batch.T, (b + 1) * batch.T)],
+        );
         assert.equal(s.batch.indices[j], batch.indices[b]);
       });
       tokens += s.batch.lossTokens;
     }
-    assert.equal(tokens, batch.lossTokens, 'the shards\' target tokens add up to the batch\'s');
+    assert.equal(tokens, batch.lossTokens, "the shards' target tokens add up to the batch's");
   }
 });
 
 test('a world that does not divide --batch-size is a clear error', () => {
-  assert.throws(() => checkBatchSplit(6, { size: 4 }), /--batch-size 6 is the global micro-batch, split over the 4 ranks of this mpirun job: use a multiple of 4/);
+  assert.throws(
+    () => checkBatchSplit(6, { size: 4 }),
+    /--batch-size 6 is the global micro-batch, split over the 4 ranks of this mpirun job: use a multiple of 4/,
+  );
   assert.doesNotThrow(() => checkBatchSplit(8, { size: 4 }));
 });
 
 test('dropout with one stream per row gives each row the mask it gets in any other batch', () => {
   const [B, T, C] = [4, 3, 8];
-  const x = tensor(Float32Array.from({ length: B * T * C }, (_, i) => i + 1), [B, T, C]);
+  const x = tensor(
+    Float32Array.from({ length: B * T * C }, (_, i) => i + 1),
+    [B, T, C],
+  );
   const streams = () => Array.from({ length: B }, (_, b) => new Rng(7).derive(`row ${b}`));
   const whole = dropout(x, 0.5, streams()).data;
   const rs = streams();

@@ -13,9 +13,35 @@ import { SafetensorsFile } from '../../src/io/safetensors.ts';
 import { SKIP_NO_MPI, assertLogsClose, lonas, mpiLonas, mpiLonasAsync, rankPid, relativeDifference, trainLog } from './mpirun.ts';
 
 const STEPS = 40;
-const data = () => `${asset('datasets', 'llm-adapters', 'dataset', 'ARC-Easy', 'train.json')}:40,${asset('datasets', 'llm-adapters', 'dataset', 'boolq', 'train.json')}:40`;
-const args = (out: string, ...extra: string[]) => ['finetune', '--model', STORIES_F32(), '--data', data(), '--out', out, '--steps', String(STEPS), '--rank', '8', '--alpha', '16',
-  '--batch-size', '4', '--grad-accum', '1', '--cutoff-len', '64', '--seed', '9', '--sandwich', '--checkpoint-every', '2', ...extra];
+const data = () =>
+  `${asset('datasets', 'llm-adapters', 'dataset', 'ARC-Easy', 'train.json')}:40,${asset('datasets', 'llm-adapters', 'dataset', 'boolq', 'train.json')}:40`;
+const args = (out: string, ...extra: string[]) => [
+  'finetune',
+  '--model',
+  STORIES_F32(),
+  '--data',
+  data(),
+  '--out',
+  out,
+  '--steps',
+  String(STEPS),
+  '--rank',
+  '8',
+  '--alpha',
+  '16',
+  '--batch-size',
+  '4',
+  '--grad-accum',
+  '1',
+  '--cutoff-len',
+  '64',
+  '--seed',
+  '9',
+  '--sandwich',
+  '--checkpoint-every',
+  '2',
+  ...extra,
+];
 
 const checkpointStep = (out: string): number => {
   try {
@@ -26,12 +52,17 @@ const checkpointStep = (out: string): number => {
 };
 
 for (const victim of [1, 0]) {
-  test(`finetune: killing rank ${victim} of 2 ends the job non-zero, the checkpoint is intact, --resume finishes it as an uninterrupted run`, { skip: SKIP_NO_MPI }, async (t) => {
-    const out = mkdtempSync(join(tmpdir(), 'lonas-kill-')), ref = mkdtempSync(join(tmpdir(), 'lonas-kill-ref-'));
+  test(`finetune: killing rank ${victim} of 2 ends the job non-zero, the checkpoint is intact, --resume finishes it as an uninterrupted run`, {
+    skip: SKIP_NO_MPI,
+  }, async (t) => {
+    const out = mkdtempSync(join(tmpdir(), 'lonas-kill-')),
+      ref = mkdtempSync(join(tmpdir(), 'lonas-kill-ref-'));
     const job = mpiLonasAsync(2, ...args(out));
     let stderr = '';
     job.stderr!.on('data', (d) => (stderr += d));
-    const exited = new Promise<{ code: number | null; signal: string | null }>((res) => job.on('exit', (code, signal) => res({ code, signal })));
+    const exited = new Promise<{ code: number | null; signal: string | null }>((res) =>
+      job.on('exit', (code, signal) => res({ code, signal })),
+    );
     const deadline = Date.now() + 120_000;
     while (checkpointStep(out) < 4 && Date.now() < deadline && job.exitCode === null) await sleep(20);
     const pid = rankPid(job.pid!, victim);
@@ -57,7 +88,9 @@ for (const victim of [1, 0]) {
     assert.equal(uninterrupted.status, 0, uninterrupted.stderr);
     assertLogsClose(trainLog(out), trainLog(ref), 1e-6);
     const d = relativeDifference(join(out, 'adapter_model.safetensors'), join(ref, 'adapter_model.safetensors'));
-    t.diagnostic(`adapter difference to the uninterrupted 1-process run: ${d.overall.toExponential(2)} overall, worst tensor ${d.worst.rel.toExponential(2)}`);
+    t.diagnostic(
+      `adapter difference to the uninterrupted 1-process run: ${d.overall.toExponential(2)} overall, worst tensor ${d.worst.rel.toExponential(2)}`,
+    );
     assert.ok(d.overall <= 1e-6, `the resumed adapter differs by ${d.overall} relative`);
   });
 }

@@ -30,8 +30,14 @@ function tinyLonas(mpi: unknown): Record<string, any> {
 }
 
 test('recipe field "mpi" must be a launch command', () => {
-  assert.throws(() => parseRecipe(tinyLonas(' '), 'my.json', ROOT), /my.json: invalid recipe: field "mpi": a launch command such as "mpirun -np 2"/);
-  assert.deepEqual(stages(parseRecipe(tinyLonas(MPI), 'my.json', ROOT)).map((s) => s.name), stages(parseRecipe(tinyLonas(undefined), 'my.json', ROOT)).map((s) => s.name));
+  assert.throws(
+    () => parseRecipe(tinyLonas(' '), 'my.json', ROOT),
+    /my.json: invalid recipe: field "mpi": a launch command such as "mpirun -np 2"/,
+  );
+  assert.deepEqual(
+    stages(parseRecipe(tinyLonas(MPI), 'my.json', ROOT)).map((s) => s.name),
+    stages(parseRecipe(tinyLonas(undefined), 'my.json', ROOT)).map((s) => s.name),
+  );
 });
 
 test('a recipe with "mpi" runs fine-tuning and search under mpirun, the other stages as one process', { skip: SKIP_NO_MPI }, () => {

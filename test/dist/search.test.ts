@@ -12,22 +12,68 @@ import { STORIES_F32, asset } from '../helpers/assets.ts';
 import { SKIP_NO_MPI, lonas, mpiLonas, mpiLonasAsync, rankPid } from './mpirun.ts';
 
 const EVALS = 40;
-let adapter = '', reference = '';
-const search = (out: string) => ['search', '--model', STORIES_F32(), '--adapter', adapter, '--val-size', '8', '--evals', String(EVALS), '--population', '6', '--seed', '4', '--out', out];
+let adapter = '',
+  reference = '';
+const search = (out: string) => [
+  'search',
+  '--model',
+  STORIES_F32(),
+  '--adapter',
+  adapter,
+  '--val-size',
+  '8',
+  '--evals',
+  String(EVALS),
+  '--population',
+  '6',
+  '--seed',
+  '4',
+  '--out',
+  out,
+];
 const outputs = (dir: string) => ({
   pareto: JSON.parse(readFileSync(join(dir, 'pareto.json'), 'utf8')),
   best: JSON.parse(readFileSync(join(dir, 'best.json'), 'utf8')),
   // the evaluations in order, without the `cached` column
-  progression: readFileSync(join(dir, 'search_progression.csv'), 'utf8').trim().split('\n').map((l) => l.slice(0, l.lastIndexOf(','))),
+  progression: readFileSync(join(dir, 'search_progression.csv'), 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => l.slice(0, l.lastIndexOf(','))),
 });
-const cacheLines = (dir: string) => (existsSync(join(dir, 'evaluations.jsonl')) ? readFileSync(join(dir, 'evaluations.jsonl'), 'utf8').split('\n').length - 2 : 0);
+const cacheLines = (dir: string) =>
+  existsSync(join(dir, 'evaluations.jsonl')) ? readFileSync(join(dir, 'evaluations.jsonl'), 'utf8').split('\n').length - 2 : 0;
 
 before(() => {
   if (SKIP_NO_MPI) return;
   adapter = mkdtempSync(join(tmpdir(), 'lonas-ds-adapter-'));
   const data = `${asset('datasets', 'llm-adapters', 'dataset', 'ARC-Easy', 'train.json')}:30,${asset('datasets', 'llm-adapters', 'dataset', 'boolq', 'train.json')}:30`;
-  const ft = lonas('finetune', '--model', STORIES_F32(), '--data', data, '--out', adapter, '--steps', '8', '--rank', '8', '--alpha', '16', '--batch-size', '4',
-    '--grad-accum', '1', '--lr', '2e-3', '--cutoff-len', '64', '--val-size', '10', '--seed', '2');
+  const ft = lonas(
+    'finetune',
+    '--model',
+    STORIES_F32(),
+    '--data',
+    data,
+    '--out',
+    adapter,
+    '--steps',
+    '8',
+    '--rank',
+    '8',
+    '--alpha',
+    '16',
+    '--batch-size',
+    '4',
+    '--grad-accum',
+    '1',
+    '--lr',
+    '2e-3',
+    '--cutoff-len',
+    '64',
+    '--val-size',
+    '10',
+    '--seed',
+    '2',
+  );
   assert.equal(ft.status, 0, ft.stderr);
   reference = mkdtempSync(join(tmpdir(), 'lonas-ds-ref-'));
   const r = lonas(...search(reference));
@@ -45,11 +91,13 @@ test('search: 2 ranks give the pareto.json, best.json and evaluation order of 1 
 test('search: an interrupted 2-rank search resumes from the cache and ends as the 1-process search', { skip: SKIP_NO_MPI }, async () => {
   const out = mkdtempSync(join(tmpdir(), 'lonas-ds-kill-'));
   const job = mpiLonasAsync(2, ...search(out));
-  const exited = new Promise<{ code: number | null; signal: string | null }>((res) => job.on('exit', (code, signal) => res({ code, signal })));
+  const exited = new Promise<{ code: number | null; signal: string | null }>((res) =>
+    job.on('exit', (code, signal) => res({ code, signal })),
+  );
   const deadline = Date.now() + 120_000;
   while (cacheLines(out) < 10 && Date.now() < deadline && job.exitCode === null) await sleep(20);
   const pid = rankPid(job.pid!, 1);
-  assert.ok(pid, 'rank 1 found among mpirun\'s children');
+  assert.ok(pid, "rank 1 found among mpirun's children");
   process.kill(pid, 'SIGKILL');
   const { code, signal } = await exited;
   assert.ok(code !== 0 || signal !== null, 'the job ends with a non-zero status');

@@ -35,12 +35,17 @@ function referenceLogprob(m: LlamaModel, full: number[], start: number): number 
 
 test('scoring a batch (shared prompt pass, padded rows) equals scoring each sequence alone', () => {
   const tasks = loadTasks(['boolq', 'ARC-Challenge', 'winogrande', 'piqa'], asset('datasets', 'llm-adapters', 'dataset'));
-  const requests = tasks.flatMap((t) => t.examples.slice(0, 2).map((e) => {
-    const labels = (t.answer as { labels: readonly string[] }).labels;
-    const opts = optionsFor(e, labels);
-    // mix label responses and option texts: continuations of very different lengths
-    return { prompt: promptFor(e, { withResponse: false }), continuations: opts.map((o, i) => (i % 2 ? o.text! : LABEL_RESPONSE(o.label))) };
-  }));
+  const requests = tasks.flatMap((t) =>
+    t.examples.slice(0, 2).map((e) => {
+      const labels = (t.answer as { labels: readonly string[] }).labels;
+      const opts = optionsFor(e, labels);
+      // mix label responses and option texts: continuations of very different lengths
+      return {
+        prompt: promptFor(e, { withResponse: false }),
+        continuations: opts.map((o, i) => (i % 2 ? o.text! : LABEL_RESPONSE(o.label))),
+      };
+    }),
+  );
   const scored = backend.score(requests);
   assert.equal(scored.length, requests.length);
   requests.forEach((r, i) => {
@@ -51,7 +56,10 @@ test('scoring a batch (shared prompt pass, padded rows) equals scoring each sequ
       const want = referenceLogprob(model, full, promptIds.length);
       const got = scored[i].scores[j];
       assert.equal(got.tokens, full.length - promptIds.length);
-      assert.ok(Math.abs(got.logprob - want) < 2e-3 * Math.max(1, Math.abs(want) / 10), `request ${i} option ${j}: ${got.logprob} vs ${want}`);
+      assert.ok(
+        Math.abs(got.logprob - want) < 2e-3 * Math.max(1, Math.abs(want) / 10),
+        `request ${i} option ${j}: ${got.logprob} vs ${want}`,
+      );
     });
   });
   // batch composition does not change a score
@@ -64,9 +72,17 @@ test('batched greedy generation gives the same continuations as one prompt at a 
   const prompts = task.examples.slice(0, 5).map((e) => promptFor(e, { withResponse: false }));
   const batched = backend.generate(prompts, { maxNewTokens: 16, beams: 1 });
   const single = prompts.map((p) => backend.generate([p], { maxNewTokens: 16, beams: 1 })[0]);
-  assert.deepEqual(batched.map((g) => g.text), single.map((g) => g.text));
+  assert.deepEqual(
+    batched.map((g) => g.text),
+    single.map((g) => g.text),
+  );
   const ids = tok.encode(prompts[0], { addBos: true });
-  assert.equal(batched[0].text, tok.decode(generate(model, [ids], { maxNewTokens: 16, strategy: { kind: 'greedy' }, eosIds: tok.eosIds })[0], { skipSpecialTokens: true }));
+  assert.equal(
+    batched[0].text,
+    tok.decode(generate(model, [ids], { maxNewTokens: 16, strategy: { kind: 'greedy' }, eosIds: tok.eosIds })[0], {
+      skipSpecialTokens: true,
+    }),
+  );
   assert.ok(batched.every((g) => !g.note && g.promptTokens! > 100));
   const beam = backend.generate(prompts.slice(0, 1), { maxNewTokens: 8, beams: 2 });
   assert.equal(beam.length, 1);
@@ -86,7 +102,10 @@ test('context limits: a budget the context cannot hold is cut (alone); a prompt 
   assert.match(near.note!, new RegExp(`max new tokens cut to ${room} by the model's ${maxPos} positions`));
   assert.equal(over.skipped, true);
   assert.equal(over.text, '');
-  const scored = backend.score([{ prompt: tooLong, continuations: ['a', 'b'] }, { prompt: words(5), continuations: [' dog', ' cat'] }]);
+  const scored = backend.score([
+    { prompt: tooLong, continuations: ['a', 'b'] },
+    { prompt: words(5), continuations: [' dog', ' cat'] },
+  ]);
   assert.equal(scored[0].skipped, true);
   assert.match(scored[0].note!, /more than the model's 512 positions/);
   assert.ok(scored[1].scores.every((s) => Number.isFinite(s.logprob) && s.logprob < 0));

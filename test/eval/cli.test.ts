@@ -20,17 +20,43 @@ const DATA = () => asset('datasets', 'llm-adapters', 'dataset');
 const CHOICE = ['boolq', 'piqa', 'social_i_qa', 'winogrande', 'ARC-Easy', 'ARC-Challenge', 'openbookqa'];
 const tmp = () => mkdtempSync(join(tmpdir(), 'lonas-evalcli-'));
 
-type Summary = { mode: string; tasks: { task: string; mode: string; count: number; accuracy: number; ci95: number[]; timing?: unknown }[]; average: { accuracy: number; mode: string } };
+type Summary = {
+  mode: string;
+  tasks: { task: string; mode: string; count: number; accuracy: number; ci95: number[]; timing?: unknown }[];
+  average: { accuracy: number; mode: string };
+};
 const readSummary = (file: string): Summary => JSON.parse(readFileSync(file, 'utf8'));
 const withoutTiming = (s: Summary) => ({ ...s, tasks: s.tasks.map(({ timing: _, ...t }) => t) });
-const readLines = (file: string) => readFileSync(file, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+const readLines = (file: string) =>
+  readFileSync(file, 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l));
 
 function runTwice(mode: string, tasks: string[], extra: string[] = []) {
   const dir = tmp();
   const runs = [0, 1].map((k) => {
-    const out = join(dir, `s${k}.json`), preds = join(dir, `p${k}.jsonl`);
-    const r = lonas('--model', STORIES_F32(), '--data-dir', DATA(), '--tasks', tasks.join(','), '--mode', mode, '--limit', '3',
-      '--batch-size', '2', '--out', out, '--predictions', preds, ...extra);
+    const out = join(dir, `s${k}.json`),
+      preds = join(dir, `p${k}.jsonl`);
+    const r = lonas(
+      '--model',
+      STORIES_F32(),
+      '--data-dir',
+      DATA(),
+      '--tasks',
+      tasks.join(','),
+      '--mode',
+      mode,
+      '--limit',
+      '3',
+      '--batch-size',
+      '2',
+      '--out',
+      out,
+      '--predictions',
+      preds,
+      ...extra,
+    );
     assert.equal(r.status, 0, r.stderr);
     return { r, summary: readSummary(out), preds: readLines(preds) };
   });
@@ -43,11 +69,15 @@ test('generate mode over every shared task: runs, writes summary and predictions
   assert.deepEqual(withoutTiming(a.summary), withoutTiming(b.summary));
   assert.deepEqual(a.preds, b.preds);
   assert.equal(a.summary.mode, 'generate');
-  assert.deepEqual(a.summary.tasks.map((t) => [t.task, t.mode, t.count]), tasks.map((t) => [t, 'generate', 3]));
+  assert.deepEqual(
+    a.summary.tasks.map((t) => [t.task, t.mode, t.count]),
+    tasks.map((t) => [t, 'generate', 3]),
+  );
   for (const t of a.summary.tasks) assert.ok(t.ci95[0] <= t.accuracy && t.accuracy <= t.ci95[1]);
   assert.equal(a.preds.length, 3 * tasks.length);
   for (const p of a.preds) {
-    for (const k of ['task', 'index', 'mode', 'prompt', 'output', 'extracted', 'gold', 'correct']) assert.ok(k in p, `prediction field ${k}`);
+    for (const k of ['task', 'index', 'mode', 'prompt', 'output', 'extracted', 'gold', 'correct'])
+      assert.ok(k in p, `prediction field ${k}`);
     assert.match(p.prompt, /### Response:\n$/);
     assert.equal(typeof p.output, 'string');
   }
@@ -73,7 +103,24 @@ test('loglik mode over every shared choice task: deterministic, option scores wr
   }
   assert.match(a.r.stdout, /^boolq +loglik /m);
   // --json prints the summary; the text target and a seeded sample run too
-  const j = lonas('--model', STORIES_F32(), '--data-dir', DATA(), '--tasks', 'piqa', '--mode', 'loglik', '--loglik-target', 'text', '--limit', '2', '--sample', '--seed', '3', '--json');
+  const j = lonas(
+    '--model',
+    STORIES_F32(),
+    '--data-dir',
+    DATA(),
+    '--tasks',
+    'piqa',
+    '--mode',
+    'loglik',
+    '--loglik-target',
+    'text',
+    '--limit',
+    '2',
+    '--sample',
+    '--seed',
+    '3',
+    '--json',
+  );
   assert.equal(j.status, 0, j.stderr);
   const s = JSON.parse(j.stdout);
   assert.equal(s.protocol.loglikTarget, 'text');
@@ -83,7 +130,12 @@ test('loglik mode over every shared choice task: deterministic, option scores wr
 test('works on base + elastic adapter at a sub-network and on the extracted model (same scores)', () => {
   const dir = tmp();
   const model = loadLlama(STORIES_F32());
-  const settings = { rank: 4, alpha: 8, dropout: 0, targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] as const };
+  const settings = {
+    rank: 4,
+    alpha: 8,
+    dropout: 0,
+    targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] as const,
+  };
   addLora(model, { ...settings, targets: [...settings.targets] }, 1);
   const rng = new Rng(5);
   for (const l of loraModules(model)) l.loraB.data.forEach((_, i, arr) => (arr[i] = rng.normal() * 0.05));
@@ -92,7 +144,19 @@ test('works on base + elastic adapter at a sub-network and on the extracted mode
   applySubnet(model, space, namedSubnet(space, 'minimal'));
   extractToDir(model, join(dir, 'extracted'), { merge: true, sourceDir: STORIES_F32() });
   const common = ['--data-dir', DATA(), '--tasks', 'boolq,winogrande', '--mode', 'loglik', '--limit', '3'];
-  const withAdapter = lonas('--model', STORIES_F32(), '--adapter', join(dir, 'adapter'), '--subnet', 'minimal', ...common, '--predictions', join(dir, 'a.jsonl'), '--out', join(dir, 'a.json'));
+  const withAdapter = lonas(
+    '--model',
+    STORIES_F32(),
+    '--adapter',
+    join(dir, 'adapter'),
+    '--subnet',
+    'minimal',
+    ...common,
+    '--predictions',
+    join(dir, 'a.jsonl'),
+    '--out',
+    join(dir, 'a.json'),
+  );
   assert.equal(withAdapter.status, 0, withAdapter.stderr);
   assert.equal(JSON.parse(readFileSync(join(dir, 'a.json'), 'utf8')).model.subnet, 'minimal');
   const extracted = lonas('--model', join(dir, 'extracted'), ...common, '--predictions', join(dir, 'e.jsonl'));
@@ -102,7 +166,10 @@ test('works on base + elastic adapter at a sub-network and on the extracted mode
   const scores = (f: string) => readLines(join(dir, f)).flatMap((p) => p.options.map((o: { logprob: number }) => o.logprob));
   const [a, e, b] = [scores('a.jsonl'), scores('e.jsonl'), scores('b.jsonl')];
   a.forEach((x, i) => assert.ok(Math.abs(x - e[i]) < 1e-3, `adapter@minimal ${x} vs extracted ${e[i]}`));
-  assert.ok(a.some((x, i) => Math.abs(x - b[i]) > 1e-3), 'the adapter changes the scores');
+  assert.ok(
+    a.some((x, i) => Math.abs(x - b[i]) > 1e-3),
+    'the adapter changes the scores',
+  );
 });
 
 test('bad inputs are clear one-line errors', () => {
@@ -112,11 +179,23 @@ test('bad inputs are clear one-line errors', () => {
     assert.doesNotMatch(r.stderr, /at .*\.ts:\d+/, 'no stack trace');
   };
   err(lonas('--model', STORIES_F32(), '--data-dir', DATA(), '--tasks', 'boolq,nosuchtask'), /unknown task 'nosuchtask'; known tasks: /);
-  err(lonas('--model', STORIES_F32(), '--data-dir', '/nonexistent/dataset', '--tasks', 'boolq'), /--data-dir \/nonexistent\/dataset: no such directory/);
+  err(
+    lonas('--model', STORIES_F32(), '--data-dir', '/nonexistent/dataset', '--tasks', 'boolq'),
+    /--data-dir \/nonexistent\/dataset: no such directory/,
+  );
   err(lonas('--model', STORIES_F32(), '--data-dir', DATA(), '--tasks', 'hellaswag'), /hellaswag\/test\.json not found/);
-  err(lonas('--model', STORIES_F32(), '--data', join(DATA(), 'boolq', 'test.json'), '--answer-type', 'integer'), /--answer-type.*integer.*(choices|Allowed).*auto, choice, number, letter/i);
-  err(lonas('--model', STORIES_F32(), '--data', join(DATA(), 'boolq', 'test.json'), '--answer-type', 'number'), /--answer-type number needs numeric gold answers/);
-  err(lonas('--model', STORIES_F32(), '--data-dir', DATA(), '--tasks', 'gsm8k', '--mode', 'loglik'), /gsm8k \(number answers\) has no options: use --mode generate/);
+  err(
+    lonas('--model', STORIES_F32(), '--data', join(DATA(), 'boolq', 'test.json'), '--answer-type', 'integer'),
+    /--answer-type.*integer.*(choices|Allowed).*auto, choice, number, letter/i,
+  );
+  err(
+    lonas('--model', STORIES_F32(), '--data', join(DATA(), 'boolq', 'test.json'), '--answer-type', 'number'),
+    /--answer-type number needs numeric gold answers/,
+  );
+  err(
+    lonas('--model', STORIES_F32(), '--data-dir', DATA(), '--tasks', 'gsm8k', '--mode', 'loglik'),
+    /gsm8k \(number answers\) has no options: use --mode generate/,
+  );
   err(lonas('--model', STORIES_F32(), '--tasks', 'boolq', '--data', 'x.json'), /either --tasks LIST or --data FILE/);
   err(lonas('--model', STORIES_F32(), '--data-dir', DATA(), '--tasks', 'boolq', '--sample'), /--sample needs --limit N/);
 });

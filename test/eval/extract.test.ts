@@ -2,7 +2,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  extractChoice, extractLetter, extractNumber, numbersMatch, parseGoldNumber, responseText, scoreGeneration,
+  extractChoice,
+  extractLetter,
+  extractNumber,
+  numbersMatch,
+  parseGoldNumber,
+  responseText,
+  scoreGeneration,
 } from '../../src/eval/extract.ts';
 import { LABEL_SETS } from '../../src/eval/tasks.ts';
 
@@ -10,7 +16,10 @@ const choice = (family: string) => ({ type: 'choice' as const, labels: LABEL_SET
 
 test('responseText: the continuation up to a further "### Response:", trimmed (the reference split [1].strip())', () => {
   assert.equal(responseText('  the correct answer is true\n'), 'the correct answer is true');
-  assert.equal(responseText('the correct answer is answer2\n\n### Instruction:\nmore\n\n### Response:\nanswer4'), 'the correct answer is answer2\n\n### Instruction:\nmore');
+  assert.equal(
+    responseText('the correct answer is answer2\n\n### Instruction:\nmore\n\n### Response:\nanswer4'),
+    'the correct answer is answer2\n\n### Instruction:\nmore',
+  );
   assert.equal(responseText(''), '');
 });
 
@@ -85,7 +94,10 @@ test('letter answers (AQuA): the first capital A-E anywhere, as the reference', 
 
 test('choice scoring: exact string match with gold; no answer is wrong', () => {
   assert.deepEqual(scoreGeneration(choice('boolean'), 'the correct answer is true', 'true'), { extracted: 'true', correct: true });
-  assert.deepEqual(scoreGeneration(choice('answer'), 'the correct answer is answer1 or answer3', 'answer3'), { extracted: 'answer1', correct: false });
+  assert.deepEqual(scoreGeneration(choice('answer'), 'the correct answer is answer1 or answer3', 'answer3'), {
+    extracted: 'answer1',
+    correct: false,
+  });
   assert.deepEqual(scoreGeneration(choice('option'), 'Sarah', 'option1'), { extracted: null, correct: false });
   // a second "### Response:" ends the output the reference looks at
   assert.deepEqual(scoreGeneration(choice('solution'), 'hmm\n### Response:\nsolution1', 'solution1'), { extracted: null, correct: false });

@@ -19,9 +19,22 @@ const CHOICE = ['boolq', 'piqa', 'social_i_qa', 'winogrande', 'ARC-Easy', 'ARC-C
 function extraTasks(): TaskData[] {
   const dir = mkdtempSync(join(tmpdir(), 'lonas-harness-'));
   const aqua = join(dir, 'AQuA.json');
-  writeFileSync(aqua, JSON.stringify(['A', 'C', 'E', 'B'].map((answer, i) => ({ instruction: `Question ${i}? Answer Choices: (A) 1 (B) 2 (C) 3 (D) 4 (E) 5`, input: '', output: '', answer }))));
+  writeFileSync(
+    aqua,
+    JSON.stringify(
+      ['A', 'C', 'E', 'B'].map((answer, i) => ({
+        instruction: `Question ${i}? Answer Choices: (A) 1 (B) 2 (C) 3 (D) 4 (E) 5`,
+        input: '',
+        output: '',
+        answer,
+      })),
+    ),
+  );
   const math = join(dir, 'math.json');
-  writeFileSync(math, JSON.stringify(['1,080', '-3.5', '42.0', '0'].map((answer, i) => ({ instruction: `Problem ${i}`, input: '', output: '', answer }))));
+  writeFileSync(
+    math,
+    JSON.stringify(['1,080', '-3.5', '42.0', '0'].map((answer, i) => ({ instruction: `Problem ${i}`, input: '', output: '', answer }))),
+  );
   return [loadDataFile(aqua), loadDataFile(math)];
 }
 
@@ -34,7 +47,10 @@ class ScriptedBackend implements EvalBackend {
   readonly batches: number[] = [];
   requests: GenerationRequest[] = [];
 
-  constructor(tasks: TaskData[], private readonly right: boolean) {
+  constructor(
+    tasks: TaskData[],
+    private readonly right: boolean,
+  ) {
     for (const task of tasks) {
       for (const e of task.examples) {
         const p = promptFor(e, { withResponse: false });
@@ -60,7 +76,12 @@ class ScriptedBackend implements EvalBackend {
         else if (spec.type === 'letter') say = answer === 'A' ? 'B' : 'A';
         else say = String(Number(answer.replace(/,/g, '')) + 1);
       }
-      const text = spec.type === 'number' ? `Let me think: 2 + 2 = 4. The answer is ${say}.` : spec.type === 'letter' ? `the answer is ${say}` : `the correct answer is ${say}`;
+      const text =
+        spec.type === 'number'
+          ? `Let me think: 2 + 2 = 4. The answer is ${say}.`
+          : spec.type === 'letter'
+            ? `the answer is ${say}`
+            : `the correct answer is ${say}`;
       return { text };
     });
   }
@@ -91,9 +112,17 @@ test('generate: a model that answers right scores exactly 100%, a wrong one exac
     }
     assert.equal(r.average.accuracy, right ? 1 : 0);
     assert.equal(r.average.tasks, tasks.length);
-    assert.equal(r.predictions.length, r.tasks.reduce((n, t) => n + t.count, 0));
+    assert.equal(
+      r.predictions.length,
+      r.tasks.reduce((n, t) => n + t.count, 0),
+    );
     assert.ok(r.predictions.every((p) => p.correct === right && p.extracted !== null && p.output && p.mode === 'generate'));
-    for (const t of r.tasks) assert.deepEqual(r.predictions.filter((p) => p.task === t.task).map((p) => p.index), [...Array(t.count).keys()], 'file order');
+    for (const t of r.tasks)
+      assert.deepEqual(
+        r.predictions.filter((p) => p.task === t.task).map((p) => p.index),
+        [...Array(t.count).keys()],
+        'file order',
+      );
   }
 });
 
@@ -101,16 +130,25 @@ test('loglik: the most likely option is the prediction: 100% / 0% exactly; non-c
   const tasks = loadTasks(CHOICE, DATA());
   for (const right of [true, false]) {
     const r = await runEval(new ScriptedBackend(tasks, right), tasks, { mode: 'loglik', limit: 30, batchSize: 7 });
-    assert.deepEqual(r.tasks.map((t) => t.accuracy), CHOICE.map(() => (right ? 1 : 0)));
+    assert.deepEqual(
+      r.tasks.map((t) => t.accuracy),
+      CHOICE.map(() => (right ? 1 : 0)),
+    );
     assert.ok(r.tasks.every((t) => t.mode === 'loglik' && t.count === 30));
     assert.equal(r.average.mode, 'loglik');
     const p = r.predictions[0];
     assert.equal(p.mode, 'loglik');
-    assert.deepEqual(p.options!.map((o) => o.label), ['true', 'false']);
+    assert.deepEqual(
+      p.options!.map((o) => o.label),
+      ['true', 'false'],
+    );
     assert.equal(p.options![0].continuation, 'the correct answer is true');
   }
   const gsm = loadTasks(['gsm8k'], DATA());
-  await assert.rejects(runEval(new ScriptedBackend(gsm, true), [...tasks, ...gsm], { mode: 'loglik' }), /loglik mode scores the options of multiple-choice tasks; gsm8k \(number answers\) has no options: use --mode generate/);
+  await assert.rejects(
+    runEval(new ScriptedBackend(gsm, true), [...tasks, ...gsm], { mode: 'loglik' }),
+    /loglik mode scores the options of multiple-choice tasks; gsm8k \(number answers\) has no options: use --mode generate/,
+  );
 });
 
 test('batching: generate and loglik batches of --batch-size, beam search one prompt at a time', async () => {
@@ -132,13 +170,28 @@ test('batching: generate and loglik batches of --batch-size, beam search one pro
 
 test('--limit takes the first N; with sample, a seeded sample (same seed, same examples)', () => {
   const [task] = loadTasks(['piqa'], DATA());
-  assert.deepEqual(selectExamples(task, { limit: 3 }).map((s) => s.index), [0, 1, 2]);
+  assert.deepEqual(
+    selectExamples(task, { limit: 3 }).map((s) => s.index),
+    [0, 1, 2],
+  );
   const a = selectExamples(task, { limit: 20, sample: true, seed: 7 }).map((s) => s.index);
-  assert.deepEqual(selectExamples(task, { limit: 20, sample: true, seed: 7 }).map((s) => s.index), a);
-  assert.notDeepEqual(selectExamples(task, { limit: 20, sample: true, seed: 8 }).map((s) => s.index), a);
+  assert.deepEqual(
+    selectExamples(task, { limit: 20, sample: true, seed: 7 }).map((s) => s.index),
+    a,
+  );
+  assert.notDeepEqual(
+    selectExamples(task, { limit: 20, sample: true, seed: 8 }).map((s) => s.index),
+    a,
+  );
   assert.equal(new Set(a).size, 20);
-  assert.deepEqual(a, [...a].sort((x, y) => x - y));
-  assert.notDeepEqual(a, Array.from({ length: 20 }, (_, i) => i));
+  assert.deepEqual(
+    a,
+    [...a].sort((x, y) => x - y),
+  );
+  assert.notDeepEqual(
+    a,
+    Array.from({ length: 20 }, (_, i) => i),
+  );
   assert.equal(selectExamples(task, { limit: 1e9 }).length, task.examples.length);
 });
 
@@ -146,7 +199,10 @@ test('skipped examples (too long for the context) count as wrong and are reporte
   const tasks = loadTasks(['boolq'], DATA());
   const first = promptFor(tasks[0].examples[0], { withResponse: false });
   const backend: EvalBackend = {
-    generate: (prompts) => prompts.map((p) => (p === first ? { text: '', skipped: true, note: 'too long' } : { text: 'the correct answer is true', clamped: true })),
+    generate: (prompts) =>
+      prompts.map((p) =>
+        p === first ? { text: '', skipped: true, note: 'too long' } : { text: 'the correct answer is true', clamped: true },
+      ),
     score: () => [],
   };
   const r = await runEval(backend, tasks, { mode: 'generate', limit: 4 });
@@ -158,8 +214,14 @@ test('skipped examples (too long for the context) count as wrong and are reporte
 test('Wilson 95% interval', () => {
   const [lo, hi] = wilson(8, 10);
   assert.ok(Math.abs(lo - 0.4902) < 1e-4 && Math.abs(hi - 0.9433) < 1e-4, `${lo} ${hi}`);
-  assert.deepEqual(wilson(0, 4).map((x) => Math.round(x * 1e4) / 1e4), [0, 0.4899]);
-  assert.deepEqual(wilson(4, 4).map((x) => Math.round(x * 1e4) / 1e4), [0.5101, 1]);
+  assert.deepEqual(
+    wilson(0, 4).map((x) => Math.round(x * 1e4) / 1e4),
+    [0, 0.4899],
+  );
+  assert.deepEqual(
+    wilson(4, 4).map((x) => Math.round(x * 1e4) / 1e4),
+    [0.5101, 1],
+  );
   assert.deepEqual(wilson(0, 0), [0, 1]);
   const [a, b] = wilson(500, 1000);
   assert.ok(Math.abs(a - 0.4691) < 1e-4 && Math.abs(b - 0.5309) < 1e-4);

@@ -12,19 +12,31 @@ import { STORIES_F32 } from '../helpers/assets.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'lonas-gguf-errors-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
-const copy = (name: string) => { const d = join(dir, name); cpSync(STORIES_F32(), d, { recursive: true }); return d; };
+const copy = (name: string) => {
+  const d = join(dir, name);
+  cpSync(STORIES_F32(), d, { recursive: true });
+  return d;
+};
 
 test('a model without tokenizer.json is refused before anything is written', () => {
   const d = copy('no-tokenizer');
   rmSync(join(d, 'tokenizer.json'));
   assert.throws(() => exportGguf(d, join(dir, 'a.gguf'), 'f32'), /tokenizer\.json: missing \(GGUF embeds the tokenizer/);
-  assert.deepEqual(readdirSync(dir).filter((f) => f.includes('.gguf')), []);
+  assert.deepEqual(
+    readdirSync(dir).filter((f) => f.includes('.gguf')),
+    [],
+  );
 });
 
 test('a tensor with no GGUF counterpart is refused, not dropped', () => {
   const d = copy('extra-tensor');
   const f = new SafetensorsFile(join(d, 'model.safetensors'));
-  const tensors = Object.fromEntries([...f.entries.keys()].map((n) => { const t = f.readFloat32(n); return [n, { dtype: 'F32' as const, shape: t.shape, data: t.data }]; }));
+  const tensors = Object.fromEntries(
+    [...f.entries.keys()].map((n) => {
+      const t = f.readFloat32(n);
+      return [n, { dtype: 'F32' as const, shape: t.shape, data: t.data }];
+    }),
+  );
   f.close();
   tensors['model.layers.0.mlp.extra.weight'] = { dtype: 'F32', shape: [2], data: new Float32Array(2) };
   writeSafetensors(join(d, 'model.safetensors'), tensors);
@@ -34,7 +46,10 @@ test('a tensor with no GGUF counterpart is refused, not dropped', () => {
 
 test('lonas export: --subnet without --adapter, and an unknown --type, are usage errors', () => {
   const BIN = fileURLToPath(new URL('../../bin/lonas.js', import.meta.url));
-  const run = (...args: string[]) => spawnSync(process.execPath, [BIN, 'export', '--model', STORIES_F32(), '--format', 'gguf', '--out', join(dir, 'c.gguf'), ...args], { encoding: 'utf8' });
+  const run = (...args: string[]) =>
+    spawnSync(process.execPath, [BIN, 'export', '--model', STORIES_F32(), '--format', 'gguf', '--out', join(dir, 'c.gguf'), ...args], {
+      encoding: 'utf8',
+    });
   const noAdapter = run('--subnet', 'minimal');
   assert.equal(noAdapter.status, 1);
   assert.match(noAdapter.stderr, /--subnet needs --adapter/);

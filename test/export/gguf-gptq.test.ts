@@ -29,7 +29,23 @@ const dir = mkdtempSync(join(tmpdir(), 'lonas-gguf-gptq-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
 const int4 = join(dir, 'int4');
 const calib = asset('datasets', 'llm-adapters', 'dataset', 'ARC-Easy', 'train.json');
-lonas('quantize', '--model', STORIES_F32(), '--bits', '4', '--group-size', '32', '--calib', calib, '--nsamples', '8', '--seqlen', '64', '--out', int4);
+lonas(
+  'quantize',
+  '--model',
+  STORIES_F32(),
+  '--bits',
+  '4',
+  '--group-size',
+  '32',
+  '--calib',
+  calib,
+  '--nsamples',
+  '8',
+  '--seqlen',
+  '64',
+  '--out',
+  int4,
+);
 const config = parseHfConfig(JSON.parse(readFileSync(join(int4, 'config.json'), 'utf8')), 'config.json');
 
 test('GPTQ codes and scales map to Q4_1 blocks exactly; only the F16 offset rounds', () => {
@@ -38,14 +54,19 @@ test('GPTQ codes and scales map to Q4_1 blocks exactly; only the F16 offset roun
     const qw = readGptqProjection(file, 'model.layers.1.self_attn.q_proj', 64, 64, config.quantization!);
     const r = gptqToQ4_1(qw);
     assert.ok(r.exact, r.note);
-    const got = dequantizeBlocks(r.bytes, 'Q4_1'), want = dequantize(qw);
-    for (let o = 0; o < qw.out; o++) for (let j = 0; j < qw.inF; j++) {
-      const g = qw.gIdx[j] * qw.out + o;
-      const offset = Math.abs(qw.scales[g] * qw.zeros[g]);
-      // half an F16 ulp of s·z (10 mantissa bits), plus float32 rounding of the two products
-      const bound = (offset > 0 ? 2 ** (Math.floor(Math.log2(offset)) - 11) : 0) + 4e-7 * (offset + Math.abs(want[o * qw.inF + j]));
-      assert.ok(Math.abs(got[o * qw.inF + j] - want[o * qw.inF + j]) <= bound, `weight (${o}, ${j}): ${got[o * qw.inF + j]} vs ${want[o * qw.inF + j]}`);
-    }
+    const got = dequantizeBlocks(r.bytes, 'Q4_1'),
+      want = dequantize(qw);
+    for (let o = 0; o < qw.out; o++)
+      for (let j = 0; j < qw.inF; j++) {
+        const g = qw.gIdx[j] * qw.out + o;
+        const offset = Math.abs(qw.scales[g] * qw.zeros[g]);
+        // half an F16 ulp of s·z (10 mantissa bits), plus float32 rounding of the two products
+        const bound = (offset > 0 ? 2 ** (Math.floor(Math.log2(offset)) - 11) : 0) + 4e-7 * (offset + Math.abs(want[o * qw.inF + j]));
+        assert.ok(
+          Math.abs(got[o * qw.inF + j] - want[o * qw.inF + j]) <= bound,
+          `weight (${o}, ${j}): ${got[o * qw.inF + j]} vs ${want[o * qw.inF + j]}`,
+        );
+      }
     const split = gptqToQ4_1({ ...qw, gIdx: qw.gIdx.map((g, j) => (j % 32 < 16 ? g : (g + 1) % 2)) }); // act-order-like: blocks span two groups
     assert.ok(!split.exact && split.maxError > 0);
     assert.match(split.note, /split 32-input blocks: requantized to Q4_1, added max \|error\| /);
@@ -57,7 +78,7 @@ test('GPTQ codes and scales map to Q4_1 blocks exactly; only the F16 offset roun
   }
 });
 
-test('the GPTQ export runs in llama.cpp close to lonas\'s INT4 model, and says which tensors are not Q4_1', async () => {
+test("the GPTQ export runs in llama.cpp close to lonas's INT4 model, and says which tensors are not Q4_1", async () => {
   const out = join(dir, 'int4.gguf');
   const report = exportGguf(int4, out, 'f32');
   const downs = report.notes.filter((n) => n.tensor.endsWith('ffn_down.weight'));

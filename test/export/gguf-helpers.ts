@@ -16,14 +16,21 @@ export function lonasLogProbs(m: LlamaModel, ids: number[]): Float64Array[] {
 
 export function maxAbsDiff(a: Float64Array[], b: Float64Array[]): number {
   let m = 0;
-  a.forEach((row, t) => row.forEach((x, v) => { m = Math.max(m, Math.abs(x - b[t][v])); }));
+  a.forEach((row, t) =>
+    row.forEach((x, v) => {
+      m = Math.max(m, Math.abs(x - b[t][v]));
+    }),
+  );
   return m;
 }
-
 
 /** Mean over positions of KL(p ‖ q) for log-probability rows (nats). */
 export function meanKl(p: Float64Array[], q: Float64Array[]): number {
   let sum = 0;
-  p.forEach((row, t) => row.forEach((lp, v) => { if (lp > -Infinity) sum += Math.exp(lp) * (lp - q[t][v]); }));
+  p.forEach((row, t) =>
+    row.forEach((lp, v) => {
+      if (lp > -Infinity) sum += Math.exp(lp) * (lp - q[t][v]);
+    }),
+  );
   return sum / p.length;
 }

@@ -23,14 +23,35 @@ after(() => rmSync(tmp, { recursive: true, force: true }));
 
 function byteTokenizer(vocabSize: number): object {
   // specials, "▁", the printable ASCII characters, then byte tokens <0x00>, <0x01>, … for the rest
-  const pieces = ['<unk>', '<s>', '</s>', '\u2581', ...Array.from({ length: 95 }, (_, i) => String.fromCharCode(33 + i)).filter((c) => c !== ' ')];
+  const pieces = [
+    '<unk>',
+    '<s>',
+    '</s>',
+    '\u2581',
+    ...Array.from({ length: 95 }, (_, i) => String.fromCharCode(33 + i)).filter((c) => c !== ' '),
+  ];
   for (let b = 0; pieces.length < vocabSize; b++) pieces.push(`<0x${b.toString(16).toUpperCase().padStart(2, '0')}>`);
   const vocab = Object.fromEntries(pieces.slice(0, vocabSize).map((p, i) => [p, i]));
   return {
     version: '1.0',
-    added_tokens: ['<unk>', '<s>', '</s>'].map((content, id) => ({ id, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true })),
-    normalizer: { type: 'Sequence', normalizers: [{ type: 'Prepend', prepend: '\u2581' }, { type: 'Replace', pattern: { String: ' ' }, content: '\u2581' }] },
-    pre_tokenizer: null, post_processor: null,
+    added_tokens: ['<unk>', '<s>', '</s>'].map((content, id) => ({
+      id,
+      content,
+      single_word: false,
+      lstrip: false,
+      rstrip: false,
+      normalized: false,
+      special: true,
+    })),
+    normalizer: {
+      type: 'Sequence',
+      normalizers: [
+        { type: 'Prepend', prepend: '\u2581' },
+        { type: 'Replace', pattern: { String: ' ' }, content: '\u2581' },
+      ],
+    },
+    pre_tokenizer: null,
+    post_processor: null,
     decoder: { type: 'Sequence', decoders: [{ type: 'ByteFallback' }, { type: 'Fuse' }] },
     model: { type: 'BPE', dropout: null, unk_token: '<unk>', fuse_unk: true, byte_fallback: true, ignore_merges: false, vocab, merges: [] },
   };
@@ -42,7 +63,10 @@ for (const name of readdirSync(ROOT).sort()) {
     cpSync(join(ROOT, name), dir, { recursive: true });
     const model = loadLlama(dir);
     writeFileSync(join(dir, 'tokenizer.json'), JSON.stringify(byteTokenizer(model.config.vocabSize)));
-    writeFileSync(join(dir, 'tokenizer_config.json'), JSON.stringify({ bos_token: '<s>', eos_token: '</s>', unk_token: '<unk>', add_bos_token: true }));
+    writeFileSync(
+      join(dir, 'tokenizer_config.json'),
+      JSON.stringify({ bos_token: '<s>', eos_token: '</s>', unk_token: '<unk>', add_bos_token: true }),
+    );
     const out = join(tmp, `${name}.gguf`);
     const report = exportGguf(dir, out, 'f32');
     assert.equal(report.arch, name === 'qwen2_bias' ? 'qwen2' : 'llama');

@@ -56,7 +56,11 @@ test('f32: llama.cpp tokenizes, continues greedily for 128 tokens and scores the
 //  - from lonas running the dequantized blocks the file holds: only llama.cpp's own rounding of the
 //    activations to q8_0 inside its dot products is left (measured 1.7e-4 / 3.2e-4); a misread block
 //    layout (nibble order, scales, row order) would be far above it.
-for (const [type, budget] of [['q8_0', 1e-3], ['q4_0', 0.2], ['q4_1', 0.2]] as [GgufOutType, number][]) {
+for (const [type, budget] of [
+  ['q8_0', 1e-3],
+  ['q4_0', 0.2],
+  ['q4_1', 0.2],
+] as [GgufOutType, number][]) {
   test(`${type}: the export runs in llama.cpp within the format's error budget of lonas's logits`, async () => {
     const s = await openGguf(exported(type));
     try {
@@ -64,9 +68,14 @@ for (const [type, budget] of [['q8_0', 1e-3], ['q4_0', 0.2], ['q4_1', 0.2]] as [
       const theirs = await s.logProbs(prompt);
       const fromF32 = meanKl(lonasLogProbs(model, prompt), theirs);
       const fromBlocks = meanKl(lonasLogProbs(dequantizedModel(type), prompt), theirs);
-      process.stderr.write(`${type}: mean KL from lonas f32 ${fromF32.toExponential(2)}, from lonas on the dequantized blocks ${fromBlocks.toExponential(2)}\n`);
+      process.stderr.write(
+        `${type}: mean KL from lonas f32 ${fromF32.toExponential(2)}, from lonas on the dequantized blocks ${fromBlocks.toExponential(2)}\n`,
+      );
       assert.ok(fromF32 > 0 && fromF32 < budget, `${type}: KL from f32 ${fromF32} (budget ${budget})`);
-      assert.ok(fromBlocks < 1e-3, `${type}: KL from the dequantized blocks ${fromBlocks} (llama.cpp's activation rounding stays below 1e-3)`);
+      assert.ok(
+        fromBlocks < 1e-3,
+        `${type}: KL from the dequantized blocks ${fromBlocks} (llama.cpp's activation rounding stays below 1e-3)`,
+      );
       assert.equal((await s.greedy(prompt, 16)).length, 16);
     } finally {
       await s.dispose();
@@ -76,7 +85,10 @@ for (const [type, budget] of [['q8_0', 1e-3], ['q4_0', 0.2], ['q4_1', 0.2]] as [
 
 // f16 / bf16 round each weight (10 / 7 mantissa bits); llama.cpp also rounds the activations to that type
 // in its dot products. Budgets (mean KL from lonas f32) ≈ 10× the measured values (7e-8, 5.5e-5).
-for (const [type, budget] of [['f16', 1e-6], ['bf16', 5e-4]] as [GgufOutType, number][]) {
+for (const [type, budget] of [
+  ['f16', 1e-6],
+  ['bf16', 5e-4],
+] as [GgufOutType, number][]) {
   test(`${type}: the export runs in llama.cpp close to lonas's f32 logits`, async () => {
     const s = await openGguf(exported(type));
     try {
@@ -94,7 +106,9 @@ for (const [type, budget] of [['f16', 1e-6], ['bf16', 5e-4]] as [GgufOutType, nu
 function dequantizedModel(type: GgufOutType): LlamaModel {
   const m = loadLlama(STORIES_F32());
   const t = type.toUpperCase() as BlockType;
-  for (const [, w] of m.namedParameters()) if (w.shape.length === 2 && w.shape[1] % 32 === 0) w.data.set(dequantizeBlocks(quantizeBlocks(w.data as Float32Array, w.shape[1], t), t));
+  for (const [, w] of m.namedParameters())
+    if (w.shape.length === 2 && w.shape[1] % 32 === 0)
+      w.data.set(dequantizeBlocks(quantizeBlocks(w.data as Float32Array, w.shape[1], t), t));
   return m;
 }
 
@@ -102,5 +116,6 @@ test('lonas export reports the quantization error and the tensors stored as F16 
   const out = lonas('export', '--model', STORIES_F32(), '--format', 'gguf', '--type', 'q8_0', '--out', join(dir, 'cli.q8_0.gguf'));
   assert.match(out, /architecture\s+llama\n/);
   assert.match(out, /quantized\s+31 tensors, max \|error\| [1-9]\.\d\de-\d/);
-  for (let l = 0; l < 5; l++) assert.match(out, new RegExp(`blk\\.${l}\\.ffn_down\\.weight \\(F16\\): rows of 172 values are not a multiple of 32`));
+  for (let l = 0; l < 5; l++)
+    assert.match(out, new RegExp(`blk\\.${l}\\.ffn_down\\.weight \\(F16\\): rows of 172 values are not a multiple of 32`));
 });

@@ -39,7 +39,12 @@ const SPACE: SearchSpaceSpec = {
 /** stories260K + a random elastic adapter saved to `dir/adapter`, and a sub-network whose layers all differ from their neighbours. */
 function buildSubnet(): { adapter: string; subnet: string; widthsOnly: string } {
   const base = loadLlama(STORIES_F32());
-  const settings: LoraSettings = { rank: 4, alpha: 8, dropout: 0, targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] };
+  const settings: LoraSettings = {
+    rank: 4,
+    alpha: 8,
+    dropout: 0,
+    targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'],
+  };
   addLora(base, settings, 3);
   const rng = new Rng(11);
   for (const l of loraModules(base)) l.loraB.data.forEach((_, i, a) => (a[i] = rng.normal() * 0.05));
@@ -47,32 +52,65 @@ function buildSubnet(): { adapter: string; subnet: string; widthsOnly: string } 
   saveAdapter(adapter, base, settings, { searchSpace: SPACE });
   const space = resolveSearchSpace(SPACE, base.config, settings.rank, settings.targets);
   // layer l takes choice (l + offset) mod n of each group: widths and head counts change from layer to layer
-  const config = Object.fromEntries(space.groups.map((g) => {
-    const l = g.layers[0], offset = g.kind === 'heads' ? 1 : 0;
-    return [g.id, g.choices[(l + offset) % g.choices.length]];
-  }));
-  const subnet = join(dir, 'subnet.json'), widthsOnly = join(dir, 'widths-only.json');
+  const config = Object.fromEntries(
+    space.groups.map((g) => {
+      const l = g.layers[0],
+        offset = g.kind === 'heads' ? 1 : 0;
+      return [g.id, g.choices[(l + offset) % g.choices.length]];
+    }),
+  );
+  const subnet = join(dir, 'subnet.json'),
+    widthsOnly = join(dir, 'widths-only.json');
   writeFileSync(subnet, JSON.stringify(config));
-  writeFileSync(widthsOnly, JSON.stringify(Object.fromEntries(space.groups.map((g) => [g.id, g.kind === 'heads' ? g.choices[0] : config[g.id]]))));
+  writeFileSync(
+    widthsOnly,
+    JSON.stringify(Object.fromEntries(space.groups.map((g) => [g.id, g.kind === 'heads' ? g.choices[0] : config[g.id]]))),
+  );
   return { adapter, subnet, widthsOnly };
 }
 
 test('a heterogeneous sub-network (per-layer MLP widths and heads) runs in llama.cpp as in lonas', async () => {
   const { adapter, subnet } = buildSubnet();
   const out = join(dir, 'subnet.gguf');
-  const report = lonas('export', '--model', STORIES_F32(), '--adapter', adapter, '--subnet', subnet, '--format', 'gguf', '--type', 'f32', '--out', out);
+  const report = lonas(
+    'export',
+    '--model',
+    STORIES_F32(),
+    '--adapter',
+    adapter,
+    '--subnet',
+    subnet,
+    '--format',
+    'gguf',
+    '--type',
+    'f32',
+    '--out',
+    out,
+  );
   assert.match(report, /architecture\s+deci \(per-layer/);
   const { model } = loadWithAdapter(STORIES_F32(), adapter, subnet);
   const layers = activeConfig(model).layers;
-  assert.ok(new Set(layers.map((l) => l.intermediateSize)).size > 1 && new Set(layers.map((l) => l.numHeads)).size > 1, 'the sub-network is heterogeneous in both MLP width and heads');
+  assert.ok(
+    new Set(layers.map((l) => l.intermediateSize)).size > 1 && new Set(layers.map((l) => l.numHeads)).size > 1,
+    'the sub-network is heterogeneous in both MLP width and heads',
+  );
   const s = await openGguf(out);
   try {
     const md = s.model.fileInfo.metadata as unknown as Record<string, Record<string, unknown>>;
     assert.equal(md.general.architecture, 'deci');
     const deci = md.deci as { feed_forward_length: number[]; attention: { head_count: number[]; head_count_kv: number[] } };
-    assert.deepEqual([...deci.feed_forward_length], layers.map((l) => l.intermediateSize));
-    assert.deepEqual([...deci.attention.head_count], layers.map((l) => l.numHeads));
-    assert.deepEqual([...deci.attention.head_count_kv], layers.map((l) => l.numKvHeads));
+    assert.deepEqual(
+      [...deci.feed_forward_length],
+      layers.map((l) => l.intermediateSize),
+    );
+    assert.deepEqual(
+      [...deci.attention.head_count],
+      layers.map((l) => l.numHeads),
+    );
+    assert.deepEqual(
+      [...deci.attention.head_count_kv],
+      layers.map((l) => l.numKvHeads),
+    );
     const tokenizer = loadTokenizer(STORIES_F32());
     const prompt = [tokenizer.bosId!, ...tokenizer.encode('The little bird sang a song for', { addBos: false })];
     const ours = generate(model, [prompt], { maxNewTokens: 64, strategy: { kind: 'greedy' }, eosIds: [] })[0];
@@ -91,8 +129,15 @@ test('only the sizes that differ between layers are written as arrays', async ()
   const { model } = loadWithAdapter(STORIES_F32(), adapter, widthsOnly);
   const s = await openGguf(out);
   try {
-    const deci = (s.model.fileInfo.metadata as unknown as { deci: { feed_forward_length: unknown; attention: { head_count: unknown; head_count_kv: unknown } } }).deci;
-    assert.deepEqual([...(deci.feed_forward_length as number[])], activeConfig(model).layers.map((l) => l.intermediateSize));
+    const deci = (
+      s.model.fileInfo.metadata as unknown as {
+        deci: { feed_forward_length: unknown; attention: { head_count: unknown; head_count_kv: unknown } };
+      }
+    ).deci;
+    assert.deepEqual(
+      [...(deci.feed_forward_length as number[])],
+      activeConfig(model).layers.map((l) => l.intermediateSize),
+    );
     assert.equal(deci.attention.head_count, 8);
     assert.equal(deci.attention.head_count_kv, 4);
     const prompt = [1, 403, 407, 261, 378];
@@ -106,10 +151,23 @@ test('per-layer sizes are refused for Qwen2, whose llama.cpp graph builds every 
   const q = join(dir, 'qwen2');
   mkdirSync(q);
   const layer = (ff: number) => ({ intermediate_size: ff, num_attention_heads: 8, num_key_value_heads: 4 });
-  writeFileSync(join(q, 'config.json'), JSON.stringify({
-    model_type: 'qwen2', architectures: ['Qwen2ForCausalLM'], vocab_size: 512, hidden_size: 64, intermediate_size: 172,
-    num_hidden_layers: 2, num_attention_heads: 8, num_key_value_heads: 4, lonas_layers: [layer(172), layer(128)],
-  }));
-  assert.throws(() => exportGguf(q, join(dir, 'q.gguf'), 'f32'), /config\.json: lonas_layers gives Qwen2 layers different sizes.*"share": "all"/);
+  writeFileSync(
+    join(q, 'config.json'),
+    JSON.stringify({
+      model_type: 'qwen2',
+      architectures: ['Qwen2ForCausalLM'],
+      vocab_size: 512,
+      hidden_size: 64,
+      intermediate_size: 172,
+      num_hidden_layers: 2,
+      num_attention_heads: 8,
+      num_key_value_heads: 4,
+      lonas_layers: [layer(172), layer(128)],
+    }),
+  );
+  assert.throws(
+    () => exportGguf(q, join(dir, 'q.gguf'), 'f32'),
+    /config\.json: lonas_layers gives Qwen2 layers different sizes.*"share": "all"/,
+  );
   assert.ok(!existsSync(join(dir, 'q.gguf')), 'nothing written');
 });

@@ -35,7 +35,9 @@ function quantize(out: string, ...flags: string[]): string {
 /** op type → node count of an .onnx file (decoded with the same onnx.proto), and its initializer names. */
 function graphOf(file: string): { ops: Map<string, number>; initializers: string[] } {
   const Model = protobuf.loadSync(ONNX_PROTO).lookupType('onnx.ModelProto');
-  const model = Model.toObject(Model.decode(readFileSync(file))) as { graph: { node: { opType: string }[]; initializer: { name: string }[] } };
+  const model = Model.toObject(Model.decode(readFileSync(file))) as {
+    graph: { node: { opType: string }[]; initializer: { name: string }[] };
+  };
   const ops = new Map<string, number>();
   for (const n of model.graph.node) ops.set(n.opType, (ops.get(n.opType) ?? 0) + 1);
   return { ops, initializers: model.graph.initializer.map((t) => t.name) };
@@ -44,7 +46,10 @@ const opCounts = (file: string) => graphOf(file).ops;
 
 async function assertMatchesInt4(modelFile: string, int4Dir: string, what: string): Promise<void> {
   const reference = loadLlama(int4Dir);
-  assert.ok(reference.layers.every((l) => Object.values(l.proj).every((p) => p instanceof QuantLinear)), 'lonas runs the INT4 codes');
+  assert.ok(
+    reference.layers.every((l) => Object.values(l.proj).every((p) => p instanceof QuantLinear)),
+    'lonas runs the INT4 codes',
+  );
   const ort = await OrtDecoder.open(modelFile);
   const expected = T.noGrad(() => reference.forward(Int32Array.from(PROMPT), 1, PROMPT.length)).toArray();
   assertClose(await ort.step(PROMPT), expected, `${what}: prompt logits`, { rtol: 0, atol: 1e-4 });
@@ -86,7 +91,10 @@ test('--int4 refuses what MatMulNBits cannot express exactly, naming the fix', (
   const run = (...a: string[]) => spawnSync(process.execPath, [BIN, 'export', '--format', 'onnx', ...a], { encoding: 'utf8' });
   const float = run('--model', STORIES_F32(), '--int4', '--out', join(dir, 'a'));
   assert.equal(float.status, 1);
-  assert.match(float.stderr, /config\.json: has no GPTQ quantization_config; --int4 exports GPTQ checkpoints \(run lonas quantize --bits 4 first\)/);
+  assert.match(
+    float.stderr,
+    /config\.json: has no GPTQ quantization_config; --int4 exports GPTQ checkpoints \(run lonas quantize --bits 4 first\)/,
+  );
   const odd = quantize(join(dir, 'g24'), '--group-size', '24');
   const r = run('--model', odd, '--int4', '--out', join(dir, 'b'));
   assert.equal(r.status, 1);
@@ -96,6 +104,8 @@ test('--int4 refuses what MatMulNBits cannot express exactly, naming the fix', (
 test('groupOrder: identity for sequential g_idx, a stable order by group for act-order, refused for uneven groups', () => {
   assert.equal(groupOrder('m', Int32Array.from([0, 0, 1, 1]), 2), null);
   assert.deepEqual(Array.from(groupOrder('m', Int32Array.from([1, 0, 1, 0]), 2)!), [1, 3, 0, 2]);
-  assert.throws(() => groupOrder('model.layers.0.mlp.up_proj', Int32Array.from([0, 0, 0, 1]), 2),
-    /model\.layers\.0\.mlp\.up_proj\.g_idx: group 0 does not hold exactly 2 input channels, which MatMulNBits needs \(export without --int4/);
+  assert.throws(
+    () => groupOrder('model.layers.0.mlp.up_proj', Int32Array.from([0, 0, 0, 1]), 2),
+    /model\.layers\.0\.mlp\.up_proj\.g_idx: group 0 does not hold exactly 2 input channels, which MatMulNBits needs \(export without --int4/,
+  );
 });

@@ -26,15 +26,29 @@ for (const name of readdirSync(ROOT).sort()) {
     const expected = fx.readFloat32('logits').data;
     fx.close();
     const [B, T] = ids.shape;
-    const o = ort(), { session } = await OrtDecoder.open(r.modelFile);
+    const o = ort(),
+      { session } = await OrtDecoder.open(r.modelFile);
     const long = (f: (i: number) => number) => BigInt64Array.from({ length: B * T }, (_, i) => BigInt(f(i)));
     const feeds: Record<string, OrtTypes.Tensor> = {
-      input_ids: new o.Tensor('int64', long((i) => ids.data[i]), [B, T]),
-      attention_mask: new o.Tensor('int64', long(() => 1), [B, T]),
-      position_ids: new o.Tensor('int64', long((i) => i % T), [B, T]),
+      input_ids: new o.Tensor(
+        'int64',
+        long((i) => ids.data[i]),
+        [B, T],
+      ),
+      attention_mask: new o.Tensor(
+        'int64',
+        long(() => 1),
+        [B, T],
+      ),
+      position_ids: new o.Tensor(
+        'int64',
+        long((i) => i % T),
+        [B, T],
+      ),
     };
     for (const m of session.inputMetadata) {
-      if (m.name.startsWith('past_key_values.')) feeds[m.name] = new o.Tensor('float32', new Float32Array(0), [B, Number(m.shape[1]), 0, Number(m.shape[3])]);
+      if (m.name.startsWith('past_key_values.'))
+        feeds[m.name] = new o.Tensor('float32', new Float32Array(0), [B, Number(m.shape[1]), 0, Number(m.shape[3])]);
     }
     const logits = (await session.run(feeds)).logits.data as Float32Array;
     assertClose(logits, expected, `${name} logits`, { rtol: 0, atol: 1e-4 });

@@ -27,7 +27,10 @@ async function offlineTransformers(root: string) {
 }
 
 /** transformers.js greedy token ids (prompt included) for PROMPT with the model folder `name` under localModelPath. */
-async function transformersGreedyIds(t: Awaited<ReturnType<typeof transformersJs>>, name: string): Promise<{ prompt: number[]; all: number[] }> {
+async function transformersGreedyIds(
+  t: Awaited<ReturnType<typeof transformersJs>>,
+  name: string,
+): Promise<{ prompt: number[]; all: number[] }> {
   const tokenizer = await t.AutoTokenizer.from_pretrained(name);
   const model = await t.AutoModelForCausalLM.from_pretrained(name);
   const inputs = tokenizer(PROMPT);
@@ -46,7 +49,11 @@ test('transformers.js offline: same greedy text and ids as lonas for stories260K
   assert.equal(text, expected.replace(/\n$/, ''), 'pipeline text == lonas generate --greedy');
 
   const { prompt, all } = await transformersGreedyIds(t, 'stories');
-  const reference = generate(loadLlama(STORIES_F32()), [prompt], { maxNewTokens: NEW_TOKENS, strategy: { kind: 'greedy' }, eosIds: [2] })[0];
+  const reference = generate(loadLlama(STORIES_F32()), [prompt], {
+    maxNewTokens: NEW_TOKENS,
+    strategy: { kind: 'greedy' },
+    eosIds: [2],
+  })[0];
   assert.deepEqual(all.slice(prompt.length), reference, 'AutoModelForCausalLM.generate ids == lonas');
 });
 
@@ -54,7 +61,23 @@ test('transformers.js offline loads an --int4 export (model_q4.onnx) and matches
   const root = mkdtempSync(join(tmpdir(), 'lonas-onnx-tjs-q4-'));
   const calib = asset('datasets', 'llm-adapters', 'dataset', 'ARC-Easy', 'train.json');
   const int4 = join(root, 'int4-checkpoint');
-  lonas('quantize', '--model', STORIES_F32(), '--bits', '4', '--group-size', '32', '--calib', calib, '--nsamples', '8', '--seqlen', '64', '--out', int4);
+  lonas(
+    'quantize',
+    '--model',
+    STORIES_F32(),
+    '--bits',
+    '4',
+    '--group-size',
+    '32',
+    '--calib',
+    calib,
+    '--nsamples',
+    '8',
+    '--seqlen',
+    '64',
+    '--out',
+    int4,
+  );
   lonas('export', '--format', 'onnx', '--model', int4, '--int4', '--out', join(root, 'q4'));
   const t = await offlineTransformers(root);
   const { prompt, all } = await transformersGreedyIds(t, 'q4');

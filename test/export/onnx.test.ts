@@ -54,7 +54,8 @@ test('stories260K: onnxruntime-node logits within 1e-4 of lonas, same greedy tex
   const r = exportOnnx({ model: STORIES_F32(), out });
   assert.equal(r.modelFile, join(out, 'onnx', 'model.onnx'));
   assert.equal(r.externalData, false);
-  for (const f of ['config.json', 'generation_config.json', 'tokenizer.json', 'tokenizer_config.json']) assert.ok(existsSync(join(out, f)), `${f} written`);
+  for (const f of ['config.json', 'generation_config.json', 'tokenizer.json', 'tokenizer_config.json'])
+    assert.ok(existsSync(join(out, f)), `${f} written`);
   const config = JSON.parse(readFileSync(join(out, 'config.json'), 'utf8'));
   assert.deepEqual(config['transformers.js_config'], { dtype: 'fp32', use_external_data_format: false });
   const ort = await OrtDecoder.open(r.modelFile);
@@ -67,9 +68,14 @@ test('stories260K: onnxruntime-node logits within 1e-4 of lonas, same greedy tex
 test('a left-padded batch: attention_mask hides the padding, each row equals its own unpadded run', async () => {
   const out = mkdtempSync(join(tmpdir(), 'lonas-onnx-batch-'));
   const r = exportOnnx({ model: STORIES_F32(), out });
-  const o = ort(), { session } = await OrtDecoder.open(r.modelFile);
-  const rows = [PROMPT, PROMPT.slice(0, 6)], S = PROMPT.length, V = 512;
-  const ids: bigint[] = [], mask: bigint[] = [], pos: bigint[] = [];
+  const o = ort(),
+    { session } = await OrtDecoder.open(r.modelFile);
+  const rows = [PROMPT, PROMPT.slice(0, 6)],
+    S = PROMPT.length,
+    V = 512;
+  const ids: bigint[] = [],
+    mask: bigint[] = [],
+    pos: bigint[] = [];
   for (const row of rows) {
     const pad = S - row.length;
     for (let t = 0; t < S; t++) {
@@ -82,7 +88,9 @@ test('a left-padded batch: attention_mask hides the padding, each row equals its
   feeds.input_ids = new o.Tensor('int64', BigInt64Array.from(ids), [2, S]);
   feeds.attention_mask = new o.Tensor('int64', BigInt64Array.from(mask), [2, S]);
   feeds.position_ids = new o.Tensor('int64', BigInt64Array.from(pos), [2, S]);
-  for (const m of session.inputMetadata) if (m.name.startsWith('past_')) feeds[m.name] = new o.Tensor('float32', new Float32Array(0), [2, Number(m.shape[1]), 0, Number(m.shape[3])]);
+  for (const m of session.inputMetadata)
+    if (m.name.startsWith('past_'))
+      feeds[m.name] = new o.Tensor('float32', new Float32Array(0), [2, Number(m.shape[1]), 0, Number(m.shape[3])]);
   const logits = (await session.run(feeds)).logits.data as Float32Array;
   const model = loadLlama(STORIES_F32());
   rows.forEach((row, b) => {
@@ -98,7 +106,10 @@ test('--dtype f16 with external data equals lonas on the f16-rounded weights', a
   const loaded = loadModelDir(STORIES_F32());
   const tensors: Record<string, TensorToWrite> = {};
   for (const [name, t] of loaded.weights) {
-    if (name.endsWith('norm.weight')) { tensors[name] = { dtype: 'F32', shape: [...t.shape], data: Float32Array.from(t.data) }; continue; }
+    if (name.endsWith('norm.weight')) {
+      tensors[name] = { dtype: 'F32', shape: [...t.shape], data: Float32Array.from(t.data) };
+      continue;
+    }
     const half = new Uint16Array(t.data.length);
     f32ToF16(Float32Array.from(t.data), half);
     tensors[name] = { dtype: 'F16', shape: [...t.shape], data: half };
@@ -119,15 +130,22 @@ test('--dtype f16 with external data equals lonas on the f16-rounded weights', a
 test('a heterogeneous LoNAS sub-network (per-layer MLP widths and heads), merged by lonas export --adapter --subnet', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'lonas-onnx-subnet-'));
   const base = loadLlama(STORIES_F32());
-  const settings = { rank: 4, alpha: 8, dropout: 0, targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] as const };
+  const settings = {
+    rank: 4,
+    alpha: 8,
+    dropout: 0,
+    targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] as const,
+  };
   addLora(base, { ...settings, targets: [...settings.targets] }, 1);
   const rng = new T.Rng(5);
   for (const l of loraModules(base)) l.loraB.data.forEach((_, i, a) => (a[i] = rng.normal() * 0.05)); // a trained adapter is not zero
-  const spec: SearchSpaceSpec = { groups: [
-    { kind: 'rank', share: 'all', modules: [...settings.targets], fractions: [1, 0.5] },
-    { kind: 'mlp_width', share: 'layer', fractions: [1, 0.75, 0.5] },
-    { kind: 'heads', share: 'layer', fractions: [1, 0.5] },
-  ] };
+  const spec: SearchSpaceSpec = {
+    groups: [
+      { kind: 'rank', share: 'all', modules: [...settings.targets], fractions: [1, 0.5] },
+      { kind: 'mlp_width', share: 'layer', fractions: [1, 0.75, 0.5] },
+      { kind: 'heads', share: 'layer', fractions: [1, 0.5] },
+    ],
+  };
   const adapter = join(dir, 'adapter');
   saveAdapter(adapter, base, { ...settings, targets: [...settings.targets] }, { searchSpace: spec });
   // layer l takes choice l mod |choices| of every per-layer group: widths and head counts differ between layers
@@ -137,19 +155,30 @@ test('a heterogeneous LoNAS sub-network (per-layer MLP widths and heads), merged
   writeFileSync(subnetFile, JSON.stringify(subnet));
   const out = join(dir, 'onnx');
   lonas('export', '--format', 'onnx', '--model', STORIES_F32(), '--adapter', adapter, '--subnet', subnetFile, '--out', out);
-  const layers = JSON.parse(readFileSync(join(out, 'config.json'), 'utf8')).lonas_layers as { intermediate_size: number; num_key_value_heads: number }[];
+  const layers = JSON.parse(readFileSync(join(out, 'config.json'), 'utf8')).lonas_layers as {
+    intermediate_size: number;
+    num_key_value_heads: number;
+  }[];
   assert.ok(new Set(layers.map((l) => l.intermediate_size)).size > 1, `MLP widths differ per layer: ${JSON.stringify(layers)}`);
   assert.ok(new Set(layers.map((l) => l.num_key_value_heads)).size > 1, 'key/value heads differ per layer');
   const ort = await OrtDecoder.open(join(out, 'onnx', 'model.onnx'));
   const kvHeads = ort.session.inputMetadata.filter((m) => m.name.endsWith('.key')).map((m) => m.shape[1]);
-  assert.deepEqual(kvHeads, layers.map((l) => l.num_key_value_heads), 'per-layer cache shapes in the graph');
+  assert.deepEqual(
+    kvHeads,
+    layers.map((l) => l.num_key_value_heads),
+    'per-layer cache shapes in the graph',
+  );
   const { model } = loadWithAdapter(STORIES_F32(), adapter, subnetFile); // the super-network at that configuration
   await assertMatchesLonas(join(out, 'onnx', 'model.onnx'), model, 'sub-network', 32);
   // transformers.js sizes each layer's empty first-step cache from the graph: the per-layer shapes work there too
   const t = await transformersJs();
   Object.assign(t.env, { allowRemoteModels: false, allowLocalModels: true, localModelPath: dir });
   const inputs = (await t.AutoTokenizer.from_pretrained('onnx'))('Once upon a time');
-  const generated = await (await t.AutoModelForCausalLM.from_pretrained('onnx')).generate({ ...inputs, max_new_tokens: 24, do_sample: false });
+  const generated = await (await t.AutoModelForCausalLM.from_pretrained('onnx')).generate({
+    ...inputs,
+    max_new_tokens: 24,
+    do_sample: false,
+  });
   const prompt = inputs.input_ids.tolist()[0].map(Number);
   const reference = generate(model, [prompt], { maxNewTokens: 24, strategy: { kind: 'greedy' }, eosIds: [2] })[0];
   assert.deepEqual(generated.tolist()[0].map(Number).slice(prompt.length), reference, 'transformers.js greedy ids == lonas');
@@ -157,7 +186,8 @@ test('a heterogeneous LoNAS sub-network (per-layer MLP widths and heads), merged
 
 test('lonas export --format onnx refuses bad options with the fix', () => {
   const out = join(mkdtempSync(join(tmpdir(), 'lonas-onnx-bad-')), 'out');
-  const run = (...a: string[]) => spawnSync(process.execPath, [BIN, 'export', '--format', 'onnx', '--model', STORIES_F32(), '--out', out, ...a], { encoding: 'utf8' });
+  const run = (...a: string[]) =>
+    spawnSync(process.execPath, [BIN, 'export', '--format', 'onnx', '--model', STORIES_F32(), '--out', out, ...a], { encoding: 'utf8' });
   const dtype = run('--dtype', 'bf16');
   assert.equal(dtype.status, 1);
   assert.match(dtype.stderr, /--dtype bf16: --format onnx stores float weights as f32 or f16/);

@@ -7,7 +7,8 @@ import { dequantize, gptqQuantize, rtnQuantize } from '../../src/compress/gptq.t
 import { assertClose } from '../helpers/assert-close.ts';
 
 const fx = new SafetensorsFile(fileURLToPath(new URL('./fixtures/gptq.safetensors', import.meta.url)));
-const out = Number(fx.metadata.out_features), inF = Number(fx.metadata.in_features);
+const out = Number(fx.metadata.out_features),
+  inF = Number(fx.metadata.in_features);
 const H = fx.readFloat64('H').data;
 const X = fx.readFloat64('X');
 
@@ -15,15 +16,20 @@ function outputError(w: ArrayLike<number>): number {
   const [n] = X.shape;
   let e = 0;
   const W = fx.readFloat64('W').data;
-  for (let t = 0; t < n; t++) for (let o = 0; o < out; o++) {
-    let d = 0;
-    for (let j = 0; j < inF; j++) d += X.data[t * inF + j] * (W[o * inF + j] - w[o * inF + j]);
-    e += d * d;
-  }
+  for (let t = 0; t < n; t++)
+    for (let o = 0; o < out; o++) {
+      let d = 0;
+      for (let j = 0; j < inF; j++) d += X.data[t * inF + j] * (W[o * inF + j] - w[o * inF + j]);
+      e += d * d;
+    }
   return e;
 }
 
-for (const [variant, opts] of [['plain', { actOrder: false }], ['actorder', { actOrder: true }], ['sparse', { actOrder: false, keepZeros: true }]] as const) {
+for (const [variant, opts] of [
+  ['plain', { actOrder: false }],
+  ['actorder', { actOrder: true }],
+  ['sparse', { actOrder: false, keepZeros: true }],
+] as const) {
   test(`GPTQ ${variant}: codes, scales, zeros and g_idx equal PyTorch`, () => {
     const W = fx.readFloat32(variant === 'sparse' ? 'sparse.W' : 'W').data;
     const r = gptqQuantize(W, out, inF, H, { bits: 4, groupSize: 128, blockSize: 128, percDamp: 0.01, ...opts });
@@ -36,7 +42,10 @@ for (const [variant, opts] of [['plain', { actOrder: false }], ['actorder', { ac
     assertClose(r.scales, fx.readFloat32(`${variant}.scales`).data, `${variant} scales`, { rtol: 1e-6, atol: 0 });
     const deq = dequantize(r);
     assertClose(deq, fx.readFloat32(`${variant}.Q`).data, `${variant} dequantised`, { rtol: 1e-5, atol: 1e-7 });
-    if (variant === 'sparse') W.forEach((v, k) => { if (v === 0) assert.equal(deq[k], 0, `zero weight ${k} stays zero`); });
+    if (variant === 'sparse')
+      W.forEach((v, k) => {
+        if (v === 0) assert.equal(deq[k], 0, `zero weight ${k} stays zero`);
+      });
   });
 }
 
@@ -45,7 +54,8 @@ test('GPTQ beats round-to-nearest on the layer output error', () => {
   const gptq = dequantize(gptqQuantize(W, out, inF, H, { bits: 4, groupSize: 128, actOrder: false }));
   const rtn = dequantize(rtnQuantize(W, out, inF, 4, 128));
   assertClose(rtn, fx.readFloat32('rtn.Q').data, 'RTN equals the reference RTN', { rtol: 1e-5, atol: 1e-7 });
-  const eG = outputError(gptq), eR = outputError(rtn);
+  const eG = outputError(gptq),
+    eR = outputError(rtn);
   assert.ok(eG < eR, `GPTQ ${eG} < RTN ${eR}`);
   assertClose([eG], [Number(fx.metadata['plain.output_error'])], 'output error as PyTorch', { rtol: 1e-3, atol: 0 });
 });

@@ -15,7 +15,14 @@ import { assertClose } from '../helpers/assert-close.ts';
 function load(variant: 'tied' | 'untied') {
   const fx = new SafetensorsFile(fileURLToPath(new URL(`./fixtures/llama_${variant}.safetensors`, import.meta.url)));
   const ids = fx.readInt32('input_ids');
-  return { fx, model: fixtureModel(fx, { trainable: true }), ids: ids.data, B: ids.shape[0], Tn: ids.shape[1], labels: fx.readInt32('labels').data };
+  return {
+    fx,
+    model: fixtureModel(fx, { trainable: true }),
+    ids: ids.data,
+    B: ids.shape[0],
+    Tn: ids.shape[1],
+    labels: fx.readInt32('labels').data,
+  };
 }
 
 for (const variant of ['tied', 'untied'] as const) {
@@ -49,6 +56,9 @@ for (const variant of ['tied', 'untied'] as const) {
     }
     // Errors compound over steps (Adam divides by sqrt(v)): 1e-4 relative over 10 steps.
     assertClose(losses, expected, `${variant} loss curve`, { rtol: 1e-4, atol: 1e-5 });
-    assertClose(model.norm.weight.toArray(), fx.readFloat32('final.model.norm.weight').data, `${variant} final norm weight`, { rtol: 1e-4, atol: 1e-5 });
+    assertClose(model.norm.weight.toArray(), fx.readFloat32('final.model.norm.weight').data, `${variant} final norm weight`, {
+      rtol: 1e-4,
+      atol: 1e-5,
+    });
   });
 }

@@ -19,7 +19,11 @@ const meta = (k: string) => parseFloat(fx.metadata[k]);
 
 function build(bInit: 'zero' | 'nonzero') {
   const model = fixtureModel(fx);
-  const loras = addLora(model, { rank: meta('lora.r'), alpha: meta('lora.alpha'), dropout: 0, targets: JSON.parse(fx.metadata['lora.target_modules']) }, 0);
+  const loras = addLora(
+    model,
+    { rank: meta('lora.r'), alpha: meta('lora.alpha'), dropout: 0, targets: JSON.parse(fx.metadata['lora.target_modules']) },
+    0,
+  );
   for (const l of loras) {
     l.loraA.data.set(f32(`lora_init.${l.name}.lora_A.weight`));
     l.loraB.data.set(f32(bInit === 'zero' ? `lora_init.${l.name}.lora_B.weight` : `lora_init_nonzero_b.${l.name}.lora_B.weight`));
@@ -30,7 +34,10 @@ function build(bInit: 'zero' | 'nonzero') {
 
 test('zero-B LoRA gives the base logits; non-zero B logits and gradients equal PyTorch', () => {
   const z = build('zero');
-  assertClose(T.noGrad(() => z.model.forward(z.ids, z.B, z.Tn)).toArray(), f32('zero_b_logits'), 'zero-B logits', { rtol: 1e-5, atol: 1e-5 });
+  assertClose(T.noGrad(() => z.model.forward(z.ids, z.B, z.Tn)).toArray(), f32('zero_b_logits'), 'zero-B logits', {
+    rtol: 1e-5,
+    atol: 1e-5,
+  });
   const m = build('nonzero');
   const logits = m.model.forward(m.ids, m.B, m.Tn);
   assertClose(logits.toArray(), f32('logits_step0'), 'logits step 0', { rtol: 1e-5, atol: 1e-5 });
@@ -46,7 +53,13 @@ test('zero-B LoRA gives the base logits; non-zero B logits and gradients equal P
 test('10 AdamW steps on the adapters follow PyTorch (loss curve 1e-5, final weights 1e-4)', () => {
   const m = build('nonzero');
   const params = m.loras.flatMap((l) => [l.loraA, l.loraB]);
-  const opt = new AdamW(params, { lr: meta('adamw.lr'), beta1: meta('adamw.beta1'), beta2: meta('adamw.beta2'), eps: meta('adamw.eps'), weightDecay: meta('adamw.weight_decay') });
+  const opt = new AdamW(params, {
+    lr: meta('adamw.lr'),
+    beta1: meta('adamw.beta1'),
+    beta2: meta('adamw.beta2'),
+    eps: meta('adamw.eps'),
+    weightDecay: meta('adamw.weight_decay'),
+  });
   const losses: number[] = [];
   for (let s = 0; s < 10; s++) {
     opt.zeroGrad();
@@ -82,7 +95,13 @@ test('an elastic configuration (rank 2 on q/k/v, MLP width 60 in layer 0) equals
   assertClose([loss.item()], f32('elastic.loss'), 'elastic loss', { rtol: 1e-5, atol: 0 });
   T.backward(loss);
   for (const l of m.loras) {
-    assertClose(l.loraA.grad!.toArray(), f32(`elastic.grad.${l.name}.lora_A.weight`), `elastic grad ${l.name}.lora_A`, { rtol: 1e-4, atol: 1e-7 });
-    assertClose(l.loraB.grad!.toArray(), f32(`elastic.grad.${l.name}.lora_B.weight`), `elastic grad ${l.name}.lora_B`, { rtol: 1e-4, atol: 1e-7 });
+    assertClose(l.loraA.grad!.toArray(), f32(`elastic.grad.${l.name}.lora_A.weight`), `elastic grad ${l.name}.lora_A`, {
+      rtol: 1e-4,
+      atol: 1e-7,
+    });
+    assertClose(l.loraB.grad!.toArray(), f32(`elastic.grad.${l.name}.lora_B.weight`), `elastic grad ${l.name}.lora_B`, {
+      rtol: 1e-4,
+      atol: 1e-7,
+    });
   }
 });

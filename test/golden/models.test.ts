@@ -20,7 +20,16 @@ const tmp = mkdtempSync(join(tmpdir(), 'lonas-golden-models-'));
 after(() => rmSync(tmp, { recursive: true, force: true }));
 
 test('every golden model directory is covered', () => {
-  assert.deepEqual(cases, ['bf16_storage', 'linear_rope', 'llama3_rope', 'llama_gqa', 'llama_tied_theta1e6', 'mistral_head_dim', 'qwen2_bias', 'sharded']);
+  assert.deepEqual(cases, [
+    'bf16_storage',
+    'linear_rope',
+    'llama3_rope',
+    'llama_gqa',
+    'llama_tied_theta1e6',
+    'mistral_head_dim',
+    'qwen2_bias',
+    'sharded',
+  ]);
 });
 
 for (const name of cases) {

@@ -84,7 +84,13 @@ test('sum, mean, mul + add', () => {
 
 test('AdamW: three steps equal torch.optim.AdamW', () => {
   const p = get('adamw.p0', true);
-  const opt = new AdamW([p], { lr: meta('adamw.lr'), beta1: meta('adamw.beta1'), beta2: meta('adamw.beta2'), eps: meta('adamw.eps'), weightDecay: meta('adamw.weight_decay') });
+  const opt = new AdamW([p], {
+    lr: meta('adamw.lr'),
+    beta1: meta('adamw.beta1'),
+    beta2: meta('adamw.beta2'),
+    eps: meta('adamw.eps'),
+    weightDecay: meta('adamw.weight_decay'),
+  });
   for (let s = 1; s <= 3; s++) {
     p.grad = get(`adamw.g${s}`);
     opt.update();

@@ -53,7 +53,8 @@ test('Wanda 60%, 2:4 semi-structured, and magnitude masks equal PyTorch', () => 
   checkMasks(nm, 'nm24');
   for (const name of weightNames(nm)) {
     const w = nm.namedParameters().get(name)!.data;
-    for (let g = 0; g < w.length; g += 4) assert.equal([0, 1, 2, 3].filter((k) => w[g + k] === 0).length, 2, `${name} group ${g / 4} keeps exactly 2 of 4`);
+    for (let g = 0; g < w.length; g += 4)
+      assert.equal([0, 1, 2, 3].filter((k) => w[g + k] === 0).length, 2, `${name} group ${g / 4} keeps exactly 2 of 4`);
   }
   const mag = model();
   pruneModel(mag, [], { method: 'magnitude', sparsity: 0.5, targets: [...PROJECTIONS] });

@@ -16,7 +16,12 @@ export function leaf(t: Tensor): Tensor {
   return t;
 }
 
-export function gradcheck(name: string, inputs: Tensor[], f: (...xs: Tensor[]) => Tensor, opts: { eps?: number; tol?: number; seed?: number } = {}): void {
+export function gradcheck(
+  name: string,
+  inputs: Tensor[],
+  f: (...xs: Tensor[]) => Tensor,
+  opts: { eps?: number; tol?: number; seed?: number } = {},
+): void {
   const eps = opts.eps ?? 1e-6;
   const tol = opts.tol ?? 1e-6;
   for (const x of inputs) {
@@ -40,7 +45,10 @@ export function gradcheck(name: string, inputs: Tensor[], f: (...xs: Tensor[]) =
       x.data[i] = orig;
       const numeric = (plus - minus) / (2 * eps);
       const err = Math.abs(numeric - analytic[i]);
-      assert.ok(err <= tol * Math.max(1, Math.abs(numeric)), `${name}: d/dinput${xi}[${i}] analytic ${analytic[i]} vs numeric ${numeric} (err ${err})`);
+      assert.ok(
+        err <= tol * Math.max(1, Math.abs(numeric)),
+        `${name}: d/dinput${xi}[${i}] analytic ${analytic[i]} vs numeric ${numeric} (err ${err})`,
+      );
     }
   });
 }

@@ -5,12 +5,19 @@ import type { Int4Weight } from '../../src/kernels/compressed.ts';
 /** |got − want| ≤ tol[i] elementwise; the message names the worst element. */
 export function assertWithin(what: string, got: ArrayLike<number>, want: ArrayLike<number>, tol: ArrayLike<number>): void {
   assert.equal(got.length, want.length, `${what}: length ${got.length} vs ${want.length}`);
-  let worst = -1, worstRatio = 1;
+  let worst = -1,
+    worstRatio = 1;
   for (let i = 0; i < want.length; i++) {
     const ratio = Math.abs(got[i] - want[i]) / tol[i];
-    if (!(ratio <= worstRatio)) { worst = i; worstRatio = ratio; }
+    if (!(ratio <= worstRatio)) {
+      worst = i;
+      worstRatio = ratio;
+    }
   }
-  assert.ok(worst < 0, `${what}: element ${worst} is ${got[worst]}, reference ${want[worst]} (|Δ| = ${Math.abs(got[worst] - want[worst])} > tol ${tol[worst]})`);
+  assert.ok(
+    worst < 0,
+    `${what}: element ${worst} is ${got[worst]}, reference ${want[worst]} (|Δ| = ${Math.abs(got[worst] - want[worst])} > tol ${tol[worst]})`,
+  );
 }
 
 /** Per-output tolerance of int4Linear (float32 accumulation: 1e-6 · Σ_j |x_j| · |s| · (16 + |z|) + 1e-7). */

@@ -18,7 +18,8 @@ export function nativeKernels(): NativeKernels {
     const addon = loadNativeAddon();
     cache = addon === null ? null : wrapNativeAddon(addon);
   }
-  if (cache === null) throw new Error(`native addon not built (${nativeAddonPath()} is missing): run \`npm run build:native\` before running this test`);
+  if (cache === null)
+    throw new Error(`native addon not built (${nativeAddonPath()} is missing): run \`npm run build:native\` before running this test`);
   return cache;
 }
 

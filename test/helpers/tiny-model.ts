@@ -8,8 +8,20 @@ import { randomNormal } from '../../src/nn/modules.ts';
 
 export function tinyConfig(over: Partial<Parameters<typeof uniformConfig>[0]> = {}): LlamaConfig {
   return uniformConfig({
-    vocabSize: 40, hiddenSize: 16, headDim: 4, numLayers: 2, numHeads: 4, numKvHeads: 2, intermediateSize: 24,
-    rmsNormEps: 1e-5, ropeTheta: 10000, ropeScaling: null, maxPositions: 64, tieWordEmbeddings: false, attentionBias: false, ...over,
+    vocabSize: 40,
+    hiddenSize: 16,
+    headDim: 4,
+    numLayers: 2,
+    numHeads: 4,
+    numKvHeads: 2,
+    intermediateSize: 24,
+    rmsNormEps: 1e-5,
+    ropeTheta: 10000,
+    ropeScaling: null,
+    maxPositions: 64,
+    tieWordEmbeddings: false,
+    attentionBias: false,
+    ...over,
   });
 }
 
@@ -18,7 +30,10 @@ export function tinyModel(seed = 1, config = tinyConfig()): LlamaModel {
   const weights = new Map<string, Tensor>();
   const c = config;
   for (const { name, shape } of llamaWeightTable(c).all) {
-    weights.set(name, name.endsWith('norm.weight') ? randomNormal(rng, shape, 0.1) : randomNormal(rng, shape, name.includes('embed') ? 0.5 : 0.2));
+    weights.set(
+      name,
+      name.endsWith('norm.weight') ? randomNormal(rng, shape, 0.1) : randomNormal(rng, shape, name.includes('embed') ? 0.5 : 0.2),
+    );
     if (name.endsWith('norm.weight')) weights.get(name)!.data.forEach((v, i, a) => (a[i] = 1 + v));
   }
   return new LlamaModel(c, weights);

@@ -7,16 +7,15 @@ import { join } from 'node:path';
 import { asset, STORIES_F32 } from '../helpers/assets.ts';
 import { loadTokenizer } from '../../src/io/tokenizer.ts';
 import { promptFor } from '../../src/io/prompt.ts';
-import {
-  loadTrainingMix, makeBatches, readExamples, splitValidation, tokenizeExample, type Example,
-} from '../../src/io/datasets.ts';
+import { loadTrainingMix, makeBatches, readExamples, splitValidation, tokenizeExample, type Example } from '../../src/io/datasets.ts';
 
 const ARC_E = asset('datasets/llm-adapters/dataset/ARC-Easy/train.json');
 const BOOLQ = asset('datasets/llm-adapters/dataset/boolq/train.json');
 const GSM8K = asset('datasets/gsm8k-openai/train.jsonl');
 const MATH = asset('datasets/llm-adapters/ft-training_set/math_data.json');
 const tok = loadTokenizer(STORIES_F32());
-const BOS = 1, EOS = 2;
+const BOS = 1,
+  EOS = 2;
 const tmp = mkdtempSync(join(tmpdir(), 'lonas-datasets-'));
 const tmpFile = (name: string, text: string): string => {
   const p = join(tmp, name);
@@ -35,7 +34,8 @@ test('LLM-Adapters JSON: ARC-Easy and BoolQ train splits', () => {
   const boolq = readExamples(BOOLQ);
   assert.equal(boolq.length, 9427);
   assert.deepEqual(boolq[0], {
-    instruction: 'Please answer the following question with true or false, question: do iran and afghanistan speak the same language?\n\nAnswer format: true/false',
+    instruction:
+      'Please answer the following question with true or false, question: do iran and afghanistan speak the same language?\n\nAnswer format: true/false',
     input: '',
     output: 'the correct answer is true',
     answer: 'true',
@@ -50,8 +50,14 @@ test('GSM8K JSONL: question → instruction, whole solution → output, "#### N"
   assert.ok(gsm[0].output.startsWith('Natalia sold 48/2 = <<48/2=24>>24 clips in May.\n'));
   assert.ok(gsm[0].output.endsWith('\n#### 72'));
   assert.equal(gsm[0].answer, '72');
-  assert.ok(gsm.every((e) => /^-?\d+$/.test(e.answer!)), 'every answer is an integer without thousands commas');
-  assert.ok(gsm.some((e) => /#### \d{1,3},\d{3}$/.test(e.output)), 'the file does use commas ("#### 1,080")');
+  assert.ok(
+    gsm.every((e) => /^-?\d+$/.test(e.answer!)),
+    'every answer is an integer without thousands commas',
+  );
+  assert.ok(
+    gsm.some((e) => /#### \d{1,3},\d{3}$/.test(e.output)),
+    'the file does use commas ("#### 1,080")',
+  );
 });
 
 test('math_data.json: numeric answers as "4.0", AQuA-style letter answers too', () => {
@@ -66,16 +72,22 @@ test('math_data.json: numeric answers as "4.0", AQuA-style letter answers too', 
 test('prompt template: exact strings with and without input', () => {
   const noInput = { instruction: 'Add 2 and 3.', input: '', output: '5' };
   const withInput = { instruction: 'Translate to French.', input: 'cat', output: 'chat' };
-  assert.equal(promptFor(noInput, { withResponse: true }),
+  assert.equal(
+    promptFor(noInput, { withResponse: true }),
     'Below is an instruction that describes a task. Write a response that appropriately completes the request.\n\n' +
-    '### Instruction:\nAdd 2 and 3.\n\n### Response:\n5');
-  assert.equal(promptFor(noInput, { withResponse: false }),
+      '### Instruction:\nAdd 2 and 3.\n\n### Response:\n5',
+  );
+  assert.equal(
+    promptFor(noInput, { withResponse: false }),
     'Below is an instruction that describes a task. Write a response that appropriately completes the request.\n\n' +
-    '### Instruction:\nAdd 2 and 3.\n\n### Response:\n');
-  assert.equal(promptFor(withInput, { withResponse: true }),
+      '### Instruction:\nAdd 2 and 3.\n\n### Response:\n',
+  );
+  assert.equal(
+    promptFor(withInput, { withResponse: true }),
     'Below is an instruction that describes a task, paired with an input that provides further context. ' +
-    'Write a response that appropriately completes the request.\n\n' +
-    '### Instruction:\nTranslate to French.\n\n### Input:\ncat\n\n### Response:\nchat');
+      'Write a response that appropriately completes the request.\n\n' +
+      '### Instruction:\nTranslate to French.\n\n### Input:\ncat\n\n### Response:\nchat',
+  );
   assert.ok(promptFor(withInput, { withResponse: false }).endsWith('### Input:\ncat\n\n### Response:\n'));
   const arc = readExamples(ARC_E)[0];
   assert.equal(promptFor(arc, { withResponse: true }), `${promptFor(arc, { withResponse: false })}the correct answer is answer2`);
@@ -99,8 +111,10 @@ test('training mix: seeded samples without replacement, concatenated and shuffle
   assert.ok(!mix.slice(0, 100).every((e) => /^answer\d$/.test(e.answer!)), 'shuffled, not in file order');
   assert.deepEqual(loadTrainingMix(specs, 42), mix, 'same seed, same mix');
   assert.notDeepEqual(loadTrainingMix(specs, 43), mix);
-  assert.throws(() => loadTrainingMix([{ file: ARC_E, count: 5000 }], 0),
-    (e: Error) => e.message.includes(ARC_E) && e.message.includes('5000') && e.message.includes('2251'));
+  assert.throws(
+    () => loadTrainingMix([{ file: ARC_E, count: 5000 }], 0),
+    (e: Error) => e.message.includes(ARC_E) && e.message.includes('5000') && e.message.includes('2251'),
+  );
   assert.throws(() => loadTrainingMix([{ file: ARC_E, count: 1.5 }], 0), /positive integer/);
   assert.throws(() => loadTrainingMix([], 0), /no data files/);
 });
@@ -110,8 +124,14 @@ test('validation split: seeded, disjoint, order kept; too large is an error', ()
   const { train, val } = splitValidation(data, 10, 42);
   assert.equal(val.length, 10);
   assert.equal(train.length, 90);
-  assert.deepEqual([...train, ...val].sort((a, b) => a - b), data);
-  assert.deepEqual(val, [...val].sort((a, b) => a - b));
+  assert.deepEqual(
+    [...train, ...val].sort((a, b) => a - b),
+    data,
+  );
+  assert.deepEqual(
+    val,
+    [...val].sort((a, b) => a - b),
+  );
   assert.deepEqual(splitValidation(data, 10, 42), { train, val });
   assert.notDeepEqual(splitValidation(data, 10, 7).val, val);
   assert.deepEqual(splitValidation(data, 0, 1), { train: data, val: [] });
@@ -165,42 +185,75 @@ test('malformed files: errors name the file, the record and the field', () => {
   assert.throws(() => readExamples(notObject), /record 1: expected an object, got string "text"/);
 
   const gsm = tmpFile('g.jsonl', '{"question":"q","answer":"a\\n#### 1"}\n\n{"question":"q","answer":"no final line"}\n');
-  assert.throws(() => readExamples(gsm), (e: Error) => e.message.startsWith(`${gsm}: record 1 (line 3): field "answer" does not end in "#### <number>"`));
+  assert.throws(
+    () => readExamples(gsm),
+    (e: Error) => e.message.startsWith(`${gsm}: record 1 (line 3): field "answer" does not end in "#### <number>"`),
+  );
   const gsmMissing = tmpFile('g2.jsonl', '{"question":"q","answer":"#### 1"}\n{"question":"q"}\n');
-  assert.throws(() => readExamples(gsmMissing), { message: `${gsmMissing}: record 1 (line 2): field "answer" is missing (gsm8k records need it)` });
+  assert.throws(() => readExamples(gsmMissing), {
+    message: `${gsmMissing}: record 1 (line 2): field "answer" is missing (gsm8k records need it)`,
+  });
 
   const badLine = tmpFile('bad.jsonl', '{"question":"q","answer":"#### 1"}\n{"question":"q","answer":"#### 2"}\n{"question": oops}\n');
-  assert.throws(() => readExamples(badLine), (e: Error) => e.message.startsWith(`${badLine}: line 3: invalid JSON: `));
+  assert.throws(
+    () => readExamples(badLine),
+    (e: Error) => e.message.startsWith(`${badLine}: line 3: invalid JSON: `),
+  );
   const badArray = tmpFile('bad.json', `[\n${JSON.stringify(ok)},\n${JSON.stringify(ok)},\n{"instruction": "i", "output": }\n]`);
-  assert.throws(() => readExamples(badArray), (e: Error) => e.message.startsWith(`${badArray}: invalid JSON in record 2 (line 4, column `));
+  assert.throws(
+    () => readExamples(badArray),
+    (e: Error) => e.message.startsWith(`${badArray}: invalid JSON in record 2 (line 4, column `),
+  );
   const trailingComma = tmpFile('comma.json', `[${JSON.stringify(ok)},\n]`);
-  assert.throws(() => readExamples(trailingComma), /comma\.json: invalid JSON \(line 2, column 1\): a comma after record 0 but no record follows/);
+  assert.throws(
+    () => readExamples(trailingComma),
+    /comma\.json: invalid JSON \(line 2, column 1\): a comma after record 0 but no record follows/,
+  );
   const badColumn = tmpFile('col.jsonl', '{"question":"q","answer":"#### 1"}\n{"question":"q" "answer":"#### 1"}\n');
-  assert.throws(() => readExamples(badColumn), (e: Error) => e.message.startsWith(`${badColumn}: line 2, column 17: invalid JSON: Expected ','`));
+  assert.throws(
+    () => readExamples(badColumn),
+    (e: Error) => e.message.startsWith(`${badColumn}: line 2, column 17: invalid JSON: Expected ','`),
+  );
   const unclosed = tmpFile('unclosed.json', `[${JSON.stringify(ok)}`);
-  assert.throws(() => readExamples(unclosed), (e: Error) => e.message.startsWith(`${unclosed}: invalid JSON`));
+  assert.throws(
+    () => readExamples(unclosed),
+    (e: Error) => e.message.startsWith(`${unclosed}: invalid JSON`),
+  );
 
   const empty = tmpFile('empty.json', ' \n');
-  assert.throws(() => readExamples(empty), { message: `${empty}: the file is empty (expected a JSON array of {instruction, input, output} records, or JSONL {question, answer} lines)` });
+  assert.throws(() => readExamples(empty), {
+    message: `${empty}: the file is empty (expected a JSON array of {instruction, input, output} records, or JSONL {question, answer} lines)`,
+  });
   assert.throws(() => readExamples(tmpFile('none.json', '[]')), /contains no records/);
   assert.throws(() => readExamples(tmpFile('other.json', '[{"text":"x"}]')), /record 0: unrecognised record format.*got fields "text"/);
   assert.throws(() => readExamples(join(tmp, 'absent.json')), /absent\.json: cannot read/);
   // content decides: a JSONL file named .json still reads, and optional fields may be absent
   const jsonlNamedJson = tmpFile('lines.json', '{"instruction":"i","output":"o"}\n{"instruction":"j","output":"p","input":null}\n');
-  assert.deepEqual(readExamples(jsonlNamedJson), [{ instruction: 'i', input: '', output: 'o' }, { instruction: 'j', input: '', output: 'p' }]);
+  assert.deepEqual(readExamples(jsonlNamedJson), [
+    { instruction: 'i', input: '', output: 'o' },
+    { instruction: 'j', input: '', output: 'p' },
+  ]);
 });
 
 test('batches: right padding, -100 label padding, real-token counts, every example once', () => {
-  const tokenized = readExamples(BOOLQ).slice(0, 37).map((e) => tokenizeExample(tok, e, { cutoffLen: 256, trainOnInputs: false }));
+  const tokenized = readExamples(BOOLQ)
+    .slice(0, 37)
+    .map((e) => tokenizeExample(tok, e, { cutoffLen: 256, trainOnInputs: false }));
   const batches = makeBatches(tokenized, 4, { padId: 0, seed: 1 });
   assert.equal(batches.length, 10);
   assert.equal(batches[9].B, 1);
-  assert.deepEqual(batches.flatMap((b) => b.indices).sort((a, b) => a - b), tokenized.map((_, i) => i));
+  assert.deepEqual(
+    batches.flatMap((b) => b.indices).sort((a, b) => a - b),
+    tokenized.map((_, i) => i),
+  );
   for (const b of batches) {
     assert.equal(b.inputIds.length, b.B * b.T);
     assert.equal(b.labels.length, b.B * b.T);
     assert.equal(b.T, Math.max(...b.lengths));
-    assert.equal(b.realTokens, b.lengths.reduce((s, n) => s + n, 0));
+    assert.equal(
+      b.realTokens,
+      b.lengths.reduce((s, n) => s + n, 0),
+    );
     b.indices.forEach((ex, row) => {
       const { inputIds, labels } = tokenized[ex];
       assert.deepEqual([...b.inputIds.subarray(row * b.T, (row + 1) * b.T)], [...inputIds, ...new Array(b.T - inputIds.length).fill(0)]);
@@ -219,11 +272,16 @@ test('batches: right padding, -100 label padding, real-token counts, every examp
 });
 
 test('batches grouped by length waste less padding', () => {
-  const tokenized = readExamples(GSM8K).slice(0, 400).map((e) => tokenizeExample(tok, e, { cutoffLen: 512 }));
+  const tokenized = readExamples(GSM8K)
+    .slice(0, 400)
+    .map((e) => tokenizeExample(tok, e, { cutoffLen: 512 }));
   const padded = (bs: ReturnType<typeof makeBatches>) => bs.reduce((s, b) => s + b.B * b.T - b.realTokens, 0);
   const plain = makeBatches(tokenized, 8, { padId: 0, seed: 3 });
   const grouped = makeBatches(tokenized, 8, { padId: 0, seed: 3, groupByLength: true });
-  assert.equal(grouped.reduce((s, b) => s + b.realTokens, 0), plain.reduce((s, b) => s + b.realTokens, 0));
+  assert.equal(
+    grouped.reduce((s, b) => s + b.realTokens, 0),
+    plain.reduce((s, b) => s + b.realTokens, 0),
+  );
   assert.ok(padded(grouped) < padded(plain) / 4, `padding ${padded(grouped)} vs ${padded(plain)}`);
   assert.deepEqual(makeBatches(tokenized, 8, { padId: 0, seed: 3, groupByLength: true }), grouped);
 });

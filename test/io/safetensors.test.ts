@@ -12,18 +12,22 @@ const dir = mkdtempSync(join(tmpdir(), 'lonas-st-'));
 test('round trip F32, BF16 (rounded), I32 and I64 with metadata; no temp file left', () => {
   const path = join(dir, 'a.safetensors');
   const f = Float32Array.from([1.5, -2.25, 3.0078125, 1e-3]);
-  writeSafetensors(path, {
-    w: { dtype: 'F32', shape: [2, 2], data: f },
-    h: { dtype: 'BF16', shape: [4], data: f },
-    ids: { dtype: 'I32', shape: [3], data: Int32Array.from([1, -2, 3]) },
-    big: { dtype: 'I64', shape: [2], data: BigInt64Array.from([5n, -6n]) },
-  }, { note: 'hi' });
+  writeSafetensors(
+    path,
+    {
+      w: { dtype: 'F32', shape: [2, 2], data: f },
+      h: { dtype: 'BF16', shape: [4], data: f },
+      ids: { dtype: 'I32', shape: [3], data: Int32Array.from([1, -2, 3]) },
+      big: { dtype: 'I64', shape: [2], data: BigInt64Array.from([5n, -6n]) },
+    },
+    { note: 'hi' },
+  );
   assert.deepEqual(readdirSync(dir), ['a.safetensors']);
   const st = new SafetensorsFile(path);
   assert.equal(st.metadata.note, 'hi');
   assert.deepEqual(Array.from(st.readFloat32('w').data), Array.from(f));
   assert.deepEqual(st.readFloat32('w').shape, [2, 2]);
-  assert.deepEqual(Array.from(st.readFloat32("h").data), [1.5, -2.25, 3, 0.00099945068359375]); // as torch: tensor(1e-3).bfloat16().float()
+  assert.deepEqual(Array.from(st.readFloat32('h').data), [1.5, -2.25, 3, 0.00099945068359375]); // as torch: tensor(1e-3).bfloat16().float()
   assert.deepEqual(Array.from(st.readInt32('ids').data), [1, -2, 3]);
   assert.deepEqual(Array.from(st.readInt32('big').data), [5, -6]);
   assert.throws(() => st.readFloat32('nope'), /no tensor named 'nope'/);
@@ -53,7 +57,10 @@ test('bf16 and f16 conversions', () => {
 function bad(name: string, bytes: Buffer | Uint8Array, pattern: RegExp): void {
   const path = join(dir, name);
   writeFileSync(path, bytes);
-  assert.throws(() => new SafetensorsFile(path), (e: Error) => pattern.test(e.message) && e.message.includes(path));
+  assert.throws(
+    () => new SafetensorsFile(path),
+    (e: Error) => pattern.test(e.message) && e.message.includes(path),
+  );
 }
 
 function withHeader(header: object, dataBytes: number): Buffer {
@@ -72,7 +79,11 @@ test('bad files give errors that name the file and the problem', () => {
   bad('dtype', withHeader({ a: { dtype: 'Q4', shape: [1], data_offsets: [0, 1] } }, 1), /unsupported dtype "Q4"/);
   bad('shape', withHeader({ a: { dtype: 'F32', shape: [2, 2], data_offsets: [0, 8] } }, 8), /needs 16 bytes but data_offsets span 8/);
   bad('truncated', withHeader({ a: { dtype: 'F32', shape: [4], data_offsets: [0, 16] } }, 8), /truncated/);
-  bad('overlap', withHeader({ a: { dtype: 'F32', shape: [2], data_offsets: [0, 8] }, b: { dtype: 'F32', shape: [2], data_offsets: [4, 12] } }, 12), /overlap/);
+  bad(
+    'overlap',
+    withHeader({ a: { dtype: 'F32', shape: [2], data_offsets: [0, 8] }, b: { dtype: 'F32', shape: [2], data_offsets: [4, 12] } }, 12),
+    /overlap/,
+  );
   const good = join(dir, 'a.safetensors');
   const whole = readFileSync(good);
   bad('cut', whole.subarray(0, whole.length - 4), /truncated/);

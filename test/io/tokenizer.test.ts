@@ -14,9 +14,19 @@ const stories = loadTokenizer(storiesDir);
 const llama2 = loadTokenizer(llama2Dir);
 
 const texts = [
-  'Once upon a time', 'Hello world', ' one leading space', '  two leading spaces', 'trailing space ',
-  'trailing newlines\n\n', '\nleading newline', 'tabs\tand\r\nCRLF', 'café é naïve', 'emoji 😀🎉 done',
-  '中文字符 mixed with English', 'x', '',
+  'Once upon a time',
+  'Hello world',
+  ' one leading space',
+  '  two leading spaces',
+  'trailing space ',
+  'trailing newlines\n\n',
+  '\nleading newline',
+  'tabs\tand\r\nCRLF',
+  'café é naïve',
+  'emoji 😀🎉 done',
+  '中文字符 mixed with English',
+  'x',
+  '',
 ];
 
 test('special ids and vocab sizes', () => {
@@ -101,8 +111,10 @@ test('IncrementalDecoder: context ids give the first new token its leading space
   assert.ok(p2[p2.length - 1].includes('\uFFFD'));
 });
 
-const llama2Template = "{% if messages[0]['role'] == 'system' %}{% set loop_messages = messages[1:] %}{% set system_message = messages[0]['content'] %}{% else %}{% set loop_messages = messages %}{% set system_message = false %}{% endif %}{% for message in loop_messages %}{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}{% if loop.index0 == 0 and system_message != false %}{% set content = '<<SYS>>\\n' + system_message + '\\n<</SYS>>\\n\\n' + message['content'] %}{% else %}{% set content = message['content'] %}{% endif %}{% if message['role'] == 'user' %}{{ bos_token + '[INST] ' + content.strip() + ' [/INST]' }}{% elif message['role'] == 'assistant' %}{{ ' '  + content.strip() + ' ' + eos_token }}{% endif %}{% endfor %}";
-const chatmlTemplate = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
+const llama2Template =
+  "{% if messages[0]['role'] == 'system' %}{% set loop_messages = messages[1:] %}{% set system_message = messages[0]['content'] %}{% else %}{% set loop_messages = messages %}{% set system_message = false %}{% endif %}{% for message in loop_messages %}{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}{% if loop.index0 == 0 and system_message != false %}{% set content = '<<SYS>>\\n' + system_message + '\\n<</SYS>>\\n\\n' + message['content'] %}{% else %}{% set content = message['content'] %}{% endif %}{% if message['role'] == 'user' %}{{ bos_token + '[INST] ' + content.strip() + ' [/INST]' }}{% elif message['role'] == 'assistant' %}{{ ' '  + content.strip() + ' ' + eos_token }}{% endif %}{% endfor %}";
+const chatmlTemplate =
+  "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
 
 function dirWithConfig(config: object): string {
   const dir = mkdtempSync(join(tmpdir(), 'lonas-tok-'));
@@ -114,11 +126,19 @@ function dirWithConfig(config: object): string {
 test('chat templates: Llama-2 with bos/eos tokens, ChatML with a generation prompt', () => {
   const base = { add_bos_token: true, bos_token: '<s>', eos_token: '</s>', unk_token: '<unk>' };
   const tok = loadTokenizer(dirWithConfig({ ...base, chat_template: llama2Template }));
-  const chat = [{ role: 'user', content: 'Hi there' }, { role: 'assistant', content: 'Hello!' }];
+  const chat = [
+    { role: 'user', content: 'Hi there' },
+    { role: 'assistant', content: 'Hello!' },
+  ];
   const s = tok.applyChatTemplate(chat);
   assert.equal(s, '<s>[INST] Hi there [/INST] Hello! </s>');
-  assert.equal(tok.applyChatTemplate([{ role: 'system', content: 'Be brief.' }, { role: 'user', content: 'Hi' }]),
-    '<s>[INST] <<SYS>>\nBe brief.\n<</SYS>>\n\nHi [/INST]');
+  assert.equal(
+    tok.applyChatTemplate([
+      { role: 'system', content: 'Be brief.' },
+      { role: 'user', content: 'Hi' },
+    ]),
+    '<s>[INST] <<SYS>>\nBe brief.\n<</SYS>>\n\nHi [/INST]',
+  );
   assert.throws(() => tok.applyChatTemplate([chat[0], chat[0]]), /Conversation roles must alternate/);
   // the rendered BOS/EOS strings become the special ids; encode with addBos:false to avoid a second BOS
   const ids = tok.encode(s, { addBos: false });
@@ -127,8 +147,10 @@ test('chat templates: Llama-2 with bos/eos tokens, ChatML with a generation prom
   assert.equal(ids[ids.length - 1], 2);
 
   const chatml = loadTokenizer(dirWithConfig({ ...base, chat_template: chatmlTemplate }));
-  assert.equal(chatml.applyChatTemplate(chat, { addGenerationPrompt: true }),
-    '<|im_start|>user\nHi there<|im_end|>\n<|im_start|>assistant\nHello!<|im_end|>\n<|im_start|>assistant\n');
+  assert.equal(
+    chatml.applyChatTemplate(chat, { addGenerationPrompt: true }),
+    '<|im_start|>user\nHi there<|im_end|>\n<|im_start|>assistant\nHello!<|im_end|>\n<|im_start|>assistant\n',
+  );
   const named = loadTokenizer(dirWithConfig({ ...base, chat_template: [{ name: 'default', template: chatmlTemplate }] }));
   assert.equal(named.applyChatTemplate([chat[0]]), '<|im_start|>user\nHi there<|im_end|>\n');
 });
@@ -139,12 +161,21 @@ test('clear errors: no chat template, no tokenizer.json, malformed JSON', () => 
   assert.throws(() => loadTokenizer(empty), {
     message: `${empty}: no tokenizer.json found; lonas needs a Hugging Face fast-tokenizer file (tokenizer.json) beside the model`,
   });
-  assert.throws(() => loadTokenizer(join(empty, 'missing')), /missing: no such model directory; pass the directory of a Hugging Face model/);
+  assert.throws(
+    () => loadTokenizer(join(empty, 'missing')),
+    /missing: no such model directory; pass the directory of a Hugging Face model/,
+  );
   const bad = dirWithConfig({});
   writeFileSync(join(bad, 'tokenizer_config.json'), '{"add_bos_token": tru');
-  assert.throws(() => loadTokenizer(bad), (e: Error) => e.message.startsWith(join(bad, 'tokenizer_config.json') + ': malformed JSON'));
+  assert.throws(
+    () => loadTokenizer(bad),
+    (e: Error) => e.message.startsWith(join(bad, 'tokenizer_config.json') + ': malformed JSON'),
+  );
   writeFileSync(join(bad, 'tokenizer.json'), '[1, 2');
-  assert.throws(() => loadTokenizer(bad), (e: Error) => e.message.startsWith(join(bad, 'tokenizer.json') + ': malformed JSON'));
+  assert.throws(
+    () => loadTokenizer(bad),
+    (e: Error) => e.message.startsWith(join(bad, 'tokenizer.json') + ': malformed JSON'),
+  );
 });
 
 test('without add_bos_token (or without tokenizer_config.json), BOS follows the tokenizer.json post-processor', () => {

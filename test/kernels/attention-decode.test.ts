@@ -26,16 +26,29 @@ for (const c of CASES) {
   test(`B ${c.B}, Tk ${c.Tk}, Hq ${c.Hq} / Hkv ${c.Hkv}, D ${c.D}${c.keyStart ? ', left padding' : ''}`, () => {
     const rng = seededUniform(0xa77 + c.Tk);
     const stride = c.maxLen * c.Hkv * c.D;
-    const q = randF32(rng, c.B * c.Hq * c.D, 2), k = randF32(rng, c.B * stride), v = randF32(rng, c.B * stride);
+    const q = randF32(rng, c.B * c.Hq * c.D, 2),
+      k = randF32(rng, c.B * stride),
+      v = randF32(rng, c.B * stride);
     const ks = c.keyStart ? Int32Array.from(c.keyStart) : null;
     const scale = 1 / Math.sqrt(c.D);
-    const on = new Float32Array(c.B * c.Hq * c.D), or = on.slice(), ou = on.slice();
+    const on = new Float32Array(c.B * c.Hq * c.D),
+      or = on.slice(),
+      ou = on.slice();
     nativeKernels().attentionDecode(q, k, v, on, c.B, c.Tk, c.Hq, c.Hkv, c.D, stride, scale, ks);
     ref.attentionDecode(q, k, v, or, c.B, c.Tk, c.Hq, c.Hkv, c.D, stride, scale, ks);
     assertClose(on, or, 'native vs reference', { rtol: 1e-5, atol: 1e-6 });
     // the unfused path the model used before (gemm, softmax with padding keys at −1e30, gemm)
     attentionForward(nativeKernels(), q, k, v, ou, new Float32Array(c.B * c.Hq * c.Tk), {
-      B: c.B, Tq: 1, Tk: c.Tk, Hq: c.Hq, Hkv: c.Hkv, D: c.D, kvBatchStride: stride, scale, causal: true, keyStart: ks,
+      B: c.B,
+      Tq: 1,
+      Tk: c.Tk,
+      Hq: c.Hq,
+      Hkv: c.Hkv,
+      D: c.D,
+      kvBatchStride: stride,
+      scale,
+      causal: true,
+      keyStart: ks,
     });
     assertClose(on, ou, 'native vs the unfused path', { rtol: 1e-5, atol: 1e-6 });
   });
@@ -43,8 +56,17 @@ for (const c of CASES) {
 
 test('attentionDecode argument errors', () => {
   const a = new Float32Array(64);
-  assert.throws(() => nativeKernels().attentionDecode(a, a, a, a, 1, 4, 3, 2, 4, 16, 1, null), /attentionDecode: Hq = 3 must be a positive multiple of Hkv = 2/);
-  assert.throws(() => nativeKernels().attentionDecode(a, a, a, a, 1, 4, 2, 2, 4, 16, 1, Int32Array.of(4)), /keyStart\[0\] = 4 leaves row 0 no key of 4/);
+  assert.throws(
+    () => nativeKernels().attentionDecode(a, a, a, a, 1, 4, 3, 2, 4, 16, 1, null),
+    /attentionDecode: Hq = 3 must be a positive multiple of Hkv = 2/,
+  );
+  assert.throws(
+    () => nativeKernels().attentionDecode(a, a, a, a, 1, 4, 2, 2, 4, 16, 1, Int32Array.of(4)),
+    /keyStart\[0\] = 4 leaves row 0 no key of 4/,
+  );
   assert.throws(() => nativeKernels().attentionDecode(a, a, a, a, 2, 8, 2, 2, 4, 64, 1, null), /'k' has 64 elements but 128 are needed/);
-  assert.throws(() => ref.attentionDecode(a, a, a, a, 1, 4, 2, 2, 4, 16, 1, Int32Array.of(-1)), /keyStart\[0\] = -1 leaves row 0 no key of 4/);
+  assert.throws(
+    () => ref.attentionDecode(a, a, a, a, 1, 4, 2, 2, 4, 16, 1, Int32Array.of(-1)),
+    /keyStart\[0\] = -1 leaves row 0 no key of 4/,
+  );
 });

@@ -35,12 +35,19 @@ describe('gemmBf16 compute "bf16-act"', () => {
   test('native matches the twin at every SIMD level and thread count (k tails, strides, alpha/beta)', () => {
     const rng = seededUniform(0xbf16);
     const cases = [
-      { m: 1, n: 1536, kk: 576, ld: 576 }, { m: 3, n: 77, kk: 100, ld: 130 }, { m: 16, n: 40, kk: 31, ld: 31 },
+      { m: 1, n: 1536, kk: 576, ld: 576 },
+      { m: 3, n: 77, kk: 100, ld: 130 },
+      { m: 16, n: 40, kk: 31, ld: 31 },
       { m: 2, n: 600, kk: 1536, ld: 1536 },
     ];
     for (const { m, n, kk, ld } of cases) {
-      const a = randF32(rng, m * ld, 3), b = randBf16(rng, n * ld), c0 = randF32(rng, m * n);
-      for (const [alpha, beta] of [[1, 0], [0.5, 2]]) {
+      const a = randF32(rng, m * ld, 3),
+        b = randBf16(rng, n * ld),
+        c0 = randF32(rng, m * n);
+      for (const [alpha, beta] of [
+        [1, 0],
+        [0.5, 2],
+      ]) {
         const want = c0.slice();
         ref.gemmBf16(true, m, n, kk, alpha, a, 0, ld, b, 0, ld, beta, want, 0, n, 'bf16-act');
         for (const level of levels()) {
@@ -60,12 +67,21 @@ describe('gemmBf16 compute "bf16-act"', () => {
 
   test('error budget against exact: relative ‖Δy‖/‖y‖ ≤ 1% (bf16 keeps 8 bits of x)', () => {
     const rng = seededUniform(0xbf17);
-    const m = 4, n = 1536, kk = 576, a = randF32(rng, m * kk), b = randBf16(rng, n * kk, 0.05);
-    const exact = new Float32Array(m * n), approx = new Float32Array(m * n);
+    const m = 4,
+      n = 1536,
+      kk = 576,
+      a = randF32(rng, m * kk),
+      b = randBf16(rng, n * kk, 0.05);
+    const exact = new Float32Array(m * n),
+      approx = new Float32Array(m * n);
     k.gemmBf16(true, m, n, kk, 1, a, 0, kk, b, 0, kk, 0, exact, 0, n);
     k.gemmBf16(true, m, n, kk, 1, a, 0, kk, b, 0, kk, 0, approx, 0, n, 'bf16-act');
-    let num = 0, den = 0;
-    for (let i = 0; i < exact.length; i++) { num += (approx[i] - exact[i]) ** 2; den += exact[i] ** 2; }
+    let num = 0,
+      den = 0;
+    for (let i = 0; i < exact.length; i++) {
+      num += (approx[i] - exact[i]) ** 2;
+      den += exact[i] ** 2;
+    }
     const rel = Math.sqrt(num / den);
     // bf16 rounding of x: relative error ≤ 2^−9 per element, ~0.1–0.2% on y for random data
     assert.ok(rel > 0 && rel <= 0.01, `relative error ${rel}`);
@@ -73,17 +89,30 @@ describe('gemmBf16 compute "bf16-act"', () => {
 
   test('m > 16 and the dY · W layout are exact; bad mode names are RangeErrors', () => {
     const rng = seededUniform(0xbf18);
-    const m = 17, n = 20, kk = 48, a = randF32(rng, m * kk), b = randBf16(rng, n * kk);
-    const e = new Float32Array(m * n), q = new Float32Array(m * n);
+    const m = 17,
+      n = 20,
+      kk = 48,
+      a = randF32(rng, m * kk),
+      b = randBf16(rng, n * kk);
+    const e = new Float32Array(m * n),
+      q = new Float32Array(m * n);
     k.gemmBf16(true, m, n, kk, 1, a, 0, kk, b, 0, kk, 0, e, 0, n);
     k.gemmBf16(true, m, n, kk, 1, a, 0, kk, b, 0, kk, 0, q, 0, n, 'bf16-act');
     assert.deepEqual([...q], [...e]);
-    const d = randF32(rng, 2 * n), e2 = new Float32Array(2 * kk), q2 = new Float32Array(2 * kk);
+    const d = randF32(rng, 2 * n),
+      e2 = new Float32Array(2 * kk),
+      q2 = new Float32Array(2 * kk);
     k.gemmBf16(false, 2, kk, n, 1, d, 0, n, b, 0, kk, 0, e2, 0, kk);
     k.gemmBf16(false, 2, kk, n, 1, d, 0, n, b, 0, kk, 0, q2, 0, kk, 'bf16-act');
     assert.deepEqual([...q2], [...e2]);
     const bad = 'fast' as 'exact';
-    assert.throws(() => k.gemmBf16(true, 1, n, kk, 1, a, 0, kk, b, 0, kk, 0, e, 0, n, bad), /gemmBf16: compute = 'fast' must be 'exact' or 'bf16-act'/);
-    assert.throws(() => ref.gemmBf16(true, 1, n, kk, 1, a, 0, kk, b, 0, kk, 0, e, 0, n, bad), /gemmBf16: compute = 'fast' must be 'exact' or 'bf16-act'/);
+    assert.throws(
+      () => k.gemmBf16(true, 1, n, kk, 1, a, 0, kk, b, 0, kk, 0, e, 0, n, bad),
+      /gemmBf16: compute = 'fast' must be 'exact' or 'bf16-act'/,
+    );
+    assert.throws(
+      () => ref.gemmBf16(true, 1, n, kk, 1, a, 0, kk, b, 0, kk, 0, e, 0, n, bad),
+      /gemmBf16: compute = 'fast' must be 'exact' or 'bf16-act'/,
+    );
   });
 });

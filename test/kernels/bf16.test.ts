@@ -34,20 +34,45 @@ function widen(bits: Uint16Array): Float32Array {
   return out;
 }
 
-interface Case { tB: boolean; m: number; n: number; k: number; lda?: number; ldb?: number; ldc?: number; aOff?: number; bOff?: number; cOff?: number; alpha?: number; beta?: number; nanC?: boolean }
+interface Case {
+  tB: boolean;
+  m: number;
+  n: number;
+  k: number;
+  lda?: number;
+  ldb?: number;
+  ldc?: number;
+  aOff?: number;
+  bOff?: number;
+  cOff?: number;
+  alpha?: number;
+  beta?: number;
+  nanC?: boolean;
+}
 
 function run(what: string, k: NativeKernels, cs: Case, seed: number): void {
-  const { tB, m, n } = cs, kk = cs.k;
-  const lda = cs.lda ?? Math.max(1, kk), ldb = cs.ldb ?? Math.max(1, tB ? kk : n), ldc = cs.ldc ?? n;
-  const aOff = cs.aOff ?? 0, bOff = cs.bOff ?? 0, cOff = cs.cOff ?? 0;
-  const alpha = cs.alpha ?? 1, beta = cs.beta ?? 0;
+  const { tB, m, n } = cs,
+    kk = cs.k;
+  const lda = cs.lda ?? Math.max(1, kk),
+    ldb = cs.ldb ?? Math.max(1, tB ? kk : n),
+    ldc = cs.ldc ?? n;
+  const aOff = cs.aOff ?? 0,
+    bOff = cs.bOff ?? 0,
+    cOff = cs.cOff ?? 0;
+  const alpha = cs.alpha ?? 1,
+    beta = cs.beta ?? 0;
   const rng = seededUniform(seed);
   const a = randF32(rng, aOff + Math.max(0, m - 1) * lda + kk + 2);
   const b = randBf16(rng, bOff + Math.max(0, (tB ? n : kk) - 1) * ldb + (tB ? kk : n) + 2);
   const c = randF32(rng, cOff + Math.max(0, m - 1) * ldc + n + 2);
   const inside = (i: number) => i >= cOff && i < cOff + m * ldc && (i - cOff) % ldc < n;
-  if (cs.nanC) c.forEach((_, i) => { if (inside(i)) c[i] = NaN; });
-  const cn = c.slice(), cr = c.slice(), cu = c.slice();
+  if (cs.nanC)
+    c.forEach((_, i) => {
+      if (inside(i)) c[i] = NaN;
+    });
+  const cn = c.slice(),
+    cr = c.slice(),
+    cu = c.slice();
   k.gemmBf16(tB, m, n, kk, alpha, a, aOff, lda, b, bOff, ldb, beta, cn, cOff, ldc);
   ref.gemmBf16(tB, m, n, kk, alpha, a, aOff, lda, b, bOff, ldb, beta, cr, cOff, ldc);
   const tol = { rtol: 1e-5, atol: 1e-6 * Math.sqrt(Math.max(kk, 1)) };
@@ -89,7 +114,9 @@ describe('gemmBf16 native vs reference', () => {
           return;
         }
         k.setThreads(threads);
-        CASES.forEach((cs, i) => run(`${level}/${threads}t case ${i} (${cs.tB ? 'x·Wᵀ' : 'dY·W'}, m ${cs.m}, n ${cs.n}, k ${cs.k})`, k, cs, 0xbf16 + i));
+        CASES.forEach((cs, i) =>
+          run(`${level}/${threads}t case ${i} (${cs.tB ? 'x·Wᵀ' : 'dY·W'}, m ${cs.m}, n ${cs.n}, k ${cs.k})`, k, cs, 0xbf16 + i),
+        );
       });
     }
   }
@@ -97,9 +124,22 @@ describe('gemmBf16 native vs reference', () => {
 
 test('gemmBf16 argument errors name the kernel and the argument', () => {
   const k = nativeKernels();
-  const a = new Float32Array(8), c = new Float32Array(8);
-  assert.throws(() => k.gemmBf16(true, 2, 2, 2, 1, a, 0, 2, new Float32Array(4) as unknown as Uint16Array, 0, 2, 0, c, 0, 2), /gemmBf16: argument 8 'b' must be a Uint16Array/);
-  assert.throws(() => k.gemmBf16(true, 2, 2, 2, 1, a, 0, 2, new Uint16Array(3), 0, 2, 0, c, 0, 2), /gemmBf16: 'b' has 3 elements but 4 are needed/);
-  assert.throws(() => k.gemmBf16(true, 2, 2, 3, 1, a, 0, 2, new Uint16Array(8), 0, 3, 0, c, 0, 2), /gemmBf16: lda = 2 must be ≥ max\(1, 3\)/);
-  assert.throws(() => ref.gemmBf16(true, 2, 2, 2, 1, a, 0, 2, new Uint16Array(3), 0, 2, 0, c, 0, 2), /gemmBf16: 'b' has 3 elements but 4 are needed/);
+  const a = new Float32Array(8),
+    c = new Float32Array(8);
+  assert.throws(
+    () => k.gemmBf16(true, 2, 2, 2, 1, a, 0, 2, new Float32Array(4) as unknown as Uint16Array, 0, 2, 0, c, 0, 2),
+    /gemmBf16: argument 8 'b' must be a Uint16Array/,
+  );
+  assert.throws(
+    () => k.gemmBf16(true, 2, 2, 2, 1, a, 0, 2, new Uint16Array(3), 0, 2, 0, c, 0, 2),
+    /gemmBf16: 'b' has 3 elements but 4 are needed/,
+  );
+  assert.throws(
+    () => k.gemmBf16(true, 2, 2, 3, 1, a, 0, 2, new Uint16Array(8), 0, 3, 0, c, 0, 2),
+    /gemmBf16: lda = 2 must be ≥ max\(1, 3\)/,
+  );
+  assert.throws(
+    () => ref.gemmBf16(true, 2, 2, 2, 1, a, 0, 2, new Uint16Array(3), 0, 2, 0, c, 0, 2),
+    /gemmBf16: 'b' has 3 elements but 4 are needed/,
+  );
 });

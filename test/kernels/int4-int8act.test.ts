@@ -49,7 +49,8 @@ const twin: Run = (x, M, w, compute) => {
 
 /** ‖a − b‖₂ / ‖b‖₂ */
 function relError(a: Float32Array, b: Float32Array): number {
-  let num = 0, den = 0;
+  let num = 0,
+    den = 0;
   for (let i = 0; i < b.length; i++) {
     num += (a[i] - b[i]) ** 2;
     den += b[i] ** 2;
@@ -61,7 +62,8 @@ function relError(a: Float32Array, b: Float32Array): number {
 function llmLikeX(rng: () => number, M: number, inF: number): Float32Array {
   const outlier = Array.from({ length: inF }, () => rng() < 0.01);
   return Float32Array.from({ length: M * inF }, (_, i) => {
-    const u = rng() - 0.5, v = -Math.sign(u) * Math.log(1 - 2 * Math.abs(u));
+    const u = rng() - 0.5,
+      v = -Math.sign(u) * Math.log(1 - 2 * Math.abs(u));
     return outlier[i % inF] ? 20 * v : v;
   });
 }
@@ -76,7 +78,7 @@ describe('int4Linear compute "int8-act"', () => {
   test('native matches the twin at every SIMD level; the levels agree bit for bit', () => {
     const rng = seededUniform(0x1a8);
     const shapes = [
-      { outF: 77, inF: 200, gs: 64 },   // outF tail, a partial last group and block (200 = 6·32 + 8)
+      { outF: 77, inF: 200, gs: 64 }, // outF tail, a partial last group and block (200 = 6·32 + 8)
       { outF: 1040, inF: 576, gs: 128 }, // 135M-like: 4.5 groups
       { outF: 33, inF: 96, gs: 32 },
     ];
@@ -100,9 +102,14 @@ describe('int4Linear compute "int8-act"', () => {
 
   test('error budget against the exact path: ≤ 1% on random data, ≤ 2% on LLM-like data', () => {
     const rng = seededUniform(0x2b9);
-    for (const { outF, inF } of [{ outF: 1536, inF: 576 }, { outF: 576, inF: 1536 }]) {
-      const wRandom = randomInt4(rng, outF, inF, 128), wLike = llmLikeW(rng, outF, inF, 128);
-      const xRandom = randF32(rng, 4 * inF), xLike = llmLikeX(rng, 4 * inF, inF);
+    for (const { outF, inF } of [
+      { outF: 1536, inF: 576 },
+      { outF: 576, inF: 1536 },
+    ]) {
+      const wRandom = randomInt4(rng, outF, inF, 128),
+        wLike = llmLikeW(rng, outF, inF, 128);
+      const xRandom = randF32(rng, 4 * inF),
+        xLike = llmLikeX(rng, 4 * inF, inF);
       const random = relError(native(xRandom, 4, wRandom, 'int8-act'), native(xRandom, 4, wRandom, 'exact'));
       const like = relError(native(xLike, 4, wLike, 'int8-act'), native(xLike, 4, wLike, 'exact'));
       // measured over 4 seeds: random 0.33–0.41%, LLM-like 0.9–1.25% (blocks holding an outlier channel lose the most)

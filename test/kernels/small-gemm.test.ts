@@ -19,21 +19,43 @@ import { nativeKernels, restoreNativeDefaults } from '../helpers/native.ts';
 
 after(restoreNativeDefaults);
 
-interface Case { m: number; n: number; k: number; lda?: number; ldb?: number; ldc?: number; aOff?: number; bOff?: number; cOff?: number; alpha?: number; beta?: number; nanC?: boolean }
+interface Case {
+  m: number;
+  n: number;
+  k: number;
+  lda?: number;
+  ldb?: number;
+  ldc?: number;
+  aOff?: number;
+  bOff?: number;
+  cOff?: number;
+  alpha?: number;
+  beta?: number;
+  nanC?: boolean;
+}
 
 /** Runs gemm(false, true, …) on both backends from the same data; checks C inside and untouched outside. */
 function check(what: string, kern: Kernels, cs: Case, seed: number): void {
   const { m, n, k } = cs;
-  const lda = cs.lda ?? k, ldb = cs.ldb ?? k, ldc = cs.ldc ?? n;
-  const aOff = cs.aOff ?? 0, bOff = cs.bOff ?? 0, cOff = cs.cOff ?? 0;
-  const alpha = cs.alpha ?? 1, beta = cs.beta ?? 0;
+  const lda = cs.lda ?? k,
+    ldb = cs.ldb ?? k,
+    ldc = cs.ldc ?? n;
+  const aOff = cs.aOff ?? 0,
+    bOff = cs.bOff ?? 0,
+    cOff = cs.cOff ?? 0;
+  const alpha = cs.alpha ?? 1,
+    beta = cs.beta ?? 0;
   const rng = seededUniform(seed);
   const a = randF32(rng, aOff + (m - 1) * lda + k + 3);
   const b = randF32(rng, bOff + (n - 1) * ldb + k + 3);
   const c = randF32(rng, cOff + (m - 1) * ldc + n + 3);
   const inside = (i: number) => i >= cOff && i < cOff + m * ldc && (i - cOff) % ldc < n;
-  if (cs.nanC) c.forEach((_, i) => { if (inside(i)) c[i] = NaN; });
-  const cn = c.slice(), cr = c.slice();
+  if (cs.nanC)
+    c.forEach((_, i) => {
+      if (inside(i)) c[i] = NaN;
+    });
+  const cn = c.slice(),
+    cr = c.slice();
   kern.gemm(false, true, m, n, k, alpha, a, aOff, lda, b, bOff, ldb, beta, cn, cOff, ldc);
   ref.gemm(false, true, m, n, k, alpha, a, aOff, lda, b, bOff, ldb, beta, cr, cOff, ldc);
   assertClose(cn, cr, what, { rtol: 1e-5, atol: 1e-6 * Math.sqrt(k) });
@@ -83,9 +105,12 @@ test('a row gives the same bits whatever the other rows of the batch', () => {
   const k = nativeKernels();
   k.compressedIsa('avx512');
   k.setThreads(1);
-  const n = 1536, kk = 576, m = 16;
+  const n = 1536,
+    kk = 576,
+    m = 16;
   const rng = seededUniform(0xba7);
-  const w = randF32(rng, n * kk, 0.05), x = randF32(rng, m * kk);
+  const w = randF32(rng, n * kk, 0.05),
+    x = randF32(rng, m * kk);
   const all = new Float32Array(m * n);
   k.gemm(false, true, m, n, kk, 1, x, 0, kk, w, 0, kk, 0, all, 0, n);
   for (const rows of [1, 2, 3, 5, 8]) {

@@ -38,9 +38,13 @@ describe('native kernels: results independent of the thread count', () => {
   const k = nativeKernels();
 
   test('softmax (causal) and softmaxBackward', () => {
-    const rows = 96, cols = 700, x = randF32(rng, rows * cols, 4), dy = randF32(rng, rows * cols);
+    const rows = 96,
+      cols = 700,
+      x = randF32(rng, rows * cols, 4),
+      dy = randF32(rng, rows * cols);
     sameAtEveryThreadCount('softmax', () => {
-      const y = new Float32Array(rows * cols), dx = new Float32Array(rows * cols);
+      const y = new Float32Array(rows * cols),
+        dx = new Float32Array(rows * cols);
       k.softmax(x, y, rows, cols, 0.7, 32, 600);
       k.softmaxBackward(y, dy, dx, rows, cols, 0.7);
       return [y, dx];
@@ -48,10 +52,13 @@ describe('native kernels: results independent of the thread count', () => {
   });
 
   test('crossEntropy (with ignored rows) and its backward', () => {
-    const rows = 24, vocab = 5000, logits = randF32(rng, rows * vocab, 6);
+    const rows = 24,
+      vocab = 5000,
+      logits = randF32(rng, rows * vocab, 6);
     const targets = Int32Array.from({ length: rows }, (_, r) => (r % 5 === 0 ? -100 : (r * 977) % vocab));
     sameAtEveryThreadCount('crossEntropy', () => {
-      const lse = new Float32Array(rows), d = new Float32Array(rows * vocab);
+      const lse = new Float32Array(rows),
+        d = new Float32Array(rows * vocab);
       const total = k.crossEntropy(logits, targets, lse, rows, vocab, -100);
       k.crossEntropyBackward(logits, targets, lse, rows, vocab, -100, 0.05, d);
       return [[total], lse, d];
@@ -59,10 +66,16 @@ describe('native kernels: results independent of the thread count', () => {
   });
 
   test('rmsnorm and rmsnormBackward (dx split over rows, dw over columns)', () => {
-    const rows = 200, dim = 576, x = randF32(rng, rows * dim), w = randF32(rng, dim), dy = randF32(rng, rows * dim);
+    const rows = 200,
+      dim = 576,
+      x = randF32(rng, rows * dim),
+      w = randF32(rng, dim),
+      dy = randF32(rng, rows * dim);
     sameAtEveryThreadCount('rmsnorm', () => {
-      const y = new Float32Array(rows * dim), rstd = new Float32Array(rows);
-      const dx = new Float32Array(rows * dim), dw = new Float32Array(dim);
+      const y = new Float32Array(rows * dim),
+        rstd = new Float32Array(rows);
+      const dx = new Float32Array(rows * dim),
+        dw = new Float32Array(dim);
       k.rmsnorm(x, w, y, rstd, rows, dim, 1e-5);
       k.rmsnormBackward(x, w, rstd, dy, dx, dw, rows, dim);
       return [y, rstd, dx, dw];
@@ -70,28 +83,48 @@ describe('native kernels: results independent of the thread count', () => {
   });
 
   test('silu, swiglu and their backward passes; adamw', () => {
-    const n = 100_003, a = randF32(rng, n, 8), b = randF32(rng, n), d = randF32(rng, n);
+    const n = 100_003,
+      a = randF32(rng, n, 8),
+      b = randF32(rng, n),
+      d = randF32(rng, n);
     sameAtEveryThreadCount('element-wise', () => {
-      const y = new Float32Array(n), dx = new Float32Array(n), o = new Float32Array(n);
-      const dg = new Float32Array(n), du = new Float32Array(n);
+      const y = new Float32Array(n),
+        dx = new Float32Array(n),
+        o = new Float32Array(n);
+      const dg = new Float32Array(n),
+        du = new Float32Array(n);
       k.silu(a, y, n);
       k.siluBackward(a, d, dx, n);
       k.swiglu(a, b, o, n);
       k.swigluBackward(a, b, d, dg, du, n);
-      const p = b.slice(), m = d.slice(), v = Float32Array.from(d, (t) => t * t);
+      const p = b.slice(),
+        m = d.slice(),
+        v = Float32Array.from(d, (t) => t * t);
       k.adamw(p, a, m, v, n, 1e-3, 0.9, 0.999, 1e-8, 0.01, 0.19, 0.002);
       return [y, dx, o, dg, du, p, m, v];
     });
   });
 
   test('rope, embedding and embeddingBackward (repeated ids)', () => {
-    const nTok = 64, nHeads = 9, headDim = 64, half = headDim / 2, maxPos = 128;
-    const x = randF32(rng, nTok * nHeads * headDim), cos = randF32(rng, maxPos * half), sin = randF32(rng, maxPos * half);
+    const nTok = 64,
+      nHeads = 9,
+      headDim = 64,
+      half = headDim / 2,
+      maxPos = 128;
+    const x = randF32(rng, nTok * nHeads * headDim),
+      cos = randF32(rng, maxPos * half),
+      sin = randF32(rng, maxPos * half);
     const positions = Int32Array.from({ length: nTok }, (_, t) => (t * 7) % maxPos);
-    const vocab = 50, dim = 576, n = 300, table = randF32(rng, vocab * dim), dyE = randF32(rng, n * dim);
+    const vocab = 50,
+      dim = 576,
+      n = 300,
+      table = randF32(rng, vocab * dim),
+      dyE = randF32(rng, n * dim);
     const ids = Int32Array.from({ length: n }, (_, t) => (t * 13) % vocab);
     sameAtEveryThreadCount('rope/embedding', () => {
-      const out = new Float32Array(x.length), e = new Float32Array(n * dim), dw = new Float32Array(vocab * dim).fill(0.25);
+      const out = new Float32Array(x.length),
+        e = new Float32Array(n * dim),
+        dw = new Float32Array(vocab * dim).fill(0.25);
       k.rope(x, out, positions, cos, sin, nTok, nHeads, headDim, 1);
       k.embedding(table, ids, e, n, dim);
       k.embeddingBackward(dyE, ids, dw, n, dim);
@@ -100,9 +133,15 @@ describe('native kernels: results independent of the thread count', () => {
   });
 
   test('attentionDecode: one row (keys and heads split) and a batch (rows split)', () => {
-    const Hq = 9, Hkv = 3, D = 64, Tk = 700;
+    const Hq = 9,
+      Hkv = 3,
+      D = 64,
+      Tk = 700;
     for (const B of [1, 4]) {
-      const stride = Tk * Hkv * D, q = randF32(rng, B * Hq * D), kc = randF32(rng, B * stride), vc = randF32(rng, B * stride);
+      const stride = Tk * Hkv * D,
+        q = randF32(rng, B * Hq * D),
+        kc = randF32(rng, B * stride),
+        vc = randF32(rng, B * stride);
       const keyStart = B === 1 ? null : Int32Array.from({ length: B }, (_, b) => b * 50);
       sameAtEveryThreadCount(`attentionDecode B = ${B}`, () => {
         const out = new Float32Array(B * Hq * D);

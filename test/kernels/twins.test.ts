@@ -29,7 +29,8 @@ const ATOL = 1e-6;
 /** |got − want| ≤ atol + rtol·|want| elementwise (NaN matches NaN); the message names the worst element. */
 function assertClose(what: string, got: ArrayLike<number>, want: ArrayLike<number>, rtol = RTOL, atol = ATOL): void {
   assert.equal(got.length, want.length, `${what}: length ${got.length} vs ${want.length}`);
-  let worst = -1, worstExcess = -Infinity;
+  let worst = -1,
+    worstExcess = -Infinity;
   for (let i = 0; i < want.length; i++) {
     if (Number.isNaN(got[i]) && Number.isNaN(want[i])) continue;
     const excess = Math.abs(got[i] - want[i]) - (atol + rtol * Math.abs(want[i]));
@@ -46,7 +47,8 @@ type Arrays = Record<string, Float32Array | Int32Array>;
 /** Runs `run` once on each backend, each with fresh copies of `arrays`; returns the copies and results. */
 function twin<A extends Arrays, R>(arrays: A, run: (k: Kernels, a: A) => R) {
   const copy = (): A => Object.fromEntries(Object.entries(arrays).map(([k, v]) => [k, v.slice()])) as A;
-  const n = copy(), r = copy();
+  const n = copy(),
+    r = copy();
   const nativeResult = run(nativeKernels(), n);
   const refResult = run(ref, r);
   return { n, r, nativeResult, refResult };
@@ -56,9 +58,21 @@ function twin<A extends Arrays, R>(arrays: A, run: (k: Kernels, a: A) => R) {
 // GEMM
 
 interface GemmCase {
-  name: string; tA: boolean; tB: boolean; m: number; n: number; k: number;
-  alpha?: number; beta?: number; aPad?: number; bPad?: number; cPad?: number;
-  aOff?: number; bOff?: number; cOff?: number; nanC?: boolean;
+  name: string;
+  tA: boolean;
+  tB: boolean;
+  m: number;
+  n: number;
+  k: number;
+  alpha?: number;
+  beta?: number;
+  aPad?: number;
+  bPad?: number;
+  cPad?: number;
+  aOff?: number;
+  bOff?: number;
+  cOff?: number;
+  nanC?: boolean;
 }
 
 const GEMM_CASES: GemmCase[] = [
@@ -69,10 +83,38 @@ const GEMM_CASES: GemmCase[] = [
   { name: 'transposed A', tA: true, tB: false, m: 15, n: 14, k: 33, beta: 0.5 },
   { name: 'transposed B', tA: false, tB: true, m: 15, n: 14, k: 33, alpha: 2 },
   { name: 'both transposed', tA: true, tB: true, m: 7, n: 19, k: 12, beta: -1 },
-  { name: 'sub-matrix views (offsets, ld > width)', tA: false, tB: false, m: 10, n: 9, k: 21,
-    alpha: -0.75, beta: 0.5, aPad: 5, bPad: 3, cPad: 4, aOff: 7, bOff: 3, cOff: 11 },
-  { name: 'transposed sub-matrix views', tA: true, tB: true, m: 13, n: 6, k: 8,
-    alpha: 1.5, beta: 1, aPad: 2, bPad: 7, cPad: 1, aOff: 1, bOff: 30, cOff: 5 },
+  {
+    name: 'sub-matrix views (offsets, ld > width)',
+    tA: false,
+    tB: false,
+    m: 10,
+    n: 9,
+    k: 21,
+    alpha: -0.75,
+    beta: 0.5,
+    aPad: 5,
+    bPad: 3,
+    cPad: 4,
+    aOff: 7,
+    bOff: 3,
+    cOff: 11,
+  },
+  {
+    name: 'transposed sub-matrix views',
+    tA: true,
+    tB: true,
+    m: 13,
+    n: 6,
+    k: 8,
+    alpha: 1.5,
+    beta: 1,
+    aPad: 2,
+    bPad: 7,
+    cPad: 1,
+    aOff: 1,
+    bOff: 30,
+    cOff: 5,
+  },
   { name: 'beta = 0 ignores NaN in C', tA: false, tB: true, m: 6, n: 5, k: 4, beta: 0, cPad: 2, cOff: 3, nanC: true },
   { name: 'k = 0 scales C by beta', tA: false, tB: false, m: 4, n: 3, k: 0, beta: 2 },
   // m = 1 / n = 1 run through sgemv in the native kernel (decode path): every transpose, views, NaN C
@@ -97,17 +139,24 @@ describe('native vs reference: gemm', () => {
     test(cs.name, () => {
       const rng = seededUniform(0x6e33 + cs.m * 131 + cs.n * 17 + cs.k);
       const { tA, tB, m, n, k } = cs;
-      const alpha = cs.alpha ?? 1, beta = cs.beta ?? 0;
-      const aOff = cs.aOff ?? 0, bOff = cs.bOff ?? 0, cOff = cs.cOff ?? 0;
+      const alpha = cs.alpha ?? 1,
+        beta = cs.beta ?? 0;
+      const aOff = cs.aOff ?? 0,
+        bOff = cs.bOff ?? 0,
+        cOff = cs.cOff ?? 0;
       const A = operand(rng, tA ? k : m, tA ? m : k, cs.aPad ?? 0, aOff);
       const B = operand(rng, tB ? n : k, tB ? k : n, cs.bPad ?? 0, bOff);
       const C = operand(rng, m, n, cs.cPad ?? 0, cOff);
       const inside = (i: number) => i >= cOff && i < cOff + m * C.ld && (i - cOff) % C.ld < n;
-      if (cs.nanC) C.array.forEach((_, i) => { if (inside(i)) C.array[i] = NaN; });
+      if (cs.nanC)
+        C.array.forEach((_, i) => {
+          if (inside(i)) C.array[i] = NaN;
+        });
       const original = C.array.slice();
 
       const { n: nat, r } = twin({ a: A.array, b: B.array, c: C.array }, (kern, x) =>
-        kern.gemm(tA, tB, m, n, k, alpha, x.a, aOff, A.ld, x.b, bOff, B.ld, beta, x.c, cOff, C.ld));
+        kern.gemm(tA, tB, m, n, k, alpha, x.a, aOff, A.ld, x.b, bOff, B.ld, beta, x.c, cOff, C.ld),
+      );
 
       assertClose('gemm C', nat.c, r.c, RTOL, ATOL * Math.max(1, Math.sqrt(k) / 4));
       for (let i = 0; i < original.length; i++) {
@@ -121,18 +170,32 @@ describe('native vs reference: gemm', () => {
   }
 
   // Tolerance: rtol 1e-5, atol 1e-6.
-  for (const [tA, tB] of [[false, false], [true, false], [false, true], [true, true]] as const) {
+  for (const [tA, tB] of [
+    [false, false],
+    [true, false],
+    [false, true],
+    [true, true],
+  ] as const) {
     test(`gemmBatched with strides and offsets (transA=${tA}, transB=${tB})`, () => {
       const rng = seededUniform(0xba7c + (tA ? 1 : 0) + (tB ? 2 : 0));
-      const m = 5, n = 7, k = 6, batch = 4;
-      const lda = (tA ? m : k) + 2, ldb = (tB ? k : n) + 1, ldc = n + 3;
-      const strideA = (tA ? k : m) * lda + 5, strideC = m * ldc + 1;
-      const aOff = 3, bOff = 2, cOff = 4;
+      const m = 5,
+        n = 7,
+        k = 6,
+        batch = 4;
+      const lda = (tA ? m : k) + 2,
+        ldb = (tB ? k : n) + 1,
+        ldc = n + 3;
+      const strideA = (tA ? k : m) * lda + 5,
+        strideC = m * ldc + 1;
+      const aOff = 3,
+        bOff = 2,
+        cOff = 4;
       const a = randF32(rng, aOff + batch * strideA);
       const b = randF32(rng, bOff + (tB ? n : k) * ldb); // strideB = 0: one B shared by all batches
       const c = randF32(rng, cOff + batch * strideC);
       const { n: nat, r } = twin({ a, b, c }, (kern, x) =>
-        kern.gemmBatched(tA, tB, m, n, k, 0.5, x.a, aOff, lda, strideA, x.b, bOff, ldb, 0, 1.25, x.c, cOff, ldc, strideC, batch));
+        kern.gemmBatched(tA, tB, m, n, k, 0.5, x.a, aOff, lda, strideA, x.b, bOff, ldb, 0, 1.25, x.c, cOff, ldc, strideC, batch),
+      );
       assertClose('gemmBatched C', nat.c, r.c);
       // and each batch equals a single gemm on the same views
       const single = c.slice();
@@ -162,7 +225,8 @@ describe('native vs reference: softmax', () => {
       const { rows, cols, scale, causalRows, causalShift } = cs;
       const x = randF32(rng, rows * cols, 6);
       const fwd = twin({ x, y: new Float32Array(rows * cols) }, (kern, a) =>
-        kern.softmax(a.x, a.y, rows, cols, scale, causalRows, causalShift));
+        kern.softmax(a.x, a.y, rows, cols, scale, causalRows, causalShift),
+      );
       assertClose('softmax y', fwd.n.y, fwd.r.y);
       for (let r = 0; r < rows; r++) {
         const keep = causalRows ? Math.min(cols, (r % causalRows) + causalShift + 1) : cols;
@@ -182,7 +246,8 @@ describe('native vs reference: softmax', () => {
       // backward, from the same (masked) probabilities
       const dy = randF32(rng, rows * cols);
       const bwd = twin({ y: fwd.r.y, dy, dx: new Float32Array(rows * cols) }, (kern, a) =>
-        kern.softmaxBackward(a.y, a.dy, a.dx, rows, cols, scale));
+        kern.softmaxBackward(a.y, a.dy, a.dx, rows, cols, scale),
+      );
       assertClose('softmaxBackward dx', bwd.n.dx, bwd.r.dx);
       for (let i = 0; i < rows * cols; i++) {
         if (fwd.r.y[i] === 0) assert.ok(bwd.n.dx[i] === 0 && bwd.r.dx[i] === 0, `masked dx[${i}] not 0`);
@@ -198,7 +263,9 @@ describe('native vs reference: crossEntropy', () => {
   // Tolerance: loss and lse rtol 1e-5 (summed in double on both sides); dlogits rtol 1e-5, atol 1e-6.
   test('odd vocab, ignored rows, forward + backward (+ in place)', () => {
     const rng = seededUniform(0xce);
-    const rows = 9, vocab = 37, ignoreIndex = -100;
+    const rows = 9,
+      vocab = 37,
+      ignoreIndex = -100;
     const logits = randF32(rng, rows * vocab, 5);
     const targets = randInts(rng, rows, 0, vocab);
     targets[2] = ignoreIndex;
@@ -208,17 +275,22 @@ describe('native vs reference: crossEntropy', () => {
     const kept = rows - 2;
 
     const fwd = twin({ logits, targets, lse: new Float32Array(rows) }, (kern, a) =>
-      kern.crossEntropy(a.logits, a.targets as Int32Array, a.lse, rows, vocab, ignoreIndex));
+      kern.crossEntropy(a.logits, a.targets as Int32Array, a.lse, rows, vocab, ignoreIndex),
+    );
     assertClose('crossEntropy lse', fwd.n.lse, fwd.r.lse);
     assertClose('crossEntropy loss', [fwd.nativeResult], [fwd.refResult]);
     assert.ok(fwd.refResult / kept > 0 && fwd.refResult / kept < 20, `mean loss ${fwd.refResult / kept}`);
 
     const lse = fwd.r.lse;
     const bwd = twin({ logits, targets, lse, d: new Float32Array(rows * vocab).fill(7) }, (kern, a) =>
-      kern.crossEntropyBackward(a.logits, a.targets as Int32Array, a.lse, rows, vocab, ignoreIndex, 1 / kept, a.d));
+      kern.crossEntropyBackward(a.logits, a.targets as Int32Array, a.lse, rows, vocab, ignoreIndex, 1 / kept, a.d),
+    );
     assertClose('crossEntropyBackward dlogits', bwd.n.d, bwd.r.d);
     for (const r of [2, 7]) {
-      assert.ok(bwd.n.d.subarray(r * vocab, (r + 1) * vocab).every((v) => v === 0), `ignored row ${r} not zeroed`);
+      assert.ok(
+        bwd.n.d.subarray(r * vocab, (r + 1) * vocab).every((v) => v === 0),
+        `ignored row ${r} not zeroed`,
+      );
     }
     for (let r = 0; r < rows; r++) {
       if (targets[r] === ignoreIndex) continue;
@@ -239,7 +311,11 @@ describe('native vs reference: crossEntropy', () => {
 
 describe('native vs reference: rmsnorm', () => {
   // Tolerance: rtol 1e-5, atol 1e-6 (dw: atol 1e-6·rows, it sums over rows).
-  for (const [rows, dim] of [[5, 23], [1, 1], [3, 64]] as const) {
+  for (const [rows, dim] of [
+    [5, 23],
+    [1, 1],
+    [3, 64],
+  ] as const) {
     test(`forward and backward, rows=${rows} dim=${dim}, dx/dw null combinations`, () => {
       const rng = seededUniform(0x3a5 + rows * 100 + dim);
       const eps = 1e-5;
@@ -247,20 +323,35 @@ describe('native vs reference: rmsnorm', () => {
       if (rows > 2) x.fill(0, 2 * dim, 3 * dim); // an all-zero row: rstd = 1/sqrt(eps)
       const w = randF32(rng, dim, 1.5);
       const fwd = twin({ x, w, y: new Float32Array(rows * dim), rstd: new Float32Array(rows) }, (kern, a) =>
-        kern.rmsnorm(a.x, a.w, a.y, a.rstd, rows, dim, eps));
+        kern.rmsnorm(a.x, a.w, a.y, a.rstd, rows, dim, eps),
+      );
       assertClose('rmsnorm y', fwd.n.y, fwd.r.y);
       assertClose('rmsnorm rstd', fwd.n.rstd, fwd.r.rstd);
 
       const dy = randF32(rng, rows * dim);
       const rstd = fwd.r.rstd;
-      for (const [wantDx, wantDw] of [[true, true], [true, false], [false, true], [false, false]] as const) {
+      for (const [wantDx, wantDw] of [
+        [true, true],
+        [true, false],
+        [false, true],
+        [false, false],
+      ] as const) {
         const sentinel = 42;
         const bwd = twin({ dx: new Float32Array(rows * dim).fill(sentinel), dw: new Float32Array(dim).fill(sentinel) }, (kern, a) =>
-          kern.rmsnormBackward(x, w, rstd, dy, wantDx ? a.dx : null, wantDw ? a.dw : null, rows, dim));
+          kern.rmsnormBackward(x, w, rstd, dy, wantDx ? a.dx : null, wantDw ? a.dw : null, rows, dim),
+        );
         if (wantDx) assertClose('rmsnormBackward dx', bwd.n.dx, bwd.r.dx);
-        else assert.ok(bwd.n.dx.every((v) => v === sentinel), 'dx written although null was passed');
+        else
+          assert.ok(
+            bwd.n.dx.every((v) => v === sentinel),
+            'dx written although null was passed',
+          );
         if (wantDw) assertClose('rmsnormBackward dw', bwd.n.dw, bwd.r.dw, RTOL, ATOL * rows);
-        else assert.ok(bwd.n.dw.every((v) => v === sentinel), 'dw written although null was passed');
+        else
+          assert.ok(
+            bwd.n.dw.every((v) => v === sentinel),
+            'dw written although null was passed',
+          );
       }
     });
   }
@@ -289,13 +380,26 @@ describe('native vs reference: silu / swiglu', () => {
   test('swiglu and swigluBackward with dgate / dup null', () => {
     const fwd = twin({ x, up, out: new Float32Array(n) }, (kern, a) => kern.swiglu(a.x, a.up, a.out, n));
     assertClose('swiglu out', fwd.n.out, fwd.r.out);
-    for (const [wantG, wantU] of [[true, true], [true, false], [false, true]] as const) {
+    for (const [wantG, wantU] of [
+      [true, true],
+      [true, false],
+      [false, true],
+    ] as const) {
       const bwd = twin({ dg: new Float32Array(n).fill(9), du: new Float32Array(n).fill(9) }, (kern, a) =>
-        kern.swigluBackward(x, up, dy, wantG ? a.dg : null, wantU ? a.du : null, n));
+        kern.swigluBackward(x, up, dy, wantG ? a.dg : null, wantU ? a.du : null, n),
+      );
       if (wantG) assertClose('swigluBackward dgate', bwd.n.dg, bwd.r.dg);
-      else assert.ok(bwd.n.dg.every((v) => v === 9), 'dgate written although null was passed');
+      else
+        assert.ok(
+          bwd.n.dg.every((v) => v === 9),
+          'dgate written although null was passed',
+        );
       if (wantU) assertClose('swigluBackward dup', bwd.n.du, bwd.r.du);
-      else assert.ok(bwd.n.du.every((v) => v === 9), 'dup written although null was passed');
+      else
+        assert.ok(
+          bwd.n.du.every((v) => v === 9),
+          'dup written although null was passed',
+        );
     }
   });
 });
@@ -304,10 +408,16 @@ describe('native vs reference: silu / swiglu', () => {
 // RoPE
 
 /** cos/sin tables (maxPos, headDim/2) for rotary base 10000 (float32 unless `Array` says otherwise). */
-function ropeTables<T extends FloatArray = Float32Array>(maxPos: number, headDim: number,
-  Array: new (n: number) => T = Float32Array as unknown as new (n: number) => T) {
+function ropeTables<T extends FloatArray = Float32Array>(
+  maxPos: number,
+  headDim: number,
+  Array: new (n: number) => T = Float32Array as unknown as new (
+    n: number,
+  ) => T,
+) {
   const half = headDim / 2;
-  const cos = new Array(maxPos * half), sin = new Array(maxPos * half);
+  const cos = new Array(maxPos * half),
+    sin = new Array(maxPos * half);
   for (let p = 0; p < maxPos; p++) {
     for (let i = 0; i < half; i++) {
       const theta = p * Math.pow(10000, (-2 * i) / headDim);
@@ -322,13 +432,15 @@ describe('native vs reference: rope', () => {
   // Tolerance: rtol 1e-5, atol 1e-6 (forward, and forward∘backward vs the input).
   test('forward, backward (sign −1) restores the input, in place', () => {
     const rng = seededUniform(0x40e);
-    const nTok = 6, nHeads = 3, headDim = 10, maxPos = 16;
+    const nTok = 6,
+      nHeads = 3,
+      headDim = 10,
+      maxPos = 16;
     const { cos, sin } = ropeTables(maxPos, headDim);
     const positions = Int32Array.from([0, 15, 3, 3, 7, 1]);
     const x = randF32(rng, nTok * nHeads * headDim, 2);
     const size = x.length;
-    const fwd = twin({ x, out: new Float32Array(size) }, (kern, a) =>
-      kern.rope(a.x, a.out, positions, cos, sin, nTok, nHeads, headDim, 1));
+    const fwd = twin({ x, out: new Float32Array(size) }, (kern, a) => kern.rope(a.x, a.out, positions, cos, sin, nTok, nHeads, headDim, 1));
     assertClose('rope out', fwd.n.out, fwd.r.out);
     for (const kern of [nativeKernels(), ref]) {
       const back = new Float32Array(size);
@@ -347,7 +459,9 @@ describe('native vs reference: rope', () => {
 describe('native vs reference: embedding', () => {
   test('lookup (exact) and scatter-add backward with repeated ids (rtol 1e-5, atol 1e-6)', () => {
     const rng = seededUniform(0xe3b);
-    const vocab = 11, dim = 7, n = 20;
+    const vocab = 11,
+      dim = 7,
+      n = 20;
     const w = randF32(rng, vocab * dim);
     const ids = randInts(rng, n, 0, vocab);
     ids.set([3, 3, 3, 0, vocab - 1]);
@@ -373,13 +487,21 @@ describe('native vs reference: adamw', () => {
   test('five steps', () => {
     const rng = seededUniform(0xada);
     const n = 1003;
-    const lr = 1e-3, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weightDecay = 0.1;
-    const state = { n: { p: randF32(rng, n), m: new Float32Array(n), v: new Float32Array(n) }, r: { p: new Float32Array(0), m: new Float32Array(0), v: new Float32Array(0) } };
+    const lr = 1e-3,
+      beta1 = 0.9,
+      beta2 = 0.999,
+      eps = 1e-8,
+      weightDecay = 0.1;
+    const state = {
+      n: { p: randF32(rng, n), m: new Float32Array(n), v: new Float32Array(n) },
+      r: { p: new Float32Array(0), m: new Float32Array(0), v: new Float32Array(0) },
+    };
     state.r = { p: state.n.p.slice(), m: state.n.m.slice(), v: state.n.v.slice() };
     const p0 = state.n.p.slice();
     for (let step = 1; step <= 5; step++) {
       const g = randF32(rng, n, 0.1);
-      const bc1 = 1 - beta1 ** step, bc2 = 1 - beta2 ** step;
+      const bc1 = 1 - beta1 ** step,
+        bc2 = 1 - beta2 ** step;
       nativeKernels().adamw(state.n.p, g, state.n.m, state.n.v, n, lr, beta1, beta2, eps, weightDecay, bc1, bc2);
       ref.adamw(state.r.p, g, state.r.m, state.r.v, n, lr, beta1, beta2, eps, weightDecay, bc1, bc2);
       assertClose(`adamw p (step ${step})`, state.n.p, state.r.p);
@@ -401,48 +523,112 @@ describe('native argument validation', () => {
   test('bad arguments throw TypeError / RangeError naming the kernel and argument', () => {
     const k = nativeKernels();
     const cases: [string, () => unknown, ErrorConstructor, RegExp][] = [
-      ['float64 operand', () => k.gemm(false, false, 2, 2, 2, 1, new Float64Array(4), 0, 2, f(4), 0, 2, 0, f(4), 0, 2),
-        TypeError, /gemm: argument 6 'a' is a Float64Array.*float64 runs on the reference kernels/],
-      ['number instead of array', () => k.gemm(false, false, 2, 2, 2, 1, 5 as unknown as Float32Array, 0, 2, f(4), 0, 2, 0, f(4), 0, 2),
-        TypeError, /gemm: argument 6 'a' must be a Float32Array, got number/],
-      ['offset out of range', () => k.gemm(false, false, 2, 2, 2, 1, f(4), 1, 2, f(4), 0, 2, 0, f(4), 0, 2),
-        RangeError, /gemm: 'a' has 4 elements but 5 are needed/],
-      ['C view past the end', () => k.gemm(false, false, 2, 2, 2, 1, f(4), 0, 2, f(4), 0, 2, 0, f(4), 0, 3),
-        RangeError, /gemm: 'c' has 4 elements but 5 are needed/],
-      ['ld smaller than width', () => k.gemm(false, false, 2, 3, 2, 1, f(4), 0, 2, f(6), 0, 2, 0, f(6), 0, 3),
-        RangeError, /gemm: ldb = 2 must be ≥ max\(1, 3\)/],
-      ['wrong argument count', () => (k.gemm as unknown as (...a: unknown[]) => void)(false, false, 2),
-        TypeError, /gemm: expected 16 arguments, got 3/],
-      ['negative size', () => k.gemm(false, false, -1, 2, 2, 1, f(4), 0, 2, f(4), 0, 2, 0, f(4), 0, 2),
-        RangeError, /gemm: argument 2 'm' must be ≥ 0/],
-      ['fractional size', () => k.gemm(false, false, 2, 2, 1.5, 1, f(4), 0, 2, f(4), 0, 2, 0, f(4), 0, 2),
-        RangeError, /gemm: argument 4 'k' must be an integer/],
-      ['non-boolean transpose flag', () => k.gemm(0 as unknown as boolean, false, 2, 2, 2, 1, f(4), 0, 2, f(4), 0, 2, 0, f(4), 0, 2),
-        TypeError, /gemm: argument 0 'transA' must be a boolean/],
-      ['batched stride past the end', () => k.gemmBatched(false, false, 2, 2, 2, 1, f(8), 0, 2, 4, f(8), 0, 2, 5, 0, f(8), 0, 2, 4, 2),
-        RangeError, /gemmBatched: 'b' has 8 elements but 9 are needed/],
+      [
+        'float64 operand',
+        () => k.gemm(false, false, 2, 2, 2, 1, new Float64Array(4), 0, 2, f(4), 0, 2, 0, f(4), 0, 2),
+        TypeError,
+        /gemm: argument 6 'a' is a Float64Array.*float64 runs on the reference kernels/,
+      ],
+      [
+        'number instead of array',
+        () => k.gemm(false, false, 2, 2, 2, 1, 5 as unknown as Float32Array, 0, 2, f(4), 0, 2, 0, f(4), 0, 2),
+        TypeError,
+        /gemm: argument 6 'a' must be a Float32Array, got number/,
+      ],
+      [
+        'offset out of range',
+        () => k.gemm(false, false, 2, 2, 2, 1, f(4), 1, 2, f(4), 0, 2, 0, f(4), 0, 2),
+        RangeError,
+        /gemm: 'a' has 4 elements but 5 are needed/,
+      ],
+      [
+        'C view past the end',
+        () => k.gemm(false, false, 2, 2, 2, 1, f(4), 0, 2, f(4), 0, 2, 0, f(4), 0, 3),
+        RangeError,
+        /gemm: 'c' has 4 elements but 5 are needed/,
+      ],
+      [
+        'ld smaller than width',
+        () => k.gemm(false, false, 2, 3, 2, 1, f(4), 0, 2, f(6), 0, 2, 0, f(6), 0, 3),
+        RangeError,
+        /gemm: ldb = 2 must be ≥ max\(1, 3\)/,
+      ],
+      [
+        'wrong argument count',
+        () => (k.gemm as unknown as (...a: unknown[]) => void)(false, false, 2),
+        TypeError,
+        /gemm: expected 16 arguments, got 3/,
+      ],
+      [
+        'negative size',
+        () => k.gemm(false, false, -1, 2, 2, 1, f(4), 0, 2, f(4), 0, 2, 0, f(4), 0, 2),
+        RangeError,
+        /gemm: argument 2 'm' must be ≥ 0/,
+      ],
+      [
+        'fractional size',
+        () => k.gemm(false, false, 2, 2, 1.5, 1, f(4), 0, 2, f(4), 0, 2, 0, f(4), 0, 2),
+        RangeError,
+        /gemm: argument 4 'k' must be an integer/,
+      ],
+      [
+        'non-boolean transpose flag',
+        () => k.gemm(0 as unknown as boolean, false, 2, 2, 2, 1, f(4), 0, 2, f(4), 0, 2, 0, f(4), 0, 2),
+        TypeError,
+        /gemm: argument 0 'transA' must be a boolean/,
+      ],
+      [
+        'batched stride past the end',
+        () => k.gemmBatched(false, false, 2, 2, 2, 1, f(8), 0, 2, 4, f(8), 0, 2, 5, 0, f(8), 0, 2, 4, 2),
+        RangeError,
+        /gemmBatched: 'b' has 8 elements but 9 are needed/,
+      ],
       ['softmax output too short', () => k.softmax(f(6), f(5), 2, 3, 1, 0, 0), RangeError, /softmax: 'y' has 5 elements but 6/],
-      ['target out of range', () => k.crossEntropy(f(6), i32(0, 0, 3), f(3), 3, 2, -100),
-        RangeError, /crossEntropy: targets\[2\] = 3 is outside \[0, 2\)/],
-      ['float targets', () => k.crossEntropy(f(6), f(3) as unknown as Int32Array, f(3), 3, 2, -100),
-        TypeError, /crossEntropy: argument 1 'targets' must be an Int32Array, got Float32Array/],
-      ['undefined where array-or-null expected', () => k.rmsnormBackward(f(4), f(2), f(2), f(4), undefined as unknown as null, null, 2, 2),
-        TypeError, /rmsnormBackward: argument 4 'dx' must be a Float32Array, got undefined/],
+      [
+        'target out of range',
+        () => k.crossEntropy(f(6), i32(0, 0, 3), f(3), 3, 2, -100),
+        RangeError,
+        /crossEntropy: targets\[2\] = 3 is outside \[0, 2\)/,
+      ],
+      [
+        'float targets',
+        () => k.crossEntropy(f(6), f(3) as unknown as Int32Array, f(3), 3, 2, -100),
+        TypeError,
+        /crossEntropy: argument 1 'targets' must be an Int32Array, got Float32Array/,
+      ],
+      [
+        'undefined where array-or-null expected',
+        () => k.rmsnormBackward(f(4), f(2), f(2), f(4), undefined as unknown as null, null, 2, 2),
+        TypeError,
+        /rmsnormBackward: argument 4 'dx' must be a Float32Array, got undefined/,
+      ],
       ['odd headDim', () => k.rope(f(6), f(6), i32(0), f(4), f(4), 1, 2, 3, 1), RangeError, /rope: headDim = 3 must be even/],
-      ['position past the tables', () => k.rope(f(4), f(4), i32(2), f(4), f(4), 1, 1, 4, 1),
-        RangeError, /rope: positions\[0\] = 2 is outside the cos\/sin tables/],
+      [
+        'position past the tables',
+        () => k.rope(f(4), f(4), i32(2), f(4), f(4), 1, 1, 4, 1),
+        RangeError,
+        /rope: positions\[0\] = 2 is outside the cos\/sin tables/,
+      ],
       ['negative token id', () => k.embedding(f(6), i32(1, -1), f(6), 2, 3), RangeError, /embedding: ids\[1\] = -1 is outside \[0, 2\)/],
       ['token id ≥ vocab', () => k.embeddingBackward(f(6), i32(2, 0), f(6), 2, 3), RangeError, /embeddingBackward: ids\[0\] = 2/],
-      ['short optimizer state', () => k.adamw(f(4), f(4), f(4), f(3), 4, 1e-3, 0.9, 0.999, 1e-8, 0, 0.1, 0.001),
-        RangeError, /adamw: 'v' has 3 elements but 4/],
+      [
+        'short optimizer state',
+        () => k.adamw(f(4), f(4), f(4), f(3), 4, 1e-3, 0.9, 0.999, 1e-8, 0, 0.1, 0.001),
+        RangeError,
+        /adamw: 'v' has 3 elements but 4/,
+      ],
       ['setThreads(0)', () => k.setThreads(0), RangeError, /setThreads: n = 0 must be in \[1, 1024\]/],
     ];
     for (const [what, call, type, message] of cases) {
-      assert.throws(call, (err: unknown) => {
-        assert.ok(err instanceof type, `${what}: expected ${type.name}, got ${String(err)}`);
-        assert.match((err as Error).message, message, what);
-        return true;
-      }, `${what}: did not throw`);
+      assert.throws(
+        call,
+        (err: unknown) => {
+          assert.ok(err instanceof type, `${what}: expected ${type.name}, got ${String(err)}`);
+          assert.match((err as Error).message, message, what);
+          return true;
+        },
+        `${what}: did not throw`,
+      );
     }
     // still alive and correct afterwards
     const c = f(1);
@@ -480,7 +666,15 @@ describe('reference kernels on Float64Array', () => {
 
   test('gemm: exact small product, transposed views', () => {
     // A (2, 3) stored transposed as (3, 2) with lda 3 and offset 1; B (3, 2)
-    const A = [[1, 2, 3], [4, 5, 6]], B = [[0.1, 0.2], [0.3, 0.4], [0.5, 0.6]];
+    const A = [
+        [1, 2, 3],
+        [4, 5, 6],
+      ],
+      B = [
+        [0.1, 0.2],
+        [0.3, 0.4],
+        [0.5, 0.6],
+      ];
     const a = new Float64Array(1 + 3 * 3);
     for (let p = 0; p < 3; p++) for (let i = 0; i < 2; i++) a[1 + p * 3 + i] = A[i][p];
     const b = f64(...B.flat());
@@ -493,7 +687,8 @@ describe('reference kernels on Float64Array', () => {
 
   test('softmax, crossEntropy, rope, rmsnorm and adamw in double precision', () => {
     const rng = seededUniform(0xf64);
-    const rows = 3, cols = 5;
+    const rows = 3,
+      cols = 5;
     const x = Float64Array.from({ length: rows * cols }, () => rng() * 4 - 2);
     const y = new Float64Array(rows * cols);
     ref.softmax(x, y, rows, cols, 0.5, 3, 1);
@@ -511,24 +706,32 @@ describe('reference kernels on Float64Array', () => {
 
     const { cos, sin } = ropeTables(4, 6, Float64Array);
     const q = Float64Array.from({ length: 2 * 6 }, () => rng());
-    const rot = new Float64Array(q.length), back = new Float64Array(q.length);
+    const rot = new Float64Array(q.length),
+      back = new Float64Array(q.length);
     ref.rope(q, rot, Int32Array.from([1, 3]), cos, sin, 2, 1, 6, 1);
     ref.rope(rot, back, Int32Array.from([1, 3]), cos, sin, 2, 1, 6, -1);
     for (let i = 0; i < q.length; i++) assert.ok(Math.abs(back[i] - q[i]) < 1e-15, `rope round trip [${i}]`);
 
-    const w = f64(1, 2, 3, 4, 5), out = new Float64Array(rows * cols), rstd = new Float64Array(rows);
+    const w = f64(1, 2, 3, 4, 5),
+      out = new Float64Array(rows * cols),
+      rstd = new Float64Array(rows);
     ref.rmsnorm(x, w, out, rstd, rows, cols, 1e-6);
     const ms = x.subarray(0, cols).reduce((s, v) => s + v * v, 0) / cols;
     assert.ok(Math.abs(rstd[0] - 1 / Math.sqrt(ms + 1e-6)) < 1e-15);
 
-    const p = f64(0.5), m = f64(0), v = f64(0);
+    const p = f64(0.5),
+      m = f64(0),
+      v = f64(0);
     ref.adamw(p, f64(0.2), m, v, 1, 0.01, 0.9, 0.999, 1e-8, 0.1, 0.1, 0.001);
-    const mm = 0.1 * 0.2, vv = 0.001 * 0.04;
+    const mm = 0.1 * 0.2,
+      vv = 0.001 * 0.04;
     const want = 0.5 * (1 - 0.001) - (0.01 / 0.1) * (mm / (Math.sqrt(vv) / Math.sqrt(0.001) + 1e-8));
     assert.ok(Math.abs(p[0] - want) < 1e-15, `adamw p ${p[0]} vs ${want}`);
 
     // float64 agrees with float32 to float32 precision
-    const x32 = Float32Array.from(x), y32 = new Float32Array(rows * cols), y64 = new Float64Array(rows * cols);
+    const x32 = Float32Array.from(x),
+      y32 = new Float32Array(rows * cols),
+      y64 = new Float64Array(rows * cols);
     ref.softmax(x32, y32, rows, cols, 0.5, 0, 0);
     ref.softmax(Float64Array.from(x32), y64, rows, cols, 0.5, 0, 0);
     assertClose('softmax f32 vs f64', y32, y64);

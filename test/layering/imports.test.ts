@@ -98,9 +98,7 @@ test('no import cycle between the folders of src/', () => {
     const members = new Set(c);
     const edges = [...graph].flatMap(([f, deps]) =>
       deps
-        .filter(
-          (d) => members.has(folderOf(f)) && members.has(folderOf(d)) && folderOf(f) !== folderOf(d),
-        )
+        .filter((d) => members.has(folderOf(f)) && members.has(folderOf(d)) && folderOf(f) !== folderOf(d))
         .map((d) => `${relative(SRC, f)} → ${relative(SRC, d)}`),
     );
     const unique = [...new Set(edges)];

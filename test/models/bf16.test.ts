@@ -63,13 +63,21 @@ test('bf16-resident logits equal the float32 upcast: prefill (m > 16), decode (m
   noGrad(() => {
     // full forward (no cache): every position, m = 40 rows per projection
     closeLogits(resident.forward(prompt, 1, 40).contiguousData(), upcast.forward(prompt, 1, 40).contiguousData(), 'forward logits');
-    const cr = resident.newCache(3, 48), cu = upcast.newCache(3, 48);
+    const cr = resident.newCache(3, 48),
+      cu = upcast.newCache(3, 48);
     const batch = Int32Array.from({ length: 3 * 40 }, (_, i) => prompt[(i * 7) % 40]);
-    closeLogits(resident.forwardCached(batch, 3, 40, cr, { lastOnly: true }).contiguousData(),
-      upcast.forwardCached(batch, 3, 40, cu, { lastOnly: true }).contiguousData(), 'prefill logits');
+    closeLogits(
+      resident.forwardCached(batch, 3, 40, cr, { lastOnly: true }).contiguousData(),
+      upcast.forwardCached(batch, 3, 40, cu, { lastOnly: true }).contiguousData(),
+      'prefill logits',
+    );
     for (let t = 0; t < 5; t++) {
       const next = Int32Array.of(5 + t, 60 + t, 200 + t);
-      closeLogits(resident.forwardCached(next, 3, 1, cr).contiguousData(), upcast.forwardCached(next, 3, 1, cu).contiguousData(), `decode logits ${t}`);
+      closeLogits(
+        resident.forwardCached(next, 3, 1, cr).contiguousData(),
+        upcast.forwardCached(next, 3, 1, cu).contiguousData(),
+        `decode logits ${t}`,
+      );
     }
   });
   assert.equal(resident.weightStorage().f32, 0);
@@ -85,9 +93,11 @@ test('a bf16 embedding looks up the same rows; ids outside the vocabulary are an
 test('LoRA wraps a bf16 base: same outputs as over the float32 base', () => {
   const rng = new Rng(5);
   const { bits, f32 } = bf16Weight(rng, 24, 20);
-  const a = randomNormal(rng, [4, 20], 0.3), b = randomNormal(rng, [24, 4], 0.3);
+  const a = randomNormal(rng, [4, 20], 0.3),
+    b = randomNormal(rng, [24, 4], 0.3);
   const opts = { rank: 4, alpha: 8, dropout: 0 };
-  const la = new LoraLinear(new Linear(bits), 'q', opts, { a, b }), lb = new LoraLinear(new Linear(f32), 'q', opts, { a, b });
+  const la = new LoraLinear(new Linear(bits), 'q', opts, { a, b }),
+    lb = new LoraLinear(new Linear(f32), 'q', opts, { a, b });
   const x = randomNormal(rng, [3, 20], 1);
   assertClose(la.forward(x).contiguousData(), lb.forward(x).contiguousData(), 'LoRA over bf16 vs float32 base', { rtol: 1e-5, atol: 1e-5 });
 });

@@ -58,7 +58,10 @@ const f32 = loadModelDir(STORIES_F32());
 test('loads stories260K (F32): config and every tensor as float32', () => {
   const c = f32.config;
   assert.equal(f32.dtype, 'F32');
-  assert.deepEqual([c.hiddenSize, c.layers.length, c.headDim, c.vocabSize, c.tieWordEmbeddings, c.attentionBias], [64, 5, 8, 512, true, false]);
+  assert.deepEqual(
+    [c.hiddenSize, c.layers.length, c.headDim, c.vocabSize, c.tieWordEmbeddings, c.attentionBias],
+    [64, 5, 8, 512, true, false],
+  );
   assert.ok(c.layers.every((l) => l.numHeads === 8 && l.numKvHeads === 4 && l.intermediateSize === 172));
   assert.deepEqual([c.rmsNormEps, c.ropeTheta, c.ropeScaling, c.maxPositions], [1e-5, 10000, null, 512]);
   assert.equal(f32.weights.size, 1 + 5 * 9 + 1, 'embed, 9 per layer, final norm; no lm_head (tied)');
@@ -100,7 +103,10 @@ function greedyStory(dir: string, steps: number): string {
 }
 
 test('the loaded weights reproduce the reference greedy story byte for byte (F32 and BF16)', () => {
-  for (const [dir, file] of [[STORIES_F32(), 'f32'], [STORIES_BF16(), 'bf16']]) {
+  for (const [dir, file] of [
+    [STORIES_F32(), 'f32'],
+    [STORIES_BF16(), 'bf16'],
+  ]) {
     const expected = readFileSync(join(dir, '..', `expected_greedy_256_from_bos.${file}.txt`), 'utf8');
     // the reference files end with the newline the reference program prints after generating
     assert.equal(`${greedyStory(dir, 256)}\n`, expected, file);
@@ -111,7 +117,11 @@ test('save → load: F32 is bit-exact, unknown config fields kept, no temporary 
   const dir = fresh('f32');
   saveModelDir(dir, loadLlama(STORIES_F32()), { hfConfig: f32.hfConfig });
   assert.deepEqual(readdirSync(dir).sort(), ['config.json', 'model.safetensors']);
-  assert.deepEqual(readdirSync(tmp).filter((f) => f.startsWith('.')), [], 'no temp directory left behind');
+  assert.deepEqual(
+    readdirSync(tmp).filter((f) => f.startsWith('.')),
+    [],
+    'no temp directory left behind',
+  );
   const back = loadModelDir(dir);
   assertSameWeights(back.weights, f32.weights, 'F32 round trip');
   assert.deepEqual(back.config, f32.config);
@@ -141,17 +151,30 @@ test('sharded save writes shards plus an index, and loads back equal', () => {
   const index = JSON.parse(readFileSync(join(dir, 'model.safetensors.index.json'), 'utf8'));
   assert.equal(Object.keys(index.weight_map).length, 47);
   assert.deepEqual(new Set(Object.values(index.weight_map)), new Set(shards));
-  assert.equal(index.metadata.total_size, [...f32.weights.values()].reduce((a, t) => a + t.size * 4, 0));
+  assert.equal(
+    index.metadata.total_size,
+    [...f32.weights.values()].reduce((a, t) => a + t.size * 4, 0),
+  );
   assertSameWeights(loadModelDir(dir).weights, f32.weights, 'sharded round trip');
 
   unlinkSync(join(dir, shards[1]));
-  assert.throws(() => loadModelDir(dir), (e: Error) =>
-    e.message.startsWith(join(dir, 'model.safetensors.index.json')) && e.message.includes(`points to shard "${shards[1]}", which does not exist`));
+  assert.throws(
+    () => loadModelDir(dir),
+    (e: Error) =>
+      e.message.startsWith(join(dir, 'model.safetensors.index.json')) &&
+      e.message.includes(`points to shard "${shards[1]}", which does not exist`),
+  );
 });
 
 /** stories260K cut down to different sizes per layer: the first rows/columns of each projection. */
 function subNetwork(): { config: LlamaConfig; weights: Map<string, Tensor> } {
-  const sizes = [[172, 8, 4], [100, 4, 2], [64, 8, 2], [172, 2, 1], [32, 8, 4]];
+  const sizes = [
+    [172, 8, 4],
+    [100, 4, 2],
+    [64, 8, 2],
+    [172, 2, 1],
+    [32, 8, 4],
+  ];
   const config: LlamaConfig = { ...f32.config, layers: sizes.map(([i, h, kv]) => ({ intermediateSize: i, numHeads: h, numKvHeads: kv })) };
   const slice = (t: Tensor, rows: number, cols: number) => {
     const out = new Float32Array(rows * cols);
@@ -162,7 +185,8 @@ function subNetwork(): { config: LlamaConfig; weights: Map<string, Tensor> } {
   config.layers.forEach((l, i) => {
     const w = (p: string) => f32.weights.get(`model.layers.${i}.${p}.weight`)!;
     const set = (p: string, t: Tensor) => weights.set(`model.layers.${i}.${p}.weight`, t);
-    const D = config.headDim, C = config.hiddenSize;
+    const D = config.headDim,
+      C = config.hiddenSize;
     set('self_attn.q_proj', slice(w('self_attn.q_proj'), l.numHeads * D, C));
     set('self_attn.k_proj', slice(w('self_attn.k_proj'), l.numKvHeads * D, C));
     set('self_attn.v_proj', slice(w('self_attn.v_proj'), l.numKvHeads * D, C));
@@ -193,22 +217,40 @@ test('saving over a model needs overwrite; replacing keeps other files and drops
   const dir = fresh('replace');
   const model = loadLlama(STORIES_F32());
   saveModelDir(dir, model, { shardBytes: 200_000 });
-  assert.deepEqual(copyTokenizerFiles(STORIES_F32(), dir), ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'generation_config.json']);
+  assert.deepEqual(copyTokenizerFiles(STORIES_F32(), dir), [
+    'tokenizer.json',
+    'tokenizer_config.json',
+    'special_tokens_map.json',
+    'generation_config.json',
+  ]);
   assert.throws(() => saveModelDir(dir, model), /already holds a model .*pass overwrite: true/);
   saveModelDir(dir, model, { overwrite: true, dtype: 'BF16' });
-  assert.deepEqual(readdirSync(dir).sort(), ['config.json', 'generation_config.json', 'model.safetensors', 'special_tokens_map.json', 'tokenizer.json', 'tokenizer_config.json']);
+  assert.deepEqual(readdirSync(dir).sort(), [
+    'config.json',
+    'generation_config.json',
+    'model.safetensors',
+    'special_tokens_map.json',
+    'tokenizer.json',
+    'tokenizer_config.json',
+  ]);
   assert.equal(readFileSync(join(dir, 'tokenizer.json'), 'utf8'), readFileSync(join(STORIES_F32(), 'tokenizer.json'), 'utf8'));
   assert.equal(loadModelDir(dir).dtype, 'BF16');
-  assert.deepEqual(readdirSync(tmp).filter((f) => f.startsWith('.')), []);
+  assert.deepEqual(
+    readdirSync(tmp).filter((f) => f.startsWith('.')),
+    [],
+  );
 });
 
 /** the loader's error names `file` and matches `pattern` */
 function loadFails(dir: string, file: string, pattern: RegExp): void {
-  assert.throws(() => loadLlama(dir), (e: Error) => {
-    assert.ok(e.message.startsWith(file), `error should start with ${file}: ${e.message}`);
-    assert.match(e.message, pattern);
-    return true;
-  });
+  assert.throws(
+    () => loadLlama(dir),
+    (e: Error) => {
+      assert.ok(e.message.startsWith(file), `error should start with ${file}: ${e.message}`);
+      assert.match(e.message, pattern);
+      return true;
+    },
+  );
 }
 
 function withConfig(edit: (c: Record<string, unknown>) => void): string {
@@ -231,13 +273,22 @@ test('errors name the missing or broken file and the problem', () => {
   writeFileSync(join(badJson, 'config.json'), '{"model_type": "llama",');
   loadFails(badJson, join(badJson, 'config.json'), /not valid JSON/);
 
-  let d = withConfig((c) => { c.model_type = 'gpt2'; delete c.architectures; });
+  let d = withConfig((c) => {
+    c.model_type = 'gpt2';
+    delete c.architectures;
+  });
   loadFails(d, join(d, 'config.json'), /field "model_type" = "gpt2" is not supported/);
-  d = withConfig((c) => { c.rope_scaling = { rope_type: 'yarn', factor: 4 }; });
+  d = withConfig((c) => {
+    c.rope_scaling = { rope_type: 'yarn', factor: 4 };
+  });
   loadFails(d, join(d, 'config.json'), /field "rope_scaling.rope_type" = "yarn" is not supported \(supported: linear, llama3/);
-  d = withConfig((c) => { c.mlp_bias = true; });
+  d = withConfig((c) => {
+    c.mlp_bias = true;
+  });
   loadFails(d, join(d, 'config.json'), /field "mlp_bias" = true is not supported/);
-  d = withConfig((c) => { c.tie_word_embeddings = false; });
+  d = withConfig((c) => {
+    c.tie_word_embeddings = false;
+  });
   loadFails(d, d, /missing tensor 'lm_head.weight' \(the weights do not match/);
 
   const truncated = copyDir(STORIES_F32());
@@ -264,8 +315,11 @@ test('a tensor whose shape disagrees with config.json is named, with the file it
   const weights = new Map(f32.weights);
   weights.set('model.layers.2.self_attn.q_proj.weight', new Tensor(new Float32Array(32 * 64), [32, 64]));
   const dir = writeDir('wrong-shape', weights);
-  loadFails(dir, join(dir, 'model.safetensors'),
-    /'model.layers.2.self_attn.q_proj.weight' has shape \[32, 64\], the config expects \[64, 64\] \(the weights do not match .*config.json\)/);
+  loadFails(
+    dir,
+    join(dir, 'model.safetensors'),
+    /'model.layers.2.self_attn.q_proj.weight' has shape \[32, 64\], the config expects \[64, 64\] \(the weights do not match .*config.json\)/,
+  );
 });
 
 test('extra tensors in the file are ignored and listed', () => {

@@ -36,9 +36,17 @@ test('a left-padded batch generates exactly what each prompt generates alone', (
 
 test('a shared prompt prefix is prefilled once: same logits and cache as every row computing it', () => {
   const prefix = ids.slice(0, 6);
-  const prompts = [[...prefix, 300, 301], [...prefix, 302], [...prefix, 303, 304, 305, 306]];
-  const B = prompts.length, T = Math.max(...prompts.map((p) => p.length)), V = model.config.vocabSize;
-  const ids2 = new Int32Array(B * T), keyStart = new Int32Array(B), positions = new Int32Array(B * T);
+  const prompts = [
+    [...prefix, 300, 301],
+    [...prefix, 302],
+    [...prefix, 303, 304, 305, 306],
+  ];
+  const B = prompts.length,
+    T = Math.max(...prompts.map((p) => p.length)),
+    V = model.config.vocabSize;
+  const ids2 = new Int32Array(B * T),
+    keyStart = new Int32Array(B),
+    positions = new Int32Array(B * T);
   prompts.forEach((p, b) => {
     keyStart[b] = T - p.length;
     ids2.set(p, b * T + keyStart[b]);
@@ -47,10 +55,13 @@ test('a shared prompt prefix is prefilled once: same logits and cache as every r
   const run = (sharedPrefix: number) => {
     const cache = model.newCache(B, T + 1);
     const logits = model.forwardCached(ids2, B, T, cache, { positions, keyStart, lastOnly: true, sharedPrefix }).toArray();
-    const next = model.forwardCached(Int32Array.from([5, 6, 7]), B, 1, cache, { positions: Int32Array.from(prompts.map((p) => p.length)), keyStart }).toArray();
+    const next = model
+      .forwardCached(Int32Array.from([5, 6, 7]), B, 1, cache, { positions: Int32Array.from(prompts.map((p) => p.length)), keyStart })
+      .toArray();
     return { logits, next, k: Array.from(cache.k[1]), v: Array.from(cache.v[1]) };
   };
-  const plain = run(0), shared = run(6);
+  const plain = run(0),
+    shared = run(6);
   // the same sums over differently shaped GEMMs (6 + 2·… packed rows vs 3·… rows): float rounding, ~1e-5
   const tol = { rtol: 1e-4, atol: 5e-5 };
   assertClose(shared.logits, plain.logits, 'prefill logits (B, 1, V)', tol);
@@ -59,14 +70,41 @@ test('a shared prompt prefix is prefilled once: same logits and cache as every r
   assertClose(shared.next, plain.next, 'next decode step', tol);
   assert.equal(shared.logits.length, B * V);
   // a wrong claim is refused, not computed
-  assert.throws(() => model.forwardCached(ids2, B, T, model.newCache(B, T), { positions, keyStart, lastOnly: true, sharedPrefix: 7 }), /row 1's token 6 .* differs|shorter than every row/);
+  assert.throws(
+    () => model.forwardCached(ids2, B, T, model.newCache(B, T), { positions, keyStart, lastOnly: true, sharedPrefix: 7 }),
+    /row 1's token 6 .* differs|shorter than every row/,
+  );
 });
 
 test('sharedPromptPrefix: common leading tokens, each prompt keeps one of its own, short ones are not shared', () => {
-  assert.equal(sharedPromptPrefix([[1, 2, 3, 4, 5, 6], [1, 2, 3, 4, 5, 7]]), 5);
-  assert.equal(sharedPromptPrefix([[1, 2, 3, 4, 5], [1, 2, 3, 4, 5, 6]]), 4);
-  assert.equal(sharedPromptPrefix([[1, 2, 3, 9], [1, 2, 3, 8]]), 0);
-  assert.equal(sharedPromptPrefix([[1, 2, 3, 4, 5, 6], [2, 2, 3, 4, 5, 6]]), 0);
+  assert.equal(
+    sharedPromptPrefix([
+      [1, 2, 3, 4, 5, 6],
+      [1, 2, 3, 4, 5, 7],
+    ]),
+    5,
+  );
+  assert.equal(
+    sharedPromptPrefix([
+      [1, 2, 3, 4, 5],
+      [1, 2, 3, 4, 5, 6],
+    ]),
+    4,
+  );
+  assert.equal(
+    sharedPromptPrefix([
+      [1, 2, 3, 9],
+      [1, 2, 3, 8],
+    ]),
+    0,
+  );
+  assert.equal(
+    sharedPromptPrefix([
+      [1, 2, 3, 4, 5, 6],
+      [2, 2, 3, 4, 5, 6],
+    ]),
+    0,
+  );
 });
 
 test('prompts sharing a template prefix generate exactly what each generates alone', () => {
@@ -99,16 +137,24 @@ test('beam search with one beam equals greedy; more beams give a likelier sequen
 });
 
 test('sampling is reproducible from the seed; top-p near 0 is greedy', () => {
-  const s = (seed: number) => generate(model, [[1]], { maxNewTokens: 30, strategy: { kind: 'sample', temperature: 1, topP: 0.9, seed }, eosIds: [2] })[0];
+  const s = (seed: number) =>
+    generate(model, [[1]], { maxNewTokens: 30, strategy: { kind: 'sample', temperature: 1, topP: 0.9, seed }, eosIds: [2] })[0];
   assert.deepEqual(s(5), s(5));
   assert.notDeepEqual(s(5), s(6));
-  const nucleus = generate(model, [[1]], { maxNewTokens: 30, strategy: { kind: 'sample', temperature: 0.7, topP: 1e-9, seed: 1 }, eosIds: [2] })[0];
+  const nucleus = generate(model, [[1]], {
+    maxNewTokens: 30,
+    strategy: { kind: 'sample', temperature: 0.7, topP: 1e-9, seed: 1 },
+    eosIds: [2],
+  })[0];
   const greedy = generate(model, [[1]], { maxNewTokens: 30, strategy: { kind: 'greedy' }, eosIds: [2] })[0];
   assert.deepEqual(nucleus, greedy);
   assert.throws(() => sampleToken([0, 1], { temperature: 0, topP: 1 }, new Rng(1)), /temperature must be > 0/);
 });
 
-for (const [name, dir, file] of [['f32', STORIES_F32, 'expected_greedy_256_from_bos.f32.txt'], ['bf16', STORIES_BF16, 'expected_greedy_256_from_bos.bf16.txt']] as const) {
+for (const [name, dir, file] of [
+  ['f32', STORIES_F32, 'expected_greedy_256_from_bos.f32.txt'],
+  ['bf16', STORIES_BF16, 'expected_greedy_256_from_bos.bf16.txt'],
+] as const) {
   test(`greedy 256 tokens from BOS reproduce the reference story byte for byte (${name})`, () => {
     const m = name === 'f32' ? model : loadLlama(dir());
     const tok = loadTokenizer(dir());

@@ -13,7 +13,10 @@ import { STORIES_F32 } from '../helpers/assets.ts';
 /** Qwen2-like: q/k/v biases, untied head, and a second layer extracted smaller (own MLP width and heads). */
 const qwenLike = (): LlamaConfig => ({
   ...tinyConfig({ attentionBias: true, tieWordEmbeddings: false }),
-  layers: [{ intermediateSize: 24, numHeads: 4, numKvHeads: 2 }, { intermediateSize: 10, numHeads: 2, numKvHeads: 1 }],
+  layers: [
+    { intermediateSize: 24, numHeads: 4, numKvHeads: 2 },
+    { intermediateSize: 10, numHeads: 2, numKvHeads: 1 },
+  ],
 });
 
 test('stories260K: the table lists exactly the tensors of the checkpoint, with their shapes', () => {
@@ -30,7 +33,7 @@ test('stories260K: the table lists exactly the tensors of the checkpoint, with t
   }
 });
 
-test('shapes follow each layer\'s own sizes; biases only on q/k/v with attention_bias', () => {
+test("shapes follow each layer's own sizes; biases only on q/k/v with attention_bias", () => {
   const table = llamaWeightTable(qwenLike()); // C 16, D 4, V 40
   const l1 = table.layers[1];
   assert.deepEqual(l1.proj.q_proj.weight.shape, [8, 16]);
@@ -40,13 +43,18 @@ test('shapes follow each layer\'s own sizes; biases only on q/k/v with attention
   assert.deepEqual(l1.proj.gate_proj.weight.shape, [10, 16]);
   assert.deepEqual(l1.proj.down_proj.weight.shape, [16, 10]);
   assert.deepEqual(table.layers[0].proj.up_proj.weight.shape, [24, 16]);
-  assert.deepEqual(table.all.filter((t) => t.name.endsWith('.bias')).map((t) => t.name), [0, 1].flatMap((i) =>
-    ['q_proj', 'k_proj', 'v_proj'].map((p) => `model.layers.${i}.self_attn.${p}.bias`)));
+  assert.deepEqual(
+    table.all.filter((t) => t.name.endsWith('.bias')).map((t) => t.name),
+    [0, 1].flatMap((i) => ['q_proj', 'k_proj', 'v_proj'].map((p) => `model.layers.${i}.self_attn.${p}.bias`)),
+  );
   assert.deepEqual(table.lmHead?.shape, [40, 16]);
-  assert.equal(llamaWeightTable(tinyConfig()).all.some((t) => t.name.endsWith('.bias')), false);
+  assert.equal(
+    llamaWeightTable(tinyConfig()).all.some((t) => t.name.endsWith('.bias')),
+    false,
+  );
 });
 
-test('GGUF names are those of llama.cpp\'s HF converter', () => {
+test("GGUF names are those of llama.cpp's HF converter", () => {
   const table = llamaWeightTable(qwenLike());
   const gguf = new Map(table.all.map((t) => [t.name, t.gguf]));
   const expected: [string, string][] = [

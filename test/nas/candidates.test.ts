@@ -25,15 +25,35 @@ function writeLog(steps: { config: Record<string, number>; loss: number }[][], e
 }
 
 test('named candidates: maximal, heuristic (median), minimal', () => {
-  assert.deepEqual(namedCandidates(space).map((c) => [c.name, configKey(space, c.config)]), [['maximal', '8,4'], ['heuristic', '6,4'], ['minimal', '4,2']]);
+  assert.deepEqual(
+    namedCandidates(space).map((c) => [c.name, configKey(space, c.config)]),
+    [
+      ['maximal', '8,4'],
+      ['heuristic', '6,4'],
+      ['minimal', '4,2'],
+    ],
+  );
 });
 
 test('training-log candidates: most frequent, and lowest mean loss over the second half of training', () => {
   const log = writeLog([
-    [{ config: cfg(4, 2), loss: 0.1 }, { config: cfg(6, 2), loss: 5 }], // first half: ignored for loss (0.1 would win)
-    [{ config: cfg(6, 2), loss: 5 }, { config: cfg(8, 2), loss: 4 }],
-    [{ config: cfg(6, 2), loss: 1.0 }, { config: cfg(8, 2), loss: 3 }], // second half starts here (4 steps → from step 3)
-    [{ config: cfg(6, 2), loss: 2.0 }, { config: cfg(4, 4), loss: 1.2 }, { config: { 'layers.0.mlp_width': 5, 'layers.0.rank.q_proj': 2 }, loss: 0 }],
+    [
+      { config: cfg(4, 2), loss: 0.1 },
+      { config: cfg(6, 2), loss: 5 },
+    ], // first half: ignored for loss (0.1 would win)
+    [
+      { config: cfg(6, 2), loss: 5 },
+      { config: cfg(8, 2), loss: 4 },
+    ],
+    [
+      { config: cfg(6, 2), loss: 1.0 },
+      { config: cfg(8, 2), loss: 3 },
+    ], // second half starts here (4 steps → from step 3)
+    [
+      { config: cfg(6, 2), loss: 2.0 },
+      { config: cfg(4, 4), loss: 1.2 },
+      { config: { 'layers.0.mlp_width': 5, 'layers.0.rank.q_proj': 2 }, loss: 0 },
+    ],
   ]);
   const r = trainLogCandidates(log, space, 2);
   assert.equal(r.entries, 8);
@@ -42,15 +62,30 @@ test('training-log candidates: most frequent, and lowest mean loss over the seco
   assert.deepEqual(r.mostFrequent?.config, cfg(6, 2));
   assert.match(r.mostFrequent!.note!, /sampled 4 of 8/);
   // second half: (4,4) 1.2; (6,2) mean 1.5; (8,2) 3
-  assert.deepEqual(r.lowestLoss.map((c) => [c.name, configKey(space, c.config)]), [['low-loss-1', '4,4'], ['low-loss-2', '6,2']]);
+  assert.deepEqual(
+    r.lowestLoss.map((c) => [c.name, configKey(space, c.config)]),
+    [
+      ['low-loss-1', '4,4'],
+      ['low-loss-2', '6,2'],
+    ],
+  );
 });
 
 test('no log, or every configuration sampled once: no most-frequent candidate; duplicates of named ones are dropped', () => {
-  assert.deepEqual(trainLogCandidates('/nonexistent/train_log.jsonl', space), { mostFrequent: null, lowestLoss: [], entries: 0, skipped: 0 });
+  assert.deepEqual(trainLogCandidates('/nonexistent/train_log.jsonl', space), {
+    mostFrequent: null,
+    lowestLoss: [],
+    entries: 0,
+    skipped: 0,
+  });
   const log = writeLog([[{ config: cfg(8, 4), loss: 1 }], [{ config: cfg(6, 2), loss: 2 }]]);
   const { candidates, log: l } = allCandidates(space, log, 3);
   assert.equal(l.mostFrequent, null);
-  assert.deepEqual(candidates.map((c) => c.name), ['maximal', 'heuristic', 'minimal', 'low-loss-1'], 'maximal (8,4) is not repeated as low-loss');
+  assert.deepEqual(
+    candidates.map((c) => c.name),
+    ['maximal', 'heuristic', 'minimal', 'low-loss-1'],
+    'maximal (8,4) is not repeated as low-loss',
+  );
   assert.deepEqual(candidates[3].config, cfg(6, 2));
 });
 

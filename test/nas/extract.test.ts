@@ -23,7 +23,17 @@ function superNet() {
   addLora(m, { rank: 4, alpha: 8, dropout: 0, targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] }, 1);
   const rng = new T.Rng(8);
   for (const l of loraModules(m)) l.loraB.data.forEach((_, i, a) => (a[i] = rng.normal() * 0.1));
-  const space = resolveSearchSpace({ groups: [...PRESETS.nls.groups, { kind: 'mlp_width', share: 'layer', fractions: [1, 0.75, 0.5] }, { kind: 'heads', share: 'layer', fractions: [1, 0.5] }] }, m.config, 4);
+  const space = resolveSearchSpace(
+    {
+      groups: [
+        ...PRESETS.nls.groups,
+        { kind: 'mlp_width', share: 'layer', fractions: [1, 0.75, 0.5] },
+        { kind: 'heads', share: 'layer', fractions: [1, 0.5] },
+      ],
+    },
+    m.config,
+    4,
+  );
   return { m, space };
 }
 

@@ -13,18 +13,42 @@ import type { SubnetConfig } from '../../src/nas/subnet.ts';
 
 // 6 groups × 4 choices: a "loss" that grows as widths shrink, MACs proportional to the widths.
 const space: SearchSpace = {
-  groups: Array.from({ length: 6 }, (_, l) => ({ id: `layers.${l}.mlp_width`, kind: 'mlp_width' as const, layers: [l], modules: [], choices: [16, 12, 8, 4] })),
+  groups: Array.from({ length: 6 }, (_, l) => ({
+    id: `layers.${l}.mlp_width`,
+    kind: 'mlp_width' as const,
+    layers: [l],
+    modules: [],
+    choices: [16, 12, 8, 4],
+  })),
   spec: { groups: [] },
 };
 const widths = (c: SubnetConfig) => space.groups.map((g) => c[g.id]);
 const syntheticLoss = (c: SubnetConfig) => 2 + widths(c).reduce((s, w, l) => s + ((16 - w) / 16) ** 2 * (l + 1) * 0.05, 0);
-const cost = (c: SubnetConfig): CostRecord => ({ params: 1000 + widths(c).reduce((a, b) => a + b, 0) * 10, macs: 5000 + widths(c).reduce((a, b) => a + b, 0) * 100 });
+const cost = (c: SubnetConfig): CostRecord => ({
+  params: 1000 + widths(c).reduce((a, b) => a + b, 0) * 10,
+  macs: 5000 + widths(c).reduce((a, b) => a + b, 0) * 100,
+});
 
 function options(outDir: string, calls: { n: number }, extra: Partial<SearchOptions> = {}): SearchOptions {
   return {
-    space, outDir, objective: 'macs', evaluations: 40, population: 6, seed: 3, delta: 0.05, chart: false,
-    candidates: namedCandidates(space), cost,
-    score: { name: 'loss', key: 'synthetic-v1', evaluate: (c) => { calls.n++; return syntheticLoss(c); } },
+    space,
+    outDir,
+    objective: 'macs',
+    evaluations: 40,
+    population: 6,
+    seed: 3,
+    delta: 0.05,
+    chart: false,
+    candidates: namedCandidates(space),
+    cost,
+    score: {
+      name: 'loss',
+      key: 'synthetic-v1',
+      evaluate: (c) => {
+        calls.n++;
+        return syntheticLoss(c);
+      },
+    },
     ...extra,
   };
 }
@@ -45,8 +69,16 @@ test('search: outputs, a non-dominated front, and best = fewest MACs with loss <
   assert.ok(r.best.score < 2.05);
   const F = (e: Evaluation) => [e.score, e.macs];
   for (const f of r.front) for (const e of r.evaluations) assert.ok(!dominates(F(e), F(f)), 'nothing dominates a front member');
-  for (const e of r.evaluations) assert.ok(r.front.some((f) => f === e || dominates(F(f), F(e)) || (f.score === e.score && f.macs === e.macs)), 'every point is on or behind the front');
-  assert.deepEqual(r.front.map((e) => e.macs), [...r.front.map((e) => e.macs)].sort((a, b) => a - b), 'front by increasing cost');
+  for (const e of r.evaluations)
+    assert.ok(
+      r.front.some((f) => f === e || dominates(F(f), F(e)) || (f.score === e.score && f.macs === e.macs)),
+      'every point is on or behind the front',
+    );
+  assert.deepEqual(
+    r.front.map((e) => e.macs),
+    [...r.front.map((e) => e.macs)].sort((a, b) => a - b),
+    'front by increasing cost',
+  );
 
   const csv = readFileSync(join(out, 'search_progression.csv'), 'utf8').trim().split('\n');
   assert.equal(csv[0], 'index,source,config,loss,params,macs,cached');
@@ -83,7 +115,13 @@ test('search: re-running takes everything from the cache; an interrupted search 
   const c3 = { n: 0 };
   const failing = options(part, c3);
   const evaluate = failing.score.evaluate;
-  failing.score = { ...failing.score, evaluate: (c) => { if (c3.n === 17) throw new Error('interrupted'); return evaluate(c); } };
+  failing.score = {
+    ...failing.score,
+    evaluate: (c) => {
+      if (c3.n === 17) throw new Error('interrupted');
+      return evaluate(c);
+    },
+  };
   await assert.rejects(runSearch(failing), /interrupted/);
   appendFileSync(join(part, 'evaluations.jsonl'), '{"type":"eval","config":{"layers.0');
   const c4 = { n: 0 };
@@ -102,12 +140,18 @@ test('search: re-running takes everything from the cache; an interrupted search 
 test('search: a cache from other settings is refused; accuracy objectives maximise; latency is cached too', async () => {
   const out = mkdtempSync(join(tmpdir(), 'lonas-search-'));
   await runSearch(options(out, { n: 0 }, { evaluations: 6 }));
-  await assert.rejects(runSearch(options(out, { n: 0 }, { evaluations: 6, score: { name: 'loss', key: 'other', evaluate: () => 1 } })), /different model, adapter, validation data or mode/);
+  await assert.rejects(
+    runSearch(options(out, { n: 0 }, { evaluations: 6, score: { name: 'loss', key: 'other', evaluate: () => 1 } })),
+    /different model, adapter, validation data or mode/,
+  );
 
   const acc = mkdtempSync(join(tmpdir(), 'lonas-search-'));
   let lat = 0;
   const r = await runSearch({
-    ...options(acc, { n: 0 }), objective: 'latency', delta: 0.02, evaluations: 20,
+    ...options(acc, { n: 0 }),
+    objective: 'latency',
+    delta: 0.02,
+    evaluations: 20,
     score: { name: 'accuracy', key: 'acc', evaluate: (c) => 0.9 - (syntheticLoss(c) - 2) },
     cost: (c, withLatency) => ({ ...cost(c), ...(withLatency ? { latencyMs: (lat++, cost(c).macs / 1000) } : {}) }),
   });
@@ -117,9 +161,20 @@ test('search: a cache from other settings is refused; accuracy objectives maximi
   assert.equal(r.best.latencyMs, Math.min(...ok.map((e) => e.latencyMs!)));
   assert.match(readFileSync(join(acc, 'search_progression.csv'), 'utf8').split('\n')[0], /,accuracy,params,macs,latency_ms,cached$/);
   const measured = lat;
-  await runSearch({ ...options(acc, { n: 0 }), objective: 'latency', delta: 0.02, evaluations: 20,
-    score: { name: 'accuracy', key: 'acc', evaluate: () => { throw new Error('not cached'); } },
-    cost: (c, withLatency) => ({ ...cost(c), ...(withLatency ? { latencyMs: (lat++, 0) } : {}) }) });
+  await runSearch({
+    ...options(acc, { n: 0 }),
+    objective: 'latency',
+    delta: 0.02,
+    evaluations: 20,
+    score: {
+      name: 'accuracy',
+      key: 'acc',
+      evaluate: () => {
+        throw new Error('not cached');
+      },
+    },
+    cost: (c, withLatency) => ({ ...cost(c), ...(withLatency ? { latencyMs: (lat++, 0) } : {}) }),
+  });
   assert.equal(lat, measured, 'latencies come from the cache');
 
   // no configuration within delta 0 of the reference: best falls back to the best score, flagged

@@ -25,7 +25,10 @@ function build(): SuperNet {
   addLora(m, { rank: 4, alpha: 8, dropout: 0, targets: [...TARGETS] }, 1);
   const rng = new T.Rng(8);
   for (const l of loraModules(m)) l.loraB.data.forEach((_, i, a) => (a[i] = rng.normal() * 0.1));
-  const widths: SearchSpaceSpec['groups'] = [{ kind: 'mlp_width', share: 'layer', fractions: [1, 0.5] }, { kind: 'heads', share: 'layer', fractions: [1, 0.5] }];
+  const widths: SearchSpaceSpec['groups'] = [
+    { kind: 'mlp_width', share: 'layer', fractions: [1, 0.5] },
+    { kind: 'heads', share: 'layer', fractions: [1, 0.5] },
+  ];
   const space = resolveSearchSpace({ groups: [...PRESETS.nls.groups, ...widths] }, m.config, 4);
   return new SuperNet(m, space, namedSubnet(space, 'heuristic'));
 }
@@ -37,11 +40,22 @@ test('with() restores the active configuration after a return, a throw and a set
   const inside = net.with(minimal, () => logits(net.model));
   assert.notDeepEqual(inside, active, 'the minimal sub-network computes something else');
   assert.deepEqual(logits(net.model), active, 'restored after a return');
-  assert.throws(() => net.with(minimal, () => { throw new Error('boom'); }), /boom/);
+  assert.throws(
+    () =>
+      net.with(minimal, () => {
+        throw new Error('boom');
+      }),
+    /boom/,
+  );
   assert.deepEqual(logits(net.model), active, 'restored after a throw');
   assert.deepEqual(await net.with(minimal, async () => logits(net.model)), inside);
   assert.deepEqual(logits(net.model), active, 'restored after the promise resolved');
-  await assert.rejects(net.with(minimal, async () => { throw new Error('late'); }), /late/);
+  await assert.rejects(
+    net.with(minimal, async () => {
+      throw new Error('late');
+    }),
+    /late/,
+  );
   assert.deepEqual(logits(net.model), active, 'restored after the promise rejected');
   assert.deepEqual(net.config, namedSubnet(net.space, 'heuristic'));
 });
@@ -63,5 +77,8 @@ test('baseCost() counts the base model alone (no adapter, full widths) and leave
   const base = tinyModel(5);
   assert.deepEqual(net.baseCost(), { params: countParams(base), macs: countMacs(base) });
   assert.deepEqual(logits(net.model), active);
-  assert.ok(net.loras.every((l) => l.activeRank > 0), 'the adapters are back on');
+  assert.ok(
+    net.loras.every((l) => l.activeRank > 0),
+    'the adapters are back on',
+  );
 });

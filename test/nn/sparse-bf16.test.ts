@@ -55,7 +55,8 @@ test('a BF16 base with an elastic adapter stays in bfloat16 and computes what th
     const trained = loadLlama(dir, { weights: 'f32' });
     addLora(trained, settings, 3);
     const rng = new Rng(5);
-    for (const m of loraModules(trained)) for (const t of [m.loraA, m.loraB]) for (let k = 0; k < t.data.length; k++) t.data[k] = rng.uniform() - 0.5;
+    for (const m of loraModules(trained))
+      for (const t of [m.loraA, m.loraB]) for (let k = 0; k < t.data.length; k++) t.data[k] = rng.uniform() - 0.5;
     const adapter = join(dir, 'adapter');
     saveAdapter(adapter, trained, settings, { searchSpace: PRESETS.lonas });
     for (const subnet of ['maximal', 'minimal']) {

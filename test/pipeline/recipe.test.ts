@@ -12,7 +12,7 @@ import { stages } from '../../src/pipeline/stages.ts';
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const BIN = join(ROOT, 'bin', 'lonas.js');
 
-test('shipped recipes validate and plan the papers\' stages', () => {
+test("shipped recipes validate and plan the papers' stages", () => {
   const plan = (f: string) => stages(loadRecipe(join(ROOT, 'recipes', f), { out: join(tmpdir(), 'plan') })).map((s) => s.name);
   assert.deepEqual(plan('lonas.json'), ['baseline', 'finetune', 'search', 'extract', 'eval', 'bench', 'report']);
   assert.deepEqual(plan('lora.json'), ['finetune', 'eval', 'bench', 'report']);
@@ -55,9 +55,15 @@ test('bad recipes name the field and what to do', () => {
   bad((r) => (r.method = 'qlora'), /my.json: invalid recipe: field "method"/);
   bad((r) => (r.finetune.rank = -1), /field "finetune.rank"/);
   bad((r) => (r.finetune.rnak = 8), /field "finetune".*rnak/);
-  bad((r) => { r.method = 'shears'; }, /field "sparsify": shears prunes the base first/);
-  bad((r) => { r.data.valSize = 0; }, /field "data.valSize": the search needs validation examples/);
-  bad((r) => { r.data.tasks = []; }, /field "data.tasks": name evaluation tasks/);
+  bad((r) => {
+    r.method = 'shears';
+  }, /field "sparsify": shears prunes the base first/);
+  bad((r) => {
+    r.data.valSize = 0;
+  }, /field "data.valSize": the search needs validation examples/);
+  bad((r) => {
+    r.data.tasks = [];
+  }, /field "data.tasks": name evaluation tasks/);
 });
 
 function tinyLora(out: string): string {
@@ -65,7 +71,16 @@ function tinyLora(out: string): string {
   r.data.train = ['${assets}/datasets/llm-adapters/dataset/ARC-Easy/train.json:48'];
   r.data.tasks = ['ARC-Easy'];
   // 40 short steps with a checkpoint every 2: a wide window to interrupt fine-tuning in the middle
-  r.finetune = { ...r.finetune, steps: 40, rank: 4, alpha: 8, cutoffLen: 64, gradAccum: 1, batchSize: 2, extraArgs: ['--checkpoint-every', '2'] };
+  r.finetune = {
+    ...r.finetune,
+    steps: 40,
+    rank: 4,
+    alpha: 8,
+    cutoffLen: 64,
+    gradAccum: 1,
+    batchSize: 2,
+    extraArgs: ['--checkpoint-every', '2'],
+  };
   r.eval = { ...r.eval, beams: 1, limit: 4, maxNewTokens: 4 };
   r.bench = { promptLen: 16, genLen: 4, repeats: 1 };
   const file = join(out, 'recipe.in.json');
@@ -85,8 +100,14 @@ test('a run killed during fine-tuning resumes and ends with the same adapter and
   await new Promise<void>((res, rej) => {
     const t0 = Date.now();
     const poll = setInterval(() => {
-      if (existsSync(ckpt)) { clearInterval(poll); process.kill(-child.pid!, 'SIGKILL'); res(); }
-      else if (Date.now() - t0 > 60000) { clearInterval(poll); rej(new Error('no checkpoint appeared')); }
+      if (existsSync(ckpt)) {
+        clearInterval(poll);
+        process.kill(-child.pid!, 'SIGKILL');
+        res();
+      } else if (Date.now() - t0 > 60000) {
+        clearInterval(poll);
+        rej(new Error('no checkpoint appeared'));
+      }
     }, 20);
   });
   await new Promise((res) => child.on('exit', res));
@@ -94,8 +115,14 @@ test('a run killed during fine-tuning resumes and ends with the same adapter and
   const b = spawnSync(process.execPath, [BIN, 'run', recipe, '--out', join(cut, 'run')], { encoding: 'utf8' });
   assert.equal(b.status, 0, b.stderr);
   assert.match(b.stderr, /--resume/, 'fine-tuning continued from its checkpoint');
-  assert.ok(readFileSync(join(cut, 'run', 'adapter', 'adapter_model.safetensors')).equals(readFileSync(join(whole, 'run', 'adapter', 'adapter_model.safetensors'))), 'same adapter bytes');
-  const acc = (dir: string) => JSON.parse(readFileSync(join(dir, 'run', 'summary.json'), 'utf8')).rows.map((r: { perTask: unknown }) => r.perTask);
+  assert.ok(
+    readFileSync(join(cut, 'run', 'adapter', 'adapter_model.safetensors')).equals(
+      readFileSync(join(whole, 'run', 'adapter', 'adapter_model.safetensors')),
+    ),
+    'same adapter bytes',
+  );
+  const acc = (dir: string) =>
+    JSON.parse(readFileSync(join(dir, 'run', 'summary.json'), 'utf8')).rows.map((r: { perTask: unknown }) => r.perTask);
   assert.deepEqual(acc(cut), acc(whole));
   for (const f of ['report.html', 'summary.json']) assert.ok(readdirSync(join(cut, 'run')).includes(f));
   // a finished run re-run does nothing; a changed recipe is refused

@@ -12,18 +12,38 @@ import { pathToFileURL } from 'node:url';
 export const CHROMIUM = '/usr/bin/chromium';
 export const INSTALL_HINT = `headless Chromium is required at ${CHROMIUM} for the report tests: install it with \`apt-get install chromium\` (Debian)`;
 
-const FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+const FLAGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
 
-export interface ChromiumRun { status: number | null; stdout: string; stderr: string; console: string[] }
+export interface ChromiumRun {
+  status: number | null;
+  stdout: string;
+  stderr: string;
+  console: string[];
+}
 
 /** Runs Chromium once on a local file with a fresh user-data dir (removed afterwards). */
 export function runChromium(file: string, args: string[], timeoutMs = 90_000): ChromiumRun {
   if (!existsSync(CHROMIUM)) throw new Error(INSTALL_HINT);
   const profile = mkdtempSync(join(tmpdir(), 'lonas-chromium-'));
   try {
-    const r = spawnSync(CHROMIUM, [...FLAGS, `--user-data-dir=${profile}`, '--enable-logging=stderr', '--v=0', ...args, pathToFileURL(file).href], {
-      encoding: 'utf8', timeout: timeoutMs, maxBuffer: 64 << 20, cwd: tmpdir(),
-    });
+    const r = spawnSync(
+      CHROMIUM,
+      [...FLAGS, `--user-data-dir=${profile}`, '--enable-logging=stderr', '--v=0', ...args, pathToFileURL(file).href],
+      {
+        encoding: 'utf8',
+        timeout: timeoutMs,
+        maxBuffer: 64 << 20,
+        cwd: tmpdir(),
+      },
+    );
     if (r.error) throw r.error;
     return { status: r.status, stdout: r.stdout, stderr: r.stderr, console: consoleLines(r.stderr) };
   } finally {

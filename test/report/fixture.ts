@@ -15,17 +15,31 @@ function row(name: string, scores: Record<string, TaskScore>) {
 function paretoPoints(): ParetoPoint[] {
   const pts: ParetoPoint[] = [];
   const front = [
-    { cost: 1.62e9, score: 0.412 }, { cost: 1.9e9, score: 0.468 }, { cost: 2.25e9, score: 0.503 },
-    { cost: 2.6e9, score: 0.521 }, { cost: 3.1e9, score: 0.529 }, { cost: 3.64e9, score: 0.534 },
+    { cost: 1.62e9, score: 0.412 },
+    { cost: 1.9e9, score: 0.468 },
+    { cost: 2.25e9, score: 0.503 },
+    { cost: 2.6e9, score: 0.521 },
+    { cost: 3.1e9, score: 0.529 },
+    { cost: 3.64e9, score: 0.534 },
   ];
-  front.forEach((f, i) => pts.push({
-    ...f, onFront: true, chosen: i === 3,
-    ...(i === 5 ? { label: 'maximal' } : i === 3 ? { label: 'searched' } : {}),
-  }));
+  front.forEach((f, i) =>
+    pts.push({
+      ...f,
+      onFront: true,
+      chosen: i === 3,
+      ...(i === 5 ? { label: 'maximal' } : i === 3 ? { label: 'searched' } : {}),
+    }),
+  );
   for (let i = 0; i < 14; i++) {
     const cost = 1.7e9 + ((i * 0.37) % 1) * 1.9e9;
     const best = front.filter((f) => f.cost <= cost).reduce((a, f) => Math.max(a, f.score), 0.38);
-    pts.push({ cost, score: best - 0.01 - ((i * 0.61) % 1) * 0.06, onFront: false, chosen: false, ...(i === 4 ? { label: 'heuristic' } : {}) });
+    pts.push({
+      cost,
+      score: best - 0.01 - ((i * 0.61) % 1) * 0.06,
+      onFront: false,
+      chosen: false,
+      ...(i === 4 ? { label: 'heuristic' } : {}),
+    });
   }
   return pts;
 }
@@ -37,10 +51,12 @@ function curve(name: string, steps: number, start: number, end: number, withVal:
     step: i + 1,
     loss: end + (start - end) * Math.exp(-i / (steps / 4)) + noise(),
   }));
-  const val = withVal ? Array.from({ length: 5 }, (_, k) => {
-    const step = ((k + 1) * steps) / 5;
-    return { step, loss: end + 0.05 + (start - end) * Math.exp(-step / (steps / 4)) };
-  }) : undefined;
+  const val = withVal
+    ? Array.from({ length: 5 }, (_, k) => {
+        const step = ((k + 1) * steps) / 5;
+        return { step, loss: end + 0.05 + (start - end) * Math.exp(-step / (steps / 4)) };
+      })
+    : undefined;
   return { name, train, ...(val ? { val } : {}) };
 }
 
@@ -60,7 +76,9 @@ export function makeSummary(): RunSummary {
     machine: { cpu: 'AMD EPYC 7B13', cores: 2, node: 'v20.18.0', kernels: 'native', blasCore: 'openblas-haswell', threads: 2 },
     versions: { lonas: '0.1.0', node: 'v20.18.0', vega: '6.4.0', 'vega-lite': '6.4.3' },
     recipe: {
-      method: 'lonas', model: 'builtin:demo-llama', data: 'builtin:demo-tasks',
+      method: 'lonas',
+      model: 'builtin:demo-llama',
+      data: 'builtin:demo-tasks',
       finetune: { rank: 32, ranks: [32, 24, 16], lr: 3e-4, epochs: 3, cutoff: 256, batchSize: 16 },
       search: { objective: 'macs', evaluations: 200, population: 20, delta: 0.02 },
       eval: { mode: 'generate', split: 'test' },
@@ -71,9 +89,37 @@ export function makeSummary(): RunSummary {
     speedupBaseline: 'LoRA baseline',
     rows: [
       { ...base, mode: 'generate', params: P, nonZeroParams: P, macs: M, latency: lat(41.3, 6.02), speedup: { prefill: 1, decode: 1 } },
-      { ...max, mode: 'generate', params: P, nonZeroParams: P, macs: M, latency: lat(41.9, 6.1), speedup: { prefill: 0.99, decode: 0.99 }, subnet: { 'layers.0.mlp_width': 1024, 'layers.0.rank': 32 } },
-      { ...heur, mode: 'generate', params: 3_932_160, nonZeroParams: 3_932_160, macs: 1_006_632_960, latency: lat(35.2, 5.3), speedup: { prefill: 1.17, decode: 1.14 }, subnet: { 'layers.0.mlp_width': 768, 'layers.0.rank': 24 } },
-      { ...srch, mode: 'generate', params: 3_727_360, nonZeroParams: 3_727_360, macs: 954_204_160, latency: lat(32.3, 4.9), speedup: { prefill: 1.28, decode: 1.23 }, extracted: true, subnet: { 'layers.0.mlp_width': 640, 'layers.0.rank': 16 } },
+      {
+        ...max,
+        mode: 'generate',
+        params: P,
+        nonZeroParams: P,
+        macs: M,
+        latency: lat(41.9, 6.1),
+        speedup: { prefill: 0.99, decode: 0.99 },
+        subnet: { 'layers.0.mlp_width': 1024, 'layers.0.rank': 32 },
+      },
+      {
+        ...heur,
+        mode: 'generate',
+        params: 3_932_160,
+        nonZeroParams: 3_932_160,
+        macs: 1_006_632_960,
+        latency: lat(35.2, 5.3),
+        speedup: { prefill: 1.17, decode: 1.14 },
+        subnet: { 'layers.0.mlp_width': 768, 'layers.0.rank': 24 },
+      },
+      {
+        ...srch,
+        mode: 'generate',
+        params: 3_727_360,
+        nonZeroParams: 3_727_360,
+        macs: 954_204_160,
+        latency: lat(32.3, 4.9),
+        speedup: { prefill: 1.28, decode: 1.23 },
+        extracted: true,
+        subnet: { 'layers.0.mlp_width': 640, 'layers.0.rank': 16 },
+      },
     ],
     pareto: { costName: 'macs', scoreName: 'accuracy', points: paretoPoints() },
     curves: [curve('LoRA baseline', 240, 2.9, 1.15, true, 1), curve('LoNAS super-network', 240, 2.95, 1.3, true, 2)],
@@ -86,6 +132,9 @@ export function makeSummary(): RunSummary {
       { name: 'bench', seconds: 18.5, outputs: ['bench.json'] },
       { name: 'report', seconds: 0.9, outputs: ['report.html', 'summary.json'] },
     ],
-    notes: ['The pretrained base came from the cache (pretraining skipped).', 'Accuracies on the held-out test split (250 items per task).'],
+    notes: [
+      'The pretrained base came from the cache (pretraining skipped).',
+      'Accuracies on the held-out test split (250 items per task).',
+    ],
   };
 }

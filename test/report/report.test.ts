@@ -21,10 +21,21 @@ function section(html: string, id: string): string {
 }
 
 function decode(s: string): string {
-  return s.replace(/<[^>]*>/g, '').replace(/&lt;/g, '<').replace(/&gt;/g, '>').replace(/&quot;/g, '"').replace(/&#39;/g, "'").replace(/&amp;/g, '&').trim();
+  return s
+    .replace(/<[^>]*>/g, '')
+    .replace(/&lt;/g, '<')
+    .replace(/&gt;/g, '>')
+    .replace(/&quot;/g, '"')
+    .replace(/&#39;/g, "'")
+    .replace(/&amp;/g, '&')
+    .trim();
 }
 
-interface Cell { cls: string; title?: string; text: string }
+interface Cell {
+  cls: string;
+  title?: string;
+  text: string;
+}
 
 /** The results table's body rows as cells (class, decoded title, decoded text). */
 function resultRows(html: string): { cls: string; cells: Cell[] }[] {
@@ -33,7 +44,9 @@ function resultRows(html: string): { cls: string; cells: Cell[] }[] {
   return [...body[1].matchAll(/<tr(?: class="([^"]*)")?>([\s\S]*?)<\/tr>/g)].map(([, cls, tr]) => ({
     cls: cls ?? '',
     cells: [...tr.matchAll(/<td(?: class="([^"]*)")?(?: title="([^"]*)")?>([\s\S]*?)<\/td>/g)].map(([, c, t, x]) => ({
-      cls: c ?? '', ...(t !== undefined ? { title: decode(t) } : {}), text: decode(x),
+      cls: c ?? '',
+      ...(t !== undefined ? { title: decode(t) } : {}),
+      text: decode(x),
     })),
   }));
 }
@@ -77,7 +90,10 @@ test('the results table has one row per result with the right values', async () 
   const s = makeSummary();
   const rows = resultRows(await renderReport(s));
   assert.equal(rows.length, 4);
-  assert.deepEqual(rows.map((r) => r.cells[0].text), ['LoRA baseline', 'LoNAS maximal', 'LoNAS heuristic', 'LoNAS searchedextracted']);
+  assert.deepEqual(
+    rows.map((r) => r.cells[0].text),
+    ['LoRA baseline', 'LoNAS maximal', 'LoNAS heuristic', 'LoNAS searchedextracted'],
+  );
   for (const [i, r] of rows.entries()) {
     const src = s.rows[i];
     const by = (cls: string) => r.cells.find((c) => c.cls.split(' ').includes(cls))!;
@@ -99,7 +115,10 @@ test('the results table has one row per result with the right values', async () 
     assert.equal(by('mode').text, 'generate');
   }
   assert.equal(rows[3].cells[0].title, 'sub-network: layers.0.mlp_width=640, layers.0.rank=16');
-  assert.deepEqual(rows.map((r) => r.cls), ['baseline', '', '', 'chosen extracted']);
+  assert.deepEqual(
+    rows.map((r) => r.cls),
+    ['baseline', '', '', 'chosen extracted'],
+  );
   assert.equal(resultRows(await renderReport(s))[2].cells.find((c) => c.cls === 'avg')!.text, '56.0%');
 });
 
@@ -110,8 +129,10 @@ test('the summary sentence is computed from the rows', async () => {
   assert.equal(chosen?.name, 'LoNAS searched');
   const keep = pct(s.rows[3].average / s.rows[0].average);
   const fewer = Math.round((1 - s.rows[3].params / s.rows[0].params) * 100);
-  assert.equal(summarySentence(s),
-    `LoNAS searched keeps ${keep} of the average accuracy of LoRA baseline (${pct(s.rows[3].average)} vs ${pct(s.rows[0].average)}) with ${fewer}% fewer parameters and runs 1.28× faster (prefill).`);
+  assert.equal(
+    summarySentence(s),
+    `LoNAS searched keeps ${keep} of the average accuracy of LoRA baseline (${pct(s.rows[3].average)} vs ${pct(s.rows[0].average)}) with ${fewer}% fewer parameters and runs 1.28× faster (prefill).`,
+  );
   assert.equal(keep, '98.0%');
   assert.equal(fewer, 21);
   const html = await renderReport(s);
@@ -120,18 +141,28 @@ test('the summary sentence is computed from the rows', async () => {
   // change the numbers: the sentence follows
   const t = makeSummary();
   t.rows[3] = { ...t.rows[3], average: 0.7, params: 5_000_000, nonZeroParams: 2_500_000, speedup: { prefill: 0.8, decode: 0.9 } };
-  assert.equal(summarySentence(t),
-    `LoNAS searched exceeds the average accuracy of LoRA baseline (70.0% vs ${pct(t.rows[0].average)}) with 6% more parameters (47% fewer non-zero) and runs 1.25× slower (prefill).`);
+  assert.equal(
+    summarySentence(t),
+    `LoNAS searched exceeds the average accuracy of LoRA baseline (70.0% vs ${pct(t.rows[0].average)}) with 6% more parameters (47% fewer non-zero) and runs 1.25× slower (prefill).`,
+  );
   // no extracted row: the last "searched" row; no speed-up: no speed clause
   const u = makeSummary();
-  u.rows = u.rows.slice(0, 3).concat({ ...u.rows[3], extracted: false, speedup: null, name: 'LoNAS searched (not extracted)' }, { ...u.rows[1], name: 'LoNAS other' });
+  u.rows = u.rows
+    .slice(0, 3)
+    .concat(
+      { ...u.rows[3], extracted: false, speedup: null, name: 'LoNAS searched (not extracted)' },
+      { ...u.rows[1], name: 'LoNAS other' },
+    );
   assert.equal(headlineRows(u).chosen?.name, 'LoNAS searched (not extracted)');
   assert.doesNotMatch(summarySentence(u), /faster|slower/);
   // a single row
   const v = makeSummary();
   v.method = 'lora';
   v.rows = v.rows.slice(0, 1);
-  assert.equal(summarySentence(v), `LoRA baseline reaches an average accuracy of ${pct(v.rows[0].average)} over 3 tasks with 4.72M parameters and 1.21G MACs per 1×256 forward pass.`);
+  assert.equal(
+    summarySentence(v),
+    `LoRA baseline reaches an average accuracy of ${pct(v.rows[0].average)} over 3 tasks with 4.72M parameters and 1.21G MACs per 1×256 forward pass.`,
+  );
   // none
   v.rows = [];
   assert.equal(summarySentence(v), 'No results were recorded in this run.');
@@ -186,9 +217,18 @@ test('curves with very different lengths get one panel each; long curves are ave
   const html = await renderReport(s);
   assert.match(section(html, 'training'), /One panel per curve/);
   assert.match(section(html, 'training'), /300 points for: pretrain/);
-  const d = downsample(Array.from({ length: 10 }, (_, i) => ({ step: i, loss: i })), 5);
-  assert.deepEqual(d, [0.5, 2.5, 4.5, 6.5, 8.5].map((x) => ({ step: x, loss: x })));
-  assert.equal(scopeSvgIds('<clipPath id="clip1"></clipPath><g clip-path="url(#clip1)"></g>', 'p'), '<clipPath id="p-clip1"></clipPath><g clip-path="url(#p-clip1)"></g>');
+  const d = downsample(
+    Array.from({ length: 10 }, (_, i) => ({ step: i, loss: i })),
+    5,
+  );
+  assert.deepEqual(
+    d,
+    [0.5, 2.5, 4.5, 6.5, 8.5].map((x) => ({ step: x, loss: x })),
+  );
+  assert.equal(
+    scopeSvgIds('<clipPath id="clip1"></clipPath><g clip-path="url(#clip1)"></g>', 'p'),
+    '<clipPath id="p-clip1"></clipPath><g clip-path="url(#p-clip1)"></g>',
+  );
 });
 
 test('the page is self-contained: no scripts, no external resources', async () => {
@@ -210,14 +250,20 @@ test('writeReport writes report.html and summary.json atomically', async () => {
   assert.deepEqual(readdirSync(dir).sort(), ['report.html', 'summary.json']); // no temp files left
 });
 
-test('Chromium\'s console-message detector sees a page\'s errors (control)', { skip: !existsSync(CHROMIUM) && 'see the next test' }, () => {
+test("Chromium's console-message detector sees a page's errors (control)", { skip: !existsSync(CHROMIUM) && 'see the next test' }, () => {
   const dir = mkdtempSync(join(tmpdir(), 'lonas-report-ctl-'));
   const file = join(dir, 'bad.html');
   writeFileSync(file, '<!DOCTYPE html><meta charset="utf-8"><p>x</p><script>console.error("deliberate"); throw new Error("boom")</script>');
   const r = runChromium(file, ['--dump-dom']);
   assert.equal(r.status, 0, r.stderr);
-  assert.ok(r.console.some((l) => l.includes('deliberate')), r.stderr);
-  assert.ok(r.console.some((l) => l.includes('Uncaught Error: boom')), r.stderr);
+  assert.ok(
+    r.console.some((l) => l.includes('deliberate')),
+    r.stderr,
+  );
+  assert.ok(
+    r.console.some((l) => l.includes('Uncaught Error: boom')),
+    r.stderr,
+  );
   assert.deepEqual(consoleLines('[1:1:0101/000000.000000:ERROR:dbus/bus.cc:405] Failed to connect to the bus'), []);
 });
 

@@ -52,7 +52,12 @@ test('linear (with bias, 3-D input, sliced and transposed weights) and matmul', 
   check('linear', [randn(rng, [3, 4]), randn(rng, [4, 5])], (x, w) => T.linear(x, T.permute(w, [1, 0])));
   check('matmul', [randn(rng, [3, 4, 5]), randn(rng, [3, 5, 2])], (a, b) => T.matmul(a, b));
   // a frozen bfloat16 weight (6, 7): gradients to x and the bias, full size and as an elastic (5, 4) slice
-  const w = T.Bf16Matrix.exactly(T.tensor(Array.from({ length: 42 }, (_, i) => ((i * 37) % 19 - 9) / 8), [6, 7]));
+  const w = T.Bf16Matrix.exactly(
+    T.tensor(
+      Array.from({ length: 42 }, (_, i) => (((i * 37) % 19) - 9) / 8),
+      [6, 7],
+    ),
+  );
   check('linearBf16', [randn(rng, [2, 3, 7]), randn(rng, [6])], (x, b) => T.linearBf16(x, w, 6, 7, b));
   check('linearBf16', [randn(rng, [3, 4])], (x) => T.linearBf16(x, w, 5, 4));
   check('matmul', [randn(rng, [4, 5]), randn(rng, [5, 3])], (a, b) => T.matmul(a, b));
@@ -72,11 +77,19 @@ test('rope, softmax (plain and causal), attention (GQA, causal, with a KV prefix
   check('rope', [randn(rng, [2, 3, 2, 8])], (x) => T.rope(x, pos, tables));
   check('softmax', [randn(rng, [2, 3, 5])], (x) => T.softmax(x, 0.7));
   check('softmax', [randn(rng, [2, 3, 5])], (x) => T.softmax(x, 1.3, 2));
-  check('attention', [randn(rng, [2, 4, 4, 3]), randn(rng, [2, 4, 2, 3]), randn(rng, [2, 4, 2, 3])], (q, k, v) => T.attention(q, k, v, { causal: true }));
-  check('attention', [randn(rng, [1, 2, 2, 3]), randn(rng, [1, 5, 1, 3]), randn(rng, [1, 5, 1, 3])], (q, k, v) => T.attention(q, k, v, { causal: true }));
-  check('attention', [randn(rng, [1, 3, 2, 3]), randn(rng, [1, 4, 2, 3]), randn(rng, [1, 4, 2, 3])], (q, k, v) => T.attention(q, k, v, { causal: false, scale: 0.4 }));
+  check('attention', [randn(rng, [2, 4, 4, 3]), randn(rng, [2, 4, 2, 3]), randn(rng, [2, 4, 2, 3])], (q, k, v) =>
+    T.attention(q, k, v, { causal: true }),
+  );
+  check('attention', [randn(rng, [1, 2, 2, 3]), randn(rng, [1, 5, 1, 3]), randn(rng, [1, 5, 1, 3])], (q, k, v) =>
+    T.attention(q, k, v, { causal: true }),
+  );
+  check('attention', [randn(rng, [1, 3, 2, 3]), randn(rng, [1, 4, 2, 3]), randn(rng, [1, 4, 2, 3])], (q, k, v) =>
+    T.attention(q, k, v, { causal: false, scale: 0.4 }),
+  );
   // long enough for the causal blocks (32 query rows each) that skip the masked triangle, with a KV prefix
-  check('attention', [randn(rng, [1, 37, 2, 2]), randn(rng, [1, 45, 1, 2]), randn(rng, [1, 45, 1, 2])], (q, k, v) => T.attention(q, k, v, { causal: true }));
+  check('attention', [randn(rng, [1, 37, 2, 2]), randn(rng, [1, 45, 1, 2]), randn(rng, [1, 45, 1, 2])], (q, k, v) =>
+    T.attention(q, k, v, { causal: true }),
+  );
 });
 
 test('cross-entropy with an ignored row', () => {
@@ -87,7 +100,13 @@ test('cross-entropy with an ignored row', () => {
 test('fakeQuant: exact group-wise quantiser forward, straight-through (identity) gradient', () => {
   covered.add('fakeQuant');
   // 2 outputs × 4 inputs, two groups of 2 inputs; scales/zeros laid out (groups, out)
-  const q = { scales: Float32Array.from([0.5, 0.25, 1, 2]), zeros: Float32Array.from([8, 7, 3, 0]), gIdx: Int32Array.from([0, 0, 1, 1]), maxq: 15, out: 2 };
+  const q = {
+    scales: Float32Array.from([0.5, 0.25, 1, 2]),
+    zeros: Float32Array.from([8, 7, 3, 0]),
+    gIdx: Int32Array.from([0, 0, 1, 1]),
+    maxq: 15,
+    out: 2,
+  };
   const w = T.tensor([0.26, -4.5, 1.5, 100, 0.125, 0.375, -3, 0], [2, 4], 'f64');
   w.requiresGrad = true;
   const y = T.fakeQuant(w, q);

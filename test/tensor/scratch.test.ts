@@ -5,11 +5,18 @@ import { scratchF32, withScratch } from '../../src/tensor/scratch.ts';
 import { allocLike } from '../../src/tensor/tensor.ts';
 
 test('outside a scope every buffer is new; inside, buffers return to the pool and come back zeroed', () => {
-  const a = scratchF32(7), b = scratchF32(7);
+  const a = scratchF32(7),
+    b = scratchF32(7);
   assert.notEqual(a, b);
   let first: Float32Array | null = null;
-  withScratch(() => { first = scratchF32(1000); first.fill(3); });
-  const again = withScratch(() => { const x = scratchF32(1000); return { same: x === first, zeros: x.every((v) => v === 0) }; });
+  withScratch(() => {
+    first = scratchF32(1000);
+    first.fill(3);
+  });
+  const again = withScratch(() => {
+    const x = scratchF32(1000);
+    return { same: x === first, zeros: x.every((v) => v === 0) };
+  });
   assert.deepEqual(again, { same: true, zeros: true });
   // a buffer lent in a scope is not lent twice while the scope runs
   withScratch(() => assert.notEqual(scratchF32(1000), scratchF32(1000)));
@@ -19,15 +26,23 @@ test('nested scopes return only their own buffers; op outputs (allocLike) are po
   withScratch(() => {
     const outer = scratchF32(64);
     let inner: Float32Array | null = null;
-    withScratch(() => { inner = scratchF32(64); });
+    withScratch(() => {
+      inner = scratchF32(64);
+    });
     // the inner buffer is free again, the outer one still lent
     const next = scratchF32(64);
     assert.equal(next, inner);
     assert.notEqual(next, outer);
   });
   const f32 = withScratch(() => allocLike(new Float32Array(1), 333));
-  assert.equal(withScratch(() => allocLike(new Float32Array(1), 333)), f32);
+  assert.equal(
+    withScratch(() => allocLike(new Float32Array(1), 333)),
+    f32,
+  );
   const f64 = withScratch(() => allocLike(new Float64Array(1), 333));
   assert.ok(f64 instanceof Float64Array);
-  assert.notEqual(withScratch(() => allocLike(new Float64Array(1), 333)), f64);
+  assert.notEqual(
+    withScratch(() => allocLike(new Float64Array(1), 333)),
+    f64,
+  );
 });

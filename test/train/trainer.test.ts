@@ -24,7 +24,8 @@ test('cosine schedule with warm-up matches transformers', () => {
 });
 
 test('gradient clipping scales to the max norm and reports the norm before', () => {
-  const a = T.tensor([3, 0], [2]), b = T.tensor([4], [1]);
+  const a = T.tensor([3, 0], [2]),
+    b = T.tensor([4], [1]);
   a.grad = T.tensor([3, 0], [2]);
   b.grad = T.tensor([4], [1]);
   assert.equal(clipGradNorm([a, b], 1), 5);
@@ -42,16 +43,42 @@ function run(outDir: string, over: Partial<TrainOptions> = {}, onEvent?: Paramet
   const model = tinyModel(2);
   const loras = addLora(model, { rank: 4, alpha: 8, dropout: 0.1, targets: ['q_proj', 'v_proj', 'gate_proj', 'up_proj', 'down_proj'] }, 9);
   const space = resolveSearchSpace(PRESETS.lonas, model.config, 4, ['q_proj', 'v_proj', 'gate_proj', 'up_proj', 'down_proj']);
-  const opts: TrainOptions = { outDir, steps: 6, epochs: 1, gradAccum: 2, lr: 5e-3, warmup: 1, weightDecay: 0, maxGradNorm: 1, seed: 3,
-    checkpointEvery: 3, evalEvery: 3, sandwich: false, resume: false, settingsKey: 'test', ...over };
-  const result = train(model, loras, space, (e) => makeBatches(examples, 4, { padId: 0, seed: 3 + e }), makeBatches(examples.slice(0, 6), 3, { padId: 0, seed: 0, shuffle: false }), opts, onEvent);
+  const opts: TrainOptions = {
+    outDir,
+    steps: 6,
+    epochs: 1,
+    gradAccum: 2,
+    lr: 5e-3,
+    warmup: 1,
+    weightDecay: 0,
+    maxGradNorm: 1,
+    seed: 3,
+    checkpointEvery: 3,
+    evalEvery: 3,
+    sandwich: false,
+    resume: false,
+    settingsKey: 'test',
+    ...over,
+  };
+  const result = train(
+    model,
+    loras,
+    space,
+    (e) => makeBatches(examples, 4, { padId: 0, seed: 3 + e }),
+    makeBatches(examples.slice(0, 6), 3, { padId: 0, seed: 0, shuffle: false }),
+    opts,
+    onEvent,
+  );
   return { model, result, weights: loraModules(model).flatMap((l) => [...l.loraA.data, ...l.loraB.data]) };
 }
 
 test('training lowers the loss and logs every micro-batch configuration', () => {
   const dir = mkdtempSync(join(tmpdir(), 'lonas-train-'));
   const { result } = run(dir, { steps: 12 });
-  const log = readFileSync(join(dir, TRAIN_LOG), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+  const log = readFileSync(join(dir, TRAIN_LOG), 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l));
   const steps = log.filter((l) => l.type === 'step');
   assert.equal(steps.length, 12);
   assert.equal(steps[0].micro.length, 2, 'one configuration per micro-batch');
@@ -66,7 +93,13 @@ test('resume after an interruption continues bit-identically (weights and log)',
   const full = mkdtempSync(join(tmpdir(), 'lonas-full-'));
   const a = run(full);
   const cut = mkdtempSync(join(tmpdir(), 'lonas-cut-'));
-  assert.throws(() => run(cut, {}, (e) => { if (e.type === 'checkpoint' && e.step === 3) throw new Error('killed'); }), /killed/);
+  assert.throws(
+    () =>
+      run(cut, {}, (e) => {
+        if (e.type === 'checkpoint' && e.step === 3) throw new Error('killed');
+      }),
+    /killed/,
+  );
   const b = run(cut, { resume: true });
   assert.equal(b.result.steps, 6);
   assert.deepEqual(b.weights, a.weights, 'adapter weights identical to the uninterrupted run');

@@ -35,14 +35,20 @@ export interface GgufExportReport {
   notes: TensorNote[];
 }
 
-const uniformLayers = (c: LlamaConfig) => c.layers.every((l) => l.intermediateSize === c.layers[0].intermediateSize && l.numHeads === c.layers[0].numHeads && l.numKvHeads === c.layers[0].numKvHeads);
+const uniformLayers = (c: LlamaConfig) =>
+  c.layers.every(
+    (l) =>
+      l.intermediateSize === c.layers[0].intermediateSize && l.numHeads === c.layers[0].numHeads && l.numKvHeads === c.layers[0].numKvHeads,
+  );
 
 /** llama3 RoPE: the per-frequency divisors llama.cpp reads from `rope_freqs.weight` (as the HF converter computes them). */
 function llama3RopeFactors(c: LlamaConfig): Float32Array {
   const s = c.ropeScaling!;
   if (s.type !== 'llama3') throw new Error('llama3RopeFactors: not a llama3 scaling');
-  const dim = c.headDim, out = new Float32Array(dim / 2);
-  const lowWavelen = s.originalMaxPositions / s.lowFreqFactor, highWavelen = s.originalMaxPositions / s.highFreqFactor;
+  const dim = c.headDim,
+    out = new Float32Array(dim / 2);
+  const lowWavelen = s.originalMaxPositions / s.lowFreqFactor,
+    highWavelen = s.originalMaxPositions / s.highFreqFactor;
   for (let i = 0; i < dim / 2; i++) {
     const freq = 1 / Math.fround(c.ropeTheta ** Math.fround((2 * i) / dim));
     const wavelen = (2 * Math.PI) / freq;
@@ -71,9 +77,18 @@ function modelMetadata(arch: string, c: LlamaConfig, name: string, type: GgufOut
   md.set(`${arch}.context_length`, u32(c.maxPositions));
   md.set(`${arch}.embedding_length`, u32(c.hiddenSize));
   md.set(`${arch}.block_count`, u32(c.layers.length));
-  md.set(`${arch}.feed_forward_length`, perLayer((l) => l.intermediateSize));
-  md.set(`${arch}.attention.head_count`, perLayer((l) => l.numHeads));
-  md.set(`${arch}.attention.head_count_kv`, perLayer((l) => l.numKvHeads));
+  md.set(
+    `${arch}.feed_forward_length`,
+    perLayer((l) => l.intermediateSize),
+  );
+  md.set(
+    `${arch}.attention.head_count`,
+    perLayer((l) => l.numHeads),
+  );
+  md.set(
+    `${arch}.attention.head_count_kv`,
+    perLayer((l) => l.numKvHeads),
+  );
   // explicit: a sub-network's heads × head_dim need not equal the hidden size
   md.set(`${arch}.attention.key_length`, u32(c.headDim));
   md.set(`${arch}.attention.value_length`, u32(c.headDim));
@@ -100,10 +115,15 @@ export function exportGguf(modelDir: string, outPath: string, type: GgufOutType)
   const c = parseHfConfig(json, configPath);
   const perLayer = !uniformLayers(c);
   if (perLayer && family === 'qwen2') {
-    throw new Error(`${configPath}: lonas_layers gives Qwen2 layers different sizes, and llama.cpp's qwen2 graph builds every layer at one size (no per-layer variant exists for qwen2); export a sub-network with equal layers (search space groups with "share": "all")`);
+    throw new Error(
+      `${configPath}: lonas_layers gives Qwen2 layers different sizes, and llama.cpp's qwen2 graph builds every layer at one size (no per-layer variant exists for qwen2); export a sub-network with equal layers (search space groups with "share": "all")`,
+    );
   }
   for (const [i, l] of c.layers.entries()) {
-    if (l.numHeads % l.numKvHeads) throw new Error(`${configPath}: layer ${i} has ${l.numHeads} query heads for ${l.numKvHeads} key/value heads; llama.cpp needs a whole number of query heads per key/value head`);
+    if (l.numHeads % l.numKvHeads)
+      throw new Error(
+        `${configPath}: layer ${i} has ${l.numHeads} query heads for ${l.numKvHeads} key/value heads; llama.cpp needs a whole number of query heads per key/value head`,
+      );
   }
   const arch = family === 'qwen2' ? 'qwen2' : perLayer ? 'deci' : 'llama';
   const requested = type.toUpperCase() as GgmlType;

@@ -14,7 +14,12 @@ import { f32ToF16, f16ToF32 } from '../../io/safetensors.ts';
 import { dequantizeBlocks, QK, quantizeBlocks, toF16Bytes } from './quants.ts';
 import type { GgmlType } from './writer.ts';
 
-export interface Q4_1Result { bytes: Uint8Array; exact: boolean; maxError: number; note: string }
+export interface Q4_1Result {
+  bytes: Uint8Array;
+  exact: boolean;
+  maxError: number;
+  note: string;
+}
 
 /** True when each 32-input block of every row uses one GPTQ group. */
 function blocksInsideGroups(qw: QuantizedWeight): boolean {
@@ -37,7 +42,11 @@ const fromHalf = (h: number): number => {
 /** The GGUF storage of a GPTQ projection: Q4_1 (exact or requantized), or F16 when rows are not whole blocks. */
 export function gptqTensor(qw: QuantizedWeight): { type: GgmlType; bytes: Uint8Array; note: string; maxError?: number } {
   if (qw.inF % QK) {
-    return { type: 'F16', bytes: toF16Bytes(dequantize(qw)), note: `GPTQ rows of ${qw.inF} inputs are not whole ${QK}-value blocks: stored dequantized as F16` };
+    return {
+      type: 'F16',
+      bytes: toF16Bytes(dequantize(qw)),
+      note: `GPTQ rows of ${qw.inF} inputs are not whole ${QK}-value blocks: stored dequantized as F16`,
+    };
   }
   return { type: 'Q4_1', ...gptqToQ4_1(qw) };
 }
@@ -47,7 +56,10 @@ export function gptqToQ4_1(qw: QuantizedWeight): Q4_1Result {
   if (!blocksInsideGroups(qw)) {
     const bytes = quantizeBlocks(reference, qw.inF, 'Q4_1');
     const maxError = maxDiff(dequantizeBlocks(bytes, 'Q4_1'), reference);
-    const why = qw.bits !== 4 ? `${qw.bits}-bit codes` : `groups (size ${qw.groupSize}${qw.groupSize % QK ? '' : ', act-order g_idx'}) that split 32-input blocks`;
+    const why =
+      qw.bits !== 4
+        ? `${qw.bits}-bit codes`
+        : `groups (size ${qw.groupSize}${qw.groupSize % QK ? '' : ', act-order g_idx'}) that split 32-input blocks`;
     return { bytes, exact: false, maxError, note: `GPTQ ${why}: requantized to Q4_1, added max |error| ${maxError.toExponential(2)}` };
   }
   const { out, inF, q, scales, zeros, gIdx } = qw;
@@ -56,7 +68,8 @@ export function gptqToQ4_1(qw: QuantizedWeight): Q4_1Result {
   const view = new DataView(bytes.buffer);
   for (let o = 0; o < out; o++) {
     for (let b = 0; b < perRow; b++) {
-      const g = gIdx[b * QK] * out + o, at = (o * perRow + b) * 20;
+      const g = gIdx[b * QK] * out + o,
+        at = (o * perRow + b) * 20;
       view.setUint16(at, toHalf(scales[g]), true);
       view.setUint16(at + 2, toHalf(-scales[g] * zeros[g]), true);
       const codes = o * inF + b * QK;
@@ -66,7 +79,9 @@ export function gptqToQ4_1(qw: QuantizedWeight): Q4_1Result {
   const maxError = maxDiff(dequantizeBlocks(bytes, 'Q4_1'), reference);
   const scaleExact = scales.every((s) => fromHalf(toHalf(s)) === s);
   return {
-    bytes, exact: true, maxError,
+    bytes,
+    exact: true,
+    maxError,
     note: `GPTQ codes${scaleExact ? ' and scales' : ''} kept exactly as Q4_1${scaleExact ? '' : ' (scales rounded to F16)'}; offset −s·z rounded to F16: max |error| ${maxError.toExponential(2)}`,
   };
 }

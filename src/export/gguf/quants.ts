@@ -28,31 +28,39 @@ const roundf = (x: number) => Math.sign(x) * Math.floor(Math.abs(x) + 0.5);
 function blockQ8_0(x: Float32Array, s: number, out: DataView, at: number): void {
   let amax = 0;
   for (let j = 0; j < QK; j++) amax = Math.max(amax, Math.abs(x[s + j]));
-  const d = fr(amax / 127), id = d ? fr(1 / d) : 0;
+  const d = fr(amax / 127),
+    id = d ? fr(1 / d) : 0;
   putF16(out, at, d);
   for (let j = 0; j < QK; j++) out.setInt8(at + 2 + j, roundf(fr(x[s + j] * id)));
 }
 
 function blockQ4_0(x: Float32Array, s: number, out: DataView, at: number): void {
-  let amax = 0, max = 0;
+  let amax = 0,
+    max = 0;
   for (let j = 0; j < QK; j++) {
     const v = x[s + j];
-    if (amax < Math.abs(v)) { amax = Math.abs(v); max = v; }
+    if (amax < Math.abs(v)) {
+      amax = Math.abs(v);
+      max = v;
+    }
   }
-  const d = fr(max / -8), id = d ? fr(1 / d) : 0;
+  const d = fr(max / -8),
+    id = d ? fr(1 / d) : 0;
   putF16(out, at, d);
   const code = (v: number) => Math.min(15, Math.trunc(fr(fr(v * id) + 8.5)));
   for (let j = 0; j < QK / 2; j++) out.setUint8(at + 2 + j, code(x[s + j]) | (code(x[s + j + QK / 2]) << 4));
 }
 
 function blockQ4_1(x: Float32Array, s: number, out: DataView, at: number): void {
-  let min = Infinity, max = -Infinity;
+  let min = Infinity,
+    max = -Infinity;
   for (let j = 0; j < QK; j++) {
     const v = x[s + j];
     if (v < min) min = v;
     if (v > max) max = v;
   }
-  const d = fr(fr(max - min) / 15), id = d ? fr(1 / d) : 0;
+  const d = fr(fr(max - min) / 15),
+    id = d ? fr(1 / d) : 0;
   putF16(out, at, d);
   putF16(out, at + 2, min);
   const code = (v: number) => Math.min(15, Math.trunc(fr(fr(fr(v - min) * id) + 0.5)));
@@ -76,22 +84,32 @@ export function quantizeBlocks(x: Float32Array, cols: number, type: BlockType): 
 
 /** The values the blocks stand for (llama.cpp's dequantize_row_*), for error reports and tests. */
 export function dequantizeBlocks(bytes: Uint8Array, type: BlockType): Float32Array {
-  const size = BLOCKS[type][1], n = bytes.length / size;
+  const size = BLOCKS[type][1],
+    n = bytes.length / size;
   const v = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const h = new Uint16Array(1), f = new Float32Array(1);
-  const f16 = (at: number) => { h[0] = v.getUint16(at, true); f16ToF32(h, f); return f[0]; };
+  const h = new Uint16Array(1),
+    f = new Float32Array(1);
+  const f16 = (at: number) => {
+    h[0] = v.getUint16(at, true);
+    f16ToF32(h, f);
+    return f[0];
+  };
   const out = new Float32Array(n * QK);
   for (let b = 0; b < n; b++) {
-    const at = b * size, o = b * QK;
+    const at = b * size,
+      o = b * QK;
     if (type === 'Q8_0') {
       const d = f16(at);
       for (let j = 0; j < QK; j++) out[o + j] = fr(d * v.getInt8(at + 2 + j));
       continue;
     }
-    const d = f16(at), m = type === 'Q4_1' ? f16(at + 2) : 0, qs = at + (type === 'Q4_1' ? 4 : 2);
+    const d = f16(at),
+      m = type === 'Q4_1' ? f16(at + 2) : 0,
+      qs = at + (type === 'Q4_1' ? 4 : 2);
     for (let j = 0; j < QK / 2; j++) {
       const byte = v.getUint8(qs + j);
-      const lo = byte & 15, hi = byte >> 4;
+      const lo = byte & 15,
+        hi = byte >> 4;
       out[o + j] = type === 'Q4_0' ? fr(d * (lo - 8)) : fr(fr(d * lo) + m);
       out[o + j + QK / 2] = type === 'Q4_0' ? fr(d * (hi - 8)) : fr(fr(d * hi) + m);
     }

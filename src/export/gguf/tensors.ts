@@ -20,7 +20,7 @@ import type { GgmlType, GgufTensor } from './writer.ts';
 export const GGUF_MODULES: Record<string, string> = {
   'model.embed_tokens': 'token_embd',
   'model.norm': 'output_norm',
-  'lm_head': 'output',
+  lm_head: 'output',
   'model.layers.{i}.input_layernorm': 'blk.{i}.attn_norm',
   'model.layers.{i}.self_attn.q_proj': 'blk.{i}.attn_q',
   'model.layers.{i}.self_attn.k_proj': 'blk.{i}.attn_k',
@@ -33,7 +33,12 @@ export const GGUF_MODULES: Record<string, string> = {
 };
 
 /** One line of the export report: a tensor not stored as requested, or stored with a measured error. */
-export interface TensorNote { tensor: string; type: GgmlType; note: string; /** max |stored − source| over the tensor, when measured */ maxError?: number }
+export interface TensorNote {
+  tensor: string;
+  type: GgmlType;
+  note: string /** max |stored − source| over the tensor, when measured */;
+  maxError?: number;
+}
 
 export interface TensorPlan {
   tensors: GgufTensor[];
@@ -42,15 +47,18 @@ export interface TensorPlan {
 
 /** Row permutation of llama.cpp's converter for a (heads·D, …) q or k projection: new row → old row. */
 export function ropeRowOrder(heads: number, headDim: number): Int32Array {
-  const order = new Int32Array(heads * headDim), half = headDim / 2;
-  for (let h = 0; h < heads; h++) for (let i = 0; i < half; i++) for (let j = 0; j < 2; j++) order[h * headDim + 2 * i + j] = h * headDim + j * half + i;
+  const order = new Int32Array(heads * headDim),
+    half = headDim / 2;
+  for (let h = 0; h < heads; h++)
+    for (let i = 0; i < half; i++) for (let j = 0; j < 2; j++) order[h * headDim + 2 * i + j] = h * headDim + j * half + i;
   return order;
 }
 
 /** Rows of encoded bytes reordered: row r of the result is row order[r] of `bytes`. */
 function permuteRows(bytes: Uint8Array, rows: number, order: Int32Array | null): Uint8Array {
   if (!order) return bytes;
-  const rowBytes = bytes.length / rows, out = new Uint8Array(bytes.length);
+  const rowBytes = bytes.length / rows,
+    out = new Uint8Array(bytes.length);
   for (let r = 0; r < rows; r++) out.set(bytes.subarray(order[r] * rowBytes, (order[r] + 1) * rowBytes), r * rowBytes);
   return out;
 }
@@ -58,7 +66,11 @@ function permuteRows(bytes: Uint8Array, rows: number, order: Int32Array | null):
 function encodeFloat(x: Float32Array, type: GgmlType, cols: number): Uint8Array {
   if (type === 'F32') return new Uint8Array(x.buffer, x.byteOffset, x.byteLength);
   if (type === 'F16') return toF16Bytes(x);
-  if (type === 'BF16') { const h = new Uint16Array(x.length); f32ToBf16(x, h); return new Uint8Array(h.buffer); }
+  if (type === 'BF16') {
+    const h = new Uint16Array(x.length);
+    f32ToBf16(x, h);
+    return new Uint8Array(h.buffer);
+  }
   if (isBlockType(type)) return quantizeBlocks(x, cols, type);
   throw new Error(`GGUF: no encoder for ${type}`);
 }
@@ -67,10 +79,17 @@ function encodeFloat(x: Float32Array, type: GgmlType, cols: number): Uint8Array 
 function modules(c: LlamaConfig, permuteQk: boolean): { hf: string; gguf: string; order: Int32Array | null }[] {
   const out: { hf: string; gguf: string; order: Int32Array | null }[] = [];
   for (const [hf, gguf] of Object.entries(GGUF_MODULES)) {
-    if (!hf.includes('{i}')) { out.push({ hf, gguf, order: null }); continue; }
+    if (!hf.includes('{i}')) {
+      out.push({ hf, gguf, order: null });
+      continue;
+    }
     c.layers.forEach((l, i) => {
       const heads = hf.endsWith('q_proj') ? l.numHeads : hf.endsWith('k_proj') ? l.numKvHeads : 0;
-      out.push({ hf: hf.replace('{i}', `${i}`), gguf: gguf.replace('{i}', `${i}`), order: permuteQk && heads ? ropeRowOrder(heads, c.headDim) : null });
+      out.push({
+        hf: hf.replace('{i}', `${i}`),
+        gguf: gguf.replace('{i}', `${i}`),
+        order: permuteQk && heads ? ropeRowOrder(heads, c.headDim) : null,
+      });
     });
   }
   return out;
@@ -88,13 +107,19 @@ export function planTensors(where: Map<string, SafetensorsFile>, c: LlamaConfig,
     if (m.hf === 'lm_head' && c.tieWordEmbeddings) continue; // llama.cpp reuses token_embd
     const quantized = where.has(`${m.hf}.qweight`);
     if (quantized) {
-      if (!c.quantization) throw new Error(`'${m.hf}.qweight' is stored but config.json has no quantization_config (add the GPTQ settings the checkpoint was made with)`);
+      if (!c.quantization)
+        throw new Error(
+          `'${m.hf}.qweight' is stored but config.json has no quantization_config (add the GPTQ settings the checkpoint was made with)`,
+        );
       const file = where.get(`${m.hf}.qweight`)!;
       for (const t of ['qweight', 'qzeros', 'scales', 'g_idx']) used.add(`${m.hf}.${t}`);
       const scales = file.entry(`${m.hf}.scales`);
-      const out = scales.shape[1], inF = rowLength(m.hf, c);
+      const out = scales.shape[1],
+        inF = rowLength(m.hf, c);
       tensors.push({
-        name: `${m.gguf}.weight`, shape: [out, inF], type: inF % QK ? 'F16' : 'Q4_1',
+        name: `${m.gguf}.weight`,
+        shape: [out, inF],
+        type: inF % QK ? 'F16' : 'Q4_1',
         bytes: () => {
           const r = gptqTensor(readGptqProjection(file, m.hf, out, inF, c.quantization!));
           notes.push({ tensor: `${m.gguf}.weight`, type: r.type, note: r.note, maxError: r.maxError });
@@ -112,8 +137,13 @@ export function planTensors(where: Map<string, SafetensorsFile>, c: LlamaConfig,
       tensors.push(floatTensor(where.get(`${m.hf}.bias`)!, `${m.hf}.bias`, `${m.gguf}.bias`, 'F32', m.order, notes));
     }
   }
-  const unknown = [...where.keys()].filter((n) => !used.has(n) && !n.endsWith('rotary_emb.inv_freq') && !(n === 'lm_head.weight' && c.tieWordEmbeddings));
-  if (unknown.length) throw new Error(`tensors with no GGUF counterpart: ${unknown.slice(0, 5).join(', ')}${unknown.length > 5 ? ', …' : ''} (lonas exports Llama-family decoders only)`);
+  const unknown = [...where.keys()].filter(
+    (n) => !used.has(n) && !n.endsWith('rotary_emb.inv_freq') && !(n === 'lm_head.weight' && c.tieWordEmbeddings),
+  );
+  if (unknown.length)
+    throw new Error(
+      `tensors with no GGUF counterpart: ${unknown.slice(0, 5).join(', ')}${unknown.length > 5 ? ', …' : ''} (lonas exports Llama-family decoders only)`,
+    );
   return { tensors, notes };
 }
 
@@ -125,16 +155,29 @@ function rowLength(hf: string, c: LlamaConfig): number {
   return hf.endsWith('o_proj') ? l.numHeads * c.headDim : hf.endsWith('down_proj') ? l.intermediateSize : c.hiddenSize;
 }
 
-function floatTensor(file: SafetensorsFile, hfName: string, name: string, requested: GgmlType, order: Int32Array | null, notes: TensorNote[]): GgufTensor {
+function floatTensor(
+  file: SafetensorsFile,
+  hfName: string,
+  name: string,
+  requested: GgmlType,
+  order: Int32Array | null,
+  notes: TensorNote[],
+): GgufTensor {
   const shape = file.entry(hfName).shape;
   const cols = shape[shape.length - 1];
   let type: GgmlType = shape.length === 1 ? 'F32' : requested;
   if (isBlockType(type) && cols % QK) {
-    notes.push({ tensor: name, type: 'F16', note: `rows of ${cols} values are not a multiple of ${QK}: stored as F16 instead of ${type} (as llama.cpp's converter does)` });
+    notes.push({
+      tensor: name,
+      type: 'F16',
+      note: `rows of ${cols} values are not a multiple of ${QK}: stored as F16 instead of ${type} (as llama.cpp's converter does)`,
+    });
     type = 'F16';
   }
   return {
-    name, shape, type,
+    name,
+    shape,
+    type,
     bytes: () => {
       const x = file.readFloat32(hfName).data;
       const bytes = encodeFloat(x, type, cols);

@@ -16,23 +16,43 @@ import { join } from 'node:path';
 import type { GgufValue } from './writer.ts';
 import { bool, str, u32 } from './writer.ts';
 
-interface AddedToken { id: number; content: string; special?: boolean }
+interface AddedToken {
+  id: number;
+  content: string;
+  special?: boolean;
+}
 interface TokenizerJson {
-  model: { type: string; vocab: Record<string, number>; merges?: (string | [string, string])[]; byte_fallback?: boolean; unk_token?: string | null };
+  model: {
+    type: string;
+    vocab: Record<string, number>;
+    merges?: (string | [string, string])[];
+    byte_fallback?: boolean;
+    unk_token?: string | null;
+  };
   added_tokens?: AddedToken[];
   normalizer?: { type: string; normalizers?: { type: string; prepend?: string }[]; prepend?: string } | null;
   pre_tokenizer?: PreTokenizer | null;
   post_processor?: { type: string; single?: ({ SpecialToken?: { id: string } } | { Sequence?: unknown })[] } | null;
 }
-interface PreTokenizer { type: string; pretokenizers?: PreTokenizer[]; pattern?: { Regex?: string; String?: string }; individual_digits?: boolean; use_regex?: boolean; prepend_scheme?: string; add_prefix_space?: boolean }
+interface PreTokenizer {
+  type: string;
+  pretokenizers?: PreTokenizer[];
+  pattern?: { Regex?: string; String?: string };
+  individual_digits?: boolean;
+  use_regex?: boolean;
+  prepend_scheme?: string;
+  add_prefix_space?: boolean;
+}
 
-const LLAMA3_SPLIT = "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
-const QWEN2_SPLIT = "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+const LLAMA3_SPLIT =
+  "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+const QWEN2_SPLIT =
+  "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
 
 /** llama.cpp's pre-tokenizer name for a byte-level BPE pre_tokenizer, or null when it is not one lonas knows. */
 export function preTokenizerName(p: PreTokenizer | null | undefined): string | null {
   if (!p) return null;
-  const parts = p.type === 'Sequence' ? p.pretokenizers ?? [] : [p];
+  const parts = p.type === 'Sequence' ? (p.pretokenizers ?? []) : [p];
   const kinds = parts.map((q) => q.type).join(',');
   const regex = parts.find((q) => q.type === 'Split')?.pattern?.Regex;
   if (kinds === 'Split,ByteLevel' && regex === LLAMA3_SPLIT) return 'llama-bpe';
@@ -46,7 +66,9 @@ function readJson<T>(path: string): T {
   try {
     return JSON.parse(readFileSync(path, 'utf8')) as T;
   } catch (e) {
-    throw new Error(`${path}: cannot read the tokenizer (${(e as Error).message}); the model directory needs the tokenizer files lonas extract copies`);
+    throw new Error(
+      `${path}: cannot read the tokenizer (${(e as Error).message}); the model directory needs the tokenizer files lonas extract copies`,
+    );
   }
 }
 
@@ -57,7 +79,10 @@ function tokenList(t: TokenizerJson, vocabSize: number, file: string): { tokens:
   for (const [s, id] of Object.entries(t.model.vocab)) byId.set(id, s);
   for (const a of added.values()) byId.set(a.id, a.content);
   const maxId = Math.max(-1, ...byId.keys());
-  if (maxId >= vocabSize) throw new Error(`${file}: token id ${maxId} is outside the model's vocab_size ${vocabSize} (config.json and tokenizer.json do not match)`);
+  if (maxId >= vocabSize)
+    throw new Error(
+      `${file}: token id ${maxId} is outside the model's vocab_size ${vocabSize} (config.json and tokenizer.json do not match)`,
+    );
   const tokens: string[] = [];
   for (let id = 0; id < vocabSize; id++) tokens.push(byId.get(id) ?? `[PAD${id}]`);
   return { tokens, added };
@@ -65,7 +90,11 @@ function tokenList(t: TokenizerJson, vocabSize: number, file: string): { tokens:
 
 type Specials = Partial<Record<'bos' | 'eos' | 'unk' | 'pad', number>>;
 
-function specialIds(dir: string, tokens: string[], t: TokenizerJson): { ids: Specials; addBos: boolean; addEos: boolean; chatTemplate: string | null } {
+function specialIds(
+  dir: string,
+  tokens: string[],
+  t: TokenizerJson,
+): { ids: Specials; addBos: boolean; addEos: boolean; chatTemplate: string | null } {
   const optional = (f: string) => (existsSync(join(dir, f)) ? readJson<Record<string, unknown>>(join(dir, f)) : {});
   const tc = { ...optional('special_tokens_map.json'), ...optional('tokenizer_config.json') };
   const cfg = optional('config.json');
@@ -85,7 +114,8 @@ function specialIds(dir: string, tokens: string[], t: TokenizerJson): { ids: Spe
   let chatTemplate: string | null = null;
   const ct = tc.chat_template;
   if (typeof ct === 'string') chatTemplate = ct;
-  else if (Array.isArray(ct)) chatTemplate = (ct as { name: string; template: string }[]).find((x) => x.name === 'default')?.template ?? null;
+  else if (Array.isArray(ct))
+    chatTemplate = (ct as { name: string; template: string }[]).find((x) => x.name === 'default')?.template ?? null;
   else if (existsSync(join(dir, 'chat_template.jinja'))) chatTemplate = readFileSync(join(dir, 'chat_template.jinja'), 'utf8');
   return { ids, addBos, addEos, chatTemplate };
 }
@@ -95,9 +125,13 @@ const mergeText = (m: string | [string, string]) => (typeof m === 'string' ? m :
 /** The tokenizer metadata for the model in `dir` (vocab_size: rows of its embedding). */
 export function tokenizerMetadata(dir: string, vocabSize: number): Map<string, GgufValue> {
   const file = join(dir, 'tokenizer.json');
-  if (!existsSync(file)) throw new Error(`${file}: missing (GGUF embeds the tokenizer; copy tokenizer.json and tokenizer_config.json from the base model)`);
+  if (!existsSync(file))
+    throw new Error(`${file}: missing (GGUF embeds the tokenizer; copy tokenizer.json and tokenizer_config.json from the base model)`);
   const t = readJson<TokenizerJson>(file);
-  if (t.model?.type !== 'BPE') throw new Error(`${file}: model.type "${t.model?.type}" is not supported (lonas exports BPE tokenizers: SentencePiece-style with byte_fallback, or GPT-2 byte-level)`);
+  if (t.model?.type !== 'BPE')
+    throw new Error(
+      `${file}: model.type "${t.model?.type}" is not supported (lonas exports BPE tokenizers: SentencePiece-style with byte_fallback, or GPT-2 byte-level)`,
+    );
   const { tokens, added } = tokenList(t, vocabSize, file);
   const special = specialIds(dir, tokens, t);
   const merges = (t.model.merges ?? []).map(mergeText);
@@ -106,13 +140,30 @@ export function tokenizerMetadata(dir: string, vocabSize: number): Map<string, G
   const spm = !!t.model.byte_fallback;
   tokens.forEach((s, id) => {
     const a = added.get(id);
-    types[id] = id === special.ids.unk && spm ? 2 : a ? (a.special ? 3 : 4) : s.startsWith('[PAD') && !(s in t.model.vocab) ? 5 : spm && /^<0x[0-9A-Fa-f]{2}>$/.test(s) ? 6 : 1;
+    types[id] =
+      id === special.ids.unk && spm
+        ? 2
+        : a
+          ? a.special
+            ? 3
+            : 4
+          : s.startsWith('[PAD') && !(s in t.model.vocab)
+            ? 5
+            : spm && /^<0x[0-9A-Fa-f]{2}>$/.test(s)
+              ? 6
+              : 1;
   });
   if (spm) {
     const scores = new Float32Array(tokens.length);
     const rank = new Map<string, number>();
-    merges.forEach((m, k) => { const joined = m.replace(' ', ''); if (!rank.has(joined)) rank.set(joined, k); });
-    tokens.forEach((s, id) => { const k = rank.get(s); scores[id] = types[id] === 1 && k !== undefined ? -k : 0; });
+    merges.forEach((m, k) => {
+      const joined = m.replace(' ', '');
+      if (!rank.has(joined)) rank.set(joined, k);
+    });
+    tokens.forEach((s, id) => {
+      const k = rank.get(s);
+      scores[id] = types[id] === 1 && k !== undefined ? -k : 0;
+    });
     md.set('tokenizer.ggml.model', str('llama'));
     md.set('tokenizer.ggml.pre', str('default'));
     md.set('tokenizer.ggml.tokens', { type: 'string[]', value: tokens });
@@ -121,7 +172,10 @@ export function tokenizerMetadata(dir: string, vocabSize: number): Map<string, G
     md.set('tokenizer.ggml.add_space_prefix', bool(addsSpacePrefix(t)));
   } else {
     const pre = preTokenizerName(t.pre_tokenizer);
-    if (!pre) throw new Error(`${file}: pre_tokenizer ${JSON.stringify(t.pre_tokenizer)?.slice(0, 160)} is not one lonas maps to llama.cpp (known: Llama-3 and Qwen2 Split+ByteLevel, SmolLM Digits+ByteLevel, GPT-2 ByteLevel); convert this model with llama.cpp's convert_hf_to_gguf.py`);
+    if (!pre)
+      throw new Error(
+        `${file}: pre_tokenizer ${JSON.stringify(t.pre_tokenizer)?.slice(0, 160)} is not one lonas maps to llama.cpp (known: Llama-3 and Qwen2 Split+ByteLevel, SmolLM Digits+ByteLevel, GPT-2 ByteLevel); convert this model with llama.cpp's convert_hf_to_gguf.py`,
+      );
     md.set('tokenizer.ggml.model', str('gpt2'));
     md.set('tokenizer.ggml.pre', str(pre));
     md.set('tokenizer.ggml.tokens', { type: 'string[]', value: tokens });
@@ -141,9 +195,9 @@ export function tokenizerMetadata(dir: string, vocabSize: number): Map<string, G
 /** SentencePiece's dummy prefix: a "▁" prepended by the normalizer or by a Metaspace pre-tokenizer. */
 function addsSpacePrefix(t: TokenizerJson): boolean {
   const n = t.normalizer;
-  const norms = n ? (n.type === 'Sequence' ? n.normalizers ?? [] : [n]) : [];
+  const norms = n ? (n.type === 'Sequence' ? (n.normalizers ?? []) : [n]) : [];
   if (norms.some((x) => x.type === 'Prepend' && x.prepend === '\u2581')) return true;
   const p = t.pre_tokenizer;
-  const pres = p ? (p.type === 'Sequence' ? p.pretokenizers ?? [] : [p]) : [];
+  const pres = p ? (p.type === 'Sequence' ? (p.pretokenizers ?? []) : [p]) : [];
   return pres.some((x) => x.type === 'Metaspace' && (x.prepend_scheme ? x.prepend_scheme !== 'never' : x.add_prefix_space !== false));
 }

@@ -25,7 +25,21 @@ export const GGML_TYPES = {
 export type GgmlType = keyof typeof GGML_TYPES;
 
 /** GGUF metadata value types. */
-const T = { UINT8: 0, INT8: 1, UINT16: 2, INT16: 3, UINT32: 4, INT32: 5, FLOAT32: 6, BOOL: 7, STRING: 8, ARRAY: 9, UINT64: 10, INT64: 11, FLOAT64: 12 } as const;
+const T = {
+  UINT8: 0,
+  INT8: 1,
+  UINT16: 2,
+  INT16: 3,
+  UINT32: 4,
+  INT32: 5,
+  FLOAT32: 6,
+  BOOL: 7,
+  STRING: 8,
+  ARRAY: 9,
+  UINT64: 10,
+  INT64: 11,
+  FLOAT64: 12,
+} as const;
 
 /** A metadata value with its GGUF type made explicit (JS numbers do not say u32 vs f32). */
 export type GgufValue =
@@ -52,7 +66,8 @@ export interface GgufTensor {
 export function tensorByteSize(shape: readonly number[], type: GgmlType): number {
   const [, block, blockBytes] = GGML_TYPES[type];
   const n = shape.reduce((a, b) => a * b, 1);
-  if (shape[shape.length - 1] % block) throw new Error(`GGUF: a ${type} tensor needs rows that are a multiple of ${block}, got shape [${shape.join(', ')}]`);
+  if (shape[shape.length - 1] % block)
+    throw new Error(`GGUF: a ${type} tensor needs rows that are a multiple of ${block}, got shape [${shape.join(', ')}]`);
   return (n / block) * blockBytes;
 }
 
@@ -60,32 +75,93 @@ export function tensorByteSize(shape: readonly number[], type: GgmlType): number
 class ByteSink {
   private chunks: Buffer[] = [];
   length = 0;
-  private push(b: Buffer): void { this.chunks.push(b); this.length += b.length; }
-  u32(v: number): void { const b = Buffer.alloc(4); b.writeUInt32LE(v); this.push(b); }
-  i32(v: number): void { const b = Buffer.alloc(4); b.writeInt32LE(v); this.push(b); }
-  f32(v: number): void { const b = Buffer.alloc(4); b.writeFloatLE(v); this.push(b); }
-  u64(v: number): void { const b = Buffer.alloc(8); b.writeBigUInt64LE(BigInt(v)); this.push(b); }
-  u8(v: number): void { this.push(Buffer.from([v])); }
-  string(s: string): void { const b = Buffer.from(s, 'utf8'); this.u64(b.length); this.push(b); }
-  zeros(n: number): void { if (n > 0) this.push(Buffer.alloc(n)); }
-  bytes(): Buffer { return Buffer.concat(this.chunks); }
+  private push(b: Buffer): void {
+    this.chunks.push(b);
+    this.length += b.length;
+  }
+  u32(v: number): void {
+    const b = Buffer.alloc(4);
+    b.writeUInt32LE(v);
+    this.push(b);
+  }
+  i32(v: number): void {
+    const b = Buffer.alloc(4);
+    b.writeInt32LE(v);
+    this.push(b);
+  }
+  f32(v: number): void {
+    const b = Buffer.alloc(4);
+    b.writeFloatLE(v);
+    this.push(b);
+  }
+  u64(v: number): void {
+    const b = Buffer.alloc(8);
+    b.writeBigUInt64LE(BigInt(v));
+    this.push(b);
+  }
+  u8(v: number): void {
+    this.push(Buffer.from([v]));
+  }
+  string(s: string): void {
+    const b = Buffer.from(s, 'utf8');
+    this.u64(b.length);
+    this.push(b);
+  }
+  zeros(n: number): void {
+    if (n > 0) this.push(Buffer.alloc(n));
+  }
+  bytes(): Buffer {
+    return Buffer.concat(this.chunks);
+  }
 }
 
 function writeValue(out: ByteSink, v: GgufValue): void {
   const array = (elem: number, n: number, each: (i: number) => void) => {
-    out.u32(T.ARRAY); out.u32(elem); out.u64(n);
+    out.u32(T.ARRAY);
+    out.u32(elem);
+    out.u64(n);
     for (let i = 0; i < n; i++) each(i);
   };
   switch (v.type) {
-    case 'u32': out.u32(T.UINT32); out.u32(v.value); break;
-    case 'i32': out.u32(T.INT32); out.i32(v.value); break;
-    case 'f32': out.u32(T.FLOAT32); out.f32(v.value); break;
-    case 'u64': out.u32(T.UINT64); out.u64(v.value); break;
-    case 'bool': out.u32(T.BOOL); out.u8(v.value ? 1 : 0); break;
-    case 'string': out.u32(T.STRING); out.string(v.value); break;
-    case 'i32[]': { const a = v.value; array(T.INT32, a.length, (i) => out.i32(a[i])); break; }
-    case 'f32[]': { const a = v.value; array(T.FLOAT32, a.length, (i) => out.f32(a[i])); break; }
-    case 'string[]': { const a = v.value; array(T.STRING, a.length, (i) => out.string(a[i])); break; }
+    case 'u32':
+      out.u32(T.UINT32);
+      out.u32(v.value);
+      break;
+    case 'i32':
+      out.u32(T.INT32);
+      out.i32(v.value);
+      break;
+    case 'f32':
+      out.u32(T.FLOAT32);
+      out.f32(v.value);
+      break;
+    case 'u64':
+      out.u32(T.UINT64);
+      out.u64(v.value);
+      break;
+    case 'bool':
+      out.u32(T.BOOL);
+      out.u8(v.value ? 1 : 0);
+      break;
+    case 'string':
+      out.u32(T.STRING);
+      out.string(v.value);
+      break;
+    case 'i32[]': {
+      const a = v.value;
+      array(T.INT32, a.length, (i) => out.i32(a[i]));
+      break;
+    }
+    case 'f32[]': {
+      const a = v.value;
+      array(T.FLOAT32, a.length, (i) => out.f32(a[i]));
+      break;
+    }
+    case 'string[]': {
+      const a = v.value;
+      array(T.STRING, a.length, (i) => out.string(a[i]));
+      break;
+    }
   }
 }
 
@@ -103,7 +179,10 @@ export function writeGguf(path: string, metadata: Map<string, GgufValue>, tensor
   head.u32(3);
   head.u64(tensors.length);
   head.u64(metadata.size);
-  for (const [key, value] of metadata) { head.string(key); writeValue(head, value); }
+  for (const [key, value] of metadata) {
+    head.string(key);
+    writeValue(head, value);
+  }
   let offset = 0;
   const sizes = tensors.map((t) => tensorByteSize(t.shape, t.type));
   tensors.forEach((t, i) => {
@@ -118,11 +197,17 @@ export function writeGguf(path: string, metadata: Map<string, GgufValue>, tensor
   const tmp = `${path}.${process.pid}.tmp`;
   const fd = openSync(tmp, 'w');
   try {
-    const put = (b: Uint8Array) => { let done = 0; while (done < b.length) done += writeSync(fd, b, done, b.length - done); };
+    const put = (b: Uint8Array) => {
+      let done = 0;
+      while (done < b.length) done += writeSync(fd, b, done, b.length - done);
+    };
     put(head.bytes());
     tensors.forEach((t, i) => {
       const b = t.bytes();
-      if (b.length !== sizes[i]) throw new Error(`GGUF: tensor '${t.name}' produced ${b.length} bytes, its shape [${t.shape.join(', ')}] as ${t.type} needs ${sizes[i]}`);
+      if (b.length !== sizes[i])
+        throw new Error(
+          `GGUF: tensor '${t.name}' produced ${b.length} bytes, its shape [${t.shape.join(', ')}] as ${t.type} needs ${sizes[i]}`,
+        );
       put(b);
       put(new Uint8Array(pad(b.length)));
     });
@@ -130,8 +215,16 @@ export function writeGguf(path: string, metadata: Map<string, GgufValue>, tensor
     renameSync(tmp, path);
     return head.length + offset;
   } catch (e) {
-    try { closeSync(fd); } catch { /* already closed */ }
-    try { unlinkSync(tmp); } catch { /* nothing to remove */ }
+    try {
+      closeSync(fd);
+    } catch {
+      /* already closed */
+    }
+    try {
+      unlinkSync(tmp);
+    } catch {
+      /* nothing to remove */
+    }
     throw e;
   }
 }

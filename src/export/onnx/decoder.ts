@@ -37,7 +37,10 @@ function transpose(a: Float32Array, rows: number, cols: number): Float32Array {
 class DecoderGraph {
   readonly g = new GraphBuilder();
 
-  constructor(private readonly src: ModelSource, private readonly o: DecoderOptions) {}
+  constructor(
+    private readonly src: ModelSource,
+    private readonly o: DecoderOptions,
+  ) {}
 
   /** A float weight initializer (f16 storage: stored as FLOAT16 and cast to float32). */
   weight(name: string, data: Float32Array, dims: number[]): string {
@@ -57,15 +60,18 @@ class DecoderGraph {
       y = this.g.op1('MatMulNBits', [a, m.b, m.scales, m.zeroPoints], m.attrs, { domain: MS_DOMAIN });
     } else {
       const w = this.src.tensor(`${module}.weight`);
-      if (w.shape[0] !== out || w.shape[1] !== inF) throw new Error(`${this.src.dir}: '${module}.weight' is [${w.shape}], the config needs [${out}, ${inF}]`);
+      if (w.shape[0] !== out || w.shape[1] !== inF)
+        throw new Error(`${this.src.dir}: '${module}.weight' is [${w.shape}], the config needs [${out}, ${inF}]`);
       y = this.g.op1('MatMul', [x, this.weight(`${module}.weight_T`, transpose(w.data, out, inF), [inF, out])]);
     }
-    if (this.src.has(`${module}.bias`)) y = this.g.op1('Add', [y, this.g.initializer(`${module}.bias`, DType.FLOAT, [out], this.src.tensor(`${module}.bias`).data)]);
+    if (this.src.has(`${module}.bias`))
+      y = this.g.op1('Add', [y, this.g.initializer(`${module}.bias`, DType.FLOAT, [out], this.src.tensor(`${module}.bias`).data)]);
     return y;
   }
 
   rmsNorm(x: string, weightName: string): string {
-    const g = this.g, w = this.src.tensor(weightName);
+    const g = this.g,
+      w = this.src.tensor(weightName);
     const meanSquare = g.op1('ReduceMean', [g.op1('Mul', [x, x])], { axes: [-1], keepdims: 1 });
     const inv = g.op1('Reciprocal', [g.op1('Sqrt', [g.op1('Add', [meanSquare, g.float([this.src.config.rmsNormEps])])])]);
     return g.op1('Mul', [g.op1('Mul', [x, inv]), g.initializer(weightName, DType.FLOAT, [w.data.length], w.data)]);
@@ -73,7 +79,8 @@ class DecoderGraph {
 
   /** cos, sin (B, S, 1, hd) of position_ids · inv_freq, halves repeated (rotate-half layout). */
   ropeTables(positionIds: string): { cos: string; sin: string } {
-    const g = this.g, c = this.src.config;
+    const g = this.g,
+      c = this.src.config;
     const inv = inverseFrequencies({ headDim: c.headDim, maxPositions: c.maxPositions, theta: c.ropeTheta, scaling: c.ropeScaling });
     const pos = g.op1('Unsqueeze', [g.op1('Cast', [positionIds], { to: DType.FLOAT }), g.int64([2])]); // (B, S, 1)
     const freqs = g.op1('Mul', [pos, g.float(inv, [inv.length])]); // (B, S, hd/2)
@@ -83,7 +90,8 @@ class DecoderGraph {
 
   /** x·cos + rotate_half(x)·sin for x (B, S, H, hd), rotate_half(x) = [−x₂, x₁]. */
   rope(x: string, t: { cos: string; sin: string }): string {
-    const g = this.g, half = this.src.config.headDim / 2;
+    const g = this.g,
+      half = this.src.config.headDim / 2;
     const x1 = g.op1('Slice', [x, g.int64([0]), g.int64([half]), g.int64([-1])]);
     const x2 = g.op1('Slice', [x, g.int64([half]), g.int64([2 * half]), g.int64([-1])]);
     const rotated = g.op1('Concat', [g.op1('Neg', [x2]), x1], { axis: -1 });
@@ -95,7 +103,8 @@ class DecoderGraph {
     const g = this.g;
     const total = g.op1('Gather', [g.op1('Shape', [attentionMask]), g.int64([1], true)]);
     const seq = g.op1('Gather', [g.op1('Shape', [inputIds]), g.int64([1], true)]);
-    const one = g.int64([1], true), zero = g.int64([0], true);
+    const one = g.int64([1], true),
+      zero = g.int64([0], true);
     const queryPos = g.op1('Range', [g.op1('Sub', [total, seq]), total, one]); // (S) absolute positions P..T-1
     const keyPos = g.op1('Range', [zero, total, one]); // (T)
     const causal = g.op1('LessOrEqual', [g.op1('Unsqueeze', [keyPos, g.int64([0])]), g.op1('Unsqueeze', [queryPos, g.int64([1])])]); // (S, T)
@@ -104,7 +113,11 @@ class DecoderGraph {
   }
 
   layer(i: number, h: string, rope: { cos: string; sin: string }, allowed: string): string {
-    const g = this.g, c = this.src.config, sizes = c.layers[i], hd = c.headDim, D = c.hiddenSize;
+    const g = this.g,
+      c = this.src.config,
+      sizes = c.layers[i],
+      hd = c.headDim,
+      D = c.hiddenSize;
     const { numHeads: Hq, numKvHeads: Hkv, intermediateSize: I } = sizes;
     const groups = Hq / Hkv;
     const p = `model.layers.${i}`;
@@ -120,7 +133,8 @@ class DecoderGraph {
       g.output(name, DType.FLOAT, ['batch_size', Hkv, 'total_sequence_length', hd]);
       return g.op1('Concat', [past(kind), g.op1('Transpose', [now], { perm: [0, 2, 1, 3] })], { axis: 2 }, { output: name }); // (B, Hkv, T, hd)
     };
-    const keys = present('key', k), values = present('value', v);
+    const keys = present('key', k),
+      values = present('value', v);
     const keysT = g.op1('Unsqueeze', [g.op1('Transpose', [keys], { perm: [0, 1, 3, 2] }), g.int64([2])]); // (B, Hkv, 1, hd, T)
     const scores = g.op1('Mul', [g.op1('MatMul', [qGrouped, keysT]), g.float([1 / Math.sqrt(hd)])]); // (B, Hkv, g, S, T)
     const probs = g.op1('Softmax', [g.op1('Where', [allowed, scores, g.float([LOWEST_F32])])], { axis: -1 });
@@ -136,7 +150,10 @@ class DecoderGraph {
 
   /** logits (B, S, V) = x · Wᵀ: a Gemm with transB on (B·S, D), so a tied head shares the embedding table. */
   head(x: string, embedding: string): string {
-    const g = this.g, c = this.src.config, V = c.vocabSize, D = c.hiddenSize;
+    const g = this.g,
+      c = this.src.config,
+      V = c.vocabSize,
+      D = c.hiddenSize;
     if (this.o.int4 && this.src.quantized('lm_head')) return this.linear(x, 'lm_head', V, D);
     const w = c.tieWordEmbeddings ? embedding : this.weight('lm_head.weight', this.src.tensor('lm_head.weight').data, [V, D]);
     const flat = g.op1('Gemm', [g.op1('Reshape', [x, g.int64([-1, D])]), w], { transB: 1 });
@@ -145,7 +162,10 @@ class DecoderGraph {
   }
 
   build(): GraphBuilder {
-    const g = this.g, c = this.src.config, V = c.vocabSize, D = c.hiddenSize;
+    const g = this.g,
+      c = this.src.config,
+      V = c.vocabSize,
+      D = c.hiddenSize;
     const inputIds = g.input('input_ids', DType.INT64, ['batch_size', 'sequence_length']);
     const mask = g.input('attention_mask', DType.INT64, ['batch_size', 'total_sequence_length']);
     const positions = g.input('position_ids', DType.INT64, ['batch_size', 'sequence_length']);

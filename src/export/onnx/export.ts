@@ -48,7 +48,10 @@ const TRANSFORMERS_JS_DTYPE = { f32: ['fp32', ''], f16: ['fp16', '_fp16'], int4:
 function checkOptions(o: OnnxExportOptions): void {
   if (!existsSync(o.model) || !statSync(o.model).isDirectory()) throw new Error(`--model ${o.model}: not a model directory`);
   if (o.subnet && !o.adapter) throw new Error('--subnet needs --adapter (a sub-network is a configuration of an elastic adapter)');
-  for (const [flag, dir] of [['--model', o.model], ['--adapter', o.adapter]] as const) {
+  for (const [flag, dir] of [
+    ['--model', o.model],
+    ['--adapter', o.adapter],
+  ] as const) {
     if (dir && resolve(o.out) === resolve(dir)) throw new Error(`--out ${o.out} is the ${flag} directory; export somewhere else`);
   }
 }
@@ -65,7 +68,10 @@ function exportConfig(src: ModelSource, dtype: string, externalData: boolean): R
 function writeModelFolder(src: ModelSource, o: OnnxExportOptions): OnnxExportResult {
   const int4 = !!o.int4;
   const q = src.config.quantization;
-  if (int4 && !q) throw new Error(`${join(src.dir, 'config.json')}: has no GPTQ quantization_config; --int4 exports GPTQ checkpoints (run lonas quantize --bits 4 first)`);
+  if (int4 && !q)
+    throw new Error(
+      `${join(src.dir, 'config.json')}: has no GPTQ quantization_config; --int4 exports GPTQ checkpoints (run lonas quantize --bits 4 first)`,
+    );
   const dtype = o.dtype ?? 'f32';
   const graph = buildDecoder(src, { dtype, int4 });
   const weightBytes = graph.initializerBytes();

@@ -33,7 +33,10 @@ interface NodeRecord {
   attribute: object[];
 }
 
-interface ValueInfo { name: string; type: object }
+interface ValueInfo {
+  name: string;
+  type: object;
+}
 
 const bytesOf = (a: ArrayBufferView): Uint8Array => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
 
@@ -69,7 +72,8 @@ export class GraphBuilder {
   initializer(name: string, dataType: DTypeCode, dims: number[], data: ArrayBufferView): string {
     const count = dims.reduce((a, b) => a * b, 1);
     const itemBytes = { [DType.FLOAT]: 4, [DType.UINT8]: 1, [DType.INT64]: 8, [DType.BOOL]: 1, [DType.FLOAT16]: 2 }[dataType];
-    if (data.byteLength !== count * itemBytes) throw new Error(`internal: initializer ${name} has ${data.byteLength} bytes, dims [${dims}] need ${count * itemBytes}`);
+    if (data.byteLength !== count * itemBytes)
+      throw new Error(`internal: initializer ${name} has ${data.byteLength} bytes, dims [${dims}] need ${count * itemBytes}`);
     this.initializers.push({ name, dataType, dims, data: bytesOf(data) });
     return name;
   }

@@ -32,8 +32,10 @@ export function groupOrder(module: string, gIdx: Int32Array, groupSize: number):
   const order = Int32Array.from({ length: K }, (_, k) => k).sort((a, b) => gIdx[a] - gIdx[b] || a - b);
   order.forEach((k, j) => {
     if (gIdx[k] !== Math.floor(j / groupSize)) {
-      throw new Error(`${module}.g_idx: group ${gIdx[k]} does not hold exactly ${groupSize} input channels, which MatMulNBits needs ` +
-        '(export without --int4 to write the dequantised float weights)');
+      throw new Error(
+        `${module}.g_idx: group ${gIdx[k]} does not hold exactly ${groupSize} input channels, which MatMulNBits needs ` +
+          '(export without --int4 to write the dequantised float weights)',
+      );
     }
   });
   return order;
@@ -42,18 +44,24 @@ export function groupOrder(module: string, gIdx: Int32Array, groupSize: number):
 /** Adds the initializers of `qw` (module e.g. model.layers.0.mlp.up_proj) and returns MatMulNBits' inputs and attributes. */
 export function matMulNBits(g: GraphBuilder, module: string, qw: QuantizedWeight): MatMulNBitsInputs {
   const { out: N, inF: K, bits, groupSize: block } = qw;
-  if (bits !== 4) throw new Error(`${module}: a ${bits}-bit GPTQ checkpoint; --int4 exports 4-bit checkpoints (export without --int4 for float weights)`);
+  if (bits !== 4)
+    throw new Error(`${module}: a ${bits}-bit GPTQ checkpoint; --int4 exports 4-bit checkpoints (export without --int4 for float weights)`);
   if (!isPowerOfTwo(block) || block < 16) {
-    throw new Error(`${module}: GPTQ group size ${block} is not a power of two ≥ 16, which MatMulNBits' block_size must be ` +
-      '(quantise with --group-size 32, 64 or 128, or export without --int4)');
+    throw new Error(
+      `${module}: GPTQ group size ${block} is not a power of two ≥ 16, which MatMulNBits' block_size must be ` +
+        '(quantise with --group-size 32, 64 or 128, or export without --int4)',
+    );
   }
   const order = groupOrder(module, qw.gIdx, block);
-  const blocks = Math.ceil(K / block), blob = block / 2, zpStride = Math.ceil(blocks / 2);
+  const blocks = Math.ceil(K / block),
+    blob = block / 2,
+    zpStride = Math.ceil(blocks / 2);
   const packed = new Uint8Array(N * blocks * blob);
   const scales = new Float32Array(N * blocks);
   const zeros = new Uint8Array(N * zpStride);
   for (let n = 0; n < N; n++) {
-    const row = n * K, dst = n * blocks * blob;
+    const row = n * K,
+      dst = n * blocks * blob;
     for (let j = 0; j < K; j++) packed[dst + (j >> 1)] |= qw.q[row + (order ? order[j] : j)] << ((j & 1) * 4);
     for (let b = 0; b < blocks; b++) {
       // group b of the (reordered) K axis is the checkpoint's group b: g_idx sorted is ⌊j/group⌋

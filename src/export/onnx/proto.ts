@@ -45,7 +45,10 @@ export function writeOnnxModel(path: string, graph: GraphBuilder, o: WriteModelO
     irVersion: IR_VERSION,
     producerName: 'lonas',
     docString: o.docString ?? '',
-    opsetImport: [{ domain: '', version: OPSET }, { domain: MS_DOMAIN, version: 1 }],
+    opsetImport: [
+      { domain: '', version: OPSET },
+      { domain: MS_DOMAIN, version: 1 },
+    ],
     metadataProps: Object.entries(o.metadata ?? {}).map(([key, value]) => ({ key, value })),
     graph: { name: 'main_graph', node: graph.nodes, initializer, input: graph.inputs, output: graph.outputs },
   };
@@ -72,10 +75,17 @@ function writeExternalData(dataPath: string, graph: GraphBuilder): object[] {
       const pad = (ALIGN - (offset % ALIGN)) % ALIGN;
       if (pad) writeSync(fd, padding, 0, pad);
       offset += pad;
-      for (let done = 0; done < t.data.byteLength;) done += writeSync(fd, t.data, done, t.data.byteLength - done);
+      for (let done = 0; done < t.data.byteLength; ) done += writeSync(fd, t.data, done, t.data.byteLength - done);
       const entry = {
-        name: t.name, dataType: t.dataType, dims: t.dims, dataLocation: EXTERNAL,
-        externalData: [{ key: 'location', value: location }, { key: 'offset', value: String(offset) }, { key: 'length', value: String(t.data.byteLength) }],
+        name: t.name,
+        dataType: t.dataType,
+        dims: t.dims,
+        dataLocation: EXTERNAL,
+        externalData: [
+          { key: 'location', value: location },
+          { key: 'offset', value: String(offset) },
+          { key: 'length', value: String(t.data.byteLength) },
+        ],
       };
       offset += t.data.byteLength;
       return entry;
@@ -84,8 +94,16 @@ function writeExternalData(dataPath: string, graph: GraphBuilder): object[] {
     renameSync(tmp, dataPath);
     return tensors;
   } catch (e) {
-    try { closeSync(fd); } catch { /* already closed */ }
-    try { unlinkSync(tmp); } catch { /* never created */ }
+    try {
+      closeSync(fd);
+    } catch {
+      /* already closed */
+    }
+    try {
+      unlinkSync(tmp);
+    } catch {
+      /* never created */
+    }
     throw e;
   }
 }

@@ -82,7 +82,11 @@ export function loadModelDir(dir: string, opts: LoadOptions = {}): LoadedModelDi
     if (config.quantization) {
       // GPTQ projections (and head): <module>.qweight/qzeros/scales/g_idx instead of <module>.weight; dequantised for the float paths
       for (const t of table.all) {
-        const { name, shape: [out, inF] } = t, prefix = name.replace(/\.weight$/, '');
+        const {
+            name,
+            shape: [out, inF],
+          } = t,
+          prefix = name.replace(/\.weight$/, '');
         const file = where.get(`${prefix}.qweight`);
         if (!t.quantizable || !file || (where.has(name) && !(quantizedHead && t === table.lmHead))) continue;
         const qw = readGptqProjection(file, prefix, out, inF, config.quantization);
@@ -106,7 +110,9 @@ export function loadModelDir(dir: string, opts: LoadOptions = {}): LoadedModelDi
         bf16.set(name, new Bf16Matrix(bits, [shape[0], shape[1]], name));
       } else {
         if (keep && mode === 'bf16') {
-          throw new Error(`${file.path}: tensor '${name}' is stored as ${dtype}; weights: 'bf16' keeps BF16-stored weights only (rounding would change the model); use weights: 'auto' or 'f32'`);
+          throw new Error(
+            `${file.path}: tensor '${name}' is stored as ${dtype}; weights: 'bf16' keeps BF16-stored weights only (rounding would change the model); use weights: 'auto' or 'f32'`,
+          );
         }
         const { data, shape } = file.readFloat32(name);
         weights.set(name, new Tensor(data, shape, { name }));
@@ -129,14 +135,24 @@ export function loadModelDir(dir: string, opts: LoadOptions = {}): LoadedModelDi
  * The LM head is read quantised exactly when config.json says so (quantization_config.lm_head): a flag
  * without lm_head.qweight, or lm_head.qweight without the flag, is an error naming the file and the tensor.
  */
-function checkHead(dir: string, configPath: string, files: SafetensorsFile[], where: Map<string, SafetensorsFile>, quantizedHead: boolean): void {
+function checkHead(
+  dir: string,
+  configPath: string,
+  files: SafetensorsFile[],
+  where: Map<string, SafetensorsFile>,
+  quantizedHead: boolean,
+): void {
   const weightsFile = files.length === 1 ? files[0].path : join(dir, INDEX_FILE);
   if (quantizedHead && !where.has('lm_head.qweight')) {
-    throw new Error(`${weightsFile}: has no tensor 'lm_head.qweight', but ${configPath} says the LM head is GPTQ-quantised (quantization_config.lm_head: true); ` +
-      'the checkpoint is incomplete, or the flag is wrong');
+    throw new Error(
+      `${weightsFile}: has no tensor 'lm_head.qweight', but ${configPath} says the LM head is GPTQ-quantised (quantization_config.lm_head: true); ` +
+        'the checkpoint is incomplete, or the flag is wrong',
+    );
   }
   if (!quantizedHead && where.has('lm_head.qweight') && !where.has('lm_head.weight')) {
-    throw new Error(`${weightsFile}: holds a GPTQ-quantised LM head ('lm_head.qweight'), but ${configPath} does not say so; add "lm_head": true to its quantization_config`);
+    throw new Error(
+      `${weightsFile}: holds a GPTQ-quantised LM head ('lm_head.qweight'), but ${configPath} does not say so; add "lm_head": true to its quantization_config`,
+    );
   }
 }
 
@@ -146,7 +162,10 @@ function checkHead(dir: string, configPath: string, files: SafetensorsFile[], wh
  */
 export function modelFromLoaded(dir: string, loaded: LoadedModelDir, maxPositions = loaded.config.maxPositions): LlamaModel {
   try {
-    const model = new LlamaModel({ ...loaded.config, maxPositions }, new Map<string, Tensor | Bf16Matrix>([...loaded.weights, ...loaded.bf16]));
+    const model = new LlamaModel(
+      { ...loaded.config, maxPositions },
+      new Map<string, Tensor | Bf16Matrix>([...loaded.weights, ...loaded.bf16]),
+    );
     model.layers.forEach((layer, i) => {
       for (const p of PROJECTIONS) {
         const qw = loaded.quantized.get(projectionWeightName(i, p));
@@ -192,7 +211,10 @@ function quantizedModules(model: LlamaModel): Map<string, QuantizedWeight> {
     }
   });
   if (model.lmHead instanceof QuantLinear) {
-    if (model.config.tieWordEmbeddings) throw new Error('saveModelDir: the LM head is quantised but the config ties it to the embedding (set tieWordEmbeddings false: a quantised head is its own module)');
+    if (model.config.tieWordEmbeddings)
+      throw new Error(
+        'saveModelDir: the LM head is quantised but the config ties it to the embedding (set tieWordEmbeddings false: a quantised head is its own module)',
+      );
     out.set('lm_head', model.lmHead.qw);
   }
   return out;
@@ -208,7 +230,10 @@ export function saveModelDir(dir: string, model: LlamaModel, opts: SaveOptions =
   const params = model.namedParameters();
   const names = llamaWeightTable(model.config).all.map((t) => t.name);
   const missing = names.filter((n) => !params.has(n));
-  if (missing.length) throw new Error(`saveModelDir: the model has no plain tensor for ${missing.slice(0, 3).join(', ')}${missing.length > 3 ? ', …' : ''} (merge adapters into their base weights before saving)`);
+  if (missing.length)
+    throw new Error(
+      `saveModelDir: the model has no plain tensor for ${missing.slice(0, 3).join(', ')}${missing.length > 3 ? ', …' : ''} (merge adapters into their base weights before saving)`,
+    );
 
   const quantized = quantizedModules(model);
   const format = formatFor(quantized.values());
@@ -216,12 +241,22 @@ export function saveModelDir(dir: string, model: LlamaModel, opts: SaveOptions =
   const groups = names.map((name): Record<string, TensorToWrite> => {
     const qw = quantized.get(name.replace(/\.weight$/, ''));
     if (qw) return gptqTensors(name.replace(/\.weight$/, ''), qw, format);
-    const t = params.get(name)!, data = t.contiguousData();
+    const t = params.get(name)!,
+      data = t.contiguousData();
     return { [name]: { dtype, shape: t.shape, data: data instanceof Float32Array ? data : Float32Array.from(data) } };
   });
 
   const first = quantized.values().next().value as QuantizedWeight | undefined;
-  const quantization = first ? { bits: first.bits, groupSize: first.groupSize, descAct: model.config.quantization?.descAct ?? false, sym: false, format, lmHead: quantized.has('lm_head') } : null;
+  const quantization = first
+    ? {
+        bits: first.bits,
+        groupSize: first.groupSize,
+        descAct: model.config.quantization?.descAct ?? false,
+        sym: false,
+        format,
+        lmHead: quantized.has('lm_head'),
+      }
+    : null;
   const hf = toHfConfig({ ...model.config, quantization }, opts.hfConfig);
   hf.torch_dtype = dtype === 'BF16' ? 'bfloat16' : 'float32';
   if ('dtype' in hf) hf.dtype = hf.torch_dtype; // transformers ≥ 5 spelling

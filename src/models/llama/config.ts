@@ -44,7 +44,9 @@ export interface GptqConfig {
 }
 
 /** A uniform config (every layer the same size). */
-export function uniformConfig(c: Omit<LlamaConfig, 'layers'> & { numLayers: number; intermediateSize: number; numHeads: number; numKvHeads: number }): LlamaConfig {
+export function uniformConfig(
+  c: Omit<LlamaConfig, 'layers'> & { numLayers: number; intermediateSize: number; numHeads: number; numKvHeads: number },
+): LlamaConfig {
   const { numLayers, intermediateSize, numHeads, numKvHeads, ...rest } = c;
   return { ...rest, layers: Array.from({ length: numLayers }, () => ({ intermediateSize, numHeads, numKvHeads })) };
 }

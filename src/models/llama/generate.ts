@@ -66,7 +66,10 @@ function sampleBatch(model: LlamaModel, prompts: number[][], opts: GenerateOptio
       const row = data.subarray(b * V, (b + 1) * V);
       const tok = done[b] ? 0 : rng ? sampleToken(row, opts.strategy as { temperature: number; topP: number }, rng) : argmax(row);
       next[b] = tok;
-      if (done[b]) { reported.push(-1); continue; }
+      if (done[b]) {
+        reported.push(-1);
+        continue;
+      }
       if (opts.eosIds.includes(tok)) done[b] = true;
       else out[b].push(tok);
       reported.push(tok);
@@ -111,7 +114,8 @@ export function sampleToken(logits: ArrayLike<number>, s: { temperature: number;
   const probs = order.map((i) => Math.exp(scaled[i] - max));
   const total = probs.reduce((a, b) => a + b, 0);
   // keep the smallest prefix (in descending order) whose mass reaches top_p; always at least one token
-  let keep = 0, mass = 0;
+  let keep = 0,
+    mass = 0;
   while (keep < n && (keep === 0 || mass < s.topP)) mass += probs[keep++] / total;
   const keptMass = probs.slice(0, keep).reduce((a, b) => a + b, 0);
   let u = rng.uniform() * keptMass;

@@ -12,7 +12,9 @@ export function readGptqProjection(file: SafetensorsFile, prefix: string, out: n
   const need = (name: string, shape: number[]) => {
     const e = file.entry(`${prefix}.${name}`);
     if (e.shape.length !== shape.length || e.shape.some((d, i) => d !== shape[i])) {
-      throw new Error(`${file.path}: '${prefix}.${name}' has shape [${e.shape.join(', ')}], a ${q.bits}-bit (${out}, ${inF}) layer with group size ${gs} needs [${shape.join(', ')}]`);
+      throw new Error(
+        `${file.path}: '${prefix}.${name}' has shape [${e.shape.join(', ')}], a ${q.bits}-bit (${out}, ${inF}) layer with group size ${gs} needs [${shape.join(', ')}]`,
+      );
     }
   };
   need('qweight', [packedWords(inF, q.bits), out]);
@@ -21,8 +23,12 @@ export function readGptqProjection(file: SafetensorsFile, prefix: string, out: n
   const codes = unpackQweight(file.readInt32(`${prefix}.qweight`).data, out, inF, q.bits);
   const zeros = unpackQzeros(file.readInt32(`${prefix}.qzeros`).data, groups, out, q.bits, q.format);
   const scales = file.readFloat32(`${prefix}.scales`).data;
-  const gIdx = file.has(`${prefix}.g_idx`) ? file.readInt32(`${prefix}.g_idx`).data : Int32Array.from({ length: inF }, (_, j) => Math.floor(j / gs));
-  for (let j = 0; j < inF; j++) if (gIdx[j] < 0 || gIdx[j] >= groups) throw new Error(`${file.path}: '${prefix}.g_idx'[${j}] = ${gIdx[j]} is not a group (0..${groups - 1})`);
+  const gIdx = file.has(`${prefix}.g_idx`)
+    ? file.readInt32(`${prefix}.g_idx`).data
+    : Int32Array.from({ length: inF }, (_, j) => Math.floor(j / gs));
+  for (let j = 0; j < inF; j++)
+    if (gIdx[j] < 0 || gIdx[j] >= groups)
+      throw new Error(`${file.path}: '${prefix}.g_idx'[${j}] = ${gIdx[j]} is not a group (0..${groups - 1})`);
   return { out, inF, bits: q.bits, groupSize: gs, q: codes, scales, zeros, gIdx };
 }
 
@@ -32,8 +38,16 @@ export function gptqTensors(prefix: string, qw: QuantizedWeight, format: GptqCon
   const half = new Uint16Array(qw.scales.length);
   f32ToF16(qw.scales, half);
   return {
-    [`${prefix}.qweight`]: { dtype: 'I32', shape: [packedWords(qw.inF, qw.bits), qw.out], data: packQweight(qw.q, qw.out, qw.inF, qw.bits) },
-    [`${prefix}.qzeros`]: { dtype: 'I32', shape: [groups, packedWords(qw.out, qw.bits)], data: packQzeros(qw.zeros, groups, qw.out, qw.bits, format) },
+    [`${prefix}.qweight`]: {
+      dtype: 'I32',
+      shape: [packedWords(qw.inF, qw.bits), qw.out],
+      data: packQweight(qw.q, qw.out, qw.inF, qw.bits),
+    },
+    [`${prefix}.qzeros`]: {
+      dtype: 'I32',
+      shape: [groups, packedWords(qw.out, qw.bits)],
+      data: packQzeros(qw.zeros, groups, qw.out, qw.bits, format),
+    },
     [`${prefix}.scales`]: { dtype: 'F16', shape: [groups, qw.out], data: half },
     [`${prefix}.g_idx`]: { dtype: 'I32', shape: [qw.inF], data: qw.gIdx },
   };

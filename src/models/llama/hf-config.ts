@@ -26,7 +26,10 @@ const ARCHS = FAMILY_NAMES.map((f) => FAMILIES[f].arch);
 const ROPE_TYPES = ['linear', 'llama3'];
 
 export class HfConfigError extends Error {
-  constructor(readonly file: string, readonly problems: string[]) {
+  constructor(
+    readonly file: string,
+    readonly problems: string[],
+  ) {
     super(problems.map((p) => `${file}: ${p}`).join('\n'));
     this.name = 'HfConfigError';
   }
@@ -45,18 +48,25 @@ function describeIssue(issue: z.ZodIssue, root: unknown): string {
   const field = `field "${fieldPath(issue.path)}"`;
   const value = valueAt(root, issue.path);
   if (value === undefined && (issue.code !== 'custom' || issue.params?.missing)) {
-    const hint = issue.code === 'custom' ? issue.message
-      : issue.path[0] === 'lonas_layers' ? 'each lonas_layers entry needs intermediate_size, num_attention_heads, num_key_value_heads'
-        : 'add it: every Llama-family config.json has it';
+    const hint =
+      issue.code === 'custom'
+        ? issue.message
+        : issue.path[0] === 'lonas_layers'
+          ? 'each lonas_layers entry needs intermediate_size, num_attention_heads, num_key_value_heads'
+          : 'add it: every Llama-family config.json has it';
     return `${field} is missing (${hint})`;
   }
   let problem: string;
   switch (issue.code) {
     case 'invalid_type':
-      problem = issue.expected === 'integer' ? 'must be an integer' : `must be ${issue.expected === 'number' ? 'a number' : `of type ${issue.expected}`}`;
+      problem =
+        issue.expected === 'integer'
+          ? 'must be an integer'
+          : `must be ${issue.expected === 'number' ? 'a number' : `of type ${issue.expected}`}`;
       break;
     case 'too_small':
-      problem = issue.type === 'array' ? `must have at least ${issue.minimum} entries` : `must be ${issue.inclusive ? '>=' : '>'} ${issue.minimum}`;
+      problem =
+        issue.type === 'array' ? `must have at least ${issue.minimum} entries` : `must be ${issue.inclusive ? '>=' : '>'} ${issue.minimum}`;
       break;
     case 'unrecognized_keys':
       problem = `has unknown keys ${issue.keys.join(', ')} (allowed: intermediate_size, num_attention_heads, num_key_value_heads)`;
@@ -126,7 +136,9 @@ export function hfFamily(json: Record<string, unknown>, file: string): HfFamily 
     throw new HfConfigError(file, [`field "model_type" = ${show(mt)} is not supported (lonas runs Llama-family decoders; ${supported})`]);
   }
   if (fromArch && fromArch !== mt) {
-    throw new HfConfigError(file, [`field "architectures" = ${show(archs)} does not match model_type "${mt}" (expected ["${FAMILIES[mt as HfFamily].arch}"])`]);
+    throw new HfConfigError(file, [
+      `field "architectures" = ${show(archs)} does not match model_type "${mt}" (expected ["${FAMILIES[mt as HfFamily].arch}"])`,
+    ]);
   }
   return mt as HfFamily;
 }
@@ -140,15 +152,22 @@ function checkSemantics(c: RawConfig, family: HfFamily, ctx: z.RefinementCtx): v
   }
   if (c.mlp_bias) issue(['mlp_bias'], 'is not supported (lonas MLP projections have no bias; only mlp_bias: false works)');
   // Llama's attention_bias adds a bias to o_proj as well as q/k/v; LlamaModel only has Qwen2's q/k/v biases.
-  if (family === 'llama' && c.attention_bias) issue(['attention_bias'], 'is not supported for llama (it adds an o_proj bias lonas does not model; only false works)');
+  if (family === 'llama' && c.attention_bias)
+    issue(['attention_bias'], 'is not supported for llama (it adds an o_proj bias lonas does not model; only false works)');
   const q = c.quantization_config as Record<string, unknown> | null | undefined;
   if (q !== undefined && q !== null) {
-    if (q.quant_method !== 'gptq') issue(['quantization_config', 'quant_method'], `${JSON.stringify(q.quant_method)} is not supported (lonas loads GPTQ checkpoints; others: dequantise first)`);
+    if (q.quant_method !== 'gptq')
+      issue(
+        ['quantization_config', 'quant_method'],
+        `${JSON.stringify(q.quant_method)} is not supported (lonas loads GPTQ checkpoints; others: dequantise first)`,
+      );
     else {
       if (![2, 3, 4, 8].includes(q.bits as number)) issue(['quantization_config', 'bits'], 'must be 2, 3, 4 or 8');
       const fmt = q.checkpoint_format ?? 'gptq';
-      if (fmt !== 'gptq' && fmt !== 'gptq_v2') issue(['quantization_config', 'checkpoint_format'], `${JSON.stringify(fmt)} is not supported (gptq or gptq_v2)`);
-      if (q.lm_head !== undefined && typeof q.lm_head !== 'boolean') issue(['quantization_config', 'lm_head'], 'must be true or false (whether the LM head is GPTQ-quantised)');
+      if (fmt !== 'gptq' && fmt !== 'gptq_v2')
+        issue(['quantization_config', 'checkpoint_format'], `${JSON.stringify(fmt)} is not supported (gptq or gptq_v2)`);
+      if (q.lm_head !== undefined && typeof q.lm_head !== 'boolean')
+        issue(['quantization_config', 'lm_head'], 'must be true or false (whether the LM head is GPTQ-quantised)');
     }
   }
   const ropeField = c.rope_parameters ? 'rope_parameters' : 'rope_scaling';
@@ -157,10 +176,21 @@ function checkSemantics(c: RawConfig, family: HfFamily, ctx: z.RefinementCtx): v
     const typeKey = r.rope_type !== undefined ? 'rope_type' : 'type';
     const t = r[typeKey];
     if (t === undefined) issue([ropeField, 'rope_type'], `add "rope_type" (one of default, ${ROPE_TYPES.join(', ')})`, true);
-    else if (t !== 'default' && !ROPE_TYPES.includes(t)) issue([ropeField, typeKey], `is not supported (supported: ${ROPE_TYPES.join(', ')}; or null for none)`);
-    const need = t === 'linear' ? ['factor'] : t === 'llama3' ? ['factor', 'low_freq_factor', 'high_freq_factor', 'original_max_position_embeddings'] : [];
+    else if (t !== 'default' && !ROPE_TYPES.includes(t))
+      issue([ropeField, typeKey], `is not supported (supported: ${ROPE_TYPES.join(', ')}; or null for none)`);
+    const need =
+      t === 'linear'
+        ? ['factor']
+        : t === 'llama3'
+          ? ['factor', 'low_freq_factor', 'high_freq_factor', 'original_max_position_embeddings']
+          : [];
     for (const k of need) if ((r as Record<string, unknown>)[k] === undefined) issue([ropeField, k], `${t} RoPE scaling needs it`, true);
-    if (t === 'llama3' && r.low_freq_factor !== undefined && r.high_freq_factor !== undefined && !(r.high_freq_factor > r.low_freq_factor)) {
+    if (
+      t === 'llama3' &&
+      r.low_freq_factor !== undefined &&
+      r.high_freq_factor !== undefined &&
+      !(r.high_freq_factor > r.low_freq_factor)
+    ) {
       issue([ropeField, 'high_freq_factor'], `must be greater than low_freq_factor (${r.low_freq_factor})`);
     }
   }
@@ -169,7 +199,8 @@ function checkSemantics(c: RawConfig, family: HfFamily, ctx: z.RefinementCtx): v
     issue(['head_dim'], `set head_dim: hidden_size ${c.hidden_size} is not a multiple of num_attention_heads ${heads}`, true);
   }
   const headDim = c.head_dim ?? c.hidden_size / heads;
-  if (Number.isInteger(headDim) && headDim % 2 !== 0) issue([c.head_dim == null ? 'hidden_size' : 'head_dim'], `gives head_dim ${headDim}, which must be even for RoPE`);
+  if (Number.isInteger(headDim) && headDim % 2 !== 0)
+    issue([c.head_dim == null ? 'hidden_size' : 'head_dim'], `gives head_dim ${headDim}, which must be even for RoPE`);
   if (c.lonas_layers) {
     if (c.lonas_layers.length !== c.num_hidden_layers) {
       issue(['lonas_layers'], `has ${c.lonas_layers.length} entries but num_hidden_layers is ${c.num_hidden_layers} (one entry per layer)`);
@@ -182,7 +213,8 @@ function checkSemantics(c: RawConfig, family: HfFamily, ctx: z.RefinementCtx): v
   } else {
     const kv = c.num_key_value_heads ?? FAMILIES[family].kvHeads ?? heads;
     if (heads % kv !== 0) {
-      if (c.num_key_value_heads == null) issue(['num_attention_heads'], `is not a multiple of the default num_key_value_heads ${kv} (set num_key_value_heads)`);
+      if (c.num_key_value_heads == null)
+        issue(['num_attention_heads'], `is not a multiple of the default num_key_value_heads ${kv} (set num_key_value_heads)`);
       else issue(['num_key_value_heads'], `must divide num_attention_heads (${heads})`);
     }
   }
@@ -192,7 +224,13 @@ function toRopeScaling(r: NonNullable<RawConfig['rope_scaling']>): RopeScaling |
   const t = r.rope_type ?? r.type;
   if (t === 'linear') return { type: 'linear', factor: r.factor! };
   if (t === 'llama3') {
-    return { type: 'llama3', factor: r.factor!, lowFreqFactor: r.low_freq_factor!, highFreqFactor: r.high_freq_factor!, originalMaxPositions: r.original_max_position_embeddings! };
+    return {
+      type: 'llama3',
+      factor: r.factor!,
+      lowFreqFactor: r.low_freq_factor!,
+      highFreqFactor: r.high_freq_factor!,
+      originalMaxPositions: r.original_max_position_embeddings!,
+    };
   }
   return null; // 'default'
 }
@@ -209,13 +247,25 @@ export function parseHfConfig(json: unknown, file: string, opts: ParseOptions = 
   }
   const family = hfFamily(json as Record<string, unknown>, file);
   const parsed = schema.superRefine((c, ctx) => checkSemantics(c, family, ctx)).safeParse(json);
-  if (!parsed.success) throw new HfConfigError(file, parsed.error.issues.map((i) => describeIssue(i, json)));
+  if (!parsed.success)
+    throw new HfConfigError(
+      file,
+      parsed.error.issues.map((i) => describeIssue(i, json)),
+    );
   const c = parsed.data;
   const fam = FAMILIES[family];
   const heads = c.num_attention_heads;
   const layers: LayerSizes[] = c.lonas_layers
-    ? c.lonas_layers.map((l) => ({ intermediateSize: l.intermediate_size, numHeads: l.num_attention_heads, numKvHeads: l.num_key_value_heads }))
-    : Array.from({ length: c.num_hidden_layers }, () => ({ intermediateSize: c.intermediate_size, numHeads: heads, numKvHeads: c.num_key_value_heads ?? fam.kvHeads ?? heads }));
+    ? c.lonas_layers.map((l) => ({
+        intermediateSize: l.intermediate_size,
+        numHeads: l.num_attention_heads,
+        numKvHeads: l.num_key_value_heads,
+      }))
+    : Array.from({ length: c.num_hidden_layers }, () => ({
+        intermediateSize: c.intermediate_size,
+        numHeads: heads,
+        numKvHeads: c.num_key_value_heads ?? fam.kvHeads ?? heads,
+      }));
   const maxPositions = c.max_position_embeddings ?? fam.maxPositions;
   warnSlidingWindow(c, family, maxPositions, file, opts.warn ?? ((m) => process.stderr.write(`${m}\n`)));
   const r = c.rope_parameters ?? c.rope_scaling;
@@ -257,15 +307,25 @@ function warnSlidingWindow(c: RawConfig, family: HfFamily, maxPositions: number,
     active = c.layer_types ? c.layer_types.includes('sliding_attention') : (c.max_window_layers ?? 28) < c.num_hidden_layers;
   }
   if (active && window !== null && window < maxPositions) {
-    warn(`lonas: WARNING ${file}: field "sliding_window" = ${window}: lonas has no sliding-window attention and attends over the whole context; ` +
-      `for sequences longer than ${window} tokens outputs will differ from transformers (max_position_embeddings is ${maxPositions})`);
+    warn(
+      `lonas: WARNING ${file}: field "sliding_window" = ${window}: lonas has no sliding-window attention and attends over the whole context; ` +
+        `for sequences longer than ${window} tokens outputs will differ from transformers (max_position_embeddings is ${maxPositions})`,
+    );
   }
 }
 
 const ropeToHf = (s: RopeScaling | null): Record<string, unknown> | null =>
-  !s ? null
-    : s.type === 'linear' ? { rope_type: 'linear', type: 'linear', factor: s.factor }
-      : { rope_type: 'llama3', factor: s.factor, low_freq_factor: s.lowFreqFactor, high_freq_factor: s.highFreqFactor, original_max_position_embeddings: s.originalMaxPositions };
+  !s
+    ? null
+    : s.type === 'linear'
+      ? { rope_type: 'linear', type: 'linear', factor: s.factor }
+      : {
+          rope_type: 'llama3',
+          factor: s.factor,
+          low_freq_factor: s.lowFreqFactor,
+          high_freq_factor: s.highFreqFactor,
+          original_max_position_embeddings: s.originalMaxPositions,
+        };
 
 /**
  * The config.json for `config`: a copy of `base` (unknown fields kept) with every field lonas models
@@ -273,7 +333,8 @@ const ropeToHf = (s: RopeScaling | null): Record<string, unknown> | null =>
  */
 export function toHfConfig(config: LlamaConfig, base: object = {}): Record<string, unknown> {
   const out: Record<string, unknown> = { ...(base as Record<string, unknown>) };
-  const family = 'model_type' in out || 'architectures' in out ? hfFamily(out, 'toHfConfig base') : config.attentionBias ? 'qwen2' : 'llama';
+  const family =
+    'model_type' in out || 'architectures' in out ? hfFamily(out, 'toHfConfig base') : config.attentionBias ? 'qwen2' : 'llama';
   if (config.attentionBias !== (family === 'qwen2')) {
     throw new Error(`toHfConfig: a ${family} config cannot express attentionBias=${config.attentionBias} (only qwen2 has q/k/v biases)`);
   }
@@ -304,15 +365,30 @@ export function toHfConfig(config: LlamaConfig, base: object = {}): Record<strin
     out.rope_theta = config.ropeTheta;
     out.rope_scaling = ropeToHf(config.ropeScaling);
   }
-  const uniform = L.every((l) => l.intermediateSize === L[0].intermediateSize && l.numHeads === L[0].numHeads && l.numKvHeads === L[0].numKvHeads);
+  const uniform = L.every(
+    (l) => l.intermediateSize === L[0].intermediateSize && l.numHeads === L[0].numHeads && l.numKvHeads === L[0].numKvHeads,
+  );
   if (config.quantization) {
     const q = config.quantization;
-    const qc: Record<string, unknown> = { ...(out.quantization_config as object ?? {}), quant_method: 'gptq', bits: q.bits, group_size: q.groupSize, desc_act: q.descAct, sym: q.sym, checkpoint_format: q.format };
+    const qc: Record<string, unknown> = {
+      ...((out.quantization_config as object) ?? {}),
+      quant_method: 'gptq',
+      bits: q.bits,
+      group_size: q.groupSize,
+      desc_act: q.descAct,
+      sym: q.sym,
+      checkpoint_format: q.format,
+    };
     if (q.lmHead) qc.lm_head = true;
     else delete qc.lm_head; // absent = the head is float
     out.quantization_config = qc;
   } else delete out.quantization_config;
   if (uniform) delete out.lonas_layers;
-  else out.lonas_layers = L.map((l) => ({ intermediate_size: l.intermediateSize, num_attention_heads: l.numHeads, num_key_value_heads: l.numKvHeads }));
+  else
+    out.lonas_layers = L.map((l) => ({
+      intermediate_size: l.intermediateSize,
+      num_attention_heads: l.numHeads,
+      num_key_value_heads: l.numKvHeads,
+    }));
   return out;
 }

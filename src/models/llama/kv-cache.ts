@@ -9,7 +9,13 @@ export class KvCache {
   length = 0;
 
   /** kvHeads[l]: key/value heads of layer l as currently active; positions bounded by maxPositions. */
-  constructor(readonly kvHeads: readonly number[], readonly headDim: number, readonly batch: number, readonly maxLen: number, maxPositions: number) {
+  constructor(
+    readonly kvHeads: readonly number[],
+    readonly headDim: number,
+    readonly batch: number,
+    readonly maxLen: number,
+    maxPositions: number,
+  ) {
     if (maxLen > maxPositions) {
       throw new Error(`KV cache of ${maxLen} positions exceeds the model's ${maxPositions} (max_position_embeddings)`);
     }

@@ -43,8 +43,12 @@ export class LlamaModel {
    * `weights` maps HF names to tensors; missing or mis-shaped tensors are reported by name. Projection,
    * embedding and LM-head weights may be Bf16Matrix (kept in bfloat16, see nn/modules.ts WeightStore).
    */
-  constructor(readonly config: LlamaConfig, weights: Map<string, Tensor | Bf16Matrix>) {
-    const c = config, table = llamaWeightTable(c);
+  constructor(
+    readonly config: LlamaConfig,
+    weights: Map<string, Tensor | Bf16Matrix>,
+  ) {
+    const c = config,
+      table = llamaWeightTable(c);
     const find = (row: LlamaTensor): Tensor | Bf16Matrix => {
       const t = weights.get(row.name);
       if (!t) throw new Error(`model weights: missing tensor '${row.name}'`);
@@ -56,7 +60,8 @@ export class LlamaModel {
     };
     const float = (row: LlamaTensor): Tensor => {
       const t = find(row);
-      if (t instanceof Bf16Matrix) throw new Error(`model weights: '${row.name}' is given in bfloat16; only projection, embedding and LM-head weights can stay bf16`);
+      if (t instanceof Bf16Matrix)
+        throw new Error(`model weights: '${row.name}' is given in bfloat16; only projection, embedding and LM-head weights can stay bf16`);
       return t;
     };
     this.embed = new Embedding(find(table.embed));
@@ -100,7 +105,8 @@ export class LlamaModel {
    */
   attentionInputs(i: number, h: Tensor, positions: Int32Array): AttentionInputs {
     const [B, T] = h.shape;
-    const layer = this.layers[i], D = this.config.headDim;
+    const layer = this.layers[i],
+      D = this.config.headDim;
     const { numHeads, numKvHeads } = activeHeads(layer, D);
     const n = layer.inputNorm.forward(h); // (B, T, C)
     const q = rope(reshape(layer.proj.q_proj.forward(n), [B, T, numHeads, D]), positions, this.rope);
@@ -159,10 +165,17 @@ export class LlamaModel {
       }
     }
     bytes += 4 * this.norm.weight.size;
-    let bf16 = 0, f32 = 0;
+    let bf16 = 0,
+      f32 = 0;
     for (const s of stores) {
       const n = s.shape[0] * s.shape[1];
-      if (s.bf16) { bf16++; bytes += 2 * n; } else { f32++; bytes += 4 * n; }
+      if (s.bf16) {
+        bf16++;
+        bytes += 2 * n;
+      } else {
+        f32++;
+        bytes += 4 * n;
+      }
     }
     return { bf16, f32, bytes };
   }
@@ -191,7 +204,9 @@ function activeHeads(layer: DecoderLayer, headDim: number): { numHeads: number; 
   const numHeads = layer.proj.q_proj.outFeatures / headDim;
   const numKvHeads = layer.proj.k_proj.outFeatures / headDim;
   if (!Number.isInteger(numHeads) || !Number.isInteger(numKvHeads) || numHeads % numKvHeads !== 0) {
-    throw new Error(`attention: q/k widths ${layer.proj.q_proj.outFeatures}/${layer.proj.k_proj.outFeatures} are not whole GQA head groups of ${headDim}`);
+    throw new Error(
+      `attention: q/k widths ${layer.proj.q_proj.outFeatures}/${layer.proj.k_proj.outFeatures} are not whole GQA head groups of ${headDim}`,
+    );
   }
   return { numHeads, numKvHeads };
 }

@@ -18,7 +18,8 @@ export interface PerplexityResult {
  */
 export function perplexity(model: LlamaModel, ids: number[], window = model.config.maxPositions): PerplexityResult {
   if (ids.length < 2) throw new Error(`perplexity needs at least 2 tokens (BOS + one token), got ${ids.length}`);
-  let totalNll = 0, count = 0;
+  let totalNll = 0,
+    count = 0;
   for (let start = 0; start < ids.length - 1; start += window) {
     const chunk = ids.slice(start, start + window);
     if (chunk.length < 2) break;

@@ -45,7 +45,13 @@ export interface CachedDecoder {
  * `shared` are the batch's common prefix (computed once, at packed offset 0) and the other len − shared sit at
  * packed offset `off`.
  */
-interface PackedRow { b: number; pad: number; len: number; shared: number; off: number }
+interface PackedRow {
+  b: number;
+  pad: number;
+  len: number;
+  shared: number;
+  off: number;
+}
 
 /**
  * Runs ids (B·T) at positions `positions` (default cache.length + t), appends their keys/values to the
@@ -54,7 +60,14 @@ interface PackedRow { b: number; pad: number; len: number; shared: number; off: 
  * that many real tokens of every row are the same tokens at the same positions; they are computed once and
  * their keys/values copied to every row.
  */
-export function forwardCached(m: CachedDecoder, ids: Int32Array, batch: number, seq: number, cache: KvCache, opts: CachedForwardOptions = {}): Tensor {
+export function forwardCached(
+  m: CachedDecoder,
+  ids: Int32Array,
+  batch: number,
+  seq: number,
+  cache: KvCache,
+  opts: CachedForwardOptions = {},
+): Tensor {
   if (cache.batch !== batch) throw new Error(`forwardCached: cache has ${cache.batch} rows, input has ${batch}`);
   if (ids.length !== batch * seq) throw new Error(`forwardCached: ${ids.length} ids for batch ${batch} × seq ${seq}`);
   const ks = opts.keyStart ?? null;
@@ -93,7 +106,8 @@ function decodeLayersInPlace(m: CachedDecoder, h: Tensor, attend: (i: number) =>
  */
 function addResidual(h: Tensor, delta: Tensor): void {
   if (!h.isContiguous) throw new Error(`addResidual: the residual stream ${h.shape} must be contiguous`);
-  const hd = h.contiguousData(), dd = delta.contiguousData(); // hd: h's own storage (no copy when contiguous)
+  const hd = h.contiguousData(),
+    dd = delta.contiguousData(); // hd: h's own storage (no copy when contiguous)
   if (hd.length !== dd.length) throw new Error(`addResidual: ${h.shape} += ${delta.shape} needs equal contiguous shapes`);
   for (let i = 0; i < hd.length; i++) hd[i] += dd[i];
 }
@@ -106,11 +120,34 @@ function cachedAttention(m: CachedDecoder, i: number, h: Tensor, pos: Int32Array
   cache.append(i, k.contiguousData() as Float32Array, v.contiguousData() as Float32Array, T);
   const Tk = cache.length + T;
   const out = scratchF32(B * T * Hq * D); // (B, T, Hq, D)
-  if (T === 1) { // decode: one fused kernel call per layer (no attention weights kept)
-    kernels().attentionDecode(q.contiguousData(), cache.k[i], cache.v[i], out, B, Tk, Hq, Hkv, D, cache.rowStride(i), 1 / Math.sqrt(D), keyStart);
+  if (T === 1) {
+    // decode: one fused kernel call per layer (no attention weights kept)
+    kernels().attentionDecode(
+      q.contiguousData(),
+      cache.k[i],
+      cache.v[i],
+      out,
+      B,
+      Tk,
+      Hq,
+      Hkv,
+      D,
+      cache.rowStride(i),
+      1 / Math.sqrt(D),
+      keyStart,
+    );
   } else {
     attentionForward(kernels(), q.contiguousData(), cache.k[i], cache.v[i], out, probsScratch(B * Hq * T * Tk), {
-      B, Tq: T, Tk, Hq, Hkv, D, kvBatchStride: cache.rowStride(i), scale: 1 / Math.sqrt(D), causal: true, keyStart,
+      B,
+      Tq: T,
+      Tk,
+      Hq,
+      Hkv,
+      D,
+      kvBatchStride: cache.rowStride(i),
+      scale: 1 / Math.sqrt(D),
+      causal: true,
+      keyStart,
     });
   }
   return m.layers[i].proj.o_proj.forward(new Tensor(out, [B, T, Hq * D]));
@@ -126,7 +163,16 @@ function cachedAttention(m: CachedDecoder, i: number, h: Tensor, pos: Int32Array
  * as if it had computed them itself. Returns the last position's logits (B, 1, V). Each real token is
  * computed exactly as in the padded path (padding keys get weight 0 there).
  */
-function prefillPacked(m: CachedDecoder, ids: Int32Array, B: number, T: number, cache: KvCache, keyStart: Int32Array, positions: Int32Array | undefined, shared: number): Tensor {
+function prefillPacked(
+  m: CachedDecoder,
+  ids: Int32Array,
+  B: number,
+  T: number,
+  cache: KvCache,
+  keyStart: Int32Array,
+  positions: Int32Array | undefined,
+  shared: number,
+): Tensor {
   const rows: PackedRow[] = [];
   let n = shared;
   for (let b = 0; b < B; b++) {
@@ -138,12 +184,18 @@ function prefillPacked(m: CachedDecoder, ids: Int32Array, B: number, T: number, 
     n += len - shared;
   }
   const posAt = (r: PackedRow, t: number) => (positions ? positions[r.b * T + r.pad + t] : t); // position of real token t
-  const idsP = new Int32Array(n), posP = new Int32Array(n); // (N) packed real tokens and their positions
+  const idsP = new Int32Array(n),
+    posP = new Int32Array(n); // (N) packed real tokens and their positions
   for (const r of rows) {
     for (let t = 0; t < shared; t++) {
       const [id, pos] = [ids[r.b * T + r.pad + t], posAt(r, t)];
-      if (r === rows[0]) { idsP[t] = id; posP[t] = pos; } else if (idsP[t] !== id || posP[t] !== pos) {
-        throw new Error(`forwardCached: sharedPrefix ${shared}, but row ${r.b}'s token ${t} (id ${id}, position ${pos}) differs from row ${rows[0].b}'s`);
+      if (r === rows[0]) {
+        idsP[t] = id;
+        posP[t] = pos;
+      } else if (idsP[t] !== id || posP[t] !== pos) {
+        throw new Error(
+          `forwardCached: sharedPrefix ${shared}, but row ${r.b}'s token ${t} (id ${id}, position ${pos}) differs from row ${rows[0].b}'s`,
+        );
       }
     }
     idsP.set(ids.subarray(r.b * T + r.pad + shared, (r.b + 1) * T), r.off);
@@ -167,16 +219,37 @@ function prefillPacked(m: CachedDecoder, ids: Int32Array, B: number, T: number, 
  * itself; row r's own tokens [off, off + len − shared) see the prefix and their own earlier tokens, read back
  * from row r's cache (where both were just written).
  */
-function packedAttention(m: CachedDecoder, i: number, h: Tensor, pos: Int32Array, rows: PackedRow[], shared: number, cache: KvCache): Tensor {
-  const D = m.config.headDim, N = pos.length;
-  const a = m.attentionInputs(i, h, pos), Hq = a.numHeads, Hkv = a.numKvHeads;
-  const q = a.q.contiguousData(), k = a.k.contiguousData(), v = a.v.contiguousData(); // (N, Hq, D), (N, Hkv, D), (N, Hkv, D)
+function packedAttention(
+  m: CachedDecoder,
+  i: number,
+  h: Tensor,
+  pos: Int32Array,
+  rows: PackedRow[],
+  shared: number,
+  cache: KvCache,
+): Tensor {
+  const D = m.config.headDim,
+    N = pos.length;
+  const a = m.attentionInputs(i, h, pos),
+    Hq = a.numHeads,
+    Hkv = a.numKvHeads;
+  const q = a.q.contiguousData(),
+    k = a.k.contiguousData(),
+    v = a.v.contiguousData(); // (N, Hq, D), (N, Hkv, D), (N, Hkv, D)
   const out = scratchF32(N * Hq * D); // (N, Hq, D)
-  const stride = cache.rowStride(i), kv = Hkv * D;
+  const stride = cache.rowStride(i),
+    kv = Hkv * D;
   const attend = (q0: number, Tq: number, kAt: number, Tk: number) => {
     const probs = probsScratch(Hq * Tq * Tk); // (Hq, Tq, Tk)
-    attentionForward(kernels(), q.subarray(q0 * Hq * D, (q0 + Tq) * Hq * D), cache.k[i].subarray(kAt), cache.v[i].subarray(kAt),
-      out.subarray(q0 * Hq * D, (q0 + Tq) * Hq * D), probs, { B: 1, Tq, Tk, Hq, Hkv, D, kvBatchStride: 0, scale: 1 / Math.sqrt(D), causal: true });
+    attentionForward(
+      kernels(),
+      q.subarray(q0 * Hq * D, (q0 + Tq) * Hq * D),
+      cache.k[i].subarray(kAt),
+      cache.v[i].subarray(kAt),
+      out.subarray(q0 * Hq * D, (q0 + Tq) * Hq * D),
+      probs,
+      { B: 1, Tq, Tk, Hq, Hkv, D, kvBatchStride: 0, scale: 1 / Math.sqrt(D), causal: true },
+    );
   };
   for (const r of rows) {
     const at = r.b * stride + r.pad * kv; // cache row b, position pad

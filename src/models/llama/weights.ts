@@ -103,14 +103,25 @@ export function mapProjections<T>(f: (p: ProjectionName) => T): Record<Projectio
 
 /** The table for one config (per-layer sizes as the config gives them). */
 export function llamaWeightTable(c: LlamaConfig): LlamaWeightTable {
-  const C = c.hiddenSize, D = c.headDim;
-  const tensor = (name: string, gguf: string, shape: number[], more: Partial<LlamaTensor> = {}): LlamaTensor =>
-    ({ name, gguf, shape, layer: null, proj: null, bf16Capable: false, quantizable: false, ...more });
+  const C = c.hiddenSize,
+    D = c.headDim;
+  const tensor = (name: string, gguf: string, shape: number[], more: Partial<LlamaTensor> = {}): LlamaTensor => ({
+    name,
+    gguf,
+    shape,
+    layer: null,
+    proj: null,
+    bf16Capable: false,
+    quantizable: false,
+    ...more,
+  });
   const embed = tensor('model.embed_tokens.weight', 'token_embd.weight', [c.vocabSize, C], { bf16Capable: true });
   const layers = c.layers.map((s, layer): LayerTensors => {
     const norm = (hf: string, gguf: string) => tensor(`model.layers.${layer}.${hf}.weight`, `blk.${layer}.${gguf}.weight`, [C], { layer });
     const projection = (proj: ProjectionName): ProjectionTensors => {
-      const row = PROJECTION_ROWS[proj], hf = projectionWeightName(layer, proj), gguf = `blk.${layer}.${row.gguf}`;
+      const row = PROJECTION_ROWS[proj],
+        hf = projectionWeightName(layer, proj),
+        gguf = `blk.${layer}.${row.gguf}`;
       const shape = row.shape(s, C, D);
       return {
         weight: tensor(`${hf}.weight`, `${gguf}.weight`, shape, { layer, proj, bf16Capable: true, quantizable: true }),
@@ -124,7 +135,9 @@ export function llamaWeightTable(c: LlamaConfig): LlamaWeightTable {
     };
   });
   const norm = tensor('model.norm.weight', 'output_norm.weight', [C]);
-  const lmHead = c.tieWordEmbeddings ? null : tensor('lm_head.weight', 'output.weight', [c.vocabSize, C], { bf16Capable: true, quantizable: true });
+  const lmHead = c.tieWordEmbeddings
+    ? null
+    : tensor('lm_head.weight', 'output.weight', [c.vocabSize, C], { bf16Capable: true, quantizable: true });
   const all = [embed];
   for (const l of layers) {
     all.push(l.inputNorm, l.postAttentionNorm);

@@ -6,14 +6,24 @@
 import type { Llama, LlamaContext, LlamaModel, Token } from 'node-llama-cpp';
 
 const { getLlama, LlamaLogLevel } = await import('node-llama-cpp').catch((e: Error) => {
-  throw new Error(`node-llama-cpp is not installed in test/engines/llama-cpp (${e.message}); run scripts/test.sh, or: npm ci --prefix test/engines/llama-cpp --omit=optional --ignore-scripts`);
+  throw new Error(
+    `node-llama-cpp is not installed in test/engines/llama-cpp (${e.message}); run scripts/test.sh, or: npm ci --prefix test/engines/llama-cpp --omit=optional --ignore-scripts`,
+  );
 });
 
 let llama: Promise<Llama> | null = null;
 
 /** The shared CPU llama.cpp instance. */
 export function cpuLlama(): Promise<Llama> {
-  llama ??= getLlama({ gpu: false, build: 'never', usePrebuiltBinaries: true, skipDownload: true, progressLogs: false, logLevel: LlamaLogLevel.error, maxThreads: 2 });
+  llama ??= getLlama({
+    gpu: false,
+    build: 'never',
+    usePrebuiltBinaries: true,
+    skipDownload: true,
+    progressLogs: false,
+    logLevel: LlamaLogLevel.error,
+    maxThreads: 2,
+  });
   return llama;
 }
 
@@ -29,20 +39,28 @@ export interface GgufSession {
 }
 
 /** `kvCache`: F32 (default: float32 end to end, for exactness tests) or F16 (llama.cpp's default, for speed). */
-export async function openGguf(path: string, opts: { contextSize?: number; threads?: number; kvCache?: 'F32' | 'F16' } = {}): Promise<GgufSession> {
+export async function openGguf(
+  path: string,
+  opts: { contextSize?: number; threads?: number; kvCache?: 'F32' | 'F16' } = {},
+): Promise<GgufSession> {
   const l = await cpuLlama();
   const model = await l.loadModel({ modelPath: path, gpuLayers: 0 });
   // F32 KV cache (llama.cpp's default F16 rounds every cached key and value) and no flash attention, so an
   // F32 export computes in float32 end to end like lonas
   const kv = opts.kvCache ?? 'F32';
   const context = await model.createContext({
-    contextSize: opts.contextSize ?? 256, threads: opts.threads ?? 1, sequences: 1,
-    flashAttention: false, experimentalKvCacheKeyType: kv, experimentalKvCacheValueType: kv,
+    contextSize: opts.contextSize ?? 256,
+    threads: opts.threads ?? 1,
+    sequences: 1,
+    flashAttention: false,
+    experimentalKvCacheKeyType: kv,
+    experimentalKvCacheValueType: kv,
   });
   const vocab = model.fileInfo.metadata.tokenizer.ggml.tokens.length;
   const seq = context.getSequence(); // one sequence, emptied before each evaluation
   return {
-    model, context,
+    model,
+    context,
     tokenize: (text) => model.tokenize(text, false).map(Number),
     async greedy(prompt, n, onToken) {
       await seq.clearHistory();
