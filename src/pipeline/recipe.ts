@@ -1,6 +1,8 @@
 /**
  * Recipes: one validated JSON file describing a whole experiment (model, data, method, stage options).
- * Paths inside a recipe are relative to the recipe file; `--model`/`--out` on the command line override.
+ * Paths inside a recipe are relative to the recipe file, except `out`: like `--out`, a relative run directory is
+ * relative to the working directory (so a shipped recipe never writes into the package). `--model`/`--out` on the
+ * command line override.
  */
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -113,7 +115,10 @@ export const recipeSchema = z
 
 export type Recipe = z.infer<typeof recipeSchema>;
 
-/** Parses and validates a recipe; errors name the file and each bad field. Relative paths resolve against `baseDir`. */
+/**
+ * Parses and validates a recipe; errors name the file and each bad field. Relative paths resolve against
+ * `baseDir`, the run directory `out` against the working directory.
+ */
 export function parseRecipe(json: unknown, source: string, baseDir: string, overrides: { model?: string; out?: string } = {}): Recipe {
   const r = recipeSchema.safeParse(json);
   if (!r.success) throw new Error(`${source}: invalid recipe: ${fieldErrors(r.error)}`);
@@ -135,7 +140,7 @@ export function parseRecipe(json: unknown, source: string, baseDir: string, over
   };
   recipe.model = overrides.model ? resolve(overrides.model) : abs(recipe.model);
   recipe.data.tasks = recipe.data.tasks.map(expandVars);
-  recipe.out = overrides.out ? resolve(overrides.out) : abs(recipe.out.replace('${name}', recipe.name));
+  recipe.out = resolve(overrides.out ?? expandVars(recipe.out.replace('${name}', recipe.name)));
   recipe.data.train = recipe.data.train.map(abs);
   if (recipe.data.dataDir) recipe.data.dataDir = abs(recipe.data.dataDir);
   if (recipe.data.calib) recipe.data.calib = abs(recipe.data.calib);

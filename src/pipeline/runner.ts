@@ -38,11 +38,11 @@ export function stageRecords(r: Recipe): StageRecord[] {
 export async function runRecipe(r: Recipe, o: RunOptions): Promise<StageRecord[]> {
   const log = o.log ?? ((l: string) => process.stderr.write(`${l}\n`));
   const list = stages(r);
+  const at = o.from === undefined ? -1 : list.findIndex((s) => s.name === o.from);
+  if (o.from !== undefined && at < 0) throw new Error(`--from ${o.from}: this recipe's stages are ${list.map((s) => s.name).join(', ')}`);
   mkdirSync(join(r.out, 'stages'), { recursive: true });
   const savedPath = join(r.out, 'recipe.json');
   if (o.from !== undefined) {
-    const at = list.findIndex((s) => s.name === o.from);
-    if (at < 0) throw new Error(`--from ${o.from}: this recipe's stages are ${list.map((s) => s.name).join(', ')}`);
     for (const s of list.slice(at)) rmSync(markerPath(r, s.name), { force: true });
   } else if (
     existsSync(savedPath) &&
