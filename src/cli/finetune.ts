@@ -1,6 +1,6 @@
 /** `lonas finetune`: train an elastic LoRA super-network (or plain LoRA with --space none) on instruction data. */
 import type { Command } from 'commander';
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { loadLlama } from '../models/llama/checkpoint.ts';
 import { loadTokenizer } from '../io/tokenizer.ts';
@@ -13,7 +13,8 @@ import { reorderByImportance } from '../nas/importance.ts';
 import { permuteMlpChannels, validateChannelOrder } from '../adapters/channel-order.ts';
 import type { LlamaModel } from '../models/llama/model.ts';
 import type { TokenizedExample } from '../io/datasets.ts';
-import { CHANNEL_ORDER_FILE, readChannelOrder, writeChannelOrder, writeRunConfig } from '../io/artifacts.ts';
+import { CHANNEL_ORDER_FILE, RUN_CONFIG, readChannelOrder, writeChannelOrder, writeRunConfig } from '../io/artifacts.ts';
+import { checkpointStep, discardCheckpoints } from '../train/checkpoint.ts';
 import { train } from '../train/trainer.ts';
 import { REORDER_CALIB_EXAMPLES, finetuneSpec } from '../options/finetune.ts';
 import type { FinetuneOptions } from '../options/finetune.ts';
@@ -33,6 +34,7 @@ export function runFinetune(o: FinetuneOptions): void {
   const log = (s: string) => {
     if (ranks.rank === 0) process.stderr.write(`${s}\n`);
   };
+  keepOrDiscardCheckpoint(o, ranks.rank === 0);
   const tok = loadTokenizer(o.model);
   const model = loadLlama(o.model);
   const lora = { rank: o.rank, alpha: o.alpha, dropout: o.dropout, targets: o.targets };
@@ -103,16 +105,42 @@ export function runFinetune(o: FinetuneOptions): void {
   );
   progress.stop();
   if (ranks.rank !== 0) return;
+  if (result.finishedEarlier) {
+    // run_config.json is written after the adapter: without it, the finished run was stopped while saving
+    const complete = existsSync(join(o.out, RUN_CONFIG));
+    log(
+      `done: ${result.steps} steps (finished earlier: the checkpoint in ${o.out} is at step ${result.steps} of ${result.steps}, nothing left to train), ` +
+        `final loss ${result.finalLoss.toFixed(4)} as train_log.jsonl recorded; ${complete ? 'left as it was (--overwrite trains again)' : `adapter and ${RUN_CONFIG} written from the checkpoint`}`,
+    );
+    if (complete) return;
+  }
   saveAdapter(o.out, model, lora, {
     baseModel: resolve(o.model),
     searchSpace: spaceSpec,
     mode: o.quantizationAware ? 'qa' : o.sparseAdapter ? 'sparse' : 'lora',
   });
   writeRunConfig(o.out, { command: 'finetune', options: o, world_size: ranks.size, result, node: process.version });
+  if (result.finishedEarlier) return;
   log(
     `done: ${result.steps} steps, final loss ${result.finalLoss.toFixed(4)}${result.valLoss !== null ? `, validation loss ${result.valLoss.toFixed(4)}` : ''}, ` +
       `${Math.round(result.tokensSeen / Math.max(result.seconds, 1e-9))} tokens/s; adapter written to ${o.out}`,
   );
+}
+
+/**
+ * A checkpoint in --out is continued (--resume) or discarded (--overwrite), never silently trained over:
+ * the first checkpoint of a fresh run would replace it.
+ */
+function keepOrDiscardCheckpoint(o: FinetuneOptions, writer: boolean): void {
+  if (o.resume && o.overwrite)
+    throw new Error('--resume and --overwrite contradict each other: --resume continues the checkpoint in --out, --overwrite discards it');
+  const step = o.resume ? null : checkpointStep(o.out);
+  if (step === null) return;
+  if (!o.overwrite)
+    throw new Error(
+      `${o.out} holds a training checkpoint (step ${step}); add --resume to continue it, or --overwrite to discard it and train from the start`,
+    );
+  if (writer) discardCheckpoints(o.out);
 }
 
 /**

@@ -54,8 +54,9 @@ const config = z.record(z.string(), z.number());
 // run_config.json: `options` holds every finetune option; the schema names those read back (the validation
 // split and the tokenisation of training)
 
+export const RUN_CONFIG = 'run_config.json';
 const runConfig = fileInDir(
-  'run_config.json',
+  RUN_CONFIG,
   z.object({
     command: z.literal('finetune'),
     options: z.object({

@@ -58,6 +58,11 @@ export const finetuneSpec = defineCommand(
     checkpointEvery: option('--checkpoint-every <n>', 'save a resumable checkpoint every N steps (0: at the end only)', int().default(50)),
     evalEvery: option('--eval-every <n>', 'validation loss every N steps (0: at the end only)', int().default(0)),
     resume: option('--resume', 'continue from the checkpoint in --out (bit-identical to an uninterrupted run)', z.boolean().default(false)),
+    overwrite: option(
+      '--overwrite',
+      'discard the checkpoint in --out and train from the start (without it, a checkpoint there is refused)',
+      z.boolean().default(false),
+    ),
   },
 );
 export type FinetuneOptions = OptionsOf<typeof finetuneSpec>;

@@ -19,7 +19,7 @@ import { fromArgv, int, recipeSection } from '../options/schema.ts';
  * The stage sections are the commands' own option schemas (src/options/) minus what the pipeline fills in
  * (paths, the recipe's seed, the validation split), so every default is written once, in the schema.
  */
-const finetune = recipeSection(finetuneSpec, ['model', 'data', 'out', 'valSize', 'seed', 'resume'])
+const finetune = recipeSection(finetuneSpec, ['model', 'data', 'out', 'valSize', 'seed', 'resume', 'overwrite'])
   .extend({
     /** older recipes' way to pass other finetune flags; parsed with the finetune flags into the fields above by parseRecipe */
     extraArgs: z.array(z.string()).optional(),

@@ -14,6 +14,7 @@ import type { StageRecord } from '../io/artifacts.ts';
 import type { Recipe } from './recipe.ts';
 import { toArgv } from '../options/schema.ts';
 import { isFinetune, stages } from './stages.ts';
+import { checkpointStep } from '../train/checkpoint.ts';
 import type { Stage } from './stages.ts';
 
 const BIN = fileURLToPath(new URL('../../bin/lonas.js', import.meta.url));
@@ -65,7 +66,8 @@ export async function runRecipe(r: Recipe, o: RunOptions): Promise<StageRecord[]
       if (!dir.endsWith('.html') && !dir.endsWith('.json') && (s.name === 'eval' || s.name === 'bench'))
         mkdirSync(dir, { recursive: true });
     if (s.name === 'report') await o.report(r, stageRecords(r));
-    else runCommands(s, o.env ?? {}, log, MPI_STAGES.has(s.name) && r.mpi ? r.mpi.trim().split(/\s+/) : []);
+    else
+      runCommands(s, o.env ?? {}, log, MPI_STAGES.has(s.name) && r.mpi ? r.mpi.trim().split(/\s+/) : [], at >= 0 && list.indexOf(s) >= at);
     const record: StageRecord = {
       name: s.name,
       seconds: (Date.now() - started) / 1000,
@@ -81,12 +83,13 @@ export async function runRecipe(r: Recipe, o: RunOptions): Promise<StageRecord[]
 /** stages that run data-parallel / distributed under the recipe's `mpi` launch prefix (src/dist) */
 const MPI_STAGES = new Set(['baseline', 'finetune', 'search']);
 
-function runCommands(s: Stage, env: Record<string, string>, log: (l: string) => void, launch: string[]): void {
+/** `redo`: the stage is redone by --from, so a fine-tuning checkpoint it left is discarded instead of continued */
+function runCommands(s: Stage, env: Record<string, string>, log: (l: string) => void, launch: string[], redo: boolean): void {
   for (const c of s.calls) {
     // an interrupted fine-tuning continues from its last checkpoint, bit-identically
     const args =
-      isFinetune(c) && existsSync(join(c.options.out, 'checkpoint', 'trainer_state.json'))
-        ? toArgv(c.spec, { ...c.options, resume: true })
+      isFinetune(c) && checkpointStep(c.options.out) !== null
+        ? toArgv(c.spec, { ...c.options, ...(redo ? { overwrite: true } : { resume: true }) })
         : toArgv(c.spec, c.options);
     log(`  $ ${[...launch, 'lonas'].join(' ')} ${args.map((a) => (/[\s"']/.test(a) ? JSON.stringify(a) : a)).join(' ')}`);
     const [cmd, ...pre] = launch.length ? [...launch, process.execPath] : [process.execPath];

@@ -72,6 +72,18 @@ export function loadCheckpoint(outDir: string, params: Tensor[], opt: AdamW, set
   return state;
 }
 
+/** The step of the checkpoint in `outDir` (checkpoint/ or one an interruption moved aside), or null when it holds none. */
+export function checkpointStep(outDir: string): number | null {
+  const file = join(completeCheckpointDir(outDir), 'trainer_state.json');
+  return existsSync(file) ? (JSON.parse(readFileSync(file, 'utf8')) as TrainerState).step : null;
+}
+
+/** Removes every checkpoint in `outDir` (`finetune --overwrite`). */
+export function discardCheckpoints(outDir: string): void {
+  for (const f of readdirSync(outDir))
+    if (f === CHECKPOINT_DIR || f.startsWith(`${CHECKPOINT_DIR}.`)) rmSync(join(outDir, f), { recursive: true, force: true });
+}
+
 /** checkpoint/, or when an interruption left none, the previous checkpoint moved aside by saveCheckpoint */
 function completeCheckpointDir(outDir: string): string {
   const dir = join(outDir, CHECKPOINT_DIR);

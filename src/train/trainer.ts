@@ -82,6 +82,11 @@ export interface TrainResult {
   seconds: number;
   /** the gradient all-reduce, when more than one rank trained */
   allReduce?: AllReduceStats;
+  /**
+   * a resume found the checkpoint at the last step: nothing was trained, the losses are the ones train_log.jsonl
+   * recorded (rank 0; NaN / null on the other ranks) and `seconds` is 0
+   */
+  finishedEarlier?: true;
 }
 
 export function train(
@@ -117,6 +122,7 @@ export function train(
     tokensSeen = s.tokensSeen;
     samplerRng = new Rng(s.samplerRng);
     if (writer) truncateLog(logPath, step);
+    if (step >= totalSteps) return { steps: step, tokensSeen, seconds: 0, ...loggedLosses(writer ? logPath : null), finishedEarlier: true };
   } else if (writer) writeFileSync(logPath, '');
   for (const l of loras) l.training = true;
   const configsPerMicro = o.sandwich ? 3 : 1;
@@ -216,4 +222,14 @@ function truncateLog(path: string, step: number): void {
     .split('\n')
     .filter((l) => l && (JSON.parse(l) as { step: number }).step <= step);
   writeFileSync(path, kept.map((l) => `${l}\n`).join(''));
+}
+
+/** The last step's loss and the last validation loss train_log.jsonl holds (NaN / null without a log). */
+function loggedLosses(path: string | null): { finalLoss: number; valLoss: number | null } {
+  const lines = path && existsSync(path) ? readFileSync(path, 'utf8').split('\n').filter(Boolean) : [];
+  const entries = lines.map((l) => JSON.parse(l) as { type: string; loss?: number; val_loss?: number });
+  return {
+    finalLoss: entries.filter((e) => e.type === 'step').at(-1)?.loss ?? NaN,
+    valLoss: entries.filter((e) => e.type === 'eval').at(-1)?.val_loss ?? null,
+  };
 }
