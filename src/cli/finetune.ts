@@ -1,6 +1,6 @@
 /** `lonas finetune`: train an elastic LoRA super-network (or plain LoRA with --space none) on instruction data. */
 import type { Command } from 'commander';
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { loadLlama } from '../models/llama/checkpoint.ts';
 import { loadTokenizer } from '../io/tokenizer.ts';
@@ -128,8 +128,8 @@ export function runFinetune(o: FinetuneOptions): void {
 }
 
 /**
- * A checkpoint in --out is continued (--resume) or discarded (--overwrite), never silently trained over:
- * the first checkpoint of a fresh run would replace it.
+ * A checkpoint in --out is continued (--resume) or discarded with the channel order it used (--overwrite), never
+ * silently trained over: the first checkpoint of a fresh run would replace it.
  */
 function keepOrDiscardCheckpoint(o: FinetuneOptions, writer: boolean): void {
   if (o.resume && o.overwrite)
@@ -140,7 +140,9 @@ function keepOrDiscardCheckpoint(o: FinetuneOptions, writer: boolean): void {
     throw new Error(
       `${o.out} holds a training checkpoint (step ${step}); add --resume to continue it, or --overwrite to discard it and train from the start`,
     );
-  if (writer) discardCheckpoints(o.out);
+  if (!writer) return;
+  discardCheckpoints(o.out);
+  rmSync(join(o.out, CHANNEL_ORDER_FILE), { force: true }); // the discarded run's --reorder-channels order
 }
 
 /**
