@@ -11,13 +11,14 @@
  */
 import { existsSync, mkdirSync } from 'node:fs';
 import { z } from 'zod';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { Rng, Tensor } from '../tensor/index.ts';
 import { SafetensorsFile, writeSafetensors } from '../io/safetensors.ts';
 import type { TensorToWrite } from '../io/safetensors.ts';
 import { readJsonFile, writeFileAtomic, writeJsonAtomic } from '../io/files.ts';
 import { LONAS_ADAPTER, readLonasAdapter, writeLonasAdapter } from '../io/artifacts.ts';
-import type { LonasAdapterInfo } from '../io/artifacts.ts';
+import type { AdapterBaseRecord, LonasAdapterInfo } from '../io/artifacts.ts';
+import { weightsFingerprint } from '../io/hf-dir.ts';
 import { PROJECTIONS, projectionWeightName } from '../models/llama/model.ts';
 import type { LlamaModel, ProjectionName } from '../models/llama/model.ts';
 import { adapterInBaseOrder, mlpChannelOrder, permuteMlpChannels, validateChannelOrder } from './channel-order.ts';
@@ -75,7 +76,7 @@ export function saveAdapter(
   dir: string,
   model: LlamaModel,
   s: LoraSettings,
-  extra: { baseModel?: string; searchSpace?: StoredSearchSpace; mode?: AdapterMode } = {},
+  extra: { baseModel?: string; searchSpace?: StoredSearchSpace; mode?: AdapterMode; base?: AdapterBaseRecord } = {},
 ): void {
   const order = mlpChannelOrder(model);
   const entries = model.layers.flatMap((layer, l) =>
@@ -114,6 +115,8 @@ export function savePeftAdapter(
     dropout?: number;
     mode?: AdapterMode;
     channelOrder?: ChannelOrder | null;
+    /** the base model directory's fingerprint (adapterBaseRecord), checked by checkAdapterBase */
+    base?: AdapterBaseRecord;
   } = {},
 ): void {
   if (entries.length === 0) throw new Error('saveAdapter: no adapter modules to save (every rank is 0?)');
@@ -162,7 +165,34 @@ export function savePeftAdapter(
     search_space: extra.searchSpace ?? { groups: [] },
     mode: extra.mode ?? 'lora',
     ...(extra.channelOrder ? { mlp_channel_order: extra.channelOrder } : {}),
+    ...(extra.base ? { base: extra.base } : {}),
   });
+}
+
+/** The record of the base model in `modelDir` that an adapter trained on it keeps in lonas_adapter.json. */
+export function adapterBaseRecord(modelDir: string): AdapterBaseRecord {
+  return { model: resolve(modelDir), ...weightsFingerprint(modelDir) };
+}
+
+/**
+ * Refuses to apply an adapter to a base other than the one it was trained on (its lonas_adapter.json
+ * `base` record, compared with the fingerprint of `modelDir`); adapters without the record load unchecked.
+ */
+export function checkAdapterBase(modelDir: string, adapterDir: string): void {
+  const recorded = readLonasAdapter(adapterDir).base;
+  if (!recorded) return;
+  const actual = weightsFingerprint(modelDir);
+  const problem =
+    recorded.shapes_sha256 !== actual.shapes_sha256
+      ? `its tensor names or shapes differ (${actual.tensors} tensors, shapes ${actual.shapes_sha256.slice(0, 12)} vs ${recorded.tensors}, ${recorded.shapes_sha256.slice(0, 12)}): another architecture or size`
+      : recorded.sample_sha256 !== actual.sample_sha256
+        ? `same shapes, different weights (weights ${actual.sample_sha256.slice(0, 12)} vs ${recorded.sample_sha256.slice(0, 12)}): a pruned, quantized or otherwise changed copy?`
+        : null;
+  if (problem)
+    throw new Error(
+      `${join(adapterDir, LONAS_ADAPTER)}: the adapter in ${resolve(adapterDir)} was trained on the base ${recorded.model ?? '(path not recorded)'}, ` +
+        `but --model ${resolve(modelDir)} is not that base: ${problem}. Apply it to the model it was trained on.`,
+    );
 }
 
 /**
