@@ -10,13 +10,15 @@
  * (src/adapters/channel-order.ts), so first-k slicing of the MLP width keeps the channels training kept.
  */
 import { existsSync, mkdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { z } from 'zod';
+import { join, resolve } from 'node:path';
 import { Rng, Tensor } from '../tensor/index.ts';
 import { SafetensorsFile, writeSafetensors } from '../io/safetensors.ts';
 import type { TensorToWrite } from '../io/safetensors.ts';
-import { readJsonFile, writeJsonAtomic } from '../io/files.ts';
+import { readJsonFile, writeFileAtomic, writeJsonAtomic } from '../io/files.ts';
 import { LONAS_ADAPTER, readLonasAdapter, writeLonasAdapter } from '../io/artifacts.ts';
-import type { LonasAdapterInfo } from '../io/artifacts.ts';
+import type { AdapterBaseRecord, LonasAdapterInfo } from '../io/artifacts.ts';
+import { weightsFingerprint } from '../io/hf-dir.ts';
 import { PROJECTIONS, projectionWeightName } from '../models/llama/model.ts';
 import type { LlamaModel, ProjectionName } from '../models/llama/model.ts';
 import { adapterInBaseOrder, mlpChannelOrder, permuteMlpChannels, validateChannelOrder } from './channel-order.ts';
@@ -40,6 +42,7 @@ export type StoredSearchSpace = NonNullable<LonasAdapterInfo['search_space']>;
 
 export const ADAPTER_WEIGHTS = 'adapter_model.safetensors';
 export const ADAPTER_CONFIG = 'adapter_config.json';
+export const ADAPTER_README = 'README.md';
 
 /** PEFT's prefix for a layer projection. */
 export function peftModuleName(layer: number, proj: ProjectionName): string {
@@ -73,7 +76,7 @@ export function saveAdapter(
   dir: string,
   model: LlamaModel,
   s: LoraSettings,
-  extra: { baseModel?: string; searchSpace?: StoredSearchSpace; mode?: AdapterMode } = {},
+  extra: { baseModel?: string; searchSpace?: StoredSearchSpace; mode?: AdapterMode; base?: AdapterBaseRecord } = {},
 ): void {
   const order = mlpChannelOrder(model);
   const entries = model.layers.flatMap((layer, l) =>
@@ -112,6 +115,8 @@ export function savePeftAdapter(
     dropout?: number;
     mode?: AdapterMode;
     channelOrder?: ChannelOrder | null;
+    /** the base model directory's fingerprint (adapterBaseRecord), checked by checkAdapterBase */
+    base?: AdapterBaseRecord;
   } = {},
 ): void {
   if (entries.length === 0) throw new Error('saveAdapter: no adapter modules to save (every rank is 0?)');
@@ -154,16 +159,108 @@ export function savePeftAdapter(
     use_dora: false,
     layers_to_transform: null,
   });
+  writeFileAtomic(join(dir, ADAPTER_README), adapterReadme(extra.mode ?? 'lora'));
   writeLonasAdapter(dir, {
     format: 1,
     search_space: extra.searchSpace ?? { groups: [] },
     mode: extra.mode ?? 'lora',
     ...(extra.channelOrder ? { mlp_channel_order: extra.channelOrder } : {}),
+    ...(extra.base ? { base: extra.base } : {}),
   });
 }
 
+/** The record of the base model in `modelDir` that an adapter trained on it keeps in lonas_adapter.json. */
+export function adapterBaseRecord(modelDir: string): AdapterBaseRecord {
+  return { model: resolve(modelDir), ...weightsFingerprint(modelDir) };
+}
+
+/**
+ * Refuses to apply an adapter to a base other than the one it was trained on (its lonas_adapter.json
+ * `base` record, compared with the fingerprint of `modelDir`); adapters without the record load unchecked.
+ */
+export function checkAdapterBase(modelDir: string, adapterDir: string): void {
+  const recorded = readLonasAdapter(adapterDir).base;
+  if (!recorded) return;
+  const actual = weightsFingerprint(modelDir);
+  const problem =
+    recorded.shapes_sha256 !== actual.shapes_sha256
+      ? `its tensor names or shapes differ (${actual.tensors} tensors, shapes ${actual.shapes_sha256.slice(0, 12)} vs ${recorded.tensors}, ${recorded.shapes_sha256.slice(0, 12)}): another architecture or size`
+      : recorded.sample_sha256 !== actual.sample_sha256
+        ? `same shapes, different weights (weights ${actual.sample_sha256.slice(0, 12)} vs ${recorded.sample_sha256.slice(0, 12)}): a pruned, quantized or otherwise changed copy?`
+        : null;
+  if (problem)
+    throw new Error(
+      `${join(adapterDir, LONAS_ADAPTER)}: the adapter in ${resolve(adapterDir)} was trained on the base ${recorded.model ?? '(path not recorded)'}, ` +
+        `but --model ${resolve(modelDir)} is not that base: ${problem}. Apply it to the model it was trained on.`,
+    );
+}
+
+/**
+ * The README.md beside an adapter (where PEFT writes its model card): whether PEFT computes the function lonas
+ * trained. PEFT applies y = Wx + s·BAx; SparsePEFT trained (s·BA) ⊙ M and QA-SparsePEFT trained through the
+ * base's INT4 grid, which PEFT knows nothing of.
+ */
+function adapterReadme(mode: AdapterMode): string {
+  const head =
+    '# LoRA adapter written by lonas\n\nFiles: adapter_model.safetensors + adapter_config.json (PEFT format), lonas_adapter.json (lonas extras).\n\n';
+  if (mode === 'lora')
+    return `${head}Mode: plain LoRA. PEFT loads it on the same base model and computes the same function as lonas at full width.\n`;
+  const what =
+    mode === 'sparse'
+      ? "SparsePEFT: lonas computes W + (s·BA) ⊙ M, M the base weight's non-zero pattern"
+      : "QA-SparsePEFT: lonas computes the base's INT4 quantiser applied to W + (s·BA) ⊙ M (on the base's fixed grid)";
+  return (
+    `${head}Mode: ${what}.\n\n` +
+    '**PEFT computes a different function with this adapter**: it loads (same tensor names) but applies the unmasked ' +
+    'W + s·BA, so its outputs and perplexity are not those lonas measured. Use it with lonas (`lonas merge` writes the ' +
+    'merged model lonas evaluated, which any tool can load).\n'
+  );
+}
+
+/**
+ * The adapter_config.json fields lonas reads. Every field that changes the function PEFT computes is either
+ * honoured (r, lora_alpha, rank_pattern, alpha_pattern, use_rslora, layers_to_transform) or refused with the
+ * field named (DoRA, fan_in_fan_out, bias, modules_to_save, a layers_pattern other than Llama's "layers").
+ */
+const patternSchema = z.record(z.string(), z.number().positive()).nullish();
+const peftConfigSchema = z.object({
+  peft_type: z.literal('LORA', { errorMap: () => ({ message: 'lonas loads LORA adapters only' }) }),
+  r: z.number().int().positive(),
+  lora_alpha: z.number().positive(),
+  lora_dropout: z.number().min(0).max(1).default(0),
+  rank_pattern: patternSchema,
+  alpha_pattern: patternSchema,
+  use_rslora: z.boolean().default(false),
+  use_dora: z.literal(false, { errorMap: () => ({ message: 'DoRA adapters (use_dora: true) are not supported' }) }).default(false),
+  fan_in_fan_out: z
+    .literal(false, { errorMap: () => ({ message: 'fan_in_fan_out adapters (GPT-2 style Conv1D) are not supported' }) })
+    .default(false),
+  bias: z.literal('none', { errorMap: () => ({ message: 'only "none" is supported (lonas adapters train no biases)' }) }).default('none'),
+  modules_to_save: z
+    .array(z.string())
+    .max(0, { message: 'lonas cannot load fully trained module copies; merge them in PEFT (merge_and_unload) first' })
+    .nullish(),
+  layers_to_transform: z
+    .union([z.number().int().nonnegative(), z.array(z.number().int().nonnegative())])
+    .nullish()
+    .default(null),
+  layers_pattern: z
+    .union([z.literal('layers'), z.array(z.literal('layers')).length(1)], {
+      errorMap: () => ({ message: 'Llama models name their layer list "layers"; other patterns are not supported' }),
+    })
+    .nullish(),
+});
+
+function readPeftConfig(path: string): z.output<typeof peftConfigSchema> {
+  const raw = readJsonFile(path, 'the PEFT adapter config') as Record<string, unknown>;
+  const parsed = peftConfigSchema.safeParse(raw);
+  if (parsed.success) return parsed.data;
+  const issues = parsed.error.issues.map((i) => `field "${i.path.join('.')}" = ${JSON.stringify(raw[String(i.path[0])])}: ${i.message}`);
+  throw new Error(`${path}: ${issues.join('; ')}`);
+}
+
 /** The most specific rank_pattern/alpha_pattern key matching a module (PEFT matches by suffix or regex). */
-function patternValue(pattern: Record<string, number> | undefined, module: string): number | undefined {
+function patternValue(pattern: Record<string, number> | null | undefined, module: string): number | undefined {
   if (!pattern) return undefined;
   for (const [key, v] of Object.entries(pattern)) {
     if (module === key || module.endsWith(`.${key}`)) return v;
@@ -188,12 +285,11 @@ export function loadAdapter(
 ): { settings: LoraSettings; searchSpace: StoredSearchSpace | null; mode: AdapterMode; channelOrder: ChannelOrder | null } {
   const cfgPath = join(dir, ADAPTER_CONFIG);
   if (!existsSync(cfgPath)) throw new Error(`${dir}: no ${ADAPTER_CONFIG} found (is this a LoRA adapter directory?)`);
-  const cfg = readJsonFile(cfgPath, 'the PEFT adapter config') as Record<string, any>;
-  if (cfg.peft_type !== 'LORA')
-    throw new Error(`${cfgPath}: field "peft_type" = ${JSON.stringify(cfg.peft_type)}; lonas loads LORA adapters only`);
-  if (cfg.use_dora) throw new Error(`${cfgPath}: DoRA adapters (use_dora: true) are not supported`);
-  if (cfg.fan_in_fan_out) throw new Error(`${cfgPath}: fan_in_fan_out adapters (GPT-2 style Conv1D) are not supported`);
-  if (cfg.bias && cfg.bias !== 'none') throw new Error(`${cfgPath}: field "bias" = "${cfg.bias}"; only "none" is supported`);
+  const cfg = readPeftConfig(cfgPath);
+  /** the layers PEFT put adapters on (layers_to_transform; null: every layer) */
+  const layers = cfg.layers_to_transform === null ? null : new Set([cfg.layers_to_transform].flat());
+  /** PEFT's scaling is alpha/r, or alpha/sqrt(r) with use_rslora; lonas's is alpha/r_max, so rsLoRA loads as alpha·sqrt(r) */
+  const effectiveAlpha = (alpha: number, rank: number) => (cfg.use_rslora ? alpha * Math.sqrt(rank) : alpha);
   const st = new SafetensorsFile(join(dir, ADAPTER_WEIGHTS));
   try {
     const targets = new Set<ProjectionName>();
@@ -205,17 +301,21 @@ export function loadAdapter(
         const keyOf = (part: string) => [`${name}.${part}.weight`, `${name}.${part}.default.weight`].find((k) => st.has(k));
         const aKey = keyOf('lora_A');
         if (!aKey) continue;
+        if (layers && !layers.has(i))
+          throw new Error(
+            `${st.path}: ${aKey} is for layer ${i}, but ${cfgPath} field "layers_to_transform" = ${JSON.stringify(cfg.layers_to_transform)} excludes it (adapter and config do not match)`,
+          );
         const bKey = keyOf('lora_B');
         if (!bKey) throw new Error(`${st.path}: ${aKey} has no matching lora_B tensor`);
         const a = st.readFloat32(aKey),
           b = st.readFloat32(bKey);
         const rank = patternValue(cfg.rank_pattern, name) ?? cfg.r;
-        const alpha = patternValue(cfg.alpha_pattern, name) ?? cfg.lora_alpha;
+        const alpha = effectiveAlpha(patternValue(cfg.alpha_pattern, name) ?? cfg.lora_alpha, rank);
         if (a.shape[0] !== rank) throw new Error(`${st.path}: ${aKey} has rank ${a.shape[0]} but adapter_config.json says r = ${rank}`);
         const lora = wrapWithLora(
           layer.proj[p],
           name,
-          { rank, alpha, dropout: cfg.lora_dropout ?? 0 },
+          { rank, alpha, dropout: cfg.lora_dropout },
           { a: new Tensor(a.data, a.shape), b: new Tensor(b.data, b.shape) },
         );
         layer.proj[p] = lora;
@@ -238,7 +338,7 @@ export function loadAdapter(
     if (mode === 'qa') enableQuantAware(loraModules(model));
     if (channelOrder) permuteMlpChannels(model, channelOrder); // masks and adapters move with their channels
     return {
-      settings: { rank: cfg.r, alpha: cfg.lora_alpha, dropout: cfg.lora_dropout ?? 0, targets: [...targets] },
+      settings: { rank: cfg.r, alpha: effectiveAlpha(cfg.lora_alpha, cfg.r), dropout: cfg.lora_dropout, targets: [...targets] },
       searchSpace: lonas.search_space ?? null,
       mode,
       channelOrder,

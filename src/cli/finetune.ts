@@ -5,7 +5,7 @@ import { join, resolve } from 'node:path';
 import { loadLlama } from '../models/llama/checkpoint.ts';
 import { loadTokenizer } from '../io/tokenizer.ts';
 import { loadTrainingMix, makeBatches, parseDataSpecs, splitValidation, tokenizeExample } from '../io/datasets.ts';
-import { addLora, saveAdapter } from '../adapters/peft.ts';
+import { adapterBaseRecord, addLora, saveAdapter } from '../adapters/peft.ts';
 import { enableQuantAware, enableSparsePeft } from '../adapters/sqft.ts';
 import { loadSearchSpaceSpec, resolveSearchSpace } from '../nas/search-space.ts';
 import type { SearchSpace } from '../nas/search-space.ts';
@@ -116,6 +116,7 @@ export function runFinetune(o: FinetuneOptions): void {
   }
   saveAdapter(o.out, model, lora, {
     baseModel: resolve(o.model),
+    base: adapterBaseRecord(o.model),
     searchSpace: spaceSpec,
     mode: o.quantizationAware ? 'qa' : o.sparseAdapter ? 'sparse' : 'lora',
   });

@@ -5,7 +5,7 @@
  *
  *   <adapter>/run_config.json           what `lonas finetune` ran with (read back by `lonas search`)
  *   <adapter>/mlp_channel_order.json   the MLP channel order `finetune --reorder-channels` chose (for --resume)
- *   <adapter>/lonas_adapter.json        lonas's extras beside a PEFT adapter: search space, mode, channel order
+ *   <adapter>/lonas_adapter.json        lonas's extras beside a PEFT adapter: search space, mode, channel order, base fingerprint
  *   <model>/lonas_compression.json      how `lonas sparsify` / `lonas quantize` made a model
  *   <model>/lonas_extract.json          provenance and sizes of an extracted sub-network
  *   <search>/pareto.json, best.json     the search's front and chosen configuration (read by the report)
@@ -93,9 +93,19 @@ const lonasAdapterSchema = z.object({
   search_space: z.object({ groups: z.array(z.unknown()) }).optional(),
   mode: z.enum(['lora', 'sparse', 'qa']).default('lora'),
   mlp_channel_order: z.unknown().optional(),
+  /** the base model the adapter was trained on (src/io/hf-dir.ts weightsFingerprint); older adapters have none */
+  base: z
+    .object({
+      model: z.string().nullable(),
+      tensors: z.number().int().nonnegative(),
+      shapes_sha256: z.string(),
+      sample_sha256: z.string(),
+    })
+    .optional(),
 });
 const lonasAdapter = fileInDir(LONAS_ADAPTER, lonasAdapterSchema, 'lonas_adapter.json');
 export type LonasAdapterInfo = z.output<typeof lonasAdapterSchema>;
+export type AdapterBaseRecord = NonNullable<LonasAdapterInfo['base']>;
 export const writeLonasAdapter = lonasAdapter.write;
 /** lonas_adapter.json of an adapter directory; a PEFT adapter without one reads as a plain LoRA adapter. */
 export const readLonasAdapter = (dir: string): LonasAdapterInfo => lonasAdapter.read(dir) ?? lonasAdapterSchema.parse({});

@@ -8,6 +8,7 @@
  * leaves a half-written model directory, and readers see the old model or the new one, never a mix.
  */
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
 import { basename, dirname, join, resolve } from 'node:path';
 import { z } from 'zod';
 import { DTYPE_BYTES, SafetensorsFile, writeSafetensors } from './safetensors.ts';
@@ -88,6 +89,47 @@ export function openWeights(dir: string): { files: SafetensorsFile[]; where: Map
   } catch (e) {
     for (const f of files) f.close();
     throw e;
+  }
+}
+
+/** A fingerprint samples SAMPLES evenly spaced chunks of SAMPLE_BYTES from each tensor (smaller tensors whole). */
+const SAMPLES = 8;
+const SAMPLE_BYTES = 4096;
+
+export interface WeightsFingerprint {
+  tensors: number;
+  /** sha256 of every tensor's name, dtype and shape (sorted by name): the architecture and size */
+  shapes_sha256: string;
+  /** sha256 of sampled bytes of every tensor: the weights themselves */
+  sample_sha256: string;
+}
+
+/**
+ * What identifies the weights of `dir` without reading them all. Approximation: the weights are sampled
+ * (8 × 4 KiB per tensor), so two models differing only outside the samples share a fingerprint; pruning,
+ * quantizing or fine-tuning whole tensors changes it. Bytes, not values: the same values stored as F32 and
+ * BF16, or under other tensor names, are different fingerprints.
+ */
+export function weightsFingerprint(dir: string): WeightsFingerprint {
+  const { files, where } = openWeights(dir);
+  try {
+    const shapes = createHash('sha256'),
+      samples = createHash('sha256');
+    const names = [...where.keys()].sort();
+    for (const name of names) {
+      const file = where.get(name)!;
+      const e = file.entry(name);
+      shapes.update(`${name}\t${e.dtype}\t${e.shape.join('x')}\n`);
+      const bytes = e.end - e.begin;
+      samples.update(`${name}\n`);
+      if (bytes <= SAMPLES * SAMPLE_BYTES) samples.update(file.readRawSlice(name, 0, bytes));
+      else
+        for (let k = 0; k < SAMPLES; k++)
+          samples.update(file.readRawSlice(name, Math.floor((k * (bytes - SAMPLE_BYTES)) / (SAMPLES - 1)), SAMPLE_BYTES));
+    }
+    return { tensors: names.length, shapes_sha256: shapes.digest('hex'), sample_sha256: samples.digest('hex') };
+  } finally {
+    for (const f of files) f.close();
   }
 }
 

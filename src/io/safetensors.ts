@@ -132,10 +132,11 @@ export class SafetensorsFile {
     return e;
   }
 
-  private readBytes(e: TensorEntry, into: Uint8Array): void {
+  /** `into.length` bytes of a tensor's data from byte `offset` of that tensor. */
+  private readBytes(e: TensorEntry, into: Uint8Array, offset = 0): void {
     let done = 0;
     while (done < into.length) {
-      const n = readSync(this.fd, into, done, Math.min(into.length - done, 1 << 30), this.dataStart + e.begin + done);
+      const n = readSync(this.fd, into, done, Math.min(into.length - done, 1 << 30), this.dataStart + e.begin + offset + done);
       if (n <= 0) throw new SafetensorsError(this.path, 'unexpected end of file while reading tensor data');
       done += n;
     }
@@ -212,6 +213,20 @@ export class SafetensorsFile {
     const e = this.entry(name);
     const out = new Uint8Array(e.end - e.begin);
     this.readBytes(e, out);
+    return out;
+  }
+
+  /** `length` raw bytes of a tensor from byte `offset` of its data (a sample, without reading it all). */
+  readRawSlice(name: string, offset: number, length: number): Uint8Array {
+    const e = this.entry(name);
+    if (offset < 0 || length < 0 || offset + length > e.end - e.begin)
+      throw new SafetensorsError(
+        this.path,
+        `bytes ${offset}..${offset + length} are outside tensor '${name}' (${e.end - e.begin} bytes)`,
+        'a bug in the caller',
+      );
+    const out = new Uint8Array(length);
+    this.readBytes(e, out, offset);
     return out;
   }
 

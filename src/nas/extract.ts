@@ -16,7 +16,7 @@ import type { LlamaConfig } from '../models/llama/config.ts';
 import { copyTokenizerFiles, saveModelDir } from '../models/llama/checkpoint.ts';
 import { LoraLinear, withAdaptersOff } from '../adapters/lora.ts';
 import { ElasticLinear } from '../adapters/elastic.ts';
-import { loraModules, savePeftAdapter } from '../adapters/peft.ts';
+import { adapterBaseRecord, loraModules, savePeftAdapter } from '../adapters/peft.ts';
 import { QaSparsePeft } from '../adapters/sqft.ts';
 import type { Linear, LinearLike } from '../nn/modules.ts';
 import { QuantLinear } from '../nn/quant-linear.ts';
@@ -133,7 +133,7 @@ export function extractToDir(model: LlamaModel, outDir: string, o: ExtractOption
     savePeftAdapter(
       adapterDir,
       loras.filter((l) => l.activeRank > 0).map((l) => slicedAdapter(l)),
-      { baseModel: outDir },
+      { baseModel: outDir, base: adapterBaseRecord(outDir) },
     );
   return { config: smaller.config, adapterDir };
 }

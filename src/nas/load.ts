@@ -6,7 +6,7 @@ import { PROJECTIONS } from '../models/llama/model.ts';
 import { Linear } from '../nn/modules.ts';
 import { SparseLinear, SPARSE_KERNEL_MIN_SPARSITY, weightSparsity } from '../nn/sparse-linear.ts';
 import { LoraLinear, PLAIN_LORA } from '../adapters/lora.ts';
-import { loadAdapter } from '../adapters/peft.ts';
+import { checkAdapterBase, loadAdapter } from '../adapters/peft.ts';
 import { LONAS_ADAPTER } from '../io/artifacts.ts';
 import type { LoraSettings } from '../adapters/peft.ts';
 import { PRESETS, parseSearchSpace, resolveSearchSpace } from './search-space.ts';
@@ -28,9 +28,11 @@ export interface LoadedSubnet {
 /**
  * Base model, plus the adapter in `adapterDir` (if any) with `subnet` (a name or a JSON file; default
  * maximal). An adapter trained on importance-reordered MLP channels re-applies its order to the in-memory
- * base (loadAdapter), so narrower MLP widths — and extraction — keep the channels training kept.
+ * base (loadAdapter), so narrower MLP widths — and extraction — keep the channels training kept. An adapter
+ * that records its base (lonas_adapter.json `base`) must be applied to that base (checkAdapterBase).
  */
 export function loadWithAdapter(modelDir: string, adapterDir?: string, subnet?: string): LoadedSubnet {
+  if (adapterDir) checkAdapterBase(modelDir, adapterDir);
   const model = loadLlama(modelDir);
   if (!adapterDir) {
     if (subnet) throw new Error('--subnet needs --adapter (a sub-network is a configuration of an elastic adapter)');
