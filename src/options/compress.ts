@@ -1,5 +1,6 @@
 /** The options of `lonas sparsify` and `lonas quantize` (src/cli/sparsify.ts, src/cli/quantize.ts; recipe sections "sparsify", "quantize"). */
 import { z } from 'zod';
+import { GPTQ_BITS, GPTQ_BITS_TEXT } from '../io/gptq-format.ts';
 import { targetsOption } from './finetune.ts';
 import { defineCommand, float, int, option } from './schema.ts';
 import type { OptionsOf } from './schema.ts';
@@ -30,9 +31,9 @@ export const quantizeSpec = defineCommand('quantize', 'GPTQ quantisation (asymme
   method: option('--method <m>', 'gptq', z.literal('gptq').default('gptq')),
   bits: option(
     '--bits <b>',
-    'bits per weight: 4, 8 or 3',
+    `bits per weight: ${GPTQ_BITS_TEXT}`,
     int(2)
-      .refine((n) => [3, 4, 8].includes(n), 'must be 4, 8 or 3')
+      .refine((n) => GPTQ_BITS.includes(n), `must be ${GPTQ_BITS_TEXT}`)
       .default(4),
   ),
   groupSize: option(
