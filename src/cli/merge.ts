@@ -10,6 +10,25 @@ import { countParams } from '../nas/cost.ts';
 import { mergeSpec } from '../options/tools.ts';
 import type { MergeOptions } from '../options/tools.ts';
 import { commandFrom } from './command.ts';
+import { readCompression, writeCompression } from '../io/artifacts.ts';
+
+/**
+ * Carries the base's lonas_compression.json over to the merged model while it still describes it: a
+ * sparsification while the merge kept every zero of the (active) base, a GPTQ record while the output is
+ * GPTQ. Otherwise the record is dropped, and the log says why.
+ */
+function keepCompression(baseDir: string, outDir: string, baseZeros: number, mergedZeros: number, mergedIsGptq: boolean): void {
+  const record = readCompression(baseDir);
+  if (!record) return;
+  const holds = record.method === 'gptq' ? mergedIsGptq : mergedZeros >= baseZeros;
+  if (holds) writeCompression(outDir, record);
+  else
+    process.stderr.write(
+      record.method === 'gptq'
+        ? `merge: the merged model is not GPTQ, so ${baseDir}'s lonas_compression.json (gptq) is not carried over\n`
+        : `merge: the adapter filled ${baseZeros - mergedZeros} of the base's ${baseZeros} zeros, so ${baseDir}'s lonas_compression.json (${record.method}) is not carried over (train with --sparse-adapter to keep them)\n`,
+    );
+}
 
 export function mergeCommand(): Command {
   return commandFrom(mergeSpec, (o: MergeOptions) => {
@@ -18,6 +37,7 @@ export function mergeCommand(): Command {
     const { hfConfig } = loadModelDir(o.model);
     const { config } = extractToDir(model, o.out, { merge: true, sourceDir: o.model, hfConfig });
     const after = countParams(loadWithAdapter(o.out).model);
+    keepCompression(o.model, o.out, before.total - before.nonZero, after.total - after.nonZero, !!config.quantization);
     process.stderr.write(
       `merge: ${config.layers.length} layers; parameters ${before.total - before.adapter} → ${after.total} ` +
         `(non-zero ${after.nonZero}, ${(100 * (1 - after.nonZero / after.total)).toFixed(2)}% zero); written to ${o.out}\n`,

@@ -6,7 +6,7 @@ import { loadTokenizer } from '../io/tokenizer.ts';
 import { writeCompression } from '../io/artifacts.ts';
 import { pruneModel } from '../compress/prune.ts';
 import { loadCalibrationSamples } from '../compress/calib-data.ts';
-import { sparsifySpec } from '../options/compress.ts';
+import { DEFAULT_SPARSITY, sparsifySpec } from '../options/compress.ts';
 import type { SparsifyOptions } from '../options/compress.ts';
 import { commandFrom } from './command.ts';
 
@@ -14,6 +14,12 @@ export function sparsifyCommand(): Command {
   return commandFrom(sparsifySpec, (o: SparsifyOptions) => {
     const [n, m] = o.nm ? o.nm.split(':').map(Number) : [];
     const nm = o.nm ? { n, m } : null;
+    if (nm && o.sparsity !== undefined)
+      throw new Error(
+        `--nm ${o.nm} prunes ${m - n} of every ${m} inputs (sparsity ${1 - n / m}); drop --sparsity ${o.sparsity}, or drop --nm`,
+      );
+    if (nm && !(n >= 1 && n < m)) throw new Error(`--nm ${o.nm}: N must be at least 1 and less than M, e.g. 2:4`);
+    const sparsity = nm ? 1 - n / m : (o.sparsity ?? DEFAULT_SPARSITY);
     const loaded = loadModelDir(o.model);
     const model = modelFromLoaded(o.model, loaded);
     let samples: Int32Array[] = [];
@@ -24,7 +30,7 @@ export function sparsifyCommand(): Command {
     const started = Date.now();
     const report = pruneModel(model, samples, {
       method: o.method,
-      sparsity: o.sparsity,
+      sparsity,
       nm,
       targets: o.targets,
       onProgress: (l, n) => process.stderr.write(`sparsify: layer ${l}/${n}\n`),
@@ -33,7 +39,7 @@ export function sparsifyCommand(): Command {
     copyTokenizerFiles(o.model, o.out);
     writeCompression(o.out, {
       method: o.method,
-      sparsity: o.sparsity,
+      sparsity,
       nm: o.nm ?? null,
       nsamples: samples.length,
       seqlen: samples[0]?.length ?? null,

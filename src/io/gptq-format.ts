@@ -9,6 +9,10 @@
 
 export type GptqFormat = 'gptq' | 'gptq_v2';
 
+/** Code widths lonas packs, loads and runs (`lonas quantize --bits` and quantization_config.bits alike). */
+export const GPTQ_BITS: readonly number[] = [2, 3, 4, 8];
+export const GPTQ_BITS_TEXT = '2, 3, 4 or 8';
+
 /** Packs `n` codes read as values(k) for k < n into ⌈n·bits/32⌉ words (little-endian bit stream). */
 function packStream(n: number, bits: number, value: (k: number) => number, words: Int32Array, stride: number, offset: number): void {
   const mask = (1 << bits) - 1;

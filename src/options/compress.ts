@@ -1,13 +1,21 @@
 /** The options of `lonas sparsify` and `lonas quantize` (src/cli/sparsify.ts, src/cli/quantize.ts; recipe sections "sparsify", "quantize"). */
 import { z } from 'zod';
+import { GPTQ_BITS, GPTQ_BITS_TEXT } from '../io/gptq-format.ts';
 import { targetsOption } from './finetune.ts';
 import { defineCommand, float, int, option } from './schema.ts';
 import type { OptionsOf } from './schema.ts';
 
+/** --sparsity when neither it nor --nm is given */
+export const DEFAULT_SPARSITY = 0.5;
+
 export const sparsifySpec = defineCommand('sparsify', 'prune a model with Wanda (calibrated) or magnitude; unstructured per row or N:M', {
   model: option('--model <dir>', 'Hugging Face model directory', z.string()),
   method: option('--method <m>', 'wanda or magnitude', z.enum(['wanda', 'magnitude']).default('wanda')),
-  sparsity: option('--sparsity <r>', 'fraction of each row set to zero', float((n) => n > 0 && n < 1, 'in (0, 1)').default(0.5)),
+  sparsity: option(
+    '--sparsity <r>',
+    `fraction of each row set to zero (default ${DEFAULT_SPARSITY}; not with --nm, whose pattern fixes it)`,
+    float((n) => n > 0 && n < 1, 'in (0, 1)').optional(),
+  ),
   nm: option(
     '--nm <N:M>',
     'semi-structured: keep N of every M consecutive inputs (e.g. 2:4)',
@@ -30,9 +38,9 @@ export const quantizeSpec = defineCommand('quantize', 'GPTQ quantisation (asymme
   method: option('--method <m>', 'gptq', z.literal('gptq').default('gptq')),
   bits: option(
     '--bits <b>',
-    'bits per weight: 4, 8 or 3',
+    `bits per weight: ${GPTQ_BITS_TEXT}`,
     int(2)
-      .refine((n) => [3, 4, 8].includes(n), 'must be 4, 8 or 3')
+      .refine((n) => GPTQ_BITS.includes(n), `must be ${GPTQ_BITS_TEXT}`)
       .default(4),
   ),
   groupSize: option(

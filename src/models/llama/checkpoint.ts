@@ -72,9 +72,11 @@ export function loadModelDir(dir: string, opts: LoadOptions = {}): LoadedModelDi
   try {
     const quantizedHead = !!config.quantization?.lmHead;
     checkHead(dir, configPath, files, where, quantizedHead);
+    const stored = storedNames(config, files, where);
+    const storedName = (name: string) => stored.get(name) ?? name;
     // missing ones are reported by LlamaModel; a quantised head is read from lm_head.qweight/… below
     const rows = table.all.filter((t) => where.has(t.name) && !(quantizedHead && t === table.lmHead));
-    const wanted = new Set(rows.map((t) => t.name));
+    const wanted = new Set(rows.map((t) => storedName(t.name)));
     const weights = new Map<string, Tensor>();
     const sources = new Map<string, string>();
     const elems: Record<string, number> = {};
@@ -99,14 +101,15 @@ export function loadModelDir(dir: string, opts: LoadOptions = {}): LoadedModelDi
     const mode = opts.weights ?? 'f32';
     const bf16 = new Map<string, Bf16Matrix>();
     rows.forEach(({ name, bf16Capable }, i) => {
-      const file = where.get(name)!;
-      const { dtype } = file.entry(name);
+      const file = where.get(name)!,
+        inFile = storedName(name);
+      const { dtype } = file.entry(inFile);
       if (dtype !== 'F32' && dtype !== 'F16' && dtype !== 'BF16' && dtype !== 'F64') {
         throw new Error(`${file.path}: tensor '${name}' is ${dtype}; lonas loads floating-point weights only (quantized checkpoint?)`);
       }
       const keep = mode !== 'f32' && bf16Capable;
       if (keep && dtype === 'BF16') {
-        const { bits, shape } = file.readBf16Bits(name);
+        const { bits, shape } = file.readBf16Bits(inFile);
         bf16.set(name, new Bf16Matrix(bits, [shape[0], shape[1]], name));
       } else {
         if (keep && mode === 'bf16') {
@@ -114,21 +117,45 @@ export function loadModelDir(dir: string, opts: LoadOptions = {}): LoadedModelDi
             `${file.path}: tensor '${name}' is stored as ${dtype}; weights: 'bf16' keeps BF16-stored weights only (rounding would change the model); use weights: 'auto' or 'f32'`,
           );
         }
-        const { data, shape } = file.readFloat32(name);
+        const { data, shape } = file.readFloat32(inFile);
         weights.set(name, new Tensor(data, shape, { name }));
       }
       sources.set(name, file.path);
       const d = dtype === 'F64' ? 'F32' : dtype;
-      const size = file.entry(name).shape.reduce((a, b) => a * b, 1);
+      const size = file.entry(inFile).shape.reduce((a, b) => a * b, 1);
       elems[d] = (elems[d] ?? 0) + size;
       opts.onProgress?.({ tensor: name, done: i + 1, total: rows.length });
     });
     const dtype = (Object.keys(elems) as WeightDType[]).reduce<WeightDType>((a, b) => ((elems[b] ?? 0) > (elems[a] ?? 0) ? b : a), 'F32');
-    const unused = [...where.keys()].filter((n) => !wanted.has(n));
+    const unused = [...where.keys()].filter((n) => !wanted.has(n) && !stored.has(n));
     return { config, hfConfig: hfConfig as Record<string, unknown>, weights, bf16, dtype, unused, sources, quantized };
   } finally {
     for (const f of files) f.close();
   }
+}
+
+/**
+ * Tensors stored under another name, as Hugging Face tools write shared tensors: HF name → name in the file
+ * (each such HF name is added to `where`). safetensors' save_model keeps one name of a shared tensor and
+ * records each dropped one in __metadata__ (dropped name → kept name); a tied model may keep lm_head.weight
+ * rather than the embedding, with or without that record, and then its embedding is read from lm_head.weight.
+ */
+function storedNames(config: LlamaConfig, files: SafetensorsFile[], where: Map<string, SafetensorsFile>): Map<string, string> {
+  const stored = new Map<string, string>();
+  for (const file of files) {
+    for (const [name, kept] of Object.entries(file.metadata)) {
+      if (where.has(name) || !file.has(kept)) continue; // not an alias (e.g. format: pt), or the name is stored itself
+      stored.set(name, kept);
+      where.set(name, file);
+    }
+  }
+  const embed = 'model.embed_tokens.weight',
+    head = where.get('lm_head.weight');
+  if (config.tieWordEmbeddings && !where.has(embed) && head) {
+    stored.set(embed, 'lm_head.weight');
+    where.set(embed, head);
+  }
+  return stored;
 }
 
 /**

@@ -11,6 +11,7 @@
  * super-network. When it is present the global sizes are only the maxima over the layers.
  */
 import { z } from 'zod';
+import { GPTQ_BITS, GPTQ_BITS_TEXT } from '../../io/gptq-format.ts';
 import type { LayerSizes, LlamaConfig, GptqConfig } from './config.ts';
 import type { RopeScaling } from '../../nn/rope.ts';
 
@@ -159,13 +160,12 @@ function checkSemantics(c: RawConfig, family: HfFamily, ctx: z.RefinementCtx): v
     if (q.quant_method !== 'gptq')
       issue(
         ['quantization_config', 'quant_method'],
-        `${JSON.stringify(q.quant_method)} is not supported (lonas loads GPTQ checkpoints; others: dequantise first)`,
+        'is not supported (lonas loads GPTQ checkpoints; others: dequantise first)', // the field's value is printed before the message
       );
     else {
-      if (![2, 3, 4, 8].includes(q.bits as number)) issue(['quantization_config', 'bits'], 'must be 2, 3, 4 or 8');
+      if (!GPTQ_BITS.includes(q.bits as number)) issue(['quantization_config', 'bits'], `must be ${GPTQ_BITS_TEXT}`);
       const fmt = q.checkpoint_format ?? 'gptq';
-      if (fmt !== 'gptq' && fmt !== 'gptq_v2')
-        issue(['quantization_config', 'checkpoint_format'], `${JSON.stringify(fmt)} is not supported (gptq or gptq_v2)`);
+      if (fmt !== 'gptq' && fmt !== 'gptq_v2') issue(['quantization_config', 'checkpoint_format'], 'is not supported (gptq or gptq_v2)');
       if (q.lm_head !== undefined && typeof q.lm_head !== 'boolean')
         issue(['quantization_config', 'lm_head'], 'must be true or false (whether the LM head is GPTQ-quantised)');
     }
