@@ -2,6 +2,7 @@
 import type { Command } from 'commander';
 import { backendInfo, setThreads } from '../kernels/index.ts';
 import { mpiBindingStatus } from '../dist/mpi.ts';
+import { bf16Compute, int4Compute } from '../kernels/compute-mode.ts';
 import { doctorSpec } from '../options/tools.ts';
 import type { DoctorOptions } from '../options/tools.ts';
 import { commandFrom } from './command.ts';
@@ -11,8 +12,9 @@ export function doctorCommand(): Command {
     if (opts.threads !== undefined) setThreads(opts.threads);
     const info = backendInfo();
     const mpi = mpiBindingStatus();
+    const compute = { int4: int4Compute(), bf16: bf16Compute() };
     if (opts.json) {
-      process.stdout.write(`${JSON.stringify({ node: process.version, ...info, mpi })}\n`);
+      process.stdout.write(`${JSON.stringify({ node: process.version, ...info, compute, mpi })}\n`);
       return;
     }
     const lines = [
@@ -26,6 +28,7 @@ export function doctorCommand(): Command {
           ]
         : []),
       `cpu flags     ${info.cpuFlags.join(' ') || '(unknown)'}`,
+      `compute       INT4 ${compute.int4}, bf16 ${compute.bf16} (LONAS_INT4_COMPUTE=int8-act, LONAS_BF16_COMPUTE=bf16-act choose the approximate paths)`,
       `mpi           ${
         mpi.built
           ? `binding built (${mpi.library}); mpirun -np N lonas finetune|search … runs data-parallel`
