@@ -14,24 +14,8 @@ import { STORIES_F32, asset } from '../helpers/assets.ts';
 const dir = mkdtempSync(join(tmpdir(), 'lonas-inspect-gptq-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
 const calib = asset('datasets', 'llm-adapters', 'dataset', 'ARC-Easy', 'train.json');
-const quantize = (model: string, out: string) =>
-  lonas(
-    'quantize',
-    '--model',
-    model,
-    '--bits',
-    '4',
-    '--group-size',
-    '32',
-    '--calib',
-    calib,
-    '--nsamples',
-    '4',
-    '--seqlen',
-    '32',
-    '--out',
-    out,
-  );
+const gptq = '--bits 4 --group-size 32 --nsamples 4 --seqlen 32'.split(' ');
+const quantize = (model: string, out: string) => lonas('quantize', '--model', model, ...gptq, '--calib', calib, '--out', out);
 interface Inspected {
   params: number;
   nonZero: number;
