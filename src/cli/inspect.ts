@@ -14,6 +14,10 @@ export function inspectCommand(): Command {
       [];
     let total = 0,
       nonZero = 0;
+    const compression = readCompression(o.model);
+    const kept = compression?.method === 'gptq' ? compression.kept_zeros : {};
+    // a GPTQ weight's zeros are sparsity only as far as they were kept from its source (lonas_compression.json
+    // kept_zeros); other codes at the zero point dequantise to 0 by rounding and are not counted
     const count = (names: string[]) => {
       let n = 0,
         nz = 0;
@@ -21,7 +25,9 @@ export function inspectCommand(): Command {
         const t = loaded.weights.get(name);
         if (!t) continue;
         n += t.size;
-        for (const v of t.data) if (v !== 0) nz++;
+        const module = name.replace(/\.weight$/, '');
+        if (loaded.quantized.has(module)) nz += t.size - (kept[module] ?? 0);
+        else for (const v of t.data) if (v !== 0) nz++;
       }
       return { n, nz };
     };
@@ -46,10 +52,11 @@ export function inspectCommand(): Command {
     const lmHead = headQw
       ? { format: `INT${headQw.bits}`, bits: headQw.bits, groupSize: headQw.groupSize, tied: false }
       : { format: loaded.dtype, bits: null, groupSize: null, tied: c.tieWordEmbeddings };
-    const compression = readCompression(o.model);
+    const projections = c.quantization ? `INT${c.quantization.bits}` : loaded.dtype;
     const summary = {
       model: o.model,
       dtype: loaded.dtype,
+      projections,
       layers: c.layers.length,
       hidden: c.hiddenSize,
       vocab: c.vocabSize,
@@ -72,7 +79,7 @@ export function inspectCommand(): Command {
       return;
     }
     const out = [
-      `${o.model}: ${c.layers.length} layers, hidden ${c.hiddenSize}, vocab ${c.vocabSize}, stored as ${loaded.dtype}`,
+      `${o.model}: ${c.layers.length} layers, hidden ${c.hiddenSize}, vocab ${c.vocabSize}, stored as ${loaded.dtype}${c.quantization ? `, projections ${projections} (GPTQ)` : ''}`,
       `parameters ${total.toLocaleString('en-US')} (non-zero ${nonZero.toLocaleString('en-US')}, ${(100 * (1 - nonZero / total)).toFixed(2)}% zero)`,
       ...(compression
         ? [

@@ -69,11 +69,21 @@ export interface TaskData {
   examples: Example[];
 }
 
-/** `$LONAS_ASSETS/datasets/llm-adapters/dataset`, else `../shared/assets/...` from the cwd — only if it exists. */
-export function defaultDataDir(cwd = process.cwd()): string | null {
+/** Where the default data directory would be: `$LONAS_ASSETS/datasets/llm-adapters/dataset`, else `../shared/assets/...` from the cwd. */
+function defaultDataDirPath(cwd: string): string {
   const root = process.env.LONAS_ASSETS ?? resolve(cwd, '..', 'shared', 'assets');
-  const dir = join(root, 'datasets', 'llm-adapters', 'dataset');
+  return join(root, 'datasets', 'llm-adapters', 'dataset');
+}
+
+/** The default data directory (see defaultDataDirPath), only if it exists. */
+export function defaultDataDir(cwd = process.cwd()): string | null {
+  const dir = defaultDataDirPath(cwd);
   return existsSync(dir) ? dir : null;
+}
+
+/** The known tasks that have a <task>/test.json in `dir` (registry order). */
+export function availableTasks(dir: string): string[] {
+  return TASKS.filter((t) => taskFile(dir, t.name)).map((t) => t.name);
 }
 
 /**
@@ -110,9 +120,12 @@ export function loadTasks(names: string[], dataDir?: string): TaskData[] {
   if (dups.length) throw new Error(`task '${dups[0].name}' is listed twice`);
   const dir = dataDir ?? defaultDataDir();
   if (!dir) {
+    const from = process.env.LONAS_ASSETS
+      ? '$LONAS_ASSETS/datasets/llm-adapters/dataset'
+      : 'the default ../shared/assets/datasets/llm-adapters/dataset';
     throw new Error(
-      'no data directory: pass --data-dir DIR (the LLM-Adapters dataset/ folder with <task>/test.json); ' +
-        'the default ../shared/assets/datasets/llm-adapters/dataset does not exist from here',
+      'no data directory: pass --data-dir DIR (the LLM-Adapters dataset/ folder with <task>/test.json), or set LONAS_ASSETS ' +
+        `to the assets directory holding datasets/llm-adapters/dataset; ${from} (${defaultDataDirPath(process.cwd())}) does not exist`,
     );
   }
   if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new Error(`--data-dir ${dir}: no such directory`);

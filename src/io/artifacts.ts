@@ -152,6 +152,8 @@ const compression = fileInDir(
       seed: z.number().int(),
       source: z.string(),
       lm_head: z.boolean().default(false),
+      /** module → exact zeros of its source weight, kept exactly zero by GPTQ (the output's sparsity; other zero codes are rounding) */
+      kept_zeros: z.record(z.string(), z.number().int()).default({}),
     }),
   ]),
   'lonas_compression.json',

@@ -156,9 +156,14 @@ function searchSummary(r: SearchResult, scoreName: string, o: Pick<AdapterSearch
   const costName = o.objective === 'latency' ? 'latency_ms' : o.objective;
   const costOf = (e: CostRecord) => (o.objective === 'macs' ? e.macs : o.objective === 'params' ? e.params : (e.latencyMs ?? NaN));
   const ratio = max ? ` (${(costOf(r.best) / costOf(max)).toFixed(3)}× maximal)` : '';
+  // the objective's cost comes first, with its ratio; each other cost follows once
+  const others = (['params', 'macs'] as const)
+    .filter((k) => k !== o.objective)
+    .map((k) => `, ${k} ${human(r.best[k])}`)
+    .join('');
   return (
     `front: ${r.front.length} configuration${r.front.length === 1 ? '' : 's'}; ref ${scoreName} ${r.ref.toFixed(4)}, threshold ${r.threshold.toFixed(4)}\n` +
-    `best: ${scoreName} ${r.best.score.toFixed(4)}, ${costName} ${o.objective === 'latency' ? costOf(r.best).toFixed(2) : human(costOf(r.best))}${ratio}, params ${human(r.best.params)}, macs ${human(r.best.macs)} [${r.best.source}]\n` +
+    `best: ${scoreName} ${r.best.score.toFixed(4)}, ${costName} ${o.objective === 'latency' ? costOf(r.best).toFixed(2) : human(costOf(r.best))}${ratio}${others} [${r.best.source}]\n` +
     `written: ${['best.json', 'pareto.json', 'pareto.svg', 'search_progression.csv', EVALUATIONS_FILE].map((f) => join(o.out, f)).join(', ')}\n`
   );
 }

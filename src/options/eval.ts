@@ -2,6 +2,16 @@
 import { z } from 'zod';
 import { defineCommand, int, option } from './schema.ts';
 import type { OptionsOf } from './schema.ts';
+import { TASKS, availableTasks, defaultDataDir } from '../eval/tasks.ts';
+
+/** --tasks help: the tasks that have data in the default data directory, never one without */
+function tasksHelp(): string {
+  const dir = defaultDataDir();
+  const present = dir ? availableTasks(dir) : [];
+  return present.length
+    ? `comma-separated tasks; with data in ${dir}: ${present.join(',')}`
+    : `comma-separated tasks (${TASKS.map((t) => t.name).join(',')}); no default data directory here, so pass --data-dir`;
+}
 
 const modelOptions = (modelHelp: string, adapterHelp: string) => ({
   model: option('--model <dir>', modelHelp, z.string()),
@@ -17,16 +27,12 @@ export const evalSpec = defineCommand(
       'Hugging Face model directory (a base model or an extracted sub-network)',
       'LoRA adapter directory (PEFT format) to apply',
     ),
-    tasks: option(
-      '--tasks <list>',
-      'comma-separated tasks, e.g. boolq,piqa,social_i_qa,hellaswag,winogrande,ARC-Easy,ARC-Challenge,openbookqa,gsm8k',
-      z.string().optional(),
-    ),
+    tasks: option('--tasks <list>', tasksHelp(), z.string().optional()),
     data: option('--data <file>', 'one test file instead of --tasks (LLM-Adapters JSON or GSM8K JSONL)', z.string().optional()),
     answerType: option('--answer-type <type>', 'answer format of --data', z.enum(['auto', 'choice', 'number', 'letter']).default('auto')),
     dataDir: option(
       '--data-dir <dir>',
-      'directory with <task>/test.json (default: ../shared/assets/datasets/llm-adapters/dataset if it exists)',
+      'directory with <task>/test.json (default: $LONAS_ASSETS/datasets/llm-adapters/dataset, else ../shared/assets/datasets/llm-adapters/dataset, if it exists)',
       z.string().optional(),
     ),
     mode: option(
