@@ -126,6 +126,13 @@ export function extractToDir(model: LlamaModel, outDir: string, o: ExtractOption
     // slice the base with the adapters switched off, then write the sliced adapters beside it
     smaller = withAdaptersOff(loras, () => extractMerged(model));
     adapterDir = join(outDir, 'adapter');
+    // a QA-SparsePEFT adapter acts through its base's INT4 grid: a sliced quantised projection is written in
+    // float, so the sliced adapter could not compute the same function on it
+    const slicedQa = loras.find((l) => l.variant.mode === 'qa' && (l.activeOut < l.outFeatures || l.activeIn < l.inFeatures));
+    if (slicedQa)
+      throw new Error(
+        `${slicedQa.name}: a QA-SparsePEFT adapter on a sliced INT4 projection cannot be extracted unmerged (the slice is written in float); extract with --merge, which writes the INT4 merge`,
+      );
   }
   saveModelDir(outDir, smaller, { hfConfig: o.hfConfig, dtype: o.dtype, overwrite: true });
   if (o.sourceDir) copyTokenizerFiles(o.sourceDir, outDir);
@@ -133,7 +140,8 @@ export function extractToDir(model: LlamaModel, outDir: string, o: ExtractOption
     savePeftAdapter(
       adapterDir,
       loras.filter((l) => l.activeRank > 0).map((l) => slicedAdapter(l)),
-      { baseModel: outDir, base: adapterBaseRecord(outDir) },
+      // the variant (plain / SparsePEFT / QA) travels with the adapter, so it reloads computing the same function
+      { baseModel: outDir, base: adapterBaseRecord(outDir), mode: loras[0].variant.mode },
     );
   return { config: smaller.config, adapterDir };
 }

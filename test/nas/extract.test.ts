@@ -1,11 +1,12 @@
 /** Extraction: the smaller model computes exactly what the super-network computes at that configuration. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as T from '../../src/tensor/index.ts';
 import { addLora, loadAdapter, loraModules } from '../../src/adapters/peft.ts';
+import { enableSparsePeft } from '../../src/adapters/sqft.ts';
 import { PRESETS, resolveSearchSpace } from '../../src/nas/search-space.ts';
 import { applySubnet, namedSubnet, sampleSubnet } from '../../src/nas/subnet.ts';
 import { activeConfig, extractToDir } from '../../src/nas/extract.ts';
@@ -58,3 +59,17 @@ for (const merge of [true, false]) {
     }
   });
 }
+
+test('a SparsePEFT adapter extracted unmerged reloads as SparsePEFT: same function as the super-network', () => {
+  const { m, space } = superNet();
+  for (const l of loraModules(m)) l.base.weight.data.forEach((_, i, a) => i % 2 === 0 && (a[i] = 0)); // a 50 % sparse base
+  enableSparsePeft(loraModules(m));
+  applySubnet(m, space, sampleSubnet(space, new T.Rng(4)));
+  const expected = logits(m);
+  const dir = mkdtempSync(join(tmpdir(), 'lonas-extract-sparse-'));
+  const { adapterDir } = extractToDir(m, dir, { merge: false });
+  assert.equal(JSON.parse(readFileSync(join(adapterDir!, 'lonas_adapter.json'), 'utf8')).mode, 'sparse');
+  const small = loadLlama(dir);
+  loadAdapter(small, adapterDir!);
+  assertClose(logits(small), expected, 'logits of the reloaded extraction', { rtol: 1e-5, atol: 1e-5 });
+});
