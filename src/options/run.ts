@@ -11,6 +11,14 @@ export const runSpec = defineCommand(
     model: option('--model <dir>', "override the recipe's model", z.string().optional()),
     out: option('--out <dir>', 'override the run directory', z.string().optional()),
     from: option('--from <stage>', 'redo this stage and every later one', z.string().optional()),
+    mpi: option(
+      '--mpi <launch>',
+      'launch the fine-tuning and search stages under this command, e.g. "mpirun -np 4 --hostfile hosts" (overrides the recipe\'s "mpi")',
+      z
+        .string()
+        .regex(/^\s*\S/, 'a launch command such as "mpirun -np 2"')
+        .optional(),
+    ),
   },
   'recipe',
 );

@@ -119,7 +119,14 @@ export type Recipe = z.infer<typeof recipeSchema>;
  * Parses and validates a recipe; errors name the file and each bad field. Relative paths resolve against
  * `baseDir`, the run directory `out` against the working directory.
  */
-export function parseRecipe(json: unknown, source: string, baseDir: string, overrides: { model?: string; out?: string } = {}): Recipe {
+/** What `lonas run` flags replace in a recipe (the model, the run directory, the MPI launch prefix). */
+export interface RecipeOverrides {
+  model?: string;
+  out?: string;
+  mpi?: string;
+}
+
+export function parseRecipe(json: unknown, source: string, baseDir: string, overrides: RecipeOverrides = {}): Recipe {
   const r = recipeSchema.safeParse(json);
   if (!r.success) throw new Error(`${source}: invalid recipe: ${fieldErrors(r.error)}`);
   const recipe = r.data;
@@ -139,6 +146,7 @@ export function parseRecipe(json: unknown, source: string, baseDir: string, over
     return count ? `${full}:${count}` : full;
   };
   recipe.model = overrides.model ? resolve(overrides.model) : abs(recipe.model);
+  if (overrides.mpi !== undefined) recipe.mpi = overrides.mpi;
   recipe.data.tasks = recipe.data.tasks.map(expandVars);
   recipe.out = resolve(overrides.out ?? expandVars(recipe.out.replace('${name}', recipe.name)));
   recipe.data.train = recipe.data.train.map(abs);
@@ -158,6 +166,6 @@ function expandVars(p: string): string {
   return p.replace(/\$\{assets\}/g, assetsDir());
 }
 
-export function loadRecipe(file: string, overrides: { model?: string; out?: string } = {}): Recipe {
+export function loadRecipe(file: string, overrides: RecipeOverrides = {}): Recipe {
   return parseRecipe(readJsonFile(file, 'the recipe'), file, dirname(resolve(file)), overrides);
 }

@@ -47,7 +47,7 @@ export async function runRecipe(r: Recipe, o: RunOptions): Promise<StageRecord[]
     for (const s of list.slice(at)) rmSync(markerPath(r, s.name), { force: true });
   } else if (
     existsSync(savedPath) &&
-    readFileSync(savedPath, 'utf8') !== `${JSON.stringify(r, null, 2)}\n` &&
+    whatItComputes(JSON.parse(readFileSync(savedPath, 'utf8')) as Recipe) !== whatItComputes(r) &&
     list.some((s) => existsSync(markerPath(r, s.name)))
   ) {
     throw new Error(
@@ -78,6 +78,12 @@ export async function runRecipe(r: Recipe, o: RunOptions): Promise<StageRecord[]
     log(`lonas run: stage ${s.name} finished in ${record.seconds.toFixed(1)} s`);
   }
   return stageRecords(r);
+}
+
+/** The recipe without its MPI launch prefix: N ranks compute what one process does, so a run may resume under another launch. */
+function whatItComputes(r: Recipe): string {
+  const { mpi: _launch, ...rest } = r;
+  return JSON.stringify(rest);
 }
 
 /** stages that run data-parallel / distributed under the recipe's `mpi` launch prefix (src/dist) */

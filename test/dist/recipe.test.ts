@@ -2,12 +2,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseRecipe } from '../../src/pipeline/recipe.ts';
 import { stages } from '../../src/pipeline/stages.ts';
+import { runRecipe } from '../../src/pipeline/runner.ts';
+import { writeStageRecord } from '../../src/io/artifacts.ts';
 import { BIN, SKIP_NO_MPI } from './mpirun.ts';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -50,4 +52,22 @@ test('a recipe with "mpi" runs fine-tuning and search under mpirun, the other st
   assert.match(r.stderr, /\$ lonas extract /);
   assert.equal(JSON.parse(readFileSync(join(dir, 'run', 'adapter', 'run_config.json'), 'utf8')).world_size, 2);
   assert.ok(JSON.parse(readFileSync(join(dir, 'run', 'search', 'best.json'), 'utf8')).config, 'the search wrote best.json');
+});
+
+test('lonas run --mpi sets the launch prefix, and a run resumes under another launch (not under another recipe)', async () => {
+  const withFlag = parseRecipe(tinyLonas(undefined), 'my.json', ROOT, { mpi: MPI });
+  assert.equal(withFlag.mpi, MPI);
+  assert.equal(parseRecipe(tinyLonas('mpirun -np 4'), 'my.json', ROOT, { mpi: MPI }).mpi, MPI, 'the flag wins over the recipe');
+  // a finished run: every stage has its record, so resuming runs nothing
+  const out = mkdtempSync(join(tmpdir(), 'lonas-recipe-launch-'));
+  mkdirSync(join(out, 'stages'));
+  const first = parseRecipe(tinyLonas(MPI), 'my.json', ROOT, { out });
+  writeFileSync(join(out, 'recipe.json'), `${JSON.stringify(first, null, 2)}\n`);
+  for (const s of stages(first))
+    writeStageRecord(out, { name: s.name, seconds: 0, outputs: s.outputs, finishedAt: new Date().toISOString() });
+  const quiet = { log: () => {}, report: async () => {} };
+  await runRecipe(parseRecipe(tinyLonas(undefined), 'my.json', ROOT, { out }), quiet); // one process now: same computation
+  const otherRank = tinyLonas(undefined);
+  otherRank.finetune.rank = 8;
+  await assert.rejects(runRecipe(parseRecipe(otherRank, 'my.json', ROOT, { out }), quiet), /holds a run of a different recipe/);
 });
