@@ -1,10 +1,35 @@
 /** Small file helpers: atomic writes (temp file + rename) so an interrupted run never leaves a corrupt file; JSON reads that name the file. */
-import { readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, renameSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 
 export function writeFileAtomic(path: string, data: string | Uint8Array): void {
   const tmp = `${path}.${process.pid}.tmp`;
   writeFileSync(tmp, data);
   renameSync(tmp, path);
+}
+
+/**
+ * Streams a file through `write(put)` into `<path>.<pid>.tmp` and renames it into place; on any error the
+ * temporary file is removed, so `path` is either the old file or the complete new one.
+ */
+export function writeStreamAtomic(path: string, write: (put: (bytes: Uint8Array) => void) => void): void {
+  const tmp = `${path}.${process.pid}.tmp`;
+  const fd = openSync(tmp, 'w');
+  try {
+    write((b) => {
+      let done = 0;
+      while (done < b.length) done += writeSync(fd, b, done, b.length - done);
+    });
+    closeSync(fd);
+    renameSync(tmp, path);
+  } catch (e) {
+    try {
+      closeSync(fd);
+    } catch {
+      /* already closed */
+    }
+    rmSync(tmp, { force: true });
+    throw e;
+  }
 }
 
 export function writeJsonAtomic(path: string, value: unknown): void {

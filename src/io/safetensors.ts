@@ -8,9 +8,10 @@
  * BF16 tensor is read as its raw bits (`readBf16Bits`) to stay in bfloat16.
  * Writing goes to a temporary file that is renamed into place, so a crash never leaves a corrupt file.
  */
-import { closeSync, fstatSync, openSync, readSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { endianness } from 'node:os';
 import { bf16ToF32 } from '../tensor/bf16.ts';
+import { writeStreamAtomic } from './files.ts';
 
 export type StDType = 'F64' | 'F32' | 'F16' | 'BF16' | 'I64' | 'I32' | 'I16' | 'I8' | 'U8' | 'BOOL';
 /** Bytes per element of each safetensors dtype. */
@@ -324,28 +325,9 @@ export function writeSafetensors(path: string, tensors: Record<string, TensorToW
   const headerBytes = Buffer.from(json, 'utf8');
   const len = Buffer.alloc(8);
   len.writeBigUInt64LE(BigInt(headerBytes.length));
-  const tmp = `${path}.${process.pid}.tmp`;
-  const fd = openSync(tmp, 'w');
-  try {
-    writeSync(fd, len);
-    writeSync(fd, headerBytes);
-    for (const b of blobs) {
-      let done = 0;
-      while (done < b.length) done += writeSync(fd, b, done, b.length - done);
-    }
-    closeSync(fd);
-    renameSync(tmp, path);
-  } catch (e) {
-    try {
-      closeSync(fd);
-    } catch {
-      /* already closed */
-    }
-    try {
-      unlinkSync(tmp);
-    } catch {
-      /* nothing to remove */
-    }
-    throw e;
-  }
+  writeStreamAtomic(path, (put) => {
+    put(len);
+    put(headerBytes);
+    for (const b of blobs) put(b);
+  });
 }

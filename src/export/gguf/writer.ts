@@ -9,7 +9,7 @@
  * Tensors are produced one at a time while writing (peak memory: one tensor), into a temp file that is
  * renamed into place when complete.
  */
-import { closeSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { writeStreamAtomic } from '../../io/files.ts';
 
 export const GGUF_ALIGNMENT = 32;
 
@@ -194,13 +194,7 @@ export function writeGguf(path: string, metadata: Map<string, GgufValue>, tensor
     offset += sizes[i] + pad(sizes[i]);
   });
   head.zeros(pad(head.length));
-  const tmp = `${path}.${process.pid}.tmp`;
-  const fd = openSync(tmp, 'w');
-  try {
-    const put = (b: Uint8Array) => {
-      let done = 0;
-      while (done < b.length) done += writeSync(fd, b, done, b.length - done);
-    };
+  writeStreamAtomic(path, (put) => {
     put(head.bytes());
     tensors.forEach((t, i) => {
       const b = t.bytes();
@@ -211,20 +205,6 @@ export function writeGguf(path: string, metadata: Map<string, GgufValue>, tensor
       put(b);
       put(new Uint8Array(pad(b.length)));
     });
-    closeSync(fd);
-    renameSync(tmp, path);
-    return head.length + offset;
-  } catch (e) {
-    try {
-      closeSync(fd);
-    } catch {
-      /* already closed */
-    }
-    try {
-      unlinkSync(tmp);
-    } catch {
-      /* nothing to remove */
-    }
-    throw e;
-  }
+  });
+  return head.length + offset;
 }
