@@ -57,7 +57,7 @@ export const finetuneSpec = defineCommand(
     ),
     gradientCheckpointing: option(
       '--gradient-checkpointing [when]',
-      'activation checkpointing per decoder layer (each layer recomputed in backward: the same gradients, ~1/3 more time, ' +
+      'activation checkpointing per decoder layer (each layer recomputed in backward: the same gradients, one more forward, ' +
         'far less memory): on (the bare flag), off, or auto, on only when the memory estimate says the run does not fit without it',
       z.enum(CHECKPOINTING_MODES).default('auto'),
       { preset: 'on' },
