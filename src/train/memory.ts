@@ -18,12 +18,14 @@
  *     Llama-2-7B, LoRA r 32 on all seven, dropout: 253 666 floats + 35 584 mask bytes ≈ 1.05 MB per token per layer.
  *     The head: (C + 1) final norm + V logits + 2 (log-sum-exp, target) per token; the embedding output C per token.
  *     With gradient checkpointing only each layer's input (C per token) stays, plus one layer recomputed in backward.
- *   workspace    the transient of backward: the logits' gradient (N·V), the attention's score gradient (N·Hq·T) and
- *                the gradients of one layer (≈ its activations; with checkpointing, its recomputed graph is released
- *                as those gradients appear, so the same)
- * Measured (npm run bench -- memory --layers 2, Llama-2-7B shapes, batch 4 × 256, checkpointed): peak RSS 2.8 GiB
- * against this estimate's 2.7 GiB.
+ *   workspace    the transient of backward: the logits' gradient (N·V) and the attention's score gradient (N·Hq·T);
+ *                the other gradients take the place of the activations backward releases as it goes. With
+ *                checkpointing, one layer's recomputed graph (its activations) on top.
  *   runtime      Node, the addon, OpenBLAS's buffers, the tokenised data: RUNTIME_BYTES
+ *
+ * Measured (Llama-2-7B shapes, 2 layers, batch 4 × 256, LoRA r 32 on all seven, dropout; peak RSS of lonas finetune,
+ * one step): plain LoRA 3.76 GiB against 3.81 estimated, checkpointed 2.79 GiB against 2.84; so within ~2 %, above.
+ * LoNAS draws narrower sub-networks too, which need less (the estimate is the maximal one's).
  *
  * The activation formula is checked against graphBytes on small models (test/train/memory.test.ts); the whole
  * estimate against the peak RSS of `lonas finetune` on the Llama-2-7B layer shapes by `npm run bench -- memory`.
@@ -106,9 +108,9 @@ export function estimateTrainingMemory(model: LlamaModel, s: TrainingShape): Mem
   const activations = activationBytes(model, s);
   const layerMax = Math.max(...model.layers.map((_, i) => layerActivationBytesPerToken(model, i, s.seq)));
   const heads = Math.max(...model.config.layers.map((l) => l.numHeads));
-  // one layer's gradients at a time: backward releases a layer's graph as it produces them, so a recomputed layer
-  // (checkpointing) costs no more than the gradients of a kept one
-  const workspace = N * (V * F32 + heads * s.seq * F32 + layerMax);
+  // backward releases each op's saved tensors as it produces their gradients, so a kept graph shrinks as fast as
+  // the gradients grow (measured); a checkpointed layer's recomputed graph comes on top of the kept inputs
+  const workspace = N * (V * F32 + heads * s.seq * F32 + (s.checkpointing ? layerMax : 0));
   const runtime = RUNTIME_BYTES;
   return { weights, adapters, activations, workspace, runtime, total: weights + adapters + activations + workspace + runtime };
 }
@@ -128,9 +130,9 @@ export function peakRss(): number {
   return process.resourceUsage().maxRSS * 1024;
 }
 
-/** 23.5 GiB, 0.85 GiB, 37 MiB */
+/** 23.5 GiB, 3.84 GiB, 0.15 GiB, 37 MiB */
 export const gib = (bytes: number) =>
-  bytes >= GIB
+  bytes >= 10 * GIB
     ? `${(bytes / GIB).toFixed(1)} GiB`
     : bytes >= GIB / 8
       ? `${(bytes / GIB).toFixed(2)} GiB`

@@ -81,7 +81,7 @@ test('the plan: checkpointing off when the run fits, on (auto) when only it fits
   assert.equal(roomy.checkpointing, false);
   assert.match(
     roomy.summary,
-    /memory: estimated peak .* for batch 8 × 32 tokens, of --memory-limit 1\.0 GiB; gradient checkpointing off: not needed/,
+    /memory: estimated peak .* for batch 8 × 32 tokens, of --memory-limit 1\.00 GiB; gradient checkpointing off: not needed/,
   );
 
   const between = (at(8, true) + at(8, false)) / 2;
