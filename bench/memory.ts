@@ -12,7 +12,7 @@
  * samples), --calib-len N (512), --timeout S (stop a command after S seconds, reporting its peak so far), --skip a,b
  * (commands not to run: later ones that need their output fail), --tmp DIR (os.tmpdir()), --keep (leave the directory).
  */
-import { spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
 import { tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
@@ -171,30 +171,54 @@ interface CommandResult {
   log: string;
 }
 
-/** Runs `lonas args` in a child (bench/memory-child.ts) and reads its peak RSS and time. */
-function runChild(name: string, args: string[], work: string, weightBytes: number, timeout: number): CommandResult {
-  const result = join(work, `${name}.result.json`),
-    logFile = join(work, `${name}.log`);
-  const child = fileURLToPath(new URL('./memory-child.ts', import.meta.url));
+/** Peak resident set of a live process (Linux /proc VmHWM, the figure getrusage reports at its exit), bytes; NaN elsewhere. */
+function liveHighWater(pid: number | undefined): number {
+  try {
+    const kb = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
+    return kb ? Number(kb) * 1024 : NaN;
+  } catch {
+    return NaN;
+  }
+}
+
+/**
+ * Runs `lonas args` in a child (bench/memory-child.ts) and reads its peak RSS and time. After `timeout` seconds (0: none)
+ * the child's peak so far is read from /proc and it is killed: a busy child would not run a signal handler.
+ */
+async function runChild(name: string, args: string[], work: string, weightBytes: number, timeout: number): Promise<CommandResult> {
+  const result = join(work, `${name}.result.json`);
+  const script = fileURLToPath(new URL('./memory-child.ts', import.meta.url));
   log(`memory bench: lonas ${args.join(' ')}`);
-  const r = spawnSync(process.execPath, ['--import', 'tsx', child, result, ...args], {
-    encoding: 'utf8',
-    maxBuffer: 64 << 20,
-    ...(timeout > 0 ? { timeout: timeout * 1000, killSignal: 'SIGTERM' as const } : {}),
-  });
-  const timedOut = r.status === 143 || r.signal === 'SIGTERM';
-  writeFileSync(logFile, `${r.stdout}\n${r.stderr}`);
-  const ok = r.status === 0 && existsSync(result);
-  if (!ok) log(`memory bench: ${name} failed (${r.signal ? `killed by ${r.signal}` : `exit ${r.status}`}):\n${r.stderr.slice(-2000)}`);
+  const started = performance.now();
+  const child = spawn(process.execPath, ['--import', 'tsx', script, result, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  child.stdout.on('data', (d: Buffer) => (output += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (output += d.toString()));
+  const stop: { at: { seconds: number; peak: number } | null } = { at: null }; // set by the timer
+  const timer =
+    timeout > 0
+      ? setTimeout(() => {
+          stop.at = { seconds: (performance.now() - started) / 1000, peak: liveHighWater(child.pid) };
+          child.kill('SIGKILL');
+        }, timeout * 1000)
+      : null;
+  const [code, signal] = await new Promise<[number | null, string | null]>((done) => child.on('close', (c, sig) => done([c, sig])));
+  if (timer) clearTimeout(timer);
+  writeFileSync(join(work, `${name}.log`), output);
   const m = existsSync(result) ? (JSON.parse(readFileSync(result, 'utf8')) as { seconds: number; maxRssBytes: number }) : null;
+  const ok = code === 0 && m !== null;
+  const why = stop.at ? `stopped after ${timeout} s (--timeout)` : signal ? `killed by ${signal}` : `exit ${code}`;
+  if (!ok) log(`memory bench: ${name} failed (${why}):\n${output.slice(-2000)}`);
+  const seconds = m?.seconds ?? stop.at?.seconds ?? NaN,
+    peak = m?.maxRssBytes ?? stop.at?.peak ?? NaN;
   return {
     command: name,
     ok,
-    timed_out: timedOut,
-    seconds: round(m?.seconds ?? NaN, 1),
-    peak_rss_gib: round((m?.maxRssBytes ?? NaN) / GIB, 2),
-    peak_over_weights: round((m?.maxRssBytes ?? NaN) / weightBytes, 3),
-    log: `${r.stdout}\n${r.stderr}`,
+    timed_out: stop.at !== null,
+    seconds: round(seconds, 1),
+    peak_rss_gib: round(peak / GIB, 2),
+    peak_over_weights: round(peak / weightBytes, 3),
+    log: output,
   };
 }
 
@@ -326,7 +350,7 @@ export async function main(args: string[]): Promise<unknown> {
     const results: CommandResult[] = [];
     for (const [name, argv, output] of steps) {
       if (o.skip.includes(name.replace(/ .*/, ''))) continue;
-      results.push(runChild(name.replace(/ .*/, ''), argv, work, weightBytes, o.timeout));
+      results.push(await runChild(name.replace(/ .*/, ''), argv, work, weightBytes, o.timeout));
       results[results.length - 1].command = name;
       if (output) rmSync(at(output), { recursive: true, force: true }); // one output on disk at a time
     }
