@@ -5,7 +5,8 @@
 import type { Command } from 'commander';
 import { loadModelDir } from '../models/llama/checkpoint.ts';
 import { loadWithAdapter } from '../nas/load.ts';
-import { extractToDir } from '../nas/extract.ts';
+import { describeRequantization, extractToDir, requantizationRecord } from '../nas/extract.ts';
+import type { Requantization } from '../nas/extract.ts';
 import { countParams } from '../nas/cost.ts';
 import { mergeSpec } from '../options/tools.ts';
 import type { MergeOptions } from '../options/tools.ts';
@@ -17,15 +18,26 @@ import { readCompression, writeCompression } from '../io/artifacts.ts';
  * sparsification while the merge kept every zero of the (active) base, a GPTQ record while the output is
  * GPTQ. Otherwise the record is dropped, and the log says why.
  */
-function keepCompression(baseDir: string, outDir: string, baseZeros: number, mergedZeros: number, mergedIsGptq: boolean): void {
+function keepCompression(
+  baseDir: string,
+  outDir: string,
+  baseZeros: number,
+  mergedZeros: number,
+  mergedIsGptq: boolean,
+  requantization: Requantization | null,
+): void {
   const record = readCompression(baseDir);
   if (!record) return;
   const holds = record.method === 'gptq' ? mergedIsGptq : mergedZeros >= baseZeros;
-  if (holds) writeCompression(outDir, record);
+  if (holds)
+    writeCompression(
+      outDir,
+      record.method === 'gptq' && requantization ? { ...record, merge_requantization: requantizationRecord(requantization) } : record,
+    );
   else
     process.stderr.write(
       record.method === 'gptq'
-        ? `merge: the merged model is not GPTQ, so ${baseDir}'s lonas_compression.json (gptq) is not carried over\n`
+        ? `merge: the merged model is not GPTQ (--dequantize), so ${baseDir}'s lonas_compression.json (gptq) is not carried over\n`
         : `merge: the adapter filled ${baseZeros - mergedZeros} of the base's ${baseZeros} zeros, so ${baseDir}'s lonas_compression.json (${record.method}) is not carried over (train with --sparse-adapter to keep them)\n`,
     );
 }
@@ -35,9 +47,12 @@ export function mergeCommand(): Command {
     const { model } = loadWithAdapter(o.model, o.adapter, o.subnet);
     const before = countParams(model);
     const { hfConfig } = loadModelDir(o.model);
-    const { config } = extractToDir(model, o.out, { merge: true, sourceDir: o.model, hfConfig });
+    const { config, requantization } = extractToDir(model, o.out, { merge: true, sourceDir: o.model, hfConfig, dequantize: o.dequantize });
     const after = countParams(loadWithAdapter(o.out).model);
-    keepCompression(o.model, o.out, before.total - before.nonZero, after.total - after.nonZero, !!config.quantization);
+    keepCompression(o.model, o.out, before.total - before.nonZero, after.total - after.nonZero, !!config.quantization, requantization);
+    if (requantization) process.stderr.write(`merge: ${describeRequantization(requantization)}\n`);
+    else if (o.dequantize && hfConfig.quantization_config)
+      process.stderr.write('merge: --dequantize: the GPTQ base is written in float32\n');
     process.stderr.write(
       `merge: ${config.layers.length} layers; parameters ${before.total - before.adapter} → ${after.total} ` +
         `(non-zero ${after.nonZero}, ${(100 * (1 - after.nonZero / after.total)).toFixed(2)}% zero); written to ${o.out}\n`,

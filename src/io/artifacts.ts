@@ -124,6 +124,20 @@ export const writeChannelOrder = channelOrder.write;
 export const readChannelOrder = channelOrder.read;
 
 // ---------------------------------------------------------------------------------------------
+// what merging an adapter onto a GPTQ base's fixed grid changed (src/nas/extract.ts mergeSubnet): the codes
+// of `projections` adapted projections (`weights` codes, `codes_changed` of them moved) and the error of the
+// requantised weights against the float merge W + ΔW
+
+const requantization = z.object({
+  projections: z.number().int().nonnegative(),
+  weights: z.number().int().nonnegative(),
+  codes_changed: z.number().int().nonnegative(),
+  max_abs_error: z.number().nonnegative(),
+  mean_abs_error: z.number().nonnegative(),
+});
+export type RequantizationRecord = z.input<typeof requantization>;
+
+// ---------------------------------------------------------------------------------------------
 // lonas_compression.json: how `lonas sparsify` or `lonas quantize` made a model (null: not compressed by lonas)
 
 const compression = fileInDir(
@@ -154,6 +168,8 @@ const compression = fileInDir(
       lm_head: z.boolean().default(false),
       /** module → exact zeros of its source weight, kept exactly zero by GPTQ (the output's sparsity; other zero codes are rounding) */
       kept_zeros: z.record(z.string(), z.number().int()).default({}),
+      /** `lonas merge` of an adapter onto this grid: what requantising the merged weights changed */
+      merge_requantization: requantization.optional(),
     }),
   ]),
   'lonas_compression.json',
@@ -174,6 +190,10 @@ const extractRecord = fileInDir(
     config: config.nullable(),
     merged: z.boolean(),
     dtype: z.enum(['f32', 'bf16']),
+    /** a GPTQ base written in float (--dequantize) */
+    dequantized: z.boolean().default(false),
+    /** merged onto a GPTQ base's grid: what requantising changed (null: nothing requantised) */
+    requantization: requantization.nullable().default(null),
     adapter_dir: z.string().nullable(),
     params: z.object({ base: z.number(), extracted: z.number(), extracted_adapter: z.number() }),
     macs_1x256: z.object({ base: z.number(), extracted: z.number() }),

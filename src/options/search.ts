@@ -89,6 +89,11 @@ export const extractSpec = defineCommand(
       'storage type of the model weights (the unmerged adapter stays f32)',
       z.enum(['f32', 'bf16']).default('f32'),
     ),
+    dequantize: option(
+      '--dequantize',
+      "GPTQ base: write the weights in float (--dtype) instead of requantising them onto the base's INT4 grid",
+      z.boolean().default(false),
+    ),
   },
 );
 export type ExtractOptions = OptionsOf<typeof extractSpec>;

@@ -58,3 +58,36 @@ export function formatFor(weights: Iterable<QuantizedWeight>): GptqConfig['forma
   for (const w of weights) for (const z of w.zeros) if (z === 0) return 'gptq_v2';
   return 'gptq';
 }
+
+/**
+ * The quantization_config of the modules written (module name → weight; lm_head for the head): null
+ * without any; else their common bits and group size (a per-channel grid, group size = in, keeps the
+ * config's group_size -1), desc_act and sym as `declared` (the model's config) says, `format`, and lm_head
+ * exactly when the head is among them. Modules on different grids are an error (one config cannot describe them).
+ */
+export function gptqConfigFor(
+  quantized: Map<string, QuantizedWeight>,
+  format: GptqConfig['format'],
+  declared: GptqConfig | null | undefined,
+): GptqConfig | null {
+  const all = [...quantized];
+  if (!all.length) return null;
+  const [firstName, first] = all[0];
+  const perChannel = declared ? declared.groupSize <= 0 : false;
+  const groupSize = perChannel ? declared!.groupSize : first.groupSize;
+  for (const [name, w] of all) {
+    const sameGroups = perChannel ? w.groupSize >= w.inF : w.groupSize === groupSize;
+    if (w.bits !== first.bits || !sameGroups)
+      throw new Error(
+        `saveModelDir: ${name} is ${w.bits}-bit with group size ${w.groupSize}, ${firstName} ${first.bits}-bit with group size ${first.groupSize}; one quantization_config cannot describe both (dequantise one of them)`,
+      );
+  }
+  return {
+    bits: first.bits,
+    groupSize,
+    descAct: declared?.descAct ?? all.some(([, w]) => w.gIdx.some((g, j) => g !== Math.floor(j / w.groupSize))),
+    sym: declared?.sym ?? false,
+    format,
+    lmHead: quantized.has('lm_head'),
+  };
+}
