@@ -55,6 +55,16 @@ const config = z.record(z.string(), z.number());
 // split and the tokenisation of training)
 
 export const RUN_CONFIG = 'run_config.json';
+const qaCodes = z.object({
+  changed: z.number().int().nonnegative(),
+  total: z.number().int().nonnegative(),
+  /** |ΔW| in half quantisation steps: the largest, and what the top 1 % reach */
+  max_half_steps: z.number().nonnegative(),
+  p99_half_steps: z.number().nonnegative(),
+  /** a learning rate to try when (almost) no code moved */
+  suggested_lr: z.number().positive().nullable(),
+});
+export type QaCodesRecord = z.input<typeof qaCodes>;
 const runConfig = fileInDir(
   RUN_CONFIG,
   z.object({
@@ -75,6 +85,8 @@ const runConfig = fileInDir(
       tokensSeen: z.number(),
       seconds: z.number(),
     }),
+    /** QA-SparsePEFT (src/adapters/sqft.ts qaCodeChanges): INT4 codes the merged adapter moves, of all its base codes */
+    qa_codes: qaCodes.nullable().default(null),
     node: z.string(),
   }),
   'run_config.json (written by lonas finetune; pass --val FILE otherwise)',
