@@ -273,7 +273,7 @@ export function saveModelDir(dir: string, model: LlamaModel, opts: SaveOptions =
     return { [name]: { dtype, shape: t.shape, data: data instanceof Float32Array ? data : Float32Array.from(data) } };
   });
 
-  const quantization = gptqConfigFor(quantized, format, model.config.quantization);
+  const quantization = gptqConfigFor(quantized, model.config.layers.length, format, model.config.quantization);
   const hf = toHfConfig({ ...model.config, quantization }, opts.hfConfig);
   hf.torch_dtype = dtype === 'BF16' ? 'bfloat16' : 'float32';
   if ('dtype' in hf) hf.dtype = hf.torch_dtype; // transformers ≥ 5 spelling
