@@ -131,11 +131,11 @@ export function requantizationRecord(r: Requantization): RequantizationRecord {
   };
 }
 
-/** One line saying what the merge onto the INT4 grid cost, and the way out. */
-export function describeRequantization(r: Requantization): string {
+/** One line saying what the merge onto the INT4 grid cost, and `alternative`: the way to the float merge. */
+export function describeRequantization(r: Requantization, alternative = '--dequantize writes the float merge'): string {
   return (
     `kept INT4 on the base's GPTQ grid: ${r.projections} adapted projections requantised, ${r.codesChanged} of ${r.weights} codes changed; ` +
-    `added error |requantised − float merge| max ${r.maxAbsError.toExponential(3)}, mean ${(r.sumAbsError / r.weights).toExponential(3)} (--dequantize writes the float merge)` +
+    `added error |requantised − float merge| max ${r.maxAbsError.toExponential(3)}, mean ${(r.sumAbsError / r.weights).toExponential(3)} (${alternative})` +
     (r.codesChanged === 0 ? "; no code changed: the merged model is the base, the adapter's update is below the grid's resolution" : '')
   );
 }

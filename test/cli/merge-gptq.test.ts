@@ -189,3 +189,13 @@ test('extract --merge of a sub-network onto a GPTQ base: sliced INT4 on the base
   assert.match(out, /requantised {5}kept INT4 on the base's GPTQ grid/);
   assert.ok(statSync(weightsFile(sub)).size <= statSync(weightsFile(float)).size / 2, 'INT4, not float');
 });
+
+test('export --adapter onto a GPTQ base exports the INT4 merge (ONNX --int4) and says what requantising cost', () => {
+  const rec = JSON.parse(readFileSync(join(dir, 'merged', 'lonas_compression.json'), 'utf8')).merge_requantization;
+  const out = lonas('export', '--model', base, '--adapter', adapter, '--format', 'onnx', '--int4', '--out', join(dir, 'onnx'));
+  assert.match(
+    out,
+    new RegExp(`^merged {10}kept INT4 on the base's GPTQ grid: .*${rec.codes_changed} of ${rec.weights} codes changed`, 'm'),
+  );
+  assert.match(out, /GPTQ projections as MatMulNBits/);
+});
