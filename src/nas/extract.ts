@@ -20,7 +20,7 @@ import { adapterBaseRecord, loraModules, savePeftAdapter } from '../adapters/pef
 import type { Linear, LinearLike } from '../nn/modules.ts';
 import type { RequantizationRecord } from '../io/artifacts.ts';
 import { QuantLinear } from '../nn/quant-linear.ts';
-import { dequantize, noRequantStats, requantize, sliceQuantized } from '../nn/quantized-weight.ts';
+import { dequantize, noRequantStats, requantize, sliceQuantized, zeroWeights } from '../nn/quantized-weight.ts';
 import type { QuantizedWeight, RequantStats } from '../nn/quantized-weight.ts';
 
 export interface ExtractOptions {
@@ -60,6 +60,14 @@ export interface Requantization extends RequantStats {
   projections: number;
 }
 
+export interface MergedSubnet {
+  model: LlamaModel;
+  /** what requantising adapted projections onto a GPTQ base's grid changed; null when none was */
+  requantization: Requantization | null;
+  /** GPTQ module → its weights that were exactly 0 and are not in the output (moved off the zero point, or sliced away) */
+  zerosLost: Map<string, number>;
+}
+
 /**
  * A new, physically smaller model equal to `model` at its active configuration (adapters merged).
  * A GPTQ base keeps its format: every quantised projection is written on the base's own grid (its scales,
@@ -68,11 +76,9 @@ export interface Requantization extends RequantStats {
  * gains a rounding error, reported in `requantization`). A quantised LM head (never sliced, never adapted)
  * stays quantised. `dequantize` writes every weight in float instead.
  */
-export function mergeSubnet(
-  model: LlamaModel,
-  opts: { dequantize?: boolean } = {},
-): { model: LlamaModel; requantization: Requantization | null } {
+export function mergeSubnet(model: LlamaModel, opts: { dequantize?: boolean } = {}): MergedSubnet {
   const weights = new Map<string, Tensor>();
+  const zerosLost = new Map<string, number>();
   const quantized = new Map<string, QuantizedWeight>();
   const stats: Requantization = { ...noRequantStats(), projections: 0 };
   for (const [name, t] of model.namedParameters()) weights.set(name, t); // embeddings, norms, head: unchanged
@@ -100,6 +106,8 @@ export function mergeSubnet(
           );
         const qw = adapted ? requantize(sliced, data, stats) : sliced;
         if (adapted) stats.projections++;
+        const lost = zeroWeights(grid) - zeroWeights(grid, qw);
+        if (lost) zerosLost.set(projectionWeightName(layerIndex, p), lost);
         quantized.set(name, qw);
         data.set(dequantize(qw));
       }
@@ -117,7 +125,7 @@ export function mergeSubnet(
     }
   });
   if (model.lmHead instanceof QuantLinear && !opts.dequantize) out.lmHead = new QuantLinear(out.lmHead as Linear, model.lmHead.qw);
-  return { model: out, requantization: stats.projections ? stats : null };
+  return { model: out, requantization: stats.projections ? stats : null, zerosLost };
 }
 
 /** The record of a requantisation (lonas_compression.json, lonas_extract.json). */
@@ -153,9 +161,9 @@ export function extractToDir(
   model: LlamaModel,
   outDir: string,
   o: ExtractOptions,
-): { config: LlamaConfig; adapterDir: string | null; requantization: Requantization | null } {
+): { config: LlamaConfig; adapterDir: string | null } & Omit<MergedSubnet, 'model'> {
   const loras = loraModules(model);
-  let merged: ReturnType<typeof mergeSubnet>;
+  let merged: MergedSubnet;
   let adapterDir: string | null = null;
   if (o.merge || loras.length === 0) {
     merged = noGrad(() => mergeSubnet(model, o));
@@ -180,7 +188,7 @@ export function extractToDir(
       // the variant (plain / SparsePEFT / QA) travels with the adapter, so it reloads computing the same function
       { baseModel: outDir, base: adapterBaseRecord(outDir), mode: loras[0].variant.mode },
     );
-  return { config: smaller.config, adapterDir, requantization: merged.requantization };
+  return { config: smaller.config, adapterDir, requantization: merged.requantization, zerosLost: merged.zerosLost };
 }
 
 /** The active slices of one adapter: A (r', i'), B (o', r'), with alpha' = alpha · r'/r_max (same scaling). */

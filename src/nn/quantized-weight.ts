@@ -99,3 +99,17 @@ export function requantize(grid: QuantizedWeight, w: Float32Array, stats: Requan
   stats.weights += out * inF;
   return { ...grid, q };
 }
+
+/**
+ * Weights of `qw` that are exactly 0 (code at the zero point); with `kept` (a weight on qw's grid sliced to
+ * (kept.out, kept.inF), sliceQuantized), those that are still 0 in `kept`.
+ */
+export function zeroWeights(qw: QuantizedWeight, kept: QuantizedWeight = qw): number {
+  let n = 0;
+  for (let r = 0; r < kept.out; r++)
+    for (let j = 0; j < kept.inF; j++) {
+      const g = qw.gIdx[j];
+      if (qw.q[r * qw.inF + j] === qw.zeros[g * qw.out + r] && kept.q[r * kept.inF + j] === kept.zeros[g * kept.out + r]) n++;
+    }
+  return n;
+}

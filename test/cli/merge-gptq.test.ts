@@ -199,3 +199,64 @@ test('export --adapter onto a GPTQ base exports the INT4 merge (ONNX --int4) and
   );
   assert.match(out, /GPTQ projections as MatMulNBits/);
 });
+
+test("a GPTQ record's kept_zeros stays a count the merged model has: lowered by the zeros a plain LoRA merge moves, kept by QA", () => {
+  const sparse = join(dir, 'sparse'),
+    sq = join(dir, 'sparse-int4');
+  lonas('sparsify', '--model', STORIES_F32(), '--method', 'magnitude', '--sparsity', '0.5', '--out', sparse);
+  lonas(
+    'quantize',
+    '--model',
+    sparse,
+    '--bits',
+    '4',
+    '--group-size',
+    '32',
+    '--calib',
+    calib,
+    '--nsamples',
+    '8',
+    '--seqlen',
+    '64',
+    '--out',
+    sq,
+  );
+  const kept = JSON.parse(readFileSync(join(sq, 'lonas_compression.json'), 'utf8')).kept_zeros as Record<string, number>;
+  const ft = [
+    '--data',
+    `${calib}:16`,
+    '--steps',
+    '3',
+    '--rank',
+    '4',
+    '--alpha',
+    '8',
+    '--cutoff-len',
+    '64',
+    '--lr',
+    '3e-2',
+    '--dropout',
+    '0',
+  ];
+  for (const [name, flags] of [
+    ['plain', []],
+    ['qa', ['--quantization-aware']],
+  ] as const) {
+    lonas('finetune', '--model', sq, ...ft, ...flags, '--out', join(dir, `${name}-sparse-adapter`));
+    const out = join(dir, `${name}-sparse-merged`);
+    const { stderr } = lonasWithLog('merge', '--model', sq, '--adapter', join(dir, `${name}-sparse-adapter`), '--out', out);
+    const after = JSON.parse(readFileSync(join(out, 'lonas_compression.json'), 'utf8')).kept_zeros as Record<string, number>;
+    const weights = loadModelDir(out).weights;
+    let lowered = 0;
+    for (const [m, n] of Object.entries(kept)) {
+      const zeros = weights.get(`${m}.weight`)!.data.filter((v) => v === 0).length;
+      assert.ok(after[m] <= zeros, `${name} ${m}: kept_zeros ${after[m]} but only ${zeros} zeros in the output`);
+      lowered += n - after[m];
+    }
+    if (name === 'qa') assert.deepEqual(after, kept, 'QA-SparsePEFT keeps every zero');
+    else {
+      assert.ok(lowered > 0, 'the plain adapter moved kept zeros');
+      assert.match(stderr, new RegExp(`kept_zeros in lonas_compression\\.json lowered by ${lowered} `));
+    }
+  }
+});
