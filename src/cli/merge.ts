@@ -11,7 +11,8 @@ import { countParams } from '../nas/cost.ts';
 import { mergeSpec } from '../options/tools.ts';
 import type { MergeOptions } from '../options/tools.ts';
 import { commandFrom } from './command.ts';
-import { readCompression, writeCompression } from '../io/artifacts.ts';
+import { readCompression, writeCompression, writeMergeRecord } from '../io/artifacts.ts';
+import { resolve } from 'node:path';
 
 /**
  * Carries the base's lonas_compression.json over to the merged model while it still describes it: a
@@ -75,6 +76,14 @@ export function mergeCommand(): Command {
       { base: before.total - before.nonZero, merged: after.total - after.nonZero },
       { isGptq: !!config.quantization, requantization, zerosLost },
     );
+    writeMergeRecord(o.out, {
+      format: 1,
+      source_model: resolve(o.model),
+      adapter: resolve(o.adapter),
+      subnet: o.subnet,
+      dequantized: o.dequantize && !!hfConfig.quantization_config,
+      requantization: requantization && requantizationRecord(requantization),
+    });
     if (requantization) process.stderr.write(`merge: ${describeRequantization(requantization)}\n`);
     else if (o.dequantize && hfConfig.quantization_config)
       process.stderr.write('merge: --dequantize: the GPTQ base is written in float32\n');

@@ -8,6 +8,7 @@
  *   <adapter>/lonas_adapter.json        lonas's extras beside a PEFT adapter: search space, mode, channel order, base fingerprint
  *   <model>/lonas_compression.json      how `lonas sparsify` / `lonas quantize` made a model
  *   <model>/lonas_extract.json          provenance and sizes of an extracted sub-network
+ *   <model>/lonas_merge.json            provenance of a merged model, and what requantising onto a GPTQ grid cost
  *   <search>/pareto.json, best.json     the search's front and chosen configuration (read by the report)
  *   eval --out FILE, bench --out FILE   accuracy summary and latency record (read by the report)
  *   <run>/stages/<stage>.json           a finished pipeline stage (its presence marks it done)
@@ -213,6 +214,24 @@ const extractRecord = fileInDir(
   'lonas_extract.json',
 );
 export const writeExtractRecord = extractRecord.write;
+
+// ---------------------------------------------------------------------------------------------
+// lonas_merge.json: provenance of a merged model (`lonas merge`) and, onto a GPTQ base, what requantising cost
+
+const mergeRecord = fileInDir(
+  'lonas_merge.json',
+  z.object({
+    format: z.literal(1),
+    source_model: z.string(),
+    adapter: z.string(),
+    subnet: z.string(),
+    /** a GPTQ base written in float (--dequantize) */
+    dequantized: z.boolean(),
+    requantization: requantization.nullable(),
+  }),
+  'lonas_merge.json',
+);
+export const writeMergeRecord = mergeRecord.write;
 
 // ---------------------------------------------------------------------------------------------
 // pareto.json / best.json (written by src/nas/search.ts); `front` and `best` entries also carry objectives,

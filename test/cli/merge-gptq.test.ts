@@ -154,6 +154,12 @@ test('a plain LoRA merge onto a GPTQ --lm-head base stays INT4 on the base grid,
   assert.ok(statSync(weightsFile(merged)).size <= statSync(weightsFile(base)).size, 'no larger than the base');
 
   const rec = JSON.parse(readFileSync(join(merged, 'lonas_compression.json'), 'utf8')).merge_requantization;
+  assert.deepEqual(
+    JSON.parse(readFileSync(join(merged, 'lonas_merge.json'), 'utf8')).requantization,
+    rec,
+    'lonas_merge.json says the same',
+  );
+  assert.equal(JSON.parse(readFileSync(join(float, 'lonas_merge.json'), 'utf8')).dequantized, true);
   const err = compare(merged, float);
   assert.equal(rec.projections, modules(base).length - 1);
   assert.equal(rec.weights, err.weights);
