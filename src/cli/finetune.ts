@@ -127,7 +127,7 @@ export function runFinetune(o: FinetuneOptions): void {
   if (result.finishedEarlier) return;
   log(
     `done: ${result.steps} steps, final loss ${result.finalLoss.toFixed(4)}${result.valLoss !== null ? `, validation loss ${result.valLoss.toFixed(4)}` : ''}, ` +
-      `${Math.round(result.tokensSeen / Math.max(result.seconds, 1e-9))} tokens/s; adapter written to ${o.out}`,
+      `${Math.round(result.tokensSeen / Math.max(result.seconds, 1e-9))} tokens/s${qaCodes ? `, INT4 codes changed: ${qaCodes.changed} of ${qaCodes.total}` : ''}; adapter written to ${o.out}`,
   );
 }
 

@@ -95,5 +95,10 @@ test('QA at a large lr: codes changed N > 0, as a recount of the merged checkpoi
   assert.ok(r.record.max_half_steps > 1);
   assert.equal(r.record.suggested_lr, null);
   assert.match(r.stderr, new RegExp(`codes changed: ${r.recount.changed} of ${r.recount.total} `));
+  assert.match(
+    r.stderr,
+    new RegExp(`\\ndone: .*, INT4 codes changed: ${r.recount.changed} of ${r.recount.total}; adapter written to`),
+    'the run summary says it too',
+  );
   assert.doesNotMatch(r.stderr, /try --lr/);
 });
