@@ -20,7 +20,7 @@ import { adapterBaseRecord, loraModules, savePeftAdapter } from '../adapters/pef
 import type { Linear, LinearLike } from '../nn/modules.ts';
 import type { RequantizationRecord } from '../io/artifacts.ts';
 import { QuantLinear } from '../nn/quant-linear.ts';
-import { dequantize, noRequantStats, requantize, sliceQuantized, zeroWeights } from '../nn/quantized-weight.ts';
+import { dequantize, noRequantStats, requantize, sliceHasLayout, sliceQuantized, zeroWeights } from '../nn/quantized-weight.ts';
 import type { QuantizedWeight, RequantStats } from '../nn/quantized-weight.ts';
 
 export interface ExtractOptions {
@@ -85,7 +85,6 @@ export function mergeSubnet(model: LlamaModel, opts: { dequantize?: boolean } = 
   model.layers.forEach((layer, layerIndex) => {
     for (const p of PROJECTIONS) {
       const m: LinearLike = layer.proj[p];
-      const stored = m instanceof ElasticLinear ? m.stored : m;
       const base = m instanceof LoraLinear ? m.base : m;
       const [w, b] = base.baseTensors();
       const o = m.outFeatures,
@@ -97,7 +96,7 @@ export function mergeSubnet(model: LlamaModel, opts: { dequantize?: boolean } = 
         for (let k = 0; k < data.length; k++) data[k] += delta[k];
       }
       const name = `${projectionWeightName(layerIndex, p)}.weight`;
-      const grid = stored instanceof QuantLinear ? stored.qw : m instanceof LoraLinear ? m.baseQuant : null;
+      const grid = gridOf(m);
       if (grid && !opts.dequantize) {
         const sliced = sliceQuantized(grid, o, i);
         if (!sliced)
@@ -148,9 +147,24 @@ export function describeRequantization(r: Requantization, alternative = '--dequa
   );
 }
 
-/** mergeSubnet's model: the sub-network as it ships (a GPTQ base's grid kept). */
+/** The GPTQ grid of projection `m` (its base's), or null for a float projection. */
+function gridOf(m: LinearLike): QuantizedWeight | null {
+  const stored = m instanceof ElasticLinear ? m.stored : m;
+  return stored instanceof QuantLinear ? stored.qw : m instanceof LoraLinear ? m.baseQuant : null;
+}
+
+/**
+ * mergeSubnet's model: the sub-network as it ships — on a GPTQ base's grid, or in float when that grid has
+ * no GPTQ layout at the active widths (act-order; `lonas extract` then needs --dequantize, which writes float).
+ */
 export function extractMerged(model: LlamaModel): LlamaModel {
-  return mergeSubnet(model).model;
+  const layout = model.layers.every((l) =>
+    PROJECTIONS.every((p) => {
+      const grid = gridOf(l.proj[p]);
+      return !grid || sliceHasLayout(grid, l.proj[p].inFeatures);
+    }),
+  );
+  return mergeSubnet(model, { dequantize: !layout }).model;
 }
 
 /**

@@ -51,9 +51,9 @@ export function quantParamsOf(qw: QuantizedWeight): QuantParams {
  */
 export function sliceQuantized(qw: QuantizedWeight, o: number, i: number): QuantizedWeight | null {
   if (o === qw.out && i === qw.inF) return qw;
+  if (!sliceHasLayout(qw, i)) return null;
   const groups = Math.ceil(i / qw.groupSize); // a per-channel grid (groupSize = in) keeps its one group
   const gIdx = qw.gIdx.slice(0, i);
-  if (gIdx.some((g) => g >= groups)) return null;
   const q = new Uint8Array(o * i);
   for (let r = 0; r < o; r++) q.set(qw.q.subarray(r * qw.inF, r * qw.inF + i), r * i);
   const scales = new Float32Array(groups * o),
@@ -63,6 +63,13 @@ export function sliceQuantized(qw: QuantizedWeight, o: number, i: number): Quant
     zeros.set(qw.zeros.subarray(g * qw.out, g * qw.out + o), g * o);
   }
   return { ...qw, out: o, inF: i, q, scales, zeros, gIdx };
+}
+
+/** Whether the first `i` inputs of `qw` use only groups below ⌈i/groupSize⌉ (always so without act-order). */
+export function sliceHasLayout(qw: QuantizedWeight, i: number): boolean {
+  const groups = Math.ceil(i / qw.groupSize);
+  for (let j = 0; j < i; j++) if (qw.gIdx[j] >= groups) return false;
+  return true;
 }
 
 /** What requantising float weights onto a fixed grid did: codes that moved, and the error against the float weights. */

@@ -10,7 +10,7 @@ import { enableQuantAware, enableSparsePeft } from '../../src/adapters/sqft.ts';
 import type { LoraLinear } from '../../src/adapters/lora.ts';
 import { PRESETS, resolveSearchSpace } from '../../src/nas/search-space.ts';
 import { applySubnet, namedSubnet, sampleSubnet } from '../../src/nas/subnet.ts';
-import { activeConfig, extractToDir, mergeSubnet } from '../../src/nas/extract.ts';
+import { activeConfig, extractMerged, extractToDir, mergeSubnet } from '../../src/nas/extract.ts';
 import { quantizeModel } from '../../src/compress/quantize.ts';
 import { PROJECTIONS } from '../../src/models/llama/weights.ts';
 import { QuantLinear } from '../../src/nn/quant-linear.ts';
@@ -130,7 +130,7 @@ test('on a GPTQ base, sub-networks extract as INT4 slices of the base grid: merg
   }
 });
 
-test('an act-order GPTQ slice without a GPTQ layout is refused naming --dequantize, which writes it in float', () => {
+test('an act-order GPTQ slice without a GPTQ layout is refused naming --dequantize, which writes it in float (as extractMerged does in memory)', () => {
   const { m, space } = gptqSuperNet(true);
   applySubnet(m, space, namedSubnet(space, 'minimal'));
   const noLayout = m.layers.some((l) =>
@@ -143,6 +143,11 @@ test('an act-order GPTQ slice without a GPTQ layout is refused naming --dequanti
   assert.throws(() => mergeSubnet(m), /act-order GPTQ weight .* pass --dequantize/);
   const { model, requantization } = mergeSubnet(m, { dequantize: true });
   assert.equal(requantization, null);
+  assert.deepEqual(
+    logits(extractMerged(m)),
+    logits(model),
+    'in memory (search latency), the sub-network is the float model extract --dequantize writes',
+  );
   assert.equal(model.config.quantization, null);
   assert.ok(model.layers.every((l) => PROJECTIONS.every((p) => !(l.proj[p] instanceof QuantLinear))));
 });
