@@ -18,6 +18,7 @@ import type { QaCodesRecord } from '../io/artifacts.ts';
 import type { LoraLinear } from '../adapters/lora.ts';
 import { checkpointStep, discardCheckpoints } from '../train/checkpoint.ts';
 import { train } from '../train/trainer.ts';
+import { GIB, availableMemory, gib, peakRss, planTrainingMemory } from '../train/memory.ts';
 import { REORDER_CALIB_EXAMPLES, finetuneSpec } from '../options/finetune.ts';
 import type { FinetuneOptions } from '../options/finetune.ts';
 import { commandFrom } from './command.ts';
@@ -66,6 +67,18 @@ export function runFinetune(o: FinetuneOptions): void {
     `lonas finetune: ${trainTok.length} training / ${valTok.length} validation examples, ${loras.length} adapters (r ${o.rank}), ` +
       `search space "${o.space}" with ${space.groups.length} groups, ${trainTok.reduce((s, e) => s + e.inputIds.length, 0)} training tokens per epoch`,
   );
+  const memory = planTrainingMemory(
+    model,
+    {
+      batchSize: o.batchSize,
+      gradAccum: o.gradAccum,
+      seq: Math.max(...trainTok.map((e) => e.inputIds.length), ...valTok.map((e) => e.inputIds.length)),
+      ranks: ranks.size,
+      mode: o.gradientCheckpointing,
+    },
+    o.memoryLimit !== undefined ? { bytes: o.memoryLimit * GIB, what: 'of --memory-limit' } : machineLimit(),
+  );
+  log(memory.summary);
   const progress = new ProgressReporter('finetune');
   const result = train(
     model,
@@ -87,6 +100,7 @@ export function runFinetune(o: FinetuneOptions): void {
       evalEvery: o.evalEvery,
       sandwich: !!o.sandwich,
       resume: !!o.resume,
+      gradientCheckpointing: memory.checkpointing,
       settingsKey: JSON.stringify({
         model: resolve(o.model),
         data: o.data,
@@ -102,7 +116,11 @@ export function runFinetune(o: FinetuneOptions): void {
         ...(o.reorderChannels ? { reorder: o.reorderChannels } : {}),
       }),
     },
-    (e) => progress.event(e),
+    (e) => {
+      progress.event(e);
+      if (e.type === 'step' && e.step === 1)
+        log(`memory: peak RSS after the first step ${gib(peakRss())} (estimated ${gib(memory.estimate.total)})`);
+    },
     ranks,
   );
   progress.stop();
@@ -216,4 +234,14 @@ function reorderChannels(
   log(
     `MLP channels reordered by ${mode} importance${mode === 'activation' ? ` (${samples.length} training examples)` : ''}: ${moved} of ${total} channels moved, ${((Date.now() - started) / 1000).toFixed(1)} s`,
   );
+}
+
+/** The memory this run may use (availableMemory), described for the log; ranks on one host share it. */
+function machineLimit(): { bytes: number; what: string } {
+  const { available, total } = availableMemory();
+  const local = Number(process.env.OMPI_COMM_WORLD_LOCAL_SIZE ?? 1) || 1;
+  return {
+    bytes: available / local,
+    what: `available (of ${gib(total)}${local > 1 ? `, shared by ${local} ranks on this host` : ''})`,
+  };
 }

@@ -2,6 +2,7 @@
 import { z } from 'zod';
 import { PROJECTIONS } from '../models/llama/model.ts';
 import { REORDER_MODES } from '../nas/importance.ts';
+import { CHECKPOINTING_MODES } from '../train/memory.ts';
 import { defineCommand, float, int, list, option } from './schema.ts';
 import type { OptionsInput, OptionsOf } from './schema.ts';
 
@@ -53,6 +54,18 @@ export const finetuneSpec = defineCommand(
         `magnitude (weight norms, the default score) or activation (${REORDER_CALIB_EXAMPLES} training examples); the base on disk is unchanged`,
       z.enum(REORDER_MODES).optional(),
       { preset: 'magnitude' },
+    ),
+    gradientCheckpointing: option(
+      '--gradient-checkpointing [when]',
+      'activation checkpointing per decoder layer (each layer recomputed in backward: the same gradients, one more forward, ' +
+        'far less memory): on (the bare flag), off, or auto, on only when the memory estimate says the run does not fit without it',
+      z.enum(CHECKPOINTING_MODES).default('auto'),
+      { preset: 'on' },
+    ),
+    memoryLimit: option(
+      '--memory-limit <GiB>',
+      'refuse to start when the estimated peak memory exceeds this many GiB (default: the memory available when training starts)',
+      float((n) => n > 0, '> 0').optional(),
     ),
     groupByLength: option('--group-by-length', 'batch examples of similar length together (less padding)', z.boolean().default(false)),
     checkpointEvery: option('--checkpoint-every <n>', 'save a resumable checkpoint every N steps (0: at the end only)', int().default(50)),

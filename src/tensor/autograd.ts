@@ -36,6 +36,17 @@ export function noGrad<T>(fn: () => T): T {
   }
 }
 
+/** Runs `fn` recording operations, also inside noGrad (the recomputation of a checkpoint, checkpoint.ts). */
+export function withGrad<T>(fn: () => T): T {
+  const prev = gradEnabled;
+  gradEnabled = true;
+  try {
+    return fn();
+  } finally {
+    gradEnabled = prev;
+  }
+}
+
 /** True when an op over these inputs must be recorded. */
 export function needsGrad(...inputs: (Tensor | null | undefined)[]): boolean {
   if (!gradEnabled) return false;
@@ -97,6 +108,35 @@ export function backward(root: Tensor, gradOutput?: Tensor): void {
       else accumulateLeaf(input, g, fresh);
     });
   }
+}
+
+/**
+ * Bytes of activation memory the graph behind `root` holds until backward releases it: every distinct buffer of the
+ * tensors it reaches (root, the ops' inputs and the tensors they saved) and of the typed arrays the ops saved, except
+ * the buffers of `params` (the weights and adapters, and so the views of them). What the training memory estimate
+ * (src/train/memory.ts) is checked against.
+ */
+export function graphBytes(root: Tensor, params: Iterable<Tensor>): number {
+  const excluded = new Set<ArrayBufferLike>();
+  for (const p of params) excluded.add(p.data.buffer);
+  const held = new Set<ArrayBufferLike>();
+  const seen = new Set<Tensor>();
+  const stack = [root];
+  while (stack.length) {
+    const t = stack.pop()!;
+    if (seen.has(t)) continue;
+    seen.add(t);
+    held.add(t.data.buffer);
+    if (!t.node) continue;
+    stack.push(...t.node.inputs);
+    for (const v of Object.values(t.node.saved as object)) {
+      if (v instanceof Tensor) stack.push(v);
+      else if (ArrayBuffer.isView(v)) held.add(v.buffer);
+    }
+  }
+  let bytes = 0;
+  for (const b of held) if (!excluded.has(b)) bytes += b.byteLength;
+  return bytes;
 }
 
 function topoOrder(root: Tensor): Tensor[] {

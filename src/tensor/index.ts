@@ -1,7 +1,8 @@
 /** The tensor layer: storage and views, autograd, differentiable ops, seeded randomness. */
 export { Tensor, zeros, full, tensor, parameter, cast, numel, sameShape, fmtShape, matrixOperand } from './tensor.ts';
 export type { DType } from './tensor.ts';
-export { backward, noGrad, isGradEnabled, needsGrad, zeroGrad } from './autograd.ts';
+export { backward, noGrad, isGradEnabled, needsGrad, zeroGrad, graphBytes } from './autograd.ts';
+export { checkpoint } from './checkpoint.ts';
 export {
   add,
   sub,

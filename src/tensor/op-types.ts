@@ -52,6 +52,12 @@ export interface OpSaved {
   dropout: { keep: Uint8Array; scale: number };
   /** inputs [w (out, in)]; group-wise asymmetric fake quantisation, straight-through gradient */
   fakeQuant: Record<string, never>;
+  /**
+   * inputs [x]; y = f(x) computed again under autograd during backward (activation checkpointing, checkpoint.ts):
+   * `replay` back-propagates gy through the recomputed f, adding the gradients of f's parameters into their
+   * leaves, and returns x's gradient
+   */
+  checkpoint: { replay: (gy: Tensor, wants: boolean[]) => (Tensor | null)[] };
 }
 
 export type OpName = keyof OpSaved;

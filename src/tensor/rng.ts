@@ -46,6 +46,19 @@ export class Rng {
     return [...this.s] as RngState;
   }
 
+  /** An independent generator at exactly this one's position (cached Box–Muller half included). */
+  clone(): Rng {
+    const r = new Rng(this.s);
+    r.spareNormal = this.spareNormal;
+    return r;
+  }
+
+  /** Moves this generator to exactly `other`'s position (the objects sharing this one see the change). */
+  copyFrom(other: Rng): void {
+    this.s = [...other.s] as RngState;
+    this.spareNormal = other.spareNormal;
+  }
+
   /** Continues from a saved state (see getState). */
   setState(state: RngState): void {
     this.s = [...state] as RngState;

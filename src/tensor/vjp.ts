@@ -261,6 +261,8 @@ export const vjpRules: VjpTable = {
 
   // Straight-through estimator: the gradient passes as if quantisation were the identity (SQFT QA-SparsePEFT).
   fakeQuant: (_s, gy) => [gy],
+
+  checkpoint: ({ replay }, gy, wants) => replay(gy, wants),
 };
 
 /** Writes row-major `values` into the (strided) view `t`. */

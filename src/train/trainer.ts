@@ -55,6 +55,11 @@ export interface TrainOptions {
   /** sandwich rule: every micro-batch trains the maximal, the minimal and a sampled sub-network */
   sandwich: boolean;
   resume: boolean;
+  /**
+   * activation checkpointing per decoder layer (recompute in backward): less memory, the same numbers, so it is
+   * not part of the run's identity (a resume may switch it)
+   */
+  gradientCheckpointing?: boolean;
   /** anything else that must match on resume (model path, data, adapter settings) */
   settingsKey: string;
 }
@@ -108,7 +113,7 @@ export function train(
   if (perEpoch === 0) throw new Error('no training batches: the training set is empty');
   const totalSteps = o.steps ?? Math.max(1, Math.ceil((o.epochs * perEpoch) / o.gradAccum));
   const key = createHash('sha256')
-    .update(JSON.stringify({ ...o, resume: undefined, checkpointEvery: undefined, evalEvery: undefined }))
+    .update(JSON.stringify({ ...o, resume: undefined, checkpointEvery: undefined, evalEvery: undefined, gradientCheckpointing: undefined }))
     .digest('hex')
     .slice(0, 16);
   let samplerRng = new Rng(o.seed).derive('subnet-sampler');
@@ -159,7 +164,8 @@ export function train(
         applySubnet(model, space, config);
         const rowRngs = shard.rows.map((b) => dropoutRng.derive(`${m}.${c}.${b}`));
         for (const l of loras) l.rng = rowRngs;
-        const loss = causalLmLoss(model.forward(shard.batch.inputIds, shard.batch.B, shard.batch.T), shard.batch.labels);
+        const checkpoint = o.gradientCheckpointing ? { rngs: rowRngs } : undefined;
+        const loss = causalLmLoss(model.forward(shard.batch.inputIds, shard.batch.B, shard.batch.T, { checkpoint }), shard.batch.labels);
         const value = loss.item();
         if (!Number.isFinite(value)) throw new Error(`loss is ${value} at step ${step + 1}: training diverged (lower --lr)`);
         backward(loss, new Tensor(Float32Array.of(weight / o.gradAccum), [])); // mean over the accumulated micro-batches

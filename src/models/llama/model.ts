@@ -10,8 +10,8 @@
  * This file is the training / scoring forward (autograd); inference with a KV cache runs the same layer
  * pieces (attentionInputs, mlp, logits) in prefill.ts.
  */
-import { Bf16Matrix, Tensor, add, attention, reshape, rope, swiglu } from '../../tensor/index.ts';
-import type { RopeTables } from '../../tensor/index.ts';
+import { Bf16Matrix, Tensor, add, attention, checkpoint, reshape, rope, swiglu } from '../../tensor/index.ts';
+import type { Rng, RopeTables } from '../../tensor/index.ts';
 import { Embedding, Linear, RMSNorm } from '../../nn/modules.ts';
 import type { LinearLike, WeightStore } from '../../nn/modules.ts';
 import { ropeTables } from '../../nn/rope.ts';
@@ -24,6 +24,13 @@ import type { AttentionInputs, CachedForwardOptions } from './prefill.ts';
 
 export { PROJECTIONS, projectionWeightName } from './weights.ts';
 export type { ProjectionName } from './weights.ts';
+
+export interface ForwardOptions {
+  /** per-token positions (B·T); default 0..T-1 in every row */
+  positions?: Int32Array;
+  /** checkpoint every decoder layer; `rngs`: the random streams the layers draw from (dropout), replayed on recompute */
+  checkpoint?: { rngs: readonly Rng[] };
+}
 
 export interface DecoderLayer {
   inputNorm: RMSNorm;
@@ -75,12 +82,20 @@ export class LlamaModel {
     this.rope = ropeTables({ headDim: c.headDim, maxPositions: c.maxPositions, theta: c.ropeTheta, scaling: c.ropeScaling });
   }
 
-  /** ids (B·T) row-major → logits (B, T, V). Positions default to 0..T-1 for every row. */
-  forward(ids: Int32Array, batch: number, seq: number, positions?: Int32Array): Tensor {
+  /**
+   * ids (B·T) row-major → logits (B, T, V). Positions default to 0..T-1 for every row. With `checkpoint`, each
+   * decoder layer is checkpointed (tensor/checkpoint.ts): training keeps only the layers' inputs and recomputes
+   * each layer in backward, replaying the dropout streams `checkpoint.rngs` (the same gradients, bit for bit).
+   */
+  forward(ids: Int32Array, batch: number, seq: number, opts: ForwardOptions = {}): Tensor {
     if (ids.length !== batch * seq) throw new Error(`forward: ${ids.length} ids for batch ${batch} × seq ${seq}`);
-    const pos = positions ?? Int32Array.from({ length: batch * seq }, (_, i) => i % seq);
+    const pos = opts.positions ?? Int32Array.from({ length: batch * seq }, (_, i) => i % seq);
+    const replay = opts.checkpoint;
     let h = this.embed.forward(ids, [batch, seq]); // (B, T, C)
-    for (let i = 0; i < this.layers.length; i++) h = this.forwardLayer(i, h, pos);
+    for (let i = 0; i < this.layers.length; i++) {
+      const layer = (x: Tensor) => this.forwardLayer(i, x, pos);
+      h = replay ? checkpoint(layer, h, replay.rngs) : layer(h);
+    }
     return this.logits(h); // (B, T, V)
   }
 
