@@ -18,6 +18,7 @@ const BENCHES: Record<string, () => Promise<{ main(args: string[]): Promise<unkn
   onnx: () => import('./onnx.ts'),
   'scale-out': () => import('./scale-out.ts'),
   'kernel-threads': () => import('./kernel-threads.ts'),
+  'vs-llamacpp': () => import('./vs-llamacpp.ts'),
 };
 
 async function run(argv: string[]): Promise<number> {
