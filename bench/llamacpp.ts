@@ -147,50 +147,31 @@ export interface LlamaBenchResult {
 }
 
 interface LlamaBenchRow {
-  n_prompt: number;
-  n_gen: number;
-  n_depth: number;
   samples_ts: number[];
   model_type: string;
 }
 
 /**
- * Runs llama-bench on `gguf` at `threads` threads with `reps` repetitions (after its own warm-up run): pp`prompt`
- * at depth 0 and tg`gen` at depth `depth` (lonas decodes after its prompt, so both decode over the same context
- * lengths); medians of the repetitions.
+ * Runs llama-bench on `gguf` at `threads` threads with `reps` repetitions (each after its own warm-up run), twice:
+ * pp`prompt` into an empty context, then tg`gen` at depth `depth` (lonas decodes after its prompt, so both
+ * decode over the same context lengths; one run of `-d 0,depth` would also time the unused pp at depth and tg
+ * at 0). Medians of the repetitions.
  */
 export function llamaBench(
   tools: LlamaCppTools,
   gguf: string,
   o: { threads: number; reps: number; prompt: number; gen: number; depth: number },
 ): LlamaBenchResult {
-  const args = [
-    '-m',
-    gguf,
-    '-p',
-    String(o.prompt),
-    '-n',
-    String(o.gen),
-    '-d',
-    `0,${o.depth}`,
-    '-t',
-    String(o.threads),
-    '-r',
-    String(o.reps),
-    '-o',
-    'json',
-  ];
-  const rows = JSON.parse(run(tools.bench, args, 'llama-bench')) as LlamaBenchRow[];
-  const find = (pred: (r: LlamaBenchRow) => boolean, what: string) => {
-    const row = rows.find(pred);
-    if (!row) throw new Error(`llama-bench ${args.join(' ')}: no ${what} row in its JSON output`);
-    return median(row.samples_ts);
+  const one = (test: string[]) => {
+    const args = ['-m', gguf, ...test, '-t', String(o.threads), '-r', String(o.reps), '-o', 'json'];
+    const rows = JSON.parse(run(tools.bench, args, 'llama-bench')) as LlamaBenchRow[];
+    if (rows.length !== 1 || !Array.isArray(rows[0].samples_ts))
+      throw new Error(`llama-bench ${args.join(' ')}: expected one result row, got ${rows.length}`);
+    return rows[0];
   };
-  return {
-    prefill_tok_s: find((r) => r.n_prompt === o.prompt && r.n_gen === 0 && r.n_depth === 0, `pp${o.prompt}`),
-    decode_tok_s: find((r) => r.n_gen === o.gen && r.n_prompt === 0 && r.n_depth === o.depth, `tg${o.gen} @ d${o.depth}`),
-    model_type: rows[0]?.model_type ?? '?',
-  };
+  const pp = one(['-p', String(o.prompt), '-n', '0']);
+  const tg = one(['-p', '0', '-n', String(o.gen), '-d', String(o.depth)]);
+  return { prefill_tok_s: median(pp.samples_ts), decode_tok_s: median(tg.samples_ts), model_type: pp.model_type };
 }
 
 /**
