@@ -70,11 +70,19 @@ function rowOrder(t: LlamaTensor, c: LlamaConfig, permuteQk: boolean): Int32Arra
 
 /**
  * The GGUF tensors of a model directory's weights, in the weight table's order (weights.ts: names, shapes,
- * which ones GPTQ may quantise). `where`: tensor name → open file. A tied model gets no `output` tensor:
+ * which ones GPTQ may quantise). `where`: tensor name → open file, aliases included; `stored`: HF name →
+ * the name it is stored under when that differs (checkpoint.ts storedNames: e.g. a tied model that keeps
+ * only lm_head.weight, whose token_embd is then read from it). A tied model gets no `output` tensor:
  * llama.cpp reuses token_embd. Every stored tensor must map to a GGUF tensor: anything else is refused
  * rather than dropped.
  */
-export function planTensors(where: Map<string, SafetensorsFile>, c: LlamaConfig, type: GgmlType, permuteQk: boolean): TensorPlan {
+export function planTensors(
+  where: Map<string, SafetensorsFile>,
+  stored: ReadonlyMap<string, string>,
+  c: LlamaConfig,
+  type: GgmlType,
+  permuteQk: boolean,
+): TensorPlan {
   const notes: TensorNote[] = [];
   const tensors: GgufTensor[] = [];
   const used = new Set<string>();
@@ -100,8 +108,9 @@ export function planTensors(where: Map<string, SafetensorsFile>, c: LlamaConfig,
         },
       });
     } else if (where.has(t.name)) {
-      used.add(t.name);
-      tensors.push(floatTensor(where.get(t.name)!, t.name, t.gguf, type, order, notes));
+      const inFile = stored.get(t.name) ?? t.name;
+      used.add(t.name).add(inFile);
+      tensors.push(floatTensor(where.get(t.name)!, inFile, t.gguf, type, order, notes));
     } else {
       throw new Error(`tensor '${t.name}' is missing (config.json describes a model that has it; is the checkpoint complete?)`);
     }
