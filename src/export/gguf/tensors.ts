@@ -110,7 +110,7 @@ export function planTensors(
     } else if (where.has(t.name)) {
       const inFile = stored.get(t.name) ?? t.name;
       used.add(t.name).add(inFile);
-      tensors.push(floatTensor(where.get(t.name)!, inFile, t.gguf, type, order, notes));
+      tensors.push(floatTensor(where.get(t.name)!, inFile, t, type, order, notes));
     } else {
       throw new Error(`tensor '${t.name}' is missing (config.json describes a model that has it; is the checkpoint complete?)`);
     }
@@ -125,16 +125,24 @@ export function planTensors(
   return { tensors, notes };
 }
 
-/** `inFile`: the tensor's name in `file`; 1-D tensors are F32 whatever `requested` is. */
+/**
+ * `inFile`: the name of table row `t` in `file`, whose shape must be the one config.json's sizes give
+ * (llama.cpp would refuse the file at load otherwise); 1-D tensors are F32 whatever `requested` is.
+ */
 function floatTensor(
   file: SafetensorsFile,
   inFile: string,
-  name: string,
+  t: LlamaTensor,
   requested: GgmlType,
   order: Int32Array | null,
   notes: TensorNote[],
 ): GgufTensor {
-  const shape = file.entry(inFile).shape;
+  const name = t.gguf,
+    shape = file.entry(inFile).shape;
+  if (shape.join() !== t.shape.join())
+    throw new Error(
+      `${file.path}: tensor '${inFile}' has shape [${shape.join(', ')}], config.json's sizes give [${t.shape.join(', ')}] (the weights do not match config.json)`,
+    );
   const cols = shape[shape.length - 1];
   let type: GgmlType = shape.length === 1 ? 'F32' : requested;
   if (isBlockType(type) && cols % QK) {
