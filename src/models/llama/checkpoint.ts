@@ -139,8 +139,9 @@ export function loadModelDir(dir: string, opts: LoadOptions = {}): LoadedModelDi
  * (each such HF name is added to `where`). safetensors' save_model keeps one name of a shared tensor and
  * records each dropped one in __metadata__ (dropped name → kept name); a tied model may keep lm_head.weight
  * rather than the embedding, with or without that record, and then its embedding is read from lm_head.weight.
+ * Shared with the GGUF exporter, so both read such a checkpoint the same way.
  */
-function storedNames(config: LlamaConfig, files: SafetensorsFile[], where: Map<string, SafetensorsFile>): Map<string, string> {
+export function storedNames(config: LlamaConfig, files: SafetensorsFile[], where: Map<string, SafetensorsFile>): Map<string, string> {
   const stored = new Map<string, string>();
   for (const file of files) {
     for (const [name, kept] of Object.entries(file.metadata)) {
