@@ -7,7 +7,7 @@ import type { Command } from 'commander';
 import { resolve } from 'node:path';
 import { loadWithAdapter, useSparseKernels } from '../nas/load.ts';
 import type { LoadedSubnet } from '../nas/load.ts';
-import { OVERHEAD_DOMINATES, countCost, measureLatencies, speedupOf } from '../nas/cost.ts';
+import { OVERHEAD_DOMINATES, copyBytesPerMs, countCost, measureLatencies, overheadShare, speedupOf } from '../nas/cost.ts';
 import type { Spread } from '../nas/cost.ts';
 import type { LlamaModel } from '../models/llama/model.ts';
 import { backendInfo } from '../kernels/index.ts';
@@ -41,6 +41,8 @@ export function benchCommand(): Command {
     const base = loaded.supernet ? loaded.supernet.baseCost(o.promptLen) : countCost(loaded.model, { merged: false, seqLen: o.promptLen });
     const timing = { promptLen: o.promptLen, genLen: o.genLen, repeats: o.repeats, warmup: o.warmup };
     const [lat, refLat] = measureLatencies(ref ? [model, ref] : [model], timing);
+    const bytesPerMs = copyBytesPerMs();
+    const overhead = overheadShare(lat.decodeMsPerToken.median, params.total, bytesPerMs);
     const info = backendInfo();
     const reference = o.refModel
       ? { model: resolve(o.refModel), adapter: o.refAdapter ? resolve(o.refAdapter) : null, subnet: o.refSubnet ?? null }
@@ -60,6 +62,8 @@ export function benchCommand(): Command {
       macs,
       base: { params: base.params, macs: base.macs },
       ...lat,
+      copyBytesPerMs: bytesPerMs,
+      overheadShare: overhead,
       ...(reference && refLat ? { reference: { ...reference, ...refLat }, speedup: speedupOf(refLat, lat) } : {}),
     };
     if (o.out) {
@@ -73,12 +77,12 @@ export function benchCommand(): Command {
     const f = (n: number) => n.toLocaleString('en-US');
     const t = (s: Spread, d: number) => `median ${s.median.toFixed(d)}, min–max ${s.min.toFixed(d)}–${s.max.toFixed(d)}`;
     const speed = out.speedup
-      ? `speed-up  against ${reference!.model}${reference!.adapter ? ` + ${reference!.adapter}` : ''}, ${o.repeats} interleaved runs: ` +
+      ? `speed-up   against ${reference!.model}${reference!.adapter ? ` + ${reference!.adapter}` : ''}, ${o.repeats} interleaved runs: ` +
         `prefill ${speedupText(out.speedup.prefill)}, decode ${speedupText(out.speedup.decode)}\n`
       : '';
-    const overhead =
-      lat.fixedShare > OVERHEAD_DOMINATES
-        ? `note      ${Math.round(100 * lat.fixedShare)}% of the prefill time does not grow with the prompt: per-call overhead dominates, times do not follow the MACs\n`
+    const note =
+      overhead > OVERHEAD_DOMINATES
+        ? `note       ${Math.round(100 * overhead)}% of a decode step is not explained by reading the weights: per-call overhead dominates, times do not follow the parameters or MACs\n`
         : '';
     process.stdout.write(
       `model      ${out.model}${out.adapter ? ` + ${out.adapter}` : ''}${out.subnet ? ` (${out.subnet})` : ''}${o.merged ? ', merged' : ''}\n` +
@@ -88,7 +92,7 @@ export function benchCommand(): Command {
         `prefill    ${o.promptLen} tokens: ${t(lat.prefillMs, 2)} ms (${lat.prefillTokensPerSecond.toFixed(0)} tokens/s)\n` +
         `decode     ${o.genLen} tokens: ${t(lat.decodeMsPerToken, 3)} ms/token (${lat.decodeTokensPerSecond.toFixed(1)} tokens/s)\n` +
         speed +
-        overhead,
+        note,
     );
   });
 }

@@ -243,7 +243,7 @@ const benchRecord = fileAt(
     base: z.object({ params: z.object({ total: z.number(), nonZero: z.number() }), macs: z.number() }),
     prefillMs: stat,
     decodeMsPerToken: stat,
-    fixedShare: z.number(),
+    overheadShare: z.number(),
     /** against --ref-model, from the interleaved runs */
     speedup: z.object({ prefill: stat, decode: stat }).optional(),
     promptLen: z.number().int(),

@@ -124,15 +124,33 @@ export interface Latency {
   decodeTokensPerSecond: number;
   /** the timed runs, in order (one per round) */
   runs: { prefillMs: number; decodeMsPerToken: number }[];
-  /**
-   * share of the prefill time that does not grow with the prompt: (2·t(L/2) − t(L)) / t(L), median over rounds.
-   * Near 1, per-call overhead dominates and the time does not follow the MACs.
-   */
-  fixedShare: number;
 }
 
-/** Above this fixed share of the prefill time, reports say that per-call overhead dominates the timings. */
-export const OVERHEAD_DOMINATES = 0.5;
+/** Above this overhead share (overheadShare) reports say that per-call overhead dominates the timings. */
+export const OVERHEAD_DOMINATES = 0.75;
+
+/** Bytes per ms this machine copies from memory to memory: best of 3 copies of a 64 MB buffer (read + write counted). */
+export function copyBytesPerMs(): number {
+  const src = new Float32Array(16 << 20).fill(1),
+    dst = new Float32Array(src.length);
+  let best = Infinity;
+  for (let k = 0; k < 3; k++) {
+    const t0 = performance.now();
+    dst.set(src);
+    best = Math.min(best, performance.now() - t0);
+  }
+  return (2 * src.byteLength) / Math.max(best, 1e-3);
+}
+
+/**
+ * The share of a decode step that streaming the weights once does not explain: 1 − (4·params / bandwidth) / step
+ * (float32 weights: an upper bound of what a step must read). A decode step of a large model is memory-bound, so
+ * the share is small; near 1, the fixed per-call work (kernel calls, allocation, JS) dominates and the timings do
+ * not follow the parameters or MACs — speed-ups of a smaller configuration then stay near 1.
+ */
+export function overheadShare(decodeMsPerToken: number, params: number, bytesPerMs: number): number {
+  return Math.min(1, Math.max(0, 1 - (4 * params) / bytesPerMs / decodeMsPerToken));
+}
 
 export interface LatencyOptions {
   promptLen?: number;
@@ -142,8 +160,7 @@ export interface LatencyOptions {
 }
 
 /**
- * Measured prefill of `promptLen` tokens (and of half as many, for the fixed share) and decode of `genLen`
- * tokens for each model, interleaved: every round times each model once, in turn (A B A B …), so that a change
+ * Measured prefill of `promptLen` tokens and decode of `genLen` tokens for each model, interleaved: every round times each model once, in turn (A B A B …), so that a change
  * of machine load falls on all of them alike. Median and min–max over `repeats` rounds after `warmup` untimed ones.
  */
 export function measureLatencies(models: LlamaModel[], opts: LatencyOptions = {}): Latency[] {
@@ -154,26 +171,21 @@ export function measureLatencies(models: LlamaModel[], opts: LatencyOptions = {}
   for (const model of models)
     if (L + N > model.config.maxPositions)
       throw new Error(`latency: prompt ${L} + ${N} generated tokens exceed the model's ${model.config.maxPositions} positions`);
-  const half = Math.max(1, L >> 1);
   const prompts = models.map((m) => Int32Array.from({ length: L }, (_, i) => 1 + ((i * 7919) % (m.config.vocabSize - 1))));
-  const timed = models.map(() => ({ runs: [] as Latency['runs'], fixed: [] as number[] }));
+  const timed = models.map(() => [] as Latency['runs']);
   for (let r = 0; r < warmup + repeats; r++) {
     models.forEach((model, k) => {
       const ids = prompts[k];
-      const t0 = performance.now();
-      model.forwardCached(ids.subarray(0, half), 1, half, model.newCache(1, half), { lastOnly: true });
       const cache = model.newCache(1, L + N);
-      const t1 = performance.now();
+      const t0 = performance.now();
       model.forwardCached(ids, 1, L, cache, { lastOnly: true });
-      const t2 = performance.now();
+      const t1 = performance.now();
       for (let j = 0; j < N; j++) model.forwardCached(Int32Array.of(ids[j % L]), 1, 1, cache);
-      const t3 = performance.now();
-      if (r < warmup) return;
-      timed[k].runs.push({ prefillMs: t2 - t1, decodeMsPerToken: (t3 - t2) / Math.max(N, 1) });
-      timed[k].fixed.push((2 * (t1 - t0) - (t2 - t1)) / (t2 - t1));
+      const t2 = performance.now();
+      if (r >= warmup) timed[k].push({ prefillMs: t1 - t0, decodeMsPerToken: (t2 - t1) / Math.max(N, 1) });
     });
   }
-  return timed.map(({ runs, fixed }) => {
+  return timed.map((runs) => {
     const p = spread(runs.map((x) => x.prefillMs)),
       d = spread(runs.map((x) => x.decodeMsPerToken));
     return {
@@ -182,7 +194,6 @@ export function measureLatencies(models: LlamaModel[], opts: LatencyOptions = {}
       prefillTokensPerSecond: (1000 * L) / p.median,
       decodeTokensPerSecond: 1000 / d.median,
       runs,
-      fixedShare: Math.min(1, Math.max(0, spread(fixed).median)),
     };
   });
 }

@@ -115,7 +115,7 @@ export function buildSummary(r: Recipe, records: StageRecord[]): RunSummary {
             decodeMsPerToken: bench.decodeMsPerToken,
             promptLen: bench.promptLen,
             genLen: bench.genLen,
-            fixedShare: bench.fixedShare,
+            overheadShare: bench.overheadShare,
           }
         : undefined,
       speedup: bench?.speedup ?? null,

@@ -45,9 +45,9 @@ const rangeText = (sp: Spread, what: string) => `${what} ${sp.min.toFixed(2)}–
 
 /** The note of a row whose timings per-call overhead dominates (src/nas/cost.ts OVERHEAD_DOMINATES), or ''. */
 export function overheadNote(r: ResultRow): string {
-  const f = r.latency?.fixedShare;
+  const f = r.latency?.overheadShare;
   return f !== undefined && f > OVERHEAD_DOMINATES
-    ? `At this model size per-call overhead dominates the timings (${Math.round(100 * f)}% of the prefill time of ${r.name} does not grow with the prompt), so its speed does not follow its MACs.`
+    ? `At this model size per-call overhead dominates the timings (${Math.round(100 * f)}% of a decode step of ${r.name} is not explained by reading its weights), so its speed does not follow its parameters or MACs.`
     : '';
 }
 

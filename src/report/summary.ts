@@ -33,8 +33,8 @@ export interface ResultRow {
     decodeMsPerToken: Spread;
     promptLen: number;
     genLen: number;
-    /** share of the prefill time that does not grow with the prompt (src/nas/cost.ts measureLatencies) */
-    fixedShare: number;
+    /** share of a decode step that streaming the weights does not explain (src/nas/cost.ts overheadShare) */
+    overheadShare: number;
   };
   /** speed-up against the row named in `speedupBaseline`: per-run ratios of interleaved runs, median and min–max */
   speedup?: { prefill: Spread; decode: Spread } | null;

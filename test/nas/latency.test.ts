@@ -1,7 +1,7 @@
 /** Latency runs interleave the configurations (A B A B …); speed-ups are per-run ratios with their range; the noise rule. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { measureLatencies, speedupOf, spread, withinNoise } from '../../src/nas/cost.ts';
+import { OVERHEAD_DOMINATES, measureLatencies, overheadShare, speedupOf, spread, withinNoise } from '../../src/nas/cost.ts';
 import type { Latency } from '../../src/nas/cost.ts';
 import type { LlamaModel } from '../../src/models/llama/model.ts';
 import { tinyModel } from '../helpers/tiny-model.ts';
@@ -27,7 +27,6 @@ test('measureLatencies times the models in turn, round by round (A B A B …), a
     assert.equal(l.runs.length, 3);
     assert.ok(l.prefillMs.min <= l.prefillMs.median && l.prefillMs.median <= l.prefillMs.max);
     assert.deepEqual(l.prefillMs, spread(l.runs.map((r) => r.prefillMs)));
-    assert.ok(l.fixedShare >= 0 && l.fixedShare <= 1);
   }
 });
 
@@ -37,7 +36,6 @@ const lat = (prefill: number[], decode: number[]): Latency => ({
   prefillTokensPerSecond: 0,
   decodeTokensPerSecond: 0,
   runs: prefill.map((p, i) => ({ prefillMs: p, decodeMsPerToken: decode[i] })),
-  fixedShare: 0,
 });
 
 test('a speed-up is the ratio of each interleaved round, median and min–max; a range containing 1 is within noise', () => {
@@ -52,4 +50,13 @@ test('a speed-up is the ratio of each interleaved round, median and min–max; a
   assert.ok(!withinNoise(fast.prefill) && fast.prefill.min > 1);
   assert.throws(() => speedupOf(ref, lat([1], [1])), /same rounds/);
   assert.deepEqual(spread([3, 1, 2, 10]), { min: 1, median: 2.5, max: 10 });
+});
+
+test('overhead share: a decode step far slower than reading the weights is overhead-dominated; a memory-bound one is not', () => {
+  const bytesPerMs = 1e7; // 10 GB/s
+  // 260K float32 parameters stream in 0.104 ms: a 1 ms step is ~90% overhead (stories260K, hidden 64)
+  assert.ok(overheadShare(1, 260_000, bytesPerMs) > OVERHEAD_DOMINATES);
+  // 100M parameters stream in 40 ms: a 48 ms step is memory-bound
+  assert.ok(overheadShare(48, 100_000_000, bytesPerMs) < 0.2);
+  assert.equal(overheadShare(10, 100_000_000, bytesPerMs), 0, 'faster than the estimate (caches): no overhead');
 });

@@ -74,7 +74,7 @@ export function makeSummary(): RunSummary {
     decodeMsPerToken: sp(decodeMsPerToken),
     promptLen: 128,
     genLen: 32,
-    fixedShare: 0.1,
+    overheadShare: 0.1,
   });
   return {
     title: 'LoNAS demo: built-in task suite on a 4.7M-parameter Llama',
