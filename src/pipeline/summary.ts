@@ -155,7 +155,8 @@ export function buildSummary(r: Recipe, records: StageRecord[]): RunSummary {
       `Accuracies: ${r.eval.mode} mode${r.eval.mode === 'generate' ? (r.eval.beams > 1 ? `, beam search ${r.eval.beams}` : ', greedy decoding (the papers use beam 4)') : ' (most likely option)'}${r.eval.limit ? `, first ${r.eval.limit} examples per task` : ''}.`,
       `Parameters and MACs (${costDefinitionLabel(cost)}) of each configuration as the run ships it; reductions against the base model. ` +
         `Latency: median and min–max of ${r.bench.repeats} runs (prefill ${r.bench.promptLen} tokens, decode ${r.bench.genLen}) on this machine, ` +
-        `each row timed interleaved with "${baseRow.name}" (A B A B …); speed-ups are the per-run ratios, "≈ 1× (within noise)" when their range includes 1.`,
+        `each row timed interleaved with "${baseRow.name}" (A B A B …); speed-ups are the per-run ratios, "≈ 1× (within noise)" when their range includes 1 ` +
+        `(two equally fast configurations leave 1 out of the range of ${r.bench.repeats} runs with chance ${(100 * 2 ** (1 - r.bench.repeats)).toPrecision(2)}%).`,
     ],
   };
 }
