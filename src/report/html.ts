@@ -40,7 +40,7 @@ function relCount(chosen: number, base: number, noun: string): string {
   return r > 0 ? `${r}% fewer ${noun}` : r < 0 ? `${-r}% more ${noun}` : `the same number of ${noun}`;
 }
 
-/** "prefill 0.91–1.12× over 5 interleaved runs" */
+/** "prefill 0.91–1.12× over interleaved runs" */
 const rangeText = (sp: Spread, what: string) => `${what} ${sp.min.toFixed(2)}–${sp.max.toFixed(2)}× over interleaved runs`;
 
 /** The note of a row whose timings per-call overhead dominates (src/nas/cost.ts OVERHEAD_DOMINATES), or ''. */
