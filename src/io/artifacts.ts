@@ -241,6 +241,8 @@ const searchSummary = {
   score: z.enum(['loss', 'accuracy']),
   direction: z.string(),
   cost: z.enum(['macs', 'params', 'latency']),
+  /** what params and macs count (src/nas/cost.ts CostDefinition); missing in files of older searches: run them again */
+  cost_definition: z.object({ merged: z.boolean(), seq_len: z.number().int() }),
   ref: z.number(),
   delta: z.number(),
   threshold: z.number(),
@@ -281,13 +283,20 @@ const evalSummary = fileAt(
   }),
   'evaluation summary (lonas eval --out)',
 );
-const stat = z.object({ median: z.number() });
+const stat = z.object({ min: z.number(), median: z.number(), max: z.number() });
 const benchRecord = fileAt(
   z.object({
+    /** params and macs count the model merged (src/nas/cost.ts CostDefinition), as it was timed */
+    merged: z.boolean(),
     params: z.object({ total: z.number(), nonZero: z.number() }),
     macs: z.number(),
+    /** the model directory alone (full size, no adapter) */
+    base: z.object({ params: z.object({ total: z.number(), nonZero: z.number() }), macs: z.number() }),
     prefillMs: stat,
     decodeMsPerToken: stat,
+    overheadShare: z.number(),
+    /** against --ref-model, from the interleaved runs */
+    speedup: z.object({ prefill: stat, decode: stat }).optional(),
     promptLen: z.number().int(),
     genLen: z.number().int(),
     config: config.nullable().optional(),

@@ -35,8 +35,8 @@ export function extractAdapterSubnet(o: SubnetExtractOptions): string {
   }
   const { supernet } = loadWithAdapter(o.model, o.adapter, o.subnet);
   const { model, config } = supernet!;
-  const before = supernet!.baseCost();
-  const sub = supernet!.cost(config);
+  const before = supernet!.baseCost(256);
+  const sub = supernet!.cost(config, { merged: false, seqLen: 256 });
   const hfConfig = JSON.parse(readFileSync(join(o.model, 'config.json'), 'utf8')) as Record<string, unknown>;
   const { adapterDir, requantization } = extractToDir(model, o.out, {
     merge: !!o.merge,
@@ -47,7 +47,7 @@ export function extractAdapterSubnet(o: SubnetExtractOptions): string {
   });
   const small = loadLlama(o.out); // proves the result loads, and counts what was written
   if (adapterDir) loadAdapter(small, adapterDir);
-  const after = { params: countParams(small), macs: countMacs(small) };
+  const after = { params: countParams(small), macs: countMacs(small, 256) };
   writeExtractRecord(o.out, {
     format: 1,
     source_model: resolve(o.model),

@@ -58,7 +58,12 @@ for (const merge of [true, false]) {
       const got = countParams(small);
       if (merge) assert.equal(got.total, params.total - params.adapter, 'merged: base slices only');
       else assert.deepEqual(got, params, 'unmerged: same parameters as the cost model says');
-      assert.equal(countMacs(small), countMacs(m) - (merge ? 256 * params.adapter : 0), 'MACs agree (merged: no adapter path)');
+      assert.equal(countMacs(small, 256), countMacs(m, 256) - (merge ? 256 * params.adapter : 0), 'MACs agree (merged: no adapter path)');
+      // the merged cost definition counts, before extraction, exactly what extract --merge writes
+      if (merge) {
+        assert.equal(countParams(m, true).total, got.total, 'merged cost = parameters of the merged model');
+        assert.equal(countMacs(m, 256, true), countMacs(small, 256), 'merged cost = MACs of the merged model');
+      }
       assert.deepEqual(small.config.layers, activeConfig(m).layers, 'per-layer sizes survive config.json');
       assert.equal(existsSync(join(dir, 'adapter', 'adapter_config.json')), !merge);
     }
