@@ -5,7 +5,7 @@
  */
 import { Tensor, add, contiguous, fakeQuant, linear, matmul, mul, narrow, scale } from '../tensor/index.ts';
 import type { QuantParams } from '../tensor/index.ts';
-import { quantParamsOf } from '../nn/quantized-weight.ts';
+import { dequantize, noRequantStats, quantParamsOf, requantize } from '../nn/quantized-weight.ts';
 import { PLAIN_LORA } from './lora.ts';
 import type { AdapterMode, LoraLinear, LoraVariant } from './lora.ts';
 
@@ -114,4 +114,64 @@ export function enableQuantAware(loras: LoraLinear[], quantOf?: (moduleName: str
     }
     l.variant = new QaSparsePeft(l.variant.mask, q);
   }
+}
+
+/** |ΔW| in half quantisation steps, binned by 1/16 octave from 2⁻³² up (bin 0 holds zero updates). */
+const BINS_PER_OCTAVE = 16,
+  LOWEST_OCTAVE = -32,
+  OCTAVES = 48;
+
+/**
+ * What the INT4 merge of QA-SparsePEFT adapters (at full size) would store: of `codes` base codes,
+ * `codesChanged` move (requantize, as `lonas merge` writes them). The update in half quantisation steps,
+ * |ΔW| / (scale/2), says why: a code moves only where it passes 1 (the base weights sit on the grid).
+ * `p99HalfSteps` is the value the largest 1 % of the updates reach (approximate: 1/16 octave bins).
+ */
+export interface QaCodeReport {
+  codesChanged: number;
+  codes: number;
+  maxHalfSteps: number;
+  p99HalfSteps: number;
+}
+
+export function qaCodeChanges(loras: LoraLinear[]): QaCodeReport | null {
+  const qa = loras.filter((l) => l.variant instanceof QaSparsePeft && l.baseQuant);
+  if (!qa.length) return null;
+  const stats = noRequantStats();
+  const hist = new Float64Array(1 + BINS_PER_OCTAVE * OCTAVES);
+  let maxHalfSteps = 0;
+  for (const l of qa) {
+    const grid = l.baseQuant!;
+    const active = [l.activeRank, l.activeOut, l.activeIn] as const;
+    l.resetActive(); // the full-size merge, as `lonas merge` at the maximal sub-network
+    const delta = l.deltaWeight();
+    [l.activeRank, l.activeOut, l.activeIn] = active;
+    const merged = dequantize(grid);
+    for (let o = 0; o < grid.out; o++)
+      for (let j = 0; j < grid.inF; j++) {
+        const k = o * grid.inF + j,
+          half = Math.abs(delta[k]) / (grid.scales[grid.gIdx[j] * grid.out + o] / 2);
+        merged[k] += delta[k];
+        maxHalfSteps = Math.max(maxHalfSteps, half);
+        const bin = half > 0 ? Math.floor((Math.log2(half) - LOWEST_OCTAVE) * BINS_PER_OCTAVE) : -1;
+        hist[Math.min(hist.length - 1, Math.max(0, bin + 1))]++;
+      }
+    requantize(grid, merged, stats);
+  }
+  // the lower edge of the bin where the top 1 % begins
+  let above = 0,
+    b = hist.length - 1;
+  for (; b > 0 && above + hist[b] <= 0.01 * stats.weights; b--) above += hist[b];
+  const p99HalfSteps = b > 0 ? Math.min(maxHalfSteps, 2 ** ((b - 1) / BINS_PER_OCTAVE + LOWEST_OCTAVE)) : 0;
+  return { codesChanged: stats.codesChanged, codes: stats.weights, maxHalfSteps, p99HalfSteps };
+}
+
+/**
+ * A learning rate for a QA run that moved no code or almost none (at most 0.1 %): the one that would bring
+ * the top 1 % of the updates to half a step, `lr / p99HalfSteps`, on the grounds that under Adam the
+ * adapter's update grows about in proportion to the learning rate. Null when codes did move, or nothing was learnt.
+ */
+export function suggestQaLr(r: QaCodeReport, lr: number): number | null {
+  if (r.codesChanged > 0.001 * r.codes || !(r.p99HalfSteps > 0)) return null;
+  return Number((lr / r.p99HalfSteps).toPrecision(2));
 }

@@ -13,6 +13,8 @@ import { exportOnnx } from '../export/onnx/export.ts';
 import { exportSpec } from '../options/export.ts';
 import type { ExportOptions } from '../options/export.ts';
 import { commandFrom } from './command.ts';
+import { describeRequantization } from '../nas/extract.ts';
+import type { Requantization } from '../nas/extract.ts';
 
 function printGgufReport(r: GgufExportReport, out: string): void {
   const quantized = r.notes.filter((n) => n.note.startsWith('quantized'));
@@ -27,12 +29,23 @@ function printGgufReport(r: GgufExportReport, out: string): void {
   );
 }
 
+/** An adapter merged onto a GPTQ base is requantised onto its grid: what that cost. */
+function printRequantization(r: Requantization | null): void {
+  if (r)
+    process.stdout.write(
+      `merged          ${describeRequantization(r, 'for the float merge, export what `lonas merge --dequantize` writes')}\n`,
+    );
+}
+
 function gguf(o: ExportOptions): void {
   if (o.dtype || o.int4 || o.externalData !== 'auto')
     throw new Error(
       '--dtype, --int4 and --external-data are --format onnx options; for gguf, --type chooses the storage (GPTQ projections become q4_1 by themselves)',
     );
-  const run = (dir: string) => printGgufReport(exportGguf(dir, o.out, o.type ?? 'f32'), o.out);
+  const run = (dir: string, requantization: Requantization | null = null) => {
+    printRequantization(requantization);
+    printGgufReport(exportGguf(dir, o.out, o.type ?? 'f32'), o.out);
+  };
   if (o.adapter) withMergedSubnet(o.model, o.adapter, o.subnet, run);
   else run(o.model);
 }
@@ -54,6 +67,7 @@ function onnx(o: ExportOptions): void {
     int4: o.int4,
     externalData: o.externalData,
   });
+  printRequantization(r.requantization ?? null);
   const mb = (r.weightBytes / 2 ** 20).toFixed(1);
   process.stdout.write(
     `exported        ${resolve(r.modelFile)} (${mb} MiB of weights${r.externalData ? ' in external data' : ''}, ${dtype}${o.int4 ? ', GPTQ projections as MatMulNBits' : ''})\n` +

@@ -6,7 +6,7 @@ import { loadLlama } from '../models/llama/checkpoint.ts';
 import { loadTokenizer } from '../io/tokenizer.ts';
 import { loadTrainingMix, makeBatches, parseDataSpecs, splitValidation, tokenizeExample } from '../io/datasets.ts';
 import { adapterBaseRecord, addLora, saveAdapter } from '../adapters/peft.ts';
-import { enableQuantAware, enableSparsePeft } from '../adapters/sqft.ts';
+import { enableQuantAware, enableSparsePeft, qaCodeChanges, suggestQaLr } from '../adapters/sqft.ts';
 import { loadSearchSpaceSpec, resolveSearchSpace } from '../nas/search-space.ts';
 import type { SearchSpace } from '../nas/search-space.ts';
 import { reorderByImportance } from '../nas/importance.ts';
@@ -14,6 +14,8 @@ import { permuteMlpChannels, validateChannelOrder } from '../adapters/channel-or
 import type { LlamaModel } from '../models/llama/model.ts';
 import type { TokenizedExample } from '../io/datasets.ts';
 import { CHANNEL_ORDER_FILE, RUN_CONFIG, readChannelOrder, writeChannelOrder, writeRunConfig } from '../io/artifacts.ts';
+import type { QaCodesRecord } from '../io/artifacts.ts';
+import type { LoraLinear } from '../adapters/lora.ts';
 import { checkpointStep, discardCheckpoints } from '../train/checkpoint.ts';
 import { train } from '../train/trainer.ts';
 import { GIB, availableMemory, gib, peakRss, planTrainingMemory } from '../train/memory.ts';
@@ -138,12 +140,38 @@ export function runFinetune(o: FinetuneOptions): void {
     searchSpace: spaceSpec,
     mode: o.quantizationAware ? 'qa' : o.sparseAdapter ? 'sparse' : 'lora',
   });
-  writeRunConfig(o.out, { command: 'finetune', options: o, world_size: ranks.size, result, node: process.version });
+  const qaCodes = qaCodeSummary(loras, o.lr, log);
+  writeRunConfig(o.out, { command: 'finetune', options: o, world_size: ranks.size, result, qa_codes: qaCodes, node: process.version });
   if (result.finishedEarlier) return;
   log(
     `done: ${result.steps} steps, final loss ${result.finalLoss.toFixed(4)}${result.valLoss !== null ? `, validation loss ${result.valLoss.toFixed(4)}` : ''}, ` +
-      `${Math.round(result.tokensSeen / Math.max(result.seconds, 1e-9))} tokens/s; adapter written to ${o.out}`,
+      `${Math.round(result.tokensSeen / Math.max(result.seconds, 1e-9))} tokens/s${qaCodes ? `, INT4 codes changed: ${qaCodes.changed} of ${qaCodes.total}` : ''}; adapter written to ${o.out}`,
   );
+}
+
+/**
+ * QA-SparsePEFT: how many INT4 codes the merged adapter moves ("codes changed: N of M", logged and returned
+ * for run_config.json), with a learning rate to try when it moves none or almost none. Null for other modes.
+ */
+function qaCodeSummary(loras: LoraLinear[], lr: number, log: (s: string) => void): QaCodesRecord | null {
+  const r = qaCodeChanges(loras);
+  if (!r) return null;
+  const suggested = suggestQaLr(r, lr);
+  log(
+    `QA-SparsePEFT: codes changed: ${r.codesChanged} of ${r.codes} in the INT4 merge (|ΔW| in half quantisation steps, where a code moves only beyond 1: largest ${r.maxHalfSteps.toPrecision(3)}, ` +
+      `top 1 % from ${r.p99HalfSteps.toPrecision(3)})` +
+      (r.codesChanged === 0 ? '; the merged checkpoint equals the base' : '') +
+      (suggested !== null
+        ? `; try --lr ${suggested} (the updates grow about in proportion to the learning rate: about 1 % of the codes would move)`
+        : ''),
+  );
+  return {
+    changed: r.codesChanged,
+    total: r.codes,
+    max_half_steps: r.maxHalfSteps,
+    p99_half_steps: r.p99HalfSteps,
+    suggested_lr: suggested,
+  };
 }
 
 /**

@@ -5,29 +5,57 @@
 import type { Command } from 'commander';
 import { loadModelDir } from '../models/llama/checkpoint.ts';
 import { loadWithAdapter } from '../nas/load.ts';
-import { extractToDir } from '../nas/extract.ts';
+import { describeRequantization, extractToDir, requantizationRecord } from '../nas/extract.ts';
+import type { Requantization } from '../nas/extract.ts';
 import { countParams } from '../nas/cost.ts';
 import { mergeSpec } from '../options/tools.ts';
 import type { MergeOptions } from '../options/tools.ts';
 import { commandFrom } from './command.ts';
-import { readCompression, writeCompression } from '../io/artifacts.ts';
+import { readCompression, writeCompression, writeMergeRecord } from '../io/artifacts.ts';
+import { resolve } from 'node:path';
 
 /**
  * Carries the base's lonas_compression.json over to the merged model while it still describes it: a
  * sparsification while the merge kept every zero of the (active) base, a GPTQ record while the output is
- * GPTQ. Otherwise the record is dropped, and the log says why.
+ * GPTQ — with what requantising changed, and `kept_zeros` lowered by the zeros the merge lost (each lost
+ * zero may have been a kept one, so the count stays one the output really has). Otherwise the record is
+ * dropped, and the log says why.
  */
-function keepCompression(baseDir: string, outDir: string, baseZeros: number, mergedZeros: number, mergedIsGptq: boolean): void {
+function keepCompression(
+  baseDir: string,
+  outDir: string,
+  zeros: { base: number; merged: number },
+  merged: { isGptq: boolean; requantization: Requantization | null; zerosLost: Map<string, number> },
+): void {
   const record = readCompression(baseDir);
   if (!record) return;
-  const holds = record.method === 'gptq' ? mergedIsGptq : mergedZeros >= baseZeros;
-  if (holds) writeCompression(outDir, record);
-  else
+  if (record.method !== 'gptq') {
+    if (zeros.merged >= zeros.base) writeCompression(outDir, record);
+    else
+      process.stderr.write(
+        `merge: the adapter filled ${zeros.base - zeros.merged} of the base's ${zeros.base} zeros, so ${baseDir}'s lonas_compression.json (${record.method}) is not carried over (train with --sparse-adapter to keep them)\n`,
+      );
+    return;
+  }
+  if (!merged.isGptq) {
     process.stderr.write(
-      record.method === 'gptq'
-        ? `merge: the merged model is not GPTQ, so ${baseDir}'s lonas_compression.json (gptq) is not carried over\n`
-        : `merge: the adapter filled ${baseZeros - mergedZeros} of the base's ${baseZeros} zeros, so ${baseDir}'s lonas_compression.json (${record.method}) is not carried over (train with --sparse-adapter to keep them)\n`,
+      `merge: the merged model is not GPTQ (--dequantize), so ${baseDir}'s lonas_compression.json (gptq) is not carried over\n`,
     );
+    return;
+  }
+  const keptZeros = Object.fromEntries(
+    Object.entries(record.kept_zeros).map(([m, n]) => [m, Math.max(0, n - (merged.zerosLost.get(m) ?? 0))]),
+  );
+  const lowered = Object.entries(record.kept_zeros).reduce((s, [m, n]) => s + n - keptZeros[m], 0);
+  if (lowered)
+    process.stderr.write(
+      `merge: the adapter moved zeros of the base off 0: kept_zeros in lonas_compression.json lowered by ${lowered} (train with --sparse-adapter to keep them)\n`,
+    );
+  writeCompression(outDir, {
+    ...record,
+    kept_zeros: keptZeros,
+    ...(merged.requantization ? { merge_requantization: requantizationRecord(merged.requantization) } : {}),
+  });
 }
 
 export function mergeCommand(): Command {
@@ -35,9 +63,30 @@ export function mergeCommand(): Command {
     const { model } = loadWithAdapter(o.model, o.adapter, o.subnet);
     const before = countParams(model);
     const { hfConfig } = loadModelDir(o.model);
-    const { config } = extractToDir(model, o.out, { merge: true, sourceDir: o.model, hfConfig });
+    const { config, requantization, zerosLost } = extractToDir(model, o.out, {
+      merge: true,
+      sourceDir: o.model,
+      hfConfig,
+      dequantize: o.dequantize,
+    });
     const after = countParams(loadWithAdapter(o.out).model);
-    keepCompression(o.model, o.out, before.total - before.nonZero, after.total - after.nonZero, !!config.quantization);
+    keepCompression(
+      o.model,
+      o.out,
+      { base: before.total - before.nonZero, merged: after.total - after.nonZero },
+      { isGptq: !!config.quantization, requantization, zerosLost },
+    );
+    writeMergeRecord(o.out, {
+      format: 1,
+      source_model: resolve(o.model),
+      adapter: resolve(o.adapter),
+      subnet: o.subnet,
+      dequantized: o.dequantize && !!hfConfig.quantization_config,
+      requantization: requantization && requantizationRecord(requantization),
+    });
+    if (requantization) process.stderr.write(`merge: ${describeRequantization(requantization)}\n`);
+    else if (o.dequantize && hfConfig.quantization_config)
+      process.stderr.write('merge: --dequantize: the GPTQ base is written in float32\n');
     process.stderr.write(
       `merge: ${config.layers.length} layers; parameters ${before.total - before.adapter} → ${after.total} ` +
         `(non-zero ${after.nonZero}, ${(100 * (1 - after.nonZero / after.total)).toFixed(2)}% zero); written to ${o.out}\n`,

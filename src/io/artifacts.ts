@@ -8,6 +8,7 @@
  *   <adapter>/lonas_adapter.json        lonas's extras beside a PEFT adapter: search space, mode, channel order, base fingerprint
  *   <model>/lonas_compression.json      how `lonas sparsify` / `lonas quantize` made a model
  *   <model>/lonas_extract.json          provenance and sizes of an extracted sub-network
+ *   <model>/lonas_merge.json            provenance of a merged model, and what requantising onto a GPTQ grid cost
  *   <search>/pareto.json, best.json     the search's front and chosen configuration (read by the report)
  *   eval --out FILE, bench --out FILE   accuracy summary and latency record (read by the report)
  *   <run>/stages/<stage>.json           a finished pipeline stage (its presence marks it done)
@@ -55,6 +56,16 @@ const config = z.record(z.string(), z.number());
 // split and the tokenisation of training)
 
 export const RUN_CONFIG = 'run_config.json';
+const qaCodes = z.object({
+  changed: z.number().int().nonnegative(),
+  total: z.number().int().nonnegative(),
+  /** |ΔW| in half quantisation steps: the largest, and what the top 1 % reach */
+  max_half_steps: z.number().nonnegative(),
+  p99_half_steps: z.number().nonnegative(),
+  /** a learning rate to try when (almost) no code moved */
+  suggested_lr: z.number().positive().nullable(),
+});
+export type QaCodesRecord = z.input<typeof qaCodes>;
 const runConfig = fileInDir(
   RUN_CONFIG,
   z.object({
@@ -75,6 +86,8 @@ const runConfig = fileInDir(
       tokensSeen: z.number(),
       seconds: z.number(),
     }),
+    /** QA-SparsePEFT (src/adapters/sqft.ts qaCodeChanges): INT4 codes the merged adapter moves, of all its base codes */
+    qa_codes: qaCodes.nullable().default(null),
     node: z.string(),
   }),
   'run_config.json (written by lonas finetune; pass --val FILE otherwise)',
@@ -124,6 +137,20 @@ export const writeChannelOrder = channelOrder.write;
 export const readChannelOrder = channelOrder.read;
 
 // ---------------------------------------------------------------------------------------------
+// what merging an adapter onto a GPTQ base's fixed grid changed (src/nas/extract.ts mergeSubnet): the codes
+// of `projections` adapted projections (`weights` codes, `codes_changed` of them moved) and the error of the
+// requantised weights against the float merge W + ΔW
+
+const requantization = z.object({
+  projections: z.number().int().nonnegative(),
+  weights: z.number().int().nonnegative(),
+  codes_changed: z.number().int().nonnegative(),
+  max_abs_error: z.number().nonnegative(),
+  mean_abs_error: z.number().nonnegative(),
+});
+export type RequantizationRecord = z.input<typeof requantization>;
+
+// ---------------------------------------------------------------------------------------------
 // lonas_compression.json: how `lonas sparsify` or `lonas quantize` made a model (null: not compressed by lonas)
 
 const compression = fileInDir(
@@ -154,6 +181,8 @@ const compression = fileInDir(
       lm_head: z.boolean().default(false),
       /** module → exact zeros of its source weight, kept exactly zero by GPTQ (the output's sparsity; other zero codes are rounding) */
       kept_zeros: z.record(z.string(), z.number().int()).default({}),
+      /** `lonas merge` of an adapter onto this grid: what requantising the merged weights changed */
+      merge_requantization: requantization.optional(),
     }),
   ]),
   'lonas_compression.json',
@@ -174,6 +203,10 @@ const extractRecord = fileInDir(
     config: config.nullable(),
     merged: z.boolean(),
     dtype: z.enum(['f32', 'bf16']),
+    /** a GPTQ base written in float (--dequantize) */
+    dequantized: z.boolean().default(false),
+    /** merged onto a GPTQ base's grid: what requantising changed (null: nothing requantised) */
+    requantization: requantization.nullable().default(null),
     adapter_dir: z.string().nullable(),
     params: z.object({ base: z.number(), extracted: z.number(), extracted_adapter: z.number() }),
     macs_1x256: z.object({ base: z.number(), extracted: z.number() }),
@@ -183,6 +216,24 @@ const extractRecord = fileInDir(
 export const writeExtractRecord = extractRecord.write;
 
 // ---------------------------------------------------------------------------------------------
+// lonas_merge.json: provenance of a merged model (`lonas merge`) and, onto a GPTQ base, what requantising cost
+
+const mergeRecord = fileInDir(
+  'lonas_merge.json',
+  z.object({
+    format: z.literal(1),
+    source_model: z.string(),
+    adapter: z.string(),
+    subnet: z.string(),
+    /** a GPTQ base written in float (--dequantize) */
+    dequantized: z.boolean(),
+    requantization: requantization.nullable(),
+  }),
+  'lonas_merge.json',
+);
+export const writeMergeRecord = mergeRecord.write;
+
+// ---------------------------------------------------------------------------------------------
 // pareto.json / best.json (written by src/nas/search.ts); `front` and `best` entries also carry objectives,
 // params, macs, latency_ms, source and index
 
@@ -190,6 +241,8 @@ const searchSummary = {
   score: z.enum(['loss', 'accuracy']),
   direction: z.string(),
   cost: z.enum(['macs', 'params', 'latency']),
+  /** what params and macs count (src/nas/cost.ts CostDefinition); missing in files of older searches: run them again */
+  cost_definition: z.object({ merged: z.boolean(), seq_len: z.number().int() }),
   ref: z.number(),
   delta: z.number(),
   threshold: z.number(),
@@ -230,13 +283,20 @@ const evalSummary = fileAt(
   }),
   'evaluation summary (lonas eval --out)',
 );
-const stat = z.object({ median: z.number() });
+const stat = z.object({ min: z.number(), median: z.number(), max: z.number() });
 const benchRecord = fileAt(
   z.object({
+    /** params and macs count the model merged (src/nas/cost.ts CostDefinition), as it was timed */
+    merged: z.boolean(),
     params: z.object({ total: z.number(), nonZero: z.number() }),
     macs: z.number(),
+    /** the model directory alone (full size, no adapter) */
+    base: z.object({ params: z.object({ total: z.number(), nonZero: z.number() }), macs: z.number() }),
     prefillMs: stat,
     decodeMsPerToken: stat,
+    overheadShare: z.number(),
+    /** against --ref-model, from the interleaved runs */
+    speedup: z.object({ prefill: stat, decode: stat }).optional(),
     promptLen: z.number().int(),
     genLen: z.number().int(),
     config: config.nullable().optional(),

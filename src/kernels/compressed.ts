@@ -24,7 +24,8 @@
  * The twins compute in double from the exactly dequantised / unpacked float32 weights and round once
  * when storing y; the native kernels accumulate in float32 (and the INT4 matrix-vector path factors the
  * zero point out of each group), so they agree to float32 accumulation error, not bit for bit (bounds:
- * test/kernels/compressed.test.ts). `int4Dequantize` and the sparse unpacking are exact in both.
+ * test/kernels/compressed-int4.test.ts, compressed-sparse.test.ts). `int4Dequantize` and the sparse
+ * unpacking are exact in both.
  * Non-finite x: where W[o, j] = 0 the sparse twin (and the native scalar path) skip x_j, the vector paths
  * form 0 · x_j like a dense product would, so an Inf/NaN in x may or may not reach y through a zero weight.
  *

@@ -5,6 +5,8 @@
  * the data is inline; text widths are estimated).
  */
 import type { TopLevelSpec } from 'vega-lite';
+import { costDefinitionLabel } from './cost.ts';
+import type { CostDefinition } from './cost.ts';
 
 export interface ChartPoint {
   cost: number;
@@ -17,6 +19,8 @@ export interface ChartPoint {
 
 export interface ChartOptions {
   costName: 'macs' | 'params' | 'latency';
+  /** what the params and MACs count (the axis label says it) */
+  costDefinition: CostDefinition;
   /** 'loss' (lower is better) or 'accuracy' (higher is better) */
   scoreName: 'loss' | 'accuracy';
   title: string;
@@ -24,7 +28,11 @@ export interface ChartOptions {
   threshold?: number;
 }
 
-const COST_AXIS = { macs: 'MACs (1×256)', params: 'parameters', latency: 'latency (ms)' } as const;
+/** The cost axis title: exactly what is plotted, e.g. "MACs (merged, 1×64 forward)". */
+export function costAxisLabel(name: ChartOptions['costName'], d: CostDefinition): string {
+  if (name === 'latency') return 'latency (ms, merged)';
+  return name === 'macs' ? `MACs (${costDefinitionLabel(d)})` : `parameters (${d.merged ? 'merged' : 'adapter unmerged'})`;
+}
 
 /** Large counts in M or G so that the axis stays readable. */
 function costScale(name: ChartOptions['costName'], max: number): { div: number; unit: string } {
@@ -43,7 +51,12 @@ export function paretoSpec(points: ChartPoint[], o: ChartOptions): TopLevelSpec 
     label: p.label ?? '',
     kind: p.chosen ? 'chosen' : p.front ? 'Pareto front' : 'evaluated',
   }));
-  const x = { field: 'cost', type: 'quantitative', title: `${COST_AXIS[o.costName]}${unit}`, scale: { zero: false } } as const;
+  const x = {
+    field: 'cost',
+    type: 'quantitative',
+    title: `${costAxisLabel(o.costName, o.costDefinition)}${unit}`,
+    scale: { zero: false },
+  } as const;
   const y = {
     field: 'score',
     type: 'quantitative',

@@ -2,16 +2,31 @@
  * Cost of the model at its active configuration: parameters (total and non-zero), multiply-accumulates
  * for a 1×L input, and measured latency (prefill of L tokens, per-token decode) on this machine.
  *
- * MACs count every linear layer (base + adapter path), the two attention products at full L×L per head
+ * One cost definition (CostDefinition) is used by the search objective, best.json/pareto.json, the charts and
+ * the results table: the model as it ships — merged (adapters folded into the weights, so their ranks add
+ * neither parameters nor MACs) or unmerged (the adapter path counted) — for one stated sequence length.
+ *
+ * MACs count every linear layer (base + adapter path when unmerged), the two attention products at full L×L per head
  * (QKᵀ and PV, as fvcore/thop-style counters do; causal masking is not subtracted) and the LM head.
  * Norms, RoPE, softmax and the element-wise ops are not counted (a few % of the total).
  */
 import { performance } from 'node:perf_hooks';
-import { LoraLinear } from '../adapters/lora.ts';
+import { LoraLinear, PLAIN_LORA } from '../adapters/lora.ts';
 import { QuantLinear } from '../nn/quant-linear.ts';
 import type { LinearLike } from '../nn/modules.ts';
 import type { LlamaModel } from '../models/llama/model.ts';
 import { PROJECTIONS } from '../models/llama/model.ts';
+
+/** What a cost counts: the model merged or with its adapters unmerged, for a forward pass over 1×seqLen tokens. */
+export interface CostDefinition {
+  merged: boolean;
+  seqLen: number;
+}
+
+/** The definition as words for axis labels and notes: "merged, 1×64 forward". */
+export function costDefinitionLabel(d: CostDefinition): string {
+  return `${d.merged ? 'merged' : 'adapter unmerged'}, 1×${d.seqLen} forward`;
+}
 
 export interface ParamCount {
   total: number;
@@ -26,15 +41,19 @@ function activeSliceNonZero(data: ArrayLike<number>, ld: number, rows: number, c
   return n;
 }
 
-function countModule(m: LinearLike): ParamCount {
+function countModule(m: LinearLike, merged: boolean): ParamCount {
   const base = m instanceof LoraLinear ? m.base : m;
   const [w, b] = base.baseTensors();
   const o = m.outFeatures,
     i = m.inFeatures;
   let total = o * i + (b ? o : 0);
-  let nonZero = activeSliceNonZero(w.data, w.shape[1], o, i) + (b ? activeSliceNonZero(b.data, o, 1, o) : 0);
+  const biasNonZero = b ? activeSliceNonZero(b.data, o, 1, o) : 0;
+  let nonZero = activeSliceNonZero(w.data, w.shape[1], o, i) + biasNonZero;
   let adapter = 0;
-  if (m instanceof LoraLinear && m.activeRank > 0) {
+  if (merged) {
+    // a plain LoRA update B·A is dense: merged, it fills the base's zeros (the sparse variants keep the mask)
+    if (m instanceof LoraLinear && m.activeRank > 0 && m.variant === PLAIN_LORA) nonZero = o * i + biasNonZero;
+  } else if (m instanceof LoraLinear && m.activeRank > 0) {
     adapter = m.activeRank * (i + o);
     total += adapter;
     nonZero += adapter;
@@ -42,17 +61,18 @@ function countModule(m: LinearLike): ParamCount {
   return { total, nonZero, adapter };
 }
 
-export function countParams(model: LlamaModel): ParamCount {
+/** Parameters at the active configuration; `merged`: as the merged model has them (no adapter parameters). */
+export function countParams(model: LlamaModel, merged = false): ParamCount {
   const c = model.config;
   const emb = c.vocabSize * c.hiddenSize;
   const norms = c.hiddenSize * (2 * c.layers.length + 1);
   const head = c.tieWordEmbeddings ? 0 : emb;
   // embedding, norms and a float head are dense; a quantised head's zeros are counted as the projections' are
-  const headNonZero = model.lmHead instanceof QuantLinear ? countModule(model.lmHead).nonZero : head;
+  const headNonZero = model.lmHead instanceof QuantLinear ? countModule(model.lmHead, merged).nonZero : head;
   const out: ParamCount = { total: emb + norms + head, nonZero: emb + norms + headNonZero, adapter: 0 };
   for (const layer of model.layers) {
     for (const p of PROJECTIONS) {
-      const n = countModule(layer.proj[p]);
+      const n = countModule(layer.proj[p], merged);
       out.total += n.total;
       out.nonZero += n.nonZero;
       out.adapter += n.adapter;
@@ -61,8 +81,8 @@ export function countParams(model: LlamaModel): ParamCount {
   return out;
 }
 
-/** MACs of a forward pass over one sequence of `seqLen` tokens at the active configuration. */
-export function countMacs(model: LlamaModel, seqLen = 256): number {
+/** MACs of a forward pass over one sequence of `seqLen` tokens at the active configuration (`merged`: no adapter path). */
+export function countMacs(model: LlamaModel, seqLen: number, merged = false): number {
   const c = model.config,
     L = seqLen;
   let macs = L * c.hiddenSize * c.vocabSize; // LM head
@@ -70,7 +90,7 @@ export function countMacs(model: LlamaModel, seqLen = 256): number {
     for (const p of PROJECTIONS) {
       const m = layer.proj[p];
       macs += L * m.outFeatures * m.inFeatures;
-      if (m instanceof LoraLinear && m.activeRank > 0) macs += L * m.activeRank * (m.inFeatures + m.outFeatures);
+      if (!merged && m instanceof LoraLinear && m.activeRank > 0) macs += L * m.activeRank * (m.inFeatures + m.outFeatures);
     }
     const attnWidth = layer.proj.q_proj.outFeatures; // heads · head_dim
     macs += 2 * L * L * attnWidth; // QKᵀ and PV
@@ -78,44 +98,121 @@ export function countMacs(model: LlamaModel, seqLen = 256): number {
   return macs;
 }
 
-export interface Latency {
-  prefillMs: { min: number; median: number };
-  decodeMsPerToken: { min: number; median: number };
-  prefillTokensPerSecond: number;
-  decodeTokensPerSecond: number;
+/** Parameters and MACs of the model at its active configuration under the definition `d`. */
+export function countCost(model: LlamaModel, d: CostDefinition): { params: ParamCount; macs: number } {
+  return { params: countParams(model, d.merged), macs: countMacs(model, d.seqLen, d.merged) };
 }
 
-/** Measured prefill of `promptLen` tokens and greedy-style decode of `genLen` tokens, min/median over repeats. */
-export function measureLatency(
-  model: LlamaModel,
-  opts: { promptLen?: number; genLen?: number; repeats?: number; warmup?: number } = {},
-): Latency {
+/** Median and spread (min–max) of repeated timings (or of ratios of paired timings). */
+export interface Spread {
+  min: number;
+  median: number;
+  max: number;
+}
+
+export function spread(xs: number[]): Spread {
+  if (xs.length === 0) throw new Error('spread of no samples');
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return { min: s[0], median: s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2, max: s[s.length - 1] };
+}
+
+export interface Latency {
+  prefillMs: Spread;
+  decodeMsPerToken: Spread;
+  prefillTokensPerSecond: number;
+  decodeTokensPerSecond: number;
+  /** the timed runs, in order (one per round) */
+  runs: { prefillMs: number; decodeMsPerToken: number }[];
+}
+
+/** Above this overhead share (overheadShare) reports say that per-call overhead dominates the timings. */
+export const OVERHEAD_DOMINATES = 0.75;
+
+/** Bytes per ms this machine copies from memory to memory: best of 3 copies of a 64 MB buffer (read + write counted). */
+export function copyBytesPerMs(): number {
+  const src = new Float32Array(16 << 20).fill(1),
+    dst = new Float32Array(src.length);
+  let best = Infinity;
+  for (let k = 0; k < 3; k++) {
+    const t0 = performance.now();
+    dst.set(src);
+    best = Math.min(best, performance.now() - t0);
+  }
+  return (2 * src.byteLength) / Math.max(best, 1e-3);
+}
+
+/**
+ * The share of a decode step that streaming the weights once does not explain: 1 − (4·params / bandwidth) / step
+ * (float32 weights: an upper bound of what a step must read). A decode step of a large model is memory-bound, so
+ * the share is small; near 1, the fixed per-call work (kernel calls, allocation, JS) dominates and the timings do
+ * not follow the parameters or MACs — speed-ups of a smaller configuration then stay near 1.
+ */
+export function overheadShare(decodeMsPerToken: number, params: number, bytesPerMs: number): number {
+  return Math.min(1, Math.max(0, 1 - (4 * params) / bytesPerMs / decodeMsPerToken));
+}
+
+export interface LatencyOptions {
+  promptLen?: number;
+  genLen?: number;
+  repeats?: number;
+  warmup?: number;
+}
+
+/**
+ * Measured prefill of `promptLen` tokens and decode of `genLen` tokens for each model, interleaved: every round times each model once, in turn (A B A B …), so that a change
+ * of machine load falls on all of them alike. Median and min–max over `repeats` rounds after `warmup` untimed ones.
+ */
+export function measureLatencies(models: LlamaModel[], opts: LatencyOptions = {}): Latency[] {
   const L = opts.promptLen ?? 256,
     N = opts.genLen ?? 32,
     repeats = opts.repeats ?? 5,
     warmup = opts.warmup ?? 1;
-  if (L + N > model.config.maxPositions)
-    throw new Error(`latency: prompt ${L} + ${N} generated tokens exceed the model's ${model.config.maxPositions} positions`);
-  const ids = Int32Array.from({ length: L }, (_, i) => 1 + ((i * 7919) % (model.config.vocabSize - 1)));
-  const prefill: number[] = [],
-    decode: number[] = [];
+  for (const model of models)
+    if (L + N > model.config.maxPositions)
+      throw new Error(`latency: prompt ${L} + ${N} generated tokens exceed the model's ${model.config.maxPositions} positions`);
+  const prompts = models.map((m) => Int32Array.from({ length: L }, (_, i) => 1 + ((i * 7919) % (m.config.vocabSize - 1))));
+  const timed = models.map(() => [] as Latency['runs']);
   for (let r = 0; r < warmup + repeats; r++) {
-    const cache = model.newCache(1, L + N);
-    const t0 = performance.now();
-    model.forwardCached(ids, 1, L, cache, { lastOnly: true });
-    const t1 = performance.now();
-    for (let k = 0; k < N; k++) model.forwardCached(Int32Array.of(ids[k % L]), 1, 1, cache);
-    const t2 = performance.now();
-    if (r >= warmup) {
-      prefill.push(t1 - t0);
-      decode.push((t2 - t1) / Math.max(N, 1));
-    }
+    models.forEach((model, k) => {
+      const ids = prompts[k];
+      const cache = model.newCache(1, L + N);
+      const t0 = performance.now();
+      model.forwardCached(ids, 1, L, cache, { lastOnly: true });
+      const t1 = performance.now();
+      for (let j = 0; j < N; j++) model.forwardCached(Int32Array.of(ids[j % L]), 1, 1, cache);
+      const t2 = performance.now();
+      if (r >= warmup) timed[k].push({ prefillMs: t1 - t0, decodeMsPerToken: (t2 - t1) / Math.max(N, 1) });
+    });
   }
-  const stats = (xs: number[]) => {
-    const s = [...xs].sort((a, b) => a - b);
-    return { min: s[0], median: s[Math.floor(s.length / 2)] };
+  return timed.map((runs) => {
+    const p = spread(runs.map((x) => x.prefillMs)),
+      d = spread(runs.map((x) => x.decodeMsPerToken));
+    return {
+      prefillMs: p,
+      decodeMsPerToken: d,
+      prefillTokensPerSecond: (1000 * L) / p.median,
+      decodeTokensPerSecond: 1000 / d.median,
+      runs,
+    };
+  });
+}
+
+/** One model's latency (measureLatencies of one). */
+export function measureLatency(model: LlamaModel, opts: LatencyOptions = {}): Latency {
+  return measureLatencies([model], opts)[0];
+}
+
+/** Speed-up of `x` over `reference` from interleaved runs: the ratio reference/x of each round, median and min–max. */
+export function speedupOf(reference: Latency, x: Latency): { prefill: Spread; decode: Spread } {
+  if (reference.runs.length !== x.runs.length) throw new Error('speed-up: the two latencies were not measured in the same rounds');
+  return {
+    prefill: spread(x.runs.map((r, i) => reference.runs[i].prefillMs / r.prefillMs)),
+    decode: spread(x.runs.map((r, i) => reference.runs[i].decodeMsPerToken / r.decodeMsPerToken)),
   };
-  const p = stats(prefill),
-    d = stats(decode);
-  return { prefillMs: p, decodeMsPerToken: d, prefillTokensPerSecond: (1000 * L) / p.median, decodeTokensPerSecond: 1000 / d.median };
+}
+
+/** True when the interval of a speed-up includes 1: no speed difference shown by the measurement. */
+export function withinNoise(s: Spread): boolean {
+  return s.min <= 1 && s.max >= 1;
 }

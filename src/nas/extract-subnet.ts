@@ -9,7 +9,7 @@ import { loadLlama } from '../models/llama/checkpoint.ts';
 import { loadAdapter } from '../adapters/peft.ts';
 import { writeExtractRecord } from '../io/artifacts.ts';
 import { loadWithAdapter } from './load.ts';
-import { extractToDir } from './extract.ts';
+import { describeRequantization, extractToDir, requantizationRecord } from './extract.ts';
 import { countMacs, countParams } from './cost.ts';
 
 export interface SubnetExtractOptions {
@@ -19,6 +19,7 @@ export interface SubnetExtractOptions {
   merge?: boolean;
   out: string;
   dtype: 'f32' | 'bf16';
+  dequantize?: boolean;
 }
 
 const fmt = (n: number) => n.toLocaleString('en-US');
@@ -34,18 +35,19 @@ export function extractAdapterSubnet(o: SubnetExtractOptions): string {
   }
   const { supernet } = loadWithAdapter(o.model, o.adapter, o.subnet);
   const { model, config } = supernet!;
-  const before = supernet!.baseCost();
-  const sub = supernet!.cost(config);
+  const before = supernet!.baseCost(256);
+  const sub = supernet!.cost(config, { merged: false, seqLen: 256 });
   const hfConfig = JSON.parse(readFileSync(join(o.model, 'config.json'), 'utf8')) as Record<string, unknown>;
-  const { adapterDir } = extractToDir(model, o.out, {
+  const { adapterDir, requantization } = extractToDir(model, o.out, {
     merge: !!o.merge,
     sourceDir: o.model,
     hfConfig,
     dtype: o.dtype === 'bf16' ? 'BF16' : 'F32',
+    dequantize: o.dequantize,
   });
   const small = loadLlama(o.out); // proves the result loads, and counts what was written
   if (adapterDir) loadAdapter(small, adapterDir);
-  const after = { params: countParams(small), macs: countMacs(small) };
+  const after = { params: countParams(small), macs: countMacs(small, 256) };
   writeExtractRecord(o.out, {
     format: 1,
     source_model: resolve(o.model),
@@ -54,6 +56,8 @@ export function extractAdapterSubnet(o: SubnetExtractOptions): string {
     config,
     merged: !adapterDir,
     dtype: o.dtype,
+    dequantized: !!o.dequantize && !!hfConfig.quantization_config,
+    requantization: requantization && requantizationRecord(requantization),
     adapter_dir: adapterDir ? 'adapter' : null,
     params: { base: before.params.total, extracted: after.params.total, extracted_adapter: after.params.adapter },
     macs_1x256: { base: before.macs, extracted: after.macs },
@@ -64,6 +68,10 @@ export function extractAdapterSubnet(o: SubnetExtractOptions): string {
     `sub-network     ${fmt(sub.params.total)} params (${fmt(sub.params.adapter)} in adapters) at ${o.subnet}\n` +
     `extracted       ${fmt(after.params.total)} params${adapterDir ? ` (${fmt(after.params.adapter)} in the adapter)` : ' (merged)'}, ` +
     `${pct(after.params.total, before.params.total)} of the base; ${fmt(after.macs)} MACs, ${pct(after.macs, before.macs)}\n` +
-    `written to      ${resolve(o.out)}${adapterDir ? ` (adapter: ${resolve(adapterDir)})` : ''}\n`
+    `written to      ${resolve(o.out)}${adapterDir ? ` (adapter: ${resolve(adapterDir)})` : ''}\n` +
+    (requantization ? `requantised     ${describeRequantization(requantization)}\n` : '') +
+    (o.dequantize && hfConfig.quantization_config
+      ? `dequantised     the GPTQ base is written in ${o.dtype === 'bf16' ? 'bfloat16' : 'float32'}\n`
+      : '')
   );
 }

@@ -17,11 +17,11 @@ import { copyTokenizerFiles, saveModelDir } from '../models/llama/checkpoint.ts'
 import { LoraLinear, withAdaptersOff } from '../adapters/lora.ts';
 import { ElasticLinear } from '../adapters/elastic.ts';
 import { adapterBaseRecord, loraModules, savePeftAdapter } from '../adapters/peft.ts';
-import { QaSparsePeft } from '../adapters/sqft.ts';
 import type { Linear, LinearLike } from '../nn/modules.ts';
+import type { RequantizationRecord } from '../io/artifacts.ts';
 import { QuantLinear } from '../nn/quant-linear.ts';
-import { dequantize, quantCode } from '../nn/quantized-weight.ts';
-import type { QuantizedWeight } from '../nn/quantized-weight.ts';
+import { dequantize, noRequantStats, requantize, sliceHasLayout, sliceQuantized, zeroWeights } from '../nn/quantized-weight.ts';
+import type { QuantizedWeight, RequantStats } from '../nn/quantized-weight.ts';
 
 export interface ExtractOptions {
   merge: boolean;
@@ -29,6 +29,8 @@ export interface ExtractOptions {
   sourceDir?: string;
   hfConfig?: Record<string, unknown>;
   dtype?: 'F32' | 'BF16';
+  /** write a GPTQ base's weights in float (`dtype`) instead of on its INT4 grid */
+  dequantize?: boolean;
 }
 
 /** Copies the active (o', i') slice of a stored (out, in) weight. */
@@ -52,38 +54,59 @@ export function activeConfig(model: LlamaModel): LlamaConfig {
   };
 }
 
+/** What a merge onto a GPTQ base's grid changed (null in a report: nothing was requantised). */
+export interface Requantization extends RequantStats {
+  /** projections that carry an adapter and were requantised onto the base's grid */
+  projections: number;
+}
+
+export interface MergedSubnet {
+  model: LlamaModel;
+  /** what requantising adapted projections onto a GPTQ base's grid changed; null when none was */
+  requantization: Requantization | null;
+  /** GPTQ module → its weights that were exactly 0 and are not in the output (moved off the zero point, or sliced away) */
+  zerosLost: Map<string, number>;
+}
+
 /**
  * A new, physically smaller model equal to `model` at its active configuration (adapters merged).
- * Quantised projections stay quantised when kept whole: a GPTQ base keeps its codes, and a QA-SparsePEFT
- * adapter is merged onto the INT4 grid (codes of W + ΔW ⊙ M with the base's scales and zeros). A sliced
- * quantised projection is written in float. A quantised LM head (never sliced, never adapted) stays quantised.
+ * A GPTQ base keeps its format: every quantised projection is written on the base's own grid (its scales,
+ * zeros and g_idx, sliced to the active widths), its codes as they are without an adapter, else the codes of
+ * the merged float weight W + ΔW (a QA-SparsePEFT adapter trained for exactly these; a plain LoRA adapter
+ * gains a rounding error, reported in `requantization`). A quantised LM head (never sliced, never adapted)
+ * stays quantised. `dequantize` writes every weight in float instead.
  */
-export function extractMerged(model: LlamaModel): LlamaModel {
+export function mergeSubnet(model: LlamaModel, opts: { dequantize?: boolean } = {}): MergedSubnet {
   const weights = new Map<string, Tensor>();
+  const zerosLost = new Map<string, number>();
   const quantized = new Map<string, QuantizedWeight>();
+  const stats: Requantization = { ...noRequantStats(), projections: 0 };
   for (const [name, t] of model.namedParameters()) weights.set(name, t); // embeddings, norms, head: unchanged
   model.layers.forEach((layer, layerIndex) => {
     for (const p of PROJECTIONS) {
       const m: LinearLike = layer.proj[p];
-      const stored = m instanceof ElasticLinear ? m.stored : m;
       const base = m instanceof LoraLinear ? m.base : m;
       const [w, b] = base.baseTensors();
       const o = m.outFeatures,
         i = m.inFeatures;
-      const whole = o === w.shape[0] && i === w.shape[1];
       const data = sliceWeight(w, o, i);
-      if (m instanceof LoraLinear) {
+      const adapted = m instanceof LoraLinear && m.activeRank > 0;
+      if (adapted) {
         const delta = m.deltaWeight();
         for (let k = 0; k < data.length; k++) data[k] += delta[k];
       }
       const name = `${projectionWeightName(layerIndex, p)}.weight`;
-      const qw =
-        stored instanceof QuantLinear
-          ? stored.qw
-          : m instanceof LoraLinear && m.variant instanceof QaSparsePeft && m.baseQuant
-            ? requantize(m.baseQuant, data)
-            : null;
-      if (qw && whole) {
+      const grid = gridOf(m);
+      if (grid && !opts.dequantize) {
+        const sliced = sliceQuantized(grid, o, i);
+        if (!sliced)
+          throw new Error(
+            `${name}: the (${o}, ${i}) slice of this act-order GPTQ weight (${grid.out}, ${grid.inF}) has no GPTQ layout (its kept inputs use groups past ⌈${i}/${grid.groupSize}⌉); pass --dequantize to write the model in float`,
+          );
+        const qw = adapted ? requantize(sliced, data, stats) : sliced;
+        if (adapted) stats.projections++;
+        const lost = zeroWeights(grid) - zeroWeights(grid, qw);
+        if (lost) zerosLost.set(projectionWeightName(layerIndex, p), lost);
         quantized.set(name, qw);
         data.set(dequantize(qw));
       }
@@ -91,49 +114,85 @@ export function extractMerged(model: LlamaModel): LlamaModel {
       if (b) weights.set(`${projectionWeightName(layerIndex, p)}.bias`, new Tensor(b.data.slice(0, o), [o]));
     }
   });
-  const out = new LlamaModel(activeConfig(model), weights);
+  const config = activeConfig(model);
+  if (opts.dequantize) config.quantization = null;
+  const out = new LlamaModel(config, weights);
   out.layers.forEach((layer, i) => {
     for (const p of PROJECTIONS) {
       const qw = quantized.get(`${projectionWeightName(i, p)}.weight`);
       if (qw) layer.proj[p] = new QuantLinear(layer.proj[p] as Linear, qw);
     }
   });
-  if (model.lmHead instanceof QuantLinear) out.lmHead = new QuantLinear(out.lmHead as Linear, model.lmHead.qw);
-  return out;
+  if (model.lmHead instanceof QuantLinear && !opts.dequantize) out.lmHead = new QuantLinear(out.lmHead as Linear, model.lmHead.qw);
+  return { model: out, requantization: stats.projections ? stats : null, zerosLost };
 }
 
-/** New codes for merged float weights on the base's fixed INT4 grid (QA-SparsePEFT merge). */
-function requantize(base: QuantizedWeight, merged: Float32Array): QuantizedWeight {
-  const { out, inF, scales, zeros, gIdx, bits } = base;
-  const q = new Uint8Array(out * inF),
-    maxq = 2 ** bits - 1;
-  for (let o = 0; o < out; o++)
-    for (let j = 0; j < inF; j++) {
-      const g = gIdx[j] * out + o;
-      q[o * inF + j] = quantCode(merged[o * inF + j], scales[g], zeros[g], maxq);
-    }
-  return { ...base, q };
+/** The record of a requantisation (lonas_compression.json, lonas_extract.json). */
+export function requantizationRecord(r: Requantization): RequantizationRecord {
+  return {
+    projections: r.projections,
+    weights: r.weights,
+    codes_changed: r.codesChanged,
+    max_abs_error: r.maxAbsError,
+    mean_abs_error: r.sumAbsError / r.weights,
+  };
 }
 
-/** Writes the extracted model (and, unmerged, its sliced adapter under `<outDir>/adapter`). */
-export function extractToDir(model: LlamaModel, outDir: string, o: ExtractOptions): { config: LlamaConfig; adapterDir: string | null } {
+/** One line saying what the merge onto the INT4 grid cost, and `alternative`: the way to the float merge. */
+export function describeRequantization(r: Requantization, alternative = '--dequantize writes the float merge'): string {
+  return (
+    `kept INT4 on the base's GPTQ grid: ${r.projections} adapted projections requantised, ${r.codesChanged} of ${r.weights} codes changed; ` +
+    `added error |requantised − float merge| max ${r.maxAbsError.toExponential(3)}, mean ${(r.sumAbsError / r.weights).toExponential(3)} (${alternative})` +
+    (r.codesChanged === 0 ? "; no code changed: the merged model is the base, the adapter's update is below the grid's resolution" : '')
+  );
+}
+
+/** The GPTQ grid of projection `m` (its base's), or null for a float projection. */
+function gridOf(m: LinearLike): QuantizedWeight | null {
+  const stored = m instanceof ElasticLinear ? m.stored : m;
+  return stored instanceof QuantLinear ? stored.qw : m instanceof LoraLinear ? m.baseQuant : null;
+}
+
+/**
+ * mergeSubnet's model: the sub-network as it ships — on a GPTQ base's grid, or in float when that grid has
+ * no GPTQ layout at the active widths (act-order; `lonas extract` then needs --dequantize, which writes float).
+ */
+export function extractMerged(model: LlamaModel): LlamaModel {
+  const layout = model.layers.every((l) =>
+    PROJECTIONS.every((p) => {
+      const grid = gridOf(l.proj[p]);
+      return !grid || sliceHasLayout(grid, l.proj[p].inFeatures);
+    }),
+  );
+  return mergeSubnet(model, { dequantize: !layout }).model;
+}
+
+/**
+ * Writes the extracted model (and, unmerged, its sliced adapter under `<outDir>/adapter`); `requantization`
+ * is what merging onto a GPTQ base's grid changed (mergeSubnet), null when nothing was requantised.
+ */
+export function extractToDir(
+  model: LlamaModel,
+  outDir: string,
+  o: ExtractOptions,
+): { config: LlamaConfig; adapterDir: string | null } & Omit<MergedSubnet, 'model'> {
   const loras = loraModules(model);
-  let smaller: LlamaModel;
+  let merged: MergedSubnet;
   let adapterDir: string | null = null;
   if (o.merge || loras.length === 0) {
-    smaller = noGrad(() => extractMerged(model));
+    merged = noGrad(() => mergeSubnet(model, o));
   } else {
-    // slice the base with the adapters switched off, then write the sliced adapters beside it
-    smaller = withAdaptersOff(loras, () => extractMerged(model));
-    adapterDir = join(outDir, 'adapter');
-    // a QA-SparsePEFT adapter acts through its base's INT4 grid: a sliced quantised projection is written in
-    // float, so the sliced adapter could not compute the same function on it
-    const slicedQa = loras.find((l) => l.variant.mode === 'qa' && (l.activeOut < l.outFeatures || l.activeIn < l.inFeatures));
-    if (slicedQa)
+    // a QA-SparsePEFT adapter acts through its base's INT4 grid, which a dequantised base no longer has
+    const qa = loras.find((l) => l.variant.mode === 'qa');
+    if (qa && o.dequantize)
       throw new Error(
-        `${slicedQa.name}: a QA-SparsePEFT adapter on a sliced INT4 projection cannot be extracted unmerged (the slice is written in float); extract with --merge, which writes the INT4 merge`,
+        `${qa.name}: a QA-SparsePEFT adapter cannot be extracted unmerged onto a dequantised base (it computes through the INT4 grid); drop --dequantize, or extract with --merge`,
       );
+    // slice the base with the adapters switched off, then write the sliced adapters beside it
+    merged = withAdaptersOff(loras, () => mergeSubnet(model, o));
+    adapterDir = join(outDir, 'adapter');
   }
+  const smaller = merged.model;
   saveModelDir(outDir, smaller, { hfConfig: o.hfConfig, dtype: o.dtype, overwrite: true });
   if (o.sourceDir) copyTokenizerFiles(o.sourceDir, outDir);
   if (adapterDir)
@@ -143,7 +202,7 @@ export function extractToDir(model: LlamaModel, outDir: string, o: ExtractOption
       // the variant (plain / SparsePEFT / QA) travels with the adapter, so it reloads computing the same function
       { baseModel: outDir, base: adapterBaseRecord(outDir), mode: loras[0].variant.mode },
     );
-  return { config: smaller.config, adapterDir };
+  return { config: smaller.config, adapterDir, requantization: merged.requantization, zerosLost: merged.zerosLost };
 }
 
 /** The active slices of one adapter: A (r', i'), B (o', r'), with alpha' = alpha · r'/r_max (same scaling). */

@@ -16,6 +16,7 @@ import { modelBackend } from '../eval/backend.ts';
 import { runEval } from '../eval/harness.ts';
 import type { TaskData } from '../eval/tasks.ts';
 import { measureLatency } from './cost.ts';
+import type { CostDefinition } from './cost.ts';
 import { useSparseKernels } from './load.ts';
 import type { CostObjective, CostRecord, Score } from './search.ts';
 import type { SubnetConfig } from './subnet.ts';
@@ -95,7 +96,8 @@ export interface LatencyOptions {
 }
 
 /**
- * The cost of a configuration: parameters and MACs for 1×256 tokens, plus — when asked — the latency of a
+ * The cost of a configuration: parameters and MACs under the cost definition `d` (merged: what extract --merge
+ * ships, so adapter ranks that vanish in the merge are not rewarded), plus — when asked — the latency of a
  * prefill of `promptLen` tokens and `genLen` decoded ones, timed on what a user ships: the configuration
  * extracted and merged (no adapter matmuls, no strided views), fastest of `repeats` runs (interference only
  * ever adds time). The prompt is shortened to leave room for the decoded tokens in the model's positions.
@@ -103,6 +105,7 @@ export interface LatencyOptions {
 export function searchCost(
   net: SuperNet,
   objective: CostObjective,
+  d: CostDefinition,
   latency: LatencyOptions,
 ): (config: SubnetConfig, withLatency: boolean) => CostRecord {
   const maxPositions = net.model.config.maxPositions;
@@ -116,7 +119,7 @@ export function searchCost(
     throw new Error(`--latency-gen-len ${latency.genLen} leaves no room for a prompt in ${maxPositions} positions`);
   let warm = false;
   return (config, withLatency) => {
-    const { params, macs } = net.cost(config, 256);
+    const { params, macs } = net.cost(config, d);
     const c: CostRecord = { params: params.total, macs };
     if (withLatency) {
       const shipped = net.extract(config);

@@ -13,6 +13,7 @@ import { readRunOptions, validationExamples, validationTasks } from './validatio
 import { accuracyScore, lossScore, modelFingerprint, searchCost } from './objectives.ts';
 import { world } from '../dist/mpi.ts';
 import { evaluationFarm } from './search-farm.ts';
+import { costDefinitionLabel } from './cost.ts';
 
 export type SearchMode = 'loss' | 'loglik' | 'generate';
 
@@ -27,6 +28,10 @@ export interface AdapterSearchOptions {
   evals: number;
   population: number;
   objective: CostObjective;
+  /** sequence length of the MAC count */
+  costSeqLen: number;
+  /** count the configurations merged (as extract --merge ships them) */
+  merged: boolean;
   mode: SearchMode;
   refAcc?: number;
   delta?: number;
@@ -80,7 +85,12 @@ export async function searchAdapter(
       ? lossScore(supernet, tok, examples, lossOptions, fingerprint)
       : accuracyScore(supernet, tok, validationTasks(o.val, examples), { mode: o.mode, batchSize: o.batchSize }, fingerprint);
   const delta = o.delta ?? (score.name === 'loss' ? 0.05 : 0.01);
-  const cost = searchCost(supernet, o.objective, { promptLen: o.latencyPromptLen, genLen: o.latencyGenLen, repeats: o.latencyRepeats });
+  const costDefinition = { merged: o.merged, seqLen: o.costSeqLen };
+  const cost = searchCost(supernet, o.objective, costDefinition, {
+    promptLen: o.latencyPromptLen,
+    genLen: o.latencyGenLen,
+    repeats: o.latencyRepeats,
+  });
   const farm =
     ranks.size > 1
       ? evaluationFarm(ranks, async (config, withLatency) => {
@@ -100,7 +110,7 @@ export async function searchAdapter(
   const space1 = space.groups.reduce((a, g) => a * g.choices.length, 1);
   log(
     `lonas search: ${space.groups.length} groups (${space1.toExponential(2)} sub-networks), ${examples.length} validation examples (${source}), ` +
-      `score ${score.name}, cost ${o.objective}, ${candidates.length} candidates + ${o.evals} NSGA-II evaluations (population ${o.population}, seed ${o.seed})`,
+      `score ${score.name}, cost ${o.objective} (${costDefinitionLabel(costDefinition)}), ${candidates.length} candidates + ${o.evals} NSGA-II evaluations (population ${o.population}, seed ${o.seed})`,
   );
   if (trainLog && trainLog.skipped)
     log(`lonas search: ${trainLog.skipped} training-log entries do not fit this search space and were skipped`);
@@ -111,6 +121,7 @@ export async function searchAdapter(
       outDir: o.out,
       score,
       cost,
+      costDefinition,
       objective: o.objective,
       evaluations: o.evals,
       population: o.population,

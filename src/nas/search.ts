@@ -24,6 +24,7 @@ import { configKey } from './candidates.ts';
 import type { Candidate } from './candidates.ts';
 import { nonDominatedSort, nsga2 } from './nsga2.ts';
 import { paretoSvg } from './chart.ts';
+import type { CostDefinition } from './cost.ts';
 
 /** Scores one configuration on the validation data (the model's active sub-network is the evaluator's business). */
 export type Evaluator = (config: SubnetConfig) => Promise<number> | number;
@@ -43,9 +44,9 @@ export interface Score {
 }
 
 export interface CostRecord {
-  /** parameters at the active configuration (cost.ts countParams total: base slices + active adapters) */
+  /** parameters at the active configuration under SearchOptions.costDefinition (unmerged: base slices + active adapters) */
   params: number;
-  /** MACs of a 1×256 forward pass at the active configuration */
+  /** MACs of a 1×seqLen forward pass at the active configuration under SearchOptions.costDefinition */
   macs: number;
   /** measured prefill + decode time (ms), when asked for */
   latencyMs?: number;
@@ -80,6 +81,8 @@ export interface SearchOptions {
   outDir: string;
   score: Score;
   cost: CostFn;
+  /** what `cost` counts (merged or not, sequence length): part of the cache key, recorded in pareto.json and best.json */
+  costDefinition: CostDefinition;
   objective: CostObjective;
   /** NSGA-II evaluation budget (candidates come on top) */
   evaluations: number;
@@ -164,7 +167,7 @@ class EvaluationCache {
       throw new Error(`${this.path}: not a lonas evaluation cache (no header line); remove it or choose another --out`);
     if (header.key !== key) {
       throw new Error(
-        `${this.path} was written by a search with a different model, adapter, validation data or mode; ` +
+        `${this.path} was written by a search with a different model, adapter, validation data, mode or cost definition (--merged, --cost-seq-len); ` +
           'choose another --out (or delete the file to start over)',
       );
     }
@@ -233,7 +236,7 @@ export async function runSearch(o: SearchOptions): Promise<SearchResult> {
   if (o.space.groups.length === 0)
     throw new Error('the adapter has no search space (trained with --space none): there is nothing to search');
   mkdirSync(o.outDir, { recursive: true });
-  const cache = new EvaluationCache(o.outDir, o.space, o.score.key);
+  const cache = new EvaluationCache(o.outDir, o.space, `${o.score.key}:${JSON.stringify(o.costDefinition)}`);
   const wantLatency = o.objective === 'latency';
   const minimise = o.score.name === 'loss';
   const better = (a: number, b: number) => (minimise ? a < b : a > b);
@@ -378,6 +381,7 @@ async function writeOutputs(o: SearchOptions, r: SearchResult): Promise<void> {
     score: o.score.name,
     direction: o.score.name === 'loss' ? 'minimise' : 'maximise',
     cost: o.objective,
+    cost_definition: { merged: o.costDefinition.merged, seq_len: o.costDefinition.seqLen },
     ref: r.ref,
     delta: o.delta,
     threshold: r.threshold,
@@ -409,6 +413,12 @@ async function writeOutputs(o: SearchOptions, r: SearchResult): Promise<void> {
   const title = `${r.evaluations.length} evaluations, ${r.front.length} on the front; chosen: ${o.score.name} ${r.best.score.toFixed(4)}`;
   writeFileAtomic(
     join(o.outDir, 'pareto.svg'),
-    await paretoSvg(points, { costName: o.objective, scoreName: o.score.name, title, threshold: r.threshold }),
+    await paretoSvg(points, {
+      costName: o.objective,
+      costDefinition: o.costDefinition,
+      scoreName: o.score.name,
+      title,
+      threshold: r.threshold,
+    }),
   );
 }

@@ -12,13 +12,13 @@ import { loraModules } from '../adapters/peft.ts';
 import type { SearchSpace } from './search-space.ts';
 import { applyFullSize, applySubnet, namedSubnet } from './subnet.ts';
 import type { SubnetConfig } from './subnet.ts';
-import { countMacs, countParams } from './cost.ts';
-import type { ParamCount } from './cost.ts';
+import { countCost } from './cost.ts';
+import type { CostDefinition, ParamCount } from './cost.ts';
 import { extractMerged } from './extract.ts';
 
 export interface SubnetCost {
   params: ParamCount;
-  /** multiply-accumulates of one 1×seqLen forward pass (cost.ts countMacs) */
+  /** multiply-accumulates of one 1×seqLen forward pass (cost.ts countMacs) under the cost definition */
   macs: number;
 }
 
@@ -58,21 +58,17 @@ export class SuperNet {
     return this.with(config, () => noGrad(() => extractMerged(this.model)));
   }
 
-  /** Parameters and MACs (1×seqLen) of the model at `config`, adapters included. */
-  cost(config: SubnetConfig, seqLen = 256): SubnetCost {
-    return this.with(config, () => this.activeCost(seqLen));
+  /** Parameters and MACs of the model at `config` under `d` (merged: the adapter ranks count nothing). */
+  cost(config: SubnetConfig, d: CostDefinition): SubnetCost {
+    return this.with(config, () => countCost(this.model, d));
   }
 
-  /** Parameters and MACs of the base model alone: every projection at full size, the adapters switched off. */
-  baseCost(seqLen = 256): SubnetCost {
+  /** Parameters and MACs of the base model alone (1×seqLen): every projection at full size, the adapters switched off. */
+  baseCost(seqLen: number): SubnetCost {
     return this.during(
       () => applyFullSize(this.model),
-      () => withAdaptersOff(this.loras, () => this.activeCost(seqLen)),
+      () => withAdaptersOff(this.loras, () => countCost(this.model, { merged: false, seqLen })),
     );
-  }
-
-  private activeCost(seqLen: number): SubnetCost {
-    return { params: countParams(this.model), macs: countMacs(this.model, seqLen) };
   }
 
   /** `setup` changes the model's sizes for `fn`; afterwards the active configuration is applied again. */

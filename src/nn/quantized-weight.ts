@@ -43,3 +43,80 @@ export function dequantize(qw: QuantizedWeight): Float32Array {
 export function quantParamsOf(qw: QuantizedWeight): QuantParams {
   return { scales: qw.scales, zeros: qw.zeros, gIdx: qw.gIdx, maxq: 2 ** qw.bits - 1, out: qw.out };
 }
+
+/**
+ * The first `o` outputs and `i` inputs of a quantised (out, in) weight on its own grid: codes (o, i), scales
+ * and zeros (⌈i/groupSize⌉, o), g_idx (i). Null when a kept input column belongs to a group past
+ * ⌈i/groupSize⌉ (act-order: a checkpoint's scales hold ⌈in/groupSize⌉ groups, so such a slice has no GPTQ layout).
+ */
+export function sliceQuantized(qw: QuantizedWeight, o: number, i: number): QuantizedWeight | null {
+  if (o === qw.out && i === qw.inF) return qw;
+  if (!sliceHasLayout(qw, i)) return null;
+  const groups = Math.ceil(i / qw.groupSize); // a per-channel grid (groupSize = in) keeps its one group
+  const gIdx = qw.gIdx.slice(0, i);
+  const q = new Uint8Array(o * i);
+  for (let r = 0; r < o; r++) q.set(qw.q.subarray(r * qw.inF, r * qw.inF + i), r * i);
+  const scales = new Float32Array(groups * o),
+    zeros = new Float32Array(groups * o);
+  for (let g = 0; g < groups; g++) {
+    scales.set(qw.scales.subarray(g * qw.out, g * qw.out + o), g * o);
+    zeros.set(qw.zeros.subarray(g * qw.out, g * qw.out + o), g * o);
+  }
+  return { ...qw, out: o, inF: i, q, scales, zeros, gIdx };
+}
+
+/** Whether the first `i` inputs of `qw` use only groups below ⌈i/groupSize⌉ (always so without act-order). */
+export function sliceHasLayout(qw: QuantizedWeight, i: number): boolean {
+  const groups = Math.ceil(i / qw.groupSize);
+  for (let j = 0; j < i; j++) if (qw.gIdx[j] >= groups) return false;
+  return true;
+}
+
+/** What requantising float weights onto a fixed grid did: codes that moved, and the error against the float weights. */
+export interface RequantStats {
+  /** weights requantised, and those whose code differs from the grid's own codes */
+  weights: number;
+  codesChanged: number;
+  /** max and sum of |dequantised new code − float weight| */
+  maxAbsError: number;
+  sumAbsError: number;
+}
+
+export const noRequantStats = (): RequantStats => ({ weights: 0, codesChanged: 0, maxAbsError: 0, sumAbsError: 0 });
+
+/**
+ * New codes for float weights `w` (out, in) on the fixed grid of `grid` (its scales, zeros and g_idx), as a
+ * GPTQ base keeps its format through a merge; `stats` accumulates the change (codes against grid.q) and
+ * the added error.
+ */
+export function requantize(grid: QuantizedWeight, w: Float32Array, stats: RequantStats = noRequantStats()): QuantizedWeight {
+  const { out, inF, scales, zeros, gIdx, bits } = grid;
+  const q = new Uint8Array(out * inF),
+    maxq = 2 ** bits - 1;
+  for (let o = 0; o < out; o++)
+    for (let j = 0; j < inF; j++) {
+      const k = o * inF + j,
+        g = gIdx[j] * out + o;
+      q[k] = quantCode(w[k], scales[g], zeros[g], maxq);
+      const err = Math.abs(Math.fround(scales[g] * (q[k] - zeros[g])) - w[k]);
+      if (err > stats.maxAbsError) stats.maxAbsError = err;
+      stats.sumAbsError += err;
+      if (q[k] !== grid.q[k]) stats.codesChanged++;
+    }
+  stats.weights += out * inF;
+  return { ...grid, q };
+}
+
+/**
+ * Weights of `qw` that are exactly 0 (code at the zero point); with `kept` (a weight on qw's grid sliced to
+ * (kept.out, kept.inF), sliceQuantized), those that are still 0 in `kept`.
+ */
+export function zeroWeights(qw: QuantizedWeight, kept: QuantizedWeight = qw): number {
+  let n = 0;
+  for (let r = 0; r < kept.out; r++)
+    for (let j = 0; j < kept.inF; j++) {
+      const g = qw.gIdx[j];
+      if (qw.q[r * qw.inF + j] === qw.zeros[g * qw.out + r] && kept.q[r * kept.inF + j] === kept.zeros[g * kept.out + r]) n++;
+    }
+  return n;
+}

@@ -33,8 +33,18 @@ export const searchSpec = defineCommand(
     population: option('--population <n>', 'NSGA-II population size', int(2).default(8)),
     objective: option(
       '--objective <cost>',
-      'cost objective: MACs for 1×256 tokens, parameters, or measured latency (of the configuration extracted and merged in memory)',
+      'cost objective: MACs for 1×--cost-seq-len tokens, parameters, or measured latency (of the configuration extracted and merged in memory)',
       z.enum(['macs', 'params', 'latency']).default('macs'),
+    ),
+    costSeqLen: option(
+      '--cost-seq-len <n>',
+      'sequence length of the MAC count (recorded in best.json and pareto.json)',
+      int(1).default(256),
+    ),
+    merged: option(
+      '--merged',
+      'count parameters and MACs of the configuration merged, as extract --merge ships it (adapter ranks then cost nothing); default: adapter unmerged',
+      z.boolean().default(false),
     ),
     mode: option(
       '--mode <mode>',
@@ -88,6 +98,11 @@ export const extractSpec = defineCommand(
       '--dtype <dtype>',
       'storage type of the model weights (the unmerged adapter stays f32)',
       z.enum(['f32', 'bf16']).default('f32'),
+    ),
+    dequantize: option(
+      '--dequantize',
+      "GPTQ base: write the weights in float (--dtype) instead of requantising them onto the base's INT4 grid",
+      z.boolean().default(false),
     ),
   },
 );

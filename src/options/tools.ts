@@ -34,6 +34,11 @@ export const mergeSpec = defineCommand('merge', 'merge an adapter into its base 
   adapter: option('--adapter <dir>', 'adapter directory', z.string()),
   subnet: option('--subnet <spec>', 'sub-network configuration: maximal, heuristic, minimal or a JSON file', z.string().default('maximal')),
   out: option('--out <dir>', 'output model directory', z.string()),
+  dequantize: option(
+    '--dequantize',
+    "GPTQ base: write the merged weights in float (float32) instead of requantising them onto the base's INT4 grid",
+    z.boolean().default(false),
+  ),
 });
 export type MergeOptions = OptionsOf<typeof mergeSpec>;
 

@@ -26,7 +26,8 @@ const finetune = recipeSection(finetuneSpec, ['model', 'data', 'out', 'valSize',
   })
   .strict();
 const fromRecipeData = ['model', 'calib', 'seed', 'out'] as const;
-const search = recipeSection(searchSpec, ['model', 'adapter', 'out', 'val', 'valSize', 'data', 'seed']);
+// the search's cost definition is the run's (stages.ts): merged as extract.merge, MACs for 1×bench.promptLen
+const search = recipeSection(searchSpec, ['model', 'adapter', 'out', 'val', 'valSize', 'data', 'seed', 'costSeqLen', 'merged']);
 const evalSection = recipeSection(evalSpec, [
   'model',
   'adapter',
@@ -45,7 +46,7 @@ const evalSection = recipeSection(evalSpec, [
 const extract = recipeSection(extractSpec, ['model', 'adapter', 'subnet', 'out'])
   .extend({ merge: z.boolean().default(true) })
   .strict();
-const bench = recipeSection(benchSpec, ['model', 'adapter', 'subnet', 'json', 'out'])
+const bench = recipeSection(benchSpec, ['model', 'adapter', 'subnet', 'json', 'out', 'merged', 'refModel', 'refAdapter', 'refSubnet'])
   .extend({ promptLen: int(1).default(128) })
   .strict();
 

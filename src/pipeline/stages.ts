@@ -89,6 +89,14 @@ export function layout(r: Recipe): Layout {
   return { base, adapter, baselineAdapter, search, extracted, rows };
 }
 
+/**
+ * The run's one cost definition (src/nas/cost.ts): what the recipe ships — merged when extract.merge — with MACs
+ * for 1×bench.promptLen. The search's objective, the bench rows and the report all count it.
+ */
+export function costDefinitionOptions(r: Recipe): { merged: boolean; costSeqLen: number } {
+  return { merged: r.method !== 'lora' && r.extract.merge, costSeqLen: r.bench.promptLen };
+}
+
 function finetuneCall(r: Recipe, base: string, out: string, space: string): Call {
   const f = r.finetune;
   return call(finetuneSpec, {
@@ -138,7 +146,17 @@ export function stages(r: Recipe): Stage[] {
         stage(
           'search',
           [L.search],
-          [call(searchSpec, { ...r.search, model: L.base, adapter: L.adapter, ...val, out: L.search, seed: r.seed })],
+          [
+            call(searchSpec, {
+              ...r.search,
+              model: L.base,
+              adapter: L.adapter,
+              ...val,
+              out: L.search,
+              seed: r.seed,
+              ...costDefinitionOptions(r),
+            }),
+          ],
         ),
       );
     }
@@ -173,7 +191,19 @@ export function stages(r: Recipe): Stage[] {
     stage(
       'bench',
       [benchDir],
-      L.rows.map((row) => call(benchSpec, { ...r.bench, ...row.model, json: true, out: join(benchDir, `${row.id}.json`) })),
+      L.rows.map((row, k) => {
+        // every row against the first, interleaved in one process; each counted and timed as the run ships it
+        const ref =
+          k === 0 ? {} : { refModel: L.rows[0].model.model, refAdapter: L.rows[0].model.adapter, refSubnet: L.rows[0].model.subnet };
+        return call(benchSpec, {
+          ...r.bench,
+          ...row.model,
+          ...ref,
+          merged: costDefinitionOptions(r).merged,
+          json: true,
+          out: join(benchDir, `${row.id}.json`),
+        });
+      }),
     ),
   );
   list.push(stage('report', [join(r.out, 'report.html'), join(r.out, 'summary.json')], []));

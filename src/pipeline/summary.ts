@@ -8,7 +8,9 @@ import type { Recipe } from './recipe.ts';
 import { readBenchRecord, readEvalSummary, readSearchResult } from '../io/artifacts.ts';
 import type { StageRecord } from '../io/artifacts.ts';
 import { readJsonFile } from '../io/files.ts';
-import { layout } from './stages.ts';
+import { costDefinitionOptions, layout } from './stages.ts';
+import { costDefinitionLabel } from '../nas/cost.ts';
+import type { CostDefinition } from '../nas/cost.ts';
 
 function trainCurve(name: string, dir: string): Curve | null {
   const file = join(dir, 'train_log.jsonl');
@@ -25,10 +27,16 @@ function trainCurve(name: string, dir: string): Curve | null {
 }
 
 /** Reads the search's every-evaluation CSV into chart points (front and chosen marked). */
-function paretoPoints(dir: string): RunSummary['pareto'] {
+function paretoPoints(dir: string, cost: CostDefinition): RunSummary['pareto'] {
   const result = readSearchResult(dir);
   if (!result) return null;
   const { pareto, best } = result;
+  const d = pareto.cost_definition;
+  if (d.merged !== cost.merged || d.seq_len !== cost.seqLen)
+    throw new Error(
+      `${join(dir, 'pareto.json')}: the search counted cost ${costDefinitionLabel({ merged: d.merged, seqLen: d.seq_len })}, ` +
+        `the run counts ${costDefinitionLabel(cost)}: run the search stage again (lonas run --from search)`,
+    );
   const key = (c: Record<string, number>) =>
     JSON.stringify(
       Object.keys(c)
@@ -65,7 +73,10 @@ function paretoPoints(dir: string): RunSummary['pareto'] {
 
 export function buildSummary(r: Recipe, records: StageRecord[]): RunSummary {
   const L = layout(r);
+  const { merged, costSeqLen } = costDefinitionOptions(r);
+  const cost: CostDefinition = { merged, seqLen: costSeqLen };
   const info = backendInfo();
+  let reference: RunSummary['reference'] = null;
   const rows: ResultRow[] = [];
   const taskNames = new Set<string>();
   for (const row of L.rows) {
@@ -81,6 +92,13 @@ export function buildSummary(r: Recipe, records: StageRecord[]): RunSummary {
     }
     const benchFile = join(r.out, 'bench', `${row.id}.json`);
     const bench = existsSync(benchFile) ? readBenchRecord(benchFile) : null;
+    if (bench && !row.extracted && !reference)
+      reference = {
+        name: 'the base model',
+        params: bench.base.params.total,
+        nonZeroParams: bench.base.params.nonZero,
+        macs: bench.base.macs,
+      };
     const accs = Object.values(perTask).map((t) => t.accuracy);
     rows.push({
       name: row.name,
@@ -93,23 +111,18 @@ export function buildSummary(r: Recipe, records: StageRecord[]): RunSummary {
       macs: bench?.macs ?? NaN,
       latency: bench
         ? {
-            prefillMs: bench.prefillMs.median,
-            decodeMsPerToken: bench.decodeMsPerToken.median,
+            prefillMs: bench.prefillMs,
+            decodeMsPerToken: bench.decodeMsPerToken,
             promptLen: bench.promptLen,
             genLen: bench.genLen,
+            overheadShare: bench.overheadShare,
           }
         : undefined,
+      speedup: bench?.speedup ?? null,
       extracted: row.extracted,
     });
   }
   const baseRow = rows[0];
-  for (const row of rows) {
-    if (row.latency && baseRow.latency)
-      row.speedup = {
-        prefill: baseRow.latency.prefillMs / row.latency.prefillMs,
-        decode: baseRow.latency.decodeMsPerToken / row.latency.decodeMsPerToken,
-      };
-  }
   const curves = [
     trainCurve(r.method === 'lora' ? 'LoRA' : `${r.method} super-network`, L.adapter),
     r.baseline ? trainCurve('LoRA baseline', L.baselineAdapter) : null,
@@ -131,15 +144,19 @@ export function buildSummary(r: Recipe, records: StageRecord[]): RunSummary {
     recipe: r,
     seeds: { recipe: r.seed },
     tasks: [...taskNames],
-    macsSeqLen: r.bench.promptLen,
+    cost,
+    reference,
     speedupBaseline: baseRow.name,
     rows,
-    pareto: r.search ? paretoPoints(L.search) : null,
+    pareto: r.search ? paretoPoints(L.search, cost) : null,
     curves,
     stages: records.map((s) => ({ name: s.name, seconds: s.seconds, outputs: s.outputs })),
     notes: [
       `Accuracies: ${r.eval.mode} mode${r.eval.mode === 'generate' ? (r.eval.beams > 1 ? `, beam search ${r.eval.beams}` : ', greedy decoding (the papers use beam 4)') : ' (most likely option)'}${r.eval.limit ? `, first ${r.eval.limit} examples per task` : ''}.`,
-      `MACs for one 1×${r.bench.promptLen} forward pass; latency = median of ${r.bench.repeats} runs (prefill ${r.bench.promptLen} tokens, decode ${r.bench.genLen}) on this machine; speed-ups against "${baseRow.name}".`,
+      `Parameters and MACs (${costDefinitionLabel(cost)}) of each configuration as the run ships it; reductions against the base model. ` +
+        `Latency: median and min–max of ${r.bench.repeats} runs (prefill ${r.bench.promptLen} tokens, decode ${r.bench.genLen}) on this machine, ` +
+        `each row timed interleaved with "${baseRow.name}" (A B A B …); speed-ups are the per-run ratios, "≈ 1× (within noise)" when their range includes 1 ` +
+        `(two equally fast configurations leave 1 out of the range of ${r.bench.repeats} runs with chance ${(100 * 2 ** (1 - r.bench.repeats)).toPrecision(2)}%).`,
     ],
   };
 }

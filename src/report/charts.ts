@@ -5,6 +5,8 @@
  */
 import type { TopLevelSpec } from 'vega-lite';
 import type { Curve, RunSummary } from './summary.ts';
+import { costAxisLabel } from '../nas/chart.ts';
+import type { CostDefinition } from '../nas/cost.ts';
 
 type Pareto = NonNullable<RunSummary['pareto']>;
 
@@ -21,10 +23,10 @@ function costScale(name: Pareto['costName'], max: number): { div: number; unit: 
   return { div: 1, unit: '' };
 }
 
-export function costAxisTitle(p: Pareto, macsSeqLen: number): string {
+/** Exactly what the x axis plots, e.g. "MACs (merged, 1×64 forward) (M)". */
+export function costAxisTitle(p: Pareto, cost: CostDefinition): string {
   const { unit } = costScale(p.costName, Math.max(0, ...p.points.map((q) => q.cost)));
-  const base = p.costName === 'macs' ? `MACs (1×${macsSeqLen} forward)` : p.costName === 'params' ? 'parameters' : 'latency (ms)';
-  return `${base}${unit}`;
+  return `${costAxisLabel(p.costName, cost)}${unit}`;
 }
 
 export function scoreAxisTitle(p: Pareto): string {
@@ -35,7 +37,7 @@ export function scoreAxisTitle(p: Pareto): string {
  * Every evaluated configuration in grey, the non-dominated front in blue joined as a staircase (the best score
  * reachable at each cost), the chosen configuration as a red diamond with its label; named points labelled.
  */
-export function paretoChartSpec(p: Pareto, macsSeqLen: number): TopLevelSpec {
+export function paretoChartSpec(p: Pareto, cost: CostDefinition): TopLevelSpec {
   const { div } = costScale(p.costName, Math.max(0, ...p.points.map((q) => q.cost)));
   const values = p.points.map((q) => ({
     cost: q.cost / div,
@@ -43,7 +45,7 @@ export function paretoChartSpec(p: Pareto, macsSeqLen: number): TopLevelSpec {
     label: q.chosen ? (q.label ? `chosen: ${q.label}` : 'chosen') : (q.label ?? ''),
     kind: q.chosen ? 'chosen' : q.onFront ? 'Pareto front' : 'evaluated',
   }));
-  const x = { field: 'cost', type: 'quantitative', title: costAxisTitle(p, macsSeqLen), scale: { zero: false, nice: true } } as const;
+  const x = { field: 'cost', type: 'quantitative', title: costAxisTitle(p, cost), scale: { zero: false, nice: true } } as const;
   const y = {
     field: 'score',
     type: 'quantitative',

@@ -1,4 +1,6 @@
 /** Text helpers for the report: HTML escaping and human-readable numbers. */
+import { withinNoise } from '../nas/cost.ts';
+import type { Spread } from '../nas/cost.ts';
 
 /** Escapes text for HTML element content and (double- or single-quoted) attribute values. */
 export function esc(value: unknown): string {
@@ -42,6 +44,15 @@ export function ms(x: number | undefined | null): string {
   if (x === undefined || x === null || !Number.isFinite(x)) return '—';
   const a = Math.abs(x);
   return `${a >= 100 ? x.toFixed(0) : a >= 1 ? x.toFixed(1) : x.toFixed(3)} ms`;
+}
+
+/**
+ * A measured speed-up with its noise: "1.28× (1.10–1.40)" (median, min–max over interleaved runs), or
+ * "≈ 1× (within noise)" when the interval includes 1.
+ */
+export function speedupText(s: Spread | undefined | null): string {
+  if (!s || !Number.isFinite(s.median)) return '—';
+  return withinNoise(s) ? '≈ 1× (within noise)' : `${times(s.median)} (${s.min.toFixed(2)}–${s.max.toFixed(2)})`;
 }
 
 /** A speed-up factor: "1.28×". */

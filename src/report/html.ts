@@ -10,7 +10,9 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeFileAtomic, writeJsonAtomic } from '../io/files.ts';
 import { costAxisTitle, curvesChartSpec, curvesFaceted, MAX_CURVE_POINTS, paretoChartSpec, renderSvg, scoreAxisTitle } from './charts.ts';
-import { dateUtc, duration, esc, exact, human, ms, pct, times } from './format.ts';
+import { dateUtc, duration, esc, exact, human, ms, pct, speedupText, times } from './format.ts';
+import { OVERHEAD_DOMINATES, costDefinitionLabel, withinNoise } from '../nas/cost.ts';
+import type { Spread } from '../nas/cost.ts';
 import type { ResultRow, RunSummary } from './summary.ts';
 
 export const METHOD_NAMES: Record<RunSummary['method'], string> = {
@@ -38,10 +40,23 @@ function relCount(chosen: number, base: number, noun: string): string {
   return r > 0 ? `${r}% fewer ${noun}` : r < 0 ? `${-r}% more ${noun}` : `the same number of ${noun}`;
 }
 
+/** "prefill 0.91–1.12× over interleaved runs" */
+const rangeText = (sp: Spread, what: string) => `${what} ${sp.min.toFixed(2)}–${sp.max.toFixed(2)}× over interleaved runs`;
+
+/** The note of a row whose timings per-call overhead dominates (src/nas/cost.ts OVERHEAD_DOMINATES), or ''. */
+export function overheadNote(r: ResultRow): string {
+  const f = r.latency?.overheadShare;
+  return f !== undefined && f > OVERHEAD_DOMINATES
+    ? `At this model size per-call overhead dominates the timings (${Math.round(100 * f)}% of a decode step of ${r.name} is not explained by reading its weights), so its speed does not follow its parameters or MACs.`
+    : '';
+}
+
 /**
  * A plain-language sentence computed from the rows, e.g. "LoNAS searched (extracted) keeps 98.7% of the average
- * accuracy of LoRA baseline (44.1% vs 44.7%) with 21% fewer parameters and runs 1.28× faster (prefill)."
- * Plain text (not escaped): escape it for HTML.
+ * accuracy of LoRA baseline (44.1% vs 44.7%) with 21% fewer parameters and 20% fewer MACs than the base model and
+ * runs 1.28× faster than LoRA baseline (prefill 1.10–1.40× over interleaved runs)." Sizes are compared with the
+ * base model (`reference`), speed with the speed-up baseline; a speed-up whose range includes 1 is "the same speed
+ * within noise". Plain text (not escaped): escape it for HTML.
  */
 export function summarySentence(s: RunSummary): string {
   const { baseline: b, chosen: c } = headlineRows(s);
@@ -50,7 +65,7 @@ export function summarySentence(s: RunSummary): string {
   if (!c) {
     return (
       `${b.name} reaches an average accuracy of ${pct(b.average)} over ${k} task${k === 1 ? '' : 's'} ` +
-      `with ${human(b.params)} parameters and ${human(b.macs)} MACs per 1×${s.macsSeqLen} forward pass.`
+      `with ${human(b.params)} parameters and ${human(b.macs)} MACs per forward pass (${costDefinitionLabel(s.cost)}).`
     );
   }
   let acc: string;
@@ -60,23 +75,25 @@ export function summarySentence(s: RunSummary): string {
   else if (c.average > b.average) acc = `exceeds the average accuracy of ${b.name} ${cmp}`;
   else acc = `keeps ${pct(c.average / b.average)} of the average accuracy of ${b.name} ${cmp}`;
 
-  const params = relCount(c.params, b.params, 'parameters');
-  const nzRatio = relCount(c.nonZeroParams, b.nonZeroParams, 'non-zero');
+  const ref = s.reference ?? { name: b.name, params: b.params, nonZeroParams: b.nonZeroParams, macs: b.macs };
+  const params = relCount(c.params, ref.params, 'parameters');
+  const nzRatio = relCount(c.nonZeroParams, ref.nonZeroParams, 'non-zero');
   const nz = nzRatio && params && nzRatio.split('%')[0] !== params.split('%')[0] ? ` (${nzRatio})` : '';
-  const size = params ? ` with ${params}${nz}` : '';
+  const macs = relCount(c.macs, ref.macs, 'MACs');
+  const size = params ? ` with ${params}${nz}${macs ? ` and ${macs}` : ''} than ${ref.name}` : '';
 
   let speed = '';
   const sp = c.speedup?.prefill;
-  if (sp !== undefined && Number.isFinite(sp) && sp > 0) {
-    const than = b.name === s.speedupBaseline ? '' : ` than ${s.speedupBaseline}`;
-    speed =
-      sp >= 1.005
-        ? `runs ${times(sp)} faster${than} (prefill)`
-        : sp <= 0.995
-          ? `runs ${times(1 / sp)} slower${than} (prefill)`
-          : `runs at the same speed${than ? ` as ${s.speedupBaseline}` : ''} (prefill)`;
+  if (sp && Number.isFinite(sp.median) && sp.median > 0) {
+    const than = s.speedupBaseline;
+    speed = withinNoise(sp)
+      ? `runs at the same speed as ${than} within noise (${rangeText(sp, 'prefill')})`
+      : sp.min > 1
+        ? `runs ${times(sp.median)} faster than ${than} (${rangeText(sp, 'prefill')})`
+        : `runs ${times(1 / sp.median)} slower than ${than} (${rangeText(sp, 'prefill')})`;
   }
-  return `${c.name} ${acc}${size}${speed ? ` and ${speed}` : ''}.`;
+  const overhead = speed ? overheadNote(c) : '';
+  return `${c.name} ${acc}${size}${speed ? ` and ${speed}` : ''}.${overhead ? ` ${overhead}` : ''}`;
 }
 
 const CSS = `
@@ -120,6 +137,16 @@ function cell(content: string, cls = '', title?: string): string {
   return `<td${cls ? ` class="${cls}"` : ''}${title !== undefined ? ` title="${esc(title)}"` : ''}>${content}</td>`;
 }
 
+const spreadMs = (x: Spread) => `median ${ms(x.median)}, min–max ${ms(x.min)}–${ms(x.max)}`;
+
+function speedupCell(sp: Spread | undefined, cls: string): string {
+  return cell(
+    esc(speedupText(sp)),
+    cls,
+    sp ? `median ${times(sp.median)}, min–max ${times(sp.min)}–${times(sp.max)} (per-run ratios)` : undefined,
+  );
+}
+
 function resultsSection(s: RunSummary, chosen: ResultRow | undefined): string {
   // the tasks of the summary first (in order), then any task a row has that the list misses
   const tasks = [...s.tasks];
@@ -130,7 +157,7 @@ function resultsSection(s: RunSummary, chosen: ResultRow | undefined): string {
     '<th class="avg">Avg.</th>',
     '<th>Params</th>',
     '<th>Non-zero</th>',
-    `<th title="${esc(`multiply-accumulates of one 1×${s.macsSeqLen} forward pass`)}">MACs</th>`,
+    `<th title="${esc(`multiply-accumulates of one forward pass (${costDefinitionLabel(s.cost)})`)}">MACs</th>`,
     '<th title="measured prefill latency">Prefill</th>',
     '<th title="measured decode latency per token">Decode / tok</th>',
     `<th title="${esc(`measured against ${s.speedupBaseline}`)}">Speed-up<br>prefill</th>`,
@@ -163,10 +190,14 @@ function resultsSection(s: RunSummary, chosen: ResultRow | undefined): string {
         cell(human(r.params), 'params', exact(r.params)),
         cell(human(r.nonZeroParams), 'nonzero', nzTitle),
         cell(human(r.macs), 'macs', exact(r.macs)),
-        cell(ms(lat?.prefillMs), 'prefill', lat ? `prompt of ${lat.promptLen} tokens` : undefined),
-        cell(ms(lat?.decodeMsPerToken), 'decode', lat ? `mean over ${lat.genLen} generated tokens` : undefined),
-        cell(times(r.speedup?.prefill), 'speedup-prefill'),
-        cell(times(r.speedup?.decode), 'speedup-decode'),
+        cell(ms(lat?.prefillMs.median), 'prefill', lat ? `prompt of ${lat.promptLen} tokens; ${spreadMs(lat.prefillMs)}` : undefined),
+        cell(
+          ms(lat?.decodeMsPerToken.median),
+          'decode',
+          lat ? `mean over ${lat.genLen} generated tokens; ${spreadMs(lat.decodeMsPerToken)}` : undefined,
+        ),
+        speedupCell(r.speedup?.prefill, 'speedup-prefill'),
+        speedupCell(r.speedup?.decode, 'speedup-decode'),
         cell(esc(r.mode), 'text mode'),
       ].join('')}</tr>`;
     })
@@ -174,10 +205,14 @@ function resultsSection(s: RunSummary, chosen: ResultRow | undefined): string {
   const lat = s.rows.find((r) => r.latency)?.latency;
   const notes = [
     'Accuracy on the held-out test split, per task and averaged over tasks; hover a cell for the number of examples and the 95% Wilson interval. Mode: the evaluation protocol (generate = free generation with answer extraction, loglik = likelihood of each choice).',
-    `MACs: multiply-accumulates of one 1×${s.macsSeqLen} forward pass. Params / Non-zero: all weights and those that are not zero (hover for exact counts).`,
+    `Params, Non-zero and MACs count each configuration as the run ships it (${costDefinitionLabel(s.cost)}): all weights, those that are not zero (hover for exact counts), multiply-accumulates of one forward pass.` +
+      (s.reference
+        ? ` Reductions are against ${s.reference.name}: ${human(s.reference.params)} parameters (${human(s.reference.nonZeroParams)} non-zero), ${human(s.reference.macs)} MACs.`
+        : ''),
     lat
-      ? `Latency measured on this machine: prefill of a ${lat.promptLen}-token prompt, decode per token over ${lat.genLen} tokens; speed-up against ${s.speedupBaseline}.`
+      ? `Latency measured on this machine: prefill of a ${lat.promptLen}-token prompt, decode per token over ${lat.genLen} tokens, median of the runs (hover for min–max). Each row is timed interleaved with ${s.speedupBaseline} (A B A B …); a speed-up is the median of the per-run ratios with their min–max, and “≈ 1× (within noise)” when that range includes 1.`
       : `Speed-up against ${s.speedupBaseline}.`,
+    ...s.rows.map(overheadNote).filter(Boolean),
     '“extracted”: numbers measured on the physically extracted (smaller) model. The highlighted row is the one the summary above refers to.',
   ];
   return `<section id="results">
@@ -206,14 +241,14 @@ async function paretoSection(s: RunSummary): Promise<string> {
 <p class="note">No architecture search in this run (method ${esc(METHOD_NAMES[s.method])}): there is no Pareto front to show.</p>
 </section>`;
   }
-  const svg = await renderSvg(paretoChartSpec(p, s.macsSeqLen), 'pareto');
+  const svg = await renderSvg(paretoChartSpec(p, s.cost), 'pareto');
   const front = p.points.filter((q) => q.onFront || q.chosen).length;
   const chosen = p.points.find((q) => q.chosen);
   const fmtScore = (x: number) => (p.scoreName === 'accuracy' ? pct(x) : x.toFixed(4));
   const fmtCost = (x: number) => (p.costName === 'latency' ? ms(x) : human(x));
   const caption =
     `${p.points.length} configurations evaluated (grey), ${front} on the Pareto front (blue, joined as a staircase: the best score reachable at each cost). ` +
-    `x: ${costAxisTitle(p, s.macsSeqLen)}; y: ${scoreAxisTitle(p)}.` +
+    `x: ${costAxisTitle(p, s.cost)}; y: ${scoreAxisTitle(p)}.` +
     (chosen
       ? ` Chosen (red diamond): ${chosen.label ? `${chosen.label}, ` : ''}${COST_NAMES[p.costName]} ${fmtCost(chosen.cost)}, ${p.scoreName} ${fmtScore(chosen.score)}.`
       : ' No configuration was chosen.');

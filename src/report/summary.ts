@@ -1,3 +1,5 @@
+import type { CostDefinition, Spread } from '../nas/cost.ts';
+
 /**
  * summary.json: every number a run reports, in one plain-data structure; report.html is rendered from it.
  * Everything here is measured by the run that wrote it (nothing assumed or copied).
@@ -20,13 +22,22 @@ export interface ResultRow {
   average: number;
   /** which evaluation protocol produced the accuracies */
   mode: 'generate' | 'loglik';
+  /** parameters under the run's cost definition (`RunSummary.cost`: merged when the run ships merged) */
   params: number;
   nonZeroParams: number;
-  /** multiply-accumulates of one 1×L forward pass (L in `macsSeqLen`) */
+  /** multiply-accumulates of one 1×seqLen forward pass under the run's cost definition */
   macs: number;
-  latency?: { prefillMs: number; decodeMsPerToken: number; promptLen: number; genLen: number };
-  /** measured prefill (or decode) speed-up against the row named in `speedupBaseline` */
-  speedup?: { prefill: number; decode: number } | null;
+  latency?: {
+    /** median and min–max over the timed runs */
+    prefillMs: Spread;
+    decodeMsPerToken: Spread;
+    promptLen: number;
+    genLen: number;
+    /** share of a decode step that streaming the weights does not explain (src/nas/cost.ts overheadShare) */
+    overheadShare: number;
+  };
+  /** speed-up against the row named in `speedupBaseline`: per-run ratios of interleaved runs, median and min–max */
+  speedup?: { prefill: Spread; decode: Spread } | null;
   /** true when the numbers come from the physically extracted (smaller) model */
   extracted?: boolean;
 }
@@ -56,7 +67,10 @@ export interface RunSummary {
   recipe: unknown;
   seeds: Record<string, number>;
   tasks: string[];
-  macsSeqLen: number;
+  /** what params and MACs count, in every row and in the Pareto chart */
+  cost: CostDefinition;
+  /** what parameter and MAC reductions are measured against (the base model) */
+  reference: { name: string; params: number; nonZeroParams: number; macs: number } | null;
   speedupBaseline: string;
   rows: ResultRow[];
   pareto?: { costName: 'macs' | 'params' | 'latency'; scoreName: 'accuracy' | 'loss'; points: ParetoPoint[] } | null;

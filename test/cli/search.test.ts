@@ -150,6 +150,22 @@ test('search → best.json → extract (merged / unmerged) → bench, and a re-r
       JSON.stringify(bench),
     );
   }
+  // --merged counts and times the unmerged extraction as extract --merge ships it; --ref-model times a reference
+  // interleaved with it and reports the per-run speed-ups with their range
+  const benchArgs = ['--prompt-len', '32', '--gen-len', '8', '--repeats', '3'];
+  const unmerged = ['--model', join(root, 'unmerged'), '--adapter', join(root, 'unmerged', 'adapter'), '--merged', ...benchArgs];
+  const vs = JSON.parse(ok(lonas('bench', ...unmerged, '--ref-model', join(root, 'merged'), '--json')).stdout);
+  assert.equal(vs.merged, true);
+  assert.equal(vs.params.total, json(join(root, 'merged', 'lonas_extract.json')).params.extracted, 'merged: the merged model');
+  assert.equal(vs.params.adapter, 0);
+  assert.equal(vs.reference.model, join(root, 'merged'));
+  assert.equal(vs.runs.length, 3);
+  for (const k of ['prefill', 'decode']) assert.ok(vs.speedup[k].min <= vs.speedup[k].median && vs.speedup[k].median <= vs.speedup[k].max);
+  const printed = ok(lonas('bench', ...unmerged, '--ref-model', join(root, 'merged'))).stdout;
+  assert.match(
+    printed,
+    /speed-up +against .* 3 interleaved runs: prefill (≈ 1× \(within noise\)|\d+\.\d\d× \(\d+\.\d\d–\d+\.\d\d\)), decode /,
+  );
 
   const both = lonas('search', '--model', STORIES_F32(), '--adapter', adapter, '--val-size', '8', '--val', text, '--out', join(root, 'x'));
   assert.match(both.stderr, /give exactly one of --val FILE or --val-size N/);

@@ -1,7 +1,7 @@
 /** Bad input to the GGUF exporter: one clear error naming the file or option, and no file written. */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { cpSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
@@ -42,6 +42,17 @@ test('a tensor with no GGUF counterpart is refused, not dropped', () => {
   writeSafetensors(join(d, 'model.safetensors'), tensors);
   assert.throws(() => exportGguf(d, join(dir, 'b.gguf'), 'q8_0'), /tensors with no GGUF counterpart: model\.layers\.0\.mlp\.extra\.weight/);
   assert.ok(!existsSync(join(dir, 'b.gguf')));
+});
+
+test('a tensor whose shape does not match config.json is refused, naming the file and the tensor', () => {
+  const d = copy('wrong-shape');
+  const configPath = join(d, 'config.json');
+  writeFileSync(configPath, JSON.stringify({ ...JSON.parse(readFileSync(configPath, 'utf8')), intermediate_size: 128 }));
+  assert.throws(
+    () => exportGguf(d, join(dir, 'd.gguf'), 'f32'),
+    /model\.safetensors: tensor 'model\.layers\.0\.mlp\.gate_proj\.weight' has shape \[172, 64\], config\.json's sizes give \[128, 64\]/,
+  );
+  assert.ok(!existsSync(join(dir, 'd.gguf')));
 });
 
 test('lonas export: --subnet without --adapter, and an unknown --type, are usage errors', () => {

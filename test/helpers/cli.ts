@@ -14,6 +14,13 @@ export function lonas(...args: string[]): string {
   return r.stdout;
 }
 
+/** Runs `lonas ...args`, asserts it succeeded, returns what it printed on stdout and stderr (the log). */
+export function lonasWithLog(...args: string[]): { stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8' });
+  assert.equal(r.status, 0, `lonas ${args.join(' ')}\n${r.stderr}`);
+  return { stdout: r.stdout, stderr: r.stderr };
+}
+
 /** stories260K's reference greedy text, a small perplexity corpus. */
 export const STORIES_TEXT = join(ASSETS, 'models', 'stories260K', 'expected_greedy_256_from_bos.f32.txt');
 

@@ -1,4 +1,4 @@
-/** Tolerances shared by the INT4 kernel tests (test/kernels/compressed.test.ts, int4-int8act.test.ts). */
+/** Tolerances shared by the compressed-kernel tests (test/kernels/compressed-int4, compressed-sparse, int4-int8act). */
 import assert from 'node:assert/strict';
 import type { Int4Weight } from '../../src/kernels/compressed.ts';
 

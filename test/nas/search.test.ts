@@ -41,6 +41,7 @@ function options(outDir: string, calls: { n: number }, extra: Partial<SearchOpti
     chart: false,
     candidates: namedCandidates(space),
     cost,
+    costDefinition: { merged: true, seqLen: 64 },
     score: {
       name: 'loss',
       key: 'synthetic-v1',
@@ -91,7 +92,11 @@ test('search: outputs, a non-dominated front, and best = fewest MACs with loss <
   assert.deepEqual(best.config, r.best.config);
   assert.deepEqual(best.objectives, { loss: r.best.score, macs: r.best.macs });
   assert.equal(best.params, r.best.params);
+  // the cost definition the numbers are counted under, recorded with them and named on the chart's axis
+  assert.deepEqual(pareto.cost_definition, { merged: true, seq_len: 64 });
+  assert.deepEqual(best.cost_definition, { merged: true, seq_len: 64 });
   const svg = readFileSync(join(out, 'pareto.svg'), 'utf8');
+  assert.match(svg, /MACs \(merged, 1×64 forward\)/);
   assert.match(svg, /^<svg[^>]*xmlns="http:\/\/www.w3.org\/2000\/svg"/);
   assert.match(svg, /Pareto front/);
   assert.match(svg, /maximal/);
@@ -137,12 +142,22 @@ test('search: re-running takes everything from the cache; an interrupted search 
   assert.ok(c5.n > 0 && c5.n <= 12);
 });
 
+test('search: a cache counted under another cost definition is refused (its params and MACs would be stale)', async () => {
+  const out = mkdtempSync(join(tmpdir(), 'lonas-search-'));
+  await runSearch(options(out, { n: 0 }));
+  await assert.rejects(
+    runSearch(options(out, { n: 0 }, { costDefinition: { merged: false, seqLen: 64 } })),
+    /different model, adapter, validation data, mode or cost definition/,
+  );
+  await assert.rejects(runSearch(options(out, { n: 0 }, { costDefinition: { merged: true, seqLen: 128 } })), /cost definition/);
+});
+
 test('search: a cache from other settings is refused; accuracy objectives maximise; latency is cached too', async () => {
   const out = mkdtempSync(join(tmpdir(), 'lonas-search-'));
   await runSearch(options(out, { n: 0 }, { evaluations: 6 }));
   await assert.rejects(
     runSearch(options(out, { n: 0 }, { evaluations: 6, score: { name: 'loss', key: 'other', evaluate: () => 1 } })),
-    /different model, adapter, validation data or mode/,
+    /different model, adapter, validation data, mode or cost definition/,
   );
 
   const acc = mkdtempSync(join(tmpdir(), 'lonas-search-'));

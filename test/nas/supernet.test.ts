@@ -64,18 +64,33 @@ test('extract() and cost() equal extractMerged / countParams / countMacs at that
   const net = build();
   const minimal = namedSubnet(net.space, 'minimal');
   const small = net.extract(minimal);
-  const cost = net.cost(minimal, 64);
+  const unmerged = { merged: false, seqLen: 64 };
+  const cost = net.cost(minimal, unmerged);
   applySubnet(net.model, net.space, minimal);
   assert.deepEqual(logits(small), logits(extractMerged(net.model)));
   assert.deepEqual(cost, { params: countParams(net.model), macs: countMacs(net.model, 64) });
-  assert.ok(cost.macs < net.cost(namedSubnet(net.space, 'maximal'), 64).macs, 'the minimal sub-network costs less');
+  assert.ok(cost.macs < net.cost(namedSubnet(net.space, 'maximal'), unmerged).macs, 'the minimal sub-network costs less');
+  // merged: the cost of the model extract --merge writes (no adapter parameters or MACs)
+  const merged = net.cost(minimal, { merged: true, seqLen: 64 });
+  assert.deepEqual(merged, { params: countParams(small), macs: countMacs(small, 64) });
+});
+
+test('merged cost does not reward adapter ranks: configurations differing only in rank cost the same merged, not unmerged', () => {
+  const net = build();
+  const maximal = namedSubnet(net.space, 'maximal');
+  const rankGroups = net.space.groups.filter((g) => g.kind === 'rank');
+  assert.ok(rankGroups.length > 0, 'the test space has rank groups');
+  const lowRank = { ...maximal, ...Object.fromEntries(rankGroups.map((g) => [g.id, Math.min(...g.choices)])) };
+  const d = (merged: boolean) => ({ merged, seqLen: 32 });
+  assert.ok(net.cost(lowRank, d(false)).macs < net.cost(maximal, d(false)).macs, 'unmerged: a lower rank costs less');
+  assert.deepEqual(net.cost(lowRank, d(true)), net.cost(maximal, d(true)), 'merged: the ranks vanish in the merge');
 });
 
 test('baseCost() counts the base model alone (no adapter, full widths) and leaves the active configuration in place', () => {
   const net = build();
   const active = logits(net.model);
   const base = tinyModel(5);
-  assert.deepEqual(net.baseCost(), { params: countParams(base), macs: countMacs(base) });
+  assert.deepEqual(net.baseCost(256), { params: countParams(base), macs: countMacs(base, 256) });
   assert.deepEqual(logits(net.model), active);
   assert.ok(
     net.loras.every((l) => l.activeRank > 0),

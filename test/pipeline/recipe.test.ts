@@ -88,6 +88,29 @@ function tinyLora(out: string): string {
   return file;
 }
 
+test('one cost definition: the search counts what the run ships (merged as extract, 1×bench.promptLen); every bench row is timed against the first, interleaved', () => {
+  const lonas = JSON.parse(readFileSync(join(ROOT, 'recipes', 'lonas.json'), 'utf8'));
+  const plan = (merge: boolean): Record<string, string[][]> =>
+    Object.fromEntries(
+      stages(parseRecipe({ ...lonas, extract: { merge }, bench: { promptLen: 48 } }, 'r.json', ROOT)).map((st) => [st.name, st.commands]),
+    );
+  const flag = (argv: string[], f: string) => (argv.includes(f) ? (argv[argv.indexOf(f) + 1] ?? true) : undefined);
+  for (const merge of [true, false]) {
+    const p = plan(merge);
+    const search = p.search[0];
+    assert.equal(flag(search, '--cost-seq-len'), '48', 'MACs counted for the bench prompt length');
+    assert.equal(search.includes('--merged'), merge, 'merged exactly when the run ships merged');
+    const bench = p.bench;
+    assert.equal(bench.length, 4, 'baseline, maximal, heuristic, extracted');
+    assert.equal(flag(bench[0], '--ref-model'), undefined, 'the first row is the reference');
+    for (const argv of bench.slice(1)) {
+      assert.equal(flag(argv, '--ref-model'), flag(bench[0], '--model'));
+      assert.equal(flag(argv, '--ref-adapter'), flag(bench[0], '--adapter'));
+    }
+    for (const argv of bench) assert.equal(argv.includes('--merged'), merge, 'every row counted and timed as shipped');
+  }
+});
+
 test('a run killed during fine-tuning resumes and ends with the same adapter and accuracies', async () => {
   const whole = mkdtempSync(join(tmpdir(), 'lonas-run-whole-'));
   const a = spawnSync(process.execPath, [BIN, 'run', tinyLora(whole), '--out', join(whole, 'run')], { encoding: 'utf8' });

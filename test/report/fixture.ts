@@ -68,7 +68,14 @@ export function makeSummary(): RunSummary {
   const srch = row('LoNAS searched', { arith: score(115, 250), 'mc-reasoning': score(157, 250), 'boolq-lite': score(170, 250) });
   const P = 4_718_592; // a few-million-parameter Llama
   const M = 1_207_959_552; // 1×256 MACs
-  const lat = (prefillMs: number, decodeMsPerToken: number) => ({ prefillMs, decodeMsPerToken, promptLen: 128, genLen: 32 });
+  const sp = (median: number, r = 0.08) => ({ min: median * (1 - r), median, max: median * (1 + r) });
+  const lat = (prefillMs: number, decodeMsPerToken: number) => ({
+    prefillMs: sp(prefillMs),
+    decodeMsPerToken: sp(decodeMsPerToken),
+    promptLen: 128,
+    genLen: 32,
+    overheadShare: 0.1,
+  });
   return {
     title: 'LoNAS demo: built-in task suite on a 4.7M-parameter Llama',
     method: 'lonas',
@@ -85,10 +92,11 @@ export function makeSummary(): RunSummary {
     },
     seeds: { data: 42, pretrain: 1, finetune: 7, search: 3 },
     tasks,
-    macsSeqLen: 256,
+    cost: { merged: true, seqLen: 256 },
+    reference: { name: 'the base model', params: P, nonZeroParams: P, macs: M },
     speedupBaseline: 'LoRA baseline',
     rows: [
-      { ...base, mode: 'generate', params: P, nonZeroParams: P, macs: M, latency: lat(41.3, 6.02), speedup: { prefill: 1, decode: 1 } },
+      { ...base, mode: 'generate', params: P, nonZeroParams: P, macs: M, latency: lat(41.3, 6.02), speedup: null },
       {
         ...max,
         mode: 'generate',
@@ -96,7 +104,7 @@ export function makeSummary(): RunSummary {
         nonZeroParams: P,
         macs: M,
         latency: lat(41.9, 6.1),
-        speedup: { prefill: 0.99, decode: 0.99 },
+        speedup: { prefill: sp(0.99, 0.2), decode: sp(0.99, 0.2) },
         subnet: { 'layers.0.mlp_width': 1024, 'layers.0.rank': 32 },
       },
       {
@@ -106,7 +114,7 @@ export function makeSummary(): RunSummary {
         nonZeroParams: 3_932_160,
         macs: 1_006_632_960,
         latency: lat(35.2, 5.3),
-        speedup: { prefill: 1.17, decode: 1.14 },
+        speedup: { prefill: sp(1.17), decode: sp(1.14) },
         subnet: { 'layers.0.mlp_width': 768, 'layers.0.rank': 24 },
       },
       {
@@ -116,7 +124,7 @@ export function makeSummary(): RunSummary {
         nonZeroParams: 3_727_360,
         macs: 954_204_160,
         latency: lat(32.3, 4.9),
-        speedup: { prefill: 1.28, decode: 1.23 },
+        speedup: { prefill: sp(1.28), decode: sp(1.23) },
         extracted: true,
         subnet: { 'layers.0.mlp_width': 640, 'layers.0.rank': 16 },
       },

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { headlineRows, renderReport, summarySentence, writeReport } from '../../src/report/html.ts';
 import { downsample, scopeSvgIds } from '../../src/report/charts.ts';
-import { dateUtc, duration, esc, human, ms, pct, times } from '../../src/report/format.ts';
+import { dateUtc, duration, esc, human, ms, pct, speedupText, times } from '../../src/report/format.ts';
 import type { RunSummary } from '../../src/report/summary.ts';
 import { makeSummary } from './fixture.ts';
 import { CHROMIUM, INSTALL_HINT, consoleLines, pngSize, runChromium } from './chromium.ts';
@@ -109,9 +109,9 @@ test('the results table has one row per result with the right values', async () 
     assert.equal(by('params').title, src.params.toLocaleString('en-US'));
     assert.equal(by('nonzero').text, human(src.nonZeroParams));
     assert.equal(by('macs').text, human(src.macs));
-    assert.equal(by('prefill').text, ms(src.latency!.prefillMs));
-    assert.equal(by('speedup-prefill').text, times(src.speedup!.prefill));
-    assert.equal(by('speedup-decode').text, times(src.speedup!.decode));
+    assert.equal(by('prefill').text, ms(src.latency!.prefillMs.median));
+    assert.equal(by('speedup-prefill').text, speedupText(src.speedup?.prefill));
+    assert.equal(by('speedup-decode').text, speedupText(src.speedup?.decode));
     assert.equal(by('mode').text, 'generate');
   }
   assert.equal(rows[3].cells[0].title, 'sub-network: layers.0.mlp_width=640, layers.0.rank=16');
@@ -128,10 +128,10 @@ test('the summary sentence is computed from the rows', async () => {
   assert.equal(baseline?.name, 'LoRA baseline');
   assert.equal(chosen?.name, 'LoNAS searched');
   const keep = pct(s.rows[3].average / s.rows[0].average);
-  const fewer = Math.round((1 - s.rows[3].params / s.rows[0].params) * 100);
+  const fewer = Math.round((1 - s.rows[3].params / s.reference!.params) * 100);
   assert.equal(
     summarySentence(s),
-    `LoNAS searched keeps ${keep} of the average accuracy of LoRA baseline (${pct(s.rows[3].average)} vs ${pct(s.rows[0].average)}) with ${fewer}% fewer parameters and runs 1.28× faster (prefill).`,
+    `LoNAS searched keeps ${keep} of the average accuracy of LoRA baseline (${pct(s.rows[3].average)} vs ${pct(s.rows[0].average)}) with ${fewer}% fewer parameters and 21% fewer MACs than the base model and runs 1.28× faster than LoRA baseline (prefill 1.18–1.38× over interleaved runs).`,
   );
   assert.equal(keep, '98.0%');
   assert.equal(fewer, 21);
@@ -140,10 +140,11 @@ test('the summary sentence is computed from the rows', async () => {
 
   // change the numbers: the sentence follows
   const t = makeSummary();
-  t.rows[3] = { ...t.rows[3], average: 0.7, params: 5_000_000, nonZeroParams: 2_500_000, speedup: { prefill: 0.8, decode: 0.9 } };
+  const slow = { min: 0.74, median: 0.8, max: 0.86 };
+  t.rows[3] = { ...t.rows[3], average: 0.7, params: 5_000_000, nonZeroParams: 2_500_000, speedup: { prefill: slow, decode: slow } };
   assert.equal(
     summarySentence(t),
-    `LoNAS searched exceeds the average accuracy of LoRA baseline (70.0% vs ${pct(t.rows[0].average)}) with 6% more parameters (47% fewer non-zero) and runs 1.25× slower (prefill).`,
+    `LoNAS searched exceeds the average accuracy of LoRA baseline (70.0% vs ${pct(t.rows[0].average)}) with 6% more parameters (47% fewer non-zero) and 21% fewer MACs than the base model and runs 1.25× slower than LoRA baseline (prefill 0.74–0.86× over interleaved runs).`,
   );
   // no extracted row: the last "searched" row; no speed-up: no speed clause
   const u = makeSummary();
@@ -161,13 +162,42 @@ test('the summary sentence is computed from the rows', async () => {
   v.rows = v.rows.slice(0, 1);
   assert.equal(
     summarySentence(v),
-    `LoRA baseline reaches an average accuracy of ${pct(v.rows[0].average)} over 3 tasks with 4.72M parameters and 1.21G MACs per 1×256 forward pass.`,
+    `LoRA baseline reaches an average accuracy of ${pct(v.rows[0].average)} over 3 tasks with 4.72M parameters and 1.21G MACs per forward pass (merged, 1×256 forward).`,
   );
   // none
   v.rows = [];
   assert.equal(summarySentence(v), 'No results were recorded in this run.');
   const empty = await renderReport(v);
   for (const id of SECTIONS) assert.ok(empty.includes(`id="${id}"`), `#${id}`);
+});
+
+test('size reductions are against the base model, not an unmerged LoRA baseline whose adapter counted as parameters', () => {
+  const s = makeSummary();
+  const P = s.reference!.params;
+  s.rows[0] = { ...s.rows[0], params: 2 * P, nonZeroParams: 2 * P, macs: 2 * s.reference!.macs }; // as an unmerged baseline counted
+  assert.match(summarySentence(s), / with 21% fewer parameters and 21% fewer MACs than the base model /);
+  assert.doesNotMatch(summarySentence(s), /60% fewer/);
+});
+
+test('a speed-up whose range includes 1 reads "within noise"; an overhead-dominated model says so', async () => {
+  const s = makeSummary();
+  s.rows[3] = { ...s.rows[3], speedup: { prefill: { min: 0.9, median: 1.96, max: 3.45 }, decode: { min: 0.8, median: 1.1, max: 1.4 } } };
+  assert.match(
+    summarySentence(s),
+    / and runs at the same speed as LoRA baseline within noise \(prefill 0\.90–3\.45× over interleaved runs\)\.$/,
+  );
+  assert.doesNotMatch(summarySentence(s), /faster|1\.96/);
+  assert.equal(speedupText(s.rows[3].speedup!.prefill), '≈ 1× (within noise)');
+  assert.equal(speedupText({ min: 1.1, median: 1.3, max: 1.5 }), '1.30× (1.10–1.50)');
+  const cells = resultRows(await renderReport(s))[3].cells;
+  assert.equal(cells.find((c) => c.cls === 'speedup-prefill')!.text, '≈ 1× (within noise)');
+  assert.doesNotMatch(summarySentence(s), /overhead/);
+  s.rows[3].latency = { ...s.rows[3].latency!, overheadShare: 0.8 };
+  assert.match(
+    summarySentence(s),
+    /per-call overhead dominates the timings \(80% of a decode step of LoNAS searched is not explained by reading its weights\)/,
+  );
+  assert.match(await renderReport(s), /per-call overhead dominates/);
 });
 
 test('all text from the summary is escaped', async () => {

@@ -15,6 +15,7 @@ import { basename, join } from 'node:path';
 import { hfFamily, parseHfConfig } from '../../models/llama/hf-config.ts';
 import type { LlamaConfig } from '../../models/llama/config.ts';
 import { openWeights } from '../../io/hf-dir.ts';
+import { storedNames } from '../../models/llama/checkpoint.ts';
 import { planTensors } from './tensors.ts';
 import type { TensorNote } from './tensors.ts';
 import { tokenizerMetadata } from './vocab.ts';
@@ -129,7 +130,7 @@ export function exportGguf(modelDir: string, outPath: string, type: GgufOutType)
   const requested = type.toUpperCase() as GgmlType;
   const { files, where } = openWeights(modelDir);
   try {
-    const plan = planTensors(where, c, requested, arch !== 'qwen2');
+    const plan = planTensors(where, storedNames(c, files, where), c, requested, arch !== 'qwen2');
     const quantized = plan.tensors.some((t) => t.type === 'Q4_1' && requested !== 'Q4_1');
     const md = modelMetadata(arch, c, basename(outPath).replace(/\.gguf$/i, ''), type, quantized); // general.name: the file's name
     for (const [k, v] of tokenizerMetadata(modelDir, c.vocabSize)) md.set(k, v);

@@ -1,7 +1,7 @@
 /**
  * The model's tensors as llama.cpp's HF converter (convert_hf_to_gguf.py) writes them: GGUF names, the
  * Q/K row order of llama.cpp's interleaved RoPE, and the storage type of each tensor.
- *  - names: the table below (HF module → GGUF module; `.weight` / `.bias` kept);
+ *  - names: the Llama weight table's GGUF column (models/llama/weights.ts), the one name table lonas has;
  *  - llama / deci: q_proj and k_proj rows are permuted per head from HF's rotate-half order to llama.cpp's
  *    pairwise order, row h·D + 2i + j ← h·D + j·D/2 + i (LlamaModel.permute); qwen2 (NEOX RoPE) keeps HF's order;
  *  - 1-D tensors (norms, biases) are F32; 2-D tensors take the requested type, except rows that are not a
@@ -11,26 +11,12 @@
 import type { SafetensorsFile } from '../../io/safetensors.ts';
 import { f32ToBf16 } from '../../io/safetensors.ts';
 import type { LlamaConfig } from '../../models/llama/config.ts';
+import { llamaWeightTable } from '../../models/llama/weights.ts';
+import type { LlamaTensor } from '../../models/llama/weights.ts';
 import { readGptqProjection } from '../../models/llama/gptq-io.ts';
 import { dequantizeBlocks, isBlockType, quantizeBlocks, QK, toF16Bytes } from './quants.ts';
 import { gptqTensor } from './gptq.ts';
 import type { GgmlType, GgufTensor } from './writer.ts';
-
-/** HF module → GGUF module, the whole mapping lonas needs (llama.cpp's gguf-py tensor_mapping.py). */
-export const GGUF_MODULES: Record<string, string> = {
-  'model.embed_tokens': 'token_embd',
-  'model.norm': 'output_norm',
-  lm_head: 'output',
-  'model.layers.{i}.input_layernorm': 'blk.{i}.attn_norm',
-  'model.layers.{i}.self_attn.q_proj': 'blk.{i}.attn_q',
-  'model.layers.{i}.self_attn.k_proj': 'blk.{i}.attn_k',
-  'model.layers.{i}.self_attn.v_proj': 'blk.{i}.attn_v',
-  'model.layers.{i}.self_attn.o_proj': 'blk.{i}.attn_output',
-  'model.layers.{i}.post_attention_layernorm': 'blk.{i}.ffn_norm',
-  'model.layers.{i}.mlp.gate_proj': 'blk.{i}.ffn_gate',
-  'model.layers.{i}.mlp.up_proj': 'blk.{i}.ffn_up',
-  'model.layers.{i}.mlp.down_proj': 'blk.{i}.ffn_down',
-};
 
 /** One line of the export report: a tensor not stored as requested, or stored with a measured error. */
 export interface TensorNote {
@@ -75,66 +61,58 @@ function encodeFloat(x: Float32Array, type: GgmlType, cols: number): Uint8Array 
   throw new Error(`GGUF: no encoder for ${type}`);
 }
 
-/** Every HF module of a model with this config, with its GGUF name and q/k permutation. */
-function modules(c: LlamaConfig, permuteQk: boolean): { hf: string; gguf: string; order: Int32Array | null }[] {
-  const out: { hf: string; gguf: string; order: Int32Array | null }[] = [];
-  for (const [hf, gguf] of Object.entries(GGUF_MODULES)) {
-    if (!hf.includes('{i}')) {
-      out.push({ hf, gguf, order: null });
-      continue;
-    }
-    c.layers.forEach((l, i) => {
-      const heads = hf.endsWith('q_proj') ? l.numHeads : hf.endsWith('k_proj') ? l.numKvHeads : 0;
-      out.push({
-        hf: hf.replace('{i}', `${i}`),
-        gguf: gguf.replace('{i}', `${i}`),
-        order: permuteQk && heads ? ropeRowOrder(heads, c.headDim) : null,
-      });
-    });
-  }
-  return out;
+/** q_proj / k_proj rows in llama.cpp's order when `permuteQk` (llama, deci), else null (qwen2's NEOX RoPE keeps HF's). */
+function rowOrder(t: LlamaTensor, c: LlamaConfig, permuteQk: boolean): Int32Array | null {
+  if (!permuteQk || t.layer === null || (t.proj !== 'q_proj' && t.proj !== 'k_proj')) return null;
+  const l = c.layers[t.layer];
+  return ropeRowOrder(t.proj === 'q_proj' ? l.numHeads : l.numKvHeads, c.headDim);
 }
 
 /**
- * The GGUF tensors of a model directory's weights (`where`: tensor name → open file), in llama.cpp's order.
- * Every stored tensor must map to a GGUF tensor: anything else is refused rather than dropped.
+ * The GGUF tensors of a model directory's weights, in the weight table's order (weights.ts: names, shapes,
+ * which ones GPTQ may quantise). `where`: tensor name → open file, aliases included; `stored`: HF name →
+ * the name it is stored under when that differs (checkpoint.ts storedNames: e.g. a tied model that keeps
+ * only lm_head.weight, whose token_embd is then read from it). A tied model gets no `output` tensor:
+ * llama.cpp reuses token_embd. Every stored tensor must map to a GGUF tensor: anything else is refused
+ * rather than dropped.
  */
-export function planTensors(where: Map<string, SafetensorsFile>, c: LlamaConfig, type: GgmlType, permuteQk: boolean): TensorPlan {
+export function planTensors(
+  where: Map<string, SafetensorsFile>,
+  stored: ReadonlyMap<string, string>,
+  c: LlamaConfig,
+  type: GgmlType,
+  permuteQk: boolean,
+): TensorPlan {
   const notes: TensorNote[] = [];
   const tensors: GgufTensor[] = [];
   const used = new Set<string>();
-  for (const m of modules(c, permuteQk)) {
-    if (m.hf === 'lm_head' && c.tieWordEmbeddings) continue; // llama.cpp reuses token_embd
-    const quantized = where.has(`${m.hf}.qweight`);
-    if (quantized) {
+  for (const t of llamaWeightTable(c).all) {
+    const order = rowOrder(t, c, permuteQk);
+    const module = t.name.replace(/\.weight$/, '');
+    if (t.quantizable && where.has(`${module}.qweight`)) {
       if (!c.quantization)
         throw new Error(
-          `'${m.hf}.qweight' is stored but config.json has no quantization_config (add the GPTQ settings the checkpoint was made with)`,
+          `'${module}.qweight' is stored but config.json has no quantization_config (add the GPTQ settings the checkpoint was made with)`,
         );
-      const file = where.get(`${m.hf}.qweight`)!;
-      for (const t of ['qweight', 'qzeros', 'scales', 'g_idx']) used.add(`${m.hf}.${t}`);
-      const scales = file.entry(`${m.hf}.scales`);
-      const out = scales.shape[1],
-        inF = rowLength(m.hf, c);
+      const file = where.get(`${module}.qweight`)!;
+      for (const part of ['qweight', 'qzeros', 'scales', 'g_idx']) used.add(`${module}.${part}`);
+      const [out, inF] = t.shape;
       tensors.push({
-        name: `${m.gguf}.weight`,
-        shape: [out, inF],
+        name: t.gguf,
+        shape: t.shape,
         type: inF % QK ? 'F16' : 'Q4_1',
         bytes: () => {
-          const r = gptqTensor(readGptqProjection(file, m.hf, out, inF, c.quantization!));
-          notes.push({ tensor: `${m.gguf}.weight`, type: r.type, note: r.note, maxError: r.maxError });
-          return permuteRows(r.bytes, out, m.order);
+          const r = gptqTensor(readGptqProjection(file, module, out, inF, c.quantization!));
+          notes.push({ tensor: t.gguf, type: r.type, note: r.note, maxError: r.maxError });
+          return permuteRows(r.bytes, out, order);
         },
       });
-    } else if (where.has(`${m.hf}.weight`)) {
-      used.add(`${m.hf}.weight`);
-      tensors.push(floatTensor(where.get(`${m.hf}.weight`)!, `${m.hf}.weight`, `${m.gguf}.weight`, type, m.order, notes));
+    } else if (where.has(t.name)) {
+      const inFile = stored.get(t.name) ?? t.name;
+      used.add(t.name).add(inFile);
+      tensors.push(floatTensor(where.get(t.name)!, inFile, t, type, order, notes));
     } else {
-      throw new Error(`tensor '${m.hf}.weight' is missing (config.json describes a model that has it; is the checkpoint complete?)`);
-    }
-    if (where.has(`${m.hf}.bias`)) {
-      used.add(`${m.hf}.bias`);
-      tensors.push(floatTensor(where.get(`${m.hf}.bias`)!, `${m.hf}.bias`, `${m.gguf}.bias`, 'F32', m.order, notes));
+      throw new Error(`tensor '${t.name}' is missing (config.json describes a model that has it; is the checkpoint complete?)`);
     }
   }
   const unknown = [...where.keys()].filter(
@@ -147,23 +125,24 @@ export function planTensors(where: Map<string, SafetensorsFile>, c: LlamaConfig,
   return { tensors, notes };
 }
 
-/** Input width of a module (GPTQ's packed qweight does not say it exactly). */
-function rowLength(hf: string, c: LlamaConfig): number {
-  const layer = /layers\.(\d+)\./.exec(hf);
-  if (!layer) return c.hiddenSize;
-  const l = c.layers[Number(layer[1])];
-  return hf.endsWith('o_proj') ? l.numHeads * c.headDim : hf.endsWith('down_proj') ? l.intermediateSize : c.hiddenSize;
-}
-
+/**
+ * `inFile`: the name of table row `t` in `file`, whose shape must be the one config.json's sizes give
+ * (llama.cpp would refuse the file at load otherwise); 1-D tensors are F32 whatever `requested` is.
+ */
 function floatTensor(
   file: SafetensorsFile,
-  hfName: string,
-  name: string,
+  inFile: string,
+  t: LlamaTensor,
   requested: GgmlType,
   order: Int32Array | null,
   notes: TensorNote[],
 ): GgufTensor {
-  const shape = file.entry(hfName).shape;
+  const name = t.gguf,
+    shape = file.entry(inFile).shape;
+  if (shape.join() !== t.shape.join())
+    throw new Error(
+      `${file.path}: tensor '${inFile}' has shape [${shape.join(', ')}], config.json's sizes give [${t.shape.join(', ')}] (the weights do not match config.json)`,
+    );
   const cols = shape[shape.length - 1];
   let type: GgmlType = shape.length === 1 ? 'F32' : requested;
   if (isBlockType(type) && cols % QK) {
@@ -179,7 +158,7 @@ function floatTensor(
     shape,
     type,
     bytes: () => {
-      const x = file.readFloat32(hfName).data;
+      const x = file.readFloat32(inFile).data;
       const bytes = encodeFloat(x, type, cols);
       if (isBlockType(type)) {
         const back = dequantizeBlocks(bytes, type);

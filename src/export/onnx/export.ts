@@ -16,6 +16,7 @@ import { buildDecoder } from './decoder.ts';
 import { INLINE_LIMIT_BYTES, writeOnnxModel } from './proto.ts';
 import { readModelSource } from './source.ts';
 import { withMergedSubnet } from '../merged-subnet.ts';
+import type { Requantization } from '../../nas/extract.ts';
 import type { ModelSource } from './source.ts';
 
 export interface OnnxExportOptions {
@@ -40,6 +41,8 @@ export interface OnnxExportResult {
   externalData: boolean;
   /** bytes of the weights (initializers) */
   weightBytes: number;
+  /** with an adapter on a GPTQ base: what merging onto its grid changed (src/nas/extract.ts) */
+  requantization?: Requantization | null;
 }
 
 /** transformers.js's file-name suffix of each dtype it loads (utils/dtypes.js). */
@@ -102,5 +105,8 @@ function writeModelFolder(src: ModelSource, o: OnnxExportOptions): OnnxExportRes
 export function exportOnnx(o: OnnxExportOptions): OnnxExportResult {
   checkOptions(o);
   if (!o.adapter) return writeModelFolder(readModelSource(o.model), o);
-  return withMergedSubnet(o.model, o.adapter, o.subnet, (merged) => writeModelFolder(readModelSource(merged), o));
+  return withMergedSubnet(o.model, o.adapter, o.subnet, (merged, requantization) => ({
+    ...writeModelFolder(readModelSource(merged), o),
+    requantization,
+  }));
 }

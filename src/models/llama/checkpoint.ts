@@ -20,7 +20,7 @@ import { QuantLinear } from '../../nn/quant-linear.ts';
 import type { Linear } from '../../nn/modules.ts';
 import { dequantize } from '../../nn/quantized-weight.ts';
 import type { QuantizedWeight } from '../../nn/quantized-weight.ts';
-import { formatFor, gptqTensors, readGptqProjection } from './gptq-io.ts';
+import { formatFor, gptqConfigFor, gptqTensors, readGptqProjection } from './gptq-io.ts';
 
 /** Callers that copy tokenizer files beside a saved model import them from here (they live in io/hf-dir.ts). */
 export { TOKENIZER_FILES, copyTokenizerFiles } from '../../io/hf-dir.ts';
@@ -139,8 +139,9 @@ export function loadModelDir(dir: string, opts: LoadOptions = {}): LoadedModelDi
  * (each such HF name is added to `where`). safetensors' save_model keeps one name of a shared tensor and
  * records each dropped one in __metadata__ (dropped name → kept name); a tied model may keep lm_head.weight
  * rather than the embedding, with or without that record, and then its embedding is read from lm_head.weight.
+ * Shared with the GGUF exporter, so both read such a checkpoint the same way.
  */
-function storedNames(config: LlamaConfig, files: SafetensorsFile[], where: Map<string, SafetensorsFile>): Map<string, string> {
+export function storedNames(config: LlamaConfig, files: SafetensorsFile[], where: Map<string, SafetensorsFile>): Map<string, string> {
   const stored = new Map<string, string>();
   for (const file of files) {
     for (const [name, kept] of Object.entries(file.metadata)) {
@@ -273,17 +274,7 @@ export function saveModelDir(dir: string, model: LlamaModel, opts: SaveOptions =
     return { [name]: { dtype, shape: t.shape, data: data instanceof Float32Array ? data : Float32Array.from(data) } };
   });
 
-  const first = quantized.values().next().value as QuantizedWeight | undefined;
-  const quantization = first
-    ? {
-        bits: first.bits,
-        groupSize: first.groupSize,
-        descAct: model.config.quantization?.descAct ?? false,
-        sym: false,
-        format,
-        lmHead: quantized.has('lm_head'),
-      }
-    : null;
+  const quantization = gptqConfigFor(quantized, model.config.layers.length, format, model.config.quantization);
   const hf = toHfConfig({ ...model.config, quantization }, opts.hfConfig);
   hf.torch_dtype = dtype === 'BF16' ? 'bfloat16' : 'float32';
   if ('dtype' in hf) hf.dtype = hf.torch_dtype; // transformers ≥ 5 spelling

@@ -41,6 +41,12 @@ export interface GptqConfig {
    * of its own (lm_head.qweight/…, never tied), while the embedding keeps its float weights
    */
   lmHead?: boolean;
+  /**
+   * the GPTQ projections of every layer when not all seven are (transformers' modules_in_block_to_quantize,
+   * e.g. ["self_attn.q_proj", "self_attn.v_proj"]); absent = all. Written by saveModelDir; loading reads
+   * each projection as its tensors are stored
+   */
+  modulesInBlock?: string[];
 }
 
 /** A uniform config (every layer the same size). */

@@ -4,6 +4,7 @@ import { f32ToF16 } from '../../io/safetensors.ts';
 import { packQweight, packQzeros, packedWords, unpackQweight, unpackQzeros } from '../../io/gptq-format.ts';
 import type { QuantizedWeight } from '../../nn/quantized-weight.ts';
 import type { GptqConfig } from './config.ts';
+import { PROJECTIONS, projectionInBlock, projectionWeightName } from './weights.ts';
 
 /** `prefix` is the module name, e.g. model.layers.0.self_attn.q_proj. */
 export function readGptqProjection(file: SafetensorsFile, prefix: string, out: number, inF: number, q: GptqConfig): QuantizedWeight {
@@ -57,4 +58,48 @@ export function gptqTensors(prefix: string, qw: QuantizedWeight, format: GptqCon
 export function formatFor(weights: Iterable<QuantizedWeight>): GptqConfig['format'] {
   for (const w of weights) for (const z of w.zeros) if (z === 0) return 'gptq_v2';
   return 'gptq';
+}
+
+/**
+ * The quantization_config of the modules written (module name → weight; lm_head for the head) in a model of
+ * `layers` layers: null without any; else their common bits and group size (a per-channel grid, group size =
+ * in, keeps the config's group_size -1), desc_act and sym as `declared` (the model's config) says, `format`,
+ * lm_head exactly when the head is among them, and the GPTQ projections of a layer when not all are
+ * (transformers' modules_in_block_to_quantize). What one config cannot describe is an error: modules on
+ * different grids, layers with different GPTQ projections, or a GPTQ head over float projections.
+ */
+export function gptqConfigFor(
+  quantized: Map<string, QuantizedWeight>,
+  layers: number,
+  format: GptqConfig['format'],
+  declared: GptqConfig | null | undefined,
+): GptqConfig | null {
+  const all = [...quantized];
+  if (!all.length) return null;
+  const [firstName, first] = all[0];
+  const perChannel = declared ? declared.groupSize <= 0 : false;
+  const groupSize = perChannel ? declared!.groupSize : first.groupSize;
+  const cannot = (what: string) => new Error(`saveModelDir: ${what}; one quantization_config cannot describe that (dequantise the model)`);
+  for (const [name, w] of all) {
+    const sameGroups = perChannel ? w.groupSize >= w.inF : w.groupSize === groupSize;
+    if (w.bits !== first.bits || !sameGroups)
+      throw cannot(
+        `${name} is ${w.bits}-bit with group size ${w.groupSize}, ${firstName} ${first.bits}-bit with group size ${first.groupSize}`,
+      );
+  }
+  const inLayer = (l: number) => PROJECTIONS.filter((p) => quantized.has(projectionWeightName(l, p)));
+  const block = inLayer(0);
+  for (let l = 1; l < layers; l++)
+    if (inLayer(l).join() !== block.join())
+      throw cannot(`layer ${l} has GPTQ projections [${inLayer(l).join(', ')}], layer 0 [${block.join(', ')}]`);
+  if (!block.length) throw cannot('the LM head is GPTQ but no projection is');
+  return {
+    bits: first.bits,
+    groupSize,
+    descAct: declared?.descAct ?? all.some(([, w]) => w.gIdx.some((g, j) => g !== Math.floor(j / w.groupSize))),
+    sym: declared?.sym ?? false,
+    format,
+    lmHead: quantized.has('lm_head'),
+    ...(block.length < PROJECTIONS.length ? { modulesInBlock: block.map(projectionInBlock) } : {}),
+  };
 }

@@ -381,6 +381,8 @@ export function toHfConfig(config: LlamaConfig, base: object = {}): Record<strin
     };
     if (q.lmHead) qc.lm_head = true;
     else delete qc.lm_head; // absent = the head is float
+    if (q.modulesInBlock) qc.modules_in_block_to_quantize = [q.modulesInBlock];
+    else delete qc.modules_in_block_to_quantize; // absent = every projection
     out.quantization_config = qc;
   } else delete out.quantization_config;
   if (uniform) delete out.lonas_layers;

@@ -93,7 +93,12 @@ const PROJECTION_ROWS: Record<ProjectionName, ProjectionRow> = {
 
 /** HF module name of a layer projection, e.g. model.layers.0.self_attn.q_proj (add .weight / .bias). */
 export function projectionWeightName(layer: number, proj: ProjectionName): string {
-  return `model.layers.${layer}.${PROJECTION_ROWS[proj].block}.${proj}`;
+  return `model.layers.${layer}.${projectionInBlock(proj)}`;
+}
+
+/** The projection's name inside its decoder layer, e.g. self_attn.q_proj, mlp.down_proj. */
+export function projectionInBlock(proj: ProjectionName): string {
+  return `${PROJECTION_ROWS[proj].block}.${proj}`;
 }
 
 /** { q_proj: f('q_proj'), …, down_proj: f('down_proj') } */

@@ -3,9 +3,10 @@
  * lonas), for tests and benchmarks of GGUF exports. CPU only, prebuilt binaries only: `build: 'never'`
  * and `skipDownload` make a missing binary an error instead of a download or a compile.
  */
+import { readFileSync } from 'node:fs';
 import type { Llama, LlamaContext, LlamaModel, Token } from 'node-llama-cpp';
 
-const { getLlama, LlamaLogLevel } = await import('node-llama-cpp').catch((e: Error) => {
+const { getLlama, LlamaLogLevel, readGgufFileInfo } = await import('node-llama-cpp').catch((e: Error) => {
   throw new Error(
     `node-llama-cpp is not installed in test/engines/llama-cpp (${e.message}); run scripts/test.sh, or: npm ci --prefix test/engines/llama-cpp --omit=optional --ignore-scripts`,
   );
@@ -86,4 +87,27 @@ export async function openGguf(
       await model.dispose();
     },
   };
+}
+
+/** One tensor of a GGUF file as stored: its name, dimensions (ne[0] first), ggml type and data bytes. */
+export interface StoredGgufTensor {
+  name: string;
+  dims: number[];
+  type: number;
+  /** from its offset to the next tensor's (or the file's end): the data plus its alignment padding */
+  bytes: Buffer;
+}
+
+/** The tensors of a GGUF file in file order, read by node-llama-cpp's GGUF parser (not lonas's writer). */
+export async function readGgufTensors(path: string): Promise<StoredGgufTensor[]> {
+  const info = await readGgufFileInfo(path, { readTensorInfo: true, sourceType: 'filesystem' });
+  const file = readFileSync(path);
+  const starts = (info.tensorInfo ?? []).map((t) => Number(t.fileOffset));
+  const ends = [...starts].sort((a, b) => a - b);
+  return (info.tensorInfo ?? []).map((t, i) => ({
+    name: t.name,
+    dims: t.dimensions.map(Number),
+    type: t.ggmlType,
+    bytes: file.subarray(starts[i], ends.find((e) => e > starts[i]) ?? file.length),
+  }));
 }
