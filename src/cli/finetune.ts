@@ -76,7 +76,7 @@ export function runFinetune(o: FinetuneOptions): void {
       ranks: ranks.size,
       mode: o.gradientCheckpointing,
     },
-    o.memoryLimit !== undefined ? { bytes: o.memoryLimit * GIB, what: 'of --memory-limit' } : machineLimit(),
+    o.memoryLimit !== undefined ? { bytes: o.memoryLimit * GIB, what: 'set by --memory-limit' } : machineLimit(),
   );
   log(memory.summary);
   const progress = new ProgressReporter('finetune');

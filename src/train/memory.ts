@@ -184,7 +184,7 @@ export function planTrainingMemory(
     return {
       checkpointing,
       estimate,
-      summary: `memory: estimated peak ${describeEstimate(estimate)} for ${shape}, ${limit.what} ${gib(limit.bytes)}; gradient checkpointing ${why}`,
+      summary: `memory: estimated peak ${describeEstimate(estimate)} for ${shape}, ${gib(limit.bytes)} ${limit.what}; gradient checkpointing ${why}`,
     };
   }
   // refused: the least this batch needs under the mode, and what would fit

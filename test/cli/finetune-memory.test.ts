@@ -42,7 +42,7 @@ test('the estimate is logged before the first step, with the measured peak after
   assert.ok(est >= 0 && first > est, r.stderr);
   assert.match(
     lines[est],
-    /= weights .* \+ adapters and optimizer .* for batch 4 × \d+ tokens, available \(of .*\) .*; gradient checkpointing off: not needed/,
+    /= weights .* \+ adapters and optimizer .* for batch 4 × \d+ tokens, [\d.]+ GiB available \(of .*\); gradient checkpointing off: not needed/,
   );
   const m = /peak RSS after the first step ([\d.]+ [GM]iB) \(estimated ([\d.]+ [GM]iB)\)/.exec(r.stderr);
   assert.ok(m, r.stderr);
@@ -65,7 +65,7 @@ test('a run that cannot fit is refused before training, with the numbers and the
   assert.notEqual(r.status, 0);
   assert.match(
     r.stderr,
-    /finetune would need about .* = weights .* \+ activations .* for batch 4 × \d+ tokens, more than the 10 MiB of --memory-limit/,
+    /finetune would need about .* = weights .* \+ activations .* for batch 4 × \d+ tokens, more than the 10 MiB set by --memory-limit/,
   );
   assert.match(
     r.stderr,

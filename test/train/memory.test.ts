@@ -75,13 +75,13 @@ test('the plan: checkpointing off when the run fits, on (auto) when only it fits
   addLora(model, { rank: 4, alpha: 8, dropout: 0.1, targets: ALL }, 11);
   const run = { batchSize: 8, gradAccum: 2, seq: 32, ranks: 1, mode: 'auto' as const };
   const at = (rows: number, checkpointing: boolean) => estimateTrainingMemory(model, { rows, seq: 32, checkpointing, ranks: 1 }).total;
-  const limit = (bytes: number) => ({ bytes, what: 'of --memory-limit' });
+  const limit = (bytes: number) => ({ bytes, what: 'set by --memory-limit' });
 
   const roomy = planTrainingMemory(model, run, limit(GIB));
   assert.equal(roomy.checkpointing, false);
   assert.match(
     roomy.summary,
-    /memory: estimated peak .* for batch 8 × 32 tokens, of --memory-limit 1\.00 GiB; gradient checkpointing off: not needed/,
+    /memory: estimated peak .* for batch 8 × 32 tokens, 1\.00 GiB set by --memory-limit; gradient checkpointing off: not needed/,
   );
 
   const between = (at(8, true) + at(8, false)) / 2;
@@ -94,7 +94,7 @@ test('the plan: checkpointing off when the run fits, on (auto) when only it fits
   // off by request: refused, and told that checkpointing would fit
   assert.throws(
     () => planTrainingMemory(model, { ...run, mode: 'off' }, limit(between)),
-    /more than the .* of --memory-limit; fix: --gradient-checkpointing \(≈ /,
+    /more than the .* set by --memory-limit; fix: --gradient-checkpointing \(≈ /,
   );
 
   // even checkpointed the batch does not fit, a smaller one does: the largest such, with the accumulation that keeps 16 examples
