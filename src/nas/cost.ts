@@ -8,7 +8,9 @@
  */
 import { performance } from 'node:perf_hooks';
 import { LoraLinear } from '../adapters/lora.ts';
+import { ElasticLinear } from '../adapters/elastic.ts';
 import { QuantLinear } from '../nn/quant-linear.ts';
+import { Linear } from '../nn/modules.ts';
 import type { LinearLike } from '../nn/modules.ts';
 import type { LlamaModel } from '../models/llama/model.ts';
 import { PROJECTIONS } from '../models/llama/model.ts';
@@ -20,19 +22,22 @@ export interface ParamCount {
   adapter: number;
 }
 
-function activeSliceNonZero(data: ArrayLike<number>, ld: number, rows: number, cols: number): number {
-  let n = 0;
-  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) if (data[r * ld + c] !== 0) n++;
-  return n;
+/** The Linear holding a module's stored weight: itself, or the base an adapter, elastic or quantised module wraps. */
+function baseLinear(m: LinearLike): Linear {
+  const base = m instanceof LoraLinear || m instanceof ElasticLinear || m instanceof QuantLinear ? m.base : m;
+  if (!(base instanceof Linear)) throw new Error(`countParams: ${m.constructor.name} has no base Linear to count`);
+  return base;
 }
 
+/** Counts from the weight's shape and stored values (a bf16 weight's bits): nothing is widened. */
 function countModule(m: LinearLike): ParamCount {
-  const base = m instanceof LoraLinear ? m.base : m;
-  const [w, b] = base.baseTensors();
+  const base = baseLinear(m);
+  const b = base.bias;
   const o = m.outFeatures,
     i = m.inFeatures;
   let total = o * i + (b ? o : 0);
-  let nonZero = activeSliceNonZero(w.data, w.shape[1], o, i) + (b ? activeSliceNonZero(b.data, o, 1, o) : 0);
+  let nonZero = base.weightStore.nonZero(o, i);
+  if (b) for (let k = 0; k < o; k++) if (b.data[k] !== 0) nonZero++;
   let adapter = 0;
   if (m instanceof LoraLinear && m.activeRank > 0) {
     adapter = m.activeRank * (i + o);
