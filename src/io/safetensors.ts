@@ -263,7 +263,8 @@ function f16Bits(): Uint32Array {
       t[h] = sign | (e << 23) | ((frac & 0x3ff) << 13);
     }
   }
-  return (f16Table = t);
+  f16Table = t;
+  return t;
 }
 
 /** IEEE half → f32, exactly (subnormals, infinities and NaN included), through the 65536-entry table. */

@@ -38,7 +38,8 @@ function bf16Model(): LlamaModel {
 function upcast(m: LlamaModel): LlamaModel {
   const f = loadLlama(dir, { weights: 'f32' });
   const w = (f.layers[1].proj.k_proj as Linear).weight.data;
-  (m.layers[1].proj.k_proj as Linear).weightStore.bf16!.bits.forEach((b, k) => b === 0x8000 && (w[k] = -0));
+  const bits = (m.layers[1].proj.k_proj as Linear).weightStore.bf16!.bits;
+  for (let k = 0; k < bits.length; k++) if (bits[k] === 0x8000) w[k] = -0;
   return f;
 }
 
