@@ -1,9 +1,12 @@
-/** `lonas bench`: measured prefill and decode latency (min / median over repeats), throughput, parameters and MACs. */
+/**
+ * `lonas bench`: measured prefill and decode latency (min / median over repeats), throughput, parameters and MACs,
+ * and the kernels that multiplied by the weights (`weightKernels`: f32 / bf16 / int4 / sparse → number of products).
+ */
 import type { Command } from 'commander';
 import { resolve } from 'node:path';
 import { loadWithAdapter } from '../nas/load.ts';
 import { countMacs, countParams, measureLatency } from '../nas/cost.ts';
-import { backendInfo } from '../kernels/index.ts';
+import { backendInfo, tallyWeightKernels } from '../kernels/index.ts';
 import { benchSpec } from '../options/eval.ts';
 import type { BenchOptions } from '../options/eval.ts';
 import { commandFrom } from './command.ts';
@@ -19,7 +22,10 @@ export function benchCommand(): Command {
     }
     const params = countParams(model);
     const macs = countMacs(model, o.promptLen);
-    const lat = measureLatency(model, { promptLen: o.promptLen, genLen: o.genLen, repeats: o.repeats, warmup: o.warmup });
+    // the kernels that multiplied by the model's weights during the timed runs (bf16 on a BF16 checkpoint)
+    const { result: lat, calls: weightKernels } = tallyWeightKernels(() =>
+      measureLatency(model, { promptLen: o.promptLen, genLen: o.genLen, repeats: o.repeats, warmup: o.warmup }),
+    );
     const info = backendInfo();
     const out = {
       model: resolve(o.model),
@@ -31,6 +37,7 @@ export function benchCommand(): Command {
       repeats: o.repeats,
       kernels: info.backend,
       threads: info.threads ?? 1,
+      weightKernels,
       params,
       macs,
       ...lat,
@@ -46,7 +53,9 @@ export function benchCommand(): Command {
     const f = (n: number) => n.toLocaleString('en-US');
     process.stdout.write(
       `model      ${out.model}${out.adapter ? ` + ${out.adapter}` : ''}${out.subnet ? ` (${out.subnet})` : ''}\n` +
-        `kernels    ${out.kernels}, ${out.threads} thread${out.threads === 1 ? '' : 's'}\n` +
+        `kernels    ${out.kernels}, ${out.threads} thread${out.threads === 1 ? '' : 's'}; weight products: ${Object.entries(weightKernels)
+          .map(([k, n]) => `${k} ${f(n)}`)
+          .join(', ')}\n` +
         `params     ${f(params.total)} (non-zero ${f(params.nonZero)}, adapter ${f(params.adapter)})\n` +
         `MACs       ${f(macs)} for 1×${o.promptLen}\n` +
         `prefill    ${o.promptLen} tokens: min ${lat.prefillMs.min.toFixed(2)} ms, median ${lat.prefillMs.median.toFixed(2)} ms (${lat.prefillTokensPerSecond.toFixed(0)} tokens/s)\n` +

@@ -6,7 +6,7 @@
  * only to models that are not modified afterwards (inference).
  */
 import { Tensor, needsGrad } from '../tensor/index.ts';
-import { kernels } from '../kernels/index.ts';
+import { kernels, noteWeightKernel } from '../kernels/index.ts';
 import { scratchF32 } from '../tensor/scratch.ts';
 import { compressedKernels, packSparse } from '../kernels/compressed.ts';
 import type { SparseWeight } from '../kernels/compressed.ts';
@@ -29,6 +29,7 @@ export class SparseLinear extends Linear {
     const xd = x.contiguousData();
     const M = xd.length / inF;
     const y = scratchF32(M * out); // (M, out)
+    noteWeightKernel('sparse');
     compressedKernels(kernels()).sparseLinear(xd, M, inF, out, this.packed.rowPtr, this.packed.mask, this.packed.values, y);
     const b = this.bias?.data;
     if (b) for (let r = 0; r < M; r++) for (let o = 0; o < out; o++) y[r * out + o] += b[o];

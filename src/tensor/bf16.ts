@@ -6,7 +6,7 @@
  *   Bf16Matrix       the bits of a (rows, cols) weight, row-major
  *   linearBf16(...)  y = x · W[:o, :i]ᵀ (+ b), differentiable in x and b (the weight is frozen by construction)
  */
-import { kernelsFor } from '../kernels/index.ts';
+import { kernelsFor, noteWeightKernel } from '../kernels/index.ts';
 import { bf16Compute } from '../kernels/compute-mode.ts';
 import { needsGrad, record } from './autograd.ts';
 import { Tensor, allocLike, fmtShape } from './tensor.ts';
@@ -73,6 +73,7 @@ export function linearBf16(x: Tensor, w: Bf16Matrix, outF: number, inF: number, 
   }
   // the process's compute mode at inference (LONAS_BF16_COMPUTE); a recorded forward stays exact, like its backward
   const compute = needsGrad(x, b) ? 'exact' : bf16Compute();
+  noteWeightKernel('bf16');
   if (rows > 0 && outF > 0)
     kernelsFor(xd).gemmBf16(true, rows, outF, inF, 1, xd, 0, Math.max(inF, 1), w.bits, 0, w.shape[1], b ? 1 : 0, y, 0, outF, compute);
   const out = new Tensor(y, [...x.shape.slice(0, -1), outF]);
