@@ -64,6 +64,14 @@ export class WeightStore {
     return n;
   }
 
+  /** (out·in) 1 where the weight is non-zero, 0 where it is ±0, read from the stored form (a bf16 weight stays bf16). */
+  nonZeroMask(): Float32Array {
+    const m = new Float32Array(this.shape[0] * this.shape[1]);
+    if (this.b) this.b.bits.forEach((v, k) => (m[k] = v & 0x7fff ? 1 : 0));
+    else this.t!.data.forEach((v, k) => (m[k] = v !== 0 ? 1 : 0));
+    return m;
+  }
+
   /** The weight as a float32 Tensor (widening a bf16 weight exactly, once, for every module sharing this store). */
   tensor(): Tensor {
     if (this.b) {
