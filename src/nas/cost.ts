@@ -8,12 +8,10 @@
  */
 import { performance } from 'node:perf_hooks';
 import { LoraLinear } from '../adapters/lora.ts';
-import { ElasticLinear } from '../adapters/elastic.ts';
 import { QuantLinear } from '../nn/quant-linear.ts';
-import { Linear } from '../nn/modules.ts';
 import type { LinearLike } from '../nn/modules.ts';
 import type { LlamaModel } from '../models/llama/model.ts';
-import { PROJECTIONS } from '../models/llama/model.ts';
+import { PROJECTIONS, baseLinearOf } from '../models/llama/model.ts';
 
 export interface ParamCount {
   total: number;
@@ -22,16 +20,9 @@ export interface ParamCount {
   adapter: number;
 }
 
-/** The Linear holding a module's stored weight: itself, or the base an adapter, elastic or quantised module wraps. */
-function baseLinear(m: LinearLike): Linear {
-  const base = m instanceof LoraLinear || m instanceof ElasticLinear || m instanceof QuantLinear ? m.base : m;
-  if (!(base instanceof Linear)) throw new Error(`countParams: ${m.constructor.name} has no base Linear to count`);
-  return base;
-}
-
 /** Counts from the weight's shape and stored values (a bf16 weight's bits): nothing is widened. */
 function countModule(m: LinearLike): ParamCount {
-  const base = baseLinear(m);
+  const base = baseLinearOf(m, 'countParams');
   const b = base.bias;
   const o = m.outFeatures,
     i = m.inFeatures;

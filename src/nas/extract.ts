@@ -11,7 +11,7 @@
  */
 import { join } from 'node:path';
 import { Tensor, noGrad } from '../tensor/index.ts';
-import { LlamaModel, PROJECTIONS, projectionWeightName } from '../models/llama/model.ts';
+import { LlamaModel, PROJECTIONS, baseLinearOf, projectionWeightName } from '../models/llama/model.ts';
 import type { LlamaConfig } from '../models/llama/config.ts';
 import { copyTokenizerFiles, saveModelDir } from '../models/llama/checkpoint.ts';
 import { LoraLinear, withAdaptersOff } from '../adapters/lora.ts';
@@ -59,24 +59,31 @@ export function activeConfig(model: LlamaModel): LlamaConfig {
  * quantised projection is written in float. A quantised LM head (never sliced, never adapted) stays quantised.
  */
 export function extractMerged(model: LlamaModel): LlamaModel {
-  const weights = new Map<string, Tensor>();
+  // embeddings, norms, head: unchanged, bf16 weights kept bf16 (the source model is not widened)
+  const weights = model.storedParameters();
   const quantized = new Map<string, QuantizedWeight>();
-  for (const [name, t] of model.namedParameters()) weights.set(name, t); // embeddings, norms, head: unchanged
   model.layers.forEach((layer, layerIndex) => {
     for (const p of PROJECTIONS) {
       const m: LinearLike = layer.proj[p];
       const stored = m instanceof ElasticLinear ? m.stored : m;
-      const base = m instanceof LoraLinear ? m.base : m;
-      const [w, b] = base.baseTensors();
+      const base = baseLinearOf(m, p);
+      const bits = base.weightStore.bf16,
+        b = base.bias;
+      const [out, inF] = base.weightShape;
       const o = m.outFeatures,
         i = m.inFeatures;
-      const whole = o === w.shape[0] && i === w.shape[1];
-      const data = sliceWeight(w, o, i);
+      const whole = o === out && i === inF;
+      const name = `${projectionWeightName(layerIndex, p)}.weight`;
+      if (b) weights.set(`${projectionWeightName(layerIndex, p)}.bias`, new Tensor(b.data.slice(0, o), [o]));
+      if (bits && !(m instanceof LoraLinear) && !(stored instanceof QuantLinear)) {
+        weights.set(name, bits.leading(o, i)); // a bf16 slice with nothing added stays bf16
+        continue;
+      }
+      const data = bits ? (bits.leading(o, i).toTensor().data as Float32Array) : sliceWeight(base.weight, o, i); // toTensor: a new float32 array
       if (m instanceof LoraLinear) {
         const delta = m.deltaWeight();
         for (let k = 0; k < data.length; k++) data[k] += delta[k];
       }
-      const name = `${projectionWeightName(layerIndex, p)}.weight`;
       const qw =
         stored instanceof QuantLinear
           ? stored.qw
@@ -88,7 +95,6 @@ export function extractMerged(model: LlamaModel): LlamaModel {
         data.set(dequantize(qw));
       }
       weights.set(name, new Tensor(data, [o, i], { name }));
-      if (b) weights.set(`${projectionWeightName(layerIndex, p)}.bias`, new Tensor(b.data.slice(0, o), [o]));
     }
   });
   const out = new LlamaModel(activeConfig(model), weights);

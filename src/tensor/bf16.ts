@@ -28,6 +28,17 @@ export class Bf16Matrix {
       throw new Error(`Bf16Matrix ${name ?? ''}: ${bits.length} values do not fill ${fmtShape(shape)}`);
   }
 
+  /** The leading (rows, cols) block (an elastic-width slice) as its own matrix; the whole matrix itself when it is all of it. */
+  leading(rows: number, cols: number): Bf16Matrix {
+    const [r0, c0] = this.shape;
+    if (rows === r0 && cols === c0) return this;
+    if (rows > r0 || cols > c0)
+      throw new Error(`Bf16Matrix ${this.name ?? ''}: (${rows}, ${cols}) is not a block of ${fmtShape(this.shape)}`);
+    const out = new Uint16Array(rows * cols);
+    for (let r = 0; r < rows; r++) out.set(this.bits.subarray(r * c0, r * c0 + cols), r * cols);
+    return new Bf16Matrix(out, [rows, cols], this.name);
+  }
+
   /** The float32 tensor of the same values (exact). */
   toTensor(): Tensor {
     const out = new Float32Array(this.bits.length);

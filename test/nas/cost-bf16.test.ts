@@ -1,7 +1,8 @@
 /**
  * Counting parameters reads shapes and the stored values, never widens: a BF16 base stays bf16 through
- * countParams and the search's setup (SuperNet + cost at every named sub-network), and the counts (total and
- * non-zero, ±0 in bf16 included) equal those of the float32 upcast.
+ * countParams and the search's setup (SuperNet + cost and the latency objective's in-memory extraction at every
+ * named sub-network), and the counts (total and non-zero, ±0 in bf16 included) and the extracted model's logits
+ * equal those of the float32 upcast.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -10,14 +11,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pruneModel } from '../../src/compress/prune.ts';
 import { loadLlama, saveModelDir } from '../../src/models/llama/checkpoint.ts';
-import { PROJECTIONS } from '../../src/models/llama/model.ts';
-import type { LlamaModel } from '../../src/models/llama/model.ts';
-import { Linear } from '../../src/nn/modules.ts';
+import type { LlamaModel, ProjectionName } from '../../src/models/llama/model.ts';
+import type { Linear } from '../../src/nn/modules.ts';
 import { addLora } from '../../src/adapters/peft.ts';
 import { countParams } from '../../src/nas/cost.ts';
 import { NAMED_SUBNETS, namedSubnet } from '../../src/nas/subnet.ts';
 import { PRESETS, resolveSearchSpace } from '../../src/nas/search-space.ts';
 import { SuperNet } from '../../src/nas/supernet.ts';
+import { Rng, noGrad } from '../../src/tensor/index.ts';
 import { tinyConfig, tinyModel } from '../helpers/tiny-model.ts';
 
 const root = mkdtempSync(join(tmpdir(), 'lonas-cost-bf16-'));
@@ -52,17 +53,25 @@ test('countParams counts a bf16 model without widening it, and counts what its f
   assert.ok(got.nonZero < got.total, 'the pruned and −0 weights are counted as zeros');
 });
 
-test('the search setup (SuperNet, cost of every named sub-network) keeps a bf16 base in bfloat16 and costs what float32 does', () => {
-  const targets = [...PROJECTIONS];
+test('the search setup (SuperNet, cost and in-memory extraction of every named sub-network) keeps a bf16 base in bfloat16', () => {
+  const targets: ProjectionName[] = ['q_proj', 'v_proj', 'up_proj']; // k, o, gate and down are sliced without an adapter
   const m0 = bf16Model();
   const [bf, fl] = [m0, upcast(m0)].map((m) => {
-    addLora(m, { rank: 4, alpha: 8, dropout: 0, targets }, 3);
+    const loras = addLora(m, { rank: 4, alpha: 8, dropout: 0, targets }, 3);
+    const rng = new Rng(9);
+    for (const l of loras) l.loraB.data.forEach((_, k, a) => (a[k] = rng.normal() * 0.1));
     const space = resolveSearchSpace(PRESETS.lonas, m.config, 4, targets);
     return new SuperNet(m, space, namedSubnet(space, 'maximal'));
   });
+  const ids = Int32Array.from([3, 9, 1, 30, 7, 22]);
+  const logits = (m: LlamaModel) => noGrad(() => m.forward(ids, 1, ids.length)).toArray();
   for (const name of NAMED_SUBNETS) {
     const cfg = namedSubnet(bf.space, name);
     assert.deepEqual(bf.cost(cfg, 32), fl.cost(cfg, 32), name);
+    // the latency objective's shipped model: adapted projections merged (float32), the rest sliced bf16
+    const small = bf.extract(cfg);
+    assert.equal(small.weightStorage().bf16, 2 + 4 * small.config.layers.length, `${name}: embedding, head and k, o, gate, down stay bf16`);
+    assert.deepEqual(logits(small), logits(fl.extract(cfg)), `${name}: the extracted model computes what the float32 one does`);
   }
   assert.deepEqual(bf.baseCost(), fl.baseCost());
   assert.equal(bf.model.weightStorage().f32, 0, 'the search setup widened a bf16 weight');
