@@ -106,7 +106,8 @@ export class Linear implements LinearLike {
     return this.store.tensor();
   }
 
-  set weight(t: Tensor) {
+  /** Replaces the weight: a float32 tensor, or bfloat16 bits to keep it in bf16. */
+  set weight(t: Tensor | Bf16Matrix) {
     this.store = new WeightStore(t);
   }
 
