@@ -3,14 +3,18 @@
 //   C = alpha · A · op(B) + beta · C,  A (m, k) float32 row-major (lda), C (m, n) float32 (ldc),
 //   op(B) = Bᵀ with B stored (n, k) (transB: x · Wᵀ, a Linear's forward) or B stored (k, n) (dY · W, its
 //   backward to the input). Each bf16 value is widened exactly (bits << 16), so every product is the float32
-//   product of the same values an upcast float32 weight holds, accumulated in float32: only the summation
-//   order can differ from sgemm on the upcast weight (as it differs between any two sgemm blockings).
+//   product of the same values an upcast float32 weight holds, accumulated in float32 in the order gemm uses
+//   on the upcast weight: the same numbers.
 //
-// Paths: transB with m ≤ 16 runs the small-M kernel on the bf16 weight directly (half the bytes of the
-// float32 weight per decode step). Otherwise tiles of the weight (≤ 1 MB of float32, L2-sized) are widened
-// into a scratch buffer and multiplied with cblas_sgemm: the widening is O(n·k) against the product's
-// O(m·n·k), so large-m products (prefill, training) run at sgemm speed (measured: a 128-token prefill of the
-// 135M shape at 1 thread, 341 tok/s with bf16 weights against 345 with the float32 upcast — within noise).
+// Paths: those gemm takes for the same product on the float32 upcast (gemm.cc, gemm.h). transB with m ≤ 16
+// and a weight of ≥ 64 K elements runs the small-M kernel on the bf16 weight directly (half the bytes of the
+// float32 weight per decode step). Otherwise the weight (or its elastic-width slice) is widened into a
+// scratch buffer and multiplied with one cblas_sgemm call (sgemv for one row or column), exactly the call gemm
+// makes on the upcast weight, so the numbers are bit for bit the float32 upcast's: training on a bf16 base
+// reproduces training on its upcast (test/train/bf16-base.test.ts). Tiles of the weight would bound the
+// scratch, but OpenBLAS picks its kernels by size, so a tile's sums can differ in the last bit. The widening
+// is O(n·k) against the product's O(m·n·k): large-m products (prefill, training) run at sgemm speed. Memory:
+// one float32 copy of the largest weight used so far (≤ 64 MB kept; larger copies are freed after the call).
 #include <cblas.h>
 
 #include <algorithm>
@@ -19,6 +23,7 @@
 #include <vector>
 
 #include "common.h"
+#include "gemm.h"
 #include "kernels.h"
 #include "pool.h"
 #include "small-gemm.h"
@@ -26,7 +31,7 @@
 namespace lonas {
 namespace {
 
-constexpr int64_t kTileFloats = int64_t{1} << 18;  // 1 MB of widened weights per sgemm call
+constexpr int64_t kKeptScratchFloats = int64_t{1} << 24;  // 64 MB: the reused widening buffer's largest size
 
 // dst (rows, cols) row-major = widened src rows with stride ld.
 void widenRows(const uint16_t* src, int64_t ld, int64_t rows, int64_t cols, float* dst) {
@@ -79,30 +84,23 @@ void GemmBf16(const Napi::CallbackInfo& info) {
     smallGemmBf16Act(SmallGemm{m, n, k, alpha, beta, A, lda, B, ldb, true, C, ldc}, poolThreads());
     return;
   }
-  if (k == 0 || alpha == 0.0f || (transB && m <= kSmallGemmMaxRows)) {  // small-M kernel (it also handles k = 0 / alpha = 0)
-    smallGemmNT(SmallGemm{m, n, k, alpha, beta, A, lda, B, ldb, true, C, ldc}, poolThreads());
+  // The path gemm (gemm.cc) takes for the same product on the upcast weight, so the numbers are its numbers:
+  // the small-M kernel (on the bits directly), else sgemv for one row or column, else sgemm.
+  if (k == 0 || alpha == 0.0f || (transB && m <= kSmallGemmMaxRows && int64_t{n} * k >= kSmallGemmMinWeight)) {
+    smallGemmNT(SmallGemm{m, n, k, alpha, beta, A, lda, B, ldb, true, C, ldc}, poolThreads());  // (also k = 0 / alpha = 0)
     return;
   }
-  thread_local std::vector<float> scratch;
-  if (transB) {  // tiles of whole weight rows: C[:, n0:n0+tn] = alpha · A · Bᵀ[rows n0..] + beta · C
-    const int64_t tn = std::max<int64_t>(1, std::min<int64_t>(n, kTileFloats / k));
-    scratch.resize(tn * k);
-    for (int64_t n0 = 0; n0 < n; n0 += tn) {
-      const int64_t rows = std::min<int64_t>(tn, n - n0);
-      widenRows(B + n0 * ldb, ldb, rows, k, scratch.data());
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, static_cast<int>(rows), k, alpha, A, lda, scratch.data(), k,
-                  beta, C + n0, ldc);
-    }
-  } else {  // tiles of whole rows of B (k, n): C = alpha · Σ_tiles A[:, k0:k0+tk] · B[k0:k0+tk, :] + beta · C
-    const int64_t tk = std::max<int64_t>(1, std::min<int64_t>(k, kTileFloats / n));
-    scratch.resize(tk * n);
-    for (int64_t k0 = 0; k0 < k; k0 += tk) {
-      const int64_t rows = std::min<int64_t>(tk, k - k0);
-      widenRows(B + k0 * ldb, ldb, rows, n, scratch.data());
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, static_cast<int>(rows), alpha, A + k0, lda, scratch.data(), n,
-                  k0 == 0 ? beta : 1.0f, C, ldc);
-    }
-  }
+  // the whole (slice of the) weight widened into scratch, then one sgemv / sgemm call, as gemm makes it: tiles
+  // would change OpenBLAS's kernel choice (it picks by size) and with it the summation order
+  const int64_t rows = transB ? n : k, cols = transB ? k : n;
+  thread_local std::vector<float> kept;  // reused up to kKeptScratchFloats; a larger weight's copy is freed after the call
+  std::vector<float> once;
+  std::vector<float>& scratch = rows * cols <= kKeptScratchFloats ? kept : once;
+  scratch.resize(rows * cols);
+  float* T = scratch.data();
+  widenRows(B, ldb, rows, cols, T);
+  const GemmCall g{CblasNoTrans, transB ? CblasTrans : CblasNoTrans, m, n, k, lda, static_cast<int>(cols), ldc, alpha, beta, A, T, C};
+  if (!tryGemv(g, g.a, g.b, g.c)) cblas_sgemm(CblasRowMajor, CblasNoTrans, g.transB, m, n, k, alpha, A, lda, T, g.ldb, beta, C, ldc);
 }
 
 }  // namespace lonas

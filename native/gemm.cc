@@ -13,6 +13,7 @@
 #include "common.h"
 #include "kernels.h"
 #include "pool.h"
+#include "gemm.h"
 #include "small-gemm.h"
 
 namespace lonas {
@@ -33,52 +34,7 @@ void checkOperand(const Args& args, const char* name, const char* ldName, const 
   args.need(name, array.length, end);
 }
 
-// Arguments shared by gemm and gemmBatched, already validated.
-struct GemmCall {
-  CBLAS_TRANSPOSE transA, transB;
-  int m, n, k, lda, ldb, ldc;
-  float alpha, beta;
-  float *a, *b, *c;  // first matrix of each operand (offset applied)
-};
-
-// A product with one row (decode: one token times a weight) or one column is a matrix-vector
-// product. OpenBLAS 0.3.21's sgemm does not forward those to sgemv and packs the whole weight first,
-// which costs ~2x on memory-bound decode, so forward them here. Same math, one rounding order.
-bool tryGemv(const GemmCall& g, float* a, float* b, float* c) {
-  if (g.k == 0) return false;
-  if (g.beta == 0.0f) {  // BLAS semantics: C's old contents (even NaN) are ignored when beta = 0
-    for (int j = 0; j < (g.m == 1 ? g.n : g.m); j++) c[g.m == 1 ? j : static_cast<int64_t>(j) * g.ldc] = 0.0f;
-  }
-  if (g.m == 1) {
-    // c (n) = alpha · op(B)ᵀ-wise · a_row; a's k elements are 1 apart, or lda apart when transA.
-    int incx = g.transA == CblasTrans ? g.lda : 1;
-    if (g.transB == CblasTrans) {  // B stored (n, k): c = B · x
-      cblas_sgemv(CblasRowMajor, CblasNoTrans, g.n, g.k, g.alpha, b, g.ldb, a, incx, g.beta, c, 1);
-    } else {  // B stored (k, n): c = Bᵀ · x
-      cblas_sgemv(CblasRowMajor, CblasTrans, g.k, g.n, g.alpha, b, g.ldb, a, incx, g.beta, c, 1);
-    }
-    return true;
-  }
-  if (g.n == 1) {
-    // c (m, column with stride ldc) = op(A) · b_col; b's k elements are 1 apart when transB, else ldb.
-    int incx = g.transB == CblasTrans ? 1 : g.ldb;
-    if (g.transA == CblasTrans) {  // A stored (k, m)
-      cblas_sgemv(CblasRowMajor, CblasTrans, g.k, g.m, g.alpha, a, g.lda, b, incx, g.beta, c, g.ldc);
-    } else {  // A stored (m, k)
-      cblas_sgemv(CblasRowMajor, CblasNoTrans, g.m, g.k, g.alpha, a, g.lda, b, incx, g.beta, c, g.ldc);
-    }
-    return true;
-  }
-  return false;
-}
-
-// x (m, k) · Wᵀ with W stored (n, k) row-major (a Linear's weight or a slice of one) and m ≤ 16 rows
-// (decode, small batches, short prompts) runs on the small-M kernel (small-gemm.h), which reads W once
-// instead of packing it like sgemm and beats sgemv at one row too (measured 0.4–0.65× OpenBLAS's time for
-// the 135M model's projections at m = 1..16). Weights under 64 K elements stay on OpenBLAS, whose call
-// overhead is lower (e.g. attention scores of a short cache).
-constexpr int64_t kSmallGemmMinWeight = int64_t{1} << 16;
-
+// x · Wᵀ with m ≤ 16 rows and a weight of at least kSmallGemmMinWeight elements: the small-M kernel (gemm.h).
 bool trySmallGemm(const GemmCall& g, float* a, float* b, float* c) {
   if (g.transA != CblasNoTrans || g.transB != CblasTrans || g.m > kSmallGemmMaxRows || g.k == 0) return false;
   if (static_cast<int64_t>(g.n) * g.k < kSmallGemmMinWeight) return false;
@@ -157,6 +113,37 @@ void GemmBatched(const Napi::CallbackInfo& info) {
   GemmCall g{transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans, m, n, k, lda, ldb, ldc,
              static_cast<float>(alpha), static_cast<float>(beta), a.data + aOff, b.data + bOff, c.data + cOff};
   runSgemm(g, strideA, strideB, strideC, batch);
+}
+
+// A product with one row (decode: one token times a weight) or one column is a matrix-vector
+// product. OpenBLAS 0.3.21's sgemm does not forward those to sgemv and packs the whole weight first,
+// which costs ~2x on memory-bound decode, so forward them here. Same math, one rounding order.
+bool tryGemv(const GemmCall& g, float* a, float* b, float* c) {
+  if (g.k == 0) return false;
+  if (g.beta == 0.0f) {  // BLAS semantics: C's old contents (even NaN) are ignored when beta = 0
+    for (int j = 0; j < (g.m == 1 ? g.n : g.m); j++) c[g.m == 1 ? j : static_cast<int64_t>(j) * g.ldc] = 0.0f;
+  }
+  if (g.m == 1) {
+    // c (n) = alpha · op(B)ᵀ-wise · a_row; a's k elements are 1 apart, or lda apart when transA.
+    int incx = g.transA == CblasTrans ? g.lda : 1;
+    if (g.transB == CblasTrans) {  // B stored (n, k): c = B · x
+      cblas_sgemv(CblasRowMajor, CblasNoTrans, g.n, g.k, g.alpha, b, g.ldb, a, incx, g.beta, c, 1);
+    } else {  // B stored (k, n): c = Bᵀ · x
+      cblas_sgemv(CblasRowMajor, CblasTrans, g.k, g.n, g.alpha, b, g.ldb, a, incx, g.beta, c, 1);
+    }
+    return true;
+  }
+  if (g.n == 1) {
+    // c (m, column with stride ldc) = op(A) · b_col; b's k elements are 1 apart when transB, else ldb.
+    int incx = g.transB == CblasTrans ? 1 : g.ldb;
+    if (g.transA == CblasTrans) {  // A stored (k, m)
+      cblas_sgemv(CblasRowMajor, CblasTrans, g.k, g.m, g.alpha, a, g.lda, b, incx, g.beta, c, g.ldc);
+    } else {  // A stored (m, k)
+      cblas_sgemv(CblasRowMajor, CblasNoTrans, g.m, g.k, g.alpha, a, g.lda, b, incx, g.beta, c, g.ldc);
+    }
+    return true;
+  }
+  return false;
 }
 
 }  // namespace lonas

@@ -11,7 +11,7 @@
  * base on disk is never touched, and adapters are saved in the base's own channel order (PEFT-compatible,
  * src/adapters/peft.ts) with the order recorded beside them so lonas permutes again when it loads them.
  */
-import { Tensor } from '../tensor/index.ts';
+import { Bf16Matrix, Tensor } from '../tensor/index.ts';
 import { LoraLinear } from './lora.ts';
 import { ElasticLinear } from './elastic.ts';
 import { QaSparsePeft, SparsePeft } from './sqft.ts';
@@ -67,14 +67,14 @@ export function validateChannelOrder(json: unknown, config: LlamaConfig, source:
 }
 
 /** (rows, cols) row-major: out[k, :] = data[perm[k], :] */
-export function gatherRows<A extends Float32Array | Float64Array>(data: A, cols: number, perm: readonly number[]): A {
+export function gatherRows<A extends Float32Array | Float64Array | Uint16Array>(data: A, cols: number, perm: readonly number[]): A {
   const out = data.slice() as A;
   perm.forEach((src, k) => out.set(data.subarray(src * cols, (src + 1) * cols), k * cols));
   return out;
 }
 
 /** (rows, cols) row-major: out[:, k] = data[:, perm[k]] */
-export function gatherCols<A extends Float32Array | Float64Array>(data: A, cols: number, perm: readonly number[]): A {
+export function gatherCols<A extends Float32Array | Float64Array | Uint16Array>(data: A, cols: number, perm: readonly number[]): A {
   if (perm.length !== cols) throw new Error(`gatherCols: permutation of ${perm.length} for ${cols} columns`);
   const out = data.slice() as A;
   const rows = data.length / cols;
@@ -155,11 +155,20 @@ function data(t: Tensor): Float32Array | Float64Array {
   return t.contiguousData() as Float32Array | Float64Array;
 }
 
+/**
+ * The base weight gathered by `gather` (rows or columns of the (out, in) array) in the form it is stored: a
+ * bf16 weight's bits are moved, so it stays bf16.
+ */
+function permuteWeight(base: Linear, gather: <A extends Float32Array | Float64Array | Uint16Array>(d: A) => A): void {
+  const bits = base.weightStore.bf16;
+  base.weight = bits ? new Bf16Matrix(gather(bits.bits), bits.shape, bits.name) : replaced(base.weight, gather(data(base.weight)));
+}
+
 /** Output rows: W (out, in), bias (out), lora_B (out, r), mask (out, in). */
 function permuteOutputs(m: LinearLike, p: readonly number[], what: string): void {
   const base = floatBase(m, what);
-  const [, inF] = base.weight.shape;
-  base.weight = replaced(base.weight, gatherRows(data(base.weight), inF, p));
+  const [, inF] = base.weightShape;
+  permuteWeight(base, (d) => gatherRows(d, inF, p));
   if (base.bias) base.bias = replaced(base.bias, gatherRows(data(base.bias), 1, p));
   if (m instanceof LoraLinear) {
     m.loraB.data.set(gatherRows(data(m.loraB), m.rMax, p));
@@ -170,8 +179,8 @@ function permuteOutputs(m: LinearLike, p: readonly number[], what: string): void
 /** Input columns: W (out, in), lora_A (r, in), mask (out, in). */
 function permuteInputs(m: LinearLike, p: readonly number[], what: string): void {
   const base = floatBase(m, what);
-  const [, inF] = base.weight.shape;
-  base.weight = replaced(base.weight, gatherCols(data(base.weight), inF, p));
+  const [, inF] = base.weightShape;
+  permuteWeight(base, (d) => gatherCols(d, inF, p));
   if (m instanceof LoraLinear) {
     m.loraA.data.set(gatherCols(data(m.loraA), inF, p));
     if (m.variant instanceof SparsePeft) m.variant.mask = replaced(m.variant.mask, gatherCols(data(m.variant.mask), inF, p));

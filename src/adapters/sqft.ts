@@ -80,14 +80,10 @@ export function enableSparsePeft(loras: LoraLinear[]): number {
   let zeros = 0,
     total = 0;
   for (const l of loras) {
-    const w = l.base.weight;
-    const m = new Float32Array(w.size);
-    for (let k = 0; k < m.length; k++) {
-      m[k] = w.data[k] !== 0 ? 1 : 0;
-      if (!m[k]) zeros++;
-    }
+    const m = l.base.weightStore.nonZeroMask(); // from the stored form: a bf16 base stays bf16
+    for (let k = 0; k < m.length; k++) if (!m[k]) zeros++;
     total += m.length;
-    l.variant = new SparsePeft(new Tensor(m, w.shape));
+    l.variant = new SparsePeft(new Tensor(m, l.base.weightShape));
   }
   return total ? zeros / total : 0;
 }

@@ -1,7 +1,8 @@
 /**
  * `lonas bench`: measured prefill and decode latency (median and min–max over repeats), throughput, parameters
  * and MACs — of the model as loaded, or merged in memory (--merged) — and, with --ref-model, the speed-up over a
- * reference timed interleaved with it (A B A B …) in the same process.
+ * reference timed interleaved with it (A B A B …) in the same process; `weightKernels`: the kernels that multiplied by
+ * the weights during the timed runs (f32 / bf16 / int4 / sparse → number of products).
  */
 import type { Command } from 'commander';
 import { resolve } from 'node:path';
@@ -10,7 +11,7 @@ import type { LoadedSubnet } from '../nas/load.ts';
 import { OVERHEAD_DOMINATES, copyBytesPerMs, countCost, measureLatencies, overheadShare, speedupOf } from '../nas/cost.ts';
 import type { Spread } from '../nas/cost.ts';
 import type { LlamaModel } from '../models/llama/model.ts';
-import { backendInfo } from '../kernels/index.ts';
+import { backendInfo, tallyWeightKernels } from '../kernels/index.ts';
 import { benchSpec } from '../options/eval.ts';
 import type { BenchOptions } from '../options/eval.ts';
 import { commandFrom } from './command.ts';
@@ -40,7 +41,11 @@ export function benchCommand(): Command {
     // the model directory alone (full size, no adapter): the reference of parameter and MAC reductions
     const base = loaded.supernet ? loaded.supernet.baseCost(o.promptLen) : countCost(loaded.model, { merged: false, seqLen: o.promptLen });
     const timing = { promptLen: o.promptLen, genLen: o.genLen, repeats: o.repeats, warmup: o.warmup };
-    const [lat, refLat] = measureLatencies(ref ? [model, ref] : [model], timing);
+    // the kernels that multiplied by the weights during the timed runs (bf16 on a BF16 checkpoint), of both models when interleaved
+    const {
+      result: [lat, refLat],
+      calls: weightKernels,
+    } = tallyWeightKernels(() => measureLatencies(ref ? [model, ref] : [model], timing));
     const bytesPerMs = copyBytesPerMs();
     const overhead = overheadShare(lat.decodeMsPerToken.median, params.total, bytesPerMs);
     const info = backendInfo();
@@ -58,6 +63,7 @@ export function benchCommand(): Command {
       repeats: o.repeats,
       kernels: info.backend,
       threads: info.threads ?? 1,
+      weightKernels,
       params,
       macs,
       base: { params: base.params, macs: base.macs },
@@ -86,7 +92,9 @@ export function benchCommand(): Command {
         : '';
     process.stdout.write(
       `model      ${out.model}${out.adapter ? ` + ${out.adapter}` : ''}${out.subnet ? ` (${out.subnet})` : ''}${o.merged ? ', merged' : ''}\n` +
-        `kernels    ${out.kernels}, ${out.threads} thread${out.threads === 1 ? '' : 's'}\n` +
+        `kernels    ${out.kernels}, ${out.threads} thread${out.threads === 1 ? '' : 's'}; weight products: ${Object.entries(weightKernels)
+          .map(([k, n]) => `${k} ${f(n)}`)
+          .join(', ')}\n` +
         `params     ${f(params.total)} (non-zero ${f(params.nonZero)}, adapter ${f(params.adapter)})\n` +
         `MACs       ${f(macs)} for 1×${o.promptLen}\n` +
         `prefill    ${o.promptLen} tokens: ${t(lat.prefillMs, 2)} ms (${lat.prefillTokensPerSecond.toFixed(0)} tokens/s)\n` +

@@ -4,7 +4,8 @@
  *
  * Reading validates the whole header first (sizes, offsets inside the file, no overlaps, known dtypes)
  * and then reads each tensor straight into its destination array (no whole-file buffer, so loading a
- * large checkpoint does not double peak memory). F16/BF16 are widened to float32 at load time, unless a
+ * large checkpoint does not double peak memory). F16/BF16 are widened to float32 at load time (F16 through a
+ * 65536-entry table, BF16 by a shift), unless a
  * BF16 tensor is read as its raw bits (`readBf16Bits`) to stay in bfloat16.
  * Writing goes to a temporary file that is renamed into place, so a crash never leaves a corrupt file.
  */
@@ -236,17 +237,41 @@ export class SafetensorsFile {
   }
 }
 
-/** IEEE half → f32 (subnormals, infinities and NaN included). */
-export function f16ToF32(src: Uint16Array, dst: Float32Array): void {
-  for (let i = 0; i < src.length; i++) {
-    const h = src[i];
-    const sign = h & 0x8000 ? -1 : 1;
-    const exp = (h >> 10) & 0x1f;
-    const frac = h & 0x3ff;
-    if (exp === 0) dst[i] = sign * frac * 2 ** -24;
-    else if (exp === 31) dst[i] = frac ? NaN : sign * Infinity;
-    else dst[i] = sign * (1 + frac / 1024) * 2 ** (exp - 15);
+let f16Table: Uint32Array | null = null;
+
+/**
+ * The float32 bits of every IEEE half code (65536 entries, 256 KB, built once from the bit fields: normal
+ * exponents rebiased 15 → 127, subnormals normalised, infinities and NaN payloads kept), so widening is one
+ * table read per value.
+ */
+function f16Bits(): Uint32Array {
+  if (f16Table) return f16Table;
+  const t = new Uint32Array(65536);
+  for (let h = 0; h < 65536; h++) {
+    const sign = (h & 0x8000) << 16,
+      exp = (h >> 10) & 0x1f;
+    let frac = h & 0x3ff;
+    if (exp === 31) t[h] = sign | 0x7f800000 | (frac << 13);
+    else if (exp !== 0) t[h] = sign | ((exp + 112) << 23) | (frac << 13);
+    else if (frac === 0) t[h] = sign;
+    else {
+      let e = 113; // frac · 2^-24 = 1.f · 2^(e − 127) after shifting the leading 1 into bit 10
+      while (!(frac & 0x400)) {
+        frac <<= 1;
+        e--;
+      }
+      t[h] = sign | (e << 23) | ((frac & 0x3ff) << 13);
+    }
   }
+  f16Table = t;
+  return t;
+}
+
+/** IEEE half → f32, exactly (subnormals, infinities and NaN included), through the 65536-entry table. */
+export function f16ToF32(src: Uint16Array, dst: Float32Array): void {
+  const t = f16Bits(),
+    out = new Uint32Array(dst.buffer, dst.byteOffset, dst.length);
+  for (let i = 0; i < src.length; i++) out[i] = t[src[i]];
 }
 
 /** f32 → IEEE half with round-to-nearest-even (as torch's `.half()`): overflow → ±inf, tiny → subnormal/±0. */

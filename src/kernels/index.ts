@@ -16,6 +16,8 @@ import { loadNativeAddon, wrapNativeAddon } from './native.ts';
 
 export type { FloatArray, Kernels } from './api.ts';
 export { referenceKernels } from './reference.ts';
+export { WEIGHT_KERNELS, noteWeightKernel, tallyWeightKernels } from './weight-kernels.ts';
+export type { WeightKernel, WeightKernelCalls } from './weight-kernels.ts';
 
 export interface BackendInfo {
   backend: 'native' | 'reference';

@@ -15,7 +15,7 @@ import { LoraLinear, PLAIN_LORA } from '../adapters/lora.ts';
 import { QuantLinear } from '../nn/quant-linear.ts';
 import type { LinearLike } from '../nn/modules.ts';
 import type { LlamaModel } from '../models/llama/model.ts';
-import { PROJECTIONS } from '../models/llama/model.ts';
+import { PROJECTIONS, baseLinearOf } from '../models/llama/model.ts';
 
 /** What a cost counts: the model merged or with its adapters unmerged, for a forward pass over 1×seqLen tokens. */
 export interface CostDefinition {
@@ -35,20 +35,16 @@ export interface ParamCount {
   adapter: number;
 }
 
-function activeSliceNonZero(data: ArrayLike<number>, ld: number, rows: number, cols: number): number {
-  let n = 0;
-  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) if (data[r * ld + c] !== 0) n++;
-  return n;
-}
-
+/** Counts from the weight's shape and stored values (a bf16 weight's bits): nothing is widened. */
 function countModule(m: LinearLike, merged: boolean): ParamCount {
-  const base = m instanceof LoraLinear ? m.base : m;
-  const [w, b] = base.baseTensors();
+  const base = baseLinearOf(m, 'countParams');
+  const b = base.bias;
   const o = m.outFeatures,
     i = m.inFeatures;
   let total = o * i + (b ? o : 0);
-  const biasNonZero = b ? activeSliceNonZero(b.data, o, 1, o) : 0;
-  let nonZero = activeSliceNonZero(w.data, w.shape[1], o, i) + biasNonZero;
+  let biasNonZero = 0;
+  if (b) for (let k = 0; k < o; k++) if (b.data[k] !== 0) biasNonZero++;
+  let nonZero = base.weightStore.nonZero(o, i) + biasNonZero;
   let adapter = 0;
   if (merged) {
     // a plain LoRA update B·A is dense: merged, it fills the base's zeros (the sparse variants keep the mask)

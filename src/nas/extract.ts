@@ -11,7 +11,7 @@
  */
 import { join } from 'node:path';
 import { Tensor, noGrad } from '../tensor/index.ts';
-import { LlamaModel, PROJECTIONS, projectionWeightName } from '../models/llama/model.ts';
+import { LlamaModel, PROJECTIONS, baseLinearOf, projectionWeightName } from '../models/llama/model.ts';
 import type { LlamaConfig } from '../models/llama/config.ts';
 import { copyTokenizerFiles, saveModelDir } from '../models/llama/checkpoint.ts';
 import { LoraLinear, withAdaptersOff } from '../adapters/lora.ts';
@@ -77,26 +77,32 @@ export interface MergedSubnet {
  * stays quantised. `dequantize` writes every weight in float instead.
  */
 export function mergeSubnet(model: LlamaModel, opts: { dequantize?: boolean } = {}): MergedSubnet {
-  const weights = new Map<string, Tensor>();
+  // embeddings, norms, head: unchanged, bf16 weights kept bf16 (the source model is not widened)
+  const weights = model.storedParameters();
   const zerosLost = new Map<string, number>();
   const quantized = new Map<string, QuantizedWeight>();
   const stats: Requantization = { ...noRequantStats(), projections: 0 };
-  for (const [name, t] of model.namedParameters()) weights.set(name, t); // embeddings, norms, head: unchanged
   model.layers.forEach((layer, layerIndex) => {
     for (const p of PROJECTIONS) {
       const m: LinearLike = layer.proj[p];
-      const base = m instanceof LoraLinear ? m.base : m;
-      const [w, b] = base.baseTensors();
+      const base = baseLinearOf(m, p);
+      const bits = base.weightStore.bf16,
+        b = base.bias;
       const o = m.outFeatures,
         i = m.inFeatures;
-      const data = sliceWeight(w, o, i);
+      const name = `${projectionWeightName(layerIndex, p)}.weight`;
+      if (b) weights.set(`${projectionWeightName(layerIndex, p)}.bias`, new Tensor(b.data.slice(0, o), [o]));
       const adapted = m instanceof LoraLinear && m.activeRank > 0;
+      const grid = gridOf(m);
+      if (bits && !adapted && !grid) {
+        weights.set(name, bits.leading(o, i)); // a bf16 slice with nothing added stays bf16
+        continue;
+      }
+      const data = bits ? (bits.leading(o, i).toTensor().data as Float32Array) : sliceWeight(base.weight, o, i); // toTensor: a new float32 array
       if (adapted) {
         const delta = m.deltaWeight();
         for (let k = 0; k < data.length; k++) data[k] += delta[k];
       }
-      const name = `${projectionWeightName(layerIndex, p)}.weight`;
-      const grid = gridOf(m);
       if (grid && !opts.dequantize) {
         const sliced = sliceQuantized(grid, o, i);
         if (!sliced)
@@ -111,7 +117,6 @@ export function mergeSubnet(model: LlamaModel, opts: { dequantize?: boolean } = 
         data.set(dequantize(qw));
       }
       weights.set(name, new Tensor(data, [o, i], { name }));
-      if (b) weights.set(`${projectionWeightName(layerIndex, p)}.bias`, new Tensor(b.data.slice(0, o), [o]));
     }
   });
   const config = activeConfig(model);

@@ -18,10 +18,9 @@
  *      layer-wise calibration loop (src/compress/calibrate.ts) with nothing compressed.
  */
 import type { LlamaModel } from '../models/llama/model.ts';
-import type { Linear } from '../nn/modules.ts';
-import { LoraLinear } from '../adapters/lora.ts';
-import { ElasticLinear } from '../adapters/elastic.ts';
-import { QuantLinear } from '../nn/quant-linear.ts';
+import { baseLinearOf } from '../models/llama/model.ts';
+import type { LinearLike } from '../nn/modules.ts';
+import type { Tensor } from '../tensor/index.ts';
 import { calibrateLayerwise } from '../compress/calibrate.ts';
 import { orderByScore, permuteMlpChannels } from '../adapters/channel-order.ts';
 import type { ChannelOrder } from '../adapters/channel-order.ts';
@@ -29,15 +28,17 @@ import type { ChannelOrder } from '../adapters/channel-order.ts';
 export const REORDER_MODES = ['magnitude', 'activation'] as const;
 export type ReorderMode = (typeof REORDER_MODES)[number];
 
-/** The stored base weight (out, in) of a projection, whatever wraps it. */
-function baseWeight(m: unknown): Linear['weight'] {
-  const stored = m instanceof ElasticLinear ? m.stored : m;
-  const base = stored instanceof LoraLinear ? stored.base : stored instanceof QuantLinear ? stored.base : (stored as Linear);
-  return base.weight;
+/**
+ * The stored base weight (out, in) of a projection, whatever wraps it; a bf16 weight through a transient
+ * float32 copy (exact), so scoring does not widen the model.
+ */
+function baseWeight(m: LinearLike, what: string): Tensor {
+  const base = baseLinearOf(m, what);
+  return base.weightStore.bf16?.toTensor() ?? base.weight;
 }
 
 /** ‖γ ⊙ W[r, :]‖₂ for every row r of W (out, in); γ (in) or null for 1. */
-function rowNorms(w: Linear['weight'], gamma: ArrayLike<number> | null): Float64Array {
+function rowNorms(w: Tensor, gamma: ArrayLike<number> | null): Float64Array {
   const [out, inF] = w.shape;
   const d = w.contiguousData();
   const norms = new Float64Array(out);
@@ -53,7 +54,7 @@ function rowNorms(w: Linear['weight'], gamma: ArrayLike<number> | null): Float64
 }
 
 /** ‖W[:, c]‖₂ for every column c of W (out, in). */
-function colNorms(w: Linear['weight']): Float64Array {
+function colNorms(w: Tensor): Float64Array {
   const [out, inF] = w.shape;
   const d = w.contiguousData();
   const sq = new Float64Array(inF);
@@ -65,9 +66,9 @@ function colNorms(w: Linear['weight']): Float64Array {
 export function magnitudeScores(model: LlamaModel): Float64Array[] {
   return model.layers.map((layer) => {
     const gamma = layer.postAttentionNorm.weight.contiguousData();
-    const g = rowNorms(baseWeight(layer.proj.gate_proj), gamma);
-    const u = rowNorms(baseWeight(layer.proj.up_proj), gamma);
-    const d = colNorms(baseWeight(layer.proj.down_proj));
+    const g = rowNorms(baseWeight(layer.proj.gate_proj, 'gate_proj'), gamma);
+    const u = rowNorms(baseWeight(layer.proj.up_proj, 'up_proj'), gamma);
+    const d = colNorms(baseWeight(layer.proj.down_proj, 'down_proj'));
     return g.map((v, j) => v * u[j] * d[j]);
   });
 }
@@ -89,7 +90,7 @@ export function activationScores(model: LlamaModel, samples: Int32Array[]): Floa
     compressLayer: () => {},
   });
   return model.layers.map((layer, l) => {
-    const d = colNorms(baseWeight(layer.proj.down_proj));
+    const d = colNorms(baseWeight(layer.proj.down_proj, 'down_proj'));
     return d.map((v, j) => v * Math.sqrt(sumSq[l][j] / Math.max(tokens[l], 1)));
   });
 }

@@ -19,8 +19,9 @@ export interface LinearLike {
 /**
  * Where a (frozen or trainable) weight lives: a float32 Tensor, or — for a BF16 checkpoint loaded with
  * weights 'auto'/'bf16' — its bfloat16 bits, which the kernels widen in registers (half the bytes per
- * product; the same values, so the same products). Whatever needs the weight as a float32 Tensor (training
- * it, pruning, merging, saving, LoRA's current wrapper) gets it from `tensor()`: widened exactly, once; the
+ * product; the same values, so the same products). Forwards, input gradients (LoRA over a frozen base) and
+ * parameter counts (`nonZero`) read the bits. Whatever needs the weight as a float32 Tensor (training it,
+ * pruning, merging, saving) gets it from `tensor()`: widened exactly, once; the
  * bits are then dropped and every module sharing the store (a tied embedding and LM head) computes from that
  * tensor. So a bf16 weight never changes a number, only memory and speed; `bf16` tells which form it is in.
  */
@@ -44,6 +45,31 @@ export class WeightStore {
   /** The bfloat16 bits while the weight is kept in bf16, else null. */
   get bf16(): Bf16Matrix | null {
     return this.b;
+  }
+
+  /**
+   * Non-zero entries of the leading (rows, cols) block of the (out, in) weight (an elastic-width slice), read
+   * from the stored form: a bf16 weight from its bits (±0 is bits & 0x7fff = 0), so counting never widens it.
+   */
+  nonZero(rows: number, cols: number): number {
+    const ld = this.shape[1];
+    let n = 0;
+    if (this.b) {
+      const bits = this.b.bits;
+      for (let r = 0; r < rows; r++) for (let k = r * ld, end = k + cols; k < end; k++) if (bits[k] & 0x7fff) n++;
+    } else {
+      const data = this.t!.data;
+      for (let r = 0; r < rows; r++) for (let k = r * ld, end = k + cols; k < end; k++) if (data[k] !== 0) n++;
+    }
+    return n;
+  }
+
+  /** (out·in) 1 where the weight is non-zero, 0 where it is ±0, read from the stored form (a bf16 weight stays bf16). */
+  nonZeroMask(): Float32Array {
+    const m = new Float32Array(this.shape[0] * this.shape[1]);
+    if (this.b) this.b.bits.forEach((v, k) => (m[k] = v & 0x7fff ? 1 : 0));
+    else this.t!.data.forEach((v, k) => (m[k] = v !== 0 ? 1 : 0));
+    return m;
   }
 
   /** The weight as a float32 Tensor (widening a bf16 weight exactly, once, for every module sharing this store). */
@@ -80,7 +106,8 @@ export class Linear implements LinearLike {
     return this.store.tensor();
   }
 
-  set weight(t: Tensor) {
+  /** Replaces the weight: a float32 tensor, or bfloat16 bits to keep it in bf16. */
+  set weight(t: Tensor | Bf16Matrix) {
     this.store = new WeightStore(t);
   }
 

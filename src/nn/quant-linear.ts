@@ -4,7 +4,7 @@
  * (LoRA on a quantised base, QA-SparsePEFT) use it, inference uses the compressed kernel when available.
  */
 import { Tensor, needsGrad } from '../tensor/index.ts';
-import { kernels } from '../kernels/index.ts';
+import { kernels, noteWeightKernel } from '../kernels/index.ts';
 import { scratchF32 } from '../tensor/scratch.ts';
 import { compressedKernels, int4Compute, packInt4 } from '../kernels/compressed.ts';
 import type { QuantizedWeight } from './quantized-weight.ts';
@@ -42,6 +42,7 @@ export class QuantLinear implements LinearLike {
     const xd = x.contiguousData();
     const M = xd.length / inF;
     const y = scratchF32(M * out); // (M, out)
+    noteWeightKernel('int4');
     compressedKernels(kernels()).int4Linear(
       xd,
       M,

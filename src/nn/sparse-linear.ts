@@ -1,12 +1,12 @@
 /**
  * A Linear whose weight is mostly zeros (≥ 50%, e.g. after Wanda): for inference at full size it multiplies
  * with the bitmask-sparse kernel (packed once: 1 bit per weight + the non-zero values), reading about half
- * the bytes of the dense weight at 50% sparsity. The dense weight is kept: training, sliced widths
+ * the bytes of the dense weight at 50% sparsity. The dense weight is kept (in bfloat16 when stored so): training, sliced widths
  * (src/adapters/elastic.ts) and anything that needs a gradient use it. The packed copy is a snapshot, so `useSparseKernels` is applied
  * only to models that are not modified afterwards (inference).
  */
 import { Tensor, needsGrad } from '../tensor/index.ts';
-import { kernels } from '../kernels/index.ts';
+import { kernels, noteWeightKernel } from '../kernels/index.ts';
 import { scratchF32 } from '../tensor/scratch.ts';
 import { compressedKernels, packSparse } from '../kernels/compressed.ts';
 import type { SparseWeight } from '../kernels/compressed.ts';
@@ -17,18 +17,22 @@ export const SPARSE_KERNEL_MIN_SPARSITY = 0.5;
 export class SparseLinear extends Linear {
   private readonly packed: SparseWeight;
 
+  /** Shares `from`'s weight storage (a bf16 weight stays bf16: it is widened only into the packed copy's values). */
   constructor(from: Linear) {
-    super(from.weight, from.bias);
-    const [out, inF] = from.weight.shape;
-    this.packed = packSparse(from.weight.data, out, inF);
+    super(from.weightStore, from.bias);
+    const [out, inF] = from.weightShape;
+    const bits = from.weightStore.bf16;
+    this.packed = packSparse(bits ? bits.toTensor().data : from.weight.data, out, inF);
   }
 
   override forward(x: Tensor): Tensor {
-    const [out, inF] = this.weight.shape;
-    if (needsGrad(x, this.weight) || !(x.data instanceof Float32Array)) return super.forward(x);
+    const [out, inF] = this.weightShape;
+    const w = this.weightStore.bf16 ? null : this.weight; // a bf16 weight is frozen (and not widened here)
+    if (needsGrad(x, w) || !(x.data instanceof Float32Array)) return super.forward(x);
     const xd = x.contiguousData();
     const M = xd.length / inF;
     const y = scratchF32(M * out); // (M, out)
+    noteWeightKernel('sparse');
     compressedKernels(kernels()).sparseLinear(xd, M, inF, out, this.packed.rowPtr, this.packed.mask, this.packed.values, y);
     const b = this.bias?.data;
     if (b) for (let r = 0; r < M; r++) for (let o = 0; o < out; o++) y[r * out + o] += b[o];

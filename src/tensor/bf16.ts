@@ -6,7 +6,7 @@
  *   Bf16Matrix       the bits of a (rows, cols) weight, row-major
  *   linearBf16(...)  y = x · W[:o, :i]ᵀ (+ b), differentiable in x and b (the weight is frozen by construction)
  */
-import { kernelsFor } from '../kernels/index.ts';
+import { kernelsFor, noteWeightKernel } from '../kernels/index.ts';
 import { bf16Compute } from '../kernels/compute-mode.ts';
 import { needsGrad, record } from './autograd.ts';
 import { Tensor, allocLike, fmtShape } from './tensor.ts';
@@ -26,6 +26,17 @@ export class Bf16Matrix {
   ) {
     if (bits.length !== shape[0] * shape[1])
       throw new Error(`Bf16Matrix ${name ?? ''}: ${bits.length} values do not fill ${fmtShape(shape)}`);
+  }
+
+  /** The leading (rows, cols) block (an elastic-width slice) as its own matrix; the whole matrix itself when it is all of it. */
+  leading(rows: number, cols: number): Bf16Matrix {
+    const [r0, c0] = this.shape;
+    if (rows === r0 && cols === c0) return this;
+    if (rows > r0 || cols > c0)
+      throw new Error(`Bf16Matrix ${this.name ?? ''}: (${rows}, ${cols}) is not a block of ${fmtShape(this.shape)}`);
+    const out = new Uint16Array(rows * cols);
+    for (let r = 0; r < rows; r++) out.set(this.bits.subarray(r * c0, r * c0 + cols), r * cols);
+    return new Bf16Matrix(out, [rows, cols], this.name);
   }
 
   /** The float32 tensor of the same values (exact). */
@@ -73,6 +84,7 @@ export function linearBf16(x: Tensor, w: Bf16Matrix, outF: number, inF: number, 
   }
   // the process's compute mode at inference (LONAS_BF16_COMPUTE); a recorded forward stays exact, like its backward
   const compute = needsGrad(x, b) ? 'exact' : bf16Compute();
+  noteWeightKernel('bf16');
   if (rows > 0 && outF > 0)
     kernelsFor(xd).gemmBf16(true, rows, outF, inF, 1, xd, 0, Math.max(inF, 1), w.bits, 0, w.shape[1], b ? 1 : 0, y, 0, outF, compute);
   const out = new Tensor(y, [...x.shape.slice(0, -1), outF]);

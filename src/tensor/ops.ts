@@ -2,7 +2,7 @@
  * Differentiable operations (forward passes). Each computes its output with the kernels and records
  * what its backward rule (in vjp.ts) needs. Shapes are checked here, with errors that name the op.
  */
-import { kernelsFor } from '../kernels/index.ts';
+import { kernelsFor, noteWeightKernel } from '../kernels/index.ts';
 import type { FloatArray } from '../kernels/api.ts';
 import { record } from './autograd.ts';
 import { Rng } from './rng.ts';
@@ -165,6 +165,7 @@ export function linear(x: Tensor, w: Tensor, b?: Tensor | null): Tensor {
     const bd = b.contiguousData();
     for (let r = 0; r < rows; r++) y.set(bd, r * outF);
   }
+  noteWeightKernel('f32');
   if (rows > 0 && outF > 0 && inF > 0) {
     kernelsFor(xd).gemm(false, !wo.trans, rows, outF, inF, 1, xd, 0, Math.max(inF, 1), wo.data, wo.off, wo.ld, b ? 1 : 0, y, 0, outF);
   }

@@ -54,6 +54,22 @@ test('bf16 and f16 conversions', () => {
   assert.deepEqual(Array.from(f16), [1, -2, 2 ** -24, Infinity]);
 });
 
+test('F16 → float32 through the table equals the IEEE value of every one of the 65536 codes', () => {
+  const codes = Uint16Array.from({ length: 65536 }, (_, h) => h);
+  const got = new Float32Array(codes.length);
+  f16ToF32(codes, got);
+  for (let h = 0; h < 65536; h++) {
+    const sign = h & 0x8000 ? -1 : 1,
+      exp = (h >> 10) & 0x1f,
+      frac = h & 0x3ff;
+    // IEEE 754 binary16, in float64 (every half value is exact there and in float32)
+    const want =
+      exp === 0 ? sign * frac * 2 ** -24 : exp === 31 ? (frac ? NaN : sign * Infinity) : sign * (1 + frac / 1024) * 2 ** (exp - 15);
+    if (Number.isNaN(want)) assert.ok(Number.isNaN(got[h]), `code 0x${h.toString(16)}: NaN, got ${got[h]}`);
+    else assert.ok(Object.is(got[h], want), `code 0x${h.toString(16)}: ${want}, got ${got[h]}`); // Object.is: −0 stays −0
+  }
+});
+
 function bad(name: string, bytes: Buffer | Uint8Array, pattern: RegExp): void {
   const path = join(dir, name);
   writeFileSync(path, bytes);

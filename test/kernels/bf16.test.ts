@@ -1,10 +1,10 @@
 /**
  * gemmBf16 (native/bf16.cc: a bfloat16 weight given as Uint16Array bits) against its reference twin, for every
  * SIMD version the CPU has (compressedIsa cap) and 1/2 threads: both layouts (x · Wᵀ with W (n, k), and
- * dY · W with W (k, n)), the small-M path (m ≤ 16, any size) and the widened-tile sgemm path (m > 16, tiles
- * smaller than the weight), k tails, strided views (elastic-width slices of a wider weight), offsets,
- * alpha/beta, NaN in C with beta = 0, k = 0. Also: the result equals gemm on the upcast float32 weight (same
- * products of the same values; only the summation order may differ), and argument errors.
+ * dY · W with W (k, n)), the small-M path (m ≤ 16, weights of ≥ 64 K elements) and the widened-weight
+ * sgemm / sgemv path, k tails, strided views (elastic-width slices of a wider weight), offsets,
+ * alpha/beta, NaN in C with beta = 0, k = 0. Also: the result equals gemm on the upcast float32 weight bit for
+ * bit (the same products of the same values, summed by the same call), and argument errors.
  *
  * Run: node --import tsx --test test/kernels/bf16.test.ts   (build the addon first: npm run build:native)
  * Tolerance: |native − reference| ≤ 1e-5·|ref| + 1e-6·√k (float32 accumulation vs the double reference).
@@ -77,9 +77,10 @@ function run(what: string, k: NativeKernels, cs: Case, seed: number): void {
   ref.gemmBf16(tB, m, n, kk, alpha, a, aOff, lda, b, bOff, ldb, beta, cr, cOff, ldc);
   const tol = { rtol: 1e-5, atol: 1e-6 * Math.sqrt(Math.max(kk, 1)) };
   assertClose(cn, cr, `${what} vs reference`, tol);
-  // the same product on the upcast float32 weight (the kernel contract: same values, float32 sums)
+  // the same product on the upcast float32 weight: the same call (native/bf16.cc), so the same bits
   k.gemm(false, tB, m, n, kk, alpha, a, aOff, lda, widen(b), bOff, ldb, beta, cu, cOff, ldc);
-  assertClose(cn, cu, `${what} vs gemm on the float32 weight`, tol);
+  const differs = cn.findIndex((v, i) => !Object.is(v, cu[i]));
+  assert.equal(differs, -1, `${what}: C[${differs}] = ${cn[differs]}, gemm on the float32 weight gives ${cu[differs]}`);
   for (let i = 0; i < c.length; i++) {
     if (!inside(i)) assert.ok(Object.is(cn[i], c[i]), `${what}: element ${i} outside C changed`);
     else assert.ok(!Number.isNaN(cn[i]), `${what}: C[${i}] is NaN`);
@@ -87,18 +88,22 @@ function run(what: string, k: NativeKernels, cs: Case, seed: number): void {
 }
 
 const CASES: Case[] = [
-  // x · Wᵀ, small-M path: every k tail, m = 1..16
-  ...Array.from({ length: 17 }, (_, t) => ({ tB: true, m: 1 + (t % 16), n: 37 + t, k: 1 + 5 * t })),
+  // x · Wᵀ, small-M path (weights of ≥ 64 K elements, as gemm): every k tail, m = 1..16
+  ...Array.from({ length: 17 }, (_, t) => ({ tB: true, m: 1 + (t % 16), n: Math.ceil(65536 / (1 + 5 * t)) + t, k: 1 + 5 * t })),
+  // x · Wᵀ, m ≤ 16 on a smaller weight: sgemv (m = 1) or sgemm, as gemm
+  ...Array.from({ length: 4 }, (_, t) => ({ tB: true, m: 1 + 5 * t, n: 37 + t, k: 1 + 7 * t })),
   { tB: true, m: 4, n: 3, k: 64, ldb: 100, bOff: 7, lda: 70, aOff: 3, ldc: 9, cOff: 1, alpha: 0.5, beta: -2 }, // elastic slice
   { tB: true, m: 16, n: 1500, k: 96, beta: 0, nanC: true },
-  // x · Wᵀ, m > 16: widened tiles (n·k above one tile: several tiles) + sgemm
+  // x · Wᵀ, m > 16: the widened weight + sgemm (n·k above 2^18, where tiles used to change the sums)
   { tB: true, m: 17, n: 29, k: 33 },
   { tB: true, m: 40, n: 700, k: 600, lda: 610, ldb: 640, bOff: 5, ldc: 705, cOff: 2, alpha: -1, beta: 0.5 },
-  // dY · W (backward to the input): W stored (k, n), tiles of rows of W, beta applied once
+  // dY · W (backward to the input): W stored (k, n); one row (sgemv), several; n·k above 2^18
   { tB: false, m: 1, n: 19, k: 23 },
   { tB: false, m: 7, n: 576, k: 600, beta: 1 },
   { tB: false, m: 33, n: 300, k: 1000, ldb: 320, bOff: 11, beta: 0.25, alpha: 2 },
   { tB: false, m: 5, n: 6, k: 9, beta: 0, nanC: true },
+  { tB: false, m: 40, n: 64, k: 4160 },
+  { tB: true, m: 40, n: 64, k: 4160 },
   // k = 0 scales C by beta
   { tB: true, m: 3, n: 4, k: 0, beta: 2 },
   { tB: false, m: 20, n: 4, k: 0, beta: 0.5 },

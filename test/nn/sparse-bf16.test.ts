@@ -45,6 +45,7 @@ test('a 50%-sparse BF16 checkpoint still gets the sparse kernel, with the same l
   withBf16Checkpoint(true, (dir) => {
     const { model } = loadWithAdapter(dir);
     assert.ok(model.layers.every((l) => PROJECTIONS.every((p) => l.proj[p] instanceof SparseLinear)));
+    assert.equal(model.weightStorage().f32, 0, 'the dense weights stay bf16 beside their packed copies');
     assertClose(logits(model), logits(loadLlama(dir, { weights: 'f32' })), 'sparse vs dense logits', { rtol: 1e-5, atol: 1e-5 });
   });
 });

@@ -163,18 +163,13 @@ export class LlamaModel {
    * included). A bf16 weight turns float32 when something asks for its Tensor (see WeightStore).
    */
   weightStorage(): { bf16: number; f32: number; bytes: number } {
-    const stores = new Set<WeightStore>([this.embed.weightStore]);
     // a quantised head wraps its float Linear, counted like a quantised projection's base
-    const head = this.lmHead instanceof Linear ? this.lmHead : (this.lmHead as { base?: unknown }).base;
-    if (!(head instanceof Linear)) throw new Error(`weightStorage: LM head ${this.lmHead.constructor.name} has no base Linear`);
-    stores.add(head.weightStore);
+    const stores = new Set<WeightStore>([this.embed.weightStore, baseLinearOf(this.lmHead, 'LM head').weightStore]);
     let bytes = 0;
     for (const l of this.layers) {
       bytes += 4 * (l.inputNorm.weight.size + l.postAttentionNorm.weight.size);
-      for (const p of Object.values(l.proj)) {
-        // adapters and compressed layers wrap a base Linear: its storage (adapter tensors not counted)
-        const base = p instanceof Linear ? p : (p as { base?: unknown }).base;
-        if (!(base instanceof Linear)) throw new Error(`weightStorage: ${p.constructor.name} has no base Linear`);
+      for (const [p, m] of Object.entries(l.proj)) {
+        const base = baseLinearOf(m, p); // adapter tensors not counted
         stores.add(base.weightStore);
         if (base.bias) bytes += 4 * base.bias.size;
       }
@@ -195,6 +190,28 @@ export class LlamaModel {
     return { bf16, f32, bytes };
   }
 
+  /**
+   * Every tensor of the model by HF name (tied head listed once) as stored: bfloat16 weights as their
+   * Bf16Matrix, nothing widened; adapters excluded, a quantised module's dequantised weight.
+   */
+  storedParameters(): Map<string, Tensor | Bf16Matrix> {
+    const out = new Map<string, Tensor | Bf16Matrix>();
+    const add = (t: Tensor | Bf16Matrix | null) => t?.name && out.set(t.name, t);
+    const addLinear = (m: Linear) => {
+      add(m.weightStore.bf16 ?? m.weight);
+      add(m.bias);
+    };
+    add(this.embed.weightStore.bf16 ?? this.embed.weight);
+    this.layers.forEach((l) => {
+      add(l.inputNorm.weight);
+      add(l.postAttentionNorm.weight);
+      for (const [p, m] of Object.entries(l.proj)) addLinear(baseLinearOf(m, p));
+    });
+    add(this.norm.weight);
+    addLinear(baseLinearOf(this.lmHead, 'LM head')); // tied: the embedding again, same name
+    return out;
+  }
+
   /** Every tensor of the model by HF name (tied head listed once). Widens bfloat16 weights to float32 (see WeightStore). */
   namedParameters(): Map<string, Tensor> {
     const out = new Map<string, Tensor>();
@@ -209,6 +226,16 @@ export class LlamaModel {
     for (const t of this.lmHead.baseTensors()) add(t); // tied: the embedding again, same name; quantised: the dequantised weight
     return out;
   }
+}
+
+/**
+ * The Linear holding a module's stored weight: the module itself, or the base Linear an adapter, elastic or
+ * compressed module wraps (its `base`). `what` names the module in the error.
+ */
+export function baseLinearOf(m: LinearLike, what: string): Linear {
+  const base = m instanceof Linear ? m : (m as { base?: unknown }).base;
+  if (!(base instanceof Linear)) throw new Error(`${what}: ${m.constructor.name} has no base Linear`);
+  return base;
 }
 
 /**
