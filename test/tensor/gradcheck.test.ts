@@ -118,6 +118,15 @@ test('fakeQuant: exact group-wise quantiser forward, straight-through (identity)
   assert.deepEqual(w.grad!.toArray(), gy.toArray());
 });
 
+test('checkpoint: the recomputed block gives the gradients of x and of the weights it closes over (dropout replayed)', () => {
+  // f(h) = dropout(linear(h, w)) ⊙ linear(h, w): non-linear in h and w, w a leaf only f sees; a fresh Rng(3)
+  // per evaluation so every finite-difference call draws the masks the recomputation must replay
+  check('checkpoint', [randn(rng, [3, 5]), randn(rng, [4, 5])], (x, w) => {
+    const r = new T.Rng(3);
+    return T.checkpoint((h) => T.mul(T.dropout(T.linear(h, w), 0.25, r), T.linear(h, w)), x, [r]);
+  });
+});
+
 test('every op in the VJP table is gradient-checked', () => {
   const missing = Object.keys(vjpRules).filter((op) => !covered.has(op));
   assert.deepEqual(missing, [], `ops without a finite-difference check: ${missing.join(', ')}`);
