@@ -1,19 +1,17 @@
 /**
  * `lonas merge`: fold an adapter (at a sub-network configuration) into the base weights and write a plain
- * model directory. SparsePEFT adapters merge as W + (s·BA) ⊙ M, so the base's zeros stay exactly zero.
+ * model directory, one decoder layer at a time (src/nas/extract-stream.ts), in the base's storage dtype
+ * unless --dtype says otherwise. SparsePEFT adapters merge as W + (s·BA) ⊙ M, so the base's zeros stay exactly zero.
  */
 import type { Command } from 'commander';
-import { loadModelDir } from '../models/llama/checkpoint.ts';
-import { loadWithAdapter } from '../nas/load.ts';
-import { extractToDir } from '../nas/extract.ts';
-import { countParams } from '../nas/cost.ts';
-import { mergeSpec } from '../options/tools.ts';
+import { streamExtract } from '../nas/extract-stream.ts';
+import { mergeSpec, weightDtype } from '../options/tools.ts';
 import type { MergeOptions } from '../options/tools.ts';
 import { commandFrom } from './command.ts';
 import { readCompression, writeCompression } from '../io/artifacts.ts';
 
 /**
- * Carries the base's lonas_compression.json over to the merged model while it still describes it: a
+ * Carries the base's lonas_compression.json over to the merged model (written into `outDir`, the new directory before it replaces --out) while it still describes it: a
  * sparsification while the merge kept every zero of the (active) base, a GPTQ record while the output is
  * GPTQ. Otherwise the record is dropped, and the log says why.
  */
@@ -32,15 +30,20 @@ function keepCompression(baseDir: string, outDir: string, baseZeros: number, mer
 
 export function mergeCommand(): Command {
   return commandFrom(mergeSpec, (o: MergeOptions) => {
-    const { model } = loadWithAdapter(o.model, o.adapter, o.subnet);
-    const before = countParams(model);
-    const { hfConfig } = loadModelDir(o.model);
-    const { config } = extractToDir(model, o.out, { merge: true, sourceDir: o.model, hfConfig });
-    const after = countParams(loadWithAdapter(o.out).model);
-    keepCompression(o.model, o.out, before.total - before.nonZero, after.total - after.nonZero, !!config.quantization);
+    const r = streamExtract(o.model, o.adapter, o.subnet, o.out, {
+      merge: true,
+      dtype: weightDtype(o.dtype),
+      finish: (tmp, r) => {
+        const { params: before } = r.subnetCost,
+          { params: after } = r.extracted;
+        keepCompression(o.model, tmp, before.total - before.nonZero, after.total - after.nonZero, !!r.config.quantization);
+      },
+    });
+    const before = r.subnetCost.params,
+      after = r.extracted.params;
     process.stderr.write(
-      `merge: ${config.layers.length} layers; parameters ${before.total - before.adapter} → ${after.total} ` +
-        `(non-zero ${after.nonZero}, ${(100 * (1 - after.nonZero / after.total)).toFixed(2)}% zero); written to ${o.out}\n`,
+      `merge: ${r.config.layers.length} layers; parameters ${before.total - before.adapter} → ${after.total} ` +
+        `(non-zero ${after.nonZero}, ${(100 * (1 - after.nonZero / after.total)).toFixed(2)}% zero), stored as ${r.dtype}; written to ${o.out}\n`,
     );
   });
 }

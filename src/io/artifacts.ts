@@ -173,7 +173,7 @@ const extractRecord = fileInDir(
     subnet: z.string(),
     config: config.nullable(),
     merged: z.boolean(),
-    dtype: z.enum(['f32', 'bf16']),
+    dtype: z.enum(['f32', 'bf16', 'f16']),
     adapter_dir: z.string().nullable(),
     params: z.object({ base: z.number(), extracted: z.number(), extracted_adapter: z.number() }),
     macs_1x256: z.object({ base: z.number(), extracted: z.number() }),

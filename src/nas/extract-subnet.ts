@@ -1,16 +1,12 @@
 /**
  * `lonas extract` as a library call: a sub-network of an elastic adapter written as a real, smaller model
- * directory (src/nas/extract.ts), reloaded to prove it loads and to count what was written, with its
- * provenance and sizes in lonas_extract.json.
+ * directory, layer by layer (src/nas/extract-stream.ts), with its provenance and sizes — counted on the way,
+ * not by reloading — in lonas_extract.json.
  */
-import { readFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
-import { loadLlama } from '../models/llama/checkpoint.ts';
-import { loadAdapter } from '../adapters/peft.ts';
+import { resolve } from 'node:path';
 import { writeExtractRecord } from '../io/artifacts.ts';
-import { loadWithAdapter } from './load.ts';
-import { extractToDir } from './extract.ts';
-import { countMacs, countParams } from './cost.ts';
+import type { WeightDType } from '../models/llama/checkpoint.ts';
+import { streamExtract } from './extract-stream.ts';
 
 export interface SubnetExtractOptions {
   model: string;
@@ -18,7 +14,8 @@ export interface SubnetExtractOptions {
   subnet: string;
   merge?: boolean;
   out: string;
-  dtype: 'f32' | 'bf16';
+  /** default: the base's storage dtype */
+  dtype?: WeightDType;
 }
 
 const fmt = (n: number) => n.toLocaleString('en-US');
@@ -32,38 +29,30 @@ export function extractAdapterSubnet(o: SubnetExtractOptions): string {
     if (resolve(o.out) === resolve(dir))
       throw new Error(`--out ${o.out} is the ${name} directory; write the extracted model somewhere else`);
   }
-  const { supernet } = loadWithAdapter(o.model, o.adapter, o.subnet);
-  const { model, config } = supernet!;
-  const before = supernet!.baseCost();
-  const sub = supernet!.cost(config);
-  const hfConfig = JSON.parse(readFileSync(join(o.model, 'config.json'), 'utf8')) as Record<string, unknown>;
-  const { adapterDir } = extractToDir(model, o.out, {
+  const r = streamExtract(o.model, o.adapter, o.subnet, o.out, {
     merge: !!o.merge,
-    sourceDir: o.model,
-    hfConfig,
-    dtype: o.dtype === 'bf16' ? 'BF16' : 'F32',
-  });
-  const small = loadLlama(o.out); // proves the result loads, and counts what was written
-  if (adapterDir) loadAdapter(small, adapterDir);
-  const after = { params: countParams(small), macs: countMacs(small) };
-  writeExtractRecord(o.out, {
-    format: 1,
-    source_model: resolve(o.model),
-    adapter: resolve(o.adapter),
-    subnet: o.subnet,
-    config,
-    merged: !adapterDir,
     dtype: o.dtype,
-    adapter_dir: adapterDir ? 'adapter' : null,
-    params: { base: before.params.total, extracted: after.params.total, extracted_adapter: after.params.adapter },
-    macs_1x256: { base: before.macs, extracted: after.macs },
+    finish: (tmp, r) =>
+      writeExtractRecord(tmp, {
+        format: 1,
+        source_model: resolve(o.model),
+        adapter: resolve(o.adapter),
+        subnet: o.subnet,
+        config: r.subnet,
+        merged: !r.adapterDir,
+        dtype: r.dtype.toLowerCase() as 'f32' | 'bf16' | 'f16',
+        adapter_dir: r.adapterDir ? 'adapter' : null,
+        params: { base: r.base.params, extracted: r.extracted.params.total, extracted_adapter: r.extracted.params.adapter },
+        macs_1x256: { base: r.base.macs, extracted: r.extracted.macs },
+      }),
   });
+  const { base, subnetCost: sub, extracted: after } = r;
   const pct = (a: number, b: number) => `${((100 * a) / b).toFixed(1)}%`;
   return (
-    `base model      ${fmt(before.params.total)} params, ${fmt(before.macs)} MACs (1×256)\n` +
+    `base model      ${fmt(base.params)} params, ${fmt(base.macs)} MACs (1×256)\n` +
     `sub-network     ${fmt(sub.params.total)} params (${fmt(sub.params.adapter)} in adapters) at ${o.subnet}\n` +
-    `extracted       ${fmt(after.params.total)} params${adapterDir ? ` (${fmt(after.params.adapter)} in the adapter)` : ' (merged)'}, ` +
-    `${pct(after.params.total, before.params.total)} of the base; ${fmt(after.macs)} MACs, ${pct(after.macs, before.macs)}\n` +
-    `written to      ${resolve(o.out)}${adapterDir ? ` (adapter: ${resolve(adapterDir)})` : ''}\n`
+    `extracted       ${fmt(after.params.total)} params${r.adapterDir ? ` (${fmt(after.params.adapter)} in the adapter)` : ' (merged)'}, ` +
+    `${pct(after.params.total, base.params)} of the base; ${fmt(after.macs)} MACs, ${pct(after.macs, base.macs)}; stored as ${r.dtype}\n` +
+    `written to      ${resolve(o.out)}${r.adapterDir ? ` (adapter: ${r.adapterDir})` : ''}\n`
   );
 }

@@ -9,14 +9,17 @@
  * reordered MLP channels, loadAdapter has already permuted the base, so the kept channels are the important
  * ones and the written model stores them in that order (its adapter needs no channel order).
  */
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { Tensor, noGrad } from '../tensor/index.ts';
 import { LlamaModel, PROJECTIONS, projectionWeightName } from '../models/llama/model.ts';
 import type { LlamaConfig } from '../models/llama/config.ts';
 import { copyTokenizerFiles, saveModelDir } from '../models/llama/checkpoint.ts';
+import type { WeightDType } from '../models/llama/checkpoint.ts';
 import { LoraLinear, withAdaptersOff } from '../adapters/lora.ts';
 import { ElasticLinear } from '../adapters/elastic.ts';
 import { adapterBaseRecord, loraModules, savePeftAdapter } from '../adapters/peft.ts';
+import type { AdapterEntry } from '../adapters/peft.ts';
+import type { AdapterMode } from '../adapters/lora.ts';
 import { QaSparsePeft } from '../adapters/sqft.ts';
 import type { Linear, LinearLike } from '../nn/modules.ts';
 import { QuantLinear } from '../nn/quant-linear.ts';
@@ -28,7 +31,9 @@ export interface ExtractOptions {
   /** the source model directory: tokenizer files and unknown config fields are carried over */
   sourceDir?: string;
   hfConfig?: Record<string, unknown>;
-  dtype?: 'F32' | 'BF16';
+  dtype?: WeightDType;
+  /** more files written into the new directory before it replaces the target, given the extracted model and its adapter directory */
+  finish?: (tmpDir: string, extracted: LlamaModel, adapterDir: string | null) => void;
 }
 
 /** Copies the active (o', i') slice of a stored (out, in) weight. */
@@ -64,31 +69,11 @@ export function extractMerged(model: LlamaModel): LlamaModel {
   for (const [name, t] of model.namedParameters()) weights.set(name, t); // embeddings, norms, head: unchanged
   model.layers.forEach((layer, layerIndex) => {
     for (const p of PROJECTIONS) {
-      const m: LinearLike = layer.proj[p];
-      const stored = m instanceof ElasticLinear ? m.stored : m;
-      const base = m instanceof LoraLinear ? m.base : m;
-      const [w, b] = base.baseTensors();
-      const o = m.outFeatures,
-        i = m.inFeatures;
-      const whole = o === w.shape[0] && i === w.shape[1];
-      const data = sliceWeight(w, o, i);
-      if (m instanceof LoraLinear) {
-        const delta = m.deltaWeight();
-        for (let k = 0; k < data.length; k++) data[k] += delta[k];
-      }
-      const name = `${projectionWeightName(layerIndex, p)}.weight`;
-      const qw =
-        stored instanceof QuantLinear
-          ? stored.qw
-          : m instanceof LoraLinear && m.variant instanceof QaSparsePeft && m.baseQuant
-            ? requantize(m.baseQuant, data)
-            : null;
-      if (qw && whole) {
-        quantized.set(name, qw);
-        data.set(dequantize(qw));
-      }
-      weights.set(name, new Tensor(data, [o, i], { name }));
-      if (b) weights.set(`${projectionWeightName(layerIndex, p)}.bias`, new Tensor(b.data.slice(0, o), [o]));
+      const name = projectionWeightName(layerIndex, p);
+      const { weight, bias, qw } = extractProjection(layer.proj[p]);
+      weights.set(`${name}.weight`, new Tensor(weight, [layer.proj[p].outFeatures, layer.proj[p].inFeatures], { name: `${name}.weight` }));
+      if (bias) weights.set(`${name}.bias`, new Tensor(bias, [bias.length]));
+      if (qw) quantized.set(`${name}.weight`, qw);
     }
   });
   const out = new LlamaModel(activeConfig(model), weights);
@@ -100,6 +85,34 @@ export function extractMerged(model: LlamaModel): LlamaModel {
   });
   if (model.lmHead instanceof QuantLinear) out.lmHead = new QuantLinear(out.lmHead as Linear, model.lmHead.qw);
   return out;
+}
+
+/**
+ * One projection at its active sizes, adapter merged: weight (o', i') = W[:o', :i'] + s·B A (masked by the
+ * variant), bias (o'), and its GPTQ form when it stays quantised (kept whole; `weight` then holds the
+ * dequantised codes). Used per projection by the in-memory extraction and the layer-streamed one alike.
+ */
+export function extractProjection(m: LinearLike): { weight: Float32Array; bias: Float32Array | null; qw: QuantizedWeight | null } {
+  const stored = m instanceof ElasticLinear ? m.stored : m;
+  const base = m instanceof LoraLinear ? m.base : m;
+  const [w, b] = base.baseTensors();
+  const o = m.outFeatures,
+    i = m.inFeatures;
+  const whole = o === w.shape[0] && i === w.shape[1];
+  const data = sliceWeight(w, o, i);
+  if (m instanceof LoraLinear) {
+    const delta = m.deltaWeight();
+    for (let k = 0; k < data.length; k++) data[k] += delta[k];
+  }
+  const qw =
+    stored instanceof QuantLinear
+      ? stored.qw
+      : m instanceof LoraLinear && m.variant instanceof QaSparsePeft && m.baseQuant
+        ? requantize(m.baseQuant, data)
+        : null;
+  const kept = qw && whole ? qw : null;
+  if (kept) data.set(dequantize(kept));
+  return { weight: data, bias: b ? Float32Array.from(b.data.subarray(0, o)) : null, qw: kept };
 }
 
 /** New codes for merged float weights on the base's fixed INT4 grid (QA-SparsePEFT merge). */
@@ -115,39 +128,65 @@ function requantize(base: QuantizedWeight, merged: Float32Array): QuantizedWeigh
   return { ...base, q };
 }
 
-/** Writes the extracted model (and, unmerged, its sliced adapter under `<outDir>/adapter`). */
-export function extractToDir(model: LlamaModel, outDir: string, o: ExtractOptions): { config: LlamaConfig; adapterDir: string | null } {
+/** Writes the extracted model (and, unmerged, its sliced adapter under `<outDir>/adapter`), all of it appearing at once. */
+export function extractToDir(
+  model: LlamaModel,
+  outDir: string,
+  o: ExtractOptions,
+): { model: LlamaModel; config: LlamaConfig; adapterDir: string | null } {
   const loras = loraModules(model);
-  let smaller: LlamaModel;
-  let adapterDir: string | null = null;
-  if (o.merge || loras.length === 0) {
-    smaller = noGrad(() => extractMerged(model));
-  } else {
-    // slice the base with the adapters switched off, then write the sliced adapters beside it
-    smaller = withAdaptersOff(loras, () => extractMerged(model));
-    adapterDir = join(outDir, 'adapter');
-    // a QA-SparsePEFT adapter acts through its base's INT4 grid: a sliced quantised projection is written in
-    // float, so the sliced adapter could not compute the same function on it
-    const slicedQa = loras.find((l) => l.variant.mode === 'qa' && (l.activeOut < l.outFeatures || l.activeIn < l.inFeatures));
-    if (slicedQa)
-      throw new Error(
-        `${slicedQa.name}: a QA-SparsePEFT adapter on a sliced INT4 projection cannot be extracted unmerged (the slice is written in float); extract with --merge, which writes the INT4 merge`,
-      );
-  }
-  saveModelDir(outDir, smaller, { hfConfig: o.hfConfig, dtype: o.dtype, overwrite: true });
-  if (o.sourceDir) copyTokenizerFiles(o.sourceDir, outDir);
-  if (adapterDir)
-    savePeftAdapter(
-      adapterDir,
-      loras.filter((l) => l.activeRank > 0).map((l) => slicedAdapter(l)),
-      // the variant (plain / SparsePEFT / QA) travels with the adapter, so it reloads computing the same function
-      { baseModel: outDir, base: adapterBaseRecord(outDir), mode: loras[0].variant.mode },
+  const unmerged = !o.merge && loras.length > 0;
+  if (unmerged) refuseSlicedQa(loras);
+  // unmerged: slice the base with the adapters switched off, then write the sliced adapters beside it
+  const smaller = unmerged ? withAdaptersOff(loras, () => extractMerged(model)) : noGrad(() => extractMerged(model));
+  const adapters = unmerged ? loras.filter((l) => l.activeRank > 0).map((l) => slicedAdapter(l)) : null;
+  const adapterDir = adapters ? join(outDir, 'adapter') : null;
+  saveModelDir(outDir, smaller, {
+    hfConfig: o.hfConfig,
+    dtype: o.dtype,
+    overwrite: true,
+    finish: (tmp) => {
+      finishExtract(tmp, outDir, o.sourceDir, adapters && { entries: adapters, mode: loras[0].variant.mode });
+      o.finish?.(tmp, smaller, adapterDir);
+    },
+  });
+  return { model: smaller, config: smaller.config, adapterDir };
+}
+
+/**
+ * A QA-SparsePEFT adapter acts through its base's INT4 grid: a sliced quantised projection is written in
+ * float, so the sliced adapter could not compute the same function on it; refused before anything is written.
+ */
+export function refuseSlicedQa(loras: LoraLinear[]): void {
+  const slicedQa = loras.find((l) => l.variant.mode === 'qa' && (l.activeOut < l.outFeatures || l.activeIn < l.inFeatures));
+  if (slicedQa)
+    throw new Error(
+      `${slicedQa.name}: a QA-SparsePEFT adapter on a sliced INT4 projection cannot be extracted unmerged (the slice is written in float); extract with --merge, which writes the INT4 merge`,
     );
-  return { config: smaller.config, adapterDir };
+}
+
+/**
+ * The files beside the extracted weights, written into the new directory `tmp` before it becomes `outDir`:
+ * the source's tokenizer files and, unmerged, the sliced adapter (its variant — plain / SparsePEFT / QA —
+ * travels with it, so it reloads computing the same function; its base record names `outDir`).
+ */
+export function finishExtract(
+  tmp: string,
+  outDir: string,
+  sourceDir: string | undefined,
+  adapter: { entries: AdapterEntry[]; mode: AdapterMode } | null,
+): void {
+  if (sourceDir) copyTokenizerFiles(sourceDir, tmp);
+  if (adapter)
+    savePeftAdapter(join(tmp, 'adapter'), adapter.entries, {
+      baseModel: outDir,
+      base: { ...adapterBaseRecord(tmp), model: resolve(outDir) },
+      mode: adapter.mode,
+    });
 }
 
 /** The active slices of one adapter: A (r', i'), B (o', r'), with alpha' = alpha · r'/r_max (same scaling). */
-function slicedAdapter(l: LoraLinear): { name: string; a: Tensor; b: Tensor; rank: number; alpha: number; dropout: number } {
+export function slicedAdapter(l: LoraLinear): AdapterEntry {
   const r = l.activeRank,
     o = l.activeOut,
     i = l.activeIn;
