@@ -129,11 +129,7 @@ function requantize(base: QuantizedWeight, merged: Float32Array): QuantizedWeigh
 }
 
 /** Writes the extracted model (and, unmerged, its sliced adapter under `<outDir>/adapter`), all of it appearing at once. */
-export function extractToDir(
-  model: LlamaModel,
-  outDir: string,
-  o: ExtractOptions,
-): { model: LlamaModel; config: LlamaConfig; adapterDir: string | null } {
+export function extractToDir(model: LlamaModel, outDir: string, o: ExtractOptions): { config: LlamaConfig; adapterDir: string | null } {
   const loras = loraModules(model);
   const unmerged = !o.merge && loras.length > 0;
   if (unmerged) refuseSlicedQa(loras);
@@ -150,7 +146,7 @@ export function extractToDir(
       o.finish?.(tmp, smaller, adapterDir);
     },
   });
-  return { model: smaller, config: smaller.config, adapterDir };
+  return { config: smaller.config, adapterDir };
 }
 
 /**
