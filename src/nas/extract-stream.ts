@@ -105,8 +105,8 @@ function streamed(
   let layerNonZero = 0;
   const slicedAdapters: AdapterEntry[] = [];
 
-  /** Layer l's output tensors by name (norms as stored, projections merged and sliced). */
-  const layerTensors = (l: number): Map<string, TensorToWrite> => {
+  /** Layer l's output tensors by name, each made when it is written (norms as stored, projections merged and sliced). */
+  const layerTensors = (l: number): Map<string, () => TensorToWrite> => {
     const rows = table.layers[l];
     const proj = mapProjections(
       (p): LinearLike => new Linear(weights.read(rows.proj[p].weight.name), rows.proj[p].bias && weights.read(rows.proj[p].bias.name)),
@@ -122,30 +122,36 @@ function streamed(
       subnetParams.nonZero += n.nonZero;
       subnetParams.adapter += n.adapter;
     }
-    const out = new Map<string, TensorToWrite>();
-    for (const norm of [rows.inputNorm, rows.postAttentionNorm]) out.set(norm.name, weights.readAs(norm.name, dtype));
-    const write = () => {
-      for (const p of PROJECTIONS) {
-        const { weight, bias } = extractProjection(proj[p]);
-        for (const v of weight) if (v !== 0) layerNonZero++;
-        out.set(rows.proj[p].weight.name, { dtype, shape: [proj[p].outFeatures, proj[p].inFeatures], data: weight });
-        if (bias) {
-          for (const v of bias) if (v !== 0) layerNonZero++;
-          out.set(rows.proj[p].bias!.name, { dtype, shape: [bias.length], data: bias });
-        }
-      }
-    };
     if (unmerged) {
       refuseSlicedQa(loras);
-      withAdaptersOff(loras, write);
       slicedAdapters.push(...loras.filter((m) => m.activeRank > 0).map((m) => slicedAdapter(m)));
-    } else noGrad(write);
+    }
     // unmerged, the written adapter keeps the active ranks; merged, there is no adapter path
     sizes.out.push(PROJECTIONS.map((p) => ({ ...moduleSize(proj[p], hasBias(p)), ...(unmerged ? {} : { rank: 0 }) })));
+    // each projection is merged when its weight is written and then let go (its bias, the next tensor, waits)
+    const live = new Map(PROJECTIONS.map((p) => [p, proj[p]]));
+    const biases = new Map<string, TensorToWrite>();
+    const out = new Map<string, () => TensorToWrite>();
+    for (const norm of [rows.inputNorm, rows.postAttentionNorm]) out.set(norm.name, () => weights.readAs(norm.name, dtype));
+    for (const p of PROJECTIONS) {
+      const { weight: w, bias: b } = rows.proj[p];
+      out.set(w.name, () => {
+        const m = live.get(p)!;
+        live.delete(p);
+        const { weight, bias } = unmerged ? withAdaptersOff(loras, () => extractProjection(m)) : noGrad(() => extractProjection(m));
+        for (const v of weight) if (v !== 0) layerNonZero++;
+        if (b && bias) {
+          for (const v of bias) if (v !== 0) layerNonZero++;
+          biases.set(b.name, { dtype, shape: [bias.length], data: bias });
+        }
+        return { dtype, shape: [m.outFeatures, m.inFeatures], data: weight };
+      });
+      if (b) out.set(b.name, () => biases.get(b.name)!);
+    }
     return out;
   };
 
-  let current: { layer: number; tensors: Map<string, TensorToWrite> } | null = null;
+  let current: { layer: number; tensors: Map<string, () => TensorToWrite> } | null = null;
   const produce = (k: number): Record<string, TensorToWrite> => {
     const row = outTable.all[k];
     if (row.layer === null) return { [row.name]: weights.readAs(row.name, dtype) }; // embedding, final norm, LM head
@@ -154,7 +160,7 @@ function streamed(
     if (!t)
       throw new Error(`streamed extraction: layer ${row.layer} produced no '${row.name}' (a bug: the output table and the layer disagree)`);
     current.tensors.delete(row.name);
-    return { [row.name]: t };
+    return { [row.name]: t() };
   };
 
   const result = (): StreamedExtract => {
