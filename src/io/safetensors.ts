@@ -149,31 +149,13 @@ export class SafetensorsFile {
   }
 
   /**
-   * A floating tensor as float32 (F16/BF16 widened, F64 narrowed). Narrower or wider dtypes are read through
-   * a fixed 1 MiB staging buffer, so only the float32 result is ever whole in memory.
+   * A floating tensor as float32 (F16/BF16 widened, F64 narrowed). A dtype other than F32 is read through a
+   * fixed 1 MiB staging buffer, so only the result is ever whole in memory.
    */
   readFloat32(name: string): { data: Float32Array; shape: number[] } {
     const e = this.entry(name);
-    const n = (e.end - e.begin) / DTYPE_BYTES[e.dtype];
-    const out = new Float32Array(n);
-    if (e.dtype === 'F32') {
-      this.readBytes(e, new Uint8Array(out.buffer));
-    } else if (e.dtype === 'BF16' || e.dtype === 'F16' || e.dtype === 'F64') {
-      const width = DTYPE_BYTES[e.dtype],
-        chunk = STAGING_BYTES / width;
-      const staging = new Uint8Array(Math.min(n, chunk) * width);
-      for (let start = 0; start < n; start += chunk) {
-        const len = Math.min(chunk, n - start),
-          bytes = staging.subarray(0, len * width);
-        this.readBytes(e, bytes, start * width);
-        const dst = out.subarray(start, start + len);
-        if (e.dtype === 'F64') dst.set(new Float64Array(bytes.buffer, 0, len));
-        else if (e.dtype === 'BF16') bf16ToF32(new Uint16Array(bytes.buffer, 0, len), dst);
-        else f16ToF32(new Uint16Array(bytes.buffer, 0, len), dst);
-      }
-    } else {
-      throw new SafetensorsError(this.path, `tensor '${name}' is ${e.dtype}, expected a floating type`);
-    }
+    const out = new Float32Array((e.end - e.begin) / DTYPE_BYTES[e.dtype]);
+    this.readFloatInto(name, e, out);
     return { data: out, shape: e.shape };
   }
 
@@ -186,16 +168,39 @@ export class SafetensorsFile {
     return { bits, shape: e.shape };
   }
 
-  /** A floating tensor as float64 (exact for F32/F16/BF16/F64). */
+  /** A floating tensor as float64 (exact for F32/F16/BF16/F64), through the staging buffer as readFloat32. */
   readFloat64(name: string): { data: Float64Array; shape: number[] } {
     const e = this.entry(name);
-    if (e.dtype === 'F64') {
-      const d = new Float64Array((e.end - e.begin) / 8);
-      this.readBytes(e, new Uint8Array(d.buffer));
-      return { data: d, shape: e.shape };
+    const out = new Float64Array((e.end - e.begin) / DTYPE_BYTES[e.dtype]);
+    this.readFloatInto(name, e, out);
+    return { data: out, shape: e.shape };
+  }
+
+  /** Reads a floating tensor into `out` (its element count): bytes straight in when the dtypes agree, else chunk by chunk. */
+  private readFloatInto(name: string, e: TensorEntry, out: Float32Array | Float64Array): void {
+    if (e.dtype !== 'F32' && e.dtype !== 'F64' && e.dtype !== 'BF16' && e.dtype !== 'F16')
+      throw new SafetensorsError(this.path, `tensor '${name}' is ${e.dtype}, expected a floating type`);
+    if ((e.dtype === 'F32' && out instanceof Float32Array) || (e.dtype === 'F64' && out instanceof Float64Array)) {
+      this.readBytes(e, new Uint8Array(out.buffer));
+      return;
     }
-    const { data, shape } = this.readFloat32(name);
-    return { data: Float64Array.from(data), shape };
+    const width = DTYPE_BYTES[e.dtype],
+      chunk = STAGING_BYTES / width,
+      n = out.length;
+    const staging = new Uint8Array(Math.min(n, chunk) * width);
+    const half = e.dtype === 'BF16' || e.dtype === 'F16';
+    const widened = half && out instanceof Float64Array ? new Float32Array(Math.min(n, chunk)) : null; // halves widen to f32 first
+    for (let start = 0; start < n; start += chunk) {
+      const len = Math.min(chunk, n - start);
+      this.readBytes(e, staging.subarray(0, len * width), start * width);
+      const dst = out.subarray(start, start + len);
+      if (!half) dst.set(e.dtype === 'F64' ? new Float64Array(staging.buffer, 0, len) : new Float32Array(staging.buffer, 0, len));
+      else {
+        const f32 = widened ? widened.subarray(0, len) : (dst as Float32Array);
+        (e.dtype === 'BF16' ? bf16ToF32 : f16ToF32)(new Uint16Array(staging.buffer, 0, len), f32);
+        if (widened) dst.set(f32);
+      }
+    }
   }
 
   /** An integer tensor as int32 (I64 values must fit). */

@@ -35,7 +35,7 @@ test('round trip F32, BF16 (rounded), I32 and I64 with metadata; no temp file le
   st.close();
 });
 
-test('BF16, F16 and F64 tensors larger than the 1 MiB staging buffer widen exactly, chunk by chunk; F16 written from float32 rounds', () => {
+test('BF16, F16 and F64 tensors larger than the 1 MiB staging buffer read exactly as float32 and float64, chunk by chunk; F16 written from float32 rounds', () => {
   const path = join(dir, 'big.safetensors');
   const n = 700_001; // > 1 MiB in every dtype, not a multiple of a chunk
   const f = Float32Array.from({ length: n }, (_, i) => Math.sin(i) * 100);
@@ -51,10 +51,13 @@ test('BF16, F16 and F64 tensors larger than the 1 MiB staging buffer widen exact
   f32ToBf16(f, bits);
   bf16ToF32(bits, want);
   assert.deepEqual(st.readFloat32('b').data, want);
+  assert.deepEqual(st.readFloat64('b').data, Float64Array.from(want));
   f32ToF16(f, bits);
   f16ToF32(bits, want);
   assert.deepEqual(st.readFloat32('h').data, want);
+  assert.deepEqual(st.readFloat64('h').data, Float64Array.from(want));
   assert.deepEqual(st.readFloat32('d').data, Float32Array.from(f64));
+  assert.deepEqual(st.readFloat64('d').data, f64);
   st.close();
 });
 
