@@ -2,6 +2,8 @@
  * `lonas merge`: fold an adapter (at a sub-network configuration) into the base weights and write a plain
  * model directory, one decoder layer at a time (src/nas/extract-stream.ts), in the base's storage dtype
  * unless --dtype says otherwise. SparsePEFT adapters merge as W + (s·BA) ⊙ M, so the base's zeros stay exactly zero.
+ * A GPTQ base stays INT4 on its own grid (the merge requantised, its cost printed and recorded in
+ * lonas_merge.json); --dequantize writes the float merge in --dtype.
  */
 import type { Command } from 'commander';
 import { TORCH_DTYPES } from '../models/llama/checkpoint.ts';

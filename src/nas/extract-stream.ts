@@ -11,33 +11,36 @@
  * The output dtype is the base's storage dtype unless asked otherwise: a BF16 base stays BF16 (embedding
  * and norms copied bit for bit, merged weights rounded to nearest even at the end).
  *
- * A GPTQ base goes through the in-memory path (src/nas/extract.ts): whether a projection stays INT4, and the
- * zero-point format of the file, are known only after every projection is merged.
+ * A GPTQ base streams too: every GPTQ projection stays INT4 on the base's grid sliced to its widths (unless
+ * --dequantize), so the grids read first (qzeros, scales, g_idx; no codes) give quantization_config, the
+ * zero-point format and the GPTQ tensors' shapes up front; each layer's codes are read with it,
+ * dequantised for the merge and requantised onto the grid by extractProjection, as in memory.
  */
 import { resolve } from 'node:path';
-import { noGrad } from '../tensor/index.ts';
+import { Tensor, noGrad } from '../tensor/index.ts';
 import type { TensorToWrite } from '../io/safetensors.ts';
 import { writeModelDirStreamed } from '../io/hf-dir.ts';
 import { DEFAULT_SHARD_BYTES, modelConfigJson, openModelWeights } from '../models/llama/checkpoint.ts';
 import type { ModelWeights, WeightDType } from '../models/llama/checkpoint.ts';
-import type { LlamaConfig } from '../models/llama/config.ts';
+import type { GptqConfig, LlamaConfig } from '../models/llama/config.ts';
+import { formatFor, gptqConfigFor, gptqTensorPlan, gptqTensors } from '../models/llama/gptq-io.ts';
 import { PROJECTIONS, llamaWeightTable, mapProjections, projectionWeightName } from '../models/llama/weights.ts';
-import { noRequantStats } from '../nn/quantized-weight.ts';
+import type { LlamaTensor, LlamaWeightTable } from '../models/llama/weights.ts';
+import { dequantize, noRequantStats, sliceGrid } from '../nn/quantized-weight.ts';
+import type { QuantGrid } from '../nn/quantized-weight.ts';
+import { QuantLinear } from '../nn/quant-linear.ts';
 import { Linear } from '../nn/modules.ts';
 import type { LinearLike } from '../nn/modules.ts';
 import { withAdaptersOff } from '../adapters/lora.ts';
 import { attachLayerAdapter, checkAdapterBase, readAdapter } from '../adapters/peft.ts';
 import type { AdapterEntry } from '../adapters/peft.ts';
-import { adapterSearchSpace, loadWithAdapter } from './load.ts';
+import { adapterSearchSpace } from './load.ts';
 import { applySubnetToLayer, resolveSubnetSpec, subnetLayerSizes } from './subnet.ts';
 import type { SubnetConfig } from './subnet.ts';
-import { extractProjection, extractToDir, finishExtract, refuseDequantizedQa, slicedAdapter } from './extract.ts';
+import { extractProjection, finishExtract, noGptqLayout, refuseDequantizedQa, slicedAdapter } from './extract.ts';
 import type { Requantization } from './extract.ts';
-import { countModule, countMacs, countParams, macsOfSizes, moduleSize, nonLayerParams, paramsOfSizes } from './cost.ts';
+import { countModule, macsOfSizes, moduleSize, nonLayerParams, paramsOfSizes } from './cost.ts';
 import type { ModuleSize, ParamCount } from './cost.ts';
-
-/** The sequence length countMacs counts by default (1×256). */
-const ADAPTER_MACS_SEQ = 256;
 
 export interface StreamExtractOptions {
   /** fold the adapter into the weights; else the sliced base plus the sliced adapter in <out>/adapter */
@@ -82,10 +85,6 @@ export function streamExtract(
 ): StreamedExtract {
   checkAdapterBase(modelDir, adapterDir);
   const weights = openModelWeights(modelDir);
-  if (weights.config.quantization) {
-    weights.close();
-    return inMemoryExtract(modelDir, adapterDir, subnetSpec, outDir, { ...o, dtype: o.dtype ?? weights.dtype }, weights.hfConfig);
-  }
   try {
     return streamed(weights, modelDir, adapterDir, subnetSpec, outDir, o);
   } finally {
@@ -111,18 +110,27 @@ function streamed(
   const outTable = llamaWeightTable(config);
   const unmerged = !o.merge && adapter.modules.some((m) => Object.keys(m).length > 0);
   const sizes: Record<'base' | 'subnet' | 'out', ModuleSize[][]> = { base: [], subnet: [], out: [] };
-  const subnetParams = nonLayerParams(c);
+  const subnetLayers: ParamCount = { total: 0, nonZero: 0, adapter: 0 };
+  /** a GPTQ head's non-zero weights (counted as the projections' are), once it is read */
+  let headNonZero: number | undefined;
   let layerNonZero = 0;
   const slicedAdapters: AdapterEntry[] = [];
   const stats: Requantization = { ...noRequantStats(), projections: 0 };
   const zerosLost = new Map<string, number>();
+  const gptq = o.dequantize ? null : plannedGrids(weights, table, outTable);
+  // the written model's quantization_config (null: float, as --dequantize writes a GPTQ base)
+  config.quantization = gptq && gptqConfigFor(gptq.grids, config.layers.length, gptq.format, c.quantization);
 
-  /** Layer l's output tensors by name, each made when it is written (norms as stored, projections merged and sliced). */
-  const layerTensors = (l: number): Map<string, () => TensorToWrite> => {
+  /** Layer l's output tensor groups by row name, each made when it is written (norms as stored, projections merged and sliced). */
+  const layerTensors = (l: number): Map<string, () => Record<string, TensorToWrite>> => {
     const rows = table.layers[l];
-    const proj = mapProjections(
-      (p): LinearLike => new Linear(weights.read(rows.proj[p].weight.name), rows.proj[p].bias && weights.read(rows.proj[p].bias.name)),
-    );
+    const proj = mapProjections((p): LinearLike => {
+      const { weight: row, bias } = rows.proj[p];
+      if (!weights.gptq(row)) return new Linear(weights.read(row.name), bias && weights.read(bias.name));
+      // as loadLlama builds it: the dequantised float Linear beside its codes
+      const qw = weights.readGptq(row);
+      return new QuantLinear(new Linear(new Tensor(dequantize(qw), row.shape, { name: row.name }), bias && weights.read(bias.name)), qw);
+    });
     const loras = attachLayerAdapter(proj, l, adapter);
     const hasBias = (p: (typeof PROJECTIONS)[number]) => rows.proj[p].bias !== null;
     sizes.base.push(PROJECTIONS.map((p) => ({ ...moduleSize(proj[p], hasBias(p)), rank: 0 })));
@@ -130,9 +138,9 @@ function streamed(
     sizes.subnet.push(PROJECTIONS.map((p) => moduleSize(proj[p], hasBias(p))));
     for (const p of PROJECTIONS) {
       const n = countModule(proj[p]);
-      subnetParams.total += n.total;
-      subnetParams.nonZero += n.nonZero;
-      subnetParams.adapter += n.adapter;
+      subnetLayers.total += n.total;
+      subnetLayers.nonZero += n.nonZero;
+      subnetLayers.adapter += n.adapter;
     }
     if (unmerged) {
       refuseDequantizedQa(loras, !!o.dequantize);
@@ -143,8 +151,9 @@ function streamed(
     // each projection is merged when its weight is written and then let go (its bias, the next tensor, waits)
     const live = new Map(PROJECTIONS.map((p) => [p, proj[p]]));
     const biases = new Map<string, TensorToWrite>();
-    const out = new Map<string, () => TensorToWrite>();
-    for (const norm of [rows.inputNorm, rows.postAttentionNorm]) out.set(norm.name, () => weights.readAs(norm.name, dtype));
+    const out = new Map<string, () => Record<string, TensorToWrite>>();
+    for (const norm of [rows.inputNorm, rows.postAttentionNorm])
+      out.set(norm.name, () => ({ [norm.name]: weights.readAs(norm.name, dtype) }));
     for (const p of PROJECTIONS) {
       const { weight: w, bias: b } = rows.proj[p];
       out.set(w.name, () => {
@@ -152,30 +161,39 @@ function streamed(
         live.delete(p);
         const name = projectionWeightName(l, p);
         const merge = () => extractProjection(m, name, stats, o.dequantize);
-        const { weight, bias, zerosLost: lost } = unmerged ? withAdaptersOff(loras, merge) : noGrad(merge);
+        const { weight, bias, qw, zerosLost: lost } = unmerged ? withAdaptersOff(loras, merge) : noGrad(merge);
         if (lost) zerosLost.set(name, lost);
         for (const v of weight) if (v !== 0) layerNonZero++;
         if (b && bias) {
           for (const v of bias) if (v !== 0) layerNonZero++;
           biases.set(b.name, { dtype, shape: [bias.length], data: bias });
         }
-        return { dtype, shape: [m.outFeatures, m.inFeatures], data: weight };
+        return qw ? gptqTensors(name, qw, gptq!.format) : { [w.name]: { dtype, shape: [m.outFeatures, m.inFeatures], data: weight } };
       });
-      if (b) out.set(b.name, () => biases.get(b.name)!);
+      if (b) out.set(b.name, () => ({ [b.name]: biases.get(b.name)! }));
     }
     return out;
   };
 
-  let current: { layer: number; tensors: Map<string, () => TensorToWrite> } | null = null;
+  let current: { layer: number; tensors: Map<string, () => Record<string, TensorToWrite>> } | null = null;
   const produce = (k: number): Record<string, TensorToWrite> => {
     const row = outTable.all[k];
-    if (row.layer === null) return { [row.name]: weights.readAs(row.name, dtype) }; // embedding, final norm, LM head
+    if (row.layer === null) {
+      // embedding, final norm, LM head (a GPTQ head is never sliced nor adapted: its codes as they are, or dequantised)
+      if (weights.gptq(row)) {
+        const qw = weights.readGptq(row),
+          w = dequantize(qw);
+        headNonZero = w.reduce((n, v) => (v !== 0 ? n + 1 : n), 0);
+        return gptq?.grids.has(HEAD) ? gptqTensors(HEAD, qw, gptq.format) : { [row.name]: { dtype, shape: row.shape, data: w } };
+      }
+      return { [row.name]: weights.readAs(row.name, dtype) };
+    }
     if (current?.layer !== row.layer) current = { layer: row.layer, tensors: layerTensors(row.layer) }; // the previous layer is let go
     const t = current.tensors.get(row.name);
     if (!t)
       throw new Error(`streamed extraction: layer ${row.layer} produced no '${row.name}' (a bug: the output table and the layer disagree)`);
     current.tensors.delete(row.name);
-    return { [row.name]: t() };
+    return t();
   };
 
   const result = (): StreamedExtract => {
@@ -186,9 +204,12 @@ function streamed(
       dtype,
       adapterDir: unmerged ? resolve(outDir, 'adapter') : null,
       base: { params: paramsOfSizes(c, sizes.base).total, macs: macsOfSizes(c, sizes.base) },
-      subnetCost: { params: subnetParams, macs: macsOfSizes(c, sizes.subnet) },
+      subnetCost: { params: addCounts(nonLayerParams(c, headNonZero), subnetLayers), macs: macsOfSizes(c, sizes.subnet) },
       extracted: {
-        params: { ...extracted, nonZero: nonLayerParams(config).nonZero + layerNonZero + extracted.adapter },
+        params: {
+          ...extracted,
+          nonZero: nonLayerParams(config, gptq?.grids.has(HEAD) ? headNonZero : undefined).nonZero + layerNonZero + extracted.adapter,
+        },
         macs: macsOfSizes(config, sizes.out),
       },
       requantization: stats.projections ? stats : null,
@@ -198,8 +219,11 @@ function streamed(
   };
   writeModelDirStreamed(
     outDir,
-    modelConfigJson({ ...config, quantization: null }, dtype, weights.hfConfig),
-    outTable.all.map((t) => ({ [t.name]: { dtype, shape: t.shape } })),
+    modelConfigJson(config, dtype, weights.hfConfig),
+    outTable.all.map((t) => {
+      const grid = gptq?.grids.get(moduleOf(t));
+      return grid ? gptqTensorPlan(moduleOf(t), grid, grid.groups) : { [t.name]: { dtype, shape: t.shape } };
+    }),
     produce,
     {
       shardBytes: o.shardBytes ?? DEFAULT_SHARD_BYTES,
@@ -213,48 +237,41 @@ function streamed(
   return result();
 }
 
-/** The same result through the in-memory path (GPTQ bases; see the file comment). */
-function inMemoryExtract(
-  modelDir: string,
-  adapterDir: string,
-  subnetSpec: string | undefined,
-  outDir: string,
-  o: StreamExtractOptions & { dtype: WeightDType },
-  hfConfig: Record<string, unknown>,
-): StreamedExtract {
-  const { supernet } = loadWithAdapter(modelDir, adapterDir, subnetSpec ?? 'maximal');
-  const { model, config: subnet } = supernet!;
-  const base = supernet!.baseCost();
-  const subnetCost = { params: countParams(model), macs: countMacs(model) };
-  const { dtype } = o;
-  let result: StreamedExtract | null = null;
-  extractToDir(model, outDir, {
-    merge: o.merge,
-    sourceDir: modelDir,
-    hfConfig,
-    dtype,
-    dequantize: o.dequantize,
-    finish: (tmp, { model: smaller, requantization, zerosLost }, adapterDir) => {
-      // an unmerged adapter keeps the sub-network's active ranks
-      const p = countParams(smaller),
-        a = adapterDir ? subnetCost.params.adapter : 0;
-      result = {
-        config: smaller.config,
-        subnet,
-        dtype,
-        adapterDir: adapterDir && resolve(adapterDir),
-        base: { params: base.params.total, macs: base.macs },
-        subnetCost,
-        extracted: {
-          params: { total: p.total + a, nonZero: p.nonZero + a, adapter: a },
-          macs: countMacs(smaller) + ADAPTER_MACS_SEQ * a, // countMacs counts L · r(i + o) per adapter
-        },
-        requantization,
-        zerosLost,
-        dequantized: !!o.dequantize,
-      };
-      o.finish?.(tmp, result);
-    },
+const HEAD = 'lm_head';
+const addCounts = (a: ParamCount, b: ParamCount): ParamCount => ({
+  total: a.total + b.total,
+  nonZero: a.nonZero + b.nonZero,
+  adapter: a.adapter + b.adapter,
+});
+/** What a GPTQ row's output tensors need to be planned: its sliced grid's sizes and g_idx. */
+type PlannedGrid = Pick<QuantGrid, 'out' | 'inF' | 'bits' | 'groupSize' | 'gIdx'> & { groups: number };
+/** A weight row's module name (model.layers.0.self_attn.q_proj, lm_head): what its GPTQ tensors are named after. */
+const moduleOf = (row: LlamaTensor) => row.name.replace(/\.weight$/, '');
+
+/**
+ * The grid each GPTQ-stored row of the base is written on, sliced to the output's widths (module name →
+ * grid shape and g_idx; its scales and zeros are not kept), and the zero-point format they need — all
+ * from the base's qzeros, scales and g_idx, before any codes are read: with them config.json's
+ * quantization_config and the safetensors headers are planned as saveModelDir would write them.
+ * Null for a float base. An act-order slice without a GPTQ layout is refused here, before anything is written.
+ */
+function plannedGrids(
+  weights: ModelWeights,
+  table: LlamaWeightTable,
+  outTable: LlamaWeightTable,
+): { grids: Map<string, PlannedGrid>; format: GptqConfig['format'] } | null {
+  if (!weights.config.quantization) return null;
+  const grids = new Map<string, PlannedGrid>();
+  let format: GptqConfig['format'] = 'gptq';
+  table.all.forEach((row, k) => {
+    if (!weights.gptq(row)) return;
+    const [o, i] = outTable.all[k].shape;
+    const base = weights.readGptqGrid(row);
+    const sliced = sliceGrid(base, o, i);
+    if (!sliced) throw noGptqLayout(moduleOf(row), o, i, base);
+    if (formatFor([sliced]) === 'gptq_v2') format = 'gptq_v2';
+    const { bits, groupSize, gIdx } = sliced;
+    grids.set(moduleOf(row), { out: o, inF: i, bits, groupSize, gIdx, groups: sliced.scales.length / o });
   });
-  return result!;
+  return { grids, format };
 }

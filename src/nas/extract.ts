@@ -24,7 +24,7 @@ import type { Linear, LinearLike } from '../nn/modules.ts';
 import type { RequantizationRecord } from '../io/artifacts.ts';
 import { QuantLinear } from '../nn/quant-linear.ts';
 import { dequantize, noRequantStats, requantize, sliceHasLayout, sliceQuantized, zeroWeights } from '../nn/quantized-weight.ts';
-import type { QuantizedWeight, RequantStats } from '../nn/quantized-weight.ts';
+import type { QuantGrid, QuantizedWeight, RequantStats } from '../nn/quantized-weight.ts';
 
 export interface ExtractOptions {
   merge: boolean;
@@ -164,14 +164,18 @@ export function extractProjection(
   const grid = gridOf(m);
   if (!grid || dequantizeBase) return { weight: data, bias, qw: null, zerosLost: 0 };
   const sliced = sliceQuantized(grid, o, i);
-  if (!sliced)
-    throw new Error(
-      `${name}.weight: the (${o}, ${i}) slice of this act-order GPTQ weight (${grid.out}, ${grid.inF}) has no GPTQ layout (its kept inputs use groups past ⌈${i}/${grid.groupSize}⌉); pass --dequantize to write the model in float`,
-    );
+  if (!sliced) throw noGptqLayout(name, o, i, grid);
   const qw = adapted ? requantize(sliced, data, stats) : sliced;
   if (adapted) stats.projections++;
   data.set(dequantize(qw));
   return { weight: data, bias, qw, zerosLost: zeroWeights(grid) - zeroWeights(grid, qw) };
+}
+
+/** The error of an act-order GPTQ weight `name` whose (o, i) slice has no GPTQ layout. */
+export function noGptqLayout(name: string, o: number, i: number, grid: QuantGrid): Error {
+  return new Error(
+    `${name}.weight: the (${o}, ${i}) slice of this act-order GPTQ weight (${grid.out}, ${grid.inF}) has no GPTQ layout (its kept inputs use groups past ⌈${i}/${grid.groupSize}⌉); pass --dequantize to write the model in float`,
+  );
 }
 
 /**

@@ -1,5 +1,6 @@
 /** A random sharded base in a chosen dtype with an elastic adapter on it (streamed merge / extraction tests). */
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as T from '../../src/tensor/index.ts';
@@ -13,6 +14,8 @@ import { openWeights } from '../../src/io/hf-dir.ts';
 import { resolveSearchSpace } from '../../src/nas/search-space.ts';
 import type { SearchSpaceSpec } from '../../src/nas/search-space.ts';
 import { sampleSubnet } from '../../src/nas/subnet.ts';
+import { loadWithAdapter } from '../../src/nas/load.ts';
+import { extractToDir } from '../../src/nas/extract.ts';
 import { tinyConfig, tinyModel } from './tiny-model.ts';
 
 const tmp = (what: string) => mkdtempSync(join(tmpdir(), `lonas-stream-${what}-`));
@@ -69,8 +72,8 @@ export function fixture(c: Case, dtype: WeightDType = 'BF16') {
   return { root, base, adapter, subnets: ['maximal', 'minimal', random] };
 }
 
-export /** name → { dtype, shape, bytes } of every tensor of a model directory. */
-function tensors(dir: string): Map<string, { dtype: string; shape: number[]; bytes: Buffer }> {
+/** name → { dtype, shape, bytes } of every tensor of a model directory. */
+export function tensors(dir: string): Map<string, { dtype: string; shape: number[]; bytes: Buffer }> {
   const { files, where } = openWeights(dir);
   try {
     return new Map(
@@ -82,4 +85,33 @@ function tensors(dir: string): Map<string, { dtype: string; shape: number[]; byt
   } finally {
     for (const f of files) f.close();
   }
+}
+
+/** Asserts that two model directories hold the same config.json and the same tensors, byte for byte. */
+export function assertSameModel(got: string, want: string, what: string): void {
+  assert.equal(readFileSync(join(got, 'config.json'), 'utf8'), readFileSync(join(want, 'config.json'), 'utf8'), `${what}: config.json`);
+  const a = tensors(got),
+    b = tensors(want);
+  assert.deepEqual([...a.keys()].sort(), [...b.keys()].sort(), `${what}: tensor names`);
+  for (const [name, t] of b) {
+    const g = a.get(name)!;
+    assert.equal(g.dtype, t.dtype, `${what}: ${name} dtype`);
+    assert.deepEqual(g.shape, t.shape, `${what}: ${name} shape`);
+    assert.ok(g.bytes.equals(t.bytes), `${what}: ${name} differs`);
+  }
+}
+
+/** The in-memory path: the whole super-network loaded, extracted, saved (what requantising changed returned). */
+export function inMemory(
+  base: string,
+  adapter: string,
+  subnet: string,
+  out: string,
+  merge: boolean,
+  dtype: WeightDType,
+  dequantize = false,
+): ReturnType<typeof extractToDir> {
+  const { model } = loadWithAdapter(base, adapter, subnet);
+  const hfConfig = JSON.parse(readFileSync(join(base, 'config.json'), 'utf8'));
+  return extractToDir(model, out, { merge, sourceDir: base, hfConfig, dtype, dequantize });
 }

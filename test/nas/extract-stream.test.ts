@@ -10,33 +10,12 @@ import { existsSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'no
 import { join } from 'node:path';
 import { loadAdapter } from '../../src/adapters/peft.ts';
 import { loadLlama } from '../../src/models/llama/checkpoint.ts';
-import type { WeightDType } from '../../src/models/llama/checkpoint.ts';
 import { INDEX_FILE } from '../../src/io/hf-dir.ts';
 import { f32ToF16 } from '../../src/io/safetensors.ts';
 import { loadWithAdapter } from '../../src/nas/load.ts';
-import { extractToDir } from '../../src/nas/extract.ts';
 import { streamExtract } from '../../src/nas/extract-stream.ts';
 import { countMacs, countParams } from '../../src/nas/cost.ts';
-import { CASES, fixture, tensors } from '../helpers/stream-fixture.ts';
-
-function assertSameModel(got: string, want: string, what: string): void {
-  assert.equal(readFileSync(join(got, 'config.json'), 'utf8'), readFileSync(join(want, 'config.json'), 'utf8'), `${what}: config.json`);
-  const a = tensors(got),
-    b = tensors(want);
-  assert.deepEqual([...a.keys()].sort(), [...b.keys()].sort(), `${what}: tensor names`);
-  for (const [name, t] of b) {
-    const g = a.get(name)!;
-    assert.equal(g.dtype, t.dtype, `${what}: ${name} dtype`);
-    assert.deepEqual(g.shape, t.shape, `${what}: ${name} shape`);
-    assert.ok(g.bytes.equals(t.bytes), `${what}: ${name} differs`);
-  }
-}
-
-/** The in-memory path: the whole super-network loaded, extracted, saved. */
-function inMemory(base: string, adapter: string, subnet: string, out: string, merge: boolean, dtype: WeightDType): void {
-  const { model } = loadWithAdapter(base, adapter, subnet);
-  extractToDir(model, out, { merge, sourceDir: base, hfConfig: JSON.parse(readFileSync(join(base, 'config.json'), 'utf8')), dtype });
-}
+import { CASES, assertSameModel, fixture, inMemory, tensors } from '../helpers/stream-fixture.ts';
 
 for (const c of CASES) {
   for (const merge of [true, false]) {

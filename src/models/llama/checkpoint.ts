@@ -20,8 +20,8 @@ import type { LlamaTensor } from './weights.ts';
 import { QuantLinear } from '../../nn/quant-linear.ts';
 import type { Linear } from '../../nn/modules.ts';
 import { dequantize } from '../../nn/quantized-weight.ts';
-import type { QuantizedWeight } from '../../nn/quantized-weight.ts';
-import { formatFor, gptqConfigFor, gptqTensors, readGptqProjection } from './gptq-io.ts';
+import type { QuantGrid, QuantizedWeight } from '../../nn/quantized-weight.ts';
+import { formatFor, gptqConfigFor, gptqTensors, readGptqGrid, readGptqProjection } from './gptq-io.ts';
 
 /** Callers that copy tokenizer files beside a saved model import them from here (they live in io/hf-dir.ts). */
 export { TOKENIZER_FILES, copyTokenizerFiles } from '../../io/hf-dir.ts';
@@ -152,6 +152,10 @@ export interface ModelWeights {
   entry(name: string): TensorEntry | undefined;
   /** whether a weight-table row is stored GPTQ-quantised (<module>.qweight, …), as loadModelDir reads it */
   gptq(row: LlamaTensor): boolean;
+  /** a GPTQ-stored row's grid (qzeros, scales, g_idx), its codes not read */
+  readGptqGrid(row: LlamaTensor): QuantGrid;
+  /** a GPTQ-stored row as loadModelDir reads it (codes unpacked) */
+  readGptq(row: LlamaTensor): QuantizedWeight;
   /** a floating tensor widened to float32 */
   read(name: string): Tensor;
   /** a floating tensor as stored in `dtype`: the stored bytes when the dtypes agree, else converted (rounded to nearest even) */
@@ -182,7 +186,15 @@ export function openModelWeights(dir: string, opts: ParseOptions = {}): ModelWei
     const table = llamaWeightTable(config);
     const present = table.all.flatMap((t) => entry(t.name) ?? []);
     const quantizedHead = !!config.quantization?.lmHead;
+    const gptqArgs = (t: LlamaTensor) => {
+      const prefix = t.name.replace(/\.weight$/, '');
+      const file = where.get(`${prefix}.qweight`);
+      if (!file || !config.quantization) throw new Error(`${dir}: '${prefix}' is not stored GPTQ-quantised (no ${prefix}.qweight)`);
+      return [file, prefix, t.shape[0], t.shape[1], config.quantization] as const;
+    };
     return {
+      readGptqGrid: (t) => readGptqGrid(...gptqArgs(t)),
+      readGptq: (t) => readGptqProjection(...gptqArgs(t)),
       gptq: (t) =>
         !!config.quantization &&
         t.quantizable &&
