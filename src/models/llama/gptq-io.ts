@@ -8,28 +8,26 @@ import { PROJECTIONS, projectionInBlock, projectionWeightName } from './weights.
 
 /** `prefix` is the module name, e.g. model.layers.0.self_attn.q_proj. */
 export function readGptqProjection(file: SafetensorsFile, prefix: string, out: number, inF: number, q: GptqConfig): QuantizedWeight {
+  needShape(file, prefix, 'qweight', [packedWords(inF, q.bits), out], out, inF, q);
   const grid = readGptqGrid(file, prefix, out, inF, q);
-  const e = file.entry(`${prefix}.qweight`),
-    shape = [packedWords(inF, q.bits), out];
-  if (e.shape.length !== 2 || e.shape[0] !== shape[0] || e.shape[1] !== shape[1])
-    throw new Error(
-      `${file.path}: '${prefix}.qweight' has shape [${e.shape.join(', ')}], a ${q.bits}-bit (${out}, ${inF}) layer needs [${shape.join(', ')}]`,
-    );
   return { ...grid, q: unpackQweight(file.readInt32(`${prefix}.qweight`).data, out, inF, q.bits) };
+}
+
+/** Refuses `<prefix>.<part>` unless its shape is `shape` (the error names the layer's bits, sizes and group size). */
+function needShape(file: SafetensorsFile, prefix: string, part: string, shape: number[], out: number, inF: number, q: GptqConfig): void {
+  const gs = q.groupSize > 0 ? q.groupSize : inF;
+  const e = file.entry(`${prefix}.${part}`);
+  if (e.shape.length !== shape.length || e.shape.some((d, i) => d !== shape[i]))
+    throw new Error(
+      `${file.path}: '${prefix}.${part}' has shape [${e.shape.join(', ')}], a ${q.bits}-bit (${out}, ${inF}) layer with group size ${gs} needs [${shape.join(', ')}]`,
+    );
 }
 
 /** A GPTQ projection's grid (qzeros, scales, g_idx) without reading its codes. */
 export function readGptqGrid(file: SafetensorsFile, prefix: string, out: number, inF: number, q: GptqConfig): QuantGrid {
   const gs = q.groupSize > 0 ? q.groupSize : inF;
   const groups = Math.ceil(inF / gs);
-  const need = (name: string, shape: number[]) => {
-    const e = file.entry(`${prefix}.${name}`);
-    if (e.shape.length !== shape.length || e.shape.some((d, i) => d !== shape[i])) {
-      throw new Error(
-        `${file.path}: '${prefix}.${name}' has shape [${e.shape.join(', ')}], a ${q.bits}-bit (${out}, ${inF}) layer with group size ${gs} needs [${shape.join(', ')}]`,
-      );
-    }
-  };
+  const need = (name: string, shape: number[]) => needShape(file, prefix, name, shape, out, inF, q);
   need('qzeros', [groups, packedWords(out, q.bits)]);
   need('scales', [groups, out]);
   const zeros = unpackQzeros(file.readInt32(`${prefix}.qzeros`).data, groups, out, q.bits, q.format);
