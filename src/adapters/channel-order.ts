@@ -108,16 +108,21 @@ export function permuteMlpChannels(model: LlamaModel, order: ChannelOrder): void
       throw new Error(
         `channel order of layer ${l} has ${p.length} entries, intermediate_size is ${model.config.layers[l].intermediateSize}`,
       );
-    if (isIdentity(p)) return;
-    permuteOutputs(layer.proj.gate_proj, p, `layer ${l} gate_proj`);
-    permuteOutputs(layer.proj.up_proj, p, `layer ${l} up_proj`);
-    permuteInputs(layer.proj.down_proj, p, `layer ${l} down_proj`);
+    permuteLayerMlp(layer.proj, p, l);
   });
   // position k now holds current channel p[k], i.e. base channel before[p[k]]
   const before = orders.get(model);
   const total = before ? order.map((p, l) => p.map((c) => before[l][c])) : order.map((p) => p.slice());
   if (total.every(isIdentity)) orders.delete(model);
   else orders.set(model, total);
+}
+
+/** permuteMlpChannels for one layer `l` given its projections (e.g. while streaming layer by layer): channel p[k] moves to position k. */
+export function permuteLayerMlp(proj: Record<ProjectionName, LinearLike>, p: readonly number[], l: number): void {
+  if (isIdentity(p)) return;
+  permuteOutputs(proj.gate_proj, p, `layer ${l} gate_proj`);
+  permuteOutputs(proj.up_proj, p, `layer ${l} up_proj`);
+  permuteInputs(proj.down_proj, p, `layer ${l} down_proj`);
 }
 
 /**

@@ -21,10 +21,12 @@ import type { AdapterBaseRecord, LonasAdapterInfo } from '../io/artifacts.ts';
 import { weightsFingerprint } from '../io/hf-dir.ts';
 import { PROJECTIONS, projectionWeightName } from '../models/llama/model.ts';
 import type { LlamaModel, ProjectionName } from '../models/llama/model.ts';
-import { adapterInBaseOrder, mlpChannelOrder, permuteMlpChannels, validateChannelOrder } from './channel-order.ts';
+import { adapterInBaseOrder, mlpChannelOrder, permuteLayerMlp, permuteMlpChannels, validateChannelOrder } from './channel-order.ts';
 import type { ChannelOrder } from './channel-order.ts';
 import { LoraLinear, wrapWithLora } from './lora.ts';
-import type { AdapterMode } from './lora.ts';
+import type { AdapterMode, LoraOptions } from './lora.ts';
+import type { LinearLike } from '../nn/modules.ts';
+import type { LlamaConfig } from '../models/llama/config.ts';
 import { enableQuantAware, enableSparsePeft } from './sqft.ts';
 
 export interface LoraSettings {
@@ -273,16 +275,29 @@ function patternValue(pattern: Record<string, number> | null | undefined, module
   return undefined;
 }
 
+/** One adapter module as read from disk: its PEFT name, tensors and settings. */
+export interface StoredAdapterModule {
+  name: string;
+  a: Tensor; // (r, in)
+  b: Tensor; // (out, r)
+  opts: LoraOptions;
+}
+
+/** An adapter directory as read (no model needed): modules by layer and projection, and lonas's extras. */
+export interface StoredAdapter {
+  /** modules[layer][proj], only those present */
+  modules: Partial<Record<ProjectionName, StoredAdapterModule>>[];
+  settings: LoraSettings;
+  searchSpace: StoredSearchSpace | null;
+  mode: AdapterMode;
+  channelOrder: ChannelOrder | null;
+}
+
 /**
- * Loads a PEFT LoRA adapter onto `model` (whose projections must be plain Linears). Returns the settings
- * and, when lonas wrote it, the search space the adapter was trained with. An adapter trained with
- * reordered MLP channels (`mlp_channel_order` in lonas_adapter.json) leaves the model permuted the same way
- * (the function at full width is unchanged; narrower MLP widths keep the channels training kept).
+ * Reads a PEFT LoRA adapter for a model of config `c`: every module's A and B (validated against the PEFT
+ * config) and lonas_adapter.json. An adapter is small beside its base, so it is read whole.
  */
-export function loadAdapter(
-  model: LlamaModel,
-  dir: string,
-): { settings: LoraSettings; searchSpace: StoredSearchSpace | null; mode: AdapterMode; channelOrder: ChannelOrder | null } {
+export function readAdapter(c: LlamaConfig, dir: string): StoredAdapter {
   const cfgPath = join(dir, ADAPTER_CONFIG);
   if (!existsSync(cfgPath)) throw new Error(`${dir}: no ${ADAPTER_CONFIG} found (is this a LoRA adapter directory?)`);
   const cfg = readPeftConfig(cfgPath);
@@ -294,7 +309,8 @@ export function loadAdapter(
   try {
     const targets = new Set<ProjectionName>();
     let loaded = 0;
-    model.layers.forEach((layer, i) => {
+    const modules = c.layers.map((_, i) => {
+      const found: Partial<Record<ProjectionName, StoredAdapterModule>> = {};
       for (const p of PROJECTIONS) {
         const name = peftModuleName(i, p);
         // PEFT writes `…lora_A.weight`; some versions keep the adapter name: `…lora_A.default.weight`
@@ -312,16 +328,16 @@ export function loadAdapter(
         const rank = patternValue(cfg.rank_pattern, name) ?? cfg.r;
         const alpha = effectiveAlpha(patternValue(cfg.alpha_pattern, name) ?? cfg.lora_alpha, rank);
         if (a.shape[0] !== rank) throw new Error(`${st.path}: ${aKey} has rank ${a.shape[0]} but adapter_config.json says r = ${rank}`);
-        const lora = wrapWithLora(
-          layer.proj[p],
+        found[p] = {
           name,
-          { rank, alpha, dropout: cfg.lora_dropout },
-          { a: new Tensor(a.data, a.shape), b: new Tensor(b.data, b.shape) },
-        );
-        layer.proj[p] = lora;
+          a: new Tensor(a.data, a.shape),
+          b: new Tensor(b.data, b.shape),
+          opts: { rank, alpha, dropout: cfg.lora_dropout },
+        };
         targets.add(p);
         loaded++;
       }
+      return found;
     });
     if (loaded === 0)
       throw new Error(
@@ -329,21 +345,56 @@ export function loadAdapter(
       );
     const lonasPath = join(dir, LONAS_ADAPTER);
     const lonas = readLonasAdapter(dir);
-    const mode = lonas.mode;
     const channelOrder =
       lonas.mlp_channel_order === undefined
         ? null
-        : validateChannelOrder(lonas.mlp_channel_order, model.config, `${lonasPath}: field "mlp_channel_order"`);
-    if (mode === 'sparse' || mode === 'qa') enableSparsePeft(loraModules(model));
-    if (mode === 'qa') enableQuantAware(loraModules(model));
-    if (channelOrder) permuteMlpChannels(model, channelOrder); // masks and adapters move with their channels
+        : validateChannelOrder(lonas.mlp_channel_order, c, `${lonasPath}: field "mlp_channel_order"`);
     return {
+      modules,
       settings: { rank: cfg.r, alpha: effectiveAlpha(cfg.lora_alpha, cfg.r), dropout: cfg.lora_dropout, targets: [...targets] },
       searchSpace: lonas.search_space ?? null,
-      mode,
+      mode: lonas.mode,
       channelOrder,
     };
   } finally {
     st.close();
   }
+}
+
+/**
+ * Wraps layer `l`'s projections in the stored adapter's modules (in place), sets their variant (SparsePEFT,
+ * QA-SparsePEFT) and re-applies the adapter's MLP channel order: what loadAdapter does to each layer.
+ * Returns the layer's adapters.
+ */
+export function attachLayerAdapter(proj: Record<ProjectionName, LinearLike>, l: number, adapter: StoredAdapter): LoraLinear[] {
+  const loras: LoraLinear[] = [];
+  for (const p of PROJECTIONS) {
+    const m = adapter.modules[l][p];
+    if (!m) continue;
+    const lora = wrapWithLora(proj[p], m.name, m.opts, { a: m.a, b: m.b });
+    proj[p] = lora;
+    loras.push(lora);
+  }
+  if (adapter.mode === 'sparse' || adapter.mode === 'qa') enableSparsePeft(loras);
+  if (adapter.mode === 'qa') enableQuantAware(loras);
+  if (adapter.channelOrder) permuteLayerMlp(proj, adapter.channelOrder[l], l); // masks and adapters move with their channels
+  return loras;
+}
+
+/**
+ * Loads a PEFT LoRA adapter onto `model` (whose projections must be plain Linears). Returns the settings
+ * and, when lonas wrote it, the search space the adapter was trained with. An adapter trained with
+ * reordered MLP channels (`mlp_channel_order` in lonas_adapter.json) leaves the model permuted the same way
+ * (the function at full width is unchanged; narrower MLP widths keep the channels training kept).
+ */
+export function loadAdapter(
+  model: LlamaModel,
+  dir: string,
+): { settings: LoraSettings; searchSpace: StoredSearchSpace | null; mode: AdapterMode; channelOrder: ChannelOrder | null } {
+  const adapter = readAdapter(model.config, dir);
+  const { channelOrder } = adapter;
+  // the order is applied through permuteMlpChannels (once for the model), which records it beside the model for saving
+  model.layers.forEach((layer, l) => attachLayerAdapter(layer.proj, l, { ...adapter, channelOrder: null }));
+  if (channelOrder) permuteMlpChannels(model, channelOrder);
+  return { settings: adapter.settings, searchSpace: adapter.searchSpace, mode: adapter.mode, channelOrder };
 }

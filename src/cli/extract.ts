@@ -7,10 +7,11 @@ import type { Command } from 'commander';
 import { extractAdapterSubnet } from '../nas/extract-subnet.ts';
 import { extractSpec } from '../options/search.ts';
 import type { ExtractOptions } from '../options/search.ts';
+import { weightDtype } from '../options/tools.ts';
 import { commandFrom } from './command.ts';
 
 export function extractCommand(): Command {
   return commandFrom(extractSpec, (o: ExtractOptions) => {
-    process.stdout.write(extractAdapterSubnet(o));
+    process.stdout.write(extractAdapterSubnet({ ...o, dtype: weightDtype(o.dtype) }));
   });
 }

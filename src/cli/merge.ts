@@ -1,21 +1,23 @@
 /**
  * `lonas merge`: fold an adapter (at a sub-network configuration) into the base weights and write a plain
- * model directory. SparsePEFT adapters merge as W + (s·BA) ⊙ M, so the base's zeros stay exactly zero.
+ * model directory, one decoder layer at a time (src/nas/extract-stream.ts), in the base's storage dtype
+ * unless --dtype says otherwise. SparsePEFT adapters merge as W + (s·BA) ⊙ M, so the base's zeros stay exactly zero.
+ * A GPTQ base stays INT4 on its own grid (the merge requantised, its cost printed and recorded in
+ * lonas_merge.json); --dequantize writes the float merge in --dtype.
  */
 import type { Command } from 'commander';
-import { loadModelDir } from '../models/llama/checkpoint.ts';
-import { loadWithAdapter } from '../nas/load.ts';
-import { describeRequantization, extractToDir, requantizationRecord } from '../nas/extract.ts';
+import { TORCH_DTYPES } from '../models/llama/checkpoint.ts';
+import { streamExtract } from '../nas/extract-stream.ts';
+import { describeRequantization, requantizationRecord } from '../nas/extract.ts';
 import type { Requantization } from '../nas/extract.ts';
-import { countParams } from '../nas/cost.ts';
-import { mergeSpec } from '../options/tools.ts';
+import { mergeSpec, weightDtype } from '../options/tools.ts';
 import type { MergeOptions } from '../options/tools.ts';
 import { commandFrom } from './command.ts';
 import { readCompression, writeCompression, writeMergeRecord } from '../io/artifacts.ts';
 import { resolve } from 'node:path';
 
 /**
- * Carries the base's lonas_compression.json over to the merged model while it still describes it: a
+ * Carries the base's lonas_compression.json over to the merged model (written into `outDir`, the new directory before it replaces --out) while it still describes it: a
  * sparsification while the merge kept every zero of the (active) base, a GPTQ record while the output is
  * GPTQ — with what requantising changed, and `kept_zeros` lowered by the zeros the merge lost (each lost
  * zero may have been a kept one, so the count stays one the output really has). Otherwise the record is
@@ -60,36 +62,36 @@ function keepCompression(
 
 export function mergeCommand(): Command {
   return commandFrom(mergeSpec, (o: MergeOptions) => {
-    const { model } = loadWithAdapter(o.model, o.adapter, o.subnet);
-    const before = countParams(model);
-    const { hfConfig } = loadModelDir(o.model);
-    const { config, requantization, zerosLost } = extractToDir(model, o.out, {
+    const r = streamExtract(o.model, o.adapter, o.subnet, o.out, {
       merge: true,
-      sourceDir: o.model,
-      hfConfig,
+      dtype: weightDtype(o.dtype),
       dequantize: o.dequantize,
+      finish: (tmp, r) => {
+        const { params: before } = r.subnetCost,
+          { params: after } = r.extracted;
+        keepCompression(
+          o.model,
+          tmp,
+          { base: before.total - before.nonZero, merged: after.total - after.nonZero },
+          { isGptq: !!r.config.quantization, requantization: r.requantization, zerosLost: r.zerosLost },
+        );
+        writeMergeRecord(tmp, {
+          format: 1,
+          source_model: resolve(o.model),
+          adapter: resolve(o.adapter),
+          subnet: o.subnet,
+          dequantized: r.dequantized,
+          requantization: r.requantization && requantizationRecord(r.requantization),
+        });
+      },
     });
-    const after = countParams(loadWithAdapter(o.out).model);
-    keepCompression(
-      o.model,
-      o.out,
-      { base: before.total - before.nonZero, merged: after.total - after.nonZero },
-      { isGptq: !!config.quantization, requantization, zerosLost },
-    );
-    writeMergeRecord(o.out, {
-      format: 1,
-      source_model: resolve(o.model),
-      adapter: resolve(o.adapter),
-      subnet: o.subnet,
-      dequantized: o.dequantize && !!hfConfig.quantization_config,
-      requantization: requantization && requantizationRecord(requantization),
-    });
-    if (requantization) process.stderr.write(`merge: ${describeRequantization(requantization)}\n`);
-    else if (o.dequantize && hfConfig.quantization_config)
-      process.stderr.write('merge: --dequantize: the GPTQ base is written in float32\n');
+    if (r.requantization) process.stderr.write(`merge: ${describeRequantization(r.requantization)}\n`);
+    else if (r.dequantized) process.stderr.write(`merge: --dequantize: the GPTQ base is written in ${TORCH_DTYPES[r.dtype]}\n`);
+    const before = r.subnetCost.params,
+      after = r.extracted.params;
     process.stderr.write(
-      `merge: ${config.layers.length} layers; parameters ${before.total - before.adapter} → ${after.total} ` +
-        `(non-zero ${after.nonZero}, ${(100 * (1 - after.nonZero / after.total)).toFixed(2)}% zero); written to ${o.out}\n`,
+      `merge: ${r.config.layers.length} layers; parameters ${before.total - before.adapter} → ${after.total} ` +
+        `(non-zero ${after.nonZero}, ${(100 * (1 - after.nonZero / after.total)).toFixed(2)}% zero), stored as ${r.dtype}; written to ${o.out}\n`,
     );
   });
 }

@@ -202,7 +202,7 @@ const extractRecord = fileInDir(
     subnet: z.string(),
     config: config.nullable(),
     merged: z.boolean(),
-    dtype: z.enum(['f32', 'bf16']),
+    dtype: z.enum(['f32', 'bf16', 'f16']),
     /** a GPTQ base written in float (--dequantize) */
     dequantized: z.boolean().default(false),
     /** merged onto a GPTQ base's grid: what requantising changed (null: nothing requantised) */

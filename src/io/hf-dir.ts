@@ -11,8 +11,8 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSy
 import { createHash } from 'node:crypto';
 import { basename, dirname, join, resolve } from 'node:path';
 import { z } from 'zod';
-import { DTYPE_BYTES, SafetensorsFile, writeSafetensors } from './safetensors.ts';
-import type { TensorToWrite } from './safetensors.ts';
+import { SafetensorsFile, plannedBytes, writeSafetensorsStreamed } from './safetensors.ts';
+import type { TensorPlan, TensorToWrite } from './safetensors.ts';
 import { readJsonFile } from './files.ts';
 
 export const CONFIG_FILE = 'config.json';
@@ -133,14 +133,13 @@ export function weightsFingerprint(dir: string): WeightsFingerprint {
   }
 }
 
-/** Bytes a tensor takes in the file (BF16 given as float32 data is rounded to 2 bytes at write). */
-const fileBytes = (t: TensorToWrite) => t.shape.reduce((a, b) => a * b, 1) * DTYPE_BYTES[t.dtype];
-
 export interface WriteModelDirOptions {
   /** shard when the weights exceed this many bytes */
   shardBytes: number;
   /** replace the model files of a directory that already holds a model (other files are kept) */
   overwrite?: boolean;
+  /** writes further files (tokenizer, adapter, records) into the new directory before it replaces the target */
+  finish?: (tmpDir: string) => void;
 }
 
 /**
@@ -150,19 +149,34 @@ export interface WriteModelDirOptions {
  * a group larger than shardBytes gets a shard of its own. The new files appear all at once (see swapIn).
  */
 export function writeModelDir(dir: string, configJson: string, groups: Record<string, TensorToWrite>[], opts: WriteModelDirOptions): void {
-  const shards: Record<string, TensorToWrite>[] = [{}];
+  writeModelDirStreamed(dir, configJson, groups, (k) => groups[k], opts);
+}
+
+/**
+ * writeModelDir with the tensors planned up front (`plan`: per group, name → dtype and shape) and produced
+ * one group at a time, in order, by `produce(k)` while its shard is written: memory holds the group being
+ * written, not the model. Each produced group must match its plan.
+ */
+export function writeModelDirStreamed(
+  dir: string,
+  configJson: string,
+  plan: Record<string, TensorPlan>[],
+  produce: (group: number) => Record<string, TensorToWrite>,
+  opts: WriteModelDirOptions,
+): void {
+  const shards: number[][] = [[]];
   let used = 0,
     total = 0;
-  for (const group of groups) {
-    const bytes = Object.values(group).reduce((a, t) => a + fileBytes(t), 0);
+  plan.forEach((group, k) => {
+    const bytes = Object.values(group).reduce((a, t) => a + plannedBytes(t), 0);
     if (used > 0 && used + bytes > opts.shardBytes) {
-      shards.push({});
+      shards.push([]);
       used = 0;
     }
-    Object.assign(shards[shards.length - 1], group);
+    shards[shards.length - 1].push(k);
     used += bytes;
     total += bytes;
-  }
+  });
   const target = resolve(dir);
   if (existsSync(target) && !statSync(target).isDirectory()) throw new Error(`${target}: exists and is not a directory`);
   const existing = existsSync(target) ? readdirSync(target) : [];
@@ -176,17 +190,22 @@ export function writeModelDir(dir: string, configJson: string, groups: Record<st
   try {
     writeFileSync(join(tmp, CONFIG_FILE), configJson);
     const meta = { format: 'pt' }; // transformers refuses safetensors files without format metadata
-    if (shards.length === 1) {
-      writeSafetensors(join(tmp, SINGLE_FILE), shards[0], meta);
-    } else {
-      const weightMap: Record<string, string> = {};
-      shards.forEach((tensors, i) => {
-        const file = `model-${String(i + 1).padStart(5, '0')}-of-${String(shards.length).padStart(5, '0')}.safetensors`;
-        writeSafetensors(join(tmp, file), tensors, meta);
-        for (const name of Object.keys(tensors)) weightMap[name] = file;
-      });
+    const weightMap: Record<string, string> = {};
+    shards.forEach((groups, i) => {
+      const file =
+        shards.length === 1
+          ? SINGLE_FILE
+          : `model-${String(i + 1).padStart(5, '0')}-of-${String(shards.length).padStart(5, '0')}.safetensors`;
+      const shardPlan = Object.assign({}, ...groups.map((k) => plan[k])) as Record<string, TensorPlan>;
+      function* tensors(): Generator<[string, TensorToWrite]> {
+        for (const k of groups) yield* Object.entries(produce(k));
+      }
+      writeSafetensorsStreamed(join(tmp, file), shardPlan, tensors(), meta);
+      for (const name of Object.keys(shardPlan)) weightMap[name] = file;
+    });
+    if (shards.length > 1)
       writeFileSync(join(tmp, INDEX_FILE), `${JSON.stringify({ metadata: { total_size: total }, weight_map: weightMap }, null, 2)}\n`);
-    }
+    opts.finish?.(tmp);
     swapIn(tmp, target, existing);
   } catch (e) {
     rmSync(tmp, { recursive: true, force: true });
@@ -197,7 +216,7 @@ export function writeModelDir(dir: string, configJson: string, groups: Record<st
 /**
  * Puts the finished directory `tmp` at `target`. A non-empty target is moved aside first; its non-model
  * files are then moved into the new directory and the old one removed. Readers see the old model or the
- * new one, never a mix.
+ * new one, never a mix. Files the new directory already has (written by `finish`) win over the old ones.
  */
 function swapIn(tmp: string, target: string, existing: string[]): void {
   if (existing.length === 0) {
@@ -208,7 +227,8 @@ function swapIn(tmp: string, target: string, existing: string[]): void {
   const old = `${tmp}.old`;
   renameSync(target, old);
   renameSync(tmp, target);
-  for (const f of existing) if (!isModelFile(f)) renameSync(join(old, f), join(target, f));
+  const fresh = new Set(readdirSync(target)); // what `finish` wrote replaces the old copy
+  for (const f of existing) if (!isModelFile(f) && !fresh.has(f)) renameSync(join(old, f), join(target, f));
   rmSync(old, { recursive: true, force: true });
 }
 

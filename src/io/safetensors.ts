@@ -4,10 +4,11 @@
  *
  * Reading validates the whole header first (sizes, offsets inside the file, no overlaps, known dtypes)
  * and then reads each tensor straight into its destination array (no whole-file buffer, so loading a
- * large checkpoint does not double peak memory). F16/BF16 are widened to float32 at load time (F16 through a
- * 65536-entry table, BF16 by a shift), unless a
+ * large checkpoint does not double peak memory). F16/BF16 are widened to float32 at load time through a
+ * small staging buffer (F16 through a 65536-entry table, BF16 by a shift), unless a
  * BF16 tensor is read as its raw bits (`readBf16Bits`) to stay in bfloat16.
- * Writing goes to a temporary file that is renamed into place, so a crash never leaves a corrupt file.
+ * Writing goes to a temporary file that is renamed into place, so a crash never leaves a corrupt file; the
+ * header is planned first and the tensors are streamed after it (writeSafetensorsStreamed).
  */
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { endianness } from 'node:os';
@@ -32,6 +33,9 @@ export class SafetensorsError extends Error {
     this.name = 'SafetensorsError';
   }
 }
+
+/** Bytes of the buffer F16/BF16/F64 tensors are widened through (readFloat32). */
+const STAGING_BYTES = 1 << 20;
 
 if (endianness() !== 'LE') throw new Error('lonas reads safetensors only on little-endian machines');
 
@@ -144,25 +148,14 @@ export class SafetensorsFile {
     }
   }
 
-  /** A floating tensor as float32 (F16/BF16 widened, F64 narrowed). */
+  /**
+   * A floating tensor as float32 (F16/BF16 widened, F64 narrowed). A dtype other than F32 is read through a
+   * fixed 1 MiB staging buffer, so only the result is ever whole in memory.
+   */
   readFloat32(name: string): { data: Float32Array; shape: number[] } {
     const e = this.entry(name);
-    const n = (e.end - e.begin) / DTYPE_BYTES[e.dtype];
-    const out = new Float32Array(n);
-    if (e.dtype === 'F32') {
-      this.readBytes(e, new Uint8Array(out.buffer));
-    } else if (e.dtype === 'BF16' || e.dtype === 'F16') {
-      const half = new Uint16Array(n);
-      this.readBytes(e, new Uint8Array(half.buffer));
-      if (e.dtype === 'BF16') bf16ToF32(half, out);
-      else f16ToF32(half, out);
-    } else if (e.dtype === 'F64') {
-      const d = new Float64Array(n);
-      this.readBytes(e, new Uint8Array(d.buffer));
-      out.set(d);
-    } else {
-      throw new SafetensorsError(this.path, `tensor '${name}' is ${e.dtype}, expected a floating type`);
-    }
+    const out = new Float32Array((e.end - e.begin) / DTYPE_BYTES[e.dtype]);
+    this.readFloatInto(name, e, out);
     return { data: out, shape: e.shape };
   }
 
@@ -175,16 +168,39 @@ export class SafetensorsFile {
     return { bits, shape: e.shape };
   }
 
-  /** A floating tensor as float64 (exact for F32/F16/BF16/F64). */
+  /** A floating tensor as float64 (exact for F32/F16/BF16/F64), through the staging buffer as readFloat32. */
   readFloat64(name: string): { data: Float64Array; shape: number[] } {
     const e = this.entry(name);
-    if (e.dtype === 'F64') {
-      const d = new Float64Array((e.end - e.begin) / 8);
-      this.readBytes(e, new Uint8Array(d.buffer));
-      return { data: d, shape: e.shape };
+    const out = new Float64Array((e.end - e.begin) / DTYPE_BYTES[e.dtype]);
+    this.readFloatInto(name, e, out);
+    return { data: out, shape: e.shape };
+  }
+
+  /** Reads a floating tensor into `out` (its element count): bytes straight in when the dtypes agree, else chunk by chunk. */
+  private readFloatInto(name: string, e: TensorEntry, out: Float32Array | Float64Array): void {
+    if (e.dtype !== 'F32' && e.dtype !== 'F64' && e.dtype !== 'BF16' && e.dtype !== 'F16')
+      throw new SafetensorsError(this.path, `tensor '${name}' is ${e.dtype}, expected a floating type`);
+    if ((e.dtype === 'F32' && out instanceof Float32Array) || (e.dtype === 'F64' && out instanceof Float64Array)) {
+      this.readBytes(e, new Uint8Array(out.buffer));
+      return;
     }
-    const { data, shape } = this.readFloat32(name);
-    return { data: Float64Array.from(data), shape };
+    const width = DTYPE_BYTES[e.dtype],
+      chunk = STAGING_BYTES / width,
+      n = out.length;
+    const staging = new Uint8Array(Math.min(n, chunk) * width);
+    const half = e.dtype === 'BF16' || e.dtype === 'F16';
+    const widened = half && out instanceof Float64Array ? new Float32Array(Math.min(n, chunk)) : null; // halves widen to f32 first
+    for (let start = 0; start < n; start += chunk) {
+      const len = Math.min(chunk, n - start);
+      this.readBytes(e, staging.subarray(0, len * width), start * width);
+      const dst = out.subarray(start, start + len);
+      if (!half) dst.set(e.dtype === 'F64' ? new Float64Array(staging.buffer, 0, len) : new Float32Array(staging.buffer, 0, len));
+      else {
+        const f32 = widened ? widened.subarray(0, len) : (dst as Float32Array);
+        (e.dtype === 'BF16' ? bf16ToF32 : f16ToF32)(new Uint16Array(staging.buffer, 0, len), f32);
+        if (widened) dst.set(f32);
+      }
+    }
   }
 
   /** An integer tensor as int32 (I64 values must fit). */
@@ -321,38 +337,77 @@ export interface TensorToWrite {
   data: Float32Array | Float64Array | Int32Array | BigInt64Array | Uint8Array | Uint16Array;
 }
 
-/** Writes tensors (in the given order) atomically: temp file, then rename. BF16 takes Float32Array data (rounded) or raw Uint16Array bits. */
+/** What a tensor will be stored as (a safetensors header entry is planned before its data exists). */
+export type TensorPlan = Pick<TensorToWrite, 'dtype' | 'shape'>;
+
+/** Bytes a tensor takes in the file. */
+export const plannedBytes = (t: TensorPlan): number => t.shape.reduce((a, b) => a * b, 1) * DTYPE_BYTES[t.dtype];
+
+/** A tensor's bytes as stored: BF16/F16 given as Float32Array data are rounded to nearest even, other data is taken as is. */
+function storedBytes(name: string, t: TensorToWrite): Uint8Array {
+  const n = t.shape.reduce((a, b) => a * b, 1);
+  let bytes: Uint8Array;
+  if ((t.dtype === 'BF16' || t.dtype === 'F16') && t.data instanceof Float32Array) {
+    const h = new Uint16Array(t.data.length);
+    (t.dtype === 'BF16' ? f32ToBf16 : f32ToF16)(t.data, h);
+    bytes = new Uint8Array(h.buffer);
+  } else {
+    bytes = new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
+  }
+  if (bytes.length !== n * DTYPE_BYTES[t.dtype])
+    throw new Error(
+      `writeSafetensors: '${name}' has ${bytes.length} bytes, shape [${t.shape.join(', ')}] ${t.dtype} needs ${n * DTYPE_BYTES[t.dtype]}`,
+    );
+  return bytes;
+}
+
+/** Writes tensors (in the given order) atomically: temp file, then rename. BF16/F16 take Float32Array data (rounded) or raw Uint16Array bits. */
 export function writeSafetensors(path: string, tensors: Record<string, TensorToWrite>, metadata: Record<string, string> = {}): void {
+  writeSafetensorsStreamed(path, tensors, Object.entries(tensors), metadata);
+}
+
+/**
+ * Writes a safetensors file whose header is planned (`plan`: name → dtype and shape, in file order) and whose
+ * data arrives one tensor at a time from `tensors`, each written and let go before the next is asked for,
+ * so memory holds one tensor, not the file. Each tensor must match its planned name, dtype and shape.
+ */
+export function writeSafetensorsStreamed(
+  path: string,
+  plan: Record<string, TensorPlan>,
+  tensors: Iterable<[string, TensorToWrite]>,
+  metadata: Record<string, string> = {},
+): void {
   const header: Record<string, unknown> = {};
   if (Object.keys(metadata).length) header.__metadata__ = metadata;
-  const blobs: Uint8Array[] = [];
   let offset = 0;
-  for (const [name, t] of Object.entries(tensors)) {
-    const n = t.shape.reduce((a, b) => a * b, 1);
-    let bytes: Uint8Array;
-    if (t.dtype === 'BF16' && t.data instanceof Float32Array) {
-      const h = new Uint16Array(n);
-      f32ToBf16(t.data, h);
-      bytes = new Uint8Array(h.buffer);
-    } else {
-      bytes = new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
-    }
-    if (bytes.length !== n * DTYPE_BYTES[t.dtype])
-      throw new Error(
-        `writeSafetensors: '${name}' has ${bytes.length} bytes, shape [${t.shape.join(', ')}] ${t.dtype} needs ${n * DTYPE_BYTES[t.dtype]}`,
-      );
-    header[name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + bytes.length] };
-    blobs.push(bytes);
-    offset += bytes.length;
+  for (const [name, t] of Object.entries(plan)) {
+    header[name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + plannedBytes(t)] };
+    offset += plannedBytes(t);
   }
   let json = JSON.stringify(header);
   json += ' '.repeat((8 - (Buffer.byteLength(json) % 8)) % 8);
   const headerBytes = Buffer.from(json, 'utf8');
   const len = Buffer.alloc(8);
   len.writeBigUInt64LE(BigInt(headerBytes.length));
+  const names = Object.keys(plan);
   writeStreamAtomic(path, (put) => {
     put(len);
     put(headerBytes);
-    for (const b of blobs) put(b);
+    let k = 0;
+    for (const [name, t] of tensors) {
+      const want = plan[names[k]];
+      if (
+        name !== names[k] ||
+        t.dtype !== want.dtype ||
+        t.shape.length !== want.shape.length ||
+        t.shape.some((d, i) => d !== want.shape[i])
+      )
+        throw new Error(
+          `writeSafetensors: ${path}: tensor ${k} is '${name}' ${t.dtype} [${t.shape.join(', ')}], the header planned '${names[k]}' ${want?.dtype} [${want?.shape.join(', ')}]`,
+        );
+      put(storedBytes(name, t));
+      k++;
+    }
+    if (k !== names.length) throw new Error(`writeSafetensors: ${path}: ${k} tensors written, the header planned ${names.length}`);
   });
 }

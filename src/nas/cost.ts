@@ -14,6 +14,7 @@ import { performance } from 'node:perf_hooks';
 import { LoraLinear, PLAIN_LORA } from '../adapters/lora.ts';
 import { QuantLinear } from '../nn/quant-linear.ts';
 import type { LinearLike } from '../nn/modules.ts';
+import type { LlamaConfig } from '../models/llama/config.ts';
 import type { LlamaModel } from '../models/llama/model.ts';
 import { PROJECTIONS, baseLinearOf } from '../models/llama/model.ts';
 
@@ -35,8 +36,11 @@ export interface ParamCount {
   adapter: number;
 }
 
-/** Counts from the weight's shape and stored values (a bf16 weight's bits): nothing is widened. */
-function countModule(m: LinearLike, merged: boolean): ParamCount {
+/**
+ * Parameters of one projection at its active sizes, from the weight's shape and stored values (a bf16 weight's
+ * bits): nothing is widened. Unmerged, the adapter path counts at its active rank.
+ */
+export function countModule(m: LinearLike, merged = false): ParamCount {
   const base = baseLinearOf(m, 'countParams');
   const b = base.bias;
   const o = m.outFeatures,
@@ -59,13 +63,8 @@ function countModule(m: LinearLike, merged: boolean): ParamCount {
 
 /** Parameters at the active configuration; `merged`: as the merged model has them (no adapter parameters). */
 export function countParams(model: LlamaModel, merged = false): ParamCount {
-  const c = model.config;
-  const emb = c.vocabSize * c.hiddenSize;
-  const norms = c.hiddenSize * (2 * c.layers.length + 1);
-  const head = c.tieWordEmbeddings ? 0 : emb;
-  // embedding, norms and a float head are dense; a quantised head's zeros are counted as the projections' are
-  const headNonZero = model.lmHead instanceof QuantLinear ? countModule(model.lmHead, merged).nonZero : head;
-  const out: ParamCount = { total: emb + norms + head, nonZero: emb + norms + headNonZero, adapter: 0 };
+  // a quantised head's zeros are counted as the projections' are
+  const out = nonLayerParams(model.config, model.lmHead instanceof QuantLinear ? countModule(model.lmHead, merged).nonZero : undefined);
   for (const layer of model.layers) {
     for (const p of PROJECTIONS) {
       const n = countModule(layer.proj[p], merged);
@@ -77,19 +76,54 @@ export function countParams(model: LlamaModel, merged = false): ParamCount {
   return out;
 }
 
+/** The embedding, the norms and the LM head: dense, unless `headNonZero` says how many of a quantised head's weights are non-zero. */
+export function nonLayerParams(c: LlamaConfig, headNonZero?: number): ParamCount {
+  const emb = c.vocabSize * c.hiddenSize;
+  const norms = c.hiddenSize * (2 * c.layers.length + 1);
+  const head = c.tieWordEmbeddings ? 0 : emb;
+  return { total: emb + norms + head, nonZero: emb + norms + (headNonZero ?? head), adapter: 0 };
+}
+
+/** A projection's active sizes for counting: out, in, adapter rank (0: no adapter, or off) and whether it has a bias. */
+export interface ModuleSize {
+  out: number;
+  in: number;
+  rank: number;
+  bias: boolean;
+}
+
+/** The sizes of `m` as it is now (reads no weights); `bias` as the caller knows it (the weight table). */
+export function moduleSize(m: LinearLike, bias = false): ModuleSize {
+  return { out: m.outFeatures, in: m.inFeatures, rank: m instanceof LoraLinear ? m.activeRank : 0, bias };
+}
+
+/** Total and adapter parameters from sizes alone (per layer, the projections in PROJECTIONS order). */
+export function paramsOfSizes(c: LlamaConfig, layers: ModuleSize[][]): { total: number; adapter: number } {
+  let { total } = nonLayerParams(c),
+    adapter = 0;
+  for (const m of layers.flat()) {
+    total += m.out * m.in + (m.bias ? m.out : 0) + m.rank * (m.in + m.out);
+    adapter += m.rank * (m.in + m.out);
+  }
+  return { total, adapter };
+}
+
 /** MACs of a forward pass over one sequence of `seqLen` tokens at the active configuration (`merged`: no adapter path). */
 export function countMacs(model: LlamaModel, seqLen: number, merged = false): number {
-  const c = model.config,
-    L = seqLen;
+  return macsOfSizes(
+    model.config,
+    model.layers.map((l) => PROJECTIONS.map((p) => ({ ...moduleSize(l.proj[p]), ...(merged ? { rank: 0 } : {}) }))),
+    seqLen,
+  );
+}
+
+/** countMacs from sizes alone (per layer, the projections in PROJECTIONS order, q_proj first). */
+export function macsOfSizes(c: LlamaConfig, layers: ModuleSize[][], seqLen: number): number {
+  const L = seqLen;
   let macs = L * c.hiddenSize * c.vocabSize; // LM head
-  for (const layer of model.layers) {
-    for (const p of PROJECTIONS) {
-      const m = layer.proj[p];
-      macs += L * m.outFeatures * m.inFeatures;
-      if (!merged && m instanceof LoraLinear && m.activeRank > 0) macs += L * m.activeRank * (m.inFeatures + m.outFeatures);
-    }
-    const attnWidth = layer.proj.q_proj.outFeatures; // heads · head_dim
-    macs += 2 * L * L * attnWidth; // QKᵀ and PV
+  for (const layer of layers) {
+    for (const m of layer) macs += L * m.out * m.in + L * m.rank * (m.in + m.out);
+    macs += 2 * L * L * layer[0].out; // QKᵀ and PV over heads · head_dim
   }
   return macs;
 }

@@ -9,28 +9,33 @@
  * reordered MLP channels, loadAdapter has already permuted the base, so the kept channels are the important
  * ones and the written model stores them in that order (its adapter needs no channel order).
  */
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { Tensor, noGrad } from '../tensor/index.ts';
 import { LlamaModel, PROJECTIONS, baseLinearOf, projectionWeightName } from '../models/llama/model.ts';
 import type { LlamaConfig } from '../models/llama/config.ts';
 import { copyTokenizerFiles, saveModelDir } from '../models/llama/checkpoint.ts';
+import type { WeightDType } from '../models/llama/checkpoint.ts';
 import { LoraLinear, withAdaptersOff } from '../adapters/lora.ts';
 import { ElasticLinear } from '../adapters/elastic.ts';
 import { adapterBaseRecord, loraModules, savePeftAdapter } from '../adapters/peft.ts';
+import type { AdapterEntry } from '../adapters/peft.ts';
+import type { AdapterMode } from '../adapters/lora.ts';
 import type { Linear, LinearLike } from '../nn/modules.ts';
 import type { RequantizationRecord } from '../io/artifacts.ts';
 import { QuantLinear } from '../nn/quant-linear.ts';
 import { dequantize, noRequantStats, requantize, sliceHasLayout, sliceQuantized, zeroWeights } from '../nn/quantized-weight.ts';
-import type { QuantizedWeight, RequantStats } from '../nn/quantized-weight.ts';
+import type { QuantGrid, QuantizedWeight, RequantStats } from '../nn/quantized-weight.ts';
 
 export interface ExtractOptions {
   merge: boolean;
   /** the source model directory: tokenizer files and unknown config fields are carried over */
   sourceDir?: string;
   hfConfig?: Record<string, unknown>;
-  dtype?: 'F32' | 'BF16';
+  dtype?: WeightDType;
   /** write a GPTQ base's weights in float (`dtype`) instead of on its INT4 grid */
   dequantize?: boolean;
+  /** more files written into the new directory before it replaces the target, given what was extracted and its adapter directory */
+  finish?: (tmpDir: string, extracted: MergedSubnet, adapterDir: string | null) => void;
 }
 
 /** Copies the active (o', i') slice of a stored (out, in) weight. */
@@ -85,38 +90,21 @@ export function mergeSubnet(model: LlamaModel, opts: { dequantize?: boolean } = 
   model.layers.forEach((layer, layerIndex) => {
     for (const p of PROJECTIONS) {
       const m: LinearLike = layer.proj[p];
+      const name = projectionWeightName(layerIndex, p);
       const base = baseLinearOf(m, p);
       const bits = base.weightStore.bf16,
         b = base.bias;
-      const o = m.outFeatures,
-        i = m.inFeatures;
-      const name = `${projectionWeightName(layerIndex, p)}.weight`;
-      if (b) weights.set(`${projectionWeightName(layerIndex, p)}.bias`, new Tensor(b.data.slice(0, o), [o]));
-      const adapted = m instanceof LoraLinear && m.activeRank > 0;
-      const grid = gridOf(m);
-      if (bits && !adapted && !grid) {
-        weights.set(name, bits.leading(o, i)); // a bf16 slice with nothing added stays bf16
+      if (bits && !(m instanceof LoraLinear && m.activeRank > 0) && !gridOf(m)) {
+        // a bf16 slice with nothing added stays bf16 (the source model is not widened)
+        weights.set(`${name}.weight`, bits.leading(m.outFeatures, m.inFeatures));
+        if (b) weights.set(`${name}.bias`, new Tensor(b.data.slice(0, m.outFeatures), [m.outFeatures]));
         continue;
       }
-      const data = bits ? (bits.leading(o, i).toTensor().data as Float32Array) : sliceWeight(base.weight, o, i); // toTensor: a new float32 array
-      if (adapted) {
-        const delta = m.deltaWeight();
-        for (let k = 0; k < data.length; k++) data[k] += delta[k];
-      }
-      if (grid && !opts.dequantize) {
-        const sliced = sliceQuantized(grid, o, i);
-        if (!sliced)
-          throw new Error(
-            `${name}: the (${o}, ${i}) slice of this act-order GPTQ weight (${grid.out}, ${grid.inF}) has no GPTQ layout (its kept inputs use groups past ⌈${i}/${grid.groupSize}⌉); pass --dequantize to write the model in float`,
-          );
-        const qw = adapted ? requantize(sliced, data, stats) : sliced;
-        if (adapted) stats.projections++;
-        const lost = zeroWeights(grid) - zeroWeights(grid, qw);
-        if (lost) zerosLost.set(projectionWeightName(layerIndex, p), lost);
-        quantized.set(name, qw);
-        data.set(dequantize(qw));
-      }
-      weights.set(name, new Tensor(data, [o, i], { name }));
+      const { weight, bias, qw, zerosLost: lost } = extractProjection(m, name, stats, opts.dequantize);
+      weights.set(`${name}.weight`, new Tensor(weight, [m.outFeatures, m.inFeatures], { name: `${name}.weight` }));
+      if (bias) weights.set(`${name}.bias`, new Tensor(bias, [bias.length]));
+      if (qw) quantized.set(`${name}.weight`, qw);
+      if (lost) zerosLost.set(name, lost);
     }
   });
   const config = activeConfig(model);
@@ -132,7 +120,7 @@ export function mergeSubnet(model: LlamaModel, opts: { dequantize?: boolean } = 
   return { model: out, requantization: stats.projections ? stats : null, zerosLost };
 }
 
-/** The record of a requantisation (lonas_compression.json, lonas_extract.json). */
+/** The record of a requantisation (lonas_compression.json, lonas_extract.json, lonas_merge.json). */
 export function requantizationRecord(r: Requantization): RequantizationRecord {
   return {
     projections: r.projections,
@@ -159,6 +147,50 @@ function gridOf(m: LinearLike): QuantizedWeight | null {
 }
 
 /**
+ * One projection (weight `name`) at its active sizes, adapter merged: weight (o', i') = W[:o', :i'] + s·B A
+ * (masked by the variant) and bias (o'). On a GPTQ base (unless `dequantize`) also its GPTQ form `qw` on the
+ * base's own grid sliced to (o', i'): the base's codes without an adapter, else the codes of the merged float
+ * weight (what that cost is added to `stats`), `weight` then holding the dequantised codes; `zerosLost`: the
+ * base's exact zeros that are not in `qw`. Used per projection by the in-memory extraction and the
+ * layer-streamed one alike.
+ */
+export function extractProjection(
+  m: LinearLike,
+  name: string,
+  stats: Requantization,
+  dequantizeBase = false,
+): { weight: Float32Array; bias: Float32Array | null; qw: QuantizedWeight | null; zerosLost: number } {
+  const base = baseLinearOf(m, name);
+  const bits = base.weightStore.bf16,
+    b = base.bias;
+  const o = m.outFeatures,
+    i = m.inFeatures;
+  // a new float32 array either way; a bf16 base is widened for this slice only
+  const data = bits ? (bits.leading(o, i).toTensor().data as Float32Array) : sliceWeight(base.weight, o, i);
+  const adapted = m instanceof LoraLinear && m.activeRank > 0;
+  if (adapted) {
+    const delta = m.deltaWeight();
+    for (let k = 0; k < data.length; k++) data[k] += delta[k];
+  }
+  const bias = b ? Float32Array.from(b.data.subarray(0, o)) : null;
+  const grid = gridOf(m);
+  if (!grid || dequantizeBase) return { weight: data, bias, qw: null, zerosLost: 0 };
+  const sliced = sliceQuantized(grid, o, i);
+  if (!sliced) throw noGptqLayout(name, o, i, grid);
+  const qw = adapted ? requantize(sliced, data, stats) : sliced;
+  if (adapted) stats.projections++;
+  data.set(dequantize(qw));
+  return { weight: data, bias, qw, zerosLost: zeroWeights(grid) - zeroWeights(grid, qw) };
+}
+
+/** The error of an act-order GPTQ weight `name` whose (o, i) slice has no GPTQ layout. */
+export function noGptqLayout(name: string, o: number, i: number, grid: QuantGrid): Error {
+  return new Error(
+    `${name}.weight: the (${o}, ${i}) slice of this act-order GPTQ weight (${grid.out}, ${grid.inF}) has no GPTQ layout (its kept inputs use groups past ⌈${i}/${grid.groupSize}⌉); pass --dequantize to write the model in float`,
+  );
+}
+
+/**
  * mergeSubnet's model: the sub-network as it ships — on a GPTQ base's grid, or in float when that grid has
  * no GPTQ layout at the active widths (act-order; `lonas extract` then needs --dequantize, which writes float).
  */
@@ -173,8 +205,9 @@ export function extractMerged(model: LlamaModel): LlamaModel {
 }
 
 /**
- * Writes the extracted model (and, unmerged, its sliced adapter under `<outDir>/adapter`); `requantization`
- * is what merging onto a GPTQ base's grid changed (mergeSubnet), null when nothing was requantised.
+ * Writes the extracted model (and, unmerged, its sliced adapter under `<outDir>/adapter`), all of it
+ * appearing at once; `requantization` is what merging onto a GPTQ base's grid changed (mergeSubnet), null
+ * when nothing was requantised.
  */
 export function extractToDir(
   model: LlamaModel,
@@ -182,36 +215,59 @@ export function extractToDir(
   o: ExtractOptions,
 ): { config: LlamaConfig; adapterDir: string | null } & Omit<MergedSubnet, 'model'> {
   const loras = loraModules(model);
-  let merged: MergedSubnet;
-  let adapterDir: string | null = null;
-  if (o.merge || loras.length === 0) {
-    merged = noGrad(() => mergeSubnet(model, o));
-  } else {
-    // a QA-SparsePEFT adapter acts through its base's INT4 grid, which a dequantised base no longer has
-    const qa = loras.find((l) => l.variant.mode === 'qa');
-    if (qa && o.dequantize)
-      throw new Error(
-        `${qa.name}: a QA-SparsePEFT adapter cannot be extracted unmerged onto a dequantised base (it computes through the INT4 grid); drop --dequantize, or extract with --merge`,
-      );
-    // slice the base with the adapters switched off, then write the sliced adapters beside it
-    merged = withAdaptersOff(loras, () => mergeSubnet(model, o));
-    adapterDir = join(outDir, 'adapter');
-  }
+  const unmerged = !o.merge && loras.length > 0;
+  if (unmerged) refuseDequantizedQa(loras, !!o.dequantize);
+  // unmerged: slice the base with the adapters switched off, then write the sliced adapters beside it
+  const merged = unmerged ? withAdaptersOff(loras, () => mergeSubnet(model, o)) : noGrad(() => mergeSubnet(model, o));
   const smaller = merged.model;
-  saveModelDir(outDir, smaller, { hfConfig: o.hfConfig, dtype: o.dtype, overwrite: true });
-  if (o.sourceDir) copyTokenizerFiles(o.sourceDir, outDir);
-  if (adapterDir)
-    savePeftAdapter(
-      adapterDir,
-      loras.filter((l) => l.activeRank > 0).map((l) => slicedAdapter(l)),
-      // the variant (plain / SparsePEFT / QA) travels with the adapter, so it reloads computing the same function
-      { baseModel: outDir, base: adapterBaseRecord(outDir), mode: loras[0].variant.mode },
-    );
+  const adapters = unmerged ? loras.filter((l) => l.activeRank > 0).map((l) => slicedAdapter(l)) : null;
+  const adapterDir = adapters ? join(outDir, 'adapter') : null;
+  saveModelDir(outDir, smaller, {
+    hfConfig: o.hfConfig,
+    dtype: o.dtype,
+    overwrite: true,
+    finish: (tmp) => {
+      finishExtract(tmp, outDir, o.sourceDir, adapters && { entries: adapters, mode: loras[0].variant.mode });
+      o.finish?.(tmp, merged, adapterDir);
+    },
+  });
   return { config: smaller.config, adapterDir, requantization: merged.requantization, zerosLost: merged.zerosLost };
 }
 
+/**
+ * A QA-SparsePEFT adapter acts through its base's INT4 grid, which a dequantised base no longer has; an
+ * unmerged extraction of one with --dequantize is refused before anything is written.
+ */
+export function refuseDequantizedQa(loras: LoraLinear[], dequantizeBase: boolean): void {
+  const qa = loras.find((l) => l.variant.mode === 'qa');
+  if (qa && dequantizeBase)
+    throw new Error(
+      `${qa.name}: a QA-SparsePEFT adapter cannot be extracted unmerged onto a dequantised base (it computes through the INT4 grid); drop --dequantize, or extract with --merge`,
+    );
+}
+
+/**
+ * The files beside the extracted weights, written into the new directory `tmp` before it becomes `outDir`:
+ * the source's tokenizer files and, unmerged, the sliced adapter (its variant — plain / SparsePEFT / QA —
+ * travels with it, so it reloads computing the same function; its base record names `outDir`).
+ */
+export function finishExtract(
+  tmp: string,
+  outDir: string,
+  sourceDir: string | undefined,
+  adapter: { entries: AdapterEntry[]; mode: AdapterMode } | null,
+): void {
+  if (sourceDir) copyTokenizerFiles(sourceDir, tmp);
+  if (adapter)
+    savePeftAdapter(join(tmp, 'adapter'), adapter.entries, {
+      baseModel: outDir,
+      base: { ...adapterBaseRecord(tmp), model: resolve(outDir) },
+      mode: adapter.mode,
+    });
+}
+
 /** The active slices of one adapter: A (r', i'), B (o', r'), with alpha' = alpha · r'/r_max (same scaling). */
-function slicedAdapter(l: LoraLinear): { name: string; a: Tensor; b: Tensor; rank: number; alpha: number; dropout: number } {
+export function slicedAdapter(l: LoraLinear): AdapterEntry {
   const r = l.activeRank,
     o = l.activeOut,
     i = l.activeIn;

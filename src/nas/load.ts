@@ -8,7 +8,9 @@ import { SparseLinear, SPARSE_KERNEL_MIN_SPARSITY, weightSparsity } from '../nn/
 import { LoraLinear, PLAIN_LORA } from '../adapters/lora.ts';
 import { checkAdapterBase, loadAdapter } from '../adapters/peft.ts';
 import { LONAS_ADAPTER } from '../io/artifacts.ts';
-import type { LoraSettings } from '../adapters/peft.ts';
+import type { LoraSettings, StoredSearchSpace } from '../adapters/peft.ts';
+import type { LlamaConfig } from '../models/llama/config.ts';
+import type { SearchSpace } from './search-space.ts';
 import { PRESETS, parseSearchSpace, resolveSearchSpace } from './search-space.ts';
 import { resolveSubnetSpec } from './subnet.ts';
 import type { SubnetConfig } from './subnet.ts';
@@ -40,13 +42,22 @@ export function loadWithAdapter(modelDir: string, adapterDir?: string, subnet?: 
     return { model, supernet: null, config: null, lora: null, channelOrder: null };
   }
   const { settings, searchSpace, channelOrder } = loadAdapter(model, adapterDir);
-  const spec =
-    searchSpace === null ? PRESETS.none : parseSearchSpace(searchSpace, `${join(adapterDir, LONAS_ADAPTER)}: field "search_space"`);
-  const space = resolveSearchSpace(spec, model.config, settings.rank, settings.targets);
+  const space = adapterSearchSpace(adapterDir, searchSpace, model.config, settings);
   const config = resolveSubnetSpec(space, subnet ?? 'maximal');
   useSparseKernels(model); // before the SuperNet wraps projections in elastic widths
   const supernet = new SuperNet(model, space, config);
   return { model, supernet, config, lora: settings, channelOrder };
+}
+
+/** The search space an adapter was trained with (lonas_adapter.json), resolved for the model `c`; none for a plain PEFT adapter. */
+export function adapterSearchSpace(
+  adapterDir: string,
+  stored: StoredSearchSpace | null,
+  c: LlamaConfig,
+  settings: LoraSettings,
+): SearchSpace {
+  const spec = stored === null ? PRESETS.none : parseSearchSpace(stored, `${join(adapterDir, LONAS_ADAPTER)}: field "search_space"`);
+  return resolveSearchSpace(spec, c, settings.rank, settings.targets);
 }
 
 /**

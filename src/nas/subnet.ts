@@ -11,6 +11,7 @@ import { QuantLinear } from '../nn/quant-linear.ts';
 import type { LinearLike } from '../nn/modules.ts';
 import type { LlamaModel, ProjectionName } from '../models/llama/model.ts';
 import type { SearchSpace } from './search-space.ts';
+import type { LayerSizes, LlamaConfig } from '../models/llama/config.ts';
 
 export type SubnetConfig = Record<string, number>;
 export const NAMED_SUBNETS = ['maximal', 'heuristic', 'minimal'] as const;
@@ -60,34 +61,71 @@ export function validateSubnet(space: SearchSpace, cfg: unknown, source: string)
  * projection without an adapter that a width group narrows is wrapped, once, in an ElasticLinear.
  */
 export function applySubnet(model: LlamaModel, space: SearchSpace, config: SubnetConfig): void {
-  const D = model.config.headDim;
-  applyFullSize(model);
+  model.layers.forEach((layer, l) => applySubnetToLayer(layer.proj, l, model.config, space, config));
+}
+
+/** What a configuration sets in one layer: adapter ranks by projection (with the group setting each), MLP width, query heads. */
+interface LayerChoice {
+  ranks: Map<ProjectionName, { rank: number; group: string }>;
+  mlpWidth?: number;
+  heads?: number;
+}
+
+function layerChoice(space: SearchSpace, config: SubnetConfig, l: number): LayerChoice {
+  const choice: LayerChoice = { ranks: new Map() };
   for (const g of space.groups) {
     const v = config[g.id];
     if (v === undefined) throw new Error(`sub-network configuration has no value for group "${g.id}"`);
-    for (const l of g.layers) {
-      const proj = model.layers[l].proj;
-      if (g.kind === 'rank') {
-        for (const m of g.modules) {
-          const mod = proj[m as ProjectionName];
-          if (!(mod instanceof LoraLinear))
-            throw new Error(
-              `search space group "${g.id}" sets the rank of ${m} in layer ${l}, which has no LoRA adapter (add it to --targets)`,
-            );
-          mod.activeRank = v;
-        }
-      } else if (g.kind === 'mlp_width') {
-        elastic(proj, 'gate_proj').activeOut = v;
-        elastic(proj, 'up_proj').activeOut = v;
-        elastic(proj, 'down_proj').activeIn = v;
-      } else {
-        const group = model.config.layers[l].numHeads / model.config.layers[l].numKvHeads;
-        elastic(proj, 'q_proj').activeOut = v * D;
-        elastic(proj, 'k_proj').activeOut = (v / group) * D;
-        elastic(proj, 'v_proj').activeOut = (v / group) * D;
-        elastic(proj, 'o_proj').activeIn = v * D;
-      }
-    }
+    if (!g.layers.includes(l)) continue;
+    if (g.kind === 'rank') for (const m of g.modules) choice.ranks.set(m as ProjectionName, { rank: v, group: g.id });
+    else if (g.kind === 'mlp_width') choice.mlpWidth = v;
+    else choice.heads = v;
+  }
+  return choice;
+}
+
+/** The layer sizes of the model `c` at `config` (what extracting it writes): MLP width, query and key/value heads. */
+export function subnetLayerSizes(c: LlamaConfig, space: SearchSpace, config: SubnetConfig): LayerSizes[] {
+  return c.layers.map((s, l) => chosenSizes(s, layerChoice(space, config, l)));
+}
+
+/** A layer's stored sizes `s` at a choice (a GQA layer keeps its ratio of query to key/value heads). */
+function chosenSizes(s: LayerSizes, { mlpWidth, heads }: LayerChoice): LayerSizes {
+  return {
+    intermediateSize: mlpWidth ?? s.intermediateSize,
+    numHeads: heads ?? s.numHeads,
+    numKvHeads: heads === undefined ? s.numKvHeads : heads / (s.numHeads / s.numKvHeads),
+  };
+}
+
+/** applySubnet for layer `l` alone, given its projections (`c`: the full model's config), e.g. while streaming layer by layer. */
+export function applySubnetToLayer(
+  proj: Record<ProjectionName, LinearLike>,
+  l: number,
+  c: LlamaConfig,
+  space: SearchSpace,
+  config: SubnetConfig,
+): void {
+  for (const p of Object.values(proj)) resetModule(p);
+  const choice = layerChoice(space, config, l);
+  for (const [m, { rank, group }] of choice.ranks) {
+    const mod = proj[m];
+    if (!(mod instanceof LoraLinear))
+      throw new Error(`search space group "${group}" sets the rank of ${m} in layer ${l}, which has no LoRA adapter (add it to --targets)`);
+    mod.activeRank = rank;
+  }
+  const D = c.headDim,
+    sizes = chosenSizes(c.layers[l], choice);
+  if (choice.mlpWidth !== undefined) {
+    elastic(proj, 'gate_proj').activeOut = sizes.intermediateSize;
+    elastic(proj, 'up_proj').activeOut = sizes.intermediateSize;
+    elastic(proj, 'down_proj').activeIn = sizes.intermediateSize;
+  }
+  if (choice.heads !== undefined) {
+    elastic(proj, 'q_proj').activeOut = sizes.numHeads * D;
+    elastic(proj, 'k_proj').activeOut = sizes.numKvHeads * D;
+    elastic(proj, 'v_proj').activeOut = sizes.numKvHeads * D;
+    elastic(proj, 'o_proj').activeIn = sizes.numHeads * D;
   }
 }
 

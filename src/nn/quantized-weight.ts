@@ -26,6 +26,9 @@ export interface QuantizedWeight {
   gIdx: Int32Array;
 }
 
+/** A quantised weight's grid without its codes (what a checkpoint's qzeros, scales and g_idx say). */
+export type QuantGrid = Omit<QuantizedWeight, 'q'>;
+
 /** Dequantised weights (out, in): scale · (q − zero) of each element's group. */
 export function dequantize(qw: QuantizedWeight): Float32Array {
   const { out, inF, q, scales, zeros, gIdx } = qw;
@@ -51,22 +54,29 @@ export function quantParamsOf(qw: QuantizedWeight): QuantParams {
  */
 export function sliceQuantized(qw: QuantizedWeight, o: number, i: number): QuantizedWeight | null {
   if (o === qw.out && i === qw.inF) return qw;
-  if (!sliceHasLayout(qw, i)) return null;
-  const groups = Math.ceil(i / qw.groupSize); // a per-channel grid (groupSize = in) keeps its one group
-  const gIdx = qw.gIdx.slice(0, i);
+  const grid = sliceGrid(qw, o, i);
+  if (!grid) return null;
   const q = new Uint8Array(o * i);
   for (let r = 0; r < o; r++) q.set(qw.q.subarray(r * qw.inF, r * qw.inF + i), r * i);
+  return { ...grid, q };
+}
+
+/** sliceQuantized's grid alone (scales and zeros (⌈i/groupSize⌉, o), g_idx (i)), for planning what a slice writes. */
+export function sliceGrid(grid: QuantGrid, o: number, i: number): QuantGrid | null {
+  if (o === grid.out && i === grid.inF) return grid;
+  if (!sliceHasLayout(grid, i)) return null;
+  const groups = Math.ceil(i / grid.groupSize); // a per-channel grid (groupSize = in) keeps its one group
   const scales = new Float32Array(groups * o),
     zeros = new Float32Array(groups * o);
   for (let g = 0; g < groups; g++) {
-    scales.set(qw.scales.subarray(g * qw.out, g * qw.out + o), g * o);
-    zeros.set(qw.zeros.subarray(g * qw.out, g * qw.out + o), g * o);
+    scales.set(grid.scales.subarray(g * grid.out, g * grid.out + o), g * o);
+    zeros.set(grid.zeros.subarray(g * grid.out, g * grid.out + o), g * o);
   }
-  return { ...qw, out: o, inF: i, q, scales, zeros, gIdx };
+  return { out: o, inF: i, bits: grid.bits, groupSize: grid.groupSize, scales, zeros, gIdx: grid.gIdx.slice(0, i) };
 }
 
 /** Whether the first `i` inputs of `qw` use only groups below ⌈i/groupSize⌉ (always so without act-order). */
-export function sliceHasLayout(qw: QuantizedWeight, i: number): boolean {
+export function sliceHasLayout(qw: Pick<QuantGrid, 'groupSize' | 'gIdx'>, i: number): boolean {
   const groups = Math.ceil(i / qw.groupSize);
   for (let j = 0; j < i; j++) if (qw.gIdx[j] >= groups) return false;
   return true;

@@ -2,6 +2,7 @@
 import { z } from 'zod';
 import { defineCommand, float, int, option } from './schema.ts';
 import type { OptionsOf } from './schema.ts';
+import { dtypeOption } from './tools.ts';
 
 export const SEARCH_MODES = ['loss', 'loglik', 'generate'] as const;
 export type SearchMode = (typeof SEARCH_MODES)[number];
@@ -94,11 +95,7 @@ export const extractSpec = defineCommand(
       z.boolean().default(false),
     ),
     out: option('--out <dir>', 'output model directory', z.string()),
-    dtype: option(
-      '--dtype <dtype>',
-      'storage type of the model weights (the unmerged adapter stays f32)',
-      z.enum(['f32', 'bf16']).default('f32'),
-    ),
+    dtype: dtypeOption("the float weights (with --dequantize, a GPTQ base's projections too; the unmerged adapter stays f32)"),
     dequantize: option(
       '--dequantize',
       "GPTQ base: write the weights in float (--dtype) instead of requantising them onto the base's INT4 grid",

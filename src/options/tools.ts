@@ -2,8 +2,19 @@
 import { z } from 'zod';
 import { defineCommand, float, int, option } from './schema.ts';
 import type { OptionsOf } from './schema.ts';
+import type { WeightDType } from '../models/llama/checkpoint.ts';
 
 const subnetHelp = 'sub-network of an elastic adapter: maximal, heuristic, minimal or a JSON file';
+
+/** `--dtype` of the commands that write a model (merge, extract): absent, the base's storage dtype is kept. */
+export const WRITE_DTYPES = ['f32', 'bf16', 'f16'] as const;
+export const dtypeOption = (what: string) =>
+  option('--dtype <dtype>', `storage type of ${what} (default: the base model's, e.g. BF16 stays BF16)`, z.enum(WRITE_DTYPES).optional());
+
+/** A `--dtype` value as a safetensors dtype (undefined: keep the base's). */
+export function weightDtype(d: (typeof WRITE_DTYPES)[number] | undefined): WeightDType | undefined {
+  return d && ({ f32: 'F32', bf16: 'BF16', f16: 'F16' } as const)[d];
+}
 
 export const generateSpec = defineCommand('generate', 'generate a continuation of a prompt (prints the continuation only)', {
   model: option('--model <dir>', 'Hugging Face model directory (config.json, safetensors, tokenizer.json)', z.string()),
@@ -34,16 +45,22 @@ export const mergeSpec = defineCommand('merge', 'merge an adapter into its base 
   adapter: option('--adapter <dir>', 'adapter directory', z.string()),
   subnet: option('--subnet <spec>', 'sub-network configuration: maximal, heuristic, minimal or a JSON file', z.string().default('maximal')),
   out: option('--out <dir>', 'output model directory', z.string()),
+  dtype: dtypeOption("the merged float weights (with --dequantize, a GPTQ base's projections too)"),
   dequantize: option(
     '--dequantize',
-    "GPTQ base: write the merged weights in float (float32) instead of requantising them onto the base's INT4 grid",
+    "GPTQ base: write the merged weights in float (--dtype) instead of requantising them onto the base's INT4 grid",
     z.boolean().default(false),
   ),
 });
 export type MergeOptions = OptionsOf<typeof mergeSpec>;
 
-export const inspectSpec = defineCommand('inspect', 'per-layer sizes, sparsity, dtype and parameter counts of a model directory', {
+export const inspectSpec = defineCommand('inspect', 'per-layer sizes, dtype and parameter counts of a model directory (from its headers)', {
   model: option('--model <dir>', 'model directory', z.string()),
+  sparsity: option(
+    '--sparsity',
+    'also count the zeros of every weight (reads the weights, one tensor at a time); without it only the headers are read',
+    z.boolean().default(false),
+  ),
   json: option('--json', 'print JSON', z.boolean().default(false)),
 });
 export type InspectOptions = OptionsOf<typeof inspectSpec>;

@@ -63,14 +63,14 @@ test('merge onto a pruned copy of the base is an error naming both models', () =
 
 test('extract onto a base of other shapes is an error naming both models', () => {
   assert.throws(
-    () => extractAdapterSubnet({ model: wider, adapter, subnet: 'maximal', merge: true, out: join(root, 'x'), dtype: 'f32' }),
+    () => extractAdapterSubnet({ model: wider, adapter, subnet: 'maximal', merge: true, out: join(root, 'x'), dtype: 'F32' }),
     /trained on the base .*dense, but --model .*wider is not that base: its tensor names or shapes differ/,
   );
 });
 
 test("an unmerged extraction's adapter records the extracted (narrower) base, not the original", () => {
   const out = join(root, 'extracted');
-  extractAdapterSubnet({ model: dense, adapter, subnet: 'minimal', out, dtype: 'f32' });
+  extractAdapterSubnet({ model: dense, adapter, subnet: 'minimal', out, dtype: 'F32' });
   loadWithAdapter(out, join(out, 'adapter'));
   assert.throws(
     () => loadWithAdapter(dense, join(out, 'adapter')),

@@ -13,7 +13,11 @@ import { lonas, perplexity } from '../helpers/cli.ts';
 
 const ppl = perplexity;
 const inspect = (dir: string) =>
-  JSON.parse(lonas('inspect', '--model', dir, '--json')) as { nonZero: number; params: number; quantization: { bits: number } | null };
+  JSON.parse(lonas('inspect', '--model', dir, '--json', '--sparsity')) as {
+    nonZero: number;
+    params: number;
+    quantization: { bits: number } | null;
+  };
 
 test('Shears / SQFT pipeline: sparsity and the INT4 grid survive fine-tuning and merging', () => {
   const dir = mkdtempSync(join(tmpdir(), 'lonas-sqft-'));

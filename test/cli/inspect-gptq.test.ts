@@ -21,7 +21,7 @@ interface Inspected {
   nonZero: number;
   projections: string;
 }
-const inspect = (model: string) => JSON.parse(lonas('inspect', '--model', model, '--json')) as Inspected;
+const inspect = (model: string) => JSON.parse(lonas('inspect', '--model', model, '--json', '--sparsity')) as Inspected;
 
 test('a dense model quantised to INT4: projections INT4, no sparsity although some codes dequantise to 0', () => {
   const int4 = join(dir, 'dense-int4');
@@ -32,7 +32,7 @@ test('a dense model quantised to INT4: projections INT4, no sparsity although so
   assert.equal(s.projections, 'INT4');
   assert.equal(s.nonZero, s.params, 'no weight was pruned');
   assert.match(
-    lonas('inspect', '--model', int4),
+    lonas('inspect', '--model', int4, '--sparsity'),
     /stored as F32, projections INT4 \(GPTQ\)\nparameters [\d,]+ \(non-zero [\d,]+, 0\.00% zero\)/,
   );
 });

@@ -125,6 +125,14 @@ function compare(a: string, b: string): { max: number; mean: number; weights: nu
   return { max, mean: sum / n, weights: n };
 }
 
+/** max |w| over the projections of a model directory. */
+function maxAbs(d: string): number {
+  const w = loadModelDir(d).weights;
+  let max = 0;
+  for (const m of modules(d).slice(0, -1)) for (const v of w.get(`${m}.weight`)!.data) max = Math.max(max, Math.abs(v));
+  return max;
+}
+
 test('a plain LoRA merge onto a GPTQ --lm-head base stays INT4 on the base grid, no larger, its error reported exactly', () => {
   const merged = join(dir, 'merged'),
     float = join(dir, 'merged-f32');
@@ -178,6 +186,25 @@ test('--dequantize writes float32, with no quantization_config', () => {
   f.close();
   assert.match(stderr, /--dequantize: the GPTQ base is written in float32/);
   assert.match(stderr, /lonas_compression\.json \(gptq\) is not carried over/);
+});
+
+test('--dequantize --dtype bf16 writes the float merge in bfloat16 (projections, head and norms), --dtype choosing the float type', () => {
+  const bf16 = join(dir, 'merged-bf16'),
+    f32 = join(dir, 'merged-f32');
+  const { stderr } = lonasWithLog('merge', '--model', base, '--adapter', adapter, '--out', bf16, '--dequantize', '--dtype', 'bf16');
+  assert.match(stderr, /--dequantize: the GPTQ base is written in bfloat16/);
+  assert.equal(config(bf16).quantization_config, undefined);
+  assert.equal(config(bf16).torch_dtype, 'bfloat16');
+  const f = new SafetensorsFile(weightsFile(bf16));
+  try {
+    for (const m of [...modules(bf16), 'model.norm']) assert.equal(f.entry(`${m}.weight`).dtype, 'BF16', m);
+    assert.ok(!f.has('lm_head.qweight'));
+  } finally {
+    f.close();
+  }
+  // the bf16 weights are the float32 merge (the first test's --dequantize output) rounded to bfloat16
+  const err = compare(bf16, f32);
+  assert.ok(err.max > 0 && err.max <= 2 ** -8 * maxAbs(f32), `bf16 rounding error ${err.max}`);
 });
 
 test('extract --merge of a sub-network onto a GPTQ base: sliced INT4 on the base grid, config exact, error reported', () => {

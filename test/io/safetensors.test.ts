@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, writeFileSync, existsSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { SafetensorsFile, writeSafetensors, f16ToF32, f32ToBf16, f32ToF16 } from '../../src/io/safetensors.ts';
+import { SafetensorsFile, writeSafetensors, writeSafetensorsStreamed, f16ToF32, f32ToBf16, f32ToF16 } from '../../src/io/safetensors.ts';
 import { bf16ToF32 } from '../../src/tensor/bf16.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'lonas-st-'));
@@ -33,6 +33,52 @@ test('round trip F32, BF16 (rounded), I32 and I64 with metadata; no temp file le
   assert.throws(() => st.readFloat32('nope'), /no tensor named 'nope'/);
   assert.throws(() => st.readInt32('w'), /expected I32 or I64/);
   st.close();
+});
+
+test('BF16, F16 and F64 tensors larger than the 1 MiB staging buffer read exactly as float32 and float64, chunk by chunk; F16 written from float32 rounds', () => {
+  const path = join(dir, 'big.safetensors');
+  const n = 700_001; // > 1 MiB in every dtype, not a multiple of a chunk
+  const f = Float32Array.from({ length: n }, (_, i) => Math.sin(i) * 100);
+  const f64 = Float64Array.from(f, (v, i) => v + i * 1e-9);
+  writeSafetensors(path, {
+    b: { dtype: 'BF16', shape: [n], data: f },
+    h: { dtype: 'F16', shape: [n], data: f },
+    d: { dtype: 'F64', shape: [n], data: f64 },
+  });
+  const st = new SafetensorsFile(path);
+  const bits = new Uint16Array(n),
+    want = new Float32Array(n);
+  f32ToBf16(f, bits);
+  bf16ToF32(bits, want);
+  assert.deepEqual(st.readFloat32('b').data, want);
+  assert.deepEqual(st.readFloat64('b').data, Float64Array.from(want));
+  f32ToF16(f, bits);
+  f16ToF32(bits, want);
+  assert.deepEqual(st.readFloat32('h').data, want);
+  assert.deepEqual(st.readFloat64('h').data, Float64Array.from(want));
+  assert.deepEqual(st.readFloat32('d').data, Float32Array.from(f64));
+  assert.deepEqual(st.readFloat64('d').data, f64);
+  st.close();
+});
+
+test('a streamed write whose tensors differ from the planned header fails and leaves no file', () => {
+  const path = join(dir, 'planned.safetensors');
+  const plan = { a: { dtype: 'F32', shape: [2] }, b: { dtype: 'F32', shape: [3] } } as const;
+  const a = { dtype: 'F32', shape: [2], data: Float32Array.of(1, 2) } as const;
+  assert.throws(
+    () =>
+      writeSafetensorsStreamed(path, plan, [
+        ['a', a],
+        ['b', { dtype: 'F32', shape: [2], data: Float32Array.of(1, 2) }],
+      ]),
+    /tensor 1 is 'b' F32 \[2\], the header planned 'b' F32 \[3\]/,
+  );
+  assert.throws(() => writeSafetensorsStreamed(path, plan, [['a', a]]), /1 tensors written, the header planned 2/);
+  assert.equal(existsSync(path), false);
+  assert.deepEqual(
+    readdirSync(dir).filter((f) => f.startsWith('planned')),
+    [],
+  );
 });
 
 test('f32 → f16 rounds like torch .half() (nearest even, overflow, subnormals)', () => {

@@ -8,7 +8,7 @@
  * the file on top of it. Saving writes a complete directory that replaces the target at once.
  */
 import { join } from 'node:path';
-import type { SafetensorsFile, TensorToWrite } from '../../io/safetensors.ts';
+import type { SafetensorsFile, TensorEntry, TensorToWrite } from '../../io/safetensors.ts';
 import { CONFIG_FILE, INDEX_FILE, hfJson, openWeights, readConfigJson, writeModelDir } from '../../io/hf-dir.ts';
 import { Bf16Matrix, Tensor } from '../../tensor/index.ts';
 import type { LlamaConfig } from './config.ts';
@@ -16,11 +16,12 @@ import { parseHfConfig, toHfConfig } from './hf-config.ts';
 import type { ParseOptions } from './hf-config.ts';
 import { LlamaModel } from './model.ts';
 import { PROJECTIONS, llamaWeightTable, projectionWeightName } from './weights.ts';
+import type { LlamaTensor } from './weights.ts';
 import { QuantLinear } from '../../nn/quant-linear.ts';
 import type { Linear } from '../../nn/modules.ts';
 import { dequantize } from '../../nn/quantized-weight.ts';
-import type { QuantizedWeight } from '../../nn/quantized-weight.ts';
-import { formatFor, gptqConfigFor, gptqTensors, readGptqProjection } from './gptq-io.ts';
+import type { QuantGrid, QuantizedWeight } from '../../nn/quantized-weight.ts';
+import { formatFor, gptqConfigFor, gptqTensors, readGptqGrid, readGptqProjection } from './gptq-io.ts';
 
 /** Callers that copy tokenizer files beside a saved model import them from here (they live in io/hf-dir.ts). */
 export { TOKENIZER_FILES, copyTokenizerFiles } from '../../io/hf-dir.ts';
@@ -79,7 +80,6 @@ export function loadModelDir(dir: string, opts: LoadOptions = {}): LoadedModelDi
     const wanted = new Set(rows.map((t) => storedName(t.name)));
     const weights = new Map<string, Tensor>();
     const sources = new Map<string, string>();
-    const elems: Record<string, number> = {};
     const quantized = new Map<string, QuantizedWeight>();
     if (config.quantization) {
       // GPTQ projections (and head): <module>.qweight/qzeros/scales/g_idx instead of <module>.weight; dequantised for the float paths
@@ -121,16 +121,110 @@ export function loadModelDir(dir: string, opts: LoadOptions = {}): LoadedModelDi
         weights.set(name, new Tensor(data, shape, { name }));
       }
       sources.set(name, file.path);
-      const d = dtype === 'F64' ? 'F32' : dtype;
-      const size = file.entry(inFile).shape.reduce((a, b) => a * b, 1);
-      elems[d] = (elems[d] ?? 0) + size;
       opts.onProgress?.({ tensor: name, done: i + 1, total: rows.length });
     });
-    const dtype = (Object.keys(elems) as WeightDType[]).reduce<WeightDType>((a, b) => ((elems[b] ?? 0) > (elems[a] ?? 0) ? b : a), 'F32');
+    const dtype = storageDtype(rows.map((t) => where.get(t.name)!.entry(storedName(t.name))));
     const unused = [...where.keys()].filter((n) => !wanted.has(n) && !stored.has(n));
     return { config, hfConfig: hfConfig as Record<string, unknown>, weights, bf16, dtype, unused, sources, quantized };
   } finally {
     for (const f of files) f.close();
+  }
+}
+
+/** The dtype most of these (floating) entries' elements are stored in; F64 counts as F32, integers (GPTQ codes) not at all. */
+function storageDtype(entries: TensorEntry[]): WeightDType {
+  const elems: Record<string, number> = {};
+  for (const e of entries) {
+    if (e.dtype !== 'F32' && e.dtype !== 'F16' && e.dtype !== 'BF16' && e.dtype !== 'F64') continue;
+    const d = e.dtype === 'F64' ? 'F32' : e.dtype;
+    elems[d] = (elems[d] ?? 0) + e.shape.reduce((a, b) => a * b, 1);
+  }
+  return (Object.keys(elems) as WeightDType[]).reduce<WeightDType>((a, b) => ((elems[b] ?? 0) > (elems[a] ?? 0) ? b : a), 'F32');
+}
+
+/** An open model directory whose headers are read and checked; tensor data is read on request, one tensor at a time. */
+export interface ModelWeights {
+  config: LlamaConfig;
+  hfConfig: Record<string, unknown>;
+  /** storage dtype of most parameters, from the headers (as loadModelDir's `dtype`) */
+  dtype: WeightDType;
+  /** the header entry of an HF-named tensor (aliases of shared tensors resolved), undefined when absent */
+  entry(name: string): TensorEntry | undefined;
+  /** whether a weight-table row is stored GPTQ-quantised (<module>.qweight, …), as loadModelDir reads it */
+  gptq(row: LlamaTensor): boolean;
+  /** a GPTQ-stored row's grid (qzeros, scales, g_idx), its codes not read */
+  readGptqGrid(row: LlamaTensor): QuantGrid;
+  /** a GPTQ-stored row as loadModelDir reads it (codes unpacked) */
+  readGptq(row: LlamaTensor): QuantizedWeight;
+  /** a floating tensor widened to float32 */
+  read(name: string): Tensor;
+  /** a floating tensor as stored in `dtype`: the stored bytes when the dtypes agree, else converted (rounded to nearest even) */
+  readAs(name: string, dtype: WeightDType): TensorToWrite;
+  close(): void;
+}
+
+/**
+ * Opens a model directory for reading tensor by tensor (streamed merge, extraction, inspect): config.json
+ * parsed, every header validated, nothing else read. The caller closes it.
+ */
+export function openModelWeights(dir: string, opts: ParseOptions = {}): ModelWeights {
+  const { configPath, hfConfig } = readConfigJson(dir);
+  const config = parseHfConfig(hfConfig, configPath, opts);
+  const { files, where } = openWeights(dir);
+  try {
+    checkHead(dir, configPath, files, where, !!config.quantization?.lmHead);
+    const stored = storedNames(config, files, where);
+    const at = (name: string) => {
+      const file = where.get(name);
+      if (!file) throw new Error(`${dir}: the weights have no tensor '${name}' (the weights do not match ${configPath})`);
+      return { file, inFile: stored.get(name) ?? name };
+    };
+    const entry = (name: string) => {
+      const file = where.get(name);
+      return file?.entry(stored.get(name) ?? name);
+    };
+    const table = llamaWeightTable(config);
+    const present = table.all.flatMap((t) => entry(t.name) ?? []);
+    const quantizedHead = !!config.quantization?.lmHead;
+    const gptqArgs = (t: LlamaTensor) => {
+      const prefix = t.name.replace(/\.weight$/, '');
+      const file = where.get(`${prefix}.qweight`);
+      if (!file || !config.quantization) throw new Error(`${dir}: '${prefix}' is not stored GPTQ-quantised (no ${prefix}.qweight)`);
+      return [file, prefix, t.shape[0], t.shape[1], config.quantization] as const;
+    };
+    return {
+      readGptqGrid: (t) => readGptqGrid(...gptqArgs(t)),
+      readGptq: (t) => readGptqProjection(...gptqArgs(t)),
+      gptq: (t) =>
+        !!config.quantization &&
+        t.quantizable &&
+        where.has(`${t.name.replace(/\.weight$/, '')}.qweight`) &&
+        (!where.has(t.name) || (quantizedHead && t === table.lmHead)),
+      config,
+      hfConfig: hfConfig as Record<string, unknown>,
+      dtype: storageDtype(present),
+      entry,
+      read(name) {
+        const { file, inFile } = at(name);
+        const { data, shape } = file.readFloat32(inFile);
+        return new Tensor(data, shape, { name });
+      },
+      readAs(name, dtype) {
+        const { file, inFile } = at(name);
+        const e = file.entry(inFile);
+        if (e.dtype === dtype) {
+          const raw = file.readRaw(inFile);
+          return { dtype, shape: e.shape, data: dtype === 'F32' ? new Float32Array(raw.buffer) : new Uint16Array(raw.buffer) };
+        }
+        return { dtype, shape: e.shape, data: file.readFloat32(inFile).data };
+      },
+      close: () => {
+        for (const f of files) f.close();
+      },
+    };
+  } catch (e) {
+    for (const f of files) f.close();
+    throw e;
   }
 }
 
@@ -221,13 +315,29 @@ export function loadLlama(dir: string, opts: LoadOptions & { maxPositions?: numb
 export interface SaveOptions {
   /** config.json of the model this one derives from: its unknown fields are kept */
   hfConfig?: object;
-  /** storage dtype (default F32); BF16 rounds to nearest even */
-  dtype?: 'F32' | 'BF16';
+  /** storage dtype (default F32); BF16 and F16 round to nearest even */
+  dtype?: WeightDType;
   /** shard when the weights exceed this many bytes (default 2 GiB) */
   shardBytes?: number;
   /** replace the model files of a directory that already holds a model (other files are kept) */
   overwrite?: boolean;
+  /** further files written into the new directory before it replaces the target (io/hf-dir.ts) */
+  finish?: (tmpDir: string) => void;
 }
+
+/** config.json text of a model saved with `dtype` (torch_dtype, and transformers ≥ 5's dtype when the source has it). */
+export function modelConfigJson(config: LlamaConfig, dtype: WeightDType, hfConfig?: object): string {
+  const hf = toHfConfig(config, hfConfig);
+  hf.torch_dtype = TORCH_DTYPES[dtype];
+  if ('dtype' in hf) hf.dtype = hf.torch_dtype;
+  return `${hfJson(hf)}\n`;
+}
+
+/** The torch_dtype name of each storage dtype (config.json, and the logs). */
+export const TORCH_DTYPES: Record<WeightDType, string> = { F32: 'float32', BF16: 'bfloat16', F16: 'float16' };
+
+/** Shards of at most 2 GiB, unless one tensor group is larger. */
+export const DEFAULT_SHARD_BYTES = 2 * 1024 ** 3;
 
 /** The GPTQ-quantised projections (and LM head) of a model, by module name. */
 function quantizedModules(model: LlamaModel): Map<string, QuantizedWeight> {
@@ -275,8 +385,9 @@ export function saveModelDir(dir: string, model: LlamaModel, opts: SaveOptions =
   });
 
   const quantization = gptqConfigFor(quantized, model.config.layers.length, format, model.config.quantization);
-  const hf = toHfConfig({ ...model.config, quantization }, opts.hfConfig);
-  hf.torch_dtype = dtype === 'BF16' ? 'bfloat16' : 'float32';
-  if ('dtype' in hf) hf.dtype = hf.torch_dtype; // transformers ≥ 5 spelling
-  writeModelDir(dir, `${hfJson(hf)}\n`, groups, { shardBytes: opts.shardBytes ?? 2 * 1024 ** 3, overwrite: opts.overwrite });
+  writeModelDir(dir, modelConfigJson({ ...model.config, quantization }, dtype, opts.hfConfig), groups, {
+    shardBytes: opts.shardBytes ?? DEFAULT_SHARD_BYTES,
+    overwrite: opts.overwrite,
+    finish: opts.finish,
+  });
 }
