@@ -296,38 +296,61 @@ export interface TensorToWrite {
   data: Float32Array | Float64Array | Int32Array | BigInt64Array | Uint8Array | Uint16Array;
 }
 
-/** Writes tensors (in the given order) atomically: temp file, then rename. BF16 takes Float32Array data (rounded) or raw Uint16Array bits. */
-export function writeSafetensors(path: string, tensors: Record<string, TensorToWrite>, metadata: Record<string, string> = {}): void {
+/** The bytes of a tensor as stored: F16/BF16 given as float32 data are rounded to nearest even; other data as is. */
+export function tensorBytes(name: string, t: TensorToWrite): Uint8Array {
+  const n = t.shape.reduce((a, b) => a * b, 1);
+  let bytes: Uint8Array;
+  if ((t.dtype === 'BF16' || t.dtype === 'F16') && t.data instanceof Float32Array) {
+    const h = new Uint16Array(n);
+    (t.dtype === 'BF16' ? f32ToBf16 : f32ToF16)(t.data, h);
+    bytes = new Uint8Array(h.buffer);
+  } else {
+    bytes = new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
+  }
+  if (bytes.length !== n * DTYPE_BYTES[t.dtype])
+    throw new Error(
+      `safetensors: '${name}' has ${bytes.length} bytes, shape [${t.shape.join(', ')}] ${t.dtype} needs ${n * DTYPE_BYTES[t.dtype]}`,
+    );
+  return bytes;
+}
+
+/** A tensor's name, dtype and shape: what a header needs before any data is written. */
+export type TensorSpec = Pick<TensorToWrite, 'dtype' | 'shape'>;
+
+/**
+ * The file's first bytes (u64 header length, header JSON padded to 8 bytes) for tensors written in the
+ * given order, and each tensor's byte offset from the start of the file.
+ */
+export function safetensorsHeader(
+  specs: Record<string, TensorSpec>,
+  metadata: Record<string, string> = {},
+): { head: Uint8Array; offsets: Map<string, number> } {
   const header: Record<string, unknown> = {};
   if (Object.keys(metadata).length) header.__metadata__ = metadata;
-  const blobs: Uint8Array[] = [];
+  const starts = new Map<string, number>();
   let offset = 0;
-  for (const [name, t] of Object.entries(tensors)) {
-    const n = t.shape.reduce((a, b) => a * b, 1);
-    let bytes: Uint8Array;
-    if (t.dtype === 'BF16' && t.data instanceof Float32Array) {
-      const h = new Uint16Array(n);
-      f32ToBf16(t.data, h);
-      bytes = new Uint8Array(h.buffer);
-    } else {
-      bytes = new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
-    }
-    if (bytes.length !== n * DTYPE_BYTES[t.dtype])
-      throw new Error(
-        `writeSafetensors: '${name}' has ${bytes.length} bytes, shape [${t.shape.join(', ')}] ${t.dtype} needs ${n * DTYPE_BYTES[t.dtype]}`,
-      );
-    header[name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + bytes.length] };
-    blobs.push(bytes);
-    offset += bytes.length;
+  for (const [name, t] of Object.entries(specs)) {
+    const bytes = t.shape.reduce((a, b) => a * b, 1) * DTYPE_BYTES[t.dtype];
+    header[name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + bytes] };
+    starts.set(name, offset);
+    offset += bytes;
   }
   let json = JSON.stringify(header);
   json += ' '.repeat((8 - (Buffer.byteLength(json) % 8)) % 8);
   const headerBytes = Buffer.from(json, 'utf8');
-  const len = Buffer.alloc(8);
-  len.writeBigUInt64LE(BigInt(headerBytes.length));
+  const head = new Uint8Array(8 + headerBytes.length);
+  new DataView(head.buffer).setBigUint64(0, BigInt(headerBytes.length), true);
+  head.set(headerBytes, 8);
+  const offsets = new Map([...starts].map(([name, o]) => [name, head.length + o]));
+  return { head, offsets };
+}
+
+/** Writes tensors (in the given order) atomically: temp file, then rename. BF16/F16 take Float32Array data (rounded) or raw Uint16Array bits. */
+export function writeSafetensors(path: string, tensors: Record<string, TensorToWrite>, metadata: Record<string, string> = {}): void {
+  const blobs = Object.entries(tensors).map(([name, t]) => tensorBytes(name, t));
+  const { head } = safetensorsHeader(tensors, metadata);
   writeStreamAtomic(path, (put) => {
-    put(len);
-    put(headerBytes);
+    put(head);
     for (const b of blobs) put(b);
   });
 }

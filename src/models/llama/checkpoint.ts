@@ -79,7 +79,7 @@ export function loadModelDir(dir: string, opts: LoadOptions = {}): LoadedModelDi
     const wanted = new Set(rows.map((t) => storedName(t.name)));
     const weights = new Map<string, Tensor>();
     const sources = new Map<string, string>();
-    const elems: Record<string, number> = {};
+    const elems: Partial<Record<WeightDType, number>> = {};
     const quantized = new Map<string, QuantizedWeight>();
     if (config.quantization) {
       // GPTQ projections (and head): <module>.qweight/qzeros/scales/g_idx instead of <module>.weight; dequantised for the float paths
@@ -103,35 +103,53 @@ export function loadModelDir(dir: string, opts: LoadOptions = {}): LoadedModelDi
     rows.forEach(({ name, bf16Capable }, i) => {
       const file = where.get(name)!,
         inFile = storedName(name);
-      const { dtype } = file.entry(inFile);
-      if (dtype !== 'F32' && dtype !== 'F16' && dtype !== 'BF16' && dtype !== 'F64') {
-        throw new Error(`${file.path}: tensor '${name}' is ${dtype}; lonas loads floating-point weights only (quantized checkpoint?)`);
-      }
       const keep = mode !== 'f32' && bf16Capable;
-      if (keep && dtype === 'BF16') {
-        const { bits, shape } = file.readBf16Bits(inFile);
-        bf16.set(name, new Bf16Matrix(bits, [shape[0], shape[1]], name));
-      } else {
+      const w = readWeight(file, inFile, name, keep);
+      if (w instanceof Bf16Matrix) bf16.set(name, w);
+      else {
         if (keep && mode === 'bf16') {
           throw new Error(
-            `${file.path}: tensor '${name}' is stored as ${dtype}; weights: 'bf16' keeps BF16-stored weights only (rounding would change the model); use weights: 'auto' or 'f32'`,
+            `${file.path}: tensor '${name}' is stored as ${file.entry(inFile).dtype}; weights: 'bf16' keeps BF16-stored weights only (rounding would change the model); use weights: 'auto' or 'f32'`,
           );
         }
-        const { data, shape } = file.readFloat32(inFile);
-        weights.set(name, new Tensor(data, shape, { name }));
+        weights.set(name, w);
       }
       sources.set(name, file.path);
-      const d = dtype === 'F64' ? 'F32' : dtype;
+      const d = storageDtype(file, inFile);
       const size = file.entry(inFile).shape.reduce((a, b) => a * b, 1);
       elems[d] = (elems[d] ?? 0) + size;
       opts.onProgress?.({ tensor: name, done: i + 1, total: rows.length });
     });
-    const dtype = (Object.keys(elems) as WeightDType[]).reduce<WeightDType>((a, b) => ((elems[b] ?? 0) > (elems[a] ?? 0) ? b : a), 'F32');
+    const dtype = dominantDtype(elems);
     const unused = [...where.keys()].filter((n) => !wanted.has(n) && !stored.has(n));
     return { config, hfConfig: hfConfig as Record<string, unknown>, weights, bf16, dtype, unused, sources, quantized };
   } finally {
     for (const f of files) f.close();
   }
+}
+
+/** How `inFile` is stored (F64 counts as F32); a non-float tensor is an error naming the file. */
+export function storageDtype(file: SafetensorsFile, inFile: string): WeightDType {
+  const { dtype } = file.entry(inFile);
+  if (dtype !== 'F32' && dtype !== 'F16' && dtype !== 'BF16' && dtype !== 'F64') {
+    throw new Error(`${file.path}: tensor '${inFile}' is ${dtype}; lonas loads floating-point weights only (quantized checkpoint?)`);
+  }
+  return dtype === 'F64' ? 'F32' : dtype;
+}
+
+/** The most common storage dtype of `counts` (elements by dtype); F32 when empty. */
+export function dominantDtype(counts: Partial<Record<WeightDType, number>>): WeightDType {
+  return (Object.keys(counts) as WeightDType[]).reduce<WeightDType>((a, b) => ((counts[b] ?? 0) > (counts[a] ?? 0) ? b : a), 'F32');
+}
+
+/** Tensor `name` (stored as `inFile`): its BF16 bits when `keepBf16` and it is stored BF16, else float32. */
+export function readWeight(file: SafetensorsFile, inFile: string, name: string, keepBf16: boolean): Tensor | Bf16Matrix {
+  if (keepBf16 && storageDtype(file, inFile) === 'BF16') {
+    const { bits, shape } = file.readBf16Bits(inFile);
+    return new Bf16Matrix(bits, [shape[0], shape[1]], name);
+  }
+  const { data, shape } = file.readFloat32(inFile);
+  return new Tensor(data, shape, { name });
 }
 
 /**
@@ -140,7 +158,7 @@ export function loadModelDir(dir: string, opts: LoadOptions = {}): LoadedModelDi
  * records each dropped one in __metadata__ (dropped name → kept name); a tied model may keep lm_head.weight
  * rather than the embedding, with or without that record, and then its embedding is read from lm_head.weight.
  */
-function storedNames(config: LlamaConfig, files: SafetensorsFile[], where: Map<string, SafetensorsFile>): Map<string, string> {
+export function storedNames(config: LlamaConfig, files: SafetensorsFile[], where: Map<string, SafetensorsFile>): Map<string, string> {
   const stored = new Map<string, string>();
   for (const file of files) {
     for (const [name, kept] of Object.entries(file.metadata)) {
@@ -220,8 +238,8 @@ export function loadLlama(dir: string, opts: LoadOptions & { maxPositions?: numb
 export interface SaveOptions {
   /** config.json of the model this one derives from: its unknown fields are kept */
   hfConfig?: object;
-  /** storage dtype (default F32); BF16 rounds to nearest even */
-  dtype?: 'F32' | 'BF16';
+  /** storage dtype (default F32); BF16 and F16 round to nearest even */
+  dtype?: WeightDType;
   /** shard when the weights exceed this many bytes (default 2 GiB) */
   shardBytes?: number;
   /** replace the model files of a directory that already holds a model (other files are kept) */
@@ -284,8 +302,21 @@ export function saveModelDir(dir: string, model: LlamaModel, opts: SaveOptions =
         lmHead: quantized.has('lm_head'),
       }
     : null;
-  const hf = toHfConfig({ ...model.config, quantization }, opts.hfConfig);
-  hf.torch_dtype = dtype === 'BF16' ? 'bfloat16' : 'float32';
+  writeModelDir(dir, configJsonOf({ ...model.config, quantization }, dtype, opts.hfConfig), groups, {
+    shardBytes: opts.shardBytes ?? DEFAULT_SHARD_BYTES,
+    overwrite: opts.overwrite,
+  });
+}
+
+/** Shards of a saved model directory hold at most this many bytes (unless one group is larger). */
+export const DEFAULT_SHARD_BYTES = 2 * 1024 ** 3;
+
+const TORCH_DTYPE: Record<WeightDType, string> = { F32: 'float32', BF16: 'bfloat16', F16: 'float16' };
+
+/** config.json text of a saved model: `config` over the base's fields, torch_dtype saying how the weights are stored. */
+export function configJsonOf(config: LlamaConfig, dtype: WeightDType, base?: object): string {
+  const hf = toHfConfig(config, base);
+  hf.torch_dtype = TORCH_DTYPE[dtype];
   if ('dtype' in hf) hf.dtype = hf.torch_dtype; // transformers ≥ 5 spelling
-  writeModelDir(dir, `${hfJson(hf)}\n`, groups, { shardBytes: opts.shardBytes ?? 2 * 1024 ** 3, overwrite: opts.overwrite });
+  return `${hfJson(hf)}\n`;
 }
