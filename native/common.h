@@ -30,6 +30,12 @@ struct I32 {
   int64_t length;
 };
 
+// A Float64Array argument (the float64 linear algebra of linalg.cc).
+struct F64 {
+  double* data;
+  int64_t length;
+};
+
 // A Uint16Array argument (bfloat16 bit patterns).
 struct U16 {
   uint16_t* data;
@@ -81,6 +87,16 @@ class Args {
   I32 i32OrNull(size_t i, const char* name) const {
     if (isNull(i)) return I32{nullptr, 0};
     return i32(i, name);
+  }
+
+  F64 f64(size_t i, const char* name) const {
+    napi_typedarray_type type;
+    size_t length = 0;
+    void* data = nullptr;
+    if (typedArray(i, &type, &length, &data) && type == napi_float64_array) {
+      return F64{static_cast<double*>(data), static_cast<int64_t>(length)};
+    }
+    throwArg(i, name, "must be a Float64Array, got " + describe(i), true);
   }
 
   U16 u16(size_t i, const char* name) const {

@@ -34,4 +34,7 @@ void Embedding(const Napi::CallbackInfo& info);
 void EmbeddingBackward(const Napi::CallbackInfo& info);
 void AdamW(const Napi::CallbackInfo& info);
 
+// linalg.cc — LAPACK (float64): GPTQ's inverse-Hessian factor
+void CholeskyInverseUpper(const Napi::CallbackInfo& info);
+
 }  // namespace lonas

@@ -9,6 +9,7 @@
 //   elementwise.cc silu(+Backward), swiglu(+Backward), rope, embedding(+Backward), adamw
 //   int4.cc        int4Linear, int4Dequantize, compressedIsa, compressedThreads (see compressed.h)
 //   sparse.cc      sparseLinear
+//   linalg.cc      choleskyInverseUpper                   (LAPACK dpotrf/dpotri, float64)
 // Controls: coreName(), config(), getThreads(), setThreads(n) (OpenBLAS and the pool of pool.h).
 //
 // OPENBLAS_CORETYPE / OPENBLAS_NUM_THREADS are read by OpenBLAS when this library is loaded, so the
@@ -71,6 +72,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   add("int4Linear", Int4Linear);
   add("int4Dequantize", Int4Dequantize);
   add("sparseLinear", SparseLinear);
+  add("choleskyInverseUpper", CholeskyInverseUpper);
   add("compressedIsa", CompressedIsa);
   add("compressedThreads", CompressedThreads);
   add("coreName", CoreName);

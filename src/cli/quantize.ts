@@ -1,61 +1,58 @@
-/** `lonas quantize`: GPTQ (2/3/4/8-bit, group-wise, optional act-order, optionally the LM head) with layer-wise calibration; writes a GPTQ checkpoint. */
+/** `lonas quantize`: GPTQ (2/3/4/8-bit, group-wise, optional act-order, optionally the LM head) with layer-wise calibration, one decoder layer in memory at a time; writes a GPTQ checkpoint. */
 import type { Command } from 'commander';
 import { resolve } from 'node:path';
-import { loadModelDir, modelFromLoaded, saveModelDir, copyTokenizerFiles } from '../models/llama/checkpoint.ts';
+import { copyTokenizerFiles } from '../models/llama/checkpoint.ts';
 import { loadTokenizer } from '../io/tokenizer.ts';
 import { writeCompression } from '../io/artifacts.ts';
 import { quantizeModel } from '../compress/quantize.ts';
+import { compressStreamed } from '../compress/stream.ts';
 import { loadCalibrationSamples } from '../compress/calib-data.ts';
-import { quantizeSpec } from '../options/compress.ts';
+import { OUTPUT_DTYPES, quantizeSpec } from '../options/compress.ts';
 import type { QuantizeOptions } from '../options/compress.ts';
 import { commandFrom } from './command.ts';
 import { projectionWeightName } from '../models/llama/weights.ts';
-import type { LoadedModelDir } from '../models/llama/checkpoint.ts';
+import type { LinearLike } from '../nn/modules.ts';
+import type { LlamaModel } from '../models/llama/model.ts';
 
-/**
- * Exact zeros of each weight about to be quantised, by module name (model.layers.0.mlp.up_proj, lm_head):
- * GPTQ keeps a weight's zeros exactly zero when it has any (compress/quantize.ts), so these are the zeros of
- * the output that are sparsity; other codes that dequantise to 0 are rounding, not pruning (lonas inspect).
- */
-function keptZeros(loaded: LoadedModelDir, o: QuantizeOptions): Record<string, number> {
-  const out: Record<string, number> = {};
-  const zeros = (name: string) => {
-    let n = 0;
-    for (const v of loaded.weights.get(name)?.data ?? []) if (v === 0) n++;
-    return n;
-  };
-  loaded.config.layers.forEach((_, i) => {
-    for (const p of o.targets) {
-      const module = projectionWeightName(i, p);
-      const n = zeros(`${module}.weight`);
-      if (n) out[module] = n;
-    }
-  });
-  if (o.lmHead) {
-    const n = zeros(loaded.config.tieWordEmbeddings ? 'model.embed_tokens.weight' : 'lm_head.weight');
-    if (n) out.lm_head = n;
-  }
-  return out;
+/** Exact zeros of a module's base weight (−0 included). */
+function zerosOf(m: LinearLike): number {
+  let n = 0;
+  for (const v of m.baseTensors()[0].data) if (v === 0) n++;
+  return n;
 }
 
 export function quantizeCommand(): Command {
   return commandFrom(quantizeSpec, (o: QuantizeOptions) => {
-    const loaded = loadModelDir(o.model);
-    if (loaded.config.quantization) throw new Error(`${o.model} is already quantised (config.json has quantization_config)`);
-    const model = modelFromLoaded(o.model, loaded);
-    const kept = keptZeros(loaded, o);
-    const samples = loadCalibrationSamples(o.calib, loadTokenizer(o.model), o.nsamples, o.seqlen ?? model.config.maxPositions, o.seed);
-    const r = quantizeModel(model, samples, {
-      bits: o.bits,
-      groupSize: o.groupSize,
-      actOrder: !!o.actOrder,
-      percDamp: o.damp,
-      blockSize: o.blockSize,
-      targets: o.targets,
-      lmHead: !!o.lmHead,
-      onProgress: (l, n) => process.stderr.write(`quantize: layer ${l}/${n}\n`),
+    /*
+     * Exact zeros of each weight about to be quantised, by module name (model.layers.0.mlp.up_proj, lm_head):
+     * GPTQ keeps a weight's zeros exactly zero when it has any (compress/quantize.ts), so these are the zeros of
+     * the output that are sparsity; other codes that dequantise to 0 are rounding, not pruning (lonas inspect).
+     */
+    const kept: Record<string, number> = {};
+    const count = (module: string, m: LinearLike) => {
+      const n = zerosOf(m);
+      if (n) kept[module] = n;
+    };
+    let samples: Int32Array[] = [];
+    const gptq = { bits: o.bits, groupSize: o.groupSize, targets: o.targets, lmHead: !!o.lmHead };
+    const onLayer = (model: LlamaModel, i: number) => {
+      for (const p of o.targets) count(projectionWeightName(i, p), model.layers[i].proj[p]);
+    };
+    const { result: r } = compressStreamed(o.model, o.out, { dtype: o.dtype && OUTPUT_DTYPES[o.dtype], gptq, onLayer }, (model, stream) => {
+      samples = loadCalibrationSamples(o.calib, loadTokenizer(o.model), o.nsamples, o.seqlen ?? model.config.maxPositions, o.seed);
+      if (o.lmHead) count('lm_head', model.lmHead);
+      return quantizeModel(model, samples, {
+        bits: o.bits,
+        groupSize: o.groupSize,
+        actOrder: !!o.actOrder,
+        percDamp: o.damp,
+        blockSize: o.blockSize,
+        targets: o.targets,
+        lmHead: !!o.lmHead,
+        stream,
+        onProgress: (l, n) => process.stderr.write(`quantize: layer ${l}/${n}\n`),
+      });
     });
-    saveModelDir(o.out, model, { hfConfig: loaded.hfConfig, overwrite: true });
     copyTokenizerFiles(o.model, o.out);
     writeCompression(o.out, {
       method: 'gptq',

@@ -18,6 +18,15 @@ import { PROJECTIONS } from '../models/llama/model.ts';
 /** Receives the input x (tokens, in) of one projection for one calibration sequence. */
 export type InputObserver = (proj: ProjectionName, x: Float32Array, tokens: number, inFeatures: number) => void;
 
+/**
+ * Layers put in and taken out one at a time (a checkpoint streamed layer by layer, compress/stream.ts):
+ * `enter(i)` before layer i is first used, `leave(i)` once it is compressed and the next layer's inputs are computed.
+ */
+export interface LayerStream {
+  enter(layer: number): void;
+  leave(layer: number): void;
+}
+
 export interface LayerwiseHooks {
   /** called before layer i runs: return an observer for its projections (or null to skip observation) */
   beforeLayer(layer: number): InputObserver | null;
@@ -26,6 +35,8 @@ export interface LayerwiseHooks {
   /** called once per sequence after the last layer with the LM head's input x (tokens, C) = norm(h) */
   headInput?(x: Float32Array, tokens: number, inFeatures: number): void;
   onProgress?: (layer: number, layers: number) => void;
+  /** when the model's layers are streamed */
+  stream?: LayerStream;
 }
 
 class ObservedLinear implements LinearLike {
@@ -60,6 +71,7 @@ export function calibrateLayerwise(model: LlamaModel, samples: Int32Array[], hoo
     let hidden: Tensor[] = samples.map((s) => model.embed.forward(s, [1, s.length])); // each (1, T, C)
     const positions = samples.map((s) => Int32Array.from({ length: s.length }, (_, i) => i));
     for (let i = 0; i < model.layers.length; i++) {
+      hooks.stream?.enter(i);
       const observer = hooks.beforeLayer(i);
       const layer = model.layers[i];
       if (observer) {
@@ -73,6 +85,7 @@ export function calibrateLayerwise(model: LlamaModel, samples: Int32Array[], hoo
       }
       hooks.compressLayer(i);
       hidden = hidden.map((h, k) => model.forwardLayer(i, h, positions[k])); // inputs of the next layer, from the compressed layer
+      hooks.stream?.leave(i);
       hooks.onProgress?.(i + 1, model.layers.length);
     }
     const headInput = hooks.headInput;

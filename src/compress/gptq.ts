@@ -10,6 +10,7 @@
  * SQFT-compatible variant for sparse weights: after every update the pruned positions are reset to 0.
  */
 import { roundHalfEven } from '../tensor/index.ts';
+import { choleskyInverseUpper } from '../kernels/linalg.ts';
 import type { QuantizedWeight } from '../nn/quantized-weight.ts';
 
 import { quantCode } from '../nn/quantized-weight.ts';
@@ -44,52 +45,19 @@ function findParams(values: ArrayLike<number>, maxq: number): { scale: number; z
   return { scale, zero: roundHalfEven(-lo / scale) };
 }
 
-/** Cholesky factor L (lower, row-major n×n) of a symmetric positive-definite matrix; throws if not SPD. */
-export function cholesky(a: Float64Array, n: number): Float64Array {
-  const l = new Float64Array(n * n);
-  for (let j = 0; j < n; j++) {
-    let d = a[j * n + j];
-    for (let k = 0; k < j; k++) d -= l[j * n + k] * l[j * n + k];
-    if (!(d > 0))
-      throw new Error(`GPTQ: the Hessian is not positive definite at column ${j} (raise the damping or use more calibration data)`);
-    const ljj = Math.sqrt(d);
-    l[j * n + j] = ljj;
-    for (let i = j + 1; i < n; i++) {
-      let s = a[i * n + j];
-      for (let k = 0; k < j; k++) s -= l[i * n + k] * l[j * n + k];
-      l[i * n + j] = s / ljj;
-    }
-  }
-  return l;
-}
-
-/** The upper Cholesky factor U of H⁻¹ (Uᵀ U = H⁻¹), as torch.linalg.cholesky(cholesky_inverse(cholesky(H)), upper=True). */
+/**
+ * Overwrites h (n, n) with the upper Cholesky factor U of h⁻¹ (Uᵀ U = h⁻¹), as
+ * torch.linalg.cholesky(cholesky_inverse(cholesky(H)), upper=True): LAPACK through the native addon, else the
+ * TypeScript twin (src/kernels/linalg.ts). Returns h.
+ */
 export function inverseHessianFactor(h: Float64Array, n: number): Float64Array {
-  const l = cholesky(h, n);
-  // L⁻¹ by forward substitution (lower triangular)
-  const li = new Float64Array(n * n);
-  for (let c = 0; c < n; c++) {
-    li[c * n + c] = 1 / l[c * n + c];
-    for (let r = c + 1; r < n; r++) {
-      let s = 0;
-      for (let k = c; k < r; k++) s -= l[r * n + k] * li[k * n + c];
-      li[r * n + c] = s / l[r * n + r];
-    }
+  try {
+    choleskyInverseUpper(h, n);
+  } catch (e) {
+    const why = (e as Error).message.replace(/^choleskyInverseUpper: /, '');
+    throw new Error(`GPTQ: the Hessian is not usable: ${why} (raise the damping or use more calibration data)`, { cause: e });
   }
-  // H⁻¹ = L⁻ᵀ L⁻¹
-  const inv = new Float64Array(n * n);
-  for (let i = 0; i < n; i++) {
-    for (let j = 0; j <= i; j++) {
-      let s = 0;
-      for (let k = i; k < n; k++) s += li[k * n + i] * li[k * n + j];
-      inv[i * n + j] = s;
-      inv[j * n + i] = s;
-    }
-  }
-  const m = cholesky(inv, n); // H⁻¹ = M Mᵀ → U = Mᵀ
-  const u = new Float64Array(n * n);
-  for (let i = 0; i < n; i++) for (let j = 0; j <= i; j++) u[j * n + i] = m[i * n + j];
-  return u;
+  return h;
 }
 
 /** What GPTQ derives from a Hessian alone: shared by every weight that sees the same inputs (q/k/v, gate/up). */
@@ -103,7 +71,17 @@ export interface PreparedHessian {
   dead: Uint8Array;
 }
 
-export function prepareHessian(hIn: ArrayLike<number>, inF: number, actOrder: boolean, percDamp = 0.01): PreparedHessian {
+/**
+ * Dead inputs, the quantisation order and U from H (in, in). `factor` overwrites the damped, permuted H with U
+ * (default: LAPACK; tests pass the TypeScript twin to compare).
+ */
+export function prepareHessian(
+  hIn: ArrayLike<number>,
+  inF: number,
+  actOrder: boolean,
+  percDamp = 0.01,
+  factor: (h: Float64Array, n: number) => void = inverseHessianFactor,
+): PreparedHessian {
   const H = Float64Array.from(hIn);
   const dead = new Uint8Array(inF);
   for (let j = 0; j < inF; j++)
@@ -113,13 +91,17 @@ export function prepareHessian(hIn: ArrayLike<number>, inF: number, actOrder: bo
     }
   let perm = Int32Array.from({ length: inF }, (_, j) => j);
   if (actOrder) perm = Int32Array.from([...perm].sort((a, b) => H[b * inF + b] - H[a * inF + a] || a - b));
-  const Hp = new Float64Array(inF * inF);
-  for (let a = 0; a < inF; a++) for (let b = 0; b < inF; b++) Hp[a * inF + b] = H[perm[a] * inF + perm[b]];
+  let Hp = H; // (in, in) in quantisation order: H itself unless act-order permutes it
+  if (actOrder) {
+    Hp = new Float64Array(inF * inF);
+    for (let a = 0; a < inF; a++) for (let b = 0; b < inF; b++) Hp[a * inF + b] = H[perm[a] * inF + perm[b]];
+  }
   let diagMean = 0;
   for (let j = 0; j < inF; j++) diagMean += Hp[j * inF + j] / inF;
   const damp = percDamp * diagMean;
   for (let j = 0; j < inF; j++) Hp[j * inF + j] += damp;
-  return { inF, perm, U: inverseHessianFactor(Hp, inF), dead };
+  factor(Hp, inF);
+  return { inF, perm, U: Hp, dead };
 }
 
 /** Quantises w (out, in) in float64 with the Hessian h (in, in) or a prepared one. Inputs are not modified. */

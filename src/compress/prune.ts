@@ -10,6 +10,7 @@
 import type { LlamaModel, ProjectionName } from '../models/llama/model.ts';
 import type { LinearLike } from '../nn/modules.ts';
 import { calibrateLayerwise } from './calibrate.ts';
+import type { LayerStream } from './calibrate.ts';
 
 export interface PruneOptions {
   method: 'wanda' | 'magnitude';
@@ -19,6 +20,8 @@ export interface PruneOptions {
   nm?: { n: number; m: number } | null;
   targets: ProjectionName[];
   onProgress?: (layer: number, layers: number) => void;
+  /** the model's layers are streamed in and out (compress/stream.ts) */
+  stream?: LayerStream;
 }
 
 export interface PruneReport {
@@ -94,7 +97,9 @@ export function pruneModel(model: LlamaModel, samples: Int32Array[], o: PruneOpt
   };
   if (o.method === 'magnitude') {
     for (let i = 0; i < model.layers.length; i++) {
+      o.stream?.enter(i);
       pruneLayer(i, null);
+      o.stream?.leave(i);
       o.onProgress?.(i + 1, model.layers.length);
     }
   } else {
@@ -115,6 +120,7 @@ export function pruneModel(model: LlamaModel, samples: Int32Array[], o: PruneOpt
       },
       compressLayer: (i) => pruneLayer(i, stats),
       onProgress: o.onProgress,
+      stream: o.stream,
     });
   }
   const zeros = report.modules.reduce((a, m) => a + m.zeros, 0),

@@ -19,6 +19,7 @@ import { Linear } from '../nn/modules.ts';
 import { QuantLinear } from '../nn/quant-linear.ts';
 import type { LlamaModel, ProjectionName } from '../models/llama/model.ts';
 import { calibrateLayerwise } from './calibrate.ts';
+import type { LayerStream } from './calibrate.ts';
 import { gptqQuantize, prepareHessian } from './gptq.ts';
 import type { PreparedHessian } from './gptq.ts';
 
@@ -34,6 +35,8 @@ export interface QuantizeOptions {
   /** also quantise the LM head (after the last layer; untied from the embedding) */
   lmHead?: boolean;
   onProgress?: (layer: number, layers: number) => void;
+  /** the model's layers are streamed in and out (compress/stream.ts) */
+  stream?: LayerStream;
 }
 
 interface HessianAcc {
@@ -146,6 +149,7 @@ export function quantizeModel(model: LlamaModel, samples: Int32Array[], o: Quant
     },
     headInput: o.lmHead ? (x, tokens) => accumulate(head, x, tokens) : undefined,
     onProgress: o.onProgress,
+    stream: o.stream,
   });
   if (o.lmHead) quantizeLmHead(model, (w, out, inF) => gptq(w, out, inF, head, o)); // (V, C) with H (C, C)
   model.config.quantization = {

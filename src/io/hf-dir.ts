@@ -7,12 +7,25 @@
  * Writing builds the complete directory next to the target and renames it into place, so a crash never
  * leaves a half-written model directory, and readers see the old model or the new one, never a mix.
  */
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  readdirSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
 import { createHash } from 'node:crypto';
 import { basename, dirname, join, resolve } from 'node:path';
 import { z } from 'zod';
-import { SafetensorsFile, plannedBytes, writeSafetensorsStreamed } from './safetensors.ts';
-import type { TensorPlan, TensorToWrite } from './safetensors.ts';
+import { SafetensorsFile, plannedBytes, safetensorsHeader, tensorBytes, writeSafetensorsStreamed } from './safetensors.ts';
+import type { TensorSpec, TensorToWrite } from './safetensors.ts';
 import { readJsonFile } from './files.ts';
 
 export const CONFIG_FILE = 'config.json';
@@ -143,10 +156,126 @@ export interface WriteModelDirOptions {
 }
 
 /**
+ * Writes a model directory tensor by tensor, so a caller can produce one layer, write it and free it.
+ * `groups` announce every tensor (name, dtype, shape) in file order up front; a group (e.g. the
+ * qweight/qzeros/scales/g_idx of one GPTQ module) stays in one shard. Sharding is greedy (a new shard
+ * when the next group would pass shardBytes; a group larger than shardBytes gets a shard of its own): one
+ * model.safetensors, or model-0000i-of-0000N.safetensors plus model.safetensors.index.json as Hugging Face
+ * writes them. Everything goes to a temporary directory beside the target; `finish` renames it into place
+ * (see swapIn), `abort` removes it, so the target holds the old model or the new one, never a mix.
+ */
+export class ModelDirWriter {
+  private readonly target: string;
+  private readonly existing: string[];
+  private readonly tmp: string;
+  private readonly shards: { file: string; specs: Record<string, TensorSpec> }[] = [];
+  /** tensor name → [shard index, byte offset in its file] */
+  private readonly where = new Map<string, [number, number]>();
+  private readonly order: string[];
+  private next = 0;
+  private fds: number[] = [];
+  private total = 0;
+
+  constructor(dir: string, groups: Record<string, TensorSpec>[], opts: WriteModelDirOptions) {
+    const plan: Record<string, TensorSpec>[] = [{}];
+    let used = 0;
+    for (const group of groups) {
+      const bytes = Object.values(group).reduce((a, t) => a + plannedBytes(t), 0);
+      if (used > 0 && used + bytes > opts.shardBytes) {
+        plan.push({});
+        used = 0;
+      }
+      Object.assign(plan[plan.length - 1], group);
+      used += bytes;
+      this.total += bytes;
+    }
+    this.target = resolve(dir);
+    if (existsSync(this.target) && !statSync(this.target).isDirectory()) throw new Error(`${this.target}: exists and is not a directory`);
+    this.existing = existsSync(this.target) ? readdirSync(this.target) : [];
+    if (this.existing.some(isModelFile) && !opts.overwrite) {
+      throw new Error(
+        `${this.target}: already holds a model (${this.existing.filter(isModelFile).join(', ')}); choose another directory or pass overwrite: true`,
+      );
+    }
+    const name = (i: number) =>
+      plan.length === 1 ? SINGLE_FILE : `model-${String(i + 1).padStart(5, '0')}-of-${String(plan.length).padStart(5, '0')}.safetensors`;
+    this.order = plan.flatMap((specs) => Object.keys(specs));
+    mkdirSync(dirname(this.target), { recursive: true });
+    this.tmp = mkdtempSync(join(dirname(this.target), `.${basename(this.target)}.tmp-`));
+    plan.forEach((specs, i) => this.shards.push({ file: name(i), specs }));
+  }
+
+  /** Writes the next tensor; it must be the next one announced, with the announced dtype and shape. */
+  put(name: string, t: TensorToWrite): void {
+    const expected = this.order[this.next];
+    if (name !== expected)
+      throw new Error(`ModelDirWriter: got '${name}', expected '${expected ?? '(no more tensors)'}' next (a bug in the caller)`);
+    const shard = this.shards.findIndex((s) => name in s.specs);
+    const spec = this.shards[shard].specs[name];
+    if (spec.dtype !== t.dtype || spec.shape.join() !== t.shape.join())
+      throw new Error(
+        `ModelDirWriter: '${name}' is ${t.dtype} [${t.shape.join(', ')}], announced as ${spec.dtype} [${spec.shape.join(', ')}]`,
+      );
+    if (this.fds.length === shard) {
+      const { head, offsets } = safetensorsHeader(this.shards[shard].specs, { format: 'pt' }); // transformers refuses safetensors files without format metadata
+      this.fds.push(openSync(join(this.tmp, this.shards[shard].file), 'w'));
+      writeAll(this.fds[shard], head, 0);
+      for (const [n, o] of offsets) this.where.set(n, [shard, o]);
+    }
+    this.write(name, t);
+    this.next++;
+  }
+
+  /** Writes a tensor already put once again (same dtype and shape), e.g. once a format is known at the end. */
+  rewrite(name: string, t: TensorToWrite): void {
+    if (this.order.indexOf(name) >= this.next) throw new Error(`ModelDirWriter: '${name}' was not written yet (a bug in the caller)`);
+    this.write(name, t);
+  }
+
+  private write(name: string, t: TensorToWrite): void {
+    const [shard, offset] = this.where.get(name)!;
+    writeAll(this.fds[shard], tensorBytes(name, t), offset);
+  }
+
+  /** Writes config.json (and the index when sharded), then puts the directory in place. */
+  finish(configJson: string): void {
+    if (this.next !== this.order.length)
+      throw new Error(
+        `ModelDirWriter: ${this.order.length - this.next} tensors not written, first '${this.order[this.next]}' (a bug in the caller)`,
+      );
+    this.closeFiles();
+    writeFileSync(join(this.tmp, CONFIG_FILE), configJson);
+    if (this.shards.length > 1) {
+      const weightMap: Record<string, string> = {};
+      for (const s of this.shards) for (const n of Object.keys(s.specs)) weightMap[n] = s.file;
+      writeFileSync(
+        join(this.tmp, INDEX_FILE),
+        `${JSON.stringify({ metadata: { total_size: this.total }, weight_map: weightMap }, null, 2)}\n`,
+      );
+    }
+    swapIn(this.tmp, this.target, this.existing);
+  }
+
+  /** Removes the temporary directory (the target is untouched). */
+  abort(): void {
+    this.closeFiles();
+    rmSync(this.tmp, { recursive: true, force: true });
+  }
+
+  private closeFiles(): void {
+    for (const fd of this.fds) closeSync(fd);
+    this.fds = [];
+  }
+}
+
+function writeAll(fd: number, b: Uint8Array, position: number): void {
+  let done = 0;
+  while (done < b.length) done += writeSync(fd, b, done, b.length - done, position + done);
+}
+
+/**
  * Writes `configJson` as config.json and the tensors as model.safetensors, or as shards plus
- * model.safetensors.index.json when they exceed `shardBytes`. `groups` are the tensors in file order; a
- * group (e.g. the qweight/qzeros/scales/g_idx of one GPTQ module) stays in one shard. Sharding is greedy;
- * a group larger than shardBytes gets a shard of its own. The new files appear all at once (see swapIn).
+ * model.safetensors.index.json when they exceed `shardBytes` (see ModelDirWriter). The new files appear all at once.
  */
 export function writeModelDir(dir: string, configJson: string, groups: Record<string, TensorToWrite>[], opts: WriteModelDirOptions): void {
   writeModelDirStreamed(dir, configJson, groups, (k) => groups[k], opts);
@@ -160,7 +289,7 @@ export function writeModelDir(dir: string, configJson: string, groups: Record<st
 export function writeModelDirStreamed(
   dir: string,
   configJson: string,
-  plan: Record<string, TensorPlan>[],
+  plan: Record<string, TensorSpec>[],
   produce: (group: number) => Record<string, TensorToWrite>,
   opts: WriteModelDirOptions,
 ): void {
@@ -196,7 +325,7 @@ export function writeModelDirStreamed(
         shards.length === 1
           ? SINGLE_FILE
           : `model-${String(i + 1).padStart(5, '0')}-of-${String(shards.length).padStart(5, '0')}.safetensors`;
-      const shardPlan = Object.assign({}, ...groups.map((k) => plan[k])) as Record<string, TensorPlan>;
+      const shardPlan = Object.assign({}, ...groups.map((k) => plan[k])) as Record<string, TensorSpec>;
       function* tensors(): Generator<[string, TensorToWrite]> {
         for (const k of groups) yield* Object.entries(produce(k));
       }

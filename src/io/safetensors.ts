@@ -337,18 +337,18 @@ export interface TensorToWrite {
   data: Float32Array | Float64Array | Int32Array | BigInt64Array | Uint8Array | Uint16Array;
 }
 
-/** What a tensor will be stored as (a safetensors header entry is planned before its data exists). */
-export type TensorPlan = Pick<TensorToWrite, 'dtype' | 'shape'>;
+/** A tensor's name, dtype and shape: what a header needs before any data is written. */
+export type TensorSpec = Pick<TensorToWrite, 'dtype' | 'shape'>;
 
 /** Bytes a tensor takes in the file. */
-export const plannedBytes = (t: TensorPlan): number => t.shape.reduce((a, b) => a * b, 1) * DTYPE_BYTES[t.dtype];
+export const plannedBytes = (t: TensorSpec): number => t.shape.reduce((a, b) => a * b, 1) * DTYPE_BYTES[t.dtype];
 
-/** A tensor's bytes as stored: BF16/F16 given as Float32Array data are rounded to nearest even, other data is taken as is. */
-function storedBytes(name: string, t: TensorToWrite): Uint8Array {
+/** The bytes of a tensor as stored: F16/BF16 given as float32 data are rounded to nearest even; other data as is. */
+export function tensorBytes(name: string, t: TensorToWrite): Uint8Array {
   const n = t.shape.reduce((a, b) => a * b, 1);
   let bytes: Uint8Array;
   if ((t.dtype === 'BF16' || t.dtype === 'F16') && t.data instanceof Float32Array) {
-    const h = new Uint16Array(t.data.length);
+    const h = new Uint16Array(n);
     (t.dtype === 'BF16' ? f32ToBf16 : f32ToF16)(t.data, h);
     bytes = new Uint8Array(h.buffer);
   } else {
@@ -356,9 +356,36 @@ function storedBytes(name: string, t: TensorToWrite): Uint8Array {
   }
   if (bytes.length !== n * DTYPE_BYTES[t.dtype])
     throw new Error(
-      `writeSafetensors: '${name}' has ${bytes.length} bytes, shape [${t.shape.join(', ')}] ${t.dtype} needs ${n * DTYPE_BYTES[t.dtype]}`,
+      `safetensors: '${name}' has ${bytes.length} bytes, shape [${t.shape.join(', ')}] ${t.dtype} needs ${n * DTYPE_BYTES[t.dtype]}`,
     );
   return bytes;
+}
+
+/**
+ * The file's first bytes (u64 header length, header JSON padded to 8 bytes) for tensors written in the
+ * given order, and each tensor's byte offset from the start of the file.
+ */
+export function safetensorsHeader(
+  specs: Record<string, TensorSpec>,
+  metadata: Record<string, string> = {},
+): { head: Uint8Array; offsets: Map<string, number> } {
+  const header: Record<string, unknown> = {};
+  if (Object.keys(metadata).length) header.__metadata__ = metadata;
+  const starts = new Map<string, number>();
+  let offset = 0;
+  for (const [name, t] of Object.entries(specs)) {
+    header[name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + plannedBytes(t)] };
+    starts.set(name, offset);
+    offset += plannedBytes(t);
+  }
+  let json = JSON.stringify(header);
+  json += ' '.repeat((8 - (Buffer.byteLength(json) % 8)) % 8);
+  const headerBytes = Buffer.from(json, 'utf8');
+  const head = new Uint8Array(8 + headerBytes.length);
+  new DataView(head.buffer).setBigUint64(0, BigInt(headerBytes.length), true);
+  head.set(headerBytes, 8);
+  const offsets = new Map([...starts].map(([name, o]) => [name, head.length + o]));
+  return { head, offsets };
 }
 
 /** Writes tensors (in the given order) atomically: temp file, then rename. BF16/F16 take Float32Array data (rounded) or raw Uint16Array bits. */
@@ -373,26 +400,14 @@ export function writeSafetensors(path: string, tensors: Record<string, TensorToW
  */
 export function writeSafetensorsStreamed(
   path: string,
-  plan: Record<string, TensorPlan>,
+  plan: Record<string, TensorSpec>,
   tensors: Iterable<[string, TensorToWrite]>,
   metadata: Record<string, string> = {},
 ): void {
-  const header: Record<string, unknown> = {};
-  if (Object.keys(metadata).length) header.__metadata__ = metadata;
-  let offset = 0;
-  for (const [name, t] of Object.entries(plan)) {
-    header[name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + plannedBytes(t)] };
-    offset += plannedBytes(t);
-  }
-  let json = JSON.stringify(header);
-  json += ' '.repeat((8 - (Buffer.byteLength(json) % 8)) % 8);
-  const headerBytes = Buffer.from(json, 'utf8');
-  const len = Buffer.alloc(8);
-  len.writeBigUInt64LE(BigInt(headerBytes.length));
+  const { head } = safetensorsHeader(plan, metadata);
   const names = Object.keys(plan);
   writeStreamAtomic(path, (put) => {
-    put(len);
-    put(headerBytes);
+    put(head);
     let k = 0;
     for (const [name, t] of tensors) {
       const want = plan[names[k]];
@@ -405,7 +420,7 @@ export function writeSafetensorsStreamed(
         throw new Error(
           `writeSafetensors: ${path}: tensor ${k} is '${name}' ${t.dtype} [${t.shape.join(', ')}], the header planned '${names[k]}' ${want?.dtype} [${want?.shape.join(', ')}]`,
         );
-      put(storedBytes(name, t));
+      put(tensorBytes(name, t));
       k++;
     }
     if (k !== names.length) throw new Error(`writeSafetensors: ${path}: ${k} tensors written, the header planned ${names.length}`);

@@ -266,6 +266,15 @@ export interface CompressedKernels {
   ): void;
 }
 
+/** Float64 linear algebra on LAPACK (native/linalg.cc); TypeScript twin in src/kernels/linalg.ts. */
+export interface LinalgKernels {
+  /**
+   * a (n, n) row-major symmetric positive definite → overwritten with the upper factor U of a⁻¹ (Uᵀ U = a⁻¹,
+   * strictly lower part 0). A matrix that is not positive definite is a RangeError naming the column.
+   */
+  choleskyInverseUpper(a: Float64Array, n: number): void;
+}
+
 /** SIMD level of the native compressed kernels (run-time CPU detection; no -march=native build). */
 export type SimdLevel = 'avx512' | 'avx2' | 'scalar';
 
@@ -291,4 +300,4 @@ export interface NativeInfo {
 }
 
 /** What the native adapter hands out: every kernel (compressed ones included) and the controls. */
-export type NativeKernels = Kernels & CompressedKernels & NativeInfo;
+export type NativeKernels = Kernels & CompressedKernels & LinalgKernels & NativeInfo;

@@ -10,7 +10,7 @@
  * Float64 arrays always run on the reference kernels (used by finite-difference gradient checks).
  */
 import { readFileSync } from 'node:fs';
-import type { FloatArray, Kernels, NativeInfo } from './api.ts';
+import type { FloatArray, Kernels, NativeKernels } from './api.ts';
 import { referenceKernels } from './reference.ts';
 import { loadNativeAddon, wrapNativeAddon } from './native.ts';
 
@@ -31,7 +31,7 @@ export interface BackendInfo {
   cpuFlags: string[];
 }
 
-let active: { kernels: Kernels; native: (Kernels & NativeInfo) | null; info: BackendInfo } | null = null;
+let active: { kernels: Kernels; native: NativeKernels | null; info: BackendInfo } | null = null;
 
 /** CPU feature flags relevant to kernel choice, read from /proc/cpuinfo (Linux); empty elsewhere. */
 export function cpuFlags(): string[] {
@@ -98,6 +98,11 @@ function state(): NonNullable<typeof active> {
 /** The kernels for float32 work (native when available). */
 export function kernels(): Kernels {
   return state().kernels;
+}
+
+/** The native backend with its extra kernels (linear algebra, compressed weights), or null on the reference backend. */
+export function nativeKernels(): NativeKernels | null {
+  return state().native;
 }
 
 /** The kernels able to run on this array type (float64 always uses the reference twins). */

@@ -14,7 +14,7 @@ import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { Kernels, NativeInfo, NativeKernels } from './api.ts';
+import type { Kernels, LinalgKernels, NativeInfo, NativeKernels } from './api.ts';
 
 type KernelName = Exclude<keyof Kernels, 'name'>;
 
@@ -43,13 +43,14 @@ const KERNEL_NAMES = [
 ] as const satisfies readonly KernelName[];
 
 const INFO_NAMES = [
+  'choleskyInverseUpper',
   'coreName',
   'config',
   'getThreads',
   'setThreads',
   'compressedIsa',
   'compressedThreads',
-] as const satisfies readonly (keyof NativeInfo)[];
+] as const satisfies readonly (keyof (NativeInfo & LinalgKernels))[];
 
 // Compile-time check that KERNEL_NAMES lists every kernel of the interface.
 type Missing = Exclude<KernelName, (typeof KERNEL_NAMES)[number]>;
@@ -96,6 +97,7 @@ export function wrapNativeAddon(addon: unknown): NativeKernels {
     int4Linear: fns.int4Linear,
     int4Dequantize: fns.int4Dequantize,
     sparseLinear: fns.sparseLinear,
+    choleskyInverseUpper: fns.choleskyInverseUpper,
     coreName: fns.coreName,
     config: fns.config,
     getThreads: fns.getThreads,

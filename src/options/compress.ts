@@ -5,6 +5,17 @@ import { targetsOption } from './finetune.ts';
 import { defineCommand, float, int, option } from './schema.ts';
 import type { OptionsOf } from './schema.ts';
 
+/** --dtype: how the float tensors of the written model are stored (GPTQ scales are always F16) */
+export const OUTPUT_DTYPES = { f32: 'F32', bf16: 'BF16', f16: 'F16' } as const;
+
+function dtypeOption() {
+  return option(
+    '--dtype <t>',
+    "storage of the written float tensors, embeddings and norms included: f32, bf16 or f16 (default: the base model's)",
+    z.enum(['f32', 'bf16', 'f16']).optional(),
+  );
+}
+
 /** --sparsity when neither it nor --nm is given */
 export const DEFAULT_SPARSITY = 0.5;
 
@@ -29,6 +40,7 @@ export const sparsifySpec = defineCommand('sparsify', 'prune a model with Wanda 
   seqlen: option('--seqlen <n>', 'tokens per calibration sequence (default: the model context)', int(2).optional()),
   targets: targetsOption('projections to prune'),
   seed: option('--seed <s>', 'calibration sampling seed', int().default(0)),
+  dtype: dtypeOption(),
   out: option('--out <dir>', 'output model directory', z.string()),
 });
 export type SparsifyOptions = OptionsOf<typeof sparsifySpec>;
@@ -69,6 +81,7 @@ export const quantizeSpec = defineCommand('quantize', 'GPTQ quantisation (asymme
     z.boolean().default(false),
   ),
   seed: option('--seed <s>', 'calibration sampling seed', int().default(0)),
+  dtype: dtypeOption(),
   out: option('--out <dir>', 'output model directory', z.string()),
 });
 export type QuantizeOptions = OptionsOf<typeof quantizeSpec>;

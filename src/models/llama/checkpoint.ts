@@ -103,27 +103,21 @@ export function loadModelDir(dir: string, opts: LoadOptions = {}): LoadedModelDi
     rows.forEach(({ name, bf16Capable }, i) => {
       const file = where.get(name)!,
         inFile = storedName(name);
-      const { dtype } = file.entry(inFile);
-      if (dtype !== 'F32' && dtype !== 'F16' && dtype !== 'BF16' && dtype !== 'F64') {
-        throw new Error(`${file.path}: tensor '${name}' is ${dtype}; lonas loads floating-point weights only (quantized checkpoint?)`);
-      }
       const keep = mode !== 'f32' && bf16Capable;
-      if (keep && dtype === 'BF16') {
-        const { bits, shape } = file.readBf16Bits(inFile);
-        bf16.set(name, new Bf16Matrix(bits, [shape[0], shape[1]], name));
-      } else {
+      const w = readWeight(file, inFile, name, keep);
+      if (w instanceof Bf16Matrix) bf16.set(name, w);
+      else {
         if (keep && mode === 'bf16') {
           throw new Error(
-            `${file.path}: tensor '${name}' is stored as ${dtype}; weights: 'bf16' keeps BF16-stored weights only (rounding would change the model); use weights: 'auto' or 'f32'`,
+            `${file.path}: tensor '${name}' is stored as ${file.entry(inFile).dtype}; weights: 'bf16' keeps BF16-stored weights only (rounding would change the model); use weights: 'auto' or 'f32'`,
           );
         }
-        const { data, shape } = file.readFloat32(inFile);
-        weights.set(name, new Tensor(data, shape, { name }));
+        weights.set(name, w);
       }
       sources.set(name, file.path);
       opts.onProgress?.({ tensor: name, done: i + 1, total: rows.length });
     });
-    const dtype = storageDtype(rows.map((t) => where.get(t.name)!.entry(storedName(t.name))));
+    const dtype = entriesDtype(rows.map((t) => where.get(t.name)!.entry(storedName(t.name))));
     const unused = [...where.keys()].filter((n) => !wanted.has(n) && !stored.has(n));
     return { config, hfConfig: hfConfig as Record<string, unknown>, weights, bf16, dtype, unused, sources, quantized };
   } finally {
@@ -132,7 +126,7 @@ export function loadModelDir(dir: string, opts: LoadOptions = {}): LoadedModelDi
 }
 
 /** The dtype most of these (floating) entries' elements are stored in; F64 counts as F32, integers (GPTQ codes) not at all. */
-function storageDtype(entries: TensorEntry[]): WeightDType {
+function entriesDtype(entries: TensorEntry[]): WeightDType {
   const elems: Record<string, number> = {};
   for (const e of entries) {
     if (e.dtype !== 'F32' && e.dtype !== 'F16' && e.dtype !== 'BF16' && e.dtype !== 'F64') continue;
@@ -202,7 +196,7 @@ export function openModelWeights(dir: string, opts: ParseOptions = {}): ModelWei
         (!where.has(t.name) || (quantizedHead && t === table.lmHead)),
       config,
       hfConfig: hfConfig as Record<string, unknown>,
-      dtype: storageDtype(present),
+      dtype: entriesDtype(present),
       entry,
       read(name) {
         const { file, inFile } = at(name);
@@ -226,6 +220,32 @@ export function openModelWeights(dir: string, opts: ParseOptions = {}): ModelWei
     for (const f of files) f.close();
     throw e;
   }
+
+}
+
+/** How `inFile` is stored (F64 counts as F32); a non-float tensor is an error naming the file. */
+export function storageDtype(file: SafetensorsFile, inFile: string): WeightDType {
+  const { dtype } = file.entry(inFile);
+  if (dtype !== 'F32' && dtype !== 'F16' && dtype !== 'BF16' && dtype !== 'F64') {
+    throw new Error(`${file.path}: tensor '${inFile}' is ${dtype}; lonas loads floating-point weights only (quantized checkpoint?)`);
+  }
+  return dtype === 'F64' ? 'F32' : dtype;
+}
+
+/** The most common storage dtype of `counts` (elements by dtype); F32 when empty. */
+export function dominantDtype(counts: Partial<Record<WeightDType, number>>): WeightDType {
+  return (Object.keys(counts) as WeightDType[]).reduce<WeightDType>((a, b) => ((counts[b] ?? 0) > (counts[a] ?? 0) ? b : a), 'F32');
+}
+
+/** Tensor `name` (stored as `inFile`): its BF16 bits when `keepBf16` and it is stored BF16, else float32. */
+export function readWeight(file: SafetensorsFile, inFile: string, name: string, keepBf16: boolean): Tensor | Bf16Matrix {
+  const stored = storageDtype(file, inFile); // a non-float tensor is an error naming the file
+  if (keepBf16 && stored === 'BF16') {
+    const { bits, shape } = file.readBf16Bits(inFile);
+    return new Bf16Matrix(bits, [shape[0], shape[1]], name);
+  }
+  const { data, shape } = file.readFloat32(inFile);
+  return new Tensor(data, shape, { name });
 }
 
 /**

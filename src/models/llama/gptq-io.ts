@@ -1,5 +1,5 @@
 /** Reading and writing GPTQ-quantised projections (qweight, qzeros, scales, g_idx) in AutoGPTQ's layout. */
-import type { SafetensorsFile, TensorPlan, TensorToWrite } from '../../io/safetensors.ts';
+import type { SafetensorsFile, TensorSpec, TensorToWrite } from '../../io/safetensors.ts';
 import { f32ToF16 } from '../../io/safetensors.ts';
 import { packQweight, packQzeros, packedWords, unpackQweight, unpackQzeros } from '../../io/gptq-format.ts';
 import type { QuantGrid, QuantizedWeight } from '../../nn/quantized-weight.ts';
@@ -42,7 +42,7 @@ export function readGptqGrid(file: SafetensorsFile, prefix: string, out: number,
 }
 
 /** The names, dtypes and shapes gptqTensors writes for a grid of `groups` groups (planned before the codes exist). */
-export function gptqTensorPlan(prefix: string, grid: Pick<QuantGrid, 'out' | 'inF' | 'bits'>, groups: number): Record<string, TensorPlan> {
+export function gptqTensorPlan(prefix: string, grid: Pick<QuantGrid, 'out' | 'inF' | 'bits'>, groups: number): Record<string, TensorSpec> {
   return {
     [`${prefix}.qweight`]: { dtype: 'I32', shape: [packedWords(grid.inF, grid.bits), grid.out] },
     [`${prefix}.qzeros`]: { dtype: 'I32', shape: [groups, packedWords(grid.out, grid.bits)] },

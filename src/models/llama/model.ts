@@ -49,37 +49,44 @@ export class LlamaModel {
   /**
    * `weights` maps HF names to tensors; missing or mis-shaped tensors are reported by name. Projection,
    * embedding and LM-head weights may be Bf16Matrix (kept in bfloat16, see nn/modules.ts WeightStore).
+   * With `deferLayers`, `weights` holds the embedding, final norm and head only, and the decoder layers are
+   * put in one at a time with `loadLayer` / `unloadLayer` (layer-wise compression of a checkpoint larger than
+   * memory); only what runs layer by layer works on such a model (forwardLayer, calibration).
    */
   constructor(
     readonly config: LlamaConfig,
     weights: Map<string, Tensor | Bf16Matrix>,
+    opts: { deferLayers?: boolean } = {},
   ) {
     const c = config,
       table = llamaWeightTable(c);
-    const find = (row: LlamaTensor): Tensor | Bf16Matrix => {
-      const t = weights.get(row.name);
-      if (!t) throw new Error(`model weights: missing tensor '${row.name}'`);
-      if (t.shape.length !== row.shape.length || t.shape.some((d, i) => d !== row.shape[i])) {
-        throw new Error(`model weights: '${row.name}' has shape [${t.shape.join(', ')}], the config expects [${row.shape.join(', ')}]`);
-      }
-      t.name = row.name;
-      return t;
-    };
-    const float = (row: LlamaTensor): Tensor => {
-      const t = find(row);
-      if (t instanceof Bf16Matrix)
-        throw new Error(`model weights: '${row.name}' is given in bfloat16; only projection, embedding and LM-head weights can stay bf16`);
-      return t;
-    };
-    this.embed = new Embedding(find(table.embed));
-    this.layers = table.layers.map((l) => ({
-      inputNorm: new RMSNorm(float(l.inputNorm), c.rmsNormEps),
-      postAttentionNorm: new RMSNorm(float(l.postAttentionNorm), c.rmsNormEps),
-      proj: mapProjections((p): LinearLike => new Linear(find(l.proj[p].weight), l.proj[p].bias && float(l.proj[p].bias))),
-    }));
-    this.norm = new RMSNorm(float(table.norm), c.rmsNormEps);
-    this.lmHead = new Linear(table.lmHead ? find(table.lmHead) : this.embed.weightStore);
+    this.embed = new Embedding(findWeight(weights, table.embed));
+    this.layers = opts.deferLayers ? new Array<DecoderLayer>(table.layers.length) : table.layers.map((_, i) => this.buildLayer(i, weights));
+    this.norm = new RMSNorm(floatWeight(weights, table.norm), c.rmsNormEps);
+    this.lmHead = new Linear(table.lmHead ? findWeight(weights, table.lmHead) : this.embed.weightStore);
     this.rope = ropeTables({ headDim: c.headDim, maxPositions: c.maxPositions, theta: c.ropeTheta, scaling: c.ropeScaling });
+  }
+
+  private buildLayer(i: number, weights: Map<string, Tensor | Bf16Matrix>): DecoderLayer {
+    const l = llamaWeightTable(this.config).layers[i],
+      eps = this.config.rmsNormEps;
+    return {
+      inputNorm: new RMSNorm(floatWeight(weights, l.inputNorm), eps),
+      postAttentionNorm: new RMSNorm(floatWeight(weights, l.postAttentionNorm), eps),
+      proj: mapProjections(
+        (p): LinearLike => new Linear(findWeight(weights, l.proj[p].weight), l.proj[p].bias && floatWeight(weights, l.proj[p].bias)),
+      ),
+    };
+  }
+
+  /** Puts decoder layer i in from `weights` (its tensors by HF name; see deferLayers). */
+  loadLayer(i: number, weights: Map<string, Tensor | Bf16Matrix>): void {
+    this.layers[i] = this.buildLayer(i, weights);
+  }
+
+  /** Drops decoder layer i (see deferLayers), so its tensors can be freed. */
+  unloadLayer(i: number): void {
+    delete this.layers[i];
   }
 
   /**
@@ -226,6 +233,25 @@ export class LlamaModel {
     for (const t of this.lmHead.baseTensors()) add(t); // tied: the embedding again, same name; quantised: the dequantised weight
     return out;
   }
+}
+
+/** The tensor of `row` in `weights`: missing or mis-shaped tensors are errors naming it. */
+function findWeight(weights: Map<string, Tensor | Bf16Matrix>, row: LlamaTensor): Tensor | Bf16Matrix {
+  const t = weights.get(row.name);
+  if (!t) throw new Error(`model weights: missing tensor '${row.name}'`);
+  if (t.shape.length !== row.shape.length || t.shape.some((d, i) => d !== row.shape[i])) {
+    throw new Error(`model weights: '${row.name}' has shape [${t.shape.join(', ')}], the config expects [${row.shape.join(', ')}]`);
+  }
+  t.name = row.name;
+  return t;
+}
+
+/** findWeight for the tensors that are always float32 (norms, biases). */
+function floatWeight(weights: Map<string, Tensor | Bf16Matrix>, row: LlamaTensor): Tensor {
+  const t = findWeight(weights, row);
+  if (t instanceof Bf16Matrix)
+    throw new Error(`model weights: '${row.name}' is given in bfloat16; only projection, embedding and LM-head weights can stay bf16`);
+  return t;
 }
 
 /**

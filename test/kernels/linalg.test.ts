@@ -1,0 +1,90 @@
+/**
+ * choleskyInverseUpper on LAPACK (native/linalg.cc) against its TypeScript twin (src/kernels/linalg.ts), and
+ * GPTQ with the LAPACK factor against GPTQ with the twin's factor: the same codes, scales, zeros and g_idx.
+ * The two factorisations round in a different order, so the factors are compared with a float64 tolerance
+ * (relative 1e-9 of the largest entry) and the codes exactly.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { nativeKernels } from '../../src/kernels/index.ts';
+import { referenceCholeskyInverseUpper } from '../../src/kernels/linalg.ts';
+import { gptqQuantize, prepareHessian } from '../../src/compress/gptq.ts';
+import { Rng } from '../../src/tensor/index.ts';
+
+const native = nativeKernels();
+
+/** H = Xᵀ X / T + δ I for X (T, n) standard normal: symmetric positive definite, (n, n). */
+function spd(rng: Rng, n: number, tokens: number): Float64Array {
+  const x = Float64Array.from({ length: tokens * n }, () => rng.normal());
+  const h = new Float64Array(n * n);
+  for (let t = 0; t < tokens; t++)
+    for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) h[i * n + j] += (x[t * n + i] * x[t * n + j]) / tokens;
+  for (let i = 0; i < n; i++) h[i * n + i] += 1e-3;
+  return h;
+}
+
+test('choleskyInverseUpper: LAPACK equals the TypeScript twin to float64 rounding, and Uᵀ U = H⁻¹', {
+  skip: !native && 'native addon not built',
+}, () => {
+  const rng = new Rng(7);
+  for (const n of [1, 2, 7, 64, 257]) {
+    const h = spd(rng, n, n + 8);
+    const ref = Float64Array.from(h),
+      got = Float64Array.from(h);
+    referenceCholeskyInverseUpper(ref, n);
+    native!.choleskyInverseUpper(got, n);
+    let max = 0,
+      diff = 0;
+    for (let k = 0; k < n * n; k++) {
+      max = Math.max(max, Math.abs(ref[k]));
+      diff = Math.max(diff, Math.abs(ref[k] - got[k]));
+    }
+    assert.ok(diff <= 1e-9 * max, `n ${n}: max |LAPACK − twin| ${diff} > 1e-9 · ${max}`);
+    for (let i = 1; i < n; i++) for (let j = 0; j < i; j++) assert.equal(got[i * n + j], 0, `n ${n}: U[${i}, ${j}] below the diagonal`);
+    if (n > 64) continue; // (Uᵀ U) H = I, O(n⁴) as written
+    for (let i = 0; i < n; i++)
+      for (let j = 0; j < n; j++) {
+        let s = 0;
+        for (let k = 0; k < n; k++) {
+          let inv = 0;
+          for (let r = 0; r <= Math.min(i, k); r++) inv += got[r * n + i] * got[r * n + k];
+          s += inv * h[k * n + j];
+        }
+        assert.ok(Math.abs(s - (i === j ? 1 : 0)) < 1e-6, `n ${n}: (Uᵀ U H)[${i}, ${j}] = ${s}`);
+      }
+  }
+});
+
+test('choleskyInverseUpper: a matrix that is not positive definite is an error naming the column', {
+  skip: !native && 'native addon not built',
+}, () => {
+  const a = Float64Array.from([4, 0, 0, 0, 1, 2, 0, 2, 1]); // the trailing 2×2 block has eigenvalue −1
+  assert.throws(() => native!.choleskyInverseUpper(a, 3), /not positive definite at column 2/);
+  assert.throws(
+    () => referenceCholeskyInverseUpper(Float64Array.from([4, 0, 0, 0, 1, 2, 0, 2, 1]), 3),
+    /not positive definite at column 2/,
+  );
+  assert.throws(() => native!.choleskyInverseUpper(new Float64Array(3), 2), /'a' has 3 elements but 4/);
+});
+
+for (const actOrder of [false, true])
+  test(`GPTQ with the LAPACK factor gives the twin's codes, scales, zeros and g_idx (act-order ${actOrder})`, {
+    skip: !native && 'native addon not built',
+  }, () => {
+    const rng = new Rng(11);
+    for (const [out, inF, gs] of [
+      [24, 64, 16],
+      [40, 192, 64],
+      [16, 384, -1],
+    ]) {
+      const h = spd(rng, inF, inF * 2);
+      const w = Float32Array.from({ length: out * inF }, () => rng.normal() * 0.05);
+      const o = { bits: 4, groupSize: gs, actOrder, blockSize: 32 };
+      const lapack = gptqQuantize(w, out, inF, prepareHessian(h, inF, actOrder, 0.01), o);
+      const twin = gptqQuantize(w, out, inF, prepareHessian(h, inF, actOrder, 0.01, referenceCholeskyInverseUpper), o);
+      assert.deepEqual(lapack.q, twin.q, `${out}×${inF}: codes`);
+      assert.deepEqual(lapack.scales, twin.scales, `${out}×${inF}: scales`);
+      assert.deepEqual(lapack.zeros, twin.zeros, `${out}×${inF}: zeros`);
+      assert.deepEqual(lapack.gIdx, twin.gIdx, `${out}×${inF}: g_idx`);
+    }
+  });
