@@ -96,7 +96,10 @@ export function compressStreamed<R>(
     const putModule = (row: LlamaTensor, m: LinearLike | undefined) => {
       if (!(m instanceof QuantLinear)) throw new Error(`quantize: ${row.name} was not quantised (a bug: it was announced as GPTQ)`);
       for (const [name, t] of Object.entries(gptqTensors(prefix(row), m.qw, 'gptq_v2'))) w.put(name, t);
-      modules.push({ prefix: prefix(row), qw: { zeros: m.qw.zeros, out: m.qw.out, bits: m.qw.bits, groupSize: m.qw.groupSize, inF: m.qw.inF, gIdx: m.qw.gIdx } });
+      modules.push({
+        prefix: prefix(row),
+        qw: { zeros: m.qw.zeros, out: m.qw.out, bits: m.qw.bits, groupSize: m.qw.groupSize, inF: m.qw.inF, gIdx: m.qw.gIdx },
+      });
     };
     w.put(outTable.embed.name, floatTensor(model.embed.weightStore.bf16 ?? model.embed.weight, dtype));
     const stream: LayerStream = {
@@ -137,7 +140,12 @@ export function compressStreamed<R>(
         });
       }
     // the config of exactly the modules written (as saveModelDir derives it)
-    const quantization = gptqConfigFor(new Map(modules.map((m) => [m.prefix, m.qw])), model.config.layers.length, format, model.config.quantization);
+    const quantization = gptqConfigFor(
+      new Map(modules.map((m) => [m.prefix, m.qw])),
+      model.config.layers.length,
+      format,
+      model.config.quantization,
+    );
     w.finish(modelConfigJson({ ...model.config, quantization }, dtype, ckpt.hfConfig));
     writer = null;
     return { result, dtype, maxLiveLayers: ckpt.maxLive };

@@ -220,7 +220,6 @@ export function openModelWeights(dir: string, opts: ParseOptions = {}): ModelWei
     for (const f of files) f.close();
     throw e;
   }
-
 }
 
 /** How `inFile` is stored (F64 counts as F32); a non-float tensor is an error naming the file. */
