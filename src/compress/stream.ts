@@ -11,7 +11,7 @@
  * qzeros tensors in place before the directory is renamed into place.
  */
 import { ModelDirWriter } from '../io/hf-dir.ts';
-import type { TensorSpec, TensorToWrite } from '../io/safetensors.ts';
+import type { TensorToWrite } from '../io/safetensors.ts';
 import { packQzeros, packedWords } from '../io/gptq-format.ts';
 import type { GptqFormat } from '../io/gptq-format.ts';
 import { Bf16Matrix } from '../tensor/index.ts';
@@ -22,7 +22,7 @@ import { QuantLinear } from '../nn/quant-linear.ts';
 import type { QuantizedWeight } from '../nn/quantized-weight.ts';
 import { DEFAULT_SHARD_BYTES, modelConfigJson } from '../models/llama/checkpoint.ts';
 import type { WeightDType } from '../models/llama/checkpoint.ts';
-import { formatFor, gptqConfigFor, gptqTensors } from '../models/llama/gptq-io.ts';
+import { formatFor, gptqConfigFor, gptqTensorPlan, gptqTensors } from '../models/llama/gptq-io.ts';
 import { LayerwiseCheckpoint } from '../models/llama/layerwise-checkpoint.ts';
 import type { LlamaModel, ProjectionName } from '../models/llama/model.ts';
 import { llamaWeightTable } from '../models/llama/weights.ts';
@@ -37,17 +37,6 @@ export interface StreamOptions {
   gptq?: { bits: number; groupSize: number; targets: readonly ProjectionName[]; lmHead: boolean };
   /** sees decoder layer i right after it is read, before it is compressed */
   onLayer?: (model: LlamaModel, layer: number) => void;
-}
-
-/** The GPTQ tensors of a (out, in) module, announced before its codes exist (shapes as gptqTensors writes them). */
-function gptqSpecs(prefix: string, [out, inF]: number[], bits: number, groupSize: number): Record<string, TensorSpec> {
-  const groups = Math.ceil(inF / (groupSize > 0 ? groupSize : inF));
-  return {
-    [`${prefix}.qweight`]: { dtype: 'I32', shape: [packedWords(inF, bits), out] },
-    [`${prefix}.qzeros`]: { dtype: 'I32', shape: [groups, packedWords(out, bits)] },
-    [`${prefix}.scales`]: { dtype: 'F16', shape: [groups, out] },
-    [`${prefix}.g_idx`]: { dtype: 'I32', shape: [inF] },
-  };
 }
 
 /** A float weight as written in `dtype`: BF16 bits pass through unchanged, anything else as float32 (rounded by the writer). */
@@ -87,7 +76,13 @@ export function compressStreamed<R>(
     writer = new ModelDirWriter(
       out,
       outTable.all.map((row) =>
-        quantized(row) ? gptqSpecs(prefix(row), row.shape, g!.bits, g!.groupSize) : { [row.name]: { dtype, shape: row.shape } },
+        quantized(row)
+          ? gptqTensorPlan(
+              prefix(row),
+              { out: row.shape[0], inF: row.shape[1], bits: g!.bits },
+              Math.ceil(row.shape[1] / (g!.groupSize > 0 ? g!.groupSize : row.shape[1])),
+            )
+          : { [row.name]: { dtype, shape: row.shape } },
       ),
       { shardBytes: o.shardBytes ?? DEFAULT_SHARD_BYTES, overwrite: true },
     );
