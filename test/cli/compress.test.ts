@@ -8,8 +8,8 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { STORIES_F32, asset } from '../helpers/assets.ts';
-import { lonas, perplexity } from '../helpers/cli.ts';
+import { STORIES_F32 } from '../helpers/assets.ts';
+import { lonas, perplexity, quantizeSmall, ARC_EASY_CALIB } from '../helpers/cli.ts';
 
 const ppl = perplexity;
 const inspect = (dir: string) =>
@@ -21,7 +21,7 @@ const inspect = (dir: string) =>
 
 test('Shears / SQFT pipeline: sparsity and the INT4 grid survive fine-tuning and merging', () => {
   const dir = mkdtempSync(join(tmpdir(), 'lonas-sqft-'));
-  const calib = asset('datasets', 'llm-adapters', 'dataset', 'ARC-Easy', 'train.json');
+  const calib = ARC_EASY_CALIB;
   const data = `${calib}:64`;
   const dense = ppl('--model', STORIES_F32()).nll;
   lonas(
@@ -79,23 +79,7 @@ test('Shears / SQFT pipeline: sparsity and the INT4 grid survive fine-tuning and
   assert.equal(inspect(join(dir, 'sparse-merged')).nonZero, sparse.nonZero, 'SparsePEFT merge keeps every zero');
   assert.ok(Math.abs(ppl('--model', join(dir, 'sparse-merged')).nll - adapted) < 1e-4, 'merged == unmerged');
 
-  lonas(
-    'quantize',
-    '--model',
-    join(dir, 'sparse'),
-    '--bits',
-    '4',
-    '--group-size',
-    '32',
-    '--calib',
-    calib,
-    '--nsamples',
-    '8',
-    '--seqlen',
-    '64',
-    '--out',
-    join(dir, 'int4'),
-  );
+  quantizeSmall(join(dir, 'sparse'), join(dir, 'int4'));
   const q = inspect(join(dir, 'int4'));
   assert.equal(q.quantization?.bits, 4);
   assert.ok(q.nonZero <= sparse.nonZero, 'quantising a sparse model keeps its zeros');

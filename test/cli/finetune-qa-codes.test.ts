@@ -10,30 +10,14 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadModelDir } from '../../src/models/llama/checkpoint.ts';
-import { lonas, lonasWithLog } from '../helpers/cli.ts';
-import { STORIES_F32, asset } from '../helpers/assets.ts';
+import { lonas, lonasWithLog, quantizeSmall, ARC_EASY_CALIB } from '../helpers/cli.ts';
+import { STORIES_F32 } from '../helpers/assets.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'lonas-qa-codes-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
-const calib = asset('datasets', 'llm-adapters', 'dataset', 'ARC-Easy', 'train.json');
+const calib = ARC_EASY_CALIB;
 const base = join(dir, 'int4');
-lonas(
-  'quantize',
-  '--model',
-  STORIES_F32(),
-  '--bits',
-  '4',
-  '--group-size',
-  '32',
-  '--calib',
-  calib,
-  '--nsamples',
-  '8',
-  '--seqlen',
-  '64',
-  '--out',
-  base,
-);
+quantizeSmall(STORIES_F32(), base);
 
 /** QA fine-tuning at `lr` (8 steps), then `lonas merge`: the log, run_config.json's qa_codes, and the codes that differ from the base's. */
 function qaRun(name: string, lr: string[]) {

@@ -12,32 +12,15 @@ import { join } from 'node:path';
 import { SafetensorsFile } from '../../src/io/safetensors.ts';
 import { loadModelDir } from '../../src/models/llama/checkpoint.ts';
 import { PROJECTIONS, projectionWeightName } from '../../src/models/llama/weights.ts';
-import { lonas, lonasWithLog } from '../helpers/cli.ts';
-import { STORIES_F32, asset } from '../helpers/assets.ts';
+import { lonas, lonasWithLog, quantizeSmall, ARC_EASY_CALIB } from '../helpers/cli.ts';
+import { STORIES_F32 } from '../helpers/assets.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'lonas-merge-gptq-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
-const calib = asset('datasets', 'llm-adapters', 'dataset', 'ARC-Easy', 'train.json');
+const calib = ARC_EASY_CALIB;
 const base = join(dir, 'int4-head'),
   adapter = join(dir, 'lora');
-lonas(
-  'quantize',
-  '--model',
-  STORIES_F32(),
-  '--bits',
-  '4',
-  '--group-size',
-  '32',
-  '--calib',
-  calib,
-  '--nsamples',
-  '8',
-  '--seqlen',
-  '64',
-  '--lm-head',
-  '--out',
-  base,
-);
+quantizeSmall(STORIES_F32(), base, '--lm-head');
 // plain LoRA (no --quantization-aware), at a learning rate that moves the merged weights by whole steps
 lonas(
   'finetune',
@@ -237,23 +220,7 @@ test("a GPTQ record's kept_zeros stays a count the merged model has: lowered by 
   const sparse = join(dir, 'sparse'),
     sq = join(dir, 'sparse-int4');
   lonas('sparsify', '--model', STORIES_F32(), '--method', 'magnitude', '--sparsity', '0.5', '--out', sparse);
-  lonas(
-    'quantize',
-    '--model',
-    sparse,
-    '--bits',
-    '4',
-    '--group-size',
-    '32',
-    '--calib',
-    calib,
-    '--nsamples',
-    '8',
-    '--seqlen',
-    '64',
-    '--out',
-    sq,
-  );
+  quantizeSmall(sparse, sq);
   const kept = JSON.parse(readFileSync(join(sq, 'lonas_compression.json'), 'utf8')).kept_zeros as Record<string, number>;
   const ft = [
     '--data',

@@ -19,8 +19,8 @@ import { parseHfConfig } from '../../src/models/llama/hf-config.ts';
 import { readGptqProjection } from '../../src/models/llama/gptq-io.ts';
 import { loadLlama } from '../../src/models/llama/checkpoint.ts';
 import { loadTokenizer } from '../../src/io/tokenizer.ts';
-import { asset, STORIES_F32 } from '../helpers/assets.ts';
-import { lonas } from '../helpers/cli.ts';
+import { STORIES_F32 } from '../helpers/assets.ts';
+import { quantizeSmall } from '../helpers/cli.ts';
 import { openGguf } from '../engines/llama-cpp/engine.ts';
 import { lonasLogProbs, meanKl } from './gguf-helpers.ts';
 import { readFileSync } from 'node:fs';
@@ -28,24 +28,7 @@ import { readFileSync } from 'node:fs';
 const dir = mkdtempSync(join(tmpdir(), 'lonas-gguf-gptq-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
 const int4 = join(dir, 'int4');
-const calib = asset('datasets', 'llm-adapters', 'dataset', 'ARC-Easy', 'train.json');
-lonas(
-  'quantize',
-  '--model',
-  STORIES_F32(),
-  '--bits',
-  '4',
-  '--group-size',
-  '32',
-  '--calib',
-  calib,
-  '--nsamples',
-  '8',
-  '--seqlen',
-  '64',
-  '--out',
-  int4,
-);
+quantizeSmall(STORIES_F32(), int4);
 const config = parseHfConfig(JSON.parse(readFileSync(join(int4, 'config.json'), 'utf8')), 'config.json');
 
 test('GPTQ codes and scales map to Q4_1 blocks exactly; only the F16 offset rounds', () => {

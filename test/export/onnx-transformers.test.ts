@@ -11,8 +11,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadLlama } from '../../src/models/llama/checkpoint.ts';
 import { generate } from '../../src/models/llama/generate.ts';
-import { STORIES_F32, asset } from '../helpers/assets.ts';
-import { lonas } from '../helpers/cli.ts';
+import { STORIES_F32 } from '../helpers/assets.ts';
+import { lonas, quantizeSmall } from '../helpers/cli.ts';
 import { transformersJs } from '../helpers/onnx-runtime.ts';
 
 const PROMPT = 'Once upon a time';
@@ -59,25 +59,8 @@ test('transformers.js offline: same greedy text and ids as lonas for stories260K
 
 test('transformers.js offline loads an --int4 export (model_q4.onnx) and matches lonas INT4 greedy ids', async () => {
   const root = mkdtempSync(join(tmpdir(), 'lonas-onnx-tjs-q4-'));
-  const calib = asset('datasets', 'llm-adapters', 'dataset', 'ARC-Easy', 'train.json');
   const int4 = join(root, 'int4-checkpoint');
-  lonas(
-    'quantize',
-    '--model',
-    STORIES_F32(),
-    '--bits',
-    '4',
-    '--group-size',
-    '32',
-    '--calib',
-    calib,
-    '--nsamples',
-    '8',
-    '--seqlen',
-    '64',
-    '--out',
-    int4,
-  );
+  quantizeSmall(STORIES_F32(), int4);
   lonas('export', '--format', 'onnx', '--model', int4, '--int4', '--out', join(root, 'q4'));
   const t = await offlineTransformers(root);
   const { prompt, all } = await transformersGreedyIds(t, 'q4');

@@ -28,3 +28,28 @@ export const STORIES_TEXT = join(ASSETS, 'models', 'stories260K', 'expected_gree
 export function perplexity(...model: string[]): { nll: number } {
   return JSON.parse(lonas('perplexity', ...model, '--text', STORIES_TEXT, '--json')) as { nll: number };
 }
+
+/** ARC-Easy's train split: the small calibration set the GPTQ and Wanda tests use. */
+export const ARC_EASY_CALIB = join(ASSETS, 'datasets', 'llm-adapters', 'dataset', 'ARC-Easy', 'train.json');
+
+/** `lonas quantize` as the tests' small INT4 bases are made: 4 bits, group 32, 8 ARC-Easy samples of 64 tokens, `extra` flags. */
+export function quantizeSmall(model: string, out: string, ...extra: string[]): string {
+  return lonas(
+    'quantize',
+    '--model',
+    model,
+    '--bits',
+    '4',
+    '--group-size',
+    '32',
+    '--calib',
+    ARC_EASY_CALIB,
+    '--nsamples',
+    '8',
+    '--seqlen',
+    '64',
+    ...extra,
+    '--out',
+    out,
+  );
+}
