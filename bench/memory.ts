@@ -10,7 +10,9 @@
  *
  * Options: --layers N (32), --seq N (256: finetune tokens per example), --steps N (2), --calib N (32 calibration
  * samples), --calib-len N (512), --timeout S (stop a command after S seconds, reporting its peak so far), --skip a,b
- * (commands not to run: later ones that need their output fail), --tmp DIR (os.tmpdir()), --keep (leave the directory).
+ * (commands not to run: later ones that need their output fail), --tmp DIR (os.tmpdir()), --keep (leave the directory),
+ * --work DIR (run in DIR, kept afterwards; a checkpoint and data already there from a --keep run are reused, so one slow
+ * command can be rerun alone without writing the 13.5 GB again).
  */
 import { spawn } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
@@ -33,6 +35,8 @@ interface MemoryBenchOptions {
   calibLen: number;
   tmp: string;
   keep: boolean;
+  /** a kept work directory to reuse ('' : a new temporary one) */
+  work: string;
   /** seconds after which a command is stopped (reported with its peak so far); 0: none */
   timeout: number;
   skip: string[];
@@ -53,6 +57,7 @@ function parse(args: string[]): MemoryBenchOptions {
     calibLen: 512,
     tmp: tmpdir(),
     keep: false,
+    work: '',
     timeout: 0,
     skip: [],
   };
@@ -68,6 +73,7 @@ function parse(args: string[]): MemoryBenchOptions {
     const key = args[i];
     if (key === '--keep') o.keep = true;
     else if (key === '--tmp') o.tmp = args[++i] ?? '';
+    else if (key === '--work') o.work = args[++i] ?? '';
     else if (key === '--skip') o.skip = (args[++i] ?? '').split(',');
     else if (key in ints) {
       const n = Number(args[++i]);
@@ -75,7 +81,7 @@ function parse(args: string[]): MemoryBenchOptions {
       o[ints[key as keyof typeof ints]] = n;
     } else
       throw new Error(
-        `unknown option '${key}' (valid: --layers N --seq N --steps N --calib N --calib-len N --timeout S --skip a,b --tmp DIR --keep)`,
+        `unknown option '${key}' (valid: --layers N --seq N --steps N --calib N --calib-len N --timeout S --skip a,b --tmp DIR --keep --work DIR)`,
       );
   }
   return o;
@@ -249,16 +255,25 @@ export async function main(args: string[]): Promise<unknown> {
         `and the largest output beside it need about ${(need / GIB).toFixed(1)} GiB; free disk, pass --tmp DIR on a larger disk, or fewer --layers`,
     );
   const machine = await machineBusy();
-  const work = mkdtempSync(join(o.tmp, 'lonas-memory-bench-'));
+  if (o.work) o.keep = true;
+  const work = o.work ? (mkdirSync(o.work, { recursive: true }), o.work) : mkdtempSync(join(o.tmp, 'lonas-memory-bench-'));
   try {
     const model = join(work, 'base');
-    const started = performance.now();
-    writeCheckpoint(model, o.layers, tokenizerDir);
-    log(
-      `memory bench: ${o.layers}-layer Llama-2-7B-shape BF16 checkpoint, ${(weightBytes / GIB).toFixed(2)} GiB, in ${((performance.now() - started) / 1000).toFixed(0)} s`,
-    );
     const data = join(work, 'data.json');
-    writeData(data, Math.max(16, 4 * o.calib), Math.ceil(o.seq * 1.2));
+    const reuse = existsSync(join(model, CONFIG_FILE)) && existsSync(data);
+    if (reuse) {
+      const layers = (JSON.parse(readFileSync(join(model, CONFIG_FILE), 'utf8')) as { num_hidden_layers: number }).num_hidden_layers;
+      if (layers !== o.layers)
+        throw new Error(`memory bench: ${model} has ${layers} layers, not --layers ${o.layers}: pass --layers ${layers} or another --work`);
+      log(`memory bench: reusing the ${o.layers}-layer checkpoint and data in ${work}`);
+    } else {
+      const started = performance.now();
+      writeCheckpoint(model, o.layers, tokenizerDir);
+      log(
+        `memory bench: ${o.layers}-layer Llama-2-7B-shape BF16 checkpoint, ${(weightBytes / GIB).toFixed(2)} GiB, in ${((performance.now() - started) / 1000).toFixed(0)} s`,
+      );
+      writeData(data, Math.max(16, 4 * o.calib), Math.ceil(o.seq * 1.2));
+    }
     const at = (d: string) => join(work, d);
     const steps: [string, string[], string?][] = [
       ['inspect', ['inspect', '--model', model]],
