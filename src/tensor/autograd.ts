@@ -15,8 +15,31 @@ import type { OpName, OpSaved } from './op-types.ts';
 export interface TapeNode {
   op: OpName;
   /** The op's differentiable inputs, in the order its rule returns gradients. */
-  inputs: readonly Tensor[];
+  inputs: readonly GradInput[];
   saved: unknown;
+}
+
+/**
+ * A recorded op's handle on an input that has a producer: its node, shape and identity only. Holding the tensor
+ * itself would keep every intermediate buffer alive until backward (the base product and the scaled update a LoRA
+ * sum adds, say), although the rules read only what their op saved; so a buffer now lives in the graph only when an
+ * op saved it, and the training activations are those of the saved tensors (src/train/memory.ts).
+ */
+export interface GradRef {
+  node: TapeNode | null;
+  readonly shape: readonly number[];
+  readonly requiresGrad: boolean;
+}
+
+/** An input as the graph holds it: a leaf (a Tensor, whose `.grad` backward fills) or the handle of an intermediate (or of a constant). */
+export type GradInput = Tensor | GradRef;
+
+const isLeaf = (t: GradInput): t is Tensor => t instanceof Tensor;
+
+/** What a node keeps of an input: leaves themselves, intermediates by handle, and inputs that need no gradient by shape only. */
+export function graphInput(t: Tensor): GradInput {
+  if (t.node) return t.gradRef();
+  return t.requiresGrad ? t : { node: null, shape: t.shape, requiresGrad: false };
 }
 
 let gradEnabled = true;
@@ -58,7 +81,7 @@ export function needsGrad(...inputs: (Tensor | null | undefined)[]): boolean {
 export function record<K extends OpName>(op: K, inputs: readonly Tensor[], saved: OpSaved[K], out: Tensor): Tensor {
   if (!needsGrad(...inputs)) return out;
   out.requiresGrad = true;
-  out.node = { op, inputs, saved };
+  out.node = { op, inputs: inputs.map(graphInput), saved };
   return out;
 }
 
@@ -75,10 +98,11 @@ export function backward(root: Tensor, gradOutput?: Tensor): void {
     throw new Error(`backward(): gradient shape ${fmtShape(gradOutput.shape)} does not match ${fmtShape(root.shape)}`);
   }
   const seed = gradOutput ?? new Tensor(root.dtype === 'f64' ? new Float64Array(1).fill(1) : new Float32Array(1).fill(1), root.shape);
-  const order = topoOrder(root);
-  // Gradients of non-leaf tensors; `owned` means the engine may add into the buffer in place.
-  const pending = new Map<Tensor, { g: Tensor; owned: boolean }>();
-  pending.set(root, { g: seed, owned: false });
+  const start = root.node ? root.gradRef() : root;
+  const order = topoOrder(start);
+  // Gradients of intermediates (by their handles); `owned` means the engine may add into the buffer in place.
+  const pending = new Map<GradInput, { g: Tensor; owned: boolean }>();
+  pending.set(start, { g: seed, owned: false });
 
   for (let i = order.length - 1; i >= 0; i--) {
     const t = order[i];
@@ -105,7 +129,7 @@ export function backward(root: Tensor, gradOutput?: Tensor): void {
         g.offset === 0 &&
         g.data.length === g.size;
       if (input.node) accumulatePending(pending, input, g, fresh);
-      else accumulateLeaf(input, g, fresh);
+      else if (isLeaf(input)) accumulateLeaf(input, g, fresh);
     });
   }
 }
@@ -120,16 +144,17 @@ export function graphBytes(root: Tensor, params: Iterable<Tensor>): number {
   const excluded = new Set<ArrayBufferLike>();
   for (const p of params) excluded.add(p.data.buffer);
   const held = new Set<ArrayBufferLike>();
-  const seen = new Set<Tensor>();
-  const stack = [root];
+  const seen = new Set<GradInput>();
+  const stack: GradInput[] = [root];
   while (stack.length) {
     const t = stack.pop()!;
     if (seen.has(t)) continue;
     seen.add(t);
-    held.add(t.data.buffer);
-    if (!t.node) continue;
-    stack.push(...t.node.inputs);
-    for (const v of Object.values(t.node.saved as object)) {
+    if (isLeaf(t)) held.add(t.data.buffer);
+    const node = t.node;
+    if (!node) continue;
+    stack.push(...node.inputs);
+    for (const v of Object.values(node.saved as object)) {
       if (v instanceof Tensor) stack.push(v);
       else if (ArrayBuffer.isView(v)) held.add(v.buffer);
     }
@@ -139,10 +164,10 @@ export function graphBytes(root: Tensor, params: Iterable<Tensor>): number {
   return bytes;
 }
 
-function topoOrder(root: Tensor): Tensor[] {
-  const order: Tensor[] = [];
-  const visited = new Set<Tensor>();
-  const stack: [Tensor, number][] = [[root, 0]];
+function topoOrder(root: GradInput): GradInput[] {
+  const order: GradInput[] = [];
+  const visited = new Set<GradInput>();
+  const stack: [GradInput, number][] = [[root, 0]];
   visited.add(root);
   while (stack.length) {
     const top = stack[stack.length - 1];
@@ -163,7 +188,7 @@ function topoOrder(root: Tensor): Tensor[] {
   return order;
 }
 
-function accumulatePending(pending: Map<Tensor, { g: Tensor; owned: boolean }>, t: Tensor, g: Tensor, fresh: boolean): void {
+function accumulatePending(pending: Map<GradInput, { g: Tensor; owned: boolean }>, t: GradInput, g: Tensor, fresh: boolean): void {
   const prev = pending.get(t);
   if (!prev) {
     pending.set(t, { g, owned: fresh });

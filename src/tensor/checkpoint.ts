@@ -11,7 +11,7 @@
  * streams continue as if f had run once. Memory: per call, x instead of all of f's activations; time: f runs twice.
  */
 import { Tensor } from './tensor.ts';
-import { backward, isGradEnabled, withGrad } from './autograd.ts';
+import { backward, graphInput, isGradEnabled, withGrad } from './autograd.ts';
 import type { Rng } from './rng.ts';
 
 /** y = f(x), recomputed in backward (see above). `f` must depend only on x, its own parameters and `rngs`. */
@@ -36,6 +36,6 @@ export function checkpoint(f: (x: Tensor) => Tensor, x: Tensor, rngs: readonly R
     }
     return [wants[0] ? xr.grad : null];
   };
-  out.node = { op: 'checkpoint', inputs: [x], saved: { replay } };
+  out.node = { op: 'checkpoint', inputs: [graphInput(x)], saved: { x, replay } };
   return out;
 }

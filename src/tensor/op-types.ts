@@ -27,7 +27,8 @@ export interface OpSaved {
   /** inputs [a]; dense copy (gradient passes through) */
   contiguous: Record<string, never>;
   /** inputs [x, w] or [x, w, b]; y = x·wᵀ + b, x (…, in), w (out, in) possibly a strided slice */
-  linear: { x: Tensor; w: Tensor; hasBias: boolean };
+  /** x: null when the weight needs no gradient (nothing else reads it) */
+  linear: { x: Tensor | null; xShape: readonly number[]; w: Tensor; hasBias: boolean };
   /** inputs [x] or [x, b]; y = x·W[:outF, :inF]ᵀ + b with W a frozen bfloat16 matrix (no weight gradient) */
   linearBf16: { w: Bf16Matrix; outF: number; inF: number; xShape: readonly number[]; hasBias: boolean };
   /** inputs [a, b]; (…, m, k)·(…, k, n), same batch */
@@ -57,7 +58,8 @@ export interface OpSaved {
    * `replay` back-propagates gy through the recomputed f, adding the gradients of f's parameters into their
    * leaves, and returns x's gradient
    */
-  checkpoint: { replay: (gy: Tensor, wants: boolean[]) => (Tensor | null)[] };
+  /** x: what the recomputation reads (held by `replay` too; named here so graphBytes counts it) */
+  checkpoint: { x: Tensor; replay: (gy: Tensor, wants: boolean[]) => (Tensor | null)[] };
 }
 
 export type OpName = keyof OpSaved;

@@ -170,8 +170,9 @@ export function linear(x: Tensor, w: Tensor, b?: Tensor | null): Tensor {
     kernelsFor(xd).gemm(false, !wo.trans, rows, outF, inF, 1, xd, 0, Math.max(inF, 1), wo.data, wo.off, wo.ld, b ? 1 : 0, y, 0, outF);
   }
   const out = new Tensor(y, [...x.shape.slice(0, -1), outF]);
-  const xc = x.isContiguous ? x : new Tensor(xd, x.shape);
-  return record('linear', b ? [x, w, b] : [x, w], { x: xc, w, hasBias: !!b }, out);
+  // x is needed only for the weight's gradient: a frozen weight's product keeps no activation
+  const xc = !w.requiresGrad ? null : x.isContiguous ? x : new Tensor(xd, x.shape);
+  return record('linear', b ? [x, w, b] : [x, w], { x: xc, xShape: x.shape, w, hasBias: !!b }, out);
 }
 
 /** Batched matrix product of contiguous tensors: (…, m, k) · (…, k, n) → (…, m, n) with equal batch dims. */

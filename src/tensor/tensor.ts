@@ -5,7 +5,7 @@
  * (see `matrixOperand`) so that slices of a weight are multiplied in place.
  */
 import type { FloatArray } from '../kernels/api.ts';
-import type { TapeNode } from './autograd.ts';
+import type { GradRef, TapeNode } from './autograd.ts';
 import { scratchF32 } from './scratch.ts';
 
 export type DType = 'f32' | 'f64';
@@ -20,8 +20,11 @@ export class Tensor {
   requiresGrad: boolean;
   /** Accumulated gradient of a leaf (same shape, contiguous). */
   grad: Tensor | null = null;
-  /** The recorded operation that produced this tensor (null for leaves and no-grad results). */
-  node: TapeNode | null = null;
+  /**
+   * How the graph refers to this tensor once it has a producer: its node, shape and identity, not its data, so the
+   * graph keeps a buffer alive only where an op saved it for its backward (autograd.ts `GradRef`).
+   */
+  private ref: GradRef | null = null;
   /** Optional label used in error messages (e.g. a parameter name). */
   name?: string;
 
@@ -44,6 +47,22 @@ export class Tensor {
         `tensor of shape [${shape.join(', ')}] needs ${this.size} elements from offset ${this.offset}, buffer has ${data.length}`,
       );
     }
+  }
+
+  /** The recorded operation that produced this tensor (null for leaves and no-grad results). */
+  get node(): TapeNode | null {
+    return this.ref?.node ?? null;
+  }
+
+  set node(n: TapeNode | null) {
+    if (n === null && this.ref === null) return;
+    this.gradRef().node = n;
+  }
+
+  /** The graph's handle on this tensor (one per tensor, so every consumer's gradient meets in one place). */
+  gradRef(): GradRef {
+    this.ref ??= { node: null, shape: this.shape, requiresGrad: true };
+    return this.ref;
   }
 
   get dtype(): DType {

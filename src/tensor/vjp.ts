@@ -65,7 +65,7 @@ export const vjpRules: VjpTable = {
 
   contiguous: (_s, gy) => [gy],
 
-  linear: ({ x, w, hasBias }, gy, wants) => {
+  linear: ({ x, xShape, w, hasBias }, gy, wants) => {
     const inF = w.shape[1],
       outF = w.shape[0];
     const g = gy.contiguousData();
@@ -79,10 +79,11 @@ export const vjpRules: VjpTable = {
       const wo = matrixOperand(w);
       const d = allocLike(g, rows * inF);
       if (rows && inF && outF) kern.gemm(false, wo.trans, rows, inF, outF, 1, g, 0, outF, wo.data, wo.off, wo.ld, 0, d, 0, inF);
-      dx = new Tensor(d, x.shape);
+      dx = new Tensor(d, xShape);
     }
     if (wants[1]) {
       // dw (out, in) = gyᵀ (out, rows) · x (rows, in)
+      if (!x) throw new Error(`internal: linear's weight ${w.name ?? ''} was frozen in the forward and needs a gradient in backward`);
       const d = allocLike(g, outF * inF);
       if (rows && inF && outF) kern.gemm(true, false, outF, inF, rows, 1, g, 0, outF, x.contiguousData(), 0, inF, 0, d, 0, inF);
       dw = new Tensor(d, w.shape);

@@ -6,17 +6,22 @@
  *
  *   weights      the base as it is stored now (model.weightStorage(): bf16 bits stay 2 bytes)
  *   adapters     P trainable floats × (value + gradient + AdamW's two moments [+ the all-reduce buffer under mpirun]) × 4 B
- *   activations  what the autograd graph holds at the end of the forward (autograd.ts graphBytes: the tensors it reaches
- *                and saves, weights excluded), N = rows × seq tokens:
+ *   activations  what the autograd graph holds at the end of the forward (autograd.ts graphBytes: the tensors the ops
+ *                saved for their backward; the graph refers to every other intermediate by handle, without its data),
+ *                N = rows × seq tokens:
  *     per decoder layer, per token, in floats (C hidden, Cq = Hq·D queries, Ckv keys/values, I intermediate, T seq):
- *       2C + 2            the two RMSNorm outputs and their 1/rms
- *       + 2C + I          the two residual sums and silu(gate) ⊙ up
- *       + Cq + Ckv + Cq   rope(q), rope(k) and the attention output
- *       + Hq·T            the attention probabilities (B, Hq, T, T)
- *       + Σ projections   out for a plain projection; 4·out + r (+ in, and in bytes of mask, with dropout) for a LoRA one:
- *                         the base product, B(A x), its scaling and the sum, A x, dropout(x) and its mask
- *     Llama-2-7B, LoRA r 32 on all seven, dropout: 253 666 floats + 35 584 mask bytes ≈ 1.05 MB per token per layer.
- *     The head: (C + 1) final norm + V logits + 2 (log-sum-exp, target) per token; the embedding output C per token.
+ *       2C + 2            the two RMSNorms' inputs and their 1/rms
+ *       + Cq + 2·Ckv      the attention's rope(q), rope(k) and v
+ *       + Hq·T            its probabilities (B, Hq, T, T)
+ *       + 2I              SwiGLU's gate and up
+ *       + per LoRA projection: r (A x, for B's gradient), and the input A's gradient reads: dropout(x) and its mask
+ *         (in floats + in bytes) with dropout, else x itself, held once per distinct input (q/k/v share the first
+ *         norm's output, gate/up the second's; o reads the attention output, down silu(gate)·up)
+ *     A frozen projection keeps nothing (its input gradient needs only the weight).
+ *     Llama-2-7B at T = 256, LoRA r 32 on all seven, dropout: 86 498 floats + 35 584 mask bytes ≈ 0.38 MB per token per
+ *     layer (1.05 MB while the graph held every intermediate).
+ *     The head: (C + 1) the final norm's input and 1/rms + V logits + 2 (log-sum-exp, target) per token; the rope
+ *     positions (4 bytes per token) and its cos/sin tables (2 × maxPositions × D/2 floats, once), unless checkpointed.
  *     With gradient checkpointing only each layer's input (C per token) stays, plus one layer recomputed in backward.
  *   workspace    the transient of backward: the logits' gradient (N·V) and the attention's score gradient (N·Hq·T);
  *                the other gradients take the place of the activations backward releases as it goes. With
@@ -33,6 +38,7 @@
 import { freemem, totalmem } from 'node:os';
 import type { LlamaModel } from '../models/llama/model.ts';
 import { PROJECTIONS } from '../models/llama/model.ts';
+import type { ProjectionName } from '../models/llama/model.ts';
 import { llamaWeightTable } from '../models/llama/weights.ts';
 import { LoraLinear } from '../adapters/lora.ts';
 
@@ -67,19 +73,33 @@ export function layerActivationBytesPerToken(model: LlamaModel, i: number, seq: 
     Ckv = table.proj.k_proj.weight.shape[0],
     I = table.proj.gate_proj.weight.shape[0];
   const Hq = Cq / model.config.headDim;
-  let floats = 2 * C + 2 + 2 * C + I + Cq + Ckv + Cq + Hq * seq,
+  // the first layer's first norm reads the frozen embedding: nothing there needs a gradient, so nothing is saved
+  const first = i === 0;
+  let floats = (first ? C + 1 : 2 * C + 2) + Cq + 2 * Ckv + Hq * seq + 2 * I,
     maskBytes = 0;
+  // without dropout, A's gradient reads the projection's input itself: one buffer per input shared by its projections
+  const sharedInputs = new Set<string>();
+  const inputOf: Record<ProjectionName, string> = {
+    q_proj: 'norm1',
+    k_proj: 'norm1',
+    v_proj: 'norm1',
+    o_proj: 'attention',
+    gate_proj: 'norm2',
+    up_proj: 'norm2',
+    down_proj: 'swiglu',
+  };
   for (const p of PROJECTIONS) {
-    const [out, inF] = table.proj[p].weight.shape;
+    const inF = table.proj[p].weight.shape[1];
     const m = model.layers[i].proj[p];
-    if (!(m instanceof LoraLinear)) {
-      floats += out;
-      continue;
-    }
-    floats += 4 * out + m.rMax;
+    if (!(m instanceof LoraLinear)) continue;
+    floats += m.rMax;
     if (m.dropoutP > 0) {
       floats += inF;
-      maskBytes += inF;
+      // (dropout of a first-layer q/k/v input is not recorded: its mask is not kept)
+      if (!(first && inputOf[p] === 'norm1')) maskBytes += inF;
+    } else if (!sharedInputs.has(inputOf[p])) {
+      sharedInputs.add(inputOf[p]);
+      floats += inF;
     }
   }
   return floats * F32 + maskBytes;
@@ -92,7 +112,10 @@ export function activationBytes(model: LlamaModel, s: Omit<TrainingShape, 'ranks
     V = model.config.vocabSize;
   const layers = model.layers.map((_, i) => layerActivationBytesPerToken(model, i, s.seq));
   const kept = s.checkpointing ? layers.length * C * F32 : layers.reduce((a, b) => a + b, 0);
-  return N * (kept + (C + 1 + V + 2) * F32 + C * F32);
+  // the RoPE tables the rope ops keep (cos and sin, maxPositions × D/2 each, held once) and the positions (one int32
+  // per token); checkpointed, they live inside the layers' dropped graphs
+  const rope = s.checkpointing ? 0 : N * 4 + model.config.maxPositions * model.config.headDim * F32;
+  return N * (kept + (C + 1 + V + 2) * F32) + rope;
 }
 
 /** The peak estimate of one training process (see the formula above). */

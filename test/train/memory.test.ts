@@ -47,11 +47,11 @@ function measured(c: (typeof CASES)[number], checkpointing: boolean) {
 
 for (const c of CASES) {
   for (const checkpointing of [false, true]) {
-    test(`activation estimate within 2% of the bytes the graph holds: ${c.name}${checkpointing ? ', checkpointed' : ''}`, () => {
+    test(`activation estimate within 0.2% of the bytes the graph holds: ${c.name}${checkpointing ? ', checkpointed' : ''}`, () => {
       const { model, held } = measured(c, checkpointing);
       const estimate = activationBytes(model, { rows: c.B, seq: c.S, checkpointing });
-      // measured: 0.99–1.01 (the rope tables and the first layer's unrecorded frozen path make the small differences)
-      assert.ok(Math.abs(estimate / held - 1) < 0.02, `estimate ${estimate} B, graph ${held} B`);
+      // within a few bytes: the formula models the first layer's unrecorded frozen path and the rope tables too
+      assert.ok(Math.abs(estimate / held - 1) < 0.002, `estimate ${estimate} B, graph ${held} B`);
     });
   }
 }
@@ -60,7 +60,9 @@ test('activations grow with the tokens; checkpointing keeps one hidden state per
   const model = tinyModel(5, tinyConfig({ numLayers: 4 }));
   addLora(model, { rank: 4, alpha: 8, dropout: 0.1, targets: ALL }, 11);
   const at = (rows: number, seq: number, checkpointing: boolean) => activationBytes(model, { rows, seq, checkpointing });
-  assert.equal(at(4, 16, false), 2 * at(2, 16, false));
+  const once = at(0, 16, false); // the RoPE tables, held once whatever the batch
+  assert.equal(at(4, 16, false) - once, 2 * (at(2, 16, false) - once));
+  assert.equal(at(4, 16, true), 2 * at(2, 16, true));
   assert.ok(at(2, 32, false) > 2 * at(2, 16, false), 'attention probabilities grow with seq²');
   assert.ok(at(4, 16, true) < at(4, 16, false) / 3);
   const e = estimateTrainingMemory(model, { rows: 4, seq: 16, checkpointing: false, ranks: 1 });
