@@ -1,4 +1,5 @@
-// Inverted dropout (contract in src/kernels/api.ts; twin src/kernels/reference-dropout.ts).
+// The training step's element-wise kernels: inverted dropout and the scaled sum behind add, scale and gradient
+// accumulation (contract in src/kernels/api.ts; twins in src/kernels/reference-train.ts).
 //
 // Each row (a consecutive block of n / rows elements) draws from its own xoshiro128** state, one 32-bit draw
 // per element in order, exactly as src/util/xoshiro.ts: the masks equal the twin's bit for bit. Rows are
@@ -75,6 +76,26 @@ void DropoutBackward(const Napi::CallbackInfo& info) {
   args.need("dx", dx.length, n);
   parallelFor(n, kMinPiece, 1024, [&](int64_t b, int64_t e) {
     for (int64_t i = b; i < e; i++) dx.data[i] = keep.data[i] ? static_cast<float>(static_cast<double>(dy.data[i]) * scale) : 0.0f;
+  });
+}
+
+// addScaled(a | null, b, out, n, s): out = a + (float)(b · s), or out = (float)(b · s) without a; out may alias.
+void AddScaled(const Napi::CallbackInfo& info) {
+  Args args(info, "addScaled", 5);
+  F32 a = args.f32OrNull(0, "a"), b = args.f32(1, "b"), out = args.f32(2, "out");
+  int64_t n = args.index(3, "n");
+  double s = args.number(4, "s");
+  if (a.data) args.need("a", a.length, n);
+  args.need("b", b.length, n);
+  args.need("out", out.length, n);
+  parallelFor(n, kMinPiece, 1024, [&](int64_t lo, int64_t hi) {
+    if (!a.data) {
+      for (int64_t i = lo; i < hi; i++) out.data[i] = static_cast<float>(static_cast<double>(b.data[i]) * s);
+    } else if (s == 1.0) {  // b · 1 is b: the plain sum, vectorised
+      for (int64_t i = lo; i < hi; i++) out.data[i] = a.data[i] + b.data[i];
+    } else {
+      for (int64_t i = lo; i < hi; i++) out.data[i] = a.data[i] + static_cast<float>(static_cast<double>(b.data[i]) * s);
+    }
   });
 }
 

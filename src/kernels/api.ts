@@ -202,6 +202,12 @@ export interface Kernels {
   ): void;
 
   /**
+   * out = a + b · s elementwise (n elements; a null: out = b · s): the product formed in double and rounded to
+   * out's precision, then the sum rounded, as add(a, scale(b, s)) stores them. out may alias a or b.
+   */
+  addScaled(a: FloatArray | null, b: FloatArray, out: FloatArray, n: number, s: number): void;
+
+  /**
    * Inverted dropout of n elements split into `rows` equal consecutive blocks (the rows of a (B, T, …) tensor),
    * block b drawn from the xoshiro128** state states[4b..4b+3] (advanced in place, src/util/xoshiro.ts): one
    * 32-bit draw u per element; kept (keep 1, out = x · scale) when u ≥ threshold, else keep 0 and out 0. The

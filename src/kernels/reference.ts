@@ -13,7 +13,7 @@
 import type { FloatArray, Kernels } from './api.ts';
 import { need } from './checks.ts';
 import { gemm, gemmBatched, gemmBf16 } from './reference-gemm.ts';
-import { dropout, dropoutBackward } from './reference-dropout.ts';
+import { addScaled, dropout, dropoutBackward } from './reference-train.ts';
 export { bf16Value } from './bf16-bits.ts';
 
 type IndexArray = Int32Array;
@@ -447,5 +447,6 @@ export const referenceKernels: Kernels = {
   embeddingBackward,
   adamw,
   dropout,
+  addScaled,
   dropoutBackward,
 };

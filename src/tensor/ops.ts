@@ -21,7 +21,7 @@ export function add(a: Tensor, b: Tensor): Tensor {
   const x = a.contiguousData(),
     y = b.contiguousData();
   const out = allocLike(a, x.length);
-  for (let i = 0; i < out.length; i++) out[i] = x[i] + y[i];
+  kernelsFor(x).addScaled(x, y, out, out.length, 1);
   return record('add', [a, b], {}, new Tensor(out, a.shape));
 }
 
@@ -46,7 +46,7 @@ export function mul(a: Tensor, b: Tensor): Tensor {
 export function scale(a: Tensor, s: number): Tensor {
   const x = a.contiguousData();
   const out = allocLike(a, x.length);
-  for (let i = 0; i < out.length; i++) out[i] = x[i] * s;
+  kernelsFor(x).addScaled(null, x, out, out.length, s);
   return record('scale', [a], { s }, new Tensor(out, a.shape));
 }
 

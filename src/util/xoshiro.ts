@@ -1,6 +1,6 @@
 /**
  * xoshiro128** (Blackman & Vigna): the generator behind every random number of lonas (src/tensor/rng.ts) and
- * the dropout kernels' twin (src/kernels/reference-dropout.ts; native/dropout.cc is its C++ copy). The state
+ * the dropout kernels' twin (src/kernels/reference-train.ts; native/dropout.cc is its C++ copy). The state
  * is 4 uint32 words at s[o..o+3], advanced in place.
  */
 export function xoshiro128ss(s: Uint32Array, o: number): number {

@@ -1,6 +1,7 @@
 /**
- * The dropout kernels' TypeScript twins (the oracle of native/dropout.cc and the float64 path): one 32-bit
- * xoshiro128** draw per element (src/util/xoshiro.ts), rows drawn from their own streams.
+ * The TypeScript twins of the training step's element-wise kernels (the oracle of native/dropout.cc and the
+ * float64 path): dropout, one 32-bit xoshiro128** draw per element (src/util/xoshiro.ts), rows drawn from their
+ * own streams; its backward; the scaled sum the ops add, scale and gradient accumulation use.
  */
 import type { FloatArray } from './api.ts';
 import { need } from './checks.ts';
@@ -36,4 +37,16 @@ export function dropoutBackward(dy: FloatArray, keep: Uint8Array, dx: FloatArray
   need('dropoutBackward', 'keep', keep, n);
   need('dropoutBackward', 'dx', dx, n);
   for (let i = 0; i < n; i++) dx[i] = keep[i] ? dy[i] * scale : 0;
+}
+
+export function addScaled(a: FloatArray | null, b: FloatArray, out: FloatArray, n: number, s: number): void {
+  need('addScaled', 'b', b, n);
+  need('addScaled', 'out', out, n);
+  // the product rounded to out's precision before the sum, as add(a, scale(b, s)) stores it
+  const round = out instanceof Float32Array ? Math.fround : (x: number) => x;
+  if (!a) for (let i = 0; i < n; i++) out[i] = b[i] * s;
+  else {
+    need('addScaled', 'a', a, n);
+    for (let i = 0; i < n; i++) out[i] = a[i] + round(b[i] * s);
+  }
 }

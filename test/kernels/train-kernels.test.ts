@@ -1,15 +1,17 @@
 /**
- * The dropout kernels (native/dropout.cc, twin src/kernels/reference-dropout.ts) and the `dropout` op over them:
+ * The training step's element-wise kernels (native/dropout.cc, twins src/kernels/reference-train.ts).
+ * addScaled (add, scale, gradient accumulation): native = reference bit for bit, aliasing included.
+ * Dropout and the `dropout` op over it:
  * the native masks, outputs and advanced generator states equal the twin's bit for bit at every thread count,
  * and the op's mask is exactly the row generators' own next draws (what the TypeScript loop drew before the
  * kernel existed), so training runs keep their numbers.
  *
- * Run: node --import tsx --test test/kernels/dropout.test.ts   (build the addon first: npm run build:native)
+ * Run: node --import tsx --test test/kernels/train-kernels.test.ts   (build the addon first: npm run build:native)
  */
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
 import { referenceKernels as ref } from '../../src/kernels/reference.ts';
-import { Rng, Tensor, backward, dropout, sum } from '../../src/tensor/index.ts';
+import { Rng, Tensor, add, backward, dropout, scale, sum } from '../../src/tensor/index.ts';
 import { randF32, seededUniform } from '../helpers/random.ts';
 import { nativeKernels, restoreNativeDefaults } from '../helpers/native.ts';
 
@@ -35,7 +37,7 @@ function assertSame(what: string, got: ArrayLike<number>, want: ArrayLike<number
   for (let i = 0; i < want.length; i++) if (!Object.is(got[i], want[i])) assert.fail(`${what}: element ${i} is ${got[i]}, want ${want[i]}`);
 }
 
-describe('dropout kernels', () => {
+describe('training element-wise kernels', () => {
   const rng = seededUniform(0xd40);
   const k = nativeKernels();
 
@@ -66,7 +68,46 @@ describe('dropout kernels', () => {
     k.setThreads(1);
   });
 
+  test('addScaled: a + round(b·s), b·s alone, in place; native = reference bit for bit at 1 to 3 threads; the ops add and scale use it', () => {
+    const n = 70001,
+      a = randF32(rng, n),
+      b = randF32(rng, n, 3);
+    for (const s of [1, 0.37, -2]) {
+      for (const withA of [true, false]) {
+        const want = new Float32Array(n),
+          got = new Float32Array(n).fill(Number.NaN);
+        ref.addScaled(withA ? a : null, b, want, n, s);
+        for (const threads of [1, 2, 3]) {
+          k.setThreads(threads);
+          k.addScaled(withA ? a : null, b, got, n, s);
+          assertSame(`addScaled s ${s}${withA ? '' : ' (no a)'}, ${threads} threads`, got, want);
+        }
+        k.setThreads(1);
+        for (const i of [0, 1234, n - 1]) assert.equal(want[i], Math.fround((withA ? a[i] : 0) + Math.fround(b[i] * s)), `element ${i}`);
+        const inPlace = a.slice();
+        k.addScaled(withA ? inPlace : null, b, inPlace, n, s);
+        assertSame(`addScaled into a, s ${s}`, inPlace, want);
+      }
+    }
+    const x = new Tensor(a, [n]),
+      y = new Tensor(b, [n]);
+    assertSame(
+      'add',
+      add(x, y).data,
+      Float32Array.from(a, (v, i) => v + b[i]),
+    );
+    assertSame(
+      'scale',
+      scale(x, 0.37).data,
+      Float32Array.from(a, (v) => v * 0.37),
+    );
+  });
+
   test('argument errors name the kernel and the argument', () => {
+    assert.throws(
+      () => k.addScaled(new Float32Array(3), new Float32Array(4), new Float32Array(4), 4, 1),
+      /addScaled: 'a' has 3 elements but 4/,
+    );
     const f = (n: number) => new Float32Array(n);
     assert.throws(
       () => k.dropout(f(10), f(10), new Uint8Array(10), 10, new Uint32Array(12), 3, 0, 1),
