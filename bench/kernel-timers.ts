@@ -15,6 +15,13 @@ import { nowMs, round } from './common.ts';
 const times = new Map<string, { ms: number; calls: number }>();
 let installed = false;
 let phase = '';
+let clock: () => number = nowMs;
+
+/** Milliseconds of CPU this process has used (user + system, all threads): unlike wall time, not inflated while other jobs hold the CPU. */
+export function cpuMs(): number {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1000;
+}
 
 /** Prefixes the keys of the following kernel calls (e.g. "B8 decode"); '' for none. */
 export function setKernelPhase(p: string): void {
@@ -30,12 +37,14 @@ function shapeKey(name: string, a: unknown[]): string {
 }
 
 /**
- * Wraps the addon's exports with timers. Must run before anything calls `kernels()` (the kernel layer
- * keeps the functions it found at load time). A no-op on the reference kernels.
+ * Wraps the addon's exports with timers reading `timer` (wall milliseconds by default; `cpuMs` for CPU time).
+ * Must run before anything calls `kernels()` (the kernel layer keeps the functions it found at load time). A
+ * no-op on the reference kernels.
  */
-export function installKernelTimers(): void {
+export function installKernelTimers(timer: () => number = nowMs): void {
   if (installed || process.env.LONAS_KERNELS === 'reference') return;
   installed = true;
+  clock = timer;
   const core = process.env.OPENBLAS_CORETYPE ?? chooseCoreType(cpuFlags()); // as src/kernels/index.ts does
   if (core) process.env.OPENBLAS_CORETYPE = core;
   const addon = createRequire(import.meta.url)(nativeAddonPath()) as Record<string, unknown>;
@@ -43,11 +52,11 @@ export function installKernelTimers(): void {
     if (typeof fn !== 'function' || ['coreName', 'config', 'getThreads', 'setThreads', 'compressedIsa', 'compressedThreads'].includes(name))
       continue;
     addon[name] = (...a: unknown[]) => {
-      const t0 = nowMs();
+      const t0 = clock();
       const r = (fn as (...x: unknown[]) => unknown)(...a);
       const key = phase ? `${phase} ${shapeKey(name, a)}` : shapeKey(name, a);
       const e = times.get(key) ?? { ms: 0, calls: 0 };
-      e.ms += nowMs() - t0;
+      e.ms += clock() - t0;
       e.calls++;
       times.set(key, e);
       return r;

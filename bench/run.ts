@@ -6,6 +6,7 @@ const BENCHES: Record<string, () => Promise<{ main(args: string[]): Promise<unkn
   'train-step': () => import('./train-step.ts'),
   sgemm: () => import('./sgemm.ts'),
   'train-step-profile': () => import('./profile-train-step.ts'),
+  'finetune-step-profile': () => import('./profile-finetune-step.ts'),
   decode: async () => ({ main: (await import('./generation.ts')).mainDecode }),
   prefill: async () => ({ main: (await import('./generation.ts')).mainPrefill }),
   finetune: () => import('./finetune.ts'),

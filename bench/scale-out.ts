@@ -1,7 +1,7 @@
 /**
  * `npm run bench -- scale-out`: data-parallel fine-tuning over MPI (issue 16) against one process. The same
  * LoRA steps of the 135M-shape random Llama (bench/scale-out-worker.ts: r 32 on all 7 projections, dropout
- * 0.1, batch 4 × seq 32 by default, the real trainer) run as
+ * 0.1, batch 4 × seq 256 by default, the real trainer) run as
  *   - 2x1: `mpirun -np 2`, 1 BLAS thread per rank (each rank 2 of the 4 rows, one fused all-reduce per step),
  *   - 1x1: one process, 1 thread,
  *   - 1x2: one process, 2 threads,
@@ -10,7 +10,10 @@
  * (min–max). Also the all-reduce's bytes and milliseconds per step (the first call, which opens the
  * connections, apart; waiting for the slower rank included) and the same transfer with the ranks lined up. Last stdout line: JSON with `ratio` = 2x1 / 1x1 tokens/s and `vs_two_threads` = 2x1 / 1x2.
  *
- *   npm run bench -- scale-out [--rounds 3] [--steps 3] [--batch 4] [--seq 32]
+ * The default micro-batch is the recipes' (recipes/*.json: batchSize 4, cutoffLen 256), what users train; at a
+ * short --seq 32 each rank re-reads every weight for 64 tokens and the step is bound by weight traffic.
+ *
+ *   npm run bench -- scale-out [--rounds 3] [--steps 3] [--batch 4] [--seq 256]
  */
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
@@ -71,7 +74,7 @@ export async function main(argv: string[]): Promise<unknown> {
   const rounds = int('--rounds', 3),
     steps = int('--steps', 3),
     batch = int('--batch', 4),
-    seq = int('--seq', 32);
+    seq = int('--seq', 256);
   if (rest.length) throw new Error(`unknown option '${rest[0]}' (valid: --rounds N --steps N --batch N --seq N)`);
   if (batch % 2) throw new Error(`--batch ${batch}: the 2-rank side splits the batch, use an even size`);
   if (spawnSync('mpirun', ['--version']).status !== 0)

@@ -42,6 +42,18 @@ struct U16 {
   int64_t length;
 };
 
+// A Uint8Array argument (dropout's keep mask).
+struct U8 {
+  uint8_t* data;
+  int64_t length;
+};
+
+// A Uint32Array argument (random generator states).
+struct U32 {
+  uint32_t* data;
+  int64_t length;
+};
+
 class Args {
  public:
   Args(const Napi::CallbackInfo& info, const char* kernel, size_t count)
@@ -107,6 +119,26 @@ class Args {
       return U16{static_cast<uint16_t*>(data), static_cast<int64_t>(length)};
     }
     throwArg(i, name, "must be a Uint16Array (bfloat16 bits), got " + describe(i), true);
+  }
+
+  U8 u8(size_t i, const char* name) const {
+    napi_typedarray_type type;
+    size_t length = 0;
+    void* data = nullptr;
+    if (typedArray(i, &type, &length, &data) && type == napi_uint8_array) {
+      return U8{static_cast<uint8_t*>(data), static_cast<int64_t>(length)};
+    }
+    throwArg(i, name, "must be a Uint8Array, got " + describe(i), true);
+  }
+
+  U32 u32(size_t i, const char* name) const {
+    napi_typedarray_type type;
+    size_t length = 0;
+    void* data = nullptr;
+    if (typedArray(i, &type, &length, &data) && type == napi_uint32_array) {
+      return U32{static_cast<uint32_t*>(data), static_cast<int64_t>(length)};
+    }
+    throwArg(i, name, "must be a Uint32Array, got " + describe(i), true);
   }
 
   double number(size_t i, const char* name) const {

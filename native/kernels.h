@@ -34,6 +34,11 @@ void Embedding(const Napi::CallbackInfo& info);
 void EmbeddingBackward(const Napi::CallbackInfo& info);
 void AdamW(const Napi::CallbackInfo& info);
 
+// dropout.cc — inverted dropout with per-row xoshiro128** streams, its backward; the scaled sum a + b·s
+void Dropout(const Napi::CallbackInfo& info);
+void DropoutBackward(const Napi::CallbackInfo& info);
+void AddScaled(const Napi::CallbackInfo& info);
+
 // linalg.cc — LAPACK (float64): GPTQ's inverse-Hessian factor
 void CholeskyInverseUpper(const Napi::CallbackInfo& info);
 

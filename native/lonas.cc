@@ -7,6 +7,7 @@
 //   attention.cc   attentionDecode                        (one query per row against a KV cache, fused)
 //   fused.cc       softmax(+Backward), crossEntropy(+Backward), rmsnorm(+Backward)
 //   elementwise.cc silu(+Backward), swiglu(+Backward), rope, embedding(+Backward), adamw
+//   dropout.cc     dropout(+Backward), addScaled          (per-row xoshiro128** streams, the twin's draws)
 //   int4.cc        int4Linear, int4Dequantize, compressedIsa, compressedThreads (see compressed.h)
 //   sparse.cc      sparseLinear
 //   linalg.cc      choleskyInverseUpper                   (LAPACK dpotrf/dpotri, float64)
@@ -69,6 +70,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   add("embedding", Embedding);
   add("embeddingBackward", EmbeddingBackward);
   add("adamw", AdamW);
+  add("dropout", Dropout);
+  add("dropoutBackward", DropoutBackward);
+  add("addScaled", AddScaled);
   add("int4Linear", Int4Linear);
   add("int4Dequantize", Int4Dequantize);
   add("sparseLinear", SparseLinear);

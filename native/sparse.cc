@@ -39,26 +39,6 @@
 namespace lonas {
 namespace {
 
-struct U32 {
-  const uint32_t* data;
-  int64_t length;
-};
-
-U32 u32Arg(const Napi::CallbackInfo& info, const Args& args, size_t i, const char* name) {
-  bool is = false;
-  napi_env env = info.Env();
-  if (napi_is_typedarray(env, info[i], &is) == napi_ok && is) {
-    napi_typedarray_type type;
-    size_t length = 0;
-    void* data = nullptr;
-    if (napi_get_typedarray_info(env, info[i], &type, &length, &data, nullptr, nullptr) == napi_ok &&
-        type == napi_uint32_array) {
-      return U32{static_cast<const uint32_t*>(data), static_cast<int64_t>(length)};
-    }
-  }
-  args.throwType("argument " + std::to_string(i) + " '" + name + "' must be a Uint32Array");
-}
-
 struct SparseCall {
   const float* x;  // (M, inF)
   int64_t M, inF, outF;
@@ -348,7 +328,7 @@ void SparseLinear(const Napi::CallbackInfo& info) {
   F32 x = args.f32(0, "x");
   int64_t M = args.blasInt(1, "M"), inF = args.blasInt(2, "inF"), outF = args.blasInt(3, "outF");
   I32 rowPtr = args.i32(4, "rowPtr");
-  U32 mask = u32Arg(info, args, 5, "mask");
+  U32 mask = args.u32(5, "mask");
   F32 values = args.f32(6, "values");
   F32 y = args.f32(7, "y");
   const int64_t wordsPerRow = (inF + 31) / 32;

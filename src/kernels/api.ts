@@ -201,6 +201,31 @@ export interface Kernels {
     bc2: number,
   ): void;
 
+  /**
+   * out = a + b · s elementwise (n elements; a null: out = b · s): the product formed in double and rounded to
+   * out's precision, then the sum rounded, as add(a, scale(b, s)) stores them. out may alias a or b.
+   */
+  addScaled(a: FloatArray | null, b: FloatArray, out: FloatArray, n: number, s: number): void;
+
+  /**
+   * Inverted dropout of n elements split into `rows` equal consecutive blocks (the rows of a (B, T, …) tensor),
+   * block b drawn from the xoshiro128** state states[4b..4b+3] (advanced in place, src/util/xoshiro.ts): one
+   * 32-bit draw u per element; kept (keep 1, out = x · scale) when u ≥ threshold, else keep 0 and out 0. The
+   * product is formed in double and rounded once (scale = 1/(1 − p) is a double).
+   */
+  dropout(
+    x: FloatArray,
+    out: FloatArray,
+    keep: Uint8Array,
+    n: number,
+    states: Uint32Array,
+    rows: number,
+    threshold: number,
+    scale: number,
+  ): void;
+  /** dx = keep ? dy · scale : 0 (n elements; the product in double, rounded once). */
+  dropoutBackward(dy: FloatArray, keep: Uint8Array, dx: FloatArray, n: number, scale: number): void;
+
   // Compressed-weight kernels (contract: `CompressedKernels` below). Optional here: the native backend
   // has them, while their TypeScript twins live in src/kernels/compressed.ts — call
   // `compressedKernels(k)` from there to get the native ones when present, else the twins.

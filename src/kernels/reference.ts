@@ -13,6 +13,7 @@
 import type { FloatArray, Kernels } from './api.ts';
 import { need } from './checks.ts';
 import { gemm, gemmBatched, gemmBf16 } from './reference-gemm.ts';
+import { addScaled, dropout, dropoutBackward } from './reference-train.ts';
 export { bf16Value } from './bf16-bits.ts';
 
 type IndexArray = Int32Array;
@@ -445,4 +446,7 @@ export const referenceKernels: Kernels = {
   embedding,
   embeddingBackward,
   adamw,
+  dropout,
+  addScaled,
+  dropoutBackward,
 };

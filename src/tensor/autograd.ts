@@ -8,6 +8,7 @@
  * gradient (a frozen weight costs no weight-gradient GEMM).
  */
 import type { FloatArray } from '../kernels/api.ts';
+import { kernelsFor } from '../kernels/index.ts';
 import { Tensor, fmtShape, sameShape } from './tensor.ts';
 import { vjpRules } from './vjp.ts';
 import type { OpName, OpSaved } from './op-types.ts';
@@ -213,7 +214,7 @@ function copyOf(t: Tensor): Tensor {
 }
 
 function addInto(dst: FloatArray, src: FloatArray): void {
-  for (let i = 0; i < dst.length; i++) dst[i] += src[i];
+  kernelsFor(src instanceof Float64Array ? src : dst).addScaled(dst, src, dst, dst.length, 1); // float64 on either side: the reference
 }
 
 /** Clears `.grad` of the given leaves (start of an optimizer step). */

@@ -21,7 +21,7 @@ export function add(a: Tensor, b: Tensor): Tensor {
   const x = a.contiguousData(),
     y = b.contiguousData();
   const out = allocLike(a, x.length);
-  for (let i = 0; i < out.length; i++) out[i] = x[i] + y[i];
+  kernelsFor(x).addScaled(x, y, out, out.length, 1);
   return record('add', [a, b], {}, new Tensor(out, a.shape));
 }
 
@@ -46,7 +46,7 @@ export function mul(a: Tensor, b: Tensor): Tensor {
 export function scale(a: Tensor, s: number): Tensor {
   const x = a.contiguousData();
   const out = allocLike(a, x.length);
-  for (let i = 0; i < out.length; i++) out[i] = x[i] * s;
+  kernelsFor(x).addScaled(null, x, out, out.length, s);
   return record('scale', [a], { s }, new Tensor(out, a.shape));
 }
 
@@ -78,21 +78,15 @@ export function dropout(x: Tensor, p: number, rng: Rng | Rng[]): Tensor {
   // tensor), block b drawn from rngs[b]; a row's mask then does not depend on which rows share its batch
   const rngs = Array.isArray(rng) ? rng : [rng];
   if (src.length % rngs.length !== 0) throw new Error(`dropout: ${src.length} elements do not split into ${rngs.length} rows`);
-  const block = src.length / rngs.length;
   const keep = new Uint8Array(src.length); // 1 = kept
   const out = allocLike(x, src.length);
   const scale = 1 / (1 - p);
   // one 32-bit draw per element: kept when it is ≥ p·2³² (probability 1 − p up to 2⁻³²)
   const threshold = Math.floor(p * 4294967296);
-  for (let b = 0; b < rngs.length; b++) {
-    const r = rngs[b];
-    for (let i = b * block; i < (b + 1) * block; i++) {
-      if (r.nextUint32() >= threshold) {
-        keep[i] = 1;
-        out[i] = src[i] * scale;
-      }
-    }
-  }
+  const states = new Uint32Array(4 * rngs.length);
+  rngs.forEach((r, b) => r.writeWords(states, 4 * b));
+  kernelsFor(src).dropout(src, out, keep, src.length, states, rngs.length, threshold, scale);
+  rngs.forEach((r, b) => r.readWords(states, 4 * b));
   return record('dropout', [x], { keep, scale }, new Tensor(out, x.shape));
 }
 

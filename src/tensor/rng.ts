@@ -3,6 +3,8 @@
  * xoshiro128** (32-bit state words, fast in JS), seeded through splitmix32 so that nearby seeds give
  * unrelated streams. The state is plain data so that checkpoints can save and restore it exactly.
  */
+import { xoshiro128ss } from '../util/xoshiro.ts';
+
 export type RngState = [number, number, number, number];
 
 function splitmix32(seed: number): () => number {
@@ -17,16 +19,16 @@ function splitmix32(seed: number): () => number {
 }
 
 export class Rng {
-  private s: RngState;
+  private readonly s = new Uint32Array(4);
   private spareNormal: number | null = null;
 
   constructor(seed: number | RngState) {
     if (Array.isArray(seed)) {
-      this.s = [...seed] as RngState;
+      this.s.set(seed);
     } else {
       if (!Number.isInteger(seed)) throw new Error(`Rng seed must be an integer, got ${seed}`);
       const next = splitmix32(seed);
-      this.s = [next(), next(), next(), next()];
+      this.s.set([next(), next(), next(), next()]);
     }
   }
 
@@ -46,38 +48,38 @@ export class Rng {
     return [...this.s] as RngState;
   }
 
+  /** Copies the 4 state words to words[at..at+3] (for a kernel that draws this stream's next uint32s; see readWords). */
+  writeWords(words: Uint32Array, at: number): void {
+    words.set(this.s, at);
+  }
+
+  /** Continues from the 4 state words at words[at..at+3] that a kernel advanced (the cached Box–Muller half stays). */
+  readWords(words: Uint32Array, at: number): void {
+    this.s.set(words.subarray(at, at + 4));
+  }
+
   /** An independent generator at exactly this one's position (cached Box–Muller half included). */
   clone(): Rng {
-    const r = new Rng(this.s);
+    const r = new Rng([...this.s] as RngState);
     r.spareNormal = this.spareNormal;
     return r;
   }
 
   /** Moves this generator to exactly `other`'s position (the objects sharing this one see the change). */
   copyFrom(other: Rng): void {
-    this.s = [...other.s] as RngState;
+    this.s.set(other.s);
     this.spareNormal = other.spareNormal;
   }
 
   /** Continues from a saved state (see getState). */
   setState(state: RngState): void {
-    this.s = [...state] as RngState;
+    this.s.set(state);
     this.spareNormal = null;
   }
 
   /** Uniform 32-bit unsigned integer. */
   nextUint32(): number {
-    const s = this.s;
-    const result = Math.imul(rotl(Math.imul(s[1], 5) >>> 0, 7), 9) >>> 0;
-    const t = (s[1] << 9) >>> 0;
-    s[2] ^= s[0];
-    s[3] ^= s[1];
-    s[1] ^= s[2];
-    s[0] ^= s[3];
-    s[2] ^= t;
-    s[3] = rotl(s[3], 11);
-    for (let i = 0; i < 4; i++) s[i] >>>= 0;
-    return result;
+    return xoshiro128ss(this.s, 0);
   }
 
   /** Uniform in [0, 1) with 53 random bits. */
@@ -116,8 +118,4 @@ export class Rng {
     }
     return items;
   }
-}
-
-function rotl(x: number, k: number): number {
-  return ((x << k) | (x >>> (32 - k))) >>> 0;
 }

@@ -30,7 +30,7 @@ export const vjpRules: VjpTable = {
   scale: ({ s }, gy) => {
     const g = gy.contiguousData();
     const d = allocLike(g, g.length);
-    for (let i = 0; i < g.length; i++) d[i] = g[i] * s;
+    kernelsFor(g).addScaled(null, g, d, g.length, s);
     return [new Tensor(d, gy.shape)];
   },
 
@@ -256,7 +256,7 @@ export const vjpRules: VjpTable = {
   dropout: ({ keep, scale }, gy) => {
     const g = gy.contiguousData();
     const d = allocLike(g, g.length);
-    for (let i = 0; i < g.length; i++) if (keep[i]) d[i] = g[i] * scale;
+    kernelsFor(g).dropoutBackward(g, keep, d, g.length, scale);
     return [new Tensor(d, gy.shape)];
   },
 
