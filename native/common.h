@@ -36,6 +36,12 @@ struct F64 {
   int64_t length;
 };
 
+// A Uint8Array argument (GPTQ codes and keep masks).
+struct U8 {
+  uint8_t* data;
+  int64_t length;
+};
+
 // A Uint16Array argument (bfloat16 bit patterns).
 struct U16 {
   uint16_t* data;
@@ -107,6 +113,22 @@ class Args {
       return U16{static_cast<uint16_t*>(data), static_cast<int64_t>(length)};
     }
     throwArg(i, name, "must be a Uint16Array (bfloat16 bits), got " + describe(i), true);
+  }
+
+  U8 u8(size_t i, const char* name) const {
+    napi_typedarray_type type;
+    size_t length = 0;
+    void* data = nullptr;
+    if (typedArray(i, &type, &length, &data) && type == napi_uint8_array) {
+      return U8{static_cast<uint8_t*>(data), static_cast<int64_t>(length)};
+    }
+    throwArg(i, name, "must be a Uint8Array, got " + describe(i), true);
+  }
+
+  // A Uint8Array, or null meaning "not wanted" → {nullptr, 0}.
+  U8 u8OrNull(size_t i, const char* name) const {
+    if (isNull(i)) return U8{nullptr, 0};
+    return u8(i, name);
   }
 
   double number(size_t i, const char* name) const {

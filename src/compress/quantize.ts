@@ -9,7 +9,7 @@
  * model (the final RMSNorm of the last layer's outputs), as GPTQModel's `lm_head: true`. A head tied to the
  * embedding is untied first: the embedding keeps its float weights, the head becomes its own module.
  */
-import { kernels } from '../kernels/index.ts';
+import { gramUpper } from '../kernels/linalg.ts';
 import type { FloatArray } from '../kernels/api.ts';
 import { f32ToF16, f16ToF32 } from '../io/safetensors.ts';
 import { dequantize } from '../nn/quantized-weight.ts';
@@ -20,7 +20,7 @@ import { QuantLinear } from '../nn/quant-linear.ts';
 import type { LlamaModel, ProjectionName } from '../models/llama/model.ts';
 import { calibrateLayerwise } from './calibrate.ts';
 import type { LayerStream } from './calibrate.ts';
-import { gptqQuantize, prepareHessian } from './gptq.ts';
+import { gptqQuantize, prepareHessianInPlace } from './gptq.ts';
 import type { PreparedHessian } from './gptq.ts';
 
 export interface QuantizeOptions {
@@ -40,7 +40,8 @@ export interface QuantizeOptions {
 }
 
 interface HessianAcc {
-  sum: Float32Array;
+  /** (in, in) Σ x xᵀ, upper triangle only (float32); null once widened into the prepared Hessian */
+  sum: Float32Array | null;
   n: number;
   lastInput: Float32Array | null;
   inF: number;
@@ -81,20 +82,30 @@ function floatHead(model: LlamaModel): Linear {
   return model.lmHead;
 }
 
-/** Σ xᵀx of one sequence's inputs x (tokens, in) into `acc`: (in, in) += xᵀ (in, T) · x (T, in). */
+/** Σ xᵀx of one sequence's inputs x (tokens, in) into `acc`: upper triangle of (in, in) += xᵀ (in, T) · x (T, in) (ssyrk). */
 function accumulate(acc: HessianAcc, x: Float32Array, tokens: number): void {
+  if (!acc.sum) throw new Error('quantize: a Hessian was accumulated after it was factorised (a bug)');
   acc.n += 1;
-  kernels().gemm(true, false, acc.inF, acc.inF, tokens, 1, x, 0, acc.inF, x, 0, acc.inF, 1, acc.sum, 0, acc.inF);
+  gramUpper(x, tokens, acc.inF, 1, acc.sum);
 }
 
-/** H = 2/N Σ x xᵀ, damped and factorised once (shared by the weights fed the same input). */
+/**
+ * H = 2/N Σ x xᵀ (in, in) float64, mirrored from the float32 upper triangle (which is then freed), damped and
+ * factorised in place once (shared by the weights fed the same input).
+ */
 function prepared(acc: HessianAcc, o: QuantizeOptions): PreparedHessian {
-  acc.prepared ??= prepareHessian(
-    Float64Array.from(acc.sum, (v) => (2 * v) / acc.n),
-    acc.inF,
-    o.actOrder,
-    o.percDamp,
-  );
+  if (acc.prepared) return acc.prepared;
+  const n = acc.inF,
+    sum = acc.sum!;
+  acc.sum = null;
+  const H = new Float64Array(n * n);
+  for (let i = 0; i < n; i++)
+    for (let j = i; j < n; j++) {
+      const v = (2 * sum[i * n + j]) / acc.n;
+      H[i * n + j] = v;
+      H[j * n + i] = v;
+    }
+  acc.prepared = prepareHessianInPlace(H, n, o.actOrder, o.percDamp);
   return acc.prepared;
 }
 
