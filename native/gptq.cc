@@ -15,8 +15,8 @@
 // keeps it equal to the twin's loops. That costs ~2× the flops of an FMA dgemm, traded for exact equality.
 //
 // Threads: rows are independent through the whole loop, so pieces of rows run on the pool (pool.h), each through
-// every block. The lazy update walks column chunks of kChunk, so U's (i2 − i1, kChunk) slab (256 KB) stays in L2
-// while the piece's rows stream past it, 4 rows × 16 columns held in registers over the block's k.
+// every block. The lazy update packs U[i1:i2, j:j+256] into contiguous (i2 − i1, 16) panels (256 KB: L2) and runs
+// every row tile of the piece along them, 8 rows × 16 columns held in registers over the block's k.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -69,86 +69,111 @@ struct Columns {
   float* zeros;
 };
 
-constexpr int64_t kChunk = 256;  // columns of the lazy update per U slab: (blockSize 128) × 256 × 8 B = 256 KB
-constexpr int kRows = 4;         // rows per register tile
+constexpr int kRows = 8;        // rows per register tile: 16 accumulators (AVX-512 has 32 registers)
+constexpr int kCols = 16;       // columns per register tile and per packed U panel
+constexpr int kPanels = 16;     // panels packed at a time: (blockSize 128) × 256 columns × 8 B = 256 KB, L2
 
-// w[r, j0:j1] −= Σ_k e[r, k] · u[k, j0:j1] for NR rows (row stride ld; e row stride es), k in order.
+// w[r, 0:16] −= Σ_k e[r, k] · panel[k, 0:16] for NR rows (w row stride ld; e row stride es), k in order.
 template <int NR>
-LONAS_MULTIVERSION void lazyTile(double* w, int64_t ld, const double* u, const double* e, int64_t es, int64_t bw, int64_t j0,
-                                 int64_t j1) {
-  int64_t j = j0;
-  for (; j + 16 <= j1; j += 16) {
-    v8 acc[NR][2];
+LONAS_MULTIVERSION void lazyTile(double* w, int64_t ld, const double* panel, const double* e, int64_t es, int64_t bw) {
+  v8 acc[NR][2];
+  for (int r = 0; r < NR; r++) {
+    acc[r][0] = load8(w + r * ld);
+    acc[r][1] = load8(w + r * ld + 8);
+  }
+  for (int64_t k = 0; k < bw; k++) {
+    const v8 u0 = load8(panel + k * kCols), u1 = load8(panel + k * kCols + 8);
     for (int r = 0; r < NR; r++) {
-      acc[r][0] = load8(w + r * ld + j);
-      acc[r][1] = load8(w + r * ld + j + 8);
-    }
-    for (int64_t k = 0; k < bw; k++) {
-      const v8 u0 = load8(u + k * ld + j), u1 = load8(u + k * ld + j + 8);
-      for (int r = 0; r < NR; r++) {
-        const double ek = e[r * es + k];
-        acc[r][0] -= ek * u0;
-        acc[r][1] -= ek * u1;
-      }
-    }
-    for (int r = 0; r < NR; r++) {
-      std::memcpy(w + r * ld + j, &acc[r][0], sizeof(v8));
-      std::memcpy(w + r * ld + j + 8, &acc[r][1], sizeof(v8));
+      const double ek = e[r * es + k];
+      acc[r][0] -= ek * u0;
+      acc[r][1] -= ek * u1;
     }
   }
-  for (; j < j1; j++)
-    for (int r = 0; r < NR; r++) {
-      double x = w[r * ld + j];
-      for (int64_t k = 0; k < bw; k++) x -= e[r * es + k] * u[k * ld + j];
-      w[r * ld + j] = x;
-    }
+  for (int r = 0; r < NR; r++) {
+    std::memcpy(w + r * ld, &acc[r][0], sizeof(v8));
+    std::memcpy(w + r * ld + 8, &acc[r][1], sizeof(v8));
+  }
 }
 
-// Rows [a, b) through every block. err (b − a, blockSize), rowScale / rowZero (b − a): the piece's scratch.
-void quantizeRows(const Columns& c, int64_t a, int64_t b) {
-  const int64_t n = c.in, B = c.blockSize, gs = c.groupSize, rows = b - a;
-  std::vector<double> err(rows * B), rowScale(rows), rowZero(rows);
-  for (int64_t i1 = 0; i1 < n; i1 += B) {
-    const int64_t i2 = std::min(i1 + B, n);
-    for (int64_t r = a; r < b; r++) {
+// Rows [r0, r0 + nr) through the columns [i1, i2) of a block, column by column with the rows interleaved (each
+// row's column chain is a serial dependency — divide, round, propagate — so nr rows in flight hide its latency):
+// group parameters at group starts, codes, errors (row ρ's at er + ρ·es) and their propagation inside the block.
+// scale / zero: the rows' current group parameters (carried across blocks).
+LONAS_MULTIVERSION void quantizeBlockRows(const Columns& c, int64_t r0, int nr, int64_t i1, int64_t i2, double* er, int64_t es,
+                                          double* scale, double* zero) {
+  const int64_t n = c.in, gs = c.groupSize;
+  for (int64_t col = i1; col < i2; col++) {
+    const bool groupStart = col % gs == 0;
+    const double d = c.u[col * n + col];
+    const double* uc = c.u + col * n;
+    for (int rr = 0; rr < nr; rr++) {
+      const int64_t r = r0 + rr;
       double* wr = c.w + r * n;
-      const uint8_t* mr = c.mask ? c.mask + r * n : nullptr;
-      double *er = err.data() + (r - a) * B, &scale = rowScale[r - a], &zero = rowZero[r - a];
-      for (int64_t col = i1; col < i2; col++) {
-        if (col % gs == 0) {
-          double lo = 0, hi = 0;
-          for (int64_t k = col, end = std::min(col + gs, n); k < end; k++) {
-            lo = jsMin(lo, wr[k]);
-            hi = jsMax(hi, wr[k]);
-          }
-          if (lo == 0 && hi == 0) lo = -1, hi = 1;
-          scale = (hi - lo) / c.maxq;
-          zero = std::nearbyint(-lo / scale);  // round half to even (the default rounding mode)
-          const int64_t g = col / gs;
-          c.scales[g * c.out + r] = static_cast<float>(scale);
-          c.zeros[g * c.out + r] = static_cast<float>(zero);
+      if (groupStart) {
+        double lo = 0, hi = 0;
+        for (int64_t k = col, end = std::min(col + gs, n); k < end; k++) {
+          lo = jsMin(lo, wr[k]);
+          hi = jsMax(hi, wr[k]);
         }
-        const double d = c.u[col * n + col], wv = wr[col];
-        const double code = jsMin(c.maxq, jsMax(0.0, std::nearbyint(wv / scale) + zero));
-        c.codes[r * n + col] = code == code ? static_cast<uint8_t>(code) : 0;  // NaN stored as 0, as a Uint8Array does
-        const double e = (wv - scale * (code - zero)) / d;
-        er[col - i1] = e;
-        const double* uc = c.u + col * n;
-        for (int64_t j = col; j < i2; j++) wr[j] -= e * uc[j];
-        if (mr)
-          for (int64_t j = col + 1; j < i2; j++) wr[j] *= mr[j];
+        if (lo == 0 && hi == 0) lo = -1, hi = 1;
+        scale[rr] = (hi - lo) / c.maxq;
+        zero[rr] = std::nearbyint(-lo / scale[rr]);  // round half to even (the default rounding mode)
+        const int64_t g = col / gs;
+        c.scales[g * c.out + r] = static_cast<float>(scale[rr]);
+        c.zeros[g * c.out + r] = static_cast<float>(zero[rr]);
+      }
+      const double wv = wr[col];
+      const double code = jsMin(c.maxq, jsMax(0.0, std::nearbyint(wv / scale[rr]) + zero[rr]));
+      c.codes[r * n + col] = code == code ? static_cast<uint8_t>(code) : 0;  // NaN stored as 0, as a Uint8Array does
+      const double e = (wv - scale[rr] * (code - zero[rr])) / d;
+      er[rr * es + col - i1] = e;
+      for (int64_t j = col; j < i2; j++) wr[j] -= e * uc[j];
+      if (c.mask) {
+        const uint8_t* mr = c.mask + r * n;
+        for (int64_t j = col + 1; j < i2; j++) wr[j] *= mr[j];
       }
     }
-    const double* ub = c.u + i1 * n;
-    const int64_t bw = i2 - i1;
-    for (int64_t j0 = i2; j0 < n; j0 += kChunk) {
-      const int64_t j1 = std::min(j0 + kChunk, n);
+  }
+}
+
+// Rows [a, b) through every block. err (b − a, blockSize), rowScale / rowZero (b − a), panel (kPanels, blockSize, 16):
+// the piece's scratch.
+void quantizeRows(const Columns& c, int64_t a, int64_t b) {
+  const int64_t n = c.in, B = c.blockSize, rows = b - a;
+  std::vector<double> err(rows * B), rowScale(rows), rowZero(rows), panel(B * kCols * kPanels);
+  for (int64_t i1 = 0; i1 < n; i1 += B) {
+    const int64_t i2 = std::min(i1 + B, n);
+    for (int64_t r = a; r < b; r += kRows) {
+      const int nr = static_cast<int>(std::min<int64_t>(kRows, b - r));
+      quantizeBlockRows(c, r, nr, i1, i2, err.data() + (r - a) * B, B, rowScale.data() + (r - a), rowZero.data() + (r - a));
+    }
+    // lazy update of columns [i2, n): U[i1:i2, i2:] packed kPanels panels of (bw, 16) at a time; each row tile of
+    // the piece runs along those panels (its W rows read in order, the panels from L2); the last (n − i2) mod 16
+    // columns straight from U, scalar
+    const int64_t bw = i2 - i1, tail = i2 + (n - i2) / kCols * kCols;
+    for (int64_t j0 = i2; j0 < tail; j0 += kCols * kPanels) {
+      const int64_t panels = std::min<int64_t>(kPanels, (tail - j0) / kCols);
+      for (int64_t p = 0; p < panels; p++)
+        for (int64_t k = 0; k < bw; k++)
+          std::memcpy(panel.data() + (p * bw + k) * kCols, c.u + (i1 + k) * n + j0 + p * kCols, sizeof(double) * kCols);
       int64_t r = a;
-      for (; r + kRows <= b; r += kRows) lazyTile<kRows>(c.w + r * n, n, ub, err.data() + (r - a) * B, B, bw, j0, j1);
-      for (; r < b; r++) lazyTile<1>(c.w + r * n, n, ub, err.data() + (r - a) * B, B, bw, j0, j1);
+      for (; r + kRows <= b; r += kRows)
+        for (int64_t p = 0; p < panels; p++)
+          lazyTile<kRows>(c.w + r * n + j0 + p * kCols, n, panel.data() + p * bw * kCols, err.data() + (r - a) * B, B, bw);
+      for (; r < b; r++)
+        for (int64_t p = 0; p < panels; p++)
+          lazyTile<1>(c.w + r * n + j0 + p * kCols, n, panel.data() + p * bw * kCols, err.data() + (r - a) * B, B, bw);
+    }
+    for (int64_t r = a; r < b; r++) {
+      double* wr = c.w + r * n;
+      const double* er = err.data() + (r - a) * B;
+      for (int64_t j = tail; j < n; j++) {
+        double x = wr[j];
+        for (int64_t k = 0; k < bw; k++) x -= er[k] * c.u[(i1 + k) * n + j];
+        wr[j] = x;
+      }
       if (c.mask)
-        for (int64_t q = a; q < b; q++)
-          for (int64_t j = j0; j < j1; j++) c.w[q * n + j] *= c.mask[q * n + j];
+        for (int64_t j = i2; j < n; j++) wr[j] *= c.mask[r * n + j];
     }
   }
 }

@@ -109,21 +109,44 @@ function prepared(acc: HessianAcc, o: QuantizeOptions): PreparedHessian {
   return acc.prepared;
 }
 
-/** GPTQ of one (out, in) weight; zero weights are kept exactly zero when asked, or when the weight has any. */
-function gptq(w: FloatArray, out: number, inF: number, acc: HessianAcc, o: QuantizeOptions): QuantizedWeight {
-  const hasZeros = w.some((v) => v === 0);
-  return gptqQuantize(w, out, inF, prepared(acc, o), {
-    bits: o.bits,
-    groupSize: o.groupSize,
-    actOrder: o.actOrder,
-    blockSize: o.blockSize,
-    keepZeros: o.keepZeros ?? hasZeros,
-  });
+/**
+ * Seconds of quantizeModel by phase: Hessian accumulation, their factorisation (widening, act-order permutation,
+ * Cholesky and inverse), GPTQ's column loops and replacing the float weights (dequantise, INT4 module). The rest
+ * of `seconds` is the calibration forward passes (and, streamed, reading and writing the layers).
+ */
+export interface QuantizePhases {
+  hessian: number;
+  factor: number;
+  columns: number;
+  install: number;
 }
 
-/** Returns the number of projections quantised (the LM head not included) and the time taken. */
-export function quantizeModel(model: LlamaModel, samples: Int32Array[], o: QuantizeOptions): { modules: number; seconds: number } {
+/** Runs f, adding its seconds to phases[phase]. */
+function timed<T>(phases: QuantizePhases, phase: keyof QuantizePhases, f: () => T): T {
+  const t0 = performance.now();
+  try {
+    return f();
+  } finally {
+    phases[phase] += (performance.now() - t0) / 1000;
+  }
+}
+
+/** GPTQ of one (out, in) weight; zero weights are kept exactly zero when asked, or when the weight has any. */
+function gptq(w: FloatArray, out: number, inF: number, acc: HessianAcc, o: QuantizeOptions, phases: QuantizePhases): QuantizedWeight {
+  const hasZeros = w.some((v) => v === 0);
+  const prep = timed(phases, 'factor', () => prepared(acc, o));
+  const qo = { bits: o.bits, groupSize: o.groupSize, actOrder: o.actOrder, blockSize: o.blockSize, keepZeros: o.keepZeros ?? hasZeros };
+  return timed(phases, 'columns', () => gptqQuantize(w, out, inF, prep, qo));
+}
+
+/** Returns the number of projections quantised (the LM head not included), the time taken and its phases. */
+export function quantizeModel(
+  model: LlamaModel,
+  samples: Int32Array[],
+  o: QuantizeOptions,
+): { modules: number; seconds: number; phases: QuantizePhases } {
   const started = Date.now();
+  const phases: QuantizePhases = { hessian: 0, factor: 0, columns: 0, install: 0 };
   if (o.lmHead) floatHead(model); // refused before the calibration, not after it
   let accOf = new Map<ProjectionName, HessianAcc>();
   let byInput = new Map<Float32Array, HessianAcc>();
@@ -143,7 +166,7 @@ export function quantizeModel(model: LlamaModel, samples: Int32Array[], o: Quant
         byInput.set(x, acc);
         if (acc.lastInput === x) return; // a sibling projection already accumulated this very input
         acc.lastInput = x;
-        accumulate(acc, x, tokens);
+        timed(phases, 'hessian', () => accumulate(acc, x, tokens));
       };
     },
     compressLayer: (i) => {
@@ -154,15 +177,16 @@ export function quantizeModel(model: LlamaModel, samples: Int32Array[], o: Quant
         if (!acc || !(m instanceof Linear))
           throw new Error(`quantize: layer ${i} ${p} is not a plain float projection (already quantised, or has an adapter?)`);
         const [out, inF] = m.weight.shape;
-        layer.proj[p] = toQuantLinear(m, gptq(m.weight.data, out, inF, acc, o));
+        const qw = gptq(m.weight.data, out, inF, acc, o, phases);
+        layer.proj[p] = timed(phases, 'install', () => toQuantLinear(m, qw));
         modules++;
       }
     },
-    headInput: o.lmHead ? (x, tokens) => accumulate(head, x, tokens) : undefined,
+    headInput: o.lmHead ? (x, tokens) => timed(phases, 'hessian', () => accumulate(head, x, tokens)) : undefined,
     onProgress: o.onProgress,
     stream: o.stream,
   });
-  if (o.lmHead) quantizeLmHead(model, (w, out, inF) => gptq(w, out, inF, head, o)); // (V, C) with H (C, C)
+  if (o.lmHead) quantizeLmHead(model, (w, out, inF) => gptq(w, out, inF, head, o, phases)); // (V, C) with H (C, C)
   model.config.quantization = {
     bits: o.bits,
     groupSize: o.groupSize,
@@ -171,5 +195,5 @@ export function quantizeModel(model: LlamaModel, samples: Int32Array[], o: Quant
     format: 'gptq',
     ...(o.lmHead ? { lmHead: true } : {}),
   };
-  return { modules, seconds: (Date.now() - started) / 1000 };
+  return { modules, seconds: (Date.now() - started) / 1000, phases };
 }
