@@ -2,9 +2,11 @@
  * `npm run bench -- gptq-layer` (issue 15): GPTQ of ONE decoder layer of the Llama-2-7B shape (hidden 4096,
  * intermediate 11008, 32 heads; random weights rounded to bf16, as `lonas quantize` widens them) with
  * `--calib` samples × `--calib-len` tokens (32 × 512), through quantizeModel as `lonas quantize` runs it (4-bit,
- * group 128): seconds by phase (calibration forward passes, Hessians, factorisations, GPTQ column loops,
- * dequantised weights), the process's peak RSS, and the projection to 32 layers (+ the LM head with `--lm-head`:
- * GPTQ of a (32000, 4096) head with its (4096, 4096) Hessian from 32 × 512 tokens, timed on its own).
+ * group 128): wall and CPU seconds by phase (calibration forward passes, Hessians, factorisations, GPTQ column
+ * loops, dequantised weights), the process's peak RSS, and the projection to 32 layers (+ the LM head with
+ * `--lm-head`: GPTQ of a (32000, 4096) head with its (4096, 4096) Hessian from 32 × 512 tokens, timed on its own).
+ * On a shared machine the wall seconds measure the contention; the CPU seconds bound a quiet run: between
+ * CPU / 2 (both cores busy throughout) and CPU (one).
  *
  * Options: --calib N (32) --calib-len N (512) --bits N (4) --group N (128) --act-order --lm-head --layers N (32,
  * for the projection). The vocabulary of the one-layer model is small (the embedding is only looked up).
@@ -15,6 +17,7 @@ import { bf16ToF32 } from '../src/tensor/bf16.ts';
 import { uniformConfig } from '../src/models/llama/config.ts';
 import { LlamaModel, PROJECTIONS } from '../src/models/llama/model.ts';
 import { quantizeModel } from '../src/compress/quantize.ts';
+import type { QuantizePhases } from '../src/compress/quantize.ts';
 import { gptqQuantize, prepareHessianInPlace } from '../src/compress/gptq.ts';
 import { gramUpper } from '../src/kernels/linalg.ts';
 import { backendInfo } from '../src/kernels/index.ts';
@@ -62,8 +65,13 @@ function roundToBf16(t: Tensor): Tensor {
 
 const peakGib = () => round(process.resourceUsage().maxRSS / 2 ** 20, 2); // maxRSS is in KiB
 
-/** GPTQ of the (VOCAB, HIDDEN) head: Hessian of calib × calibLen random RMS-normed inputs, factor, columns. */
-function headSeconds(o: Options, rng: Rng): { hessian: number; factor: number; columns: number } {
+/**
+ * GPTQ of the (VOCAB, HIDDEN) head: Hessian of calib × calibLen random inputs, factor, columns; wall seconds by
+ * phase, and wall and CPU seconds in all.
+ */
+function headSeconds(o: Options, rng: Rng): { hessian: number; factor: number; columns: number; wall: number; cpu: number } {
+  const cpu0 = process.cpuUsage(),
+    wall0 = performance.now();
   const x = new Float32Array(o.calibLen * HIDDEN);
   const sum = new Float32Array(HIDDEN * HIDDEN);
   let t = performance.now();
@@ -86,7 +94,15 @@ function headSeconds(o: Options, rng: Rng): { hessian: number; factor: number; c
   );
   t = performance.now();
   gptqQuantize(w.data, VOCAB, HIDDEN, prep, { bits: o.bits, groupSize: o.group, actOrder: o.actOrder });
-  return { hessian, factor, columns: (performance.now() - t) / 1000 };
+  const columns = (performance.now() - t) / 1000,
+    c = process.cpuUsage(cpu0);
+  return {
+    hessian: round(hessian, 1),
+    factor: round(factor, 1),
+    columns: round(columns, 1),
+    wall: round((performance.now() - wall0) / 1000, 1),
+    cpu: round((c.user + c.system) / 1e6, 1),
+  };
 }
 
 export async function main(args: string[]): Promise<unknown> {
@@ -124,32 +140,38 @@ export async function main(args: string[]): Promise<unknown> {
     blockSize: 128,
     targets: [...PROJECTIONS],
   });
-  const ph = r.phases;
-  const layer = {
-    seconds: round(r.seconds, 1),
-    forward: round(r.seconds - ph.hessian - ph.factor - ph.columns - ph.install, 1),
+  const byPhase = (total: number, ph: QuantizePhases) => ({
+    total: round(total, 1),
+    forward: round(total - ph.hessian - ph.factor - ph.columns - ph.install, 1),
     hessian: round(ph.hessian, 1),
     factor: round(ph.factor, 1),
     columns: round(ph.columns, 1),
     install: round(ph.install, 1),
-  };
+  });
+  const layer = byPhase(r.seconds, r.phases),
+    layerCpu = byPhase(r.cpuSeconds, r.cpuPhases);
   const layerPeak = peakGib();
-  log(`gptq-layer: one layer ${JSON.stringify(layer)} s, peak RSS ${layerPeak} GiB`);
+  log(`gptq-layer: one layer, wall ${JSON.stringify(layer)} s; CPU ${JSON.stringify(layerCpu)} s; peak RSS ${layerPeak} GiB`);
   const head = o.lmHead ? headSeconds(o, rng) : null;
-  if (head) log(`gptq-layer: LM head (${VOCAB}, ${HIDDEN}) ${JSON.stringify(head)} s`);
-  const headTotal = head ? head.hessian + head.factor + head.columns : 0;
-  const projected = r.seconds * o.layers + headTotal;
-  log(`gptq-layer: ${o.layers} layers${head ? ' + head' : ''} projected ${round(projected / 60, 1)} min (goal < 60)`);
+  if (head) log(`gptq-layer: LM head (${VOCAB}, ${HIDDEN}) ${JSON.stringify(head)}`);
+  const projected = r.seconds * o.layers + (head?.wall ?? 0),
+    cpu = r.cpuSeconds * o.layers + (head?.cpu ?? 0);
+  log(
+    `gptq-layer: ${o.layers} layers${head ? ' + head' : ''} projected ${round(projected / 60, 1)} min wall on this machine now; ` +
+      `${round(cpu / 60, 1)} CPU-min (quiet 2 cores: between ${round(cpu / 120, 1)} and ${round(cpu / 60, 1)} min; goal < 60)`,
+  );
   return {
     bench: 'gptq-layer',
     backend: backendInfo(),
     machine: busy,
     options: o,
     layer_s: layer,
+    layer_cpu_s: layerCpu,
     layer_peak_rss_gib: layerPeak,
-    head_s: head && { hessian: round(head.hessian, 1), factor: round(head.factor, 1), columns: round(head.columns, 1) },
+    head,
     peak_rss_gib: peakGib(),
     projected_min: round(projected / 60, 1),
+    projected_cpu_min: round(cpu / 60, 1),
     under_1h: projected < 3600,
   };
 }

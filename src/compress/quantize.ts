@@ -112,7 +112,7 @@ function prepared(acc: HessianAcc, o: QuantizeOptions): PreparedHessian {
 /**
  * Seconds of quantizeModel by phase: Hessian accumulation, their factorisation (widening, act-order permutation,
  * Cholesky and inverse), GPTQ's column loops and replacing the float weights (dequantise, INT4 module). The rest
- * of `seconds` is the calibration forward passes (and, streamed, reading and writing the layers).
+ * is the calibration forward passes (and, streamed, reading and writing the layers).
  */
 export interface QuantizePhases {
   hessian: number;
@@ -121,32 +121,52 @@ export interface QuantizePhases {
   install: number;
 }
 
-/** Runs f, adding its seconds to phases[phase]. */
-function timed<T>(phases: QuantizePhases, phase: keyof QuantizePhases, f: () => T): T {
-  const t0 = performance.now();
+/** Wall and CPU seconds (this process, all threads: on a shared machine the steadier measure) by phase. */
+interface PhaseTimes {
+  wall: QuantizePhases;
+  cpu: QuantizePhases;
+}
+
+const cpuSeconds = () => {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1e6;
+};
+
+/** Runs f, adding its wall and CPU seconds to the phase. */
+function timed<T>(times: PhaseTimes, phase: keyof QuantizePhases, f: () => T): T {
+  const t0 = performance.now(),
+    c0 = cpuSeconds();
   try {
     return f();
   } finally {
-    phases[phase] += (performance.now() - t0) / 1000;
+    times.wall[phase] += (performance.now() - t0) / 1000;
+    times.cpu[phase] += cpuSeconds() - c0;
   }
 }
 
 /** GPTQ of one (out, in) weight; zero weights are kept exactly zero when asked, or when the weight has any. */
-function gptq(w: FloatArray, out: number, inF: number, acc: HessianAcc, o: QuantizeOptions, phases: QuantizePhases): QuantizedWeight {
+function gptq(w: FloatArray, out: number, inF: number, acc: HessianAcc, o: QuantizeOptions, phases: PhaseTimes): QuantizedWeight {
   const hasZeros = w.some((v) => v === 0);
   const prep = timed(phases, 'factor', () => prepared(acc, o));
   const qo = { bits: o.bits, groupSize: o.groupSize, actOrder: o.actOrder, blockSize: o.blockSize, keepZeros: o.keepZeros ?? hasZeros };
   return timed(phases, 'columns', () => gptqQuantize(w, out, inF, prep, qo));
 }
 
-/** Returns the number of projections quantised (the LM head not included), the time taken and its phases. */
+/**
+ * Returns the number of projections quantised (the LM head not included), the time taken and its phases, in wall
+ * seconds and in CPU seconds of this process.
+ */
 export function quantizeModel(
   model: LlamaModel,
   samples: Int32Array[],
   o: QuantizeOptions,
-): { modules: number; seconds: number; phases: QuantizePhases } {
-  const started = Date.now();
-  const phases: QuantizePhases = { hessian: 0, factor: 0, columns: 0, install: 0 };
+): { modules: number; seconds: number; phases: QuantizePhases; cpuSeconds: number; cpuPhases: QuantizePhases } {
+  const started = Date.now(),
+    cpuStarted = cpuSeconds();
+  const phases: PhaseTimes = {
+    wall: { hessian: 0, factor: 0, columns: 0, install: 0 },
+    cpu: { hessian: 0, factor: 0, columns: 0, install: 0 },
+  };
   if (o.lmHead) floatHead(model); // refused before the calibration, not after it
   let accOf = new Map<ProjectionName, HessianAcc>();
   let byInput = new Map<Float32Array, HessianAcc>();
@@ -195,5 +215,11 @@ export function quantizeModel(
     format: 'gptq',
     ...(o.lmHead ? { lmHead: true } : {}),
   };
-  return { modules, seconds: (Date.now() - started) / 1000, phases };
+  return {
+    modules,
+    seconds: (Date.now() - started) / 1000,
+    phases: phases.wall,
+    cpuSeconds: cpuSeconds() - cpuStarted,
+    cpuPhases: phases.cpu,
+  };
 }
