@@ -20,6 +20,7 @@ const BENCHES: Record<string, () => Promise<{ main(args: string[]): Promise<unkn
   'scale-out': () => import('./scale-out.ts'),
   'kernel-threads': () => import('./kernel-threads.ts'),
   memory: () => import('./memory.ts'),
+  'gptq-layer': () => import('./gptq-layer.ts'),
   'vs-llamacpp': () => import('./vs-llamacpp.ts'),
 };
 

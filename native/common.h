@@ -36,6 +36,12 @@ struct F64 {
   int64_t length;
 };
 
+// A Uint8Array argument (GPTQ codes and keep masks).
+struct U8 {
+  uint8_t* data;
+  int64_t length;
+};
+
 // A Uint16Array argument (bfloat16 bit patterns).
 struct U16 {
   uint16_t* data;
@@ -139,6 +145,12 @@ class Args {
       return U32{static_cast<uint32_t*>(data), static_cast<int64_t>(length)};
     }
     throwArg(i, name, "must be a Uint32Array, got " + describe(i), true);
+  }
+
+  // A Uint8Array, or null meaning "not wanted" → {nullptr, 0}.
+  U8 u8OrNull(size_t i, const char* name) const {
+    if (isNull(i)) return U8{nullptr, 0};
+    return u8(i, name);
   }
 
   double number(size_t i, const char* name) const {

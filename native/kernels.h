@@ -39,7 +39,11 @@ void Dropout(const Napi::CallbackInfo& info);
 void DropoutBackward(const Napi::CallbackInfo& info);
 void AddScaled(const Napi::CallbackInfo& info);
 
-// linalg.cc — LAPACK (float64): GPTQ's inverse-Hessian factor
+// linalg.cc — GPTQ's linear algebra: the inverse-Hessian factor (LAPACK, float64), the Hessian (ssyrk)
 void CholeskyInverseUpper(const Napi::CallbackInfo& info);
+void GramUpper(const Napi::CallbackInfo& info);
+
+// gptq.cc — GPTQ's column loop (float64, the twin's operations)
+void GptqColumns(const Napi::CallbackInfo& info);
 
 }  // namespace lonas

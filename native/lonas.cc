@@ -10,7 +10,8 @@
 //   dropout.cc     dropout(+Backward), addScaled          (per-row xoshiro128** streams, the twin's draws)
 //   int4.cc        int4Linear, int4Dequantize, compressedIsa, compressedThreads (see compressed.h)
 //   sparse.cc      sparseLinear
-//   linalg.cc      choleskyInverseUpper                   (LAPACK dpotrf/dpotri, float64)
+//   linalg.cc      choleskyInverseUpper, gramUpper        (LAPACK dpotrf/dtrtri, float64; ssyrk)
+//   gptq.cc        gptqColumns                            (GPTQ's column loop, float64)
 // Controls: coreName(), config(), getThreads(), setThreads(n) (OpenBLAS and the pool of pool.h).
 //
 // OPENBLAS_CORETYPE / OPENBLAS_NUM_THREADS are read by OpenBLAS when this library is loaded, so the
@@ -77,6 +78,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   add("int4Dequantize", Int4Dequantize);
   add("sparseLinear", SparseLinear);
   add("choleskyInverseUpper", CholeskyInverseUpper);
+  add("gramUpper", GramUpper);
+  add("gptqColumns", GptqColumns);
   add("compressedIsa", CompressedIsa);
   add("compressedThreads", CompressedThreads);
   add("coreName", CoreName);

@@ -68,8 +68,12 @@ export function quantizeCommand(): Command {
       lm_head: !!o.lmHead,
       kept_zeros: kept,
     });
+    const ph = r.phases,
+      rest = r.seconds - ph.hessian - ph.factor - ph.columns - ph.install;
     process.stderr.write(
-      `quantize: ${r.modules} projections${o.lmHead ? ' and the LM head' : ''} to ${o.bits} bits in ${r.seconds.toFixed(1)} s; written to ${o.out}\n`,
+      `quantize: ${r.modules} projections${o.lmHead ? ' and the LM head' : ''} to ${o.bits} bits in ${r.seconds.toFixed(1)} s ` +
+        `(Hessians ${ph.hessian.toFixed(1)} s, factorisations ${ph.factor.toFixed(1)} s, GPTQ columns ${ph.columns.toFixed(1)} s, ` +
+        `dequantised weights ${ph.install.toFixed(1)} s, calibration forward and layer I/O ${rest.toFixed(1)} s); written to ${o.out}\n`,
     );
   });
 }

@@ -10,10 +10,10 @@
  * Observation wraps each projection module generically (any LinearLike, any architecture lonas loads), so
  * no module path is hard-coded. Sequences run one at a time (batch 1), as the reference implementations do.
  */
-import { Tensor, noGrad } from '../tensor/index.ts';
+import { Tensor, noGrad, zeros } from '../tensor/index.ts';
 import type { LinearLike } from '../nn/modules.ts';
 import type { LlamaModel, ProjectionName } from '../models/llama/model.ts';
-import { PROJECTIONS } from '../models/llama/model.ts';
+import { OUTPUT_ONLY_PROJECTIONS, PROJECTIONS } from '../models/llama/model.ts';
 
 /** Receives the input x (tokens, in) of one projection for one calibration sequence. */
 export type InputObserver = (proj: ProjectionName, x: Float32Array, tokens: number, inFeatures: number) => void;
@@ -39,12 +39,20 @@ export interface LayerwiseHooks {
   stream?: LayerStream;
 }
 
+/**
+ * A projection that hands its input to the observer first. In the observation pass the layer's output is discarded,
+ * so a projection whose output reaches only that output (OUTPUT_ONLY_PROJECTIONS: Llama's down_proj, a fifth of the
+ * layer's multiply-adds) returns zeros instead of computing it.
+ */
 class ObservedLinear implements LinearLike {
+  private readonly skipOutput: boolean;
   constructor(
     private readonly inner: LinearLike,
     private readonly name: ProjectionName,
     private readonly observe: InputObserver,
-  ) {}
+  ) {
+    this.skipOutput = OUTPUT_ONLY_PROJECTIONS.includes(name);
+  }
   get inFeatures() {
     return this.inner.inFeatures;
   }
@@ -54,7 +62,7 @@ class ObservedLinear implements LinearLike {
   forward(x: Tensor): Tensor {
     const d = x.contiguousData() as Float32Array;
     this.observe(this.name, d, d.length / this.inner.inFeatures, this.inner.inFeatures);
-    return this.inner.forward(x);
+    return this.skipOutput ? zeros([...x.shape.slice(0, -1), this.inner.outFeatures]) : this.inner.forward(x);
   }
   trainable() {
     return this.inner.trainable();

@@ -6,11 +6,13 @@
  * `groupSize` inputs: scale = (max − min) / maxq over the group with 0 included, zero = round(−min / scale),
  * so a zero weight maps to q = zero and dequantises to exactly 0.
  *
- * Computed in float64 (the golden fixture's float64 run gives PyTorch's float32 codes). `keepZeros` is the
- * SQFT-compatible variant for sparse weights: after every update the pruned positions are reset to 0.
+ * Computed in float64 (the golden fixture's float64 run gives PyTorch's float32 codes); the column loop runs on the
+ * native kernel, bit for bit its TypeScript twin (src/kernels/gptq.ts). `keepZeros` is the SQFT-compatible variant
+ * for sparse weights: after every update the pruned positions are reset to 0.
  */
-import { roundHalfEven } from '../tensor/index.ts';
 import { choleskyInverseUpper } from '../kernels/linalg.ts';
+import { findParams, gptqColumns } from '../kernels/gptq.ts';
+import type { GptqColumnsJob } from '../kernels/gptq.ts';
 import type { QuantizedWeight } from '../nn/quantized-weight.ts';
 
 import { quantCode } from '../nn/quantized-weight.ts';
@@ -27,22 +29,6 @@ export interface GptqOptions {
   percDamp?: number;
   /** keep every zero weight exactly zero (sparse bases) */
   keepZeros?: boolean;
-}
-
-/** scale/zero of one row segment, as AutoGPTQ's Quantizer.find_params (asymmetric, no MSE search). */
-function findParams(values: ArrayLike<number>, maxq: number): { scale: number; zero: number } {
-  let lo = 0,
-    hi = 0;
-  for (let k = 0; k < values.length; k++) {
-    lo = Math.min(lo, values[k]);
-    hi = Math.max(hi, values[k]);
-  }
-  if (lo === 0 && hi === 0) {
-    lo = -1;
-    hi = 1;
-  }
-  const scale = (hi - lo) / maxq;
-  return { scale, zero: roundHalfEven(-lo / scale) };
 }
 
 /**
@@ -72,17 +58,42 @@ export interface PreparedHessian {
 }
 
 /**
- * Dead inputs, the quantisation order and U from H (in, in). `factor` overwrites the damped, permuted H with U
- * (default: LAPACK; tests pass the TypeScript twin to compare).
+ * Hp[a, b] = H[perm[a], perm[b]] for H (n, n) in place: each row's columns gathered through a row buffer, then the
+ * rows moved along the cycles of perm (no second n × n matrix: 970 MB at n = 11008).
  */
-export function prepareHessian(
-  hIn: ArrayLike<number>,
+function permuteSymmetric(H: Float64Array, n: number, perm: Int32Array): void {
+  const row = new Float64Array(n);
+  for (let r = 0; r < n; r++) {
+    const base = r * n;
+    for (let b = 0; b < n; b++) row[b] = H[base + perm[b]];
+    H.set(row, base);
+  }
+  const done = new Uint8Array(n);
+  for (let s = 0; s < n; s++) {
+    if (done[s]) continue;
+    row.set(H.subarray(s * n, s * n + n)); // row a receives row perm[a]: follow the cycle from s
+    let a = s;
+    for (; perm[a] !== s; a = perm[a]) {
+      H.copyWithin(a * n, perm[a] * n, perm[a] * n + n);
+      done[a] = 1;
+    }
+    H.set(row, a * n);
+    done[a] = 1;
+  }
+}
+
+/**
+ * Dead inputs, the quantisation order and U from H (in, in). `factor` overwrites the damped, permuted H with U
+ * (default: LAPACK; tests pass the TypeScript twin to compare). `prepareHessianInPlace` works in H itself (the
+ * returned U is H), `prepareHessian` on a copy.
+ */
+export function prepareHessianInPlace(
+  H: Float64Array,
   inF: number,
   actOrder: boolean,
   percDamp = 0.01,
   factor: (h: Float64Array, n: number) => void = inverseHessianFactor,
 ): PreparedHessian {
-  const H = Float64Array.from(hIn);
   const dead = new Uint8Array(inF);
   for (let j = 0; j < inF; j++)
     if (H[j * inF + j] === 0) {
@@ -90,87 +101,59 @@ export function prepareHessian(
       dead[j] = 1;
     }
   let perm = Int32Array.from({ length: inF }, (_, j) => j);
-  if (actOrder) perm = Int32Array.from([...perm].sort((a, b) => H[b * inF + b] - H[a * inF + a] || a - b));
-  let Hp = H; // (in, in) in quantisation order: H itself unless act-order permutes it
   if (actOrder) {
-    Hp = new Float64Array(inF * inF);
-    for (let a = 0; a < inF; a++) for (let b = 0; b < inF; b++) Hp[a * inF + b] = H[perm[a] * inF + perm[b]];
+    perm = Int32Array.from([...perm].sort((a, b) => H[b * inF + b] - H[a * inF + a] || a - b));
+    permuteSymmetric(H, inF, perm); // (in, in) in quantisation order
   }
   let diagMean = 0;
-  for (let j = 0; j < inF; j++) diagMean += Hp[j * inF + j] / inF;
+  for (let j = 0; j < inF; j++) diagMean += H[j * inF + j] / inF;
   const damp = percDamp * diagMean;
-  for (let j = 0; j < inF; j++) Hp[j * inF + j] += damp;
-  factor(Hp, inF);
-  return { inF, perm, U: Hp, dead };
+  for (let j = 0; j < inF; j++) H[j * inF + j] += damp;
+  factor(H, inF);
+  return { inF, perm, U: H, dead };
 }
 
-/** Quantises w (out, in) in float64 with the Hessian h (in, in) or a prepared one. Inputs are not modified. */
+export function prepareHessian(
+  hIn: ArrayLike<number>,
+  inF: number,
+  actOrder: boolean,
+  percDamp = 0.01,
+  factor: (h: Float64Array, n: number) => void = inverseHessianFactor,
+): PreparedHessian {
+  return prepareHessianInPlace(Float64Array.from(hIn), inF, actOrder, percDamp, factor);
+}
+
+/**
+ * Quantises w (out, in) in float64 with the Hessian h (in, in) or a prepared one. Inputs are not modified.
+ * `columns` runs the column loop (default: the native kernel; tests pass the TypeScript twin to compare).
+ */
 export function gptqQuantize(
   w: ArrayLike<number>,
   out: number,
   inF: number,
   h: ArrayLike<number> | PreparedHessian,
   o: GptqOptions,
+  columns: (job: GptqColumnsJob) => void = gptqColumns,
 ): QuantizedWeight {
-  const maxq = 2 ** o.bits - 1,
-    B = o.blockSize ?? 128,
+  const B = o.blockSize ?? 128,
     gs = o.groupSize > 0 ? o.groupSize : inF;
   if (!Number.isInteger(o.bits) || o.bits < 2 || o.bits > 8) throw new Error(`GPTQ: bits must be 2..8, got ${o.bits}`);
   const prep = 'perm' in h ? h : prepareHessian(h, inF, o.actOrder, o.percDamp);
   const { perm, U, dead } = prep;
-  const W = Float64Array.from(w);
-  const keep = o.keepZeros ? Uint8Array.from(W, (v) => (v !== 0 ? 1 : 0)) : null;
-  for (let j = 0; j < inF; j++) if (dead[j]) for (let r = 0; r < out; r++) W[r * inF + j] = 0;
-  // permuted copies: Wp[:, k] = W[:, perm[k]]
+  // (out, in) in quantisation order: Wp[:, k] = W[:, perm[k]] (dead inputs zeroed), Mp its nonzeros before that
   const Wp = new Float64Array(out * inF),
-    Mp = keep ? new Uint8Array(out * inF) : null;
+    Mp = o.keepZeros ? new Uint8Array(out * inF) : null;
   for (let r = 0; r < out; r++)
     for (let k = 0; k < inF; k++) {
-      Wp[r * inF + k] = W[r * inF + perm[k]];
-      if (Mp) Mp[r * inF + k] = keep![r * inF + perm[k]];
+      const v = w[r * inF + perm[k]];
+      Wp[r * inF + k] = dead[perm[k]] ? 0 : v;
+      if (Mp) Mp[r * inF + k] = v !== 0 ? 1 : 0;
     }
-
   const groups = Math.ceil(inF / gs);
   const scales = new Float32Array(groups * out),
-    zeros = new Float32Array(groups * out);
-  const codesP = new Uint8Array(out * inF);
-  const rowScale = new Float64Array(out),
-    rowZero = new Float64Array(out);
-  const err = new Float64Array(out * B);
-  for (let i1 = 0; i1 < inF; i1 += B) {
-    const i2 = Math.min(i1 + B, inF);
-    for (let col = i1; col < i2; col++) {
-      if (col % gs === 0) {
-        const g = col / gs;
-        for (let r = 0; r < out; r++) {
-          const p = findParams(Wp.subarray(r * inF + col, r * inF + Math.min(col + gs, inF)), maxq);
-          rowScale[r] = p.scale;
-          rowZero[r] = p.zero;
-          scales[g * out + r] = p.scale;
-          zeros[g * out + r] = p.zero;
-        }
-      }
-      const d = U[col * inF + col];
-      for (let r = 0; r < out; r++) {
-        const wv = Wp[r * inF + col];
-        const code = quantCode(wv, rowScale[r], rowZero[r], maxq);
-        codesP[r * inF + col] = code;
-        const e = (wv - rowScale[r] * (code - rowZero[r])) / d;
-        err[r * B + (col - i1)] = e;
-        for (let j = col; j < i2; j++) Wp[r * inF + j] -= e * U[col * inF + j]; // inside the block
-        if (Mp) for (let j = col + 1; j < i2; j++) Wp[r * inF + j] *= Mp[r * inF + j];
-      }
-    }
-    // lazy batch update of the columns after the block: W[:, i2:] −= Err · U[i1:i2, i2:]
-    for (let r = 0; r < out; r++) {
-      for (let k = i1; k < i2; k++) {
-        const e = err[r * B + (k - i1)];
-        if (e === 0) continue;
-        for (let j = i2; j < inF; j++) Wp[r * inF + j] -= e * U[k * inF + j];
-      }
-      if (Mp) for (let j = i2; j < inF; j++) Wp[r * inF + j] *= Mp[r * inF + j];
-    }
-  }
+    zeros = new Float32Array(groups * out),
+    codesP = new Uint8Array(out * inF);
+  columns({ w: Wp, u: U, mask: Mp, out, inF, bits: o.bits, groupSize: gs, blockSize: B, codes: codesP, scales, zeros });
   // back to the original column order; g_idx[c] = (position of c in the quantisation order) / groupSize
   const q = new Uint8Array(out * inF),
     gIdx = new Int32Array(inF);

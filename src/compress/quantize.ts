@@ -9,7 +9,7 @@
  * model (the final RMSNorm of the last layer's outputs), as GPTQModel's `lm_head: true`. A head tied to the
  * embedding is untied first: the embedding keeps its float weights, the head becomes its own module.
  */
-import { kernels } from '../kernels/index.ts';
+import { gramUpper } from '../kernels/linalg.ts';
 import type { FloatArray } from '../kernels/api.ts';
 import { f32ToF16, f16ToF32 } from '../io/safetensors.ts';
 import { dequantize } from '../nn/quantized-weight.ts';
@@ -20,7 +20,7 @@ import { QuantLinear } from '../nn/quant-linear.ts';
 import type { LlamaModel, ProjectionName } from '../models/llama/model.ts';
 import { calibrateLayerwise } from './calibrate.ts';
 import type { LayerStream } from './calibrate.ts';
-import { gptqQuantize, prepareHessian } from './gptq.ts';
+import { gptqQuantize, prepareHessianInPlace } from './gptq.ts';
 import type { PreparedHessian } from './gptq.ts';
 
 export interface QuantizeOptions {
@@ -40,7 +40,8 @@ export interface QuantizeOptions {
 }
 
 interface HessianAcc {
-  sum: Float32Array;
+  /** (in, in) Σ x xᵀ, upper triangle only (float32); null once widened into the prepared Hessian */
+  sum: Float32Array | null;
   n: number;
   lastInput: Float32Array | null;
   inF: number;
@@ -81,38 +82,91 @@ function floatHead(model: LlamaModel): Linear {
   return model.lmHead;
 }
 
-/** Σ xᵀx of one sequence's inputs x (tokens, in) into `acc`: (in, in) += xᵀ (in, T) · x (T, in). */
+/** Σ xᵀx of one sequence's inputs x (tokens, in) into `acc`: upper triangle of (in, in) += xᵀ (in, T) · x (T, in) (ssyrk). */
 function accumulate(acc: HessianAcc, x: Float32Array, tokens: number): void {
+  if (!acc.sum) throw new Error('quantize: a Hessian was accumulated after it was factorised (a bug)');
   acc.n += 1;
-  kernels().gemm(true, false, acc.inF, acc.inF, tokens, 1, x, 0, acc.inF, x, 0, acc.inF, 1, acc.sum, 0, acc.inF);
+  gramUpper(x, tokens, acc.inF, 1, acc.sum);
 }
 
-/** H = 2/N Σ x xᵀ, damped and factorised once (shared by the weights fed the same input). */
+/**
+ * H = 2/N Σ x xᵀ (in, in) float64, mirrored from the float32 upper triangle (which is then freed), damped and
+ * factorised in place once (shared by the weights fed the same input).
+ */
 function prepared(acc: HessianAcc, o: QuantizeOptions): PreparedHessian {
-  acc.prepared ??= prepareHessian(
-    Float64Array.from(acc.sum, (v) => (2 * v) / acc.n),
-    acc.inF,
-    o.actOrder,
-    o.percDamp,
-  );
+  if (acc.prepared) return acc.prepared;
+  const n = acc.inF,
+    sum = acc.sum!;
+  acc.sum = null;
+  const H = new Float64Array(n * n);
+  for (let i = 0; i < n; i++)
+    for (let j = i; j < n; j++) {
+      const v = (2 * sum[i * n + j]) / acc.n;
+      H[i * n + j] = v;
+      H[j * n + i] = v;
+    }
+  acc.prepared = prepareHessianInPlace(H, n, o.actOrder, o.percDamp);
   return acc.prepared;
 }
 
-/** GPTQ of one (out, in) weight; zero weights are kept exactly zero when asked, or when the weight has any. */
-function gptq(w: FloatArray, out: number, inF: number, acc: HessianAcc, o: QuantizeOptions): QuantizedWeight {
-  const hasZeros = w.some((v) => v === 0);
-  return gptqQuantize(w, out, inF, prepared(acc, o), {
-    bits: o.bits,
-    groupSize: o.groupSize,
-    actOrder: o.actOrder,
-    blockSize: o.blockSize,
-    keepZeros: o.keepZeros ?? hasZeros,
-  });
+/**
+ * Seconds of quantizeModel by phase: Hessian accumulation, their factorisation (widening, act-order permutation,
+ * Cholesky and inverse), GPTQ's column loops and replacing the float weights (dequantise, INT4 module). The rest
+ * is the calibration forward passes (and, streamed, reading and writing the layers).
+ */
+export interface QuantizePhases {
+  hessian: number;
+  factor: number;
+  columns: number;
+  install: number;
 }
 
-/** Returns the number of projections quantised (the LM head not included) and the time taken. */
-export function quantizeModel(model: LlamaModel, samples: Int32Array[], o: QuantizeOptions): { modules: number; seconds: number } {
-  const started = Date.now();
+/** Wall and CPU seconds (this process, all threads: on a shared machine the steadier measure) by phase. */
+interface PhaseTimes {
+  wall: QuantizePhases;
+  cpu: QuantizePhases;
+}
+
+const cpuSeconds = () => {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1e6;
+};
+
+/** Runs f, adding its wall and CPU seconds to the phase. */
+function timed<T>(times: PhaseTimes, phase: keyof QuantizePhases, f: () => T): T {
+  const t0 = performance.now(),
+    c0 = cpuSeconds();
+  try {
+    return f();
+  } finally {
+    times.wall[phase] += (performance.now() - t0) / 1000;
+    times.cpu[phase] += cpuSeconds() - c0;
+  }
+}
+
+/** GPTQ of one (out, in) weight; zero weights are kept exactly zero when asked, or when the weight has any. */
+function gptq(w: FloatArray, out: number, inF: number, acc: HessianAcc, o: QuantizeOptions, phases: PhaseTimes): QuantizedWeight {
+  const hasZeros = w.some((v) => v === 0);
+  const prep = timed(phases, 'factor', () => prepared(acc, o));
+  const qo = { bits: o.bits, groupSize: o.groupSize, actOrder: o.actOrder, blockSize: o.blockSize, keepZeros: o.keepZeros ?? hasZeros };
+  return timed(phases, 'columns', () => gptqQuantize(w, out, inF, prep, qo));
+}
+
+/**
+ * Returns the number of projections quantised (the LM head not included), the time taken and its phases, in wall
+ * seconds and in CPU seconds of this process.
+ */
+export function quantizeModel(
+  model: LlamaModel,
+  samples: Int32Array[],
+  o: QuantizeOptions,
+): { modules: number; seconds: number; phases: QuantizePhases; cpuSeconds: number; cpuPhases: QuantizePhases } {
+  const started = Date.now(),
+    cpuStarted = cpuSeconds();
+  const phases: PhaseTimes = {
+    wall: { hessian: 0, factor: 0, columns: 0, install: 0 },
+    cpu: { hessian: 0, factor: 0, columns: 0, install: 0 },
+  };
   if (o.lmHead) floatHead(model); // refused before the calibration, not after it
   let accOf = new Map<ProjectionName, HessianAcc>();
   let byInput = new Map<Float32Array, HessianAcc>();
@@ -132,7 +186,7 @@ export function quantizeModel(model: LlamaModel, samples: Int32Array[], o: Quant
         byInput.set(x, acc);
         if (acc.lastInput === x) return; // a sibling projection already accumulated this very input
         acc.lastInput = x;
-        accumulate(acc, x, tokens);
+        timed(phases, 'hessian', () => accumulate(acc, x, tokens));
       };
     },
     compressLayer: (i) => {
@@ -143,15 +197,16 @@ export function quantizeModel(model: LlamaModel, samples: Int32Array[], o: Quant
         if (!acc || !(m instanceof Linear))
           throw new Error(`quantize: layer ${i} ${p} is not a plain float projection (already quantised, or has an adapter?)`);
         const [out, inF] = m.weight.shape;
-        layer.proj[p] = toQuantLinear(m, gptq(m.weight.data, out, inF, acc, o));
+        const qw = gptq(m.weight.data, out, inF, acc, o, phases);
+        layer.proj[p] = timed(phases, 'install', () => toQuantLinear(m, qw));
         modules++;
       }
     },
-    headInput: o.lmHead ? (x, tokens) => accumulate(head, x, tokens) : undefined,
+    headInput: o.lmHead ? (x, tokens) => timed(phases, 'hessian', () => accumulate(head, x, tokens)) : undefined,
     onProgress: o.onProgress,
     stream: o.stream,
   });
-  if (o.lmHead) quantizeLmHead(model, (w, out, inF) => gptq(w, out, inF, head, o)); // (V, C) with H (C, C)
+  if (o.lmHead) quantizeLmHead(model, (w, out, inF) => gptq(w, out, inF, head, o, phases)); // (V, C) with H (C, C)
   model.config.quantization = {
     bits: o.bits,
     groupSize: o.groupSize,
@@ -160,5 +215,11 @@ export function quantizeModel(model: LlamaModel, samples: Int32Array[], o: Quant
     format: 'gptq',
     ...(o.lmHead ? { lmHead: true } : {}),
   };
-  return { modules, seconds: (Date.now() - started) / 1000 };
+  return {
+    modules,
+    seconds: (Date.now() - started) / 1000,
+    phases: phases.wall,
+    cpuSeconds: cpuSeconds() - cpuStarted,
+    cpuPhases: phases.cpu,
+  };
 }

@@ -291,13 +291,34 @@ export interface CompressedKernels {
   ): void;
 }
 
-/** Float64 linear algebra on LAPACK (native/linalg.cc); TypeScript twin in src/kernels/linalg.ts. */
+/** GPTQ's linear algebra (native/linalg.cc, native/gptq.cc); TypeScript twins in src/kernels/linalg.ts and gptq.ts. */
 export interface LinalgKernels {
   /**
    * a (n, n) row-major symmetric positive definite → overwritten with the upper factor U of a⁻¹ (Uᵀ U = a⁻¹,
-   * strictly lower part 0). A matrix that is not positive definite is a RangeError naming the column.
+   * strictly lower part 0), float64. A matrix that is not positive definite is a RangeError naming the column
+   * where its trailing block that is not starts.
    */
   choleskyInverseUpper(a: Float64Array, n: number): void;
+  /** c (n, n) float32: its upper triangle (diagonal included) += alpha · xᵀ x for x (k, n); the strictly lower part is untouched. */
+  gramUpper(x: Float32Array, k: number, n: number, alpha: number, c: Float32Array): void;
+  /**
+   * GPTQ's column loop in float64 (see src/kernels/gptq.ts referenceGptqColumns, whose operations it repeats
+   * exactly): w (out, in) in quantisation order (overwritten), u (in, in) the inverse-Hessian factor in that order,
+   * mask (out, in) or null (keepZeros) → codes (out, in), scales and zeros (⌈in / groupSize⌉, out).
+   */
+  gptqColumns(
+    w: Float64Array,
+    u: Float64Array,
+    mask: Uint8Array | null,
+    out: number,
+    inF: number,
+    bits: number,
+    groupSize: number,
+    blockSize: number,
+    codes: Uint8Array,
+    scales: Float32Array,
+    zeros: Float32Array,
+  ): void;
 }
 
 /** SIMD level of the native compressed kernels (run-time CPU detection; no -march=native build). */

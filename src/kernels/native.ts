@@ -47,6 +47,8 @@ const KERNEL_NAMES = [
 
 const INFO_NAMES = [
   'choleskyInverseUpper',
+  'gramUpper',
+  'gptqColumns',
   'coreName',
   'config',
   'getThreads',
@@ -104,6 +106,8 @@ export function wrapNativeAddon(addon: unknown): NativeKernels {
     int4Dequantize: fns.int4Dequantize,
     sparseLinear: fns.sparseLinear,
     choleskyInverseUpper: fns.choleskyInverseUpper,
+    gramUpper: fns.gramUpper,
+    gptqColumns: fns.gptqColumns,
     coreName: fns.coreName,
     config: fns.config,
     getThreads: fns.getThreads,

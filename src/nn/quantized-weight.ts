@@ -2,13 +2,10 @@
  * A group-wise quantised weight (GPTQ / RTN) and its grid: integer codes q with per-(group, output) scales and
  * zeros, W = scale · (q − zero). How a checkpoint packs the codes is src/io/gptq-format.ts.
  */
-import { roundHalfEven } from '../tensor/ops.ts';
+import { quantCode } from '../util/round.ts';
 import type { QuantParams } from '../tensor/index.ts';
 
-/** The integer code of w: clamp(round(w / scale) + zero, 0, maxq), rounding half to even as torch. */
-export function quantCode(w: number, scale: number, zero: number, maxq: number): number {
-  return Math.min(maxq, Math.max(0, roundHalfEven(w / scale) + zero));
-}
+export { quantCode };
 
 /** A group-wise quantised (out, in) weight with its integer codes unpacked. */
 export interface QuantizedWeight {

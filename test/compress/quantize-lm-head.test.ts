@@ -65,7 +65,10 @@ function floatWithHead(m: LlamaModel, head: Float32Array): LlamaModel {
 test('--lm-head: GPTQ of the head from the final-norm outputs of the quantised model; untied, the embedding unchanged', () => {
   const model = tied();
   const embedding = Float32Array.from(model.embed.weight.data);
-  quantizeModel(model, samples, { ...OPTS, lmHead: true });
+  const r = quantizeModel(model, samples, { ...OPTS, lmHead: true });
+  const { hessian, factor, columns, install } = r.phases;
+  for (const [phase, s] of Object.entries(r.phases)) assert.ok(s > 0, `phase ${phase} timed: ${s} s`);
+  assert.ok(hessian + factor + columns + install <= r.seconds + 0.002, `phases ${JSON.stringify(r.phases)} within ${r.seconds} s`);
   const head = model.lmHead;
   assert.ok(head instanceof QuantLinear, `the LM head is a ${head.constructor.name}, not quantised`);
   assert.equal(model.config.tieWordEmbeddings, false);

@@ -1,5 +1,6 @@
 /**
- * choleskyInverseUpper on LAPACK (native/linalg.cc) against its TypeScript twin (src/kernels/linalg.ts), and
+ * choleskyInverseUpper on LAPACK (native/linalg.cc) against its TypeScript twin (src/kernels/linalg.ts), both
+ * checked against the definition (Uᵀ U H = I, U upper: the factor is unique), gramUpper on ssyrk against its twin, and
  * GPTQ with the LAPACK factor against GPTQ with the twin's factor: the same codes, scales, zeros and g_idx.
  * The two factorisations round in a different order, so the factors are compared with a float64 tolerance
  * (relative 1e-9 of the largest entry) and the codes exactly.
@@ -7,7 +8,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { nativeKernels } from '../../src/kernels/index.ts';
-import { referenceCholeskyInverseUpper } from '../../src/kernels/linalg.ts';
+import { referenceCholeskyInverseUpper, referenceGramUpper } from '../../src/kernels/linalg.ts';
 import { gptqQuantize, prepareHessian } from '../../src/compress/gptq.ts';
 import { Rng } from '../../src/tensor/index.ts';
 
@@ -41,30 +42,68 @@ test('choleskyInverseUpper: LAPACK equals the TypeScript twin to float64 roundin
     }
     assert.ok(diff <= 1e-9 * max, `n ${n}: max |LAPACK − twin| ${diff} > 1e-9 · ${max}`);
     for (let i = 1; i < n; i++) for (let j = 0; j < i; j++) assert.equal(got[i * n + j], 0, `n ${n}: U[${i}, ${j}] below the diagonal`);
+    for (let i = 0; i < n; i++) assert.ok(got[i * n + i] > 0, `n ${n}: U[${i}, ${i}] > 0 (the factor is then unique)`);
     if (n > 64) continue; // (Uᵀ U) H = I, O(n⁴) as written
-    for (let i = 0; i < n; i++)
-      for (let j = 0; j < n; j++) {
-        let s = 0;
-        for (let k = 0; k < n; k++) {
-          let inv = 0;
-          for (let r = 0; r <= Math.min(i, k); r++) inv += got[r * n + i] * got[r * n + k];
-          s += inv * h[k * n + j];
+    for (const [who, u] of [
+      ['LAPACK', got],
+      ['twin', ref],
+    ] as const)
+      for (let i = 0; i < n; i++)
+        for (let j = 0; j < n; j++) {
+          let s = 0;
+          for (let k = 0; k < n; k++) {
+            let inv = 0;
+            for (let r = 0; r <= Math.min(i, k); r++) inv += u[r * n + i] * u[r * n + k];
+            s += inv * h[k * n + j];
+          }
+          assert.ok(Math.abs(s - (i === j ? 1 : 0)) < 1e-6, `${who} n ${n}: (Uᵀ U H)[${i}, ${j}] = ${s}`);
         }
-        assert.ok(Math.abs(s - (i === j ? 1 : 0)) < 1e-6, `n ${n}: (Uᵀ U H)[${i}, ${j}] = ${s}`);
-      }
   }
 });
 
 test('choleskyInverseUpper: a matrix that is not positive definite is an error naming the column', {
   skip: !native && 'native addon not built',
 }, () => {
-  const a = Float64Array.from([4, 0, 0, 0, 1, 2, 0, 2, 1]); // the trailing 2×2 block has eigenvalue −1
-  assert.throws(() => native!.choleskyInverseUpper(a, 3), /not positive definite at column 2/);
-  assert.throws(
-    () => referenceCholeskyInverseUpper(Float64Array.from([4, 0, 0, 0, 1, 2, 0, 2, 1]), 3),
-    /not positive definite at column 2/,
-  );
+  // the trailing 2×2 block from column 1 has eigenvalue −1; with a 0 in front of it, the block from column 0 is not either
+  for (const [a, col] of [
+    [[4, 0, 0, 0, 1, 2, 0, 2, 1], 1],
+    [[1, 0, 0, 0, 0, 0, 0, 0, 1], 1],
+    [[1, 2, 0, 2, 1, 0, 0, 0, 4], 0],
+  ] as const) {
+    const why = new RegExp(`not positive definite: its trailing block from column ${col} is not`);
+    assert.throws(() => native!.choleskyInverseUpper(Float64Array.from(a), 3), why);
+    assert.throws(() => referenceCholeskyInverseUpper(Float64Array.from(a), 3), why);
+  }
   assert.throws(() => native!.choleskyInverseUpper(new Float64Array(3), 2), /'a' has 3 elements but 4/);
+});
+
+test('gramUpper: ssyrk equals the TypeScript twin to float32 rounding and leaves the strictly lower part alone', {
+  skip: !native && 'native addon not built',
+}, () => {
+  const rng = new Rng(5);
+  for (const [k, n] of [
+    [1, 1],
+    [7, 33],
+    [64, 130],
+  ]) {
+    const x = Float32Array.from({ length: k * n }, () => rng.normal());
+    const c0 = Float32Array.from({ length: n * n }, (_, i) => (i % n) - Math.floor(i / n)); // lower part < 0, upper ≥ 0
+    const got = Float32Array.from(c0),
+      ref = Float32Array.from(c0);
+    native!.gramUpper(x, k, n, 0.5, got);
+    referenceGramUpper(x, k, n, 0.5, ref);
+    for (let i = 0; i < n; i++)
+      for (let j = 0; j < n; j++) {
+        if (j < i) {
+          assert.equal(got[i * n + j], c0[i * n + j], `(${k}, ${n}): lower [${i}, ${j}] untouched`);
+          continue;
+        }
+        const tol = 1e-5 * (k + Math.abs(ref[i * n + j]));
+        assert.ok(Math.abs(got[i * n + j] - ref[i * n + j]) <= tol, `(${k}, ${n}) [${i}, ${j}]: ${got[i * n + j]} vs ${ref[i * n + j]}`);
+      }
+    if (k > 1) assert.notDeepEqual(got, c0, 'the product was added');
+  }
+  assert.throws(() => native!.gramUpper(new Float32Array(5), 2, 3, 1, new Float32Array(9)), /gramUpper: 'x' has 5 elements but 6/);
 });
 
 for (const actOrder of [false, true])

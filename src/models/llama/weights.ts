@@ -31,6 +31,11 @@ import type { LayerSizes, LlamaConfig } from './config.ts';
 
 export const PROJECTIONS = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] as const;
 export type ProjectionName = (typeof PROJECTIONS)[number];
+/**
+ * The projections whose output reaches only the layer's output (the residual stream), no other projection of the
+ * layer: a pass that only observes the projections' inputs and discards the layer's output need not compute them.
+ */
+export const OUTPUT_ONLY_PROJECTIONS: readonly ProjectionName[] = ['down_proj'];
 
 export interface LlamaTensor {
   /** Hugging Face name, e.g. model.layers.3.self_attn.q_proj.weight */
