@@ -174,7 +174,9 @@ function profileDecode(model: LlamaModel, prompt: number[], newTokens: number) {
     ms_per_token: round(msPerToken, 2),
     native_ms: round(nativeMs, 2),
     js_and_other_ms: round(msPerToken - nativeMs, 2),
-    kernels: ks.slice(0, 12),
+    // the JS between the kernel calls: serial at any thread count (docs/architecture.md, "Threads")
+    js_share: round((msPerToken - nativeMs) / msPerToken, 3),
+    kernels: ks,
   };
 }
 
