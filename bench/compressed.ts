@@ -40,7 +40,7 @@ import { Rng, Tensor, noGrad } from '../src/tensor/index.ts';
 import { FORMATS, INT4_GROUP, SPARSITY, describeLayers, loadForInference, writeCompressed } from './compressed-models.ts';
 import type { Format, LayerReport } from './compressed-models.ts';
 import { backendSummary, log, machine, machineBusy, median, nowMs, round } from './common.ts';
-import { SMOL_SHAPE, buildSmolModel, positiveInt, takeOption } from './generation.ts';
+import { SMOL_SHAPE, buildSmolModel } from './generation.ts';
 import { installKernelTimers, kernelTimes, resetKernelTimers } from './kernel-timers.ts';
 
 const SEED = 1234;
