@@ -18,7 +18,9 @@
  *    copies of the matrix to span ≥ 128 MB and a sample runs through all of them ("cold"; the realistic
  *    figure). "hot" repeats one copy (cache-resident, compute-bound; for information).
  *  - model: every linear layer of the 135M model (30 × q, k, v, o, gate, up, down + lm_head), all distinct,
- *    run in order once per "token": the linear-layer share of a decode step and the tokens/s it allows.
+ *    run in order once per "token": the linear-layer share of a decode step and the tokens/s it allows; with
+ *    it, interleaved, a one-thread memcpy of 128 MB (copy_gbs: bytes read + written per second), the ceiling
+ *    each format's weight stream is compared with (copy_fraction = its GB/s / copy_gbs).
  *  - prefill: M = 128 on the gate shape, GFLOP/s (INT4 and sparse dequantise tiles and call sgemm).
  * Formats: f32 (4 B/weight), bf16 (2 B/weight, gemmBf16: widened exactly in registers; "bf16-act": x rounded to
  * bf16, vdpbf16ps), INT4 with group size
@@ -267,6 +269,18 @@ function buildModel(): Layer[] {
   return layers;
 }
 
+const COPY_BYTES = 128 << 20;
+let copyBuffers: [Float32Array, Float32Array] | undefined;
+
+/** GB/s (bytes read + written) of one memcpy of COPY_BYTES between two buffers allocated once. */
+function copySample(): number {
+  copyBuffers ??= [filler(3)(new Float32Array(COPY_BYTES / 4)), new Float32Array(COPY_BYTES / 4)];
+  const [src, dst] = copyBuffers;
+  const t0 = performance.now();
+  dst.set(src);
+  return (2 * COPY_BYTES) / (performance.now() - t0) / 1e6;
+}
+
 function modelBench(model: Layer[], opts: Options, threads: string) {
   applyThreads(threads);
   const xs = new Map<number, Float32Array>(),
@@ -282,11 +296,18 @@ function modelBench(model: Layer[], opts: Options, threads: string) {
     return performance.now() - t0;
   };
   const ms = emptySamples();
+  const copyGbs: number[] = [];
   for (const f of FORMATS) token(f);
+  copySample();
   for (let r = 0; r < opts.rounds; r++) {
     for (const f of r % 2 === 0 ? FORMATS : [...FORMATS].reverse()) for (let s = 0; s < opts.samples; s++) ms[f].push(token(f));
+    for (let s = 0; s < opts.samples; s++) copyGbs.push(copySample());
   }
-  const res: Record<string, unknown> = {};
+  const copy = median(copyGbs);
+  const res: Record<string, unknown> = {
+    copy_gbs: round(copy, 2),
+    copy_meaning: `one-thread memcpy (TypedArray.set) of ${COPY_BYTES >> 20} MB, bytes read + bytes written per second, interleaved with the tokens: the bandwidth ceiling the formats' gbs are compared with (copy_fraction)`,
+  };
   for (const f of FORMATS) {
     const bytes = model.reduce((s, l) => s + bytesOf(l, f), 0);
     const t = median(ms[f]);
@@ -296,14 +317,18 @@ function modelBench(model: Layer[], opts: Options, threads: string) {
       min_ms: round(Math.min(...ms[f]), 2),
       tok_s: round(1000 / t, 1),
       gbs: round(bytes / t / 1e6, 2),
+      copy_fraction: round(bytes / t / 1e6 / copy, 2),
       speedup_vs_f32: round(median(ms.f32) / t, 2),
     };
   }
+  type Fig = { ms_per_token: number; speedup_vs_f32: number; gbs: number; copy_fraction: number };
   log(
     `  ${threads}T model linears: ` +
-      FORMATS.map(
-        (f) => `${f} ${(res[f] as { ms_per_token: number }).ms_per_token} ms (×${(res[f] as { speedup_vs_f32: number }).speedup_vs_f32})`,
-      ).join(', '),
+      FORMATS.map((f) => {
+        const r = res[f] as Fig;
+        return `${f} ${r.ms_per_token} ms (×${r.speedup_vs_f32}; ${r.gbs} GB/s = ${r.copy_fraction} × copy)`;
+      }).join(', ') +
+      `; copy ${round(copy, 2)} GB/s`,
   );
   return res;
 }

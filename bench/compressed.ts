@@ -12,7 +12,8 @@
  * Options: --rounds N --iters N --warmup N (per format and round; formats alternate order between rounds),
  * --threads 1,2,2/1 ("n": OpenBLAS and the compressed kernels' matrix-vector pool on n threads; "b/c": b and
  * c; lonas's default at 2 cores is OpenBLAS 2, compressed pool 1), --new-tokens N (32), --dir DIR (keep
- * and reuse the model directories there instead of a temporary directory), --profile (also time every
+ * and reuse the model directories there instead of a temporary directory), --formats sparse,int4,… (build and
+ * time only those, f32 always included; default all five), --profile (also time every
  * native kernel call site of one decode per format: where a token's time goes).
  *
  * A fourth model, int4_bf16, is the INT4 one with its embedding / tied LM head (and norms) stored in BF16 and
@@ -39,7 +40,7 @@ import { Rng, Tensor, noGrad } from '../src/tensor/index.ts';
 import { FORMATS, INT4_GROUP, SPARSITY, describeLayers, loadForInference, writeCompressed } from './compressed-models.ts';
 import type { Format, LayerReport } from './compressed-models.ts';
 import { backendSummary, log, machine, machineBusy, median, nowMs, round } from './common.ts';
-import { SMOL_SHAPE, buildSmolModel, positiveInt, takeOption } from './generation.ts';
+import { SMOL_SHAPE, buildSmolModel } from './generation.ts';
 import { installKernelTimers, kernelTimes, resetKernelTimers } from './kernel-timers.ts';
 
 const SEED = 1234;
@@ -53,10 +54,12 @@ interface Options {
   newTokens: number;
   dir?: string;
   profile: boolean;
+  /** the formats to build and time (f32, the baseline of every ratio, always included) */
+  formats: Format[];
 }
 
-function parseArgs(args: string[]): Options {
-  const o: Options = { rounds: 3, iters: 2, warmup: 1, threads: ['1', '2'], newTokens: 32, profile: false };
+export function parseArgs(args: string[]): Options {
+  const o: Options = { rounds: 3, iters: 2, warmup: 1, threads: ['1', '2'], newTokens: 32, profile: false, formats: [...FORMATS] };
   for (let i = 0; i < args.length; i++) {
     const key = args[i],
       value = args[i + 1];
@@ -75,12 +78,16 @@ function parseArgs(args: string[]): Options {
     else if (key === '--warmup') o.warmup = int(value, 0);
     else if (key === '--new-tokens') o.newTokens = int(value);
     else if (key === '--dir') o.dir = value;
-    else if (key === '--threads') {
+    else if (key === '--formats') {
+      const picked = value.split(',') as Format[];
+      for (const f of picked) if (!FORMATS.includes(f)) throw new Error(`--formats: '${f}' is not one of ${FORMATS.join(', ')}`);
+      o.formats = FORMATS.filter((f) => f === 'f32' || picked.includes(f));
+    } else if (key === '--threads') {
       o.threads = value.split(',');
       for (const t of o.threads) t.split('/').forEach((s) => int(s));
     } else
       throw new Error(
-        `unknown option '${key}' (valid: --rounds N --iters N --warmup N --threads 1,2,2/1 --new-tokens N --dir DIR --profile)`,
+        `unknown option '${key}' (valid: --rounds N --iters N --warmup N --threads 1,2,2/1 --new-tokens N --dir DIR --formats ${FORMATS.join(',')} --profile)`,
       );
     i++;
   }
@@ -119,14 +126,14 @@ function decodeOnce(model: LlamaModel, prompt: number[], newTokens: number, onDe
 }
 
 /** Builds (or reuses under --dir) the model directories, one per format. */
-function prepareDirs(root: string): Record<Format, string> {
+function prepareDirs(root: string, formats: readonly Format[]): Record<Format, string> {
   const f32Dir = join(root, 'f32');
   if (!existsSync(join(f32Dir, 'config.json'))) {
     log('compressed: building the 135M-shape random model (f32)…');
     saveModelDir(f32Dir, buildSmolModel(SEED), { overwrite: true });
   }
   const dirs = { f32: f32Dir } as Record<Format, string>;
-  for (const f of FORMATS) {
+  for (const f of formats) {
     if (f === 'f32') continue;
     const d = join(root, f);
     if (!existsSync(join(d, 'config.json'))) {
@@ -167,7 +174,9 @@ function profileDecode(model: LlamaModel, prompt: number[], newTokens: number) {
     ms_per_token: round(msPerToken, 2),
     native_ms: round(nativeMs, 2),
     js_and_other_ms: round(msPerToken - nativeMs, 2),
-    kernels: ks.slice(0, 12),
+    // the JS between the kernel calls: serial at any thread count (docs/architecture.md, "Threads")
+    js_share: round((msPerToken - nativeMs) / msPerToken, 3),
+    kernels: ks,
   };
 }
 
@@ -177,12 +186,12 @@ type Layers = Record<Format, LayerReport>;
 /** Every format at one thread configuration: interleaved rounds, medians, ratios to f32, the LM head's share. */
 function measureThreads(cfg: string, models: Models, layers: Layers, prompt: number[], opts: Options): Record<string, unknown> {
   const t = applyThreads(cfg);
-  const tokS = Object.fromEntries(FORMATS.map((f) => [f, [] as number[]])) as Record<Format, number[]>;
-  const prefill = Object.fromEntries(FORMATS.map((f) => [f, [] as number[]])) as Record<Format, number[]>;
+  const tokS = Object.fromEntries(opts.formats.map((f) => [f, [] as number[]])) as Record<Format, number[]>;
+  const prefill = Object.fromEntries(opts.formats.map((f) => [f, [] as number[]])) as Record<Format, number[]>;
   const first = {} as Record<Format, number[]>;
-  for (const f of FORMATS) for (let w = 0; w < opts.warmup; w++) decodeOnce(models[f], prompt, opts.newTokens);
+  for (const f of opts.formats) for (let w = 0; w < opts.warmup; w++) decodeOnce(models[f], prompt, opts.newTokens);
   for (let r = 0; r < opts.rounds; r++) {
-    for (const f of r % 2 === 0 ? FORMATS : [...FORMATS].reverse()) {
+    for (const f of r % 2 === 0 ? opts.formats : [...opts.formats].reverse()) {
       for (let i = 0; i < opts.iters; i++) {
         const s = decodeOnce(models[f], prompt, opts.newTokens);
         tokS[f].push(s.decodeTokS);
@@ -192,13 +201,13 @@ function measureThreads(cfg: string, models: Models, layers: Layers, prompt: num
     }
     log(
       `  threads ${cfg} round ${r + 1}/${opts.rounds}: ` +
-        FORMATS.map((f) => `${f} ${median(tokS[f]).toFixed(2)}`).join(', ') +
+        opts.formats.map((f) => `${f} ${median(tokS[f]).toFixed(2)}`).join(', ') +
         ' tok/s (medians so far)',
     );
   }
   const msTok = (f: Format) => 1000 / median(tokS[f]);
   const fig: Record<string, unknown> = {};
-  for (const f of FORMATS) {
+  for (const f of opts.formats) {
     const head = lmHeadMs(models[f]);
     fig[f] = {
       tok_s: round(median(tokS[f]), 2),
@@ -218,11 +227,12 @@ function measureThreads(cfg: string, models: Models, layers: Layers, prompt: num
           }),
     };
   }
-  if (opts.profile) fig.profile = Object.fromEntries(FORMATS.map((f) => [f, profileDecode(models[f], prompt, opts.newTokens)]));
+  if (opts.profile) fig.profile = Object.fromEntries(opts.formats.map((f) => [f, profileDecode(models[f], prompt, opts.newTokens)]));
   const ratio = (f: Format) => (fig[f] as { ratio: number }).ratio;
   log(
     `  threads ${cfg} (OpenBLAS ${t.blas}, compressed pool ${t.compressed}): ` +
-      FORMATS.filter((f) => f !== 'f32')
+      opts.formats
+        .filter((f) => f !== 'f32')
         .map((f) => `${f}/f32 ${ratio(f)}`)
         .join(', '),
   );
@@ -237,10 +247,10 @@ export async function main(args: string[]): Promise<unknown> {
   const root = opts.dir ?? mkdtempSync(join(tmpdir(), 'lonas-bench-compressed-'));
   mkdirSync(root, { recursive: true });
   try {
-    const dirs = prepareDirs(root);
-    const models = Object.fromEntries(FORMATS.map((f) => [f, loadForInference(dirs[f])])) as Models;
-    const layers = Object.fromEntries(FORMATS.map((f) => [f, describeLayers(models[f])])) as Layers;
-    for (const f of FORMATS)
+    const dirs = prepareDirs(root, opts.formats);
+    const models = Object.fromEntries(opts.formats.map((f) => [f, loadForInference(dirs[f])])) as Models;
+    const layers = Object.fromEntries(opts.formats.map((f) => [f, describeLayers(models[f])])) as Layers;
+    for (const f of opts.formats)
       log(
         `  ${f}: ${JSON.stringify(layers[f].projections)}, LM head ${layers[f].lm_head.split(':')[0]}; ${(layers[f].decode_weight_bytes / 1e6).toFixed(1)} MB per token (LM head ${(100 * layers[f].lm_head_share_of_decode_bytes).toFixed(0)}%)`,
       );
@@ -268,21 +278,21 @@ export async function main(args: string[]): Promise<unknown> {
       layers,
       samples_per_format: opts.rounds * opts.iters,
       threads,
-      tok_s: Object.fromEntries(FORMATS.map((f) => [f, first[f].tok_s])),
-      ratio: first.int4_head.ratio,
-      ratio_int4_projections_only: first.int4.ratio,
-      ratio_sparse: first.sparse.ratio,
-      ratio_int4_bf16: first.int4_bf16.ratio,
-      ratio_without_lm_head: { int4: first.int4.ratio_without_lm_head, sparse: first.sparse.ratio_without_lm_head },
-      lm_head_share: Object.fromEntries(FORMATS.map((f) => [f, first[f].lm_head_share])),
-      bytes_ratio: Object.fromEntries(FORMATS.filter((f) => f !== 'f32').map((f) => [f, round(bytes('f32') / bytes(f), 3)])),
+      tok_s: Object.fromEntries(opts.formats.map((f) => [f, first[f].tok_s])),
+      ratio: first.int4_head?.ratio,
+      ratio_int4_projections_only: first.int4?.ratio,
+      ratio_sparse: first.sparse?.ratio,
+      ratio_int4_bf16: first.int4_bf16?.ratio,
+      ratio_without_lm_head: { int4: first.int4?.ratio_without_lm_head, sparse: first.sparse?.ratio_without_lm_head },
+      lm_head_share: Object.fromEntries(opts.formats.map((f) => [f, first[f].lm_head_share])),
+      bytes_ratio: Object.fromEntries(opts.formats.filter((f) => f !== 'f32').map((f) => [f, round(bytes('f32') / bytes(f), 3)])),
       ratio_meaning:
         `ratio = int4_head / f32 decode tokens/s (medians) at threads ${opts.threads[0]}, int4_head = every linear layer INT4: ` +
         'the 210 projections and the LM head (lonas quantize --lm-head: head untied, the embedding float32), goal ≥ 3; ' +
         'ratio_int4_projections_only = int4 / f32, int4 = every projection INT4 and the tied LM head float32 (lonas quantize without --lm-head, ' +
         'the GPTQ default); ratio_sparse = sparse / f32, goal ≥ 1.3; ratio_int4_bf16 = int4 with the embedding / tied LM head ' +
         'in bf16 (lonas extract --dtype bf16) / f32, for information; bytes_ratio = f32 / format weight bytes streamed per decoded token',
-      goals_met: { int4: first.int4_head.ratio >= 3, int4_projections_only: first.int4.ratio >= 3, sparse: first.sparse.ratio >= 1.3 },
+      goals_met: { int4: first.int4_head?.ratio >= 3, int4_projections_only: first.int4?.ratio >= 3, sparse: first.sparse?.ratio >= 1.3 },
       backend,
       coreType,
       simd: isa,

@@ -1,6 +1,7 @@
 /**
  * 1 → N thread scaling of every native kernel that splits its work over the pool (native/pool.h), at the
- * 135M model's shapes: training-sized calls (512 tokens) and decode-sized ones, threads interleaved in one
+ * 135M model's shapes: training-sized calls (512 tokens; sgemm is OpenBLAS's, whose threads setThreads sets too)
+ * and decode-sized ones (f32, bf16, INT4, 50% sparse products at M = 1), threads interleaved in one
  * process (round r runs the thread counts in alternating order), medians and spread.
  *
  *   npm run bench -- kernel-threads [--rounds N] [--iters N] [--warmup N] [--threads 1,2]
@@ -12,7 +13,7 @@
 import { pathToFileURL } from 'node:url';
 import type { NativeKernels } from '../src/kernels/api.ts';
 import { kernels, setThreads } from '../src/kernels/index.ts';
-import { compressedKernels, int4Apply, quantizeInt4Rtn } from '../src/kernels/compressed.ts';
+import { compressedKernels, int4Apply, packSparse, quantizeInt4Rtn, sparseApply } from '../src/kernels/compressed.ts';
 import { f32ToBf16 } from '../src/io/safetensors.ts';
 import { backendSummary, log, machine, median, parseOptions, round } from './common.ts';
 
@@ -83,6 +84,12 @@ function cases(): [string, () => void][] {
   const wf = rand(H * C, 18),
     wb = new Uint16Array(H * C);
   f32ToBf16(wf, wb);
+  const ws = packSparse(
+    wf.map((v, i) => (i % 2 === (Math.floor(i / C) & 1) ? 0 : v)),
+    H,
+    C,
+  ); // 50%: every other column, shifted per row
+  const yp = new Float32Array(T * H); // (512, 1536) of a prefill-sized product
   return [
     ['rmsnorm 512×576', () => k.rmsnorm(x, w, y, rstd, T, C, 1e-5)],
     ['rmsnormBackward 512×576', () => k.rmsnormBackward(x, w, rstd, dy, dx, dw, T, C)],
@@ -99,6 +106,9 @@ function cases(): [string, () => void][] {
     ['int4 exact 1536×576 M=1 (hot)', () => int4Apply(ck, xv, 1, w4, yv, 'exact')],
     ['int4 int8-act 1536×576 M=1 (hot)', () => int4Apply(ck, xv, 1, w4, yv, 'int8-act')],
     ['gemmBf16 1536×576 M=1 (hot)', () => k.gemmBf16(true, 1, H, C, 1, xv, 0, C, wb, 0, C, 0, yv, 0, H)],
+    ['sparse 50% 1536×576 M=1 (hot)', () => sparseApply(ck, xv, 1, ws, yv)],
+    ['gemm f32 1536×576 M=1 (hot)', () => k.gemm(false, true, 1, H, C, 1, xv, 0, C, wf, 0, C, 0, yv, 0, H)],
+    ['sgemm 512×576 · (1536×576)ᵀ', () => k.gemm(false, true, T, H, C, 1, x, 0, C, wf, 0, C, 0, yp, 0, H)],
   ];
 }
 

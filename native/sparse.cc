@@ -53,21 +53,40 @@ struct SparseCall {
 constexpr int64_t kNoError = -1;
 
 // Software prefetch into L2 this far ahead along `values` (and 1/16 as far along `mask`, which streams at 1/16
-// the rate at 50% sparsity), issued per row: the values of the lines kPrefetchBytes past row o's own values,
-// whose addresses come from rowPtr, not from the mask words. Measured on the 135M model's 210 projections
-// with magnitude-pruned (random) masks, M = 1, 1 thread, cold: ~13.2–14.8 → ~11.4–12.4 ms per token (8, 16,
-// 32 KB alike). A prefetch at the running values pointer (vp + 16 KB, once per mask word) was ~35% SLOWER
-// on those masks (only a regular every-other mask gained): vp depends on the popcounts of just-loaded mask
-// words, so keep prefetch addresses off that chain. AVX-512 path only: the AVX2 one (a table permute per 8
-// columns) is compute-bound here, and the prefetches made it ~8% slower.
+// the rate at 50% sparsity). The addresses come from rowPtr (row o's own values shifted by kPrefetchBytes),
+// never from the running value pointer: vp depends on the popcounts of just-loaded mask words, and a prefetch
+// at vp + 16 KB (once per mask word) was ~35% SLOWER on magnitude-pruned (random) masks. The value lines are
+// spread over the row's word loop, one line per 32-column word (= the 64 bytes a word consumes at 50%
+// sparsity; lines a denser row has beyond that are issued after its loop). History, 135M model's 210
+// projections, M = 1, 1 thread, cold: no prefetch ~13.2–14.8 → all of a row's lines in a burst at its start
+// ~11.4–12.4 ms per token; that burst → spread over the loop, a standalone copy of the kernel on the shared
+// 2-core VM (load ~10, medians of 21 interleaved rounds, two runs): 61–63 → 52 ms (1.18×; f32 small-gemm
+// 88–93 ms in the same process, read-only stream of the f32 bytes 85 ms). 8, 16, 32 KB alike; _MM_HINT_T0
+// slower. AVX-512 path only: the AVX2 one (a table permute per 8 columns) is compute-bound here, and
+// prefetches made it ~8% slower.
 constexpr int64_t kPrefetchBytes = 16384;
 
-LONAS_INLINE void prefetchRowAhead(const SparseCall& c, int64_t o) {
+// The prefetch stream of row o: mask lines at once, value lines one per word (prefetchValueLine), the rest
+// after the loop (prefetchValueTail).
+struct RowPrefetch {
+  const char* first;  // first value line of row o, kPrefetchBytes ahead
+  const char* end;    // its end
+};
+
+LONAS_INLINE RowPrefetch prefetchRowStart(const SparseCall& c, int64_t o) {
   const uintptr_t v0 = reinterpret_cast<uintptr_t>(c.values + c.rowPtr[o]) + kPrefetchBytes;
   const uintptr_t v1 = reinterpret_cast<uintptr_t>(c.values + c.rowPtr[o + 1]) + kPrefetchBytes;
-  for (uintptr_t p = v0 & ~uintptr_t{63}; p < v1; p += 64) _mm_prefetch(reinterpret_cast<const char*>(p), _MM_HINT_T1);
   const char* m = reinterpret_cast<const char*>(c.mask + o * c.wordsPerRow) + kPrefetchBytes / 16;
   for (int64_t b = 0; b < c.wordsPerRow * 4; b += 64) _mm_prefetch(m + b, _MM_HINT_T1);
+  return RowPrefetch{reinterpret_cast<const char*>(v0 & ~uintptr_t{63}), reinterpret_cast<const char*>(v1)};
+}
+
+// Word w's line (past the row's end when the row is sparser than 50%: the next rows' lines, needed soon).
+LONAS_INLINE void prefetchValueLine(const RowPrefetch& p, int64_t w) { _mm_prefetch(p.first + 64 * w, _MM_HINT_T1); }
+
+// The lines past `words` words' worth (rows denser than 50%).
+LONAS_INLINE void prefetchValueTail(const RowPrefetch& p, int64_t words) {
+  for (const char* q = p.first + 64 * words; q < p.end; q += 64) _mm_prefetch(q, _MM_HINT_T1);
 }
 
 // ---- scalar ---------------------------------------------------------------------------------------
@@ -139,17 +158,19 @@ LONAS_AVX512 int64_t sparseRows512(const SparseCall& c, int64_t o0, int64_t o1) 
   for (int64_t o = o0; o < o1; o++) {
     const float* vp = c.values + c.rowPtr[o];
     const uint32_t* mr = c.mask + o * c.wordsPerRow;
-    prefetchRowAhead(c, o);
+    const RowPrefetch pf = prefetchRowStart(c, o);
     __m512 a0[M], a1[M];
     for (int m = 0; m < M; m++) a0[m] = a1[m] = _mm512_setzero_ps();
     __m512 v0, v1;
     for (int64_t w = 0; w < fullWords; w++) {
+      prefetchValueLine(pf, w);
       if (!expandWord512(mr[w], vp, vEnd, &v0, &v1)) return o;
       for (int m = 0; m < M; m++) {
         a0[m] = _mm512_fmadd_ps(v0, _mm512_loadu_ps(xr[m] + 32 * w), a0[m]);
         a1[m] = _mm512_fmadd_ps(v1, _mm512_loadu_ps(xr[m] + 32 * w + 16), a1[m]);
       }
     }
+    prefetchValueTail(pf, fullWords);
     if (rem) {
       const uint32_t keep = (1u << rem) - 1;
       if (!expandWord512(mr[fullWords] & keep, vp, vEnd, &v0, &v1)) return o;
