@@ -1,4 +1,4 @@
-// INT4 matrix-vector product with int8 activations (compute mode "int8-act", an APPROXIMATION): x is
+// INT4 product with int8 activations (compute mode "int8-act", an APPROXIMATION): x is
 // quantised per block of kQ8Block = 32 inputs to int8 with a float scale, the 4-bit codes are multiplied by
 // the int8 values with integer dot products (AVX512-VNNI vpdpbusd; AVX2 vpmaddubsw + vpmaddwd), and the float
 // group scales and zeros are applied after — what llama.cpp does for Q4_0 × Q8_0. The weights are exact; only
@@ -13,9 +13,11 @@
 // integers and these float operations in this order, so they agree bit for bit; the TypeScript twin
 // (src/kernels/compressed.ts) follows the same formula in float64 with float32 rounding at each step.
 //
-// Applies to the matrix-vector path (M ≤ kGemvMaxRows) with contiguous groups (gIdx = ⌊j/groupSize⌋) whose
-// size is a multiple of 32; int4Linear runs every other call exactly (the rule is int8ActApplies, and the
-// twin uses the same rule).
+// Applies to any number of rows M with contiguous groups (gIdx = ⌊j/groupSize⌋) whose size is a multiple of
+// 32; int4Linear runs every other call exactly (the rule is int8ActApplies, and the twin uses the same rule).
+// M ≤ kGemvMaxRows (decode) runs this file's matrix-vector kernel; M > kGemvMaxRows (prefill) runs the
+// register-tiled kernel of int4-q8-gemm.cc with AVX512-VNNI, else this kernel 8 rows at a time. Each row of y
+// depends only on its row of x, bit for bit, whichever kernel runs and however the call is split.
 //
 // Nibble order: packed word p of output o holds inputs 8p + k in bits 4k..4k+3, so its bytes' low nibbles
 // are inputs 8p + 0, 2, 4, 6 and the high nibbles 8p + 1, 3, 5, 7. (w & 0x0F0F0F0F) and ((w >> 4) & 0x0F0F0F0F)
@@ -39,18 +41,6 @@
 namespace lonas {
 namespace {
 
-constexpr int64_t kQ8Block = 32;
-constexpr int64_t kRowsPerBlock = kQ8Block / 8;  // packed rows per block
-
-// x quantised for one call: per row m, packed row p, the even-input and odd-input bytes (xpk), per block its
-// scale d, per group SD_g.
-struct Q8X {
-  const int32_t* xpk;  // (M, packedRows, 2)
-  const float* d;      // (M, nBlocks)
-  const float* sd;     // (M, nGroups)
-  int64_t nBlocks;
-};
-
 // Round to nearest, ties to even, for |v| < 2^22, in the default rounding mode (as cvtps2dq and nearbyint; a
 // plain add/sub pair vectorises, a nearbyint call per element cost ~3 µs at inF = 576).
 inline float roundEven(float v) {
@@ -58,9 +48,10 @@ inline float roundEven(float v) {
   return (v + kMagic) - kMagic;
 }
 
-void quantizeX(const Int4Call& c, int32_t* xpk, float* d, float* sd, int64_t nBlocks) {
+// Rows [m0, m1) of x quantised into xpk, d, sd (each row on its own: the rows may be split over threads).
+void quantizeX(const Int4Call& c, int32_t* xpk, float* d, float* sd, int64_t nBlocks, int64_t m0, int64_t m1) {
   const int64_t packedRows = c.inF / 8, blocksPerGroup = c.groupSize / kQ8Block;
-  for (int64_t m = 0; m < c.M; m++) {
+  for (int64_t m = m0; m < m1; m++) {
     const float* x = c.x + m * c.inF;
     double groupSum = 0;
     for (int64_t b = 0; b < nBlocks; b++) {
@@ -252,18 +243,13 @@ void q8Columns(const Int4Call& c, const Q8X& q, const Q8Block& blk) {
   }
 }
 
-bool hasVnni512() {
-  static const bool has = __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bw");
-  return has;
-}
-
 // Outputs [o0, o1) in column blocks whose M rows of accumulators take ≤ 8 KB of L1.
 template <int M>
 void q8Range(const Int4Call& c, const Q8X& q, Isa isa, int64_t o0, int64_t o1) {
   thread_local std::vector<float> gBuf;
   const int64_t cols = std::max<int64_t>(64, 2048 / M / 16 * 16);
   float* G = scratch(gBuf, M * cols);
-  const bool vnni = isa == Isa::Avx512 && hasVnni512();
+  const bool vnni = isa == Isa::Avx512 && q8Vnni512();
   for (int64_t b0 = o0; b0 < o1; b0 += cols) {
     const int64_t b1 = std::min(o1, b0 + cols);
     // AVX2: whole vectors of 8, the rest scalar
@@ -277,35 +263,59 @@ void q8Range(const Int4Call& c, const Q8X& q, Isa isa, int64_t o0, int64_t o1) {
   }
 }
 
+
+// Rows of x at a time through the matrix-vector kernel when the register-tiled one does not run (M ≤ 8, or
+// no AVX512-VNNI): the rows are independent, so any split gives the same y.
+void q8Rows(const Int4Call& c, const Q8X& q, Isa isa, int64_t o0, int64_t o1) {
+  const int64_t packedRows = c.inF / 8;
+  for (int64_t m0 = 0; m0 < c.M; m0 += kGemvMaxRows) {
+    Int4Call r = c;
+    r.M = std::min(kGemvMaxRows, c.M - m0);
+    r.x = c.x + m0 * c.inF;
+    r.y = c.y + m0 * c.outF;
+    const Q8X qr{q.xpk + m0 * packedRows * 2, q.d + m0 * q.nBlocks, q.sd + m0 * c.nGroups, q.nBlocks};
+    switch (r.M) {
+      case 1: q8Range<1>(r, qr, isa, o0, o1); break;
+      case 2: q8Range<2>(r, qr, isa, o0, o1); break;
+      case 3: q8Range<3>(r, qr, isa, o0, o1); break;
+      case 4: q8Range<4>(r, qr, isa, o0, o1); break;
+      case 5: q8Range<5>(r, qr, isa, o0, o1); break;
+      case 6: q8Range<6>(r, qr, isa, o0, o1); break;
+      case 7: q8Range<7>(r, qr, isa, o0, o1); break;
+      default: q8Range<8>(r, qr, isa, o0, o1); break;
+    }
+  }
+}
+
 }  // namespace
 
-bool int8ActApplies(const Int4Call& c) { return c.M <= kGemvMaxRows && c.grouped && c.groupSize % kQ8Block == 0; }
+bool q8Vnni512() {
+  static const bool has = __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bw");
+  return has && activeIsa() == Isa::Avx512;
+}
 
-void int4GemvInt8Act(const Int4Call& c) {
+bool int8ActApplies(const Int4Call& c) { return c.grouped && c.groupSize % kQ8Block == 0; }
+
+void int4LinearInt8Act(const Int4Call& c) {
   const Isa isa = activeIsa();
   const int64_t packedRows = c.inF / 8, nBlocks = (c.inF + kQ8Block - 1) / kQ8Block;
   thread_local std::vector<int32_t> xpkBuf;
   thread_local std::vector<float> dBuf, sdBuf;
   if (static_cast<int64_t>(xpkBuf.size()) < c.M * packedRows * 2) xpkBuf.resize(c.M * packedRows * 2);
+  int32_t* xpk = xpkBuf.data();
   float* d = scratch(dBuf, c.M * nBlocks);
   float* sd = scratch(sdBuf, c.M * c.nGroups);
-  quantizeX(c, xpkBuf.data(), d, sd, nBlocks);
-  const Q8X q{xpkBuf.data(), d, sd, nBlocks};
-  const int threads = gemvThreads(c.inF / 2 * c.outF);
-  const int64_t blocks = (c.outF + 63) / 64;  // pieces of whole 64-output tiles
+  parallelFor(c.M * c.inF, kMinPiece, c.inF, [&](int64_t i0, int64_t i1) { quantizeX(c, xpk, d, sd, nBlocks, i0 / c.inF, i1 / c.inF); });
+  const Q8X q{xpk, d, sd, nBlocks};
+  const bool tiled = c.M > kGemvMaxRows && q8Vnni512();
+  const int threads = gemvThreads(c.inF / 2 * c.outF * (tiled ? c.M : 1));
+  const int64_t quantum = tiled ? 32 : 64;  // the register tile's outputs; the matrix-vector kernel's column tiles
+  const int64_t blocks = (c.outF + quantum - 1) / quantum;
   const int chunks = static_cast<int>(std::min<int64_t>(blocks, threads == 1 ? 1 : threads * kChunksPerThread));
   parallelChunks(chunks, threads, [&](int chunk) {
-    const int64_t o0 = std::min(c.outF, blocks * chunk / chunks * 64), o1 = std::min(c.outF, blocks * (chunk + 1) / chunks * 64);
-    switch (c.M) {
-      case 1: q8Range<1>(c, q, isa, o0, o1); break;
-      case 2: q8Range<2>(c, q, isa, o0, o1); break;
-      case 3: q8Range<3>(c, q, isa, o0, o1); break;
-      case 4: q8Range<4>(c, q, isa, o0, o1); break;
-      case 5: q8Range<5>(c, q, isa, o0, o1); break;
-      case 6: q8Range<6>(c, q, isa, o0, o1); break;
-      case 7: q8Range<7>(c, q, isa, o0, o1); break;
-      default: q8Range<8>(c, q, isa, o0, o1); break;
-    }
+    const int64_t o0 = std::min(c.outF, blocks * chunk / chunks * quantum), o1 = std::min(c.outF, blocks * (chunk + 1) / chunks * quantum);
+    if (tiled) q8GemmVnni(c, q, o0, o1);
+    else q8Rows(c, q, isa, o0, o1);
   });
 }
 

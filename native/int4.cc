@@ -14,6 +14,7 @@
 //  - M > 8 (prefill): dequantise tiles of Wᵀ (≤ 2 MB) to float and accumulate them with cblas_sgemm
 //    (beta = 1 after the first tile), so prefill runs at GEMM speed. The tiles are exactly the values
 //    int4Dequantize produces.
+//  - compute "int8-act" (any M, where int8ActApplies): int4-q8.cc (decode) and int4-q8-gemm.cc (prefill).
 //
 // Threads: OpenBLAS owns the GEMM threads (the M > 8 path follows setThreads); int4-gemv.cc says how the
 // matrix-vector path uses the compressed kernels' pool.
@@ -145,7 +146,7 @@ void Int4Linear(const Napi::CallbackInfo& info) {
     grouped = diff == 0;
   }
   Int4Call c{x.data, M, inF, outF, qweight.data, scales.data, zeros.data, gIdx.data, groupSize, nGroups, grouped, y.data};
-  if (int8Act && int8ActApplies(c)) int4GemvInt8Act(c);
+  if (int8Act && int8ActApplies(c)) int4LinearInt8Act(c);
   else if (M <= kGemvMaxRows) int4Gemv(c);
   else int4Gemm(c);
 }

@@ -39,8 +39,27 @@ LONAS_INLINE float dequant(uint32_t word, int k, float z, float s) {
 void int4Gemv(const Int4Call& c);
 
 // Compute mode "int8-act" (int4-q8.cc): x rounded to int8 per block of 32, integer dot products. An
-// approximation, used only when int8ActApplies(c) (M ≤ kGemvMaxRows, contiguous groups of a multiple of 32).
+// approximation, used only when int8ActApplies(c) (contiguous groups of a multiple of 32, any M).
 bool int8ActApplies(const Int4Call& c);
-void int4GemvInt8Act(const Int4Call& c);
+void int4LinearInt8Act(const Int4Call& c);
+
+constexpr int64_t kQ8Block = 32;                 // inputs per int8 block of x
+constexpr int64_t kRowsPerBlock = kQ8Block / 8;  // packed rows per block
+
+// x quantised for one int8-act call (int4-q8.cc): per row m, packed row p, the even-input and odd-input bytes
+// (xpk), per block its scale d, per group SD_g.
+struct Q8X {
+  const int32_t* xpk;  // (M, packedRows, 2)
+  const float* d;      // (M, nBlocks)
+  const float* sd;     // (M, nGroups)
+  int64_t nBlocks;
+};
+
+// Whether the CPU has AVX512-VNNI and AVX512-BW (and the active level is AVX-512).
+bool q8Vnni512();
+
+// The int8-act product of rows [0, c.M) at outputs [o0, o1) for M > kGemvMaxRows with AVX512-VNNI
+// (int4-q8-gemm.cc): register tiles of several rows, each row's y bit-identical to int4-q8.cc's.
+void q8GemmVnni(const Int4Call& c, const Q8X& q, int64_t o0, int64_t o1);
 
 }  // namespace lonas

@@ -248,8 +248,8 @@ export interface CompressedKernels {
    * g = gIdx[j]. inF must be a multiple of 8. groupSize is a hint: the fast path applies when
    * gIdx[j] = ⌊j / groupSize⌋ (no act-order) and groupSize is a multiple of 8; any other gIdx is still exact.
    * compute: 'exact' (default) or 'int8-act', an approximation that rounds x to int8 per block of 32 and uses
-   * integer dot products (src/kernels/int4-int8act.ts; applies at M ≤ 8 with contiguous groups of a multiple of
-   * 32, every other call is exact).
+   * integer dot products (src/kernels/int4-int8act.ts; applies at any M with contiguous groups of a multiple of
+   * 32, every other call is exact; each row of y depends only on its row of x).
    */
   int4Linear(
     x: FloatArray,

@@ -334,7 +334,7 @@ function int4Linear(
   const w = dequantizeF32('int4Linear', qweight, scales, zeros, gIdx, inF, outF);
   need('int4Linear', 'x', x, M * inF);
   need('int4Linear', 'y', y, M * outF);
-  if (compute === 'int8-act' && int8ActApplies(M, inF, gIdx, groupSize)) {
+  if (compute === 'int8-act' && int8ActApplies(inF, gIdx, groupSize)) {
     int4LinearInt8Act(x, M, inF, outF, qweight, scales, zeros, groupSize, y);
   } else denseProduct(x, M, inF, outF, w, y);
 }

@@ -1,5 +1,6 @@
 /**
- * TypeScript twin of the INT4 compute mode "int8-act" (native/int4-q8.cc) — an APPROXIMATION of the exact
+ * TypeScript twin of the INT4 compute mode "int8-act" (native/int4-q8.cc for M ≤ 8 rows, int4-q8-gemm.cc
+ * above, which compute the same per row) — an APPROXIMATION of the exact
  * product: x is rounded to int8 per block of 32 inputs with a float scale (what llama.cpp does for Q4 × Q8),
  * the products with the 4-bit codes are exact integers, and the float group scales and zeros are applied after.
  *
@@ -15,12 +16,9 @@ import type { FloatArray } from './api.ts';
 
 export const INT8_ACT_BLOCK = 32;
 
-/** Rows of x up to which the matrix-vector path (and so int8-act) runs; native/compressed.h kGemvMaxRows. */
-const GEMV_MAX_ROWS = 8;
-
-/** Whether int8-act applies: M ≤ 8, gIdx[j] = ⌊j / groupSize⌋ and groupSize a multiple of 32. */
-export function int8ActApplies(M: number, inF: number, gIdx: Int32Array, groupSize: number): boolean {
-  if (M > GEMV_MAX_ROWS || groupSize % INT8_ACT_BLOCK !== 0) return false;
+/** Whether int8-act applies (any M): gIdx[j] = ⌊j / groupSize⌋ and groupSize a multiple of 32. */
+export function int8ActApplies(inF: number, gIdx: Int32Array, groupSize: number): boolean {
+  if (groupSize % INT8_ACT_BLOCK !== 0) return false;
   for (let j = 0; j < inF; j++) if (gIdx[j] !== Math.floor(j / groupSize)) return false;
   return true;
 }

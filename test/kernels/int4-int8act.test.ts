@@ -1,12 +1,16 @@
 /**
  * INT4 compute mode "int8-act" (native/int4-q8.cc, twin src/kernels/int4-int8act.ts): x rounded to int8 per
  * block of 32, integer dot products with the 4-bit codes. Checked here:
- *  - native (every SIMD level) against the twin: the same formula, so within float32 rounding of the partial
- *    sums (|Δ| ≤ 1e-6 · Σ|terms|), and the SIMD levels bit-identical to each other;
+ *  - native (every SIMD level, decode M ≤ 8 and prefill M > 8 rows) against the twin: the same formula, so
+ *    within float32 rounding of the partial sums (|Δ| ≤ 1e-6 · Σ|terms|), and the SIMD levels bit-identical to
+ *    each other (at M > 8 AVX512-VNNI runs the register-tiled kernel native/int4-q8-gemm.cc, the others the
+ *    matrix-vector one);
+ *  - every row of a prefill is bit-identical to that row alone (M = 1), at 1, 2 and 3 threads: a prompt and
+ *    its decode steps see the same approximation;
  *  - its error budget against the exact path: relative error ‖y8 − y‖ / ‖y‖ on random data and on
  *    LLM-like data (heavy-tailed activations with outlier channels, RTN-quantised Gaussian weights);
- *  - where it does not apply (M > 8, act-order, group size not a multiple of 32) it is the exact path, bit
- *    for bit, in both backends; bad mode names are RangeErrors; a NaN in x reaches y.
+ *  - where it does not apply (act-order, group size not a multiple of 32) it is the exact path, bit for bit,
+ *    in both backends; bad mode names are RangeErrors; a NaN in x reaches y.
  *
  * Run: node --import tsx --test test/kernels/int4-int8act.test.ts   (build the addon first: npm run build:native)
  */
@@ -84,7 +88,7 @@ describe('int4Linear compute "int8-act"', () => {
     ];
     for (const { outF, inF, gs } of shapes) {
       const w = randomInt4(rng, outF, inF, gs);
-      for (const M of [1, 2, 3, 4, 5, 8]) {
+      for (const M of [1, 2, 3, 4, 5, 8, 9, 13, 20]) {
         const x = randF32(rng, M * inF, 2);
         const want = twin(x, M, w, 'int8-act');
         let first: Float32Array | null = null;
@@ -97,6 +101,29 @@ describe('int4Linear compute "int8-act"', () => {
         }
         nativeKernels().compressedIsa('avx512');
       }
+    }
+  });
+
+  test('each row of a prefill (M > 8) is that row alone, bit for bit, at 1, 2 and 3 threads', () => {
+    const rng = seededUniform(0x5ec);
+    const k = nativeKernels();
+    for (const { outF, inF, gs } of [
+      { outF: 1040, inF: 576, gs: 128 },
+      { outF: 77, inF: 200, gs: 32 },
+    ]) {
+      const w = randomInt4(rng, outF, inF, gs);
+      const M = 41; // 6 register tiles of 6 rows + a tail of 5
+      const x = randF32(rng, M * inF, 3);
+      k.setThreads(1);
+      const alone = Array.from({ length: M }, (_, m) => native(x.subarray(m * inF, (m + 1) * inF), 1, w, 'int8-act'));
+      for (const threads of [1, 2, 3]) {
+        k.setThreads(threads);
+        const y = native(x, M, w, 'int8-act');
+        for (let m = 0; m < M; m++) {
+          assert.deepEqual([...y.subarray(m * outF, (m + 1) * outF)], [...alone[m]], `${outF}×${inF} row ${m}, ${threads} threads`);
+        }
+      }
+      k.setThreads(1);
     }
   });
 
@@ -121,8 +148,8 @@ describe('int4Linear compute "int8-act"', () => {
   test('where it does not apply, it is the exact path bit for bit (native and twin)', () => {
     const rng = seededUniform(0x3ca);
     const cases = [
-      { w: randomInt4(rng, 40, 128, 32), M: 9, why: 'M = 9 (tile GEMM path)' },
       { w: randomInt4(rng, 40, 128, 32, true), M: 1, why: 'act-order gIdx' },
+      { w: randomInt4(rng, 40, 128, 32, true), M: 9, why: 'act-order gIdx, M = 9 (tile GEMM path)' },
       { w: randomInt4(rng, 40, 128, 16), M: 2, why: 'group size 16' },
     ];
     for (const { w, M, why } of cases) {
