@@ -36,7 +36,7 @@ struct F64 {
   int64_t length;
 };
 
-// A Uint8Array argument (GPTQ codes and keep masks).
+// A Uint8Array argument (GPTQ codes and keep masks, dropout's keep mask).
 struct U8 {
   uint8_t* data;
   int64_t length;
@@ -45,12 +45,6 @@ struct U8 {
 // A Uint16Array argument (bfloat16 bit patterns).
 struct U16 {
   uint16_t* data;
-  int64_t length;
-};
-
-// A Uint8Array argument (dropout's keep mask).
-struct U8 {
-  uint8_t* data;
   int64_t length;
 };
 
