@@ -201,6 +201,8 @@ export function quantizeModel(
         layer.proj[p] = timed(phases, 'install', () => toQuantLinear(m, qw));
         modules++;
       }
+      accOf = new Map(); // the layer's Hessians and factors (1.4 GB at the 7B shape) are not kept through its next forward
+      byInput = new Map();
     },
     headInput: o.lmHead ? (x, tokens) => timed(phases, 'hessian', () => accumulate(head, x, tokens)) : undefined,
     onProgress: o.onProgress,
