@@ -54,7 +54,11 @@ export class Bf16Matrix {
     if (t.ndim !== 2) throw new Error(`Bf16Matrix: ${t.name ?? 'tensor'} must be 2-D, got ${fmtShape(t.shape)}`);
     const [rows, cols] = t.shape;
     const widened = new Uint32Array(roundedToBf16(t.contiguousData(), 0, cols, rows, cols).buffer);
-    return new Bf16Matrix(Uint16Array.from(widened, (u) => u >>> 16), [rows, cols], t.name);
+    return new Bf16Matrix(
+      Uint16Array.from(widened, (u) => u >>> 16),
+      [rows, cols],
+      t.name,
+    );
   }
 
   /** The bits of a float32 tensor whose every value is a bfloat16 value; throws (naming the first other value) otherwise. */

@@ -1,12 +1,13 @@
 /**
  * `--compute bf16` against PyTorch (fixtures/lora_bf16.safetensors, gen/generate_bf16.py) on the LoRA training
- * fixture (2 × 9 tokens: 18 rows, so every base product takes the bf16 GEMM):
+ * fixture (2 × 9 tokens: 18 rows, so every base product takes the bf16 GEMM). Measured (AMX, this VM):
  *   - against PyTorch computing the same thing (bf16 inputs of the base products, float32 accumulation, dY
- *     rounded for dX): step-0 logits and the 10-step loss curve within TIGHT — only the summation order
- *     differs, and an activation that lands on the other side of a bf16 rounding boundary;
+ *     rounded for dX): step-0 logits within 1.2e-7 (LOGITS: 1e-5), the 10-step loss curve within 7e-5
+ *     relative (CURVE: 1e-4; AdamW amplifies the summation-order differences step by step). float32 compute
+ *     is 4.6e-3 and 2.4e-4 away: outside both (checked below);
  *   - against torch.autocast('cpu', dtype=torch.bfloat16) (which also rounds every product's output and the
- *     adapters' inputs to bf16): the loss curve within AUTOCAST;
- *   - both tolerances are smaller than bf16's distance from the float32 curve, so float32 compute fails them.
+ *     adapters' inputs to bf16): the loss curve within 2.4e-4 relative (AUTOCAST: 5e-4). On this small model
+ *     autocast is as far from bf16 compute as from float32 (1.6e-4), so this bound does not tell them apart.
  */
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -19,8 +20,9 @@ import { buildLoraFixture, trainLoraFixture } from '../helpers/lora-fixture.ts';
 
 const fx = new SafetensorsFile(fileURLToPath(new URL('./fixtures/lora_bf16.safetensors', import.meta.url)));
 const f32 = (n: string) => Array.from(fx.readFloat32(n).data);
-const TIGHT = { rtol: 2e-4, atol: 2e-4 };
-const AUTOCAST = { rtol: 5e-3, atol: 0 };
+const LOGITS = { rtol: 1e-5, atol: 1e-5 };
+const CURVE = { rtol: 1e-4, atol: 0 };
+const AUTOCAST = { rtol: 5e-4, atol: 0 };
 after(() => setGemmCompute('f32'));
 
 function bf16Run() {
@@ -36,17 +38,17 @@ function bf16Run() {
 
 test('bf16 compute follows PyTorch bf16 (logits, 10-step loss curve) and autocast (loss curve)', () => {
   const { logits, losses } = bf16Run();
-  assertClose(logits, f32('logits_bf16_inputs'), 'step-0 logits vs PyTorch bf16 inputs', TIGHT);
-  assertClose(losses, f32('losses_bf16_inputs'), 'loss curve vs PyTorch bf16 inputs', TIGHT);
+  assertClose(logits, f32('logits_bf16_inputs'), 'step-0 logits vs PyTorch bf16 inputs', LOGITS);
+  assertClose(losses, f32('losses_bf16_inputs'), 'loss curve vs PyTorch bf16 inputs', CURVE);
   assertClose(losses, f32('losses_autocast'), 'loss curve vs PyTorch autocast', AUTOCAST);
 });
 
-test('the tolerances tell bf16 from float32: the float32 curve is outside them', () => {
-  const exact = f32('losses_f32'),
-    bf = f32('losses_bf16_inputs'),
-    ac = f32('losses_autocast');
-  const outside = (a: number[], b: number[], tol: { rtol: number; atol: number }) =>
-    a.some((v, i) => Math.abs(v - b[i]) > tol.atol + tol.rtol * Math.abs(b[i]));
-  assert.ok(outside(exact, bf, TIGHT), 'float32 losses are within TIGHT of the bf16 ones');
-  assert.ok(outside(exact, ac, AUTOCAST), 'float32 losses are within AUTOCAST of the autocast ones');
+test('the tolerances tell bf16 from float32: float32 compute is outside them', () => {
+  const m = buildLoraFixture('nonzero'); // float32 compute (the default)
+  const logits = T.noGrad(() => m.model.forward(m.ids, m.B, m.Tn)).toArray();
+  const losses = trainLoraFixture(m);
+  const outside = (a: ArrayLike<number>, b: number[], tol: { rtol: number; atol: number }) =>
+    Array.from(a).some((v, i) => Math.abs(v - b[i]) > tol.atol + tol.rtol * Math.abs(b[i]));
+  assert.ok(outside(logits, f32('logits_bf16_inputs'), LOGITS), 'float32 logits are within LOGITS of the bf16 ones');
+  assert.ok(outside(losses, f32('losses_bf16_inputs'), CURVE), 'float32 losses are within CURVE of the bf16 ones');
 });

@@ -79,7 +79,7 @@ function absSums(c: Case, a: Float32Array, b: Uint16Array): Float64Array {
 }
 
 describe('gemmBf16 compute "bf16"', () => {
-  test('the default path is the best the CPU flags allow (AMX also needs the kernel\'s XTILEDATA grant)', () => {
+  test("the default path is the best the CPU flags allow (AMX also needs the kernel's XTILEDATA grant)", () => {
     const flags = cpuFlags();
     const want = flags.includes('amx_bf16') ? 'amx' : flags.includes('avx512_bf16') ? 'avx512bf16' : 'generic';
     assert.equal(best, want);
@@ -100,7 +100,24 @@ describe('gemmBf16 compute "bf16"', () => {
           [0.5, 2],
         ]) {
           const want = c0.slice();
-          gemmBf16Rounded(c.transB, c.m, c.n, c.kk, alpha, a, c.aOff, c.lda, b, 0, c.ldb, beta, want, c.cOff, c.ldc, path === 'generic' ? 'amx' : path);
+          gemmBf16Rounded(
+            c.transB,
+            c.m,
+            c.n,
+            c.kk,
+            alpha,
+            a,
+            c.aOff,
+            c.lda,
+            b,
+            0,
+            c.ldb,
+            beta,
+            want,
+            c.cOff,
+            c.ldc,
+            path === 'generic' ? 'amx' : path,
+          );
           for (const threads of [1, 2]) {
             k.setThreads(threads);
             const got = c0.slice();
@@ -114,7 +131,8 @@ describe('gemmBf16 compute "bf16"', () => {
                   continue;
                 }
                 const tol = 2 * (c.kk + 1) * 2 ** -24 * scale[i * c.n + j] * Math.abs(alpha) + 1e-6 * Math.abs(beta * c0[at]);
-                if (!(Math.abs(got[at] - want[at]) <= tol)) assert.fail(`${what}: C[${i}, ${j}] = ${got[at]}, twin ${want[at]} (tolerance ${tol})`);
+                if (!(Math.abs(got[at] - want[at]) <= tol))
+                  assert.fail(`${what}: C[${i}, ${j}] = ${got[at]}, twin ${want[at]} (tolerance ${tol})`);
               }
             // outside C's (m, n) block nothing is written
             for (let i = 0; i < c.cOff; i++) assert.equal(got[i], c0[i]);
