@@ -10,7 +10,7 @@
  */
 import { kernelsFor, noteWeightKernel } from '../kernels/index.ts';
 import { bf16Compute, gemmCompute } from '../kernels/compute-mode.ts';
-import { SMALL_GEMM_MAX_ROWS, roundedToBf16 } from '../kernels/bf16-bits.ts';
+import { SMALL_GEMM_MAX_ROWS, roundToBf16Bits } from '../kernels/bf16-bits.ts';
 import { needsGrad, record } from './autograd.ts';
 import { Tensor, allocLike, fmtShape } from './tensor.ts';
 
@@ -52,13 +52,10 @@ export class Bf16Matrix {
   /** The bits of a 2-D float32 tensor, each value rounded to bfloat16 (nearest even): the bf16 compute mode's copy of a float32 weight. */
   static rounded(t: Tensor): Bf16Matrix {
     if (t.ndim !== 2) throw new Error(`Bf16Matrix: ${t.name ?? 'tensor'} must be 2-D, got ${fmtShape(t.shape)}`);
-    const [rows, cols] = t.shape;
-    const widened = new Uint32Array(roundedToBf16(t.contiguousData(), 0, cols, rows, cols).buffer);
-    return new Bf16Matrix(
-      Uint16Array.from(widened, (u) => u >>> 16),
-      [rows, cols],
-      t.name,
-    );
+    const src = t.contiguousData();
+    const bits = new Uint16Array(src.length);
+    roundToBf16Bits(src instanceof Float32Array ? src : Float32Array.from(src), bits);
+    return new Bf16Matrix(bits, [t.shape[0], t.shape[1]], t.name);
   }
 
   /** The bits of a float32 tensor whose every value is a bfloat16 value; throws (naming the first other value) otherwise. */
