@@ -87,6 +87,33 @@ Bf16Path& chosen() {
 
 // ---- packing ----
 
+// r[0..15] (16 × 16 floats) transposed in place: the unpack / shuffle network.
+LONAS_AVX512 void transpose16(__m512* r) {
+  __m512 t[16];
+  for (int i = 0; i < 16; i += 2) {
+    t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 16; i += 4) {
+    r[i] = _mm512_shuffle_ps(t[i], t[i + 2], 0x44);
+    r[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], 0xEE);
+    r[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+    r[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+  }
+  for (int i = 0; i < 4; i++) {
+    t[i] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0x88);
+    t[i + 4] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0xDD);
+    t[i + 8] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0x88);
+    t[i + 12] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0xDD);
+  }
+  for (int i = 0; i < 4; i++) {
+    r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
+    r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xDD);
+    r[i + 4] = _mm512_shuffle_f32x4(t[i + 4], t[i + 12], 0x88);
+    r[i + 12] = _mm512_shuffle_f32x4(t[i + 4], t[i + 12], 0xDD);
+  }
+}
+
 // 16 floats → their bf16 bits (toBf16's rounding: nearest even, NaN a quiet NaN), one per 32-bit lane.
 LONAS_AVX512 inline __m512i roundLanes(__m512 v) {
   const __m512i b = _mm512_castps_si512(v), hi = _mm512_srli_epi32(b, 16);
@@ -114,30 +141,26 @@ void packRows(const float* a, int64_t ld, int64_t rows, int64_t k, int64_t mp, i
   parallelFor(mp, std::max<int64_t>(1, kMinPiece / kp), 1, [&](int64_t r0, int64_t r1) { packRowsRange(a, ld, rows, k, kp, out, r0, r1); });
 }
 
-void transpose16(__m512* r);
-
 // x (cols, k) float32 (row stride ld) rounded into P form: column c of P is row c of x. Per 16 rows × 32 k:
 // each row's 16 pairs as one vector of 32-bit words, transposed so that a vector holds one pair of all 16 rows.
 LONAS_AVX512 void panelsFromRowsRange(const float* x, int64_t ld, int64_t cols, int64_t k, int64_t kp, uint16_t* out, int64_t q0, int64_t q1) {
   const int64_t pairs = kp / 2;
-  {
-    for (int64_t q = q0; q < q1; q++) {
-      uint16_t* d = out + q * pairs * 32;
-      for (int64_t k0 = 0; k0 < kp; k0 += 32) {
-        __m512 v[16];
-        for (int64_t j = 0; j < 16; j++) {
-          const int64_t c = q * 16 + j;
-          if (c >= cols) {
-            v[j] = _mm512_setzero_ps();
-            continue;
-          }
-          const float* s = x + c * ld + k0;
-          const __m512i w = _mm512_inserti64x4(_mm512_castsi256_si512(round16(s, k - k0)), round16(s + 16, k - k0 - 16), 1);
-          v[j] = _mm512_castsi512_ps(w);
+  for (int64_t q = q0; q < q1; q++) {
+    uint16_t* d = out + q * pairs * 32;
+    for (int64_t k0 = 0; k0 < kp; k0 += 32) {
+      __m512 v[16];
+      for (int64_t j = 0; j < 16; j++) {
+        const int64_t c = q * 16 + j;
+        if (c >= cols) {
+          v[j] = _mm512_setzero_ps();
+          continue;
         }
-        transpose16(v);
-        for (int r = 0; r < 16; r++) _mm512_storeu_ps(reinterpret_cast<float*>(d + (k0 / 2 + r) * 32), v[r]);
+        const float* s = x + c * ld + k0;
+        const __m512i w = _mm512_inserti64x4(_mm512_castsi256_si512(round16(s, k - k0)), round16(s + 16, k - k0 - 16), 1);
+        v[j] = _mm512_castsi512_ps(w);
       }
+      transpose16(v);
+      for (int r = 0; r < 16; r++) _mm512_storeu_ps(reinterpret_cast<float*>(d + (k0 / 2 + r) * 32), v[r]);
     }
   }
 }
@@ -150,50 +173,21 @@ void packPanelsFromRows(const float* x, int64_t ld, int64_t cols, int64_t k, int
 LONAS_AVX512 void panelsFromPairsRange(const uint16_t* w, int64_t ld, int64_t cols, int64_t k, int64_t np, int64_t kp, uint16_t* out,
                                        int64_t r0, int64_t r1) {
   const int64_t pairs = kp / 2, panels = np / 16;
-  {
-    for (int64_t r = r0; r < r1; r++) {
-      const uint16_t* w0 = 2 * r < k ? w + 2 * r * ld : nullptr;
-      const uint16_t* w1 = 2 * r + 1 < k ? w + (2 * r + 1) * ld : nullptr;
-      for (int64_t q = 0; q < panels; q++) {
-        const int64_t n = std::max<int64_t>(0, std::min<int64_t>(16, cols - 16 * q));
-        const __mmask16 m = n == 16 ? 0xffff : static_cast<__mmask16>((1u << n) - 1);
-        const __m512i lo = w0 ? _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, w0 + 16 * q)) : _mm512_setzero_si512();
-        const __m512i hi = w1 ? _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, w1 + 16 * q)) : _mm512_setzero_si512();
-        _mm512_storeu_si512(out + (q * pairs + r) * 32, _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16)));
-      }
+  for (int64_t r = r0; r < r1; r++) {
+    const uint16_t* w0 = 2 * r < k ? w + 2 * r * ld : nullptr;
+    const uint16_t* w1 = 2 * r + 1 < k ? w + (2 * r + 1) * ld : nullptr;
+    for (int64_t q = 0; q < panels; q++) {
+      const int64_t n = std::max<int64_t>(0, std::min<int64_t>(16, cols - 16 * q));
+      const __mmask16 m = n == 16 ? 0xffff : static_cast<__mmask16>((1u << n) - 1);
+      const __m512i lo = w0 ? _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, w0 + 16 * q)) : _mm512_setzero_si512();
+      const __m512i hi = w1 ? _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, w1 + 16 * q)) : _mm512_setzero_si512();
+      _mm512_storeu_si512(out + (q * pairs + r) * 32, _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16)));
     }
   }
 }
 void packPanelsFromPairs(const uint16_t* w, int64_t ld, int64_t cols, int64_t k, int64_t np, int64_t kp, uint16_t* out) {
   parallelFor(kp / 2, std::max<int64_t>(1, kMinPiece / (2 * np)), 1,
               [&](int64_t r0, int64_t r1) { panelsFromPairsRange(w, ld, cols, k, np, kp, out, r0, r1); });
-}
-
-// r[0..15] (16 × 16 floats) transposed in place: the unpack / shuffle network.
-LONAS_AVX512 void transpose16(__m512* r) {
-  __m512 t[16];
-  for (int i = 0; i < 16; i += 2) {
-    t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
-    t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
-  }
-  for (int i = 0; i < 16; i += 4) {
-    r[i] = _mm512_shuffle_ps(t[i], t[i + 2], 0x44);
-    r[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], 0xEE);
-    r[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0x44);
-    r[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
-  }
-  for (int i = 0; i < 4; i++) {
-    t[i] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0x88);
-    t[i + 4] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0xDD);
-    t[i + 8] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0x88);
-    t[i + 12] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0xDD);
-  }
-  for (int i = 0; i < 4; i++) {
-    r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
-    r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xDD);
-    r[i + 4] = _mm512_shuffle_f32x4(t[i + 4], t[i + 12], 0x88);
-    r[i + 12] = _mm512_shuffle_f32x4(t[i + 4], t[i + 12], 0xDD);
-  }
 }
 
 // 16 values of C at c = alpha · v (+ beta · c), rounded as the scalar expression is (no fused multiply-add).

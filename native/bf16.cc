@@ -15,6 +15,8 @@
 // scratch, but OpenBLAS picks its kernels by size, so a tile's sums can differ in the last bit. The widening
 // is O(n·k) against the product's O(m·n·k): large-m products (prefill, training) run at sgemm speed. Memory:
 // one float32 copy of the largest weight used so far (≤ 64 MB kept; larger copies are freed after the call).
+// Compute "bf16" (an approximation, m > 16): bf16-gemm.h's kernels; without AMX / AVX512-BF16, A rounded to
+// bf16 (widened back) goes through the exact path above.
 #include <cblas.h>
 
 #include <algorithm>
