@@ -16,7 +16,10 @@
  *              sub-network sampled (seeded) and applied per micro-batch, as the trainer does; smaller
  *              sub-networks compute less, so this can be faster than plain;
  *  - maximal:  the `lonas` space with the maximal configuration applied every step: the super-network's
- *              bookkeeping at plain LoRA's compute (same code path as plain once applied; off by default).
+ *              bookkeeping at plain LoRA's compute (same code path as plain once applied; off by default);
+ *  - bf16:     plain LoRA in the bf16 GEMM compute mode (`--compute bf16`: the frozen base's products on the
+ *              bf16 GEMM, its float32 weights rounded to bf16 once); with it PyTorch also runs under
+ *              torch.autocast('cpu', dtype=torch.bfloat16) (off by default).
  * Defaults: 2 rounds × 2 steps per variant after 1 warm-up, 1 thread (`--threads 1,2` adds 2 threads; a step
  * of this model takes seconds, so every sample counts against the bench's few-minutes budget).
  * supernet_overhead = plain tokens/s / supernet tokens/s − 1 (time per token added by sampling and applying
@@ -24,6 +27,7 @@
  */
 import { Rng, Tensor, backward } from '../src/tensor/index.ts';
 import { setThreads } from '../src/kernels/index.ts';
+import { setGemmCompute } from '../src/kernels/compute-mode.ts';
 import { PROJECTIONS } from '../src/models/llama/model.ts';
 import type { LlamaModel } from '../src/models/llama/model.ts';
 import { causalLmLoss } from '../src/models/llama/loss.ts';
@@ -41,7 +45,7 @@ const SEED = 1234;
 const BATCH = 4,
   SEQ = 128;
 const LORA = { rank: 32, alpha: 64, lr: 1e-4, weightDecay: 0.01, maxGradNorm: 1.0 };
-const VARIANTS = ['plain', 'supernet', 'maximal'] as const;
+const VARIANTS = ['plain', 'supernet', 'maximal', 'bf16'] as const;
 type Variant = (typeof VARIANTS)[number];
 
 interface StepTimes {
@@ -78,6 +82,7 @@ class OurTrainer {
   /** One optimizer step of `variant`; returns its times (ms). */
   step(variant: Variant, ids: Int32Array): { fwd: number; bwd: number; opt: number; total: number } {
     this.opt.zeroGrad(); // outside the timing, as the PyTorch side's zero_grad(set_to_none=True)
+    setGemmCompute(variant === 'bf16' ? 'bf16' : 'f32');
     const t0 = nowMs();
     if (variant === 'supernet') {
       const config = sampleSubnet(this.net.space, this.sampler);
@@ -96,7 +101,8 @@ class OurTrainer {
     clipGradNorm(this.params, LORA.maxGradNorm);
     this.opt.update();
     const t3 = nowMs();
-    if (variant !== 'plain') applyFullSize(this.model); // back to full size, outside the timing
+    setGemmCompute('f32');
+    if (variant === 'supernet' || variant === 'maximal') applyFullSize(this.model); // back to full size, outside the timing
     return { fwd: t1 - t0, bwd: t2 - t1, opt: t3 - t2, total: t3 - t0 };
   }
 }
@@ -111,7 +117,7 @@ function measureOurs(
 ): Record<Variant, StepTimes> {
   setThreads(threads);
   const out = Object.fromEntries(VARIANTS.map((v) => [v, emptyTimes()])) as Record<Variant, StepTimes>;
-  for (let i = 0; i < warmup; i++) tr.step('plain', ids);
+  for (let i = 0; i < warmup; i++) for (const v of variants) tr.step(v, ids); // bf16: also rounds the weights once
   for (let i = 0; i < iters; i++) {
     for (const v of i % 2 ? [...variants].reverse() : variants) {
       // alternate the variants' order
@@ -134,8 +140,9 @@ interface TorchResult {
   trainable: number;
 }
 
-function measureTorch(ids: Int32Array, dropoutP: number, threads: number, warmup: number, iters: number): TorchResult {
+function measureTorch(ids: Int32Array, dropoutP: number, threads: number, warmup: number, iters: number, autocast: boolean): TorchResult {
   return runTorch<TorchResult>('finetune.py', threads, [
+    ...(autocast ? ['--autocast'] : []),
     '--warmup',
     String(warmup),
     '--iters',
@@ -199,6 +206,7 @@ export async function main(args: string[]): Promise<unknown> {
   for (const n of opts.threads) {
     let ours = Object.fromEntries(variants.map((v) => [v, emptyTimes()])) as Record<Variant, StepTimes>;
     let torch = emptyTimes();
+    let autocast = emptyTimes();
     let torchLoss = NaN;
     for (let r = 0; r < opts.rounds; r++) {
       const runOurs = () => {
@@ -206,10 +214,13 @@ export async function main(args: string[]): Promise<unknown> {
         ours = Object.fromEntries(variants.map((v) => [v, merge(ours[v], m[v])])) as Record<Variant, StepTimes>;
       };
       const runTorchSide = () => {
-        const t = measureTorch(ids, dropoutP, n, opts.warmup, opts.iters);
+        const t = measureTorch(ids, dropoutP, n, opts.warmup, opts.iters, false);
         torch = merge(torch, { fwd: t.fwd_ms, bwd: t.bwd_ms, opt: t.opt_ms, total: t.total_ms });
         torchLoss = t.first_loss;
         torchTrainable = t.trainable;
+        if (!variants.includes('bf16')) return;
+        const a = measureTorch(ids, dropoutP, n, opts.warmup, opts.iters, true);
+        autocast = merge(autocast, { fwd: a.fwd_ms, bwd: a.bwd_ms, opt: a.opt_ms, total: a.total_ms });
       };
       if (r % 2 === 0) {
         runOurs();
@@ -220,7 +231,7 @@ export async function main(args: string[]): Promise<unknown> {
       }
       log(
         `  threads ${n} round ${r + 1}/${opts.rounds}: ours ${variants.map((v) => `${v} ${median(ours[v].total).toFixed(0)}`).join(', ')} ms/step, ` +
-          `torch ${median(torch.total).toFixed(0)} ms/step`,
+          `torch ${median(torch.total).toFixed(0)}${autocast.total.length ? `, autocast ${median(autocast.total).toFixed(0)}` : ''} ms/step`,
       );
     }
     log(
@@ -251,6 +262,14 @@ export async function main(args: string[]): Promise<unknown> {
       ours_loss_init: round(tr.firstLoss, 4),
       torch_loss_init: round(torchLoss, 4),
     };
+    if (autocast.total.length) {
+      Object.assign(fig, {
+        torch_autocast_tok_s: round(tokS(median(autocast.total)), 2),
+        torch_autocast_ms: round(median(autocast.total), 1),
+        bf16_vs_torch_f32: round(median(torch.total) / median(ours.bf16.total)),
+        bf16_vs_torch_autocast: round(median(autocast.total) / median(ours.bf16.total)),
+      });
+    }
     for (const v of variants) {
       if (v === 'plain') continue;
       Object.assign(fig, {
@@ -277,6 +296,8 @@ export async function main(args: string[]): Promise<unknown> {
     torch_tok_s: first.torch_tok_s,
     ratio: first.ratio,
     supernet_overhead: first.supernet_overhead ?? null,
+    bf16_vs_torch_f32: first.bf16_vs_torch_f32 ?? null,
+    bf16_vs_torch_autocast: first.bf16_vs_torch_autocast ?? null,
     maximal_overhead: first.maximal_overhead ?? null,
     supernet_mean_mlp_width: tr.sampledWidth.length ? round(tr.sampledWidth.reduce((a, b) => a + b, 0) / tr.sampledWidth.length) : null,
     ratio_meaning:

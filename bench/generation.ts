@@ -12,7 +12,9 @@
  *    PyTorch variant. Also reported as a fraction of the memory-bandwidth bound (each token streams every
  *    weight once: bytes / 12.4 GB/s at 1 thread, 22.3 GB/s at 2; architecture.md).
  *  - `prefill`: one forward of the 128-token prompt into an empty cache, logits of the last position only
- *    (as generation needs), + argmax: tokens/s = 128 / time.
+ *    (as generation needs), + argmax: tokens/s = 128 / time. lonas runs the float32 model twice, interleaved:
+ *    `f32` (exact) and `bf16` (the `--compute bf16` mode: the projections on the bf16 GEMM, the weights rounded
+ *    to bf16 once, in the warm-up); `ratio` is f32's, `ratio_bf16` bf16's, `bf16_vs_f32` their quotient.
  *
  * PyTorch is measured in several formulations of the one-row products (torch.mv, F.linear, fused q/k/v and
  * gate/up mv; in bf16 torch.mv and F.linear) and its best median is the baseline. Weights: N(0, 0.02), norms 1; the two sides draw them
@@ -24,6 +26,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Rng } from '../src/tensor/index.ts';
 import { setThreads } from '../src/kernels/index.ts';
+import { setGemmCompute } from '../src/kernels/compute-mode.ts';
+import type { GemmCompute } from '../src/kernels/compute-mode.ts';
 import { LlamaModel } from '../src/models/llama/model.ts';
 import { uniformConfig } from '../src/models/llama/config.ts';
 import { loadLlama, saveModelDir } from '../src/models/llama/checkpoint.ts';
@@ -212,8 +216,10 @@ async function run(mode: Mode, args: string[]): Promise<unknown> {
   log(
     `${mode}: building the 135M-shape random model${mode === 'decode' ? ' (written as a BF16 checkpoint, loaded as bf16 and as f32)' : ''}…`,
   );
-  // decode: lonas's variants by name (the first is the headline); prefill: the float32 model only
-  const models: Record<string, LlamaModel> = mode === 'decode' ? bf16CheckpointModels(SEED) : { f32: buildSmolModel(SEED) };
+  // decode: lonas's variants by name (the first is the headline); prefill: the float32 model, f32 and bf16 compute
+  const smol = mode === 'prefill' ? buildSmolModel(SEED) : null;
+  const models: Record<string, LlamaModel> = smol ? { f32: smol, bf16: smol } : bf16CheckpointModels(SEED);
+  const compute = (k: string): GemmCompute => (smol && k === 'bf16' ? 'bf16' : 'f32');
   const names = Object.keys(models);
   const bytes = Object.fromEntries(names.map((k) => [k, weightBytes(models[k])]));
   const rng = new Rng(SEED + 1);
@@ -233,7 +239,9 @@ async function run(mode: Mode, args: string[]): Promise<unknown> {
     for (let r = 0; r < opts.rounds; r++) {
       const runOurs = () => {
         for (const k of r % 2 === 0 ? names : [...names].reverse()) {
+          setGemmCompute(compute(k));
           const m = measureOurs(models[k], mode, prompt, newTokens, n, opts.warmup, opts.iters);
+          setGemmCompute('f32');
           ours[k].push(...m.tokS);
           ourTokens[k] = m.tokens;
         }
@@ -270,6 +278,13 @@ async function run(mode: Mode, args: string[]): Promise<unknown> {
       torch_min_tok_s: round(min(best), 2),
       torch_max_tok_s: round(Math.max(...best), 2),
     };
+    if (smol) {
+      Object.assign(fig, {
+        ours_bf16_tok_s: round(median(ours.bf16), 2),
+        ratio_bf16: round(median(ours.bf16) / median(best)),
+        bf16_vs_f32: round(median(ours.bf16) / median(ours.f32)),
+      });
+    }
     if (mode === 'decode') {
       const bw = BANDWIDTH[Math.min(n, 2)];
       const torchF32 = bestOf((v) => !isBf16Variant(v)),
@@ -320,6 +335,7 @@ async function run(mode: Mode, args: string[]): Promise<unknown> {
     ours_tok_s: first.ours_tok_s,
     torch_tok_s: first.torch_tok_s,
     ratio: first.ratio,
+    ...(smol ? { ours_bf16_tok_s: first.ours_bf16_tok_s, bf16_vs_f32: first.bf16_vs_f32 } : {}),
     ...(mode === 'decode'
       ? {
           ours_f32_tok_s: first.ours_f32_tok_s,

@@ -5,6 +5,7 @@
 const BENCHES: Record<string, () => Promise<{ main(args: string[]): Promise<unknown> }>> = {
   'train-step': () => import('./train-step.ts'),
   sgemm: () => import('./sgemm.ts'),
+  'bf16-gemm': () => import('./bf16-gemm.ts'),
   'train-step-profile': () => import('./profile-train-step.ts'),
   'finetune-step-profile': () => import('./profile-finetune-step.ts'),
   decode: async () => ({ main: (await import('./generation.ts')).mainDecode }),

@@ -1,6 +1,9 @@
 /**
  * One training step (forward + loss + backward, no optimizer) of a small 2-layer Llama-style model,
- * lonas vs PyTorch (bench/torch/train_step.py, the same HF equations), at each thread count.
+ * lonas vs PyTorch (bench/torch/train_step.py, the same HF equations), at each thread count; PyTorch also
+ * under torch.autocast('cpu', dtype=torch.bfloat16) (`torch_autocast_ms`). Every weight trains here, so
+ * lonas's `--compute bf16` (frozen weights only) does not apply: its fine-tuning figures are `-- finetune
+ * --variants plain,bf16`.
  */
 import { Rng, backward } from '../src/tensor/index.ts';
 import { setThreads } from '../src/kernels/index.ts';
@@ -67,8 +70,9 @@ export function measureOurs(model: LlamaModel, ids: Int32Array, threads: number,
   return out;
 }
 
-function measureTorch(threads: number, warmup: number, iters: number): Samples {
+function measureTorch(threads: number, warmup: number, iters: number, autocast: boolean): Samples {
   const r = runTorch<{ fwd_ms: number[]; bwd_ms: number[]; total_ms: number[]; loss: number }>('train_step.py', threads, [
+    ...(autocast ? ['--autocast'] : []),
     '--warmup',
     String(warmup),
     '--iters',
@@ -101,12 +105,14 @@ export async function main(args: string[]): Promise<unknown> {
   for (const n of opts.threads) {
     let ours: Samples = { fwd: [], bwd: [], total: [], loss: NaN };
     let torch: Samples = { ...ours };
+    let autocast: Samples = { ...ours };
     for (let r = 0; r < opts.rounds; r++) {
       const runOurs = () => {
         ours = merge(ours, measureOurs(model, ids, n, opts.warmup, opts.iters));
       };
       const runTorchSide = () => {
-        torch = merge(torch, measureTorch(n, opts.warmup, opts.iters));
+        torch = merge(torch, measureTorch(n, opts.warmup, opts.iters, false));
+        autocast = merge(autocast, measureTorch(n, opts.warmup, opts.iters, true));
       };
       if (r % 2 === 0) {
         runOurs();
@@ -116,7 +122,8 @@ export async function main(args: string[]): Promise<unknown> {
         runOurs();
       }
       log(
-        `  threads ${n} round ${r + 1}/${opts.rounds}: ours median ${median(ours.total).toFixed(1)} ms, torch ${median(torch.total).toFixed(1)} ms`,
+        `  threads ${n} round ${r + 1}/${opts.rounds}: ours median ${median(ours.total).toFixed(1)} ms, torch ${median(torch.total).toFixed(1)} ms, ` +
+          `autocast ${median(autocast.total).toFixed(1)} ms`,
       );
     }
     log(
@@ -132,6 +139,7 @@ export async function main(args: string[]): Promise<unknown> {
     threads[n] = {
       ours_ms: round(median(ours.total)),
       torch_ms: round(median(torch.total)),
+      torch_autocast_ms: round(median(autocast.total)),
       ratio: round(median(ours.total) / median(torch.total)),
       ours_min_ms: round(min(ours.total)),
       torch_min_ms: round(min(torch.total)),

@@ -13,6 +13,7 @@
 #include <cstring>
 #include <vector>
 
+#include "bf16-gemm.h"
 #include "compressed.h"
 #include "small-gemm.h"
 
@@ -20,14 +21,6 @@
 
 namespace lonas {
 namespace {
-
-// Round to nearest even (NaN kept a quiet NaN), as torch's .to(torch.bfloat16).
-uint16_t toBf16(float f) {
-  uint32_t b;
-  std::memcpy(&b, &f, 4);
-  if ((b & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((b >> 16) | 0x40);
-  return static_cast<uint16_t>((b + 0x7fffu + ((b >> 16) & 1u)) >> 16);
-}
 
 // out[s] = Σ of the 16 lanes of acc[s] (a transposed add tree, as small-gemm.cc's).
 LONAS_BF16DOT inline __m512 sum4(__m512 v0, __m512 v1, __m512 v2, __m512 v3) {

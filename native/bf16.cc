@@ -15,6 +15,8 @@
 // scratch, but OpenBLAS picks its kernels by size, so a tile's sums can differ in the last bit. The widening
 // is O(n·k) against the product's O(m·n·k): large-m products (prefill, training) run at sgemm speed. Memory:
 // one float32 copy of the largest weight used so far (≤ 64 MB kept; larger copies are freed after the call).
+// Compute "bf16" (an approximation, m > 16): bf16-gemm.h's kernels; without AMX / AVX512-BF16, A rounded to
+// bf16 (widened back) goes through the exact path above.
 #include <cblas.h>
 
 #include <algorithm>
@@ -22,6 +24,7 @@
 #include <string>
 #include <vector>
 
+#include "bf16-gemm.h"
 #include "common.h"
 #include "gemm.h"
 #include "kernels.h"
@@ -54,11 +57,12 @@ void checkOperand(const Args& args, const char* name, int64_t length, int64_t of
 }  // namespace
 
 // gemmBf16(transB, m, n, k, alpha, a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc[, compute]) — b a Uint16Array.
-// compute: "exact" (default) or "bf16-act" (bf16-dot.cc: x rounded to bf16, for transB with m ≤ 16; every
-// other call is exact).
+// compute: "exact" (default); "bf16-act" (bf16-dot.cc: x rounded to bf16, for transB with m ≤ 16; every
+// other call is exact); "bf16" (bf16-gemm.h: A rounded to bf16 for m > 16, either transB; m ≤ 16 is exact).
 void GemmBf16(const Napi::CallbackInfo& info) {
   Args args(info, "gemmBf16", info.Length() == 16 ? 16 : 15);
-  const bool bf16Act = args.mode(15, "compute", {"exact", "bf16-act"}) == 1;
+  const int compute = args.mode(15, "compute", {"exact", "bf16-act", "bf16"});
+  const bool bf16Act = compute == 1;
   bool transB = args.flag(0, "transB");
   int m = args.blasInt(1, "m"), n = args.blasInt(2, "n"), k = args.blasInt(3, "k");
   float alpha = static_cast<float>(args.number(4, "alpha"));
@@ -80,6 +84,20 @@ void GemmBf16(const Napi::CallbackInfo& info) {
   float* A = a.data + aOff;
   const uint16_t* B = b.data + bOff;
   float* C = c.data + cOff;
+  thread_local std::vector<float> rounded;  // generic bf16 mode: A rounded to bf16 and widened, (m, k)
+  if (compute == 2 && m > kSmallGemmMaxRows && alpha != 0.0f && k > 0) {
+    if (bf16Path() != Bf16Path::Generic) {
+      bf16GemmTiles(Bf16Gemm{m, n, k, alpha, beta, A, lda, B, ldb, transB, C, ldc}, poolThreads());
+      return;
+    }
+    rounded.resize(int64_t{m} * k);
+    for (int64_t i = 0; i < m; i++) {
+      uint32_t* d = reinterpret_cast<uint32_t*>(rounded.data() + i * k);
+      for (int64_t j = 0; j < k; j++) d[j] = static_cast<uint32_t>(toBf16(A[i * lda + j])) << 16;
+    }
+    A = rounded.data();
+    lda = k;
+  }
   if (bf16Act && transB && m <= kSmallGemmMaxRows) {
     smallGemmBf16Act(SmallGemm{m, n, k, alpha, beta, A, lda, B, ldb, true, C, ldc}, poolThreads());
     return;

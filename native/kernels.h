@@ -15,6 +15,8 @@ void AttentionDecode(const Napi::CallbackInfo& info);
 
 // bf16.cc — products with a bfloat16 weight (small-M kernel, or widened tiles + sgemm)
 void GemmBf16(const Napi::CallbackInfo& info);
+// bf16-gemm.cc — the bf16 GEMM's path (amx | avx512bf16 | generic), read or forced
+Napi::Value Bf16GemmPath(const Napi::CallbackInfo& info);
 
 // fused.cc — row-wise fused loops
 void Softmax(const Napi::CallbackInfo& info);

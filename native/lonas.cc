@@ -3,7 +3,8 @@
 // Kernels (contract in src/kernels/api.ts, adapted by src/kernels/native.ts):
 //   gemm.cc        gemm, gemmBatched                      (OpenBLAS cblas_sgemm / sgemv, row-major; few-row
 //                  x·Wᵀ products on small-gemm.cc's kernel)
-//   bf16.cc        gemmBf16                               (bfloat16 weight: small-M kernel or widened sgemm)
+//   bf16.cc        gemmBf16                               (bfloat16 weight: small-M kernel or widened sgemm;
+//                  compute "bf16": bf16-gemm.cc's AMX / AVX512-BF16 kernels, bf16GemmPath)
 //   attention.cc   attentionDecode                        (one query per row against a KV cache, fused)
 //   fused.cc       softmax(+Backward), crossEntropy(+Backward), rmsnorm(+Backward)
 //   elementwise.cc silu(+Backward), swiglu(+Backward), rope, embedding(+Backward), adamw
@@ -56,6 +57,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   add("gemm", Gemm);
   add("gemmBatched", GemmBatched);
   add("gemmBf16", GemmBf16);
+  add("bf16GemmPath", Bf16GemmPath);
   add("attentionDecode", AttentionDecode);
   add("softmax", Softmax);
   add("softmaxBackward", SoftmaxBackward);

@@ -99,6 +99,8 @@ def main():
     ap.add_argument("--foreach", choices=["auto", "on", "off"], default="auto", help="AdamW's foreach implementation")
     ap.add_argument("--config", default=json.dumps(DEFAULT_CONFIG), help="JSON model/LoRA/batch config")
     ap.add_argument("--profile", action="store_true", help="print torch's per-op profile of the timed steps to stderr")
+    ap.add_argument("--autocast", action="store_true",
+                    help="forward and loss under torch.autocast('cpu', dtype=torch.bfloat16) (PyTorch's CPU bf16 mixed precision)")
     a = ap.parse_args()
     cfg = {**DEFAULT_CONFIG, **json.loads(a.config)}
     torch.set_num_threads(a.threads)
@@ -120,7 +122,8 @@ def main():
             prof.__enter__()
         opt.zero_grad(set_to_none=True)
         t0 = time.perf_counter()
-        loss = forward_loss(cfg, P, ids, cos, sin, mask)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.autocast):
+            loss = forward_loss(cfg, P, ids, cos, sin, mask)
         losses.append(loss.item())
         t1 = time.perf_counter()
         loss.backward()
@@ -139,7 +142,7 @@ def main():
         print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25), file=sys.stderr)
     print(json.dumps({"fwd_ms": fwd, "bwd_ms": bwd, "opt_ms": optim, "total_ms": total, "first_loss": losses[0],
                       "losses": losses, "trainable": sum(p.numel() for p in params),
-                      "torch": torch.__version__, "threads": torch.get_num_threads()}))
+                      "autocast": a.autocast, "torch": torch.__version__, "threads": torch.get_num_threads()}))
 
 
 if __name__ == "__main__":

@@ -74,6 +74,8 @@ def main():
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--config", default=json.dumps(DEFAULT_CONFIG), help="JSON model/batch config")
     ap.add_argument("--profile", action="store_true", help="print torch's per-op profile of the timed steps to stderr")
+    ap.add_argument("--autocast", action="store_true",
+                    help="forward and loss under torch.autocast('cpu', dtype=torch.bfloat16) (PyTorch's CPU bf16 mixed precision)")
     a = ap.parse_args()
     cfg = json.loads(a.config)
     torch.set_num_threads(a.threads)
@@ -91,7 +93,8 @@ def main():
         for p in plist:
             p.grad = None
         t0 = time.perf_counter()
-        loss = forward_loss(cfg, P, ids, cos, sin, mask)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.autocast):
+            loss = forward_loss(cfg, P, ids, cos, sin, mask)
         t1 = time.perf_counter()
         loss.backward()
         t2 = time.perf_counter()
@@ -104,7 +107,7 @@ def main():
     if a.profile:
         print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25), file=sys.stderr)
     print(json.dumps({"fwd_ms": fwd, "bwd_ms": bwd, "total_ms": total, "loss": loss_value,
-                      "torch": torch.__version__, "threads": torch.get_num_threads()}))
+                      "autocast": a.autocast, "torch": torch.__version__, "threads": torch.get_num_threads()}))
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@
  */
 import { linear, linearBf16, narrow } from '../tensor/index.ts';
 import type { Tensor } from '../tensor/index.ts';
-import { Linear } from '../nn/modules.ts';
+import { Linear, rowsOf } from '../nn/modules.ts';
 import type { LinearLike } from '../nn/modules.ts';
 import { QuantLinear } from '../nn/quant-linear.ts';
 
@@ -21,7 +21,7 @@ export function elasticForward(whole: LinearLike, base: Linear, x: Tensor, o: nu
   const [out, inF] = base.weightShape;
   if (o === out && i === inF) return whole.forward(x);
   const bias = base.bias && o !== out ? narrow(base.bias, 0, 0, o) : base.bias;
-  const bits = base.weightStore.bf16;
+  const bits = base.weightStore.computeBits(rowsOf(x));
   if (bits) return linearBf16(x, bits, o, i, bias);
   return linear(x, narrow(narrow(base.weight, 0, 0, o), 1, 0, i), bias);
 }

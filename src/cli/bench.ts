@@ -15,6 +15,7 @@ import { backendInfo, tallyWeightKernels } from '../kernels/index.ts';
 import { benchSpec } from '../options/eval.ts';
 import type { BenchOptions } from '../options/eval.ts';
 import { commandFrom } from './command.ts';
+import { setGemmCompute } from '../kernels/compute-mode.ts';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { writeBenchRecord } from '../io/artifacts.ts';
@@ -31,6 +32,8 @@ function shipped(l: LoadedSubnet, merged: boolean): LlamaModel {
 export function benchCommand(): Command {
   return commandFrom(benchSpec, (o: BenchOptions) => {
     if (!o.refModel && (o.refAdapter || o.refSubnet)) throw new Error('--ref-adapter and --ref-subnet need --ref-model');
+    const computeNote = setGemmCompute(o.compute);
+    if (computeNote) process.stderr.write(`${computeNote}\n`);
     const loaded = loadWithAdapter(o.model, o.adapter, o.subnet);
     const model = shipped(loaded, o.merged);
     const ref = o.refModel ? shipped(loadWithAdapter(o.refModel, o.refAdapter, o.refSubnet), o.merged) : null;

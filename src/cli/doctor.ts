@@ -1,6 +1,6 @@
 /** `lonas doctor`: which kernels run, with which BLAS core and how many threads; whether MPI can be used. */
 import type { Command } from 'commander';
-import { backendInfo, setThreads } from '../kernels/index.ts';
+import { backendInfo, nativeKernels, setThreads } from '../kernels/index.ts';
 import { mpiBindingStatus } from '../dist/mpi.ts';
 import { bf16Compute, int4Compute } from '../kernels/compute-mode.ts';
 import { doctorSpec } from '../options/tools.ts';
@@ -13,8 +13,9 @@ export function doctorCommand(): Command {
     const info = backendInfo();
     const mpi = mpiBindingStatus();
     const compute = { int4: int4Compute(), bf16: bf16Compute() };
+    const bf16Gemm = nativeKernels()?.bf16GemmPath() ?? null; // the kernel of `--compute bf16`
     if (opts.json) {
-      process.stdout.write(`${JSON.stringify({ node: process.version, ...info, compute, mpi })}\n`);
+      process.stdout.write(`${JSON.stringify({ node: process.version, ...info, compute, bf16Gemm, mpi })}\n`);
       return;
     }
     const lines = [
@@ -25,6 +26,7 @@ export function doctorCommand(): Command {
             `blas core     ${info.coreType} (OPENBLAS_CORETYPE ${info.coreTypeSource === 'user' ? 'set by you' : info.coreTypeSource === 'detected' ? 'chosen by lonas from CPU flags' : 'not set; OpenBLAS detected it'})`,
             `threads       ${info.threads} (set LONAS_THREADS or --threads to change)`,
             `blas config   ${info.blasConfig}`,
+            `bf16 gemm     ${bf16Gemm} (the kernel of --compute bf16: amx, else avx512bf16, else generic, as this CPU and kernel allow)`,
           ]
         : []),
       `cpu flags     ${info.cpuFlags.join(' ') || '(unknown)'}`,

@@ -18,6 +18,7 @@ import type { TaskData } from '../eval/tasks.ts';
 import { evalSpec } from '../options/eval.ts';
 import type { EvalOptions } from '../options/eval.ts';
 import { commandFrom } from './command.ts';
+import { setGemmCompute } from '../kernels/compute-mode.ts';
 
 type EvalCliOptions = EvalOptions;
 
@@ -41,6 +42,8 @@ async function runEvalCommand(o: EvalCliOptions): Promise<void> {
           .filter(Boolean),
         o.dataDir,
       );
+  const computeNote = setGemmCompute(o.compute);
+  if (computeNote) process.stderr.write(`${computeNote}\n`);
   const { model, supernet } = loadWithAdapter(o.model, o.adapter, o.subnet);
   const tok = loadTokenizer(o.model);
   const opts = {

@@ -22,6 +22,7 @@ import { GIB, availableMemory, gib, peakRss, planTrainingMemory } from '../train
 import { REORDER_CALIB_EXAMPLES, finetuneSpec } from '../options/finetune.ts';
 import type { FinetuneOptions } from '../options/finetune.ts';
 import { commandFrom } from './command.ts';
+import { setGemmCompute } from '../kernels/compute-mode.ts';
 import { ProgressReporter } from './progress.ts';
 import { world } from '../dist/mpi.ts';
 import { checkBatchSplit } from '../dist/data-parallel.ts';
@@ -38,6 +39,8 @@ export function runFinetune(o: FinetuneOptions): void {
     if (ranks.rank === 0) process.stderr.write(`${s}\n`);
   };
   keepOrDiscardCheckpoint(o, ranks.rank === 0);
+  const computeNote = setGemmCompute(o.compute);
+  if (computeNote) log(computeNote);
   const tok = loadTokenizer(o.model);
   const model = loadLlama(o.model);
   const lora = { rank: o.rank, alpha: o.alpha, dropout: o.dropout, targets: o.targets };

@@ -7,6 +7,7 @@ import { loadTokenizer, IncrementalDecoder } from '../io/tokenizer.ts';
 import { generateSpec } from '../options/tools.ts';
 import type { GenerateOptions } from '../options/tools.ts';
 import { commandFrom } from './command.ts';
+import { setGemmCompute } from '../kernels/compute-mode.ts';
 
 export function generateCommand(): Command {
   return commandFrom(generateSpec, (o: GenerateOptions) => {
@@ -20,6 +21,8 @@ export function generateCommand(): Command {
         : o.temperature !== undefined
           ? { kind: 'sample', temperature: o.temperature, topP: o.topP, seed: o.seed }
           : { kind: 'greedy' };
+    const computeNote = setGemmCompute(o.compute);
+    if (computeNote) process.stderr.write(`${computeNote}\n`);
     const tok = loadTokenizer(o.model);
     const model = loadWithAdapter(o.model, o.adapter, o.subnet).model;
     const prompt = o.chat

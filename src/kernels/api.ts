@@ -68,6 +68,9 @@ export interface Kernels {
    * those of the upcast weight; sums accumulate in float (native: float32). beta = 0 ignores C's old contents.
    * compute 'bf16-act' (an approximation, default 'exact'): for transB with m ≤ 16, A is first rounded to
    * bfloat16, so the native kernel can use AVX512-BF16 dot products (native/bf16-dot.cc); other calls are exact.
+   * compute 'bf16' (an approximation): for m > 16 (prefill, training), A is rounded to bfloat16 and the bf16
+   * products accumulate in float32 (native/bf16-gemm.h: AMX, AVX512-BF16 or a generic path; twin:
+   * bf16-gemm-twin.ts); m ≤ 16 is exact.
    */
   gemmBf16(
     transB: boolean,
@@ -85,7 +88,7 @@ export interface Kernels {
     c: FloatArray,
     cOff: number,
     ldc: number,
-    compute?: 'exact' | 'bf16-act',
+    compute?: 'exact' | 'bf16-act' | 'bf16',
   ): void;
 
   /**
@@ -343,7 +346,15 @@ export interface NativeInfo {
    * sets both); returns the setting after applying `n`. Default: LONAS_THREADS, else the machine's cores.
    */
   compressedThreads(n?: number): number;
+  /**
+   * The path of gemmBf16's compute 'bf16' (native/bf16-gemm.h): the best this CPU and kernel allow ('amx' >
+   * 'avx512bf16' > 'generic'); with `path`, forces that one (tests, benchmarks) — a RangeError if unusable.
+   */
+  bf16GemmPath(path?: Bf16GemmPath): Bf16GemmPath;
 }
+
+/** Paths of the native bf16 GEMM. */
+export type Bf16GemmPath = 'amx' | 'avx512bf16' | 'generic';
 
 /** What the native adapter hands out: every kernel (compressed ones included) and the controls. */
 export type NativeKernels = Kernels & CompressedKernels & LinalgKernels & NativeInfo;

@@ -18,6 +18,15 @@ function toBf16Bits(v: number): number {
   return ((b + 0x7fff + ((b >>> 16) & 1)) >>> 16) & 0xffff;
 }
 
+/** dst[i] = the bfloat16 bits of src[i], rounded as toBf16Bits (a plain loop over the float32 bits: fast on large weights). */
+export function roundToBf16Bits(src: Float32Array, dst: Uint16Array): void {
+  const u = new Uint32Array(src.buffer, src.byteOffset, src.length);
+  for (let i = 0; i < u.length; i++) {
+    const b = u[i];
+    dst[i] = (b & 0x7fffffff) > 0x7f800000 ? (b >>> 16) | 0x40 : ((b + 0x7fff + ((b >>> 16) & 1)) >>> 16) & 0xffff;
+  }
+}
+
 /** Rows up to which gemmBf16's bf16-act mode applies (native/small-gemm.h kSmallGemmMaxRows). */
 export const SMALL_GEMM_MAX_ROWS = 16;
 

@@ -55,6 +55,7 @@ const INFO_NAMES = [
   'setThreads',
   'compressedIsa',
   'compressedThreads',
+  'bf16GemmPath',
 ] as const satisfies readonly (keyof (NativeInfo & LinalgKernels))[];
 
 // Compile-time check that KERNEL_NAMES lists every kernel of the interface.
@@ -114,6 +115,7 @@ export function wrapNativeAddon(addon: unknown): NativeKernels {
     setThreads: fns.setThreads,
     compressedIsa: fns.compressedIsa,
     compressedThreads: fns.compressedThreads,
+    bf16GemmPath: fns.bf16GemmPath,
   });
 }
 

@@ -5,6 +5,7 @@
 import type { FloatArray } from './api.ts';
 import { need } from './checks.ts';
 import { SMALL_GEMM_MAX_ROWS, bf16Value, roundedToBf16 } from './bf16-bits.ts';
+import { gemmBf16Rounded } from './bf16-gemm-twin.ts';
 
 /**
  * A row-major operand stored as `batch` (rows, cols) matrices with row stride `ld`, the first at `off`,
@@ -135,7 +136,8 @@ export function gemmBatched(
  * C = alpha · A · op(B) + beta · C with B bfloat16 bits: op(B) = Bᵀ (B stored (n, k)) when transB, else B
  * stored (k, n). Each weight is widened exactly; products and sums in double, rounded when stored in C.
  * compute 'bf16-act' (an approximation; transB with m ≤ 16 only, every other call exact): A's values are
- * first rounded to bfloat16 (nearest even), as the native vdpbf16ps path does.
+ * first rounded to bfloat16 (nearest even), as the native vdpbf16ps path does. compute 'bf16' (an
+ * approximation; m > 16 only, every other call exact): the bf16 GEMM's twin (bf16-gemm-twin.ts, AMX's order).
  */
 export function gemmBf16(
   transB: boolean,
@@ -153,9 +155,10 @@ export function gemmBf16(
   c: FloatArray,
   cOff: number,
   ldc: number,
-  compute: 'exact' | 'bf16-act' = 'exact',
+  compute: 'exact' | 'bf16-act' | 'bf16' = 'exact',
 ): void {
-  if (compute !== 'exact' && compute !== 'bf16-act') throw new RangeError(`gemmBf16: compute = '${compute}' must be 'exact' or 'bf16-act'`);
+  if (compute !== 'exact' && compute !== 'bf16-act' && compute !== 'bf16')
+    throw new RangeError(`gemmBf16: compute = '${compute}' must be 'exact' or 'bf16-act' or 'bf16'`);
   if (compute === 'bf16-act' && transB && m <= SMALL_GEMM_MAX_ROWS) {
     checkOperand('gemmBf16', 'a', a, aOff, m, k, lda, 0, m > 0 && n > 0 ? 1 : 0);
     return gemmBf16(transB, m, n, k, alpha, roundedToBf16(a, aOff, lda, m, k), 0, Math.max(1, k), b, bOff, ldb, beta, c, cOff, ldc);
@@ -166,6 +169,8 @@ export function gemmBf16(
     throw new RangeError(`gemmBf16: ldb = ${ldb} must be ≥ max(1, ${transB ? k : n}) (the stored row width of 'b')`);
   if (formed && k > 0) need('gemmBf16', 'b', b, bOff + ((transB ? n : k) - 1) * ldb + (transB ? k : n));
   checkOperand('gemmBf16', 'c', c, cOff, m, n, ldc, 0, 1);
+  if (compute === 'bf16' && m > SMALL_GEMM_MAX_ROWS && alpha !== 0 && k > 0)
+    return gemmBf16Rounded(transB, m, n, k, alpha, a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc);
   const bRow = transB ? 1 : ldb,
     bCol = transB ? ldb : 1; // op(B)[p, j] = b[bOff + p·bRow + j·bCol]
   for (let i = 0; i < m; i++) {

@@ -2,6 +2,8 @@
  * Building blocks with parameters. A model holds `LinearLike` modules, so adapters (LoRA, elastic
  * widths: src/adapters) can wrap a base Linear without the model code knowing.
  */
+import { SMALL_GEMM_MAX_ROWS } from '../kernels/bf16-bits.ts';
+import { gemmCompute } from '../kernels/compute-mode.ts';
 import { Bf16Matrix, Rng, Tensor, embedding, linear, linearBf16, rmsnorm, tensor } from '../tensor/index.ts';
 
 export interface LinearLike {
@@ -28,6 +30,7 @@ export interface LinearLike {
 export class WeightStore {
   private t: Tensor | null;
   private b: Bf16Matrix | null;
+  private rounded: Bf16Matrix | null = null; // the bf16 compute mode's copy of t (computeBits)
 
   constructor(w: Tensor | Bf16Matrix) {
     this.t = w instanceof Tensor ? w : null;
@@ -45,6 +48,17 @@ export class WeightStore {
   /** The bfloat16 bits while the weight is kept in bf16, else null. */
   get bf16(): Bf16Matrix | null {
     return this.b;
+  }
+
+  /**
+   * The bits a product with `rows` rows of x runs on: the kept bf16 bits; or, in the bf16 GEMM compute mode
+   * (src/kernels/compute-mode.ts) with more than 16 rows and a frozen float32 weight, that weight rounded to
+   * bfloat16 (once: the copy is kept beside the float32 tensor, which stays as it is); else null (float32).
+   */
+  computeBits(rows: number): Bf16Matrix | null {
+    if (this.b || gemmCompute() !== 'bf16' || rows <= SMALL_GEMM_MAX_ROWS || this.t!.requiresGrad) return this.b;
+    this.rounded ??= Bf16Matrix.rounded(this.t!);
+    return this.rounded;
   }
 
   /**
@@ -130,7 +144,7 @@ export class Linear implements LinearLike {
   }
 
   forward(x: Tensor): Tensor {
-    const bits = this.store.bf16;
+    const bits = this.store.computeBits(rowsOf(x));
     if (bits) return linearBf16(x, bits, this.outFeatures, this.inFeatures, this.bias);
     return linear(x, this.weight, this.bias);
   }
@@ -143,6 +157,11 @@ export class Linear implements LinearLike {
   baseTensors(): Tensor[] {
     return this.bias ? [this.weight, this.bias] : [this.weight];
   }
+}
+
+/** Rows of x (…, in): the product's m. */
+export function rowsOf(x: Tensor): number {
+  return x.shape.slice(0, -1).reduce((a, b) => a * b, 1);
 }
 
 export class RMSNorm {

@@ -2,6 +2,7 @@
 import { z } from 'zod';
 import { defineCommand, int, option } from './schema.ts';
 import type { OptionsOf } from './schema.ts';
+import { computeOption } from './compute.ts';
 import { TASKS, availableTasks, defaultDataDir } from '../eval/tasks.ts';
 
 /** --tasks help: the tasks that have data in the default data directory, never one without */
@@ -14,6 +15,7 @@ function tasksHelp(): string {
 }
 
 const modelOptions = (modelHelp: string, adapterHelp: string) => ({
+  compute: computeOption(),
   model: option('--model <dir>', modelHelp, z.string()),
   adapter: option('--adapter <dir>', adapterHelp, z.string().optional()),
   subnet: option('--subnet <spec>', 'sub-network of an elastic adapter: maximal, heuristic, minimal or a JSON file', z.string().optional()),

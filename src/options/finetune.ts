@@ -5,6 +5,7 @@ import { REORDER_MODES } from '../nas/importance.ts';
 import { CHECKPOINTING_MODES } from '../train/memory.ts';
 import { defineCommand, float, int, list, option } from './schema.ts';
 import type { OptionsInput, OptionsOf } from './schema.ts';
+import { computeOption } from './compute.ts';
 
 /** training examples that calibrate --reorder-channels activation */
 export const REORDER_CALIB_EXAMPLES = 32;
@@ -20,6 +21,7 @@ export const finetuneSpec = defineCommand(
     model: option('--model <dir>', 'Hugging Face model directory', z.string()),
     data: option('--data <files>', 'training files, comma-separated; FILE:N takes N examples of FILE (seeded)', z.string()),
     out: option('--out <dir>', 'output directory (adapter, train_log.jsonl, checkpoint/)', z.string()),
+    compute: computeOption(),
     space: option('--space <name|file>', 'search space: lonas, nls, none (plain LoRA) or a JSON file', z.string().default('lonas')),
     rank: option('--rank <r>', 'maximal LoRA rank', int(1).default(32)),
     alpha: option('--alpha <a>', 'LoRA alpha (scaling alpha / rank)', float((n) => n > 0, '> 0').default(64)),

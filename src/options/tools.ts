@@ -2,6 +2,7 @@
 import { z } from 'zod';
 import { defineCommand, float, int, option } from './schema.ts';
 import type { OptionsOf } from './schema.ts';
+import { computeOption } from './compute.ts';
 import type { WeightDType } from '../models/llama/checkpoint.ts';
 
 const subnetHelp = 'sub-network of an elastic adapter: maximal, heuristic, minimal or a JSON file';
@@ -17,6 +18,7 @@ export function weightDtype(d: (typeof WRITE_DTYPES)[number] | undefined): Weigh
 }
 
 export const generateSpec = defineCommand('generate', 'generate a continuation of a prompt (prints the continuation only)', {
+  compute: computeOption(),
   model: option('--model <dir>', 'Hugging Face model directory (config.json, safetensors, tokenizer.json)', z.string()),
   adapter: option('--adapter <dir>', 'LoRA adapter directory (PEFT format) to apply', z.string().optional()),
   subnet: option('--subnet <spec>', subnetHelp, z.string().optional()),

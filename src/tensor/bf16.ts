@@ -5,9 +5,12 @@
  *
  *   Bf16Matrix       the bits of a (rows, cols) weight, row-major
  *   linearBf16(...)  y = x · W[:o, :i]ᵀ (+ b), differentiable in x and b (the weight is frozen by construction)
+ * In the bf16 GEMM compute mode (src/kernels/compute-mode.ts) products with more than 16 rows of x run
+ * gemmBf16's compute 'bf16' (x rounded to bf16), forward and input gradient alike.
  */
 import { kernelsFor, noteWeightKernel } from '../kernels/index.ts';
-import { bf16Compute } from '../kernels/compute-mode.ts';
+import { bf16Compute, gemmCompute } from '../kernels/compute-mode.ts';
+import { SMALL_GEMM_MAX_ROWS, roundToBf16Bits } from '../kernels/bf16-bits.ts';
 import { needsGrad, record } from './autograd.ts';
 import { Tensor, allocLike, fmtShape } from './tensor.ts';
 
@@ -46,6 +49,15 @@ export class Bf16Matrix {
     return new Tensor(out, this.shape, { name: this.name });
   }
 
+  /** The bits of a 2-D float32 tensor, each value rounded to bfloat16 (nearest even): the bf16 compute mode's copy of a float32 weight. */
+  static rounded(t: Tensor): Bf16Matrix {
+    if (t.ndim !== 2) throw new Error(`Bf16Matrix: ${t.name ?? 'tensor'} must be 2-D, got ${fmtShape(t.shape)}`);
+    const src = t.contiguousData();
+    const bits = new Uint16Array(src.length);
+    roundToBf16Bits(src instanceof Float32Array ? src : Float32Array.from(src), bits);
+    return new Bf16Matrix(bits, [t.shape[0], t.shape[1]], t.name);
+  }
+
   /** The bits of a float32 tensor whose every value is a bfloat16 value; throws (naming the first other value) otherwise. */
   static exactly(t: Tensor): Bf16Matrix {
     if (t.ndim !== 2) throw new Error(`Bf16Matrix: ${t.name ?? 'tensor'} must be 2-D, got ${fmtShape(t.shape)}`);
@@ -82,11 +94,13 @@ export function linearBf16(x: Tensor, w: Bf16Matrix, outF: number, inF: number, 
     const bd = b.contiguousData();
     for (let r = 0; r < rows; r++) y.set(bd, r * outF);
   }
-  // the process's compute mode at inference (LONAS_BF16_COMPUTE); a recorded forward stays exact, like its backward
-  const compute = needsGrad(x, b) ? 'exact' : bf16Compute();
+  // bf16 GEMM mode with > 16 rows: 'bf16' (its backward too); else the compute mode at inference
+  // (LONAS_BF16_COMPUTE), and a recorded forward stays exact, like its backward
+  const compute = gemmCompute() === 'bf16' && rows > SMALL_GEMM_MAX_ROWS ? 'bf16' : needsGrad(x, b) ? 'exact' : bf16Compute();
   noteWeightKernel('bf16');
   if (rows > 0 && outF > 0)
     kernelsFor(xd).gemmBf16(true, rows, outF, inF, 1, xd, 0, Math.max(inF, 1), w.bits, 0, w.shape[1], b ? 1 : 0, y, 0, outF, compute);
   const out = new Tensor(y, [...x.shape.slice(0, -1), outF]);
-  return record('linearBf16', b ? [x, b] : [x], { w, outF, inF, xShape: x.shape, hasBias: !!b }, out);
+  const backwardCompute = compute === 'bf16' ? 'bf16' : 'exact';
+  return record('linearBf16', b ? [x, b] : [x], { w, outF, inF, xShape: x.shape, hasBias: !!b, compute: backwardCompute }, out);
 }

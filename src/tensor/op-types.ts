@@ -30,7 +30,8 @@ export interface OpSaved {
   /** x: null when the weight needs no gradient (nothing else reads it) */
   linear: { x: Tensor | null; xShape: readonly number[]; w: Tensor; hasBias: boolean };
   /** inputs [x] or [x, b]; y = x·W[:outF, :inF]ᵀ + b with W a frozen bfloat16 matrix (no weight gradient) */
-  linearBf16: { w: Bf16Matrix; outF: number; inF: number; xShape: readonly number[]; hasBias: boolean };
+  /** compute: gemmBf16's mode for dx ('bf16' when the forward ran in the bf16 GEMM mode) */
+  linearBf16: { w: Bf16Matrix; outF: number; inF: number; xShape: readonly number[]; hasBias: boolean; compute: 'exact' | 'bf16' };
   /** inputs [a, b]; (…, m, k)·(…, k, n), same batch */
   matmul: { a: Tensor; b: Tensor };
   /** inputs [w]; rows of w gathered by ids */

@@ -96,7 +96,7 @@ export const vjpRules: VjpTable = {
     return hasBias ? [dx, dw, db] : [dx, dw];
   },
 
-  linearBf16: ({ w, outF, inF, xShape, hasBias }, gy, wants) => {
+  linearBf16: ({ w, outF, inF, xShape, hasBias, compute }, gy, wants) => {
     const g = gy.contiguousData();
     const rows = g.length / Math.max(outF, 1);
     let dx: Tensor | null = null,
@@ -104,7 +104,7 @@ export const vjpRules: VjpTable = {
     if (wants[0]) {
       // dx (rows, in) = gy (rows, out) · W[:out, :in], W stored (out, ·) with row stride w.shape[1]
       const d = allocLike(g, rows * inF);
-      if (rows && inF && outF) kernelsFor(g).gemmBf16(false, rows, inF, outF, 1, g, 0, outF, w.bits, 0, w.shape[1], 0, d, 0, inF);
+      if (rows && inF && outF) kernelsFor(g).gemmBf16(false, rows, inF, outF, 1, g, 0, outF, w.bits, 0, w.shape[1], 0, d, 0, inF, compute);
       dx = new Tensor(d, xShape);
     }
     if (hasBias && wants[1]) {

@@ -114,3 +114,48 @@ test('finetune: loss falls, an adapter is written, reloads for generate/perplexi
   assert.equal(resumed.status, 0, resumed.stderr);
   assert.match(resumed.stderr, /done: 24 steps/);
 });
+
+test('finetune --compute bf16 logs the mode and follows the f32 loss curve within 2% (relative, every step)', () => {
+  const data = `${asset('datasets', 'llm-adapters', 'dataset', 'ARC-Easy', 'train.json')}:48`;
+  const run = (compute: string) => {
+    const out = mkdtempSync(join(tmpdir(), `lonas-ft-${compute}-`));
+    const r = lonas(
+      'finetune',
+      '--model',
+      STORIES_F32(),
+      '--data',
+      data,
+      '--out',
+      out,
+      '--steps',
+      '8',
+      '--rank',
+      '8',
+      '--batch-size',
+      '4',
+      '--grad-accum',
+      '1',
+      '--dropout',
+      '0',
+      '--cutoff-len',
+      '64',
+      '--compute',
+      compute,
+    );
+    assert.equal(r.status, 0, r.stderr);
+    const losses = readFileSync(join(out, 'train_log.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l))
+      .filter((l) => l.type === 'step')
+      .map((l) => l.loss as number);
+    return { stderr: r.stderr, losses };
+  };
+  const bf = run('bf16'),
+    f32 = run('f32');
+  assert.match(bf.stderr, /compute bf16: .*float32 weights are rounded to bfloat16 once/);
+  assert.doesNotMatch(f32.stderr, /compute bf16/);
+  assert.equal(bf.losses.length, 8);
+  bf.losses.forEach((l, i) => assert.ok(Math.abs(l - f32.losses[i]) <= 0.02 * f32.losses[i], `step ${i}: bf16 ${l}, f32 ${f32.losses[i]}`));
+  assert.notDeepEqual(bf.losses, f32.losses, 'bf16 compute changed nothing');
+});

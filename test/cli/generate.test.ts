@@ -78,3 +78,18 @@ test('lonas perplexity --json on a story', () => {
   writeFileSync(gibberish, 'zq xv kj qq wp zz vb nm qx jj kz vq');
   assert.ok(JSON.parse(lonas('perplexity', '--model', STORIES_F32(), '--text', gibberish, '--json').stdout).nll > j.nll + 1);
 });
+
+test('lonas generate --compute bf16 logs the mode and prefills on the bf16 GEMM; --compute takes f32 or bf16 only', () => {
+  const prompt = 'Once upon a time there was a little girl named Lily who loved to play outside in the park with her friends';
+  const args = ['generate', '--model', STORIES_F32(), '--prompt', prompt, '--max-new-tokens', '8', '--greedy'];
+  const bf = lonas(...args, '--compute', 'bf16');
+  assert.equal(bf.status, 0, bf.stderr);
+  assert.match(bf.stderr, /compute bf16: products with more than 16 rows .* float32 weights are rounded to bfloat16 once/);
+  assert.ok(bf.stdout.trim().length > 0);
+  const f32 = lonas(...args);
+  assert.equal(f32.status, 0, f32.stderr);
+  assert.doesNotMatch(f32.stderr, /compute bf16/);
+  const bad = lonas(...args, '--compute', 'fp8');
+  assert.notEqual(bad.status, 0);
+  assert.match(bad.stderr, /--compute <mode>.*Allowed choices are f32, bf16/s);
+});

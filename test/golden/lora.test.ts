@@ -3,34 +3,12 @@
  * adapter weights; and one elastic configuration (rank 2 on q/k/v, MLP width 60 of 80 in layer 0).
  */
 import { test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import * as T from '../../src/tensor/index.ts';
-import { SafetensorsFile } from '../../src/io/safetensors.ts';
-import { fixtureModel } from '../helpers/fixture-model.ts';
 import { causalLmLoss } from '../../src/models/llama/loss.ts';
-import { addLora, loraModules } from '../../src/adapters/peft.ts';
+import { loraModules } from '../../src/adapters/peft.ts';
 import type { LoraLinear } from '../../src/adapters/lora.ts';
-import { AdamW } from '../../src/train/adamw.ts';
 import { assertClose } from '../helpers/assert-close.ts';
-
-const fx = new SafetensorsFile(fileURLToPath(new URL('./fixtures/lora_train.safetensors', import.meta.url)));
-const f32 = (n: string) => fx.readFloat32(n).data;
-const meta = (k: string) => parseFloat(fx.metadata[k]);
-
-function build(bInit: 'zero' | 'nonzero') {
-  const model = fixtureModel(fx);
-  const loras = addLora(
-    model,
-    { rank: meta('lora.r'), alpha: meta('lora.alpha'), dropout: 0, targets: JSON.parse(fx.metadata['lora.target_modules']) },
-    0,
-  );
-  for (const l of loras) {
-    l.loraA.data.set(f32(`lora_init.${l.name}.lora_A.weight`));
-    l.loraB.data.set(f32(bInit === 'zero' ? `lora_init.${l.name}.lora_B.weight` : `lora_init_nonzero_b.${l.name}.lora_B.weight`));
-  }
-  const ids = fx.readInt32('input_ids');
-  return { model, loras, ids: ids.data, B: ids.shape[0], Tn: ids.shape[1], labels: fx.readInt32('labels').data };
-}
+import { buildLoraFixture as build, loraF32 as f32, loraFx as fx, trainLoraFixture } from '../helpers/lora-fixture.ts';
 
 test('zero-B LoRA gives the base logits; non-zero B logits and gradients equal PyTorch', () => {
   const z = build('zero');
@@ -52,22 +30,7 @@ test('zero-B LoRA gives the base logits; non-zero B logits and gradients equal P
 
 test('10 AdamW steps on the adapters follow PyTorch (loss curve 1e-5, final weights 1e-4)', () => {
   const m = build('nonzero');
-  const params = m.loras.flatMap((l) => [l.loraA, l.loraB]);
-  const opt = new AdamW(params, {
-    lr: meta('adamw.lr'),
-    beta1: meta('adamw.beta1'),
-    beta2: meta('adamw.beta2'),
-    eps: meta('adamw.eps'),
-    weightDecay: meta('adamw.weight_decay'),
-  });
-  const losses: number[] = [];
-  for (let s = 0; s < 10; s++) {
-    opt.zeroGrad();
-    const loss = causalLmLoss(m.model.forward(m.ids, m.B, m.Tn), m.labels);
-    losses.push(loss.item());
-    T.backward(loss);
-    opt.update();
-  }
+  const losses = trainLoraFixture(m);
   assertClose(losses, f32('losses'), 'loss curve', { rtol: 1e-5, atol: 1e-6 });
   // a few final weights sit where Adam divides by ~eps-sized moments: 1e-4 (see gen/README.md)
   for (const l of m.loras) {

@@ -139,14 +139,17 @@ def lora_b_nonzero(cfg):
     return out
 
 
-def lora_forward(cfg, P, L, ids, rank=None, mlp_width=None):
+def lora_forward(cfg, P, L, ids, rank=None, mlp_width=None, base=None):
     """llama_forward of generate.py with every target Linear replaced by the PEFT LoRA Linear.
 
     P: base params (frozen), L: PEFT name -> lora_A (r, in) / lora_B (out, r).
     rank: target -> active rank (A[:r], B[:, :r]); scaling stays alpha / r_max.
     mlp_width: per layer, active intermediate width w (gate/up: first w output rows of W
     and lora_B; down: first w input columns of W and lora_A).
+    base: the frozen base products x @ W.T (projections and LM head), default float32
+    (generate_bf16.py passes its bf16-input product).
     """
+    base = base or (lambda x, W: x @ W.T)
     rank = rank or {}
     Bsz, T = ids.shape
     Hq, Hkv, D = cfg["num_attention_heads"], cfg["num_key_value_heads"], cfg["head_dim"]
@@ -168,7 +171,7 @@ def lora_forward(cfg, P, L, ids, rank=None, mlp_width=None):
             elif mod == "down_proj":
                 W, A = W[:, :w], A[:, :w]
         # PEFT: result = base_layer(x); result = result + lora_B(lora_A(dropout(x))) * scaling
-        return x @ W.T + ((x @ A.T) @ B.T) * SCALING
+        return base(x, W) + ((x @ A.T) @ B.T) * SCALING
 
     h = F.embedding(ids, P["model.embed_tokens.weight"])
     for i in range(cfg["num_hidden_layers"]):
@@ -186,7 +189,7 @@ def lora_forward(cfg, P, L, ids, rank=None, mlp_width=None):
         up = lin(m, i, "up_proj")
         h = h + lin(F.silu(gate) * up, i, "down_proj")
     h = G.rmsnorm(h, P["model.norm.weight"], eps)
-    return h @ P["lm_head.weight"].T
+    return base(h, P["lm_head.weight"])
 
 
 def leaves(L):
@@ -197,8 +200,12 @@ def frozen(P):
     return OrderedDict((n, t.detach().clone().requires_grad_(False)) for n, t in P.items())
 
 
-def train(cfg, P, L0, ids, labels):
-    """10 AdamW steps on the LoRA params only. Returns (losses, final LoRA, step-0 grads)."""
+def train(cfg, P, L0, ids, labels, forward=None):
+    """10 AdamW steps on the LoRA params only. Returns (losses, final LoRA, step-0 grads).
+
+    forward(cfg, P, L, ids) -> float32 logits, default lora_forward (generate_bf16.py passes its bf16 ones).
+    """
+    forward = forward or lora_forward
     V = cfg["vocab_size"]
     L = leaves(L0)
     opt = torch.optim.AdamW(
@@ -212,7 +219,7 @@ def train(cfg, P, L0, ids, labels):
     losses, grad0 = [], None
     for step in range(STEPS):
         opt.zero_grad()
-        loss = G.causal_lm_loss(lora_forward(cfg, P, L, ids), labels, V)
+        loss = G.causal_lm_loss(forward(cfg, P, L, ids), labels, V)
         loss.backward()
         losses.append(loss.detach().clone())
         if step == 0:
