@@ -21,7 +21,8 @@
  *    run in order once per "token": the linear-layer share of a decode step and the tokens/s it allows; with
  *    it, interleaved, a one-thread memcpy of 128 MB (copy_gbs: bytes read + written per second), the ceiling
  *    each format's weight stream is compared with (copy_fraction = its GB/s / copy_gbs).
- *  - prefill: M = 128 on the gate shape, GFLOP/s (INT4 and sparse dequantise tiles and call sgemm).
+ *  - prefill: M = 128 on the gate shape, GFLOP/s (INT4 exact and sparse dequantise tiles and call sgemm; INT4
+ *    int8-act runs its integer kernel, native/int4-q8-gemm.cc).
  * Formats: f32 (4 B/weight), bf16 (2 B/weight, gemmBf16: widened exactly in registers; "bf16-act": x rounded to
  * bf16, vdpbf16ps), INT4 with group size
  * 128 (RTN-quantised from the same weights; 0.5 B/weight + scales/zeros) in compute mode exact ("int4") and

@@ -48,38 +48,69 @@ inline float roundEven(float v) {
   return (v + kMagic) - kMagic;
 }
 
+// One block of n ≤ 32 inputs of x: its scale (returned), the int8 values in the packed order (per packed row
+// the bytes of the even inputs 0, 2, 4, 6, then of the odd ones) in dst, their sum in *sum.
+float quantBlockScalar(const float* x, int64_t n, int8_t* dst, int32_t* sum) {
+  float amax = 0.0f, bad = 0.0f;
+  for (int64_t j = 0; j < n; j++) {
+    amax = std::max(amax, std::fabs(x[j]));
+    bad += x[j] * 0.0f;  // NaN if any x is NaN or infinite
+  }
+  // a NaN or infinite input makes its block's scale NaN, so the outputs are NaN (not silently finite)
+  const bool finite = bad == 0.0f;
+  const float db = finite ? amax / 127.0f : NAN, id = finite && amax > 0.0f ? 1.0f / db : 0.0f;
+  int8_t q[kQ8Block] = {};
+  *sum = 0;
+  for (int64_t j = 0; j < n; j++) {
+    const float r = std::max(-127.0f, std::min(127.0f, roundEven(finite ? x[j] * id : 0.0f)));
+    q[j] = static_cast<int8_t>(r);
+    *sum += q[j];
+  }
+  for (int64_t p = 0; p < n / 8; p++) {
+    for (int i = 0; i < 4; i++) {
+      dst[8 * p + i] = q[8 * p + 2 * i];
+      dst[8 * p + 4 + i] = q[8 * p + 2 * i + 1];
+    }
+  }
+  return db;
+}
+
+// A whole block of 32 finite inputs with AVX-512 (false, untouched outputs, if one is NaN or infinite): the
+// same values as quantBlockScalar — max is exact, x · id the same product, cvtps2dq rounds to nearest even
+// as roundEven does (|x · id| ≤ 127.5 ≪ 2^22), and the clamp happens in int32. (The scalar loop cost ~1.4 ns
+// per input: ~185 µs of a 128 × 576 prompt's call, more than the 192-output kernel itself.)
+LONAS_VNNI512 bool quantBlock512(const float* x, int8_t* dst, int32_t* sum, float* db) {
+  const __m512 a = _mm512_loadu_ps(x), b = _mm512_loadu_ps(x + 16), zero = _mm512_setzero_ps();
+  const __mmask16 fa = _mm512_cmp_ps_mask(_mm512_mul_ps(a, zero), zero, _CMP_EQ_OQ);
+  const __mmask16 fb = _mm512_cmp_ps_mask(_mm512_mul_ps(b, zero), zero, _CMP_EQ_OQ);
+  if ((fa & fb) != 0xFFFF) return false;
+  const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(a), _mm512_abs_ps(b)));
+  *db = amax / 127.0f;
+  const __m512 id = _mm512_set1_ps(amax > 0.0f ? 1.0f / *db : 0.0f);
+  const __m512i lo = _mm512_set1_epi32(-127), hi = _mm512_set1_epi32(127);
+  const __m512i qa = _mm512_min_epi32(hi, _mm512_max_epi32(lo, _mm512_cvtps_epi32(_mm512_mul_ps(a, id))));
+  const __m512i qb = _mm512_min_epi32(hi, _mm512_max_epi32(lo, _mm512_cvtps_epi32(_mm512_mul_ps(b, id))));
+  *sum = _mm512_reduce_add_epi32(_mm512_add_epi32(qa, qb));
+  const __m128i order = _mm_setr_epi8(0, 2, 4, 6, 1, 3, 5, 7, 8, 10, 12, 14, 9, 11, 13, 15);
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(dst), _mm_shuffle_epi8(_mm512_cvtepi32_epi8(qa), order));
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + 16), _mm_shuffle_epi8(_mm512_cvtepi32_epi8(qb), order));
+  return true;
+}
+
 // Rows [m0, m1) of x quantised into xpk, d, sd (each row on its own: the rows may be split over threads).
 void quantizeX(const Int4Call& c, int32_t* xpk, float* d, float* sd, int64_t nBlocks, int64_t m0, int64_t m1) {
   const int64_t packedRows = c.inF / 8, blocksPerGroup = c.groupSize / kQ8Block;
+  const bool simd = q8Vnni512();
   for (int64_t m = m0; m < m1; m++) {
     const float* x = c.x + m * c.inF;
     double groupSum = 0;
     for (int64_t b = 0; b < nBlocks; b++) {
       const int64_t j0 = b * kQ8Block, n = std::min(c.inF, j0 + kQ8Block) - j0;
-      float amax = 0.0f, bad = 0.0f;
-      for (int64_t j = 0; j < n; j++) {
-        amax = std::max(amax, std::fabs(x[j0 + j]));
-        bad += x[j0 + j] * 0.0f;  // NaN if any x is NaN or infinite
-      }
-      // a NaN or infinite input makes its block's scale NaN, so the outputs are NaN (not silently finite)
-      const bool finite = bad == 0.0f;
-      const float db = finite ? amax / 127.0f : NAN, id = finite && amax > 0.0f ? 1.0f / db : 0.0f;
-      int8_t q[kQ8Block] = {};
-      int32_t sum = 0;
-      for (int64_t j = 0; j < n; j++) {
-        const float r = std::max(-127.0f, std::min(127.0f, roundEven(finite ? x[j0 + j] * id : 0.0f)));
-        q[j] = static_cast<int8_t>(r);
-        sum += q[j];
-      }
-      d[m * nBlocks + b] = db;
-      // per packed row: bytes of the even inputs (0, 2, 4, 6), then of the odd ones
       int8_t* dst = reinterpret_cast<int8_t*>(xpk + (m * packedRows + j0 / 8) * 2);
-      for (int64_t p = 0; p < n / 8; p++) {
-        for (int i = 0; i < 4; i++) {
-          dst[8 * p + i] = q[8 * p + 2 * i];
-          dst[8 * p + 4 + i] = q[8 * p + 2 * i + 1];
-        }
-      }
+      int32_t sum;
+      float db;
+      if (!(simd && n == kQ8Block && quantBlock512(x + j0, dst, &sum, &db))) db = quantBlockScalar(x + j0, n, dst, &sum);
+      d[m * nBlocks + b] = db;
       groupSum += static_cast<double>(db) * sum;
       if ((b + 1) % blocksPerGroup == 0 || b + 1 == nBlocks) {
         sd[m * c.nGroups + b / blocksPerGroup] = static_cast<float>(groupSum);
