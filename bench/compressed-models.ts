@@ -131,17 +131,12 @@ export function describeLayers(model: LlamaModel): LayerReport {
   };
 }
 
-/** Bytes the inference kernel reads for one projection (INT4: codes + f32 scales/zeros; sparse: mask + values). */
+/** Bytes the inference kernel reads for one projection (INT4: codes + f32 scales/zeros; sparse: mask + values + row offsets). */
 function projectionBytes(m: unknown, base: Linear, out: number, inF: number): number {
   if (m instanceof QuantLinear) {
     const groups = Math.ceil(inF / m.qw.groupSize);
     return (out * inF) / 2 + 2 * 4 * groups * out;
   }
-  if (m instanceof SparseLinear) {
-    const w = m.weight.data;
-    let nnz = 0;
-    for (let i = 0; i < w.length; i++) if (w[i] !== 0) nnz++;
-    return 4 * nnz + out * Math.ceil(inF / 32) * 4 + 4 * (out + 1);
-  }
+  if (m instanceof SparseLinear) return m.packedBytes;
   return (base.weightStore.bf16 ? 2 : 4) * out * inF;
 }

@@ -2,9 +2,12 @@
 //
 // Format ("bitmask rows", packed by packSparse in src/kernels/compressed.ts):
 //   mask   Uint32Array (outF, ⌈inF/32⌉) — bit b of word w of row o set ⇔ W[o, 32w + b] ≠ 0
-//   values Float32Array (nnz)            — the non-zeros of every row, rows one after another, in column order
+//   values Float32Array (nnz)            — the non-zeros of every row, rows one after another, in column order;
+//          or Uint16Array (nnz) of bfloat16 bit patterns (a bf16 weight's non-zeros: packSparseBf16), widened
+//          exactly in registers (bits << 16) — the same products and sums as its float32 upcast, half the bytes
 //   rowPtr Int32Array (outF + 1)         — row o's values are values[rowPtr[o] .. rowPtr[o+1])
-// Bytes per weight at 50%: 0.5·4 + 1/8 = 2.125 (dense f32: 4; CSR with uint16 columns: 3). Why this
+// Bytes per weight at 50%: 0.5·4 + 1/8 = 2.125 (dense f32: 4; CSR with uint16 columns: 3); bf16 values
+// 0.5·2 + 1/8 = 1.125 (dense bf16: 2; with float32 values a sparse bf16 model read MORE than dense bf16). Why this
 // format: a prototype of both on this CPU (AMD EPYC Zen 4; M = 1 on the 135M shapes, weights streamed
 // from DRAM) ran bitmask rows 2.2–2.9× faster than dense sgemv and CSR-uint16 only 1.4–1.9× (scalar
 // loop; AVX-512 gathers were slower still). Bitmask rows are also cheap to decode: with AVX-512 a 16-bit
@@ -39,18 +42,55 @@
 namespace lonas {
 namespace {
 
+struct Values {
+  const void* data;
+  bool bf16;
+  int64_t length;
+};
+
+// A Float32Array, or a Uint16Array of bfloat16 bits.
+Values valuesArg(const Napi::CallbackInfo& info, const Args& args, size_t i, const char* name) {
+  bool is = false;
+  napi_env env = info.Env();
+  if (napi_is_typedarray(env, info[i], &is) == napi_ok && is) {
+    napi_typedarray_type type;
+    size_t length = 0;
+    void* data = nullptr;
+    if (napi_get_typedarray_info(env, info[i], &type, &length, &data, nullptr, nullptr) == napi_ok &&
+        (type == napi_float32_array || type == napi_uint16_array)) {
+      return Values{data, type == napi_uint16_array, static_cast<int64_t>(length)};
+    }
+  }
+  args.throwType("argument " + std::to_string(i) + " '" + name + "' must be a Float32Array or a Uint16Array (bfloat16 bits)");
+}
+
 struct SparseCall {
   const float* x;  // (M, inF)
   int64_t M, inF, outF;
   int64_t wordsPerRow;      // ⌈inF / 32⌉
   const int32_t* rowPtr;    // (outF + 1), validated: 0 ≤ rowPtr[0] ≤ … ≤ rowPtr[outF] ≤ nValues
   const uint32_t* mask;     // (outF, wordsPerRow)
-  const float* values;      // (nValues)
+  const void* values;       // (nValues): float, or uint16_t bfloat16 bits when bf16
+  bool bf16;
   int64_t nValues;
   float* y;  // (M, outF)
 };
 
 constexpr int64_t kNoError = -1;
+
+template <typename VT>
+LONAS_INLINE const VT* valuesOf(const SparseCall& c) {
+  return static_cast<const VT*>(c.values);
+}
+
+// bfloat16 bits → float32, exactly (the bf16 value is the top half of the float32).
+LONAS_INLINE float widen(float v) { return v; }
+LONAS_INLINE float widen(uint16_t v) {
+  const uint32_t u = static_cast<uint32_t>(v) << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
 
 // Software prefetch into L2 this far ahead along `values` (and 1/16 as far along `mask`, which streams at 1/16
 // the rate at 50% sparsity). The addresses come from rowPtr (row o's own values shifted by kPrefetchBytes),
@@ -73,15 +113,17 @@ struct RowPrefetch {
   const char* end;    // its end
 };
 
+template <typename VT>
 LONAS_INLINE RowPrefetch prefetchRowStart(const SparseCall& c, int64_t o) {
-  const uintptr_t v0 = reinterpret_cast<uintptr_t>(c.values + c.rowPtr[o]) + kPrefetchBytes;
-  const uintptr_t v1 = reinterpret_cast<uintptr_t>(c.values + c.rowPtr[o + 1]) + kPrefetchBytes;
+  const uintptr_t v0 = reinterpret_cast<uintptr_t>(valuesOf<VT>(c) + c.rowPtr[o]) + kPrefetchBytes;
+  const uintptr_t v1 = reinterpret_cast<uintptr_t>(valuesOf<VT>(c) + c.rowPtr[o + 1]) + kPrefetchBytes;
   const char* m = reinterpret_cast<const char*>(c.mask + o * c.wordsPerRow) + kPrefetchBytes / 16;
   for (int64_t b = 0; b < c.wordsPerRow * 4; b += 64) _mm_prefetch(m + b, _MM_HINT_T1);
   return RowPrefetch{reinterpret_cast<const char*>(v0 & ~uintptr_t{63}), reinterpret_cast<const char*>(v1)};
 }
 
-// Word w's line (past the row's end when the row is sparser than 50%: the next rows' lines, needed soon).
+// Word w's line (past the row's end when the row is sparser than 50%, or has bf16 values: the next rows'
+// lines, needed soon).
 LONAS_INLINE void prefetchValueLine(const RowPrefetch& p, int64_t w) { _mm_prefetch(p.first + 64 * w, _MM_HINT_T1); }
 
 // The lines past `words` words' worth (rows denser than 50%).
@@ -93,10 +135,10 @@ LONAS_INLINE void prefetchValueTail(const RowPrefetch& p, int64_t words) {
 
 // Calls emit(column, value) for the non-zeros of row o in column order; returns false when the row's
 // mask (bits ≥ inF ignored) disagrees with rowPtr.
-template <typename Emit>
+template <typename VT, typename Emit>
 LONAS_INLINE bool visitRowScalar(const SparseCall& c, int64_t o, Emit emit) {
-  const float* vp = c.values + c.rowPtr[o];
-  const float* rowEnd = c.values + c.rowPtr[o + 1];
+  const VT* vp = valuesOf<VT>(c) + c.rowPtr[o];
+  const VT* rowEnd = valuesOf<VT>(c) + c.rowPtr[o + 1];
   const uint32_t* mr = c.mask + o * c.wordsPerRow;
   for (int64_t w = 0; w < c.wordsPerRow; w++) {
     uint32_t bits = mr[w];
@@ -104,18 +146,19 @@ LONAS_INLINE bool visitRowScalar(const SparseCall& c, int64_t o, Emit emit) {
     if (rem < 32) bits &= (1u << rem) - 1;
     while (bits) {
       if (vp == rowEnd) return false;
-      emit(32 * w + __builtin_ctz(bits), *vp++);
+      emit(32 * w + __builtin_ctz(bits), widen(*vp++));
       bits &= bits - 1;
     }
   }
   return vp == rowEnd;
 }
 
+template <typename VT>
 int64_t sparseRowsScalar(const SparseCall& c, int64_t o0, int64_t o1) {
   for (int64_t o = o0; o < o1; o++) {
     float acc[kGemvMaxRows] = {};
     const int64_t M = c.M;
-    bool ok = visitRowScalar(c, o, [&](int64_t j, float v) {
+    bool ok = visitRowScalar<VT>(c, o, [&](int64_t j, float v) {
       for (int64_t m = 0; m < M; m++) acc[m] += v * c.x[m * c.inF + j];
     });
     if (!ok) return o;
@@ -124,9 +167,10 @@ int64_t sparseRowsScalar(const SparseCall& c, int64_t o0, int64_t o1) {
   return kNoError;
 }
 
+template <typename VT>
 bool densifyRowScalar(const SparseCall& c, int64_t o, float* dst) {
   std::fill(dst, dst + c.inF, 0.0f);
-  return visitRowScalar(c, o, [&](int64_t j, float v) { dst[j] = v; });
+  return visitRowScalar<VT>(c, o, [&](int64_t j, float v) { dst[j] = v; });
 }
 
 // ---- AVX-512 --------------------------------------------------------------------------------------
@@ -134,31 +178,40 @@ bool densifyRowScalar(const SparseCall& c, int64_t o, float* dst) {
 // Expands the values of the 32 columns of word w (bits already restricted to < inF) into v0 (columns
 // 0..15) and v1 (16..31), advancing vp. Reads past vp + popcount only when ≥ 32 values remain in the
 // array; returns false if the row would run past rowEnd's array end.
-LONAS_AVX512 LONAS_INLINE bool expandWord512(uint32_t bits, const float*& vp, const float* vEnd, __m512* v0, __m512* v1) {
+LONAS_AVX512 LONAS_INLINE __m512 load16(const float* p) { return _mm512_loadu_ps(p); }
+LONAS_AVX512 LONAS_INLINE __m512 load16(const uint16_t* p) {
+  const __m512i u = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+  return _mm512_castsi512_ps(_mm512_slli_epi32(u, 16));
+}
+
+template <typename VT>
+LONAS_AVX512 LONAS_INLINE bool expandWord512(uint32_t bits, const VT*& vp, const VT* vEnd, __m512* v0, __m512* v1) {
   const __mmask16 lo = static_cast<__mmask16>(bits), hi = static_cast<__mmask16>(bits >> 16);
   const int nLo = __builtin_popcount(lo), nAll = __builtin_popcount(bits);
   if (vEnd - vp >= 32) {
-    *v0 = _mm512_maskz_expand_ps(lo, _mm512_loadu_ps(vp));
-    *v1 = _mm512_maskz_expand_ps(hi, _mm512_loadu_ps(vp + nLo));
+    *v0 = _mm512_maskz_expand_ps(lo, load16(vp));
+    *v1 = _mm512_maskz_expand_ps(hi, load16(vp + nLo));
   } else {
     if (vEnd - vp < nAll) return false;
-    *v0 = _mm512_maskz_expandloadu_ps(lo, vp);  // reads exactly popcount(lo) values
-    *v1 = _mm512_maskz_expandloadu_ps(hi, vp + nLo);
+    VT tmp[32] = {};  // near the array's end: exactly popcount(bits) values copied, the rest zero
+    std::memcpy(tmp, vp, sizeof(VT) * nAll);
+    *v0 = _mm512_maskz_expand_ps(lo, load16(tmp));
+    *v1 = _mm512_maskz_expand_ps(hi, load16(tmp + nLo));
   }
   vp += nAll;
   return true;
 }
 
-template <int M>
+template <int M, typename VT>
 LONAS_AVX512 int64_t sparseRows512(const SparseCall& c, int64_t o0, int64_t o1) {
-  const float* const vEnd = c.values + c.nValues;
+  const VT* const vEnd = valuesOf<VT>(c) + c.nValues;
   const int64_t fullWords = c.inF / 32, rem = c.inF % 32;
   const float* xr[M];
   for (int m = 0; m < M; m++) xr[m] = c.x + m * c.inF;
   for (int64_t o = o0; o < o1; o++) {
-    const float* vp = c.values + c.rowPtr[o];
+    const VT* vp = valuesOf<VT>(c) + c.rowPtr[o];
     const uint32_t* mr = c.mask + o * c.wordsPerRow;
-    const RowPrefetch pf = prefetchRowStart(c, o);
+    const RowPrefetch pf = prefetchRowStart<VT>(c, o);
     __m512 a0[M], a1[M];
     for (int m = 0; m < M; m++) a0[m] = a1[m] = _mm512_setzero_ps();
     __m512 v0, v1;
@@ -180,15 +233,16 @@ LONAS_AVX512 int64_t sparseRows512(const SparseCall& c, int64_t o0, int64_t o1) 
         a1[m] = _mm512_fmadd_ps(v1, _mm512_maskz_loadu_ps(xHi, xr[m] + 32 * fullWords + 16), a1[m]);
       }
     }
-    if (vp != c.values + c.rowPtr[o + 1]) return o;
+    if (vp != valuesOf<VT>(c) + c.rowPtr[o + 1]) return o;
     for (int m = 0; m < M; m++) c.y[m * c.outF + o] = _mm512_reduce_add_ps(_mm512_add_ps(a0[m], a1[m]));
   }
   return kNoError;
 }
 
+template <typename VT>
 LONAS_AVX512 bool densifyRow512(const SparseCall& c, int64_t o, float* dst) {
-  const float* const vEnd = c.values + c.nValues;
-  const float* vp = c.values + c.rowPtr[o];
+  const VT* const vEnd = valuesOf<VT>(c) + c.nValues;
+  const VT* vp = valuesOf<VT>(c) + c.rowPtr[o];
   const uint32_t* mr = c.mask + o * c.wordsPerRow;
   __m512 v0, v1;
   for (int64_t w = 0; w < c.wordsPerRow; w++) {
@@ -198,7 +252,7 @@ LONAS_AVX512 bool densifyRow512(const SparseCall& c, int64_t o, float* dst) {
     _mm512_mask_storeu_ps(dst + 32 * w, static_cast<__mmask16>(keep), v0);
     _mm512_mask_storeu_ps(dst + 32 * w + 16, static_cast<__mmask16>(keep >> 16), v1);
   }
-  return vp == c.values + c.rowPtr[o + 1];
+  return vp == valuesOf<VT>(c) + c.rowPtr[o + 1];
 }
 
 // ---- AVX2 -----------------------------------------------------------------------------------------
@@ -216,17 +270,24 @@ struct PermTable {
 const PermTable kPerm;
 
 // The 8 values of an 8-column slice with mask byte b, advancing vp; false past the array end.
-LONAS_AVX2 LONAS_INLINE bool expandByte256(unsigned b, const float*& vp, const float* vEnd, __m256* v) {
+LONAS_AVX2 LONAS_INLINE __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
+LONAS_AVX2 LONAS_INLINE __m256 load8(const uint16_t* p) {
+  const __m256i u = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  return _mm256_castsi256_ps(_mm256_slli_epi32(u, 16));
+}
+
+template <typename VT>
+LONAS_AVX2 LONAS_INLINE bool expandByte256(unsigned b, const VT*& vp, const VT* vEnd, __m256* v) {
   const int n = __builtin_popcount(b);
   const __m256i idx = _mm256_load_si256(reinterpret_cast<const __m256i*>(kPerm.idx[b]));
   __m256 raw;
   if (vEnd - vp >= 8) {
-    raw = _mm256_loadu_ps(vp);
+    raw = load8(vp);
   } else {
     if (vEnd - vp < n) return false;
-    alignas(32) float tmp[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    std::memcpy(tmp, vp, sizeof(float) * n);
-    raw = _mm256_load_ps(tmp);
+    VT tmp[8] = {};
+    std::memcpy(tmp, vp, sizeof(VT) * n);
+    raw = load8(tmp);
   }
   const __m256 used = _mm256_castsi256_ps(_mm256_cmpgt_epi32(idx, _mm256_set1_epi32(-1)));
   *v = _mm256_and_ps(_mm256_permutevar8x32_ps(raw, idx), used);
@@ -235,14 +296,14 @@ LONAS_AVX2 LONAS_INLINE bool expandByte256(unsigned b, const float*& vp, const f
 }
 
 // 8-column slices up to ⌊inF/8⌋·8 vectorised, the last inF mod 8 columns scalar.
-template <int M>
+template <int M, typename VT>
 LONAS_AVX2 int64_t sparseRows256(const SparseCall& c, int64_t o0, int64_t o1) {
-  const float* const vEnd = c.values + c.nValues;
+  const VT* const vEnd = valuesOf<VT>(c) + c.nValues;
   const int64_t slices = c.inF / 8;
   const float* xr[M];
   for (int m = 0; m < M; m++) xr[m] = c.x + m * c.inF;
   for (int64_t o = o0; o < o1; o++) {
-    const float* vp = c.values + c.rowPtr[o];
+    const VT* vp = valuesOf<VT>(c) + c.rowPtr[o];
     const uint32_t* mr = c.mask + o * c.wordsPerRow;
     __m256 a0[M], a1[M];
     for (int m = 0; m < M; m++) a0[m] = a1[m] = _mm256_setzero_ps();
@@ -265,14 +326,14 @@ LONAS_AVX2 int64_t sparseRows256(const SparseCall& c, int64_t o0, int64_t o1) {
     if (rem) {
       unsigned bits = (mr[slices >> 2] >> (8 * (slices & 3))) & ((1u << rem) - 1);
       while (bits) {
-        if (vp >= c.values + c.rowPtr[o + 1]) return o;
+        if (vp >= valuesOf<VT>(c) + c.rowPtr[o + 1]) return o;
         const int64_t j = 8 * slices + __builtin_ctz(bits);
-        for (int m = 0; m < M; m++) tail[m] += *vp * xr[m][j];
+        for (int m = 0; m < M; m++) tail[m] += widen(*vp) * xr[m][j];
         vp++;
         bits &= bits - 1;
       }
     }
-    if (vp != c.values + c.rowPtr[o + 1]) return o;
+    if (vp != valuesOf<VT>(c) + c.rowPtr[o + 1]) return o;
     for (int m = 0; m < M; m++) {
       alignas(32) float t[8];
       _mm256_store_ps(t, _mm256_add_ps(a0[m], a1[m]));
@@ -284,17 +345,22 @@ LONAS_AVX2 int64_t sparseRows256(const SparseCall& c, int64_t o0, int64_t o1) {
 
 // ---- dispatch ---------------------------------------------------------------------------------------
 
+template <int M, typename VT>
+int64_t sparseRowsTyped(const SparseCall& c, Isa isa, int64_t o0, int64_t o1) {
+  if (isa == Isa::Avx512) return sparseRows512<M, VT>(c, o0, o1);
+  if (isa == Isa::Avx2) return sparseRows256<M, VT>(c, o0, o1);
+  return sparseRowsScalar<VT>(c, o0, o1);
+}
+
 template <int M>
 int64_t sparseRowsRange(const SparseCall& c, Isa isa, int64_t o0, int64_t o1) {
-  if (isa == Isa::Avx512) return sparseRows512<M>(c, o0, o1);
-  if (isa == Isa::Avx2) return sparseRows256<M>(c, o0, o1);
-  return sparseRowsScalar(c, o0, o1);
+  return c.bf16 ? sparseRowsTyped<M, uint16_t>(c, isa, o0, o1) : sparseRowsTyped<M, float>(c, isa, o0, o1);
 }
 
 // Returns the first row whose mask disagrees with rowPtr, or kNoError.
 int64_t sparseGemv(const SparseCall& c) {
   const Isa isa = activeIsa();
-  const int threads = gemvThreads(c.nValues * 4 + c.outF * c.wordsPerRow * 4);
+  const int threads = gemvThreads(c.nValues * (c.bf16 ? 2 : 4) + c.outF * c.wordsPerRow * 4);
   const int chunks = static_cast<int>(std::min<int64_t>(c.outF, threads == 1 ? 1 : threads * kChunksPerThread));
   std::atomic<int64_t> bad{kNoError};
   parallelChunks(chunks, threads, [&](int chunk) {
@@ -329,8 +395,9 @@ int64_t sparseGemm(const SparseCall& c) {
   for (int64_t o0 = 0; o0 < c.outF; o0 += rows) {
     const int64_t n = std::min(rows, c.outF - o0);
     for (int64_t r = 0; r < n; r++) {
-      bool ok = isa == Isa::Avx512 ? densifyRow512(c, o0 + r, tile + r * c.inF)
-                                   : densifyRowScalar(c, o0 + r, tile + r * c.inF);
+      float* dst = tile + r * c.inF;
+      const bool ok = isa == Isa::Avx512 ? (c.bf16 ? densifyRow512<uint16_t>(c, o0 + r, dst) : densifyRow512<float>(c, o0 + r, dst))
+                                         : (c.bf16 ? densifyRowScalar<uint16_t>(c, o0 + r, dst) : densifyRowScalar<float>(c, o0 + r, dst));
       if (!ok) return o0 + r;
     }
     // y[:, o0:o0+n] = x · tileᵀ
@@ -350,7 +417,7 @@ void SparseLinear(const Napi::CallbackInfo& info) {
   int64_t M = args.blasInt(1, "M"), inF = args.blasInt(2, "inF"), outF = args.blasInt(3, "outF");
   I32 rowPtr = args.i32(4, "rowPtr");
   U32 mask = args.u32(5, "mask");
-  F32 values = args.f32(6, "values");
+  const Values values = valuesArg(info, args, 6, "values");
   F32 y = args.f32(7, "y");
   const int64_t wordsPerRow = (inF + 31) / 32;
   args.need("rowPtr", rowPtr.length, outF + 1);
@@ -369,7 +436,7 @@ void SparseLinear(const Napi::CallbackInfo& info) {
                     " exceeds the length of 'values' (" + std::to_string(values.length) + ")");
   }
   if (M == 0 || outF == 0) return;
-  SparseCall c{x.data, M, inF, outF, wordsPerRow, rowPtr.data, mask.data, values.data, values.length, y.data};
+  SparseCall c{x.data, M, inF, outF, wordsPerRow, rowPtr.data, mask.data, values.data, values.bf16, values.length, y.data};
   int64_t bad = M <= kGemvMaxRows ? sparseGemv(c) : sparseGemm(c);
   if (bad != kNoError) {
     args.throwRange("row " + std::to_string(bad) + ": the mask bits set below inF = " + std::to_string(inF) +

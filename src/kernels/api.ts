@@ -280,7 +280,8 @@ export interface CompressedKernels {
   /**
    * Unstructured-sparse W as bitmask rows: mask (outF, ⌈inF/32⌉) Uint32 — bit b of word w of row o set
    * ⇔ W[o, 32w + b] ≠ 0 —, values the non-zeros row after row in column order, rowPtr (outF + 1) the
-   * start of each row in values. A row whose mask (bits below inF) disagrees with rowPtr is a RangeError.
+   * start of each row in values (float32, or bfloat16 bit patterns in a Uint16Array, widened exactly). A row
+   * whose mask (bits below inF) disagrees with rowPtr is a RangeError.
    */
   sparseLinear(
     x: FloatArray,
@@ -289,7 +290,7 @@ export interface CompressedKernels {
     outF: number,
     rowPtr: Int32Array,
     mask: Uint32Array,
-    values: Float32Array,
+    values: Float32Array | Uint16Array,
     y: FloatArray,
   ): void;
 }

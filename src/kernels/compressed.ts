@@ -17,9 +17,10 @@
  *
  * Sparse ("bitmask rows", for ≥ 50% unstructured sparsity; why this and not CSR: native/sparse.cc):
  *   mask Uint32Array (outF, ⌈inF/32⌉)  bit b of word w of row o set ⇔ W[o, 32w + b] ≠ 0 (bits ≥ inF clear)
- *   values Float32Array (nnz)          the non-zeros row after row, in column order
+ *   values Float32Array (nnz)          the non-zeros row after row, in column order; or Uint16Array (nnz) of
+ *                                       bfloat16 bits (packSparseBf16: a bf16 weight's non-zeros, kept bf16)
  *   rowPtr Int32Array (outF + 1)       row o is values[rowPtr[o] .. rowPtr[o + 1])
- *   2.125 bytes per weight at 50% sparsity (dense float32: 4).
+ *   2.125 bytes per weight at 50% sparsity (dense float32: 4); 1.125 with bf16 values (dense bf16: 2).
  *
  * The twins compute in double from the exactly dequantised / unpacked float32 weights and round once
  * when storing y; the native kernels accumulate in float32 (and the INT4 matrix-vector path factors the
@@ -38,6 +39,7 @@ import { need } from './checks.ts';
 import { roundHalfEven } from '../util/round.ts';
 import type { Int4Compute } from './compute-mode.ts';
 import { int4LinearInt8Act, int8ActApplies } from './int4-int8act.ts';
+import { bf16Value } from './bf16-bits.ts';
 
 export type { CompressedKernels } from './api.ts';
 export { int4Compute, type Int4Compute } from './compute-mode.ts';
@@ -60,7 +62,8 @@ export interface SparseWeight {
   readonly outF: number;
   readonly rowPtr: Int32Array;
   readonly mask: Uint32Array;
-  readonly values: Float32Array;
+  /** float32 values, or bfloat16 bit patterns (widened exactly by the kernels) */
+  readonly values: Float32Array | Uint16Array;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -102,7 +105,14 @@ function checkInt4(
   return nGroups;
 }
 
-function checkSparse(kernel: string, inF: number, outF: number, rowPtr: Int32Array, mask: Uint32Array, values: Float32Array): void {
+function checkSparse(
+  kernel: string,
+  inF: number,
+  outF: number,
+  rowPtr: Int32Array,
+  mask: Uint32Array,
+  values: Float32Array | Uint16Array,
+): void {
   need(kernel, 'rowPtr', rowPtr, outF + 1);
   need(kernel, 'mask', mask, outF * Math.ceil(inF / 32));
   if (rowPtr[0] < 0) throw new RangeError(`${kernel}: rowPtr[0] = ${rowPtr[0]} is negative`);
@@ -358,19 +368,33 @@ function denseProduct(x: FloatArray, M: number, inF: number, outF: number, w: Fl
  * element, except that −0 (a zero) comes back as +0. NaN counts as non-zero.
  */
 export function packSparse(w: FloatArray, outF: number, inF: number): SparseWeight {
-  need('packSparse', 'w', w, outF * inF);
+  return packNonZeros('packSparse', w, outF, inF, false);
+}
+
+/**
+ * Packs a bfloat16 weight (outF, inF), given as its bit patterns, into bitmask rows with bf16 values: no
+ * widening, 2 bytes per non-zero. ±0 (bits & 0x7fff = 0) are the zeros; NaN counts as non-zero. The kernels
+ * widen each value exactly, so the result is that of packSparse on the float32 upcast, bit for bit.
+ */
+export function packSparseBf16(bits: Uint16Array, outF: number, inF: number): SparseWeight {
+  return packNonZeros('packSparseBf16', bits, outF, inF, true);
+}
+
+function packNonZeros(kernel: string, w: FloatArray | Uint16Array, outF: number, inF: number, bf16: boolean): SparseWeight {
+  need(kernel, bf16 ? 'bits' : 'w', w, outF * inF);
+  const nonZero = bf16 ? (v: number) => (v & 0x7fff) !== 0 : (v: number) => v !== 0;
   const words = Math.ceil(inF / 32);
   const mask = new Uint32Array(outF * words);
   const rowPtr = new Int32Array(outF + 1);
   let nnz = 0;
-  for (let i = 0; i < outF * inF; i++) if (w[i] !== 0) nnz++;
-  if (nnz > 0x7fffffff) throw new RangeError(`packSparse: ${nnz} non-zeros exceed the Int32 row offsets`);
-  const values = new Float32Array(nnz);
+  for (let i = 0; i < outF * inF; i++) if (nonZero(w[i])) nnz++;
+  if (nnz > 0x7fffffff) throw new RangeError(`${kernel}: ${nnz} non-zeros exceed the Int32 row offsets`);
+  const values = bf16 ? new Uint16Array(nnz) : new Float32Array(nnz);
   let n = 0;
   for (let o = 0; o < outF; o++) {
     for (let j = 0; j < inF; j++) {
       const v = w[o * inF + j];
-      if (v !== 0) {
+      if (nonZero(v)) {
         mask[o * words + (j >> 5)] |= 1 << (j & 31);
         values[n++] = v;
       }
@@ -380,6 +404,11 @@ export function packSparse(w: FloatArray, outF: number, inF: number): SparseWeig
   return { inF, outF, rowPtr, mask, values };
 }
 
+/** Value vi of a sparse weight's values as a number (bf16 bits widened exactly). */
+function valueAt(values: Float32Array | Uint16Array, vi: number): number {
+  return values instanceof Uint16Array ? bf16Value(values[vi]) : values[vi];
+}
+
 /** Dense w (outF, inF) of a bitmask-row weight (RangeError if the mask and rowPtr disagree). */
 export function unpackSparse(sp: SparseWeight): Float32Array {
   const { inF, outF, rowPtr, mask, values } = sp;
@@ -387,7 +416,7 @@ export function unpackSparse(sp: SparseWeight): Float32Array {
   const w = new Float32Array(outF * inF);
   for (let o = 0; o < outF; o++) {
     visitSparseRow('unpackSparse', inF, rowPtr, mask, o, (j, vi) => {
-      w[o * inF + j] = values[vi];
+      w[o * inF + j] = valueAt(values, vi);
     });
   }
   return w;
@@ -395,7 +424,7 @@ export function unpackSparse(sp: SparseWeight): Float32Array {
 
 /** Bytes the sparse format occupies (mask + values + rowPtr); dense float32 is 4 · outF · inF. */
 export function sparseBytes(sp: SparseWeight): number {
-  return 4 * (sp.mask.length + sp.values.length + sp.rowPtr.length);
+  return 4 * (sp.mask.length + sp.rowPtr.length) + sp.values.byteLength;
 }
 
 function sparseLinear(
@@ -405,7 +434,7 @@ function sparseLinear(
   outF: number,
   rowPtr: Int32Array,
   mask: Uint32Array,
-  values: Float32Array,
+  values: Float32Array | Uint16Array,
   y: FloatArray,
 ): void {
   checkSparse('sparseLinear', inF, outF, rowPtr, mask, values);
@@ -415,7 +444,7 @@ function sparseLinear(
   for (let o = 0; o < outF; o++) {
     sums.fill(0);
     visitSparseRow('sparseLinear', inF, rowPtr, mask, o, (j, vi) => {
-      const v = values[vi];
+      const v = valueAt(values, vi);
       for (let m = 0; m < M; m++) sums[m] += v * x[m * inF + j];
     });
     for (let m = 0; m < M; m++) y[m * outF + o] = sums[m];

@@ -8,11 +8,13 @@
  * Tolerances (the twins compute in double from the exact float32 weights; native accumulates in float32):
  *  - sparseLinear, and sparse × x vs dense gemm × x: |Δ| ≤ 1e-6 · Σ_j |x_j · W_oj| + 1e-7.
  *  - pack/unpack: bit-exact.
+ *  - bf16 values (packSparseBf16): bit-identical to float32 values holding the same (widened) numbers.
  */
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
 import type { SimdLevel } from '../../src/kernels/api.ts';
-import { compressedReference as ref, packSparse, sparseBytes, unpackSparse } from '../../src/kernels/compressed.ts';
+import { compressedReference as ref, packSparse, packSparseBf16, sparseBytes, unpackSparse } from '../../src/kernels/compressed.ts';
+import { f32ToBf16 } from '../../src/io/safetensors.ts';
 import { randF32, seededUniform } from '../helpers/random.ts';
 import { nativeKernels, restoreNativeDefaults } from '../helpers/native.ts';
 import { assertWithin } from '../helpers/int4.ts';
@@ -31,7 +33,40 @@ function sparseDense(rng: () => number, outF: number, inF: number, sparsity: num
   return w;
 }
 
+/** A sparse weight's bf16 bits (outF, inF) and their exact float32 upcast. */
+function sparseBf16(rng: () => number, outF: number, inF: number, sparsity: number): { bits: Uint16Array; up: Float32Array } {
+  const bits = new Uint16Array(outF * inF);
+  f32ToBf16(sparseDense(rng, outF, inF, sparsity), bits);
+  const up = new Float32Array(new Uint32Array(bits.length).map((_, i) => bits[i] << 16).buffer);
+  return { bits, up };
+}
+
 describe('sparse packing (bitmask rows)', () => {
+  test('bf16 packing keeps the values bf16: the mask and offsets of the upcast, ±0 dropped, NaN kept', () => {
+    const rng = seededUniform(0x5e);
+    for (const [outF, inF] of [
+      [13, 45],
+      [4, 33],
+      [3, 1],
+    ]) {
+      const { bits, up } = sparseBf16(rng, outF, inF, 0.5);
+      bits[0] = 0x8000; // −0
+      up[0] = -0;
+      if (bits.length > 1) {
+        bits[1] = 0x7fc0; // NaN
+        up[1] = NaN;
+      }
+      const sp = packSparseBf16(bits, outF, inF),
+        f = packSparse(up, outF, inF);
+      assert.ok(sp.values instanceof Uint16Array);
+      assert.deepEqual([...sp.mask], [...f.mask]);
+      assert.deepEqual([...sp.rowPtr], [...f.rowPtr]);
+      assertBitEqual(`${outF}×${inF} unpacked`, unpackSparse(sp), unpackSparse(f));
+    }
+    const half = new Uint16Array(64 * 576).map((_, i) => (i % 2 ? 0x3f80 : 0));
+    assert.equal(sparseBytes(packSparseBf16(half, 64, 576)), 4 * (64 * 18 + 65) + 2 * 64 * 288); // 1.125 B per weight + offsets
+  });
+
   test('pack/unpack is exact for every sparsity and width; −0 comes back as +0; NaN/Inf kept', () => {
     const rng = seededUniform(0x5a);
     for (const [outF, inF] of [
@@ -115,6 +150,38 @@ for (const level of ['avx512', 'avx2', 'scalar'] as SimdLevel[]) {
         }
       });
     }
+
+    test('bf16 values give the float32-values result bit for bit (every M, both paths), and the twin agrees', (t) => {
+      if (!levels().includes(level)) {
+        t.skip(`this CPU has no ${level}`);
+        return;
+      }
+      nativeKernels().compressedIsa(level);
+      const rng = seededUniform(0x5f);
+      for (const [outF, inF, sparsity] of [
+        [13, 45, 0.5],
+        [129, 577, 0.6],
+        [40, 64, 0.5],
+      ]) {
+        const { bits, up } = sparseBf16(rng, outF, inF, sparsity);
+        const sb = packSparseBf16(bits, outF, inF),
+          sf = packSparse(up, outF, inF);
+        for (const M of [1, 3, 8, 9]) {
+          const x = randF32(rng, M * inF);
+          const yb = new Float32Array(M * outF),
+            yf = new Float32Array(M * outF),
+            rb = new Float32Array(M * outF),
+            rf = new Float32Array(M * outF);
+          nativeKernels().sparseLinear(x, M, inF, outF, sb.rowPtr, sb.mask, sb.values, yb);
+          nativeKernels().sparseLinear(x, M, inF, outF, sf.rowPtr, sf.mask, sf.values, yf);
+          assertBitEqual(`${outF}×${inF} M = ${M}: bf16 vs float32 values`, yb, yf);
+          ref.sparseLinear(x, M, inF, outF, sb.rowPtr, sb.mask, sb.values, rb);
+          ref.sparseLinear(x, M, inF, outF, sf.rowPtr, sf.mask, sf.values, rf);
+          assertBitEqual(`${outF}×${inF} M = ${M}: twin, bf16 vs float32 values`, rb, rf);
+          assertWithin(`${outF}×${inF} M = ${M}: native vs twin`, yb, rb, denseTolerance(up, outF, inF, x, M));
+        }
+      }
+    });
 
     test('x past inF is never read (NaN there changes nothing)', (t) => {
       if (!levels().includes(level)) {
@@ -204,6 +271,44 @@ describe('sparse argument validation (native and reference raise the same errors
           nativeKernels().sparseLinear(f(64), 1, 64, 2, i32(0, 3, 3), u32(7, 0, 0xffffffff, 0xffffffff), Float32Array.of(1, 2, 3), f(2)),
         /row 1: the mask bits/,
       );
+    }
+    nativeKernels().compressedIsa('avx512');
+  });
+  test('values must be a Float32Array or a Uint16Array (bf16 bits)', () => {
+    assert.match(
+      errorOf(
+        () => nativeKernels().sparseLinear(f(40), 1, 40, 2, good.rowPtr, good.mask, new Int32Array(3) as unknown as Float32Array, f(2)),
+        TypeError,
+      ),
+      /sparseLinear: argument 6 'values' must be a Float32Array or a Uint16Array \(bfloat16 bits\)/,
+    );
+  });
+  test('bf16 values: the last row cannot read past the values array either', () => {
+    for (const level of levels()) {
+      nativeKernels().compressedIsa(level);
+      const mask = new Uint32Array(4).fill(0xffffffff);
+      assert.throws(
+        () => nativeKernels().sparseLinear(f(64), 1, 64, 2, i32(0, 1, 3), mask, Uint16Array.of(1, 2, 3), f(2)),
+        /row 0: the mask bits/,
+      );
+      // 2 rows of 40 columns, all 80 values at the very end of the array: the short-array path, exact
+      const bits = new Uint16Array(80).map((_, i) => 0x3f80 + i);
+      const full = new Uint32Array([0xffffffff, 0xff, 0xffffffff, 0xff]);
+      const x = randF32(seededUniform(0x60), 40);
+      const yb = f(2),
+        yf = f(2);
+      nativeKernels().sparseLinear(x, 1, 40, 2, i32(0, 40, 80), full, bits, yb);
+      nativeKernels().sparseLinear(
+        x,
+        1,
+        40,
+        2,
+        i32(0, 40, 80),
+        full,
+        new Float32Array(new Uint32Array(80).map((_, i) => bits[i] << 16).buffer),
+        yf,
+      );
+      assertBitEqual(`${level}: bf16 vs float32 values at the array end`, yb, yf);
     }
     nativeKernels().compressedIsa('avx512');
   });

@@ -46,6 +46,14 @@ test('a 50%-sparse BF16 checkpoint still gets the sparse kernel, with the same l
     const { model } = loadWithAdapter(dir);
     assert.ok(model.layers.every((l) => PROJECTIONS.every((p) => l.proj[p] instanceof SparseLinear)));
     assert.equal(model.weightStorage().f32, 0, 'the dense weights stay bf16 beside their packed copies');
+    for (const l of model.layers) {
+      for (const p of PROJECTIONS) {
+        const m = l.proj[p] as SparseLinear;
+        const [out, inF] = m.weightShape;
+        // bf16 non-zeros (2 B each) + 1 mask bit per weight + row offsets: fewer bytes than the dense bf16 weight
+        assert.ok(m.packedBytes < 2 * out * inF, `${p}: ${m.packedBytes} packed bytes ≥ dense bf16 ${2 * out * inF}`);
+      }
+    }
     assertClose(logits(model), logits(loadLlama(dir, { weights: 'f32' })), 'sparse vs dense logits', { rtol: 1e-5, atol: 1e-5 });
   });
 });
