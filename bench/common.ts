@@ -68,6 +68,12 @@ export function nowMs(): number {
   return performance.now();
 }
 
+/** Milliseconds of CPU this process has used (user + system, all threads): unlike wall time, not inflated while other jobs hold the CPU. */
+export function cpuMs(): number {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1000;
+}
+
 /** Loads the kernels (which fixes OPENBLAS_CORETYPE before OpenBLAS loads) and describes the backend. */
 export function backendSummary(): { backend: string; coreType: string | undefined } {
   kernels();

@@ -11,17 +11,12 @@ import { createRequire } from 'node:module';
 import { chooseCoreType, cpuFlags } from '../src/kernels/index.ts';
 import { nativeAddonPath } from '../src/kernels/native.ts';
 import { nowMs, round } from './common.ts';
+export { cpuMs } from './common.ts';
 
 const times = new Map<string, { ms: number; calls: number }>();
 let installed = false;
 let phase = '';
 let clock: () => number = nowMs;
-
-/** Milliseconds of CPU this process has used (user + system, all threads): unlike wall time, not inflated while other jobs hold the CPU. */
-export function cpuMs(): number {
-  const u = process.cpuUsage();
-  return (u.user + u.system) / 1000;
-}
 
 /** Prefixes the keys of the following kernel calls (e.g. "B8 decode"); '' for none. */
 export function setKernelPhase(p: string): void {

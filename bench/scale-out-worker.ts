@@ -5,7 +5,9 @@
  * projections, dropout 0.1, batch B × seq T of random token ids, gradient accumulation 1. Rank 0 prints one
  * JSON line: the step times after the warm-up steps and the all-reduce figures. The trainer's all-reduce time
  * includes waiting for the slower rank; afterwards the same buffer size is all-reduced 5 times right after a
- * 1-float all-reduce that lines the ranks up (`syncedMs`: the transfer alone).
+ * 1-float all-reduce that lines the ranks up (`syncedMs`: the transfer alone). `cpuMs`: per timed step, the CPU
+ * milliseconds of a rank's process (all its threads) outside the all-reduce (whose wait spins), the mean over the
+ * ranks: what a step costs when descheduling by other jobs on a shared machine is left out.
  *
  *   node --import tsx bench/scale-out-worker.ts OUT_DIR STEPS WARMUP BATCH SEQ   (threads: LONAS_THREADS)
  */
@@ -19,6 +21,8 @@ import type { Batch } from '../src/io/batches.ts';
 import { world } from '../src/dist/mpi.ts';
 import { backendInfo } from '../src/kernels/index.ts';
 import { buildSmolModel } from './generation.ts';
+import { cpuMs } from './common.ts';
+import type { World } from '../src/dist/mpi.ts';
 
 const SEED = 1234;
 const [outDir, stepsArg, warmupArg, batchArg, seqArg] = process.argv.slice(2);
@@ -48,7 +52,22 @@ const batches: Batch[] = Array.from({ length: warmup + steps }, (_, i) => {
   };
 });
 
-const stepEnds: number[] = [];
+// step boundaries in CPU time outside the all-reduce: the step event (one process) or the start of the one
+// gradient all-reduce per step (every rank; events reach rank 0 only)
+const stepEnds: number[] = [],
+  cpuMarks: number[] = [];
+let reduceCpu = 0;
+const timedWorld: World = {
+  rank: w.rank,
+  size: w.size,
+  bcast: (buf, root) => w.bcast(buf, root),
+  allreduceSum: (buf) => {
+    const c0 = cpuMs();
+    cpuMarks.push(c0 - reduceCpu);
+    w.allreduceSum(buf);
+    reduceCpu += cpuMs() - c0;
+  },
+};
 const result = train(
   model,
   loras,
@@ -72,9 +91,11 @@ const result = train(
     settingsKey: 'bench',
   },
   (e) => {
-    if (e.type === 'step') stepEnds.push(performance.now());
+    if (e.type !== 'step') return;
+    stepEnds.push(performance.now());
+    if (w.size === 1) cpuMarks.push(cpuMs());
   },
-  w,
+  timedWorld,
 );
 const syncedMs: number[] = [];
 if (result.allReduce) {
@@ -86,6 +107,9 @@ if (result.allReduce) {
     syncedMs.push(performance.now() - t0);
   }
 }
+// the mean over the ranks of each timed step's CPU milliseconds
+const cpuPerStep = Float64Array.from({ length: steps }, (_, i) => cpuMarks[warmup + i] - cpuMarks[warmup - 1 + i]);
+w.allreduceSum(cpuPerStep);
 if (w.rank === 0) {
   rmSync(outDir, { recursive: true, force: true });
   const stepMs = stepEnds.slice(warmup).map((t, i) => t - stepEnds[warmup - 1 + i]);
@@ -96,6 +120,7 @@ if (w.rank === 0) {
       threads: backendInfo().threads,
       tokensPerStep: B * T,
       stepMs,
+      cpuMs: Array.from(cpuPerStep, (c) => c / w.size),
       allReduce: a && a.calls > 1 ? { bytes: a.bytes, msPerStep: (a.ms - a.firstMs) / (a.calls - 1), firstMs: a.firstMs, syncedMs } : null,
     })}\n`,
   );

@@ -9,6 +9,9 @@
  * steps. tokens/s = B·T / median step time of a run; reported: the median over rounds and the spread
  * (min–max). Also the all-reduce's bytes and milliseconds per step (the first call, which opens the
  * connections, apart; waiting for the slower rank included) and the same transfer with the ranks lined up. Last stdout line: JSON with `ratio` = 2x1 / 1x1 tokens/s and `vs_two_threads` = 2x1 / 1x2.
+ * Also each side's CPU milliseconds per step of one rank outside the all-reduce, and `cpu_ratio` = 1x1 CPU ms per
+ * step / 2x1 CPU ms per rank and step: how evenly the work splits over the ranks with the time other jobs on a
+ * shared machine take away left out (what the ranks cost each other, caches and memory bandwidth, stays in).
  *
  * The default micro-batch is the recipes' (recipes/*.json: batchSize 4, cutoffLen 256), what users train; at a
  * short --seq 32 each rank re-reads every weight for 64 tokens and the step is bound by weight traffic.
@@ -48,6 +51,8 @@ interface WorkerResult {
   threads: number;
   tokensPerStep: number;
   stepMs: number[];
+  /** per timed step, a rank's CPU ms outside the all-reduce (mean over the ranks) */
+  cpuMs: number[];
   allReduce: { bytes: number; msPerStep: number; firstMs: number; syncedMs: number[] } | null;
 }
 
@@ -81,6 +86,7 @@ export async function main(argv: string[]): Promise<unknown> {
     throw new Error('mpirun not found: install OpenMPI (apt-get install openmpi-bin libopenmpi-dev) and run ./scripts/setup.sh --no-run');
   const before = machine();
   const tps: Record<Side, number[]> = { '2x1': [], '1x1': [], '1x2': [] };
+  const cpuStepMs: Record<Side, number[]> = { '2x1': [], '1x1': [], '1x2': [] };
   const reduceMs: number[] = [],
     syncedMs: number[] = [];
   let bytes = 0;
@@ -89,13 +95,14 @@ export async function main(argv: string[]): Promise<unknown> {
     for (const side of order) {
       const w = runSide(side, steps, batch, seq);
       tps[side].push((w.tokensPerStep / median(w.stepMs)) * 1000);
+      cpuStepMs[side].push(median(w.cpuMs));
       if (w.allReduce) {
         reduceMs.push(w.allReduce.msPerStep);
         syncedMs.push(median(w.allReduce.syncedMs));
         bytes = w.allReduce.bytes;
       }
       log(
-        `round ${r + 1}/${rounds} ${side}: ${tps[side].at(-1)!.toFixed(1)} tokens/s (steps ${w.stepMs.map((m) => m.toFixed(0)).join(', ')} ms)` +
+        `round ${r + 1}/${rounds} ${side}: ${tps[side].at(-1)!.toFixed(1)} tokens/s (steps ${w.stepMs.map((m) => m.toFixed(0)).join(', ')} ms; CPU per rank ${w.cpuMs.map((m) => m.toFixed(0)).join(', ')} ms)` +
           (w.allReduce
             ? `; all-reduce ${w.allReduce.msPerStep.toFixed(1)} ms/step of ${(w.allReduce.bytes / 1e6).toFixed(1)} MB (first ${w.allReduce.firstMs.toFixed(0)} ms; ${median(w.allReduce.syncedMs).toFixed(1)} ms with the ranks lined up)`
             : ''),
@@ -113,6 +120,12 @@ export async function main(argv: string[]): Promise<unknown> {
     tokens_per_s: { ranks2_threads1: summary(tps['2x1']), ranks1_threads1: summary(tps['1x1']), ranks1_threads2: summary(tps['1x2']) },
     allreduce: { bytes_per_step: bytes, ms_per_step: summary(reduceMs), ms_ranks_lined_up: summary(syncedMs) },
     machine: { before, after: machine() },
+    cpu_ms_per_step: {
+      ranks2_threads1: summary(cpuStepMs['2x1']),
+      ranks1_threads1: summary(cpuStepMs['1x1']),
+      ranks1_threads2: summary(cpuStepMs['1x2']),
+    },
+    cpu_ratio: round(median(cpuStepMs['1x1']) / median(cpuStepMs['2x1']), 3),
     vs_two_threads: round(median(tps['2x1']) / median(tps['1x2']), 3),
     ratio: round(median(tps['2x1']) / median(tps['1x1']), 3),
   };
