@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "common.h"
+#include "multiversion.h"
 #include "kernels.h"
 #include "pool.h"
 #include "small-gemm.h"
@@ -25,12 +26,6 @@
 
 namespace lonas {
 namespace {
-
-#if defined(__x86_64__) && defined(__linux__) && !defined(__clang__)
-#define LONAS_MULTIVERSION __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define LONAS_MULTIVERSION
-#endif
 
 // out (rows, D) = p (rows, n, row stride ldp) · V (n, D, row stride ldv), float32, keys in order.
 // Register-blocked: RN ≤ 4 rows × DN ≤ 4 vectors of 16 outputs stay in registers over all keys (accumulating

@@ -24,17 +24,12 @@
 #include <vector>
 
 #include "common.h"
+#include "multiversion.h"
 #include "kernels.h"
 #include "pool.h"
 
 namespace lonas {
 namespace {
-
-#if defined(__x86_64__) && defined(__linux__) && !defined(__clang__)
-#define LONAS_MULTIVERSION __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define LONAS_MULTIVERSION
-#endif
 
 typedef double v8 __attribute__((vector_size(64)));
 

@@ -1,15 +1,10 @@
 // See vexp.h.
 #include "vexp.h"
+#include "multiversion.h"
 
 #include <cmath>
 
 namespace lonas {
-
-#if defined(__x86_64__) && defined(__linux__) && !defined(__clang__)
-#define LONAS_MULTIVERSION __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define LONAS_MULTIVERSION
-#endif
 
 LONAS_MULTIVERSION
 void vexp(float* out, const float* in, int64_t n, float scale, float shift) {
