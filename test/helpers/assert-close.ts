@@ -29,3 +29,14 @@ export function assertClose(
     `${what}: element ${worst} is ${actual[worst]}, expected ${expected[worst]} (rtol ${rtol}, atol ${atol}; max abs err ${maxAbs})`,
   );
 }
+
+/** The relative L2 error ‖a − b‖₂ / ‖b‖₂ (b the reference). */
+export function relL2(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let num = 0,
+    den = 0;
+  for (let i = 0; i < b.length; i++) {
+    num += (a[i] - b[i]) ** 2;
+    den += b[i] ** 2;
+  }
+  return Math.sqrt(num / den);
+}

@@ -12,7 +12,7 @@ import { after, describe, test } from 'node:test';
 import type { SimdLevel } from '../../src/kernels/api.ts';
 import { referenceKernels as ref } from '../../src/kernels/reference.ts';
 import { f32ToBf16 } from '../../src/io/safetensors.ts';
-import { assertClose } from '../helpers/assert-close.ts';
+import { assertClose, relL2 } from '../helpers/assert-close.ts';
 import { randF32, seededUniform } from '../helpers/random.ts';
 import { nativeKernels, restoreNativeDefaults } from '../helpers/native.ts';
 
@@ -76,13 +76,7 @@ describe('gemmBf16 compute "bf16-act"', () => {
       approx = new Float32Array(m * n);
     k.gemmBf16(true, m, n, kk, 1, a, 0, kk, b, 0, kk, 0, exact, 0, n);
     k.gemmBf16(true, m, n, kk, 1, a, 0, kk, b, 0, kk, 0, approx, 0, n, 'bf16-act');
-    let num = 0,
-      den = 0;
-    for (let i = 0; i < exact.length; i++) {
-      num += (approx[i] - exact[i]) ** 2;
-      den += exact[i] ** 2;
-    }
-    const rel = Math.sqrt(num / den);
+    const rel = relL2(approx, exact);
     // bf16 rounding of x: relative error ≤ 2^−9 per element, ~0.1–0.2% on y for random data
     assert.ok(rel > 0 && rel <= 0.01, `relative error ${rel}`);
   });

@@ -19,6 +19,7 @@ import { cpuFlags } from '../../src/kernels/index.ts';
 import { f32ToBf16 } from '../../src/io/safetensors.ts';
 import { randF32, seededUniform } from '../helpers/random.ts';
 import { nativeKernels, restoreNativeDefaults } from '../helpers/native.ts';
+import { relL2 } from '../helpers/assert-close.ts';
 
 const k = nativeKernels();
 const best = k.bf16GemmPath();
@@ -168,13 +169,7 @@ describe('gemmBf16 compute "bf16"', () => {
       approx = new Float32Array(m * n);
     k.gemmBf16(true, m, n, kk, 1, a, 0, kk, b, 0, kk, 0, exact, 0, n);
     k.gemmBf16(true, m, n, kk, 1, a, 0, kk, b, 0, kk, 0, approx, 0, n, 'bf16');
-    let num = 0,
-      den = 0;
-    for (let i = 0; i < exact.length; i++) {
-      num += (approx[i] - exact[i]) ** 2;
-      den += exact[i] ** 2;
-    }
-    const rel = Math.sqrt(num / den);
+    const rel = relL2(approx, exact);
     assert.ok(rel > 0 && rel <= 0.01, `relative error ${rel}`);
   });
 

@@ -21,6 +21,7 @@ import { compressedReference as ref, groupIndex, packInt4, quantizeInt4Rtn, type
 import { randF32, seededUniform } from '../helpers/random.ts';
 import { nativeKernels, restoreNativeDefaults } from '../helpers/native.ts';
 import { assertWithin, int4Tolerance } from '../helpers/int4.ts';
+import { relL2 } from '../helpers/assert-close.ts';
 
 after(restoreNativeDefaults);
 
@@ -50,17 +51,6 @@ const twin: Run = (x, M, w, compute) => {
   ref.int4Linear(x, M, w.inF, w.outF, w.qweight, w.scales, w.zeros, w.gIdx, w.groupSize, y, compute);
   return y;
 };
-
-/** ‖a − b‖₂ / ‖b‖₂ */
-function relError(a: Float32Array, b: Float32Array): number {
-  let num = 0,
-    den = 0;
-  for (let i = 0; i < b.length; i++) {
-    num += (a[i] - b[i]) ** 2;
-    den += b[i] ** 2;
-  }
-  return Math.sqrt(num / den);
-}
 
 /** Heavy-tailed activations like an LLM's hidden state: Laplace(0, 1) with ~1% of channels 20× larger. */
 function llmLikeX(rng: () => number, M: number, inF: number): Float32Array {
@@ -137,8 +127,8 @@ describe('int4Linear compute "int8-act"', () => {
         wLike = llmLikeW(rng, outF, inF, 128);
       const xRandom = randF32(rng, 4 * inF),
         xLike = llmLikeX(rng, 4 * inF, inF);
-      const random = relError(native(xRandom, 4, wRandom, 'int8-act'), native(xRandom, 4, wRandom, 'exact'));
-      const like = relError(native(xLike, 4, wLike, 'int8-act'), native(xLike, 4, wLike, 'exact'));
+      const random = relL2(native(xRandom, 4, wRandom, 'int8-act'), native(xRandom, 4, wRandom, 'exact'));
+      const like = relL2(native(xLike, 4, wLike, 'int8-act'), native(xLike, 4, wLike, 'exact'));
       // measured over 4 seeds: random 0.33–0.41%, LLM-like 0.9–1.25% (blocks holding an outlier channel lose the most)
       assert.ok(random > 0 && random <= 0.01, `${outF}×${inF} random: relative error ${random}`);
       assert.ok(like > 0 && like <= 0.02, `${outF}×${inF} LLM-like: relative error ${like}`);

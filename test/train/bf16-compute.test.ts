@@ -20,6 +20,7 @@ import { PROJECTIONS } from '../../src/models/llama/model.ts';
 import { causalLmLoss } from '../../src/models/llama/loss.ts';
 import { addLora } from '../../src/adapters/peft.ts';
 import { tinyConfig, tinyModel } from '../helpers/tiny-model.ts';
+import { relL2 } from '../helpers/assert-close.ts';
 
 after(() => setGemmCompute('f32'));
 const root = mkdtempSync(join(tmpdir(), 'lonas-bf16-compute-'));
@@ -52,16 +53,6 @@ function run(dir: string, mode: GemmCompute, b = batch, s = seq) {
   } finally {
     setGemmCompute('f32');
   }
-}
-
-function relL2(a: number[], b: number[]): number {
-  let num = 0,
-    den = 0;
-  for (let i = 0; i < a.length; i++) {
-    num += (a[i] - b[i]) ** 2;
-    den += b[i] ** 2;
-  }
-  return Math.sqrt(num / den);
 }
 
 const weightBits = (m: LlamaModel) => Array.from(m.layers[0].proj.q_proj.baseTensors()[0].data.subarray(0, 64));
