@@ -67,14 +67,22 @@ export function validateChannelOrder(json: unknown, config: LlamaConfig, source:
 }
 
 /** (rows, cols) row-major: out[k, :] = data[perm[k], :] */
-export function gatherRows<A extends Float32Array | Float64Array | Uint16Array>(data: A, cols: number, perm: readonly number[]): A {
+export function gatherRows<A extends Float32Array | Float64Array | Uint16Array | Uint8Array>(
+  data: A,
+  cols: number,
+  perm: readonly number[],
+): A {
   const out = data.slice() as A;
   perm.forEach((src, k) => out.set(data.subarray(src * cols, (src + 1) * cols), k * cols));
   return out;
 }
 
 /** (rows, cols) row-major: out[:, k] = data[:, perm[k]] */
-export function gatherCols<A extends Float32Array | Float64Array | Uint16Array>(data: A, cols: number, perm: readonly number[]): A {
+export function gatherCols<A extends Float32Array | Float64Array | Uint16Array | Uint8Array>(
+  data: A,
+  cols: number,
+  perm: readonly number[],
+): A {
   if (perm.length !== cols) throw new Error(`gatherCols: permutation of ${perm.length} for ${cols} columns`);
   const out = data.slice() as A;
   const rows = data.length / cols;
@@ -177,7 +185,7 @@ function permuteOutputs(m: LinearLike, p: readonly number[], what: string): void
   if (base.bias) base.bias = replaced(base.bias, gatherRows(data(base.bias), 1, p));
   if (m instanceof LoraLinear) {
     m.loraB.data.set(gatherRows(data(m.loraB), m.rMax, p));
-    if (m.variant instanceof SparsePeft) m.variant.mask = replaced(m.variant.mask, gatherRows(data(m.variant.mask), inF, p));
+    if (m.variant instanceof SparsePeft) m.variant.mask = gatherRows(m.variant.mask, inF, p);
   }
 }
 
@@ -188,6 +196,6 @@ function permuteInputs(m: LinearLike, p: readonly number[], what: string): void 
   permuteWeight(base, (d) => gatherCols(d, inF, p));
   if (m instanceof LoraLinear) {
     m.loraA.data.set(gatherCols(data(m.loraA), inF, p));
-    if (m.variant instanceof SparsePeft) m.variant.mask = replaced(m.variant.mask, gatherCols(data(m.variant.mask), inF, p));
+    if (m.variant instanceof SparsePeft) m.variant.mask = gatherCols(m.variant.mask, inF, p);
   }
 }

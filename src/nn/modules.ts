@@ -79,8 +79,8 @@ export class WeightStore {
   }
 
   /** (out·in) 1 where the weight is non-zero, 0 where it is ±0, read from the stored form (a bf16 weight stays bf16). */
-  nonZeroMask(): Float32Array {
-    const m = new Float32Array(this.shape[0] * this.shape[1]);
+  nonZeroMask(): Uint8Array {
+    const m = new Uint8Array(this.shape[0] * this.shape[1]);
     if (this.b) this.b.bits.forEach((v, k) => (m[k] = v & 0x7fff ? 1 : 0));
     else this.t!.data.forEach((v, k) => (m[k] = v !== 0 ? 1 : 0));
     return m;

@@ -7,6 +7,7 @@ export {
   add,
   sub,
   mul,
+  maskMul,
   scale,
   sum,
   mean,
