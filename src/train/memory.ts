@@ -18,6 +18,10 @@
  *         (in floats + in bytes) with dropout, else x itself, held once per distinct input (q/k/v share the first
  *         norm's output, gate/up the second's; o reads the attention output, down silu(gate)·up)
  *     A frozen projection keeps nothing (its input gradient needs only the weight).
+ *     A SparsePEFT projection keeps its input (as LoRA) but no A x: its update is the dense masked delta
+ *     (s·BA) ⊙ M, (out, in) floats per layer whatever the tokens (sparsePeftLayerBytes), and its mask, one byte per
+ *     weight, is counted with the adapters. QA-SparsePEFT (dropout 0) holds the same: its input and its
+ *     fake-quantised merged weight (out, in) in place of the delta.
  *     Llama-2-7B at T = 256, LoRA r 32 on all seven, dropout: 86 498 floats + 35 584 mask bytes ≈ 0.38 MB per token per
  *     layer (1.05 MB while the graph held every intermediate).
  *     The head: (C + 1) the final norm's input and 1/rms + V logits + 2 (log-sum-exp, target) per token; the rope
@@ -41,6 +45,7 @@ import { PROJECTIONS } from '../models/llama/model.ts';
 import type { ProjectionName } from '../models/llama/model.ts';
 import { llamaWeightTable } from '../models/llama/weights.ts';
 import { LoraLinear } from '../adapters/lora.ts';
+import { SparsePeft } from '../adapters/sqft.ts';
 
 /** Node + the native addon + OpenBLAS + the Llama-2 tokenizer: 130 MiB measured (peak RSS); the rest for the tokenised data */
 export const RUNTIME_BYTES = 192 * 2 ** 20;
@@ -92,7 +97,8 @@ export function layerActivationBytesPerToken(model: LlamaModel, i: number, seq: 
     const inF = table.proj[p].weight.shape[1];
     const m = model.layers[i].proj[p];
     if (!(m instanceof LoraLinear)) continue;
-    floats += m.rMax;
+    // SparsePEFT's update goes through its dense masked delta (sparsePeftLayerBytes), with no A x
+    if (!(m.variant instanceof SparsePeft)) floats += m.rMax;
     if (m.dropoutP > 0) {
       floats += inF;
       // (dropout of a first-layer q/k/v input is not recorded: its mask is not kept)
@@ -105,6 +111,16 @@ export function layerActivationBytesPerToken(model: LlamaModel, i: number, seq: 
   return floats * F32 + maskBytes;
 }
 
+/** Bytes decoder layer i's graph holds whatever the tokens: the masked deltas (out, in) of its SparsePEFT projections. */
+export function sparsePeftLayerBytes(model: LlamaModel, i: number): number {
+  let bytes = 0;
+  for (const p of PROJECTIONS) {
+    const m = model.layers[i].proj[p];
+    if (m instanceof LoraLinear && m.variant instanceof SparsePeft) bytes += m.base.weightShape[0] * m.base.weightShape[1] * F32;
+  }
+  return bytes;
+}
+
 /** Bytes the graph holds at the end of the forward of `rows × seq` tokens (see the formula above). */
 export function activationBytes(model: LlamaModel, s: Omit<TrainingShape, 'ranks'>): number {
   const N = s.rows * s.seq,
@@ -115,7 +131,8 @@ export function activationBytes(model: LlamaModel, s: Omit<TrainingShape, 'ranks
   // the RoPE tables the rope ops keep (cos and sin, maxPositions × D/2 each, held once) and the positions (one int32
   // per token); checkpointed, they live inside the layers' dropped graphs
   const rope = s.checkpointing ? 0 : N * 4 + model.config.maxPositions * model.config.headDim * F32;
-  return N * (kept + (C + 1 + V + 2) * F32) + rope;
+  const deltas = s.checkpointing ? 0 : model.layers.reduce((a, _, i) => a + sparsePeftLayerBytes(model, i), 0);
+  return N * (kept + (C + 1 + V + 2) * F32) + rope + deltas;
 }
 
 /** The peak estimate of one training process (see the formula above). */
@@ -127,13 +144,23 @@ export function estimateTrainingMemory(model: LlamaModel, s: TrainingShape): Mem
     0,
   );
   const weights = model.weightStorage().bytes;
-  const adapters = trainable * F32 * (s.ranks > 1 ? 5 : 4);
+  const masks = model.layers.reduce(
+    (n, l) =>
+      n +
+      Object.values(l.proj).reduce(
+        (k, p) => k + (p instanceof LoraLinear && p.variant instanceof SparsePeft ? p.variant.mask.length : 0),
+        0,
+      ),
+    0,
+  );
+  const adapters = trainable * F32 * (s.ranks > 1 ? 5 : 4) + masks;
   const activations = activationBytes(model, s);
   const layerMax = Math.max(...model.layers.map((_, i) => layerActivationBytesPerToken(model, i, s.seq)));
   const heads = Math.max(...model.config.layers.map((l) => l.numHeads));
   // backward releases each op's saved tensors as it produces their gradients, so a kept graph shrinks as fast as
   // the gradients grow (measured); a checkpointed layer's recomputed graph comes on top of the kept inputs
-  const workspace = N * (V * F32 + heads * s.seq * F32 + (s.checkpointing ? layerMax : 0));
+  const layerDeltas = Math.max(...model.layers.map((_, i) => sparsePeftLayerBytes(model, i)));
+  const workspace = N * (V * F32 + heads * s.seq * F32 + (s.checkpointing ? layerMax : 0)) + (s.checkpointing ? layerDeltas : 0);
   const runtime = RUNTIME_BYTES;
   return { weights, adapters, activations, workspace, runtime, total: weights + adapters + activations + workspace + runtime };
 }

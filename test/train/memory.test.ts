@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import * as T from '../../src/tensor/index.ts';
 import { causalLmLoss } from '../../src/models/llama/loss.ts';
 import { addLora } from '../../src/adapters/peft.ts';
+import { SparsePeft, enableQuantAware, enableSparsePeft } from '../../src/adapters/sqft.ts';
 import { GIB, activationBytes, estimateTrainingMemory, planTrainingMemory } from '../../src/train/memory.ts';
 import { PROJECTIONS } from '../../src/models/llama/model.ts';
 import type { ProjectionName } from '../../src/models/llama/model.ts';
@@ -17,6 +18,8 @@ const CASES: {
   targets: ProjectionName[];
   B: number;
   S: number;
+  /** SQFT's adapter modes (LoRA when absent) */
+  sqft?: 'sparse' | 'qa';
 }[] = [
   { name: 'GQA, LoRA on all seven, dropout', config: {}, dropout: 0.1, targets: ALL, B: 2, S: 9 },
   { name: 'LoRA on q and v, no dropout', config: {}, dropout: 0, targets: ['q_proj', 'v_proj'], B: 2, S: 9 },
@@ -28,12 +31,22 @@ const CASES: {
     B: 3,
     S: 20,
   },
+  { name: 'SparsePEFT on all seven, dropout', config: {}, dropout: 0.1, targets: ALL, B: 2, S: 9, sqft: 'sparse' },
+  { name: 'QA-SparsePEFT on all seven', config: {}, dropout: 0, targets: ALL, B: 2, S: 9, sqft: 'qa' },
 ];
+
+/** A 4-bit grid of one group per row (scale 0.01, zero 8): enough for the graph QA-SparsePEFT builds. */
+function uniformQuant(out: number, inF: number): T.QuantParams {
+  return { scales: new Float32Array(out).fill(0.01), zeros: new Float32Array(out).fill(8), gIdx: new Int32Array(inF), maxq: 15, out };
+}
 
 /** The graph's held bytes after one forward (weights and adapters excluded) and the model. */
 function measured(c: (typeof CASES)[number], checkpointing: boolean) {
   const model = tinyModel(5, tinyConfig(c.config));
   const loras = addLora(model, { rank: 4, alpha: 8, dropout: c.dropout, targets: c.targets }, 11);
+  if (c.sqft) enableSparsePeft(loras);
+  if (c.sqft === 'qa')
+    enableQuantAware(loras, (n) => uniformQuant(...(loras.find((l) => l.name === n)!.base.weightShape as [number, number])));
   const rngs = Array.from({ length: c.B }, (_, b) => new T.Rng(b));
   for (const l of loras) {
     l.training = true;
@@ -41,7 +54,12 @@ function measured(c: (typeof CASES)[number], checkpointing: boolean) {
   }
   const ids = Int32Array.from({ length: c.B * c.S }, (_, i) => (i * 7 + 3) % 40);
   const loss = causalLmLoss(model.forward(ids, c.B, c.S, { checkpoint: checkpointing ? { rngs } : undefined }), ids);
-  const held = T.graphBytes(loss, [...model.namedParameters().values(), ...loras.flatMap((l) => l.trainable())]);
+  const masks = new Set(loras.map((l) => (l.variant instanceof SparsePeft ? l.variant.mask.buffer : null)));
+  // the masks live with the adapters (counted there); an uncheckpointed graph refers to them (maskMul), a checkpointed
+  // one only inside the layers it drops
+  const held =
+    T.graphBytes(loss, [...model.namedParameters().values(), ...loras.flatMap((l) => l.trainable())]) -
+    (checkpointing ? 0 : [...masks].reduce((n, b) => n + (b ? b.byteLength : 0), 0));
   return { model, held };
 }
 
