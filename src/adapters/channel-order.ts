@@ -11,7 +11,7 @@
  * base on disk is never touched, and adapters are saved in the base's own channel order (PEFT-compatible,
  * src/adapters/peft.ts) with the order recorded beside them so lonas permutes again when it loads them.
  */
-import { Bf16Matrix, Tensor } from '../tensor/index.ts';
+import { Bf16Matrix, BitMask, Tensor } from '../tensor/index.ts';
 import { LoraLinear } from './lora.ts';
 import { ElasticLinear } from './elastic.ts';
 import { QaSparsePeft, SparsePeft } from './sqft.ts';
@@ -185,7 +185,7 @@ function permuteOutputs(m: LinearLike, p: readonly number[], what: string): void
   if (base.bias) base.bias = replaced(base.bias, gatherRows(data(base.bias), 1, p));
   if (m instanceof LoraLinear) {
     m.loraB.data.set(gatherRows(data(m.loraB), m.rMax, p));
-    if (m.variant instanceof SparsePeft) m.variant.mask = gatherRows(m.variant.mask, inF, p);
+    if (m.variant instanceof SparsePeft) m.variant.mask = BitMask.pack(gatherRows(m.variant.mask.unpack(), inF, p));
   }
 }
 
@@ -196,6 +196,6 @@ function permuteInputs(m: LinearLike, p: readonly number[], what: string): void 
   permuteWeight(base, (d) => gatherCols(d, inF, p));
   if (m instanceof LoraLinear) {
     m.loraA.data.set(gatherCols(data(m.loraA), inF, p));
-    if (m.variant instanceof SparsePeft) m.variant.mask = gatherCols(m.variant.mask, inF, p);
+    if (m.variant instanceof SparsePeft) m.variant.mask = BitMask.pack(gatherCols(m.variant.mask.unpack(), inF, p));
   }
 }

@@ -4,7 +4,7 @@
  */
 import { SMALL_GEMM_MAX_ROWS } from '../kernels/bf16-bits.ts';
 import { gemmCompute } from '../kernels/compute-mode.ts';
-import { Bf16Matrix, Rng, Tensor, embedding, linear, linearBf16, rmsnorm, tensor } from '../tensor/index.ts';
+import { Bf16Matrix, BitMask, Rng, Tensor, embedding, linear, linearBf16, rmsnorm, tensor } from '../tensor/index.ts';
 
 export interface LinearLike {
   /** the sizes the module computes with (an elastic wrapper's active widths, else the weight's) */
@@ -79,11 +79,14 @@ export class WeightStore {
   }
 
   /** (out·in) 1 where the weight is non-zero, 0 where it is ±0, read from the stored form (a bf16 weight stays bf16). */
-  nonZeroMask(): Uint8Array {
-    const m = new Uint8Array(this.shape[0] * this.shape[1]);
-    if (this.b) this.b.bits.forEach((v, k) => (m[k] = v & 0x7fff ? 1 : 0));
-    else this.t!.data.forEach((v, k) => (m[k] = v !== 0 ? 1 : 0));
-    return m;
+  nonZeroMask(): BitMask {
+    const n = this.shape[0] * this.shape[1];
+    if (this.b) {
+      const bits = this.b.bits;
+      return BitMask.from(n, (k) => (bits[k] & 0x7fff) !== 0);
+    }
+    const data = this.t!.data;
+    return BitMask.from(n, (k) => data[k] !== 0);
   }
 
   /** The weight as a float32 Tensor (widening a bf16 weight exactly, once, for every module sharing this store). */

@@ -22,6 +22,7 @@ export {
   roundHalfEven,
 } from './ops.ts';
 export type { QuantParams } from './ops.ts';
+export { BitMask } from './bitmask.ts';
 export { embedding, rmsnorm, silu, swiglu, rope, softmax, attention, crossEntropy } from './nn-ops.ts';
 export type { RopeTables } from './nn-ops.ts';
 export { Bf16Matrix, linearBf16 } from './bf16.ts';

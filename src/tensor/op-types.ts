@@ -6,6 +6,7 @@
 import type { FloatArray } from '../kernels/api.ts';
 import type { Tensor } from './tensor.ts';
 import type { Bf16Matrix } from './bf16.ts';
+import type { BitMask } from './bitmask.ts';
 
 export interface OpSaved {
   /** inputs [a, b], same shape */
@@ -14,8 +15,8 @@ export interface OpSaved {
   sub: Record<string, never>;
   /** inputs [a, b], same shape */
   mul: { a: Tensor; b: Tensor };
-  /** inputs [a] (rows, cols); y = a ⊙ M[:rows, :cols] with M a constant 0/1 byte mask of row length ld */
-  maskMul: { mask: Uint8Array; ld: number; rows: number; cols: number };
+  /** inputs [a] (rows, cols); y = a ⊙ M[:rows, :cols] with M a constant bit mask of row length ld */
+  maskMul: { mask: BitMask; ld: number; rows: number; cols: number };
   /** inputs [a]; y = s·a */
   scale: { s: number };
   /** inputs [a]; y = Σ a (scalar) or mean */

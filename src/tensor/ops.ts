@@ -5,6 +5,7 @@
 import { kernelsFor, noteWeightKernel } from '../kernels/index.ts';
 import type { FloatArray } from '../kernels/api.ts';
 import { record } from './autograd.ts';
+import type { BitMask } from './bitmask.ts';
 import { Rng } from './rng.ts';
 import { roundHalfEven } from '../util/round.ts';
 import { Tensor, fmtShape, matrixOperand, numel, sameShape, allocLike } from './tensor.ts';
@@ -43,14 +44,14 @@ export function mul(a: Tensor, b: Tensor): Tensor {
   return record('mul', [a, b], { a, b }, new Tensor(out, a.shape));
 }
 
-/** a (rows, cols) ⊙ M[:rows, :cols], M a constant 0/1 byte mask (rows' ≥ rows, ld ≥ cols) stored row-major with row length ld. */
-export function maskMul(a: Tensor, mask: Uint8Array, ld: number): Tensor {
+/** a (rows, cols) ⊙ M[:rows, :cols], M a constant bit mask (rows' ≥ rows, ld ≥ cols) stored row-major with row length ld. */
+export function maskMul(a: Tensor, mask: BitMask, ld: number): Tensor {
   if (a.shape.length !== 2 || a.shape[1] > ld || a.shape[0] * ld > mask.length)
-    throw new Error(`maskMul: a [${a.shape}] does not fit a mask of ${mask.length} bytes with rows of ${ld}`);
+    throw new Error(`maskMul: a [${a.shape}] does not fit a mask of ${mask.length} entries with rows of ${ld}`);
   const [rows, cols] = a.shape;
   const x = a.contiguousData();
   const out = allocLike(a, x.length);
-  for (let r = 0; r < rows; r++) for (let c = 0, k = r * cols, m = r * ld; c < cols; c++) out[k + c] = x[k + c] * mask[m + c];
+  for (let r = 0; r < rows; r++) for (let c = 0, k = r * cols, m = r * ld; c < cols; c++) out[k + c] = x[k + c] * mask.get(m + c);
   return record('maskMul', [a], { mask, ld, rows, cols }, new Tensor(out, a.shape));
 }
 

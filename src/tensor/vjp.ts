@@ -27,7 +27,7 @@ export const vjpRules: VjpTable = {
     return [wants[0] ? map(gy, a.shape, (g, i) => g * bd[i]) : null, wants[1] ? map(gy, b.shape, (g, i) => g * ad[i]) : null];
   },
 
-  maskMul: ({ mask, ld, cols }, gy) => [map(gy, gy.shape, (g, i) => g * mask[Math.floor(i / cols) * ld + (i % cols)])],
+  maskMul: ({ mask, ld, cols }, gy) => [map(gy, gy.shape, (g, i) => g * mask.get(Math.floor(i / cols) * ld + (i % cols)))],
 
   scale: ({ s }, gy) => {
     const g = gy.contiguousData();

@@ -148,7 +148,7 @@ export function estimateTrainingMemory(model: LlamaModel, s: TrainingShape): Mem
     (n, l) =>
       n +
       Object.values(l.proj).reduce(
-        (k, p) => k + (p instanceof LoraLinear && p.variant instanceof SparsePeft ? p.variant.mask.length : 0),
+        (k, p) => k + (p instanceof LoraLinear && p.variant instanceof SparsePeft ? p.variant.mask.bits.length : 0),
         0,
       ),
     0,

@@ -21,8 +21,8 @@ test('elementwise ops', () => {
   check('sum', [randn(rng, [2, 3])], (a) => T.mean(a));
   // the same input used twice exercises gradient accumulation inside the graph
   check('mul', [randn(rng, [4])], (a) => T.mul(a, a));
-  // a (2, 3) against the top-left of a (3, 4) byte mask: masked entries get zero gradient
-  const mask = Uint8Array.from([1, 0, 1, 1, 0, 1, 1, 0, 1, 1, 0, 0]);
+  // a (2, 3) against the top-left of a (3, 4) bit mask: masked entries get zero gradient
+  const mask = T.BitMask.pack(Uint8Array.from([1, 0, 1, 1, 0, 1, 1, 0, 1, 1, 0, 0]));
   check('maskMul', [randn(rng, [2, 3])], (a) => T.maskMul(a, mask, 4));
 });
 

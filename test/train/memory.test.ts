@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import * as T from '../../src/tensor/index.ts';
 import { causalLmLoss } from '../../src/models/llama/loss.ts';
 import { addLora } from '../../src/adapters/peft.ts';
-import { SparsePeft, enableQuantAware, enableSparsePeft } from '../../src/adapters/sqft.ts';
+import { enableQuantAware, enableSparsePeft } from '../../src/adapters/sqft.ts';
 import { GIB, activationBytes, estimateTrainingMemory, planTrainingMemory } from '../../src/train/memory.ts';
 import { PROJECTIONS } from '../../src/models/llama/model.ts';
 import type { ProjectionName } from '../../src/models/llama/model.ts';
@@ -54,12 +54,8 @@ function measured(c: (typeof CASES)[number], checkpointing: boolean) {
   }
   const ids = Int32Array.from({ length: c.B * c.S }, (_, i) => (i * 7 + 3) % 40);
   const loss = causalLmLoss(model.forward(ids, c.B, c.S, { checkpoint: checkpointing ? { rngs } : undefined }), ids);
-  const masks = new Set(loras.map((l) => (l.variant instanceof SparsePeft ? l.variant.mask.buffer : null)));
-  // the masks live with the adapters (counted there); an uncheckpointed graph refers to them (maskMul), a checkpointed
-  // one only inside the layers it drops
-  const held =
-    T.graphBytes(loss, [...model.namedParameters().values(), ...loras.flatMap((l) => l.trainable())]) -
-    (checkpointing ? 0 : [...masks].reduce((n, b) => n + (b ? b.byteLength : 0), 0));
+  // (the graph refers to the SparsePEFT bit masks without holding them: they are counted with the adapters)
+  const held = T.graphBytes(loss, [...model.namedParameters().values(), ...loras.flatMap((l) => l.trainable())]);
   return { model, held };
 }
 
@@ -136,4 +132,14 @@ test('the plan: checkpointing off when the run fits, on (auto) when only it fits
     () => planTrainingMemory(model, run, limit(at(1, true) - 1)),
     /nothing at this sequence length fits: even batch 1 with checkpointing needs/,
   );
+});
+
+test('SparsePEFT: the estimate counts one mask bit per adapted weight with the adapters', () => {
+  const model = tinyModel(5, tinyConfig({ numLayers: 2 }));
+  const loras = addLora(model, { rank: 4, alpha: 8, dropout: 0.1, targets: ALL }, 11);
+  const shape = { rows: 2, seq: 8, checkpointing: false, ranks: 1 };
+  const plain = estimateTrainingMemory(model, shape).adapters;
+  enableSparsePeft(loras);
+  const bits = loras.reduce((n, l) => n + Math.ceil((l.base.weightShape[0] * l.base.weightShape[1]) / 8), 0);
+  assert.equal(estimateTrainingMemory(model, shape).adapters, plain + bits);
 });
