@@ -59,15 +59,17 @@ export function pruneMask(
   const prune = Math.floor(inF * sparsity);
   if (prune === 0) return mask;
   // The `prune` lowest of the stable order (score, then index): every score below the prune-th smallest t, then the
-  // lowest-indexed of the scores equal to t. A numeric typed-array sort finds t (≈ 10× a comparator sort of indices).
-  const sorted = new Float64Array(inF);
+  // lowest-indexed of the scores equal to t. Quickselect finds t in O(in) per row (a full sort was 17 s of a 7B layer).
+  const work = new Float64Array(inF);
   for (let r = 0; r < out; r++) {
     const row = r * inF;
-    sorted.set(scores.subarray(row, row + inF));
-    sorted.sort();
-    const t = sorted[prune - 1];
-    if (Number.isNaN(t))
-      throw new Error(`pruning: row ${r} of a (${out}, ${inF}) weight has NaN scores (NaN weights or calibration activations)`);
+    for (let j = 0; j < inF; j++) {
+      const v = scores[row + j];
+      if (Number.isNaN(v))
+        throw new Error(`pruning: row ${r} of a (${out}, ${inF}) weight has NaN scores (NaN weights or calibration activations)`);
+      work[j] = v;
+    }
+    const t = kthSmallest(work, prune - 1);
     let below = 0;
     for (let j = 0; j < inF; j++) if (scores[row + j] < t) below++;
     let ties = prune - below;
@@ -81,6 +83,34 @@ export function pruneMask(
     }
   }
   return mask;
+}
+
+/** The k-th smallest value (0-based) of `a`, which is reordered (Hoare quickselect, median-of-three pivot; no NaN). */
+function kthSmallest(a: Float64Array, k: number): number {
+  let lo = 0,
+    hi = a.length - 1;
+  while (hi > lo) {
+    const x = a[lo],
+      y = a[(lo + hi) >>> 1],
+      z = a[hi];
+    const pivot = Math.max(Math.min(x, y), Math.min(Math.max(x, y), z)); // median of three
+    let i = lo,
+      j = hi;
+    while (i <= j) {
+      while (a[i] < pivot) i++;
+      while (a[j] > pivot) j--;
+      if (i <= j) {
+        const s = a[i];
+        a[i++] = a[j];
+        a[j--] = s;
+      }
+    }
+    // a[lo..j] ≤ pivot, a[i..hi] ≥ pivot, everything strictly between equals the pivot
+    if (k <= j) hi = j;
+    else if (k >= i) lo = i;
+    else return pivot;
+  }
+  return a[k];
 }
 
 function applyMask(w: Float32Array, mask: Uint8Array): number {
@@ -103,9 +133,10 @@ export function pruneModel(model: LlamaModel, samples: Int32Array[], o: PruneOpt
       const w = weightOf(m);
       const [out, inF] = m.baseTensors()[0].shape;
       const scores = new Float64Array(out * inF);
-      const n = norms?.get(p)?.sq;
+      const sq = norms?.get(p)?.sq;
+      const norm = sq ? sq.map(Math.sqrt) : new Float64Array(inF).fill(1); // (in) √n_j, 1 for magnitude
       for (let r = 0; r < out; r++) {
-        for (let j = 0; j < inF; j++) scores[r * inF + j] = Math.abs(w[r * inF + j]) * (n ? Math.sqrt(n[j]) : 1);
+        for (let j = 0; j < inF; j++) scores[r * inF + j] = Math.abs(w[r * inF + j]) * norm[j];
       }
       const zeros = applyMask(w, pruneMask(scores, out, inF, o.sparsity, o.nm ?? null));
       report.modules.push({ name: m.baseTensors()[0].name ?? `layers.${i}.${p}`, zeros, size: out * inF });

@@ -17,8 +17,14 @@ function reference(scores: Float64Array, out: number, inF: number, sparsity: num
 
 test('pruneMask equals the stable sort, ties (and ±0) broken by the lower index', () => {
   const rng = new Rng(7);
-  const [out, inF] = [6, 37];
-  for (const levels of [3, 10, 1e9]) {
+  for (const [out, inF, levels] of [
+    [6, 37, 3],
+    [6, 37, 10],
+    [6, 37, 1e9],
+    [3, 1000, 2], // quickselect over long rows: mostly ties, then distinct values
+    [3, 1000, 7],
+    [3, 1000, 1e9],
+  ]) {
     // few levels: many ties at the threshold; a zero level with both signs
     const scores = Float64Array.from({ length: out * inF }, (_, k) => {
       const v = Math.floor(rng.uniform() * levels) / levels;
@@ -37,4 +43,7 @@ test('pruneMask equals the stable sort, ties (and ±0) broken by the lower index
 test('pruneMask refuses NaN scores with the row', () => {
   const scores = Float64Array.from([0.1, Number.NaN, Number.NaN, Number.NaN]);
   assert.throws(() => pruneMask(scores, 1, 4, 0.75, null), /row 0 .* NaN scores/);
+  // one NaN where the threshold itself is a number: still refused, never silently kept
+  const one = Float64Array.from([0.1, 0.2, 0.3, 0.4, 0.5, Number.NaN, 0.7, 0.8]);
+  assert.throws(() => pruneMask(one, 2, 4, 0.25, null), /row 1 .* NaN scores/);
 });
