@@ -32,10 +32,13 @@ test('10 AdamW steps on the adapters follow PyTorch (loss curve 1e-5, final weig
   const m = build('nonzero');
   const losses = trainLoraFixture(m);
   assertClose(losses, f32('losses'), 'loss curve', { rtol: 1e-5, atol: 1e-6 });
-  // a few final weights sit where Adam divides by ~eps-sized moments: 1e-4 (see gen/README.md)
+  // A few final weights sit where Adam divides by ~eps-sized moments (see gen/README.md): there a one-ulp gradient
+  // difference (another BLAS kernel: OPENBLAS_CORETYPE=Haswell on AMD Zen 4 moves one element by 2.1e-5) becomes a
+  // visible part of the step, bounded by lr per step. atol = lr / 100 still fails a wrong update everywhere.
+  const final = { rtol: 1e-4, atol: Number(fx.metadata['adamw.lr']) / 100 };
   for (const l of m.loras) {
-    assertClose(l.loraA.toArray(), f32(`lora_final.${l.name}.lora_A.weight`), `final ${l.name}.lora_A`, { rtol: 1e-4, atol: 1e-5 });
-    assertClose(l.loraB.toArray(), f32(`lora_final.${l.name}.lora_B.weight`), `final ${l.name}.lora_B`, { rtol: 1e-4, atol: 1e-5 });
+    assertClose(l.loraA.toArray(), f32(`lora_final.${l.name}.lora_A.weight`), `final ${l.name}.lora_A`, final);
+    assertClose(l.loraB.toArray(), f32(`lora_final.${l.name}.lora_B.weight`), `final ${l.name}.lora_B`, final);
   }
 });
 
