@@ -11,6 +11,7 @@ import type { FloatArray } from '../kernels/api.ts';
 import { kernelsFor } from '../kernels/index.ts';
 import { Tensor, fmtShape, sameShape } from './tensor.ts';
 import { vjpRules } from './vjp.ts';
+import { releaseScratch } from './scratch.ts';
 import type { OpName, OpSaved } from './op-types.ts';
 
 export interface TapeNode {
@@ -124,15 +125,22 @@ export function backward(root: Tensor, gradOutput?: Tensor): void {
       // A buffer the rule allocated for this input alone may be kept without a copy; one passed through
       // (add, reshape, contiguous hand on the incoming gradient) or shared between inputs may not.
       const fresh =
-        g.data !== entry.g.data &&
-        grads.every((o, k) => k === j || !o || o.data !== g.data) &&
+        g.data.buffer !== entry.g.data.buffer &&
+        grads.every((o, k) => k === j || !o || o.data.buffer !== g.data.buffer) &&
         g.isContiguous &&
         g.offset === 0 &&
         g.data.length === g.size;
       if (input.node) accumulatePending(pending, input, g, fresh);
       else if (isLeaf(input)) accumulateLeaf(input, g, fresh);
     });
+    // this node's incoming gradient is dead once its rule ran, if the engine owns it and no result passes it on
+    if (entry.owned && grads.every((o) => !o || o.data.buffer !== entry.g.data.buffer)) release(entry.g);
   }
+}
+
+/** Hands a gradient buffer the engine owns and no longer needs back to the scratch pool (float32 only). */
+function release(g: Tensor): void {
+  if (g.data instanceof Float32Array) releaseScratch(g.data);
 }
 
 /**
@@ -200,11 +208,15 @@ function accumulatePending(pending: Map<GradInput, { g: Tensor; owned: boolean }
     prev.owned = true;
   }
   addInto(prev.g.data, g.contiguousData());
+  if (fresh) release(g); // summed in: a buffer made for this input alone is dead
 }
 
 function accumulateLeaf(leaf: Tensor, g: Tensor, fresh: boolean): void {
   if (leaf.grad === null) leaf.grad = fresh ? g : copyOf(g);
-  else addInto(leaf.grad.data, g.contiguousData());
+  else {
+    addInto(leaf.grad.data, g.contiguousData());
+    if (fresh) release(g);
+  }
 }
 
 function copyOf(t: Tensor): Tensor {
