@@ -150,11 +150,15 @@ export class SafetensorsFile {
 
   /**
    * A floating tensor as float32 (F16/BF16 widened, F64 narrowed). A dtype other than F32 is read through a
-   * fixed 1 MiB staging buffer, so only the result is ever whole in memory.
+   * fixed 1 MiB staging buffer, so only the result is ever whole in memory. `into`: a buffer of that length to fill
+   * (every element is written) instead of a new one.
    */
-  readFloat32(name: string): { data: Float32Array; shape: number[] } {
+  readFloat32(name: string, into?: Float32Array): { data: Float32Array; shape: number[] } {
     const e = this.entry(name);
-    const out = new Float32Array((e.end - e.begin) / DTYPE_BYTES[e.dtype]);
+    const n = (e.end - e.begin) / DTYPE_BYTES[e.dtype];
+    if (into && into.length !== n)
+      throw new Error(`readFloat32: '${name}' has ${n} values, the buffer ${into.length} (a bug in the caller)`);
+    const out = into ?? new Float32Array(n);
     this.readFloatInto(name, e, out);
     return { data: out, shape: e.shape };
   }

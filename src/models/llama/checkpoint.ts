@@ -237,13 +237,23 @@ export function dominantDtype(counts: Partial<Record<WeightDType, number>>): Wei
 }
 
 /** Tensor `name` (stored as `inFile`): its BF16 bits when `keepBf16` and it is stored BF16, else float32. */
-export function readWeight(file: SafetensorsFile, inFile: string, name: string, keepBf16: boolean): Tensor | Bf16Matrix {
+/**
+ * One weight as the model holds it: BF16 bits kept when asked and stored so, else float32 — into `spare(n)`'s buffer
+ * of n floats when it has one (LayerwiseCheckpoint reuses the previous layer's), else a new one.
+ */
+export function readWeight(
+  file: SafetensorsFile,
+  inFile: string,
+  name: string,
+  keepBf16: boolean,
+  spare?: (n: number) => Float32Array | undefined,
+): Tensor | Bf16Matrix {
   const stored = storageDtype(file, inFile); // a non-float tensor is an error naming the file
   if (keepBf16 && stored === 'BF16') {
     const { bits, shape } = file.readBf16Bits(inFile);
     return new Bf16Matrix(bits, [shape[0], shape[1]], name);
   }
-  const { data, shape } = file.readFloat32(inFile);
+  const { data, shape } = file.readFloat32(inFile, spare?.(file.entry(inFile).shape.reduce((a, b) => a * b, 1)));
   return new Tensor(data, shape, { name });
 }
 
