@@ -18,6 +18,7 @@
 // OPENBLAS_CORETYPE / OPENBLAS_NUM_THREADS are read by OpenBLAS when this library is loaded, so the
 // JS loader must set them before requiring the addon.
 #include <cblas.h>
+#include <malloc.h>
 
 #include "common.h"
 #include "compressed.h"
@@ -52,12 +53,27 @@ void SetThreads(const Napi::CallbackInfo& info) {
   setPoolThreads(static_cast<int>(n));  // the native kernels' own pool (pool.h) follows
 }
 
+// retainFreedMemory(): large freed blocks stay in the heap for the next allocation of their size instead of going
+// back to the kernel (glibc: mmap threshold and trim threshold raised, which also ends their dynamic adjustment).
+// For layer-wise compression, whose buffers (weights, Hessians, activations) recur layer after layer: on this VM a
+// fresh page costs a fault (~10 µs). Returns false where the C library has no mallopt controls.
+Napi::Value RetainFreedMemory(const Napi::CallbackInfo& info) {
+  Args args(info, "retainFreedMemory", 0);
+#if defined(__GLIBC__)
+  const bool ok = mallopt(M_MMAP_THRESHOLD, 1 << 30) == 1 && mallopt(M_TRIM_THRESHOLD, 1 << 30) == 1;
+  return Napi::Boolean::New(info.Env(), ok);
+#else
+  return Napi::Boolean::New(info.Env(), false);
+#endif
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   auto add = [&](const char* name, auto fn) { exports.Set(name, Napi::Function::New(env, fn, name)); };
   add("gemm", Gemm);
   add("gemmBatched", GemmBatched);
   add("gemmBf16", GemmBf16);
   add("bf16GemmPath", Bf16GemmPath);
+  add("retainFreedMemory", RetainFreedMemory);
   add("attentionDecode", AttentionDecode);
   add("softmax", Softmax);
   add("softmaxBackward", SoftmaxBackward);

@@ -15,6 +15,7 @@ import type { TensorToWrite } from '../io/safetensors.ts';
 import { packQzeros, packedWords } from '../io/gptq-format.ts';
 import type { GptqFormat } from '../io/gptq-format.ts';
 import { Bf16Matrix } from '../tensor/index.ts';
+import { nativeKernels } from '../kernels/index.ts';
 import type { Tensor } from '../tensor/index.ts';
 import { Linear } from '../nn/modules.ts';
 import type { LinearLike } from '../nn/modules.ts';
@@ -62,6 +63,9 @@ export function compressStreamed<R>(
   o: StreamOptions,
   run: (model: LlamaModel, stream: LayerStream) => R,
 ): { result: R; dtype: WeightDType; maxLiveLayers: number } {
+  // the same buffer sizes recur layer after layer (weights, Hessians, activations): keep freed memory for reuse
+  // rather than paying a page fault per 4 KiB of every fresh buffer (this process only; see retainFreedMemory)
+  nativeKernels()?.retainFreedMemory();
   const ckpt = new LayerwiseCheckpoint(src);
   let writer: ModelDirWriter | null = null;
   try {

@@ -352,6 +352,11 @@ export interface NativeInfo {
    * 'avx512bf16' > 'generic'); with `path`, forces that one (tests, benchmarks) — a RangeError if unusable.
    */
   bf16GemmPath(path?: Bf16GemmPath): Bf16GemmPath;
+  /**
+   * From now on large freed blocks stay in the process heap for reuse instead of returning to the kernel (glibc
+   * mallopt; native/lonas.cc): for work whose big buffers recur (layer-wise compression). false: not supported.
+   */
+  retainFreedMemory(): boolean;
 }
 
 /** Paths of the native bf16 GEMM. */

@@ -56,6 +56,7 @@ const INFO_NAMES = [
   'compressedIsa',
   'compressedThreads',
   'bf16GemmPath',
+  'retainFreedMemory',
 ] as const satisfies readonly (keyof (NativeInfo & LinalgKernels))[];
 
 // Compile-time check that KERNEL_NAMES lists every kernel of the interface.
@@ -116,6 +117,7 @@ export function wrapNativeAddon(addon: unknown): NativeKernels {
     compressedIsa: fns.compressedIsa,
     compressedThreads: fns.compressedThreads,
     bf16GemmPath: fns.bf16GemmPath,
+    retainFreedMemory: fns.retainFreedMemory,
   });
 }
 
