@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "common.h"
+#include "compressed.h"
 #include "multiversion.h"
 #include "kernels.h"
 #include "pool.h"
@@ -31,10 +32,14 @@
 namespace lonas {
 namespace {
 
-typedef double v8 __attribute__((vector_size(64)));
+// Generic vectors of 8 doubles (one zmm) where AVX-512 is on, of 4 (one ymm) otherwise: a 64-byte vector in the
+// AVX2 clone is split through the stack (4096 × 4096 columns: 45 s against 1.x s).
+typedef double v8d __attribute__((vector_size(64)));
+typedef double v4d __attribute__((vector_size(32)));
 
-inline v8 load8(const double* p) {
-  v8 x;
+template <typename V>
+inline V loadv(const double* p) {
+  V x;
   std::memcpy(&x, p, sizeof x);
   return x;
 }
@@ -64,30 +69,28 @@ struct Columns {
   float* zeros;
 };
 
-constexpr int kRows = 8;        // rows per register tile: 16 accumulators (AVX-512 has 32 registers)
+constexpr int kRows = 8;        // rows interleaved by quantizeBlockRows (hides its serial chain's latency)
 constexpr int kCols = 16;       // columns per register tile and per packed U panel
 constexpr int kPanels = 16;     // panels packed at a time: (blockSize 128) × 256 columns × 8 B = 256 KB, L2
 
-// w[r, 0:16] −= Σ_k e[r, k] · panel[k, 0:16] for NR rows (w row stride ld; e row stride es), k in order.
-template <int NR>
+// w[r, 0:16] −= Σ_k e[r, k] · panel[k, 0:16] for NR rows (w row stride ld; e row stride es), k in order, in
+// vectors V: NR · 16 / lanes accumulators (8 rows of v8d: 16 of AVX-512's 32 zmm; 2 rows of v4d: 8 of AVX2's 16 ymm).
+template <int NR, typename V>
 LONAS_MULTIVERSION void lazyTile(double* w, int64_t ld, const double* panel, const double* e, int64_t es, int64_t bw) {
-  v8 acc[NR][2];
-  for (int r = 0; r < NR; r++) {
-    acc[r][0] = load8(w + r * ld);
-    acc[r][1] = load8(w + r * ld + 8);
-  }
+  constexpr int L = sizeof(V) / sizeof(double), NV = kCols / L;
+  V acc[NR][NV];
+  for (int r = 0; r < NR; r++)
+    for (int c = 0; c < NV; c++) acc[r][c] = loadv<V>(w + r * ld + c * L);
   for (int64_t k = 0; k < bw; k++) {
-    const v8 u0 = load8(panel + k * kCols), u1 = load8(panel + k * kCols + 8);
+    V u[NV];
+    for (int c = 0; c < NV; c++) u[c] = loadv<V>(panel + k * kCols + c * L);
     for (int r = 0; r < NR; r++) {
       const double ek = e[r * es + k];
-      acc[r][0] -= ek * u0;
-      acc[r][1] -= ek * u1;
+      for (int c = 0; c < NV; c++) acc[r][c] -= ek * u[c];
     }
   }
-  for (int r = 0; r < NR; r++) {
-    std::memcpy(w + r * ld, &acc[r][0], sizeof(v8));
-    std::memcpy(w + r * ld + 8, &acc[r][1], sizeof(v8));
-  }
+  for (int r = 0; r < NR; r++)
+    for (int c = 0; c < NV; c++) std::memcpy(w + r * ld + c * L, &acc[r][c], sizeof(V));
 }
 
 // Rows [r0, r0 + nr) through the columns [i1, i2) of a block, column by column with the rows interleaved (each
@@ -152,12 +155,16 @@ void quantizeRows(const Columns& c, int64_t a, int64_t b) {
         for (int64_t k = 0; k < bw; k++)
           std::memcpy(panel.data() + (p * bw + k) * kCols, c.u + (i1 + k) * n + j0 + p * kCols, sizeof(double) * kCols);
       int64_t r = a;
-      for (; r + kRows <= b; r += kRows)
+      if (activeIsa() == Isa::Avx512)
+        for (; r + 8 <= b; r += 8)
+          for (int64_t p = 0; p < panels; p++)
+            lazyTile<8, v8d>(c.w + r * n + j0 + p * kCols, n, panel.data() + p * bw * kCols, err.data() + (r - a) * B, B, bw);
+      for (; r + 2 <= b; r += 2)
         for (int64_t p = 0; p < panels; p++)
-          lazyTile<kRows>(c.w + r * n + j0 + p * kCols, n, panel.data() + p * bw * kCols, err.data() + (r - a) * B, B, bw);
+          lazyTile<2, v4d>(c.w + r * n + j0 + p * kCols, n, panel.data() + p * bw * kCols, err.data() + (r - a) * B, B, bw);
       for (; r < b; r++)
         for (int64_t p = 0; p < panels; p++)
-          lazyTile<1>(c.w + r * n + j0 + p * kCols, n, panel.data() + p * bw * kCols, err.data() + (r - a) * B, B, bw);
+          lazyTile<1, v4d>(c.w + r * n + j0 + p * kCols, n, panel.data() + p * bw * kCols, err.data() + (r - a) * B, B, bw);
     }
     for (int64_t r = a; r < b; r++) {
       double* wr = c.w + r * n;

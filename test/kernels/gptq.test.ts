@@ -2,7 +2,8 @@
  * GPTQ's column loop on the native kernel (native/gptq.cc) against its TypeScript twin (src/kernels/gptq.ts):
  * the same float64 operations in the same order, so codes, scales, zeros, g_idx and even the error-propagated
  * weights are equal bit for bit — plain and act-order, keepZeros, one group per row and groups of 32 / 128,
- * 2/3/4/8 bits, blocks that do and do not divide the width.
+ * 2/3/4/8 bits, blocks that do and do not divide the width; at every SIMD level this CPU has (the lazy update's
+ * register tiles are 8 rows of 8-double vectors under AVX-512, 2 rows of 4-double vectors otherwise).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -11,6 +12,7 @@ import { referenceGptqColumns } from '../../src/kernels/gptq.ts';
 import type { GptqColumnsJob } from '../../src/kernels/gptq.ts';
 import { gptqQuantize, prepareHessian } from '../../src/compress/gptq.ts';
 import { Rng } from '../../src/tensor/index.ts';
+import { levels } from './helpers.ts';
 
 const native = nativeKernels();
 const skip = !native && 'native addon not built';
@@ -47,12 +49,17 @@ for (const actOrder of [false, true])
         for (const bits of [2, 3, 4, 8]) {
           const o = { bits, groupSize: gs, actOrder, blockSize: bs, keepZeros };
           const what = `${out}×${inF} group ${gs} block ${bs} bits ${bits}`;
-          const got = gptqQuantize(w, out, inF, prep, o);
           const ref = gptqQuantize(w, out, inF, prep, o, referenceGptqColumns);
-          assert.deepEqual(got.q, ref.q, `${what}: codes`);
-          assert.deepEqual(got.scales, ref.scales, `${what}: scales`);
-          assert.deepEqual(got.zeros, ref.zeros, `${what}: zeros`);
-          assert.deepEqual(got.gIdx, ref.gIdx, `${what}: g_idx`);
+          let got = ref;
+          for (const level of levels()) {
+            native!.compressedIsa(level);
+            got = gptqQuantize(w, out, inF, prep, o);
+            assert.deepEqual(got.q, ref.q, `${what} ${level}: codes`);
+            assert.deepEqual(got.scales, ref.scales, `${what} ${level}: scales`);
+            assert.deepEqual(got.zeros, ref.zeros, `${what} ${level}: zeros`);
+            assert.deepEqual(got.gIdx, ref.gIdx, `${what} ${level}: g_idx`);
+          }
+          native!.compressedIsa('avx512');
           let distinct = 0;
           for (let k = 1; k < got.q.length; k++) if (got.q[k] !== got.q[0]) distinct++;
           assert.ok(distinct > got.q.length / 4, `${what}: the codes are not degenerate`);
