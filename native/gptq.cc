@@ -33,7 +33,7 @@ namespace lonas {
 namespace {
 
 // Generic vectors of 8 doubles (one zmm) where AVX-512 is on, of 4 (one ymm) otherwise: a 64-byte vector in the
-// AVX2 clone is split through the stack (4096 × 4096 columns: 45 s against 1.x s).
+// AVX2 clone is split through the stack (4096 × 4096 columns on Zen 3: 45 s against 2.2 s).
 typedef double v8d __attribute__((vector_size(64)));
 typedef double v4d __attribute__((vector_size(32)));
 
