@@ -8,7 +8,8 @@
  * On a shared machine the wall seconds measure the contention; the CPU seconds bound a quiet run: between
  * CPU / 2 (both cores busy throughout) and CPU (one).
  *
- * Options: --calib N (32) --calib-len N (512) --bits N (4) --group N (128) --act-order --lm-head --layers N (32,
+ * Options: --calib N (32) --calib-len N (512) --bits N (4) --group N (128) --act-order --lm-head --no-true-sequential
+ * (the all-at-once order: two forward passes per layer) --layers N (32,
  * for the projection). The vocabulary of the one-layer model is small (the embedding is only looked up).
  */
 import { Rng, Tensor } from '../src/tensor/index.ts';
@@ -31,20 +32,25 @@ interface Options {
   actOrder: boolean;
   lmHead: boolean;
   layers: number;
+  trueSequential: boolean;
 }
 
 function parse(args: string[]): Options {
-  const o: Options = { calib: 32, calibLen: 512, bits: 4, group: 128, actOrder: false, lmHead: false, layers: 32 };
+  const o: Options = { calib: 32, calibLen: 512, bits: 4, group: 128, actOrder: false, lmHead: false, layers: 32, trueSequential: true };
   const ints = { '--calib': 'calib', '--calib-len': 'calibLen', '--bits': 'bits', '--group': 'group', '--layers': 'layers' } as const;
   for (let i = 0; i < args.length; i++) {
     const key = args[i];
     if (key === '--act-order') o.actOrder = true;
     else if (key === '--lm-head') o.lmHead = true;
+    else if (key === '--no-true-sequential') o.trueSequential = false;
     else if (key in ints) {
       const n = Number(args[++i]);
       if (!Number.isInteger(n) || n < 1) throw new Error(`${key} needs a positive integer, got '${args[i]}'`);
       o[ints[key as keyof typeof ints]] = n;
-    } else throw new Error(`unknown option '${key}' (valid: --calib N --calib-len N --bits N --group N --act-order --lm-head --layers N)`);
+    } else
+      throw new Error(
+        `unknown option '${key}' (valid: --calib N --calib-len N --bits N --group N --act-order --lm-head --no-true-sequential --layers N)`,
+      );
   }
   return o;
 }
@@ -131,7 +137,9 @@ export async function main(args: string[]): Promise<unknown> {
   const samples = Array.from({ length: o.calib }, () =>
     Int32Array.from({ length: o.calibLen }, (_, i) => (i === 0 ? 1 : rng.nextUint32() % config.vocabSize)),
   );
-  log(`gptq-layer: quantizing (${o.calib} × ${o.calibLen} tokens, ${o.bits} bits, group ${o.group}${o.actOrder ? ', act-order' : ''})`);
+  log(
+    `gptq-layer: quantizing (${o.calib} × ${o.calibLen} tokens, ${o.bits} bits, group ${o.group}${o.actOrder ? ', act-order' : ''}${o.trueSequential ? '' : ', all at once'})`,
+  );
   const r = quantizeModel(model, samples, {
     bits: o.bits,
     groupSize: o.group,
@@ -139,6 +147,7 @@ export async function main(args: string[]): Promise<unknown> {
     percDamp: 0.01,
     blockSize: 128,
     targets: [...PROJECTIONS],
+    trueSequential: o.trueSequential,
   });
   const byPhase = (total: number, ph: QuantizePhases) => ({
     total: round(total, 1),

@@ -391,7 +391,9 @@ export async function main(args: string[]): Promise<unknown> {
         estimated_peak_gib: estimate ? round(Number(estimate[1]) / (estimate[2] === 'MiB' ? 1024 : 1), 2) : null,
       },
       goals: {
-        peak_le_1_25x_weights: results.every((r) => r.ok && r.peak_over_weights <= 1.25),
+        // of the commands that ran (null when none did); --skip leaves the others unproven here
+        peak_le_1_25x_weights: results.length ? results.every((r) => r.ok && r.peak_over_weights <= 1.25) : null,
+        commands_run: results.map((r) => r.command),
         // a timed-out quantize took at least its seconds
         quantize_7b_projected_s: q ? round((q.seconds * 32) / o.layers, 0) : null,
         quantize_under_1h: q ? q.ok && (q.seconds * 32) / o.layers < 3600 : null,

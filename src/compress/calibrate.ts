@@ -7,13 +7,23 @@
  * After the last layer, `headInput` (if given) sees the LM head's inputs: the final RMSNorm of the hidden
  * states the compressed layers produced.
  *
+ * Two orders (spec.md §6 leaves it open; the reference tools differ):
+ *  - all at once (Wanda; GPTQ without true-sequential): every projection is observed on the uncompressed layer's
+ *    inputs, the whole layer is compressed, and a second forward pass gives the next layer's inputs;
+ *  - true-sequential (AutoGPTQ's and GPTQModel's default): the groups of SEQUENTIAL_GROUPS (q/k/v, o, gate/up,
+ *    down) are observed and compressed one after another, each on the inputs the already-compressed groups produce.
+ *    AutoGPTQ runs the whole layer once per group; here each projection's output is computed once, with its final
+ *    weights, and replayed in the later passes (sequentialLayer), so a layer costs one forward pass of its
+ *    projections, not two (plus the attention, recomputed per pass).
+ *
  * Observation wraps each projection module generically (any LinearLike, any architecture lonas loads), so
  * no module path is hard-coded. Sequences run one at a time (batch 1), as the reference implementations do.
  */
-import { Tensor, noGrad, zeros } from '../tensor/index.ts';
+import { noGrad, zeros } from '../tensor/index.ts';
+import type { Tensor } from '../tensor/index.ts';
 import type { LinearLike } from '../nn/modules.ts';
 import type { LlamaModel, ProjectionName } from '../models/llama/model.ts';
-import { OUTPUT_ONLY_PROJECTIONS, PROJECTIONS } from '../models/llama/model.ts';
+import { OUTPUT_ONLY_PROJECTIONS, PROJECTIONS, SEQUENTIAL_GROUPS } from '../models/llama/model.ts';
 
 /** Receives the input x (tokens, in) of one projection for one calibration sequence. */
 export type InputObserver = (proj: ProjectionName, x: Float32Array, tokens: number, inFeatures: number) => void;
@@ -30,8 +40,13 @@ export interface LayerStream {
 export interface LayerwiseHooks {
   /** called before layer i runs: return an observer for its projections (or null to skip observation) */
   beforeLayer(layer: number): InputObserver | null;
-  /** called after every sequence went through layer i (statistics complete): compress the layer in place */
-  compressLayer(layer: number): void;
+  /**
+   * called once the statistics of `projections` of layer i are complete (every sequence went through): compress
+   * them in place. All at once: every projection, once per layer; true-sequential: one SEQUENTIAL_GROUPS group at a time.
+   */
+  compressLayer(layer: number, projections: readonly ProjectionName[]): void;
+  /** observe and compress the projection groups one after another (see the header) */
+  trueSequential?: boolean;
   /** called once per sequence after the last layer with the LM head's input x (tokens, C) = norm(h) */
   headInput?(x: Float32Array, tokens: number, inFeatures: number): void;
   onProgress?: (layer: number, layers: number) => void;
@@ -72,6 +87,89 @@ class ObservedLinear implements LinearLike {
   }
 }
 
+/** Thrown by a projection of a group after the one a true-sequential pass observes: the pass has seen what it needed. */
+class PassComplete extends Error {}
+
+/**
+ * A projection in one pass of sequentialLayer. Groups before the pass's return their output for the sequence running
+ * (computed once with the group's final weights, then replayed: their inputs no longer change); the pass's group hands
+ * its input to the observer and returns zeros (its output is computed in the next pass, once compressed); a later
+ * group ends the pass.
+ */
+class StagedLinear implements LinearLike {
+  constructor(
+    private readonly inner: LinearLike,
+    private readonly name: ProjectionName,
+    private readonly group: number,
+    private readonly pass: { group: number; sequence: number; outputs: Map<ProjectionName, Tensor[]> },
+    private readonly observe: InputObserver,
+  ) {}
+  get inFeatures() {
+    return this.inner.inFeatures;
+  }
+  get outFeatures() {
+    return this.inner.outFeatures;
+  }
+  forward(x: Tensor): Tensor {
+    const { group, sequence, outputs } = this.pass;
+    if (this.group < group) {
+      const outs = outputs.get(this.name) ?? [];
+      outputs.set(this.name, outs);
+      const replay = outs[sequence];
+      if (replay) return replay;
+      const y = this.inner.forward(x);
+      if (group < SEQUENTIAL_GROUPS.length) outs[sequence] = y; // the last pass needs no replay
+      return y;
+    }
+    if (this.group > group) throw new PassComplete();
+    const d = x.contiguousData() as Float32Array;
+    this.observe(this.name, d, d.length / this.inner.inFeatures, this.inner.inFeatures);
+    return zeros([...x.shape.slice(0, -1), this.inner.outFeatures]);
+  }
+  trainable() {
+    return this.inner.trainable();
+  }
+  baseTensors() {
+    return this.inner.baseTensors();
+  }
+}
+
+/**
+ * True-sequential observation and compression of layer i (see the header); returns the next layer's inputs. One pass
+ * per group over every sequence, then a last pass that computes only the last group's outputs. Holds each projection's
+ * outputs for every sequence until the layer is done but the last group's (at the Llama-2-7B shape and 32 × 512 tokens: 2.5 GB).
+ */
+function sequentialLayer(
+  model: LlamaModel,
+  i: number,
+  hidden: Tensor[],
+  positions: Int32Array[],
+  observe: InputObserver,
+  hooks: LayerwiseHooks,
+): Tensor[] {
+  const layer = model.layers[i];
+  const pass = { group: 0, sequence: 0, outputs: new Map<ProjectionName, Tensor[]>() };
+  const groupOf = (p: ProjectionName) => SEQUENTIAL_GROUPS.findIndex((g) => g.includes(p));
+  const run = (k: number) => {
+    pass.sequence = k;
+    const current = { ...layer.proj };
+    for (const p of PROJECTIONS) layer.proj[p] = new StagedLinear(current[p], p, groupOf(p), pass, observe);
+    try {
+      return model.forwardLayer(i, hidden[k], positions[k]);
+    } catch (e) {
+      if (e instanceof PassComplete) return null;
+      throw e;
+    } finally {
+      for (const p of PROJECTIONS) layer.proj[p] = current[p];
+    }
+  };
+  for (; pass.group < SEQUENTIAL_GROUPS.length; pass.group++) {
+    hidden.forEach((_, k) => run(k));
+    hooks.compressLayer(i, SEQUENTIAL_GROUPS[pass.group]);
+  }
+  return hidden.map((_, k) => run(k)!);
+}
+
 /** Runs the layer-wise loop over `samples` (each a token sequence, BOS included by the caller). */
 export function calibrateLayerwise(model: LlamaModel, samples: Int32Array[], hooks: LayerwiseHooks): void {
   if (samples.length === 0) throw new Error('calibration needs at least one sample');
@@ -82,17 +180,20 @@ export function calibrateLayerwise(model: LlamaModel, samples: Int32Array[], hoo
       hooks.stream?.enter(i);
       const observer = hooks.beforeLayer(i);
       const layer = model.layers[i];
-      if (observer) {
-        const original = { ...layer.proj };
-        for (const p of PROJECTIONS) layer.proj[p] = new ObservedLinear(original[p], p, observer);
-        try {
-          hidden.forEach((h, k) => model.forwardLayer(i, h, positions[k]));
-        } finally {
-          for (const p of PROJECTIONS) layer.proj[p] = original[p];
+      if (observer && hooks.trueSequential) hidden = sequentialLayer(model, i, hidden, positions, observer, hooks);
+      else {
+        if (observer) {
+          const original = { ...layer.proj };
+          for (const p of PROJECTIONS) layer.proj[p] = new ObservedLinear(original[p], p, observer);
+          try {
+            hidden.forEach((h, k) => model.forwardLayer(i, h, positions[k]));
+          } finally {
+            for (const p of PROJECTIONS) layer.proj[p] = original[p];
+          }
         }
+        hooks.compressLayer(i, PROJECTIONS);
+        hidden = hidden.map((h, k) => model.forwardLayer(i, h, positions[k])); // inputs of the next layer, from the compressed layer
       }
-      hooks.compressLayer(i);
-      hidden = hidden.map((h, k) => model.forwardLayer(i, h, positions[k])); // inputs of the next layer, from the compressed layer
       hooks.stream?.leave(i);
       hooks.onProgress?.(i + 1, model.layers.length);
     }

@@ -1,6 +1,6 @@
 /**
- * GPTQ over a whole model with the shared layer-wise calibration: for each layer, the Hessians of its
- * projections' inputs are accumulated (H = 2/N Σ_sequences Σ_tokens x xᵀ, as AutoGPTQ's add_batch), the
+ * GPTQ over a whole model with the shared layer-wise calibration: for each layer (by default group by group in
+ * AutoGPTQ's true-sequential order, compress/calibrate.ts), the Hessians of its projections' inputs are accumulated (H = 2/N Σ_sequences Σ_tokens x xᵀ, as AutoGPTQ's add_batch), the
  * projections are quantised, their float weights replaced by the dequantised ones (scales rounded to f16 as
  * the checkpoint stores them, so memory and file agree), and the next layer sees the quantised outputs.
  * Projections fed the same input (q/k/v, gate/up) share one Hessian and its factorisation.
@@ -32,6 +32,12 @@ export interface QuantizeOptions {
   targets: ProjectionName[];
   /** keep zero weights exactly zero (sparse bases, SQFT) — on automatically when a weight has zeros */
   keepZeros?: boolean;
+  /**
+   * AutoGPTQ's true-sequential order (default): q/k/v, then o, gate/up and down, each quantised on the inputs the
+   * already-quantised projections produce, one forward pass per layer; false: every projection on the float layer's
+   * inputs, two passes (compress/calibrate.ts)
+   */
+  trueSequential?: boolean;
   /** also quantise the LM head (after the last layer; untied from the embedding) */
   lmHead?: boolean;
   onProgress?: (layer: number, layers: number) => void;
@@ -189,9 +195,9 @@ export function quantizeModel(
         timed(phases, 'hessian', () => accumulate(acc, x, tokens));
       };
     },
-    compressLayer: (i) => {
+    compressLayer: (i, projections) => {
       const layer = model.layers[i];
-      for (const p of o.targets) {
+      for (const p of o.targets.filter((t) => projections.includes(t))) {
         const acc = accOf.get(p);
         const m = layer.proj[p];
         if (!acc || !(m instanceof Linear))
@@ -204,6 +210,7 @@ export function quantizeModel(
       accOf = new Map(); // the layer's Hessians and factors (1.4 GB at the 7B shape) are not kept through its next forward
       byInput = new Map();
     },
+    trueSequential: o.trueSequential ?? true,
     headInput: o.lmHead ? (x, tokens) => timed(phases, 'hessian', () => accumulate(head, x, tokens)) : undefined,
     onProgress: o.onProgress,
     stream: o.stream,

@@ -172,6 +172,8 @@ const compression = fileInDir(
       bits: z.number().int(),
       group_size: z.number().int(),
       act_order: z.boolean(),
+      /** GPTQ's order (compress/calibrate.ts); absent in records written before it was an option (all at once) */
+      true_sequential: z.boolean().optional(),
       damp: z.number(),
       nsamples: z.number().int(),
       seqlen: z.number().int(),

@@ -71,6 +71,11 @@ export const quantizeSpec = defineCommand('quantize', 'GPTQ quantisation (asymme
     float((n) => n > 0 && n < 1, 'in (0, 1)').default(0.01),
   ),
   blockSize: option('--block-size <n>', 'columns per lazy-update block', int(1).default(128)),
+  trueSequential: option(
+    '--no-true-sequential',
+    "quantise every projection of a layer on the float layer's inputs (two forward passes per layer) instead of AutoGPTQ's default true-sequential order (q/k/v, o, gate/up, down, each on the inputs the quantised ones before it produce; one pass)",
+    z.boolean().default(true),
+  ),
   calib: option('--calib <file>', 'calibration corpus: a text file or an instruction dataset', z.string()),
   nsamples: option('--nsamples <n>', 'calibration sequences', int(1).default(128)),
   seqlen: option('--seqlen <n>', 'tokens per calibration sequence (default: the model context)', int(2).optional()),

@@ -22,7 +22,7 @@ import type { LlamaTensor, ProjectionName } from './weights.ts';
 import { forwardCached } from './prefill.ts';
 import type { AttentionInputs, CachedForwardOptions } from './prefill.ts';
 
-export { OUTPUT_ONLY_PROJECTIONS, PROJECTIONS, projectionWeightName } from './weights.ts';
+export { OUTPUT_ONLY_PROJECTIONS, PROJECTIONS, SEQUENTIAL_GROUPS, projectionWeightName } from './weights.ts';
 export type { ProjectionName } from './weights.ts';
 
 export interface ForwardOptions {

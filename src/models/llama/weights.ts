@@ -36,6 +36,17 @@ export type ProjectionName = (typeof PROJECTIONS)[number];
  * layer: a pass that only observes the projections' inputs and discards the layer's output need not compute them.
  */
 export const OUTPUT_ONLY_PROJECTIONS: readonly ProjectionName[] = ['down_proj'];
+/**
+ * The projections grouped by shared input, in the order a decoder layer's forward reaches them: each group's input
+ * depends only on the groups before it (q/k/v read RMSNorm₁(h); o the attention of q/k/v; gate/up RMSNorm₂ of the
+ * residual after o; down the SwiGLU of gate/up). What GPTQ's true-sequential order quantises one after another.
+ */
+export const SEQUENTIAL_GROUPS: readonly (readonly ProjectionName[])[] = [
+  ['q_proj', 'k_proj', 'v_proj'],
+  ['o_proj'],
+  ['gate_proj', 'up_proj'],
+  ['down_proj'],
+];
 
 export interface LlamaTensor {
   /** Hugging Face name, e.g. model.layers.3.self_attn.q_proj.weight */
