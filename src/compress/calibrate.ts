@@ -87,21 +87,30 @@ class ObservedLinear implements LinearLike {
   }
 }
 
-/** Thrown by a projection of a group after the one a true-sequential pass observes: the pass has seen what it needed. */
+/** Thrown once a true-sequential pass has observed its whole group for a sequence: the rest of the layer is not needed. */
 class PassComplete extends Error {}
+
+/** The state of sequentialLayer's passes: the group observed, the sequence running, the outputs kept for replay. */
+interface Pass {
+  group: number;
+  sequence: number;
+  /** the projections of `group` observed for this sequence so far */
+  observed: Set<ProjectionName>;
+  outputs: Map<ProjectionName, Tensor[]>;
+}
 
 /**
  * A projection in one pass of sequentialLayer. Groups before the pass's return their output for the sequence running
  * (computed once with the group's final weights, then replayed: their inputs no longer change); the pass's group hands
- * its input to the observer and returns zeros (its output is computed in the next pass, once compressed); a later
- * group ends the pass.
+ * its input to the observer and returns zeros (its output is computed in the next pass, once compressed), and the
+ * last of them ends the pass (so does a later group, should a member of the pass's group not be reached).
  */
 class StagedLinear implements LinearLike {
   constructor(
     private readonly inner: LinearLike,
     private readonly name: ProjectionName,
     private readonly group: number,
-    private readonly pass: { group: number; sequence: number; outputs: Map<ProjectionName, Tensor[]> },
+    private readonly pass: Pass,
     private readonly observe: InputObserver,
   ) {}
   get inFeatures() {
@@ -124,6 +133,8 @@ class StagedLinear implements LinearLike {
     if (this.group > group) throw new PassComplete();
     const d = x.contiguousData() as Float32Array;
     this.observe(this.name, d, d.length / this.inner.inFeatures, this.inner.inFeatures);
+    this.pass.observed.add(this.name);
+    if (SEQUENTIAL_GROUPS[group].every((p) => this.pass.observed.has(p))) throw new PassComplete(); // nothing after is needed
     return zeros([...x.shape.slice(0, -1), this.inner.outFeatures]);
   }
   trainable() {
@@ -148,10 +159,11 @@ function sequentialLayer(
   hooks: LayerwiseHooks,
 ): Tensor[] {
   const layer = model.layers[i];
-  const pass = { group: 0, sequence: 0, outputs: new Map<ProjectionName, Tensor[]>() };
+  const pass: Pass = { group: 0, sequence: 0, observed: new Set(), outputs: new Map() };
   const groupOf = (p: ProjectionName) => SEQUENTIAL_GROUPS.findIndex((g) => g.includes(p));
   const run = (k: number) => {
     pass.sequence = k;
+    pass.observed.clear();
     const current = { ...layer.proj };
     for (const p of PROJECTIONS) layer.proj[p] = new StagedLinear(current[p], p, groupOf(p), pass, observe);
     try {
