@@ -14,7 +14,7 @@
  *    down) are observed and compressed one after another, each on the inputs the already-compressed groups produce.
  *    AutoGPTQ runs the whole layer once per group; here each projection's output is computed once, with its final
  *    weights, and replayed in the later passes (sequentialLayer), so a layer costs one forward pass of its
- *    projections, not two (plus the attention, recomputed per pass).
+ *    projections, not two, and the attention is computed twice (for o_proj's input, then with the quantised o_proj).
  *
  * Observation wraps each projection module generically (any LinearLike, any architecture lonas loads), so
  * no module path is hard-coded. Sequences run one at a time (batch 1), as the reference implementations do.
@@ -167,7 +167,8 @@ function sequentialLayer(
     const current = { ...layer.proj };
     for (const p of PROJECTIONS) layer.proj[p] = new StagedLinear(current[p], p, groupOf(p), pass, observe);
     try {
-      return model.forwardLayer(i, hidden[k], positions[k]);
+      // once o_proj's output is kept it is the attention block's output: the later passes skip q/k/v, rope and attention
+      return model.forwardLayer(i, hidden[k], positions[k], pass.outputs.get('o_proj')?.[k]);
     } catch (e) {
       if (e instanceof PassComplete) return null;
       throw e;

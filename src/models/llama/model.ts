@@ -106,9 +106,12 @@ export class LlamaModel {
     return this.logits(h); // (B, T, V)
   }
 
-  /** One decoder layer: h (B, T, C) → (B, T, C) at per-token positions (B·T). Used by layer-wise calibration. */
-  forwardLayer(i: number, h: Tensor, positions: Int32Array): Tensor {
-    h = add(h, this.selfAttention(i, h, positions));
+  /**
+   * One decoder layer: h (B, T, C) → (B, T, C) at per-token positions (B·T). Used by layer-wise calibration, which
+   * may pass the attention block's output (o_proj's, (B, T, C)) when it already has it for this h.
+   */
+  forwardLayer(i: number, h: Tensor, positions: Int32Array, attention?: Tensor): Tensor {
+    h = add(h, attention ?? this.selfAttention(i, h, positions));
     return add(h, this.mlp(i, h));
   }
 
