@@ -32,7 +32,7 @@ namespace {
 // Register-blocked: RN ≤ 4 rows × 64 outputs are accumulated over all keys (accumulating into memory cost ~2× the
 // K/V streaming at 250 keys). Generic vectors, of 16 floats (zmm) where AVX-512 is on and of 8 (ymm) otherwise: a
 // 64-byte vector in the AVX2 clone is split through the stack (3/4 of its instructions moved data to and from it;
-// 32 heads × 1024 keys × D 128, GQA group 4, Zen 3: 3.3 → 0.95 ms; group 1: 5.4 → 4.0 ms). Each output sums its
+// 32 heads × 1024 keys × D 128, GQA group 4, Zen 3: 3.3–5.2 → 0.95–1.4 ms; group 1 within the noise). Each output sums its
 // keys in the same order whatever the width.
 typedef float v16 __attribute__((vector_size(64)));
 typedef float v8 __attribute__((vector_size(32)));
@@ -63,15 +63,20 @@ LONAS_MULTIVERSION void weightedBlock(const float* p, int64_t ldp, const float* 
 
 template <typename V, int RN>
 void weightedRows(const float* p, int64_t ldp, const float* v, int64_t ldv, int64_t n, int64_t dv, float* out, int64_t ldo) {
-  switch (dv) {  // vectors in this chunk of D
+  // vectors in this chunk of D: ≤ 4 of 16 floats, ≤ 8 of 8 (only the widths a chunk of 64 can need are built)
+  if constexpr (sizeof(V) == 32) {
+    switch (dv) {
+      case 5: return weightedBlock<V, RN, 5>(p, ldp, v, ldv, n, out, ldo);
+      case 6: return weightedBlock<V, RN, 6>(p, ldp, v, ldv, n, out, ldo);
+      case 7: return weightedBlock<V, RN, 7>(p, ldp, v, ldv, n, out, ldo);
+      case 8: return weightedBlock<V, RN, 8>(p, ldp, v, ldv, n, out, ldo);
+    }
+  }
+  switch (dv) {
     case 1: weightedBlock<V, RN, 1>(p, ldp, v, ldv, n, out, ldo); break;
     case 2: weightedBlock<V, RN, 2>(p, ldp, v, ldv, n, out, ldo); break;
     case 3: weightedBlock<V, RN, 3>(p, ldp, v, ldv, n, out, ldo); break;
-    case 4: weightedBlock<V, RN, 4>(p, ldp, v, ldv, n, out, ldo); break;
-    case 5: weightedBlock<V, RN, 5>(p, ldp, v, ldv, n, out, ldo); break;
-    case 6: weightedBlock<V, RN, 6>(p, ldp, v, ldv, n, out, ldo); break;
-    case 7: weightedBlock<V, RN, 7>(p, ldp, v, ldv, n, out, ldo); break;
-    default: weightedBlock<V, RN, 8>(p, ldp, v, ldv, n, out, ldo); break;
+    default: weightedBlock<V, RN, 4>(p, ldp, v, ldv, n, out, ldo); break;
   }
 }
 

@@ -1,7 +1,7 @@
 /**
  * GPTQ over a whole model with the shared layer-wise calibration: for each layer (by default group by group in
- * AutoGPTQ's true-sequential order, compress/calibrate.ts), the Hessians of its projections' inputs are accumulated (H = 2/N Σ_sequences Σ_tokens x xᵀ, as AutoGPTQ's add_batch), the
- * projections are quantised, their float weights replaced by the dequantised ones (scales rounded to f16 as
+ * AutoGPTQ's true-sequential order, compress/calibrate.ts), the Hessians of its projections' inputs are
+ * accumulated (H = 2/N Σ_sequences Σ_tokens x xᵀ, as AutoGPTQ's add_batch), the projections are quantised, their float weights replaced by the dequantised ones (scales rounded to f16 as
  * the checkpoint stores them, so memory and file agree), and the next layer sees the quantised outputs.
  * Projections fed the same input (q/k/v, gate/up) share one Hessian and its factorisation.
  *

@@ -30,8 +30,8 @@ function compress(m: LinearLike): void {
 /** Observed inputs by `layer proj sequence`, copied (the observer's array is the op's own). */
 type Seen = Map<string, Float32Array>;
 
-/** A projection counting its forward calls. */
-function counting(m: LinearLike, calls: Map<ProjectionName, number>, p: ProjectionName): LinearLike {
+/** `m` with `tap(x)` called on every forward input. */
+function tapped(m: LinearLike, tap: (x: Tensor) => void): LinearLike {
   return {
     get inFeatures() {
       return m.inFeatures;
@@ -40,7 +40,7 @@ function counting(m: LinearLike, calls: Map<ProjectionName, number>, p: Projecti
       return m.outFeatures;
     },
     forward: (x: Tensor) => {
-      calls.set(p, (calls.get(p) ?? 0) + 1);
+      tap(x);
       return m.forward(x);
     },
     trainable: () => m.trainable(),
@@ -51,13 +51,14 @@ function counting(m: LinearLike, calls: Map<ProjectionName, number>, p: Projecti
 function runCalibration(m: LlamaModel, trueSequential: boolean, calls?: Map<ProjectionName, number>) {
   const seen: Seen = new Map();
   const heads: Float32Array[] = [];
-  if (calls) for (const l of m.layers) for (const p of PROJECTIONS) l.proj[p] = counting(l.proj[p], calls, p);
+  if (calls)
+    for (const l of m.layers) for (const p of PROJECTIONS) l.proj[p] = tapped(l.proj[p], () => calls.set(p, (calls.get(p) ?? 0) + 1));
   calibrateLayerwise(m, samples, {
     beforeLayer: (i) => {
-      const calls = new Map<ProjectionName, number>(); // a projection's n-th observation in a layer is sequence n
+      const observed = new Map<ProjectionName, number>(); // a projection's n-th observation in a layer is sequence n
       return (proj, x) => {
-        const n = calls.get(proj) ?? 0;
-        calls.set(proj, n + 1);
+        const n = observed.get(proj) ?? 0;
+        observed.set(proj, n + 1);
         seen.set(`${i} ${proj} ${n}`, Float32Array.from(x));
       };
     },
@@ -81,16 +82,7 @@ function reference(m: LlamaModel) {
       for (const group of SEQUENTIAL_GROUPS) {
         hidden.forEach((h, k) => {
           const plain = { ...layer.proj };
-          for (const p of group) {
-            const inner = plain[p];
-            layer.proj[p] = {
-              ...counting(inner, new Map(), p),
-              forward: (x: Tensor) => {
-                seen.set(`${i} ${p} ${k}`, Float32Array.from(x.contiguousData()));
-                return inner.forward(x);
-              },
-            };
-          }
+          for (const p of group) layer.proj[p] = tapped(plain[p], (x) => seen.set(`${i} ${p} ${k}`, Float32Array.from(x.contiguousData())));
           m.forwardLayer(i, h, positions[k]);
           Object.assign(layer.proj, plain);
         });
