@@ -7,7 +7,7 @@
  * so a zero weight maps to q = zero and dequantises to exactly 0.
  *
  * Computed in float64 (the golden fixture's float64 run gives PyTorch's float32 codes); the column loop runs on the
- * native kernel, bit for bit its TypeScript twin (src/kernels/gptq.ts). `keepZeros` is the SQFT-compatible variant
+ * native kernel (src/kernels/gptq.ts: the twin's operations inside a block, a dgemm between blocks). `keepZeros` is the SQFT-compatible variant
  * for sparse weights: after every update the pruned positions are reset to 0.
  */
 import { choleskyInverseUpper } from '../kernels/linalg.ts';

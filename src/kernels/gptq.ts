@@ -1,7 +1,8 @@
 /**
  * GPTQ's column loop (AutoGPTQ `fasterquant` once the inverse-Hessian factor is known), float64. The native kernel
- * (native/gptq.cc) repeats the twin's operations one for one — per update a multiply and a subtract, in the same
- * order, no FMA — so both give the same codes, scales, zeros and updated weights bit for bit; the twin below is the
+ * (native/gptq.cc) repeats the twin's operations one for one inside each block (a multiply and a subtract per
+ * update, in the same order, no FMA) and does the lazy update between blocks as one dgemm, so its weights agree
+ * with the twin's to float64 rounding and its codes, scales and zeros match them (tests); the twin below is the
  * oracle in tests and the fallback without the addon.
  */
 import { quantCode, roundHalfEven } from '../util/round.ts';
