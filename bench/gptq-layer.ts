@@ -21,7 +21,7 @@ import { quantizeModel } from '../src/compress/quantize.ts';
 import type { QuantizePhases } from '../src/compress/quantize.ts';
 import { gptqQuantize, prepareHessianInPlace } from '../src/compress/gptq.ts';
 import { gramUpper } from '../src/kernels/linalg.ts';
-import { backendInfo } from '../src/kernels/index.ts';
+import { backendInfo, nativeKernels } from '../src/kernels/index.ts';
 import { randomLlamaWeights, log, machineBusy, round } from './common.ts';
 
 interface Options {
@@ -140,6 +140,7 @@ export async function main(args: string[]): Promise<unknown> {
   log(
     `gptq-layer: quantizing (${o.calib} × ${o.calibLen} tokens, ${o.bits} bits, group ${o.group}${o.actOrder ? ', act-order' : ''}${o.trueSequential ? '' : ', all at once'})`,
   );
+  nativeKernels()?.retainFreedMemory(); // as `lonas quantize` does (compress/stream.ts)
   const r = quantizeModel(model, samples, {
     bits: o.bits,
     groupSize: o.group,

@@ -45,6 +45,8 @@ export interface LayerwiseHooks {
    * them in place. All at once: every projection, once per layer; true-sequential: one SEQUENTIAL_GROUPS group at a time.
    */
   compressLayer(layer: number, projections: readonly ProjectionName[]): void;
+  /** called once layer i is compressed and the next layer's inputs are computed (before `stream.leave(i)`) */
+  afterLayer?(layer: number): void;
   /** observe and compress the projection groups one after another (see the header) */
   trueSequential?: boolean;
   /** called once per sequence after the last layer with the LM head's input x (tokens, C) = norm(h) */
@@ -207,6 +209,7 @@ export function calibrateLayerwise(model: LlamaModel, samples: Int32Array[], hoo
         hooks.compressLayer(i, PROJECTIONS);
         hidden = hidden.map((h, k) => model.forwardLayer(i, h, positions[k])); // inputs of the next layer, from the compressed layer
       }
+      hooks.afterLayer?.(i);
       hooks.stream?.leave(i);
       hooks.onProgress?.(i + 1, model.layers.length);
     }

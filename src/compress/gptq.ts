@@ -155,11 +155,12 @@ export function gptqQuantize(
     codesP = new Uint8Array(out * inF);
   columns({ w: Wp, u: U, mask: Mp, out, inF, bits: o.bits, groupSize: gs, blockSize: B, codes: codesP, scales, zeros });
   // back to the original column order; g_idx[c] = (position of c in the quantisation order) / groupSize
-  const q = new Uint8Array(out * inF),
-    gIdx = new Int32Array(inF);
-  for (let k = 0; k < inF; k++) {
-    gIdx[perm[k]] = Math.floor(k / gs);
-    for (let r = 0; r < out; r++) q[r * inF + perm[k]] = codesP[r * inF + k];
+  const gIdx = new Int32Array(inF);
+  for (let k = 0; k < inF; k++) gIdx[perm[k]] = Math.floor(k / gs);
+  let q = codesP; // already in the original order when perm is the identity
+  if (perm.some((p, k) => p !== k)) {
+    q = new Uint8Array(out * inF);
+    for (let r = 0; r < out; r++) for (let k = 0; k < inF; k++) q[r * inF + perm[k]] = codesP[r * inF + k];
   }
   return { out, inF, bits: o.bits, groupSize: gs, q, scales, zeros, gIdx };
 }

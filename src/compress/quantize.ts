@@ -105,12 +105,12 @@ function prepared(acc: HessianAcc, o: QuantizeOptions): PreparedHessian {
     sum = acc.sum!;
   acc.sum = null;
   const H = new Float64Array(n * n);
-  for (let i = 0; i < n; i++)
-    for (let j = i; j < n; j++) {
-      const v = (2 * sum[i * n + j]) / acc.n;
-      H[i * n + j] = v;
-      H[j * n + i] = v;
-    }
+  for (let i = 0; i < n; i++) for (let j = i; j < n; j++) H[i * n + j] = (2 * sum[i * n + j]) / acc.n;
+  // the lower triangle in 64 × 64 tiles (a column-wise copy would miss the cache on every element)
+  for (let i0 = 0; i0 < n; i0 += 64)
+    for (let j0 = 0; j0 <= i0; j0 += 64)
+      for (let i = i0; i < Math.min(i0 + 64, n); i++)
+        for (let j = j0; j < Math.min(j0 + 64, i); j++) H[i * n + j] = H[j * n + i];
   acc.prepared = prepareHessianInPlace(H, n, o.actOrder, o.percDamp);
   return acc.prepared;
 }
@@ -177,6 +177,7 @@ export function quantizeModel(
   let accOf = new Map<ProjectionName, HessianAcc>();
   let byInput = new Map<Float32Array, HessianAcc>();
   let modules = 0;
+  let installs: [number, ProjectionName, QuantLinear][] = [];
   const head: HessianAcc = { sum: new Float32Array(model.config.hiddenSize ** 2), n: 0, lastInput: null, inF: model.config.hiddenSize };
   calibrateLayerwise(model, samples, {
     beforeLayer: () => {
@@ -204,11 +205,17 @@ export function quantizeModel(
           throw new Error(`quantize: layer ${i} ${p} is not a plain float projection (already quantised, or has an adapter?)`);
         const [out, inF] = m.weight.shape;
         const qw = gptq(m.weight.data, out, inF, acc, o, phases);
-        layer.proj[p] = timed(phases, 'install', () => toQuantLinear(m, qw));
+        // the float module keeps running the calibration on the dequantised weights (as AutoGPTQ, which writes them
+        // into the layer); the INT4 module is installed once the layer is done
+        installs.push([i, p, timed(phases, 'install', () => toQuantLinear(m, qw))]);
         modules++;
       }
       accOf = new Map(); // the layer's Hessians and factors (1.4 GB at the 7B shape) are not kept through its next forward
       byInput = new Map();
+    },
+    afterLayer: (i) => {
+      for (const [l, p, q] of installs) if (l === i) model.layers[l].proj[p] = q;
+      installs = installs.filter(([l]) => l !== i);
     },
     trueSequential: o.trueSequential ?? true,
     headInput: o.lmHead ? (x, tokens) => timed(phases, 'hessian', () => accumulate(head, x, tokens)) : undefined,
