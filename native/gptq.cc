@@ -142,6 +142,35 @@ void quantizeColumns(const Columns& c) {
 
 }  // namespace
 
+// gptqDequantize(q, scales, zeros, gIdx, out, in, w): w (out, in) float32 = scale · (q − zero) with the row's
+// group g = gIdx[j] (scales / zeros (groups, out)); computed in float64 and rounded once, as the twin does.
+void GptqDequantize(const Napi::CallbackInfo& info) {
+  Args args(info, "gptqDequantize", 7);
+  U8 q = args.u8(0, "q");
+  F32 scales = args.f32(1, "scales"), zeros = args.f32(2, "zeros");
+  I32 gIdx = args.i32(3, "gIdx");
+  const int64_t out = args.index(4, "out"), in = args.index(5, "in");
+  F32 w = args.f32(6, "w");
+  const int64_t size = args.mul(out, in);
+  args.need("q", q.length, size);
+  args.need("gIdx", gIdx.length, in);
+  args.need("w", w.length, size);
+  int64_t groups = 0;
+  for (int64_t j = 0; j < in; j++) {
+    if (gIdx.data[j] < 0) args.throwRange("gIdx[" + std::to_string(j) + "] is negative");
+    groups = std::max<int64_t>(groups, gIdx.data[j] + 1);
+  }
+  args.need("scales", scales.length, args.mul(groups, out));
+  args.need("zeros", zeros.length, args.mul(groups, out));
+  parallelFor(size, kMinPiece, in, [&](int64_t a, int64_t b) {
+    for (int64_t r = a / std::max<int64_t>(in, 1); r < b / std::max<int64_t>(in, 1); r++)
+      for (int64_t j = 0; j < in; j++) {
+        const int64_t g = gIdx.data[j] * out + r;
+        w.data[r * in + j] = static_cast<float>(static_cast<double>(scales.data[g]) * (q.data[r * in + j] - static_cast<double>(zeros.data[g])));
+      }
+  });
+}
+
 void GptqColumns(const Napi::CallbackInfo& info) {
   Args args(info, "gptqColumns", 11);
   F64 w = args.f64(0, "w");

@@ -44,6 +44,8 @@ void AddScaled(const Napi::CallbackInfo& info);
 // linalg.cc — GPTQ's linear algebra: the inverse-Hessian factor (LAPACK, float64), the Hessian (ssyrk)
 void CholeskyInverseUpper(const Napi::CallbackInfo& info);
 void GramUpper(const Napi::CallbackInfo& info);
+void HessianFromGram(const Napi::CallbackInfo& info);
+void GptqDequantize(const Napi::CallbackInfo& info);
 
 // gptq.cc — GPTQ's column loop (float64, the twin's operations)
 void GptqColumns(const Napi::CallbackInfo& info);

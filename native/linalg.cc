@@ -11,6 +11,10 @@
 // gramUpper(x, k, n, alpha, c): c (n, n) row-major float32, its upper triangle (diagonal included) += alpha · xᵀ x
 // for x (k, n) row-major (cblas_ssyrk: half the flops of the gemm); the strictly lower part is not touched.
 // GPTQ's Hessian Σ x xᵀ over calibration tokens.
+//
+// hessianFromGram(sum, n, count, h): h (n, n) float64 = 2 · sum / count, mirrored from sum's upper triangle
+// (float32 (n, n), the gramUpper result; its strictly lower part is not read): h[i, j] = h[j, i] = (2·sum[i, j]) / count
+// for j ≥ i, each value computed in float64 exactly as the TypeScript twin does.
 #include <cblas.h>
 
 #include <algorithm>
@@ -19,6 +23,7 @@
 
 #include "common.h"
 #include "kernels.h"
+#include "pool.h"
 
 // LAPACK (Fortran ABI: arguments by pointer, hidden string lengths last).
 extern "C" {
@@ -50,6 +55,27 @@ void CholeskyInverseUpper(const Napi::CallbackInfo& info) {
   std::reverse(a.data, a.data + size);
   // the row-major strictly lower part holds the reversed, untouched rest of the input: zero it
   for (int64_t i = 1; i < n; i++) std::memset(a.data + i * n, 0, sizeof(double) * i);
+}
+
+void HessianFromGram(const Napi::CallbackInfo& info) {
+  Args args(info, "hessianFromGram", 4);
+  F32 sum = args.f32(0, "sum");
+  const int64_t n = args.index(1, "n");
+  const double count = args.number(2, "count");
+  F64 h = args.f64(3, "h");
+  args.need("sum", sum.length, args.mul(n, n));
+  args.need("h", h.length, args.mul(n, n));
+  if (!(count > 0)) args.throwRange("count must be > 0");
+  const float* s = sum.data;
+  double* H = h.data;
+  // 64-row bands on the pool; each band writes its rows of the upper triangle and, tile by tile, their mirror
+  constexpr int64_t T = 64;
+  parallelFor((n + T - 1) / T, 1, 1, [&](int64_t b0, int64_t b1) {
+    for (int64_t i0 = b0 * T; i0 < std::min(b1 * T, n); i0 += T)
+      for (int64_t j0 = i0; j0 < n; j0 += T)
+        for (int64_t i = i0; i < std::min(i0 + T, n); i++)
+          for (int64_t j = std::max(i, j0); j < std::min(j0 + T, n); j++) H[i * n + j] = H[j * n + i] = (2.0 * s[i * n + j]) / count;
+  });
 }
 
 void GramUpper(const Napi::CallbackInfo& info) {

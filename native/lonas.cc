@@ -11,8 +11,9 @@
 //   dropout.cc     dropout(+Backward), addScaled          (per-row xoshiro128** streams, the twin's draws)
 //   int4.cc        int4Linear, int4Dequantize, compressedIsa, compressedThreads (see compressed.h)
 //   sparse.cc      sparseLinear
-//   linalg.cc      choleskyInverseUpper, gramUpper        (LAPACK dpotrf/dtrtri, float64; ssyrk)
-//   gptq.cc        gptqColumns                            (GPTQ's column loop, float64)
+//   linalg.cc      choleskyInverseUpper, gramUpper,       (LAPACK dpotrf/dtrtri, float64; ssyrk;
+//                  hessianFromGram                        the Hessian widened and mirrored)
+//   gptq.cc        gptqColumns, gptqDequantize            (GPTQ's column loop, float64; scale · (q − zero))
 // Controls: coreName(), config(), getThreads(), setThreads(n) (OpenBLAS and the pool of pool.h).
 //
 // OPENBLAS_CORETYPE / OPENBLAS_NUM_THREADS are read by OpenBLAS when this library is loaded, so the
@@ -97,6 +98,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   add("sparseLinear", SparseLinear);
   add("choleskyInverseUpper", CholeskyInverseUpper);
   add("gramUpper", GramUpper);
+  add("hessianFromGram", HessianFromGram);
+  add("gptqDequantize", GptqDequantize);
   add("gptqColumns", GptqColumns);
   add("compressedIsa", CompressedIsa);
   add("compressedThreads", CompressedThreads);

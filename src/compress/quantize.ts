@@ -9,7 +9,7 @@
  * model (the final RMSNorm of the last layer's outputs), as GPTQModel's `lm_head: true`. A head tied to the
  * embedding is untied first: the embedding keeps its float weights, the head becomes its own module.
  */
-import { gramUpper } from '../kernels/linalg.ts';
+import { gramUpper, hessianFromGram } from '../kernels/linalg.ts';
 import type { FloatArray } from '../kernels/api.ts';
 import { f32ToF16, f16ToF32 } from '../io/safetensors.ts';
 import { dequantize } from '../nn/quantized-weight.ts';
@@ -104,13 +104,7 @@ function prepared(acc: HessianAcc, o: QuantizeOptions): PreparedHessian {
   const n = acc.inF,
     sum = acc.sum!;
   acc.sum = null;
-  const H = new Float64Array(n * n);
-  for (let i = 0; i < n; i++) for (let j = i; j < n; j++) H[i * n + j] = (2 * sum[i * n + j]) / acc.n;
-  // the lower triangle in 64 × 64 tiles (a column-wise copy would miss the cache on every element)
-  for (let i0 = 0; i0 < n; i0 += 64)
-    for (let j0 = 0; j0 <= i0; j0 += 64)
-      for (let i = i0; i < Math.min(i0 + 64, n); i++)
-        for (let j = j0; j < Math.min(j0 + 64, i); j++) H[i * n + j] = H[j * n + i];
+  const H = hessianFromGram(sum, n, acc.n);
   acc.prepared = prepareHessianInPlace(H, n, o.actOrder, o.percDamp);
   return acc.prepared;
 }
@@ -152,7 +146,8 @@ function timed<T>(times: PhaseTimes, phase: keyof QuantizePhases, f: () => T): T
 
 /** GPTQ of one (out, in) weight; zero weights are kept exactly zero when asked, or when the weight has any. */
 function gptq(w: FloatArray, out: number, inF: number, acc: HessianAcc, o: QuantizeOptions, phases: PhaseTimes): QuantizedWeight {
-  const hasZeros = w.some((v) => v === 0);
+  let hasZeros = false;
+  for (let k = 0; k < w.length && !hasZeros; k++) hasZeros = w[k] === 0;
   const prep = timed(phases, 'factor', () => prepared(acc, o));
   const qo = { bits: o.bits, groupSize: o.groupSize, actOrder: o.actOrder, blockSize: o.blockSize, keepZeros: o.keepZeros ?? hasZeros };
   return timed(phases, 'columns', () => gptqQuantize(w, out, inF, prep, qo));

@@ -305,6 +305,18 @@ export interface LinalgKernels {
   choleskyInverseUpper(a: Float64Array, n: number): void;
   /** c (n, n) float32: its upper triangle (diagonal included) += alpha · xᵀ x for x (k, n); the strictly lower part is untouched. */
   gramUpper(x: Float32Array, k: number, n: number, alpha: number, c: Float32Array): void;
+  /** h (n, n) float64: h[i, j] = h[j, i] = (2 · sum[i, j]) / count for j ≥ i, from sum (n, n) float32's upper triangle. */
+  hessianFromGram(sum: Float32Array, n: number, count: number, h: Float64Array): void;
+  /** w (out, in) float32 = scales[g, r] · (q[r, j] − zeros[g, r]), g = gIdx[j]; in float64, rounded once. */
+  gptqDequantize(
+    q: Uint8Array,
+    scales: Float32Array,
+    zeros: Float32Array,
+    gIdx: Int32Array,
+    out: number,
+    inF: number,
+    w: Float32Array,
+  ): void;
   /**
    * GPTQ's column loop in float64 (see src/kernels/gptq.ts referenceGptqColumns, whose operations it repeats
    * exactly): w (out, in) in quantisation order (overwritten), u (in, in) the inverse-Hessian factor in that order,

@@ -71,6 +71,26 @@ export function choleskyInverseUpper(a: Float64Array, n: number): void {
   else referenceCholeskyInverseUpper(a, n);
 }
 
+/** The reference twin of the native `hessianFromGram`: h[i, j] = h[j, i] = (2 · sum[i, j]) / count for j ≥ i (bit for bit the native). */
+export function referenceHessianFromGram(sum: Float32Array, n: number, count: number, h: Float64Array): void {
+  for (let i = 0; i < n; i++)
+    for (let j = i; j < n; j++) {
+      const v = (2 * sum[i * n + j]) / count;
+      h[i * n + j] = v;
+      h[j * n + i] = v;
+    }
+}
+
+/** H (n, n) float64 from the Gram sum's upper triangle: natively when the addon is loaded, else the twin. */
+export function hessianFromGram(sum: Float32Array, n: number, count: number): Float64Array {
+  if (sum.length < n * n) throw new Error(`hessianFromGram: sum has ${sum.length} elements, (${n}, ${n}) needs ${n * n}`);
+  const h = new Float64Array(n * n);
+  const native = nativeKernels();
+  if (native) native.hessianFromGram(sum, n, count, h);
+  else referenceHessianFromGram(sum, n, count, h);
+  return h;
+}
+
 /** `gramUpper` on OpenBLAS's ssyrk when the native addon is loaded, else on the twin. */
 export function gramUpper(x: Float32Array, k: number, n: number, alpha: number, c: Float32Array): void {
   if (x.length < k * n) throw new Error(`gramUpper: x has ${x.length} elements, (${k}, ${n}) needs ${k * n}`);

@@ -48,6 +48,8 @@ const KERNEL_NAMES = [
 const INFO_NAMES = [
   'choleskyInverseUpper',
   'gramUpper',
+  'hessianFromGram',
+  'gptqDequantize',
   'gptqColumns',
   'coreName',
   'config',
@@ -109,6 +111,8 @@ export function wrapNativeAddon(addon: unknown): NativeKernels {
     sparseLinear: fns.sparseLinear,
     choleskyInverseUpper: fns.choleskyInverseUpper,
     gramUpper: fns.gramUpper,
+    hessianFromGram: fns.hessianFromGram,
+    gptqDequantize: fns.gptqDequantize,
     gptqColumns: fns.gptqColumns,
     coreName: fns.coreName,
     config: fns.config,

@@ -4,6 +4,7 @@
  */
 import { quantCode } from '../util/round.ts';
 import type { QuantParams } from '../tensor/index.ts';
+import { nativeKernels } from '../kernels/index.ts';
 
 export { quantCode };
 
@@ -26,8 +27,17 @@ export interface QuantizedWeight {
 /** A quantised weight's grid without its codes (what a checkpoint's qzeros, scales and g_idx say). */
 export type QuantGrid = Omit<QuantizedWeight, 'q'>;
 
-/** Dequantised weights (out, in): scale · (q − zero) of each element's group. */
+/** Dequantised weights (out, in): scale · (q − zero) of each element's group (native/gptq.cc when loaded, else the twin). */
 export function dequantize(qw: QuantizedWeight): Float32Array {
+  const native = nativeKernels();
+  if (!native) return referenceDequantize(qw);
+  const w = new Float32Array(qw.out * qw.inF);
+  native.gptqDequantize(qw.q, qw.scales, qw.zeros, qw.gIdx, qw.out, qw.inF, w);
+  return w;
+}
+
+/** The reference twin of the native `gptqDequantize`: in float64, rounded once to float32. */
+export function referenceDequantize(qw: QuantizedWeight): Float32Array {
   const { out, inF, q, scales, zeros, gIdx } = qw;
   const w = new Float32Array(out * inF);
   for (let r = 0; r < out; r++) {

@@ -1,14 +1,16 @@
 /**
  * choleskyInverseUpper on LAPACK (native/linalg.cc) against its TypeScript twin (src/kernels/linalg.ts), both
  * checked against the definition (Uᵀ U H = I, U upper: the factor is unique), gramUpper on ssyrk against its twin, and
- * GPTQ with the LAPACK factor against GPTQ with the twin's factor: the same codes, scales, zeros and g_idx.
+ * GPTQ with the LAPACK factor against GPTQ with the twin's factor: the same codes, scales, zeros and g_idx; the Hessian's
+ * widening (hessianFromGram) and GPTQ's dequantisation against their twins bit for bit.
  * The two factorisations round in a different order, so the factors are compared with a float64 tolerance
  * (relative 1e-9 of the largest entry) and the codes exactly.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { nativeKernels } from '../../src/kernels/index.ts';
-import { referenceCholeskyInverseUpper, referenceGramUpper } from '../../src/kernels/linalg.ts';
+import { referenceCholeskyInverseUpper, referenceGramUpper, referenceHessianFromGram } from '../../src/kernels/linalg.ts';
+import { referenceDequantize } from '../../src/nn/quantized-weight.ts';
 import { gptqQuantize, prepareHessian } from '../../src/compress/gptq.ts';
 import { Rng } from '../../src/tensor/index.ts';
 
@@ -127,3 +129,47 @@ for (const actOrder of [false, true])
       assert.deepEqual(lapack.gIdx, twin.gIdx, `${out}×${inF}: g_idx`);
     }
   });
+
+test('hessianFromGram: native equals the TypeScript twin bit for bit (widths that are and are not whole 64-row bands)', {
+  skip: !native && 'native addon not built',
+}, () => {
+  const rng = new Rng(11);
+  for (const n of [1, 64, 70, 193]) {
+    const sum = Float32Array.from({ length: n * n }, () => rng.normal());
+    const want = new Float64Array(n * n),
+      got = new Float64Array(n * n).fill(Number.NaN);
+    referenceHessianFromGram(sum, n, 7, want);
+    native!.hessianFromGram(sum, n, 7, got);
+    assert.deepEqual(got, want, `n = ${n}`);
+    assert.equal(got[n - 1], (2 * sum[n - 1]) / 7); // the upper triangle, mirrored
+    assert.equal(got[(n - 1) * n], got[n - 1]);
+  }
+  assert.throws(() => native!.hessianFromGram(new Float32Array(4), 2, 0, new Float64Array(4)), /count must be > 0/);
+  assert.throws(() => native!.hessianFromGram(new Float32Array(3), 2, 1, new Float64Array(4)), /'sum' has 3 elements/);
+});
+
+test('gptqDequantize: native equals the TypeScript twin bit for bit (act-order g_idx, rows not a multiple of anything)', {
+  skip: !native && 'native addon not built',
+}, () => {
+  const rng = new Rng(12);
+  const [out, inF, gs] = [13, 96, 32];
+  const gIdx = Int32Array.from({ length: inF }, (_, j) => ((j * 7) % inF) >> 5); // each group 32 scattered columns
+  const qw = {
+    out,
+    inF,
+    bits: 4,
+    groupSize: gs,
+    q: Uint8Array.from({ length: out * inF }, () => rng.nextUint32() % 16),
+    scales: Float32Array.from({ length: 3 * out }, () => Math.abs(rng.normal()) * 0.01),
+    zeros: Float32Array.from({ length: 3 * out }, () => rng.nextUint32() % 16),
+    gIdx,
+  };
+  const got = new Float32Array(out * inF);
+  native!.gptqDequantize(qw.q, qw.scales, qw.zeros, qw.gIdx, out, inF, got);
+  assert.deepEqual(got, referenceDequantize(qw));
+  assert.ok(got.some((v) => v !== 0));
+  assert.throws(
+    () => native!.gptqDequantize(qw.q, qw.scales.subarray(0, out), qw.zeros, qw.gIdx, out, inF, got),
+    /'scales' has 13 elements but 39/,
+  );
+});
