@@ -100,6 +100,11 @@ export function torchEnv(threads: number): NodeJS.ProcessEnv {
   return env;
 }
 
+/** A missing prerequisite of a benchmark: reported as its message alone, without a stack trace. */
+export class BenchSetupError extends Error {
+  override name = 'BenchSetupError';
+}
+
 /** Runs bench/torch/<script> with `args` at `threads` threads and parses its last stdout line as JSON. */
 export function runTorch<T>(script: string, threads: number, args: string[]): T {
   const path = fileURLToPath(new URL(`./torch/${script}`, import.meta.url));
@@ -109,6 +114,10 @@ export function runTorch<T>(script: string, threads: number, args: string[]): T 
     maxBuffer: 16 << 20,
   });
   if (r.error) throw new Error(`cannot run ${PYTHON} ${script}: ${r.error.message}`);
+  if (r.status !== 0 && /No module named 'torch'/.test(r.stderr))
+    throw new BenchSetupError(
+      `this benchmark's baseline is PyTorch, which ${PYTHON} cannot import: install it with \`apt-get install python3-torch\``,
+    );
   if (r.status !== 0) throw new Error(`${script} exited with ${r.status}:\n${r.stderr}`);
   const lines = r.stdout.trim().split('\n');
   return JSON.parse(lines[lines.length - 1]) as T;

@@ -45,7 +45,9 @@ run(process.argv.slice(2)).then(
     process.exitCode = code;
   },
   (err: unknown) => {
-    process.stderr.write(`bench failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    // a missing prerequisite (bench/common.ts BenchSetupError) is its message; anything else a bug, with its stack
+    const text = err instanceof Error ? (err.name === 'BenchSetupError' ? err.message : (err.stack ?? err.message)) : String(err);
+    process.stderr.write(`bench failed: ${text}\n`);
     process.exitCode = 1;
   },
 );
