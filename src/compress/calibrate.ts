@@ -130,6 +130,8 @@ class StagedLinear implements LinearLike {
       if (replay) return replay;
       const y = this.inner.forward(x);
       if (group < SEQUENTIAL_GROUPS.length) outs[sequence] = y; // the last pass needs no replay
+      // o_proj's output replaces the attention block in the later passes: q/k/v's outputs are not read again
+      if (this.name === 'o_proj') for (const p of SEQUENTIAL_GROUPS[0]) delete outputs.get(p)?.[sequence];
       return y;
     }
     if (this.group > group) throw new PassComplete();
@@ -150,7 +152,8 @@ class StagedLinear implements LinearLike {
 /**
  * True-sequential observation and compression of layer i (see the header); returns the next layer's inputs. One pass
  * per group over every sequence, then a last pass that computes only the last group's outputs. Holds each projection's
- * outputs for every sequence until the layer is done but the last group's (at the Llama-2-7B shape and 32 × 512 tokens: 2.5 GB).
+ * outputs for every sequence until the layer is done but the last group's, and q/k/v's only until o_proj's output is
+ * kept (at the Llama-2-7B shape and 32 × 512 tokens: 1.7 GB at most, in the down_proj pass).
  */
 function sequentialLayer(
   model: LlamaModel,
