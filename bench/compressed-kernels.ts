@@ -142,7 +142,10 @@ function makeLayer(outF: number, inF: number, fill: (a: Float32Array) => Float32
   const w = fill(new Float32Array(outF * inF));
   const l: Layer = { outF, inF };
   if (formats.includes('f32')) l.f32 = w;
-  if (formats.includes('bf16') || formats.includes('bf16-act')) f32ToBf16(w, (l.bf16 = new Uint16Array(outF * inF)));
+  if (formats.includes('bf16') || formats.includes('bf16-act')) {
+    l.bf16 = new Uint16Array(outF * inF);
+    f32ToBf16(w, l.bf16);
+  }
   if (formats.includes('int4') || formats.includes('int4-int8act')) l.int4 = quantizeInt4Rtn(w, outF, inF, GROUP);
   if (formats.includes('sparse')) l.sparse = packSparse(pruneHalf(w, outF, inF), outF, inF);
   return l;
@@ -354,7 +357,7 @@ function prefillBench(opts: Options, threads: string) {
     }
     res[`${f}_gflops`] = round((2 * M * outF * inF) / median(times) / 1e6, 1);
   }
-  log(`  ${threads}T prefill M=${M} ${outF}×${inF}: ` + FORMATS.map((f) => `${f} ${res[`${f}_gflops`]} GFLOP/s`).join(', '));
+  log(`  ${threads}T prefill M=${M} ${outF}×${inF}: ${FORMATS.map((f) => `${f} ${res[`${f}_gflops`]} GFLOP/s`).join(', ')}`);
   return res;
 }
 
@@ -367,7 +370,8 @@ export async function main(args: string[]): Promise<unknown> {
   log(
     `compressed kernels: backend ${backend}, OPENBLAS_CORETYPE=${coreType}, SIMD ${isa}; ${opts.rounds} rounds × ${opts.samples} samples; load ${before.load1} on ${before.cpus} CPUs`,
   );
-  const model = opts.model ? (log('  building the 135M-shape model in f32, INT4 and sparse (takes a while)…'), buildModel()) : null;
+  if (opts.model) log('  building the 135M-shape model in f32, INT4 and sparse (takes a while)…');
+  const model = opts.model ? buildModel() : null;
   const threads: Record<string, unknown> = {};
   for (const t of opts.threads) {
     threads[t] = {

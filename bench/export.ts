@@ -121,7 +121,7 @@ export async function main(args: string[]): Promise<unknown> {
     for (const [, run] of sides) await run(); // warm-up
     for (let r = 0; r < o.rounds; r++) {
       for (const [name, run] of r % 2 ? [...sides].reverse() : sides) ms[name].push(await run());
-      log(`  round ${r + 1}/${o.rounds}: ` + sides.map(([n]) => `${n} ${ms[n][r].toFixed(2)} ms/tok`).join(', '));
+      log(`  round ${r + 1}/${o.rounds}: ${sides.map(([n]) => `${n} ${ms[n][r].toFixed(2)} ms/tok`).join(', ')}`);
     }
     await llama.dispose();
     const stats = (xs: number[]) => ({

@@ -25,7 +25,7 @@
  * supernet_overhead = plain tokens/s / supernet tokens/s − 1 (time per token added by sampling and applying
  * sub-networks; negative when the sampled sub-networks are cheaper than the full model).
  */
-import { Rng, Tensor, backward } from '../src/tensor/index.ts';
+import { Rng, type Tensor, backward } from '../src/tensor/index.ts';
 import { setThreads } from '../src/kernels/index.ts';
 import { setGemmCompute } from '../src/kernels/compute-mode.ts';
 import { PROJECTIONS } from '../src/models/llama/model.ts';

@@ -256,7 +256,8 @@ export async function main(args: string[]): Promise<unknown> {
     );
   const machine = await machineBusy();
   if (o.work) o.keep = true;
-  const work = o.work ? (mkdirSync(o.work, { recursive: true }), o.work) : mkdtempSync(join(o.tmp, 'lonas-memory-bench-'));
+  if (o.work) mkdirSync(o.work, { recursive: true });
+  const work = o.work || mkdtempSync(join(o.tmp, 'lonas-memory-bench-'));
   try {
     const model = join(work, 'base');
     const data = join(work, 'data.json');

@@ -20,7 +20,7 @@ import { clipGradNorm } from '../src/train/grad-clip.ts';
 import { Rng, Tensor, backward } from '../src/tensor/index.ts';
 import { setThreads } from '../src/kernels/index.ts';
 import { backendSummary, log, median, nowMs, round } from './common.ts';
-import { cpuMs, installKernelTimers, jsSelfTimes, kernelTimes, resetKernelTimers, setKernelPhase } from './kernel-timers.ts';
+import { cpuMs, installKernelTimers, jsSelfTimes, kernelTimes, setKernelPhase } from './kernel-timers.ts';
 import { buildSmolModel, positiveInt, takeOption } from './generation.ts';
 
 const SEED = 1234;

@@ -9,7 +9,7 @@
  */
 import { linear, linearBf16, narrow } from '../tensor/index.ts';
 import type { Tensor } from '../tensor/index.ts';
-import { Linear, rowsOf } from '../nn/modules.ts';
+import { type Linear, rowsOf } from '../nn/modules.ts';
 import type { LinearLike } from '../nn/modules.ts';
 import { QuantLinear } from '../nn/quant-linear.ts';
 

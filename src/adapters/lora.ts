@@ -14,7 +14,7 @@
  * form lonas loads: a float or bf16 Linear, a SparseLinear (its dense weight), a GPTQ QuantLinear (its
  * dequantised weight, the GPTQ weight kept as `baseQuant`).
  */
-import { Rng, Tensor, add, dropout, linear, narrow, scale, tensor } from '../tensor/index.ts';
+import { type Rng, type Tensor, add, dropout, linear, narrow, scale, tensor } from '../tensor/index.ts';
 import type { QuantizedWeight } from '../nn/quantized-weight.ts';
 import { Linear } from '../nn/modules.ts';
 import type { LinearLike } from '../nn/modules.ts';

@@ -103,15 +103,13 @@ export function formatTable(r: EvalResult): string {
       .map((s, c) => (c === 2 ? s.padStart(widths[c]) : s.padEnd(widths[c])))
       .join('  ')
       .trimEnd();
-  return (
-    [
-      line(head),
-      line(widths.map((w) => '-'.repeat(w))),
-      ...rows.slice(0, -1).map(line),
-      line(widths.map((w) => '-'.repeat(w))),
-      line(rows[rows.length - 1]),
-    ].join('\n') + '\n'
-  );
+  return `${[
+    line(head),
+    line(widths.map((w) => '-'.repeat(w))),
+    ...rows.slice(0, -1).map(line),
+    line(widths.map((w) => '-'.repeat(w))),
+    line(rows[rows.length - 1]),
+  ].join('\n')}\n`;
 }
 
 /** A bar over every example of every task with the ETA (TTY), else a line per ~5% of each task. */

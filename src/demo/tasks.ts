@@ -147,7 +147,7 @@ const SUB_STORIES: Story[] = [
   (n, _p, o, t, b) => `${n} had ${t} ${o} and used ${b} of them.`,
 ];
 const ADD_QUESTIONS = [
-  (n: string, p: string, o: string) => `How many ${o} does ${p} have now?`,
+  (_n: string, p: string, o: string) => `How many ${o} does ${p} have now?`,
   (n: string, _p: string, o: string) => `How many ${o} does ${n} have?`,
   (_n: string, _p: string, o: string) => `How many ${o} are in the box?`,
   (n: string, _p: string, o: string) => `How many ${o} does ${n} get in all?`,

@@ -69,7 +69,10 @@ function loadBinding(): Binding {
 export function world(): World {
   if (current) return current;
   const ranks = launchedRanks();
-  if (ranks === null || ranks <= 1) return (current = SINGLE_PROCESS);
+  if (ranks === null || ranks <= 1) {
+    current = SINGLE_PROCESS;
+    return current;
+  }
   const mpi = loadBinding();
   const { rank, size } = mpi.init();
   process.on('exit', (code) => (code === 0 ? mpi.finalize() : mpi.abort(code)));

@@ -35,6 +35,7 @@ export interface LonasTokenizer {
   tokenToId(token: string): number | null;
 }
 
+// biome-ignore lint/suspicious/noExplicitAny: tokenizer JSON of any shape, validated field by field where read
 type Json = Record<string, any>;
 
 function readJson(file: string): Json {

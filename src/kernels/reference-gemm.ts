@@ -161,7 +161,8 @@ export function gemmBf16(
     throw new RangeError(`gemmBf16: compute = '${compute}' must be 'exact' or 'bf16-act' or 'bf16'`);
   if (compute === 'bf16-act' && transB && m <= SMALL_GEMM_MAX_ROWS) {
     checkOperand('gemmBf16', 'a', a, aOff, m, k, lda, 0, m > 0 && n > 0 ? 1 : 0);
-    return gemmBf16(transB, m, n, k, alpha, roundedToBf16(a, aOff, lda, m, k), 0, Math.max(1, k), b, bOff, ldb, beta, c, cOff, ldc);
+    gemmBf16(transB, m, n, k, alpha, roundedToBf16(a, aOff, lda, m, k), 0, Math.max(1, k), b, bOff, ldb, beta, c, cOff, ldc);
+    return;
   }
   const formed = m > 0 && n > 0 ? 1 : 0;
   checkOperand('gemmBf16', 'a', a, aOff, m, k, lda, 0, formed);
@@ -169,8 +170,10 @@ export function gemmBf16(
     throw new RangeError(`gemmBf16: ldb = ${ldb} must be ≥ max(1, ${transB ? k : n}) (the stored row width of 'b')`);
   if (formed && k > 0) need('gemmBf16', 'b', b, bOff + ((transB ? n : k) - 1) * ldb + (transB ? k : n));
   checkOperand('gemmBf16', 'c', c, cOff, m, n, ldc, 0, 1);
-  if (compute === 'bf16' && m > SMALL_GEMM_MAX_ROWS && alpha !== 0 && k > 0)
-    return gemmBf16Rounded(transB, m, n, k, alpha, a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc);
+  if (compute === 'bf16' && m > SMALL_GEMM_MAX_ROWS && alpha !== 0 && k > 0) {
+    gemmBf16Rounded(transB, m, n, k, alpha, a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc);
+    return;
+  }
   const bRow = transB ? 1 : ldb,
     bCol = transB ? ldb : 1; // op(B)[p, j] = b[bOff + p·bRow + j·bCol]
   for (let i = 0; i < m; i++) {

@@ -145,8 +145,8 @@ function sbx(p1: number[], p2: number[], ub: number[], eta: number, geneProb: nu
     const delta = y2 - y1;
     const rand = rng.uniform();
     const betaq = (beta: number) => {
-      const alpha = 2 - Math.pow(beta, -(eta + 1));
-      return rand <= 1 / alpha ? Math.pow(rand * alpha, 1 / (eta + 1)) : Math.pow(1 / (2 - rand * alpha), 1 / (eta + 1));
+      const alpha = 2 - beta ** -(eta + 1);
+      return rand <= 1 / alpha ? (rand * alpha) ** (1 / (eta + 1)) : (1 / (2 - rand * alpha)) ** (1 / (eta + 1));
     };
     let a = 0.5 * (y1 + y2 - betaq(1 + (2 * (y1 - xl)) / delta) * delta);
     let b = 0.5 * (y1 + y2 + betaq(1 + (2 * (xu - y2)) / delta) * delta);
@@ -169,8 +169,8 @@ function polynomialMutation(x: number[], ub: number[], eta: number, prob: number
     const pow = 1 / (eta + 1);
     const rand = rng.uniform();
     let dq: number;
-    if (rand <= 0.5) dq = Math.pow(2 * rand + (1 - 2 * rand) * Math.pow(1 - d1, eta + 1), pow) - 1;
-    else dq = 1 - Math.pow(2 * (1 - rand) + 2 * (rand - 0.5) * Math.pow(1 - d2, eta + 1), pow);
+    if (rand <= 0.5) dq = (2 * rand + (1 - 2 * rand) * (1 - d1) ** (eta + 1)) ** pow - 1;
+    else dq = 1 - (2 * (1 - rand) + 2 * (rand - 0.5) * (1 - d2) ** (eta + 1)) ** pow;
     y[k] = Math.min(Math.max(x[k] + dq * (xu - xl), xl), xu);
   }
   return y;

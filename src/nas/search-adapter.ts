@@ -112,8 +112,7 @@ export async function searchAdapter(
     `lonas search: ${space.groups.length} groups (${space1.toExponential(2)} sub-networks), ${examples.length} validation examples (${source}), ` +
       `score ${score.name}, cost ${o.objective} (${costDefinitionLabel(costDefinition)}), ${candidates.length} candidates + ${o.evals} NSGA-II evaluations (population ${o.population}, seed ${o.seed})`,
   );
-  if (trainLog && trainLog.skipped)
-    log(`lonas search: ${trainLog.skipped} training-log entries do not fit this search space and were skipped`);
+  if (trainLog?.skipped) log(`lonas search: ${trainLog.skipped} training-log entries do not fit this search space and were skipped`);
   let r: SearchResult;
   try {
     r = await runSearch({

@@ -163,7 +163,7 @@ class EvaluationCache {
     }
     const lines = text.split('\n').filter((l) => l.trim());
     const header = lines.length ? JSON.parse(lines[0]) : null;
-    if (!header || header.type !== 'header')
+    if (header?.type !== 'header')
       throw new Error(`${this.path}: not a lonas evaluation cache (no header line); remove it or choose another --out`);
     if (header.key !== key) {
       throw new Error(

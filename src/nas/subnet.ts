@@ -137,7 +137,11 @@ export function applyFullSize(model: LlamaModel): void {
 function elastic(proj: Record<ProjectionName, LinearLike>, p: ProjectionName): LoraLinear | ElasticLinear {
   const m = proj[p];
   if (m instanceof LoraLinear || m instanceof ElasticLinear) return m;
-  if (m instanceof Linear || m instanceof QuantLinear) return (proj[p] = new ElasticLinear(m));
+  if (m instanceof Linear || m instanceof QuantLinear) {
+    const elastic = new ElasticLinear(m);
+    proj[p] = elastic;
+    return elastic;
+  }
   throw new Error(`elastic widths need Linear, QuantLinear or LoRA modules (${p} is a ${m.constructor.name})`);
 }
 

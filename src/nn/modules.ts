@@ -4,7 +4,7 @@
  */
 import { SMALL_GEMM_MAX_ROWS } from '../kernels/bf16-bits.ts';
 import { gemmCompute } from '../kernels/compute-mode.ts';
-import { Bf16Matrix, BitMask, Rng, Tensor, embedding, linear, linearBf16, rmsnorm, tensor } from '../tensor/index.ts';
+import { Bf16Matrix, BitMask, type Rng, Tensor, embedding, linear, linearBf16, rmsnorm, tensor } from '../tensor/index.ts';
 
 export interface LinearLike {
   /** the sizes the module computes with (an elastic wrapper's active widths, else the weight's) */
@@ -154,7 +154,7 @@ export class Linear implements LinearLike {
 
   trainable(): Tensor[] {
     const w = this.store.bf16 ? null : this.weight; // a bf16 weight is frozen
-    return [w, this.bias].filter((t): t is Tensor => t !== null && t.requiresGrad);
+    return [w, this.bias].filter((t): t is Tensor => t?.requiresGrad === true);
   }
 
   baseTensors(): Tensor[] {

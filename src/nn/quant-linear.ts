@@ -8,7 +8,7 @@ import { kernels, noteWeightKernel } from '../kernels/index.ts';
 import { scratchF32 } from '../tensor/scratch.ts';
 import { compressedKernels, int4Compute, packInt4 } from '../kernels/compressed.ts';
 import type { QuantizedWeight } from './quantized-weight.ts';
-import { Linear } from './modules.ts';
+import type { Linear } from './modules.ts';
 import type { LinearLike } from './modules.ts';
 
 export class QuantLinear implements LinearLike {

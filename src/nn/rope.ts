@@ -23,7 +23,7 @@ export function inverseFrequencies(opts: RopeOptions): Float32Array {
   const half = opts.headDim / 2;
   if (!Number.isInteger(half) || half < 1) throw new Error(`rope: head dimension must be even, got ${opts.headDim}`);
   const inv = new Float32Array(half);
-  for (let i = 0; i < half; i++) inv[i] = f(1 / f(Math.pow(opts.theta, f(f(2 * i) / opts.headDim))));
+  for (let i = 0; i < half; i++) inv[i] = f(1 / f(opts.theta ** f(f(2 * i) / opts.headDim)));
   const s = opts.scaling;
   if (!s) return inv;
   if (s.type === 'linear') {

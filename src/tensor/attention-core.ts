@@ -36,7 +36,10 @@ export function attentionForward(
   const { B, Tq, Tk, Hq, Hkv, D, kvBatchStride } = d;
   const group = Hq / Hkv;
   const scores = probs; // computed in place: softmax may alias
-  if (Tq === 1) return attendOneQuery(kern, q, k, v, out, probs, d);
+  if (Tq === 1) {
+    attendOneQuery(kern, q, k, v, out, probs, d);
+    return;
+  }
   const blocks = causalBlocks(d);
   for (let b = 0; b < B; b++) {
     for (let h = 0; h < Hq; h++) {

@@ -3,10 +3,9 @@
  * what its backward rule (in vjp.ts) needs. Shapes are checked here, with errors that name the op.
  */
 import { kernelsFor, noteWeightKernel } from '../kernels/index.ts';
-import type { FloatArray } from '../kernels/api.ts';
 import { record } from './autograd.ts';
 import type { BitMask } from './bitmask.ts';
-import { Rng } from './rng.ts';
+import type { Rng } from './rng.ts';
 import { roundHalfEven } from '../util/round.ts';
 import { Tensor, fmtShape, matrixOperand, numel, sameShape, allocLike } from './tensor.ts';
 

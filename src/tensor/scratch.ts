@@ -46,7 +46,10 @@ function toPool(b: Float32Array): void {
   if (poison) b.fill(Number.NaN);
   if (pooledFloats + b.length > maxPooledFloats) return;
   let list = pool.get(b.length);
-  if (!list) pool.set(b.length, (list = []));
+  if (!list) {
+    list = [];
+    pool.set(b.length, list);
+  }
   list.push(b);
   pooledFloats += b.length;
 }

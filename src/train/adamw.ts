@@ -40,8 +40,8 @@ export class AdamW {
   /** One update of every parameter that has a gradient (parameters without one are skipped, as in PyTorch). */
   update(): void {
     this.step++;
-    const bc1 = 1 - Math.pow(this.beta1, this.step);
-    const bc2 = 1 - Math.pow(this.beta2, this.step);
+    const bc1 = 1 - this.beta1 ** this.step;
+    const bc2 = 1 - this.beta2 ** this.step;
     for (const p of this.params) {
       if (!p.grad) continue;
       const { m, v } = this.moments.get(p)!;

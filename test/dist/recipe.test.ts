@@ -16,6 +16,7 @@ const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const MPI = 'mpirun --allow-run-as-root --oversubscribe -np 2 --mca btl self,tcp --mca btl_tcp_if_include lo --mca oob_tcp_if_include lo';
 
 /** recipes/lonas.json with tiny budgets (as test/pipeline/recipes-e2e.test.ts) and no baseline */
+// biome-ignore lint/suspicious/noExplicitAny: a recipe edited freely by the test
 function tinyLonas(mpi: unknown): Record<string, any> {
   const r = JSON.parse(readFileSync(join(ROOT, 'recipes', 'lonas.json'), 'utf8'));
   r.mpi = mpi;

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { fileURLToPath } from 'node:url';
 import * as T from '../../src/tensor/index.ts';
 import { SafetensorsFile } from '../../src/io/safetensors.ts';
-import { LlamaModel, PROJECTIONS } from '../../src/models/llama/model.ts';
+import { type LlamaModel, PROJECTIONS } from '../../src/models/llama/model.ts';
 import { fixtureModel } from '../helpers/fixture-model.ts';
 import { pruneModel } from '../../src/compress/prune.ts';
 import { assertClose } from '../helpers/assert-close.ts';

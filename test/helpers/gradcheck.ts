@@ -3,7 +3,7 @@
  * L = Σ f(inputs) ⊙ R for a fixed random R, perturbing every element of every input.
  */
 import assert from 'node:assert/strict';
-import { Rng, Tensor, backward, mul, sum, tensor } from '../../src/tensor/index.ts';
+import { Rng, type Tensor, backward, mul, sum, tensor } from '../../src/tensor/index.ts';
 
 export function randn(rng: Rng, shape: number[], scale = 1): Tensor {
   const n = shape.reduce((a, b) => a * b, 1);

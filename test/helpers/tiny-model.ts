@@ -1,5 +1,5 @@
 /** A small random Llama for unit tests (seeded), built in memory. */
-import { Tensor, Rng } from '../../src/tensor/index.ts';
+import { type Tensor, Rng } from '../../src/tensor/index.ts';
 import { LlamaModel } from '../../src/models/llama/model.ts';
 import { uniformConfig } from '../../src/models/llama/config.ts';
 import type { LlamaConfig } from '../../src/models/llama/config.ts';

@@ -169,12 +169,12 @@ test('clear errors: no chat template, no tokenizer.json, malformed JSON', () => 
   writeFileSync(join(bad, 'tokenizer_config.json'), '{"add_bos_token": tru');
   assert.throws(
     () => loadTokenizer(bad),
-    (e: Error) => e.message.startsWith(join(bad, 'tokenizer_config.json') + ': malformed JSON'),
+    (e: Error) => e.message.startsWith(`${join(bad, 'tokenizer_config.json')}: malformed JSON`),
   );
   writeFileSync(join(bad, 'tokenizer.json'), '[1, 2');
   assert.throws(
     () => loadTokenizer(bad),
-    (e: Error) => e.message.startsWith(join(bad, 'tokenizer.json') + ': malformed JSON'),
+    (e: Error) => e.message.startsWith(`${join(bad, 'tokenizer.json')}: malformed JSON`),
   );
 });
 

@@ -48,20 +48,20 @@ export function twin<A extends Arrays, R>(arrays: A, run: (k: Kernels, a: A) => 
   return { n, r, nativeResult, refResult };
 }
 
-/** cos/sin tables (maxPos, headDim/2) for rotary base 10000 (float32 unless `Array` says otherwise). */
+/** cos/sin tables (maxPos, headDim/2) for rotary base 10000 (float32 unless `ArrayType` says otherwise). */
 export function ropeTables<T extends FloatArray = Float32Array>(
   maxPos: number,
   headDim: number,
-  Array: new (n: number) => T = Float32Array as unknown as new (
+  ArrayType: new (n: number) => T = Float32Array as unknown as new (
     n: number,
   ) => T,
 ) {
   const half = headDim / 2;
-  const cos = new Array(maxPos * half),
-    sin = new Array(maxPos * half);
+  const cos = new ArrayType(maxPos * half),
+    sin = new ArrayType(maxPos * half);
   for (let p = 0; p < maxPos; p++) {
     for (let i = 0; i < half; i++) {
-      const theta = p * Math.pow(10000, (-2 * i) / headDim);
+      const theta = p * 10000 ** ((-2 * i) / headDim);
       cos[p * half + i] = Math.cos(theta);
       sin[p * half + i] = Math.sin(theta);
     }

@@ -128,7 +128,11 @@ test('save → load: F32 is bit-exact, unknown config fields kept, no temporary 
   assert.equal(back.hfConfig.bos_token_id, 1);
   assert.equal(back.hfConfig.torch_dtype, 'float32');
   const text = readFileSync(join(dir, 'config.json'), 'utf8');
-  assert.match(text, /^{\n  "architectures": \[\n    "LlamaForCausalLM"\n  \],\n  "attention_bias": false,/, 'sorted keys, 2-space indent');
+  assert.match(
+    text,
+    /^{\n {2}"architectures": \[\n {4}"LlamaForCausalLM"\n {2}\],\n {2}"attention_bias": false,/,
+    'sorted keys, 2-space indent',
+  );
   assert.match(text, /"rope_theta": 10000\.0,/, 'float fields stay floats for transformers');
 });
 

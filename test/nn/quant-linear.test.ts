@@ -26,5 +26,5 @@ test('INT4 kernel path equals the dequantised float path (decode and prefill sha
   x.requiresGrad = true;
   const y = q.forward(x);
   T.backward(T.sum(y));
-  assert.ok(x.grad && x.grad.toArray().some((g) => g !== 0));
+  assert.ok(x.grad?.toArray().some((g) => g !== 0));
 });

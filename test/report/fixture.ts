@@ -46,7 +46,10 @@ function paretoPoints(): ParetoPoint[] {
 
 function curve(name: string, steps: number, start: number, end: number, withVal: boolean, seed: number) {
   let state = seed;
-  const noise = () => ((state = (state * 16807) % 2147483647) / 2147483647 - 0.5) * 0.12; // Park–Miller
+  const noise = () => {
+    state = (state * 16807) % 2147483647; // Park–Miller
+    return (state / 2147483647 - 0.5) * 0.12;
+  };
   const train = Array.from({ length: steps }, (_, i) => ({
     step: i + 1,
     loss: end + (start - end) * Math.exp(-i / (steps / 4)) + noise(),

@@ -7,7 +7,6 @@ import { join } from 'node:path';
 import { headlineRows, renderReport, summarySentence, writeReport } from '../../src/report/html.ts';
 import { downsample, scopeSvgIds } from '../../src/report/charts.ts';
 import { dateUtc, duration, esc, human, ms, pct, speedupText, times } from '../../src/report/format.ts';
-import type { RunSummary } from '../../src/report/summary.ts';
 import { makeSummary } from './fixture.ts';
 import { CHROMIUM, INSTALL_HINT, consoleLines, pngSize, runChromium } from './chromium.ts';
 
@@ -207,7 +206,7 @@ test('all text from the summary is escaped', async () => {
   s.tasks = [...s.tasks, evil];
   for (const r of s.rows) r.perTask[evil] = { accuracy: 0.5, n: 10, ci: [0.2, 0.8] };
   s.rows[1].name = `"><img src=x onerror=alert(2)> ${evil}`;
-  s.rows[2].subnet = { [`" onmouseover="alert(3)`]: 1 };
+  s.rows[2].subnet = { '" onmouseover="alert(3)': 1 };
   s.machine.cpu = evil;
   s.versions[evil] = evil;
   s.seeds[evil] = 1;

@@ -155,7 +155,7 @@ function beamSearch(model: LlamaModel, prompt: number[], opts: GenerateOptions, 
   const finished: { tokens: number[]; score: number }[] = [];
   const worstFinished = () => Math.min(...finished.map((h) => h.score));
   const addFinished = (tokens: number[], sumLogprobs: number, length: number) => {
-    const score = sumLogprobs / Math.pow(length, lp);
+    const score = sumLogprobs / length ** lp;
     if (finished.length < K || score > worstFinished()) {
       finished.push({ tokens, score });
       finished.sort((a, b) => b.score - a.score);
@@ -183,7 +183,7 @@ function beamSearch(model: LlamaModel, prompt: number[], opts: GenerateOptions, 
       }
     }
     const best = top[0].score;
-    if (finished.length >= K && worstFinished() >= best / Math.pow(genLen, lp)) return finished[0].tokens;
+    if (finished.length >= K && worstFinished() >= best / genLen ** lp) return finished[0].tokens;
     beams = next;
     if (step === opts.maxNewTokens - 1) break;
     cache.reorder(next.map((n) => n.beam));

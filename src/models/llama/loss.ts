@@ -1,5 +1,5 @@
 /** Next-token loss of a causal LM, as Hugging Face computes it (labels shifted left, mean over kept tokens). */
-import { Tensor, crossEntropy, reshape } from '../../tensor/index.ts';
+import { type Tensor, crossEntropy, reshape } from '../../tensor/index.ts';
 import { IGNORE_INDEX } from '../../io/batches.ts';
 
 /**

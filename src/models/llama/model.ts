@@ -10,7 +10,7 @@
  * This file is the training / scoring forward (autograd); inference with a KV cache runs the same layer
  * pieces (attentionInputs, mlp, logits) in prefill.ts.
  */
-import { Bf16Matrix, Tensor, add, attention, checkpoint, reshape, rope, swiglu } from '../../tensor/index.ts';
+import { Bf16Matrix, type Tensor, add, attention, checkpoint, reshape, rope, swiglu } from '../../tensor/index.ts';
 import type { Rng, RopeTables } from '../../tensor/index.ts';
 import { Embedding, Linear, RMSNorm } from '../../nn/modules.ts';
 import type { LinearLike, WeightStore } from '../../nn/modules.ts';
@@ -225,7 +225,7 @@ export class LlamaModel {
   /** Every tensor of the model by HF name (tied head listed once). Widens bfloat16 weights to float32 (see WeightStore). */
   namedParameters(): Map<string, Tensor> {
     const out = new Map<string, Tensor>();
-    const add = (t: Tensor | null) => t && t.name && out.set(t.name, t);
+    const add = (t: Tensor | null) => t?.name && out.set(t.name, t);
     add(this.embed.weight);
     this.layers.forEach((l) => {
       add(l.inputNorm.weight);

@@ -72,7 +72,7 @@ export function forwardCached(
   if (ids.length !== batch * seq) throw new Error(`forwardCached: ${ids.length} ids for batch ${batch} × seq ${seq}`);
   const ks = opts.keyStart ?? null;
   const shared = opts.sharedPrefix ?? 0;
-  if (opts.lastOnly && seq > 1 && cache.length === 0 && ((ks && ks.some((s) => s > 0)) || shared > 0)) {
+  if (opts.lastOnly && seq > 1 && cache.length === 0 && (ks?.some((s) => s > 0) || shared > 0)) {
     return noGrad(() => prefillPacked(m, ids, batch, seq, cache, ks ?? new Int32Array(batch), opts.positions, shared));
   }
   if (shared > 0) throw new Error('forwardCached: sharedPrefix needs a prefill (lastOnly, seq > 1) into an empty cache');
