@@ -10,7 +10,10 @@
  *  - JS self time per function of one more step (V8's sampling profiler, wall time).
  * The step is the trainer's (src/train/trainer.ts) without the log and the all-reduce.
  *
- *   npm run bench -- finetune-step-profile [--rows 2,4] [--seq 256] [--steps 2]   (threads: LONAS_THREADS, 1 by default)
+ * `--compute bf16` puts the frozen base's products on the bf16 GEMM (as `lonas finetune --compute bf16`).
+ *
+ *   npm run bench -- finetune-step-profile [--rows 2,4] [--seq 256] [--steps 2] [--compute f32|bf16]
+ *   (threads: LONAS_THREADS, 1 by default)
  */
 import { PROJECTIONS } from '../src/models/llama/model.ts';
 import { causalLmLoss } from '../src/models/llama/loss.ts';
@@ -19,6 +22,7 @@ import { AdamW } from '../src/train/adamw.ts';
 import { clipGradNorm } from '../src/train/grad-clip.ts';
 import { Rng, Tensor, backward } from '../src/tensor/index.ts';
 import { setThreads } from '../src/kernels/index.ts';
+import { setGemmCompute } from '../src/kernels/compute-mode.ts';
 import { backendSummary, log, median, nowMs, round } from './common.ts';
 import { cpuMs, installKernelTimers, jsSelfTimes, kernelTimes, setKernelPhase } from './kernel-timers.ts';
 import { buildSmolModel, positiveInt, takeOption } from './generation.ts';
@@ -71,7 +75,10 @@ export async function main(argv: string[]): Promise<unknown> {
   const rows = (take('--rows') ?? '2,4').split(',').map((s) => positiveInt('--rows', s, 0));
   const T = positiveInt('--seq', take('--seq'), 256),
     steps = positiveInt('--steps', take('--steps'), 2);
-  if (rest.length) throw new Error(`unknown option '${rest[0]}' (valid: --rows 2,4 --seq N --steps N)`);
+  const compute = take('--compute') ?? 'f32';
+  if (compute !== 'f32' && compute !== 'bf16') throw new Error(`--compute must be f32 or bf16, got '${compute}'`);
+  if (rest.length) throw new Error(`unknown option '${rest[0]}' (valid: --rows 2,4 --seq N --steps N --compute f32|bf16)`);
+  setGemmCompute(compute);
   installKernelTimers(cpuMs);
   const threads = Number(process.env.LONAS_THREADS ?? 1);
   setThreads(threads);
@@ -108,5 +115,5 @@ export async function main(argv: string[]): Promise<unknown> {
     for (const t of js) log(`  ${t.ms.toFixed(1).padStart(9)} ms  ${t.name}`);
     byRows[B] = { wall_ms: wall, cpu_ms: cpu, native_cpu_ms: round(nativeMs, 1), kernels_cpu: mine, js_self: js };
   }
-  return { bench: 'finetune-step-profile', seq: T, steps, threads, rows: byRows, ...backendSummary() };
+  return { bench: 'finetune-step-profile', seq: T, steps, threads, compute, rows: byRows, ...backendSummary() };
 }

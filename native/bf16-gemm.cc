@@ -10,7 +10,10 @@
 // so each call rounds and packs x or dY (O(m·k)) and, for dY · W only, repacks W (O(n·k), the same order of
 // work as the exact path's widening in bf16.cc) against the product's O(m·n·k).
 // Blocks: 32 R rows × 32 P columns (2 × 2 AMX tiles, or 4 × (8 rows × 2 zmm)) summed over all of k in order,
-// written through a (32, 32) buffer. R's rows past its end and k past its end read as 0 (tail tiles are
+// written through a (32, 32) buffer. A k longer than kKChunk is summed chunk by chunk (all blocks of one chunk,
+// then the next), each block's float32 sums kept in a per-block buffer between chunks: stored and reloaded
+// exactly, so the sums are those of one pass, while a chunk of both sides stays in cache (a pass over all of
+// the head's k = 49152 streamed 6 MB per block from memory). R's rows past its end and k past its end read as 0 (tail tiles are
 // copied into a zero-padded tile; nothing past the operands is read). Threads split the R blocks (x · Wᵀ:
 // the weight's rows; each thread's block stays in cache while the packed x streams) or the P panels (dY · W).
 #include "bf16-gemm.h"
@@ -38,6 +41,7 @@ namespace lonas {
 namespace {
 
 constexpr int64_t kRowChunk = 256;  // dY · W: rows of R per pass over the panels (a chunk of R stays in cache)
+constexpr int64_t kKChunk = 1024;   // k per pass: 256 R rows (or 512 packed x columns) of it fit in L2
 
 // The two sides of one product (see the header) and where its result goes.
 struct Sides {
@@ -203,7 +207,7 @@ LONAS_AVX512 void writeBlock(const Bf16Gemm& g, const Sides& s, float* t, int64_
     for (int q = 0; q < 4; q++) {
       const int qi = q >> 1, qj = q & 1;  // the 16 × 16 quadrant (rows 16·qi.., columns 16·qj..)
       __m512 r[16];
-      for (int i = 0; i < 16; i++) r[i] = _mm512_load_ps(t + (16 * qi + i) * 32 + 16 * qj);
+      for (int i = 0; i < 16; i++) r[i] = _mm512_loadu_ps(t + (16 * qi + i) * 32 + 16 * qj);  // t: local or a sums block (unaligned)
       if (s.transposed) transpose16(r);  // r[j] = column j of the quadrant: a piece of C's row j0 + 16·qj + j
       for (int i = 0; i < 16; i++) {
         float* c = s.transposed ? g.c + (j0 + 16 * qj + i) * g.ldc + i0 + 16 * qi : g.c + (i0 + 16 * qi + i) * g.ldc + j0 + 16 * qj;
@@ -244,24 +248,44 @@ struct alignas(64) TileConfig {
   uint8_t rows[16] = {};
 };
 
-// R blocks [a0, a1) × P column blocks [b0, b1) (32 each); aOuter: loop R blocks outside.
-LONAS_AMX void amxBlocks(const Bf16Gemm& g, const Sides& s, int64_t a0, int64_t a1, int64_t b0, int64_t b1, bool aOuter) {
+// Which blocks and which part of k one call sums: R blocks [a0, a1) × P column blocks [b0, b1) (32 each; aOuter:
+// R blocks in the outer loop) over the 32-wide k blocks [kb0, kb1). sums: null when [kb0, kb1) is all of k (the
+// block sums live in a local buffer), else the (32, 32) float32 sums of block (a, b) at sums + (a·bBlocks + b)·1024,
+// started at 0 when kb0 = 0 and written to C when kb1 is k's end.
+struct BlockRange {
+  int64_t a0, a1, b0, b1;
+  bool aOuter;
+  int64_t kb0, kb1;
+  float* sums;
+  int64_t bBlocks;
+};
+
+LONAS_AMX void amxBlocks(const Bf16Gemm& g, const Sides& s, const BlockRange& br) {
   TileConfig cfg;
   for (int t = 0; t < 8; t++) cfg.colsb[t] = 64, cfg.rows[t] = 16;
   _tile_loadconfig(&cfg);
-  alignas(64) float t[32 * 32];
+  alignas(64) float local[32 * 32];
   alignas(64) uint16_t tail0[16 * 32], tail1[16 * 32];
   const int64_t panel = s.kp / 2 * 32;
-  for (int64_t x = aOuter ? a0 : b0; x < (aOuter ? a1 : b1); x++) {
-    for (int64_t y = aOuter ? b0 : a0; y < (aOuter ? b1 : a1); y++) {
-      const int64_t a = aOuter ? x : y, b = aOuter ? y : x;
+  const bool first = br.kb0 == 0, last = br.kb1 == s.kp / 32;
+  for (int64_t x = br.aOuter ? br.a0 : br.b0; x < (br.aOuter ? br.a1 : br.b1); x++) {
+    for (int64_t y = br.aOuter ? br.b0 : br.a0; y < (br.aOuter ? br.b1 : br.a1); y++) {
+      const int64_t a = br.aOuter ? x : y, b = br.aOuter ? y : x;
       const uint16_t* p0 = s.p + 2 * b * panel;
       const uint16_t* p1 = p0 + panel;
-      _tile_zero(0);
-      _tile_zero(1);
-      _tile_zero(2);
-      _tile_zero(3);
-      for (int64_t kb = 0; kb < s.kp / 32; kb++) {
+      float* t = br.sums ? br.sums + (a * br.bBlocks + b) * 1024 : local;
+      if (first) {
+        _tile_zero(0);
+        _tile_zero(1);
+        _tile_zero(2);
+        _tile_zero(3);
+      } else {
+        _tile_loadd(0, t, 128);
+        _tile_loadd(1, t + 16, 128);
+        _tile_loadd(2, t + 16 * 32, 128);
+        _tile_loadd(3, t + 16 * 32 + 16, 128);
+      }
+      for (int64_t kb = br.kb0; kb < br.kb1; kb++) {
         int64_t st0, st1;
         const uint16_t* r0 = rTile(s, 32 * a, kb, tail0, &st0);
         const uint16_t* r1 = rTile(s, 32 * a + 16, kb, tail1, &st1);
@@ -278,7 +302,7 @@ LONAS_AMX void amxBlocks(const Bf16Gemm& g, const Sides& s, int64_t a0, int64_t 
       _tile_stored(1, t + 16, 128);
       _tile_stored(2, t + 16 * 32, 128);
       _tile_stored(3, t + 16 * 32 + 16, 128);
-      writeBlock(g, s, t, 32 * a, 32 * b);
+      if (last) writeBlock(g, s, t, 32 * a, 32 * b);
     }
   }
   _tile_release();
@@ -286,15 +310,18 @@ LONAS_AMX void amxBlocks(const Bf16Gemm& g, const Sides& s, int64_t a0, int64_t 
 
 // ---- AVX512-BF16: 8 R rows × 32 columns per pass (16 accumulators), 4 passes per 32-row block ----
 
-LONAS_AVX512BF16 void avxBlocks(const Bf16Gemm& g, const Sides& s, int64_t a0, int64_t a1, int64_t b0, int64_t b1, bool aOuter) {
-  alignas(64) float t[32 * 32];
+LONAS_AVX512BF16 void avxBlocks(const Bf16Gemm& g, const Sides& s, const BlockRange& br) {
+  alignas(64) float local[32 * 32];
   const int64_t panel = s.kp / 2 * 32, pairs = (s.k + 1) / 2;  // pairs past k are 0 on both sides
+  const int64_t r0 = br.kb0 * 16, r1 = std::min(pairs, br.kb1 * 16);  // this call's pairs
+  const bool first = br.kb0 == 0, last = br.kb1 == s.kp / 32;
   static const uint16_t zeros[2] = {0, 0};
-  for (int64_t x = aOuter ? a0 : b0; x < (aOuter ? a1 : b1); x++) {
-    for (int64_t y = aOuter ? b0 : a0; y < (aOuter ? b1 : a1); y++) {
-      const int64_t a = aOuter ? x : y, b = aOuter ? y : x;
+  for (int64_t x = br.aOuter ? br.a0 : br.b0; x < (br.aOuter ? br.a1 : br.b1); x++) {
+    for (int64_t y = br.aOuter ? br.b0 : br.a0; y < (br.aOuter ? br.b1 : br.a1); y++) {
+      const int64_t a = br.aOuter ? x : y, b = br.aOuter ? y : x;
       const uint16_t* p0 = s.p + 2 * b * panel;
       const uint16_t* p1 = p0 + panel;
+      float* t = br.sums ? br.sums + (a * br.bBlocks + b) * 1024 : local;
       for (int64_t h = 0; h < 32; h += 8) {
         const uint16_t* row[8];
         int64_t step[8];  // 2 along a data row, 0 on the zero pair past R's rows
@@ -304,8 +331,11 @@ LONAS_AVX512BF16 void avxBlocks(const Bf16Gemm& g, const Sides& s, int64_t a0, i
           step[i] = ri < s.rows ? 2 : 0;
         }
         __m512 acc[8][2];
-        for (int i = 0; i < 8; i++) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
-        for (int64_t r = 0; r < pairs; r++) {
+        for (int i = 0; i < 8; i++) {
+          acc[i][0] = first ? _mm512_setzero_ps() : _mm512_loadu_ps(t + (h + i) * 32);
+          acc[i][1] = first ? _mm512_setzero_ps() : _mm512_loadu_ps(t + (h + i) * 32 + 16);
+        }
+        for (int64_t r = r0; r < r1; r++) {
           const __m512bh v0 = (__m512bh)_mm512_loadu_si512(p0 + r * 32), v1 = (__m512bh)_mm512_loadu_si512(p1 + r * 32);
           const bool half = 2 * r + 1 == s.k;  // the last pair of an odd k: its second value is past R's row
           for (int i = 0; i < 8; i++) {
@@ -317,11 +347,11 @@ LONAS_AVX512BF16 void avxBlocks(const Bf16Gemm& g, const Sides& s, int64_t a0, i
           }
         }
         for (int i = 0; i < 8; i++) {
-          _mm512_store_ps(t + (h + i) * 32, acc[i][0]);
-          _mm512_store_ps(t + (h + i) * 32 + 16, acc[i][1]);
+          _mm512_storeu_ps(t + (h + i) * 32, acc[i][0]);
+          _mm512_storeu_ps(t + (h + i) * 32 + 16, acc[i][1]);
         }
       }
-      writeBlock(g, s, t, 32 * a, 32 * b);
+      if (last) writeBlock(g, s, t, 32 * a, 32 * b);
     }
   }
 }
@@ -356,26 +386,37 @@ void bf16GemmTiles(const Bf16Gemm& g, int threads) {
     s = Sides{rBuf.data(), kp, mp, kp, pBuf.data(), kp, np, false};
   }
   const bool amx = chosen() == Bf16Path::Amx;
-  const int64_t aBlocks = (s.rows + 31) / 32, bBlocks = s.np / 32;
-  const auto run = [&](int64_t a0, int64_t a1, int64_t b0, int64_t b1, bool aOuter) {
-    if (amx) amxBlocks(g, s, a0, a1, b0, b1, aOuter);
-    else avxBlocks(g, s, a0, a1, b0, b1, aOuter);
-  };
+  const int64_t aBlocks = (s.rows + 31) / 32, bBlocks = s.np / 32, kBlocks = kp / 32, kStep = kKChunk / 32;
+  thread_local std::vector<float> sumsBuf;  // per-block sums between k chunks (only when k is chunked)
+  float* sums = nullptr;
+  if (kBlocks > kStep) {
+    sumsBuf.resize(aBlocks * bBlocks * 1024);
+    sums = sumsBuf.data();
+  }
   const auto split = [&](int64_t blocks, const std::function<void(int64_t, int64_t)>& body) {
     const int t = static_cast<int>(std::min<int64_t>(std::max(1, threads), blocks));
     const int chunks = static_cast<int>(std::min<int64_t>(blocks, t == 1 ? 1 : t * kChunksPerThread));
     parallelChunks(chunks, t, [&](int i) { body(blocks * i / chunks, blocks * (i + 1) / chunks); });
   };
-  if (g.transB) {
-    split(aBlocks, [&](int64_t a0, int64_t a1) { run(a0, a1, 0, bBlocks, true); });
-  } else {
-    for (int64_t r0 = 0; r0 < aBlocks; r0 += kRowChunk / 32) {
-      const int64_t r1 = std::min(aBlocks, r0 + kRowChunk / 32);
-      split(bBlocks, [&](int64_t b0, int64_t b1) { run(r0, r1, b0, b1, false); });
+  for (int64_t kb0 = 0; kb0 < kBlocks; kb0 += kStep) {
+    const int64_t kb1 = std::min(kBlocks, kb0 + kStep);
+    const auto run = [&](int64_t a0, int64_t a1, int64_t b0, int64_t b1, bool aOuter) {
+      const BlockRange br{a0, a1, b0, b1, aOuter, kb0, kb1, sums, bBlocks};
+      if (amx) amxBlocks(g, s, br);
+      else avxBlocks(g, s, br);
+    };
+    if (g.transB) {
+      split(aBlocks, [&](int64_t a0, int64_t a1) { run(a0, a1, 0, bBlocks, true); });
+    } else {
+      for (int64_t r0 = 0; r0 < aBlocks; r0 += kRowChunk / 32) {
+        const int64_t r1 = std::min(aBlocks, r0 + kRowChunk / 32);
+        split(bBlocks, [&](int64_t b0, int64_t b1) { run(r0, r1, b0, b1, false); });
+      }
     }
   }
   if (rBuf.size() > (size_t{1} << 24)) std::vector<uint16_t>().swap(rBuf);  // keep ≤ 32 MB each between calls
   if (pBuf.size() > (size_t{1} << 24)) std::vector<uint16_t>().swap(pBuf);
+  if (sumsBuf.size() > (size_t{1} << 23)) std::vector<float>().swap(sumsBuf);
 }
 
 // bf16GemmPath() → the path in use ("amx" | "avx512bf16" | "generic"); bf16GemmPath(name) forces one (for

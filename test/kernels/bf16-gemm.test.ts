@@ -4,7 +4,7 @@
  *   amx, avx512bf16  bit for bit (the twin sums k in the instruction's order)
  *   generic          the same products in sgemm's order: |Δ| ≤ 2·(k+1)·2^-24·Σ|bf16(a)·b| (two float32 sums of
  *                    the same k exact products, each within (k+1)·2^-24·Σ|·| of the exact sum)
- * on both layouts (x·Wᵀ, dY·W), k / m / n tails, strides, offsets, alpha/beta, 1 and 2 threads; products with
+ * on both layouts (x·Wᵀ, dY·W), k / m / n tails, k longer than one chunk (sums carried between chunks), strides, offsets, alpha/beta, 1 and 2 threads; products with
  * m ≤ 16 stay exact; the error budget against the exact mode.
  *
  * Run: node --import tsx --test test/kernels/bf16-gemm.test.ts   (build the addon first: npm run build:native)
@@ -64,6 +64,8 @@ const CASES: Case[] = [
   { transB: true, m: 40, n: 96, kk: 7, lda: 7, ldb: 7, ldc: 96, aOff: 0, cOff: 0 }, // odd k below one tile
   { transB: false, m: 33, n: 45, kk: 77, lda: 80, ldb: 47, ldc: 45, aOff: 1, cOff: 0 }, // dY · W
   { transB: false, m: 300, n: 64, kk: 96, lda: 96, ldb: 64, ldc: 64, aOff: 0, cOff: 0 }, // more than one row chunk
+  { transB: true, m: 40, n: 70, kk: 2100, lda: 2100, ldb: 2101, ldc: 70, aOff: 0, cOff: 0 }, // k in 3 chunks of ≤ 1024
+  { transB: false, m: 35, n: 48, kk: 2085, lda: 2085, ldb: 50, ldc: 48, aOff: 2, cOff: 1 }, // dY · W, k in 3 chunks
 ];
 
 /** Σ_p |bf16(a[i, p]) · op(B)[p, j]| for every (i, j): the scale of the generic path's order difference. */

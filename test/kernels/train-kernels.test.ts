@@ -46,6 +46,7 @@ describe('training element-wise kernels', () => {
       [1, 37, 0.1],
       [3, 2000, 0.3],
       [8, 4100, 0.5],
+      [2, 16 * 300 + 7, 0.2], // the 16-lane path: segments of 300 (not a multiple of 64 draws) and a tail of 7
     ] as const) {
       const x = randF32(rng, rows * cols);
       const want = run(ref, x, rows, p);
