@@ -26,7 +26,7 @@
  * sub-networks; negative when the sampled sub-networks are cheaper than the full model).
  */
 import { Rng, type Tensor, backward } from '../src/tensor/index.ts';
-import { setThreads } from '../src/kernels/index.ts';
+import { nativeKernels, setThreads } from '../src/kernels/index.ts';
 import { setGemmCompute } from '../src/kernels/compute-mode.ts';
 import { PROJECTIONS } from '../src/models/llama/model.ts';
 import type { LlamaModel } from '../src/models/llama/model.ts';
@@ -188,6 +188,8 @@ export async function main(args: string[]): Promise<unknown> {
   const { backend, coreType } = backendSummary();
   const loadBefore = await machineBusy();
   log('finetune: building the 135M-shape random model…');
+  // as `lonas finetune` does when its memory estimate is under half the limit (this model's is)
+  const retained = nativeKernels()?.retainFreedMemory() ?? false;
   const model = buildSmolModel(SEED, SEQ);
   const loras = addLora(model, { rank: LORA.rank, alpha: LORA.alpha, dropout: dropoutP, targets: [...PROJECTIONS] }, SEED + 2);
   const tr = new OurTrainer(model, loras, new Rng(SEED).derive('dropout'));
@@ -305,6 +307,7 @@ export async function main(args: string[]): Promise<unknown> {
       'supernet_overhead = plain / supernet tokens/s − 1 (lonas space, one sampled sub-network per step); maximal_overhead the same with the maximal sub-network applied every step',
     backend,
     coreType,
+    retain_freed_memory: retained,
     machine: { ...loadBefore, load1_after: machine().load1 },
   };
 }

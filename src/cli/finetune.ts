@@ -23,6 +23,7 @@ import { REORDER_CALIB_EXAMPLES, finetuneSpec } from '../options/finetune.ts';
 import type { FinetuneOptions } from '../options/finetune.ts';
 import { commandFrom } from './command.ts';
 import { setGemmCompute } from '../kernels/compute-mode.ts';
+import { nativeKernels } from '../kernels/index.ts';
 import { ProgressReporter } from './progress.ts';
 import { world } from '../dist/mpi.ts';
 import { checkBatchSplit } from '../dist/data-parallel.ts';
@@ -82,6 +83,8 @@ export function runFinetune(o: FinetuneOptions): void {
     o.memoryLimit !== undefined ? { bytes: o.memoryLimit * GIB, what: 'set by --memory-limit' } : machineLimit(),
   );
   log(memory.summary);
+  if (memory.retainFreed && nativeKernels()?.retainFreedMemory())
+    log('memory: freed buffers stay in the heap for the next step (the estimate is under half the limit)');
   const progress = new ProgressReporter('finetune');
   const result = train(
     model,

@@ -95,6 +95,8 @@ test('the plan: checkpointing off when the run fits, on (auto) when only it fits
 
   const roomy = planTrainingMemory(model, run, limit(GIB));
   assert.equal(roomy.checkpointing, false);
+  assert.equal(roomy.retainFreed, true, 'far under the limit: freed buffers are kept for the next step');
+  assert.equal(planTrainingMemory(model, run, limit(1.5 * at(8, false))).retainFreed, false, 'within 2× of the limit: not');
   assert.match(
     roomy.summary,
     /memory: estimated peak .* for batch 8 × 32 tokens, 1\.00 GiB set by --memory-limit; gradient checkpointing off: not needed/,
