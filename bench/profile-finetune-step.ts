@@ -21,7 +21,7 @@ import { addLora } from '../src/adapters/peft.ts';
 import { AdamW } from '../src/train/adamw.ts';
 import { clipGradNorm } from '../src/train/grad-clip.ts';
 import { Rng, Tensor, backward } from '../src/tensor/index.ts';
-import { setThreads } from '../src/kernels/index.ts';
+import { nativeKernels, setThreads } from '../src/kernels/index.ts';
 import { setGemmCompute } from '../src/kernels/compute-mode.ts';
 import { backendSummary, log, median, nowMs, round } from './common.ts';
 import { cpuMs, installKernelTimers, jsSelfTimes, kernelTimes, setKernelPhase } from './kernel-timers.ts';
@@ -80,6 +80,7 @@ export async function main(argv: string[]): Promise<unknown> {
   if (rest.length) throw new Error(`unknown option '${rest[0]}' (valid: --rows 2,4 --seq N --steps N --compute f32|bf16)`);
   setGemmCompute(compute);
   installKernelTimers(cpuMs);
+  nativeKernels()?.retainFreedMemory(); // as `lonas finetune` does when the estimate is under half the limit
   const threads = Number(process.env.LONAS_THREADS ?? 1);
   setThreads(threads);
   const step = setup(T);

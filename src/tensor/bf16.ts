@@ -12,7 +12,7 @@ import { kernelsFor, noteWeightKernel } from '../kernels/index.ts';
 import { bf16Compute, gemmCompute } from '../kernels/compute-mode.ts';
 import { SMALL_GEMM_MAX_ROWS, roundToBf16Bits } from '../kernels/bf16-bits.ts';
 import { needsGrad, record } from './autograd.ts';
-import { Tensor, allocLike, fmtShape } from './tensor.ts';
+import { Tensor, allocLike, allocOut, fmtShape } from './tensor.ts';
 
 /** bf16 → f32, exactly: the bf16 bits are the top half of the f32 bits. */
 export function bf16ToF32(src: Uint16Array, dst: Float32Array): void {
@@ -89,7 +89,7 @@ export function linearBf16(x: Tensor, w: Bf16Matrix, outF: number, inF: number, 
   if (b && (b.ndim !== 1 || b.shape[0] !== outF)) throw new Error(`linear: bias ${fmtShape(b.shape)} does not match ${outF} outputs`);
   const xd = x.contiguousData();
   const rows = xd.length / Math.max(inF, 1);
-  const y = allocLike(x, rows * outF);
+  const y = rows > 0 && inF > 0 ? allocOut(x, rows * outF) : allocLike(x, rows * outF); // the product writes every element
   if (b) {
     const bd = b.contiguousData();
     for (let r = 0; r < rows; r++) y.set(bd, r * outF);

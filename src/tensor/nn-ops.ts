@@ -6,7 +6,7 @@ import { kernelsFor } from '../kernels/index.ts';
 import type { FloatArray } from '../kernels/api.ts';
 import { record } from './autograd.ts';
 import { attentionForward } from './attention-core.ts';
-import { Tensor, fmtShape, sameShape, allocLike } from './tensor.ts';
+import { Tensor, fmtShape, sameShape, allocLike, allocOut } from './tensor.ts';
 
 function dense(t: Tensor): Tensor {
   return t.isContiguous ? t : new Tensor(t.contiguousData(), t.shape);
@@ -33,15 +33,15 @@ export function rmsnorm(x: Tensor, w: Tensor, eps: number): Tensor {
   const xc = dense(x),
     wc = dense(w);
   const rows = xc.size / dim;
-  const y = allocLike(xc.data, xc.size);
-  const rstd = allocLike(xc.data, rows);
+  const y = allocOut(xc.data, xc.size);
+  const rstd = allocOut(xc.data, rows);
   kernelsFor(xc.data).rmsnorm(xc.contiguousData(), wc.contiguousData(), y, rstd, rows, dim, eps);
   return record('rmsnorm', [x, w], { x: xc, w: wc, rstd }, new Tensor(y, x.shape));
 }
 
 export function silu(x: Tensor): Tensor {
   const xc = dense(x);
-  const y = allocLike(xc.data, xc.size);
+  const y = allocOut(xc.data, xc.size);
   kernelsFor(xc.data).silu(xc.contiguousData(), y, xc.size);
   return record('silu', [x], { x: xc }, new Tensor(y, x.shape));
 }
@@ -51,7 +51,7 @@ export function swiglu(gate: Tensor, up: Tensor): Tensor {
   if (!sameShape(gate.shape, up.shape)) throw new Error(`swiglu: gate ${fmtShape(gate.shape)} and up ${fmtShape(up.shape)} differ`);
   const g = dense(gate),
     u = dense(up);
-  const y = allocLike(g.data, g.size);
+  const y = allocOut(g.data, g.size);
   kernelsFor(g.data).swiglu(g.contiguousData(), u.contiguousData(), y, g.size);
   return record('swiglu', [gate, up], { gate: g, up: u }, new Tensor(y, gate.shape));
 }
@@ -75,7 +75,7 @@ export function rope(x: Tensor, positions: Int32Array, tables: RopeTables): Tens
       throw new Error(`rope: position ${positions[i]} outside the table (0..${tables.maxPositions - 1})`);
   }
   const xd = x.contiguousData();
-  const y = allocLike(xd, xd.length);
+  const y = allocOut(xd, xd.length);
   const { cos, sin } = tablesAs(tables, xd);
   kernelsFor(xd).rope(xd, y, positions, cos, sin, b * t, h, d, 1);
   return record('rope', [x], { positions, cos, sin }, new Tensor(y, x.shape));

@@ -7,7 +7,7 @@ import { record } from './autograd.ts';
 import type { BitMask } from './bitmask.ts';
 import type { Rng } from './rng.ts';
 import { roundHalfEven } from '../util/round.ts';
-import { Tensor, fmtShape, matrixOperand, numel, sameShape, allocLike } from './tensor.ts';
+import { Tensor, fmtShape, matrixOperand, numel, sameShape, allocLike, allocOut } from './tensor.ts';
 
 function checkSameShape(op: string, a: Tensor, b: Tensor): void {
   if (!sameShape(a.shape, b.shape)) throw new Error(`${op}: shapes ${fmtShape(a.shape)} and ${fmtShape(b.shape)} differ`);
@@ -20,7 +20,7 @@ export function add(a: Tensor, b: Tensor): Tensor {
   checkSameShape('add', a, b);
   const x = a.contiguousData(),
     y = b.contiguousData();
-  const out = allocLike(a, x.length);
+  const out = allocOut(a, x.length);
   kernelsFor(x).addScaled(x, y, out, out.length, 1);
   return record('add', [a, b], {}, new Tensor(out, a.shape));
 }
@@ -29,7 +29,7 @@ export function sub(a: Tensor, b: Tensor): Tensor {
   checkSameShape('sub', a, b);
   const x = a.contiguousData(),
     y = b.contiguousData();
-  const out = allocLike(a, x.length);
+  const out = allocOut(a, x.length);
   for (let i = 0; i < out.length; i++) out[i] = x[i] - y[i];
   return record('sub', [a, b], {}, new Tensor(out, a.shape));
 }
@@ -38,7 +38,7 @@ export function mul(a: Tensor, b: Tensor): Tensor {
   checkSameShape('mul', a, b);
   const x = a.contiguousData(),
     y = b.contiguousData();
-  const out = allocLike(a, x.length);
+  const out = allocOut(a, x.length);
   for (let i = 0; i < out.length; i++) out[i] = x[i] * y[i];
   return record('mul', [a, b], { a, b }, new Tensor(out, a.shape));
 }
@@ -49,14 +49,14 @@ export function maskMul(a: Tensor, mask: BitMask, ld: number): Tensor {
     throw new Error(`maskMul: a [${a.shape}] does not fit a mask of ${mask.length} entries with rows of ${ld}`);
   const [rows, cols] = a.shape;
   const x = a.contiguousData();
-  const out = allocLike(a, x.length);
+  const out = allocOut(a, x.length);
   for (let r = 0; r < rows; r++) for (let c = 0, k = r * cols, m = r * ld; c < cols; c++) out[k + c] = x[k + c] * mask.get(m + c);
   return record('maskMul', [a], { mask, ld, rows, cols }, new Tensor(out, a.shape));
 }
 
 export function scale(a: Tensor, s: number): Tensor {
   const x = a.contiguousData();
-  const out = allocLike(a, x.length);
+  const out = allocOut(a, x.length);
   kernelsFor(x).addScaled(null, x, out, out.length, s);
   return record('scale', [a], { s }, new Tensor(out, a.shape));
 }
@@ -90,7 +90,7 @@ export function dropout(x: Tensor, p: number, rng: Rng | Rng[]): Tensor {
   const rngs = Array.isArray(rng) ? rng : [rng];
   if (src.length % rngs.length !== 0) throw new Error(`dropout: ${src.length} elements do not split into ${rngs.length} rows`);
   const keep = new Uint8Array(src.length); // 1 = kept
-  const out = allocLike(x, src.length);
+  const out = allocOut(x, src.length);
   const scale = 1 / (1 - p);
   // one 32-bit draw per element: kept when it is ≥ p·2³² (probability 1 − p up to 2⁻³²)
   const threshold = Math.floor(p * 4294967296);
@@ -164,7 +164,7 @@ export function linear(x: Tensor, w: Tensor, b?: Tensor | null): Tensor {
   if (b && (b.ndim !== 1 || b.shape[0] !== outF)) throw new Error(`linear: bias ${fmtShape(b.shape)} does not match ${outF} outputs`);
   const xd = x.contiguousData();
   const rows = xd.length / Math.max(inF, 1);
-  const y = allocLike(x, rows * outF);
+  const y = rows > 0 && inF > 0 ? allocOut(x, rows * outF) : allocLike(x, rows * outF); // gemm (β 0 or after the bias) writes every element
   const wo = matrixOperand(w);
   if (b) {
     const bd = b.contiguousData();
@@ -195,7 +195,7 @@ export function matmul(a: Tensor, b: Tensor): Tensor {
   const batch = numel(a.shape.slice(0, -2));
   const ad = a.contiguousData(),
     bd = b.contiguousData();
-  const y = allocLike(a, batch * m * n);
+  const y = k > 0 ? allocOut(a, batch * m * n) : allocLike(a, batch * m * n); // gemm β 0 writes every element
   kernelsFor(ad).gemmBatched(false, false, m, n, k, 1, ad, 0, k, m * k, bd, 0, n, k * n, 0, y, 0, n, m * n, batch);
   const ac = a.isContiguous ? a : new Tensor(ad, a.shape);
   const bc = b.isContiguous ? b : new Tensor(bd, b.shape);

@@ -6,7 +6,7 @@
  */
 import type { FloatArray } from '../kernels/api.ts';
 import type { GradRef, TapeNode } from './autograd.ts';
-import { scratchF32 } from './scratch.ts';
+import { scratchF32, scratchF32Out } from './scratch.ts';
 
 export type DType = 'f32' | 'f64';
 
@@ -160,6 +160,15 @@ function copyStrided(t: Tensor, out: FloatArray): void {
 export function allocLike(like: Tensor | FloatArray, n: number): FloatArray {
   const data = like instanceof Tensor ? like.data : like;
   return data instanceof Float64Array ? new Float64Array(n) : scratchF32(n);
+}
+
+/**
+ * allocLike for an output whose every element the caller writes before it is read (not zeroed; see
+ * scratchF32Out). float64 (the gradient checks) stays zeroed.
+ */
+export function allocOut(like: Tensor | FloatArray, n: number): FloatArray {
+  const data = like instanceof Tensor ? like.data : like;
+  return data instanceof Float64Array ? new Float64Array(n) : scratchF32Out(n);
 }
 
 function alloc(n: number, dtype: DType): FloatArray {

@@ -5,13 +5,13 @@
  */
 import { kernelsFor } from '../kernels/index.ts';
 import type { FloatArray } from '../kernels/api.ts';
-import { Tensor, matrixOperand, numel, allocLike } from './tensor.ts';
+import { Tensor, matrixOperand, numel, allocLike, allocOut } from './tensor.ts';
 import { causalBlocks } from './attention-core.ts';
 import type { VjpTable } from './op-types.ts';
 
 function map(gy: Tensor, shape: readonly number[], f: (g: number, i: number) => number): Tensor {
   const g = gy.contiguousData();
-  const out = allocLike(g, g.length);
+  const out = allocOut(g, g.length);
   for (let i = 0; i < g.length; i++) out[i] = f(g[i], i);
   return new Tensor(out, shape);
 }
@@ -31,7 +31,7 @@ export const vjpRules: VjpTable = {
 
   scale: ({ s }, gy) => {
     const g = gy.contiguousData();
-    const d = allocLike(g, g.length);
+    const d = allocOut(g, g.length);
     kernelsFor(g).addScaled(null, g, d, g.length, s);
     return [new Tensor(d, gy.shape)];
   },
@@ -79,14 +79,14 @@ export const vjpRules: VjpTable = {
     if (wants[0]) {
       // dx (rows, in) = gy (rows, out) · w (out, in)
       const wo = matrixOperand(w);
-      const d = allocLike(g, rows * inF);
+      const d = outF ? allocOut(g, rows * inF) : allocLike(g, rows * inF); // gemm β 0 writes every element
       if (rows && inF && outF) kern.gemm(false, wo.trans, rows, inF, outF, 1, g, 0, outF, wo.data, wo.off, wo.ld, 0, d, 0, inF);
       dx = new Tensor(d, xShape);
     }
     if (wants[1]) {
       // dw (out, in) = gyᵀ (out, rows) · x (rows, in)
       if (!x) throw new Error(`internal: linear's weight ${w.name ?? ''} was frozen in the forward and needs a gradient in backward`);
-      const d = allocLike(g, outF * inF);
+      const d = rows ? allocOut(g, outF * inF) : allocLike(g, outF * inF);
       if (rows && inF && outF) kern.gemm(true, false, outF, inF, rows, 1, g, 0, outF, x.contiguousData(), 0, inF, 0, d, 0, inF);
       dw = new Tensor(d, w.shape);
     }
@@ -105,7 +105,7 @@ export const vjpRules: VjpTable = {
       db: Tensor | null = null;
     if (wants[0]) {
       // dx (rows, in) = gy (rows, out) · W[:out, :in], W stored (out, ·) with row stride w.shape[1]
-      const d = allocLike(g, rows * inF);
+      const d = outF ? allocOut(g, rows * inF) : allocLike(g, rows * inF);
       if (rows && inF && outF) kernelsFor(g).gemmBf16(false, rows, inF, outF, 1, g, 0, outF, w.bits, 0, w.shape[1], 0, d, 0, inF, compute);
       dx = new Tensor(d, xShape);
     }
@@ -126,12 +126,12 @@ export const vjpRules: VjpTable = {
     let da: Tensor | null = null,
       db: Tensor | null = null;
     if (wants[0]) {
-      const d = allocLike(g, a.size); // (m, k) = gy (m, n) · bᵀ (n, k)
+      const d = n > 0 ? allocOut(g, a.size) : allocLike(g, a.size); // (m, k) = gy (m, n) · bᵀ (n, k)
       kern.gemmBatched(false, true, m, k, n, 1, g, 0, n, m * n, b.contiguousData(), 0, n, k * n, 0, d, 0, k, m * k, batch);
       da = new Tensor(d, a.shape);
     }
     if (wants[1]) {
-      const d = allocLike(g, b.size); // (k, n) = aᵀ (k, m) · gy (m, n)
+      const d = m > 0 ? allocOut(g, b.size) : allocLike(g, b.size); // (k, n) = aᵀ (k, m) · gy (m, n)
       kern.gemmBatched(true, false, k, n, m, 1, a.contiguousData(), 0, k, m * k, g, 0, n, m * n, 0, d, 0, n, k * n, batch);
       db = new Tensor(d, b.shape);
     }
@@ -156,15 +156,15 @@ export const vjpRules: VjpTable = {
 
   silu: ({ x }, gy) => {
     const g = gy.contiguousData();
-    const dx = allocLike(g, g.length);
+    const dx = allocOut(g, g.length);
     kernelsFor(g).siluBackward(x.contiguousData(), g, dx, g.length);
     return [new Tensor(dx, x.shape)];
   },
 
   swiglu: ({ gate, up }, gy, wants) => {
     const g = gy.contiguousData();
-    const dg = wants[0] ? allocLike(g, g.length) : null;
-    const du = wants[1] ? allocLike(g, g.length) : null;
+    const dg = wants[0] ? allocOut(g, g.length) : null;
+    const du = wants[1] ? allocOut(g, g.length) : null;
     kernelsFor(g).swigluBackward(gate.contiguousData(), up.contiguousData(), g, dg, du, g.length);
     return [dg && new Tensor(dg, gate.shape), du && new Tensor(du, up.shape)];
   },
@@ -172,7 +172,7 @@ export const vjpRules: VjpTable = {
   rope: ({ positions, cos, sin }, gy) => {
     const [b, t, h, d] = gy.shape;
     const g = gy.contiguousData();
-    const dx = allocLike(g, g.length);
+    const dx = allocOut(g, g.length);
     kernelsFor(g).rope(g, dx, positions, cos, sin, b * t, h, d, -1);
     return [new Tensor(dx, gy.shape)];
   },

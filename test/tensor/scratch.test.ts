@@ -1,7 +1,7 @@
 /** Pooled inference buffers (src/tensor/scratch.ts). */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { scratchF32, withScratch } from '../../src/tensor/scratch.ts';
+import { scratchF32, scratchF32Out, setScratchPoison, withScratch } from '../../src/tensor/scratch.ts';
 import { allocLike } from '../../src/tensor/tensor.ts';
 
 test('outside a scope every buffer is new; inside, buffers return to the pool and come back zeroed', () => {
@@ -45,4 +45,28 @@ test('nested scopes return only their own buffers; op outputs (allocLike) are po
     withScratch(() => allocLike(new Float64Array(1), 333)),
     f64,
   );
+});
+
+test('scratchF32Out lends pooled buffers as they are (not zeroed), fresh ones of the right length, NaN under the poison hook', () => {
+  let first: Float32Array | null = null;
+  withScratch(() => {
+    first = scratchF32Out(333);
+    first.fill(5);
+  });
+  const again = withScratch(() => {
+    const x = scratchF32Out(333);
+    return { same: x === first, kept: x.every((v) => v === 5) };
+  });
+  assert.deepEqual(again, { same: true, kept: true });
+  const fresh = scratchF32Out(4097);
+  assert.equal(fresh.length, 4097);
+  assert.equal(fresh.byteOffset % 4, 0);
+  setScratchPoison(true);
+  try {
+    assert.ok(scratchF32Out(4097).every(Number.isNaN), 'a fresh buffer');
+    withScratch(() => scratchF32Out(333).fill(1));
+    assert.ok(withScratch(() => scratchF32Out(333).every(Number.isNaN)), 'a pooled buffer');
+  } finally {
+    setScratchPoison(false);
+  }
 });
