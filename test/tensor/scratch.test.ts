@@ -65,7 +65,10 @@ test('scratchF32Out lends pooled buffers as they are (not zeroed), fresh ones of
   try {
     assert.ok(scratchF32Out(4097).every(Number.isNaN), 'a fresh buffer');
     withScratch(() => scratchF32Out(333).fill(1));
-    assert.ok(withScratch(() => scratchF32Out(333).every(Number.isNaN)), 'a pooled buffer');
+    assert.ok(
+      withScratch(() => scratchF32Out(333).every(Number.isNaN)),
+      'a pooled buffer',
+    );
   } finally {
     setScratchPoison(false);
   }
