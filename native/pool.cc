@@ -41,6 +41,11 @@ class Pool {
       return;
     }
     ensureWorkers(threads - 1);
+    // Close the previous job's ticket first: a worker that loaded it (gen − 1, its chunk count) and was
+    // delayed before its claim would otherwise check that index against the new chunks_ and claim it, run a
+    // piece of the new job under the old generation and count it in done_, which then passed `chunks` and
+    // never met it (seen: done 9 of 8, the caller spinning for good). (gen − 1, max) can never be claimed.
+    ticket_.store((generation_ << 32) | 0xffffffffu);
     const uint64_t gen = ++generation_;
     job_ = &body;
     chunks_ = static_cast<uint32_t>(chunks);
