@@ -25,18 +25,23 @@
 namespace lonas {
 namespace {
 
-inline uint32_t rotl(uint32_t x, int k) { return (x << k) | (x >> (32 - k)); }
+template <typename U>
+inline U rotl(U x, int k) {
+  return (x << k) | (x >> (32 - k));
+}
 
-// xoshiro128**: the next output of state s[0..3], advanced in place.
-inline uint32_t next(uint32_t* s) {
-  const uint32_t result = rotl(s[1] * 5u, 7) * 9u;
-  const uint32_t t = s[1] << 9;
+// xoshiro128**: the next output of state s[0..3], advanced in place. U is uint32_t (one stream) or a vector of
+// uint32_t lanes (independent streams, GCC vector extensions: the same operations lane by lane).
+template <typename U>
+inline U next(U* s) {
+  const U result = rotl<U>(s[1] * 5u, 7) * 9u;
+  const U t = s[1] << 9;
   s[2] ^= s[0];
   s[3] ^= s[1];
   s[1] ^= s[2];
   s[0] ^= s[3];
   s[2] ^= t;
-  s[3] = rotl(s[3], 11);
+  s[3] = rotl<U>(s[3], 11);
   return result;
 }
 
@@ -48,7 +53,7 @@ struct State {
 
 // xoshiro's state update alone (next() without its output): linear over GF(2).
 inline State step(State s) {
-  next(s.w);
+  next<uint32_t>(s.w);
   return s;
 }
 
@@ -99,21 +104,11 @@ constexpr int kSteps = 64;            // draws per lane per pass through the buf
 
 typedef uint32_t u32x8 __attribute__((vector_size(32)));  // 8 lanes: native on AVX2, half a zmm on AVX-512
 
-inline u32x8 rotl8(u32x8 x, int k) { return (x << k) | (x >> (32 - k)); }
-
 // kSteps draws of each of the 16 lanes (two halves of 8) into d[t][lane], advancing the lanes' states.
 LONAS_MULTIVERSION void drawLanes(u32x8 (&s)[2][4], uint32_t (&d)[kSteps][kLanes]) {
   for (int t = 0; t < kSteps; t++) {
     for (int h = 0; h < 2; h++) {
-      u32x8* v = s[h];
-      const u32x8 result = rotl8(v[1] * 5u, 7) * 9u;
-      const u32x8 x = v[1] << 9;
-      v[2] ^= v[0];
-      v[3] ^= v[1];
-      v[1] ^= v[2];
-      v[0] ^= v[3];
-      v[2] ^= x;
-      v[3] = rotl8(v[3], 11);
+      const u32x8 result = next<u32x8>(s[h]);
       std::memcpy(&d[t][8 * h], &result, sizeof result);
     }
   }
@@ -122,7 +117,7 @@ LONAS_MULTIVERSION void drawLanes(u32x8 (&s)[2][4], uint32_t (&d)[kSteps][kLanes
 // Elements [e0, e1) of x drawn from state st, in order (the serial path and the tails).
 inline void dropSerial(const float* x, float* out, uint8_t* keep, int64_t e0, int64_t e1, uint32_t* st, double threshold, double scale) {
   for (int64_t i = e0; i < e1; i++) {
-    const bool kept = static_cast<double>(next(st)) >= threshold;
+    const bool kept = static_cast<double>(next<uint32_t>(st)) >= threshold;
     keep[i] = kept ? 1 : 0;
     out[i] = kept ? static_cast<float>(static_cast<double>(x[i]) * scale) : 0.0f;
   }
