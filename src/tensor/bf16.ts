@@ -89,7 +89,7 @@ export function linearBf16(x: Tensor, w: Bf16Matrix, outF: number, inF: number, 
   if (b && (b.ndim !== 1 || b.shape[0] !== outF)) throw new Error(`linear: bias ${fmtShape(b.shape)} does not match ${outF} outputs`);
   const xd = x.contiguousData();
   const rows = xd.length / Math.max(inF, 1);
-  const y = rows > 0 && inF > 0 ? allocOut(x, rows * outF) : allocLike(x, rows * outF); // the product writes every element
+  const y = inF > 0 ? allocOut(x, rows * outF) : allocLike(x, rows * outF); // the product writes every element
   if (b) {
     const bd = b.contiguousData();
     for (let r = 0; r < rows; r++) y.set(bd, r * outF);

@@ -164,7 +164,7 @@ export function linear(x: Tensor, w: Tensor, b?: Tensor | null): Tensor {
   if (b && (b.ndim !== 1 || b.shape[0] !== outF)) throw new Error(`linear: bias ${fmtShape(b.shape)} does not match ${outF} outputs`);
   const xd = x.contiguousData();
   const rows = xd.length / Math.max(inF, 1);
-  const y = rows > 0 && inF > 0 ? allocOut(x, rows * outF) : allocLike(x, rows * outF); // gemm (β 0 or after the bias) writes every element
+  const y = inF > 0 ? allocOut(x, rows * outF) : allocLike(x, rows * outF); // gemm (β 0 or after the bias) writes every element
   const wo = matrixOperand(w);
   if (b) {
     const bd = b.contiguousData();

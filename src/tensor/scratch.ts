@@ -31,15 +31,7 @@ let poison = false;
 
 /** A zeroed float32 array of n elements: from the pool when it has one of that length, else new. */
 export function scratchF32(n: number): Float32Array {
-  const buf = pool.get(n)?.pop();
-  let out: Float32Array;
-  if (buf) {
-    pooledFloats -= n;
-    buf.fill(0);
-    out = buf;
-  } else out = new Float32Array(n);
-  scopes[scopes.length - 1]?.add(out);
-  return out;
+  return lend(n, true);
 }
 
 /**
@@ -49,16 +41,21 @@ export function scratchF32(n: number): Float32Array {
  * with the poison hook on, every buffer lent is NaN, so an element read before it was written shows up.
  */
 export function scratchF32Out(n: number): Float32Array {
-  const buf = pool.get(n)?.pop();
-  let out: Float32Array;
-  if (buf) {
+  return lend(n, false);
+}
+
+/** A pooled buffer of n floats, or a new one; zeroed, or (not zeroed) NaN under the poison hook. */
+function lend(n: number, zeroed: boolean): Float32Array {
+  let out = pool.get(n)?.pop();
+  if (out) {
     pooledFloats -= n;
-    out = buf;
-  } else {
+    if (zeroed) out.fill(0);
+  } else if (zeroed) out = new Float32Array(n);
+  else {
     const bytes = Buffer.allocUnsafeSlow(4 * n);
     out = new Float32Array(bytes.buffer, bytes.byteOffset, n);
   }
-  if (poison) out.fill(Number.NaN);
+  if (poison && !zeroed) out.fill(Number.NaN);
   scopes[scopes.length - 1]?.add(out);
   return out;
 }
