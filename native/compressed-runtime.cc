@@ -75,8 +75,7 @@ Napi::Value CompressedIsa(const Napi::CallbackInfo& info) {
 }
 
 int gemvThreads(int64_t bytes) {
-  // Below ~256 KB of weights the kernel takes ≲ 15 µs and a second thread does not pay for the hand-off.
-  if (bytes < (int64_t{256} << 10)) return 1;
+  if (bytes < kGemvSplitBytes) return 1;
   return poolThreads();
 }
 

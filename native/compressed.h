@@ -42,6 +42,10 @@ constexpr int64_t kGemvMaxRows = LONAS_GEMV_MAX_ROWS;
 // any kernel — the process got ~0.6 of one core — so the figures say nothing about an idle machine).
 int gemvThreads(int64_t bytes);
 
+// Bytes of weights below which a matrix-vector product runs on one thread (gemvThreads): ≲ 15 µs of work, where
+// a second thread does not pay for the hand-off.
+constexpr int64_t kGemvSplitBytes = int64_t{256} << 10;
+
 // N-API entry points.
 void Int4Linear(const Napi::CallbackInfo& info);
 void Int4Dequantize(const Napi::CallbackInfo& info);

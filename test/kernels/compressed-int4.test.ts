@@ -118,6 +118,9 @@ const INT4_CASES: Int4Case[] = [
   { name: 'fractional zero points, negative scales', inF: 128, outF: 33, gs: 32, fractionalZeros: true, ms: [1, 5, 9] },
   { name: '135M q/o shape 576×576, group 128', inF: 576, outF: 576, gs: 128, ms: [1, 2, 5, 9] },
   { name: 'act-order 135M down shape 576×1536', inF: 1536, outF: 64, gs: 128, actOrder: true, ms: [1, 4] },
+  // ≥ 256 KB of codes: summed in row ranges of whole groups (int4-gemv.cc rowRanges), the last group short
+  { name: '135M gate shape 1536×576 (5 row ranges, last group half)', inF: 576, outF: 1536, gs: 128, ms: [1, 3, 8] },
+  { name: '135M down shape 576×1536 (6 row ranges)', inF: 1536, outF: 576, gs: 128, ms: [1, 2, 8] },
 ];
 
 for (const level of ['avx512', 'avx2', 'scalar'] as SimdLevel[]) {
