@@ -26,7 +26,10 @@
  * a child with `-t t -r reps`. Each round runs every (threads, format) pair, both sides, the order of sides and
  * formats alternating between rounds. Per side: the median over rounds, and min–max as the spread. The ratio
  * interval is [min lonas / max llama.cpp, max lonas / min llama.cpp]: when it holds 1 the verdict is "≈ 1×".
- * Options: --rounds N (3), --reps N (3, per side per round; odd, as measureLatency's median is the upper one), --threads 1,2, --formats f32,bf16,….
+ * Options: --rounds N (3), --reps N (3, per side per round; odd, as measureLatency's median is the upper one), --threads 1,2, --formats f32,bf16,…,
+ * --compute f32|bf16 (f32: the bf16 weights' prefill widens them to float32, exact; bf16: it rounds x to bfloat16 and
+ * multiplies with bf16 dot products, float32 accumulation — the approximation llama.cpp's BF16 makes; only the bf16
+ * format's lonas side, as `lonas bench --compute bf16` would).
  * Last stdout line: JSON; `ratio` = the smallest median decode ratio (lonas / llama.cpp) over the formats
  * (the info row left out), `goals_met` per goal of issue #18.
  */
@@ -34,7 +37,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setThreads } from '../src/kernels/index.ts';
-import { bf16Compute, int4Compute } from '../src/kernels/compute-mode.ts';
+import { bf16Compute, GEMM_COMPUTES, int4Compute, setGemmCompute } from '../src/kernels/compute-mode.ts';
+import type { GemmCompute } from '../src/kernels/compute-mode.ts';
 import { exportGguf } from '../src/export/gguf/convert.ts';
 import type { GgufOutType } from '../src/export/gguf/convert.ts';
 import { copyTokenizerFiles, loadLlama, saveModelDir } from '../src/models/llama/checkpoint.ts';
@@ -65,10 +69,12 @@ interface Options {
   reps: number;
   threads: number[];
   formats: Format[];
+  /** GEMM compute mode of the bf16 format's lonas side (prefill) */
+  compute: GemmCompute;
 }
 
 function parseArgs(args: string[]): Options {
-  const o: Options = { rounds: 3, reps: 3, threads: [1, 2], formats: Object.keys(FORMATS) as Format[] };
+  const o: Options = { rounds: 3, reps: 3, threads: [1, 2], formats: Object.keys(FORMATS) as Format[], compute: 'f32' };
   const ints = (key: string, s: string | undefined) =>
     (s ?? '').split(',').map((v) => {
       const n = Number(v);
@@ -80,12 +86,18 @@ function parseArgs(args: string[]): Options {
     if (key === '--rounds') o.rounds = ints(key, value)[0];
     else if (key === '--reps') o.reps = ints(key, value)[0];
     else if (key === '--threads') o.threads = ints(key, value);
+    else if (key === '--compute') {
+      if (!GEMM_COMPUTES.includes(value as GemmCompute)) throw new Error(`--compute: expected f32 or bf16, got '${value}'`);
+      o.compute = value as GemmCompute;
+    }
     else if (key === '--formats') {
       o.formats = (value ?? '').split(',') as Format[];
       const bad = o.formats.filter((f) => !(f in FORMATS));
       if (bad.length) throw new Error(`--formats: unknown ${bad.join(', ')} (valid: ${Object.keys(FORMATS).join(', ')})`);
     } else
-      throw new Error(`unknown option '${key}' (valid: --rounds N --reps N --threads 1,2 --formats ${Object.keys(FORMATS).join(',')})`);
+      throw new Error(
+        `unknown option '${key}' (valid: --rounds N --reps N --threads 1,2 --formats ${Object.keys(FORMATS).join(',')} --compute f32|bf16)`,
+      );
   }
   return o;
 }
@@ -170,7 +182,7 @@ export async function main(args: string[]): Promise<unknown> {
     const busy = await machineBusy();
     log(
       `vs-llamacpp: prefill ${PROMPT}, decode ${GEN} at depth ${PROMPT}; ${o.rounds} rounds × ${o.reps} reps per side; threads ${o.threads.join(',')}; ` +
-        `lonas compute INT4 ${int4Compute()}, bf16 ${bf16Compute()}; load ${busy.load1}, busy ${busy.busy_pct_before}%`,
+        `lonas compute INT4 ${int4Compute()}, bf16 ${bf16Compute()}, bf16 prefill GEMM ${o.compute}; load ${busy.load1}, busy ${busy.busy_pct_before}%`,
     );
     const samples = new Map<string, { lonas: Sample[]; llama: Sample[]; model_type?: string }>();
     const key = (f: Format, t: number) => `${f}@${t}`;
@@ -183,8 +195,14 @@ export async function main(args: string[]): Promise<unknown> {
           const s = samples.get(key(f, t)) ?? { lonas: [], llama: [] };
           samples.set(key(f, t), s);
           const lonas = () => {
-            const lat = measureLatency(p.model, { promptLen: PROMPT, genLen: GEN, repeats: o.reps, warmup: 1 });
-            s.lonas.push({ prefill: lat.prefillTokensPerSecond, decode: lat.decodeTokensPerSecond });
+            // --compute applies to the bf16 weights only (f32 stays exact like llama.cpp's F32; INT4 ignores it)
+            if (f === 'bf16') setGemmCompute(o.compute);
+            try {
+              const lat = measureLatency(p.model, { promptLen: PROMPT, genLen: GEN, repeats: o.reps, warmup: 1 });
+              s.lonas.push({ prefill: lat.prefillTokensPerSecond, decode: lat.decodeTokensPerSecond });
+            } finally {
+              setGemmCompute('f32');
+            }
           };
           const llama = () => {
             const b = llamaBench(tools, p.gguf, { threads: t, reps: o.reps, prompt: PROMPT, gen: GEN, depth: PROMPT });
@@ -279,7 +297,7 @@ function report(
       build: env.tools.dir,
       flags: 'GGML_NATIVE=ON LLAMA_CURL=OFF Release, -mno-amx-*',
     },
-    lonas_compute: { int4: int4Compute(), bf16: bf16Compute() },
+    lonas_compute: { int4: int4Compute(), bf16: bf16Compute(), bf16_prefill_gemm: o.compute },
     backend: env.backend,
     openblas_coretype: env.coreType ?? null,
     load1: env.busy.load1,
