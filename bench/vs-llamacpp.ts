@@ -89,8 +89,7 @@ function parseArgs(args: string[]): Options {
     else if (key === '--compute') {
       if (!GEMM_COMPUTES.includes(value as GemmCompute)) throw new Error(`--compute: expected f32 or bf16, got '${value}'`);
       o.compute = value as GemmCompute;
-    }
-    else if (key === '--formats') {
+    } else if (key === '--formats') {
       o.formats = (value ?? '').split(',') as Format[];
       const bad = o.formats.filter((f) => !(f in FORMATS));
       if (bad.length) throw new Error(`--formats: unknown ${bad.join(', ')} (valid: ${Object.keys(FORMATS).join(', ')})`);
