@@ -54,6 +54,14 @@ void SetThreads(const Napi::CallbackInfo& info) {
   setPoolThreads(static_cast<int>(n));  // the native kernels' own pool (pool.h) follows
 }
 
+// poolSelfTest(jobs, delayUs) → pieces that did not run exactly once (pool.h); for tests.
+Napi::Value PoolSelfTest(const Napi::CallbackInfo& info) {
+  Args args(info, "poolSelfTest", 2);
+  const int64_t jobs = args.index(0, "jobs"), delayUs = args.index(1, "delayUs");
+  if (jobs > 1000000 || delayUs > 100000) args.throwRange("jobs ≤ 1e6 and delayUs ≤ 1e5");
+  return Napi::Number::New(info.Env(), static_cast<double>(poolSelfTest(static_cast<int>(jobs), static_cast<int>(delayUs))));
+}
+
 // retainFreedMemory(): large freed blocks stay in the heap for the next allocation of their size instead of going
 // back to the kernel (glibc: mmap threshold and trim threshold raised, which also ends their dynamic adjustment).
 // For layer-wise compression, whose buffers (weights, Hessians, activations) recur layer after layer: on this VM a
@@ -107,6 +115,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   add("config", Config);
   add("getThreads", GetThreads);
   add("setThreads", SetThreads);
+  add("poolSelfTest", PoolSelfTest);
   return exports;
 }
 

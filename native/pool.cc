@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <mutex>
+#include <vector>
 #include <thread>
 
 namespace lonas {
@@ -18,6 +19,18 @@ namespace lonas {
 // Worker pool
 
 namespace {
+
+// Test hook (poolSelfTest): µs to wait at the two steps the claim protocol's races hinge on — a worker between
+// reading the ticket and claiming from it, the caller between writing a job's chunk count and publishing it — so
+// that a regression shows at once instead of once in millions of jobs. 0 (always, outside that test): no wait.
+std::atomic<int> raceDelayUs{0};
+
+void raceDelay() {
+  const int us = raceDelayUs.load(std::memory_order_relaxed);
+  if (us == 0) return;
+  const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(us);
+  while (std::chrono::steady_clock::now() < until) _mm_pause();
+}
 
 // Persistent workers and work claiming: a job is `chunks` independent pieces; the caller and the workers
 // claim pieces from one atomic ticket (job generation << 32 | next piece) until none is left, and the
@@ -50,12 +63,13 @@ class Pool {
     job_ = &body;
     chunks_ = static_cast<uint32_t>(chunks);
     done_.store(0);
+    raceDelay();
     ticket_.store(gen << 32);  // publishes the job
     if (sleeping_.load() > 0) {
       std::lock_guard<std::mutex> lock(mu_);
       cv_.notify_all();
     }
-    participate(gen);
+    participate(gen, false);
     while (done_.load() != chunks) _mm_pause();
     busy_.store(false);
   }
@@ -63,9 +77,10 @@ class Pool {
  private:
   static constexpr auto kSpin = std::chrono::microseconds(100);
 
-  void participate(uint64_t gen) {
+  void participate(uint64_t gen, bool worker) {
     for (;;) {
       uint64_t t = ticket_.load();
+      if (worker) raceDelay();
       if ((t >> 32) != gen || static_cast<uint32_t>(t) >= chunks_) return;
       if (ticket_.compare_exchange_weak(t, t + 1)) {
         (*job_)(static_cast<int>(static_cast<uint32_t>(t)));
@@ -97,7 +112,7 @@ class Pool {
         }
       }
       seen = ticket_.load() >> 32;
-      participate(seen);
+      participate(seen, true);
     }
   }
 
@@ -150,6 +165,23 @@ void parallelFor(int64_t n, int64_t minPerPiece, int64_t quantum, const std::fun
     const int64_t b = std::min(n, units * i / chunks * quantum), e = std::min(n, units * (i + 1) / chunks * quantum);
     if (b < e) body(b, e);
   });
+}
+
+int64_t poolSelfTest(int jobs, int delayUs) {
+  raceDelayUs.store(delayUs);
+  const int threads = std::max(2, poolThreads());
+  std::vector<std::atomic<int>> hits(64);
+  int64_t wrong = 0;
+  for (int j = 0; j < jobs; j++) {
+    // the chunk counts alternate between small and large, so a stale claim of a finished job would index into
+    // the next one's larger range (the bug fixed in 80fb11a)
+    const int chunks = j % 2 ? 2 + j % 7 : 16 + j % 48;
+    for (int i = 0; i < chunks; i++) hits[i].store(0);
+    parallelChunks(chunks, threads, [&](int i) { hits[i].fetch_add(1); });
+    for (int i = 0; i < chunks; i++) wrong += hits[i].load() != 1;
+  }
+  raceDelayUs.store(0);
+  return wrong;
 }
 
 }  // namespace lonas

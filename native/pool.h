@@ -40,4 +40,10 @@ void parallelChunks(int chunks, int threads, const std::function<void(int)>& bod
 constexpr int64_t kMinPiece = 16384;
 void parallelFor(int64_t n, int64_t minPerPiece, int64_t quantum, const std::function<void(int64_t, int64_t)>& body);
 
+// Test of the claim protocol (test/kernels/pool.test.ts, through the addon's poolSelfTest): runs `jobs` jobs of
+// alternating small and large chunk counts on at least 2 threads with the race windows widened by delayUs
+// (see pool.cc) and returns how many pieces did not run exactly once. A protocol bug may also hang it: run it in a
+// child process with a timeout.
+int64_t poolSelfTest(int jobs, int delayUs);
+
 }  // namespace lonas
