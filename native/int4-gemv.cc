@@ -584,9 +584,9 @@ void int4GemvBlock(const Int4Call& c, Isa isa, const Piece& pc) {
 // (576×1536 ~4 % slower: 44 vs 42 µs); the 135M model's 2-thread decode, INT4 everything 135–143 → 157–172
 // tokens/s, INT4 projections 94 → 100–108 (1 thread ≈ 1×). At M = 8 (batched decode) the partials cost a serial
 // pass over (R − 1)·8·outF floats: one thread ~8 % slower (1536×576 155–161 → 170–177 µs), two threads mixed to
-// faster (576×1536 126–182 → 101–114 µs; 1536×576 92–144 → 102–105); M = 4 ≈ 1× at one thread, ≤ 1× time at two.
-// R depends only on the shape and the ISA, never on the
-// thread count, so results stay bit-identical at any count. R = min(groups, codes / 64 KB, ⌈8192 / outF⌉):
+// faster (576×1536 126–182 → 101–114 µs; 1536×576 92–144 → 102–105); M = 4 ≈ 1× at one thread, as fast or
+// faster at two (576×1536 70–91 → 54–56 µs). R depends only on the shape and the ISA, never on the thread
+// count, so results stay bit-identical at any count. R = min(groups, codes / 64 KB, ⌈8192 / outF⌉):
 // 1536 × 576 → 5, 576 × 1536 → 6; wide products (the LM head, outF ≥ 8192) keep R = 1, their strips being
 // long already.
 int64_t rowRanges(const Int4Call& c, Isa isa) {
