@@ -1,5 +1,6 @@
 // INT4 matrix-vector product (M ≤ kGemvMaxRows rows of x: decode, small batches) in the GPTQ layout of
-// int4.cc, with AVX-512, AVX2 and scalar versions chosen at run time (compressed.h).
+// int4.cc, with AVX-512, AVX2 (int4-gemv-avx2.cc; shared pieces in int4-gemv.h) and scalar versions chosen at run
+// time (compressed.h).
 //
 // The packed weights are streamed once, all M rows sharing each unpacked nibble. (Measured on 1536×576: M = 8 costs ~3.5× M = 1,
 // while the tile path of int4.cc costs ~10× M = 1 at M = 5..12, so the switch is at 8, not 4.) Per group g and
@@ -37,9 +38,12 @@
 #include "common.h"
 #include "compressed.h"
 #include "int4.h"
+#include "int4-gemv.h"
 
 namespace lonas {
 namespace {
+
+using namespace int4gemv;
 
 // Software prefetch into L2 about this far ahead in the packed rows of the current column block (the same
 // columns, aheadRows rows down). The hardware prefetcher alone lags behind (it stops at every 4 KB page; rows
@@ -51,13 +55,6 @@ constexpr int64_t kPrefetchBytes = 8192;
 
 // Rows ahead for a column block of n outputs: ≈ kPrefetchBytes of the block, at least the next pair.
 int64_t prefetchRows(int64_t n) { return std::max<int64_t>(2, kPrefetchBytes / (4 * std::max<int64_t>(n, 1))); }
-
-// One piece of a product: outputs [o0, o1) over packed rows [p0, p1) (whole groups), its result (M rows of
-// stride outF) written to y: the call's y, or a row range's partial sums (see int4Gemv).
-struct Piece {
-  int64_t o0, o1, p0, p1;
-  float* y;
-};
 
 // Requests the piece's first `rows` packed rows of its columns into L2 (they are not prefetched by the loop).
 void prefetchFirstRows(const Int4Call& c, const Piece& pc, int64_t rows) {
@@ -74,9 +71,6 @@ float* alignUp64(float* p) { return reinterpret_cast<float*>((reinterpret_cast<u
 // Scratch floats for M rows of n accumulators with a row stride rounded up to 16 floats, shifted by up to
 // 15 floats and aligned up to 64 bytes.
 int64_t accScratchFloats(int64_t M, int64_t n) { return M * ((n + 15) / 16 * 16) + 32; }
-
-// Σ_j x[j] over [j0, j1) in double.
-float sumRange(const float* x, int64_t j0, int64_t j1) { return static_cast<float>(sumF64(x + j0, j1 - j0)); }
 
 // ---- scalar (portable) matrix-vector product over outputs [o0, o1), any gIdx -------------------
 
@@ -119,15 +113,6 @@ void scaledX(const Int4Call& c, float* xs) {
   }
 }
 
-// sxg (M, nGroups): sxg[m][g] = Σ_{j: gIdx[j] = g} x[m][j], summed in double (the general-gIdx paths' fix-up).
-void groupSums(const Int4Call& c, float* sxg) {
-  std::vector<double> sums(c.M * c.nGroups, 0.0);
-  for (int64_t j = 0; j < c.inF; j++) {
-    for (int64_t m = 0; m < c.M; m++) sums[m * c.nGroups + c.gIdx[j]] += c.x[m * c.inF + j];
-  }
-  for (int64_t i = 0; i < c.M * c.nGroups; i++) sxg[i] = static_cast<float>(sums[i]);
-}
-
 // ---- AVX-512 ----------------------------------------------------------------------------------
 
 // lut[q] = q for q = 0..15.
@@ -142,11 +127,6 @@ LONAS_AVX512 LONAS_INLINE __m512 nibf512(__m512i w, __m512 lut) {
   else if constexpr (K == 7) return _mm512_cvtepi32_ps(_mm512_srli_epi32(w, 28));
   else return _mm512_cvtepi32_ps(_mm512_and_si512(w, _mm512_set1_epi32(15 << (4 * K))));
 }
-
-// FMA chains per (row, m): 2 (even and odd nibbles) while M·ROWS ≤ 2, so that at least 4 independent chains
-// hide the FMA latency (M = 1: measured ~3% faster than 2 chains); 1 when the M·ROWS rows give enough.
-template <int M, int ROWS>
-constexpr int kChains = M * ROWS <= 2 ? 2 : 1;
 
 // How a pass sees x: HOIST when its 8·ROWS·M values fit in 16 registers (M = 1), broadcast once per pass;
 // otherwise each FMA broadcasts its x from memory, which costs an extra op per FMA on Zen 4 (measured ~20%
@@ -174,15 +154,6 @@ LONAS_AVX512 LONAS_INLINE void nibbleRows512(const __m512i* w, __m512 lut, const
     nibbleRows512<M, ROWS, K + 1>(w, lut, xv, xp, a);
   }
 }
-
-// The current group's fix-up data: scale and zero rows, Σx per row of x, the rows of y.
-template <int M>
-struct GroupFix {
-  const float* s;
-  const float* z;
-  float sx[M];
-  float* yr[M];
-};
 
 // Loads (MASKED: the lanes in mask, others 0) and stores (MASKED: the lanes in mask) of 16 floats or ints.
 // Masked loads and stores are slower (measured: the M = 1 loop ~15% faster without them), so only the edges
@@ -390,154 +361,6 @@ LONAS_AVX512 void int4GemvAnyGroup512(const Int4Call& c, int64_t o0, int64_t o1,
   }
 }
 
-// ---- AVX2 (8 outputs per register; the last outF mod 8 outputs go to the scalar version) ----------
-
-// Nibble K of every lane of w as the float q·16^kNibblePow[K] (no 16-entry table in AVX2: K = 0 masked too).
-template <int K>
-LONAS_AVX2 LONAS_INLINE __m256 nibf256(__m256i w) {
-  if constexpr (K == 7) return _mm256_cvtepi32_ps(_mm256_srli_epi32(w, 28));
-  else return _mm256_cvtepi32_ps(_mm256_and_si256(w, _mm256_set1_epi32(15 << (4 * K))));
-}
-
-// a[(r·M + m)·CH + k mod CH] += f(nibble k of w[r]) · xp[m][8r + k] for k = K..7 (x broadcast from memory:
-// 16 ymm registers are too few to hoist them).
-template <int M, int ROWS, int K = 0>
-LONAS_AVX2 LONAS_INLINE void nibbleRows256(const __m256i* w, const float* const* xp, __m256* a) {
-  if constexpr (K < 8) {
-    constexpr int CH = kChains<M, ROWS>;
-    for (int r = 0; r < ROWS; r++) {
-      const __m256 f = nibf256<K>(w[r]);
-      for (int m = 0; m < M; m++) {
-        __m256& acc = a[(r * M + m) * CH + K % CH];
-        acc = _mm256_fmadd_ps(f, _mm256_set1_ps(xp[m][8 * r + K]), acc);
-      }
-    }
-    nibbleRows256<M, ROWS, K + 1>(w, xp, a);
-  }
-}
-
-// One pass over outputs [o0, o1) (o1 − o0 a multiple of 8) for packed rows p .. p + ROWS − 1 of a group, as
-// rowStep512. (The AVX2 loop keeps the plain next-pair prefetch into L1, which measured ~4% faster here than
-// the AVX-512 path's L2 prefetch further ahead.)
-template <int M, int ROWS, bool FIRST, bool LAST>
-LONAS_AVX2 void rowPass256(const Int4Call& c, int64_t p, int64_t o0, int64_t o1, float* acc, int64_t ldacc,
-                           const GroupFix<M>& fix) {
-  constexpr int CH = kChains<M, ROWS>, NA = ROWS * M * CH;
-  const int32_t* row = c.qw + p * c.outF;
-  const int32_t* ahead = row + ROWS * c.outF;
-  const float* xp[M];
-  for (int m = 0; m < M; m++) xp[m] = c.xs + m * c.inF + 8 * p;
-  for (int64_t o = o0; o < o1; o += 8) {
-    if ((o & 15) == 0) {
-      for (int r = 0; r < ROWS; r++) _mm_prefetch(reinterpret_cast<const char*>(ahead + r * c.outF + o), _MM_HINT_T0);
-    }
-    float* ao = acc + (o - o0);
-    __m256i w[ROWS];
-    for (int r = 0; r < ROWS; r++) w[r] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + r * c.outF + o));
-    __m256 a[NA];
-    for (int i = 0; i < NA; i++) a[i] = _mm256_setzero_ps();
-    if constexpr (!FIRST) {
-      for (int m = 0; m < M; m++) a[m * CH] = _mm256_loadu_ps(ao + m * ldacc);
-    }
-    nibbleRows256<M, ROWS>(w, xp, a);
-    for (int m = 0; m < M; m++) {
-      for (int r = 0; r < ROWS; r++) {
-        __m256 t = a[(r * M + m) * CH];
-        for (int ch = 1; ch < CH; ch++) t = _mm256_add_ps(t, a[(r * M + m) * CH + ch]);
-        a[m * CH] = r == 0 ? t : _mm256_add_ps(a[m * CH], t);
-      }
-    }
-    if constexpr (LAST) {
-      const __m256 sv = _mm256_loadu_ps(fix.s + o), zv = _mm256_loadu_ps(fix.z + o);
-      for (int m = 0; m < M; m++) {
-        const __m256 t = _mm256_fnmadd_ps(zv, _mm256_set1_ps(fix.sx[m]), a[m * CH]);
-        _mm256_storeu_ps(fix.yr[m] + o, _mm256_fmadd_ps(sv, t, _mm256_loadu_ps(fix.yr[m] + o)));
-      }
-    } else {
-      for (int m = 0; m < M; m++) _mm256_storeu_ps(ao + m * ldacc, a[m * CH]);
-    }
-  }
-}
-
-template <int M, int ROWS>
-LONAS_AVX2 LONAS_INLINE void rowPassAny256(bool first, bool last, const Int4Call& c, int64_t p, int64_t o0,
-                                           int64_t o1, float* acc, const GroupFix<M>& fix) {
-  const int64_t n = o1 - o0;
-  if (first) {
-    if (last) rowPass256<M, ROWS, true, true>(c, p, o0, o1, acc, n, fix);
-    else rowPass256<M, ROWS, true, false>(c, p, o0, o1, acc, n, fix);
-  } else {
-    if (last) rowPass256<M, ROWS, false, true>(c, p, o0, o1, acc, n, fix);
-    else rowPass256<M, ROWS, false, false>(c, p, o0, o1, acc, n, fix);
-  }
-}
-
-// Packed rows per pass: 2 while the M·2 accumulators fit in the 16 ymm registers with room to spare, else 1
-// (2 rows at M = 8 spilled: measured ~30% slower than 1 row).
-template <int M>
-constexpr int kPassRows256 = M <= 6 ? 2 : 1;
-
-// The piece's outputs [o0, o1) (o1 − o0 a multiple of 8; the piece's own o1 may be larger).
-template <int M>
-LONAS_AVX2 void int4GemvGrouped256(const Int4Call& c, const Piece& pc, int64_t o0, int64_t o1, float* acc) {
-  const int64_t rowsPerGroup = c.groupSize / 8;
-  GroupFix<M> fix;
-  for (int m = 0; m < M; m++) {
-    fix.yr[m] = pc.y + m * c.outF;
-    std::fill(fix.yr[m] + o0, fix.yr[m] + o1, 0.0f);
-  }
-  for (int64_t p0 = pc.p0, g = pc.p0 / rowsPerGroup; p0 < pc.p1; p0 += rowsPerGroup, g++) {
-    const int64_t p1 = std::min(p0 + rowsPerGroup, pc.p1);
-    for (int m = 0; m < M; m++) fix.sx[m] = sumRange(c.x + m * c.inF, 8 * p0, 8 * p1);
-    fix.s = c.sc + g * c.outF;
-    fix.z = c.zr + g * c.outF;
-    for (int64_t p = p0; p < p1;) {
-      const int rows = p + kPassRows256<M> <= p1 ? kPassRows256<M> : 1;
-      if (rows == 2) rowPassAny256<M, kPassRows256<M>>(p == p0, p + rows == p1, c, p, o0, o1, acc, fix);
-      else rowPassAny256<M, 1>(p == p0, p + rows == p1, c, p, o0, o1, acc, fix);
-      p += rows;
-    }
-  }
-}
-
-template <int M, int K = 0>
-LONAS_AVX2 LONAS_INLINE void scaledNibbles256(__m256i w, const float* xs, int64_t inF, int64_t j,
-                                              const float* const* srow, int64_t o, __m256* a) {
-  if constexpr (K < 8) {
-    const __m256 f = _mm256_mul_ps(nibf256<K>(w), _mm256_loadu_ps(srow[K] + o));
-    for (int m = 0; m < M; m++) a[m] = _mm256_fmadd_ps(f, _mm256_set1_ps(xs[m * inF + j + K]), a[m]);
-    scaledNibbles256<M, K + 1>(w, xs, inF, j, srow, o, a);
-  }
-}
-
-template <int M>
-LONAS_AVX2 void int4GemvAnyGroup256(const Int4Call& c, int64_t o0, int64_t o1, float* acc, float* sxg) {
-  const int64_t n = o1 - o0, packedRows = c.inF / 8;
-  groupSums(c, sxg);
-  for (int64_t p = 0; p < packedRows; p++) {
-    const int32_t* row = c.qw + p * c.outF;
-    const float* srow[8];
-    for (int k = 0; k < 8; k++) srow[k] = c.sc + c.gIdx[8 * p + k] * c.outF;
-    for (int64_t o = o0; o < o1; o += 8) {
-      float* ao = acc + (o - o0);
-      __m256 a[M];
-      for (int m = 0; m < M; m++) a[m] = p == 0 ? _mm256_setzero_ps() : _mm256_loadu_ps(ao + m * n);
-      scaledNibbles256<M>(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + o)), c.xs, c.inF, 8 * p, srow,
-                          o, a);
-      for (int m = 0; m < M; m++) _mm256_storeu_ps(ao + m * n, a[m]);
-    }
-  }
-  for (int64_t o = o0; o < o1; o += 8) {
-    __m256 t[M];
-    for (int m = 0; m < M; m++) t[m] = packedRows == 0 ? _mm256_setzero_ps() : _mm256_loadu_ps(acc + m * n + (o - o0));
-    for (int64_t g = 0; g < c.nGroups; g++) {
-      __m256 sz = _mm256_mul_ps(_mm256_loadu_ps(c.sc + g * c.outF + o), _mm256_loadu_ps(c.zr + g * c.outF + o));
-      for (int m = 0; m < M; m++) t[m] = _mm256_fnmadd_ps(sz, _mm256_set1_ps(sxg[m * c.nGroups + g]), t[m]);
-    }
-    for (int m = 0; m < M; m++) _mm256_storeu_ps(c.y + m * c.outF + o, t[m]);
-  }
-}
-
 // ---- dispatch of the matrix-vector product over pieces ------------------------------------------
 
 template <int M>
@@ -589,11 +412,13 @@ void int4GemvBlock(const Int4Call& c, Isa isa, const Piece& pc) {
 // count, so results stay bit-identical at any count. R = min(groups, codes / 64 KB, ⌈8192 / outF⌉):
 // 1536 × 576 → 5, 576 × 1536 → 6; wide products (the LM head, outF ≥ 8192) keep R = 1, their strips being
 // long already.
+// Groups of whole packed rows in a grouped product (the last one may be short).
+int64_t packedGroups(const Int4Call& c) { return (c.inF / 8 + c.groupSize / 8 - 1) / (c.groupSize / 8); }
+
 int64_t rowRanges(const Int4Call& c, Isa isa) {
   const int64_t bytes = c.inF / 2 * c.outF;
   if (!c.grouped || isa == Isa::Scalar || bytes < kGemvSplitBytes || c.outF == 0) return 1;
-  const int64_t rowsPerGroup = c.groupSize / 8, groups = (c.inF / 8 + rowsPerGroup - 1) / rowsPerGroup;
-  return std::max<int64_t>(1, std::min({groups, bytes / (int64_t{64} << 10), (8191 + c.outF) / c.outF}));
+  return std::max<int64_t>(1, std::min({packedGroups(c), bytes / (int64_t{64} << 10), (8191 + c.outF) / c.outF}));
 }
 
 }  // namespace
@@ -609,7 +434,7 @@ void int4Gemv(const Int4Call& call) {
   }
   const int threads = gemvThreads(c.inF / 2 * c.outF);
   const int64_t R = rowRanges(c, isa), packedRows = c.inF / 8, rowsPerGroup = c.groupSize / 8;
-  const int64_t groups = R == 1 ? 1 : (packedRows + rowsPerGroup - 1) / rowsPerGroup;
+  const int64_t groups = R == 1 ? 1 : packedGroups(c);
   // range 0 sums into y, range r ≥ 1 into part + (r − 1)·M·outF
   float* part = R == 1 ? nullptr : scratch(partBuf, (R - 1) * c.M * c.outF);
   // S strips of whole 16-output blocks per range: with one range kChunksPerThread pieces per thread; with

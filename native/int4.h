@@ -1,6 +1,6 @@
 // Internal to the INT4 kernels (int4.cc: entry points, validation, the tile-dequantise + sgemm path;
-// int4-gemv.cc: the matrix-vector path at M ≤ kGemvMaxRows; int4-q8.cc and int4-q8-gemm.cc: compute mode
-// int8-act). Layout and formulas: see int4.cc.
+// int4-gemv.cc and int4-gemv-avx2.cc: the matrix-vector path at M ≤ kGemvMaxRows; int4-q8.cc and
+// int4-q8-gemm.cc: compute mode int8-act). Layout and formulas: see int4.cc.
 #pragma once
 #include <cstdint>
 #include <vector>
