@@ -405,7 +405,8 @@ void int4GemvBlock(const Int4Call& c, Isa isa, const Piece& pc) {
 // the 2-core Zen 4 (a noisy day), M = 1, weights streamed, medians of 5 rounds in 2–4 interleaved runs against
 // the output split alone: 2 threads 1536×576 29–34 → 24–28 µs, 576×1536 37–41 → 27–31 µs; one thread ≈ 1×
 // (576×1536 ~4 % slower: 44 vs 42 µs); the 135M model's 2-thread decode, INT4 everything 135–143 → 157–172
-// tokens/s, INT4 projections 94 → 100–108 (1 thread ≈ 1×). At M = 8 (batched decode) the partials cost a serial
+// tokens/s (measured on a first version that stopped prefetching at each range's end, 0.93× at one thread),
+// INT4 projections 94 → 100–108 (this version; one thread ≈ 1×, 78–82 → 82–83). At M = 8 (batched decode) the partials cost a serial
 // pass over (R − 1)·8·outF floats: one thread ~8 % slower (1536×576 155–161 → 170–177 µs), two threads mixed to
 // faster (576×1536 126–182 → 101–114 µs; 1536×576 92–144 → 102–105); M = 4 ≈ 1× at one thread, as fast or
 // faster at two (576×1536 70–91 → 54–56 µs). R depends only on the shape and the ISA, never on the thread
